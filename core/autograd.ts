@@ -1,0 +1,236 @@
+// Recording ops into the graph, and the reverse pass over an iterative topological order.
+import { Node, type BackwardFn, type NodeInput } from './node.js';
+import { isTracked, scope, untrackTensor } from './scope.js';
+import { OpError, sameShape, shapeStr } from './shape.js';
+import { Tensor } from './tensor.js';
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording a graph (sync or async). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    gradEnabled = prev;
+    throw e;
+  }
+  if (result instanceof Promise) {
+    // Note: async bodies keep grad disabled until they settle.
+    return result.finally(() => { gradEnabled = prev; }) as T;
+  }
+  gradEnabled = prev;
+  return result;
+}
+
+/** A tensor sharing `t`'s storage with no graph history. */
+export function alias(t: Tensor): Tensor {
+  return new Tensor(t.storage, t.shape, t.strides, t.offset);
+}
+
+/**
+ * Attaches `out` to the graph when grad is on and some input requires grad.
+ * `backward(grad, saved)` returns one gradient (or null) per input, in input order.
+ */
+export function record(name: string, out: Tensor, inputs: readonly Tensor[], backward: BackwardFn, save: readonly Tensor[] = []): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  const links: NodeInput[] = inputs.map((t) =>
+    t.requiresGrad ? { node: t.gradFn, leaf: t.gradFn ? null : t } : { node: null, leaf: null },
+  );
+  const saved = save.map((t) => {
+    const a = alias(t);
+    untrackTensor(a);
+    return a;
+  });
+  out.setGradFn(new Node(name, links, backward, saved, out.shape));
+  return out;
+}
+
+interface BackwardOptions {
+  retainGraph?: boolean;
+  /** When given, gradients are returned for these tensors instead of accumulated into leaves' .grad. */
+  capture?: readonly Tensor[];
+}
+
+/** Takes a gradient out of the backward scope; tensors not owned there (shared, or the user's) are copied. */
+function own(g: Tensor): Tensor {
+  if (isTracked(g) && !g.isDisposed) {
+    untrackTensor(g);
+    return g;
+  }
+  return g.clone();
+}
+
+function topoOrder(roots: readonly Node[]): Node[] {
+  const order: Node[] = [];
+  const visited = new Set<Node>();
+  const stack: { node: Node; next: number }[] = [];
+  for (const r of roots) {
+    if (visited.has(r)) continue;
+    visited.add(r);
+    stack.push({ node: r, next: 0 });
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const inputs = top.node.inputs;
+      if (top.next < inputs.length) {
+        const child = inputs[top.next++].node;
+        if (child && !visited.has(child)) {
+          visited.add(child);
+          stack.push({ node: child, next: 0 });
+        }
+      } else {
+        order.push(top.node);
+        stack.pop();
+      }
+    }
+  }
+  return order.reverse(); // outputs first
+}
+
+/** The reverse pass. Returns captured gradients (null where no path leads) when `capture` is given. */
+export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): (Tensor | null)[] {
+  const capture = opts.capture;
+  const captured = new Map<Tensor | Node, Tensor>();
+  const captureKeys = new Map<Tensor | Node, number>();
+  capture?.forEach((t, i) => captureKeys.set(t.gradFn ?? t, i));
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    scope(() => {
+      const grads = new Map<Node, Tensor>();
+      const addTo = <K>(map: Map<K, Tensor>, key: K, g: Tensor) => {
+        const old = map.get(key);
+        map.set(key, old ? old.add(g) : g);
+      };
+      const deliverLeaf = (leaf: Tensor, g: Tensor) => {
+        if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
+        if (capture) {
+          if (captureKeys.has(leaf)) addTo(captured, leaf, g);
+        } else {
+          leaf.grad = leaf.grad ? leaf.grad.add(g) : own(g);
+        }
+      };
+      const rootNodes: Node[] = [];
+      roots.forEach((r, i) => {
+        if (r.gradFn) {
+          rootNodes.push(r.gradFn);
+          addTo(grads, r.gradFn, seeds[i]);
+        } else if (r.requiresGrad) deliverLeaf(r, seeds[i]);
+      });
+      const order = topoOrder(rootNodes);
+      for (const node of order) {
+        const g = grads.get(node);
+        if (!g) continue;
+        if (captureKeys.has(node)) addTo(captured, node, g);
+        const inGrads = node.apply(g);
+        node.inputs.forEach((inp, i) => {
+          const gi = inGrads[i];
+          if (!gi) return;
+          if (inp.leaf) deliverLeaf(inp.leaf, gi);
+          else if (inp.node) addTo(grads, inp.node, gi);
+        });
+      }
+      if (!opts.retainGraph) for (const n of order) n.freeSaved();
+      // Captured gradients outlive this scope.
+      for (const [k, g] of captured) captured.set(k, own(g));
+    });
+  } finally {
+    gradEnabled = prev;
+  }
+  return capture ? capture.map((t) => captured.get(t.gradFn ?? t) ?? null) : [];
+}
+
+export function seedFor(op: string, root: Tensor, gradient?: Tensor): Tensor {
+  if (gradient) {
+    if (!sameShape(gradient.shape, root.shape)) throw new OpError(op, `gradient shape ${shapeStr(gradient.shape)} does not match output shape ${shapeStr(root.shape)}`);
+    return gradient;
+  }
+  if (root.size !== 1) {
+    throw new OpError(op, `grad can be implicitly created only for scalar outputs, got shape ${shapeStr(root.shape)}; pass a gradient tensor of that shape, or reduce first (e.g. .sum())`);
+  }
+  return root.onesLike();
+}
+
+/** Fresh leaves sharing the inputs' storage, requiring grad, so functional transforms never touch .grad. */
+function gradLeaves(inputs: readonly Tensor[]): Tensor[] {
+  return inputs.map((t) => {
+    const a = alias(t);
+    a.requiresGrad = true;
+    return a;
+  });
+}
+
+function zerosFor(t: Tensor): Tensor {
+  return t.zerosLike();
+}
+
+/** Gradients of a scalar-valued f at `inputs` (like jax.grad), without touching any .grad. */
+export function grad(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]): Tensor[] {
+  const leaves = gradLeaves(inputs);
+  const out = f(...leaves);
+  if (out.size !== 1) throw new OpError('grad', `f must return a one-element tensor, got shape ${shapeStr(out.shape)}; use vjp for non-scalar outputs`);
+  const seed = out.onesLike();
+  const gs = runBackward([out], [seed], { capture: leaves });
+  const result = gs.map((g, i) => g ?? zerosFor(inputs[i]));
+  out.dispose();
+  seed.dispose();
+  leaves.forEach((l) => l.dispose());
+  return result;
+}
+
+export interface VjpResult {
+  /** f's output (detached). */
+  output: Tensor;
+  /** Cotangentᵀ·∂output/∂input for each input (zeros where unused). */
+  grads: Tensor[];
+  /** The same for each extra parameter that f closes over (zeros where unused). */
+  paramGrads: Tensor[];
+}
+
+/**
+ * Vector–Jacobian product: evaluates f(inputs) and pulls `cotangent` back to the inputs and to
+ * `params` (tensors f reads from its closure, e.g. module parameters; they must require grad).
+ */
+export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], cotangent: Tensor, opts: { params?: readonly Tensor[] } = {}): VjpResult {
+  const params = opts.params ?? [];
+  for (const p of params) if (!p.requiresGrad) throw new OpError('vjp', `params must require grad (got ${p})`);
+  const leaves = gradLeaves(inputs);
+  const prev = gradEnabled;
+  gradEnabled = true;
+  let out: Tensor;
+  try {
+    out = f(...leaves);
+  } finally {
+    gradEnabled = prev;
+  }
+  const gs = runBackward([out], [seedFor('vjp', out, cotangent)], { capture: [...leaves, ...params] });
+  const all = gs.map((g, i) => g ?? zerosFor(i < inputs.length ? inputs[i] : params[i - inputs.length]));
+  const output = alias(out);
+  out.dispose();
+  leaves.forEach((l) => l.dispose());
+  return { output, grads: all.slice(0, inputs.length), paramGrads: all.slice(inputs.length) };
+}
+
+declare module './tensor.js' {
+  interface Tensor {
+    /**
+     * Accumulates d(this)/d(leaf) into every leaf's .grad. `gradient` is required for non-scalar outputs.
+     * The graph's saved tensors are freed afterwards unless retainGraph is set.
+     */
+    backward(gradient?: Tensor, opts?: { retainGraph?: boolean }): void;
+  }
+}
+
+Tensor.prototype.backward = function (this: Tensor, gradient?: Tensor, opts: { retainGraph?: boolean } = {}): void {
+  this.assertAlive('backward');
+  if (!this.requiresGrad) throw new OpError('backward', `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
+  const seed = seedFor('backward', this, gradient);
+  runBackward([this], [seed], opts);
+  if (seed !== gradient) seed.dispose();
+};

@@ -1,0 +1,65 @@
+// The contract every backend implements. Ops are written once against it; kernels differ per backend.
+import type { DType, TypedArray } from './dtype.js';
+
+/** A backend's buffer, reference-counted by the tensors (and saved graph values) that view it. */
+export interface Storage {
+  readonly device: DeviceName;
+  readonly dtype: DType;
+  readonly length: number; // elements
+  readonly bytes: number; // bytes actually held (size class on webgpu)
+  refs: number;
+  /** For int32 storages uploaded from JS: value range, so index ops can validate without a readback. */
+  hostRange?: { min: number; max: number };
+}
+
+export type DeviceName = 'cpu' | 'webgpu';
+
+/** A strided window on a storage. Broadcast dims have stride 0. */
+export interface View {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+  readonly dtype: DType;
+}
+
+export type Operand = View | { readonly scalar: number };
+
+export function isScalarOperand(o: Operand): o is { readonly scalar: number } {
+  return (o as { scalar?: number }).scalar !== undefined;
+}
+
+/** An elementwise function known to every backend: WGSL source and a JS reference. */
+export interface ElementwiseDef {
+  readonly name: string;
+  readonly arity: number;
+  /** WGSL expression over the operand expressions, typed in `t` (the compute type). */
+  readonly wgsl: (args: string[], t: 'f32' | 'i32') => string;
+  /** JS reference (float64 arithmetic). */
+  readonly js: (...args: number[]) => number;
+  /** Extra WGSL helper functions the expression needs. */
+  readonly wgslHelpers?: string;
+}
+
+export type ReduceKind = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
+
+export interface Backend {
+  readonly name: DeviceName;
+  alloc(dtype: DType, length: number): Storage;
+  upload(dtype: DType, data: ArrayLike<number>): Storage;
+  release(storage: Storage): void;
+  /** Contiguous copy of the view's elements, in its dtype. */
+  read(view: View): Promise<TypedArray>;
+  /** out[i] = def(operands[i]) over out's shape; operands are already broadcast to out.shape. */
+  elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void;
+  /** Reduce `input` over its trailing `reducedRank` axes (callers permute first); out is contiguous. */
+  reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void;
+  /** out[..., m, n] = sum_k a[..., m, k] b[..., k, n]; a and b already broadcast over batch dims. */
+  matmul(a: View, b: View, out: View): void;
+  /** out[c] = input[c with c[axis] := index[c]]; index has out's shape (it may be a broadcast view). */
+  gather(input: View, axis: number, index: View, out: View): void;
+  /** out (already a copy of self) += src scattered along axis by index (same shape as src). Deterministic. */
+  scatterAdd(out: View, axis: number, index: View, src: View): void;
+  /** Blocks until queued work is done (no-op on cpu). */
+  sync(): Promise<void>;
+}

@@ -1,0 +1,144 @@
+// Plain-JS reference backend. Computes in float64 (float32 storages round on store).
+import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from './backend.js';
+import { isScalarOperand } from './backend.js';
+import { bytesPerElement, typedArrayFor, type DType, type TypedArray } from './dtype.js';
+import { numel } from './shape.js';
+import { trackAlloc, trackFree } from './stats.js';
+
+export interface CpuStorage extends Storage {
+  readonly data: TypedArray;
+}
+
+/** Calls fn(offsets...) for every element of `shape`, in row-major order, tracking one offset per stride set. */
+function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
+  const n = numel(shape);
+  if (n === 0) return;
+  const rank = shape.length;
+  const idx = new Array<number>(rank).fill(0);
+  const offs = bases.slice();
+  for (let i = 0; i < n; i++) {
+    fn(offs);
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      for (let s = 0; s < strideSets.length; s++) offs[s] += strideSets[s][d];
+      if (idx[d] < shape[d]) break;
+      for (let s = 0; s < strideSets.length; s++) offs[s] -= strideSets[s][d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+const data = (v: View): TypedArray => (v.storage as CpuStorage).data;
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu' as const;
+
+  alloc(dtype: DType, length: number): CpuStorage {
+    const bytes = Math.max(length, 1) * bytesPerElement(dtype);
+    trackAlloc(bytes);
+    return { device: 'cpu', dtype, length, bytes, refs: 0, data: typedArrayFor(dtype, length) };
+  }
+
+  upload(dtype: DType, values: ArrayLike<number>): CpuStorage {
+    const s = this.alloc(dtype, values.length);
+    s.data.set(values as ArrayLike<number>);
+    return s;
+  }
+
+  release(storage: Storage): void {
+    trackFree(storage.bytes);
+  }
+
+  async read(view: View): Promise<TypedArray> {
+    return this.readSync(view);
+  }
+
+  readSync(view: View): TypedArray {
+    const out = typedArrayFor(view.dtype, numel(view.shape));
+    const src = data(view);
+    let i = 0;
+    forEachOffset(view.shape, [view.strides], [view.offset], (o) => { out[i++] = src[o[0]]; });
+    return out;
+  }
+
+  elementwise(def: ElementwiseDef, operands: Operand[], out: View): void {
+    const views = operands.filter((o): o is View => !isScalarOperand(o));
+    const srcs = views.map(data);
+    const dst = data(out);
+    // Results go to a temp first, so the output may alias an input (in-place updates).
+    const n = numel(out.shape);
+    const results = new Float64Array(n);
+    const args = new Array<number>(operands.length);
+    let i = 0;
+    forEachOffset(out.shape, views.map((v) => v.strides), views.map((v) => v.offset), (offs) => {
+      let k = 0;
+      for (let a = 0; a < operands.length; a++) {
+        const o = operands[a];
+        args[a] = isScalarOperand(o) ? o.scalar : srcs[k][offs[k++]];
+      }
+      results[i++] = def.js(...args);
+    });
+    i = 0;
+    forEachOffset(out.shape, [out.strides], [out.offset], (o) => { dst[o[0]] = results[i++]; });
+  }
+
+  reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
+    const keptShape = input.shape.slice(0, input.shape.length - reducedRank);
+    const redShape = input.shape.slice(input.shape.length - reducedRank);
+    const keptStrides = input.strides.slice(0, keptShape.length);
+    const redStrides = input.strides.slice(keptShape.length);
+    const src = data(input);
+    const dst = data(out);
+    let i = 0;
+    forEachOffset(keptShape, [keptStrides], [input.offset], (base) => {
+      let acc = kind === 'sum' ? 0 : kind === 'max' || kind === 'argmax' ? -Infinity : Infinity;
+      let best = 0;
+      let j = 0;
+      forEachOffset(redShape, [redStrides], [base[0]], (o) => {
+        const v = src[o[0]];
+        if (kind === 'sum') acc += v;
+        else if (kind === 'max' || kind === 'argmax') { if (v > acc || Number.isNaN(v)) { if (!Number.isNaN(acc)) { acc = v; best = j; } } }
+        else if (!(v >= acc)) { if (!Number.isNaN(acc)) { acc = v; best = j; } }
+        j++;
+      });
+      dst[out.offset + i++] = kind === 'argmax' || kind === 'argmin' ? best : acc;
+    });
+  }
+
+  matmul(a: View, b: View, out: View): void {
+    const r = out.shape.length;
+    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
+    const K = a.shape[r - 1];
+    const batchShape = out.shape.slice(0, r - 2);
+    const A = data(a), B = data(b), C = data(out);
+    const [ars, acs, brs, bcs] = [a.strides[r - 2], a.strides[r - 1], b.strides[r - 2], b.strides[r - 1]];
+    const [ors, ocs] = [out.strides[r - 2], out.strides[r - 1]];
+    forEachOffset(batchShape, [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)], [a.offset, b.offset, out.offset], ([ao, bo, oo]) => {
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let acc = 0;
+          for (let k = 0; k < K; k++) acc += A[ao + m * ars + k * acs] * B[bo + k * brs + n * bcs];
+          C[oo + m * ors + n * ocs] = acc;
+        }
+      }
+    });
+  }
+
+  gather(input: View, axis: number, index: View, out: View): void {
+    const src = data(input), idx = data(index), dst = data(out);
+    const inStrides = input.strides.map((s, d) => (d === axis ? 0 : s));
+    forEachOffset(out.shape, [inStrides, index.strides, out.strides], [input.offset, index.offset, out.offset], ([io, xo, oo]) => {
+      dst[oo] = src[io + idx[xo] * input.strides[axis]];
+    });
+  }
+
+  scatterAdd(out: View, axis: number, index: View, src: View): void {
+    const s = data(src), idx = data(index), dst = data(out);
+    const outStrides = out.strides.map((st, d) => (d === axis ? 0 : st));
+    forEachOffset(index.shape, [outStrides, index.strides, src.strides], [out.offset, index.offset, src.offset], ([oo, xo, so]) => {
+      dst[oo + idx[xo] * out.strides[axis]] += s[so];
+    });
+  }
+
+  async sync(): Promise<void> {}
+}

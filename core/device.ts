@@ -1,0 +1,71 @@
+// Backend registry and the default device. The Dawn device is created once, at import (ops are
+// synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
+import type { Backend, DeviceName } from './backend.js';
+import { CpuBackend } from './cpu.js';
+import { OpError } from './shape.js';
+import { WebGpuBackend } from './webgpu/backend.js';
+import { createRuntime, type DeviceInfo, type GpuRuntime } from './webgpu/runtime.js';
+
+export const cpu = new CpuBackend();
+let gpu: WebGpuBackend | null = null;
+let gpuError: Error | null = null;
+
+const envDevice = process.env.DAWNGRAD_DEVICE;
+if (envDevice && envDevice !== 'cpu' && envDevice !== 'webgpu') {
+  throw new Error(`DAWNGRAD_DEVICE must be 'webgpu' or 'cpu', got '${envDevice}'`);
+}
+let defaultDevice: DeviceName = envDevice === 'cpu' ? 'cpu' : 'webgpu';
+
+async function initGpu(): Promise<void> {
+  try {
+    gpu = new WebGpuBackend(await createRuntime());
+  } catch (e) {
+    gpuError = e as Error;
+  }
+}
+if (defaultDevice === 'webgpu') await initGpu();
+
+export function checkDevice(op: string, device: string): DeviceName {
+  if (device !== 'cpu' && device !== 'webgpu') throw new OpError(op, `unknown device '${device}'; use 'webgpu' or 'cpu'`);
+  return device;
+}
+
+export function getBackend(device: DeviceName): Backend {
+  if (device === 'cpu') return cpu;
+  if (gpu) return gpu;
+  if (gpuError) throw gpuError;
+  throw new Error("webgpu was not initialised because DAWNGRAD_DEVICE=cpu; unset it (or call `await initWebGpu()`) to use device 'webgpu'");
+}
+
+/** Creates the Dawn device on demand when it was skipped at import (DAWNGRAD_DEVICE=cpu). */
+export async function initWebGpu(): Promise<void> {
+  if (!gpu) await initGpu();
+  if (gpuError) throw gpuError;
+}
+
+export function gpuRuntime(): GpuRuntime | null {
+  return gpu?.rt ?? null;
+}
+
+export function getDefaultDevice(): DeviceName {
+  return defaultDevice;
+}
+
+export function setDefaultDevice(device: DeviceName): void {
+  defaultDevice = checkDevice('setDefaultDevice', device);
+}
+
+export type { DeviceInfo };
+
+/** What the default device is and, on webgpu, which adapter and limits are in use. */
+export function deviceInfo(): DeviceInfo | { backend: 'cpu'; webgpuError?: string } {
+  if (defaultDevice === 'webgpu' && gpu) return gpu.rt.info;
+  return gpuError ? { backend: 'cpu', webgpuError: gpuError.message } : { backend: 'cpu' };
+}
+
+/** Releases the GPU (pool, device) so Node can exit; the next webgpu op fails until initWebGpu(). */
+export function disposeRuntime(): void {
+  gpu?.rt.destroy();
+  gpu = null;
+  gpuError = new Error('webgpu: the runtime was disposed; call `await initWebGpu()` to create it again');
+}

@@ -1,0 +1,58 @@
+// Autograd graph nodes: what produced a tensor, what it saved, and how to push gradients back.
+import type { Tensor } from './tensor.js';
+
+export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
+
+export interface NodeInput {
+  /** The input's producer (non-leaf), or null. */
+  node: Node | null;
+  /** The input itself when it is a leaf that requires grad. */
+  leaf: Tensor | null;
+}
+
+export class Node {
+  private refs = 0;
+  private freed = false;
+
+  constructor(
+    readonly name: string,
+    readonly inputs: NodeInput[],
+    private backwardFn: BackwardFn | null,
+    private saved: Tensor[],
+    /** Shape of the output, for error messages and seeding. */
+    readonly outShape: readonly number[],
+  ) {
+    for (const i of inputs) i.node?.retain();
+  }
+
+  retain(): void {
+    this.refs++;
+  }
+
+  /** Drops one reference; when none remain the saved tensors and upstream links are released. */
+  release(): void {
+    if (--this.refs > 0) return;
+    this.freeSaved();
+    for (const i of this.inputs) i.node?.release();
+  }
+
+  get isFreed(): boolean {
+    return this.freed;
+  }
+
+  /** Frees saved activations (after backward without retainGraph). */
+  freeSaved(): void {
+    if (this.freed) return;
+    this.freed = true;
+    for (const t of this.saved) t.dispose();
+    this.saved = [];
+    this.backwardFn = null;
+  }
+
+  apply(grad: Tensor): (Tensor | null)[] {
+    if (!this.backwardFn) {
+      throw new Error(`backward: the graph through '${this.name}' was already freed by an earlier backward(); pass { retainGraph: true } to the first backward() to run backward twice`);
+    }
+    return this.backwardFn(grad, this.saved);
+  }
+}

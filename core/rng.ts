@@ -1,0 +1,56 @@
+// Seeded random numbers. Generated in JS so every backend sees the same numbers for the same seed.
+let state = 0x2545f491;
+
+/** Seeds every random op (rand, randn, randint, init, dropout) so runs repeat exactly. */
+export function manualSeed(seed: number): void {
+  state = (Math.trunc(seed) ^ 0x9e3779b9) >>> 0;
+}
+
+/** RNG state as a plain number, for checkpoints. */
+export function getRngState(): number {
+  return state;
+}
+
+export function setRngState(s: number): void {
+  state = s >>> 0;
+}
+
+/** mulberry32 step: a fast 32-bit generator with good statistical quality. */
+export function nextUint32(): number {
+  state = (state + 0x6d2b79f5) >>> 0;
+  let t = state;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return (t ^ (t >>> 14)) >>> 0;
+}
+
+/** Uniform in [0, 1) with 32 random bits. */
+export function nextUniform(): number {
+  return nextUint32() / 4294967296;
+}
+
+export function uniformArray(n: number, low = 0, high = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = low + (high - low) * nextUniform();
+  return out;
+}
+
+/** Standard normals by Box–Muller (both outputs used). */
+export function normalArray(n: number, mean = 0, std = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u1 = 1 - nextUniform(); // (0, 1]
+    const u2 = nextUniform();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    out[i] = mean + std * r * Math.cos(2 * Math.PI * u2);
+    if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(2 * Math.PI * u2);
+  }
+  return out;
+}
+
+export function intArray(n: number, low: number, high: number): Int32Array {
+  const out = new Int32Array(n);
+  const span = high - low;
+  for (let i = 0; i < n; i++) out[i] = low + Math.floor(nextUniform() * span);
+  return out;
+}

@@ -1,0 +1,149 @@
+// The Tensor: a strided view on a reference-counted storage, plus its autograd links.
+// Op methods are attached by the ops/ modules (one file per op family).
+import type { DeviceName, Storage, View } from './backend.js';
+import { getBackend } from './device.js';
+import type { DType, TypedArray } from './dtype.js';
+import type { Node } from './node.js';
+import { trackTensor, untrackTensor } from './scope.js';
+import { contiguousStrides, numel, OpError, shapeStr } from './shape.js';
+import { stats } from './stats.js';
+
+export type NestedArray = number | NestedArray[];
+
+export function retainStorage(s: Storage): void {
+  s.refs++;
+}
+
+export function releaseStorage(s: Storage): void {
+  if (--s.refs === 0) getBackend(s.device).release(s);
+}
+
+let leakWarned = false;
+/** Safety net only: a tensor collected without dispose() frees its storage and warns once. */
+const leakRegistry = new FinalizationRegistry<{ storage: Storage; node: Node | null }>(({ storage, node }) => {
+  stats.liveTensors--;
+  releaseStorage(storage);
+  node?.release();
+  if (!leakWarned && !process.env.DAWNGRAD_SILENCE_LEAKS) {
+    leakWarned = true;
+    console.warn('dawngrad: a tensor was garbage-collected without dispose(); wrap loops in scope() or call dispose() to free GPU memory promptly');
+  }
+});
+
+export class Tensor implements View {
+  requiresGrad = false;
+  /** The node that produced this tensor (null for leaves and tensors made without grad). */
+  gradFn: Node | null = null;
+  private _grad: Tensor | null = null;
+  private _disposed = false;
+
+  constructor(
+    readonly storage: Storage,
+    readonly shape: readonly number[],
+    readonly strides: readonly number[] = contiguousStrides(shape),
+    readonly offset = 0,
+  ) {
+    retainStorage(storage);
+    stats.liveTensors++;
+    trackTensor(this);
+    leakRegistry.register(this, { storage, node: null }, this);
+  }
+
+  get dtype(): DType {
+    return this.storage.dtype;
+  }
+
+  get device(): DeviceName {
+    return this.storage.device;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+
+  get isLeaf(): boolean {
+    return this.gradFn === null;
+  }
+
+  isContiguous(): boolean {
+    const c = contiguousStrides(this.shape);
+    return this.shape.every((d, i) => d === 1 || this.strides[i] === c[i]);
+  }
+
+  /** Accumulated gradient of a leaf; owned by the tensor (not freed by enclosing scopes). */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+
+  set grad(g: Tensor | null) {
+    if (g === this._grad) return;
+    this._grad?.dispose();
+    if (g) untrackTensor(g);
+    this._grad = g;
+  }
+
+  /** Links this tensor to the node that made it (called by the autograd recorder). */
+  setGradFn(node: Node): void {
+    this.gradFn = node;
+    this.requiresGrad = true;
+    node.retain();
+    leakRegistry.unregister(this);
+    leakRegistry.register(this, { storage: this.storage, node }, this);
+  }
+
+  assertAlive(op: string): void {
+    if (this._disposed) throw new OpError(op, `tensor ${shapeStr(this.shape)} (${this.dtype}, ${this.device}) was already disposed`);
+  }
+
+  /** Frees this tensor's hold on its storage and graph now (idempotent). */
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    leakRegistry.unregister(this);
+    untrackTensor(this);
+    stats.liveTensors--;
+    releaseStorage(this.storage);
+    this.gradFn?.release();
+    this._grad?.dispose();
+    this._grad = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Elements as a flat TypedArray (Float32Array/Float64Array/Int32Array); flushes queued GPU work. */
+  async data(): Promise<TypedArray> {
+    this.assertAlive('data');
+    return getBackend(this.device).read(this);
+  }
+
+  /** Elements as nested JS arrays (a number for a 0-d tensor). */
+  async toArray(): Promise<NestedArray> {
+    const flat = await this.data();
+    const build = (dim: number, start: number): NestedArray => {
+      if (dim === this.shape.length) return flat[start];
+      const inner = numel(this.shape.slice(dim + 1));
+      return Array.from({ length: this.shape[dim] }, (_, i) => build(dim + 1, start + i * inner));
+    };
+    return build(0, 0);
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new OpError('item', `only one-element tensors can be converted to a number, got shape ${shapeStr(this.shape)}`);
+    return (await this.data())[0];
+  }
+
+  toString(): string {
+    return `Tensor(shape=${shapeStr(this.shape)}, dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}

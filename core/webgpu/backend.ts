@@ -1,0 +1,217 @@
+// The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts.
+import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from '../backend.js';
+import { isScalarOperand } from '../backend.js';
+import { type DType, type TypedArray } from '../dtype.js';
+import { contiguousStrides, numel, OpError } from '../shape.js';
+import { GpuRuntime, PARAM_WORDS } from './runtime.js';
+import { EW, GA, MAX_RANK, MM, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+
+export interface GpuStorage extends Storage {
+  buffer: GPUBuffer;
+}
+
+const wtype = (op: string, d: DType): WType => {
+  if (d === 'float64') throw new OpError(op, "float64 is not supported on webgpu (WGSL has no f64); use float32, or device 'cpu' for float64");
+  return d === 'int32' ? 'i32' : 'f32';
+};
+
+const buf = (v: View): GPUBuffer => (v.storage as GpuStorage).buffer;
+
+function checkRank(op: string, rank: number): void {
+  if (rank > MAX_RANK) throw new OpError(op, `tensors of rank ${rank} are not supported on webgpu (max ${MAX_RANK})`);
+}
+
+/** Workgroup grid for `n` invocations of WG-wide groups, 2-D past the per-dimension limit. */
+function grid(n: number): [number, number, number] {
+  const groups = Math.ceil(n / WG);
+  if (groups <= 65535) return [groups, 1, 1];
+  return [65535, Math.ceil(groups / 65535), 1];
+}
+
+const scalarBits = new DataView(new ArrayBuffer(4));
+function bits(value: number, t: WType): number {
+  if (t === 'f32') scalarBits.setFloat32(0, value, true);
+  else scalarBits.setInt32(0, value, true);
+  return scalarBits.getUint32(0, true);
+}
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  constructor(readonly rt: GpuRuntime) {}
+
+  alloc(dtype: DType, length: number): GpuStorage {
+    wtype('alloc', dtype);
+    const buffer = this.rt.acquire(Math.max(length, 1) * 4);
+    return { device: 'webgpu', dtype, length, bytes: buffer.size, refs: 0, buffer };
+  }
+
+  upload(dtype: DType, data: ArrayLike<number>): GpuStorage {
+    wtype('tensor', dtype);
+    const buffer = this.rt.acquire(Math.max(data.length, 1) * 4, true);
+    const arr = dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data);
+    this.rt.upload(buffer, arr);
+    return { device: 'webgpu', dtype, length: data.length, bytes: buffer.size, refs: 0, buffer };
+  }
+
+  release(storage: Storage): void {
+    this.rt.releaseBuffer((storage as GpuStorage).buffer);
+  }
+
+  async read(view: View): Promise<TypedArray> {
+    const n = numel(view.shape);
+    let src = view;
+    const contiguous = contiguousStrides(view.shape).every((s, d) => view.shape[d] === 1 || s === view.strides[d]);
+    let temp: GpuStorage | null = null;
+    if (!contiguous) {
+      temp = this.alloc(view.dtype, n);
+      src = { storage: temp, shape: view.shape, strides: contiguousStrides(view.shape), offset: 0, dtype: view.dtype };
+      this.elementwise(IDENTITY, [view], src, view.dtype);
+    }
+    const bytes = await this.rt.read(buf(src), src.offset * 4, n * 4);
+    if (temp) this.release(temp);
+    return view.dtype === 'int32' ? new Int32Array(bytes) : new Float32Array(bytes);
+  }
+
+  elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void {
+    const n = numel(out.shape);
+    if (n === 0) return;
+    checkRank(def.name, out.shape.length);
+    const ctype = wtype(def.name, computeType);
+    const otype = wtype(def.name, out.dtype);
+    const views = operands.filter((o): o is View => !isScalarOperand(o));
+    // A buffer cannot be bound read-only and read-write at once: compute into a temp if aliased.
+    if (views.some((v) => v.storage === out.storage)) {
+      const temp = this.alloc(out.dtype, n);
+      const tv: View = { storage: temp, shape: out.shape, strides: contiguousStrides(out.shape), offset: 0, dtype: out.dtype };
+      this.elementwise(def, operands, tv, computeType);
+      this.elementwise(IDENTITY, [tv], out, out.dtype);
+      this.release(temp);
+      return;
+    }
+    const cstr = contiguousStrides(out.shape);
+    const isContig = (v: View) => v.shape.every((d, i) => d === 1 || v.strides[i] === cstr[i]);
+    const contiguous = isContig(out) && views.every(isContig);
+    const types = operands.map((o) => (isScalarOperand(o) ? 'scalar' : wtype(def.name, o.dtype)));
+    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${contiguous ? 'c' : 's'}`;
+    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, contiguous));
+    const p = new Uint32Array(PARAM_WORDS);
+    p[EW.N] = n;
+    p[EW.RANK] = out.shape.length;
+    p.set(out.shape, EW.SHAPE);
+    p.set(out.strides, EW.OSTRIDES);
+    p[EW.OOFF] = out.offset;
+    views.forEach((v, k) => {
+      p.set(v.strides, EW.IN0 + EW.IN_STRIDE * k);
+      p[EW.IN0 + EW.IN_STRIDE * k + 8] = v.offset;
+    });
+    let s = EW.IN0 + EW.IN_STRIDE * views.length;
+    for (const o of operands) if (isScalarOperand(o)) p[s++] = bits(o.scalar, ctype);
+    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(n));
+  }
+
+  reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
+    const rank = input.shape.length;
+    checkRank(kind, rank);
+    const kept = rank - reducedRank;
+    const nOut = numel(input.shape.slice(0, kept));
+    const R = numel(input.shape.slice(kept));
+    if (nOut === 0) return;
+    const inType = wtype(kind, input.dtype);
+    const outType = wtype(kind, out.dtype);
+    const isArg = kind === 'argmax' || kind === 'argmin';
+    // Few long rows: split each row into chunks, reduce chunks in parallel, then reduce the partials.
+    const chunks = !isArg && R >= 4096 && nOut < 2048 ? Math.min(256, Math.ceil(R / 1024)) : 1;
+    const chunkLen = Math.ceil(Math.max(R, 1) / chunks);
+    const p = new Uint32Array(PARAM_WORDS);
+    p[RD.NOUT] = nOut;
+    p[RD.KRANK] = kept;
+    p[RD.RRANK] = reducedRank;
+    p[RD.R] = R;
+    p[RD.CHUNKS] = chunks;
+    p[RD.CHUNKLEN] = chunkLen;
+    p[RD.OFF] = input.offset;
+    const lowest = kind === 'max' || kind === 'argmax';
+    p[RD.INIT] = kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff;
+    p.set(input.shape.slice(0, kept), RD.KSHAPE);
+    p.set(input.strides.slice(0, kept), RD.KSTRIDES);
+    p.set(input.shape.slice(kept), RD.RSHAPE);
+    p.set(input.strides.slice(kept), RD.RSTRIDES);
+    const pipeline = this.rt.pipeline(`reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType));
+    if (chunks === 1) {
+      if (out.offset !== 0) throw new OpError(kind, 'internal: reduce output must start at offset 0');
+      this.rt.dispatch(kind, pipeline, p, [buf(out), buf(input)], grid(nOut));
+      return;
+    }
+    const partial = this.alloc(input.dtype, nOut * chunks);
+    this.rt.dispatch(kind, pipeline, p, [partial.buffer, buf(input)], grid(nOut * chunks));
+    const pv: View = { storage: partial, shape: [nOut, chunks], strides: [chunks, 1], offset: 0, dtype: input.dtype };
+    this.reduce(kind, pv, 1, out);
+    this.release(partial);
+  }
+
+  matmul(a: View, b: View, out: View): void {
+    const r = out.shape.length;
+    checkRank('matmul', r);
+    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
+    const K = a.shape[r - 1];
+    const batch = numel(out.shape.slice(0, r - 2));
+    if (M * N * batch === 0) return;
+    if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
+    if (K === 0) {
+      this.elementwise(FILL, [{ scalar: 0 }], out, out.dtype);
+      return;
+    }
+    wtype('matmul', a.dtype);
+    const p = new Uint32Array(PARAM_WORDS);
+    p[MM.M] = M; p[MM.N] = N; p[MM.K] = K; p[MM.BRANK] = r - 2;
+    p.set(out.shape.slice(0, r - 2), MM.BSHAPE);
+    p.set(a.strides.slice(0, r - 2), MM.ABATCH);
+    p.set(b.strides.slice(0, r - 2), MM.BBATCH);
+    p.set(out.strides.slice(0, r - 2), MM.OBATCH);
+    p[MM.AOFF] = a.offset; p[MM.BOFF] = b.offset; p[MM.OOFF] = out.offset;
+    p[MM.ARS] = a.strides[r - 2]; p[MM.ACS] = a.strides[r - 1];
+    p[MM.BRS] = b.strides[r - 2]; p[MM.BCS] = b.strides[r - 1];
+    p[MM.ORS] = out.strides[r - 2]; p[MM.OCS] = out.strides[r - 1];
+    const pipeline = this.rt.pipeline('matmul:f32', matmulSource);
+    const per = MM_TILE * MM_WG;
+    this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / per), Math.ceil(M / per), batch]);
+  }
+
+  gather(input: View, axis: number, index: View, out: View): void {
+    const n = numel(out.shape);
+    if (n === 0) return;
+    checkRank('gather', out.shape.length);
+    const t = wtype('gather', input.dtype);
+    const p = new Uint32Array(PARAM_WORDS);
+    p[GA.N] = n; p[GA.RANK] = out.shape.length;
+    p.set(out.shape, GA.SHAPE);
+    p.set(input.strides.map((s, d) => (d === axis ? 0 : s)), GA.INS);
+    p.set(index.strides, GA.IDXS);
+    p.set(out.strides, GA.OUTS);
+    p[GA.INOFF] = input.offset; p[GA.IDXOFF] = index.offset; p[GA.OUTOFF] = out.offset;
+    p[GA.AXSTRIDE] = input.strides[axis]; p[GA.AXLEN] = input.shape[axis];
+    const pipeline = this.rt.pipeline(`gather:${t}`, () => gatherSource(t));
+    this.rt.dispatch('gather', pipeline, p, [buf(out), buf(input), buf(index)], grid(n));
+  }
+
+  scatterAdd(out: View, axis: number, index: View, src: View): void {
+    const n = numel(out.shape);
+    if (n === 0 || numel(index.shape) === 0) return;
+    checkRank('scatterAdd', out.shape.length);
+    const t = wtype('scatterAdd', out.dtype);
+    const p = new Uint32Array(PARAM_WORDS);
+    p[SA.N] = n; p[SA.RANK] = out.shape.length;
+    p.set(out.shape, SA.OSHAPE); p.set(out.strides, SA.OSTR);
+    p.set(index.shape, SA.XSHAPE); p.set(index.strides, SA.XSTR); p.set(src.strides, SA.SSTR);
+    p[SA.OOFF] = out.offset; p[SA.XOFF] = index.offset; p[SA.SOFF] = src.offset; p[SA.AXIS] = axis;
+    const pipeline = this.rt.pipeline(`scatterAdd:${t}`, () => scatterAddSource(t));
+    this.rt.dispatch('scatterAdd', pipeline, p, [buf(out), buf(src), buf(index)], grid(n));
+  }
+
+  sync(): Promise<void> {
+    return this.rt.sync();
+  }
+}
+
+const IDENTITY: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
+const FILL: ElementwiseDef = { name: 'fill', arity: 1, wgsl: ([a]) => a, js: (a) => a };

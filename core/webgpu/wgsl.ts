@@ -1,0 +1,205 @@
+// WGSL generators for the backend primitives. Shapes/strides travel in a uniform block of
+// PARAM_WORDS u32 words, so one pipeline serves every shape of a given (op, dtypes, variant).
+import type { ElementwiseDef } from '../backend.js';
+import { PARAM_WORDS } from './runtime.js';
+
+export type WType = 'f32' | 'i32';
+export const MAX_RANK = 8;
+export const WG = 64;
+
+const header = (bindings: string[]): string => `
+struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
+@group(0) @binding(0) var<uniform> P: Params;
+${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
+fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
+`;
+
+/** Linear invocation index for 2-D dispatches of WG-wide workgroups (to pass 65535 groups). */
+const linearId = `let i = gid.x + gid.y * nwg.x * ${WG}u;`;
+const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+
+/** Elementwise param layout: n, rank, shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
+export const EW = { N: 0, RANK: 1, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;
+
+export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, contiguous: boolean): string {
+  const tensorIdx: number[] = [];
+  operandTypes.forEach((t, a) => { if (t !== 'scalar') tensorIdx.push(a); });
+  const bindings = [`var<storage, read_write> out: array<${outType}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${operandTypes[a]}>`)];
+  const scalarBase = EW.IN0 + EW.IN_STRIDE * tensorIdx.length;
+  let scalarCount = 0;
+  const args = operandTypes.map((t, a) => {
+    if (t === 'scalar') return `bitcast<${ctype}>(pu(${scalarBase + scalarCount++}u))`;
+    const k = tensorIdx.indexOf(a);
+    return `${ctype}(in${k}[o${k}])`;
+  });
+  const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u);`).join(' ');
+  const body = contiguous
+    ? `${offsets}\n  var oo = pu(${EW.OOFF}u) + i; ${tensorIdx.map((_, k) => `o${k} += i;`).join(' ')}`
+    : `${offsets}\n  var oo = pu(${EW.OOFF}u);
+  var rem = i;
+  for (var d = i32(pu(${EW.RANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${EW.SHAPE}u + du);
+    rem = rem / pu(${EW.SHAPE}u + du);
+    oo += c * pu(${EW.OSTRIDES}u + du);
+    ${tensorIdx.map((_, k) => `o${k} += c * pu(${EW.IN0 + EW.IN_STRIDE * k}u + du);`).join(' ')}
+  }`;
+  return `${header(bindings)}
+${def.wgslHelpers ?? ''}
+${mainSig} {
+  ${linearId}
+  if (i >= pu(${EW.N}u)) { return; }
+  ${body}
+  out[oo] = ${outType}(${def.wgsl(args, ctype)});
+}`;
+}
+
+/** Reduce layout: nOut, keptRank, redRank, R, chunks, chunkLen, offset, init bits, keptShape[8], keptStrides[8], redShape[8], redStrides[8]. */
+export const RD = { NOUT: 0, KRANK: 1, RRANK: 2, R: 3, CHUNKS: 4, CHUNKLEN: 5, OFF: 6, INIT: 7, KSHAPE: 8, KSTRIDES: 16, RSHAPE: 24, RSTRIDES: 32 } as const;
+
+export function reduceSource(kind: string, inType: WType, outType: WType): string {
+  const isArg = kind === 'argmax' || kind === 'argmin';
+  // The start value (0, ±inf, int extremes) comes as bits in the params: WGSL has no infinity literal.
+  const initExpr = `bitcast<${inType}>(pu(${RD.INIT}u))`;
+  const better = kind === 'max' || kind === 'argmax' ? '(v > acc || v != v) && acc == acc' : '(v < acc || v != v) && acc == acc';
+  const update = kind === 'sum' ? 'acc += v;' : `if (${better}) { acc = v; best = r; }`;
+  return `${header([`var<storage, read_write> out: array<${outType}>`, `var<storage, read> inp: array<${inType}>`])}
+${mainSig} {
+  ${linearId}
+  let chunks = pu(${RD.CHUNKS}u);
+  if (i >= pu(${RD.NOUT}u) * chunks) { return; }
+  let o = i / chunks;
+  let ch = i % chunks;
+  var base = pu(${RD.OFF}u);
+  var rem = o;
+  for (var d = i32(pu(${RD.KRANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    base += (rem % pu(${RD.KSHAPE}u + du)) * pu(${RD.KSTRIDES}u + du);
+    rem = rem / pu(${RD.KSHAPE}u + du);
+  }
+  let rr = pu(${RD.RRANK}u);
+  let r0 = ch * pu(${RD.CHUNKLEN}u);
+  let r1 = min(pu(${RD.R}u), r0 + pu(${RD.CHUNKLEN}u));
+  // Odometer over the reduced dims, started at r0.
+  var idx: array<u32, ${MAX_RANK}>;
+  var off = base;
+  rem = r0;
+  for (var d = i32(rr) - 1; d >= 0; d--) {
+    let du = u32(d);
+    idx[du] = rem % pu(${RD.RSHAPE}u + du);
+    rem = rem / pu(${RD.RSHAPE}u + du);
+    off += idx[du] * pu(${RD.RSTRIDES}u + du);
+  }
+  var acc: ${inType} = ${initExpr};
+  var best: u32 = r0;
+  for (var r = r0; r < r1; r++) {
+    let v = inp[off];
+    ${update}
+    for (var d = i32(rr) - 1; d >= 0; d--) {
+      let du = u32(d);
+      idx[du] += 1u;
+      off += pu(${RD.RSTRIDES}u + du);
+      if (idx[du] < pu(${RD.RSHAPE}u + du)) { break; }
+      off -= idx[du] * pu(${RD.RSTRIDES}u + du);
+      idx[du] = 0u;
+    }
+  }
+  out[i] = ${isArg ? `${outType}(best)` : `${outType}(acc)`};
+}`;
+}
+
+/** Matmul layout: M, N, K, batchRank, batchShape[8], aBatch[8], bBatch[8], oBatch[8], aOff, bOff, oOff, ars, acs, brs, bcs, ors, ocs. */
+export const MM = { M: 0, N: 1, K: 2, BRANK: 3, BSHAPE: 4, ABATCH: 12, BBATCH: 20, OBATCH: 28, AOFF: 36, BOFF: 37, OOFF: 38, ARS: 39, ACS: 40, BRS: 41, BCS: 42, ORS: 43, OCS: 44 } as const;
+export const MM_TILE = 4; // outputs per invocation per axis
+export const MM_WG = 8; // invocations per workgroup per axis
+
+/** Register-tiled matmul: each invocation computes a 4×4 block with no barriers (fast on lavapipe). */
+export function matmulSource(): string {
+  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
+@compute @workgroup_size(${MM_WG}, ${MM_WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
+  let row0 = gid.y * 4u; let col0 = gid.x * 4u;
+  if (row0 >= M || col0 >= N) { return; }
+  var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
+  var rem = gid.z;
+  for (var d = i32(pu(${MM.BRANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${MM.BSHAPE}u + du);
+    rem = rem / pu(${MM.BSHAPE}u + du);
+    ao += c * pu(${MM.ABATCH}u + du); bo += c * pu(${MM.BBATCH}u + du); oo += c * pu(${MM.OBATCH}u + du);
+  }
+  let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
+  // Clamp rows/cols so loads stay in bounds; clamped lanes are simply not stored.
+  let r = vec4<u32>(min(row0, M - 1u), min(row0 + 1u, M - 1u), min(row0 + 2u, M - 1u), min(row0 + 3u, M - 1u)) * ars + vec4<u32>(ao);
+  let c = vec4<u32>(min(col0, N - 1u), min(col0 + 1u, N - 1u), min(col0 + 2u, N - 1u), min(col0 + 3u, N - 1u)) * bcs + vec4<u32>(bo);
+  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
+  for (var k = 0u; k < K; k++) {
+    let ak = k * acs; let bk = k * brs;
+    let b = vec4<f32>(B[c.x + bk], B[c.y + bk], B[c.z + bk], B[c.w + bk]);
+    acc0 += A[r.x + ak] * b; acc1 += A[r.y + ak] * b; acc2 += A[r.z + ak] * b; acc3 += A[r.w + ak] * b;
+  }
+  let ors = pu(${MM.ORS}u); let ocs = pu(${MM.OCS}u);
+  let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+  for (var i = 0u; i < 4u; i++) {
+    if (row0 + i >= M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      if (col0 + j >= N) { break; }
+      C[oo + (row0 + i) * ors + (col0 + j) * ocs] = accs[i][j];
+    }
+  }
+}`;
+}
+
+/** Gather layout: n, rank, outShape[8], inStrides[8] (axis zeroed), idxStrides[8], outStrides[8], inOff, idxOff, outOff, axisStride, axisLen. */
+export const GA = { N: 0, RANK: 1, SHAPE: 2, INS: 10, IDXS: 18, OUTS: 26, INOFF: 34, IDXOFF: 35, OUTOFF: 36, AXSTRIDE: 37, AXLEN: 38 } as const;
+
+export function gatherSource(t: WType): string {
+  return `${header([`var<storage, read_write> out: array<${t}>`, `var<storage, read> inp: array<${t}>`, 'var<storage, read> idx: array<i32>'])}
+${mainSig} {
+  ${linearId}
+  if (i >= pu(${GA.N}u)) { return; }
+  var io = pu(${GA.INOFF}u); var xo = pu(${GA.IDXOFF}u); var oo = pu(${GA.OUTOFF}u);
+  var rem = i;
+  for (var d = i32(pu(${GA.RANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${GA.SHAPE}u + du);
+    rem = rem / pu(${GA.SHAPE}u + du);
+    io += c * pu(${GA.INS}u + du); xo += c * pu(${GA.IDXS}u + du); oo += c * pu(${GA.OUTS}u + du);
+  }
+  // Indices were range-checked on the host where known; clamp so a bad one can never read out of bounds.
+  let j = u32(clamp(idx[xo], 0, i32(pu(${GA.AXLEN}u)) - 1));
+  out[oo] = inp[io + j * pu(${GA.AXSTRIDE}u)];
+}`;
+}
+
+/** ScatterAdd layout: n, rank, outShape[8], outStrides[8], idxShape[8], idxStrides[8], srcStrides[8], outOff, idxOff, srcOff, axis. */
+export const SA = { N: 0, RANK: 1, OSHAPE: 2, OSTR: 10, XSHAPE: 18, XSTR: 26, SSTR: 34, OOFF: 42, XOFF: 43, SOFF: 44, AXIS: 45 } as const;
+
+/** One invocation per output element sums the matching sources in order: deterministic, no atomics. */
+export function scatterAddSource(t: WType): string {
+  return `${header([`var<storage, read_write> out: array<${t}>`, `var<storage, read> src: array<${t}>`, 'var<storage, read> idx: array<i32>'])}
+${mainSig} {
+  ${linearId}
+  if (i >= pu(${SA.N}u)) { return; }
+  let axis = pu(${SA.AXIS}u);
+  var oo = pu(${SA.OOFF}u); var xo = pu(${SA.XOFF}u); var so = pu(${SA.SOFF}u);
+  var target = 0u;
+  var rem = i;
+  for (var d = i32(pu(${SA.RANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${SA.OSHAPE}u + du);
+    rem = rem / pu(${SA.OSHAPE}u + du);
+    oo += c * pu(${SA.OSTR}u + du);
+    if (du == axis) { target = c; } else {
+      if (c >= pu(${SA.XSHAPE}u + du)) { return; }
+      xo += c * pu(${SA.XSTR}u + du); so += c * pu(${SA.SSTR}u + du);
+    }
+  }
+  var acc = ${t}(0);
+  let len = pu(${SA.XSHAPE}u + axis);
+  for (var j = 0u; j < len; j++) {
+    if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == target) { acc += src[so + j * pu(${SA.SSTR}u + axis)]; }
+  }
+  out[oo] += acc;
+}`;
+}

@@ -1,0 +1,21 @@
+// dawngrad: tensors and reverse-mode autodiff on WebGPU (Dawn) with a float64 CPU reference backend.
+import './ops/elementwise.js';
+import './ops/reduce.js';
+import './ops/matmul.js';
+import './ops/movement.js';
+import './ops/indexing.js';
+
+export { Tensor, type NestedArray } from './core/tensor.js';
+export type { DType } from './core/dtype.js';
+export type { DeviceName } from './core/backend.js';
+export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, rand, randn, randint, type TensorOptions } from './ops/creation.js';
+export { where } from './ops/elementwise.js';
+export { cat, stack } from './ops/movement.js';
+export { matmul } from './ops/matmul.js';
+export { manualSeed, getRngState, setRngState } from './core/rng.js';
+export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
+export { scope, keep } from './core/scope.js';
+export { memory, resetPeak, type MemoryStats } from './core/stats.js';
+export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime } from './core/device.js';
+export { OpError } from './core/shape.js';
+export * as testing from './testing/index.js';
