@@ -64,7 +64,9 @@ function own(g: Tensor): Tensor {
     untrackTensor(g);
     return g;
   }
-  return g.clone();
+  const copy = g.clone();
+  untrackTensor(copy);
+  return copy;
 }
 
 function topoOrder(roots: readonly Node[]): Node[] {

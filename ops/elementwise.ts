@@ -18,7 +18,8 @@ const def = (name: string, arity: number, wgsl: ElementwiseDef['wgsl'], js: Elem
 const POW_HELPER = `
 fn pow_signed(x: f32, y: f32) -> f32 {
   if (x >= 0.0) { return pow(x, y); }
-  if (y != floor(y)) { return bitcast<f32>(0x7fc00000u); }
+  let nan_bits = 0x7fc00000u; // a let, not a constant: WGSL rejects NaN constants
+  if (y != floor(y)) { return bitcast<f32>(nan_bits); }
   let m = pow(-x, y);
   return select(m, -m, (abs(y) % 2.0) == 1.0);
 }`;

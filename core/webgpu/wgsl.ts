@@ -183,14 +183,14 @@ ${mainSig} {
   if (i >= pu(${SA.N}u)) { return; }
   let axis = pu(${SA.AXIS}u);
   var oo = pu(${SA.OOFF}u); var xo = pu(${SA.XOFF}u); var so = pu(${SA.SOFF}u);
-  var target = 0u;
+  var tgt = 0u;
   var rem = i;
   for (var d = i32(pu(${SA.RANK}u)) - 1; d >= 0; d--) {
     let du = u32(d);
     let c = rem % pu(${SA.OSHAPE}u + du);
     rem = rem / pu(${SA.OSHAPE}u + du);
     oo += c * pu(${SA.OSTR}u + du);
-    if (du == axis) { target = c; } else {
+    if (du == axis) { tgt = c; } else {
       if (c >= pu(${SA.XSHAPE}u + du)) { return; }
       xo += c * pu(${SA.XSTR}u + du); so += c * pu(${SA.SSTR}u + du);
     }
@@ -198,7 +198,7 @@ ${mainSig} {
   var acc = ${t}(0);
   let len = pu(${SA.XSHAPE}u + axis);
   for (var j = 0u; j < len; j++) {
-    if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == target) { acc += src[so + j * pu(${SA.SSTR}u + axis)]; }
+    if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == tgt) { acc += src[so + j * pu(${SA.SSTR}u + axis)]; }
   }
   out[oo] += acc;
 }`;
