@@ -1,10 +1,10 @@
 // Elementwise ops: each definition carries its WGSL kernel expression, its JS reference and
 // (in the op table below) its backward rule written with other differentiable ops.
 import type { ElementwiseDef } from '../core/backend.js';
-import { record } from '../core/autograd.js';
+import { isGradEnabled, record } from '../core/autograd.js';
 import { getBackend } from '../core/device.js';
 import { isFloat, promoteTypes, type DType } from '../core/dtype.js';
-import { broadcastShapes, OpError } from '../core/shape.js';
+import { broadcastShapes, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { erf, WGSL_ERF } from './erf.js';
 import { broadcastView, empty, isTensor, sameDevice, sumTo, type TensorOrScalar } from './util.js';
@@ -230,3 +230,29 @@ P.fullLike = function (this: Tensor, v: number, shape: readonly number[] = this.
 P.zerosLike = function (this: Tensor): Tensor { return this.fullLike(0); };
 P.onesLike = function (this: Tensor): Tensor { return this.fullLike(1); };
 P.where = function (this: Tensor, cond: Tensor, other: TensorOrScalar): Tensor { return where(cond, this, other); };
+
+declare module '../core/tensor.js' {
+  interface Tensor {
+    /**
+     * In-place: writes `src` (broadcast, cast to this dtype) into this tensor's memory. Not recorded in the
+     * graph; refused on tensors that require grad while grad mode is on (use noGrad, as optimizers do).
+     */
+    copy_(src: TensorOrScalar): Tensor;
+  }
+}
+
+P.copy_ = function (this: Tensor, src: TensorOrScalar): Tensor {
+  this.assertAlive('copy_');
+  if (this.requiresGrad && isGradEnabled()) {
+    throw new OpError('copy_', `in-place write to a tensor that requires grad (${this}); wrap it in noGrad(() => ...)`);
+  }
+  if (isTensor(src)) {
+    sameDevice('copy_', [this, src]);
+    broadcastShapes('copy_', this.shape, src.shape);
+    if (src.rank > this.rank || src.shape.some((d, i) => d !== 1 && d !== this.shape[this.rank - src.rank + i])) {
+      throw new OpError('copy_', `source ${shapeStr(src.shape)} does not broadcast to destination ${shapeStr(this.shape)}`);
+    }
+  }
+  getBackend(this.device).elementwise(DEFS.copy, [isTensor(src) ? broadcastView(src, this.shape) : { scalar: src }], this, this.dtype);
+  return this;
+};
