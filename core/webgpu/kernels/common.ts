@@ -1,0 +1,129 @@
+// Shared pieces of the fused transformer kernels: the param-uniform header (same convention as
+// ../wgsl.ts: binding 0 = params, then outputs, then inputs), row-kernel templates and the launcher.
+import type { View } from '../../backend.js';
+import { gpuRuntime } from '../../device.js';
+import { OpError } from '../../shape.js';
+import type { GpuStorage } from '../backend.js';
+import { PARAM_WORDS } from '../runtime.js';
+
+/** Invocations per workgroup for one-invocation-per-item kernels. */
+export const ITEM_WG = 64;
+/** Invocations per workgroup when a whole workgroup cooperates on one row (long rows). */
+export const ROW_WG = 256;
+
+/**
+ * -Infinity / NaN as WGSL expressions. WGSL has no literals for them and rejects constant
+ * expressions that evaluate to them, so they come from reserved param words (set by Params).
+ */
+const NEG_INF_WORD = 63;
+const NAN_WORD = 62;
+export const NEG_INF = `pf(${NEG_INF_WORD}u)`;
+export const NAN = `pf(${NAN_WORD}u)`;
+
+export function kernelHeader(bindings: string[]): string {
+  return `struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
+@group(0) @binding(0) var<uniform> P: Params;
+${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
+fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
+fn pf(i: u32) -> f32 { return bitcast<f32>(P.v[i / 4u][i % 4u]); }
+fn pi(i: u32) -> i32 { return bitcast<i32>(P.v[i / 4u][i % 4u]); }
+fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == 0xff800000u; }
+`;
+}
+
+/** Entry point with one invocation per item; `item` is the linear invocation index (2-D grids past 65535 groups). */
+export function itemMain(body: string): string {
+  return `@compute @workgroup_size(${ITEM_WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let item = gid.x + gid.y * nwg.x * ${ITEM_WG}u;
+${body}
+}`;
+}
+
+/**
+ * Row-wise kernels come in two variants. 'thread': one invocation walks a whole row (no barriers,
+ * best for short rows on lavapipe). 'group': ROW_WG invocations share a row with tree reductions
+ * in workgroup memory (long rows). The body sees `row`, `lid`, a strided loop start `j0` and step
+ * `js`, and calls red_sum(v, lid) / red_max(v, lid), which return the row-wide result to everyone.
+ * The body must reach every red_* call in uniform control flow (no early returns before them).
+ */
+export type RowVariant = 'thread' | 'group';
+
+export function rowMain(variant: RowVariant, body: string): string {
+  if (variant === 'thread') {
+    return `fn red_sum(v: f32, lid: u32) -> f32 { return v; }
+fn red_max(v: f32, lid: u32) -> f32 { return v; }
+@compute @workgroup_size(${ITEM_WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = gid.x + gid.y * nwg.x * ${ITEM_WG}u;
+  if (row >= pu(0u)) { return; }
+  let lid = 0u;
+  let j0 = 0u;
+  let js = 1u;
+${body}
+}`;
+  }
+  const tree = (op: string) => `{
+  sh[lid] = v;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { sh[lid] = ${op}; }
+    workgroupBarrier();
+  }
+  let r = sh[0];
+  workgroupBarrier();
+  return r;
+}`;
+  return `var<workgroup> sh: array<f32, ${ROW_WG}>;
+fn red_sum(v: f32, lid: u32) -> f32 ${tree('sh[lid] + sh[lid + s]')}
+fn red_max(v: f32, lid: u32) -> f32 ${tree('max(sh[lid], sh[lid + s])')}
+@compute @workgroup_size(${ROW_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= pu(0u)) { return; }
+  let lid = lidv.x;
+  let j0 = lid;
+  let js = ${ROW_WG}u;
+${body}
+}`;
+}
+
+/** Long rows, or too few rows to keep the machine busy one-per-invocation, get a workgroup each. */
+export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
+  return rowLen >= 1024 || (nRows < 128 && rowLen >= 256) ? 'group' : 'thread';
+}
+
+function spread(groups: number): [number, number, number] {
+  if (groups <= 65535) return [groups, 1, 1];
+  return [65535, Math.ceil(groups / 65535), 1];
+}
+
+/** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */
+export function itemGrid(n: number): [number, number, number] {
+  return spread(Math.ceil(n / ITEM_WG));
+}
+
+export function rowGrid(variant: RowVariant, nRows: number): [number, number, number] {
+  return variant === 'thread' ? itemGrid(nRows) : spread(nRows);
+}
+
+/** Builds the uniform block: u32 words, with helpers for f32/i32 bit patterns. */
+export class Params {
+  readonly words = new Uint32Array(PARAM_WORDS);
+  private readonly f32 = new Float32Array(this.words.buffer);
+  private readonly i32 = new Int32Array(this.words.buffer);
+  constructor() {
+    this.words[NEG_INF_WORD] = 0xff800000;
+    this.words[NAN_WORD] = 0x7fc00000;
+  }
+  u(i: number, v: number): this { this.words[i] = v; return this; }
+  f(i: number, v: number): this { this.f32[i] = v; return this; }
+  i(i: number, v: number): this { this.i32[i] = v; return this; }
+}
+
+const bufferOf = (v: View): GPUBuffer => (v.storage as GpuStorage).buffer;
+
+/** Compiles (once per key) and records one dispatch. `views` are bound in order after the params. */
+export function launch(op: string, key: string, source: () => string, params: Params, views: View[], groups: [number, number, number]): void {
+  const rt = gpuRuntime();
+  if (!rt) throw new OpError(op, 'webgpu runtime is not available');
+  const pipeline = rt.pipeline(key, source);
+  rt.dispatch(op, pipeline, params.words, views.map(bufferOf), groups);
+}

@@ -1,0 +1,105 @@
+// WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
+// backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
+// gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
+import { itemMain, kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.js';
+
+export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
+
+/** Shared prologue: row max `m`, a safe shift `ms` (0 for an all -inf row), `s` = Σ exp(x - ms), `lse`. */
+const rowStats = (x: string) => `
+  var m = ${NEG_INF};
+  for (var j = j0; j < C; j += js) { m = max(m, ${x}[xb + j]); }
+  m = red_max(m, lid);
+  let ms = select(m, 0.0, is_neg_inf(m));
+  var s = 0.0;
+  for (var j = j0; j < C; j += js) { s += exp(${x}[xb + j] - ms); }
+  s = red_sum(s, lid);
+  let empty_row = s == 0.0;
+  let lse = select(ms + log(s), ${NEG_INF}, empty_row);`;
+
+/** Softmax layout: nRows, C, xOff. Output: softmax/logSoftmax [nRows, C] or logsumexp [nRows]. */
+export const SM = { NROWS: 0, C: 1, XOFF: 2 } as const;
+
+export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): string {
+  const write = mode === 'logsumexp'
+    ? `if (lid == 0u) { out[row] = lse; }`
+    : mode === 'softmax'
+      ? `let inv = select(1.0 / s, 0.0, empty_row);
+  for (var j = j0; j < C; j += js) { out[ob + j] = exp(x[xb + j] - ms) * inv; }`
+      : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
+  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}
+${rowMain(variant, `
+  let C = pu(${SM.C}u);
+  let xb = pu(${SM.XOFF}u) + row * C;
+  let ob = row * C;
+  ${rowStats('x')}
+  ${write}`)}`;
+}
+
+/** Softmax backward layout: nRows, C, yOff, gOff. dx from the saved output y and the gradient g. */
+export const SMB = { NROWS: 0, C: 1, YOFF: 2, GOFF: 3 } as const;
+
+export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: RowVariant): string {
+  // softmax: dx = y (g - Σ g y);  logSoftmax: dx = g - exp(y) Σ g.
+  const acc = mode === 'softmax' ? 'g[gb + j] * y[yb + j]' : 'g[gb + j]';
+  const dx = mode === 'softmax' ? 'y[yb + j] * (g[gb + j] - t)' : 'g[gb + j] - exp(y[yb + j]) * t';
+  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'])}
+${rowMain(variant, `
+  let C = pu(${SMB.C}u);
+  let yb = pu(${SMB.YOFF}u) + row * C;
+  let gb = pu(${SMB.GOFF}u) + row * C;
+  var t = 0.0;
+  for (var j = j0; j < C; j += js) { t += ${acc}; }
+  t = red_sum(t, lid);
+  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`)}`;
+}
+
+/** Cross-entropy layout: nRows, C, xOff, tOff, ignoreIndex (i32), labelSmoothing (f32), gOff. */
+export const CE = { NROWS: 0, C: 1, XOFF: 2, TOFF: 3, IGNORE: 4, SMOOTH: 5, GOFF: 6 } as const;
+
+/**
+ * Per row: loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),
+ * and the row's logsumexp, saved for the backward pass.
+ */
+export function crossEntropyForwardSource(variant: RowVariant): string {
+  return `${kernelHeader(['var<storage, read_write> loss: array<f32>', 'var<storage, read_write> lse_out: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> targets: array<i32>'])}
+${rowMain(variant, `
+  let C = pu(${CE.C}u);
+  let xb = pu(${CE.XOFF}u) + row * C;
+  let eps = pf(${CE.SMOOTH}u);
+  ${rowStats('x')}
+  var sx = 0.0;
+  for (var j = j0; j < C; j += js) { sx += x[xb + j]; }
+  sx = red_sum(sx, lid);
+  if (lid == 0u) {
+    let t = targets[pu(${CE.TOFF}u) + row];
+    var l = 0.0;
+    if (t != pi(${CE.IGNORE}u)) {
+      if (t < 0 || t >= i32(C)) { l = ${NAN}; } else {
+        l = lse - (1.0 - eps) * x[xb + u32(t)];
+        if (eps != 0.0) { l -= eps / f32(C) * sx; }
+      }
+    }
+    loss[row] = l;
+    lse_out[row] = lse;
+  }`)}`;
+}
+
+/** One invocation per logit: dx = g_row (softmax - (1-ε) onehot(t) - ε/C); 0 on ignored rows. */
+export function crossEntropyBackwardSource(): string {
+  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'])}
+${itemMain(`
+  let C = pu(${CE.C}u);
+  if (item >= pu(${CE.NROWS}u) * C) { return; }
+  let row = item / C;
+  let j = item % C;
+  let t = targets[pu(${CE.TOFF}u) + row];
+  if (t == pi(${CE.IGNORE}u)) { dx[item] = 0.0; return; }
+  if (t < 0 || t >= i32(C)) { dx[item] = ${NAN}; return; }
+  let eps = pf(${CE.SMOOTH}u);
+  let l = lse[row];
+  // A row whose logits are all -inf has no probabilities (lse = -inf): its softmax part is 0.
+  let p = select(exp(x[pu(${CE.XOFF}u) + item] - l), 0.0, is_neg_inf(l));
+  let onehot = select(0.0, 1.0 - eps, u32(t) == j);
+  dx[item] = g[pu(${CE.GOFF}u) + row] * (p - onehot - eps / f32(C));`)}`;
+}
