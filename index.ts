@@ -4,6 +4,7 @@ import './ops/reduce.js';
 import './ops/matmul.js';
 import './ops/movement.js';
 import './ops/indexing.js';
+import './ops/functional.js';
 
 export { Tensor, type NestedArray } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
@@ -19,3 +20,4 @@ export { memory, resetPeak, type MemoryStats } from './core/stats.js';
 export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime } from './core/device.js';
 export { OpError } from './core/shape.js';
 export * as testing from './testing/index.js';
+export * as functional from './ops/functional.js';
