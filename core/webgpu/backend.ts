@@ -4,7 +4,7 @@ import { isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, GA, MAX_RANK, MM, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_PER_THREAD, GA, MAX_RANK, MM, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -106,7 +106,7 @@ export class WebGpuBackend implements Backend {
     });
     let s = EW.IN0 + EW.IN_STRIDE * views.length;
     for (const o of operands) if (isScalarOperand(o)) p[s++] = bits(o.scalar, ctype);
-    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(n));
+    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(contiguous ? Math.ceil(n / EW_PER_THREAD) : n));
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {

@@ -36,7 +36,7 @@ export class GpuRuntime {
   private currentOp = '';
 
   /** `gpu` (the Dawn instance) must stay referenced: if it is collected, pending maps never resolve. */
-  constructor(private readonly gpu: GPU, readonly device: GPUDevice, readonly info: DeviceInfo) {
+  constructor(readonly gpu: GPU, readonly device: GPUDevice, readonly info: DeviceInfo) {
     this.arena = device.createBuffer({ size: ARENA_SLOTS * PARAM_WORDS * 4, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'dawngrad-uniforms' });
     device.addEventListener('uncapturederror', (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;

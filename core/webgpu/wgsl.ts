@@ -6,6 +6,8 @@ import { PARAM_WORDS } from './runtime.js';
 export type WType = 'f32' | 'i32';
 export const MAX_RANK = 8;
 export const WG = 64;
+/** Elements per invocation in the contiguous elementwise kernel. */
+export const EW_PER_THREAD = 4;
 
 const header = (bindings: string[]): string => `
 struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
@@ -33,9 +35,22 @@ export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 's
     return `${ctype}(in${k}[o${k}])`;
   });
   const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u);`).join(' ');
-  const body = contiguous
-    ? `${offsets}\n  var oo = pu(${EW.OOFF}u) + i; ${tensorIdx.map((_, k) => `o${k} += i;`).join(' ')}`
-    : `${offsets}\n  var oo = pu(${EW.OOFF}u);
+  if (contiguous) {
+    // Contiguous operands: EW_PER_THREAD consecutive elements per invocation, no index math.
+    return `${header(bindings)}
+${def.wgslHelpers ?? ''}
+${mainSig} {
+  ${linearId}
+  let n = pu(${EW.N}u);
+  for (var j = 0u; j < ${EW_PER_THREAD}u; j++) {
+    let e = i * ${EW_PER_THREAD}u + j;
+    if (e >= n) { return; }
+    ${tensorIdx.map((_, k) => `let o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u) + e;`).join(' ')}
+    out[pu(${EW.OOFF}u) + e] = ${outType}(${def.wgsl(args, ctype)});
+  }
+}`;
+  }
+  const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
   var rem = i;
   for (var d = i32(pu(${EW.RANK}u)) - 1; d >= 0; d--) {
     let du = u32(d);
