@@ -2,3 +2,4 @@
 export { softmax, logSoftmax, logsumexp, crossEntropy, type CrossEntropyOptions } from './softmax.js';
 export { layerNorm, rmsNorm } from './norm.js';
 export { applyRotary, type RotaryOptions } from './rotary.js';
+export { scaledDotProductAttention, type AttentionOptions } from './attention.js';
