@@ -1,0 +1,202 @@
+// The safetensors format (HF): 8-byte little-endian header length N, N bytes of JSON
+// { name: { dtype, shape, data_offsets: [begin, end] }, __metadata__?: { string: string } } padded with
+// spaces to 8-byte alignment, then the tensors' bytes back to back, little-endian, row-major.
+// Reading validates the whole file before creating any tensor, so a bad file loads nothing.
+import { endianness } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import type { DeviceName } from '../../core/backend.js';
+import { getDefaultDevice } from '../../core/device.js';
+import type { DType } from '../../core/dtype.js';
+import type { Tensor } from '../../core/tensor.js';
+import { tensor } from '../../ops/creation.js';
+import { writeFileAtomic } from './atomic.js';
+
+export class SafetensorsError extends Error {
+  constructor(readonly path: string, problem: string) {
+    super(`safetensors: ${path}: ${problem}`);
+    this.name = 'SafetensorsError';
+  }
+}
+
+/** Bytes per element of every dtype the format defines; the supported ones are those with a decoder below. */
+const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+const READABLE = ['F32', 'F64', 'I32', 'F16', 'BF16'];
+const MAX_HEADER = 100 * 1024 * 1024;
+
+if (endianness() !== 'LE') throw new Error('dawngrad io: safetensors support assumes a little-endian host');
+
+export type Metadata = Record<string, string>;
+
+interface Entry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+function fileDType(t: Tensor): 'F32' | 'F64' | 'I32' {
+  return t.dtype === 'float64' ? 'F64' : t.dtype === 'int32' ? 'I32' : 'F32';
+}
+
+/** The file's bytes as chunks (header, then each tensor's data). Reads tensor data (async on webgpu). */
+export async function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Metadata): Promise<Uint8Array[]> {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new Error(`saveSafetensors: metadata value for '${k}' must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === '__metadata__') throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
+    t.assertAlive('saveSafetensors');
+    const data = await t.data();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    header[name] = { dtype: fileDType(t), shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
+    chunks.push(bytes);
+    offset += bytes.byteLength;
+  }
+  let json = JSON.stringify(header);
+  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const lengthBytes = Buffer.alloc(8);
+  lengthBytes.writeBigUInt64LE(BigInt(headerBytes.byteLength));
+  return [lengthBytes, headerBytes, ...chunks];
+}
+
+/**
+ * Writes tensors (F32 / I32, and F64 for cpu float64 tensors) atomically: temp file + fsync + rename,
+ * so an interrupted save leaves any previous file at `path` intact.
+ */
+export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Metadata): Promise<void> {
+  await writeFileAtomic(path, await serializeSafetensors(tensors, metadata));
+}
+
+function isNonNegInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Validates the header against the file size; returns entries in file order. */
+function parseHeader(path: string, buf: Uint8Array): { entries: Entry[]; metadata: Metadata; dataStart: number } {
+  const fail = (problem: string): never => { throw new SafetensorsError(path, problem); };
+  if (buf.byteLength < 8) fail(`file is ${buf.byteLength} bytes, too short for the 8-byte header length`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const n = view.getBigUint64(0, true);
+  if (n > BigInt(buf.byteLength - 8)) fail(`bad header length ${n}: the file has only ${buf.byteLength - 8} bytes after the length field`);
+  if (n > BigInt(MAX_HEADER)) fail(`bad header length ${n}: larger than the ${MAX_HEADER}-byte limit`);
+  const headerLen = Number(n);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen)));
+  } catch (e) {
+    fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  const dataStart = 8 + headerLen;
+  const dataLen = buf.byteLength - dataStart;
+  let metadata: Metadata = {};
+  const entries: Entry[] = [];
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Object.values(raw).some((v) => typeof v !== 'string')) fail('__metadata__ must be an object of strings');
+      metadata = raw as Metadata;
+      continue;
+    }
+    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== 'object' || e === null) fail(`tensor '${name}': entry is not an object`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
+    const dtype = e.dtype as string;
+    if (!READABLE.includes(dtype)) fail(`tensor '${name}': dtype ${dtype} is not supported (readable: ${READABLE.join(', ')})`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isNonNegInt)) fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+    const offs = e.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isNonNegInt)) fail(`tensor '${name}': data_offsets ${JSON.stringify(offs)} must be two non-negative integers`);
+    const [begin, end] = offs as number[];
+    if (begin > end || end > dataLen) fail(`tensor '${name}': data_offsets [${begin}, ${end}] out of range (the data section has ${dataLen} bytes)`);
+    const shape = e.shape as number[];
+    const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+    if (end - begin !== expected) fail(`tensor '${name}': size mismatch: ${dtype} ${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`);
+    entries.push({ name, dtype, shape, begin, end });
+  }
+  // The tensors must tile the data section exactly (as the reference implementation requires).
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  for (const e of sorted) {
+    if (e.begin < pos) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap the previous tensor (which ends at ${pos})`);
+    if (e.begin > pos) fail(`gap in the data section: bytes [${pos}, ${e.begin}) belong to no tensor`);
+    pos = e.end;
+  }
+  if (pos !== dataLen) fail(`size mismatch: the tensors cover ${pos} bytes but the data section has ${dataLen} (truncated or trailing bytes)`);
+  return { entries, metadata, dataStart };
+}
+
+function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Decodes one tensor's bytes into a typed array (copied, so it is aligned and owned). */
+function decode(dtype: string, bytes: Uint8Array): Float32Array | Float64Array | Int32Array {
+  const copy = new Uint8Array(bytes).buffer; // a copy: aligned, and independent of the file buffer
+  switch (dtype) {
+    case 'F32': return new Float32Array(copy);
+    case 'F64': return new Float64Array(copy);
+    case 'I32': return new Int32Array(copy);
+    case 'F16': return Float32Array.from(new Uint16Array(copy), f16ToF32);
+    case 'BF16': {
+      const src = new Uint16Array(copy);
+      const out = new Uint32Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
+      return new Float32Array(out.buffer);
+    }
+    default: throw new Error(`unreachable dtype ${dtype}`);
+  }
+}
+
+export interface LoadSafetensorsOptions {
+  device?: DeviceName;
+  /** Convert every float tensor to this dtype (default: F64 → float64 on cpu / float32 on webgpu, others float32). */
+  floatDType?: 'float32' | 'float64';
+}
+
+/** Parses a whole safetensors file held in memory. `path` only names it in errors. */
+export function parseSafetensors(buf: Uint8Array, path: string, opts: LoadSafetensorsOptions = {}): { tensors: Record<string, Tensor>; metadata: Metadata } {
+  const device = opts.device ?? getDefaultDevice();
+  const { entries, metadata, dataStart } = parseHeader(path, buf);
+  const decoded = entries.map((e) => decode(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)));
+  if (opts.floatDType === 'float64' && device === 'webgpu') throw new SafetensorsError(path, "floatDType 'float64' is not available on webgpu");
+  const tensors: Record<string, Tensor> = {};
+  try {
+    entries.forEach((e, i) => {
+      const dtype: DType = e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' && device === 'cpu' ? 'float64' : 'float32'));
+      tensors[e.name] = tensor(decoded[i], { shape: e.shape, dtype, device });
+    });
+  } catch (err) {
+    Object.values(tensors).forEach((t) => t.dispose());
+    throw err;
+  }
+  return { tensors, metadata };
+}
+
+/** Reads a safetensors file: tensors by name plus the `__metadata__` string map. */
+export async function readSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<{ tensors: Record<string, Tensor>; metadata: Metadata }> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot read the file (${(e as Error).message})`);
+  }
+  return parseSafetensors(buf, path, opts);
+}
+
+/** Reads a safetensors file's tensors by name onto `device` (default: the default device). */
+export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<Record<string, Tensor>> {
+  return (await readSafetensors(path, opts)).tensors;
+}

@@ -1,0 +1,174 @@
+// Standard layers and containers, built on Module and the functional forms.
+import { getDefaultDevice } from '../core/device.js';
+import type { DeviceName } from '../core/backend.js';
+import type { DType } from '../core/dtype.js';
+import { OpError } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
+import { empty } from '../ops/util.js';
+import * as F from './functional.js';
+import * as init from './init.js';
+import { Module } from './module.js';
+
+export interface LayerOptions {
+  device?: DeviceName;
+  dtype?: DType;
+}
+
+const blank = (shape: number[], opts: LayerOptions): Tensor => empty(opts.device ?? getDefaultDevice(), opts.dtype ?? 'float32', shape);
+
+/** y = x Wᵀ + b; weight [out, in], init as torch (kaiming-uniform a=√5, i.e. U(±1/√in)). */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+    super();
+    this.weight = this.param('weight', init.kaimingUniform(blank([outFeatures, inFeatures], opts), { a: Math.sqrt(5) }));
+    const bound = inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0;
+    this.bias = opts.bias ?? true ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound)) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+/** A lookup table [num, dim] initialised N(0, 1); forward(ids int32 of any shape) → [...ids.shape, dim]. */
+export class Embedding extends Module {
+  readonly weight: Tensor;
+
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions = {}) {
+    super();
+    this.weight = this.param('weight', init.normal(blank([numEmbeddings, embeddingDim], opts)));
+  }
+
+  forward(ids: Tensor): Tensor {
+    return F.embedding(ids, this.weight);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly normalizedShape: number[];
+
+  constructor(normalizedShape: number | readonly number[], readonly opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
+    super();
+    this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
+    const affine = opts.elementwiseAffine ?? true;
+    this.weight = affine ? this.param('weight', init.ones(blank(this.normalizedShape, opts))) : null;
+    this.bias = affine && (opts.bias ?? true) ? this.param('bias', init.zeros(blank(this.normalizedShape, opts))) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.opts.eps ?? 1e-5);
+  }
+}
+
+/** LLaMA-style RMSNorm over the last dim (weight initialised to ones, eps 1e-6 as HF). */
+export class RMSNorm extends Module {
+  readonly weight: Tensor;
+
+  constructor(readonly dim: number, readonly opts: LayerOptions & { eps?: number } = {}) {
+    super();
+    this.weight = this.param('weight', init.ones(blank([dim], opts)));
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.rmsNorm(x, this.weight, this.opts.eps ?? 1e-6);
+  }
+}
+
+/** Inverted dropout in training mode, identity in eval mode. */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (!(p >= 0 && p <= 1)) throw new OpError('Dropout', `p must be in [0, 1], got ${p}`);
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.dropout(x, this.p, this.training);
+  }
+}
+
+export class Tanh extends Module {
+  forward(x: Tensor): Tensor { return x.tanh(); }
+}
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor { return x.relu(); }
+}
+export class Sigmoid extends Module {
+  forward(x: Tensor): Tensor { return x.sigmoid(); }
+}
+export class SiLU extends Module {
+  forward(x: Tensor): Tensor { return x.silu(); }
+}
+export class GELU extends Module {
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') {
+    super();
+  }
+  forward(x: Tensor): Tensor { return F.gelu(x, { approximate: this.approximate }); }
+}
+export class Identity extends Module {
+  forward(x: Tensor): Tensor { return x; }
+}
+
+/** Single-tensor modules applied in order; children are named '0', '1', … */
+export class Sequential extends Module {
+  private readonly layers: Module[] = [];
+
+  constructor(...layers: Module[]) {
+    super();
+    for (const l of layers) this.append(l);
+  }
+
+  append(layer: Module): this {
+    this.layers.push(this.module(String(this.layers.length), layer));
+    return this;
+  }
+
+  at(i: number): Module {
+    return this.layers[i < 0 ? i + this.layers.length : i];
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.layers.reduce((h, l) => l.call(h), x);
+  }
+}
+
+/** An indexable list of submodules (named '0', '1', … as torch.nn.ModuleList); it has no forward. */
+export class ModuleList<M extends Module<any, any> = Module<any, any>> extends Module<[], never> implements Iterable<M> {
+  private readonly items: M[] = [];
+
+  constructor(modules: Iterable<M> = []) {
+    super();
+    for (const m of modules) this.append(m);
+  }
+
+  append(m: M): this {
+    this.items.push(this.module(String(this.items.length), m));
+    return this;
+  }
+
+  at(i: number): M {
+    const m = this.items[i < 0 ? i + this.items.length : i];
+    if (!m) throw new OpError('ModuleList.at', `index ${i} is out of range for ${this.items.length} modules`);
+    return m;
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  [Symbol.iterator](): Iterator<M> {
+    return this.items[Symbol.iterator]();
+  }
+
+  forward(): never {
+    throw new OpError('ModuleList', 'a ModuleList has no forward; iterate over its modules instead');
+  }
+}

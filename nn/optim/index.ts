@@ -1,0 +1,8 @@
+// optim: optimizers (fused in-place updates), gradient clipping and learning-rate schedules.
+export { Optimizer, type BaseHyper, type ParamGroup, type ParamGroupInput, type ParamState, type OptimizerStateDict } from './optimizer.js';
+export { SGD, type SgdHyper } from './sgd.js';
+export { Adam, AdamW, type AdamHyper } from './adam.js';
+export { RMSprop, type RmspropHyper } from './rmsprop.js';
+export { clipGradNorm } from './clip.js';
+export * as lr from './schedules.js';
+export { LRScheduler, type SchedulerState } from './schedules.js';
