@@ -21,3 +21,6 @@ export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRunt
 export { OpError } from './core/shape.js';
 export * as testing from './testing/index.js';
 export * as functional from './ops/functional.js';
+export * as nn from './nn/index.js';
+export * as optim from './nn/optim/index.js';
+export * as io from './nn/io/index.js';
