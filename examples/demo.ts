@@ -1,6 +1,6 @@
 // The quick-start job: fits a small MLP to y = sin(3x)·x on webgpu and on the cpu reference backend,
 // printing a progress bar, the loss curve and how fast each backend ran.
-import { deviceInfo, manualSeed, memory, noGrad, randn, scope, tensor, type DeviceName, type Tensor } from '../dist/index.js';
+import { deviceInfo, manualSeed, memory, noGrad, randn, scope, tensor, type DeviceName, type Tensor } from '../index.js';
 import { Progress } from './progress.js';
 
 const STEPS = Number(process.argv[2] ?? 300);

@@ -4,7 +4,7 @@ import { isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, EW_PER_THREAD, GA, MAX_RANK, MM, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_PER_THREAD, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -35,9 +35,21 @@ function bits(value: number, t: WType): number {
   return scalarBits.getUint32(0, true);
 }
 
+export type MatmulVariant = 'register' | 'shared';
+
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  constructor(readonly rt: GpuRuntime) {}
+  /**
+   * Barriers are expensive on CPU rasterisers (lavapipe), so the barrier-free register-tiled kernel is the
+   * default there; real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=register|shared overrides.
+   */
+  matmulVariant: MatmulVariant;
+
+  constructor(readonly rt: GpuRuntime) {
+    const env = process.env.DAWNGRAD_MATMUL;
+    if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
+    this.matmulVariant = (env as MatmulVariant | undefined) ?? (rt.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(rt.info.adapter) ? 'register' : 'shared');
+  }
 
   alloc(dtype: DType, length: number): GpuStorage {
     wtype('alloc', dtype);
@@ -172,6 +184,11 @@ export class WebGpuBackend implements Backend {
     p[MM.ARS] = a.strides[r - 2]; p[MM.ACS] = a.strides[r - 1];
     p[MM.BRS] = b.strides[r - 2]; p[MM.BCS] = b.strides[r - 1];
     p[MM.ORS] = out.strides[r - 2]; p[MM.OCS] = out.strides[r - 1];
+    if (this.matmulVariant === 'shared') {
+      const pipeline = this.rt.pipeline('matmul:shared:f32', matmulSharedSource);
+      this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
+      return;
+    }
     const pipeline = this.rt.pipeline('matmul:f32', matmulSource);
     const per = MM_TILE * MM_WG;
     this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / per), Math.ceil(M / per), batch]);

@@ -218,3 +218,53 @@ ${mainSig} {
   out[oo] += acc;
 }`;
 }
+
+/** Shared-memory tiled matmul for real GPUs: 64×64 output tile per 16×16 workgroup, 4×4 per invocation, K in steps of 16. */
+export const MM_SHARED_TILE = 64;
+export function matmulSharedSource(): string {
+  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
+var<workgroup> As: array<array<f32, 64>, 16>; // [k][m]
+var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
+@compute @workgroup_size(16, 16) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
+  var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
+  var rem = wid.z;
+  for (var d = i32(pu(${MM.BRANK}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${MM.BSHAPE}u + du);
+    rem = rem / pu(${MM.BSHAPE}u + du);
+    ao += c * pu(${MM.ABATCH}u + du); bo += c * pu(${MM.BBATCH}u + du); oo += c * pu(${MM.OBATCH}u + du);
+  }
+  let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
+  let tid = lid.y * 16u + lid.x;
+  let m0 = wid.y * 64u; let n0 = wid.x * 64u;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < K; k0 += 16u) {
+    // 1024 elements of each tile, 4 per invocation; out-of-range elements load as 0.
+    for (var e = 0u; e < 4u; e++) {
+      let idx = tid + e * 256u;
+      let kk = idx / 64u; let mm = idx % 64u;
+      let gk = k0 + kk;
+      As[kk][mm] = select(0.0, A[ao + min(m0 + mm, M - 1u) * ars + min(gk, K - 1u) * acs], m0 + mm < M && gk < K);
+      Bs[kk][mm] = select(0.0, B[bo + min(gk, K - 1u) * brs + min(n0 + mm, N - 1u) * bcs], n0 + mm < N && gk < K);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let a = vec4<f32>(As[kk][lid.y * 4u], As[kk][lid.y * 4u + 1u], As[kk][lid.y * 4u + 2u], As[kk][lid.y * 4u + 3u]);
+      let b = vec4<f32>(Bs[kk][lid.x * 4u], Bs[kk][lid.x * 4u + 1u], Bs[kk][lid.x * 4u + 2u], Bs[kk][lid.x * 4u + 3u]);
+      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+  }
+  let ors = pu(${MM.ORS}u); let ocs = pu(${MM.OCS}u);
+  for (var i = 0u; i < 4u; i++) {
+    let row = m0 + lid.y * 4u + i;
+    if (row >= M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let col = n0 + lid.x * 4u + j;
+      if (col >= N) { break; }
+      C[oo + row * ors + col * ocs] = acc[i][j];
+    }
+  }
+}`;
+}
