@@ -12,7 +12,7 @@ describe('README API tour', () => {
     mkdirSync('test/.tmp', { recursive: true });
     // Inside the package directory, 'dawngrad' resolves to this package through its "exports".
     writeFileSync('test/.tmp/readme-tour.mjs', tour!);
-    const out = execFileSync('node', ['test/.tmp/readme-tour.mjs'], { encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync('node', ['test/.tmp/readme-tour.mjs'], { encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
     const lines = out.trim().split('\n');
     expect(lines[0]).toBe('webgpu');
     expect(lines.slice(-4)).toEqual(['false 6', 'true true', 'true', 'true']);

@@ -199,7 +199,12 @@ export async function createRuntime(env: NodeJS.ProcessEnv = process.env): Promi
   if (env.DAWNGRAD_BACKEND) flags.push(`backend=${env.DAWNGRAD_BACKEND}`);
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = create(flags);
-  const adapter = await gpu.requestAdapter();
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    throw new NoAdapterError(`webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}: ${(e as Error).message}); ${setupHint}`);
+  }
   if (!adapter) throw new NoAdapterError(`webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}); ${setupHint}`);
   const L = adapter.limits;
   const requiredLimits = {

@@ -1,0 +1,49 @@
+// Device selection through the environment, the no-adapter error, and scripts that exit on their own.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { deviceInfo, zeros } from '../index.js';
+
+/** Runs an ESM snippet against the built package in a fresh process (which must exit by itself). */
+function runSnippet(code: string, env: Record<string, string> = {}): string {
+  return execFileSync('node', ['--input-type=module', '-e', code], {
+    encoding: 'utf8', timeout: 60_000, env: { ...process.env, XDG_RUNTIME_DIR: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
+describe('devices', () => {
+  beforeAll(() => {
+    if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
+  });
+
+  it('deviceInfo reports the adapter and the limits in use', () => {
+    const info = deviceInfo();
+    expect(info.backend).toBe('webgpu');
+    if (info.backend === 'webgpu') {
+      expect(info.adapter.length).toBeGreaterThan(0);
+      expect(info.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    }
+  });
+
+  it('DAWNGRAD_DEVICE=cpu makes cpu the default without touching Dawn', () => {
+    const out = runSnippet("import { tensor, deviceInfo } from 'dawngrad'; const t = tensor([1, 2]).mul(3); console.log(deviceInfo().backend, t.device, (await t.toArray()).join(','));", { DAWNGRAD_DEVICE: 'cpu' });
+    expect(out).toBe('cpu cpu 3,6');
+  });
+
+  it('no adapter gives an error that says how to fix it', () => {
+    const out = runSnippet("import { tensor } from 'dawngrad'; try { tensor([1]); } catch (e) { console.log(e.message); }", { DAWNGRAD_ADAPTER: 'no-such-adapter' });
+    expect(out).toMatch(/Dawn found no WebGPU adapter.*scripts\/setup\.sh.*DAWNGRAD_DEVICE=cpu/s);
+  });
+
+  it('a webgpu script exits by itself after reading results', () => {
+    const out = runSnippet("import { randn } from 'dawngrad'; const x = randn([64, 64]); console.log((await x.matmul(x).sum().item()) !== 0);");
+    expect(out).toBe('true');
+  });
+
+  it('a tensor larger than the adapter allows is refused at the op call', () => {
+    const info = deviceInfo();
+    if (info.backend !== 'webgpu') throw new Error('expected webgpu');
+    const tooMany = Math.floor(info.limits.maxStorageBufferBindingSize / 4) + 1024;
+    expect(() => zeros([tooMany])).toThrow(/exceeds this adapter's maxStorageBufferBindingSize/);
+  });
+});
