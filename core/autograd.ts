@@ -95,57 +95,99 @@ function topoOrder(roots: readonly Node[]): Node[] {
   return order.reverse(); // outputs first
 }
 
-/** The reverse pass. Returns captured gradients (null where no path leads) when `capture` is given. */
-export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): (Tensor | null)[] {
+type GradList = (Tensor | null)[];
+/** The reverse sweep; it yields when a node's rule is asynchronous and resumes with that rule's gradients. */
+type Sweep = Generator<{ node: string; pending: Promise<GradList> }, GradList, GradList>;
+
+let asyncSweeps = 0;
+/** True while an asynchronous backward (backwardAsync) runs, so rules that must read device values may. */
+export function canAwaitInBackward(): boolean {
+  return asyncSweeps > 0;
+}
+
+function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions): Sweep {
   const capture = opts.capture;
   const captured = new Map<Tensor | Node, Tensor>();
   const captureKeys = new Map<Tensor | Node, number>();
   capture?.forEach((t, i) => captureKeys.set(t.gradFn ?? t, i));
+  const grads = new Map<Node, Tensor>();
+  const leafGrads = new Map<Tensor, Tensor>();
+  const addTo = <K>(map: Map<K, Tensor>, key: K, g: Tensor) => {
+    const old = map.get(key);
+    map.set(key, old ? old.add(g) : g);
+  };
+  const deliverLeaf = (leaf: Tensor, g: Tensor) => {
+    if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
+    if (capture) {
+      if (captureKeys.has(leaf)) addTo(captured, leaf, g);
+    } else {
+      // Summed here and stored at the end: a rule may hand the same tensor to a leaf and to a node
+      // (add returns [g, g]), so a leaf's .grad must not replace (and dispose) it mid-sweep.
+      addTo(leafGrads, leaf, g);
+    }
+  };
+  const rootNodes: Node[] = [];
+  roots.forEach((r, i) => {
+    if (r.gradFn) {
+      rootNodes.push(r.gradFn);
+      addTo(grads, r.gradFn, seeds[i]);
+    } else if (r.requiresGrad) deliverLeaf(r, seeds[i]);
+  });
+  const order = topoOrder(rootNodes);
+  for (const node of order) {
+    const g = grads.get(node);
+    if (!g) continue;
+    if (captureKeys.has(node)) addTo(captured, node, g);
+    const applied = node.apply(g);
+    const inGrads = applied instanceof Promise ? yield { node: node.name, pending: applied } : applied;
+    node.inputs.forEach((inp, i) => {
+      const gi = inGrads[i];
+      if (!gi) return;
+      if (inp.leaf) deliverLeaf(inp.leaf, gi);
+      else if (inp.node) addTo(grads, inp.node, gi);
+    });
+  }
+  if (!opts.retainGraph) for (const n of order) n.freeSaved();
+  for (const [leaf, g] of leafGrads) leaf.grad = leaf.grad ? leaf.grad.add(g) : own(g);
+  // Captured gradients outlive the backward scope.
+  for (const [k, g] of captured) captured.set(k, own(g));
+  return capture ? capture.map((t) => captured.get(t.gradFn ?? t) ?? null) : [];
+}
+
+/** The reverse pass. Returns captured gradients (null where no path leads) when `capture` is given. */
+export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): (Tensor | null)[] {
   const prev = gradEnabled;
   gradEnabled = false;
   try {
-    scope(() => {
-      const grads = new Map<Node, Tensor>();
-      const addTo = <K>(map: Map<K, Tensor>, key: K, g: Tensor) => {
-        const old = map.get(key);
-        map.set(key, old ? old.add(g) : g);
-      };
-      const deliverLeaf = (leaf: Tensor, g: Tensor) => {
-        if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
-        if (capture) {
-          if (captureKeys.has(leaf)) addTo(captured, leaf, g);
-        } else {
-          leaf.grad = leaf.grad ? leaf.grad.add(g) : own(g);
-        }
-      };
-      const rootNodes: Node[] = [];
-      roots.forEach((r, i) => {
-        if (r.gradFn) {
-          rootNodes.push(r.gradFn);
-          addTo(grads, r.gradFn, seeds[i]);
-        } else if (r.requiresGrad) deliverLeaf(r, seeds[i]);
-      });
-      const order = topoOrder(rootNodes);
-      for (const node of order) {
-        const g = grads.get(node);
-        if (!g) continue;
-        if (captureKeys.has(node)) addTo(captured, node, g);
-        const inGrads = node.apply(g);
-        node.inputs.forEach((inp, i) => {
-          const gi = inGrads[i];
-          if (!gi) return;
-          if (inp.leaf) deliverLeaf(inp.leaf, gi);
-          else if (inp.node) addTo(grads, inp.node, gi);
-        });
+    return scope(() => {
+      const step = sweep(roots, seeds, opts).next();
+      if (!step.done) {
+        step.value.pending.catch(() => {});
+        throw new OpError('backward', `'${step.value.node}' computes its gradient asynchronously (it reads device values); use \`await loss.backwardAsync()\` instead of backward()`);
       }
-      if (!opts.retainGraph) for (const n of order) n.freeSaved();
-      // Captured gradients outlive this scope.
-      for (const [k, g] of captured) captured.set(k, own(g));
+      return step.value;
     });
   } finally {
     gradEnabled = prev;
   }
-  return capture ? capture.map((t) => captured.get(t.gradFn ?? t) ?? null) : [];
+}
+
+/** The reverse pass for graphs holding asynchronous rules (sync rules run as in runBackward). */
+export async function runBackwardAsync(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): Promise<(Tensor | null)[]> {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  asyncSweeps++;
+  try {
+    return await scope(async () => {
+      const it = sweep(roots, seeds, opts);
+      let step = it.next();
+      while (!step.done) step = it.next(await step.value.pending);
+      return step.value;
+    });
+  } finally {
+    asyncSweeps--;
+    gradEnabled = prev;
+  }
 }
 
 export function seedFor(op: string, root: Tensor, gradient?: Tensor): Tensor {
@@ -221,6 +263,8 @@ export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], c
 
 declare module './tensor.js' {
   interface Tensor {
+    /** backward() for graphs with asynchronous rules (e.g. ode.odeintAdjoint on webgpu); works for any graph. */
+    backwardAsync(gradient?: Tensor, opts?: { retainGraph?: boolean }): Promise<void>;
     /**
      * Accumulates d(this)/d(leaf) into every leaf's .grad. `gradient` is required for non-scalar outputs.
      * The graph's saved tensors are freed afterwards unless retainGraph is set.
@@ -234,5 +278,13 @@ Tensor.prototype.backward = function (this: Tensor, gradient?: Tensor, opts: { r
   if (!this.requiresGrad) throw new OpError('backward', `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
   const seed = seedFor('backward', this, gradient);
   runBackward([this], [seed], opts);
+  if (seed !== gradient) seed.dispose();
+};
+
+Tensor.prototype.backwardAsync = async function (this: Tensor, gradient?: Tensor, opts: { retainGraph?: boolean } = {}): Promise<void> {
+  this.assertAlive('backwardAsync');
+  if (!this.requiresGrad) throw new OpError('backwardAsync', `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
+  const seed = seedFor('backwardAsync', this, gradient);
+  await runBackwardAsync([this], [seed], opts);
   if (seed !== gradient) seed.dispose();
 };

@@ -1,7 +1,11 @@
 // Autograd graph nodes: what produced a tensor, what it saved, and how to push gradients back.
 import type { Tensor } from './tensor.js';
 
-export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
+/**
+ * Returns one gradient (or null) per input. A rule that must read device values (e.g. the ODE adjoint's
+ * adaptive reverse solve) may return a Promise; such graphs need `await t.backwardAsync()`.
+ */
+export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[] | Promise<(Tensor | null)[]>;
 
 export interface NodeInput {
   /** The input's producer (non-leaf), or null. */
@@ -49,7 +53,7 @@ export class Node {
     this.backwardFn = null;
   }
 
-  apply(grad: Tensor): (Tensor | null)[] {
+  apply(grad: Tensor): (Tensor | null)[] | Promise<(Tensor | null)[]> {
     if (!this.backwardFn) {
       throw new Error(`backward: the graph through '${this.name}' was already freed by an earlier backward(); pass { retainGraph: true } to the first backward() to run backward twice`);
     }
