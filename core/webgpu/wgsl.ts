@@ -16,6 +16,20 @@ ${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
 fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
 `;
 
+/**
+ * WGSL that splits the linear `index` over the shape stored at params[shapeAt..] (rank at params[rankAt]),
+ * adding coordinate × stride (strides at params[stridesAt..]) to each offset variable. Declares `rem`.
+ */
+function unravel(index: string, rankAt: number, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
+  return `var rem = ${index};
+  for (var d = i32(pu(${rankAt}u)) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % pu(${shapeAt}u + du);
+    rem = rem / pu(${shapeAt}u + du);
+    ${offsets.map(([v, at]) => `${v} += c * pu(${at}u + du);`).join(' ')}
+  }`;
+}
+
 /** Linear invocation index for 2-D dispatches of WG-wide workgroups (to pass 65535 groups). */
 const linearId = `let i = gid.x + gid.y * nwg.x * ${WG}u;`;
 const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
@@ -51,14 +65,7 @@ ${mainSig} {
 }`;
   }
   const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
-  var rem = i;
-  for (var d = i32(pu(${EW.RANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    let c = rem % pu(${EW.SHAPE}u + du);
-    rem = rem / pu(${EW.SHAPE}u + du);
-    oo += c * pu(${EW.OSTRIDES}u + du);
-    ${tensorIdx.map((_, k) => `o${k} += c * pu(${EW.IN0 + EW.IN_STRIDE * k}u + du);`).join(' ')}
-  }`;
+  ${unravel('i', EW.RANK, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
   return `${header(bindings)}
 ${def.wgslHelpers ?? ''}
 ${mainSig} {
@@ -86,12 +93,7 @@ ${mainSig} {
   let o = i / chunks;
   let ch = i % chunks;
   var base = pu(${RD.OFF}u);
-  var rem = o;
-  for (var d = i32(pu(${RD.KRANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    base += (rem % pu(${RD.KSHAPE}u + du)) * pu(${RD.KSTRIDES}u + du);
-    rem = rem / pu(${RD.KSHAPE}u + du);
-  }
+  ${unravel('o', RD.KRANK, RD.KSHAPE, [['base', RD.KSTRIDES]])}
   let rr = pu(${RD.RRANK}u);
   let r0 = ch * pu(${RD.CHUNKLEN}u);
   let r1 = min(pu(${RD.R}u), r0 + pu(${RD.CHUNKLEN}u));
@@ -125,6 +127,7 @@ ${mainSig} {
 
 /** Matmul layout: M, N, K, batchRank, batchShape[8], aBatch[8], bBatch[8], oBatch[8], aOff, bOff, oOff, ars, acs, brs, bcs, ors, ocs. */
 export const MM = { M: 0, N: 1, K: 2, BRANK: 3, BSHAPE: 4, ABATCH: 12, BBATCH: 20, OBATCH: 28, AOFF: 36, BOFF: 37, OOFF: 38, ARS: 39, ACS: 40, BRS: 41, BCS: 42, ORS: 43, OCS: 44 } as const;
+const batchOffsets = (batch: string) => unravel(batch, MM.BRANK, MM.BSHAPE, [['ao', MM.ABATCH], ['bo', MM.BBATCH], ['oo', MM.OBATCH]]);
 export const MM_TILE = 4; // outputs per invocation per axis
 export const MM_WG = 8; // invocations per workgroup per axis
 
@@ -136,13 +139,7 @@ export function matmulSource(): string {
   let row0 = gid.y * 4u; let col0 = gid.x * 4u;
   if (row0 >= M || col0 >= N) { return; }
   var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
-  var rem = gid.z;
-  for (var d = i32(pu(${MM.BRANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    let c = rem % pu(${MM.BSHAPE}u + du);
-    rem = rem / pu(${MM.BSHAPE}u + du);
-    ao += c * pu(${MM.ABATCH}u + du); bo += c * pu(${MM.BBATCH}u + du); oo += c * pu(${MM.OBATCH}u + du);
-  }
+  ${batchOffsets('gid.z')}
   let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
   // Clamp rows/cols so loads stay in bounds; clamped lanes are simply not stored.
   let r = vec4<u32>(min(row0, M - 1u), min(row0 + 1u, M - 1u), min(row0 + 2u, M - 1u), min(row0 + 3u, M - 1u)) * ars + vec4<u32>(ao);
@@ -174,13 +171,7 @@ ${mainSig} {
   ${linearId}
   if (i >= pu(${GA.N}u)) { return; }
   var io = pu(${GA.INOFF}u); var xo = pu(${GA.IDXOFF}u); var oo = pu(${GA.OUTOFF}u);
-  var rem = i;
-  for (var d = i32(pu(${GA.RANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    let c = rem % pu(${GA.SHAPE}u + du);
-    rem = rem / pu(${GA.SHAPE}u + du);
-    io += c * pu(${GA.INS}u + du); xo += c * pu(${GA.IDXS}u + du); oo += c * pu(${GA.OUTS}u + du);
-  }
+  ${unravel('i', GA.RANK, GA.SHAPE, [['io', GA.INS], ['xo', GA.IDXS], ['oo', GA.OUTS]])}
   // Indices were range-checked on the host where known; clamp so a bad one can never read out of bounds.
   let j = u32(clamp(idx[xo], 0, i32(pu(${GA.AXLEN}u)) - 1));
   out[oo] = inp[io + j * pu(${GA.AXSTRIDE}u)];
@@ -228,13 +219,7 @@ var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
 @compute @workgroup_size(16, 16) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
   var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
-  var rem = wid.z;
-  for (var d = i32(pu(${MM.BRANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    let c = rem % pu(${MM.BSHAPE}u + du);
-    rem = rem / pu(${MM.BSHAPE}u + du);
-    ao += c * pu(${MM.ABATCH}u + du); bo += c * pu(${MM.BBATCH}u + du); oo += c * pu(${MM.OBATCH}u + du);
-  }
+  ${batchOffsets('wid.z')}
   let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
   let tid = lid.y * 16u + lid.x;
   let m0 = wid.y * 64u; let n0 = wid.x * 64u;
