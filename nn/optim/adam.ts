@@ -38,7 +38,7 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
     const m = state.buffers.exp_avg;
     const v = state.buffers.exp_avg_sq;
     if (param.device === 'webgpu') {
-      adamKernel(param, grad, m, v, { l2, decay, beta1, beta2, stepSize, invSqrtBc2: 1 / sqrtBc2, eps });
+      adamKernel(param, grad, m, v, { l2, decay, beta1, beta2, stepSize, invSqrtBc2: 1 / sqrtBc2, eps, first: t === 1 });
       return;
     }
     const P = cpuArray(param), G = cpuArray(grad), M = cpuArray(m), V = cpuArray(v);

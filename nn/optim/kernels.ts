@@ -26,6 +26,11 @@ fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 ${GRAD_INDEX}
 `;
 
+/** Word holding 1 on a parameter's first update: state buffers are then read as zeros (they are allocated unfilled). */
+const FIRST = 15;
+/** A state buffer's previous value: zero on the first update. */
+const prev = (buf: string) => `select(${buf}[i], 0.0, pu(${FIRST}u) != 0u)`;
+
 /** Gradient layout words: the gradient may be any strided view (e.g. a transposed weight's gradient). */
 const G_RANK = 16, G_SHAPE = 17, G_STRIDES = 25, MAX_RANK = 8;
 
@@ -61,10 +66,11 @@ function bitsOf(v: number): number {
 }
 
 /** Uniform block: [n, paramOffset, gradOffset, ...f32 values, ...u32 values], gradient layout at G_*. */
-function uniforms(n: number, paramOffset: number, grad: Tensor | null, floats: number[], extraU32: number[] = []): Uint32Array {
+function uniforms(n: number, paramOffset: number, grad: Tensor | null, floats: number[], extraU32: number[] = [], first = false): Uint32Array {
   const p = new Uint32Array(PARAM_WORDS);
   p[0] = n;
   p[1] = paramOffset;
+  p[FIRST] = first ? 1 : 0;
   if (grad) {
     if (grad.rank > MAX_RANK) throw new Error(`optim: gradients of rank ${grad.rank} are not supported on webgpu (max ${MAX_RANK})`);
     p[2] = grad.offset;
@@ -90,8 +96,8 @@ ${mainSig} {
   ${elementIndex}
   let p0 = param[pi];
   let g = grad[gi] + pf(3u) * p0;
-  let mt = pf(5u) * m[i] + pf(6u) * g;
-  let vt = pf(7u) * v[i] + pf(8u) * g * g;
+  let mt = pf(5u) * ${prev('m')} + pf(6u) * g;
+  let vt = pf(7u) * ${prev('v')} + pf(8u) * g * g;
   m[i] = mt;
   v[i] = vt;
   let denom = sqrt(vt) * pf(10u) + pf(11u);
@@ -99,17 +105,17 @@ ${mainSig} {
 }`;
 
 export interface AdamUniforms {
-  l2: number; decay: number; beta1: number; beta2: number; stepSize: number; invSqrtBc2: number; eps: number;
+  l2: number; decay: number; beta1: number; beta2: number; stepSize: number; invSqrtBc2: number; eps: number; first: boolean;
 }
 
 export function adamKernel(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, u: AdamUniforms): void {
   const rt = runtime();
   const pipeline = rt.pipeline('optim:adam', ADAM_WGSL);
-  const p = uniforms(param.size, param.offset, grad, [u.l2, u.decay, u.beta1, 1 - u.beta1, u.beta2, 1 - u.beta2, u.stepSize, u.invSqrtBc2, u.eps]);
+  const p = uniforms(param.size, param.offset, grad, [u.l2, u.decay, u.beta1, 1 - u.beta1, u.beta2, 1 - u.beta2, u.stepSize, u.invSqrtBc2, u.eps], [], u.first);
   rt.dispatch('optim.adam', pipeline, p, [gpuBuffer(param), gpuBuffer(m), gpuBuffer(v), gpuBuffer(grad)], grid(param.size));
 }
 
-// ---- SGD: uniforms lr, weightDecay, momentum, 1-dampening; u32 nesterov, first step
+// ---- SGD: uniforms lr, weightDecay, momentum, 1-dampening; u32 nesterov (the first step sets buf = d)
 const SGD_WGSL = (withMomentum: boolean) => () => `${header([
   'var<storage, read_write> param: array<f32>',
   ...(withMomentum ? ['var<storage, read_write> buf: array<f32>'] : []),
@@ -120,7 +126,7 @@ ${mainSig} {
   let p0 = param[pi];
   var d = grad[gi] + pf(4u) * p0;
   ${withMomentum ? `var b = d;
-  if (pu(8u) == 0u) { b = pf(5u) * buf[i] + pf(6u) * d; }
+  if (pu(${FIRST}u) == 0u) { b = pf(5u) * buf[i] + pf(6u) * d; }
   buf[i] = b;
   if (pu(7u) != 0u) { d = d + pf(5u) * b; } else { d = b; }` : ''}
   param[pi] = p0 - pf(3u) * d;
@@ -133,7 +139,7 @@ export interface SgdUniforms {
 export function sgdKernel(param: Tensor, grad: Tensor, buf: Tensor | null, u: SgdUniforms): void {
   const rt = runtime();
   const pipeline = rt.pipeline(`optim:sgd:${buf ? 'momentum' : 'plain'}`, SGD_WGSL(buf !== null));
-  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.momentum, 1 - u.dampening], [u.nesterov ? 1 : 0, u.first ? 1 : 0]);
+  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.momentum, 1 - u.dampening], [u.nesterov ? 1 : 0], u.first);
   const buffers = [gpuBuffer(param), ...(buf ? [gpuBuffer(buf)] : []), gpuBuffer(grad)];
   rt.dispatch('optim.sgd', pipeline, p, buffers, grid(param.size));
 }
@@ -150,24 +156,24 @@ ${mainSig} {
   ${elementIndex}
   let p0 = param[pi];
   let g = grad[gi] + pf(4u) * p0;
-  let s = pf(5u) * sq[i] + pf(6u) * g * g;
+  let s = pf(5u) * ${prev('sq')} + pf(6u) * g * g;
   sq[i] = s;
-  ${centered ? `let ga = pf(5u) * gavg[i] + pf(6u) * g;
+  ${centered ? `let ga = pf(5u) * ${prev('gavg')} + pf(6u) * g;
   gavg[i] = ga;
   let avg = sqrt(s - ga * ga) + pf(7u);` : 'let avg = sqrt(s) + pf(7u);'}
-  ${withMomentum ? `let b = pf(8u) * buf[i] + g / avg;
+  ${withMomentum ? `let b = pf(8u) * ${prev('buf')} + g / avg;
   buf[i] = b;
   param[pi] = p0 - pf(3u) * b;` : 'param[pi] = p0 - pf(3u) * g / avg;'}
 }`;
 
 export interface RmspropUniforms {
-  lr: number; weightDecay: number; alpha: number; eps: number; momentum: number;
+  lr: number; weightDecay: number; alpha: number; eps: number; momentum: number; first: boolean;
 }
 
 export function rmspropKernel(param: Tensor, grad: Tensor, sq: Tensor, gavg: Tensor | null, buf: Tensor | null, u: RmspropUniforms): void {
   const rt = runtime();
   const pipeline = rt.pipeline(`optim:rmsprop:${gavg ? 'c' : 'u'}:${buf ? 'm' : 'p'}`, RMSPROP_WGSL(gavg !== null, buf !== null));
-  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.alpha, 1 - u.alpha, u.eps, u.momentum]);
+  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.alpha, 1 - u.alpha, u.eps, u.momentum], [], u.first);
   const buffers = [gpuBuffer(param), gpuBuffer(sq), ...(gavg ? [gpuBuffer(gavg)] : []), ...(buf ? [gpuBuffer(buf)] : []), gpuBuffer(grad)];
   rt.dispatch('optim.rmsprop', pipeline, p, buffers, grid(param.size));
 }

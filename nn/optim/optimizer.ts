@@ -6,6 +6,7 @@ import type { TypedArray } from '../../core/dtype.js';
 import { untrackTensor } from '../../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
+import { empty } from '../../ops/util.js';
 import { copyInto } from '../inplace.js';
 
 export interface BaseHyper {
@@ -98,7 +99,8 @@ export abstract class Optimizer<H extends BaseHyper> {
     let st = this.state.get(param);
     if (!st) {
       st = { step: 0, buffers: {} };
-      for (const name of this.bufferNames(group)) st.buffers[name] = ownedZeros(param);
+      // On webgpu the kernels treat state as zero on a parameter's first update, so no fill is needed.
+      for (const name of this.bufferNames(group)) st.buffers[name] = param.device === 'webgpu' ? ownedEmpty(param) : ownedZeros(param);
       this.state.set(param, st);
     }
     return st;
@@ -193,6 +195,13 @@ function denseGrad(g: Tensor, param: Tensor): Tensor {
     out = cast;
   }
   return out;
+}
+
+/** An unfilled tensor like p that no enclosing scope frees. */
+function ownedEmpty(p: Tensor): Tensor {
+  const t = empty(p.device, p.dtype, p.shape);
+  untrackTensor(t);
+  return t;
 }
 
 /** Zeros like p that no enclosing scope frees (the optimizer owns them). */

@@ -35,7 +35,7 @@ export class RMSprop extends Optimizer<RmspropHyper> {
     const gavg = centered ? state.buffers.grad_avg : null;
     const buf = momentum > 0 ? state.buffers.momentum_buffer : null;
     if (param.device === 'webgpu') {
-      rmspropKernel(param, grad, sq, gavg, buf, { lr, weightDecay, alpha, eps, momentum });
+      rmspropKernel(param, grad, sq, gavg, buf, { lr, weightDecay, alpha, eps, momentum, first: state.step === 1 });
       return;
     }
     const P = cpuArray(param), G = cpuArray(grad), S = cpuArray(sq).arr;

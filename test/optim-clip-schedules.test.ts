@@ -1,0 +1,112 @@
+// clipGradNorm (device-side scaling, norm as a tensor, no readback) and the learning-rate schedules.
+import { describe, expect, it } from 'vitest';
+import { memory, optim, tensor, type Tensor } from '../index.js';
+
+type Device = 'cpu' | 'webgpu';
+
+const GRADS = [
+  [[3, 0, 1], [0.5, -2, 1]],
+  [[4, -1]],
+];
+
+function setup(device: Device): { params: Tensor[]; flat: number[] } {
+  const dtype = device === 'cpu' ? 'float64' : 'float32';
+  const params = GRADS.map((g) => tensor(g.map((r) => r.map(() => 0)), { dtype, device, requiresGrad: true }));
+  params.forEach((p, k) => { p.grad = tensor(GRADS[k], { dtype, device }); });
+  // The first gradient becomes a transposed view of a [3, 2] tensor, like a Linear weight's.
+  const t = tensor([[3, 0.5], [0, -2], [1, 1]], { dtype, device });
+  params[0].grad = t.transpose(0, 1);
+  t.dispose();
+  return { params, flat: GRADS.flat(2) };
+}
+
+describe('clipGradNorm', () => {
+  for (const device of ['cpu', 'webgpu'] as Device[]) {
+    for (const maxNorm of [1, 100]) {
+      it(`${device}: scales by min(maxNorm/(norm+1e-6), 1) (maxNorm ${maxNorm}) and returns the norm`, async () => {
+        const { params, flat } = setup(device);
+        const norm = Math.sqrt(flat.reduce((s, v) => s + v * v, 0));
+        const coef = Math.min(maxNorm / (norm + 1e-6), 1);
+        const readbacks = memory().readbacks;
+        const dispatches = memory().dispatches;
+        const total = optim.clipGradNorm(params, maxNorm);
+        if (device === 'webgpu') {
+          expect(memory().readbacks).toBe(readbacks);
+          // One partial-sum and one scaling dispatch per gradient, plus one to finish the norm.
+          expect(memory().dispatches - dispatches).toBe(2 * params.length + 1);
+        }
+        expect(total.shape).toEqual([]);
+        const tol = device === 'cpu' ? 1e-12 : 1e-6;
+        expect(Math.abs((await total.item()) - norm)).toBeLessThan(tol * norm);
+        const clipped = (await Promise.all(params.map(async (p) => Array.from(await p.grad!.data())))).flat();
+        clipped.forEach((v, i) => expect(Math.abs(v - flat[i] * coef)).toBeLessThan(tol * 10));
+      });
+    }
+  }
+
+  it('never scales memory the gradient shares with another tensor', async () => {
+    const p = tensor([0, 0], { device: 'webgpu', requiresGrad: true });
+    const q = tensor([0, 0], { device: 'webgpu', requiresGrad: true });
+    const shared = tensor([3, 4], { device: 'webgpu' });
+    p.grad = shared.reshape([2]); // a second view of shared's storage
+    q.grad = tensor([0, 0], { device: 'webgpu' });
+    const norm = optim.clipGradNorm([p, q], 1);
+    expect(await norm.item()).toBeCloseTo(5, 5);
+    expect(Array.from(await shared.data())).toEqual([3, 4]);
+    const g = Array.from(await p.grad!.data());
+    expect(g[0]).toBeCloseTo(0.6, 5);
+    expect(g[1]).toBeCloseTo(0.8, 5);
+  });
+
+  it('skips parameters without gradients and rejects mixed devices', async () => {
+    const a = tensor([1], { device: 'cpu', requiresGrad: true });
+    expect(await optim.clipGradNorm([a], 1).item()).toBe(0);
+    const b = tensor([1], { device: 'webgpu', requiresGrad: true });
+    a.grad = tensor([1], { device: 'cpu' });
+    b.grad = tensor([1], { device: 'webgpu' });
+    expect(() => optim.clipGradNorm([a, b], 1)).toThrow(/different devices/);
+  });
+});
+
+describe('learning-rate schedules', () => {
+  const opt = () => new optim.SGD([{ params: [tensor([1], { device: 'cpu', requiresGrad: true })] }, { params: [tensor([1], { device: 'cpu', requiresGrad: true })], lr: 0.5 }], { lr: 1 });
+  const trace = (s: optim.LRScheduler, n: number) => Array.from({ length: n }, () => { const lr = s.getLr(); s.step(); return lr; });
+
+  it('constant keeps the base rates', () => {
+    expect(trace(optim.lr.constant(opt()), 3)).toEqual([[1, 0.5], [1, 0.5], [1, 0.5]]);
+  });
+
+  it('linearWarmup ramps from 0 and (with totalSteps) decays linearly to 0', () => {
+    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 4 }), 6).map(([a]) => a)).toEqual([0, 0.25, 0.5, 0.75, 1, 1]);
+    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 2, totalSteps: 6 }), 8).map(([a]) => a)).toEqual([0, 0.5, 1, 0.75, 0.5, 0.25, 0, 0]);
+  });
+
+  it('cosineWithWarmup follows the HF formula (to a floor with minLrRatio)', () => {
+    const lrs = trace(optim.lr.cosineWithWarmup(opt(), { warmupSteps: 2, totalSteps: 10 }), 12);
+    lrs.forEach(([a, b], s) => {
+      const expected = s < 2 ? s / 2 : 0.5 * (1 + Math.cos(Math.PI * Math.min(1, (s - 2) / 8)));
+      expect(a).toBeCloseTo(expected, 14);
+      expect(b).toBeCloseTo(0.5 * expected, 14);
+    });
+    const floored = trace(optim.lr.cosineWithWarmup(opt(), { warmupSteps: 0, totalSteps: 4, minLrRatio: 0.1 }), 6).map(([a]) => a);
+    expect(floored[0]).toBeCloseTo(1, 14);
+    expect(floored[2]).toBeCloseTo(0.1 + 0.9 * 0.5, 14);
+    expect(floored[5]).toBeCloseTo(0.1, 14);
+  });
+
+  it('step decays by gamma every stepSize steps', () => {
+    expect(trace(optim.lr.step(opt(), { stepSize: 2, gamma: 0.5 }), 5).map(([a]) => a)).toEqual([1, 1, 0.5, 0.5, 0.25]);
+  });
+
+  it('a restored scheduler continues with identical rates', () => {
+    const o1 = opt();
+    const s1 = optim.lr.cosineWithWarmup(o1, { warmupSteps: 3, totalSteps: 20 });
+    for (let i = 0; i < 7; i++) s1.step();
+    const o2 = opt();
+    const s2 = optim.lr.cosineWithWarmup(o2, { warmupSteps: 3, totalSteps: 20 });
+    s2.loadStateDict(JSON.parse(JSON.stringify(s1.stateDict())));
+    expect(s2.getLr()).toEqual(s1.getLr());
+    expect(trace(s2, 5)).toEqual(trace(s1, 5));
+    expect(() => optim.lr.constant(opt()).loadStateDict(s1.stateDict())).toThrow(/'cosineWithWarmup' schedule, this one is 'constant'/);
+  });
+});

@@ -1,0 +1,242 @@
+// Optimizers against plain-JS transcriptions of PyTorch's update rules (cpu float64, 1e-6 relative),
+// webgpu float32 against cpu float64, parameter groups, state dicts, and one dispatch per parameter.
+import { describe, expect, it } from 'vitest';
+import { memory, optim, tensor, type Tensor } from '../index.js';
+
+type Device = 'cpu' | 'webgpu';
+
+/** Deterministic pseudo-random values for parameters and gradients (independent of the library RNG). */
+function values(n: number, seed: number, scale = 1): number[] {
+  let s = seed >>> 0;
+  return Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return ((s / 2 ** 32) * 2 - 1) * scale;
+  });
+}
+
+interface Hyper { lr: number; weightDecay: number; [k: string]: unknown }
+
+/** Reference rules, written from torch/optim/{sgd,adam,adamw,rmsprop}.py (single-tensor code paths). */
+type RefState = Record<string, number[]> & { step?: number[] };
+const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hyper, step: number) => void> = {
+  SGD(p, g, st, h) {
+    const { lr, weightDecay: wd, momentum, dampening, nesterov } = h as unknown as { lr: number; weightDecay: number; momentum: number; dampening: number; nesterov: boolean };
+    for (let i = 0; i < p.length; i++) {
+      let d = g[i] + wd * p[i];
+      if (momentum !== 0) {
+        if (!st.buf) st.buf = [];
+        st.buf[i] = st.buf[i] === undefined ? d : momentum * st.buf[i] + (1 - dampening) * d;
+        d = nesterov ? d + momentum * st.buf[i] : st.buf[i];
+      }
+      p[i] -= lr * d;
+    }
+  },
+  Adam(p, g, st, h, t) {
+    const [b1, b2] = h.betas as [number, number];
+    const { lr, weightDecay: wd } = h;
+    const eps = h.eps as number;
+    st.m ??= new Array(p.length).fill(0);
+    st.v ??= new Array(p.length).fill(0);
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] + wd * p[i];
+      st.m[i] += (gi - st.m[i]) * (1 - b1); // torch: exp_avg.lerp_(grad, 1 - beta1)
+      st.v[i] = st.v[i] * b2 + (1 - b2) * gi * gi;
+      const denom = Math.sqrt(st.v[i]) / Math.sqrt(1 - b2 ** t) + eps;
+      p[i] -= (lr / (1 - b1 ** t)) * (st.m[i] / denom);
+    }
+  },
+  AdamW(p, g, st, h, t) {
+    const [b1, b2] = h.betas as [number, number];
+    const { lr, weightDecay: wd } = h;
+    const eps = h.eps as number;
+    st.m ??= new Array(p.length).fill(0);
+    st.v ??= new Array(p.length).fill(0);
+    for (let i = 0; i < p.length; i++) {
+      p[i] *= 1 - lr * wd;
+      st.m[i] += (g[i] - st.m[i]) * (1 - b1);
+      st.v[i] = st.v[i] * b2 + (1 - b2) * g[i] * g[i];
+      const denom = Math.sqrt(st.v[i]) / Math.sqrt(1 - b2 ** t) + eps;
+      p[i] -= (lr / (1 - b1 ** t)) * (st.m[i] / denom);
+    }
+  },
+  RMSprop(p, g, st, h) {
+    const { lr, weightDecay: wd } = h;
+    const { alpha, eps, momentum, centered } = h as unknown as { alpha: number; eps: number; momentum: number; centered: boolean };
+    st.sq ??= new Array(p.length).fill(0);
+    st.ga ??= new Array(p.length).fill(0);
+    st.buf ??= new Array(p.length).fill(0);
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] + wd * p[i];
+      st.sq[i] = st.sq[i] * alpha + (1 - alpha) * gi * gi;
+      let avg: number;
+      if (centered) {
+        st.ga[i] += (gi - st.ga[i]) * (1 - alpha);
+        avg = Math.sqrt(st.sq[i] - st.ga[i] * st.ga[i]) + eps;
+      } else avg = Math.sqrt(st.sq[i]) + eps;
+      if (momentum > 0) {
+        st.buf[i] = st.buf[i] * momentum + gi / avg;
+        p[i] -= lr * st.buf[i];
+      } else p[i] -= (lr * gi) / avg;
+    }
+  },
+};
+
+interface Case { name: string; kind: keyof typeof REFERENCE; hyper: Hyper }
+const CASES: Case[] = [
+  { name: 'SGD plain + wd', kind: 'SGD', hyper: { lr: 0.1, weightDecay: 0.01, momentum: 0, dampening: 0, nesterov: false } },
+  { name: 'SGD momentum + dampening', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0, momentum: 0.9, dampening: 0.1, nesterov: false } },
+  { name: 'SGD nesterov + wd', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0.02, momentum: 0.8, dampening: 0, nesterov: true } },
+  { name: 'Adam + L2', kind: 'Adam', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8 } },
+  { name: 'AdamW', kind: 'AdamW', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 } },
+  { name: 'RMSprop', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0, alpha: 0.9, eps: 1e-8, momentum: 0, centered: false } },
+  { name: 'RMSprop centered + momentum + wd', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0.05, alpha: 0.95, eps: 1e-6, momentum: 0.5, centered: true } },
+];
+
+function makeOptimizer(kind: string, params: Tensor[], hyper: Hyper): optim.Optimizer<optim.BaseHyper> {
+  const h = hyper as never;
+  switch (kind) {
+    case 'SGD': return new optim.SGD(params, h);
+    case 'Adam': return new optim.Adam(params, h);
+    case 'AdamW': return new optim.AdamW(params, h);
+    default: return new optim.RMSprop(params, h);
+  }
+}
+
+const SHAPES = [[3, 4], [5], [2, 3, 2]];
+const STEPS = 6;
+
+/** Runs STEPS updates with fixed gradients; the learning rate changes every step (as a schedule would). */
+async function run(device: Device, c: Case): Promise<{ params: number[][]; dispatches: number[]; readbacks: number }> {
+  const dtype = device === 'cpu' ? 'float64' : 'float32';
+  const params = SHAPES.map((s, k) => tensor(Float64Array.from(values(s.reduce((a, b) => a * b, 1), 10 + k)), { shape: s, dtype, device, requiresGrad: true }));
+  const opt = makeOptimizer(c.kind, params, c.hyper);
+  const dispatches: number[] = [];
+  const readbacks0 = memory().readbacks;
+  for (let t = 1; t <= STEPS; t++) {
+    opt.paramGroups[0].lr = c.hyper.lr * (1 + 0.1 * t);
+    params.forEach((p, k) => {
+      const g = tensor(Float64Array.from(values(p.size, 100 * t + k, 2)), { shape: p.shape, dtype, device });
+      // The first gradient arrives as a strided (transposed) view, as a Linear weight's does.
+      p.grad = k === 0 ? g.reshape([4, 3]).transpose(0, 1) : g;
+    });
+    const d0 = memory().dispatches;
+    opt.step();
+    dispatches.push(memory().dispatches - d0);
+  }
+  const readbacks = memory().readbacks - readbacks0;
+  const out = await Promise.all(params.map(async (p) => Array.from(await p.data())));
+  opt.dispose();
+  params.forEach((p) => p.dispose());
+  return { params: out, dispatches, readbacks };
+}
+
+function reference(c: Case): number[][] {
+  const ps = SHAPES.map((s, k) => values(s.reduce((a, b) => a * b, 1), 10 + k));
+  const states: RefState[] = ps.map(() => ({}));
+  for (let t = 1; t <= STEPS; t++) {
+    const h = { ...c.hyper, lr: c.hyper.lr * (1 + 0.1 * t) };
+    ps.forEach((p, k) => {
+      let g = values(p.length, 100 * t + k, 2);
+      if (k === 0) g = Array.from({ length: 12 }, (_, i) => g[(i % 4) * 3 + Math.floor(i / 4)]); // transpose of [4,3]
+      REFERENCE[c.kind](p, g, states[k], h, t);
+    });
+  }
+  return ps;
+}
+
+function maxRelError(actual: number[][], expected: number[][], floor: number): number {
+  let worst = 0;
+  actual.forEach((a, k) => a.forEach((v, i) => {
+    worst = Math.max(worst, Math.abs(v - expected[k][i]) / Math.max(Math.abs(expected[k][i]), floor));
+  }));
+  return worst;
+}
+
+describe('optimizers match the PyTorch update rules', () => {
+  for (const c of CASES) {
+    it(`${c.name}: cpu float64 within 1e-6 relative of the reference`, async () => {
+      const { params } = await run('cpu', c);
+      expect(maxRelError(params, reference(c), 1e-3)).toBeLessThan(1e-6);
+    });
+  }
+
+  for (const c of CASES) {
+    it(`${c.name}: webgpu float32 agrees with cpu float64, one dispatch per parameter, no readback`, async () => {
+      const gpu = await run('webgpu', c);
+      const cpu = await run('cpu', c);
+      expect(maxRelError(gpu.params, cpu.params, 1e-2)).toBeLessThan(2e-5);
+      expect(gpu.dispatches).toEqual(new Array(STEPS).fill(SHAPES.length));
+      expect(gpu.readbacks).toBe(0);
+    });
+  }
+});
+
+describe('optimizer mechanics', () => {
+  it('parameter groups use their own lr and weightDecay', async () => {
+    const a = tensor([1, 2, 3], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const b = tensor([4, 5], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const opt = new optim.SGD([{ params: [a] }, { params: [b], lr: 0.5, weightDecay: 0.1 }], { lr: 0.1 });
+    a.grad = tensor([1, 1, 1], { dtype: 'float64', device: 'cpu' });
+    b.grad = tensor([1, 1], { dtype: 'float64', device: 'cpu' });
+    opt.step();
+    expect(Array.from(await a.data())).toEqual([0.9, 1.9, 2.9]);
+    const bv = Array.from(await b.data());
+    [4, 5].forEach((v, i) => expect(bv[i]).toBeCloseTo(v - 0.5 * (1 + 0.1 * v), 12));
+    expect(opt.paramGroups.map((g) => [g.lr, g.weightDecay])).toEqual([[0.1, 0], [0.5, 0.1]]);
+  });
+
+  it('skips parameters without gradients and zeroGrad clears them', async () => {
+    const a = tensor([1, 2], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const b = tensor([3, 4], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const opt = new optim.AdamW([a, b], { lr: 0.1 });
+    a.grad = tensor([1, -1], { dtype: 'float64', device: 'cpu' });
+    opt.step();
+    expect(Array.from(await b.data())).toEqual([3, 4]);
+    expect(opt.stateDict().state['1']).toBeUndefined();
+    expect(opt.stateDict().state['0'].step).toBe(1);
+    opt.zeroGrad();
+    expect(a.grad).toBeNull();
+  });
+
+  it('stateDict / loadStateDict: a restored optimizer continues exactly like the original', async () => {
+    for (const device of ['cpu', 'webgpu'] as Device[]) {
+      const dtype = device === 'cpu' ? 'float64' : 'float32';
+      const mk = () => tensor(Float64Array.from(values(6, 3)), { dtype, device, requiresGrad: true });
+      const gradAt = (t: number) => tensor(Float64Array.from(values(6, 50 + t)), { dtype, device });
+      const p1 = mk();
+      const o1 = new optim.RMSprop([p1], { lr: 0.01, momentum: 0.9, centered: true });
+      for (let t = 0; t < 3; t++) { p1.grad = gradAt(t); o1.step(); }
+      const p2 = tensor(await p1.data(), { dtype, device, requiresGrad: true });
+      const o2 = new optim.RMSprop([p2], { lr: 0.5 });
+      o2.loadStateDict(o1.stateDict());
+      expect(o2.paramGroups[0].lr).toBe(0.01);
+      expect(o2.paramGroups[0].centered).toBe(true);
+      for (let t = 3; t < 6; t++) {
+        p1.grad = gradAt(t); o1.step();
+        p2.grad = gradAt(t); o2.step();
+      }
+      expect(Array.from(await p2.data())).toEqual(Array.from(await p1.data()));
+    }
+  });
+
+  it('loadStateDict rejects mismatched groups or shapes and changes nothing', async () => {
+    const p = tensor([1, 2, 3], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const opt = new optim.Adam([p], { lr: 0.1 });
+    p.grad = tensor([1, 1, 1], { dtype: 'float64', device: 'cpu' });
+    opt.step();
+    const q = tensor([1, 2], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const other = new optim.Adam([q], { lr: 0.3 });
+    expect(() => other.loadStateDict(opt.stateDict())).toThrow(/exp_avg' has shape \[3\], parameter has \[2\]/);
+    expect(other.paramGroups[0].lr).toBe(0.3);
+    const two = new optim.Adam([{ params: [q] }, { params: [] }]);
+    expect(() => two.loadStateDict(opt.stateDict())).toThrow(/1 parameter groups, optimizer has 2/);
+  });
+
+  it('rejects invalid hyperparameters with the optimizer name', () => {
+    const p = tensor([1], { requiresGrad: true, device: 'cpu' });
+    expect(() => new optim.SGD([p], { lr: -1 })).toThrow(/SGD: invalid learning rate -1/);
+    expect(() => new optim.SGD([p], { lr: 0.1, nesterov: true })).toThrow(/Nesterov/);
+    expect(() => new optim.Adam([p], { betas: [1, 0.9] })).toThrow(/Adam: betas/);
+    expect(() => new optim.AdamW([p, p])).toThrow(/more than one place/);
+  });
+});
