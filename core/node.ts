@@ -35,9 +35,14 @@ export class Node {
 
   /** Drops one reference; when none remain the saved tensors and upstream links are released. */
   release(): void {
-    if (--this.refs > 0) return;
-    this.freeSaved();
-    for (const i of this.inputs) i.node?.release();
+    // Iterative: a chain of thousands of nodes (e.g. backprop through an ODE solve) would overflow the stack.
+    const pending: Node[] = [this];
+    while (pending.length) {
+      const n = pending.pop() as Node;
+      if (--n.refs > 0) continue;
+      n.freeSaved();
+      for (const i of n.inputs) if (i.node) pending.push(i.node);
+    }
   }
 
   get isFreed(): boolean {

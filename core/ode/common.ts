@@ -65,27 +65,36 @@ export function mixedNorm(sizes: readonly number[], skip: ReadonlySet<number> = 
   };
 }
 
-/** y + Σ coeffs[j]·ks[j] (zero weights skipped); scalars stay JS doubles passed to the kernels. */
-export function axpy(y: Tensor, coeffs: readonly number[], ks: readonly Tensor[]): Tensor {
-  let acc: Tensor | null = null;
-  coeffs.forEach((c, j) => {
-    if (c === 0) return;
-    const term = ks[j].mul(c);
-    acc = acc ? acc.add(term) : term;
-  });
-  return acc ? y.add(acc) : y;
-}
-
-/** Σ coeffs[j]·ks[j] (at least one weight must be nonzero). */
+/**
+ * Σ coeffs[j]·ks[j] (zero weights skipped; at least one must be nonzero). Partial sums are disposed as
+ * soon as they are used, so a stage costs two live temporaries, not 2·stages (the graph, if recorded,
+ * keeps what its backward needs on its own).
+ */
 export function combine(coeffs: readonly number[], ks: readonly Tensor[]): Tensor {
   let acc: Tensor | null = null;
   coeffs.forEach((c, j) => {
     if (c === 0) return;
     const term = ks[j].mul(c);
-    acc = acc ? acc.add(term) : term;
+    if (!acc) {
+      acc = term;
+      return;
+    }
+    const next: Tensor = acc.add(term);
+    acc.dispose();
+    term.dispose();
+    acc = next;
   });
   if (!acc) throw new Error('combine: all weights are zero');
   return acc;
+}
+
+/** y + Σ coeffs[j]·ks[j]; returns y itself when every weight is zero. */
+export function axpy(y: Tensor, coeffs: readonly number[], ks: readonly Tensor[]): Tensor {
+  if (coeffs.every((c) => c === 0)) return y;
+  const sum = combine(coeffs, ks);
+  const out = y.add(sum);
+  sum.dispose();
+  return out;
 }
 
 export function disposeAll(ts: readonly (Tensor | null | undefined)[], keep: readonly Tensor[] = []): void {

@@ -58,13 +58,18 @@ function attemptStep(fn: Dynamics, t: number, y: Tensor, f0: Tensor, h: number, 
     let ys = y;
     for (let s = 0; s < 6; s++) {
       ys = axpy(y, DOPRI5.a[s].map((c) => c * h), ks);
-      ks.push(fn(s === 5 ? t + h : t + DOPRI5.c[s] * h, ys));
+      const k = fn(s === 5 ? t + h : t + DOPRI5.c[s] * h, ys);
+      ks.push(k);
+      // Stage inputs are dead once evaluated (f may return its input itself: keep it then).
+      if (s < 5 && k !== ys && ys !== y) ys.dispose();
     }
     const y1 = ys;
     const ratio = noGrad(() => {
-      const err = combine(DOPRI5_ERROR_WEIGHTS.map((w) => w * h), ks);
-      const tol = y.abs().maximum(y1.abs()).mul(o.rtol).add(o.atol);
-      return o.norm(err.div(tol));
+      return scope(() => {
+        const err = combine(DOPRI5_ERROR_WEIGHTS.map((w) => w * h), ks);
+        const tol = y.abs().maximum(y1.abs()).mul(o.rtol).add(o.atol);
+        return o.norm(err.div(tol));
+      });
     });
     return { y1, ks: ks.slice(1), ratio };
   });
