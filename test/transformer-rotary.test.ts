@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { cat, functional as F, manualSeed, randn, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
-const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
+const cpu64 = (values: number[], shape: readonly number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
 
 /** The definition, composed from slices: x[:R]·cos + cat(−x[R/2:R], x[:R/2])·sin, then x[R:]. */
