@@ -57,6 +57,7 @@ describe('adjoint vs backprop through the same dopri5 solve (rtol 1e-9, atol 1e-
     [LOGISTIC, 1e-6, false],
     [OSCILLATOR, 1e-6, false],
     [STIFF, 1e-5, false],
+    [{ ...MULTI_TIME, name: 'multi-time, decreasing t', t: [...MULTI_TIME.t].reverse() }, 1e-8, true],
   ];
   it.each(cases.map(([pb, tol, timeGrad]) => ({ name: pb.name, pb, tol, timeGrad })))('$name', async ({ pb, tol, timeGrad }) => {
     const bp = await solveAndGrad('backprop', pb, 'cpu', opts, timeGrad);

@@ -103,7 +103,7 @@ function* reverseSweep(pb: Problem, G: Tensor, Ys: Tensor, counters: SolveCounte
       s = s1;
     }
     const z = cat([...(s ? [s] : []), scope(() => at(Ys, i).reshape([-1])), a, ...aTheta]);
-    const outs = yield* solve('odeintAdjoint', aug, z, [times[i], times[i - 1]], adjOpts, counters, norm);
+    const outs = yield* solve('odeintAdjoint (reverse solve)', aug, z, [times[i], times[i - 1]], adjOpts, counters, norm);
     const zEnd = outs[1];
     disposeAll([z, s, a, ...aTheta]);
     s = s ? part(zEnd, 0) : null;

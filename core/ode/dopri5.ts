@@ -9,6 +9,8 @@ import { axpy, combine, disposeAll, type Dynamics, type Norm, type SolveCounters
 import { DOPRI5, DOPRI5_ERROR_WEIGHTS } from './tableaux.js';
 
 export interface AdaptiveOptions {
+  /** Names the solve in error messages. */
+  op: string;
   rtol: number;
   atol: number;
   norm: Norm;
@@ -33,7 +35,7 @@ function* initialStep(fn: Dynamics, t0: number, y0: Tensor, f0: Tensor, o: Adapt
   const [d0, d1] = yield noGrad(() => scope(() => stack([o.norm(y0.div(scale)), o.norm(f0.div(scale))])));
   if (!Number.isFinite(d0) || !Number.isFinite(d1)) {
     scale.dispose();
-    throw new OpError('odeint', `non-finite state at t=${t0}: the initial state or f(t0, y0) contains NaN or Infinity (‖y0‖=${d0}, ‖f0‖=${d1}, scaled)`);
+    throw new OpError(o.op, `non-finite state at t=${t0}: the initial state or f(t0, y0) contains NaN or Infinity (‖y0‖=${d0}, ‖f0‖=${d1}, scaled)`);
   }
   const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : (0.01 * d0) / d1;
   const f1 = scope(() => fn(t0 + h0, y0.add(f0.mul(h0))));
@@ -90,8 +92,10 @@ function interpolate(y0: Tensor, y1: Tensor, k: readonly Tensor[], h: number, x:
   return scope(() => y0.mul(wY0 + wMid).add(y1.mul(wY1)).add(combine(wk, k)));
 }
 
-/** Solves over strictly increasing `times`; returns the state at each (the first is y0 itself). */
-/** `fn` counts its own evaluations (NFE); the accepted/rejected counters are kept here. */
+/**
+ * Solves over strictly increasing `times`; returns the state at each (the first is y0 itself).
+ * `fn` counts its own evaluations (NFE); the accepted/rejected counters are kept here.
+ */
 export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[], o: AdaptiveOptions, counters: SolveCounters): SolverRun<Tensor[]> {
   const outs: Tensor[] = [y0];
   if (times.length === 1) return outs;
@@ -111,10 +115,10 @@ export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[],
       h = Math.min(h, o.maxStep);
       if (h < o.minStep) h = o.minStep;
       if (t + h === t) {
-        throw new OpError('odeint', `step size underflow at t=${t}: h=${h} no longer changes t (the solution may blow up or the problem is too stiff for rtol=${o.rtol}, atol=${o.atol})`);
+        throw new OpError(o.op, `step size underflow at t=${t}: h=${h} no longer changes t (the solution may blow up or the problem is too stiff for rtol=${o.rtol}, atol=${o.atol})`);
       }
       if (counters.accepted + counters.rejected >= o.maxNumSteps) {
-        throw new OpError('odeint', `maxNumSteps=${o.maxNumSteps} exceeded at t=${t} (h=${h}, next output at ${times[i]}); raise maxNumSteps or loosen rtol/atol`);
+        throw new OpError(o.op, `maxNumSteps=${o.maxNumSteps} exceeded at t=${t} (h=${h}, next output at ${times[i]}); raise maxNumSteps or loosen rtol/atol`);
       }
       const att = attemptStep(fn, t, y, f0, h, o);
       const [r] = yield att.ratio;
@@ -122,7 +126,7 @@ export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[],
         counters.rejected++;
         disposeAll([att.y1, ...att.ks]);
         if (++nonFinite > MAX_NONFINITE_RETRIES || h <= o.minStep) {
-          throw new OpError('odeint', `non-finite state: every step from t=${t} gives NaN or Infinity (last h=${h}); check f for overflow or division by zero`);
+          throw new OpError(o.op, `non-finite state: every step from t=${t} gives NaN or Infinity (last h=${h}); check f for overflow or division by zero`);
         }
         h *= MIN_FACTOR;
         continue;

@@ -80,6 +80,7 @@ export function* solve(op: string, fn: Dynamics, y0: Tensor, times: readonly num
   if (method !== 'dopri5') return solveFixed(FIXED_TABLEAUX[method], g, y0, tt, opts.stepSize, maxNumSteps, counters);
   const defaults = defaultTolerances(y0);
   return yield* solveDopri5(g, y0, tt, {
+    op,
     rtol: positive(op, 'rtol', opts.rtol, defaults.rtol),
     atol: positive(op, 'atol', opts.atol, defaults.atol),
     norm,
