@@ -7,7 +7,7 @@
 // place and removes the journal. A crash before the journal leaves the previous checkpoint untouched; a
 // crash after it is rolled forward by the next load or save. Files carry a save id that loads check, so
 // a mixed set is never loaded silently. One writer per directory at a time.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { DeviceName } from '../../core/backend.js';
@@ -57,6 +57,8 @@ export interface TrainerState {
   scheduler: SchedulerState | null;
   save_id: string;
   files: string[];
+  /** sha256 of config.json, which (being plain HF JSON) cannot carry the save id itself. */
+  config_sha256?: string;
   extra?: Record<string, unknown>;
 }
 
@@ -142,7 +144,8 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     const { tensors, meta } = optimizerTensors(c.optimizer.stateDict());
     files.push([OPTIMIZER_FILE, await serializeSafetensors(tensors, { optimizer: meta, optimizer_class: c.optimizer.name, [SAVE_ID_KEY]: saveId })]);
   }
-  if (c.config !== undefined) files.push([CONFIG_FILE, json(c.config)]);
+  const configBytes = c.config !== undefined ? json(c.config) : null;
+  if (configBytes) files.push([CONFIG_FILE, configBytes]);
   const trainerState: TrainerState = {
     format: FORMAT,
     global_step: c.step ?? 0,
@@ -150,6 +153,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     scheduler: c.scheduler ? c.scheduler.stateDict() : null,
     save_id: saveId,
     files: files.map(([name]) => name),
+    ...(configBytes ? { config_sha256: sha256(configBytes[0]) } : {}),
     ...(c.extra ? { extra: c.extra } : {}),
   };
   files.push([TRAINER_STATE_FILE, json(trainerState)]);
@@ -245,7 +249,13 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
       optimizerState = optimizerStateFrom(dir, tensors, metadata.optimizer);
     }
     let config: unknown = undefined;
-    if (trainerState.files.includes(CONFIG_FILE)) config = JSON.parse(await readFile(join(dir, CONFIG_FILE), 'utf8'));
+    if (trainerState.files.includes(CONFIG_FILE)) {
+      const bytes = await readFile(join(dir, CONFIG_FILE));
+      if (trainerState.config_sha256 && sha256(bytes) !== trainerState.config_sha256) {
+        throw new MixedSaveError(dir, `${CONFIG_FILE} does not match the hash in ${TRAINER_STATE_FILE}: the directory mixes two saves`);
+      }
+      config = JSON.parse(bytes.toString('utf8'));
+    }
     // Everything is read and consistent: apply.
     if (opts.model) {
       if (!modelState) throw new CheckpointError(dir, `no ${MODEL_FILE} in this checkpoint`);
@@ -276,6 +286,8 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
     throw e;
   }
 }
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 function checkSaveId(dir: string, file: string, found: string | undefined, expected: string): void {
   if (found !== expected) {

@@ -6,7 +6,8 @@ import { endianness } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import type { DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
-import type { DType } from '../../core/dtype.js';
+import type { CpuStorage } from '../../core/cpu.js';
+import type { DType, TypedArray } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { tensor } from '../../ops/creation.js';
 import { writeFileAtomic } from './atomic.js';
@@ -39,6 +40,15 @@ function fileDType(t: Tensor): 'F32' | 'F64' | 'I32' {
   return t.dtype === 'float64' ? 'F64' : t.dtype === 'int32' ? 'I32' : 'F32';
 }
 
+/** A contiguous little-endian copy of t's elements (a native copy for contiguous cpu tensors). */
+async function tensorBytes(t: Tensor): Promise<TypedArray> {
+  if (t.device === 'cpu' && t.isContiguous()) {
+    const arr = (t.storage as CpuStorage).data;
+    return arr.slice(t.offset, t.offset + t.size);
+  }
+  return t.data();
+}
+
 /** The file's bytes as chunks (header, then each tensor's data). Reads tensor data (async on webgpu). */
 export async function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Metadata): Promise<Uint8Array[]> {
   const header: Record<string, unknown> = {};
@@ -53,7 +63,7 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
     t.assertAlive('saveSafetensors');
-    const data = await t.data();
+    const data = await tensorBytes(t);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     header[name] = { dtype: fileDType(t), shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
