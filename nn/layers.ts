@@ -2,7 +2,7 @@
 import { getDefaultDevice } from '../core/device.js';
 import type { DeviceName } from '../core/backend.js';
 import type { DType } from '../core/dtype.js';
-import { OpError } from '../core/shape.js';
+import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { empty } from '../ops/util.js';
 import * as F from './functional.js';
@@ -61,7 +61,17 @@ export class LayerNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.opts.eps ?? 1e-5);
+    const eps = this.opts.eps ?? 1e-5;
+    const shape = this.normalizedShape;
+    if (shape.length === 1) return F.layerNorm(x, this.weight, this.bias, eps);
+    // Normalising over several trailing dims is normalising over them flattened into one.
+    const k = shape.length;
+    if (x.rank < k || shape.some((d, i) => x.shape[x.rank - k + i] !== d)) {
+      throw new OpError('LayerNorm', `input ${shapeStr(x.shape)} does not end with normalized shape ${shapeStr(shape)}`);
+    }
+    const flat = x.reshape([...x.shape.slice(0, x.rank - k), -1]);
+    const y = F.layerNorm(flat, this.weight?.reshape([-1]), this.bias?.reshape([-1]), eps);
+    return y.reshape(x.shape);
   }
 }
 

@@ -193,6 +193,21 @@ describe('layers', () => {
     });
   });
 
+  it('LayerNorm over several trailing dims normalises them jointly', async () => {
+    const ln = new nn.LayerNorm([2, 2], cpu64);
+    nn.init.uniform(ln.weight!, 0.5, 1.5);
+    const w = await ln.weight!.data();
+    const xs = [[[1, 2], [3, 5]], [[-1, 0], [0, 4]]];
+    const y = (await ln.call(tensor(xs, cpu64)).toArray()) as number[][][];
+    xs.forEach((m, b) => {
+      const flat = m.flat();
+      const mean = flat.reduce((a, c) => a + c) / 4;
+      const v = flat.reduce((a, c) => a + (c - mean) ** 2, 0) / 4;
+      flat.forEach((val, j) => expect(y[b][Math.floor(j / 2)][j % 2]).toBeCloseTo(((val - mean) / Math.sqrt(v + 1e-5)) * w[j], 12));
+    });
+    expect(() => ln.call(tensor([[1, 2, 3]], cpu64))).toThrow(/does not end with normalized shape \[2, 2\]/);
+  });
+
   it('activations match their tensor ops; GELU tanh approximation matches its formula', async () => {
     const x = tensor([-2, -0.5, 0, 0.7, 3], cpu64);
     const xs = [-2, -0.5, 0, 0.7, 3];
