@@ -10,7 +10,7 @@ import { nextUint32 } from '../core/rng.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
-import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, type MaskKind } from '../core/webgpu/kernels/attention.js';
+import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from '../core/webgpu/kernels/attention.js';
 import { counterUniform } from '../core/webgpu/kernels/counter-rng.js';
 import { stack } from './movement.js';
 import { cpuData, outData, output, withContiguous } from './kernelio.js';
@@ -37,10 +37,11 @@ interface Dims {
 
 interface Mask { view: View; kind: Exclude<MaskKind, 'none'> }
 
-function params(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, gOff = 0): Params {
-  const p = new Params().u(AT.B, d.B).u(AT.H, d.H).u(AT.HKV, d.Hkv).u(AT.TQ, d.Tq).u(AT.TK, d.Tk)
-    .u(AT.QOFF, q.offset).u(AT.KOFF, k.offset).u(AT.VOFF, v.offset).f(AT.SCALE, d.scale).u(AT.CAUSAL, d.causal ? 1 : 0)
-    .f(AT.DROP, d.dropoutP).u(AT.SEED, d.seed).u(AT.GOFF, gOff);
+/** Head dim and row offsets go in units of the kernel's vector width W. */
+function params(d: Dims, W: number, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, gOff = 0): Params {
+  const p = new Params().u(AT.B, d.B).u(AT.H, d.H).u(AT.HKV, d.Hkv).u(AT.TQ, d.Tq).u(AT.TK, d.Tk).u(AT.DH, d.D / W)
+    .u(AT.QOFF, q.offset / W).u(AT.KOFF, k.offset / W).u(AT.VOFF, v.offset / W).f(AT.SCALE, d.scale).u(AT.CAUSAL, d.causal ? 1 : 0)
+    .f(AT.DROP, d.dropoutP).u(AT.SEED, d.seed).u(AT.GOFF, gOff / W);
   if (mask) {
     p.u(AT.MOFF, mask.view.offset);
     p.words.set(mask.view.strides, AT.MSTR);
@@ -104,7 +105,8 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
     }
   } else if (rows > 0) {
     const kind = mask?.kind ?? 'none';
-    launch('scaledDotProductAttention', `fused:attention:fwd:${D}:${kind}`, () => attentionForwardSource(D, kind), params(d, q, k, v, mask),
+    const W = vectorWidth(D, [q.offset, k.offset, v.offset]);
+    launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), params(d, W, q, k, v, mask),
       [out, lse, q, k, v, ...(mask ? [mask.view] : [])], itemGrid(rows));
   }
   return [out, lse];
@@ -146,10 +148,11 @@ function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, s
     dqo.set(dqa); dko.set(dka); dvo.set(dva);
   } else if (nq > 0) {
     const kind = mask?.kind ?? 'none';
-    const p = params(d, q, k, v, mask, g.offset);
+    const W = vectorWidth(D, [q.offset, k.offset, v.offset, g.offset]);
+    const p = params(d, W, q, k, v, mask, g.offset);
     const extra = mask ? [mask.view] : [];
-    launch('scaledDotProductAttentionBackward', `fused:attention:dq:${D}:${kind}`, () => attentionBackwardQuerySource(D, kind), p, [dq, q, k, v, stats, g, ...extra], itemGrid(nq));
-    launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${D}:${kind}`, () => attentionBackwardKeySource(D, kind), p, [dk, dv, q, k, v, stats, g, ...extra], itemGrid(B * Hkv * Tk));
+    launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, [dq, q, k, v, stats, g, ...extra], itemGrid(nq));
+    launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, [dk, dv, q, k, v, stats, g, ...extra], itemGrid(B * Hkv * Tk));
   }
   return [dq, dk, dv];
 }
@@ -166,6 +169,7 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
   if (Hkv === 0 || H % Hkv !== 0) throw new OpError(op, `query heads (${H}) must be a multiple of key/value heads (${Hkv}) for grouped-query attention; got ${shapes}`);
   if (!isFloat(q.dtype) || q.dtype !== k.dtype || q.dtype !== v.dtype) throw new OpError(op, `q, k, v must share one float dtype; got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   if (q.device !== k.device || q.device !== v.device) throw new OpError(op, `q, k, v are on different devices (${q.device}, ${k.device}, ${v.device})`);
+  if (q.device === 'webgpu' && D > MAX_HEAD_DIM) throw new OpError(op, `head dim ${D} exceeds the fused webgpu kernel's maximum of ${MAX_HEAD_DIM}; use device 'cpu' or a smaller head dim`);
   const p = opts.dropoutP ?? 0;
   if (!(p >= 0 && p < 1)) throw new OpError(op, `dropoutP must be in [0, 1), got ${p}`);
   const mask = opts.mask;

@@ -8,7 +8,7 @@ import { normAxes, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import type { CpuBackend } from '../core/cpu.js';
 import { getBackend } from '../core/device.js';
-import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../core/webgpu/kernels/common.js';
+import { chooseRowVariant, launch, Params, rowGrid } from '../core/webgpu/kernels/common.js';
 import {
   CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
 } from '../core/webgpu/kernels/softmax.js';
@@ -196,10 +196,11 @@ function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor
         }
       }
     } else if (nRows * C > 0) {
+      const variant = chooseRowVariant(nRows, C);
       const p = new Params().u(CE.NROWS, nRows).u(CE.C, C).u(CE.XOFF, xc.offset).u(CE.TOFF, tc.offset)
         .i(CE.IGNORE, ignoreIndex).f(CE.SMOOTH, eps).u(CE.GOFF, gc.offset);
       // lse is freshly allocated by the forward (offset 0).
-      launch('crossEntropyBackward', 'fused:crossEntropyBackward', crossEntropyBackwardSource, p, [dx, xc, lse, tc, gc], itemGrid(nRows * C));
+      launch('crossEntropyBackward', `fused:crossEntropyBackward:${variant}`, () => crossEntropyBackwardSource(variant), p, [dx, xc, lse, tc, gc], rowGrid(variant, nRows));
     }
     return dx;
   });

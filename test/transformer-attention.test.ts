@@ -106,6 +106,16 @@ describe('scaledDotProductAttention', () => {
     expect(out[0].map((h) => h.slice(2)).flat(2)).toEqual(Array.from(want).map((x) => expect.closeTo(x, 10)));
   });
 
+  it('reads views at any offset (vector and scalar kernel paths)', async () => {
+    manualSeed(13);
+    const flat = randn([1 + 2 * 3 * 8], f64), k = randn([1, 1, 5, 8], f64), v = randn([1, 1, 5, 8], f64);
+    const at = (t: Tensor, start: number) => t.narrow(0, start, 48).reshape([1, 2, 3, 8]);
+    const f = (a: Tensor, b: Tensor, d: Tensor) => F.scaledDotProductAttention(at(a, 1), b, d, { causal: true });
+    expectOk(await testing.gradcheckDevices(f, [flat, k, v]));
+    const g = (a: Tensor, b: Tensor, d: Tensor) => F.scaledDotProductAttention(at(a, 0), b, d.reshape([-1]).narrow(0, 8, 32).reshape([1, 1, 4, 8]), {});
+    expectOk(await testing.gradcheckDevices(g, [flat, k.narrow(2, 0, 4), v]));
+  });
+
   it('is causal: changing k/v at positions after p never changes outputs at positions ≤ p (webgpu)', async () => {
     await fc.assert(fc.asyncProperty(fc.integer({ min: 2, max: 6 }), fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 1000 }), async (Tq, pRaw, seed) => {
       await scope(async () => {

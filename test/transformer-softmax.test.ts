@@ -170,6 +170,20 @@ describe('crossEntropy', () => {
     expect(await F.crossEntropy(x, tensor([-100], { dtype: 'int32', device: 'cpu' })).item()).toBeNaN();
   });
 
+  it('targets computed on the GPU (values unknown to the host) give NaN, not garbage, when out of range', async () => {
+    const x = tensor([[1, 2, 3], [4, 5, 6]], { requiresGrad: true });
+    const t = tensor([0, 9], { dtype: 'int32' }).add(0);
+    expect(t.storage.hostRange).toBeUndefined();
+    const loss = F.crossEntropy(x, t, { reduction: 'none' });
+    const l = await loss.data();
+    expect(Number.isFinite(l[0])).toBe(true);
+    expect(l[1]).toBeNaN();
+    loss.sum().backward();
+    const g = (await x.grad!.toArray()) as number[][];
+    expect(g[0].every(Number.isFinite)).toBe(true);
+    expect(g[1].every(Number.isNaN)).toBe(true);
+  });
+
   for (const device of ['cpu', 'webgpu'] as const) {
     it(`rejects targets outside [0, C) that are not ignoreIndex (${device})`, () => {
       scope(() => {

@@ -12,20 +12,35 @@ import { itemMain, kernelHeader, NEG_INF } from './common.js';
 export type MaskKind = 'none' | 'add' | 'bool';
 
 /**
- * Layout: B, H, Hkv, Tq, Tk, _, qOff, kOff, vOff, mOff, scale (f32), causal, dropoutP (f32), seed,
+ * Layout: B, H, Hkv, Tq, Tk, DH (head dim / W), qOff, kOff, vOff, mOff, scale (f32), causal, dropoutP (f32), seed,
  * gOff (dout), _, maskStrides[4] (broadcast to [B, H, Tq, Tk]).
  */
-export const AT = { B: 0, H: 1, HKV: 2, TQ: 3, TK: 4, QOFF: 6, KOFF: 7, VOFF: 8, MOFF: 9, SCALE: 10, CAUSAL: 11, DROP: 12, SEED: 13, GOFF: 14, MSTR: 16 } as const;
+export const AT = { B: 0, H: 1, HKV: 2, TQ: 3, TK: 4, DH: 5, QOFF: 6, KOFF: 7, VOFF: 8, MOFF: 9, SCALE: 10, CAUSAL: 11, DROP: 12, SEED: 13, GOFF: 14, MSTR: 16 } as const;
 
 const maskBinding = (kind: MaskKind): string[] =>
   kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`];
 
+/** Largest head dim the kernels hold in private arrays. */
+export const MAX_HEAD_DIM = 256;
+
+/**
+ * Rows of q/k/v/out/grads are read as `VT` (vec4<f32> when the head dim and every offset are
+ * multiples of 4, else f32); DH (a param, so loops are not unrolled at compile time — full unrolls
+ * made lavapipe's shader compiler take tens of seconds) is the row length in VT units, and
+ * offsets in the params are in VT units too.
+ */
+export function vectorWidth(D: number, offsets: number[]): 1 | 4 {
+  return D % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1;
+}
+
 /** Helpers: the scaled score of (q row, k row) with the mask applied (-inf = not attended), and dropout. */
-function prelude(D: number, kind: MaskKind): string {
+function prelude(W: 1 | 4, kind: MaskKind): string {
   const maskCode = kind === 'none' ? '' : `
   let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
   ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
-  return `const DH: u32 = ${D}u;
+  return `const DMAX: u32 = ${MAX_HEAD_DIM / W}u;
+alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
+fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
 ${WGSL_COUNTER_RNG}
 fn masked(s0: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
   var s = s0;${maskCode}
@@ -48,6 +63,7 @@ fn key_end(i: u32) -> u32 {
 
 /** Decodes a query row index into b, h, i and its KV head's base offset (in elements). */
 const queryRow = `
+  let DH = pu(${AT.DH}u);
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
   if (item >= pu(${AT.B}u) * H * Tq) { return; }
   let i = item % Tq; let bh = item / Tq; let h = bh % H; let b = bh / H;
@@ -58,18 +74,18 @@ const queryRow = `
   let vb = pu(${AT.VOFF}u) + kvb;
   let jend = key_end(i);`;
 
-export function attentionForwardSource(D: number, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read_write> lse: array<f32>', 'var<storage, read> q: array<f32>', 'var<storage, read> k: array<f32>', 'var<storage, read> v: array<f32>', ...maskBinding(kind)])}
-${prelude(D, kind)}
+export function attentionForwardSource(W: 1 | 4, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> out: array<VT>', 'var<storage, read_write> lse: array<f32>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', ...maskBinding(kind)])}
+${prelude(W, kind)}
 ${itemMain(`${queryRow}
-  var qr: array<f32, DH>;
-  var acc: array<f32, DH>;
+  var qr: array<VT, DMAX>;
+  var acc: array<VT, DMAX>;
   for (var d = 0u; d < DH; d++) { qr[d] = q[qo + d]; }
   var m = ${NEG_INF};
   var l = 0.0;
   for (var j = 0u; j < jend; j++) {
     var s = 0.0;
-    for (var d = 0u; d < DH; d++) { s += qr[d] * k[kb + j * DH + d]; }
+    for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * DH + d]); }
     s = masked(s * scale, b, h, i, j);
     if (is_neg_inf(s)) { continue; }
     // Online softmax: rescale what was accumulated under the old running max.
@@ -87,27 +103,27 @@ ${itemMain(`${queryRow}
 }
 
 /** stats = [lse (B·H·Tq), delta = rowsum(dout ∘ out) (B·H·Tq)], offset 0. */
-export function attentionBackwardQuerySource(D: number, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dq: array<f32>', 'var<storage, read> q: array<f32>', 'var<storage, read> k: array<f32>', 'var<storage, read> v: array<f32>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<f32>', ...maskBinding(kind)])}
-${prelude(D, kind)}
+export function attentionBackwardQuerySource(W: 1 | 4, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> dq: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+${prelude(W, kind)}
 ${itemMain(`${queryRow}
   let nq = pu(${AT.B}u) * H * Tq;
   let L = stats[item];
   let delta = stats[nq + item];
   let go = pu(${AT.GOFF}u) + item * DH;
-  var qr: array<f32, DH>;
-  var gr: array<f32, DH>;
-  var acc: array<f32, DH>;
+  var qr: array<VT, DMAX>;
+  var gr: array<VT, DMAX>;
+  var acc: array<VT, DMAX>;
   for (var d = 0u; d < DH; d++) { qr[d] = q[qo + d]; gr[d] = dout[go + d]; }
   if (!is_neg_inf(L)) {
     for (var j = 0u; j < jend; j++) {
       var s = 0.0;
-      for (var d = 0u; d < DH; d++) { s += qr[d] * k[kb + j * DH + d]; }
+      for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * DH + d]); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { dp += gr[d] * v[vb + j * DH + d]; }
+      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], v[vb + j * DH + d]); }
       let ds = p * (dp * keep_mult(item, j) - delta);
       for (var d = 0u; d < DH; d++) { acc[d] += ds * k[kb + j * DH + d]; }
     }
@@ -115,20 +131,21 @@ ${itemMain(`${queryRow}
   for (var d = 0u; d < DH; d++) { dq[item * DH + d] = acc[d] * scale; }`)}`;
 }
 
-export function attentionBackwardKeySource(D: number, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dk: array<f32>', 'var<storage, read_write> dv: array<f32>', 'var<storage, read> q: array<f32>', 'var<storage, read> k: array<f32>', 'var<storage, read> v: array<f32>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<f32>', ...maskBinding(kind)])}
-${prelude(D, kind)}
+export function attentionBackwardKeySource(W: 1 | 4, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> dk: array<VT>', 'var<storage, read_write> dv: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+${prelude(W, kind)}
 ${itemMain(`
+  let DH = pu(${AT.DH}u);
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
   if (item >= pu(${AT.B}u) * Hkv * Tk) { return; }
   let j = item % Tk; let bhk = item / Tk; let hk = bhk % Hkv; let b = bhk / Hkv;
   let group = H / Hkv;
   let scale = pf(${AT.SCALE}u);
   let nq = pu(${AT.B}u) * H * Tq;
-  var kr: array<f32, DH>;
-  var vr: array<f32, DH>;
-  var dka: array<f32, DH>;
-  var dva: array<f32, DH>;
+  var kr: array<VT, DMAX>;
+  var vr: array<VT, DMAX>;
+  var dka: array<VT, DMAX>;
+  var dva: array<VT, DMAX>;
   for (var d = 0u; d < DH; d++) { kr[d] = k[pu(${AT.KOFF}u) + item * DH + d]; vr[d] = v[pu(${AT.VOFF}u) + item * DH + d]; }
   // Causal: query i sees key j when i ≥ j − (Tk − Tq).
   var i0 = 0u;
@@ -143,7 +160,7 @@ ${itemMain(`
       let go = pu(${AT.GOFF}u) + row * DH;
       var s = 0.0;
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { s += q[qo + d] * kr[d]; dp += dout[go + d] * vr[d]; }
+      for (var d = 0u; d < DH; d++) { s += vdot(q[qo + d], kr[d]); dp += vdot(dout[go + d], vr[d]); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);

@@ -1,7 +1,7 @@
 // WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
 // backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
 // gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
-import { itemMain, kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.js';
+import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.js';
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
 
@@ -85,21 +85,27 @@ ${rowMain(variant, `
   }`)}`;
 }
 
-/** One invocation per logit: dx = g_row (softmax - (1-ε) onehot(t) - ε/C); 0 on ignored rows. */
-export function crossEntropyBackwardSource(): string {
+/** Row-wise: dx = g_row (softmax − (1−ε) onehot(t) − ε/C); 0 on ignored rows, NaN for bad targets. */
+export function crossEntropyBackwardSource(variant: RowVariant): string {
   return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'])}
-${itemMain(`
+${rowMain(variant, `
   let C = pu(${CE.C}u);
-  if (item >= pu(${CE.NROWS}u) * C) { return; }
-  let row = item / C;
-  let j = item % C;
+  let xb = pu(${CE.XOFF}u) + row * C;
+  let ob = row * C;
   let t = targets[pu(${CE.TOFF}u) + row];
-  if (t == pi(${CE.IGNORE}u)) { dx[item] = 0.0; return; }
-  if (t < 0 || t >= i32(C)) { dx[item] = ${NAN}; return; }
   let eps = pf(${CE.SMOOTH}u);
   let l = lse[row];
+  let gr = g[pu(${CE.GOFF}u) + row];
+  let ignored = t == pi(${CE.IGNORE}u);
+  let bad = !ignored && (t < 0 || t >= i32(C));
   // A row whose logits are all -inf has no probabilities (lse = -inf): its softmax part is 0.
-  let p = select(exp(x[pu(${CE.XOFF}u) + item] - l), 0.0, is_neg_inf(l));
-  let onehot = select(0.0, 1.0 - eps, u32(t) == j);
-  dx[item] = g[pu(${CE.GOFF}u) + row] * (p - onehot - eps / f32(C));`)}`;
+  let empty_row = is_neg_inf(l);
+  for (var j = j0; j < C; j += js) {
+    let p = select(exp(x[xb + j] - l), 0.0, empty_row);
+    let onehot = select(0.0, 1.0 - eps, i32(j) == t);
+    var v = gr * (p - onehot - eps / f32(C));
+    if (ignored) { v = 0.0; }
+    if (bad) { v = ${NAN}; }
+    dx[ob + j] = v;
+  }`)}`;
 }
