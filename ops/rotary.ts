@@ -70,6 +70,7 @@ function rotate(direction: 'forward' | 'backward', xc: Tensor, cos: View, sin: V
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): Tensor {
   for (const t of [x, cos, sin]) t.assertAlive('applyRotary');
   if (!isFloat(x.dtype) || x.rank < 1) throw new OpError('applyRotary', `x must be a float tensor of rank ≥ 1, got ${x.dtype} ${shapeStr(x.shape)}`);
+  if (x.device === 'webgpu' && x.rank > 8) throw new OpError('applyRotary', `tensors of rank ${x.rank} are not supported on webgpu (max 8)`);
   const D = x.shape[x.rank - 1];
   const R = opts.rotaryDim ?? cos.shape[cos.rank - 1];
   if (!Number.isInteger(R) || R % 2 !== 0 || R <= 0 || R > D) throw new OpError('applyRotary', `rotaryDim must be a positive even integer ≤ head dim ${D}, got ${R}`);
