@@ -223,7 +223,7 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     };
     for (const [, m] of this.namedModules()) {
       for (const [name, p] of m._params) m._params.set(name, swap(p));
-      for (const [name, b] of m._buffers) b.tensor = swap(b.tensor);
+      for (const b of m._buffers.values()) b.tensor = swap(b.tensor);
       // Keep fields that point at registered tensors in step with the registry.
       const fields = m as unknown as Record<string, unknown>;
       for (const key of Object.keys(fields)) {
