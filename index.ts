@@ -25,3 +25,4 @@ export * as ode from './core/ode/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './nn/optim/index.js';
 export * as io from './nn/io/index.js';
+export * as models from './models/index.js';

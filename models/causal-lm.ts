@@ -1,0 +1,121 @@
+// What LLaMA and GPT-NeoX share: the async forward contract (ids → logits, shifted loss), the rotary
+// table per forward, HF-style init, and generation.
+import type { DeviceName } from '../core/backend.js';
+import { getDefaultDevice } from '../core/device.js';
+import type { DType } from '../core/dtype.js';
+import { OpError, shapeStr } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
+import { crossEntropy } from '../ops/softmax.js';
+import { cat } from '../ops/movement.js';
+import { Module } from '../nn/module.js';
+import * as init from '../nn/init.js';
+import type { CLEX } from './clex.js';
+import type { KVCache } from './kv-cache.js';
+import type { RotaryEmbedding, RotaryTables } from './rotary.js';
+import { generate, type GenerateOptions } from './generate.js';
+
+export interface ModelOptions {
+  device?: DeviceName;
+  dtype?: DType;
+}
+
+export interface ForwardOptions {
+  /** Token ids [B, T] (int32); the loss compares logits at t with labels at t + 1; -100 is ignored. */
+  labels?: Tensor;
+  /** Incremental decoding: keys/values of earlier tokens (use under noGrad). */
+  cache?: KVCache;
+}
+
+export interface CausalLMOutput {
+  /** [B, T, vocab]. */
+  logits: Tensor;
+  /** Mean next-token cross-entropy (when labels were given). */
+  loss?: Tensor;
+}
+
+export function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
+  return { device: opts.device ?? getDefaultDevice(), dtype: opts.dtype ?? 'float32' };
+}
+
+/** Mean next-token loss: logits at position t predict labels at t + 1 (HF's shift), ignoring -100. */
+export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
+  const [B, T] = labels.shape;
+  if (labels.rank !== 2 || logits.shape[0] !== B || logits.shape[1] !== T) {
+    throw new OpError('CausalLM.forward', `labels ${shapeStr(labels.shape)} must match the ids' [B, T] = ${shapeStr(logits.shape.slice(0, 2))}`);
+  }
+  if (T < 2) throw new OpError('CausalLM.forward', `a loss needs at least 2 tokens per sequence, got ${T}`);
+  return crossEntropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1), { ignoreIndex: -100 });
+}
+
+/** Base of the decoder-only models. Subclasses build the HF module tree and implement `decode`. */
+export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
+  abstract readonly rotary: RotaryEmbedding;
+  abstract readonly numLayers: number;
+  abstract readonly clex: CLEX | null;
+  abstract readonly vocabSize: number;
+  abstract readonly maxPositionEmbeddings: number;
+  readonly device: DeviceName;
+  readonly dtype: DType;
+
+  constructor(opts: ModelOptions) {
+    super();
+    const o = resolveOptions(opts);
+    this.device = o.device;
+    this.dtype = o.dtype;
+  }
+
+  /** Hidden states → logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
+  protected abstract decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor;
+
+  /**
+   * ids [B, T] int32 → { logits [B, T, V], loss? }. Async because CLEX may solve its ODE (every type
+   * goes through the same path; for static rules the await costs a microtask). With a cache, ids are
+   * the new tokens only and positions continue after the cached ones.
+   */
+  async forward(ids: Tensor, opts: ForwardOptions = {}): Promise<CausalLMOutput> {
+    ids.assertAlive('CausalLM.forward');
+    if (ids.rank !== 2 || ids.dtype !== 'int32') throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
+    if (ids.device !== this.device) throw new OpError('CausalLM.forward', `ids are on ${ids.device} but the model is on ${this.device}`);
+    const past = opts.cache?.length ?? 0;
+    const length = past + ids.shape[1];
+    const training = this.training && !opts.cache;
+    const rope = await this.rotary.forward({ length, device: this.device, dtype: this.dtype, training });
+    const cache = opts.cache;
+    let logits: Tensor;
+    if (cache && cache.needsRecompute(rope.key, this.rotary.lengthDependent)) {
+      // The table changed (CLEX t crossed an integer, dynamic NTK grew): redo every token so the cache
+      // matches a full forward at this length exactly.
+      const all = cat([cache.cachedTokens as Tensor, ids], 1);
+      cache.clear();
+      cache.recomputes++;
+      logits = this.decode(all, rope, cache).narrow(1, past, ids.shape[1]);
+      cache.appendTokens(all, rope.key);
+    } else {
+      logits = this.decode(ids, rope, cache);
+      cache?.appendTokens(ids, rope.key);
+    }
+    if (!opts.labels) return { logits };
+    return { logits, loss: shiftedLoss(logits, opts.labels) };
+  }
+
+  /** Samples continuations with a KV cache; returns the full token lists (prompt + new tokens). */
+  generate(ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+    return generate(this, ids, opts);
+  }
+
+  /** HF's init: linear and embedding weights N(0, initializer_range), biases 0, norm weights 1. */
+  protected initWeights(std: number): void {
+    for (const [name, p] of this.namedParameters()) {
+      if (name.includes('clex_layer')) continue; // CLEX keeps its own init (W_up uniform, W_down zeros)
+      if (name.endsWith('.bias')) init.zeros(p);
+      else if (/norm|layernorm/i.test(name)) init.ones(p);
+      else init.normal(p, 0, std);
+    }
+  }
+
+  /** Frees parameters and cached rotary tables. */
+  dispose(): void {
+    this.rotary.dispose();
+    super.dispose();
+  }
+}

@@ -1,0 +1,318 @@
+// CLEX (Chen et al., ICLR 2024): continuous length extrapolation. The log inverse frequencies
+// z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (specs/clex.md §2):
+//   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
+// solved with this framework's ode module. One CLEX module per model; every layer shares its table.
+//
+// Design (async): solving the ODE may read device values (adaptive steps, readbacks), so everything
+// that needs frequencies from the ODE is async; the models' forward is async for that reason.
+//
+// Where the ODE runs: the state has d/2 entries (8 for a head of 16), so on a GPU the solve is pure
+// dispatch latency. By default (rope_scaling.ode_device = 'cpu') the parameters are copied to the
+// float64 cpu backend through a differentiable transfer, the ODE is solved there, and z(t) comes back
+// through a second differentiable transfer whose backward reads the gradient (so training on webgpu
+// uses `await loss.backwardAsync()`). ode_device = 'device' solves on the model's device instead.
+//
+// Inference cache: z(t) for every integer t in 1..max_factor is solved in one integration over the
+// grid and cached as doubles. The cache is keyed by the exact values of W_up and W_down (a snapshot
+// read back from the device, a few hundred floats, compared element by element): any change —
+// optimizer step, loadStateDict, manual copy_ — invalidates it, and no optimizer cooperation is
+// needed. The check costs one small readback per forward; generate() pins the cache for its duration.
+import type { DeviceName } from '../core/backend.js';
+import { isGradEnabled, noGrad, record } from '../core/autograd.js';
+import type { DType } from '../core/dtype.js';
+import { nextUniform } from '../core/rng.js';
+import { OpError } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
+import { odeint } from '../core/ode/odeint.js';
+import { odeintAdjoint } from '../core/ode/adjoint.js';
+import { tensor } from '../ops/creation.js';
+import { cat } from '../ops/movement.js';
+import { empty } from '../ops/util.js';
+import { Module } from '../nn/module.js';
+import * as init from '../nn/init.js';
+import type { RopeScaling } from './config.js';
+
+/** The reference code always uses this base inside log θ_ntk, whatever the model's rope base. */
+const NTK_REFERENCE_BASE = 10000;
+
+export interface ClexOptions {
+  /** Rotary dim d (even, ≥ 4): the head dim for LLaMA, rotary_ndims for GPT-NeoX. */
+  dim: number;
+  /** The model's rope base b (z(1) = log θ_orig uses it). */
+  base: number;
+  /** L0 = max_position_embeddings, the unit of t. */
+  maxPositionEmbeddings: number;
+  scaling: Required<RopeScaling>;
+  device?: DeviceName;
+  dtype?: DType;
+}
+
+/** The ODE network: parameter names as the reference (`proj_func.ode_up_proj`, `proj_func.ode_down_proj`). */
+export class ODELinear extends Module<[Tensor], Tensor> {
+  readonly ode_up_proj: Tensor;
+  readonly ode_down_proj: Tensor;
+
+  constructor(readonly dim: number, readonly factor: number, readonly act: 'tanh' | 'silu', opts: { device?: DeviceName; dtype?: DType }) {
+    super();
+    const device = opts.device ?? 'webgpu';
+    const dtype = opts.dtype ?? 'float32';
+    const hidden = factor * dim;
+    const bound = 1 / Math.sqrt(hidden);
+    this.ode_up_proj = this.param('ode_up_proj', init.uniform(empty(device, dtype, [dim / 2, hidden]), -bound, bound));
+    this.ode_down_proj = this.param('ode_down_proj', init.zeros(empty(device, dtype, [hidden, dim / 2])));
+  }
+
+  /** act(x · W_up) · W_down for x [..., d/2]. */
+  forward(x: Tensor): Tensor {
+    return this.apply(x, this.ode_up_proj, this.ode_down_proj);
+  }
+
+  apply(x: Tensor, up: Tensor, down: Tensor): Tensor {
+    const h = x.matmul(up);
+    return (this.act === 'tanh' ? h.tanh() : h.silu()).matmul(down);
+  }
+}
+
+/** Training-mode draw: the scale t and the sorted positions the table is built at. */
+export interface ClexSample {
+  t: number;
+  positions: number[];
+}
+
+/**
+ * A sorted random subset of [0, t·L0) of size L that contains 0 and t·L0 − 1 (L − 2 distinct integers
+ * drawn from [1, t·L0 − 2]); with t·L0 ≤ L (no room to spread), simply 0..L−1. `uniform` draws in [0, 1).
+ */
+export function sampleTrainingPositions(L: number, t: number, L0: number, uniform: () => number = nextUniform): number[] {
+  const span = t * L0;
+  if (!Number.isInteger(L) || L < 1) throw new OpError('CLEX.sampleTrainingPositions', `length must be a positive integer, got ${L}`);
+  if (span <= L) return Array.from({ length: L }, (_, i) => i);
+  if (L === 1) return [0];
+  // Floyd's algorithm: L − 2 distinct values from [1, span − 2] without materialising the range.
+  const chosen = new Set<number>();
+  const lo = 1, n = span - 2;
+  for (let j = n - (L - 2) + 1; j <= n; j++) {
+    const r = lo + Math.floor(uniform() * (j - lo + 1));
+    chosen.add(chosen.has(r) ? j : r);
+  }
+  return [0, ...[...chosen].sort((a, b) => a - b), span - 1];
+}
+
+/** A differentiable device move: forward copies, backward moves the gradient back (async when it must read). */
+async function transfer(x: Tensor, device: DeviceName, dtype: DType): Promise<Tensor> {
+  const moved = await x.detach().toAsync(device);
+  const out = moved.dtype === dtype ? moved : moved.astype(dtype);
+  if (out !== moved) moved.dispose();
+  out.requiresGrad = false;
+  return record('clexTransfer', out, [x], (g) => {
+    if (g.device === x.device) return [g.astype(x.dtype)];
+    // cpu → webgpu uploads synchronously.
+    if (g.device === 'cpu') return [g.astype('float32').to(x.device)];
+    // webgpu → cpu reads the gradient back, which is asynchronous (needs loss.backwardAsync()).
+    return g.toAsync('cpu').then((c) => {
+      const r = c.astype(x.dtype);
+      if (r !== c) c.dispose();
+      return [r];
+    });
+  });
+}
+
+/**
+ * The CLEX frequency ODE for one model. `await frequencies(t)` gives θ(t) = exp(z(t)) as a tensor on
+ * the model's device (recording a graph to the ODE parameters when grad is on); `await cached(t)`
+ * gives it as doubles for inference.
+ */
+export class CLEX extends Module<[number], Promise<Tensor>> {
+  readonly proj_func: ODELinear;
+  readonly dim: number;
+  readonly base: number;
+  readonly L0: number;
+  readonly maxFactor: number;
+  readonly scaling: Required<RopeScaling>;
+  /** log θ_orig_i = −(2i/d)·ln b. */
+  readonly logFreqOrig: Float64Array;
+  /** 2i/(d − 2): how strongly each frequency bends with ln α. */
+  private readonly bend: Float64Array;
+  /** −(2i/d)·ln 10000. */
+  private readonly logFreqNtkBase: Float64Array;
+  /** Cached z(t) rows for t = 1..max_factor, valid for `snapshot`. */
+  private grid: Float64Array[] | null = null;
+  private snapshot: Float64Array | null = null;
+  /** Increments each time the cache is recomputed (rotary tables built from it are keyed by it). */
+  version = 0;
+  /** While > 0, cached() trusts the cache without re-reading the parameters (generate() sets it). */
+  private pinned = 0;
+
+  constructor(opts: ClexOptions) {
+    super();
+    const d = opts.dim;
+    if (!Number.isInteger(d) || d < 4 || d % 2 !== 0) throw new OpError('CLEX', `rotary dim must be an even integer ≥ 4, got ${d}`);
+    this.dim = d;
+    this.base = opts.base;
+    this.L0 = opts.maxPositionEmbeddings;
+    this.scaling = opts.scaling;
+    this.maxFactor = opts.scaling.max_factor;
+    this.proj_func = this.module('proj_func', new ODELinear(d, opts.scaling.param_factor, opts.scaling.act, opts));
+    const half = d / 2;
+    this.logFreqOrig = Float64Array.from({ length: half }, (_, i) => (-2 * i / d) * Math.log(this.base));
+    this.bend = Float64Array.from({ length: half }, (_, i) => (2 * i) / (d - 2));
+    this.logFreqNtkBase = Float64Array.from({ length: half }, (_, i) => (-2 * i / d) * Math.log(NTK_REFERENCE_BASE));
+  }
+
+  /** θ(t) for training/gradients; same as frequencies(t). */
+  forward(t: number): Promise<Tensor> {
+    return this.frequencies(t);
+  }
+
+  /** The scale used for a sequence of total length L: t = max(1, ceil(L / L0)); beyond max_factor·L0 is an error. */
+  scaleFor(length: number): number {
+    if (length > this.maxFactor * this.L0) {
+      throw new OpError('CLEX', `sequence length ${length} exceeds the longest CLEX context max_factor·L0 = ${this.maxFactor}·${this.L0} = ${this.maxFactor * this.L0}; raise rope_scaling.max_factor or shorten the input`);
+    }
+    return Math.max(1, Math.ceil(length / this.L0));
+  }
+
+  /** Training draw for a sequence of length L: t ~ Uniform{t_min..max_factor} and sorted positions in [0, t·L0). */
+  sample(L: number, uniform: () => number = nextUniform): ClexSample {
+    const tMin = this.scaleFor(L);
+    const t = tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
+    return { t, positions: t === 1 ? Array.from({ length: L }, (_, i) => i) : sampleTrainingPositions(L, t, this.L0, uniform) };
+  }
+
+  /** log θ_ntk(t) (base 10000) and ξ(t) = d/dt log θ_ntk(t), as doubles. */
+  ntkTerms(t: number): { logNtk: Float64Array; drift: Float64Array } {
+    const alpha = Math.max(2 * t - 1, 1);
+    const la = Math.log(alpha);
+    const dlog = 2 * t - 1 > 1 ? -2 / (2 * t - 1) : 0;
+    return {
+      logNtk: this.logFreqNtkBase.map((c, i) => c - this.bend[i] * la),
+      drift: this.bend.map((s) => s * dlog),
+    };
+  }
+
+  /** The NTK-aware (α = 2t − 1) log frequencies with the model's base: z(t) when W_down = 0. */
+  ntkLogFrequencies(t: number): Float64Array {
+    const la = Math.log(Math.max(2 * t - 1, 1));
+    return this.logFreqOrig.map((z, i) => z - this.bend[i] * la);
+  }
+
+  /** dz/dt with the given parameter tensors (on the solve's device and dtype). */
+  private dynamics(up: Tensor, down: Tensor): (t: number | Tensor, z: Tensor) => Tensor {
+    return (t, z) => {
+      const tv = typeof t === 'number' ? t : NaN;
+      if (Number.isNaN(tv)) throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
+      const { logNtk, drift } = this.ntkTerms(tv);
+      const opts = { device: z.device, dtype: z.dtype };
+      const x = z.add(tensor(logNtk, opts)).unsqueeze(0);
+      return this.proj_func.apply(x, up, down).squeeze(0).add(tensor(drift, opts));
+    };
+  }
+
+  private solverOptions() {
+    const s = this.scaling;
+    return s.ode_method === 'rk4'
+      ? { method: 'rk4' as const, stepSize: s.time_dt }
+      : { method: 'dopri5' as const, rtol: s.ode_rtol, atol: s.ode_atol };
+  }
+
+  /** z at the given increasing times ≥ 1 (first must be 1), as [times, d/2], on the parameters' device. */
+  private async solve(times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
+    const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype });
+    const f = this.dynamics(up, down);
+    const useAdjoint = this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
+    const Y = useAdjoint
+      ? await odeintAdjoint(f, z0, times, { ...this.solverOptions(), params: [up, down] })
+      : await odeint(f, z0, times, this.solverOptions());
+    z0.dispose();
+    return Y;
+  }
+
+  /**
+   * θ(t) = exp(z(t)) [d/2] on the model's device and dtype, recording a graph to the ODE parameters when
+   * grad is enabled (t = 1 gives the original frequencies, no ODE, no graph).
+   */
+  async frequencies(t: number): Promise<Tensor> {
+    const up = this.proj_func.ode_up_proj, down = this.proj_func.ode_down_proj;
+    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
+    if (t === 1) return tensor(this.logFreqOrig.map(Math.exp), { device: up.device, dtype: up.dtype });
+    const onCpu = this.scaling.ode_device === 'cpu' && up.device !== 'cpu';
+    const [u, w] = onCpu ? [await transfer(up, 'cpu', 'float64'), await transfer(down, 'cpu', 'float64')] : [up, down];
+    const Y = await this.solve([1, t], u, w);
+    const z = Y.slice(0, 1, 2).reshape([this.dim / 2]);
+    const theta = z.exp();
+    return onCpu ? transfer(theta, up.device, up.dtype) : theta;
+  }
+
+  /** Reads W_up and W_down (one small readback) as one flat array. */
+  private async readParams(): Promise<Float64Array> {
+    const flat = noGrad(() => cat([this.proj_func.ode_up_proj.reshape([-1]), this.proj_func.ode_down_proj.reshape([-1])]));
+    const data = Float64Array.from(await flat.data());
+    flat.dispose();
+    return data;
+  }
+
+  /**
+   * θ(t) as doubles from the inference cache (solved once over t = 1..max_factor, recomputed whenever
+   * the parameters' values differ from those the cache was solved with).
+   */
+  async cached(t: number): Promise<Float64Array> {
+    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
+    if (t === 1) return this.logFreqOrig.map(Math.exp);
+    await this.refresh();
+    return (this.grid as Float64Array[])[t - 1].map(Math.exp);
+  }
+
+  /** Re-solves the cached grid when the parameters changed (unless pinned). Returns the cache version. */
+  async refresh(): Promise<number> {
+    if (this.grid && this.pinned > 0) return this.version;
+    const values = await this.readParams();
+    if (this.grid && this.snapshot && sameValues(values, this.snapshot)) return this.version;
+    const upShape = this.proj_func.ode_up_proj.shape, downShape = this.proj_func.ode_down_proj.shape;
+    const nUp = upShape[0] * upShape[1];
+    const onCpu = this.scaling.ode_device === 'cpu' || this.proj_func.ode_up_proj.device === 'cpu';
+    const times = Array.from({ length: this.maxFactor }, (_, i) => i + 1);
+    let rows: Float64Array;
+    if (this.maxFactor === 1) rows = Float64Array.from(this.logFreqOrig);
+    else {
+      rows = await noGrad(async () => {
+        const device: DeviceName = onCpu ? 'cpu' : this.proj_func.ode_up_proj.device;
+        const dtype: DType = onCpu ? 'float64' : this.proj_func.ode_up_proj.dtype;
+        const u = tensor(values.subarray(0, nUp), { device, dtype, shape: upShape });
+        const w = tensor(values.subarray(nUp), { device, dtype, shape: downShape });
+        const Y = await this.solve(times, u, w);
+        const out = Float64Array.from(await Y.data());
+        for (const x of [u, w, Y]) x.dispose();
+        return out;
+      });
+    }
+    const half = this.dim / 2;
+    this.grid = times.map((_, i) => rows.slice(i * half, (i + 1) * half));
+    this.snapshot = values;
+    this.version++;
+    return this.version;
+  }
+
+  /** Forgets the cache (the next cached() solves again). */
+  invalidate(): void {
+    this.grid = null;
+    this.snapshot = null;
+  }
+
+  /** Runs fn with the cache trusted as is (no parameter read per call); for decoding loops. */
+  async pinCache<T>(fn: () => Promise<T>): Promise<T> {
+    await this.refresh();
+    this.pinned++;
+    try {
+      return await fn();
+    } finally {
+      this.pinned--;
+    }
+  }
+}
+
+function sameValues(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+

@@ -1,0 +1,123 @@
+// Autoregressive sampling with a KV cache: one prefill forward, then one forward per new token over
+// the new token only. Each step reads the last position's logits [B, V] back (sampling happens on the
+// host), which is the one readback per token that sampling needs.
+import { noGrad } from '../core/autograd.js';
+import { nextUint32 } from '../core/rng.js';
+import { scope } from '../core/scope.js';
+import { OpError } from '../core/shape.js';
+import { Tensor } from '../core/tensor.js';
+import { tensor } from '../ops/creation.js';
+import type { CausalLM } from './causal-lm.js';
+import { KVCache } from './kv-cache.js';
+
+export interface GenerateOptions {
+  /** New tokens per sequence (default 32). */
+  maxNewTokens?: number;
+  /** 0 (default 1 when topK/topP are set, else 0) = greedy argmax. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 = off). */
+  topK?: number;
+  /** Nucleus sampling: keep the smallest set with cumulative probability ≥ topP (1 = off). */
+  topP?: number;
+  /** Seeds this call's own sampler (the global RNG is not consumed); default: drawn from the global RNG. */
+  seed?: number;
+  /** Stop a sequence once it emits this token. */
+  eosTokenId?: number;
+}
+
+/** A small seeded generator (mulberry32), private to one generate() call. */
+function sampler(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Picks the next token from one row of logits. */
+export function sampleToken(logits: ArrayLike<number>, opts: { temperature: number; topK: number; topP: number }, uniform: () => number): number {
+  const V = logits.length;
+  if (opts.temperature === 0) {
+    let best = 0;
+    for (let j = 1; j < V; j++) if (logits[j] > logits[best]) best = j;
+    return best;
+  }
+  let order = Array.from({ length: V }, (_, j) => j).sort((a, b) => logits[b] - logits[a]);
+  if (opts.topK > 0) order = order.slice(0, opts.topK);
+  const m = logits[order[0]];
+  let probs = order.map((j) => Math.exp((logits[j] - m) / opts.temperature));
+  let total = probs.reduce((a, b) => a + b, 0);
+  if (opts.topP < 1) {
+    let cum = 0, keep = 0;
+    while (keep < probs.length && cum < opts.topP * total) cum += probs[keep++];
+    order = order.slice(0, Math.max(keep, 1));
+    probs = probs.slice(0, order.length);
+    total = probs.reduce((a, b) => a + b, 0);
+  }
+  let r = uniform() * total;
+  for (let i = 0; i < order.length; i++) {
+    r -= probs[i];
+    if (r <= 0) return order[i];
+  }
+  return order[order.length - 1];
+}
+
+function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]): Promise<number[][]> | number[][] {
+  if (ids instanceof Tensor) {
+    if (ids.rank !== 2) throw new OpError('generate', `ids must be [batch, seq], got rank ${ids.rank}`);
+    return ids.data().then((d) => Array.from({ length: ids.shape[0] }, (_, b) => Array.from(d.subarray(b * ids.shape[1], (b + 1) * ids.shape[1]))));
+  }
+  if (ids.length === 0) throw new OpError('generate', 'the prompt is empty');
+  return typeof ids[0] === 'number' ? [[...(ids as readonly number[])]] : (ids as readonly (readonly number[])[]).map((r) => [...r]);
+}
+
+/**
+ * Continues every prompt row (all rows must have the same length) by maxNewTokens tokens. Runs under
+ * noGrad in eval mode (the model's mode is restored after). CLEX models switch t as the sequence grows,
+ * with the cache re-rotating stored keys at each switch; the CLEX frequency cache is pinned meanwhile.
+ */
+export async function generate(model: CausalLM, ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+  const rows = await toRows(ids);
+  const T = rows[0].length;
+  if (T === 0 || rows.some((r) => r.length !== T)) throw new OpError('generate', `prompt rows must be non-empty and of equal length, got lengths ${rows.map((r) => r.length).join(', ')}`);
+  const maxNew = opts.maxNewTokens ?? 32;
+  if (!Number.isInteger(maxNew) || maxNew < 0) throw new OpError('generate', `maxNewTokens must be a non-negative integer, got ${maxNew}`);
+  const topK = opts.topK ?? 0, topP = opts.topP ?? 1;
+  const temperature = opts.temperature ?? (topK > 0 || topP < 1 ? 1 : 0);
+  if (!(temperature >= 0)) throw new OpError('generate', `temperature must be ≥ 0, got ${temperature}`);
+  if (!(topP > 0 && topP <= 1)) throw new OpError('generate', `topP must be in (0, 1], got ${topP}`);
+  const uniform = sampler(opts.seed ?? nextUint32());
+  const wasTraining = model.training;
+  model.eval();
+  const cache = new KVCache(model.numLayers);
+  const done = rows.map(() => false);
+  const run = async () => {
+    let next: number[][] = rows;
+    for (let step = 0; step < maxNew && !done.every(Boolean); step++) {
+      const chosen = await scope(async () => {
+        const input = tensor(next.flat(), { dtype: 'int32', device: model.device, shape: [rows.length, next[0].length] });
+        const { logits } = await model.forward(input, { cache });
+        const last = logits.narrow(1, logits.shape[1] - 1, 1).reshape([rows.length, model.vocabSize]);
+        const values = await last.data();
+        const V = model.vocabSize;
+        return rows.map((_, b) => sampleToken(values.subarray(b * V, (b + 1) * V), { temperature, topK, topP }, uniform));
+      });
+      chosen.forEach((tok, b) => {
+        if (done[b]) return;
+        rows[b].push(tok);
+        if (opts.eosTokenId !== undefined && tok === opts.eosTokenId) done[b] = true;
+      });
+      next = chosen.map((t) => [t]);
+    }
+  };
+  try {
+    await noGrad(() => (model.clex ? model.clex.pinCache(run) : run()));
+  } finally {
+    cache.dispose();
+    model.train(wasTraining);
+  }
+  return rows;
+}

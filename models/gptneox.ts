@@ -1,0 +1,146 @@
+// GPT-NeoX decoder (HF GPTNeoXForCausalLM layout and names, as Pythia): LayerNorm with bias, fused
+// query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
+// of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
+import type { Tensor } from '../core/tensor.js';
+import { layerNorm } from '../ops/norm.js';
+import { applyRotary } from '../ops/rotary.js';
+import { scaledDotProductAttention } from '../ops/attention.js';
+import { gelu } from '../ops/activation.js';
+import { Module } from '../nn/module.js';
+import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
+import { linear } from '../nn/functional.js';
+import { CLEX } from './clex.js';
+import { GPTNeoXConfig, type GPTNeoXConfigInput } from './config.js';
+import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
+import type { KVCache } from './kv-cache.js';
+import { RotaryEmbedding, type RotaryTables } from './rotary.js';
+
+export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+  readonly query_key_value: Linear;
+  readonly dense: Linear;
+
+  constructor(readonly config: GPTNeoXConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
+    super();
+    const h = config.hidden_size;
+    this.query_key_value = this.module('query_key_value', new Linear(h, 3 * h, { ...opts, bias: config.attention_bias }));
+    this.dense = this.module('dense', new Linear(h, h, { ...opts, bias: config.attention_bias }));
+  }
+
+  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape;
+    const H = c.num_attention_heads, D = c.head_dim, R = c.rotary_ndims;
+    // Per-head layout: the 3h outputs are [heads, 3, head_dim], i.e. each head's q, k, v are adjacent.
+    const qkv = linear(x, this.query_key_value.weight, this.query_key_value.bias).reshape([B, T, H, 3 * D]).transpose(1, 2);
+    const q = qkv.narrow(-1, 0, D);
+    let k = qkv.narrow(-1, D, D);
+    let v = qkv.narrow(-1, 2 * D, D);
+    const past = rope.cos.shape[0] - T;
+    const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
+    if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
+    else k = applyRotary(k, rope.cos, rope.sin, { rotaryDim: R });
+    const out = scaledDotProductAttention(qr, k, v, { causal: true });
+    return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.dense.weight, this.dense.bias);
+  }
+}
+
+export class GPTNeoXMLP extends Module {
+  readonly dense_h_to_4h: Linear;
+  readonly dense_4h_to_h: Linear;
+
+  constructor(readonly config: GPTNeoXConfig, opts: Required<ModelOptions>) {
+    super();
+    this.dense_h_to_4h = this.module('dense_h_to_4h', new Linear(config.hidden_size, config.intermediate_size, opts));
+    this.dense_4h_to_h = this.module('dense_4h_to_h', new Linear(config.intermediate_size, config.hidden_size, opts));
+  }
+
+  forward(x: Tensor): Tensor {
+    const a = gelu(linear(x, this.dense_h_to_4h.weight, this.dense_h_to_4h.bias), { approximate: this.config.hidden_act === 'gelu_new' ? 'tanh' : 'none' });
+    return linear(a, this.dense_4h_to_h.weight, this.dense_4h_to_h.bias);
+  }
+}
+
+export class GPTNeoXLayer extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+  readonly input_layernorm: LayerNorm;
+  readonly post_attention_layernorm: LayerNorm;
+  readonly attention: GPTNeoXAttention;
+  readonly mlp: GPTNeoXMLP;
+
+  constructor(readonly config: GPTNeoXConfig, layerIdx: number, opts: Required<ModelOptions>) {
+    super();
+    const ln = { ...opts, eps: config.layer_norm_eps };
+    this.input_layernorm = this.module('input_layernorm', new LayerNorm(config.hidden_size, ln));
+    this.post_attention_layernorm = this.module('post_attention_layernorm', new LayerNorm(config.hidden_size, ln));
+    this.attention = this.module('attention', new GPTNeoXAttention(config, layerIdx, opts));
+    this.mlp = this.module('mlp', new GPTNeoXMLP(config, opts));
+  }
+
+  private norm(ln: LayerNorm, x: Tensor): Tensor {
+    return layerNorm(x, ln.weight, ln.bias, this.config.layer_norm_eps);
+  }
+
+  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+    const attn = this.attention.call(this.norm(this.input_layernorm, x), rope, cache, lengthDependent);
+    if (this.config.use_parallel_residual) {
+      return x.add(attn).add(this.mlp.call(this.norm(this.post_attention_layernorm, x)));
+    }
+    const h = x.add(attn);
+    return h.add(this.mlp.call(this.norm(this.post_attention_layernorm, h)));
+  }
+}
+
+/** The trunk (`gpt_neox.*` in HF checkpoints). */
+export class GPTNeoXModel extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
+  readonly embed_in: Embedding;
+  readonly layers: ModuleList<GPTNeoXLayer>;
+  readonly final_layer_norm: LayerNorm;
+  /** CLEX's ODE parameters over the rotary_ndims rotated dims (`gpt_neox.clex_layer.proj_func.*`). */
+  readonly clex_layer: CLEX | null;
+  readonly rotary: RotaryEmbedding;
+
+  constructor(readonly config: GPTNeoXConfig, opts: Required<ModelOptions>) {
+    super();
+    this.embed_in = this.module('embed_in', new Embedding(config.vocab_size, config.hidden_size, opts));
+    this.layers = this.module('layers', new ModuleList(Array.from({ length: config.num_hidden_layers }, (_, i) => new GPTNeoXLayer(config, i, opts))));
+    this.final_layer_norm = this.module('final_layer_norm', new LayerNorm(config.hidden_size, { ...opts, eps: config.layer_norm_eps }));
+    const scaling = config.rope_scaling;
+    const common = { dim: config.rotary_ndims, base: config.rotary_emb_base, maxPositionEmbeddings: config.max_position_embeddings };
+    this.clex_layer = scaling?.type === 'clex' ? this.module('clex_layer', new CLEX({ ...common, scaling, ...opts })) : null;
+    this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
+  }
+
+  forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
+    let h = this.embed_in.call(ids);
+    const dependent = this.rotary.lengthDependent;
+    for (const layer of this.layers) h = layer.call(h, rope, cache, dependent);
+    return layerNorm(h, this.final_layer_norm.weight, this.final_layer_norm.bias, this.config.layer_norm_eps);
+  }
+}
+
+/** GPT-NeoX with its untied head; names match HF (`gpt_neox.layers.0.attention.query_key_value.weight`, `embed_out.weight`). */
+export class GPTNeoXForCausalLM extends CausalLM {
+  readonly config: GPTNeoXConfig;
+  readonly gpt_neox: GPTNeoXModel;
+  /** Absent when tie_word_embeddings (the head reuses gpt_neox.embed_in.weight). */
+  readonly embed_out: Linear | null;
+
+  constructor(config: GPTNeoXConfig | GPTNeoXConfigInput, opts: ModelOptions = {}) {
+    super(opts);
+    this.config = config instanceof GPTNeoXConfig ? config : new GPTNeoXConfig(config);
+    const o = resolveOptions(opts);
+    this.gpt_neox = this.module('gpt_neox', new GPTNeoXModel(this.config, o));
+    this.embed_out = this.config.tie_word_embeddings ? null : this.module('embed_out', new Linear(this.config.hidden_size, this.config.vocab_size, { ...o, bias: false }));
+    this.initWeights(this.config.initializer_range);
+  }
+
+  get rotary(): RotaryEmbedding { return this.gpt_neox.rotary; }
+  get numLayers(): number { return this.config.num_hidden_layers; }
+  get clex(): CLEX | null { return this.gpt_neox.clex_layer; }
+  get vocabSize(): number { return this.config.vocab_size; }
+  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+
+  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
+    const h = this.gpt_neox.call(ids, rope, cache);
+    return linear(h, (this.embed_out ?? this.gpt_neox.embed_in).weight);
+  }
+}

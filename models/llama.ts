@@ -1,0 +1,149 @@
+// LLaMA decoder (HF LlamaForCausalLM layout and parameter names): RMSNorm pre-norm blocks,
+// separate q/k/v/o projections without bias, grouped-query attention, SwiGLU MLP, full-head RoPE.
+import type { Tensor } from '../core/tensor.js';
+import { rmsNorm } from '../ops/norm.js';
+import { applyRotary } from '../ops/rotary.js';
+import { scaledDotProductAttention } from '../ops/attention.js';
+import { swiglu } from '../ops/activation.js';
+import { Module } from '../nn/module.js';
+import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
+import { linear } from '../nn/functional.js';
+import { CLEX } from './clex.js';
+import { LlamaConfig, type LlamaConfigInput } from './config.js';
+import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
+import type { KVCache } from './kv-cache.js';
+import { RotaryEmbedding, type RotaryTables } from './rotary.js';
+
+/** [B, T, heads·D] → [B, heads, T, D]. */
+function splitHeads(x: Tensor, heads: number): Tensor {
+  const [B, T, C] = x.shape;
+  return x.reshape([B, T, heads, C / heads]).transpose(1, 2);
+}
+
+export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly o_proj: Linear;
+
+  constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
+    super();
+    const h = config.hidden_size, D = config.head_dim;
+    const o = { ...opts, bias: false };
+    this.q_proj = this.module('q_proj', new Linear(h, config.num_attention_heads * D, o));
+    this.k_proj = this.module('k_proj', new Linear(h, config.num_key_value_heads * D, o));
+    this.v_proj = this.module('v_proj', new Linear(h, config.num_key_value_heads * D, o));
+    this.o_proj = this.module('o_proj', new Linear(config.num_attention_heads * D, h, o));
+  }
+
+  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape;
+    const q = splitHeads(linear(x, this.q_proj.weight), c.num_attention_heads);
+    let k = splitHeads(linear(x, this.k_proj.weight), c.num_key_value_heads);
+    let v = splitHeads(linear(x, this.v_proj.weight), c.num_key_value_heads);
+    const past = rope.cos.shape[0] - T;
+    const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
+    if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
+    else k = applyRotary(k, rope.cos, rope.sin);
+    const out = scaledDotProductAttention(qr, k, v, { causal: true });
+    return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.o_proj.weight);
+  }
+}
+
+export class LlamaMLP extends Module {
+  readonly gate_proj: Linear;
+  readonly up_proj: Linear;
+  readonly down_proj: Linear;
+
+  constructor(config: LlamaConfig, opts: Required<ModelOptions>) {
+    super();
+    const o = { ...opts, bias: false };
+    this.gate_proj = this.module('gate_proj', new Linear(config.hidden_size, config.intermediate_size, o));
+    this.up_proj = this.module('up_proj', new Linear(config.hidden_size, config.intermediate_size, o));
+    this.down_proj = this.module('down_proj', new Linear(config.intermediate_size, config.hidden_size, o));
+  }
+
+  /** down(silu(gate(x)) · up(x)), the SwiGLU product in one fused kernel. */
+  forward(x: Tensor): Tensor {
+    return linear(swiglu(linear(x, this.gate_proj.weight), linear(x, this.up_proj.weight)), this.down_proj.weight);
+  }
+}
+
+export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+  readonly self_attn: LlamaAttention;
+  readonly mlp: LlamaMLP;
+  readonly input_layernorm: RMSNorm;
+  readonly post_attention_layernorm: RMSNorm;
+
+  constructor(readonly config: LlamaConfig, layerIdx: number, opts: Required<ModelOptions>) {
+    super();
+    this.self_attn = this.module('self_attn', new LlamaAttention(config, layerIdx, opts));
+    this.mlp = this.module('mlp', new LlamaMLP(config, opts));
+    this.input_layernorm = this.module('input_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
+    this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
+  }
+
+  /** Sequential pre-norm: h = x + attn(n1(x)); out = h + mlp(n2(h)). */
+  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+    const eps = this.config.rms_norm_eps;
+    const h = x.add(this.self_attn.call(rmsNorm(x, this.input_layernorm.weight, eps), rope, cache, lengthDependent));
+    return h.add(this.mlp.call(rmsNorm(h, this.post_attention_layernorm.weight, eps)));
+  }
+}
+
+/** The trunk (`model.*` in HF checkpoints). */
+export class LlamaModel extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
+  readonly embed_tokens: Embedding;
+  readonly layers: ModuleList<LlamaDecoderLayer>;
+  readonly norm: RMSNorm;
+  /** CLEX's ODE parameters (`model.clex_layer.proj_func.ode_up_proj`, as the reference), when used. */
+  readonly clex_layer: CLEX | null;
+  readonly rotary: RotaryEmbedding;
+
+  constructor(readonly config: LlamaConfig, opts: Required<ModelOptions>) {
+    super();
+    this.embed_tokens = this.module('embed_tokens', new Embedding(config.vocab_size, config.hidden_size, opts));
+    this.layers = this.module('layers', new ModuleList(Array.from({ length: config.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(config, i, opts))));
+    this.norm = this.module('norm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
+    const scaling = config.rope_scaling;
+    const common = { dim: config.head_dim, base: config.rope_theta, maxPositionEmbeddings: config.max_position_embeddings };
+    this.clex_layer = scaling?.type === 'clex' ? this.module('clex_layer', new CLEX({ ...common, scaling, ...opts })) : null;
+    this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
+  }
+
+  forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
+    let h = this.embed_tokens.call(ids);
+    const dependent = this.rotary.lengthDependent;
+    for (const layer of this.layers) h = layer.call(h, rope, cache, dependent);
+    return rmsNorm(h, this.norm.weight, this.config.rms_norm_eps);
+  }
+}
+
+/** LLaMA with its LM head; parameter names match HF (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`). */
+export class LlamaForCausalLM extends CausalLM {
+  readonly config: LlamaConfig;
+  readonly model: LlamaModel;
+  /** Absent when tie_word_embeddings (the head reuses model.embed_tokens.weight, as HF checkpoints omit it). */
+  readonly lm_head: Linear | null;
+
+  constructor(config: LlamaConfig | LlamaConfigInput, opts: ModelOptions = {}) {
+    super(opts);
+    this.config = config instanceof LlamaConfig ? config : new LlamaConfig(config);
+    const o = resolveOptions(opts);
+    this.model = this.module('model', new LlamaModel(this.config, o));
+    this.lm_head = this.config.tie_word_embeddings ? null : this.module('lm_head', new Linear(this.config.hidden_size, this.config.vocab_size, { ...o, bias: false }));
+    this.initWeights(this.config.initializer_range);
+  }
+
+  get rotary(): RotaryEmbedding { return this.model.rotary; }
+  get numLayers(): number { return this.config.num_hidden_layers; }
+  get clex(): CLEX | null { return this.model.clex_layer; }
+  get vocabSize(): number { return this.config.vocab_size; }
+  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+
+  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
+    const h = this.model.call(ids, rope, cache);
+    return linear(h, (this.lm_head ?? this.model.embed_tokens).weight);
+  }
+}
