@@ -69,15 +69,18 @@ function odeFunc(params: Tensor[]): ode.OdeFunc {
 }
 
 /** torch.optim.RMSprop defaults (alpha 0.99, eps 1e-8, no momentum), updating parameters in place. */
-function rmsprop(params: Tensor[], lr: number, alpha = 0.99, eps = 1e-8): () => void {
+function rmsprop(params: Tensor[], lr: number, alpha = 0.99, eps = 1e-8): { step(): void; dispose(): void } {
   const sq = params.map((p) => noGrad(() => p.zerosLike()));
-  return () => noGrad(() => scope(() => params.forEach((p, i) => {
-    const g = p.grad;
-    if (!g) return;
-    sq[i].copy_(sq[i].mul(alpha).add(g.square().mul(1 - alpha)));
-    p.copy_(p.sub(g.div(sq[i].sqrt().add(eps)).mul(lr)));
-    p.grad = null;
-  })));
+  return {
+    step: () => noGrad(() => scope(() => params.forEach((p, i) => {
+      const g = p.grad;
+      if (!g) return;
+      sq[i].copy_(sq[i].mul(alpha).add(g.square().mul(1 - alpha)));
+      p.copy_(p.sub(g.div(sq[i].sqrt().add(eps)).mul(lr)));
+      p.grad = null;
+    }))),
+    dispose: () => sq.forEach((s) => s.dispose()),
+  };
 }
 
 function rows(flat: Float64Array | Float32Array, idx: readonly number[]): number[] {
@@ -113,7 +116,7 @@ async function main(): Promise<void> {
   const truthFlat = await trueTrajectory();
   const params = makeModel();
   const f = odeFunc(params);
-  const step = rmsprop(params, 1e-3);
+  const optimizer = rmsprop(params, 1e-3);
   const batchT = ts.slice(0, BATCH_TIME);
   const random = rng(seed + 1);
   const solverOpts = { rtol, atol, params };
@@ -144,7 +147,7 @@ async function main(): Promise<void> {
       nfeF += ode.lastStats().nfeForward;
       await loss.backwardAsync();
       nfeB += ode.lastStats().nfeBackward;
-      step();
+      optimizer.step();
       return loss.item();
     });
     if (itr % testFreq === 0 || itr === iterations) {
@@ -159,6 +162,7 @@ async function main(): Promise<void> {
   mkdirSync('out', { recursive: true });
   writeFileSync('out/ode-spiral.svg', svg(truthFlat, final.traj, `neural ODE spiral: ${iterations} iterations on ${device}, trajectory L1 ${final.loss.toFixed(4)}`));
   console.log('wrote out/ode-spiral.svg');
+  optimizer.dispose();
   params.forEach((p) => p.dispose());
 }
 
