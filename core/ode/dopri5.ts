@@ -38,7 +38,8 @@ function* initialStep(fn: Dynamics, t0: number, y0: Tensor, f0: Tensor, o: Adapt
     throw new OpError(o.op, `non-finite state at t=${t0}: the initial state or f(t0, y0) contains NaN or Infinity (‖y0‖=${d0}, ‖f0‖=${d1}, scaled)`);
   }
   const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : (0.01 * d0) / d1;
-  const f1 = scope(() => fn(t0 + h0, y0.add(f0.mul(h0))));
+  // Only h leaves this function (as a double), so this evaluation needs no graph.
+  const f1 = noGrad(() => scope(() => fn(t0 + h0, y0.add(f0.mul(h0)))));
   const [d2raw] = yield noGrad(() => scope(() => o.norm(f1.sub(f0).div(scale))));
   disposeAll([f1, scale]);
   const d2 = d2raw / h0;
