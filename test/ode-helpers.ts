@@ -1,5 +1,5 @@
 // Shared problem definitions and a mode-agnostic "solve, then differentiate" helper for the ODE tests.
-import { cat, ode, tensor, type Tensor } from '../index.js';
+import { cat, ode, scope, tensor, type Tensor } from '../index.js';
 
 export type Mode = 'backprop' | 'adjoint';
 type Device = 'cpu' | 'webgpu';
@@ -23,7 +23,11 @@ export interface Problem {
 }
 
 /** Solves with odeint (backprop through the solver) or odeintAdjoint and returns the loss and all gradients. */
-export async function solveAndGrad(mode: Mode, pb: Problem, device: Device, opts: ode.AdjointOptions = {}, timeGrad = false) {
+export function solveAndGrad(mode: Mode, pb: Problem, device: Device, opts: ode.AdjointOptions = {}, timeGrad = false) {
+  return scope(() => solveAndGradUnscoped(mode, pb, device, opts, timeGrad));
+}
+
+async function solveAndGradUnscoped(mode: Mode, pb: Problem, device: Device, opts: ode.AdjointOptions, timeGrad: boolean) {
   const { y0, params, f } = pb.make(device);
   const { leaf, plain } = scalars(device);
   const t = timeGrad ? leaf(pb.t) : plain(pb.t);
@@ -40,7 +44,6 @@ export async function solveAndGrad(mode: Mode, pb: Problem, device: Device, opts
     gt: timeGrad ? await read(t) : null,
     stats: ode.lastStats(),
   };
-  for (const x of [y0, ...params, t, Y, L]) x.dispose();
   return out;
 }
 
