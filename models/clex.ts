@@ -183,7 +183,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   ntkTerms(t: number): { logNtk: Float64Array; drift: Float64Array } {
     const alpha = Math.max(2 * t - 1, 1);
     const la = Math.log(alpha);
-    const dlog = 2 * t - 1 > 1 ? -2 / (2 * t - 1) : 0;
+    // α is clamped to 1 only for t < 1; at t = 1 the drift is the right derivative −2·bend (RK stages evaluate there).
+    const dlog = t >= 1 ? -2 / (2 * t - 1) : 0;
     return {
       logNtk: this.logFreqNtkBase.map((c, i) => c - this.bend[i] * la),
       drift: this.bend.map((s) => s * dlog),
@@ -203,8 +204,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
       if (Number.isNaN(tv)) throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
       const { logNtk, drift } = this.ntkTerms(tv);
       const opts = { device: z.device, dtype: z.dtype };
-      const x = z.add(tensor(logNtk, opts)).unsqueeze(0);
-      return this.proj_func.apply(x, up, down).squeeze(0).add(tensor(drift, opts));
+      const row = { ...opts, shape: [1, this.dim / 2] };
+      return this.proj_func.apply(z.add(tensor(logNtk, row)), up, down).add(tensor(drift, row));
     };
   }
 
@@ -217,7 +218,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
 
   /** z at the given increasing times ≥ 1 (first must be 1), as [times, d/2], on the parameters' device. */
   private async solve(times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
-    const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype });
+    // The state is a row [1, d/2], so each evaluation is two plain matmuls.
+    const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype, shape: [1, this.dim / 2] });
     const f = this.dynamics(up, down);
     const useAdjoint = this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
     const Y = useAdjoint
@@ -236,7 +238,13 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
     if (t === 1) return tensor(this.logFreqOrig.map(Math.exp), { device: up.device, dtype: up.dtype });
     const onCpu = this.scaling.ode_device === 'cpu' && up.device !== 'cpu';
-    const [u, w] = onCpu ? [await transfer(up, 'cpu', 'float64'), await transfer(down, 'cpu', 'float64')] : [up, down];
+    let u = up, w = down;
+    if (onCpu) {
+      // One readback for both matrices: move them as one flat vector and split it on the cpu.
+      const flat = await transfer(cat([up.reshape([-1]), down.reshape([-1])]), 'cpu', 'float64');
+      u = flat.narrow(0, 0, up.size).reshape(up.shape);
+      w = flat.narrow(0, up.size, down.size).reshape(down.shape);
+    }
     const Y = await this.solve([1, t], u, w);
     const z = Y.slice(0, 1, 2).reshape([this.dim / 2]);
     const theta = z.exp();

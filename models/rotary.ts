@@ -195,7 +195,9 @@ export class RotaryEmbedding {
     }
     const clex = this.clex as CLEX;
     const recordGraph = isGradEnabled() && clex.parameters().some((p) => p.requiresGrad);
-    if (training && recordGraph) {
+    if (training) {
+      // Training draws t and positions whether or not a graph is recorded (so a no-grad training-mode
+      // forward evaluates the same function the gradient is taken of).
       const { t, positions } = clex.sample(length);
       if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
       const theta = await clex.frequencies(t);

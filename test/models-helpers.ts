@@ -48,7 +48,7 @@ export async function copyWeights(from: models.CausalLM, to: models.CausalLM): P
  * ⟨v, ∇f⟩ by autograd against [f(θ+εv) − f(θ−εv)]/2ε for a random direction v over every parameter
  * (cpu float64). `loss` must be deterministic given the parameters (reseed inside if it samples).
  */
-export async function directionalCheck(model: models.CausalLM, loss: () => Promise<Tensor>, eps = 1e-5): Promise<{ analytic: number; numeric: number }> {
+export async function directionalCheck(model: models.CausalLM, loss: () => Promise<Tensor>, eps = 1e-6): Promise<{ analytic: number; numeric: number }> {
   const params = model.parameters();
   manualSeed(99);
   const dirs = params.map((p) => randn(p.shape, { dtype: 'float64', device: 'cpu' }));
