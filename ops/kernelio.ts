@@ -25,11 +25,12 @@ export function cpuData(t: Tensor): { data: TypedArray; off: number } {
   return { data: (t.storage as CpuStorage).data, off: t.offset };
 }
 
-/** A new contiguous tensor; on cpu, also its writable data. */
+/** A new contiguous tensor (uninitialised); on cpu, fill it through outData(). */
 export function output(device: DeviceName, dtype: DType, shape: readonly number[]): Tensor {
   return empty(device, dtype, shape);
 }
 
+/** The writable elements of a cpu tensor made by output(). */
 export function outData(t: Tensor): TypedArray {
   return (t.storage as CpuStorage).data;
 }

@@ -70,10 +70,16 @@ describe('dropout', () => {
       expect(F.dropout(x, 0)).toBe(x);
       expect(Array.from(await F.dropout(x, 1).data()).every((v) => v === 0)).toBe(true);
     }
-    const x = randn([3, 4], f64);
-    expectOk(testing.gradcheck((a) => { manualSeed(2); return F.dropout(a.transpose(0, 1), 0.3); }, [x]));
-    expectOk(await testing.gradcheckDevices((a) => { manualSeed(2); return F.dropout(a, 0.3); }, [x]));
-    expect(() => F.dropout(x, 1.5)).toThrow(/dropout: p must be in \[0, 1\]/);
+    expect(() => F.dropout(randn([2], f64), 1.5)).toThrow(/dropout: p must be in \[0, 1\]/);
+  });
+
+  it('gradcheck on random shapes and rates (the seed is fixed inside f so every evaluation uses one mask)', async () => {
+    await fc.assert(fc.asyncProperty(testing.tensorDataArb({ minRank: 1, maxRank: 3 }), fc.double({ min: 0.05, max: 0.9, noNaN: true }), async ({ shape, values }, p) => {
+      const x = cpu64(values, shape);
+      const f = (a: Tensor) => { manualSeed(2); return F.dropout(a.rank > 1 ? a.transpose(0, -1) : a, p); };
+      expectOk(testing.gradcheck(f, [x]));
+      expectOk(await testing.gradcheckDevices(f, [x]));
+    }), testing.fcParams(10));
   });
 });
 
@@ -88,6 +94,16 @@ describe('embedding', () => {
     expect(await y.toArray()).toEqual([[rows[1], rows[4], rows[1]], [rows[9], rows[0], rows[4]]]);
     expectOk(testing.gradcheck((ww, i) => F.embedding(i, ww), [w, randint(0, 10, [2, 2, 3], { device: 'cpu' })]));
     expectOk(await testing.gradcheckDevices((ww, i) => F.embedding(i, ww), [w, ids]));
+  });
+
+  it('gradcheck on random tables and id shapes (repeated ids accumulate)', async () => {
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 4 }), testing.shapeArb({ minRank: 1, maxRank: 3 }), fc.integer({ min: 0, max: 1000 }),
+      async (V, D, idShape, seed) => {
+        manualSeed(seed);
+        const w = randn([V, D], f64), ids = randint(0, V, idShape, { device: 'cpu' });
+        expectOk(testing.gradcheck((ww, i) => F.embedding(i, ww), [w, ids]));
+        expectOk(await testing.gradcheckDevices((ww, i) => F.embedding(i, ww), [w, ids]));
+      }), testing.fcParams(10));
   });
 
   for (const device of ['cpu', 'webgpu'] as const) {
