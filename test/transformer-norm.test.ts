@@ -80,6 +80,20 @@ describe('layerNorm / rmsNorm', () => {
     expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a.transpose(0, 2), ww), [xs, randn([6], f64)]));
   });
 
+  it('both row-kernel variants (one invocation per row, one workgroup per row) agree with cpu f64', async () => {
+    manualSeed(16);
+    const x = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
+    for (const variant of ['thread', 'group']) {
+      process.env.DAWNGRAD_ROW_KERNEL = variant;
+      try {
+        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+        expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
+      } finally {
+        delete process.env.DAWNGRAD_ROW_KERNEL;
+      }
+    }
+  });
+
   it('normalises rows with large offsets accurately (two-pass variance)', async () => {
     const x = tensor([[1e4 + 1, 1e4 + 2, 1e4 + 3]], { device: 'webgpu' });
     const y = (await F.layerNorm(x, null, null, 0).toArray()) as number[][];

@@ -91,6 +91,23 @@ describe('softmax family', () => {
     expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [x], { atol: 1e-5, rtol: 1e-5 }));
   });
 
+  it('both row-kernel variants (one invocation per row, one workgroup per row) agree with cpu f64', async () => {
+    manualSeed(15);
+    const x = randn([5, 300], f64).mul(3);
+    const t = tensor([1, -100, 299, 0, 7], { dtype: 'int32', device: 'cpu' });
+    for (const variant of ['thread', 'group']) {
+      process.env.DAWNGRAD_ROW_KERNEL = variant;
+      try {
+        expectOk(await testing.gradcheckDevices((a) => F.softmax(a), [x]));
+        expectOk(await testing.gradcheckDevices((a) => F.logSoftmax(a), [x]));
+        expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [x]));
+        expectOk(await testing.gradcheckDevices((a, tt) => F.crossEntropy(a, tt, { labelSmoothing: 0.2 }), [x, t]));
+      } finally {
+        delete process.env.DAWNGRAD_ROW_KERNEL;
+      }
+    }
+  });
+
   it('Tensor methods delegate to the functional ops', async () => {
     const x = tensor([[1, 2], [3, 5]], f64);
     expect(await x.softmax().toArray()).toEqual(await F.softmax(x).toArray());

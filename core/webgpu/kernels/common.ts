@@ -94,9 +94,12 @@ function isSoftwareAdapter(): boolean {
 /**
  * Measured on lavapipe (2 cores): one invocation per row wins by 3-30x (barriers are expensive),
  * except for a handful of very long rows ([1, 50304]: 0.4 vs 1.1 ms). Real GPUs need the
- * workgroup per row once rows are long enough to feed its lanes.
+ * workgroup per row once rows are long enough to feed its lanes. DAWNGRAD_ROW_KERNEL=thread|group
+ * forces one variant (for benchmarking both on a given adapter).
  */
 export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
+  const forced = process.env.DAWNGRAD_ROW_KERNEL;
+  if (forced === 'thread' || forced === 'group') return forced;
   if (isSoftwareAdapter()) return nRows <= 4 && rowLen >= 4096 ? 'group' : 'thread';
   return rowLen >= 512 || (nRows < 1024 && rowLen >= 128) ? 'group' : 'thread';
 }
