@@ -31,6 +31,7 @@ import { empty } from '../ops/util.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import type { RopeScaling } from './config.js';
+import { clexDynamicsCpu } from './clex-dynamics.js';
 
 /** The reference code always uses this base inside log θ_ntk, whatever the model's rope base. */
 const NTK_REFERENCE_BASE = 10000;
@@ -203,6 +204,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
       const tv = typeof t === 'number' ? t : NaN;
       if (Number.isNaN(tv)) throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
       const { logNtk, drift } = this.ntkTerms(tv);
+      // On cpu one fused op (plain loops); elsewhere composed ops.
+      if (z.device === 'cpu') return clexDynamicsCpu(z, up, down, logNtk, drift, this.proj_func.act);
       const opts = { device: z.device, dtype: z.dtype };
       const row = { ...opts, shape: [1, this.dim / 2] };
       return this.proj_func.apply(z.add(tensor(logNtk, row)), up, down).add(tensor(drift, row));
