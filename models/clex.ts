@@ -21,6 +21,7 @@ import type { DeviceName } from '../core/backend.js';
 import { isGradEnabled, noGrad, record } from '../core/autograd.js';
 import type { DType } from '../core/dtype.js';
 import { nextUniform } from '../core/rng.js';
+import { scope } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { odeint } from '../core/ode/odeint.js';
@@ -256,7 +257,7 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
 
   /** Reads W_up and W_down (one small readback) as one flat array. */
   private async readParams(): Promise<Float64Array> {
-    const flat = noGrad(() => cat([this.proj_func.ode_up_proj.reshape([-1]), this.proj_func.ode_down_proj.reshape([-1])]));
+    const flat = scope(() => noGrad(() => cat([this.proj_func.ode_up_proj.reshape([-1]), this.proj_func.ode_down_proj.reshape([-1])])));
     const data = Float64Array.from(await flat.data());
     flat.dispose();
     return data;
