@@ -47,6 +47,9 @@ export interface TableRequest {
   training: boolean;
 }
 
+/** Host-built tables kept per RotaryEmbedding (least recently used are freed first). */
+const MAX_CACHED_TABLES = 16;
+
 interface CachedTable {
   cos: Tensor;
   sin: Tensor;
@@ -128,7 +131,12 @@ export class RotaryEmbedding {
   private hostTable(key: string, invFreq: Float64Array, mscale: number, rows: number, device: DeviceName, dtype: DType): CachedTable {
     const full = `${key}|${device}|${dtype}`;
     const have = this.tables.get(full);
-    if (have && have.rows >= rows) return have;
+    if (have && have.rows >= rows) {
+      // Most recently used last (eviction takes the first).
+      this.tables.delete(full);
+      this.tables.set(full, have);
+      return have;
+    }
     const n = Math.max(rows, have ? have.rows * 2 : 0, 16);
     const half = this.dim / 2;
     const cosA = new Float64Array(n * this.dim), sinA = new Float64Array(n * this.dim);
@@ -153,7 +161,16 @@ export class RotaryEmbedding {
     }
     // CLEX tables of an older cache version can never be asked for again.
     if (key.startsWith('clex:')) this.dropStaleClex(key);
+    this.tables.delete(full);
     this.tables.set(full, table);
+    // Dynamic NTK makes a new table per length past L0: keep only the most recent ones (views handed
+    // out earlier keep their storage alive on their own).
+    while (this.tables.size > MAX_CACHED_TABLES) {
+      const [oldest, t] = this.tables.entries().next().value as [string, CachedTable];
+      t.cos.dispose();
+      t.sin.dispose();
+      this.tables.delete(oldest);
+    }
     return table;
   }
 
@@ -212,6 +229,11 @@ export class RotaryEmbedding {
     const invFreq = await clex.cached(t);
     const key = `clex:${t}:${clex.version}`;
     return this.rowsOf(this.hostTable(key, invFreq, 1, length, device, dtype), key, length);
+  }
+
+  /** How many host-built tables are cached (bounded; for tests and stats). */
+  get cachedTableCount(): number {
+    return this.tables.size;
   }
 
   /** Frees the cached tables. */

@@ -3,7 +3,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { io, models, noGrad, OpError, scope, tensor } from '../index.js';
+import { io, memory, models, noGrad, OpError, scope, tensor } from '../index.js';
 import { copyWeights, ids, SCALINGS, tinyModel, values, type Kind } from './models-helpers.js';
 
 describe('configs', () => {
@@ -258,6 +258,16 @@ describe('generate', () => {
       expect(g[n]).toBe(logits.indexOf(Math.max(...logits)));
     }
     await expect(m.generate([1, 2, 3], { maxNewTokens: 20 })).rejects.toThrow(/exceeds the longest CLEX context max_factor·L0 = 2·8 = 16/);
+  });
+
+  it('dynamic NTK decoding far past L0 keeps a bounded table cache and no leaked tensors', async () => {
+    const m = tinyModel('llama', { type: 'dynamic', factor: 2 });
+    await m.generate([1, 2, 3], { maxNewTokens: 4 });
+    const live = memory().liveTensors;
+    const out = await m.generate([1, 2, 3], { maxNewTokens: 60 });
+    expect(out[0]).toHaveLength(63);
+    expect(m.rotary.cachedTableCount).toBeLessThanOrEqual(16);
+    expect(memory().liveTensors - live).toBeLessThanOrEqual(2 * 16);
   });
 
   it('sampleToken honours topK and topP', () => {
