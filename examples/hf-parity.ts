@@ -5,7 +5,7 @@
 // (Measured with transformers 5.17 / torch 2.11: every weight loads with no missing or unexpected
 // key, and logits agree to ~5e-6, the precision of HF's float32 rotary tables.)
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { io, manualSeed, models, noGrad, tensor } from '../index.js';
+import { io, manualSeed, models, noGrad, scope, tensor } from '../index.js';
 const OUT = process.argv[2] ?? 'out/hf-parity';
 const cases: [string, 'llama' | 'neox', any, any][] = [
   ['llama_plain', 'llama', null, {}],
@@ -17,7 +17,7 @@ const cases: [string, 'llama' | 'neox', any, any][] = [
   ['neox_sequential', 'neox', null, { use_parallel_residual: false }],
   ['neox_dynamic', 'neox', { type: 'dynamic', factor: 2 }, {}],
 ];
-for (const [name, kind, rs, extra] of cases) {
+for (const [name, kind, rs, extra] of cases) await scope(async () => {
   manualSeed(5);
   const common = { vocab_size: 37, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 16, rope_scaling: rs, initializer_range: 0.2, ...extra };
   const opts = { device: 'cpu' as const, dtype: 'float64' as const };
@@ -45,8 +45,7 @@ for (const [name, kind, rs, extra] of cases) {
   writeFileSync(`${dir}/ids.json`, JSON.stringify([ids.slice(0, T), ids.slice(T)]));
   writeFileSync(`${dir}/logits.json`, JSON.stringify(Array.from(await out.logits.data())));
   writeFileSync(`${dir}/loss.json`, JSON.stringify(await out.loss!.item()));
-  for (const t of [x, out.logits, out.loss!]) t.dispose();
   m.dispose();
-}
+});
 console.log(`wrote ${cases.length} checkpoints to ${OUT}/`);
 process.exit(0);
