@@ -51,7 +51,7 @@ describe('softmax family', () => {
 
   for (const device of ['cpu', 'webgpu'] as const) {
     it(`is stable for logits of ±1e4 and exact for masked entries and fully masked rows (${device})`, async () => {
-      const rows = [[1e4, -1e4, 0, 9999], [-1e4, -1e4 + 1, -1e4 + 2, -1e4], [0, -Infinity, 3, -Infinity]];
+      const rows = [[1e4, -1e4, 0, 9999], [-1e4, -1e4 + 1, -1e4 + 2, -1e4], [0, -Infinity, 3, -Infinity], [-Infinity, 1, -Infinity, 4]];
       const x = tensor([...rows, [-Infinity, -Infinity, -Infinity, -Infinity]], { device });
       const logp = (await F.logSoftmax(x).toArray()) as number[][];
       const p = (await F.softmax(x).toArray()) as number[][];
@@ -67,9 +67,9 @@ describe('softmax family', () => {
         expect(Number.isFinite(lse[r])).toBe(true);
       });
       // Documented result for a fully masked row: softmax 0, logSoftmax and logsumexp -Infinity.
-      expect(p[3]).toEqual([0, 0, 0, 0]);
-      expect(logp[3]).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
-      expect(lse[3]).toBe(-Infinity);
+      expect(p[4]).toEqual([0, 0, 0, 0]);
+      expect(logp[4]).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
+      expect(lse[4]).toBe(-Infinity);
       // Gradients stay finite: NaN never spreads from the masked row.
       const xg = tensor([[1, 2, -Infinity], [-Infinity, -Infinity, -Infinity]], { device, requiresGrad: true });
       F.softmax(xg).mul(tensor([[1, 2, 3], [4, 5, 6]], { device })).sum().backward();
@@ -102,6 +102,12 @@ describe('softmax family', () => {
         expectOk(await testing.gradcheckDevices((a) => F.logSoftmax(a), [x]));
         expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [x]));
         expectOk(await testing.gradcheckDevices((a, tt) => F.crossEntropy(a, tt, { labelSmoothing: 0.2 }), [x, t]));
+        // Masked entries in any position, and a fully masked row.
+        const NI = -Infinity;
+        const masked = [[NI, 1, NI, 4, 2], [3, NI, NI, NI, 0], [NI, NI, NI, NI, NI]];
+        const gm = tensor(masked), cm = tensor(masked, f64);
+        expect(Array.from(await F.softmax(gm).data())).toEqual(Array.from(await F.softmax(cm).data()).map((v) => expect.closeTo(v, 6)));
+        expect(Array.from(await F.logsumexp(gm).data())).toEqual(Array.from(await F.logsumexp(cm).data()).map((v) => (v === NI ? NI : expect.closeTo(v, 5))));
       } finally {
         delete process.env.DAWNGRAD_ROW_KERNEL;
       }

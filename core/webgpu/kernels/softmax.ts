@@ -5,15 +5,30 @@ import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.j
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
 
-/** Shared prologue: row max `m`, a safe shift `ms` (0 for an all -inf row), `s` = Σ exp(x - ms), `lse`. */
-const rowStats = (x: string) => `
+/**
+ * Shared prologue, one pass over the row: each invocation keeps an online (max, Σ exp(x − max)) over
+ * its elements (rescaling the sum when the max grows; -inf entries add nothing), and `sx` = Σ x when
+ * `withSum`; then the row max `m`, a safe shift `ms` (0 for an all -inf row), `s` = Σ exp(x − ms) and
+ * `lse` come from one max and one sum reduction.
+ */
+const rowStats = (x: string, withSum = false) => `
   var m = ${NEG_INF};
-  for (var j = j0; j < C; j += js) { m = max(m, ${x}[xb + j]); }
-  m = red_max(m, lid);
-  let ms = select(m, 0.0, is_neg_inf(m));
   var s = 0.0;
-  for (var j = j0; j < C; j += js) { s += exp(${x}[xb + j] - ms); }
-  s = red_sum(s, lid);
+  var sx = 0.0;
+  for (var j = j0; j < C; j += js) {
+    let xv = ${x}[xb + j];
+    ${withSum ? 'sx += xv;' : ''}
+    if (xv > m) {
+      s = select(s * exp(m - xv), 0.0, is_neg_inf(m)) + 1.0;
+      m = xv;
+    } else if (!is_neg_inf(xv)) {
+      s += exp(xv - m);
+    }
+  }
+  let mloc = m;
+  m = red_max(m, lid);
+  s = red_sum(select(s * exp(mloc - m), 0.0, is_neg_inf(mloc)), lid);
+  let ms = select(m, 0.0, is_neg_inf(m));
   let empty_row = s == 0.0;
   let lse = select(ms + log(s), ${NEG_INF}, empty_row);`;
 
@@ -67,9 +82,7 @@ ${rowMain(variant, `
   let C = pu(${CE.C}u);
   let xb = pu(${CE.XOFF}u) + row * C;
   let eps = pf(${CE.SMOOTH}u);
-  ${rowStats('x')}
-  var sx = 0.0;
-  for (var j = j0; j < C; j += js) { sx += x[xb + j]; }
+  ${rowStats('x', true)}
   sx = red_sum(sx, lid);
   if (lid == 0u) {
     let t = targets[pu(${CE.TOFF}u) + row];
