@@ -58,9 +58,12 @@ interface BackwardOptions {
   capture?: readonly Tensor[];
 }
 
-/** Takes a gradient out of the backward scope; tensors not owned there (shared, or the user's) are copied. */
+/**
+ * Takes a gradient out of the backward scope. Tensors not owned there (shared, or the user's) are copied,
+ * and so are strided views (e.g. a broadcast from sum's backward), so every .grad is a dense tensor.
+ */
 function own(g: Tensor): Tensor {
-  if (isTracked(g) && !g.isDisposed) {
+  if (isTracked(g) && !g.isDisposed && g.isContiguous() && g.offset === 0 && g.size === g.storage.length) {
     untrackTensor(g);
     return g;
   }

@@ -10,6 +10,28 @@ export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
 }
 
+/**
+ * Merges adjacent dims d, d+1 when every stride set has stride[d] = stride[d+1]·shape[d+1] (and drops
+ * size-1 dims), so the same elements are visited in the same order with fewer dims.
+ */
+export function collapseDims(shape: readonly number[], strideSets: (readonly number[])[]): [number[], ...number[][]] {
+  const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
+  const outShape: number[] = [];
+  const outStrides: number[][] = strideSets.map(() => []);
+  for (const d of keep) {
+    const last = outShape.length - 1;
+    if (last >= 0 && strideSets.every((st, k) => outStrides[k][last] === st[d] * shape[d])) {
+      outShape[last] *= shape[d];
+      strideSets.forEach((st, k) => { outStrides[k][last] = st[d]; });
+    } else {
+      outShape.push(shape[d]);
+      strideSets.forEach((st, k) => outStrides[k].push(st[d]));
+    }
+  }
+  if (outShape.length === 0) return [[1], ...strideSets.map(() => [1])];
+  return [outShape, ...outStrides];
+}
+
 const wtype = (op: string, d: DType): WType => {
   if (d === 'float64') throw new OpError(op, "float64 is not supported on webgpu (WGSL has no f64); use float32, or device 'cpu' for float64");
   return d === 'int32' ? 'i32' : 'f32';
@@ -100,20 +122,23 @@ export class WebGpuBackend implements Backend {
       this.release(temp);
       return;
     }
-    const cstr = contiguousStrides(out.shape);
-    const isContig = (v: View) => v.shape.every((d, i) => d === 1 || v.strides[i] === cstr[i]);
-    const contiguous = isContig(out) && views.every(isContig);
+    // Merge dims that are laid out alike in every operand: fewer index divisions, and often a
+    // contiguous or rank-1 kernel where the views were merely reshaped or broadcast.
+    const [shape, outStrides, ...inStrides] = collapseDims(out.shape, [out.strides, ...views.map((v) => v.strides)]);
+    const cstr = contiguousStrides(shape);
+    const isContig = (strides: readonly number[]) => strides.every((st, i) => shape[i] === 1 || st === cstr[i]);
+    const contiguous = isContig(outStrides) && inStrides.every(isContig);
     const types = operands.map((o) => (isScalarOperand(o) ? 'scalar' : wtype(def.name, o.dtype)));
-    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${contiguous ? 'c' : 's'}`;
-    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, contiguous));
+    const rank = contiguous ? null : shape.length;
+    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${rank ?? 'c'}`;
+    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, rank));
     const p = new Uint32Array(PARAM_WORDS);
     p[EW.N] = n;
-    p[EW.RANK] = out.shape.length;
-    p.set(out.shape, EW.SHAPE);
-    p.set(out.strides, EW.OSTRIDES);
+    p.set(shape, EW.SHAPE);
+    p.set(outStrides, EW.OSTRIDES);
     p[EW.OOFF] = out.offset;
     views.forEach((v, k) => {
-      p.set(v.strides, EW.IN0 + EW.IN_STRIDE * k);
+      p.set(inStrides[k], EW.IN0 + EW.IN_STRIDE * k);
       p[EW.IN0 + EW.IN_STRIDE * k + 8] = v.offset;
     });
     let s = EW.IN0 + EW.IN_STRIDE * views.length;

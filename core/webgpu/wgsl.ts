@@ -17,12 +17,19 @@ fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
 `;
 
 /**
- * WGSL that splits the linear `index` over the shape stored at params[shapeAt..] (rank at params[rankAt]),
- * adding coordinate × stride (strides at params[stridesAt..]) to each offset variable. Declares `rem`.
+ * WGSL that splits the linear `index` over the shape stored at params[shapeAt..], adding
+ * coordinate × stride (strides at params[stridesAt..]) to each offset variable. Declares `rem`.
+ * `rank` is either the params slot holding it (a loop) or, with `{ fixed: n }`, a compile-time rank
+ * (unrolled, constant uniform indices: markedly faster for strided elementwise kernels).
  */
-function unravel(index: string, rankAt: number, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
+function unravel(index: string, rank: number | { fixed: number }, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
+  if (typeof rank === 'object') {
+    const dims = [...Array(rank.fixed).keys()].reverse();
+    return `var rem = ${index};
+  ${dims.map((d) => `{ let c = rem % pu(${shapeAt + d}u); rem = rem / pu(${shapeAt + d}u); ${offsets.map(([v, at]) => `${v} += c * pu(${at + d}u);`).join(' ')} }`).join('\n  ')}`;
+  }
   return `var rem = ${index};
-  for (var d = i32(pu(${rankAt}u)) - 1; d >= 0; d--) {
+  for (var d = i32(pu(${rank}u)) - 1; d >= 0; d--) {
     let du = u32(d);
     let c = rem % pu(${shapeAt}u + du);
     rem = rem / pu(${shapeAt}u + du);
@@ -34,10 +41,12 @@ function unravel(index: string, rankAt: number, shapeAt: number, offsets: [varia
 const linearId = `let i = gid.x + gid.y * nwg.x * ${WG}u;`;
 const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 
-/** Elementwise param layout: n, rank, shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
-export const EW = { N: 0, RANK: 1, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;
+/** Elementwise param layout: n, (unused), shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
+export const EW = { N: 0, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;
 
-export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, contiguous: boolean): string {
+/** `rank` null selects the contiguous kernel; otherwise the strided one, unrolled for that rank. */
+export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, rank: number | null): string {
+  const contiguous = rank === null;
   const tensorIdx: number[] = [];
   operandTypes.forEach((t, a) => { if (t !== 'scalar') tensorIdx.push(a); });
   const bindings = [`var<storage, read_write> out: array<${outType}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${operandTypes[a]}>`)];
@@ -65,7 +74,7 @@ ${mainSig} {
 }`;
   }
   const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
-  ${unravel('i', EW.RANK, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
+  ${unravel('i', { fixed: rank }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
   return `${header(bindings)}
 ${def.wgslHelpers ?? ''}
 ${mainSig} {
