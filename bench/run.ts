@@ -3,7 +3,7 @@
 import type * as TF from '@tensorflow/tfjs-core';
 import { pathToFileURL } from 'node:url';
 import { gpuRuntime } from '../core/device.js';
-import { deviceInfo, manualSeed, memory, noGrad, randn, resetPeak, scope, type Tensor } from '../index.js';
+import { deviceInfo, functional as F, manualSeed, memory, noGrad, randn, resetPeak, scope, type Tensor } from '../index.js';
 
 const rt = gpuRuntime();
 if (!rt) throw new Error('bench needs the webgpu backend (unset DAWNGRAD_DEVICE=cpu)');
@@ -60,17 +60,17 @@ for (const n of [256, 512]) {
 }
 {
   const x = randn([256, 1024]); const tx = tf.randomNormal([256, 1024]);
-  const softmax = (v: Tensor) => { const e = v.sub(v.max(-1, true)).exp(); return e.div(e.sum(-1, true)); };
-  await compare('softmax 256×1024', ours(() => softmax(x)), theirs(() => tf.softmax(tx)), 'composed from exp/max/sum');
-  const layerNorm = (v: Tensor) => { const c = v.sub(v.mean(-1, true)); return c.mul(c.square().mean(-1, true).add(1e-5).rsqrt()); };
-  await compare('layer norm 256×1024', ours(() => layerNorm(x)), theirs(() => { const m = tf.moments(tx, -1, true); return tf.mul(tf.sub(tx, m.mean), tf.rsqrt(tf.add(m.variance, 1e-5))); }), 'composed');
+  await compare('softmax 256×1024', ours(() => F.softmax(x, -1)), theirs(() => tf.softmax(tx)));
+  await compare('layer norm 256×1024', ours(() => F.layerNorm(x)), theirs(() => { const m = tf.moments(tx, -1, true); return tf.mul(tf.sub(tx, m.mean), tf.rsqrt(tf.add(m.variance, 1e-5))); }));
 }
 {
   const [B, H, T, D] = [1, 4, 256, 64];
   const q = randn([B, H, T, D]); const k = randn([B, H, T, D]); const v = randn([B, H, T, D]);
   const tq = tf.randomNormal([B, H, T, D]); const tk = tf.randomNormal([B, H, T, D]); const tv = tf.randomNormal([B, H, T, D]);
-  const attn = () => { const s = q.matmul(k.transpose(-1, -2)).mul(1 / Math.sqrt(D)); const e = s.sub(s.max(-1, true)).exp(); return e.div(e.sum(-1, true)).matmul(v); };
-  await compare('attention 1×4×256×64', ours(attn), theirs(() => tf.matMul(tf.softmax(tf.div(tf.matMul(tq, tk, false, true), Math.sqrt(D))), tv)), 'composed');
+  const composed = () => { const s = q.matmul(k.transpose(-1, -2)).mul(1 / Math.sqrt(D)); const e = s.sub(s.max(-1, true)).exp(); return e.div(e.sum(-1, true)).matmul(v); };
+  const tfAttn = theirs(() => tf.matMul(tf.softmax(tf.div(tf.matMul(tq, tk, false, true), Math.sqrt(D))), tv));
+  await compare('attention 1×4×256×64 (fused)', ours(() => F.scaledDotProductAttention(q, k, v)), tfAttn, 'online softmax');
+  await compare('attention 1×4×256×64 (composed)', ours(composed), tfAttn, 'matmul+softmax');
 }
 {
   // One SGD training step of a 256→512→512→10 MLP on a batch of 128.
