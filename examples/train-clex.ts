@@ -147,7 +147,7 @@ clexRun.opt.dispose();
 plainRun.opt.dispose();
 const msClex = clexRun.ms / Math.max(clexRun.timedSteps, 1), msPlain = plainRun.ms / Math.max(plainRun.timedSteps, 1);
 console.log(`\ncheckpoint: ${OUT_DIR}/ (model.safetensors, optimizer.safetensors, config.json, trainer_state.json)`);
-console.log(`final training loss: CLEX ${clexRun.loss.toFixed(3)}, plain RoPE ${plainRun.loss.toFixed(3)}`);
+console.log(`loss on the last training batch (CLEX: at that batch's sampled t): CLEX ${clexRun.loss.toFixed(3)}, plain RoPE ${plainRun.loss.toFixed(3)}`);
 if (clexRun.timedSteps > 0) console.log(`step time (batch ${BATCH}×${L0}, alternating blocks of 25 steps, first block untimed): plain RoPE ${msPlain.toFixed(1)} ms, CLEX ${msClex.toFixed(1)} ms (CLEX/plain = ${(msClex / msPlain).toFixed(2)})`);
 else console.log('step time: n/a (use more than 25 steps)');
 
