@@ -7,6 +7,9 @@ import { EXPONENTIAL, expectClose, LOGISTIC, MULTI_TIME, NON_AUTONOMOUS, OSCILLA
 
 const REL = 3e-4;
 const ABS = 1e-5;
+// dL/dt0 comes out of the adjoint's time channel by cancellation (here −0.07 against dL/dT ≈ 0.96), so
+// in f32 it carries the solve's absolute error: 5.4e-5 was seen on an NVIDIA H200 (2.6e-5 on lavapipe).
+const TIME_ABS = 1e-4;
 
 describe('webgpu float32 vs cpu float64', () => {
   const cases: [Mode, Problem, boolean][] = [
@@ -23,7 +26,7 @@ describe('webgpu float32 vs cpu float64', () => {
     expectClose(gpu.y, ref.y, REL, ABS);
     if (ref.gy0) expectClose(gpu.gy0!, ref.gy0, REL, ABS);
     ref.gParams.forEach((g, k) => expectClose(gpu.gParams[k]!, g!, REL, ABS));
-    if (timeGrad) expectClose(gpu.gt!, ref.gt!, REL, ABS);
+    if (timeGrad) expectClose(gpu.gt!, ref.gt!, REL, TIME_ABS);
   });
 
   it('fixed-step rk4 on webgpu matches cpu to f32 rounding', async () => {

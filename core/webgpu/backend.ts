@@ -210,7 +210,8 @@ export class WebGpuBackend implements Backend {
     p[MM.BRS] = b.strides[r - 2]; p[MM.BCS] = b.strides[r - 1];
     p[MM.ORS] = out.strides[r - 2]; p[MM.OCS] = out.strides[r - 1];
     if (this.matmulVariant === 'shared') {
-      const pipeline = this.rt.pipeline('matmul:shared:f32', matmulSharedSource);
+      const aKFast = a.strides[r - 1] === 1;
+      const pipeline = this.rt.pipeline(`matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast));
       this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
       return;
     }

@@ -219,9 +219,13 @@ ${mainSig} {
 }`;
 }
 
-/** Shared-memory tiled matmul for real GPUs: 64×64 output tile per 16×16 workgroup, 4×4 per invocation, K in steps of 16. */
+/**
+ * Shared-memory tiled matmul for real GPUs: 64×64 output tile per 16×16 workgroup, 4×4 per invocation,
+ * K in steps of 16. Neighbouring invocations load neighbouring addresses (coalesced): along k when A is
+ * row-major (`aKFast`), along m when A is a transposed view.
+ */
 export const MM_SHARED_TILE = 64;
-export function matmulSharedSource(): string {
+export function matmulSharedSource(aKFast: boolean): string {
   return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
 var<workgroup> As: array<array<f32, 64>, 16>; // [k][m]
 var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
@@ -237,10 +241,10 @@ var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
     // 1024 elements of each tile, 4 per invocation; out-of-range elements load as 0.
     for (var e = 0u; e < 4u; e++) {
       let idx = tid + e * 256u;
-      let kk = idx / 64u; let mm = idx % 64u;
-      let gk = k0 + kk;
-      As[kk][mm] = select(0.0, A[ao + min(m0 + mm, M - 1u) * ars + min(gk, K - 1u) * acs], m0 + mm < M && gk < K);
-      Bs[kk][mm] = select(0.0, B[bo + min(gk, K - 1u) * brs + min(n0 + mm, N - 1u) * bcs], n0 + mm < N && gk < K);
+      ${aKFast ? 'let ka = idx % 16u; let ma = idx / 16u;' : 'let ka = idx / 64u; let ma = idx % 64u;'}
+      As[ka][ma] = select(0.0, A[ao + min(m0 + ma, M - 1u) * ars + min(k0 + ka, K - 1u) * acs], m0 + ma < M && k0 + ka < K);
+      let kb = idx / 64u; let nb = idx % 64u;
+      Bs[kb][nb] = select(0.0, B[bo + min(k0 + kb, K - 1u) * brs + min(n0 + nb, N - 1u) * bcs], n0 + nb < N && k0 + kb < K);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
