@@ -13,7 +13,7 @@ export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linsp
 export { where } from './ops/elementwise.js';
 export { cat, stack } from './ops/movement.js';
 export { matmul } from './ops/matmul.js';
-export { manualSeed, getRngState, setRngState } from './core/rng.js';
+export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.js';
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
 export { scope, keep } from './core/scope.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';

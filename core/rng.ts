@@ -15,13 +15,32 @@ export function setRngState(s: number): void {
   state = s >>> 0;
 }
 
-/** mulberry32 step: a fast 32-bit generator with good statistical quality. */
-export function nextUint32(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
+/** mulberry32: advances `state` and returns [newState, 32 random bits]. Fast, good statistical quality. */
+function mulberry32(state: number): [number, number] {
+  const next = (state + 0x6d2b79f5) >>> 0;
+  let t = next;
   t = Math.imul(t ^ (t >>> 15), t | 1);
   t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return (t ^ (t >>> 14)) >>> 0;
+  return [next, (t ^ (t >>> 14)) >>> 0];
+}
+
+export function nextUint32(): number {
+  const [next, bits] = mulberry32(state);
+  state = next;
+  return bits;
+}
+
+/**
+ * A private seeded stream of uniforms in [0, 1), independent of the global generator (for data order or
+ * sampling that must not shift the numbers that manualSeed governs).
+ */
+export function seededUniform(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    const [next, bits] = mulberry32(s);
+    s = next;
+    return bits / 4294967296;
+  };
 }
 
 /** Uniform in [0, 1) with 32 random bits. */

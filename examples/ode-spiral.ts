@@ -6,7 +6,7 @@
 //   options: --test-freq=N (full-trajectory evaluation every N iterations, default 100), --seed=N,
 //            --rtol=X --atol=X (solver tolerances; defaults 1e-7/1e-9 on cpu float64, 1e-5/1e-7 on webgpu)
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { disposeRuntime, manualSeed, noGrad, ode, randn, scope, tensor, type DeviceName, type Tensor } from '../index.js';
+import { disposeRuntime, manualSeed, noGrad, ode, randn, scope, seededUniform, tensor, type DeviceName, type Tensor } from '../index.js';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const flag = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -25,17 +25,6 @@ const BATCH_SIZE = 20;
 const T_END = 25;
 const TRUE_A = [[-0.1, 2.0], [-2.0, -0.1]];
 
-/** Small seeded PRNG for the batch windows (mulberry32). */
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const opts = { dtype, device } as const;
 const ts = Array.from({ length: DATA_SIZE }, (_, i) => (T_END * i) / (DATA_SIZE - 1));
@@ -118,7 +107,7 @@ async function main(): Promise<void> {
   const f = odeFunc(params);
   const optimizer = rmsprop(params, 1e-3);
   const batchT = ts.slice(0, BATCH_TIME);
-  const random = rng(seed + 1);
+  const random = seededUniform(seed + 1);
   const solverOpts = { rtol, atol, params };
 
   // The learned model from the true y0 over all 1000 times (no graph), and its L1 distance to the truth.

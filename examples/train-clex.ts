@@ -11,7 +11,7 @@
 // ODE contributes from what position sampling does.
 //
 // Usage: npx tsx examples/train-clex.ts [steps=300] [batch=8]
-import { deviceInfo, io, manualSeed, memory, models, noGrad, optim, scope, tensor, type Tensor } from '../index.js';
+import { deviceInfo, io, manualSeed, memory, models, noGrad, optim, scope, seededUniform, tensor, type Tensor } from '../index.js';
 import { loadCorpus } from './data/corpus.js';
 import { Progress } from './progress.js';
 
@@ -35,16 +35,6 @@ const baseConfig = {
   max_position_embeddings: L0,
 };
 
-/** A seeded generator for the batches, separate from the global RNG (which CLEX also draws from). */
-function batchRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function batch(next: () => number): Tensor {
   const rows: number[] = [];
@@ -71,7 +61,7 @@ function makeRun(label: string, config: models.LlamaConfigInput): Run {
   const model = new models.LlamaForCausalLM(config);
   const opt = new optim.AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0.01 });
   const sched = optim.lr.cosineWithWarmup(opt, { warmupSteps: Math.min(20, STEPS), totalSteps: STEPS, minLrRatio: 0.1 });
-  return { label, model, opt, sched, next: batchRng(42), ms: 0, timedSteps: 0, loss: NaN };
+  return { label, model, opt, sched, next: seededUniform(42), ms: 0, timedSteps: 0, loss: NaN };
 }
 
 /** Runs steps [from, to] of one model and times them (the block ends with a loss read, i.e. a sync). */

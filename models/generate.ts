@@ -2,7 +2,7 @@
 // the new token only. Each step reads the last position's logits [B, V] back (sampling happens on the
 // host), which is the one readback per token that sampling needs.
 import { noGrad } from '../core/autograd.js';
-import { nextUint32 } from '../core/rng.js';
+import { nextUint32, seededUniform } from '../core/rng.js';
 import { scope } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -25,17 +25,6 @@ export interface GenerateOptions {
   eosTokenId?: number;
 }
 
-/** A small seeded generator (mulberry32), private to one generate() call. */
-function sampler(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Picks the next token from one row of logits. */
 export function sampleToken(logits: ArrayLike<number>, opts: { temperature: number; topK: number; topP: number }, uniform: () => number): number {
@@ -89,7 +78,7 @@ export async function generate(model: CausalLM, ids: Tensor | readonly number[] 
   const temperature = opts.temperature ?? (topK > 0 || topP < 1 ? 1 : 0);
   if (!(temperature >= 0)) throw new OpError('generate', `temperature must be ≥ 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new OpError('generate', `topP must be in (0, 1], got ${topP}`);
-  const uniform = sampler(opts.seed ?? nextUint32());
+  const uniform = seededUniform(opts.seed ?? nextUint32());
   const wasTraining = model.training;
   model.eval();
   const cache = new KVCache(model.numLayers);

@@ -1,10 +1,10 @@
 // Writing values into an existing tensor's storage (parameter init, loadStateDict), so that every
 // holder of the tensor (modules, optimizers) keeps seeing the same object.
 import type { CpuBackend } from '../core/cpu.js';
+import { noGrad } from '../core/autograd.js';
 import { getBackend } from '../core/device.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
-import { DEFS } from '../ops/elementwise.js';
 import { tensor } from '../ops/creation.js';
 
 /**
@@ -21,7 +21,7 @@ export function copyInto(op: string, target: Tensor, source: Tensor): void {
     src = source.to(target.device);
   }
   if (target.dtype === 'int32' && src.dtype !== 'int32') throw new OpError(op, `cannot copy ${src.dtype} values into an int32 tensor`);
-  getBackend(target.device).elementwise(DEFS.copy, [src], target, target.dtype);
+  noGrad(() => target.copy_(src));
   if (src !== source) src.dispose();
 }
 
