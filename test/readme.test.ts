@@ -1,20 +1,47 @@
-// The README's API tour must run verbatim as a plain Node ESM script importing the built package.
+// Every ```js block of the README runs verbatim as a plain Node ESM script importing the built package,
+// and prints what its comments claim.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
-describe('README API tour', () => {
-  it('runs against the built package and prints what it claims', () => {
+const blocks = [...readFileSync('README.md', 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+
+function run(code: string, name: string): string[] {
+  mkdirSync('test/.tmp', { recursive: true });
+  // Inside the package directory, 'dawngrad' resolves to this package through its "exports".
+  const file = `test/.tmp/readme-${name}.mjs`;
+  writeFileSync(file, code);
+  const out = execFileSync('node', [file], { encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  return out.trim().split('\n');
+}
+
+describe('README code blocks', () => {
+  beforeAll(() => {
     if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
-    const readme = readFileSync('README.md', 'utf8');
-    const tour = readme.split('## API tour')[1].match(/```js\n([\s\S]*?)```/)?.[1];
-    expect(tour, 'README has a ```js block after "## API tour"').toBeTruthy();
-    mkdirSync('test/.tmp', { recursive: true });
-    // Inside the package directory, 'dawngrad' resolves to this package through its "exports".
-    writeFileSync('test/.tmp/readme-tour.mjs', tour!);
-    const out = execFileSync('node', ['test/.tmp/readme-tour.mjs'], { encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
-    const lines = out.trim().split('\n');
+  });
+
+  it('has the four documented blocks', () => {
+    expect(blocks.length).toBe(4);
+  });
+
+  it('API tour', () => {
+    const lines = run(blocks[0], 'tour');
     expect(lines[0]).toBe('webgpu');
     expect(lines.slice(-4)).toEqual(['false 6', 'true true', 'true', 'true']);
+  });
+
+  it('neural ODE: the adjoint gradient of y(1) = e^a', () => {
+    const [value, grad, nfe] = run(blocks[1], 'ode')[0].split(' ').map(Number);
+    expect(value).toBeCloseTo(Math.exp(0.5), 6);
+    expect(grad).toBeCloseTo(Math.exp(0.5), 6);
+    expect(nfe).toBe(32);
+  });
+
+  it('nn + optim + io: trains, names parameters, checkpoints', () => {
+    expect(run(blocks[2], 'nn')).toEqual(['true 0.weight 0.bias 2.weight 2.bias', '200']);
+  });
+
+  it('models: a CLEX LLaMA trains a step and generates past L0', () => {
+    expect(run(blocks[3], 'models')).toEqual(['44 true']);
   });
 });
