@@ -9,11 +9,14 @@ export const WG = 64;
 /** Elements per invocation in the contiguous elementwise kernel. */
 export const EW_PER_THREAD = 4;
 
-const header = (bindings: string[]): string => `
+/** The params-uniform header every kernel starts with: binding 0 = params, then `bindings` in order. */
+export const header = (bindings: string[]): string => `
 struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
 @group(0) @binding(0) var<uniform> P: Params;
 ${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
 fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
+fn pf(i: u32) -> f32 { return bitcast<f32>(P.v[i / 4u][i % 4u]); }
+fn pi(i: u32) -> i32 { return bitcast<i32>(P.v[i / 4u][i % 4u]); }
 `;
 
 /**

@@ -5,6 +5,7 @@ import { gpuRuntime } from '../../device.js';
 import { OpError } from '../../shape.js';
 import type { GpuStorage } from '../backend.js';
 import { PARAM_WORDS } from '../runtime.js';
+import { header } from '../wgsl.js';
 
 /** Invocations per workgroup for one-invocation-per-item kernels. */
 export const ITEM_WG = 64;
@@ -21,13 +22,7 @@ export const NEG_INF = `pf(${NEG_INF_WORD}u)`;
 export const NAN = `pf(${NAN_WORD}u)`;
 
 export function kernelHeader(bindings: string[]): string {
-  return `struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
-@group(0) @binding(0) var<uniform> P: Params;
-${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
-fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(P.v[i / 4u][i % 4u]); }
-fn pi(i: u32) -> i32 { return bitcast<i32>(P.v[i / 4u][i % 4u]); }
-fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == 0xff800000u; }
+  return `${header(bindings)}fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == 0xff800000u; }
 `;
 }
 
