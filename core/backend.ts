@@ -33,8 +33,13 @@ export function isScalarOperand(o: Operand): o is { readonly scalar: number } {
 export interface ElementwiseDef {
   readonly name: string;
   readonly arity: number;
-  /** WGSL expression over the operand expressions, typed in `t` (the compute type). */
-  readonly wgsl: (args: string[], t: 'f32' | 'i32') => string;
+  /**
+   * WGSL expression over the operand expressions, typed in `t` (the compute type: f32 or i32, or
+   * vec4<f32>/vec4<i32> in the vectorised kernel unless `scalarOnly`).
+   */
+  readonly wgsl: (args: string[], t: string) => string;
+  /** The expression (or a helper it calls) works on scalars only: never use the vec4 kernel. */
+  readonly scalarOnly?: boolean;
   /** JS reference (float64 arithmetic). */
   readonly js: (...args: number[]) => number;
   /** Extra WGSL helper functions the expression needs. */

@@ -17,20 +17,20 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 // tanh(±15) is ±1 in f32; clamping keeps drivers' tanh away from inf/inf.
-const wTanh = (a: string) => `tanh(clamp(${a}, -15.0, 15.0))`;
+const wTanh = (a: string, t: string) => `tanh(clamp(${a}, ${t}(-15.0), ${t}(15.0)))`;
 const wSig = (a: string) => `(1.0 / (1.0 + exp(-(${a}))))`;
 
 const GELU_TANH: ElementwiseDef = {
   name: 'geluTanh', arity: 1,
-  wgsl: ([x]) => `0.5 * ${x} * (1.0 + ${wTanh(`${GELU_C} * (${x} + ${GELU_K} * ${x} * ${x} * ${x})`)})`,
+  wgsl: ([x], t) => `0.5 * ${x} * (1.0 + ${wTanh(`${GELU_C} * (${x} + ${GELU_K} * ${x} * ${x} * ${x})`, t)})`,
   js: (x) => 0.5 * x * (1 + Math.tanh(GELU_C * (x + GELU_K * x ** 3))),
 };
 
 /** d/dx of the tanh approximation, times the incoming gradient g. */
 const GELU_TANH_GRAD: ElementwiseDef = {
   name: 'geluTanhGrad', arity: 2,
-  wgsl: ([g, x]) => {
-    const t = wTanh(`${GELU_C} * (${x} + ${GELU_K} * ${x} * ${x} * ${x})`);
+  wgsl: ([g, x], type) => {
+    const t = wTanh(`${GELU_C} * (${x} + ${GELU_K} * ${x} * ${x} * ${x})`, type);
     return `${g} * (0.5 * (1.0 + ${t}) + 0.5 * ${x} * (1.0 - ${t} * ${t}) * ${GELU_C} * (1.0 + ${3 * GELU_K} * ${x} * ${x}))`;
   },
   js: (g, x) => {

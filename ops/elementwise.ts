@@ -13,7 +13,8 @@ const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
-const def = (name: string, arity: number, wgsl: ElementwiseDef['wgsl'], js: ElementwiseDef['js'], wgslHelpers?: string): ElementwiseDef => ({ name, arity, wgsl, js, wgslHelpers });
+/** Expressions must also be valid for vec4 operands (type-generic literals via `t`), or set scalarOnly. */
+const def = (name: string, arity: number, wgsl: ElementwiseDef['wgsl'], js: ElementwiseDef['js'], wgslHelpers?: string, scalarOnly = false): ElementwiseDef => ({ name, arity, wgsl, js, wgslHelpers, scalarOnly });
 
 const POW_HELPER = `
 fn pow_signed(x: f32, y: f32) -> f32 {
@@ -37,21 +38,21 @@ export const DEFS = {
   sin: def('sin', 1, ([a]) => `sin(${a})`, Math.sin),
   cos: def('cos', 1, ([a]) => `cos(${a})`, Math.cos),
   // tanh(±15) is ±1 in f32; clamping avoids inf/inf inside some drivers' tanh.
-  tanh: def('tanh', 1, ([a]) => `tanh(clamp(${a}, -15.0, 15.0))`, Math.tanh),
+  tanh: def('tanh', 1, ([a], t) => `tanh(clamp(${a}, ${t}(-15.0), ${t}(15.0)))`, Math.tanh),
   sigmoid: def('sigmoid', 1, ([a]) => `1.0 / (1.0 + exp(-${a}))`, sigmoid),
   relu: def('relu', 1, ([a], t) => `max(${a}, ${t}(0))`, (a) => Math.max(a, 0)),
-  gelu: def('gelu', 1, ([a]) => `0.5 * ${a} * (1.0 + erf_f32(${a} * ${SQRT1_2}))`, (a) => 0.5 * a * (1 + erf(a * SQRT1_2)), WGSL_ERF),
-  geluGrad: def('geluGrad', 1, ([a]) => `0.5 * (1.0 + erf_f32(${a} * ${SQRT1_2})) + ${a} * exp(-0.5 * ${a} * ${a}) * ${INV_SQRT_2PI}`, (a) => 0.5 * (1 + erf(a * SQRT1_2)) + a * Math.exp(-0.5 * a * a) * INV_SQRT_2PI, WGSL_ERF),
+  gelu: def('gelu', 1, ([a]) => `0.5 * ${a} * (1.0 + erf_f32(${a} * ${SQRT1_2}))`, (a) => 0.5 * a * (1 + erf(a * SQRT1_2)), WGSL_ERF, true),
+  geluGrad: def('geluGrad', 1, ([a]) => `0.5 * (1.0 + erf_f32(${a} * ${SQRT1_2})) + ${a} * exp(-0.5 * ${a} * ${a}) * ${INV_SQRT_2PI}`, (a) => 0.5 * (1 + erf(a * SQRT1_2)) + a * Math.exp(-0.5 * a * a) * INV_SQRT_2PI, WGSL_ERF, true),
   silu: def('silu', 1, ([a]) => `${a} / (1.0 + exp(-${a}))`, (a) => a * sigmoid(a)),
   siluGrad: def('siluGrad', 1, ([a]) => `(1.0 / (1.0 + exp(-${a}))) * (1.0 + ${a} * (1.0 - 1.0 / (1.0 + exp(-${a}))))`, (a) => sigmoid(a) * (1 + a * (1 - sigmoid(a)))),
-  softplus: def('softplus', 1, ([a]) => `max(${a}, 0.0) + log(1.0 + exp(-abs(${a})))`, (a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a)))),
+  softplus: def('softplus', 1, ([a], t) => `max(${a}, ${t}(0)) + log(1.0 + exp(-abs(${a})))`, (a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a)))),
   square: def('square', 1, ([a]) => `${a} * ${a}`, (a) => a * a),
   reciprocal: def('reciprocal', 1, ([a]) => `1.0 / ${a}`, (a) => 1 / a),
   add: def('add', 2, ([a, b]) => `${a} + ${b}`, (a, b) => a + b),
   sub: def('sub', 2, ([a, b]) => `${a} - ${b}`, (a, b) => a - b),
   mul: def('mul', 2, ([a, b]) => `${a} * ${b}`, (a, b) => a * b),
   div: def('div', 2, ([a, b]) => `${a} / ${b}`, (a, b) => a / b),
-  pow: def('pow', 2, ([a, b]) => `pow_signed(${a}, ${b})`, Math.pow, POW_HELPER),
+  pow: def('pow', 2, ([a, b]) => `pow_signed(${a}, ${b})`, Math.pow, POW_HELPER, true),
   maximum: def('maximum', 2, ([a, b]) => `max(${a}, ${b})`, Math.max),
   minimum: def('minimum', 2, ([a, b]) => `min(${a}, ${b})`, Math.min),
   eq: def('eq', 2, ([a, b], t) => `select(${t}(0), ${t}(1), ${a} == ${b})`, (a, b) => +(a === b)),

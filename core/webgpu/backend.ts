@@ -4,7 +4,7 @@ import { isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, EW_PER_THREAD, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -129,9 +129,10 @@ export class WebGpuBackend implements Backend {
     const isContig = (strides: readonly number[]) => strides.every((st, i) => shape[i] === 1 || st === cstr[i]);
     const contiguous = isContig(outStrides) && inStrides.every(isContig);
     const types = operands.map((o) => (isScalarOperand(o) ? 'scalar' : wtype(def.name, o.dtype)));
-    const rank = contiguous ? null : shape.length;
-    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${rank ?? 'c'}`;
-    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, rank));
+    const aligned = n % 4 === 0 && out.offset % 4 === 0 && views.every((v) => v.offset % 4 === 0);
+    const layout: EwLayout = !contiguous ? shape.length : aligned && !def.scalarOnly ? 'vec4' : 'contiguous';
+    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${layout}`;
+    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, layout));
     const p = new Uint32Array(PARAM_WORDS);
     p[EW.N] = n;
     p.set(shape, EW.SHAPE);
@@ -143,7 +144,7 @@ export class WebGpuBackend implements Backend {
     });
     let s = EW.IN0 + EW.IN_STRIDE * views.length;
     for (const o of operands) if (isScalarOperand(o)) p[s++] = bits(o.scalar, ctype);
-    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(contiguous ? Math.ceil(n / EW_PER_THREAD) : n));
+    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(Math.ceil(n / (layout === 'vec4' ? 4 * EW_VEC4_PER_THREAD : layout === 'contiguous' ? EW_PER_THREAD : 1))));
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
@@ -195,7 +196,7 @@ export class WebGpuBackend implements Backend {
     if (M * N * batch === 0) return;
     if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
     if (K === 0) {
-      this.elementwise(FILL, [{ scalar: 0 }], out, out.dtype);
+      this.elementwise(IDENTITY, [{ scalar: 0 }], out, out.dtype);
       return;
     }
     wtype('matmul', a.dtype);
@@ -257,4 +258,3 @@ export class WebGpuBackend implements Backend {
 }
 
 const IDENTITY: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
-const FILL: ElementwiseDef = { name: 'fill', arity: 1, wgsl: ([a]) => a, js: (a) => a };

@@ -8,6 +8,8 @@ export const MAX_RANK = 8;
 export const WG = 64;
 /** Elements per invocation in the contiguous elementwise kernel. */
 export const EW_PER_THREAD = 4;
+/** vec4 loads per invocation in the vectorised elementwise kernel. */
+export const EW_VEC4_PER_THREAD = 2;
 
 /** The params-uniform header every kernel starts with: binding 0 = params, then `bindings` in order. */
 export const header = (bindings: string[]): string => `
@@ -47,21 +49,43 @@ const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocat
 /** Elementwise param layout: n, (unused), shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
 export const EW = { N: 0, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;
 
-/** `rank` null selects the contiguous kernel; otherwise the strided one, unrolled for that rank. */
-export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, rank: number | null): string {
-  const contiguous = rank === null;
+/**
+ * Kernel layouts: 'vec4' (contiguous, 4-aligned, n % 4 = 0: EW_VEC4_PER_THREAD vec4 loads per
+ * invocation), 'contiguous' (EW_PER_THREAD scalars per invocation), or a rank (strided, unrolled index math).
+ */
+export type EwLayout = 'vec4' | 'contiguous' | number;
+
+export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, layout: EwLayout): string {
+  const vec = layout === 'vec4';
+  const vt = (t: WType) => (vec ? `vec4<${t}>` : t);
   const tensorIdx: number[] = [];
   operandTypes.forEach((t, a) => { if (t !== 'scalar') tensorIdx.push(a); });
-  const bindings = [`var<storage, read_write> out: array<${outType}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${operandTypes[a]}>`)];
+  const bindings = [`var<storage, read_write> out: array<${vt(outType)}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${vt(operandTypes[a] as WType)}>`)];
   const scalarBase = EW.IN0 + EW.IN_STRIDE * tensorIdx.length;
   let scalarCount = 0;
   const args = operandTypes.map((t, a) => {
-    if (t === 'scalar') return `bitcast<${ctype}>(pu(${scalarBase + scalarCount++}u))`;
+    if (t === 'scalar') return `${vt(ctype)}(bitcast<${ctype}>(pu(${scalarBase + scalarCount++}u)))`;
     const k = tensorIdx.indexOf(a);
-    return `${ctype}(in${k}[o${k}])`;
+    return `${vt(ctype)}(in${k}[o${k}])`;
   });
+  const expr = `${vt(outType)}(${def.wgsl(args, vt(ctype))})`;
+  if (vec) {
+    // Offsets are in elements and multiples of 4 here.
+    return `${header(bindings)}
+${def.wgslHelpers ?? ''}
+${mainSig} {
+  ${linearId}
+  let n = pu(${EW.N}u) / 4u;
+  for (var j = 0u; j < ${EW_VEC4_PER_THREAD}u; j++) {
+    let e = i * ${EW_VEC4_PER_THREAD}u + j;
+    if (e >= n) { return; }
+    ${tensorIdx.map((_, k) => `let o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u) / 4u + e;`).join(' ')}
+    out[pu(${EW.OOFF}u) / 4u + e] = ${expr};
+  }
+}`;
+  }
   const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u);`).join(' ');
-  if (contiguous) {
+  if (layout === 'contiguous') {
     // Contiguous operands: EW_PER_THREAD consecutive elements per invocation, no index math.
     return `${header(bindings)}
 ${def.wgslHelpers ?? ''}
@@ -72,19 +96,19 @@ ${mainSig} {
     let e = i * ${EW_PER_THREAD}u + j;
     if (e >= n) { return; }
     ${tensorIdx.map((_, k) => `let o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u) + e;`).join(' ')}
-    out[pu(${EW.OOFF}u) + e] = ${outType}(${def.wgsl(args, ctype)});
+    out[pu(${EW.OOFF}u) + e] = ${expr};
   }
 }`;
   }
   const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
-  ${unravel('i', { fixed: rank }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
+  ${unravel('i', { fixed: layout }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
   return `${header(bindings)}
 ${def.wgslHelpers ?? ''}
 ${mainSig} {
   ${linearId}
   if (i >= pu(${EW.N}u)) { return; }
   ${body}
-  out[oo] = ${outType}(${def.wgsl(args, ctype)});
+  out[oo] = ${expr};
 }`;
 }
 
