@@ -30,3 +30,15 @@ describe('clear errors on bad input', () => {
     expect(() => t.add(1)).toThrow(/^add: tensor \[2\] \(float32, webgpu\) was already disposed/);
   });
 });
+
+describe('GPU errors surface as JS errors naming the op', () => {
+  it('a kernel Dawn rejects raises at the op call with the op and the reason', async () => {
+    const { getBackend } = await import('../core/device.js');
+    const bad = { name: 'brokenOp', arity: 1, wgsl: ([a]: string[]) => `${a} +* 1.0`, js: (a: number) => a };
+    const x = ones([4]);
+    const out = zeros([4]);
+    expect(() => getBackend('webgpu').elementwise(bad, [x], out, 'float32')).toThrow(/WebGPU error in op 'ew:brokenOp[^']*': .*WGSL/s);
+    // The runtime stays usable afterwards.
+    expect(await x.add(1).toArray()).toEqual([2, 2, 2, 2]);
+  });
+});
