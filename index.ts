@@ -17,7 +17,7 @@ export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
 export { scope, keep } from './core/scope.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';
-export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime } from './core/device.js';
+export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime, emptyCache } from './core/device.js';
 export { OpError } from './core/shape.js';
 export * as testing from './testing/index.js';
 export * as functional from './ops/functional.js';

@@ -63,6 +63,11 @@ export function deviceInfo(): DeviceInfo | { backend: 'cpu'; webgpuError?: strin
   return gpuError ? { backend: 'cpu', webgpuError: gpuError.message } : { backend: 'cpu' };
 }
 
+/** Returns every pooled (free) GPU buffer to the driver; live tensors are untouched. */
+export function emptyCache(): void {
+  gpu?.rt.emptyCache();
+}
+
 /** Releases the GPU (pool, device) so Node can exit; the next webgpu op fails until initWebGpu(). */
 export function disposeRuntime(): void {
   gpu?.rt.destroy();

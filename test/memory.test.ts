@@ -46,3 +46,20 @@ describe('memory and scheduling in a training loop', () => {
     expect(last).toBeLessThan(first);
   });
 });
+
+describe('buffer pool', () => {
+  it('reuses freed buffers, and emptyCache returns them to the driver', async () => {
+    const { emptyCache, zeros } = await import('../index.js');
+    emptyCache();
+    expect(memory().pooledBytes).toBe(0);
+    scope(() => { zeros([1000]).add(1); });
+    const pooled = memory().pooledBytes;
+    expect(pooled).toBeGreaterThan(0); // the two freed buffers went to the pool
+    const again = memory().liveBuffers;
+    scope(() => { zeros([1000]).add(1); });
+    expect(memory().pooledBytes).toBe(pooled); // same size classes came back from the pool
+    expect(memory().liveBuffers).toBe(again);
+    emptyCache();
+    expect(memory().pooledBytes).toBe(0);
+  });
+});

@@ -33,6 +33,8 @@ export class GpuRuntime {
   private readonly pool = new Map<number, PooledBuffer[]>();
   private batch = 1;
   private pendingError: Error | null = null;
+  /** Pooled (free) bytes kept for reuse before trimming; DAWNGRAD_POOL_LIMIT_MB, default 1024. */
+  readonly poolLimit = Number(process.env.DAWNGRAD_POOL_LIMIT_MB ?? 1024) * 2 ** 20;
   private currentOp = '';
 
   /** `gpu` (the Dawn instance) must stay referenced: if it is collected, pending maps never resolve. */
@@ -83,11 +85,20 @@ export class GpuRuntime {
     list.push({ buffer, bytes: size, releasedInBatch: this.batch });
   }
 
-  /** Frees pooled buffers back to the driver. */
-  trimPool(): void {
-    for (const list of this.pool.values()) for (const b of list) b.buffer.destroy();
-    this.pool.clear();
-    stats.pooledBytes = 0;
+  /**
+   * Frees pooled buffers back to the driver, largest size classes first, until at most `keepBytes` stay
+   * pooled. Only called with no unsubmitted commands (destroy is safe for work already submitted).
+   */
+  trimPool(keepBytes = 0): void {
+    const sizes = [...this.pool.keys()].sort((a, b) => b - a);
+    for (const size of sizes) {
+      const list = this.pool.get(size)!;
+      while (list.length && stats.pooledBytes > keepBytes) {
+        list.pop()!.buffer.destroy();
+        stats.pooledBytes -= size;
+      }
+      if (!list.length) this.pool.delete(size);
+    }
   }
 
   upload(buffer: GPUBuffer, data: ArrayBufferView): void {
@@ -149,6 +160,8 @@ export class GpuRuntime {
     this.arenaUsed = 0;
     this.batch++;
     stats.submits++;
+    // Keep the pool bounded: past the limit, give half of it back to the driver.
+    if (stats.pooledBytes > this.poolLimit) this.trimPool(this.poolLimit / 2);
     this.throwPending();
   }
 
@@ -181,8 +194,15 @@ export class GpuRuntime {
     this.throwPending();
   }
 
+  /** Submits pending work and frees every pooled buffer (like torch.cuda.empty_cache). */
+  emptyCache(): void {
+    this.flush();
+    this.trimPool(0);
+  }
+
   destroy(): void {
-    this.trimPool();
+    this.flush();
+    this.trimPool(0);
     this.arena.destroy();
     this.device.destroy();
   }
