@@ -12,7 +12,7 @@ describe('gradcheck on cpu float64 vs finite differences', () => {
         const report = testing.gradcheck(op.f(params), makeInputs(specs), op.cpu);
         cases++;
         expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`).toBe('ok');
-      })), testing.fcParams(40));
+      })), testing.fcParams(100));
     });
   }
   afterAll(() => console.log(`gradcheck cpu: ${OP_CASES.length} ops, ${cases} cases`));

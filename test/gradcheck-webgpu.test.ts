@@ -14,7 +14,7 @@ describe('webgpu float32 vs cpu float64', () => {
         inputs.forEach((t) => t.dispose());
         cases++;
         expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`).toBe('ok');
-      }), testing.fcParams(20));
+      }), testing.fcParams(50));
     });
   }
   afterAll(() => console.log(`gradcheck webgpu: ${OP_CASES.length} ops, ${cases} cases`));
