@@ -1,4 +1,4 @@
-// Samples text from the checkpoint that examples/train-clex.ts saved (out/train-clex), with a KV cache.
+// Samples text from the checkpoint that examples/train-clex.ts saved (out/train-clex/clex), with a KV cache.
 // A CLEX model keeps going past its training length L0: t = ceil(L/L0) steps up as the text grows
 // (the cache is refilled at each step up, so decoding matches a full forward).
 //
@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { io, models } from '../index.js';
 
-const DIR = 'out/train-clex';
+const DIR = process.env.CHECKPOINT ?? 'out/train-clex/clex';
 const prompt = process.argv[2] ?? 'The keeper ';
 const maxNewTokens = Number(process.argv[3] ?? 300);
 const temperature = Number(process.argv[4] ?? 0.8);

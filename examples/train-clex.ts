@@ -10,13 +10,20 @@
 // frequencies at t = L/L0. The CLEX weights are also evaluated with plain RoPE, to separate what the
 // ODE contributes from what position sampling does.
 //
-// Usage: npx tsx examples/train-clex.ts [steps=300] [batch=8]
+// Checkpoints of both models go to out/train-clex/{clex,rope} every 100 steps and at the end;
+// `--resume` continues from them (batches are a function of the step, the RNG state is restored).
+//
+// Usage: npx tsx examples/train-clex.ts [steps=300] [batch=8] [--resume]
 import { deviceInfo, io, manualSeed, memory, models, noGrad, optim, scope, seededUniform, tensor, type Tensor } from '../index.js';
+import { existsSync } from 'node:fs';
 import { loadCorpus } from './data/corpus.js';
 import { Progress } from './progress.js';
 
-const STEPS = Number(process.argv[2] ?? 300);
-const BATCH = Number(process.argv[3] ?? 8);
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const RESUME = process.argv.includes('--resume');
+const STEPS = Number(args[0] ?? 300);
+const BATCH = Number(args[1] ?? 8);
+const SAVE_EVERY = 100;
 const L0 = 64;
 const MAX_FACTOR = 8;
 const OUT_DIR = 'out/train-clex';
@@ -36,7 +43,9 @@ const baseConfig = {
 };
 
 
-function batch(next: () => number): Tensor {
+/** The training batch of a given step: the same for both models, and on a resumed run. */
+function batch(step: number): Tensor {
+  const next = seededUniform(step * 7919 + 42);
   const rows: number[] = [];
   for (let b = 0; b < BATCH; b++) {
     const start = Math.floor(next() * (trainIds.length - L0));
@@ -50,7 +59,6 @@ interface Run {
   model: models.LlamaForCausalLM;
   opt: optim.AdamW;
   sched: optim.LRScheduler;
-  next: () => number;
   ms: number;
   timedSteps: number;
   loss: number;
@@ -61,15 +69,15 @@ function makeRun(label: string, config: models.LlamaConfigInput): Run {
   const model = new models.LlamaForCausalLM(config);
   const opt = new optim.AdamW(model.parameters(), { lr: 3e-3, weightDecay: 0.01 });
   const sched = optim.lr.cosineWithWarmup(opt, { warmupSteps: Math.min(20, STEPS), totalSteps: STEPS, minLrRatio: 0.1 });
-  return { label, model, opt, sched, next: seededUniform(42), ms: 0, timedSteps: 0, loss: NaN };
+  return { label, model, opt, sched, ms: 0, timedSteps: 0, loss: NaN };
 }
 
 /** Runs steps [from, to] of one model and times them (the block ends with a loss read, i.e. a sync). */
-async function runBlock(run: Run, from: number, to: number): Promise<void> {
+async function runBlock(run: Run, from: number, to: number, timed: boolean): Promise<void> {
   const t0 = performance.now();
   for (let step = from; step <= to; step++) {
     const value = await scope(async () => {
-      const ids = batch(run.next);
+      const ids = batch(step);
       const out = await run.model.forward(ids, { labels: ids });
       // backwardAsync: the CLEX frequencies come from a cpu ODE solve whose gradient is read back.
       await out.loss!.backwardAsync();
@@ -82,7 +90,7 @@ async function runBlock(run: Run, from: number, to: number): Promise<void> {
     if (step === to) run.loss = value;
   }
   // The first block compiles pipelines and fills the buffer pool: leave it out of the timing.
-  if (from > 1) {
+  if (timed) {
     run.ms += performance.now() - t0;
     run.timedSteps += to - from + 1;
   }
@@ -92,14 +100,36 @@ async function runBlock(run: Run, from: number, to: number): Promise<void> {
  * Trains both models in alternating blocks of 25 steps, so that both see the same machine load and the
  * step-time ratio is measured side by side.
  */
-async function trainBoth(runs: Run[]): Promise<void> {
+async function trainBoth(runs: Run[], first: number): Promise<void> {
   const bar = new Progress(STEPS * runs.length, '  train');
   const BLOCK = 25;
-  for (let from = 1; from <= STEPS; from += BLOCK) {
+  for (let from = first; from <= STEPS; from += BLOCK) {
     const to = Math.min(from + BLOCK - 1, STEPS);
-    for (const run of runs) await runBlock(run, from, to);
+    for (const run of runs) await runBlock(run, from, to, from > first);
     bar.update(to * runs.length, Object.fromEntries(runs.map((r) => [r.label, r.loss])));
+    if (to % SAVE_EVERY === 0 || to === STEPS) await save(runs, to);
   }
+}
+
+/** Both checkpoints at the same step (the RNG state saved is the shared global one). */
+async function save(runs: Run[], step: number): Promise<void> {
+  for (const r of runs) {
+    await io.saveCheckpoint(`${OUT_DIR}/${r.label}`, { model: r.model, optimizer: r.opt, scheduler: r.sched, step, config: r.model.config.toJSON() });
+  }
+}
+
+/** The step to continue from: 1, or one past the saved step of both checkpoints (--resume). */
+async function resume(runs: Run[]): Promise<number> {
+  if (!RESUME) return 1;
+  if (!runs.every((r) => existsSync(`${OUT_DIR}/${r.label}/trainer_state.json`))) {
+    console.log(`--resume: no checkpoints in ${OUT_DIR}/{${runs.map((r) => r.label).join(',')}}; starting from step 1`);
+    return 1;
+  }
+  const steps: number[] = [];
+  for (const r of runs) steps.push((await io.loadCheckpoint(`${OUT_DIR}/${r.label}`, { model: r.model, optimizer: r.opt, scheduler: r.sched })).step);
+  if (new Set(steps).size !== 1) throw new Error(`--resume: the checkpoints are at different steps (${steps.join(', ')}); delete ${OUT_DIR} to start over`);
+  console.log(`resumed both models from step ${steps[0]}`);
+  return steps[0] + 1;
 }
 
 /** Perplexity of next-token prediction over non-overlapping held-out windows of length L. */
@@ -130,13 +160,11 @@ console.log(`corpus: ${trainIds.length} training chars, ${evalIds.length} held-o
 const clexConfig = { ...baseConfig, rope_scaling: { type: 'clex' as const, max_factor: MAX_FACTOR, param_factor: 1, act: 'tanh' as const } };
 const clexRun = makeRun('clex', clexConfig);
 const plainRun = makeRun('rope', baseConfig);
-await trainBoth([clexRun, plainRun]);
-
-await io.saveCheckpoint(OUT_DIR, { model: clexRun.model, optimizer: clexRun.opt, scheduler: clexRun.sched, step: STEPS, config: clexRun.model.config.toJSON() });
+await trainBoth([clexRun, plainRun], await resume([clexRun, plainRun]));
 clexRun.opt.dispose();
 plainRun.opt.dispose();
 const msClex = clexRun.ms / Math.max(clexRun.timedSteps, 1), msPlain = plainRun.ms / Math.max(plainRun.timedSteps, 1);
-console.log(`\ncheckpoint: ${OUT_DIR}/ (model.safetensors, optimizer.safetensors, config.json, trainer_state.json)`);
+console.log(`\ncheckpoints: ${OUT_DIR}/clex and ${OUT_DIR}/rope (model.safetensors, optimizer.safetensors, config.json, trainer_state.json)`);
 console.log(`loss on the last training batch (CLEX: at that batch's sampled t): CLEX ${clexRun.loss.toFixed(3)}, plain RoPE ${plainRun.loss.toFixed(3)}`);
 if (clexRun.timedSteps > 0) console.log(`step time (batch ${BATCH}×${L0}, alternating blocks of 25 steps, first block untimed): plain RoPE ${msPlain.toFixed(1)} ms, CLEX ${msClex.toFixed(1)} ms (CLEX/plain = ${(msClex / msPlain).toFixed(2)})`);
 else console.log('step time: n/a (use more than 25 steps)');
