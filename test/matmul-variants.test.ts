@@ -25,5 +25,6 @@ describe.each(['register', 'shared'] as MatmulVariant[])('matmul kernel %s', (va
     expect(await maxError(randn([65, 17]).transpose(0, 1), randn([65, 129]))).toBeLessThan(1e-5);
     expect(await maxError(randn([3, 1, 20, 40]), randn([5, 40, 9]))).toBeLessThan(1e-5);
     expect(await maxError(randn([1, 1]), randn([1, 1]))).toBeLessThan(1e-6);
+    expect(await maxError(randn([2, 130, 20]), randn([20, 260]))).toBeLessThan(1e-5); // several tiles in each direction
   });
 });
