@@ -10,7 +10,7 @@ import type { Tensor } from '../core/tensor.js';
 import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
 import { counterUniform } from '../core/webgpu/kernels/counter-rng.js';
 import { DO, dropoutSource } from '../core/webgpu/kernels/dropout.js';
-import { cpuData, outData, output, withContiguous } from './kernelio.js';
+import { cpuData, outData, withContiguous } from './kernelio.js';
 import { broadcastView, empty, sameDevice, sumTo } from './util.js';
 
 const GELU_C = Math.sqrt(2 / Math.PI);
@@ -102,7 +102,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
 /** Zeroes elements where counter_uniform(seed, i) < p and scales the rest by 1/(1 − p). */
 function dropoutMask(x: Tensor, p: number, seed: number): Tensor {
   return withContiguous([x], ([xc]) => {
-    const out = output(x.device, x.dtype, x.shape);
+    const out = empty(x.device, x.dtype, x.shape);
     const scale = p >= 1 ? 0 : 1 / (1 - p);
     const n = x.size;
     if (x.device === 'cpu') {

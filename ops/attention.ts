@@ -13,8 +13,8 @@ import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
 import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from '../core/webgpu/kernels/attention.js';
 import { counterUniform } from '../core/webgpu/kernels/counter-rng.js';
 import { stack } from './movement.js';
-import { cpuData, outData, output, withContiguous } from './kernelio.js';
-import { broadcastView } from './util.js';
+import { cpuData, outData, withContiguous } from './kernelio.js';
+import { broadcastView, empty } from './util.js';
 
 export interface AttentionOptions {
   /** Query i (of the last Tq positions) sees keys j ≤ i + Tk − Tq. */
@@ -76,8 +76,8 @@ function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null)
 
 function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [Tensor, Tensor] {
   const { B, H, Tq, Tk, D } = d;
-  const out = output(q.device, q.dtype, [B, H, Tq, D]);
-  const lse = output(q.device, q.dtype, [B, H, Tq]);
+  const out = empty(q.device, q.dtype, [B, H, Tq, D]);
+  const lse = empty(q.device, q.dtype, [B, H, Tq]);
   const rows = B * H * Tq;
   if (q.device === 'cpu') {
     const P = cpuProblem(d, q, k, v, mask);
@@ -115,9 +115,9 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
 /** Gradients for q, k, v from dout (g), with stats = [lse; rowsum(g ∘ out)] stacked, offset 0. */
 function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
   const { B, H, Hkv, Tq, Tk, D } = d;
-  const dq = output(q.device, q.dtype, q.shape);
-  const dk = output(q.device, q.dtype, k.shape);
-  const dv = output(q.device, q.dtype, v.shape);
+  const dq = empty(q.device, q.dtype, q.shape);
+  const dk = empty(q.device, q.dtype, k.shape);
+  const dv = empty(q.device, q.dtype, v.shape);
   const nq = B * H * Tq;
   if (q.device === 'cpu') {
     const P = cpuProblem(d, q, k, v, mask);

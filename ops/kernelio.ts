@@ -1,11 +1,9 @@
 // Host-side plumbing shared by the fused transformer ops (softmax, norm, rotary, attention,
-// activation): contiguous operands, cpu data access and output allocation.
-import type { DeviceName } from '../core/backend.js';
+// activation): contiguous operands and cpu data access.
 import { noGrad } from '../core/autograd.js';
 import type { CpuStorage } from '../core/cpu.js';
-import type { DType, TypedArray } from '../core/dtype.js';
+import type { TypedArray } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
-import { empty } from './util.js';
 
 /**
  * Runs `fn` with contiguous versions of `ts` (copies made outside the graph where needed, freed
@@ -25,12 +23,7 @@ export function cpuData(t: Tensor): { data: TypedArray; off: number } {
   return { data: (t.storage as CpuStorage).data, off: t.offset };
 }
 
-/** A new contiguous tensor (uninitialised); on cpu, fill it through outData(). */
-export function output(device: DeviceName, dtype: DType, shape: readonly number[]): Tensor {
-  return empty(device, dtype, shape);
-}
-
-/** The writable elements of a cpu tensor made by output(). */
+/** The writable elements of a new contiguous cpu tensor (from empty()). */
 export function outData(t: Tensor): TypedArray {
   return (t.storage as CpuStorage).data;
 }

@@ -6,7 +6,8 @@ import { numel, OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../core/webgpu/kernels/common.js';
 import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from '../core/webgpu/kernels/norm.js';
-import { cpuData, outData, output, withContiguous } from './kernelio.js';
+import { cpuData, outData, withContiguous } from './kernelio.js';
+import { empty } from './util.js';
 
 function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undefined][]): void {
   x.assertAlive(op);
@@ -25,9 +26,9 @@ function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undef
 function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | null, eps: number): [Tensor, Tensor, Tensor] {
   const D = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
-  const y = output(xc.device, xc.dtype, xc.shape);
-  const mean = output(xc.device, xc.dtype, [nRows]);
-  const rstd = output(xc.device, xc.dtype, [nRows]);
+  const y = empty(xc.device, xc.dtype, xc.shape);
+  const mean = empty(xc.device, xc.dtype, [nRows]);
+  const rstd = empty(xc.device, xc.dtype, [nRows]);
   if (xc.device === 'cpu') {
     const { data: xd, off: xo } = cpuData(xc);
     const wd = w && cpuData(w), bd = b && cpuData(b);
@@ -63,7 +64,7 @@ function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | n
 function normBackwardInput(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, w: Tensor | null): Tensor {
   const D = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
-  const dx = output(xc.device, xc.dtype, xc.shape);
+  const dx = empty(xc.device, xc.dtype, xc.shape);
   if (xc.device === 'cpu') {
     const { data: xd, off: xo } = cpuData(xc);
     const { data: gd, off: go } = cpuData(gc);
@@ -94,8 +95,8 @@ function normBackwardParams(xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, 
   const D = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
   if (xc.device === 'cpu') {
-    const dw = output('cpu', xc.dtype, [D]);
-    const db = withBias ? output('cpu', xc.dtype, [D]) : null;
+    const dw = empty('cpu', xc.dtype, [D]);
+    const db = withBias ? empty('cpu', xc.dtype, [D]) : null;
     const { data: xd, off: xo } = cpuData(xc);
     const { data: gd, off: go } = cpuData(gc);
     const md = cpuData(mean), rd = cpuData(rstd);
@@ -116,8 +117,8 @@ function normBackwardParams(xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, 
   // Enough (column, row-chunk) pairs to fill the machine; the chunks' partial sums are reduced after.
   const nChunks = Math.max(1, Math.min(nRows, 256, Math.ceil(4096 / Math.max(D, 1))));
   const chunk = Math.ceil(nRows / nChunks);
-  const pw = output(xc.device, xc.dtype, [nChunks, D]);
-  const pb = withBias ? output(xc.device, xc.dtype, [nChunks, D]) : null;
+  const pw = empty(xc.device, xc.dtype, [nChunks, D]);
+  const pb = withBias ? empty(xc.device, xc.dtype, [nChunks, D]) : null;
   if (nRows > 0 && D > 0) {
     const p = new Params().u(NP.NROWS, nRows).u(NP.D, D).u(NP.XOFF, xc.offset).u(NP.GOFF, gc.offset).u(NP.CHUNK, chunk).u(NP.NCHUNKS, nChunks);
     launch('normParamGrad', `fused:normParamGrad:${withBias}`, () => normParamGradSource(withBias), p, [pw, ...(pb ? [pb] : []), xc, mean, rstd, gc], itemGrid(nChunks * D));

@@ -8,8 +8,8 @@ import type { Tensor } from '../core/tensor.js';
 import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
 import { RO, rotarySource } from '../core/webgpu/kernels/rotary.js';
 import { cat } from './movement.js';
-import { cpuData, outData, output, withContiguous } from './kernelio.js';
-import { broadcastView, sumTo } from './util.js';
+import { cpuData, outData, withContiguous } from './kernelio.js';
+import { broadcastView, empty, sumTo } from './util.js';
 
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
@@ -25,7 +25,7 @@ function rotateHalf(v: Tensor): Tensor {
 /** One pass of the kernel: forward rotation of x, or the transposed rotation of a gradient. */
 function rotate(direction: 'forward' | 'backward', xc: Tensor, cos: View, sin: View, R: number): Tensor {
   const D = xc.shape[xc.rank - 1];
-  const out = output(xc.device, xc.dtype, xc.shape);
+  const out = empty(xc.device, xc.dtype, xc.shape);
   const n = xc.size;
   if (xc.device === 'cpu') {
     const { data: xd, off: xo } = cpuData(xc);

@@ -12,7 +12,8 @@ import { chooseRowVariant, launch, Params, rowGrid } from '../core/webgpu/kernel
 import {
   CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
 } from '../core/webgpu/kernels/softmax.js';
-import { cpuData, outData, output, withContiguous } from './kernelio.js';
+import { cpuData, outData, withContiguous } from './kernelio.js';
+import { empty } from './util.js';
 
 function checkFloat(op: string, x: Tensor): void {
   x.assertAlive(op);
@@ -34,7 +35,7 @@ function softmaxRows(x: Tensor, mode: SoftmaxMode): Tensor {
   return withContiguous([x], ([xc]) => {
     const C = x.shape[x.rank - 1];
     const nRows = numel(x.shape.slice(0, -1));
-    const out = output(x.device, x.dtype, mode === 'logsumexp' ? x.shape.slice(0, -1) : x.shape);
+    const out = empty(x.device, x.dtype, mode === 'logsumexp' ? x.shape.slice(0, -1) : x.shape);
     if (x.device === 'cpu') {
       const { data, off } = cpuData(xc);
       const o = outData(out);
@@ -58,7 +59,7 @@ function softmaxRowsBackward(y: Tensor, g: Tensor, mode: 'softmax' | 'logSoftmax
   return withContiguous([y, g], ([yc, gc]) => {
     const C = y.shape[y.rank - 1];
     const nRows = numel(y.shape.slice(0, -1));
-    const dx = output(y.device, y.dtype, y.shape);
+    const dx = empty(y.device, y.dtype, y.shape);
     if (y.device === 'cpu') {
       const { data: yd, off: yo } = cpuData(yc);
       const { data: gd, off: go } = cpuData(gc);
@@ -147,8 +148,8 @@ function checkTargets(targets: Tensor, C: number, ignoreIndex: number): void {
 function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: number): [Tensor, Tensor] {
   const C = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
-  const loss = output(xc.device, xc.dtype, [nRows]);
-  const lse = output(xc.device, xc.dtype, [nRows]);
+  const loss = empty(xc.device, xc.dtype, [nRows]);
+  const lse = empty(xc.device, xc.dtype, [nRows]);
   if (xc.device === 'cpu') {
     const { data, off } = cpuData(xc);
     const { data: td, off: to } = cpuData(tc);
@@ -179,7 +180,7 @@ function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor
   return withContiguous([g], ([gc]) => {
     const C = xc.shape[xc.rank - 1];
     const nRows = numel(xc.shape.slice(0, -1));
-    const dx = output(xc.device, xc.dtype, xc.shape);
+    const dx = empty(xc.device, xc.dtype, xc.shape);
     if (xc.device === 'cpu') {
       const { data, off } = cpuData(xc);
       const { data: td, off: to } = cpuData(tc);

@@ -4,7 +4,7 @@ import { isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, WG, elementwiseSource, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, elementwiseSource, grid, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -44,11 +44,6 @@ function checkRank(op: string, rank: number): void {
 }
 
 /** Workgroup grid for `n` invocations of WG-wide groups, 2-D past the per-dimension limit. */
-function grid(n: number): [number, number, number] {
-  const groups = Math.ceil(n / WG);
-  if (groups <= 65535) return [groups, 1, 1];
-  return [65535, Math.ceil(groups / 65535), 1];
-}
 
 const scalarBits = new DataView(new ArrayBuffer(4));
 function bits(value: number, t: WType): number {

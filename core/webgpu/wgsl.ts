@@ -44,7 +44,17 @@ function unravel(index: string, rank: number | { fixed: number }, shapeAt: numbe
 
 /** Linear invocation index for 2-D dispatches of WG-wide workgroups (to pass 65535 groups). */
 const linearId = `let i = gid.x + gid.y * nwg.x * ${WG}u;`;
-const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+export const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+
+/** Workgroup grid for `groups` workgroups: 2-D past the 65535-per-dimension limit (kernels use linearId). */
+export function spreadGroups(groups: number): [number, number, number] {
+  return groups <= 65535 ? [groups, 1, 1] : [65535, Math.ceil(groups / 65535), 1];
+}
+
+/** Workgroup grid for `n` invocations of WG-wide workgroups. */
+export function grid(n: number): [number, number, number] {
+  return spreadGroups(Math.ceil(n / WG));
+}
 
 /** Elementwise param layout: n, (unused), shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
 export const EW = { N: 0, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;

@@ -5,9 +5,8 @@
 import { gpuRuntime } from '../../core/device.js';
 import type { GpuStorage } from '../../core/webgpu/backend.js';
 import { PARAM_WORDS, type GpuRuntime } from '../../core/webgpu/runtime.js';
+import { grid, header as coreHeader, mainSig, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
-
-const WG = 64;
 
 function runtime(): GpuRuntime {
   const rt = gpuRuntime();
@@ -17,13 +16,8 @@ function runtime(): GpuRuntime {
 
 export const gpuBuffer = (t: Tensor): GPUBuffer => (t.storage as GpuStorage).buffer;
 
-const header = (bindings: string[]): string => `
-struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
-@group(0) @binding(0) var<uniform> P: Params;
-${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
-fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
-${GRAD_INDEX}
+/** The core params header plus the strided-gradient index helper. */
+const header = (bindings: string[]): string => `${coreHeader(bindings)}${GRAD_INDEX}
 `;
 
 /** Word holding 1 on a parameter's first update: state buffers are then read as zeros (they are allocated unfilled). */
@@ -47,17 +41,11 @@ fn gradIndex(i: u32) -> u32 {
   return off;
 }`;
 
-const mainSig = `@compute @workgroup_size(${WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 const elementIndex = `let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= pu(0u)) { return; }
   let pi = i + pu(1u);
   let gi = gradIndex(i);`;
 
-/** Workgroups for n invocations, 2-D past the 65535-per-dimension limit. */
-function grid(n: number): [number, number, number] {
-  const groups = Math.ceil(n / WG);
-  return groups <= 65535 ? [groups, 1, 1] : [65535, Math.ceil(groups / 65535), 1];
-}
 
 const f32Bits = new DataView(new ArrayBuffer(4));
 function bitsOf(v: number): number {

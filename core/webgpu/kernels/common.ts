@@ -5,7 +5,7 @@ import { gpuRuntime } from '../../device.js';
 import { OpError } from '../../shape.js';
 import type { GpuStorage } from '../backend.js';
 import { PARAM_WORDS } from '../runtime.js';
-import { header } from '../wgsl.js';
+import { header, spreadGroups } from '../wgsl.js';
 
 /** Invocations per workgroup for one-invocation-per-item kernels. */
 export const ITEM_WG = 64;
@@ -100,18 +100,14 @@ export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
   return rowLen >= 128 ? 'group' : 'thread';
 }
 
-function spread(groups: number): [number, number, number] {
-  if (groups <= 65535) return [groups, 1, 1];
-  return [65535, Math.ceil(groups / 65535), 1];
-}
 
 /** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */
 export function itemGrid(n: number): [number, number, number] {
-  return spread(Math.ceil(n / ITEM_WG));
+  return spreadGroups(Math.ceil(n / ITEM_WG));
 }
 
 export function rowGrid(variant: RowVariant, nRows: number): [number, number, number] {
-  return variant === 'thread' ? itemGrid(nRows) : spread(nRows);
+  return variant === 'thread' ? itemGrid(nRows) : spreadGroups(nRows);
 }
 
 /** Builds the uniform block: u32 words, with helpers for f32/i32 bit patterns. */
