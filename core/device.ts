@@ -2,6 +2,7 @@
 // synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
 import type { Backend, DeviceName } from './backend.js';
 import { CpuBackend } from './cpu.js';
+import { setAsyncBoundary } from './scope.js';
 import { OpError } from './shape.js';
 import { WebGpuBackend } from './webgpu/backend.js';
 import { createRuntime, type DeviceInfo, type GpuRuntime } from './webgpu/runtime.js';
@@ -18,7 +19,9 @@ let defaultDevice: DeviceName = envDevice === 'cpu' ? 'cpu' : 'webgpu';
 
 async function initGpu(): Promise<void> {
   try {
-    gpu = new WebGpuBackend(await createRuntime());
+    const rt = await createRuntime();
+    gpu = new WebGpuBackend(rt);
+    setAsyncBoundary(() => rt.settleBacklog());
   } catch (e) {
     gpuError = e as Error;
   }

@@ -46,6 +46,21 @@ function close(own: ScopeSet, result: unknown, parent: ScopeSet | undefined): vo
 }
 
 /**
+ * Called when an async scope ends; returns a promise when the caller should yield first (the webgpu
+ * runtime uses it to bound the work queued on the GPU, see GpuRuntime.settleBacklog).
+ */
+let asyncBoundary: () => Promise<void> | null = () => null;
+
+export function setAsyncBoundary(fn: () => Promise<void> | null): void {
+  asyncBoundary = fn;
+}
+
+/** Yields to the event loop only when queued device work has built up (cheap otherwise). */
+export function settleBacklog(): Promise<void> | null {
+  return asyncBoundary();
+}
+
+/**
  * Runs fn (sync or async) and disposes every tensor it created that is not part of its result
  * (a tensor, or arrays / plain objects holding tensors). Returned tensors move to the outer scope.
  */
@@ -61,7 +76,11 @@ export function scope<T>(fn: () => T): T {
   }
   if (result instanceof Promise) {
     return result.then(
-      (r) => { close(own, r, parent); return r; },
+      (r) => {
+        close(own, r, parent);
+        const wait = asyncBoundary();
+        return wait ? wait.then(() => r) : r;
+      },
       (e) => { close(own, undefined, parent); throw e; },
     ) as T;
   }

@@ -3,6 +3,7 @@
 import type { DeviceName } from '../core/backend.js';
 import { getDefaultDevice } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
+import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { crossEntropy } from '../ops/softmax.js';
@@ -74,6 +75,8 @@ export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise
    */
   async forward(ids: Tensor, opts: ForwardOptions = {}): Promise<CausalLMOutput> {
     ids.assertAlive('CausalLM.forward');
+    const backlog = settleBacklog(); // a training loop may never read: keep the GPU queue bounded
+    if (backlog) await backlog;
     if (ids.rank !== 2 || ids.dtype !== 'int32') throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
     if (ids.device !== this.device) throw new OpError('CausalLM.forward', `ids are on ${ids.device} but the model is on ${this.device}`);
     const past = opts.cache?.length ?? 0;

@@ -1,5 +1,13 @@
 // Dawn device, buffer pool, uniform arena and the command queue: many dispatches per submit,
 // flushed only when data is read (or the arena fills).
+//
+// Bounded queue. Dawn frees finished work (and Node runs the finalizers of native wrappers) only when
+// the event loop turns, which a loop whose awaits are all resolved promises never does. So:
+// - bind groups are cached and reused (explicit layouts with a dynamic-offset uniform slot), so a
+//   dispatch allocates no native object: a synchronous loop grows only by Dawn's recorded commands;
+// - every submit is tracked with onSubmittedWorkDone, and the framework's async boundaries
+//   (async scopes, backwardAsync, model forwards) call settleBacklog(), which yields to the event
+//   loop until at most MAX_IN_FLIGHT submits are unfinished.
 import { create, globals } from 'webgpu';
 import { stats, trackAlloc, trackFree } from '../stats.js';
 
@@ -7,6 +15,10 @@ Object.assign(globalThis, globals);
 
 export const PARAM_WORDS = 64; // u32 words of uniforms per dispatch (256 bytes, the offset alignment)
 const ARENA_SLOTS = 2048;
+/** Submitted-but-unfinished batches allowed before settleBacklog() waits (keeps the GPU fed meanwhile). */
+const MAX_IN_FLIGHT = 3;
+/** Cached bind groups kept (least recently used dropped first). */
+const BIND_GROUP_CACHE = 4096;
 
 export interface DeviceInfo {
   backend: 'webgpu';
@@ -36,14 +48,36 @@ export class GpuRuntime {
   /** Pooled (free) bytes kept for reuse before trimming; DAWNGRAD_POOL_LIMIT_MB, default 1024. */
   readonly poolLimit = Number(process.env.DAWNGRAD_POOL_LIMIT_MB ?? 1024) * 2 ** 20;
   private currentOp = '';
+  /** Bind group layouts by binding signature ('u' + one 'r'/'w' per storage binding). */
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly layoutOf = new WeakMap<GPUComputePipeline, { layout: GPUBindGroupLayout; signature: string }>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  /** Resolves when the n-th oldest unfinished submit is done; one entry per unfinished submit. */
+  private readonly inFlight: Promise<void>[] = [];
+  private lost: string | null = null;
 
   /** `gpu` (the Dawn instance) must stay referenced: if it is collected, pending maps never resolve. */
   constructor(readonly gpu: GPU, readonly device: GPUDevice, readonly info: DeviceInfo) {
     this.arena = device.createBuffer({ size: ARENA_SLOTS * PARAM_WORDS * 4, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'dawngrad-uniforms' });
     device.addEventListener('uncapturederror', (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
-      this.pendingError ??= new Error(`WebGPU error in op '${this.currentOp}': ${e.message}`);
+      const kind = e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'WebGPU error';
+      const hint = e instanceof GPUOutOfMemoryError ? '; free tensors (scope/dispose), call emptyCache(), or use smaller shapes' : '';
+      this.pendingError ??= new Error(`webgpu: ${kind} in op '${this.currentOp}': ${e.message} (adapter '${info.adapter}')${hint}`);
     });
+    void device.lost.then((lost) => {
+      // destroy() of our own (process exit, tests) is not an error anyone should see.
+      this.lost = `${lost.reason}: ${lost.message || 'no message'}`;
+    });
+  }
+
+  /** Raises if the device was lost: every later op or read says so instead of crashing in Dawn. */
+  private checkAlive(op: string): void {
+    if (this.lost !== null) {
+      throw new Error(`webgpu: the device on adapter '${this.info.adapter}' was lost (${this.lost}); op '${op}' cannot run. Tensors on it are gone: restart the process (or use device 'cpu')`);
+    }
   }
 
   /** Size classes: powers of two and 1.5× powers of two, at least 256 bytes. */
@@ -57,6 +91,7 @@ export class GpuRuntime {
   }
 
   acquire(bytes: number, forUpload = false): GPUBuffer {
+    this.checkAlive('alloc');
     const size = GpuRuntime.sizeClass(bytes);
     if (size > this.info.limits.maxStorageBufferBindingSize) {
       throw new Error(`webgpu: a buffer of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${this.info.limits.maxStorageBufferBindingSize}); use smaller tensors or device 'cpu'`);
@@ -94,7 +129,9 @@ export class GpuRuntime {
     for (const size of sizes) {
       const list = this.pool.get(size)!;
       while (list.length && stats.pooledBytes > keepBytes) {
-        list.pop()!.buffer.destroy();
+        const { buffer } = list.pop()!;
+        this.forgetBindGroups(buffer);
+        buffer.destroy();
         stats.pooledBytes -= size;
       }
       if (!list.length) this.pool.delete(size);
@@ -108,14 +145,67 @@ export class GpuRuntime {
   pipeline(key: string, source: () => string): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
+      this.checkAlive(key);
       this.currentOp = key;
       const code = source();
+      const signature = bindingSignature(code, key);
+      const layout = this.bindGroupLayout(signature);
       const module = this.device.createShaderModule({ code, label: key });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      p = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' }, label: key });
       this.throwPending(); // Dawn reports shader errors synchronously: raise them at the op call.
       this.pipelines.set(key, p);
+      this.layoutOf.set(p, { layout, signature });
     }
     return p;
+  }
+
+  /** One layout per binding signature, so kernels with the same bindings share bind groups. */
+  private bindGroupLayout(signature: string): GPUBindGroupLayout {
+    let layout = this.layouts.get(signature);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [...signature].map((kind, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: kind === 'u' ? { type: 'uniform', hasDynamicOffset: true } : { type: kind === 'r' ? 'read-only-storage' : 'storage' },
+      }));
+      layout = this.device.createBindGroupLayout({ entries, label: `dawngrad-${signature}` });
+      this.layouts.set(signature, layout);
+    }
+    return layout;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /** The cached bind group for (layout, buffers); the params slot is chosen by a dynamic offset. */
+  private bindGroup(op: string, pipeline: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
+    const { layout, signature } = this.layoutOf.get(pipeline)!;
+    let key = signature;
+    for (const b of buffers) key += `:${this.bufferId(b)}`;
+    let group = this.bindGroups.get(key);
+    if (group) {
+      this.bindGroups.delete(key); // re-insert: Map order is the LRU order
+    } else {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: PARAM_WORDS * 4 } }];
+      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+      group = this.device.createBindGroup({ layout, entries, label: op });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.delete(this.bindGroups.keys().next().value!);
+    }
+    this.bindGroups.set(key, group);
+    return group;
+  }
+
+  /** Drops cached bind groups that reference a buffer about to be destroyed. */
+  private forgetBindGroups(buffer: GPUBuffer): void {
+    const id = this.bufferIds.get(buffer);
+    if (id === undefined) return;
+    const tag = `:${id}`;
+    for (const key of this.bindGroups.keys()) {
+      if (key.endsWith(tag) || key.includes(`${tag}:`)) this.bindGroups.delete(key);
+    }
   }
 
   /**
@@ -124,19 +214,18 @@ export class GpuRuntime {
    */
   dispatch(op: string, pipeline: GPUComputePipeline, params: Uint32Array, buffers: GPUBuffer[], groups: [number, number, number]): void {
     if (groups[0] * groups[1] * groups[2] === 0) return;
+    this.checkAlive(op);
     if (this.arenaUsed === ARENA_SLOTS) this.flush();
     const slot = this.arenaUsed++;
     this.arenaData.set(params.subarray(0, PARAM_WORDS), slot * PARAM_WORDS);
     this.currentOp = op;
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: slot * PARAM_WORDS * 4, size: PARAM_WORDS * 4 } }];
-    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: op });
+    const bindGroup = this.bindGroup(op, pipeline, buffers);
     if (!this.pass) {
-      this.encoder = this.device.createCommandEncoder();
+      this.encoder ??= this.device.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
     this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
+    this.pass.setBindGroup(0, bindGroup, [slot * PARAM_WORDS * 4]);
     this.pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     stats.dispatches++;
   }
@@ -160,6 +249,12 @@ export class GpuRuntime {
     this.arenaUsed = 0;
     this.batch++;
     stats.submits++;
+    // Also makes Dawn process its events whenever the loop next turns (it polls only while a wait is pending).
+    const done = this.device.queue.onSubmittedWorkDone().then(
+      () => { this.inFlight.shift(); },
+      () => { this.inFlight.shift(); },
+    );
+    this.inFlight.push(done);
     // Keep the pool bounded: past the limit, give half of it back to the driver.
     if (stats.pooledBytes > this.poolLimit) this.trimPool(this.poolLimit / 2);
     this.throwPending();
@@ -173,14 +268,35 @@ export class GpuRuntime {
     }
   }
 
+  /** Submitted batches the GPU has not finished yet. */
+  get unfinishedSubmits(): number {
+    return this.inFlight.length;
+  }
+
+  /**
+   * Null when at most MAX_IN_FLIGHT submits are unfinished; otherwise a promise that yields to the event
+   * loop (Dawn then processes completions and frees finished work) until that bound holds again.
+   */
+  settleBacklog(): Promise<void> | null {
+    if (this.inFlight.length <= MAX_IN_FLIGHT) return null;
+    return this.inFlight[this.inFlight.length - MAX_IN_FLIGHT - 1].then(() => this.throwPending());
+  }
+
   /** Copies `bytes` from `src` at `offset` to the host (flushes the queue). */
   async read(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    this.checkAlive('read');
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.copy(src, offset, staging, 0, size);
     this.flush();
     stats.readbacks++;
-    await staging.mapAsync(GPUMapMode.READ);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      staging.destroy();
+      this.checkAlive('read');
+      throw new Error(`webgpu: reading a result back failed on adapter '${this.info.adapter}' (last op '${this.currentOp}'): ${(e as Error).message}`);
+    }
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     staging.destroy();
@@ -206,6 +322,20 @@ export class GpuRuntime {
     this.arena.destroy();
     this.device.destroy();
   }
+}
+
+/**
+ * The binding kinds of a kernel, read from its declarations: 'u' for the params uniform (binding 0),
+ * then 'r' (read-only storage) or 'w' (read_write storage) per binding, in order.
+ */
+export function bindingSignature(code: string, key: string): string {
+  const kinds: string[] = [];
+  for (const m of code.matchAll(/@binding\((\d+)\)\s*var<(uniform|storage,\s*read_write|storage,\s*read|storage)>/g)) {
+    kinds[Number(m[1])] = m[2] === 'uniform' ? 'u' : m[2].endsWith('read_write') ? 'w' : 'r';
+  }
+  const signature = Array.from(kinds, (k) => k ?? '?').join('');
+  if (!/^u[rw]*$/.test(signature)) throw new Error(`webgpu: kernel '${key}' must declare binding 0 as the params uniform and bindings 1..n as storage buffers (got '${signature}')`);
+  return signature;
 }
 
 export class NoAdapterError extends Error {}
