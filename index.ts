@@ -15,6 +15,7 @@ export { cat, stack } from './ops/movement.js';
 export { matmul } from './ops/matmul.js';
 export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.js';
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
+export { setDetectAnomaly, isAnomalyDetectionEnabled, AnomalyError } from './core/anomaly.js';
 export { scope, keep } from './core/scope.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';
 export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime, emptyCache } from './core/device.js';

@@ -1,4 +1,5 @@
 // Recording ops into the graph, and the reverse pass over an iterative topological order.
+import { checkFinite, checkForward, describeBackward, insideRule, raisePendingAnomalies } from './anomaly.js';
 import { Node, type BackwardFn, type NodeInput } from './node.js';
 import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
@@ -39,6 +40,7 @@ export function alias(t: Tensor): Tensor {
  * `backward(grad, saved)` returns one gradient (or null) per input, in input order.
  */
 export function record(name: string, out: Tensor, inputs: readonly Tensor[], backward: BackwardFn, save: readonly Tensor[] = []): Tensor {
+  checkForward(out, name, inputs);
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   const links: NodeInput[] = inputs.map((t) =>
     t.requiresGrad ? { node: t.gradFn, leaf: t.gradFn ? null : t } : { node: null, leaf: null },
@@ -141,11 +143,12 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
     const g = grads.get(node);
     if (!g) continue;
     if (captureKeys.has(node)) addTo(captured, node, g);
-    const applied = node.apply(g);
+    const applied = insideRule(() => node.apply(g));
     const inGrads = applied instanceof Promise ? yield { node: node.name, pending: applied } : applied;
     node.inputs.forEach((inp, i) => {
       const gi = inGrads[i];
       if (!gi) return;
+      checkFinite(gi, () => describeBackward(node.name, i, gi));
       if (inp.leaf) deliverLeaf(inp.leaf, gi);
       else if (inp.node) addTo(grads, inp.node, gi);
     });
@@ -185,6 +188,7 @@ export async function runBackwardAsync(roots: readonly Tensor[], seeds: readonly
       const it = sweep(roots, seeds, opts);
       let step = it.next();
       while (!step.done) step = it.next(await step.value.pending);
+      await raisePendingAnomalies();
       return step.value;
     });
   } finally {

@@ -1,5 +1,6 @@
 // The Tensor: a strided view on a reference-counted storage, plus its autograd links.
 // Op methods are attached by the ops/ modules (one file per op family).
+import { raisePendingAnomalies } from './anomaly.js';
 import type { DeviceName, Storage, View } from './backend.js';
 import { getBackend } from './device.js';
 import type { DType, TypedArray } from './dtype.js';
@@ -123,6 +124,7 @@ export class Tensor implements View {
   /** Elements as a flat TypedArray (Float32Array/Float64Array/Int32Array); flushes queued GPU work. */
   async data(): Promise<TypedArray> {
     this.assertAlive('data');
+    await raisePendingAnomalies();
     return getBackend(this.device).read(this);
   }
 
