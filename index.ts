@@ -18,6 +18,7 @@ export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autogra
 export { setDetectAnomaly, isAnomalyDetectionEnabled, AnomalyError } from './core/anomaly.js';
 export { scope, keep } from './core/scope.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';
+export { setGcThreshold, gcThreshold } from './core/reclaim.js';
 export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime, emptyCache } from './core/device.js';
 export { OpError } from './core/shape.js';
 export * as testing from './testing/index.js';

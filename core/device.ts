@@ -2,6 +2,7 @@
 // synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
 import type { Backend, DeviceName } from './backend.js';
 import { CpuBackend } from './cpu.js';
+import { defaultGcThreshold, pendingReclaim } from './reclaim.js';
 import { setAsyncBoundary } from './scope.js';
 import { OpError } from './shape.js';
 import { WebGpuBackend } from './webgpu/backend.js';
@@ -21,7 +22,8 @@ async function initGpu(): Promise<void> {
   try {
     const rt = await createRuntime();
     gpu = new WebGpuBackend(rt);
-    setAsyncBoundary(() => rt.settleBacklog());
+    defaultGcThreshold(rt.info.limits.maxStorageBufferBindingSize);
+    setAsyncBoundary(() => pendingReclaim() ?? rt.settleBacklog());
   } catch (e) {
     gpuError = e as Error;
   }

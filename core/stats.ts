@@ -8,6 +8,8 @@ export const stats = {
   submits: 0,
   readbacks: 0,
   liveTensors: 0,
+  /** Collections forced because live GPU bytes passed the threshold (core/reclaim.ts). */
+  gcReclaims: 0,
 };
 
 export function trackAlloc(bytes: number): void {
@@ -35,10 +37,10 @@ export interface MemoryStats {
   dispatches: number;
   submits: number;
   readbacks: number;
+  gcReclaims: number;
 }
 
 /** A snapshot of the memory and GPU-traffic counters (all devices together). */
 export function memory(): MemoryStats {
-  const { liveTensors, liveBuffers, liveBytes, peakBytes, pooledBytes, dispatches, submits, readbacks } = stats;
-  return { liveTensors, liveBuffers, liveBytes, peakBytes, pooledBytes, dispatches, submits, readbacks };
+  return { ...stats };
 }

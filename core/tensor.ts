@@ -20,14 +20,14 @@ export function releaseStorage(s: Storage): void {
 }
 
 let leakWarned = false;
-/** Safety net only: a tensor collected without dispose() frees its storage and warns once. */
+/** A tensor collected without dispose() frees its storage here (see core/reclaim.ts); says so once. */
 const leakRegistry = new FinalizationRegistry<{ storage: Storage; node: Node | null }>(({ storage, node }) => {
   stats.liveTensors--;
   releaseStorage(storage);
   node?.release();
   if (!leakWarned && !process.env.DAWNGRAD_SILENCE_LEAKS) {
     leakWarned = true;
-    console.warn('dawngrad: a tensor was garbage-collected without dispose(); wrap loops in scope() or call dispose() to free GPU memory promptly');
+    console.warn('dawngrad: tensors are being freed by the garbage collector (no scope/dispose); memory stays bounded, but scope() frees GPU memory sooner and cheaper (DAWNGRAD_SILENCE_LEAKS=1 hides this note)');
   }
 });
 

@@ -9,6 +9,7 @@
 //   (async scopes, backwardAsync, model forwards) call settleBacklog(), which yields to the event
 //   loop until at most MAX_IN_FLIGHT submits are unfinished.
 import { create, globals } from 'webgpu';
+import { beforeDeviceAlloc } from '../reclaim.js';
 import { stats, trackAlloc, trackFree } from '../stats.js';
 
 Object.assign(globalThis, globals);
@@ -93,6 +94,7 @@ export class GpuRuntime {
   acquire(bytes: number, forUpload = false): GPUBuffer {
     this.checkAlive('alloc');
     const size = GpuRuntime.sizeClass(bytes);
+    beforeDeviceAlloc(size);
     if (size > this.info.limits.maxStorageBufferBindingSize) {
       throw new Error(`webgpu: a buffer of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${this.info.limits.maxStorageBufferBindingSize}); use smaller tensors or device 'cpu'`);
     }
