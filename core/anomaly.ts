@@ -6,7 +6,7 @@
 import type { CpuStorage } from './cpu.js';
 import { getBackend } from './device.js';
 import { untrackTensor } from './scope.js';
-import { shapeStr } from './shape.js';
+import { OpError, shapeStr } from './shape.js';
 import type { Tensor } from './tensor.js';
 
 let enabled = false;
@@ -19,7 +19,7 @@ export class AnomalyError extends Error {}
 
 /** Turns anomaly detection on or off (like torch.autograd.set_detect_anomaly). Returns the previous setting. */
 export function setDetectAnomaly(on: boolean): boolean {
-  if (typeof on !== 'boolean') throw new TypeError(`setDetectAnomaly(on): on must be true or false, got ${typeof on}`);
+  if (typeof on !== 'boolean') throw new OpError('setDetectAnomaly', `on must be true or false, got ${typeof on}`);
   const prev = enabled;
   enabled = on;
   if (!on) for (const p of pending.splice(0)) p.flag.dispose();

@@ -4,6 +4,7 @@ import { Node, type BackwardFn, type NodeInput } from './node.js';
 import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
 import { Tensor } from './tensor.js';
+import { argFunction, argTensor, argTensors } from './args.js';
 
 let gradEnabled = true;
 
@@ -13,6 +14,7 @@ export function isGradEnabled(): boolean {
 
 /** Runs fn without recording a graph (sync or async). */
 export function noGrad<T>(fn: () => T): T {
+  argFunction('noGrad', 'fn', fn);
   const prev = gradEnabled;
   gradEnabled = false;
   let result: T;
@@ -223,8 +225,10 @@ function zerosFor(t: Tensor): Tensor {
 
 /** Gradients of a scalar-valued f at `inputs` (like jax.grad), without touching any .grad. */
 export function grad(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]): Tensor[] {
+  argFunction('grad', 'f', f);
+  argTensors('grad', 'inputs', inputs);
   const leaves = gradLeaves(inputs);
-  const out = f(...leaves);
+  const out = argTensor('grad', 'the value f returned', f(...leaves));
   if (out.size !== 1) throw new OpError('grad', `f must return a one-element tensor, got shape ${shapeStr(out.shape)}; use vjp for non-scalar outputs`);
   const seed = out.onesLike();
   const gs = runBackward([out], [seed], { capture: leaves });
@@ -249,14 +253,17 @@ export interface VjpResult {
  * `params` (tensors f reads from its closure, e.g. module parameters; they must require grad).
  */
 export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], cotangent: Tensor, opts: { params?: readonly Tensor[] } = {}): VjpResult {
-  const params = opts.params ?? [];
+  argFunction('vjp', 'f', f);
+  argTensors('vjp', 'inputs', inputs);
+  argTensor('vjp', 'cotangent', cotangent);
+  const params = argTensors('vjp', 'opts.params', opts.params ?? []);
   for (const p of params) if (!p.requiresGrad) throw new OpError('vjp', `params must require grad (got ${p})`);
   const leaves = gradLeaves(inputs);
   const prev = gradEnabled;
   gradEnabled = true;
   let out: Tensor;
   try {
-    out = f(...leaves);
+    out = argTensor('vjp', 'the value f returned', f(...leaves));
   } finally {
     gradEnabled = prev;
   }

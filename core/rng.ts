@@ -1,8 +1,10 @@
 // Seeded random numbers. Generated in JS so every backend sees the same numbers for the same seed.
+import { argNumber } from './args.js';
 let state = 0x2545f491;
 
 /** Seeds every random op (rand, randn, randint, init, dropout) so runs repeat exactly. */
 export function manualSeed(seed: number): void {
+  argNumber('manualSeed', 'seed', seed, { integer: true });
   state = (Math.trunc(seed) ^ 0x9e3779b9) >>> 0;
 }
 

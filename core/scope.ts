@@ -1,6 +1,7 @@
 // Deterministic freeing: scope(fn) disposes every tensor created inside fn except what fn returns.
 // AsyncLocalStorage keeps concurrent async scopes apart.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { OpError } from './shape.js';
 
 interface Disposable {
   dispose(): void;
@@ -65,6 +66,7 @@ export function settleBacklog(): Promise<void> | null {
  * (a tensor, or arrays / plain objects holding tensors). Returned tensors move to the outer scope.
  */
 export function scope<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new OpError('scope', `fn must be a function (sync or async), got ${Array.isArray(fn) ? 'an array' : typeof fn}`);
   const parent = current.getStore();
   const own: ScopeSet = new Set();
   let result: T;

@@ -60,6 +60,9 @@ export function normAxis(op: string, axis: number, rank: number): number {
 
 export function normAxes(op: string, axes: number | readonly number[] | undefined, rank: number): number[] {
   if (axes === undefined) return [...Array(rank).keys()];
+  if (typeof axes !== 'number' && !(Array.isArray(axes) && axes.every((a) => typeof a === 'number'))) {
+    throw new OpError(op, `axis must be an integer or an array of integers, got ${typeof axes === 'string' ? `the string '${axes}'` : typeof axes}`);
+  }
   const list = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => normAxis(op, a, rank));
   if (new Set(out).size !== out.length) throw new OpError(op, `repeated axis in [${list.join(', ')}]`);
@@ -67,6 +70,7 @@ export function normAxes(op: string, axes: number | readonly number[] | undefine
 }
 
 export function checkShape(op: string, shape: Shape): number[] {
+  if (!Array.isArray(shape)) throw new OpError(op, `shape must be an array of sizes, e.g. [2, 3], got ${typeof shape === 'string' ? `the string '${shape}'` : typeof shape}`);
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) throw new OpError(op, `invalid shape ${shapeStr(shape)}: sizes must be non-negative integers`);
   }

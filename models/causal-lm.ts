@@ -3,6 +3,7 @@
 import type { DeviceName } from '../core/backend.js';
 import { getDefaultDevice } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
+import { argTensor } from '../core/args.js';
 import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
@@ -74,7 +75,7 @@ export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise
    * the new tokens only and positions continue after the cached ones.
    */
   async forward(ids: Tensor, opts: ForwardOptions = {}): Promise<CausalLMOutput> {
-    ids.assertAlive('CausalLM.forward');
+    argTensor(`${this.constructor.name}.forward`, 'ids', ids);
     const backlog = settleBacklog(); // a training loop may never read: keep the GPU queue bounded
     if (backlog) await backlog;
     if (ids.rank !== 2 || ids.dtype !== 'int32') throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);

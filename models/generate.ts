@@ -9,6 +9,7 @@ import { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import type { CausalLM } from './causal-lm.js';
 import { KVCache } from './kv-cache.js';
+import { describeValue } from '../core/args.js';
 
 export interface GenerateOptions {
   /** New tokens per sequence (default 32). */
@@ -59,6 +60,7 @@ function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]
     if (ids.rank !== 2) throw new OpError('generate', `ids must be [batch, seq], got rank ${ids.rank}`);
     return ids.data().then((d) => Array.from({ length: ids.shape[0] }, (_, b) => Array.from(d.subarray(b * ids.shape[1], (b + 1) * ids.shape[1]))));
   }
+  if (!Array.isArray(ids)) throw new OpError('generate', `ids must be a Tensor [batch, seq], an array of token ids or an array of rows, got ${describeValue(ids)}; encode text with a tokenizer first`);
   if (ids.length === 0) throw new OpError('generate', 'the prompt is empty');
   return typeof ids[0] === 'number' ? [[...(ids as readonly number[])]] : (ids as readonly (readonly number[])[]).map((r) => [...r]);
 }

@@ -1,6 +1,7 @@
 // A character-level tokenizer over printable ASCII: id 0 is '\n', ids 1..95 are ' '..'~'. Other
 // characters map to '?' (encode) so any text can be fed; the vocabulary size is fixed at 96.
 import { OpError } from '../core/shape.js';
+import { argString } from '../core/args.js';
 
 export class CharTokenizer {
   readonly vocabSize = 96;
@@ -14,6 +15,7 @@ export class CharTokenizer {
   }
 
   encode(text: string): number[] {
+    argString('CharTokenizer.encode', 'text', text);
     return Array.from(text, (ch) => this.idOf(ch));
   }
 

@@ -8,6 +8,7 @@ import { empty } from '../ops/util.js';
 import * as F from './functional.js';
 import * as init from './init.js';
 import { Module } from './module.js';
+import { argNumber, argTensor } from '../core/args.js';
 
 export interface LayerOptions {
   device?: DeviceName;
@@ -23,13 +24,15 @@ export class Linear extends Module {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
     super();
+    argNumber('Linear', 'inFeatures', inFeatures, { integer: true, min: 0 });
+    argNumber('Linear', 'outFeatures', outFeatures, { integer: true, min: 0 });
     this.weight = this.param('weight', init.kaimingUniform(blank([outFeatures, inFeatures], opts), { a: Math.sqrt(5) }));
     const bound = inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0;
     this.bias = opts.bias ?? true ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound)) : null;
   }
 
   forward(x: Tensor): Tensor {
-    return F.linear(x, this.weight, this.bias);
+    return F.linear(argTensor('Linear', 'input', x), this.weight, this.bias);
   }
 }
 
@@ -39,6 +42,8 @@ export class Embedding extends Module {
 
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions = {}) {
     super();
+    argNumber('Embedding', 'numEmbeddings', numEmbeddings, { integer: true, min: 1 });
+    argNumber('Embedding', 'embeddingDim', embeddingDim, { integer: true, min: 1 });
     this.weight = this.param('weight', init.normal(blank([numEmbeddings, embeddingDim], opts)));
   }
 

@@ -7,6 +7,7 @@ import { untrackTensor } from '../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { copyInto } from './inplace.js';
+import { argObject } from '../core/args.js';
 
 /**
  * A trainable leaf: a contiguous tensor with its own storage that requires grad. Optimizers update
@@ -164,6 +165,7 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
    * Everything is checked before anything is written, so a failed load changes nothing.
    */
   loadStateDict(sd: StateDict, opts: LoadStateDictOptions = {}): LoadStateDictResult {
+    argObject(`${this.constructor.name}.loadStateDict`, 'stateDict', sd);
     const strict = opts.strict ?? true;
     const own = this.stateDict();
     const missingKeys = Object.keys(own).filter((k) => !(k in sd));

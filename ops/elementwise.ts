@@ -8,6 +8,7 @@ import { broadcastShapes, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { erf, WGSL_ERF } from './erf.js';
 import { broadcastView, empty, isTensor, sameDevice, sumTo, type TensorOrScalar } from './util.js';
+import { argTensorOrNumber } from '../core/args.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -71,6 +72,8 @@ export type EwName = keyof typeof DEFS;
  * `outDtype`/`computeDtype` default to the promoted operand type.
  */
 export function elementwise(name: EwName, operands: readonly TensorOrScalar[], opts: { outDtype?: DType; computeDtype?: DType } = {}): Tensor {
+  const names = operands.length === 3 ? ['condition', 'input', 'other'] : ['input', 'other'];
+  operands.forEach((o, i) => argTensorOrNumber(name, names[i], o));
   const tensors = operands.filter(isTensor);
   const device = sameDevice(name, tensors);
   const shape = broadcastShapes(name, ...tensors.map((t) => t.shape));

@@ -4,6 +4,7 @@ import { getBackend } from '../core/device.js';
 import { broadcastShapes, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { broadcastView, empty, sameDevice, sumTo } from './util.js';
+import { argTensor } from '../core/args.js';
 
 function matmul2(a: Tensor, b: Tensor): Tensor {
   const [M, K] = a.shape.slice(-2);
@@ -23,6 +24,8 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
 }
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
+  argTensor('matmul', 'input', a);
+  argTensor('matmul', 'other', b);
   sameDevice('matmul', [a, b]);
   if (a.rank === 0 || b.rank === 0) throw new OpError('matmul', `both operands need at least one dimension, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}; use mul for scalars`);
   const a2 = a.rank === 1 ? a.unsqueeze(0) : a;

@@ -7,6 +7,7 @@ import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/s
 import { Tensor } from '../core/tensor.js';
 import { DEFS } from './elementwise.js';
 import { empty, sameDevice } from './util.js';
+import { argShape, argTensors } from '../core/args.js';
 
 /** A view on x's storage; the backward rule maps the gradient back. */
 function view(x: Tensor, name: string, shape: readonly number[], strides: readonly number[], offset: number, backward: (g: Tensor) => Tensor): Tensor {
@@ -32,6 +33,7 @@ function resolveShape(x: Tensor, shape: readonly number[]): number[] {
 }
 
 function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  argShape('reshape', 'shape', shape);
   const out = resolveShape(x, shape);
   const src = x.isContiguous() ? x : x.contiguous();
   return view(src, 'reshape', out, contiguousStrides(out), src.offset, (g) => g.reshape(x.shape));
@@ -124,7 +126,7 @@ function contiguous(x: Tensor): Tensor {
 }
 
 export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
-  if (tensors.length === 0) throw new OpError('cat', 'needs at least one tensor');
+  argTensors('cat', 'tensors', tensors, { nonEmpty: true });
   const device = sameDevice('cat', tensors);
   const first = tensors[0];
   const a = normAxis('cat', axis, first.rank);

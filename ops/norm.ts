@@ -8,15 +8,16 @@ import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../core/web
 import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from '../core/webgpu/kernels/norm.js';
 import { cpuData, outData, withContiguous } from './kernelio.js';
 import { empty } from './util.js';
+import { argTensor } from '../core/args.js';
 
 function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undefined][]): void {
-  x.assertAlive(op);
+  argTensor(op, 'x', x);
   if (!isFloat(x.dtype)) throw new OpError(op, `needs a float tensor, got ${x.dtype}`);
   if (x.rank < 1) throw new OpError(op, 'needs a tensor of rank ≥ 1 (it normalises the last axis)');
   const D = x.shape[x.rank - 1];
   for (const [name, p] of params) {
     if (!p) continue;
-    p.assertAlive(op);
+    argTensor(op, name, p);
     if (p.rank !== 1 || p.shape[0] !== D) throw new OpError(op, `${name} must have shape [${D}] (the last axis of x ${shapeStr(x.shape)}), got ${shapeStr(p.shape)}`);
     if (p.device !== x.device || p.dtype !== x.dtype) throw new OpError(op, `${name} is ${p.dtype} on ${p.device} but x is ${x.dtype} on ${x.device}`);
   }

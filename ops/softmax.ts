@@ -14,6 +14,7 @@ import {
 } from '../core/webgpu/kernels/softmax.js';
 import { cpuData, outData, withContiguous } from './kernelio.js';
 import { empty } from './util.js';
+import { argTensor } from '../core/args.js';
 
 function checkFloat(op: string, x: Tensor): void {
   x.assertAlive(op);
@@ -218,7 +219,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const reduction = opts.reduction ?? 'mean';
   const eps = opts.labelSmoothing ?? 0;
   checkFloat('crossEntropy', logits);
-  targets.assertAlive('crossEntropy');
+  argTensor('crossEntropy', 'targets', targets);
   if (logits.device !== targets.device) throw new OpError('crossEntropy', `logits are on ${logits.device} but targets on ${targets.device}`);
   if (targets.dtype !== 'int32') throw new OpError('crossEntropy', `targets must be int32 class indices, got ${targets.dtype}; use .astype('int32')`);
   if (logits.rank < 1 || targets.rank !== logits.rank - 1 || targets.shape.some((d, i) => d !== logits.shape[i])) {

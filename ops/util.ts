@@ -4,6 +4,7 @@ import { getBackend } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
 import { contiguousStrides, OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
+import { argTensor } from '../core/args.js';
 
 export type TensorOrScalar = Tensor | number;
 
@@ -32,7 +33,7 @@ export function contiguousView(storage: View['storage'], shape: readonly number[
 
 /** All tensors must be alive and on one device; returns it. */
 export function sameDevice(op: string, tensors: readonly Tensor[]): DeviceName {
-  for (const t of tensors) t.assertAlive(op);
+  tensors.forEach((t, i) => argTensor(op, tensors.length > 1 ? `input ${i}` : 'input', t));
   const d = tensors[0].device;
   for (const t of tensors) {
     if (t.device !== d) {

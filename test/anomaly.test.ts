@@ -54,5 +54,5 @@ describe.each(devices)('anomaly mode on %s', (device) => {
 });
 
 it('setDetectAnomaly rejects a non-boolean with a clear message', () => {
-  expect(() => setDetectAnomaly('yes' as unknown as boolean)).toThrow('setDetectAnomaly(on): on must be true or false, got string');
+  expect(() => setDetectAnomaly('yes' as unknown as boolean)).toThrow('setDetectAnomaly: on must be true or false, got string');
 });

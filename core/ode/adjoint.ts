@@ -11,6 +11,7 @@ import { disposeAll, driveAsync, driveSync, mixedNorm, type Dynamics, type Solve
 import { checkState, readTimes, timeGradVector, timeRate, type OdeFunc } from './odeint.js';
 import { checkedDynamics, solve, type Method, type SolverOptions } from './solve.js';
 import { setBackwardStats, setForwardStats } from './stats.js';
+import { argFunction } from '../args.js';
 
 export interface AdjointOptions extends SolverOptions {
   /** Every tensor f reads that needs a gradient (a list, or an object with parameters()). Others get none. */
@@ -128,6 +129,7 @@ function* reverseSweep(pb: Problem, G: Tensor, Ys: Tensor, counters: SolveCounte
  * `await loss.backwardAsync()`. Requesting time gradients passes t to f as a 0-d tensor.
  */
 export async function odeintAdjoint(f: OdeFunc, y0: Tensor, t: readonly number[] | Tensor, opts: AdjointOptions = {}): Promise<Tensor> {
+  argFunction('odeintAdjoint', 'f', f);
   checkState('odeintAdjoint', y0);
   const times = await readTimes('odeintAdjoint', t);
   const allParams = resolveParams(opts.params);

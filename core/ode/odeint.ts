@@ -7,6 +7,7 @@ import { stack } from '../../ops/movement.js';
 import { driveAsync, type SolveCounters } from './common.js';
 import { checkedDynamics, solve, type SolverOptions } from './solve.js';
 import { setForwardStats } from './stats.js';
+import { argFunction } from '../args.js';
 
 /**
  * Right-hand side f(t, y). odeint passes t as a JS number; odeintAdjoint passes a 0-d tensor when time
@@ -58,6 +59,7 @@ function checkTimeTensor(op: string, t: Tensor, y0: Tensor): void {
  * Async because the adaptive solver reads one error ratio per step attempt.
  */
 export async function odeint(f: OdeFunc, y0: Tensor, t: readonly number[] | Tensor, opts: OdeintOptions = {}): Promise<Tensor> {
+  argFunction('odeint', 'f', f);
   checkState('odeint', y0);
   const times = await readTimes('odeint', t);
   const tTensor = t instanceof Tensor ? t : null;

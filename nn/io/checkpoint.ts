@@ -19,6 +19,7 @@ import type { BaseHyper, Optimizer, OptimizerStateDict } from '../optim/optimize
 import type { LRScheduler, SchedulerState } from '../optim/schedules.js';
 import { fsyncDir, TEMP_MARK, tempPathFor, writeDurable, writeFileAtomic } from './atomic.js';
 import { readSafetensors, serializeSafetensors } from './safetensors.js';
+import { argObject, argString } from '../../core/args.js';
 
 export const MODEL_FILE = 'model.safetensors';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -131,6 +132,8 @@ async function recover(dir: string, cleanTemps: boolean): Promise<void> {
 
 /** Saves a resumable checkpoint into `dir` (created if needed), all-or-nothing (see the file comment). */
 export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
+  argString('saveCheckpoint', 'dir', dir);
+  argObject('saveCheckpoint', 'contents', c);
   await mkdir(dir, { recursive: true });
   await recover(dir, true);
   const saveId = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;

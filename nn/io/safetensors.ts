@@ -11,6 +11,7 @@ import type { DType, TypedArray } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { tensor } from '../../ops/creation.js';
 import { writeFileAtomic } from './atomic.js';
+import { argObject, argString, argTensor } from '../../core/args.js';
 
 export class SafetensorsError extends Error {
   constructor(readonly path: string, problem: string) {
@@ -62,7 +63,7 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
-    t.assertAlive('saveSafetensors');
+    argTensor('saveSafetensors', `tensors['${name}']`, t);
     const data = await tensorBytes(t);
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     header[name] = { dtype: fileDType(t), shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
@@ -83,6 +84,8 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
  * so an interrupted save leaves any previous file at `path` intact.
  */
 export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Metadata): Promise<void> {
+  argString('saveSafetensors', 'path', path);
+  argObject('saveSafetensors', 'tensors', tensors);
   await writeFileAtomic(path, await serializeSafetensors(tensors, metadata));
 }
 

@@ -8,6 +8,7 @@ import { OpError, sameShape, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { empty } from '../../ops/util.js';
 import { copyInto } from '../inplace.js';
+import { argNumber, describeValue } from '../../core/args.js';
 
 export interface BaseHyper {
   lr: number;
@@ -43,6 +44,9 @@ export abstract class Optimizer<H extends BaseHyper> {
   protected readonly state = new Map<Tensor, ParamState>();
 
   constructor(readonly name: string, params: Iterable<Tensor> | readonly ParamGroupInput<H>[], readonly defaults: H) {
+    if (params === null || typeof params !== 'object' || !(Symbol.iterator in params) || params instanceof Tensor) {
+      throw new OpError(name, `params must be an array of tensors (e.g. model.parameters()) or of groups { params, ...hyperparameters }, got ${describeValue(params)}`);
+    }
     const list = [...(params as Iterable<Tensor | ParamGroupInput<H>>)];
     const groups: ParamGroupInput<H>[] = list.length && !(list[0] instanceof Tensor) ? (list as ParamGroupInput<H>[]) : [{ params: list as Tensor[] } as unknown as ParamGroupInput<H>];
     const seen = new Set<Tensor>();
@@ -63,7 +67,7 @@ export abstract class Optimizer<H extends BaseHyper> {
 
   /** Checks a group's hyperparameters (throws OpError naming the optimizer). */
   protected validate(group: ParamGroup<H>): void {
-    if (!(group.lr >= 0)) throw new OpError(this.name, `invalid learning rate ${group.lr}`);
+    argNumber(this.name, 'lr', group.lr, { min: 0 });
     if (!(group.weightDecay >= 0)) throw new OpError(this.name, `invalid weightDecay ${group.weightDecay}`);
   }
 
