@@ -2,7 +2,16 @@
 // characters map to '?' (encode) so any text can be fed; the vocabulary size is fixed at 96.
 import { OpError } from '../core/shape.js';
 
-export class CharTokenizer {
+/** What the models, scripts and checkpoints need of a tokenizer. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: Iterable<number>): string;
+  /** End-of-sequence id, when the tokenizer has one. */
+  readonly eosTokenId?: number;
+}
+
+export class CharTokenizer implements Tokenizer {
   readonly vocabSize = 96;
   private static readonly UNKNOWN = '?'.charCodeAt(0) - 31;
 
