@@ -69,7 +69,7 @@ export function normalizeRopeScaling(model: string, rs: Partial<RopeScaling> | n
   if (given.type === undefined && ropeType === 'default') return null;
   const types: RopeScalingType[] = ['linear', 'ntk', 'dynamic', 'yarn', 'llama3', 'clex'];
   const type = (given.type ?? ropeType) as RopeScalingType | undefined;
-  if (!type || !types.includes(type)) fail(model, `rope_scaling.type (or rope_type) must be one of ${types.join(', ')} (or rope_type 'default' for none), got '${String(type)}'`);
+  if (!type || !types.includes(type)) fail(model, `rope_scaling.type must be one of ${types.join(', ')} (also spelled rope_type, where 'default' means plain RoPE), got '${String(type)}'`);
   // The reference CLEX configs give time_dt to mean its fixed-step rk4; without it the default is dopri5.
   const odeMethod = given.ode_method ?? (type === 'clex' && given.time_dt !== undefined ? 'rk4' : DEFAULT_CLEX.ode_method);
   const out = {

@@ -305,7 +305,7 @@ describe('config fields of newer LLaMA-family folders', () => {
     });
     expect([kept > 0, divided > 0, blended > 0]).toEqual([true, true, true]);
     expect(() => models.normalizeRopeScaling('t', { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 } as never)).toThrow(/high_freq_factor \(1\) must exceed low_freq_factor \(4\)/);
-    expect(() => models.normalizeRopeScaling('t', { rope_type: 'longrope' } as never)).toThrow(/rope_scaling\.type \(or rope_type\) must be one of .* got 'longrope'/);
+    expect(() => models.normalizeRopeScaling('t', { rope_type: 'longrope' } as never)).toThrow(/rope_scaling\.type must be one of .* got 'longrope'/);
   });
 
   it('GPT-NeoX rejects a head_dim other than hidden_size / heads', () => {
