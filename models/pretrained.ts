@@ -23,6 +23,12 @@ export interface FromPretrainedOptions {
   device?: DeviceName;
   /** The model's float dtype (default float32; float64 only on cpu). */
   dtype?: DType;
+  /**
+   * Fields that replace config.json's, e.g. `{ rope_scaling: { type: 'clex', max_factor: 8 } }` to
+   * fine-tune a plain-RoPE folder with CLEX: the CLEX ODE weights, absent from such a folder, then keep
+   * their init (W_down = 0: NTK-aware scaling until trained).
+   */
+  config?: Partial<LlamaConfigInput> | Partial<GPTNeoXConfigInput>;
 }
 
 /** Buffers that checkpoints carry but this framework computes: accepted and skipped. */
@@ -99,7 +105,7 @@ export async function fromPretrained(dir: string, opts: FromPretrainedOptions = 
     throw new OpError(OP, `unknown model_type ${JSON.stringify(modelType)} in ${join(dir, CONFIG_FILE)}; supported: ${MODEL_TYPES.join(', ')}`);
   }
   const weights = await listFolderWeights(dir, OP);
-  const input = configInput(raw);
+  const input = { ...configInput(raw), ...(opts.config ?? {}) };
   const modelOpts = { device: opts.device, dtype: opts.dtype };
   const model = modelType === 'llama'
     ? new LlamaForCausalLM(input as LlamaConfigInput, modelOpts)
@@ -128,7 +134,9 @@ export async function fromPretrained(dir: string, opts: FromPretrainedOptions = 
         if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) wrongShape.push(`${name}: file ${shapeStr(t.shape)} vs model ${shapeStr(want)}`);
       }
     }
-    const missing = Object.keys(own).filter((k) => !found.has(k));
+    // A rope_scaling given here may add CLEX to a folder that has none: its ODE weights start fresh.
+    const fresh = (k: string) => opts.config?.rope_scaling !== undefined && /\.clex_layer\.proj_func\./.test(k);
+    const missing = Object.keys(own).filter((k) => !found.has(k) && !fresh(k));
     if (missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
     if (unexpected.length) problems.push(`unexpected keys: ${unexpected.join(', ')}`);
     if (wrongShape.length) problems.push(`wrong shapes: ${wrongShape.join('; ')}`);

@@ -165,6 +165,34 @@ describe('savePretrained / fromPretrained round trips', () => {
     loaded.dispose();
   });
 
+  it('a plain-RoPE folder loads as CLEX with a config override (fresh ODE weights), and round-trips after training', async () => {
+    const m = build('llama');
+    const dir = freshDir();
+    await m.savePretrained(dir);
+    await expect(models.fromPretrained(dir, { config: { num_hidden_layers: 3 } })).rejects.toThrow(/missing keys: model\.layers\.2\./);
+    const clex = await models.fromPretrained(dir, { device: 'cpu', config: { rope_scaling: { type: 'clex', max_factor: 4, time_dt: 0.1 } } });
+    expect(clex.config.rope_scaling?.type).toBe('clex');
+    expect(await logits(clex, [X[0].slice(0, 8)])).toEqual(await logits(m, [X[0].slice(0, 8)])); // t = 1 up to L0: the original rope
+    clex.train();
+    const opt = new optim.AdamW(clex.parameters(), { lr: 1e-2 });
+    const batch = ids(X.map((r) => r.slice(0, 8)));
+    for (let step = 0; step < 3; step++) {
+      await scope(async () => {
+        const { loss } = await clex.forward(batch, { labels: batch });
+        await loss!.backwardAsync();
+        opt.step();
+        opt.zeroGrad();
+      });
+    }
+    expect(Math.max(...(await values(clex.clex!.proj_func.ode_down_proj)).map(Math.abs))).toBeGreaterThan(0);
+    const out = freshDir();
+    await clex.savePretrained(out);
+    const back = await models.fromPretrained(out, { device: 'cpu' });
+    const long = [[...X[0], ...X[1]].slice(0, 20)];
+    expect(await logits(back, long)).toEqual(await logits(clex, long));
+    for (const x of [m, clex, back]) x.dispose();
+  });
+
   it('saves the tokenizer files next to the weights', async () => {
     const m = build('llama');
     const tok = models.Tokenizer.fromJSON(smallBpeTokenizerJson(), { eos_token: '<|endoftext|>', model_max_length: 8 });
