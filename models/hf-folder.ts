@@ -182,7 +182,7 @@ function clexInvFreq(model: CausalLM): [string, Tensor] | null {
 }
 
 /** Writes `model` as a Hugging Face folder (see the file comment); `dir` is created if needed. */
-export async function savePretrained(model: CausalLM & { config: LlamaConfig | GPTNeoXConfig }, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
+export async function savePretrained(model: CausalLM, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
   const dtype = opts.dtype ?? 'float32';
   if (!(dtype in FORMAT_OF)) throw new OpError('savePretrained', `dtype must be one of ${Object.keys(FORMAT_OF).join(', ')}, got '${String(dtype)}'`);
   const maxBytes = parseShardSize(opts.maxShardSize ?? '5GB');
@@ -191,7 +191,9 @@ export async function savePretrained(model: CausalLM & { config: LlamaConfig | G
     throw new OpError('savePretrained', `tokenizer ${name} has no Hugging Face files to write; pass a tokenizer loaded from a tokenizer.json (models.Tokenizer.fromFile) or omit it`);
   }
   if (typeof dir !== 'string' || !dir) throw new OpError('savePretrained', `dir must be a folder path, got ${JSON.stringify(dir)}`);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true }).catch((e: Error) => {
+    throw new OpError('savePretrained', `cannot create the folder ${dir} (${e.message})`);
+  });
 
   const invFreq = clexInvFreq(model);
   const entries: [string, Tensor][] = [...Object.entries(model.stateDict()), ...(invFreq ? [invFreq] : [])];

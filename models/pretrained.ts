@@ -31,6 +31,11 @@ export interface FromPretrainedOptions {
   config?: Partial<LlamaConfigInput> | Partial<GPTNeoXConfigInput>;
 }
 
+/** A list for an error message: the first `limit` names, then how many more. */
+function listed(names: string[], sep = ', ', limit = 20): string {
+  return names.length <= limit ? names.join(sep) : `${names.slice(0, limit).join(sep)}${sep}… and ${names.length - limit} more`;
+}
+
 /** Buffers that checkpoints carry but this framework computes: accepted and skipped. */
 const RECOMPUTED_BUFFERS = [/(^|\.)rotary_emb\.inv_freq$/, /^gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias)$/];
 /** The reference CLEX's persistent copy of the original inverse frequencies: checked, then skipped. */
@@ -137,10 +142,10 @@ export async function fromPretrained(dir: string, opts: FromPretrainedOptions = 
     // A rope_scaling given here may add CLEX to a folder that has none: its ODE weights start fresh.
     const fresh = (k: string) => opts.config?.rope_scaling !== undefined && /\.clex_layer\.proj_func\./.test(k);
     const missing = Object.keys(own).filter((k) => !found.has(k) && !fresh(k));
-    if (missing.length) problems.push(`missing keys: ${missing.join(', ')}`);
-    if (unexpected.length) problems.push(`unexpected keys: ${unexpected.join(', ')}`);
-    if (wrongShape.length) problems.push(`wrong shapes: ${wrongShape.join('; ')}`);
-    if (badDType.length) problems.push(`weights must be floating point (F32, F16, BF16, F64): ${badDType.join(', ')}`);
+    if (missing.length) problems.push(`missing keys: ${listed(missing)}`);
+    if (unexpected.length) problems.push(`unexpected keys: ${listed(unexpected)}`);
+    if (wrongShape.length) problems.push(`wrong shapes: ${listed(wrongShape, '; ')}`);
+    if (badDType.length) problems.push(`weights must be floating point (F32, F16, BF16, F64): ${listed(badDType)}`);
     if (problems.length) {
       throw new OpError(OP, `the weights in ${dir} do not fit the ${model.constructor.name} that ${CONFIG_FILE} describes: ${problems.join(' | ')}`);
     }
