@@ -128,8 +128,16 @@ describe('savePretrained / fromPretrained round trips', () => {
     expect([c.head_dim, c.attention_bias, c.mlp_bias, c.log_scale, c.tie_word_embeddings, c.rope_scaling?.ode_method]).toEqual([4, true, true, true, true, 'rk4']);
     const long = [[1, 5, 2, 9, 4, 0, 7, 3, 3, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]; // 20 tokens: t = 3
     expect(await logits(loaded, long)).toEqual(await logits(m, long));
-    m.dispose();
-    loaded.dispose();
+    // The reference's own spelling: its architecture name and flags, rope_scaling with its four keys only.
+    const ref = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const { max_factor, param_factor, time_dt, act } = ref.rope_scaling;
+    Object.assign(ref, { architectures: ['CLEXLlamaForCausalLM'], use_flashattn: true, rope_scaling: { type: 'clex', max_factor, param_factor, time_dt, act } });
+    delete ref.rope_parameters;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(ref));
+    const asReference = await models.fromPretrained(dir, { device: 'cpu' });
+    expect([asReference.config.rope_scaling?.ode_method, asReference.config.log_scale]).toEqual(['rk4', true]);
+    expect(await logits(asReference, long)).toEqual(await logits(m, long));
+    for (const x of [m, loaded, asReference]) x.dispose();
   });
 
   it('re-saving with fewer shards removes the old shards and index', async () => {
