@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPTNeo
 
 TOL = 1e-4
 T = 40  # sequence length (past L0 = 16, so the scaled rope rules matter)
-TEXTS = ['the keeper of the light', 'Hello, world! 123', 'naïve café — 東京 🎉', '  two  spaces\tand a tab\n']
+TEXTS = ['the keeper of the light', 'Hello, world! 123', 'naïve café — 東京 🎉', '  two  spaces\tand a tab\n', 'a , b . c ?']
 VOCAB = 300
 
 

@@ -77,7 +77,10 @@ export class HFTokenizer implements TokenizerInterface {
     const bad = list.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.impl.id_to_token(id) === undefined);
     if (bad !== undefined) throw new OpError('HFTokenizer.decode', `id ${bad} is not in the vocabulary (size ${this.vocabSize})`);
     if (list.length === 0) return ''; // the library rejects an empty list
-    return this.impl.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false });
+    // transformers' space clean-up (" ," → ",") only when tokenizer_config.json asks for it, so that
+    // decode(encode(text)) gives the text back otherwise (the library alone would default to cleaning).
+    const cleanUp = this.tokenizerConfig.clean_up_tokenization_spaces === true;
+    return this.impl.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: cleanUp });
   }
 
   /** The token strings of `text` (for inspection). */

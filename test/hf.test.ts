@@ -304,7 +304,13 @@ describe('HF tokenizer.json', () => {
   });
 
   it('is lossless on arbitrary Unicode text (byte-level BPE)', () => {
+    expect(tok.decode(tok.encode('a , b . c'))).toBe('a , b . c'); // no clean-up of spaces before punctuation
     fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => tok.decode(tok.encode(s)) === s), { numRuns: 200 });
+  });
+
+  it("applies transformers' space clean-up when tokenizer_config.json asks for it", () => {
+    const cleaning = models.Tokenizer.fromJSON(smallBpeTokenizerJson(), { clean_up_tokenization_spaces: true });
+    expect(cleaning.decode(cleaning.encode('a , b .'))).toBe('a, b.');
   });
 
   it('loads from a file or a folder, with tokenizer_config.json special tokens, and reports bad input', async () => {
