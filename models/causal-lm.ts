@@ -12,6 +12,8 @@ import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import type { CLEX } from './clex.js';
+import type { GPTNeoXConfig, LlamaConfig } from './config.js';
+import { savePretrained, type SavePretrainedOptions } from './hf-folder.js';
 import type { KVCache } from './kv-cache.js';
 import type { RotaryEmbedding, RotaryTables } from './rotary.js';
 import { generate, type GenerateOptions } from './generate.js';
@@ -51,11 +53,14 @@ export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
 
 /** Base of the decoder-only models. Subclasses build the HF module tree and implement `decode`. */
 export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
+  abstract readonly config: LlamaConfig | GPTNeoXConfig;
   abstract readonly rotary: RotaryEmbedding;
   abstract readonly numLayers: number;
   abstract readonly clex: CLEX | null;
   abstract readonly vocabSize: number;
   abstract readonly maxPositionEmbeddings: number;
+  /** The reference CLEX's log_scale option (queries × log(L)/log(L0) past L0). */
+  abstract readonly logScale: boolean;
   readonly device: DeviceName;
   readonly dtype: DType;
 
@@ -85,18 +90,22 @@ export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise
     const training = this.training && !opts.cache;
     const rope = await this.rotary.forward({ length, device: this.device, dtype: this.dtype, training });
     const cache = opts.cache;
+    // With log_scale every length past L0 scales all queries differently, so (as for a new table) the
+    // cached tokens are re-run to match a full forward at this length.
+    const logScaled = this.logScale && length > this.maxPositionEmbeddings;
+    const stepKey = logScaled ? `${rope.key}|log:${length}` : rope.key;
     let logits: Tensor;
-    if (cache && cache.needsRecompute(rope.key, this.rotary.lengthDependent)) {
+    if (cache && cache.needsRecompute(stepKey, this.rotary.lengthDependent || this.logScale)) {
       // The table changed (CLEX t crossed an integer, dynamic NTK grew): redo every token so the cache
       // matches a full forward at this length exactly.
       const all = cat([cache.cachedTokens as Tensor, ids], 1);
       cache.clear();
       cache.recomputes++;
       logits = this.decode(all, rope, cache).narrow(1, past, ids.shape[1]);
-      cache.appendTokens(all, rope.key);
+      cache.appendTokens(all, stepKey);
     } else {
       logits = this.decode(ids, rope, cache);
-      cache?.appendTokens(ids, rope.key);
+      cache?.appendTokens(ids, stepKey);
     }
     if (!opts.labels) return { logits };
     return { logits, loss: shiftedLoss(logits, opts.labels) };
@@ -105,6 +114,14 @@ export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise
   /** Samples continuations with a KV cache; returns the full token lists (prompt + new tokens). */
   generate(ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
     return generate(this, ids, opts);
+  }
+
+  /**
+   * Writes a Hugging Face folder that `transformers` (and models.fromPretrained) load: config.json,
+   * safetensors weights (sharded past maxShardSize, stored as dtype), the tokenizer's files. Atomic.
+   */
+  savePretrained(dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
+    return savePretrained(this, dir, opts);
   }
 
   /** HF's init: linear and embedding weights N(0, initializer_range), biases 0, norm weights 1. */

@@ -3,16 +3,17 @@
 // time rather than as a shape error deep inside a forward.
 import { OpError } from '../core/shape.js';
 
-export type RopeScalingType = 'linear' | 'ntk' | 'dynamic' | 'yarn' | 'clex';
+export type RopeScalingType = 'linear' | 'ntk' | 'dynamic' | 'yarn' | 'llama3' | 'clex';
 export type OdeMethodName = 'rk4' | 'dopri5';
 
 /**
- * rope_scaling as in HF configs ({ type, factor } for linear/dynamic/yarn; CLEX's max_factor,
- * param_factor, act, time_dt). Keys after time_dt are this framework's CLEX solver options.
+ * rope_scaling as in HF configs ({ type, factor } for linear/dynamic/yarn/llama3, or the newer
+ * `rope_type` spelling of `type`; CLEX's max_factor, param_factor, act, time_dt). Keys after time_dt
+ * are this framework's CLEX solver options.
  */
 export interface RopeScaling {
   type: RopeScalingType;
-  /** s for linear (PI), ntk, yarn; f for dynamic NTK. Ignored by clex (which uses t). */
+  /** s for linear (PI), ntk, yarn, llama3; f for dynamic NTK. Ignored by clex (which uses t). */
   factor?: number;
   /** CLEX: largest integer t (the longest context is max_factor·L0). */
   max_factor?: number;
@@ -20,9 +21,9 @@ export interface RopeScaling {
   param_factor?: number;
   /** CLEX: activation of the ODE network. */
   act?: 'tanh' | 'silu';
-  /** CLEX: the rk4 step (the reference's time_dt, 0.01). */
+  /** CLEX: the rk4 step (the reference's time_dt, 0.01). Giving it selects rk4 unless ode_method says otherwise. */
   time_dt?: number;
-  /** CLEX: 'dopri5' (adaptive, default) or 'rk4' (fixed step time_dt, the reference solver). */
+  /** CLEX: 'dopri5' (adaptive; the default without time_dt) or 'rk4' (fixed step time_dt, the reference solver). */
   ode_method?: OdeMethodName;
   /** CLEX: 'backprop' through the solver (default, exact for the discrete solve) or 'adjoint'. */
   ode_gradient?: 'backprop' | 'adjoint';
@@ -34,6 +35,12 @@ export interface RopeScaling {
   /** YaRN: ramp bounds (defaults 32 and 1). */
   beta_fast?: number;
   beta_slow?: number;
+  /** llama3: wavelengths above original_max_position_embeddings / low_freq_factor are divided by factor (default 1). */
+  low_freq_factor?: number;
+  /** llama3: wavelengths below original_max_position_embeddings / high_freq_factor are kept (default 4). */
+  high_freq_factor?: number;
+  /** llama3: the pre-training context (default: max_position_embeddings). */
+  original_max_position_embeddings?: number;
 }
 
 const DEFAULT_CLEX = { max_factor: 16, param_factor: 1, act: 'tanh', time_dt: 0.01, ode_method: 'dopri5', ode_gradient: 'backprop', ode_device: 'cpu', ode_rtol: 1e-7, ode_atol: 1e-9 } as const;
@@ -52,14 +59,22 @@ function positive(model: string, name: string, v: unknown): number {
   return v;
 }
 
-/** Validates rope_scaling and fills the defaults of its type (null/undefined: plain RoPE). */
-export function normalizeRopeScaling(model: string, rs: Partial<RopeScaling> | null | undefined): Required<RopeScaling> | null {
+/**
+ * Validates rope_scaling and fills the defaults of its type (null/undefined, or HF's rope_type
+ * 'default': plain RoPE). `maxPositionEmbeddings` fills llama3's original_max_position_embeddings.
+ */
+export function normalizeRopeScaling(model: string, rs: Partial<RopeScaling> | null | undefined, maxPositionEmbeddings = 2048): Required<RopeScaling> | null {
   if (rs === null || rs === undefined) return null;
-  const types: RopeScalingType[] = ['linear', 'ntk', 'dynamic', 'yarn', 'clex'];
-  const type = (rs.type ?? (rs as { rope_type?: RopeScalingType }).rope_type) as RopeScalingType | undefined;
-  if (!type || !types.includes(type)) fail(model, `rope_scaling.type must be one of ${types.join(', ')}, got '${String(type)}'`);
+  const { rope_type: ropeType, ...given } = rs as Partial<RopeScaling> & { rope_type?: string };
+  if (given.type === undefined && ropeType === 'default') return null;
+  const types: RopeScalingType[] = ['linear', 'ntk', 'dynamic', 'yarn', 'llama3', 'clex'];
+  const type = (given.type ?? ropeType) as RopeScalingType | undefined;
+  if (!type || !types.includes(type)) fail(model, `rope_scaling.type must be one of ${types.join(', ')} (also spelled rope_type, where 'default' means plain RoPE), got '${String(type)}'`);
+  // The reference CLEX configs give time_dt to mean its fixed-step rk4; without it the default is dopri5.
+  const odeMethod = given.ode_method ?? (type === 'clex' && given.time_dt !== undefined ? 'rk4' : DEFAULT_CLEX.ode_method);
   const out = {
-    factor: 1, beta_fast: 32, beta_slow: 1, ...DEFAULT_CLEX, ...rs, type,
+    factor: 1, beta_fast: 32, beta_slow: 1, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: maxPositionEmbeddings,
+    ...DEFAULT_CLEX, ...given, ode_method: odeMethod, type,
   } as Required<RopeScaling>;
   if (type === 'clex') {
     positiveInt(model, 'rope_scaling.max_factor', out.max_factor);
@@ -75,8 +90,22 @@ export function normalizeRopeScaling(model: string, rs: Partial<RopeScaling> | n
     positive(model, 'rope_scaling.factor', out.factor);
     if (type !== 'dynamic' && out.factor < 1) fail(model, `rope_scaling.factor must be ≥ 1 for '${type}' (it stretches the context), got ${out.factor}`);
     if (type === 'yarn' && !(out.beta_fast > out.beta_slow)) fail(model, `rope_scaling.beta_fast (${out.beta_fast}) must exceed beta_slow (${out.beta_slow})`);
+    if (type === 'llama3') {
+      positive(model, 'rope_scaling.low_freq_factor', out.low_freq_factor);
+      positive(model, 'rope_scaling.high_freq_factor', out.high_freq_factor);
+      positiveInt(model, 'rope_scaling.original_max_position_embeddings', out.original_max_position_embeddings);
+      if (!(out.high_freq_factor > out.low_freq_factor)) fail(model, `rope_scaling.high_freq_factor (${out.high_freq_factor}) must exceed low_freq_factor (${out.low_freq_factor})`);
+    }
   }
   return out;
+}
+
+/**
+ * The reference CLEX's `log_scale`: queries are multiplied by log(L)/log(L0) for a total length L past
+ * L0 (1 up to L0), i.e. the attention scores' scale grows with the context.
+ */
+export function queryLogScale(enabled: boolean, length: number, L0: number): number {
+  return enabled && length > L0 ? Math.log(length) / Math.log(L0) : 1;
 }
 
 interface CommonFields {
@@ -89,18 +118,28 @@ interface CommonFields {
   tie_word_embeddings: boolean;
   initializer_range: number;
   rope_scaling: Required<RopeScaling> | null;
+  log_scale: boolean;
 }
 
-function checkCommon(model: string, c: CommonFields): void {
+function checkCommon(model: string, c: CommonFields, headDimGiven = false): void {
   for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings'] as const) positiveInt(model, k, c[k]);
-  if (c.hidden_size % c.num_attention_heads !== 0) {
+  if (!headDimGiven && c.hidden_size % c.num_attention_heads !== 0) {
     fail(model, `hidden_size (${c.hidden_size}) must be divisible by num_attention_heads (${c.num_attention_heads})`);
   }
   positive(model, 'initializer_range', c.initializer_range);
-  if (typeof c.tie_word_embeddings !== 'boolean') fail(model, `tie_word_embeddings must be a boolean, got ${String(c.tie_word_embeddings)}`);
+  for (const k of ['tie_word_embeddings', 'log_scale'] as const) if (typeof c[k] !== 'boolean') fail(model, `${k} must be a boolean, got ${String(c[k])}`);
 }
 
-export type LlamaConfigInput = Partial<Omit<LlamaConfig, 'rope_scaling' | 'head_dim' | 'model_type'>> & { rope_scaling?: Partial<RopeScaling> | null };
+/** HF bookkeeping keys that describe a saved file rather than the model; dropped from configs. */
+const FILE_KEYS = ['architectures', 'model_type', 'torch_dtype', 'dtype', 'transformers_version', '_name_or_path', 'auto_map'];
+
+function withoutFileKeys<T extends object>(input: T): T {
+  const out = { ...input } as Record<string, unknown>;
+  for (const k of FILE_KEYS) delete out[k];
+  return out as T;
+}
+
+export type LlamaConfigInput = Partial<Omit<LlamaConfig, 'rope_scaling' | 'model_type' | 'toJSON'>> & { rope_scaling?: Partial<RopeScaling> | null };
 
 /** LLaMA config (HF `LlamaConfig` field names and defaults, sized down by the caller). */
 export class LlamaConfig implements CommonFields {
@@ -119,14 +158,25 @@ export class LlamaConfig implements CommonFields {
   tie_word_embeddings = false;
   initializer_range = 0.02;
   hidden_act = 'silu';
+  /** Per-head width; defaults to hidden_size / num_attention_heads (newer configs may set it apart). */
+  head_dim: number;
+  /** Biases on q/k/v/o (Qwen-style); HF default false. */
+  attention_bias = false;
+  /** Biases on gate/up/down; HF default false. */
+  mlp_bias = false;
+  /** The reference CLEX's query scaling by log(L)/log(L0) past L0 (off by default). */
+  log_scale = false;
   rope_scaling: Required<RopeScaling> | null;
 
   constructor(input: LlamaConfigInput = {}) {
-    const { rope_scaling, ...rest } = input;
+    const { rope_scaling, ...rest } = withoutFileKeys(input);
     Object.assign(this, rest);
     this.num_key_value_heads = input.num_key_value_heads ?? this.num_attention_heads;
-    this.rope_scaling = normalizeRopeScaling('LlamaConfig', rope_scaling);
-    checkCommon('LlamaConfig', this);
+    this.head_dim = input.head_dim ?? this.hidden_size / this.num_attention_heads;
+    this.rope_scaling = normalizeRopeScaling('LlamaConfig', rope_scaling, this.max_position_embeddings);
+    checkCommon('LlamaConfig', this, input.head_dim !== undefined);
+    positiveInt('LlamaConfig', 'head_dim', this.head_dim);
+    for (const k of ['attention_bias', 'mlp_bias'] as const) if (typeof this[k] !== 'boolean') fail('LlamaConfig', `${k} must be a boolean, got ${String(this[k])}`);
     positiveInt('LlamaConfig', 'num_key_value_heads', this.num_key_value_heads);
     if (this.num_attention_heads % this.num_key_value_heads !== 0) {
       fail('LlamaConfig', `num_attention_heads (${this.num_attention_heads}) must be a multiple of num_key_value_heads (${this.num_key_value_heads})`);
@@ -138,17 +188,13 @@ export class LlamaConfig implements CommonFields {
     if (this.hidden_act !== 'silu') fail('LlamaConfig', `hidden_act must be 'silu' (SwiGLU), got '${this.hidden_act}'`);
   }
 
-  get head_dim(): number {
-    return this.hidden_size / this.num_attention_heads;
-  }
-
   /** The JSON written to config.json (HF field names). */
   toJSON(): Record<string, unknown> {
-    return { ...(this as object), architectures: ['LlamaForCausalLM'] } as Record<string, unknown>;
+    return { architectures: ['LlamaForCausalLM'], ...(this as object) } as Record<string, unknown>;
   }
 }
 
-export type GPTNeoXConfigInput = Partial<Omit<GPTNeoXConfig, 'rope_scaling' | 'head_dim' | 'rotary_ndims' | 'model_type'>> & { rope_scaling?: Partial<RopeScaling> | null };
+export type GPTNeoXConfigInput = Partial<Omit<GPTNeoXConfig, 'rope_scaling' | 'head_dim' | 'rotary_ndims' | 'model_type' | 'toJSON'>> & { rope_scaling?: Partial<RopeScaling> | null; head_dim?: number };
 
 /** GPT-NeoX config (HF `GPTNeoXConfig` names; defaults as Pythia: partial rotary, parallel residual). */
 export class GPTNeoXConfig implements CommonFields {
@@ -168,14 +214,18 @@ export class GPTNeoXConfig implements CommonFields {
   initializer_range = 0.02;
   hidden_act: 'gelu' | 'gelu_new' = 'gelu';
   attention_bias = true;
+  /** The reference CLEX's query scaling by log(L)/log(L0) past L0 (off by default). */
+  log_scale = false;
   rope_scaling: Required<RopeScaling> | null;
 
   constructor(input: GPTNeoXConfigInput = {}) {
-    const { rope_scaling, ...rest } = input;
+    const { rope_scaling, head_dim, ...rest } = withoutFileKeys(input);
     Object.assign(this, rest);
     this.intermediate_size = input.intermediate_size ?? 4 * this.hidden_size;
-    this.rope_scaling = normalizeRopeScaling('GPTNeoXConfig', rope_scaling);
+    this.rope_scaling = normalizeRopeScaling('GPTNeoXConfig', rope_scaling, this.max_position_embeddings);
     checkCommon('GPTNeoXConfig', this);
+    // GPT-NeoX derives its head width; a config that states another one describes a different model.
+    if (head_dim !== undefined && head_dim !== this.head_dim) fail('GPTNeoXConfig', `head_dim ${String(head_dim)} differs from hidden_size / num_attention_heads = ${this.head_dim}; GPT-NeoX does not support a separate head_dim`);
     if (!(this.rotary_pct > 0 && this.rotary_pct <= 1)) fail('GPTNeoXConfig', `rotary_pct must be in (0, 1], got ${this.rotary_pct}`);
     const r = this.rotary_ndims;
     if (r < 2 || r % 2 !== 0) {
@@ -197,6 +247,6 @@ export class GPTNeoXConfig implements CommonFields {
   }
 
   toJSON(): Record<string, unknown> {
-    return { ...(this as object), architectures: ['GPTNeoXForCausalLM'] } as Record<string, unknown>;
+    return { architectures: ['GPTNeoXForCausalLM'], ...(this as object) } as Record<string, unknown>;
   }
 }

@@ -10,7 +10,7 @@ import { Module } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
-import { GPTNeoXConfig, type GPTNeoXConfigInput } from './config.js';
+import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
 import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rotary.js';
@@ -39,7 +39,8 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | un
     const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
     if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
     else k = applyRotary(k, rope.cos, rope.sin, { rotaryDim: R });
-    const out = scaledDotProductAttention(qr, k, v, { causal: true });
+    const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(D);
+    const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.dense.weight, this.dense.bias);
   }
 }
@@ -138,6 +139,7 @@ export class GPTNeoXForCausalLM extends CausalLM {
   get clex(): CLEX | null { return this.gpt_neox.clex_layer; }
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+  get logScale(): boolean { return this.config.log_scale; }
 
   protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
     const h = this.gpt_neox.call(ids, rope, cache);

@@ -1,6 +1,7 @@
-// models: LLaMA and GPT-NeoX decoders with the RoPE scaling family (linear/PI, NTK, dynamic NTK, YaRN)
-// and CLEX continuous length extrapolation; KV-cache generation; a character tokenizer.
-export { LlamaConfig, GPTNeoXConfig, normalizeRopeScaling, type RopeScaling, type RopeScalingType, type LlamaConfigInput, type GPTNeoXConfigInput } from './config.js';
+// models: LLaMA and GPT-NeoX decoders with the RoPE scaling family (linear/PI, NTK, dynamic NTK, YaRN,
+// llama3) and CLEX continuous length extrapolation; KV-cache generation; tokenizers (character, Hugging
+// Face tokenizer.json); Hugging Face folders in (fromPretrained) and out (model.savePretrained).
+export { LlamaConfig, GPTNeoXConfig, normalizeRopeScaling, queryLogScale, type RopeScaling, type RopeScalingType, type LlamaConfigInput, type GPTNeoXConfigInput } from './config.js';
 export { RotaryEmbedding, type RotaryTables, type TableRequest } from './rotary.js';
 export { CLEX, ODELinear, sampleTrainingPositions, type ClexSample, type ClexOptions } from './clex.js';
 export { CausalLM, shiftedLoss, type CausalLMOutput, type ForwardOptions, type ModelOptions } from './causal-lm.js';
@@ -9,3 +10,6 @@ export { GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXLayer, GPTNeoXAttention, GPTNe
 export { KVCache } from './kv-cache.js';
 export { generate, sampleToken, type GenerateOptions } from './generate.js';
 export { CharTokenizer } from './tokenizer.js';
+export { HFTokenizer, Tokenizer, type EncodeOptions, type DecodeOptions } from './hf-tokenizer.js';
+export { fromPretrained, type FromPretrainedOptions } from './pretrained.js';
+export { parseShardSize, type SavePretrainedOptions, type SaveDType } from './hf-folder.js';

@@ -1,5 +1,6 @@
 // LLaMA decoder (HF LlamaForCausalLM layout and parameter names): RMSNorm pre-norm blocks,
-// separate q/k/v/o projections without bias, grouped-query attention, SwiGLU MLP, full-head RoPE.
+// separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
+// (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
 import { rmsNorm } from '../ops/norm.js';
 import { applyRotary } from '../ops/rotary.js';
@@ -9,7 +10,7 @@ import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
-import { LlamaConfig, type LlamaConfigInput } from './config.js';
+import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rotary.js';
@@ -18,6 +19,11 @@ import { RotaryEmbedding, type RotaryTables } from './rotary.js';
 function splitHeads(x: Tensor, heads: number): Tensor {
   const [B, T, C] = x.shape;
   return x.reshape([B, T, heads, C / heads]).transpose(1, 2);
+}
+
+/** x·Wᵀ (+ b when the layer has one). */
+function project(x: Tensor, layer: Linear): Tensor {
+  return linear(x, layer.weight, layer.bias);
 }
 
 export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
@@ -29,7 +35,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
     super();
     const h = config.hidden_size, D = config.head_dim;
-    const o = { ...opts, bias: false };
+    const o = { ...opts, bias: config.attention_bias };
     this.q_proj = this.module('q_proj', new Linear(h, config.num_attention_heads * D, o));
     this.k_proj = this.module('k_proj', new Linear(h, config.num_key_value_heads * D, o));
     this.v_proj = this.module('v_proj', new Linear(h, config.num_key_value_heads * D, o));
@@ -39,15 +45,16 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    const q = splitHeads(linear(x, this.q_proj.weight), c.num_attention_heads);
-    let k = splitHeads(linear(x, this.k_proj.weight), c.num_key_value_heads);
-    let v = splitHeads(linear(x, this.v_proj.weight), c.num_key_value_heads);
+    const q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
+    let k = splitHeads(project(x, this.k_proj), c.num_key_value_heads);
+    let v = splitHeads(project(x, this.v_proj), c.num_key_value_heads);
     const past = rope.cos.shape[0] - T;
     const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
     if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
     else k = applyRotary(k, rope.cos, rope.sin);
-    const out = scaledDotProductAttention(qr, k, v, { causal: true });
-    return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.o_proj.weight);
+    const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(c.head_dim);
+    const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
+    return project(out.transpose(1, 2).reshape([B, T, c.num_attention_heads * c.head_dim]), this.o_proj);
   }
 }
 
@@ -58,7 +65,7 @@ export class LlamaMLP extends Module {
 
   constructor(config: LlamaConfig, opts: Required<ModelOptions>) {
     super();
-    const o = { ...opts, bias: false };
+    const o = { ...opts, bias: config.mlp_bias };
     this.gate_proj = this.module('gate_proj', new Linear(config.hidden_size, config.intermediate_size, o));
     this.up_proj = this.module('up_proj', new Linear(config.hidden_size, config.intermediate_size, o));
     this.down_proj = this.module('down_proj', new Linear(config.intermediate_size, config.hidden_size, o));
@@ -66,7 +73,7 @@ export class LlamaMLP extends Module {
 
   /** down(silu(gate(x)) · up(x)), the SwiGLU product in one fused kernel. */
   forward(x: Tensor): Tensor {
-    return linear(swiglu(linear(x, this.gate_proj.weight), linear(x, this.up_proj.weight)), this.down_proj.weight);
+    return project(swiglu(project(x, this.gate_proj), project(x, this.up_proj)), this.down_proj);
   }
 }
 
@@ -141,6 +148,7 @@ export class LlamaForCausalLM extends CausalLM {
   get clex(): CLEX | null { return this.model.clex_layer; }
   get vocabSize(): number { return this.config.vocab_size; }
   get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+  get logScale(): boolean { return this.config.log_scale; }
 
   protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
     const h = this.model.call(ids, rope, cache);

@@ -1,5 +1,5 @@
 // Rotary position embeddings with the RoPE scaling family (specs/clex.md §1, §5): none, linear (PI),
-// ntk (NTK-aware), dynamic (dynamic NTK), yarn, clex. It hands out cos/sin tables [L, R] (R = rotary
+// ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama 3.1's banded rule), clex. It hands out cos/sin tables [L, R] (R = rotary
 // dim, HF layout emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //
 // Static rules compute inverse frequencies and angles in doubles on the host and upload one table per
@@ -121,6 +121,19 @@ export class RotaryEmbedding {
           return (t / f) * ramp + t * (1 - ramp);
         });
         return { invFreq, mscale: f > 1 ? 0.1 * Math.log(f) + 1 : 1, key: `yarn:${f}` };
+      }
+      case 'llama3': {
+        // Long wavelengths (past L_orig / low_freq_factor) are divided by the factor, short ones (below
+        // L_orig / high_freq_factor) kept, and those between interpolated in L_orig / wavelength.
+        const Lorig = s.original_max_position_embeddings, lo = s.low_freq_factor, hi = s.high_freq_factor;
+        const invFreq = this.originalInverseFrequencies().map((t) => {
+          const wavelength = (2 * Math.PI) / t;
+          if (wavelength < Lorig / hi) return t;
+          if (wavelength > Lorig / lo) return t / f;
+          const smooth = (Lorig / wavelength - lo) / (hi - lo);
+          return (1 - smooth) * (t / f) + smooth * t;
+        });
+        return { invFreq, mscale: 1, key: `llama3:${f}:${lo}:${hi}:${Lorig}` };
       }
       default:
         throw new OpError('RotaryEmbedding', `inverseFrequencies: '${type}' frequencies come from the CLEX ODE`);

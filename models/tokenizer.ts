@@ -3,7 +3,16 @@
 import { OpError } from '../core/shape.js';
 import { argString } from '../core/args.js';
 
-export class CharTokenizer {
+/** What the models, scripts and checkpoints need of a tokenizer. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: Iterable<number>): string;
+  /** End-of-sequence id, when the tokenizer has one. */
+  readonly eosTokenId?: number;
+}
+
+export class CharTokenizer implements Tokenizer {
   readonly vocabSize = 96;
   private static readonly UNKNOWN = '?'.charCodeAt(0) - 31;
 

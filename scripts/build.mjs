@@ -9,7 +9,7 @@ await build({
   format: 'esm',
   target: 'node20',
   outfile: 'dist/index.js',
-  external: ['webgpu', 'fast-check'],
+  external: ['webgpu', 'fast-check', '@huggingface/tokenizers', 'typed-array-utils'],
   sourcemap: true,
   logLevel: 'warning',
 });

@@ -20,8 +20,8 @@ describe('README code blocks', () => {
     if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
   });
 
-  it('has the four documented blocks', () => {
-    expect(blocks.length).toBe(4);
+  it('has the five documented blocks', () => {
+    expect(blocks.length).toBe(5);
   });
 
   it('API tour', () => {
@@ -43,5 +43,9 @@ describe('README code blocks', () => {
 
   it('models: a CLEX LLaMA trains a step and generates past L0', () => {
     expect(run(blocks[3], 'models')).toEqual(['44 true']);
+  });
+
+  it('HF folders: a bf16 sharded folder loads with CLEX, trains a step and saves back', () => {
+    expect(run(blocks[4], 'hf')).toEqual(['LlamaForCausalLM clex rk4']);
   });
 });

@@ -8,8 +8,8 @@
 // crash after it is rolled forward by the next load or save. Files carry a save id that loads check, so
 // a mixed set is never loaded silently. One writer per directory at a time.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
 import { getRngState, setRngState } from '../../core/rng.js';
@@ -17,7 +17,7 @@ import type { Tensor } from '../../core/tensor.js';
 import type { Module, StateDict } from '../module.js';
 import type { BaseHyper, Optimizer, OptimizerStateDict } from '../optim/optimizer.js';
 import type { LRScheduler, SchedulerState } from '../optim/schedules.js';
-import { fsyncDir, TEMP_MARK, tempPathFor, writeDurable, writeFileAtomic } from './atomic.js';
+import { commitFiles, recoverCommit } from './atomic.js';
 import { readSafetensors, serializeSafetensors } from './safetensors.js';
 import { argObject, argString } from '../../core/args.js';
 
@@ -63,12 +63,6 @@ export interface TrainerState {
   extra?: Record<string, unknown>;
 }
 
-interface Journal {
-  save_id: string;
-  /** [temp file name, final file name] pairs, both in the checkpoint directory. */
-  renames: [string, string][];
-}
-
 const isModule = (m: unknown): m is Module<any, any> => typeof (m as Module)?.stateDict === 'function';
 
 function optimizerTensors(sd: OptimizerStateDict): { tensors: Record<string, Tensor>; meta: string } {
@@ -99,34 +93,12 @@ function optimizerStateFrom(dir: string, tensors: Record<string, Tensor>, meta: 
   return { state, paramGroups };
 }
 
-/**
- * Completes a save that was interrupted after its commit journal was written (renames whose temp file
- * is still there), then removes the journal. With `cleanTemps`, also deletes temp files left by saves
- * interrupted before committing (only the writer should do that).
- */
+/** Finishes a save cut short after its journal; with `cleanTemps`, deletes staged files of unfinished saves. */
 async function recover(dir: string, cleanTemps: boolean): Promise<void> {
-  const journalPath = join(dir, JOURNAL_FILE);
-  let journal: Journal | null = null;
   try {
-    journal = JSON.parse(await readFile(journalPath, 'utf8')) as Journal;
+    await recoverCommit(dir, JOURNAL_FILE, cleanTemps ? [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, TRAINER_STATE_FILE] : null);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError(dir, `unreadable commit journal (${(e as Error).message})`);
-  }
-  if (journal) {
-    for (const [tmp, final] of journal.renames) {
-      await rename(join(dir, tmp), join(dir, final)).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e; // already renamed
-      });
-    }
-    await fsyncDir(dir);
-    await unlink(journalPath).catch(() => {});
-    await fsyncDir(dir);
-  }
-  if (cleanTemps) {
-    const ours = [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, TRAINER_STATE_FILE, JOURNAL_FILE].map((f) => `.${f}${TEMP_MARK}`);
-    for (const name of await readdir(dir)) {
-      if (ours.some((prefix) => name.startsWith(prefix))) await unlink(join(dir, name)).catch(() => {});
-    }
+    throw new CheckpointError(dir, (e as Error).message);
   }
 }
 
@@ -161,25 +133,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
   };
   files.push([TRAINER_STATE_FILE, json(trainerState)]);
 
-  // Stage: durable temp files. The previous checkpoint is untouched until the journal exists.
-  const renames: [string, string][] = [];
-  try {
-    for (const [name, chunks] of files) {
-      const tmp = tempPathFor(join(dir, name));
-      await writeDurable(tmp, chunks);
-      renames.push([basename(tmp), name]);
-    }
-  } catch (e) {
-    await Promise.all(renames.map(([tmp]) => unlink(join(dir, tmp)).catch(() => {})));
-    throw e;
-  }
-  await fsyncDir(dir);
-  // Commit: once the journal is durable the save is decided; renames are redone by recover() if cut short.
-  await writeFileAtomic(join(dir, JOURNAL_FILE), json({ save_id: saveId, renames } satisfies Journal));
-  for (const [tmp, final] of renames) await rename(join(dir, tmp), join(dir, final));
-  await fsyncDir(dir);
-  await unlink(join(dir, JOURNAL_FILE));
-  await fsyncDir(dir);
+  await commitFiles(dir, JOURNAL_FILE, files, { saveId });
 }
 
 export interface LoadCheckpointOptions {

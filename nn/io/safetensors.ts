@@ -3,7 +3,8 @@
 // spaces to 8-byte alignment, then the tensors' bytes back to back, little-endian, row-major.
 // Reading validates the whole file before creating any tensor, so a bad file loads nothing.
 import { endianness } from 'node:os';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { bufferSourceToUint8Array, splitUint8Array } from 'typed-array-utils';
 import type { DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
 import type { CpuStorage } from '../../core/cpu.js';
@@ -37,8 +38,61 @@ interface Entry {
   end: number;
 }
 
-function fileDType(t: Tensor): 'F32' | 'F64' | 'I32' {
-  return t.dtype === 'float64' ? 'F64' : t.dtype === 'int32' ? 'I32' : 'F32';
+/** How float tensors are stored: 'native' keeps F64 for float64 tensors; the others convert every float tensor. */
+export type FloatFormat = 'native' | 'F32' | 'F16' | 'BF16';
+const FLOAT_FORMATS: readonly FloatFormat[] = ['native', 'F32', 'F16', 'BF16'];
+
+export interface SerializeOptions {
+  /** Storage of float tensors (default 'native': F32, or F64 for float64 tensors). Int32 tensors stay I32. */
+  floatFormat?: FloatFormat;
+}
+
+function fileDType(t: Tensor, floatFormat: FloatFormat): string {
+  if (t.dtype === 'int32') return 'I32';
+  if (floatFormat === 'native') return t.dtype === 'float64' ? 'F64' : 'F32';
+  return floatFormat;
+}
+
+/** float32 bits → float16 bits, rounding to nearest even (overflow → ±Inf, NaN kept). */
+function f32ToF16Bits(f32bits: number): number {
+  const sign = (f32bits >>> 16) & 0x8000;
+  const exp = (f32bits >>> 23) & 0xff;
+  const mant = f32bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal half (or zero): shift the implicit-1 mantissa into place, rounding to nearest even.
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = m & ((1 << shift) - 1);
+    let out = m >>> shift;
+    if (rest > half || (rest === half && (out & 1))) out++;
+    return sign | out;
+  }
+  let out = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (out & 1))) out++; // a carry into the exponent is still correct
+  return sign | out;
+}
+
+/** float32 bits → bfloat16 bits (the top half), rounding to nearest even; NaN stays NaN. */
+function f32ToBF16Bits(f32bits: number): number {
+  if ((f32bits & 0x7f800000) === 0x7f800000 && (f32bits & 0x7fffff)) return ((f32bits >>> 16) | 0x40) & 0xffff;
+  const rounded = f32bits + 0x7fff + ((f32bits >>> 16) & 1);
+  return (rounded >>> 16) & 0xffff;
+}
+
+/** A float tensor's values in a 16-bit format (values are first rounded to float32, as torch does). */
+function encodeHalf(values: ArrayLike<number>, format: 'F16' | 'BF16'): Uint16Array {
+  const f32 = Float32Array.from(values);
+  const bits = new Uint32Array(f32.buffer);
+  const convert = format === 'F16' ? f32ToF16Bits : f32ToBF16Bits;
+  const out = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = convert(bits[i]);
+  return out;
 }
 
 /** A contiguous little-endian copy of t's elements (a native copy for contiguous cpu tensors). */
@@ -50,8 +104,18 @@ async function tensorBytes(t: Tensor): Promise<TypedArray> {
   return t.data();
 }
 
+/** One tensor's bytes in the file's dtype. */
+async function encodeTensor(t: Tensor, dtype: string): Promise<Uint8Array> {
+  const data = await tensorBytes(t);
+  if (dtype === 'F16' || dtype === 'BF16') return bufferSourceToUint8Array(encodeHalf(data, dtype));
+  if (dtype === 'F32' && !(data instanceof Float32Array)) return bufferSourceToUint8Array(Float32Array.from(data));
+  return bufferSourceToUint8Array(data);
+}
+
 /** The file's bytes as chunks (header, then each tensor's data). Reads tensor data (async on webgpu). */
-export async function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Metadata): Promise<Uint8Array[]> {
+export async function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Metadata, opts: SerializeOptions = {}): Promise<Uint8Array[]> {
+  const floatFormat = opts.floatFormat ?? 'native';
+  if (!FLOAT_FORMATS.includes(floatFormat)) throw new Error(`saveSafetensors: floatFormat must be one of ${FLOAT_FORMATS.join(', ')}, got '${String(floatFormat)}'`);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -64,9 +128,9 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
   for (const [name, t] of Object.entries(tensors)) {
     if (name === '__metadata__') throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
     argTensor('saveSafetensors', `tensors['${name}']`, t);
-    const data = await tensorBytes(t);
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype: fileDType(t), shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
+    const dtype = fileDType(t, floatFormat);
+    const bytes = await encodeTensor(t, dtype);
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
@@ -80,37 +144,48 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
 }
 
 /**
- * Writes tensors (F32 / I32, and F64 for cpu float64 tensors) atomically: temp file + fsync + rename,
- * so an interrupted save leaves any previous file at `path` intact.
+ * Writes tensors (F32 / I32, F64 for cpu float64 tensors, or every float as F32 / F16 / BF16 with
+ * `floatFormat`) atomically: temp file + fsync + rename, so an interrupted save leaves any previous
+ * file at `path` intact.
  */
-export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Metadata): Promise<void> {
+export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Metadata, opts: SerializeOptions = {}): Promise<void> {
   argString('saveSafetensors', 'path', path);
   argObject('saveSafetensors', 'tensors', tensors);
-  await writeFileAtomic(path, await serializeSafetensors(tensors, metadata));
+  await writeFileAtomic(path, await serializeSafetensors(tensors, metadata, opts));
 }
 
 function isNonNegInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** Validates the header against the file size; returns entries in file order. */
-function parseHeader(path: string, buf: Uint8Array): { entries: Entry[]; metadata: Metadata; dataStart: number } {
+/** The 8-byte header length of a file of `fileSize` bytes whose first bytes are `start`. */
+function headerLength(path: string, start: Uint8Array, fileSize: number): number {
   const fail = (problem: string): never => { throw new SafetensorsError(path, problem); };
-  if (buf.byteLength < 8) fail(`file is ${buf.byteLength} bytes, too short for the 8-byte header length`);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const n = view.getBigUint64(0, true);
-  if (n > BigInt(buf.byteLength - 8)) fail(`bad header length ${n}: the file has only ${buf.byteLength - 8} bytes after the length field`);
+  if (fileSize < 8 || start.byteLength < 8) fail(`file is ${fileSize} bytes, too short for the 8-byte header length`);
+  const n = new DataView(start.buffer, start.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(fileSize - 8)) fail(`bad header length ${n}: the file has only ${fileSize - 8} bytes after the length field`);
   if (n > BigInt(MAX_HEADER)) fail(`bad header length ${n}: larger than the ${MAX_HEADER}-byte limit`);
-  const headerLen = Number(n);
+  return Number(n);
+}
+
+/**
+ * Validates the header against the file size; returns entries in file order. `buf` holds at least the
+ * length field and the header (the whole file when reading tensors); `fileSize` is the file's size.
+ */
+function parseHeader(path: string, buf: Uint8Array, fileSize = buf.byteLength): { entries: Entry[]; metadata: Metadata; dataStart: number } {
+  const fail = (problem: string): never => { throw new SafetensorsError(path, problem); };
+  const headerLen = headerLength(path, buf, fileSize);
+  if (buf.byteLength < 8 + headerLen) fail(`internal error: only ${buf.byteLength} bytes given for a ${headerLen}-byte header`);
+  const [, headerBytes] = splitUint8Array(buf, 8, 8 + headerLen);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (e) {
     fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataStart = 8 + headerLen;
-  const dataLen = buf.byteLength - dataStart;
+  const dataLen = fileSize - dataStart;
   let metadata: Metadata = {};
   const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
@@ -207,6 +282,39 @@ export async function readSafetensors(path: string, opts: LoadSafetensorsOptions
     throw new SafetensorsError(path, `cannot read the file (${(e as Error).message})`);
   }
   return parseSafetensors(buf, path, opts);
+}
+
+/** What a safetensors header says about one tensor. */
+export interface TensorInfo {
+  dtype: string;
+  shape: number[];
+}
+
+/**
+ * Reads and validates only a file's header (names, dtypes, shapes, offsets against the file size):
+ * cheap even for multi-gigabyte shards.
+ */
+export async function readSafetensorsHeader(path: string): Promise<{ tensors: Record<string, TensorInfo>; metadata: Metadata }> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot read the file (${(e as Error).message})`);
+  }
+  try {
+    const { size } = await fh.stat();
+    const start = new Uint8Array(Math.min(8, size));
+    await fh.read(start, 0, start.byteLength, 0);
+    const headerLen = headerLength(path, start, size);
+    const buf = new Uint8Array(8 + headerLen);
+    await fh.read(buf, 0, buf.byteLength, 0);
+    const { entries, metadata } = parseHeader(path, buf, size);
+    const tensors: Record<string, TensorInfo> = {};
+    for (const e of entries) tensors[e.name] = { dtype: e.dtype, shape: e.shape };
+    return { tensors, metadata };
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Reads a safetensors file's tensors by name onto `device` (default: the default device). */
