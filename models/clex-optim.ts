@@ -9,7 +9,13 @@
 // e^±1 within 100 steps, chasing each batch's sampled t and positions. Dividing the rate by
 // λd·(max_factor − 1) bounds one step's change of any log-frequency, at any t, by lr.
 // No weight decay: decay pulls W_up toward 0 for no benefit (the reference trains the ODE without it).
+//
+// Why their gradient is clipped on its own: θ(t) multiplies positions up to t·L0 in every angle, so the
+// ODE weights' gradient is large (norm ~10 to ~100 against ~5 for the rest of a small LLaMA at t > 1).
+// Inside one global norm it would set the clip factor on every CLEX step and shrink the transformer's
+// gradient 10–100×: the model would barely learn the spread positions it is fine-tuned on.
 import { OpError } from '../core/shape.js';
+import { clipGradNorm } from '../nn/optim/clip.js';
 import type { Tensor } from '../core/tensor.js';
 import type { CausalLM } from './causal-lm.js';
 import type { CLEX } from './clex.js';
@@ -60,4 +66,18 @@ export function clexParamGroups(model: CausalLM, opts: { lr: number; weightDecay
   const odeSet = new Set(ode?.params ?? []);
   const rest: ClexParamGroup = { params: model.parameters().filter((p) => !odeSet.has(p)), lr: opts.lr, weightDecay };
   return ode ? [rest, ode] : [rest];
+}
+
+/**
+ * Gradient clipping for CLEX fine-tuning: the ODE weights' gradient and every other parameter's gradient
+ * are each clipped to a global L2 norm of maxNorm (one `optim.clipGradNorm` over all of them would let
+ * the ODE's large gradient shrink everyone else's). Returns both norms before clipping, as 0-d tensors
+ * (no readback); `ode` is null when the model does not use CLEX (then this is `optim.clipGradNorm`).
+ */
+export function clipClexGradNorm(model: CausalLM, maxNorm: number): { rest: Tensor; ode: Tensor | null } {
+  if (!(maxNorm >= 0)) throw new OpError('models.clipClexGradNorm', `maxNorm must be a number ≥ 0, got ${String(maxNorm)}`);
+  const odeParams = model.clex?.parameters() ?? [];
+  const odeSet = new Set(odeParams);
+  const rest = clipGradNorm(model.parameters().filter((p) => !odeSet.has(p)), maxNorm);
+  return { rest, ode: model.clex ? clipGradNorm(odeParams, maxNorm) : null };
 }

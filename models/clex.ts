@@ -1,5 +1,5 @@
 // CLEX (Chen et al., ICLR 2024): continuous length extrapolation. The log inverse frequencies
-// z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (the CLEX spec, §2 "frequency ODE"):
+// z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (the paper's frequency ODE):
 //   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
 // solved with this framework's ode module. One CLEX module per model; every layer shares its table.
 //

@@ -1,4 +1,4 @@
-// Rotary position embeddings with the RoPE scaling family (the CLEX spec, §1 RoPE and §5 baselines): none, linear (PI),
+// Rotary position embeddings (HF layout) with the RoPE scaling family: none, linear (PI),
 // ntk (NTK-aware), dynamic (dynamic NTK), yarn, clex. It hands out cos/sin tables [L, R] (R = rotary
 // dim, HF layout emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //

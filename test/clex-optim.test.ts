@@ -3,7 +3,7 @@
 // them by up to λd·(max_factor − 1)·lr).
 import { describe, expect, it } from 'vitest';
 import { manualSeed, models, nn, noGrad, OpError, optim, scope } from '../index.js';
-import { ids, tinyModel } from './models-helpers.js';
+import { ids, tinyModel, values } from './models-helpers.js';
 
 /** max over t = 2..max_factor and k of |z_k(t) after − z_k(t) before|. */
 async function maxLogFrequencyChange(clex: models.CLEX, before: Float64Array[]): Promise<number> {
@@ -75,5 +75,33 @@ describe('CLEX optimizer groups', () => {
     expect(grouped).toBeLessThanOrEqual(lr * (1 + 1e-9));
     // λd·(max_factor − 1) = 8·3 = 24 hidden-unit contributions pushing the same way.
     expect(plain).toBeGreaterThan(8 * lr);
+  });
+
+  it('clip the ODE weights’ gradient and the rest’s separately, so the ODE’s large gradient does not shrink the model’s', async () => {
+    const m = tinyModel('llama', { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.25 });
+    const clex = m.clex!;
+    m.train();
+    let seed = 0;
+    while ((manualSeed(seed), clex.sample(8).t) === 1) seed++;
+    manualSeed(seed);
+    const seq = [Array.from({ length: 8 }, (_, i) => (i * 7 + 3) % 11)];
+    await scope(async () => (await m.forward(ids(seq), { labels: ids(seq) })).loss!.backwardAsync());
+    const odeSet = new Set(clex.parameters());
+    const rest = m.parameters().filter((p) => !odeSet.has(p));
+    const gradsOf = async (ps: typeof rest) => Promise.all(ps.map(async (p) => values(p.grad!)));
+    const norm = (gs: number[][]) => Math.hypot(...gs.flat());
+    const [restBefore, odeBefore] = [await gradsOf(rest), await gradsOf(clex.parameters())];
+    const [nRest, nOde] = [norm(restBefore), norm(odeBefore)];
+    // A max norm below both, so that each part is clipped (a global clip would scale both by maxNorm / ‖all‖).
+    const maxNorm = 0.5 * Math.min(nRest, nOde);
+    const out = models.clipClexGradNorm(m, maxNorm);
+    expect(await out.rest.item()).toBeCloseTo(nRest, 9);
+    expect(await out.ode!.item()).toBeCloseTo(nOde, 9);
+    const [restAfter, odeAfter] = [await gradsOf(rest), await gradsOf(clex.parameters())];
+    // clipGradNorm's factor is maxNorm / (‖g‖ + 1e-6), as torch.
+    restAfter.flat().forEach((v, i) => expect(v).toBeCloseTo(restBefore.flat()[i] * (maxNorm / (nRest + 1e-6)), 12));
+    expect(norm(odeAfter)).toBeCloseTo(maxNorm, 6);
+    expect(() => models.clipClexGradNorm(m, -1)).toThrow(/models\.clipClexGradNorm: maxNorm must be a number ≥ 0, got -1/);
+    m.dispose();
   });
 });
