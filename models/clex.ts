@@ -1,5 +1,5 @@
 // CLEX (Chen et al., ICLR 2024): continuous length extrapolation. The log inverse frequencies
-// z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (specs/clex.md §2):
+// z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (the paper's frequency ODE):
 //   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
 // solved with this framework's ode module. One CLEX module per model; every layer shares its table.
 //
@@ -18,7 +18,7 @@
 // optimizer step, loadStateDict, manual copy_ — invalidates it, and no optimizer cooperation is
 // needed. The check costs one small readback per forward; generate() pins the cache for its duration.
 import type { DeviceName } from '../core/backend.js';
-import { isGradEnabled, noGrad, record } from '../core/autograd.js';
+import { isGradEnabled, noGrad, record, runBackwardAsync } from '../core/autograd.js';
 import type { DType } from '../core/dtype.js';
 import { nextUniform } from '../core/rng.js';
 import { scope } from '../core/scope.js';
@@ -224,13 +224,39 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   private async solve(times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
     // The state is a row [1, d/2], so each evaluation is two plain matmuls.
     const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype, shape: [1, this.dim / 2] });
-    const f = this.dynamics(up, down);
     const useAdjoint = this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
     const Y = useAdjoint
-      ? await odeintAdjoint(f, z0, times, { ...this.solverOptions(), params: [up, down] })
-      : await odeint(f, z0, times, this.solverOptions());
+      ? await this.solveAdjoint(z0, times, up, down)
+      : await odeint(this.dynamics(up, down), z0, times, this.solverOptions());
     z0.dispose();
     return Y;
+  }
+
+  /**
+   * odeintAdjoint with gradients to up and down. The adjoint's vector–Jacobian products must end at the
+   * parameters they are given, but with ode_device 'cpu' up and down are slices of the transferred copy
+   * (not leaves) and each product would run on through the transfer and free its graph, so the second
+   * one fails. The solve therefore gets leaf stand-ins, and a recorded op hands their gradients on.
+   */
+  private async solveAdjoint(z0: Tensor, times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
+    if (!up.gradFn && !down.gradFn) return odeintAdjoint(this.dynamics(up, down), z0, times, { ...this.solverOptions(), params: [up, down] });
+    const [u, w] = [up, down].map((p) => {
+      const leaf = p.detach();
+      leaf.requiresGrad = true;
+      return leaf;
+    });
+    const Y = await odeintAdjoint(this.dynamics(u, w), z0, times, { ...this.solverOptions(), params: [u, w] });
+    const out = Y.detach();
+    return record('clexAdjointParams', out, [up, down], async (g) => {
+      const grads = await runBackwardAsync([Y], [g], { capture: [u, w] });
+      // Captured gradients are owned by nobody: hand over scoped copies.
+      return grads.map((x) => {
+        if (!x) return null;
+        const copy = x.clone();
+        x.dispose();
+        return copy;
+      });
+    });
   }
 
   /**

@@ -1,4 +1,4 @@
-// Rotary position embeddings with the RoPE scaling family (specs/clex.md §1, §5): none, linear (PI),
+// Rotary position embeddings (HF layout) with the RoPE scaling family: none, linear (PI),
 // ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama 3.1's banded rule), clex. It hands out cos/sin tables [L, R] (R = rotary
 // dim, HF layout emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //

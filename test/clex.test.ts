@@ -90,6 +90,21 @@ describe('the CLEX frequency ODE', () => {
     results[1].forEach((v, i) => expect(Math.abs(v - results[0][i]), `[${i}]`).toBeLessThan(1e-4 * Math.max(scale * 1e-2, Math.abs(results[0][i]))));
   });
 
+  it('adjoint gradients on webgpu (ODE solved on the cpu from transferred parameters) equal backprop', async () => {
+    const grads: number[][] = [];
+    for (const ode_gradient of ['backprop', 'adjoint'] as const) {
+      const clex = clexModule(8, 10000, { ode_gradient }, 'webgpu');
+      nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.5);
+      const w = tensor([1, -2, 3, 0.5], { device: 'webgpu' });
+      // The reverse solve makes many vector–Jacobian products through the same (transferred) parameters.
+      await scope(async () => (await clex.frequencies(5)).log().mul(w).sum().backwardAsync());
+      grads.push([...await values(clex.proj_func.ode_up_proj.grad!), ...await values(clex.proj_func.ode_down_proj.grad!)]);
+    }
+    const scale = Math.max(...grads[0].map(Math.abs));
+    expect(scale).toBeGreaterThan(0);
+    grads[1].forEach((v, i) => expect(Math.abs(v - grads[0][i]), `[${i}]`).toBeLessThan(1e-4 * scale));
+  });
+
   it('raises a clear error beyond max_factor·L0 and for invalid t', async () => {
     const m = tinyModel('llama', { type: 'clex', max_factor: 2 });
     m.eval();
