@@ -8,4 +8,4 @@ export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaM
 export { GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXLayer, GPTNeoXAttention, GPTNeoXMLP } from './gptneox.js';
 export { KVCache } from './kv-cache.js';
 export { generate, sampleToken, type GenerateOptions } from './generate.js';
-export { CharTokenizer } from './tokenizer.js';
+export { CharTokenizer, ByteTokenizer, type Tokenizer } from './tokenizer.js';
