@@ -22,7 +22,7 @@ const FLAGS = {
   model: { type: 'string', default: 'llama', arg: 'llama|neox', help: 'decoder architecture' },
   'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 60)' },
   'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 20)' },
-  'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 16384; --quick 1024)' },
+  'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 1024)' },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
 } satisfies FlagSpecs;
@@ -47,7 +47,7 @@ runScript(async () => {
   const quick = v.quick;
   const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '60' : '600'), { integer: true, min: 1 });
   const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '20' : '200'), { integer: true, min: 1 });
-  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '1024' : '16384'), { integer: true, min: LENGTHS[3] });
+  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '1024' : '8192'), { integer: true, min: LENGTHS[3] });
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {

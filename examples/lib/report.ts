@@ -60,7 +60,7 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
         encoding: {
           x: { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0], results.lengths[results.lengths.length - 1]] }, axis: { values: results.lengths } },
           y: { field: 'perplexity', type: 'quantitative', title: 'held-out perplexity', scale: { zero: false } },
-          color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), legend: { orient: 'right', labelLimit: 560 } },
+          color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { scheme: 'tableau20' }, legend: { orient: 'right', labelLimit: 560 } },
         },
       },
       {
