@@ -238,6 +238,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         intervalStart = performance.now();
         intervalSteps = 0;
       }
+      // Let the event loop run: on the cpu backend a step is all microtasks, and a Ctrl-C is only seen here.
+      await new Promise((resolve) => setImmediate(resolve));
       if (step % o.saveEvery === 0 || last || stop.requested) {
         await save(step);
         lastSaved = step;
