@@ -167,3 +167,29 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
     expect(evalMissing.stderr).toMatch(/no checkpoint there/);
   }, 300_000);
 });
+
+describe('the main job', () => {
+  it('runs the whole recipe (GPT-NeoX, a few steps) and writes the table, results.json and the chart', async () => {
+    const out = dir('main');
+    const r = await run('main', ['--quick', '--model', 'neox', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '512', '--device', 'cpu', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
+    expect(results.lengths).toEqual([64, 128, 256, 512]);
+    expect(results.rows.map((row) => row.name)).toEqual([
+      'base, plain RoPE', 'base + NTK (s = L/L0), training-free', 'base + YaRN (s = L/L0), training-free', 'base + dynamic NTK (s = L/L0), training-free',
+      'base + CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free', 'fine-tuned plain RoPE (control)', 'fine-tuned PI (s = 8)', 'fine-tuned YaRN (s = 8)',
+      'fine-tuned CLEX, ODE learned', 'fine-tuned CLEX, ODE learned, ODE reset to W_down = 0', 'fine-tuned CLEX, ODE frozen at init',
+    ]);
+    for (const row of results.rows) for (const L of results.lengths) expect(row.ppl[L]).toBeGreaterThan(1);
+    expect(r.stdout).toContain('| fine-tuned CLEX, ODE frozen at init |');
+    expect(r.stdout).toMatch(/In one line: best at 4×L0 is/);
+    expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('</svg>');
+    // The frozen ablation's ODE weights are still their init (W_down = 0); the learned one's were trained.
+    const downOf = async (stage: string) => {
+      const sd = (await io.loadCheckpoint(join(out, stage), { restoreRng: false })).modelState!;
+      return Array.from(await sd[Object.keys(sd).find((k) => k.endsWith('ode_down_proj'))!].data());
+    };
+    expect((await downOf('clex-frozen')).every((x) => x === 0)).toBe(true);
+    expect((await downOf('clex')).some((x) => x !== 0)).toBe(true);
+  }, 600_000);
+});

@@ -139,16 +139,19 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
     if (target.resetOde && rs?.type !== 'clex') throw new UsageError(`--clex-reset-ode: ${target.dir} is not a CLEX checkpoint (rope_scaling ${JSON.stringify(rs?.type ?? 'none')})`);
     const tokens = evaluationTokens(info.tokenizer.encode(s.heldOutText), longest, s.maxTokens);
     results.tokens = tokens.length;
-    type Variant = { name: string; rule: string; at: (L: number) => CausalModel };
+    // A row is a model per length: the checkpoint itself, its ODE-reset copy, or a new model per length for a rule.
+    type Variant = { name: string; rule: string; at: (L: number) => CausalModel; perLength: boolean };
     const variants: Variant[] = [];
-    if (!target.rulesOnly) variants.push({ name: target.name, rule: rs?.type ?? 'none', at: () => model });
+    const shared: CausalModel[] = [model];
+    if (!target.rulesOnly) variants.push({ name: target.name, rule: rs?.type ?? 'none', at: () => model, perLength: false });
     if (target.resetOde) {
       const reset = buildModel(info.config);
       reset.loadStateDict(model.stateDict());
       resetClexOde(reset);
-      variants.push({ name: `${target.name}, ODE reset to W_down = 0`, rule: 'clex, ODE reset', at: () => reset });
+      shared.push(reset);
+      variants.push({ name: `${target.name}, ODE reset to W_down = 0`, rule: 'clex-ode-reset', at: () => reset, perLength: false });
     }
-    for (const rule of target.rules ?? []) variants.push({ name: `${target.name} + ${ruleLabel(rule)}`, rule, at: (L) => withRule(model, rule, L) });
+    for (const rule of target.rules ?? []) variants.push({ name: `${target.name} + ${ruleLabel(rule)}`, rule, at: (L) => withRule(model, rule, L), perLength: true });
     for (const v of variants) {
       const t0 = performance.now();
       const row: ResultRow = { name: v.name, checkpoint: target.dir, rule: v.rule, ppl: {} };
@@ -160,14 +163,13 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
           passkey[L] = {};
           for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, info.tokenizer, L, depth, s.passkeySamples);
         }
-        if (m !== model && v.rule !== 'clex, ODE reset') m.dispose();
+        if (v.perLength) m.dispose();
       }
       results.rows.push(row);
       results.passkey?.push({ name: v.name, accuracy: passkey });
       log(`  ${v.name}: ${lengths.map((L) => `${L} → ${row.ppl[L].toFixed(2)}`).join(', ')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     }
-    for (const v of variants) if (v.rule === 'clex, ODE reset') v.at(0).dispose();
-    model.dispose();
+    shared.forEach((m) => m.dispose());
   }
   return results;
 }
