@@ -27,9 +27,9 @@ function helpText(script: string, usage: string, specs: FlagSpecs): string {
   const rows = Object.entries(specs).map(([name, s]) => {
     const left = `  --${name}${s.type === 'string' ? ` ${s.arg ?? 'VALUE'}` : ''}`;
     const def = s.default !== undefined && s.default !== false ? ` (default ${String(s.default)})` : '';
-    return `${left.padEnd(30)} ${s.help}${def}`;
+    return `${left.length < 30 ? left.padEnd(30) : `${left}\n${' '.repeat(30)}`} ${s.help}${def}`;
   });
-  return `usage: ${usage}\n\n${rows.join('\n')}\n  --help${' '.repeat(24)} show this help`;
+  return `usage: ${usage}\n\n${rows.join('\n')}\n${'  --help'.padEnd(30)} show this help`;
 }
 
 /**
