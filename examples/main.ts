@@ -20,18 +20,22 @@ const FLAGS = {
   quick: { type: 'boolean', help: 'a one-minute version (fewer steps, fewer held-out tokens)' },
   data: { type: 'string', default: 'builtin', arg: 'builtin|prose|PATH', help: 'the text (a UTF-8 file or a folder of .txt files; 10% held out from the end)' },
   model: { type: 'string', default: 'llama', arg: 'llama|neox', help: 'decoder architecture' },
+  layers: { type: 'string', default: '2', arg: 'N', help: 'decoder layers' },
+  hidden: { type: 'string', default: '64', arg: 'N', help: 'hidden size' },
+  heads: { type: 'string', default: '4', arg: 'N', help: 'attention heads' },
+  'seq-len': { type: 'string', default: '64', arg: 'L0', help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)' },
   'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 60)' },
   'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 20)' },
   'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 1024)' },
+  'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 4)' },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
 } satisfies FlagSpecs;
 
-const L0 = 64;
-const LENGTHS = [1, 2, 4, 8].map((k) => k * L0);
 const LARGEST_FACTOR = 8;
 
 function summary(r: Results): string {
+  const LENGTHS = r.lengths;
   const at = (name: string, L: number) => r.rows.find((row) => row.name === name)?.ppl[L] ?? NaN;
   const best = (L: number) => r.rows.reduce((a, b) => (b.ppl[L] < a.ppl[L] ? b : a));
   const [L1, , L4, L8] = LENGTHS;
@@ -47,11 +51,15 @@ runScript(async () => {
   const quick = v.quick;
   const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '60' : '600'), { integer: true, min: 1 });
   const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '20' : '200'), { integer: true, min: 1 });
+  const L0 = numberFlag('seq-len', v['seq-len'], { integer: true, min: 8 });
+  const LENGTHS = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
   const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '1024' : '8192'), { integer: true, min: LENGTHS[3] });
+  const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '4' : '8'), { integer: true, min: 0 });
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {
-    model: choiceFlag('model', v.model, ['llama', 'neox'] as const), layers: 2, hidden: 64, heads: 4,
+    model: choiceFlag('model', v.model, ['llama', 'neox'] as const),
+    layers: numberFlag('layers', v.layers, { integer: true, min: 1 }), hidden: numberFlag('hidden', v.hidden, { integer: true, min: 1 }), heads: numberFlag('heads', v.heads, { integer: true, min: 1 }),
     rope: 'none', ropeFactor: LARGEST_FACTOR, maxFactor: LARGEST_FACTOR, clexMethod: 'dopri5', clexGradient: 'backprop', clexFreezeOde: false,
     data, valFraction: 0.1, tokenizer: 'byte', seqLen: L0, batchSize: 8, gradAccum: 1,
     steps: baseSteps, lr: 3e-3, minLr: 3e-4, warmup: quick ? 5 : 30, weightDecay: 0.01, clip: 1, seed: 1234,
@@ -60,7 +68,7 @@ runScript(async () => {
   };
   const text = loadText({ data, valFraction: 0.1 }); // checked up front: a bad --data fails before any training
   const started = performance.now();
-  console.log(`main job: ${common.model} 2 layers × 64 (4 heads of 16), byte tokenizer, L0 = ${L0}, data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps; device ${common.device}; checkpoints in ${out}/`);
+  console.log(`main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps; device ${common.device}; checkpoints in ${out}/`);
   const stages: [string, Partial<TrainOptions>][] = [
     ['base', {}],
     ['clex', { rope: 'clex' }],
@@ -91,7 +99,7 @@ runScript(async () => {
     { dir: join(out, 'clex-frozen'), name: 'fine-tuned CLEX, ODE frozen at init' },
   ];
   const t0 = performance.now();
-  const results = await evaluateCheckpoints(targets, { heldOutText: text.val, lengths: LENGTHS, maxTokens, passkeySamples: quick ? 4 : 8, log: console.log });
+  const results = await evaluateCheckpoints(targets, { heldOutText: text.val, lengths: LENGTHS, maxTokens, passkeySamples, log: console.log });
   timings.push(`evaluation ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   // Rename the base's rule rows to read as in the paper's tables.
   for (const row of results.rows) row.name = row.name.replace('base, plain RoPE + ', 'base + ');
@@ -99,7 +107,7 @@ runScript(async () => {
   mkdirSync(out, { recursive: true });
   console.log(`\nheld-out perplexity (${results.tokens} tokens of ${data} at every length; L0 = ${L0}):\n`);
   console.log(markdownTable(results));
-  console.log(`\n${passkeyTable(results)}`);
+  if (passkeySamples > 0) console.log(`\n${passkeyTable(results)}`);
   const chart = await writeChart(out, results, `held-out perplexity vs length: ${common.model}, L0 = ${L0}, ${data}`);
   console.log(`\n${summary(results)}`);
   console.log(`\nwrote ${writeResults(out, results)}, ${chart.svg}, ${chart.png}`);

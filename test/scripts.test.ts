@@ -169,12 +169,12 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
 });
 
 describe('the main job', () => {
-  it('runs the whole recipe (GPT-NeoX, a few steps) and writes the table, results.json and the chart', async () => {
+  it('runs the whole recipe (GPT-NeoX, tiny, a few steps) and writes the table, results.json and the chart', async () => {
     const out = dir('main');
-    const r = await run('main', ['--quick', '--model', 'neox', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '512', '--device', 'cpu', '--out', out]);
+    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--device', 'cpu', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
-    expect(results.lengths).toEqual([64, 128, 256, 512]);
+    expect(results.lengths).toEqual([16, 32, 64, 128]);
     expect(results.rows.map((row) => row.name)).toEqual([
       'base, plain RoPE', 'base + NTK (s = L/L0), training-free', 'base + YaRN (s = L/L0), training-free', 'base + dynamic NTK (s = L/L0), training-free',
       'base + CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free', 'fine-tuned plain RoPE (control)', 'fine-tuned PI (s = 8)', 'fine-tuned YaRN (s = 8)',
