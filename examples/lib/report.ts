@@ -59,7 +59,7 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
         mark: { type: 'line', point: true },
         encoding: {
           x: { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0], results.lengths[results.lengths.length - 1]] }, axis: { values: results.lengths } },
-          y: { field: 'perplexity', type: 'quantitative', title: 'held-out perplexity', scale: { zero: false } },
+          y: { field: 'perplexity', type: 'quantitative', title: 'held-out perplexity (log scale)', scale: { type: 'log' } },
           color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { scheme: 'tableau20' }, legend: { orient: 'right', labelLimit: 560 } },
         },
       },
