@@ -24,10 +24,10 @@ const FLAGS = {
   hidden: { type: 'string', default: '64', arg: 'N', help: 'hidden size' },
   heads: { type: 'string', default: '4', arg: 'N', help: 'attention heads' },
   'seq-len': { type: 'string', default: '64', arg: 'L0', help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)' },
-  'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 60)' },
-  'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 20)' },
-  'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 1024)' },
-  'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 4)' },
+  'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 40)' },
+  'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 10)' },
+  'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 512)' },
+  'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)' },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
 } satisfies FlagSpecs;
@@ -49,12 +49,12 @@ function summary(r: Results): string {
 runScript(async () => {
   const { values: v } = parseFlags('main', 'npm start -- [--quick] [--data PATH] [--model neox] [flags]', FLAGS, process.argv.slice(2));
   const quick = v.quick;
-  const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '60' : '600'), { integer: true, min: 1 });
-  const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '20' : '200'), { integer: true, min: 1 });
+  const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '40' : '600'), { integer: true, min: 1 });
+  const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '10' : '200'), { integer: true, min: 1 });
   const L0 = numberFlag('seq-len', v['seq-len'], { integer: true, min: 8 });
   const LENGTHS = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
-  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '1024' : '8192'), { integer: true, min: LENGTHS[3] });
-  const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '4' : '8'), { integer: true, min: 0 });
+  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), { integer: true, min: LENGTHS[3] });
+  const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), { integer: true, min: 0 });
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {
