@@ -24,6 +24,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Stop a sequence once it emits this token. */
   eosTokenId?: number;
+  /** Called after each decoding step with the token chosen for every row (for streaming output). */
+  onToken?: (tokens: number[]) => void;
 }
 
 
@@ -101,6 +103,7 @@ export async function generate(model: CausalLM, ids: Tensor | readonly number[] 
         rows[b].push(tok);
         if (opts.eosTokenId !== undefined && tok === opts.eosTokenId) done[b] = true;
       });
+      opts.onToken?.(chosen);
       next = chosen.map((t) => [t]);
     }
   };

@@ -10,7 +10,7 @@ export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaM
 export { GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXLayer, GPTNeoXAttention, GPTNeoXMLP } from './gptneox.js';
 export { KVCache } from './kv-cache.js';
 export { generate, sampleToken, type GenerateOptions } from './generate.js';
-export { CharTokenizer } from './tokenizer.js';
+export { CharTokenizer, ByteTokenizer } from './tokenizer.js';
 export { HFTokenizer, Tokenizer, type EncodeOptions, type DecodeOptions } from './hf-tokenizer.js';
 export { fromPretrained, type FromPretrainedOptions } from './pretrained.js';
 export { parseShardSize, type SavePretrainedOptions, type SaveDType } from './hf-folder.js';

@@ -1,0 +1,98 @@
+// Checkpoints of the scripts, on top of io.saveCheckpoint / io.loadCheckpoint (atomic saves): the
+// model is rebuilt from its HF-style config.json (model_type, sizes, rope_scaling), the tokenizer and
+// the run's settings live in trainer_state.json `extra`. Also: weights from one positional scheme into
+// another (fine-tuning a plain-RoPE base with CLEX, PI or YaRN), and the CLEX ODE reset used by the
+// ablations.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { io, models, nn, type optim } from '../../index.js';
+import { UsageError } from './cli.js';
+import { tokenizerFromDescription, type TokenizerDescription } from './data.js';
+
+export type CausalModel = models.LlamaForCausalLM | models.GPTNeoXForCausalLM;
+export type ModelConfigJson = Record<string, unknown> & { model_type?: string; rope_scaling?: Partial<models.RopeScaling> | null; max_position_embeddings?: number };
+
+/** Parameter names of CLEX's ODE network (present only in CLEX models). */
+export const isClexParameter = (name: string): boolean => name.includes('clex_layer');
+
+/** A model from HF config fields (model_type 'llama' or 'gpt_neox'). Config errors name the field. */
+export function buildModel(config: ModelConfigJson): CausalModel {
+  const { model_type, architectures: _architectures, ...fields } = config;
+  if (model_type === 'gpt_neox') return new models.GPTNeoXForCausalLM(fields as models.GPTNeoXConfigInput);
+  if (model_type === 'llama' || model_type === undefined) return new models.LlamaForCausalLM(fields as models.LlamaConfigInput);
+  throw new UsageError(`config model_type '${String(model_type)}' is not supported (use 'llama' or 'gpt_neox')`);
+}
+
+export interface CheckpointInfo {
+  dir: string;
+  config: ModelConfigJson;
+  step: number;
+  tokenizer: models.Tokenizer;
+  tokenizerDescription: TokenizerDescription;
+  /** The settings the run was started with (compared on --resume). */
+  run: Record<string, unknown>;
+}
+
+/** Reads config.json and trainer_state.json (no tensors). `flag` names the option in errors. */
+export function readCheckpointInfo(flag: string, dir: string): CheckpointInfo {
+  const statePath = join(dir, io.TRAINER_STATE_FILE);
+  const configPath = join(dir, io.CONFIG_FILE);
+  if (!existsSync(statePath) || !existsSync(configPath)) {
+    throw new UsageError(`${flag} ${dir}: no checkpoint there (${io.CONFIG_FILE} and ${io.TRAINER_STATE_FILE} are missing); give a folder written by the train script`);
+  }
+  let state: io.TrainerState, config: ModelConfigJson;
+  try {
+    state = JSON.parse(readFileSync(statePath, 'utf8')) as io.TrainerState;
+    config = JSON.parse(readFileSync(configPath, 'utf8')) as ModelConfigJson;
+  } catch (e) {
+    throw new UsageError(`${flag} ${dir}: unreadable checkpoint (${(e as Error).message})`);
+  }
+  const extra = state.extra ?? {};
+  const description = (extra.tokenizer ?? { type: 'char' }) as TokenizerDescription;
+  return { dir, config, step: state.global_step, tokenizer: tokenizerFromDescription(`${flag} ${dir}`, description), tokenizerDescription: description, run: (extra.run ?? {}) as Record<string, unknown> };
+}
+
+/** Loads a checkpoint's model for evaluation or sampling (weights only; the RNG is left alone). */
+export async function loadModel(flag: string, dir: string): Promise<{ model: CausalModel; info: CheckpointInfo }> {
+  const info = readCheckpointInfo(flag, dir);
+  const model = buildModel(info.config);
+  await io.loadCheckpoint(dir, { model, restoreRng: false });
+  return { model, info };
+}
+
+export interface SaveArgs {
+  model: CausalModel;
+  optimizer: optim.AdamW;
+  scheduler: optim.LRScheduler;
+  step: number;
+  tokenizer: TokenizerDescription;
+  run: Record<string, unknown>;
+}
+
+/** Weights, config.json (HF fields incl. rope_scaling), optimizer, scheduler and RNG state, tokenizer, run settings. */
+export function saveTrainingCheckpoint(dir: string, a: SaveArgs): Promise<void> {
+  return io.saveCheckpoint(dir, { model: a.model, optimizer: a.optimizer, scheduler: a.scheduler, step: a.step, config: a.model.config.toJSON(), extra: { tokenizer: a.tokenizer, run: a.run } });
+}
+
+/**
+ * Copies `source` weights into `target` where the two differ only in the positional scheme: CLEX's
+ * ODE parameters may be present on one side only (a new CLEX model keeps its own init); any other
+ * missing, extra or reshaped tensor is an error.
+ */
+export function transferWeights(where: string, source: nn.StateDict, target: CausalModel): void {
+  const own = target.stateDict();
+  const kept = Object.fromEntries(Object.entries(source).filter(([k]) => !isClexParameter(k) || k in own));
+  const missing = Object.keys(own).filter((k) => !(k in kept) && !isClexParameter(k));
+  const extra = Object.keys(kept).filter((k) => !(k in own));
+  if (missing.length || extra.length) {
+    throw new UsageError(`${where}: the checkpoint's weights do not fit this model (${[missing.length ? `missing ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', …' : ''}` : '', extra.length ? `unexpected ${extra.slice(0, 4).join(', ')}` : ''].filter(Boolean).join('; ')}); the model sizes must match the source's`);
+  }
+  target.loadStateDict(kept, { strict: false });
+}
+
+/** Sets CLEX's W_down to zero: the ODE then gives NTK(α = 2t − 1) frequencies (the learned part removed). */
+export function resetClexOde(model: CausalModel): void {
+  const down = model.namedParameters().filter(([name]) => name.endsWith('ode_down_proj'));
+  if (down.length === 0) throw new UsageError('--clex-reset-ode: the model has no CLEX ODE (its rope_scaling is not clex)');
+  for (const [, p] of down) nn.init.zeros(p);
+}

@@ -1,0 +1,94 @@
+// Text sources for the scripts (--data builtin | prose | FILE | FOLDER, --val / --val-fraction), the
+// tokenizer choice (--tokenizer char | byte) and its description in checkpoints, and the training
+// batches (a pure function of the seed and the step, so a resumed run sees the same batches).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { models, seededUniform, tensor, type Tensor } from '../../index.js';
+import { builtinCorpus } from '../data/builtin-corpus.js';
+import { UsageError } from './cli.js';
+
+export interface TextSplit {
+  train: string;
+  val: string;
+  /** Where it came from, for logs and checkpoints. */
+  source: string;
+}
+
+const PROSE_FILE = fileURLToPath(new URL('../data/corpus.txt', import.meta.url));
+
+/** A UTF-8 text file, or the .txt files of a folder (sorted by name, joined by blank lines). */
+export function readTextSource(flag: string, path: string): string {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    throw new UsageError(`--${flag} ${path}: no such file or folder (give a UTF-8 text file, a folder of .txt files, or 'builtin')`);
+  }
+  const files = stat.isDirectory() ? readdirSync(path).filter((f) => f.endsWith('.txt')).sort().map((f) => join(path, f)) : [path];
+  if (files.length === 0) throw new UsageError(`--${flag} ${path}: the folder holds no .txt files`);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const texts = files.map((file) => {
+    try {
+      return decoder.decode(readFileSync(file));
+    } catch {
+      throw new UsageError(`--${flag} ${file}: not valid UTF-8 text`);
+    }
+  });
+  const text = texts.join('\n\n');
+  if (text.trim().length === 0) throw new UsageError(`--${flag} ${path}: the text is empty`);
+  return text;
+}
+
+/**
+ * Splits off the last `fraction` of the text for validation, at a line break near the cut when there
+ * is one (so that no line is split between the two parts).
+ */
+export function splitTail(text: string, fraction: number): { train: string; val: string } {
+  let cut = Math.floor(text.length * (1 - fraction));
+  const newline = text.lastIndexOf('\n', cut);
+  if (newline > 0 && cut - newline < 2000) cut = newline + 1;
+  return { train: text.slice(0, cut), val: text.slice(cut) };
+}
+
+/** --data / --val / --val-fraction → training and validation text. */
+export function loadText(opts: { data: string; val?: string; valFraction: number }): TextSplit {
+  const val = opts.val !== undefined ? readTextSource('val', opts.val) : undefined;
+  if (opts.data === 'builtin') {
+    const c = builtinCorpus();
+    return { train: c.train, val: val ?? c.heldOut, source: 'builtin' };
+  }
+  const text = opts.data === 'prose' ? readFileSync(PROSE_FILE, 'utf8') : readTextSource('data', opts.data);
+  if (val !== undefined) return { train: text, val, source: opts.data };
+  const split = splitTail(text, opts.valFraction);
+  if (split.val.trim().length === 0) throw new UsageError(`--data ${opts.data}: the text is too short to hold out --val-fraction ${opts.valFraction} of it; give --val PATH or more text`);
+  return { ...split, source: opts.data };
+}
+
+export const TOKENIZERS = ['char', 'byte'] as const;
+export type TokenizerKind = (typeof TOKENIZERS)[number];
+/** How a checkpoint records its tokenizer (trainer_state.json extra.tokenizer). */
+export interface TokenizerDescription {
+  type: TokenizerKind;
+}
+
+export function makeTokenizer(kind: TokenizerKind): models.Tokenizer {
+  return kind === 'char' ? new models.CharTokenizer() : new models.ByteTokenizer();
+}
+
+export function tokenizerFromDescription(where: string, d: unknown): models.Tokenizer {
+  const type = (d as TokenizerDescription | undefined)?.type;
+  if (!TOKENIZERS.includes(type as TokenizerKind)) throw new UsageError(`${where}: unknown tokenizer description ${JSON.stringify(d)} (expected type ${TOKENIZERS.join(' or ')})`);
+  return makeTokenizer(type as TokenizerKind);
+}
+
+/** Row b of step `step`'s batch starts at a position drawn from (seed, step, micro-batch). */
+export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number }): Tensor {
+  const next = seededUniform(((opts.seed * 1_000_003) ^ (opts.step * 7919 + opts.micro * 104_729)) >>> 0);
+  const rows = new Int32Array(opts.batchSize * opts.seqLen);
+  for (let b = 0; b < opts.batchSize; b++) {
+    const start = Math.floor(next() * (ids.length - opts.seqLen + 1));
+    rows.set(ids.subarray(start, start + opts.seqLen), b * opts.seqLen);
+  }
+  return tensor(rows, { dtype: 'int32', shape: [opts.batchSize, opts.seqLen] });
+}

@@ -1,0 +1,261 @@
+// The training run behind `npm run train` and the main job: builds (or fine-tunes, --init-from) a
+// LLaMA / GPT-NeoX model, trains it with AdamW (weight decay only on matrices), cosine schedule with
+// warm-up, gradient clipping and accumulation; logs metrics.jsonl, shows progress, evaluates held-out
+// perplexity, checkpoints every N steps, at the end and on SIGINT/SIGTERM, and resumes exactly.
+// Every check of the user's input happens before anything is written.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { io, manualSeed, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
+import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
+import { UsageError } from './cli.js';
+import { loadText, makeTokenizer, trainingBatch, type TokenizerKind } from './data.js';
+import { perplexity } from './evaluate.js';
+import { MetricsLog, readMetrics } from './metrics.js';
+import { TrainingProgress } from './progress.js';
+import { StopRequest } from './signals.js';
+
+export const ROPES = ['none', 'linear', 'ntk', 'dynamic', 'yarn', 'clex'] as const;
+export type RopeChoice = (typeof ROPES)[number];
+
+export interface ModelShape {
+  model: 'llama' | 'neox';
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads?: number;
+  intermediate?: number;
+  /** An HF config.json; its fields win over the shape flags (vocab_size and max_position_embeddings are set by the run). */
+  configFile?: string;
+}
+
+export interface RopeOptions {
+  rope: RopeChoice;
+  ropeFactor: number;
+  maxFactor: number;
+  clexMethod: 'dopri5' | 'rk4';
+  clexGradient: 'adjoint' | 'backprop';
+  /** Leave the CLEX ODE weights out of the optimizer (the ablation "ODE frozen at init"). */
+  clexFreezeOde: boolean;
+}
+
+export interface TrainOptions extends ModelShape, RopeOptions {
+  data: string;
+  val?: string;
+  valFraction: number;
+  /** Undefined with --init-from: the source's tokenizer. */
+  tokenizer?: TokenizerKind;
+  /** Undefined with --init-from: the source's L0. */
+  seqLen?: number;
+  batchSize: number;
+  gradAccum: number;
+  steps: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  clip: number;
+  seed: number;
+  device: 'webgpu' | 'cpu';
+  out: string;
+  saveEvery: number;
+  evalEvery: number;
+  logEvery: number;
+  /** Held-out tokens scored by each --eval-every evaluation. */
+  evalTokens: number;
+  /** true: continue the checkpoint in `out` (required); 'auto': continue it when there is one. */
+  resume: boolean | 'auto';
+  initFrom?: string;
+  /** Prefix of progress lines. */
+  label?: string;
+}
+
+export interface TrainResult {
+  out: string;
+  step: number;
+  interrupted: boolean;
+  finalLoss: number;
+  /** Mean milliseconds per optimizer step in this process (excluding the first, which compiles kernels). */
+  msPerStep: number;
+}
+
+function ropeScaling(o: RopeOptions): Partial<models.RopeScaling> | null {
+  switch (o.rope) {
+    case 'none': return null;
+    case 'clex': return { type: 'clex', max_factor: o.maxFactor, param_factor: 1, act: 'tanh', ode_method: o.clexMethod, ode_gradient: o.clexGradient };
+    default: return { type: o.rope, factor: o.ropeFactor };
+  }
+}
+
+function shapeConfig(o: TrainOptions, vocab: number, L0: number): ModelConfigJson {
+  const fromFile = o.configFile ? readConfigFile(o.configFile) : {};
+  const base: ModelConfigJson = o.model === 'neox'
+    ? { model_type: 'gpt_neox', hidden_size: o.hidden, num_hidden_layers: o.layers, num_attention_heads: o.heads, intermediate_size: o.intermediate ?? 4 * o.hidden, rotary_pct: 1 }
+    : { model_type: 'llama', hidden_size: o.hidden, num_hidden_layers: o.layers, num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, intermediate_size: o.intermediate ?? Math.round((8 * o.hidden) / 3 / 8) * 8 };
+  const merged = { ...base, ...fromFile };
+  if (typeof merged.vocab_size === 'number' && merged.vocab_size < vocab) throw new UsageError(`--config ${o.configFile}: vocab_size ${merged.vocab_size} is smaller than the tokenizer's ${vocab} ids`);
+  return { ...merged, vocab_size: merged.vocab_size ?? vocab, max_position_embeddings: L0, rope_scaling: ropeScaling(o) };
+}
+
+function readConfigFile(path: string): ModelConfigJson {
+  try {
+    const c = JSON.parse(readFileSync(path, 'utf8')) as ModelConfigJson;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not a JSON object');
+    return c;
+  } catch (e) {
+    throw new UsageError(`--config ${path}: cannot read an HF config from it (${(e as Error).message})`);
+  }
+}
+
+/** Parameter groups: weight decay on weight matrices and embeddings only (not biases, norm weights, the CLEX ODE). */
+export function parameterGroups(model: CausalModel, weightDecay: number, freezeOde: boolean): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
+  const decay: Tensor[] = [], noDecay: Tensor[] = [];
+  for (const [name, p] of model.namedParameters()) {
+    if (isClexParameter(name)) {
+      if (!freezeOde) noDecay.push(p);
+    } else if (name.endsWith('.bias') || /norm/i.test(name)) noDecay.push(p);
+    else decay.push(p);
+  }
+  const groups = [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
+  return { groups, trainable: [...decay, ...noDecay] };
+}
+
+/** What must match for --resume to continue a run. */
+function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number): Record<string, unknown> {
+  return {
+    config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum,
+    steps: o.steps, lr: o.lr, min_lr: o.minLr, warmup: o.warmup, weight_decay: o.weightDecay, clip: o.clip, seed: o.seed,
+    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null,
+  };
+}
+
+function differences(saved: Record<string, unknown>, wanted: Record<string, unknown>, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const key of new Set([...Object.keys(saved), ...Object.keys(wanted)])) {
+    const a = saved[key], b = wanted[key];
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) out.push(...differences(a as Record<string, unknown>, b as Record<string, unknown>, `${prefix}${key}.`));
+    else if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${prefix}${key} ${JSON.stringify(a)} → ${JSON.stringify(b)}`);
+  }
+  return out;
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  setDefaultDevice(o.device);
+  const label = o.label ?? 'train';
+  // --- Everything the user gave is checked before anything is written. ---
+  const source = o.initFrom !== undefined ? readCheckpointInfo('--init-from', o.initFrom) : null;
+  if (source && o.tokenizer && o.tokenizer !== source.tokenizerDescription.type) {
+    throw new UsageError(`--tokenizer ${o.tokenizer}: the --init-from checkpoint ${o.initFrom} uses the '${source.tokenizerDescription.type}' tokenizer; drop --tokenizer or match it`);
+  }
+  const tokenizerKind: TokenizerKind = source ? source.tokenizerDescription.type : o.tokenizer ?? 'byte';
+  const tokenizer = makeTokenizer(tokenizerKind);
+  const sourceL0 = source?.config.max_position_embeddings;
+  const seqLen = o.seqLen ?? sourceL0 ?? 64;
+  const config: ModelConfigJson = source
+    ? { ...source.config, rope_scaling: ropeScaling(o) }
+    : shapeConfig(o, tokenizer.vocabSize, seqLen);
+  buildModel(config).dispose(); // validates the config (errors name the field)
+  if (o.rope === 'clex' && seqLen > (config.max_position_embeddings ?? seqLen)) throw new UsageError(`--seq-len ${seqLen} exceeds L0 = ${config.max_position_embeddings} of the --init-from model; CLEX trains at L0`);
+
+  const text = loadText({ data: o.data, val: o.val, valFraction: o.valFraction });
+  const trainIds = Int32Array.from(tokenizer.encode(text.train));
+  const valIds = Int32Array.from(tokenizer.encode(text.val));
+  if (trainIds.length < seqLen + 1) throw new UsageError(`--data ${o.data}: the training text has ${trainIds.length} tokens, fewer than one sequence of --seq-len ${seqLen} (+1); give more text or a shorter --seq-len`);
+  if (o.evalEvery > 0 && valIds.length < seqLen) throw new UsageError(`--val: the held-out text has ${valIds.length} tokens, fewer than one sequence of ${seqLen}; give more, or --eval-every 0`);
+
+  const settings = runSettings(o, config, tokenizerKind, seqLen);
+  const hasCheckpoint = existsSync(join(o.out, io.TRAINER_STATE_FILE));
+  const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
+  if (resuming) {
+    if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
+    const saved = readCheckpointInfo('--resume', o.out);
+    const diff = differences(saved.run, settings);
+    if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags, or choose another --out`);
+  } else if (hasCheckpoint) {
+    throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${readCheckpointInfo('--out', o.out).step}); pass --resume to continue it, or choose another --out`);
+  }
+
+  // --- Build, load, and only then write. ---
+  manualSeed(o.seed);
+  const model = buildModel(config);
+  if (source) {
+    const loaded = await io.loadCheckpoint(source.dir, { restoreRng: false });
+    transferWeights(`--init-from ${source.dir}`, loaded.modelState!, model);
+    Object.values(loaded.modelState!).forEach((t) => t.dispose());
+    Object.values(loaded.optimizerState?.state ?? {}).forEach((s) => Object.values(s.buffers).forEach((t) => t.dispose()));
+  }
+  const { groups, trainable } = parameterGroups(model, o.weightDecay, o.clexFreezeOde);
+  const optimizer = new optim.AdamW(groups, { lr: o.lr });
+  const scheduler = optim.lr.cosineWithWarmup(optimizer, { warmupSteps: Math.min(o.warmup, o.steps), totalSteps: o.steps, minLrRatio: o.minLr / o.lr });
+  let start = 1;
+  if (resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
+  mkdirSync(o.out, { recursive: true });
+  const metrics = new MetricsLog(join(o.out, 'metrics.jsonl'));
+  metrics.startAt(start - 1);
+  let elapsed = readMetrics(metrics.path).at(-1)?.elapsed_s ?? 0;
+
+  const save = (step: number) => saveTrainingCheckpoint(o.out, { model, optimizer, scheduler, step, tokenizer: { type: tokenizerKind }, run: settings });
+  const evalTokens = valIds.subarray(0, Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen));
+  const stop = new StopRequest().install();
+  const progress = new TrainingProgress(label, o.steps, start);
+  const tokensPerStep = o.batchSize * o.gradAccum * seqLen;
+  let finalLoss = NaN, interrupted = false, lastSaved = start - 1, timedMs = 0, timedSteps = 0;
+  let intervalStart = performance.now(), intervalSteps = 0;
+  model.train();
+  try {
+    for (let step = start; step <= o.steps; step++) {
+      const t0 = performance.now();
+      const lr = optimizer.paramGroups[0].lr;
+      let loss = 0;
+      for (let micro = 0; micro < o.gradAccum; micro++) {
+        loss += await scope(async () => {
+          const ids = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen });
+          const out = await model.forward(ids, { labels: ids });
+          const scaled = o.gradAccum > 1 ? out.loss!.div(o.gradAccum) : out.loss!;
+          await scaled.backwardAsync(); // async: a CLEX solve reads its gradient back
+          return (await out.loss!.item()) / o.gradAccum;
+        });
+      }
+      if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${lastSaved}`);
+      scope(() => {
+        if (o.clip > 0) optim.clipGradNorm(trainable, o.clip);
+        optimizer.step();
+        scheduler.step();
+        model.zeroGrad(); // also clears the gradients of frozen CLEX weights
+      });
+      finalLoss = loss;
+      const ms = performance.now() - t0;
+      elapsed += ms / 1000;
+      if (step > start) { timedMs += ms; timedSteps++; }
+      intervalSteps++;
+      const tokensPerSecond = (intervalSteps * tokensPerStep) / ((performance.now() - intervalStart) / 1000);
+      progress.update(step, { loss, lr, tokensPerSecond });
+      const last = step === o.steps;
+      if (step % o.logEvery === 0 || last) {
+        const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(elapsed.toFixed(3)) };
+        const evaluate = o.evalEvery > 0 && (step % o.evalEvery === 0 || last);
+        metrics.append(evaluate ? { ...record, val_ppl: await perplexity(model, evalTokens, seqLen) } : record);
+        if (evaluate) model.train();
+        intervalStart = performance.now();
+        intervalSteps = 0;
+      }
+      // Let the event loop run: on the cpu backend a step is all microtasks, and a Ctrl-C is only seen here.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (step % o.saveEvery === 0 || last || stop.requested) {
+        await save(step);
+        lastSaved = step;
+      }
+      if (stop.requested) {
+        interrupted = true;
+        progress.stop();
+        console.log(`${label}: interrupted; checkpoint saved at step ${step} in ${o.out} (continue with --resume)`);
+        return { out: o.out, step, interrupted, finalLoss, msPerStep: timedMs / Math.max(timedSteps, 1) };
+      }
+    }
+  } finally {
+    progress.stop();
+    stop.uninstall();
+    optimizer.dispose();
+    model.dispose();
+  }
+  return { out: o.out, step: Math.max(o.steps, start - 1), interrupted, finalLoss, msPerStep: timedMs / Math.max(timedSteps, 1) };
+}

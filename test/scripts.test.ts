@@ -1,0 +1,195 @@
+// The user-facing scripts, run as real child processes at tiny sizes on the cpu backend: train (LLaMA
+// and GPT-NeoX), eval-length, generate; Ctrl-C during training saves and --resume continues the same
+// loss curve; --init-from a plain-RoPE checkpoint with --rope clex; bad input gives one clear line and
+// exit code 2 without touching what was saved.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { io } from '../index.js';
+import { buildModel, type ModelConfigJson } from '../examples/lib/checkpoint.js';
+import { readMetrics } from '../examples/lib/metrics.js';
+
+const root = await mkdtemp(join(tmpdir(), 'dawngrad-scripts-'));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function start(script: string, args: string[]): ChildProcess {
+  // One process (node --import tsx), so a signal reaches the script itself.
+  return spawn(process.execPath, ['--import', 'tsx', `examples/${script}.ts`, ...args], { env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function finish(child: ChildProcess): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    let stdout = '', stderr = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    child.stderr!.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const run = (script: string, args: string[]) => finish(start(script, args));
+const TINY = ['--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--batch-size', '2', '--device', 'cpu', '--eval-tokens', '64'];
+const dir = (name: string) => join(root, name);
+
+async function expectCheckpointLoads(path: string): Promise<ModelConfigJson> {
+  const config = JSON.parse(readFileSync(join(path, io.CONFIG_FILE), 'utf8')) as ModelConfigJson;
+  expect(config).toHaveProperty('rope_scaling');
+  const model = buildModel(config);
+  const loaded = await io.loadCheckpoint(path, { model, restoreRng: false });
+  expect(loaded.trainerState.extra).toMatchObject({ tokenizer: { type: 'byte' } });
+  model.dispose();
+  return config;
+}
+
+describe('train, eval-length, generate on both model kinds', () => {
+  it('train writes metrics.jsonl and a loadable checkpoint for llama and neox', async () => {
+    const [llama, neox] = await Promise.all(['llama', 'neox'].map((m) => run('train', ['--model', m, ...TINY, '--steps', '4', '--log-every', '2', '--eval-every', '4', '--out', dir(m)])));
+    for (const [name, r] of [['llama', llama], ['neox', neox]] as const) {
+      expect(r.code, r.stderr).toBe(0);
+      const records = readMetrics(join(dir(name), 'metrics.jsonl'));
+      expect(records.map((x) => x.step)).toEqual([2, 4]);
+      for (const x of records) {
+        expect(Number.isFinite(x.loss) && x.lr > 0 && x.tokens_per_s > 0 && x.elapsed_s > 0).toBe(true);
+      }
+      expect(records[1].val_ppl).toBeGreaterThan(1);
+      const config = await expectCheckpointLoads(dir(name));
+      expect(config.model_type).toBe(name === 'llama' ? 'llama' : 'gpt_neox');
+    }
+  });
+
+  it('eval-length scores every length for every row and writes results.json, an SVG and a PNG', async () => {
+    const out = dir('eval');
+    const r = await run('eval-length', [dir('llama'), dir('neox'), '--lengths', '64,128', '--rules', 'ntk', '--max-tokens', '256', '--passkey', '--passkey-samples', '1', '--device', 'cpu', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('| model | 64 | 128 |');
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[]; passkey: { accuracy: Record<string, Record<string, number>> }[] };
+    expect(results.lengths).toEqual([64, 128]);
+    expect(results.rows).toHaveLength(4); // 2 checkpoints × (as trained + 1 rule)
+    for (const row of results.rows) for (const L of [64, 128]) expect(row.ppl[L]).toBeGreaterThan(1);
+    for (const p of results.passkey) for (const L of [64, 128]) expect(Object.values(p.accuracy[L]).every((a) => a >= 0 && a <= 1)).toBe(true);
+    const svg = readFileSync(join(out, 'chart.svg'), 'utf8');
+    expect(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>')).toBe(true);
+    expect(svg).toContain('L0 = 16');
+    const png = readFileSync(join(out, 'chart.png'));
+    expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expect(png.readUInt32BE(16)).toBeGreaterThan(100); // IHDR width
+  });
+
+  it('generate continues the prompt for llama and neox', async () => {
+    for (const m of ['llama', 'neox']) {
+      const r = await run('generate', [dir(m), '--prompt', 'Chronicle', '--max-new-tokens', '12', '--seed', '3']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.startsWith('Chronicle')).toBe(true);
+      expect(r.stderr).toMatch(/12 tokens in/);
+    }
+  });
+});
+
+describe('resume and fine-tuning', () => {
+  it('SIGINT saves; --resume continues with the loss curve of an uninterrupted run (CLEX, so the RNG state matters)', async () => {
+    const args = [...TINY, '--rope', 'clex', '--max-factor', '4', '--steps', '40', '--log-every', '1', '--eval-every', '0', '--save-every', '1000'];
+    const straight = await run('train', [...args, '--out', dir('straight')]);
+    expect(straight.code, straight.stderr).toBe(0);
+    const out = dir('interrupted');
+    const child = start('train', [...args, '--out', out]);
+    const done = finish(child);
+    const metrics = join(out, 'metrics.jsonl');
+    while (!(existsSync(metrics) && readMetrics(metrics).length >= 1)) await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGINT');
+    const stopped = await done;
+    expect(stopped.code, stopped.stderr).toBe(130);
+    const saved = JSON.parse(readFileSync(join(out, io.TRAINER_STATE_FILE), 'utf8')) as io.TrainerState;
+    expect(saved.global_step).toBeGreaterThanOrEqual(1);
+    expect(saved.global_step).toBeLessThan(40);
+    const resumed = await run('train', [...args, '--out', out, '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const losses = (p: string) => readMetrics(join(p, 'metrics.jsonl')).map((r) => [r.step, r.loss]);
+    expect(losses(out)).toEqual(losses(dir('straight')));
+  }, 300_000);
+
+  it('--init-from a plain-RoPE checkpoint with --rope clex fine-tunes its weights', async () => {
+    const out = dir('clex-ft');
+    const r = await run('train', ['--init-from', dir('llama'), '--rope', 'clex', '--max-factor', '4', '--steps', '2', '--log-every', '1', '--eval-every', '0', '--batch-size', '2', '--device', 'cpu', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const config = await expectCheckpointLoads(out);
+    expect(config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 4 });
+    expect(config.hidden_size).toBe(16);
+    const sd = (await io.loadCheckpoint(out, { restoreRng: false })).modelState!;
+    expect(Object.keys(sd).some((k) => k.endsWith('ode_down_proj'))).toBe(true);
+    // The base's weights came along: the embedding starts where the base ended, not at a fresh init.
+    const base = (await io.loadCheckpoint(dir('llama'), { restoreRng: false })).modelState!;
+    const a = await base['model.embed_tokens.weight'].data(), b = await sd['model.embed_tokens.weight'].data();
+    let diff = 0, norm = 0;
+    for (let i = 0; i < a.length; i++) { diff += (a[i] - b[i]) ** 2; norm += a[i] ** 2; }
+    expect(Math.sqrt(diff / norm)).toBeLessThan(0.5);
+  });
+});
+
+describe('bad input: one clear line, exit code 2, nothing saved is touched', () => {
+  it('rejects bad data, flags, numbers, --resume and --init-from', async () => {
+    const empty = join(root, 'empty.txt'), short = join(root, 'short.txt');
+    writeFileSync(empty, '');
+    writeFileSync(short, 'too short for a sequence of sixteen bytes\n'.slice(0, 12));
+    const emptyDir = join(root, 'no-checkpoint');
+    mkdirSync(emptyDir);
+    const modelFile = join(dir('llama'), io.MODEL_FILE);
+    const before = { bytes: readFileSync(modelFile), mtime: statSync(modelFile).mtimeMs, metrics: readFileSync(join(dir('llama'), 'metrics.jsonl'), 'utf8') };
+    const cases: [string[], RegExp][] = [
+      [['--data', join(root, 'missing.txt')], /--data .*missing\.txt: no such file/],
+      [['--data', empty], /--data .*empty\.txt: the text is empty/],
+      [['--data', short, '--val', short], /fewer than one sequence of --seq-len 16/],
+      [['--stepz', '3'], /unknown flag '--stepz'.*Valid flags: .*--steps/],
+      [['--lr', '0'], /--lr must be a number > 0, got '0'/],
+      [['--val-fraction', 'half'], /--val-fraction must be a number > 0 and ≤ 0.9, got 'half'/],
+      [['--steps', '1.5'], /--steps must be an integer ≥ 1, got '1.5'/],
+      [['--model', 'gpt2'], /--model must be one of llama, neox, got 'gpt2'/],
+      [['--hidden', '15'], /hidden_size \(15\) must be divisible by num_attention_heads/],
+      [['--init-from', emptyDir], /--init-from .*no-checkpoint: no checkpoint there/],
+      [['--resume', '--out', dir('llama'), '--hidden', '32'], /--resume: the checkpoint in .* other settings \(config\.hidden_size 16 → 32/],
+      [['--out', dir('llama'), '--steps', '4', '--log-every', '2', '--eval-every', '4'], /already holds a checkpoint \(step 4\); pass --resume/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => run('train', [...TINY, '--steps', '2', ...args])));
+    results.forEach((r, i) => {
+      expect(r.code, `${cases[i][0].join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(cases[i][1]);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    });
+    expect(readFileSync(modelFile).equals(before.bytes)).toBe(true);
+    expect(statSync(modelFile).mtimeMs).toBe(before.mtime);
+    expect(readFileSync(join(dir('llama'), 'metrics.jsonl'), 'utf8')).toBe(before.metrics);
+    const evalMissing = await run('eval-length', [emptyDir]);
+    expect(evalMissing.code).toBe(2);
+    expect(evalMissing.stderr).toMatch(/no checkpoint there/);
+  }, 300_000);
+});
+
+describe('the main job', () => {
+  it('runs the whole recipe (GPT-NeoX, tiny, a few steps) and writes the table, results.json and the chart', async () => {
+    const out = dir('main');
+    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--device', 'cpu', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
+    expect(results.lengths).toEqual([16, 32, 64, 128]);
+    expect(results.rows.map((row) => row.name)).toEqual([
+      'base, plain RoPE', 'base + NTK (s = L/L0), training-free', 'base + YaRN (s = L/L0), training-free', 'base + dynamic NTK (s = L/L0), training-free',
+      'base + CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free', 'fine-tuned plain RoPE (control)', 'fine-tuned PI (s = 8)', 'fine-tuned YaRN (s = 8)',
+      'fine-tuned CLEX, ODE learned', 'fine-tuned CLEX, ODE learned, ODE reset to W_down = 0', 'fine-tuned CLEX, ODE frozen at init',
+    ]);
+    for (const row of results.rows) for (const L of results.lengths) expect(row.ppl[L]).toBeGreaterThan(1);
+    expect(r.stdout).toContain('| fine-tuned CLEX, ODE frozen at init |');
+    expect(r.stdout).toMatch(/In one line: best at 4×L0 is/);
+    expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('</svg>');
+    // The frozen ablation's ODE weights are still their init (W_down = 0); the learned one's were trained.
+    const downOf = async (stage: string) => {
+      const sd = (await io.loadCheckpoint(join(out, stage), { restoreRng: false })).modelState!;
+      return Array.from(await sd[Object.keys(sd).find((k) => k.endsWith('ode_down_proj'))!].data());
+    };
+    expect((await downOf('clex-frozen')).every((x) => x === 0)).toBe(true);
+    expect((await downOf('clex')).some((x) => x !== 0)).toBe(true);
+  }, 600_000);
+});
