@@ -33,7 +33,7 @@ runScript(async () => {
   const rules = v.rules === undefined ? [] : listFlag('rules', v.rules, (s) => choiceFlag('rules', s, RULES) as Rule);
   const names = v.names === undefined ? null : listFlag('names', v.names, (s) => s);
   if (names && names.length !== dirs.length) throw new UsageError(`--names has ${names.length} labels for ${dirs.length} checkpoints`);
-  const infos = dirs.map((d) => readCheckpointInfo('eval-length', d));
+  const infos = await Promise.all(dirs.map((d) => readCheckpointInfo('eval-length', d)));
   const text = loadText({ data: v.data ?? 'builtin', val: v.val, valFraction: numberFlag('val-fraction', v['val-fraction'], { above: 0, max: 0.9 }) });
   const passkeySamples = v.passkey ? numberFlag('passkey-samples', v['passkey-samples'], { integer: true, min: 1 }) : 0;
   const targets = infos.map((info, i) => ({

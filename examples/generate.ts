@@ -27,8 +27,8 @@ runScript(async () => {
     topP: numberFlag('top-p', v['top-p'], { above: 0, max: 1 }),
     seed: numberFlag('seed', v.seed, { integer: true, min: 0 }),
   };
-  const { model, info } = await loadModel('generate', positionals[0]);
-  const prompt = info.tokenizer.encode(v.prompt);
+  const { model, info, tokenizer } = await loadModel('generate', positionals[0]);
+  const prompt = tokenizer.encode(v.prompt);
   const rs = info.config.rope_scaling;
   const L0 = info.config.max_position_embeddings ?? 0;
   const limit = rs?.type === 'clex' ? (rs.max_factor ?? 1) * L0 : Infinity;
@@ -42,10 +42,10 @@ runScript(async () => {
   process.stdout.write(v.prompt);
   const t0 = performance.now();
   await model.generate(prompt, {
-    maxNewTokens: budget, ...sampling, eosTokenId: info.tokenizer.eosTokenId,
+    maxNewTokens: budget, ...sampling, eosTokenId: tokenizer.eosTokenId,
     onToken: ([token]) => {
       generated.push(token);
-      const text = info.tokenizer.decode(generated);
+      const text = tokenizer.decode(generated);
       const ready = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
       if (ready.length > printed) {
         process.stdout.write(ready.slice(printed));
@@ -53,7 +53,7 @@ runScript(async () => {
       }
     },
   });
-  const rest = info.tokenizer.decode(generated).slice(printed);
+  const rest = tokenizer.decode(generated).slice(printed);
   const seconds = (performance.now() - t0) / 1000;
   process.stdout.write(`${rest}\n`);
   console.error(`${generated.length} tokens in ${seconds.toFixed(2)} s (${(generated.length / seconds).toFixed(1)} tokens/s)`);

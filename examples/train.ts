@@ -22,7 +22,7 @@ const TRAIN_FLAGS = {
   data: { type: 'string', default: 'builtin', arg: 'builtin|prose|PATH', help: 'training text: the built-in corpus, the bundled prose, a UTF-8 file or a folder of .txt files' },
   val: { type: 'string', arg: 'PATH', help: 'held-out text (default: the built-in held-out part, or the end of --data)' },
   'val-fraction': { type: 'string', default: '0.1', arg: 'F', help: 'fraction of --data held out, taken from the end' },
-  tokenizer: { type: 'string', arg: TOKENIZERS.join('|'), help: "'byte' (UTF-8 bytes, lossless; the default) or 'char' (printable ASCII); --init-from uses the source's" },
+  tokenizer: { type: 'string', arg: `${TOKENIZERS.join('|')}|PATH`, help: "'byte' (UTF-8 bytes, lossless; the default), 'char' (printable ASCII), or a Hugging Face tokenizer.json (or a folder holding one); --init-from uses the source's" },
   'seq-len': { type: 'string', arg: 'L0', help: "training length L0 (default 64; --init-from: the source's)" },
   'batch-size': { type: 'string', default: '8', arg: 'N', help: 'sequences per micro-batch' },
   'grad-accum': { type: 'string', default: '1', arg: 'N', help: 'micro-batches per optimizer step' },
@@ -40,6 +40,7 @@ const TRAIN_FLAGS = {
   'log-every': { type: 'string', default: '10', arg: 'N', help: 'a metrics.jsonl line every N steps' },
   'eval-tokens': { type: 'string', default: '16384', arg: 'N', help: 'held-out tokens per evaluation' },
   resume: { type: 'boolean', help: 'continue the checkpoint in --out (same flags)' },
+  'export-hf': { type: 'string', arg: 'DIR', help: 'at the end, also save the model as a Hugging Face folder (config.json, model.safetensors, tokenizer files)' },
   'init-from': { type: 'string', arg: 'DIR', help: "start from another checkpoint's weights (its sizes and tokenizer; the --rope may differ)" },
 } satisfies FlagSpecs;
 
@@ -63,7 +64,7 @@ function trainOptionsFromArgs(argv: string[]): TrainOptions {
     clexFreezeOde: v['clex-freeze-ode'],
     data: v.data ?? 'builtin', val: v.val,
     valFraction: numberFlag('val-fraction', v['val-fraction'], { above: 0, max: 0.9 }),
-    tokenizer: v.tokenizer === undefined ? undefined : choiceFlag('tokenizer', v.tokenizer, TOKENIZERS),
+    tokenizer: v.tokenizer,
     seqLen: v['seq-len'] === undefined ? undefined : numberFlag('seq-len', v['seq-len'], { integer: true, min: 2 }),
     batchSize: int('batch-size'), gradAccum: int('grad-accum'), steps: int('steps'),
     lr, minLr: numberFlag('min-lr', v['min-lr'], { min: 0, max: lr }),
@@ -74,7 +75,7 @@ function trainOptionsFromArgs(argv: string[]): TrainOptions {
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: v.out ?? 'out/train',
     saveEvery: int('save-every'), evalEvery: int('eval-every', 0), logEvery: int('log-every'), evalTokens: int('eval-tokens'),
-    resume: v.resume, initFrom: v['init-from'],
+    resume: v.resume, initFrom: v['init-from'], exportHf: v['export-hf'],
   };
 }
 

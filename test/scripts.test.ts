@@ -193,3 +193,38 @@ describe('the main job', () => {
     expect((await downOf('clex')).some((x) => x !== 0)).toBe(true);
   }, 600_000);
 });
+
+describe('Hugging Face folders and tokenizers in the scripts', () => {
+  it('--init-from a savePretrained folder with --rope clex fine-tunes it with its tokenizer.json; --tokenizer PATH trains from scratch', async () => {
+    const { models, setDefaultDevice, getDefaultDevice } = await import('../index.js');
+    const { smallBpeTokenizerJson } = await import('./hf-helpers.js');
+    const previous = getDefaultDevice();
+    setDefaultDevice('cpu');
+    const tokenizer = models.Tokenizer.fromJSON(smallBpeTokenizerJson() as never);
+    const base = new models.LlamaForCausalLM({ vocab_size: tokenizer.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 16 });
+    await base.savePretrained(dir('hf-base'), { tokenizer });
+    base.dispose();
+    setDefaultDevice(previous);
+
+    const tuned = await run('train', ['--init-from', dir('hf-base'), '--rope', 'clex', '--max-factor', '2', '--batch-size', '2', '--device', 'cpu', '--steps', '2', '--eval-every', '0', '--out', dir('hf-clex'), '--export-hf', dir('hf-clex-export')]);
+    expect(tuned.code, tuned.stderr).toBe(0);
+    const exported = await models.fromPretrained(dir('hf-clex-export'), { device: 'cpu' });
+    expect(exported.config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 2 });
+    expect(existsSync(join(dir('hf-clex-export'), 'tokenizer.json'))).toBe(true);
+    exported.dispose();
+    const config = JSON.parse(readFileSync(join(dir('hf-clex'), io.CONFIG_FILE), 'utf8')) as ModelConfigJson;
+    expect(config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 2 });
+    expect(readFileSync(join(dir('hf-clex'), 'tokenizer.json'), 'utf8')).toBe(readFileSync(join(dir('hf-base'), 'tokenizer.json'), 'utf8'));
+    const sampled = await run('generate', [dir('hf-clex'), '--prompt', 'the hello', '--max-new-tokens', '4', '--seed', '1']);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(sampled.stdout).toContain('the hello');
+
+    writeFileSync(join(root, 'bpe.json'), JSON.stringify(smallBpeTokenizerJson()));
+    const scratch = await run('train', [...TINY, '--tokenizer', join(root, 'bpe.json'), '--steps', '2', '--eval-every', '0', '--out', dir('hf-scratch')]);
+    expect(scratch.code, scratch.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(dir('hf-scratch'), io.CONFIG_FILE), 'utf8')).vocab_size).toBe(tokenizer.vocabSize);
+    const typo = await run('train', [...TINY, '--tokenizer', join(root, 'nope.json'), '--out', dir('hf-typo')]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain("not 'char' or 'byte', and no tokenizer.json there");
+  }, 180_000);
+});

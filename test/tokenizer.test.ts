@@ -32,25 +32,29 @@ describe('ByteTokenizer', () => {
 describe('parameter groups of the train script', () => {
   const config = { model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8, rope_scaling: { type: 'clex' as const, max_factor: 2 } };
 
-  it('decays weight matrices and embeddings only, never biases, norm weights or the CLEX ODE', () => {
+  it('decays weight matrices and embeddings only, never biases, norm weights or the CLEX ODE (its own rate)', () => {
     const model = buildModel({ ...config, model_type: 'gpt_neox', rotary_pct: 1 });
     const names = new Map(model.namedParameters().map(([n, p]) => [p, n]));
-    const { groups, trainable } = parameterGroups(model, 0.1, false);
+    const { groups, trainable } = parameterGroups(model, 1e-3, 0.1, false);
     const decayed = [...groups[0].params].map((p) => names.get(p)!);
     const plain = [...groups[1].params].map((p) => names.get(p)!);
-    expect(groups.map((g) => g.weightDecay)).toEqual([0.1, 0]);
+    const ode = [...groups[2].params].map((p) => names.get(p)!);
+    expect(groups.map((g) => g.weightDecay)).toEqual([0.1, 0, 0]);
+    expect(groups[2].lr).toBeCloseTo(models.clexOdeLearningRate(model.clex!, 1e-3), 12);
+    expect(ode.every((n) => n.includes('clex_layer'))).toBe(true);
     expect(decayed.length).toBeGreaterThan(0);
     expect(decayed.every((n) => n.endsWith('.weight') && !/norm|clex_layer/.test(n))).toBe(true);
     expect(plain.some((n) => n.endsWith('.bias'))).toBe(true);
     expect(plain.some((n) => /layernorm|norm/.test(n))).toBe(true);
-    expect(plain.filter((n) => n.includes('clex_layer'))).toHaveLength(2);
+    expect(ode).toHaveLength(2);
+    expect(plain.filter((n) => n.includes('clex_layer'))).toHaveLength(0);
     expect(trainable).toHaveLength(model.parameters().length);
     model.dispose();
   });
 
   it('--clex-freeze-ode leaves the ODE weights out of the optimizer', () => {
     const model = buildModel(config);
-    const { groups, trainable } = parameterGroups(model, 0.1, true);
+    const { groups, trainable } = parameterGroups(model, 1e-3, 0.1, true);
     const ode = model.namedParameters().filter(([n]) => n.includes('clex_layer')).map(([, p]) => p);
     expect(ode).toHaveLength(2);
     expect(ode.some((p) => trainable.includes(p) || groups.some((g) => [...g.params].includes(p)))).toBe(false);

@@ -3,11 +3,11 @@
 // the run's settings live in trainer_state.json `extra`. Also: weights from one positional scheme into
 // another (fine-tuning a plain-RoPE base with CLEX, PI or YaRN), and the CLEX ODE reset used by the
 // ablations.
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, models, nn, type optim } from '../../index.js';
 import { UsageError } from './cli.js';
-import { tokenizerFromDescription, type TokenizerDescription } from './data.js';
+import { checkTokenizerDescription, makeTokenizer, type TokenizerDescription } from './data.js';
 
 export type CausalModel = models.LlamaForCausalLM | models.GPTNeoXForCausalLM;
 export type ModelConfigJson = Record<string, unknown> & { model_type?: string; rope_scaling?: Partial<models.RopeScaling> | null; max_position_embeddings?: number };
@@ -27,18 +27,36 @@ export interface CheckpointInfo {
   dir: string;
   config: ModelConfigJson;
   step: number;
-  tokenizer: models.Tokenizer;
-  tokenizerDescription: TokenizerDescription;
+  /** True for a Hugging Face model folder (weights in HF layout, no training state). */
+  hf: boolean;
+  /** Null only for a Hugging Face folder without tokenizer.json (the train script then needs --tokenizer). */
+  tokenizer: models.Tokenizer | null;
+  tokenizerDescription: TokenizerDescription | null;
   /** The settings the run was started with (compared on --resume). */
   run: Record<string, unknown>;
 }
 
-/** Reads config.json and trainer_state.json (no tensors). `flag` names the option in errors. */
-export function readCheckpointInfo(flag: string, dir: string): CheckpointInfo {
+/** A Hugging Face model folder (config.json + safetensors weights) that is not a training checkpoint. */
+export function isHFFolder(dir: string): boolean {
+  return existsSync(join(dir, io.CONFIG_FILE)) && !existsSync(join(dir, io.TRAINER_STATE_FILE))
+    && (existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json')));
+}
+
+/**
+ * Reads config.json and trainer_state.json (no tensors) and loads the tokenizer. A Hugging Face folder
+ * (savePretrained, transformers' save_pretrained) reads as step 0 with its tokenizer.json when it has
+ * one. `flag` names the option in errors.
+ */
+export async function readCheckpointInfo(flag: string, dir: string): Promise<CheckpointInfo> {
   const statePath = join(dir, io.TRAINER_STATE_FILE);
   const configPath = join(dir, io.CONFIG_FILE);
+  if (isHFFolder(dir)) {
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as ModelConfigJson;
+    const description: TokenizerDescription | null = existsSync(join(dir, 'tokenizer.json')) ? { type: 'hf', file: 'tokenizer.json' } : null;
+    return { dir, config, step: 0, hf: true, tokenizer: description ? await makeTokenizer(description, dir) : null, tokenizerDescription: description, run: {} };
+  }
   if (!existsSync(statePath) || !existsSync(configPath)) {
-    throw new UsageError(`${flag} ${dir}: no checkpoint there (${io.CONFIG_FILE} and ${io.TRAINER_STATE_FILE} are missing); give a folder written by the train script`);
+    throw new UsageError(`${flag} ${dir}: no checkpoint there (${io.CONFIG_FILE} and ${io.TRAINER_STATE_FILE} are missing, and no model.safetensors of a Hugging Face folder); give a folder written by the train script or by savePretrained`);
   }
   let state: io.TrainerState, config: ModelConfigJson;
   try {
@@ -48,16 +66,19 @@ export function readCheckpointInfo(flag: string, dir: string): CheckpointInfo {
     throw new UsageError(`${flag} ${dir}: unreadable checkpoint (${(e as Error).message})`);
   }
   const extra = state.extra ?? {};
-  const description = (extra.tokenizer ?? { type: 'char' }) as TokenizerDescription;
-  return { dir, config, step: state.global_step, tokenizer: tokenizerFromDescription(`${flag} ${dir}`, description), tokenizerDescription: description, run: (extra.run ?? {}) as Record<string, unknown> };
+  const description = checkTokenizerDescription(`${flag} ${dir}`, extra.tokenizer ?? { type: 'char' });
+  return { dir, config, step: state.global_step, hf: false, tokenizer: await makeTokenizer(description, dir), tokenizerDescription: description, run: (extra.run ?? {}) as Record<string, unknown> };
 }
 
 /** Loads a checkpoint's model for evaluation or sampling (weights only; the RNG is left alone). */
-export async function loadModel(flag: string, dir: string): Promise<{ model: CausalModel; info: CheckpointInfo }> {
-  const info = readCheckpointInfo(flag, dir);
+export async function loadModel(flag: string, dir: string): Promise<{ model: CausalModel; info: CheckpointInfo; tokenizer: models.Tokenizer }> {
+  const info = await readCheckpointInfo(flag, dir);
+  const tokenizer = info.tokenizer;
+  if (!tokenizer) throw new UsageError(`${flag} ${dir}: the Hugging Face folder has no tokenizer.json; add one (savePretrained(dir, { tokenizer }) writes it)`);
+  if (info.hf) return { model: await models.fromPretrained(dir), info, tokenizer };
   const model = buildModel(info.config);
   await io.loadCheckpoint(dir, { model, restoreRng: false });
-  return { model, info };
+  return { model, info, tokenizer };
 }
 
 export interface SaveArgs {
@@ -66,11 +87,15 @@ export interface SaveArgs {
   scheduler: optim.LRScheduler;
   step: number;
   tokenizer: TokenizerDescription;
+  /** Where an 'hf' tokenizer's tokenizer.json comes from. */
+  tokenizerFile?: string;
   run: Record<string, unknown>;
 }
 
 /** Weights, config.json (HF fields incl. rope_scaling), optimizer, scheduler and RNG state, tokenizer, run settings. */
-export function saveTrainingCheckpoint(dir: string, a: SaveArgs): Promise<void> {
+export async function saveTrainingCheckpoint(dir: string, a: SaveArgs): Promise<void> {
+  // A Hugging Face tokenizer travels with the checkpoint (copied once; the file never changes).
+  if (a.tokenizerFile && !existsSync(join(dir, 'tokenizer.json'))) copyFileSync(a.tokenizerFile, join(dir, 'tokenizer.json'));
   return io.saveCheckpoint(dir, { model: a.model, optimizer: a.optimizer, scheduler: a.scheduler, step: a.step, config: a.model.config.toJSON(), extra: { tokenizer: a.tokenizer, run: a.run } });
 }
 

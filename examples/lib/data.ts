@@ -1,7 +1,7 @@
 // Text sources for the scripts (--data builtin | prose | FILE | FOLDER, --val / --val-fraction), the
 // tokenizer choice (--tokenizer char | byte) and its description in checkpoints, and the training
 // batches (a pure function of the seed and the step, so a resumed run sees the same batches).
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { models, seededUniform, tensor, type Tensor } from '../../index.js';
@@ -66,20 +66,35 @@ export function loadText(opts: { data: string; val?: string; valFraction: number
 }
 
 export const TOKENIZERS = ['char', 'byte'] as const;
-export type TokenizerKind = (typeof TOKENIZERS)[number];
-/** How a checkpoint records its tokenizer (trainer_state.json extra.tokenizer). */
+export type TokenizerKind = (typeof TOKENIZERS)[number] | 'hf';
+/**
+ * How a checkpoint records its tokenizer (trainer_state.json extra.tokenizer): a built-in kind, or a
+ * Hugging Face tokenizer.json stored next to the checkpoint (`file`, relative to its folder).
+ */
 export interface TokenizerDescription {
   type: TokenizerKind;
+  file?: string;
 }
 
-export function makeTokenizer(kind: TokenizerKind): models.Tokenizer {
-  return kind === 'char' ? new models.CharTokenizer() : new models.ByteTokenizer();
+/** The tokenizer a description names; `dir` is the checkpoint folder an 'hf' file is relative to. */
+export async function makeTokenizer(d: TokenizerDescription, dir = '.'): Promise<models.Tokenizer> {
+  if (d.type === 'char') return new models.CharTokenizer();
+  if (d.type === 'byte') return new models.ByteTokenizer();
+  return models.Tokenizer.fromFile(join(dir, d.file ?? 'tokenizer.json'));
 }
 
-export function tokenizerFromDescription(where: string, d: unknown): models.Tokenizer {
+/** --tokenizer char|byte|PATH (a tokenizer.json, or a folder holding one). */
+export function tokenizerFromFlag(value: string): { description: TokenizerDescription; path?: string } {
+  if ((TOKENIZERS as readonly string[]).includes(value)) return { description: { type: value as TokenizerKind } };
+  const path = statSync(value, { throwIfNoEntry: false })?.isDirectory() ? join(value, 'tokenizer.json') : value;
+  if (!existsSync(path)) throw new UsageError(`--tokenizer ${value}: not 'char' or 'byte', and no tokenizer.json there; give one of char, byte, or a path to a tokenizer.json (or a folder holding one)`);
+  return { description: { type: 'hf', file: 'tokenizer.json' }, path };
+}
+
+export function checkTokenizerDescription(where: string, d: unknown): TokenizerDescription {
   const type = (d as TokenizerDescription | undefined)?.type;
-  if (!TOKENIZERS.includes(type as TokenizerKind)) throw new UsageError(`${where}: unknown tokenizer description ${JSON.stringify(d)} (expected type ${TOKENIZERS.join(' or ')})`);
-  return makeTokenizer(type as TokenizerKind);
+  if (![...TOKENIZERS, 'hf'].includes(type as string)) throw new UsageError(`${where}: unknown tokenizer description ${JSON.stringify(d)} (expected type char, byte or hf)`);
+  return d as TokenizerDescription;
 }
 
 /** Row b of step `step`'s batch starts at a position drawn from (seed, step, micro-batch). */

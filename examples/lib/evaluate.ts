@@ -127,17 +127,17 @@ export const ruleLabel = (rule: Rule): string => (rule === 'clex-init' ? 'CLEX a
 /** Perplexity at every length (and passkey accuracy) for each target's rows. */
 export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings): Promise<Results> {
   const log = s.log ?? (() => {});
-  const first = readCheckpointInfo('eval-length', targets[0].dir);
+  const first = await readCheckpointInfo('eval-length', targets[0].dir);
   const L0 = first.config.max_position_embeddings ?? 0;
   const lengths = s.lengths ?? [1, 2, 4, 8].map((k) => k * L0);
   const longest = Math.max(...lengths);
   const results: Results = { L0, lengths, tokens: 0, rows: [], ...(s.passkeySamples > 0 ? { passkey: [] } : {}) };
   for (const target of targets) {
-    const { model, info } = await loadModel('eval-length', target.dir);
+    const { model, info, tokenizer } = await loadModel('eval-length', target.dir);
     const rs = info.config.rope_scaling;
     if (rs?.type === 'clex' && longest > (rs.max_factor ?? 0) * L0) throw new UsageError(`eval-length: ${target.dir} is a CLEX model with max_factor ${rs.max_factor}, which cannot run ${longest} tokens (> ${rs.max_factor}·${L0}); lower --lengths`);
     if (target.resetOde && rs?.type !== 'clex') throw new UsageError(`--clex-reset-ode: ${target.dir} is not a CLEX checkpoint (rope_scaling ${JSON.stringify(rs?.type ?? 'none')})`);
-    const tokens = evaluationTokens(info.tokenizer.encode(s.heldOutText), longest, s.maxTokens);
+    const tokens = evaluationTokens(tokenizer.encode(s.heldOutText), longest, s.maxTokens);
     results.tokens = tokens.length;
     // A row is a model per length: the checkpoint itself, its ODE-reset copy, or a new model per length for a rule.
     type Variant = { name: string; rule: string; at: (L: number) => CausalModel; perLength: boolean };
@@ -161,7 +161,7 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
         row.ppl[L] = await perplexity(m, tokens, L);
         if (s.passkeySamples > 0) {
           passkey[L] = {};
-          for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, info.tokenizer, L, depth, s.passkeySamples);
+          for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, tokenizer, L, depth, s.passkeySamples);
         }
         if (v.perLength) m.dispose();
       }

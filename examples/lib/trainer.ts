@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { io, manualSeed, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
 import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
-import { loadText, makeTokenizer, trainingBatch, type TokenizerKind } from './data.js';
+import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind } from './data.js';
 import { perplexity } from './evaluate.js';
 import { MetricsLog, readMetrics } from './metrics.js';
 import { TrainingProgress } from './progress.js';
@@ -43,7 +43,10 @@ export interface TrainOptions extends ModelShape, RopeOptions {
   val?: string;
   valFraction: number;
   /** Undefined with --init-from: the source's tokenizer. */
-  tokenizer?: TokenizerKind;
+  /** Also write the trained model as a Hugging Face folder here (savePretrained). */
+  exportHf?: string;
+  /** 'char', 'byte', or a path to a tokenizer.json (or a folder holding one). */
+  tokenizer?: string;
   /** Undefined with --init-from: the source's L0. */
   seqLen?: number;
   batchSize: number;
@@ -106,17 +109,22 @@ function readConfigFile(path: string): ModelConfigJson {
   }
 }
 
-/** Parameter groups: weight decay on weight matrices and embeddings only (not biases, norm weights, the CLEX ODE). */
-export function parameterGroups(model: CausalModel, weightDecay: number, freezeOde: boolean): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
+/**
+ * Parameter groups: weight decay on weight matrices and embeddings only (not biases, norm weights, the
+ * CLEX ODE); the CLEX ODE weights get their own rate (models.clexOdeParamGroup: a step moves no
+ * log-frequency by more than lr) unless frozen.
+ */
+export function parameterGroups(model: CausalModel, lr: number, weightDecay: number, freezeOde: boolean): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
   const decay: Tensor[] = [], noDecay: Tensor[] = [];
   for (const [name, p] of model.namedParameters()) {
-    if (isClexParameter(name)) {
-      if (!freezeOde) noDecay.push(p);
-    } else if (name.endsWith('.bias') || /norm/i.test(name)) noDecay.push(p);
+    if (isClexParameter(name)) continue;
+    if (name.endsWith('.bias') || /norm/i.test(name)) noDecay.push(p);
     else decay.push(p);
   }
-  const groups = [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
-  return { groups, trainable: [...decay, ...noDecay] };
+  const ode = freezeOde ? null : models.clexOdeParamGroup(model, lr);
+  const groups: optim.ParamGroupInput<optim.AdamHyper>[] = [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }];
+  if (ode) groups.push(ode);
+  return { groups: groups.filter((g) => [...g.params].length > 0), trainable: [...decay, ...noDecay, ...(ode?.params ?? [])] };
 }
 
 /** What must match for --resume to continue a run. */
@@ -142,12 +150,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   setDefaultDevice(o.device);
   const label = o.label ?? 'train';
   // --- Everything the user gave is checked before anything is written. ---
-  const source = o.initFrom !== undefined ? readCheckpointInfo('--init-from', o.initFrom) : null;
-  if (source && o.tokenizer && o.tokenizer !== source.tokenizerDescription.type) {
+  const source = o.initFrom !== undefined ? await readCheckpointInfo('--init-from', o.initFrom) : null;
+  const flagged = o.tokenizer === undefined ? null : tokenizerFromFlag(o.tokenizer);
+  if (source?.tokenizerDescription && flagged && flagged.description.type !== source.tokenizerDescription.type) {
     throw new UsageError(`--tokenizer ${o.tokenizer}: the --init-from checkpoint ${o.initFrom} uses the '${source.tokenizerDescription.type}' tokenizer; drop --tokenizer or match it`);
   }
-  const tokenizerKind: TokenizerKind = source ? source.tokenizerDescription.type : o.tokenizer ?? 'byte';
-  const tokenizer = makeTokenizer(tokenizerKind);
+  if (source && !source.tokenizerDescription && !flagged) throw new UsageError(`--init-from ${o.initFrom}: the Hugging Face folder has no tokenizer.json; pass --tokenizer PATH/tokenizer.json`);
+  const tokenizerDescription: TokenizerDescription = source?.tokenizerDescription ?? flagged?.description ?? { type: 'byte' };
+  // Where an 'hf' tokenizer.json is read from now (and copied into every checkpoint of this run).
+  const tokenizerFile = tokenizerDescription.type !== 'hf' ? undefined : source?.tokenizerDescription ? join(source.dir, 'tokenizer.json') : flagged?.path;
+  const tokenizer = source?.tokenizer ?? (tokenizerFile ? await models.Tokenizer.fromFile(tokenizerFile) : await makeTokenizer(tokenizerDescription));
+  const tokenizerKind = tokenizerDescription.type;
   const sourceL0 = source?.config.max_position_embeddings;
   const seqLen = o.seqLen ?? sourceL0 ?? 64;
   const config: ModelConfigJson = source
@@ -167,23 +180,25 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
   if (resuming) {
     if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
-    const saved = readCheckpointInfo('--resume', o.out);
+    const saved = await readCheckpointInfo('--resume', o.out);
     const diff = differences(saved.run, settings);
     if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags, or choose another --out`);
   } else if (hasCheckpoint) {
-    throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${readCheckpointInfo('--out', o.out).step}); pass --resume to continue it, or choose another --out`);
+    throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${(await readCheckpointInfo('--out', o.out)).step}); pass --resume to continue it, or choose another --out`);
   }
 
   // --- Build, load, and only then write. ---
   manualSeed(o.seed);
-  const model = buildModel(config);
-  if (source) {
+  const model = source?.hf ? await models.fromPretrained(source.dir, { device: o.device, config: { rope_scaling: config.rope_scaling ?? null } as never }) : buildModel(config);
+  if (source && !source.hf) {
     const loaded = await io.loadCheckpoint(source.dir, { restoreRng: false });
     transferWeights(`--init-from ${source.dir}`, loaded.modelState!, model);
     Object.values(loaded.modelState!).forEach((t) => t.dispose());
     Object.values(loaded.optimizerState?.state ?? {}).forEach((s) => Object.values(s.buffers).forEach((t) => t.dispose()));
   }
-  const { groups, trainable } = parameterGroups(model, o.weightDecay, o.clexFreezeOde);
+  const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde);
+  // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
+  const clip = model.clex && !o.clexFreezeOde ? () => models.clipClexGradNorm(model, o.clip) : () => optim.clipGradNorm(trainable, o.clip);
   const optimizer = new optim.AdamW(groups, { lr: o.lr });
   const scheduler = optim.lr.cosineWithWarmup(optimizer, { warmupSteps: Math.min(o.warmup, o.steps), totalSteps: o.steps, minLrRatio: o.minLr / o.lr });
   let start = 1;
@@ -193,7 +208,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   metrics.startAt(start - 1);
   let elapsed = readMetrics(metrics.path).at(-1)?.elapsed_s ?? 0;
 
-  const save = (step: number) => saveTrainingCheckpoint(o.out, { model, optimizer, scheduler, step, tokenizer: { type: tokenizerKind }, run: settings });
+  const save = (step: number) => saveTrainingCheckpoint(o.out, { model, optimizer, scheduler, step, tokenizer: tokenizerDescription, tokenizerFile, run: settings });
   const evalTokens = valIds.subarray(0, Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen));
   const stop = new StopRequest().install();
   const progress = new TrainingProgress(label, o.steps, start);
@@ -217,7 +232,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
       if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${lastSaved}`);
       scope(() => {
-        if (o.clip > 0) optim.clipGradNorm(trainable, o.clip);
+        if (o.clip > 0) clip();
         optimizer.step();
         scheduler.step();
         model.zeroGrad(); // also clears the gradients of frozen CLEX weights
@@ -250,6 +265,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         console.log(`${label}: interrupted; checkpoint saved at step ${step} in ${o.out} (continue with --resume)`);
         return { out: o.out, step, interrupted, finalLoss, msPerStep: timedMs / Math.max(timedSteps, 1) };
       }
+    }
+    if (o.exportHf) {
+      await model.savePretrained(o.exportHf, { tokenizer: tokenizerKind === 'hf' ? tokenizer : undefined });
+      console.log(`${label}: wrote a Hugging Face folder to ${o.exportHf} (models.fromPretrained, or transformers for LLaMA/NeoX without CLEX)`);
     }
   } finally {
     progress.stop();
