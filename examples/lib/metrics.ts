@@ -8,6 +8,9 @@ export interface MetricsRecord {
   lr: number;
   tokens_per_s: number;
   elapsed_s: number;
+  /** Live device buffers and bytes after the step (memory()): flat over a healthy run. */
+  live_buffers?: number;
+  live_bytes?: number;
   val_ppl?: number;
 }
 

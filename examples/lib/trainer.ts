@@ -5,7 +5,7 @@
 // Every check of the user's input happens before anything is written.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { io, manualSeed, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
+import { io, manualSeed, memory, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
 import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
 import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind } from './data.js';
@@ -246,7 +246,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       progress.update(step, { loss, lr, tokensPerSecond });
       const last = step === o.steps;
       if (step % o.logEvery === 0 || last) {
-        const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(elapsed.toFixed(3)) };
+        const { liveBuffers, liveBytes } = memory(); // between steps: should stay constant over a run
+        const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(elapsed.toFixed(3)), live_buffers: liveBuffers, live_bytes: liveBytes };
         const evaluate = o.evalEvery > 0 && (step % o.evalEvery === 0 || last);
         metrics.append(evaluate ? { ...record, val_ppl: await perplexity(model, evalTokens, seqLen) } : record);
         if (evaluate) model.train();
