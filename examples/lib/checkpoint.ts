@@ -77,7 +77,9 @@ export async function loadModel(flag: string, dir: string): Promise<{ model: Cau
   if (!tokenizer) throw new UsageError(`${flag} ${dir}: the Hugging Face folder has no tokenizer.json; add one (savePretrained(dir, { tokenizer }) writes it)`);
   if (info.hf) return { model: await models.fromPretrained(dir), info, tokenizer };
   const model = buildModel(info.config);
-  await io.loadCheckpoint(dir, { model, restoreRng: false });
+  const loaded = await io.loadCheckpoint(dir, { model, restoreRng: false });
+  // The optimizer's state is handed over unused: free it now rather than leave it to the collector.
+  Object.values(loaded.optimizerState?.state ?? {}).forEach((st) => Object.values(st.buffers).forEach((t) => t.dispose()));
   return { model, info, tokenizer };
 }
 
