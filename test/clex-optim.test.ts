@@ -25,16 +25,21 @@ async function oneStepChange(groups: (m: models.CausalLM, lr: number) => optim.P
   const g = groups(m, lr);
   const opt = new optim.AdamW(g ?? m.parameters(), { lr, weightDecay: 0.01 });
   m.train();
-  let seed = 0;
-  while ((manualSeed(seed), clex.sample(8).t) === 1) seed++;
-  manualSeed(seed);
-  const seq = [Array.from({ length: 8 }, (_, i) => (i * 7 + 3) % 11)];
-  await scope(async () => (await m.forward(ids(seq), { labels: ids(seq) })).loss!.backwardAsync());
+  await backwardAtSampledT(m);
   opt.step();
   const change = await maxLogFrequencyChange(clex, before);
   opt.dispose();
   m.dispose();
   return change;
+}
+
+/** One training-mode forward + backward on a fixed sequence, at the first seed whose sampled t is > 1. */
+async function backwardAtSampledT(m: ReturnType<typeof tinyModel>): Promise<void> {
+  let seed = 0;
+  while ((manualSeed(seed), m.clex!.sample(8).t) === 1) seed++;
+  manualSeed(seed);
+  const seq = [Array.from({ length: 8 }, (_, i) => (i * 7 + 3) % 11)];
+  await scope(async () => (await m.forward(ids(seq), { labels: ids(seq) })).loss!.backwardAsync());
 }
 
 describe('CLEX optimizer groups', () => {
@@ -81,11 +86,7 @@ describe('CLEX optimizer groups', () => {
     const m = tinyModel('llama', { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.25 });
     const clex = m.clex!;
     m.train();
-    let seed = 0;
-    while ((manualSeed(seed), clex.sample(8).t) === 1) seed++;
-    manualSeed(seed);
-    const seq = [Array.from({ length: 8 }, (_, i) => (i * 7 + 3) % 11)];
-    await scope(async () => (await m.forward(ids(seq), { labels: ids(seq) })).loss!.backwardAsync());
+    await backwardAtSampledT(m);
     const odeSet = new Set(clex.parameters());
     const rest = m.parameters().filter((p) => !odeSet.has(p));
     const gradsOf = async (ps: typeof rest) => Promise.all(ps.map(async (p) => values(p.grad!)));

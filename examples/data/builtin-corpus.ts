@@ -62,16 +62,7 @@ function chronicle(pick: Pick, uniform: () => number, index: number): string {
   const cast = makeCast(pick);
   const lines: string[] = [`Chronicle ${index + 1}.`];
   for (const p of cast) lines.push(`${p.name} lives in ${p.home}. ${p.name} is ${article(p.trade)} and keeps ${article(p.colour)} ${p.thing}.`);
-  const filler = (chars: number): string => {
-    const out: string[] = [];
-    let n = 0;
-    while (n < chars) {
-      const s = sentence(pick, cast);
-      out.push(s);
-      n += s.length + 1;
-    }
-    return out.join(' ');
-  };
+  const filler = (chars: number): string => sentences(pick, cast, chars);
   lines.push(filler(100 + uniform() * 400));
   const code = String(10000 + Math.floor(uniform() * 90000));
   lines.push(PASSKEY_KEY(code));
@@ -106,7 +97,11 @@ export function generateChronicles(seed: number, chars: number): string {
 export function fillerText(seed: number, chars: number): string {
   const uniform = seededUniform(seed);
   const pick: Pick = (list) => list[Math.floor(uniform() * list.length)];
-  const cast = makeCast(pick);
+  return sentences(pick, makeCast(pick), chars);
+}
+
+/** Narrative sentences about `cast` until at least `chars` characters. */
+function sentences(pick: Pick, cast: ReturnType<typeof makeCast>, chars: number): string {
   const out: string[] = [];
   let n = 0;
   while (n < chars) {
