@@ -5,7 +5,7 @@
 // error then names the FIRST op (in execution order) that produced a non-finite value.
 import type { CpuStorage } from './cpu.js';
 import { getBackend } from './device.js';
-import { untrackTensor } from './scope.js';
+import { scope, untrackTensor } from './scope.js';
 import { OpError, shapeStr } from './shape.js';
 import type { Tensor } from './tensor.js';
 
@@ -74,7 +74,10 @@ export function checkFinite(t: Tensor, what: () => string): void {
   enabled = false; // the check's own ops are not checked
   try {
     // x − x is 0 exactly when x is finite (NaN − NaN and Inf − Inf are NaN).
-    const flag = t.detach().sub(t.detach()).eq(0).min();
+    const flag = scope(() => {
+      const x = t.detach();
+      return x.sub(x).eq(0).min();
+    });
     untrackTensor(flag);
     pending.push({ flag, what: what() });
   } finally {

@@ -128,16 +128,19 @@ export class GpuRuntime {
    */
   trimPool(keepBytes = 0): void {
     const sizes = [...this.pool.keys()].sort((a, b) => b - a);
+    const destroyed = new Set<number>();
     for (const size of sizes) {
       const list = this.pool.get(size)!;
       while (list.length && stats.pooledBytes > keepBytes) {
         const { buffer } = list.pop()!;
-        this.forgetBindGroups(buffer);
+        const id = this.bufferIds.get(buffer);
+        if (id !== undefined) destroyed.add(id);
         buffer.destroy();
         stats.pooledBytes -= size;
       }
       if (!list.length) this.pool.delete(size);
     }
+    this.forgetBindGroups(destroyed);
   }
 
   upload(buffer: GPUBuffer, data: ArrayBufferView): void {
@@ -200,13 +203,11 @@ export class GpuRuntime {
     return group;
   }
 
-  /** Drops cached bind groups that reference a buffer about to be destroyed. */
-  private forgetBindGroups(buffer: GPUBuffer): void {
-    const id = this.bufferIds.get(buffer);
-    if (id === undefined) return;
-    const tag = `:${id}`;
+  /** Drops cached bind groups that reference any of the destroyed buffers (one pass over the cache). */
+  private forgetBindGroups(destroyedIds: ReadonlySet<number>): void {
+    if (!destroyedIds.size) return;
     for (const key of this.bindGroups.keys()) {
-      if (key.endsWith(tag) || key.includes(`${tag}:`)) this.bindGroups.delete(key);
+      if (key.split(':').slice(1).some((id) => destroyedIds.has(Number(id)))) this.bindGroups.delete(key);
     }
   }
 
