@@ -4,7 +4,7 @@ import { isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, elementwiseSource, grid, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, RD, SA, elementwiseSource, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -52,21 +52,9 @@ function bits(value: number, t: WType): number {
   return scalarBits.getUint32(0, true);
 }
 
-export type MatmulVariant = 'register' | 'shared';
-
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  /**
-   * Barriers are expensive on CPU rasterisers (lavapipe), so the barrier-free register-tiled kernel is the
-   * default there; real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=register|shared overrides.
-   */
-  matmulVariant: MatmulVariant;
-
-  constructor(readonly rt: GpuRuntime) {
-    const env = process.env.DAWNGRAD_MATMUL;
-    if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
-    this.matmulVariant = (env as MatmulVariant | undefined) ?? (rt.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(rt.info.adapter) ? 'register' : 'shared');
-  }
+  constructor(readonly rt: GpuRuntime) {}
 
   alloc(dtype: DType, length: number): GpuStorage {
     wtype('alloc', dtype);
@@ -180,40 +168,6 @@ export class WebGpuBackend implements Backend {
     const pv: View = { storage: partial, shape: [nOut, chunks], strides: [chunks, 1], offset: 0, dtype: input.dtype };
     this.reduce(kind, pv, 1, out);
     this.release(partial);
-  }
-
-  matmul(a: View, b: View, out: View): void {
-    const r = out.shape.length;
-    checkRank('matmul', r);
-    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-    const K = a.shape[r - 1];
-    const batch = numel(out.shape.slice(0, r - 2));
-    if (M * N * batch === 0) return;
-    if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
-    if (K === 0) {
-      this.elementwise(IDENTITY, [{ scalar: 0 }], out, out.dtype);
-      return;
-    }
-    wtype('matmul', a.dtype);
-    const p = new Uint32Array(PARAM_WORDS);
-    p[MM.M] = M; p[MM.N] = N; p[MM.K] = K; p[MM.BRANK] = r - 2;
-    p.set(out.shape.slice(0, r - 2), MM.BSHAPE);
-    p.set(a.strides.slice(0, r - 2), MM.ABATCH);
-    p.set(b.strides.slice(0, r - 2), MM.BBATCH);
-    p.set(out.strides.slice(0, r - 2), MM.OBATCH);
-    p[MM.AOFF] = a.offset; p[MM.BOFF] = b.offset; p[MM.OOFF] = out.offset;
-    p[MM.ARS] = a.strides[r - 2]; p[MM.ACS] = a.strides[r - 1];
-    p[MM.BRS] = b.strides[r - 2]; p[MM.BCS] = b.strides[r - 1];
-    p[MM.ORS] = out.strides[r - 2]; p[MM.OCS] = out.strides[r - 1];
-    if (this.matmulVariant === 'shared') {
-      const aKFast = a.strides[r - 1] === 1;
-      const pipeline = this.rt.pipeline(`matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast));
-      this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
-      return;
-    }
-    const pipeline = this.rt.pipeline('matmul:f32', matmulSource);
-    const per = MM_TILE * MM_WG;
-    this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / per), Math.ceil(M / per), batch]);
   }
 
   gather(input: View, axis: number, index: View, out: View): void {

@@ -1,14 +1,14 @@
 // layerNorm and rmsNorm over the last axis: fused forward (saving each row's mean and 1/std) and
-// fused backward (WGSL in core/webgpu/kernels/norm.ts; the cpu path is the same maths in float64).
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { numel, OpError, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../core/webgpu/kernels/common.js';
-import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from '../core/webgpu/kernels/norm.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { empty } from './util.js';
-import { argTensor } from '../core/args.js';
+// fused backward (WGSL in kernels.ts; the cpu path is the same maths in float64).
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { numel, OpError, shapeStr } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from './kernels.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { empty } from '../util.js';
+import { argTensor } from '../../core/args.js';
 
 function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undefined][]): void {
   argTensor(op, 'x', x);

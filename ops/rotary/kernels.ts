@@ -1,7 +1,7 @@
 // WGSL for rotary position embeddings in the HF rotate_half layout, one invocation per element:
 // x' = x·cos + rotate_half(x)·sin over the first R dims of the last axis (the rest pass through),
 // rotate_half(x) = cat(−x[R/2:R], x[:R/2]). The backward applies the transposed rotation.
-import { itemMain, kernelHeader } from './common.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 
 /** Layout: n, D, R, rank, xOff, cosOff, sinOff, _, shape[8] (x's), cosStrides[8], sinStrides[8] (broadcast to x.shape[:-1] + [R]). */
 export const RO = { N: 0, D: 1, R: 2, RANK: 3, XOFF: 4, COFF: 5, SOFF: 6, SHAPE: 8, CSTR: 16, SSTR: 24 } as const;

@@ -1,20 +1,20 @@
 // softmax, logSoftmax, logsumexp and fused cross-entropy. Rows are reduced in one kernel each way
-// (WGSL in core/webgpu/kernels/softmax.ts); the cpu path is the same maths in float64 JS.
+// (WGSL in kernels.ts); the cpu path is the same maths in float64 JS.
 // Stable: max-subtracted. A row that is entirely -Infinity (fully masked) gives softmax 0,
 // logSoftmax -Infinity and logsumexp -Infinity, without NaN reaching other rows.
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { normAxes, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
-import { Tensor } from '../core/tensor.js';
-import type { CpuBackend } from '../core/cpu.js';
-import { getBackend } from '../core/device.js';
-import { chooseRowVariant, launch, Params, rowGrid } from '../core/webgpu/kernels/common.js';
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { normAxes, normAxis, numel, OpError, shapeStr } from '../../core/shape.js';
+import { Tensor } from '../../core/tensor.js';
+import type { CpuBackend } from '../../core/cpu.js';
+import { getBackend } from '../../core/device.js';
+import { chooseRowVariant, launch, Params, rowGrid } from '../../core/webgpu/kernels/common.js';
 import {
   CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
-} from '../core/webgpu/kernels/softmax.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { empty } from './util.js';
-import { argTensor } from '../core/args.js';
+} from './kernels.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { empty } from '../util.js';
+import { argTensor } from '../../core/args.js';
 
 function checkFloat(op: string, x: Tensor): void {
   x.assertAlive(op);
@@ -241,7 +241,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   return total.div(targets.ne(ignoreIndex).astype(logits.dtype).sum());
 }
 
-declare module '../core/tensor.js' {
+declare module '../../core/tensor.js' {
   interface Tensor {
     /** exp(x) / Σ exp(x) along axis (default last). */
     softmax(axis?: number): Tensor;

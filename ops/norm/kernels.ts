@@ -1,7 +1,7 @@
 // WGSL for layerNorm and rmsNorm over the contiguous last axis: a fused forward that also writes
 // each row's mean and 1/std for the backward, a fused row-wise dx kernel, and a column kernel for
 // the weight/bias gradients (partial sums over row chunks, reduced afterwards).
-import { itemMain, kernelHeader, rowMain, type RowVariant } from './common.js';
+import { itemMain, kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
 
 export interface NormVariant {
   /** rmsNorm: no mean subtraction, no bias. */

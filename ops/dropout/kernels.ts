@@ -2,7 +2,7 @@
 // counter_uniform(seed, i) ≥ p and scaled by 1/(1 − p). The backward runs the same kernel on the
 // gradient with the same seed, so no mask is stored.
 import { WGSL_COUNTER_RNG } from './counter-rng.js';
-import { itemMain, kernelHeader } from './common.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 
 /** Layout: n, xOff, seed, p (f32), scale (f32) = 1/(1 − p). */
 export const DO = { N: 0, XOFF: 1, SEED: 2, P: 3, SCALE: 4 } as const;
