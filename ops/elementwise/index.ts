@@ -162,7 +162,7 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
   copy: { arity: 1, wgsl: ([a]) => a, js: (a) => a, grad: 'none', check: {} },
   where: {
     arity: 3, wgsl: ([c, a, b], t) => `select(${b}, ${a}, ${c} != ${t}(0))`, js: (c, a, b) => (c !== 0 ? a : b),
-    grad: (g, { x: [c] }) => [null, where(c, g, 0), where(c, 0, g)], check: { ranges: [{ int: true, min: 0, max: 1 }] },
+    grad: (g, { x: [c], needs }) => [null, needs[1] ? where(c, g, 0) : null, needs[2] ? where(c, 0, g) : null], check: { ranges: [{ int: true, min: 0, max: 1 }] },
   },
   geluGrad: {
     arity: 1, scalarOnly: true, wgslHelpers: WGSL_ERF, grad: 'none', check: {},
