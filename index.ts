@@ -23,7 +23,7 @@ export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRunt
 export { OpError } from './core/shape.js';
 export * as testing from './testing/index.js';
 export * as functional from './ops/functional.js';
-export * as ode from './core/ode/index.js';
+export * as ode from './ode/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './nn/optim/index.js';
 export * as io from './nn/io/index.js';
