@@ -1,9 +1,10 @@
 // layerNorm and rmsNorm: equal to their composed definitions, gradient-checked on random shapes
-// (cpu f64 vs finite differences, webgpu f32 vs cpu f64), short and long rows, strided inputs.
+// (cpu f64 vs finite differences, webgpu f32 vs cpu f64), short and long rows, strided inputs; the
+// residual forms addLayerNorm / addRmsNorm agree with add + norm, forward and gradients.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { NORM_LONG_ROW_TOLERANCE } from '../ops/norm/index.js';
-import { functional as F, manualSeed, randn, tensor, testing, type Tensor } from '../index.js';
+import { functional as F, manualSeed, memory, randn, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
@@ -106,5 +107,74 @@ describe('layerNorm / rmsNorm', () => {
     const x = randn([2, 4], f64);
     expect(() => F.layerNorm(x, randn([3], f64))).toThrow(/layerNorm: weight must have shape \[4\]/);
     expect(() => F.rmsNorm(x, randn([4], { device: 'webgpu' }))).toThrow(/rmsNorm: weight is float32 on webgpu/);
+  });
+});
+
+describe('addLayerNorm / addRmsNorm (residual add fused into the norm)', () => {
+  type Fused = (x: Tensor, r: Tensor, w: Tensor, b: Tensor) => F.AddNormResult;
+  type Unfused = (h: Tensor, w: Tensor, b: Tensor) => Tensor;
+  const kinds: [string, Fused, Unfused][] = [
+    ['addLayerNorm', (x, r, w, b) => F.addLayerNorm(x, r, w, b), (h, w, b) => F.layerNorm(h, w, b)],
+    ['addRmsNorm', (x, r, w) => F.addRmsNorm(x, r, w), (h, w) => F.rmsNorm(h, w)],
+  ];
+  const residualArb = caseArb.chain((c) => testing.valuesArb(c.shape, { min: -3, max: 3 }).map((r) => ({ ...c, r })));
+  /** Both outputs reach the loss, as in a decoder (h feeds the next residual, the norm feeds the block). */
+  const both = (o: F.AddNormResult) => o.normed.add(o.sum.square().mul(0.25));
+
+  for (const [name, fused, unfused] of kinds) {
+    it(`${name}: fused and unfused agree, forward and gradients, on cpu f64 and webgpu f32`, async () => {
+      await fc.assert(fc.asyncProperty(residualArb, async (c) => {
+        const D = c.shape[c.shape.length - 1];
+        for (const device of ['cpu', 'webgpu'] as const) {
+          const dtype = device === 'cpu' ? 'float64' as const : 'float32' as const;
+          const make = (v: number[], shape: number[]) => tensor(v, { shape, dtype, device, requiresGrad: true });
+          const run = async (useFused: boolean) => {
+            const [x, r, w, b] = [make(c.x, c.shape), make(c.r, c.shape), make(c.w, [D]), make(c.b, [D])];
+            const out = useFused ? fused(x, r, w, b) : (() => { const sum = x.add(r); return { sum, normed: unfused(sum, w, b) }; })();
+            both(out).sum().backward();
+            return Promise.all([out.sum, out.normed, x.grad!, r.grad!, w.grad!, ...(name === 'addLayerNorm' ? [b.grad!] : [])].map((t) => t.data()));
+          };
+          const [got, want] = [await run(true), await run(false)];
+          const tol = device === 'cpu' ? 1e-12 : 1e-5;
+          got.forEach((g, k) => g.forEach((v, i) => expect(Math.abs(v - want[k][i]), `${device} output ${k} element ${i}`).toBeLessThanOrEqual(tol * (1 + Math.abs(want[k][i])))));
+        }
+      }), testing.fcParams(10));
+    });
+
+    it(`${name}: gradcheck on cpu f64 and webgpu f32 vs cpu f64`, async () => {
+      await fc.assert(fc.asyncProperty(residualArb, async (c) => {
+        const D = c.shape[c.shape.length - 1];
+        const inputs = [cpu64(c.x, c.shape), cpu64(c.r, c.shape), cpu64(c.w, [D]), cpu64(c.b, [D])];
+        const f = (x: Tensor, r: Tensor, w: Tensor, b: Tensor) => both(fused(x, r, w, b));
+        const wrt = name === 'addLayerNorm' ? [0, 1, 2, 3] : [0, 1, 2];
+        expectOk(testing.gradcheck(f, inputs, { wrt }));
+        expectOk(await testing.gradcheckDevices(f, inputs, { wrt }));
+      }), testing.fcParams(8));
+    });
+  }
+
+  it('both row-kernel variants agree with cpu f64, and the forward is one dispatch', async () => {
+    manualSeed(17);
+    const x = randn([5, 300], f64), r = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
+    for (const variant of ['thread', 'group']) {
+      process.env.DAWNGRAD_ROW_KERNEL = variant;
+      try {
+        expectOk(await testing.gradcheckDevices((a, rr, ww, bb) => both(F.addLayerNorm(a, rr, ww, bb)), [x, r, w, b]));
+        expectOk(await testing.gradcheckDevices((a, rr, ww) => both(F.addRmsNorm(a, rr, ww)), [x, r, w]));
+      } finally {
+        delete process.env.DAWNGRAD_ROW_KERNEL;
+      }
+    }
+    const [xg, rg, wg] = [x, r, w].map((t) => t.to('webgpu').astype('float32'));
+    const before = memory().dispatches;
+    const { sum, normed } = F.addRmsNorm(xg, rg, wg);
+    expect(memory().dispatches - before).toBe(1);
+    [xg, rg, wg, sum, normed].forEach((t) => t.dispose());
+  });
+
+  it('rejects a residual of another shape, dtype or device with a clear error', () => {
+    const x = randn([2, 4], f64);
+    expect(() => F.addRmsNorm(x, randn([1, 4], f64))).toThrow(/addRmsNorm: residual must have the shape of x \[2, 4\], got \[1, 4\]/);
+    expect(() => F.addLayerNorm(x, randn([2, 4], { device: 'webgpu' }))).toThrow(/addLayerNorm: residual is float32 on webgpu but x is float64 on cpu/);
   });
 });

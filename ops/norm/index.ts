@@ -1,5 +1,6 @@
 // layerNorm and rmsNorm over the last axis: fused forward (saving each row's mean and 1/std) and
-// fused backward (WGSL in kernels.ts; the cpu path is the same maths in float64).
+// fused backward (WGSL in kernels.ts; the cpu path is the same maths in float64). addLayerNorm /
+// addRmsNorm also take the residual add before the norm into the forward kernel.
 import { record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
@@ -23,15 +24,26 @@ function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undef
   }
 }
 
-/** y = (x − μ)·rstd·w + b per row, plus μ and rstd (μ = 0 for rms). */
-function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | null, eps: number): [Tensor, Tensor, Tensor] {
+/**
+ * y = (x − μ)·rstd·w + b per row, plus μ and rstd (μ = 0 for rms). With a residual rc (same shape),
+ * the row is h = x + rc instead, and h is returned too.
+ */
+function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | null, eps: number, rc: Tensor | null): [Tensor, Tensor, Tensor, Tensor | null] {
   const D = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
   const y = empty(xc.device, xc.dtype, xc.shape);
   const mean = empty(xc.device, xc.dtype, [nRows]);
   const rstd = empty(xc.device, xc.dtype, [nRows]);
+  const h = rc ? empty(xc.device, xc.dtype, xc.shape) : null;
   if (xc.device === 'cpu') {
-    const { data: xd, off: xo } = cpuData(xc);
+    if (h && rc) {
+      // h is stored (rounded to its dtype) first and normalised from there, as the unfused add + norm.
+      const { data: ad, off: ao } = cpuData(xc);
+      const { data: rd, off: ro } = cpuData(rc);
+      const hd = outData(h);
+      for (let i = 0; i < nRows * D; i++) hd[i] = ad[ao + i] + rd[ro + i];
+    }
+    const { data: xd, off: xo } = cpuData(h ?? xc);
     const wd = w && cpuData(w), bd = b && cpuData(b);
     const yo = outData(y), mo = outData(mean), ro = outData(rstd);
     for (let r = 0; r < nRows; r++) {
@@ -55,12 +67,14 @@ function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | n
     }
   } else if (nRows > 0 && D > 0) {
     const variant = chooseRowVariant(nRows, D);
-    const p = new Params().u(NF.NROWS, nRows).u(NF.D, D).u(NF.XOFF, xc.offset).u(NF.WOFF, w?.offset ?? 0).u(NF.BOFF, b?.offset ?? 0).f(NF.EPS, eps);
-    const views = [y, mean, rstd, xc, ...(w ? [w] : []), ...(b ? [b] : [])];
-    launch(v.rms ? 'rmsNorm' : 'layerNorm', `fused:norm:${normKey(v)}:${variant}`, () => normForwardSource(v, variant), p, views, rowGrid(variant, nRows));
+    const p = new Params().u(NF.NROWS, nRows).u(NF.D, D).u(NF.XOFF, xc.offset).u(NF.WOFF, w?.offset ?? 0).u(NF.BOFF, b?.offset ?? 0).f(NF.EPS, eps).u(NF.ROFF, rc?.offset ?? 0);
+    const views = [y, mean, rstd, ...(h ? [h] : []), xc, ...(rc ? [rc] : []), ...(w ? [w] : []), ...(b ? [b] : [])];
+    launch(opName(v), `fused:norm:${normKey(v)}:${variant}`, () => normForwardSource(v, variant), p, views, rowGrid(variant, nRows));
   }
-  return [y, mean, rstd];
+  return [y, mean, rstd, h];
 }
+
+const opName = (v: NormVariant) => (v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm');
 
 function normBackwardInput(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, w: Tensor | null): Tensor {
   const D = xc.shape[xc.rank - 1];
@@ -85,7 +99,7 @@ function normBackwardInput(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tenso
   } else if (nRows > 0 && D > 0) {
     const variant = chooseRowVariant(nRows, D);
     const p = new Params().u(NB.NROWS, nRows).u(NB.D, D).u(NB.XOFF, xc.offset).u(NB.GOFF, gc.offset).u(NB.WOFF, w?.offset ?? 0);
-    const key = `fused:normBackward:${normKey({ ...v, hasBias: false })}:${variant}`;
+    const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${variant}`;
     launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant), p, [dx, xc, mean, rstd, gc, ...(w ? [w] : [])], rowGrid(variant, nRows));
   }
   return dx;
@@ -127,22 +141,28 @@ function normBackwardParams(xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, 
   return [pw.sum(0), pb && pb.sum(0)];
 }
 
-function norm(v: NormVariant, x: Tensor, w: Tensor | null, b: Tensor | null, eps: number): Tensor {
+/**
+ * The normalisation of x, or with a residual of h = x + residual; `sum` is what was normalised (x, or
+ * h). h is its own graph node (its gradient passes unchanged to x and residual) and the norm's input,
+ * so gradients reaching h from later layers and from the norm add up there, as in the unfused form.
+ */
+function norm(v: NormVariant, x: Tensor, w: Tensor | null, b: Tensor | null, eps: number, residual: Tensor | null = null): AddNormResult {
   const needW = w?.requiresGrad ?? false;
   const needB = b?.requiresGrad ?? false;
-  return withContiguous([x, ...(w ? [w] : []), ...(b ? [b] : [])], ([xc, ...rest]) => {
-    const wc = w ? rest[0] : null;
-    const bc = b ? rest[w ? 1 : 0] : null;
-    const [y, mean, rstd] = normForward(v, xc, wc, bc, eps);
-    const inputs = [x, ...(w ? [w] : []), ...(b ? [b] : [])];
-    const out = record(v.rms ? 'rmsNorm' : 'layerNorm', y, inputs, (g, [xs, ms, rs, ws]) => withContiguous([g], ([gc]) => {
+  const optional = [residual, w, b].filter((t): t is Tensor => t !== null);
+  return withContiguous([x, ...optional], ([xc, ...rest]) => {
+    const [rc, wc, bc] = [residual, w, b].map((t) => (t ? rest[optional.indexOf(t)] : null));
+    const [y, mean, rstd, h] = normForward(v, xc, wc, bc, eps, rc);
+    const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
+    const inputs = [sum, ...(w ? [w] : []), ...(b ? [b] : [])];
+    const normed = record(v.rms ? 'rmsNorm' : 'layerNorm', y, inputs, (g, [xs, ms, rs, ws]) => withContiguous([g], ([gc]) => {
       const dx = normBackwardInput(v, xs, ms, rs, gc, w ? ws : null);
       const [dw, db] = needW || needB ? normBackwardParams(xs, ms, rs, gc, needB) : [null, null];
       return [dx, ...(w ? [needW ? dw : null] : []), ...(b ? [db] : [])];
-    }), [xc, mean, rstd, ...(wc ? [wc] : [])]);
+    }), [h ?? xc, mean, rstd, ...(wc ? [wc] : [])]);
     mean.dispose();
     rstd.dispose();
-    return out;
+    return { normed, sum };
   });
 }
 
@@ -152,11 +172,39 @@ export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
 /** (x − mean) / sqrt(var + eps) · weight + bias over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
   checkArgs('layerNorm', x, [['weight', weight], ['bias', bias]]);
-  return norm({ rms: false, hasWeight: !!weight, hasBias: !!bias }, x, weight ?? null, bias ?? null, eps);
+  return norm({ rms: false, hasWeight: !!weight, hasBias: !!bias, residual: false }, x, weight ?? null, bias ?? null, eps).normed;
 }
 
 /** x / sqrt(mean(x²) + eps) · weight over the last axis. */
 export function rmsNorm(x: Tensor, weight?: Tensor | null, eps = 1e-6): Tensor {
   checkArgs('rmsNorm', x, [['weight', weight]]);
-  return norm({ rms: true, hasWeight: !!weight, hasBias: false }, x, weight ?? null, null, eps);
+  return norm({ rms: true, hasWeight: !!weight, hasBias: false, residual: false }, x, weight ?? null, null, eps).normed;
+}
+
+/** A residual add and the normalisation after it, in one kernel: `sum` = x + residual, `normed` = norm(sum). */
+export interface AddNormResult {
+  sum: Tensor;
+  normed: Tensor;
+}
+
+function checkResidual(op: string, x: Tensor, residual: Tensor): void {
+  argTensor(op, 'residual', residual);
+  if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
+    throw new OpError(op, `residual must have the shape of x ${shapeStr(x.shape)}, got ${shapeStr(residual.shape)}; broadcast it first, or add and normalise separately`);
+  }
+  if (residual.device !== x.device || residual.dtype !== x.dtype) throw new OpError(op, `residual is ${residual.dtype} on ${residual.device} but x is ${x.dtype} on ${x.device}`);
+}
+
+/** sum = x + residual and layerNorm(sum, weight, bias) in one forward kernel (the pre-norm decoder's residual site). */
+export function addLayerNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): AddNormResult {
+  checkArgs('addLayerNorm', x, [['weight', weight], ['bias', bias]]);
+  checkResidual('addLayerNorm', x, residual);
+  return norm({ rms: false, hasWeight: !!weight, hasBias: !!bias, residual: true }, x, weight ?? null, bias ?? null, eps, residual);
+}
+
+/** sum = x + residual and rmsNorm(sum, weight) in one forward kernel (the pre-norm decoder's residual site). */
+export function addRmsNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, eps = 1e-6): AddNormResult {
+  checkArgs('addRmsNorm', x, [['weight', weight]]);
+  checkResidual('addRmsNorm', x, residual);
+  return norm({ rms: true, hasWeight: !!weight, hasBias: false, residual: true }, x, weight ?? null, null, eps, residual);
 }

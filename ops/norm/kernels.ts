@@ -8,31 +8,45 @@ export interface NormVariant {
   rms: boolean;
   hasWeight: boolean;
   hasBias: boolean;
+  /** Residual form: normalises h = x + residual and also writes h (one kernel for the add and the norm). */
+  residual: boolean;
 }
 
-export const normKey = (v: NormVariant): string => `${v.rms ? 'rms' : 'ln'}${v.hasWeight ? 'W' : ''}${v.hasBias ? 'B' : ''}`;
+export const normKey = (v: NormVariant): string => `${v.rms ? 'rms' : 'ln'}${v.hasWeight ? 'W' : ''}${v.hasBias ? 'B' : ''}${v.residual ? 'R' : ''}`;
 
-/** Forward layout: nRows, D, xOff, wOff, bOff, eps (f32). Outputs y [nRows, D], mean [nRows], rstd [nRows]. */
-export const NF = { NROWS: 0, D: 1, XOFF: 2, WOFF: 3, BOFF: 4, EPS: 5 } as const;
+/**
+ * Forward layout: nRows, D, xOff, wOff, bOff, eps (f32), residual offset. Outputs y [nRows, D],
+ * mean [nRows], rstd [nRows], and in the residual form h = x + residual [nRows, D].
+ */
+export const NF = { NROWS: 0, D: 1, XOFF: 2, WOFF: 3, BOFF: 4, EPS: 5, ROFF: 6 } as const;
 
 export function normForwardSource(v: NormVariant, variant: RowVariant): string {
-  const bindings = ['var<storage, read_write> y: array<f32>', 'var<storage, read_write> mean_out: array<f32>', 'var<storage, read_write> rstd_out: array<f32>', 'var<storage, read> x: array<f32>'];
+  const bindings = ['var<storage, read_write> y: array<f32>', 'var<storage, read_write> mean_out: array<f32>', 'var<storage, read_write> rstd_out: array<f32>'];
+  if (v.residual) bindings.push('var<storage, read_write> h: array<f32>');
+  bindings.push('var<storage, read> x: array<f32>');
+  if (v.residual) bindings.push('var<storage, read> res: array<f32>');
   if (v.hasWeight) bindings.push('var<storage, read> w: array<f32>');
   if (v.hasBias) bindings.push('var<storage, read> b: array<f32>');
+  // In the residual form each invocation first writes its elements of h, then reads back only those
+  // (same j0/js stride), so no barrier is needed.
+  const xv = v.residual ? 'h[row * D + j]' : 'x[xb + j]';
+  const sumCode = v.residual ? `let rb = pu(${NF.ROFF}u) + row * D;
+  for (var j = j0; j < D; j += js) { h[row * D + j] = x[xb + j] + res[rb + j]; }` : '';
   const meanCode = v.rms ? 'let mu = 0.0;' : `var sx = 0.0;
-  for (var j = j0; j < D; j += js) { sx += x[xb + j]; }
+  for (var j = j0; j < D; j += js) { sx += ${xv}; }
   let mu = red_sum(sx, lid) / f32(D);`;
-  let yExpr = '(x[xb + j] - mu) * rstd';
+  let yExpr = `(${xv} - mu) * rstd`;
   if (v.hasWeight) yExpr = `${yExpr} * w[pu(${NF.WOFF}u) + j]`;
   if (v.hasBias) yExpr = `${yExpr} + b[pu(${NF.BOFF}u) + j]`;
   return `${kernelHeader(bindings)}
 ${rowMain(variant, `
   let D = pu(${NF.D}u);
   let xb = pu(${NF.XOFF}u) + row * D;
+  ${sumCode}
   ${meanCode}
   // Two passes (mean, then squared deviations) for accuracy.
   var sq = 0.0;
-  for (var j = j0; j < D; j += js) { let d = x[xb + j] - mu; sq += d * d; }
+  for (var j = j0; j < D; j += js) { let d = ${xv} - mu; sq += d * d; }
   let rstd = inverseSqrt(red_sum(sq, lid) / f32(D) + pf(${NF.EPS}u));
   for (var j = j0; j < D; j += js) { y[row * D + j] = ${yExpr}; }
   if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`)}`;
