@@ -3,7 +3,7 @@
 // call); on webgpu values cannot be read synchronously, so each check queues a one-element flag on the
 // device and the flags are read at the next read of any tensor, or when backwardAsync finishes — the
 // error then names the FIRST op (in execution order) that produced a non-finite value.
-import type { CpuStorage } from './cpu.js';
+import { cpuDataOf } from './cpu.js';
 import { getBackend } from './device.js';
 import { scope, untrackTensor } from './scope.js';
 import { OpError, shapeStr } from './shape.js';
@@ -60,7 +60,7 @@ export function checkForward(t: Tensor, op: string, inputs: readonly Tensor[]): 
 export function checkFinite(t: Tensor, what: () => string): void {
   if (!enabled || t.dtype === 'int32' || t.size === 0) return;
   if (t.device === 'cpu') {
-    const data = (t.storage as CpuStorage).data;
+    const data = cpuDataOf(t);
     const idx = new Array<number>(t.rank).fill(0);
     for (let n = 0; n < t.size; n++) {
       let at = t.offset;
