@@ -10,7 +10,7 @@ export interface CpuStorage extends Storage {
 }
 
 /** Calls fn(offsets...) for every element of `shape`, in row-major order, tracking one offset per stride set. */
-function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
+export function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
   const n = numel(shape);
   if (n === 0) return;
   const rank = shape.length;
@@ -106,25 +106,6 @@ export class CpuBackend implements Backend {
         j++;
       });
       dst[out.offset + i++] = kind === 'argmax' || kind === 'argmin' ? best : acc;
-    });
-  }
-
-  matmul(a: View, b: View, out: View): void {
-    const r = out.shape.length;
-    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-    const K = a.shape[r - 1];
-    const batchShape = out.shape.slice(0, r - 2);
-    const A = cpuDataOf(a), B = cpuDataOf(b), C = cpuDataOf(out);
-    const [ars, acs, brs, bcs] = [a.strides[r - 2], a.strides[r - 1], b.strides[r - 2], b.strides[r - 1]];
-    const [ors, ocs] = [out.strides[r - 2], out.strides[r - 1]];
-    forEachOffset(batchShape, [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)], [a.offset, b.offset, out.offset], ([ao, bo, oo]) => {
-      for (let m = 0; m < M; m++) {
-        for (let n = 0; n < N; n++) {
-          let acc = 0;
-          for (let k = 0; k < K; k++) acc += A[ao + m * ars + k * acs] * B[bo + k * brs + n * bcs];
-          C[oo + m * ors + n * ocs] = acc;
-        }
-      }
     });
   }
 

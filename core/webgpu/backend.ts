@@ -5,7 +5,7 @@ import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
 import { bitsOf } from './uniforms.js';
-import { EW, EW_OPERAND_WORDS, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, elementwiseSource, grid, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { EW, EW_OPERAND_WORDS, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, RD, SA, elementwiseSource, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
@@ -48,21 +48,9 @@ function checkRank(op: string, rank: number): void {
   if (rank > MAX_RANK) throw new OpError(op, `tensors of rank ${rank} are not supported on webgpu (max ${MAX_RANK})`);
 }
 
-export type MatmulVariant = 'register' | 'shared';
-
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  /**
-   * Barriers are expensive on CPU rasterisers (lavapipe), so the barrier-free register-tiled kernel is the
-   * default there; real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=register|shared overrides.
-   */
-  matmulVariant: MatmulVariant;
-
-  constructor(readonly rt: GpuRuntime) {
-    const env = process.env.DAWNGRAD_MATMUL;
-    if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
-    this.matmulVariant = (env as MatmulVariant | undefined) ?? (rt.isSoftware ? 'register' : 'shared');
-  }
+  constructor(readonly rt: GpuRuntime) {}
 
   alloc(dtype: DType, length: number): GpuStorage {
     wtype('alloc', dtype);
@@ -166,34 +154,6 @@ export class WebGpuBackend implements Backend {
     reduceKernel(pv, nOut * chunks);
     this.reduce(kind, pv, 1, out);
     this.release(partial);
-  }
-
-  matmul(a: View, b: View, out: View): void {
-    const r = out.shape.length;
-    checkRank('matmul', r);
-    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-    const K = a.shape[r - 1];
-    const batch = numel(out.shape.slice(0, r - 2));
-    if (M * N * batch === 0) return;
-    if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
-    if (K === 0) {
-      this.elementwise(IDENTITY, [{ scalar: 0 }], out, out.dtype);
-      return;
-    }
-    wtype('matmul', a.dtype);
-    const p = MM.pack({
-      M, N, K, BRANK: r - 2,
-      BSHAPE: out.shape.slice(0, r - 2), ABATCH: a.strides.slice(0, r - 2), BBATCH: b.strides.slice(0, r - 2), OBATCH: out.strides.slice(0, r - 2),
-      AOFF: a.offset, BOFF: b.offset, OOFF: out.offset,
-      ARS: a.strides[r - 2], ACS: a.strides[r - 1], BRS: b.strides[r - 2], BCS: b.strides[r - 1], ORS: out.strides[r - 2], OCS: out.strides[r - 1],
-    });
-    if (this.matmulVariant === 'shared') {
-      const aKFast = a.strides[r - 1] === 1;
-      this.launch('matmul', `matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast), p, [out, a, b], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
-      return;
-    }
-    const per = MM_TILE * MM_WG;
-    this.launch('matmul', 'matmul:f32', matmulSource, p, [out, a, b], [Math.ceil(N / per), Math.ceil(M / per), batch]);
   }
 
   gather(input: View, axis: number, index: View, out: View): void {

@@ -6,9 +6,9 @@
 //    and the query rows that see it. No atomics: deterministic.
 // Queries are the LAST Tq positions of the Tk keys when causal (query i sees keys j ≤ i + Tk − Tq).
 // Dropout on the probabilities uses a counter-based hash of (seed, (b·H + h)·Tq·Tk + i·Tk + j).
-import { WGSL_COUNTER_RNG } from './counter-rng.js';
-import { itemMain, kernelHeader, NEG_INF } from './common.js';
-import { uniformLayout } from '../uniforms.js';
+import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
+import { itemMain, kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type MaskKind = 'none' | 'add' | 'bool';
 

@@ -1,22 +1,22 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
-// no [Tq, Tk] score matrix is ever stored. WGSL in core/webgpu/kernels/attention.ts; the cpu path
+// no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts; the cpu path
 // runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
 // probabilities when dropoutP > 0).
-import type { View } from '../core/backend.js';
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { nextUint32 } from '../core/rng.js';
-import { OpError, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { itemGrid } from '../core/webgpu/kernels/common.js';
-import { launch } from '../core/webgpu/launch.js';
-import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from '../core/webgpu/kernels/attention.js';
-import { counterUniform } from '../core/webgpu/kernels/counter-rng.js';
-import { stack } from './movement.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { cpuDataOf } from '../core/cpu.js';
-import { broadcastView, empty } from './util.js';
+import type { View } from '../../core/backend.js';
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { nextUint32 } from '../../core/rng.js';
+import { OpError, shapeStr } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { itemGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from './kernels.js';
+import { counterUniform } from '../dropout/counter-rng.js';
+import { stack } from '../movement.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { broadcastView, empty } from '../util.js';
+import { cpuDataOf } from '../../core/cpu.js';
 
 export interface AttentionOptions {
   /** Query i (of the last Tq positions) sees keys j ≤ i + Tk − Tq. */

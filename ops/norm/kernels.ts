@@ -1,8 +1,8 @@
 // WGSL for layerNorm and rmsNorm over the contiguous last axis: a fused forward that also writes
 // each row's mean and 1/std for the backward, a fused row-wise dx kernel, and a column kernel for
 // the weight/bias gradients (partial sums over row chunks, reduced afterwards).
-import { itemMain, kernelHeader, rowMain, type RowVariant } from './common.js';
-import { uniformLayout } from '../uniforms.js';
+import { itemMain, kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export interface NormVariant {
   /** rmsNorm: no mean subtraction, no bias. */

@@ -1,8 +1,8 @@
 // WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
 // backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
 // gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
-import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.js';
-import { uniformLayout } from '../uniforms.js';
+import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
 

@@ -1,9 +1,9 @@
 // WGSL for rotary position embeddings in the HF rotate_half layout, one invocation per element:
 // x' = x·cos + rotate_half(x)·sin over the first R dims of the last axis (the rest pass through),
 // rotate_half(x) = cat(−x[R/2:R], x[:R/2]). The backward applies the transposed rotation.
-import { itemMain, kernelHeader } from './common.js';
-import { uniformLayout } from '../uniforms.js';
-import { MAX_RANK } from '../wgsl.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import { MAX_RANK } from '../../core/webgpu/wgsl.js';
 
 /** Params: x's shape; cos/sin strides broadcast to x.shape[:-1] + [R]. */
 export const RO = uniformLayout({

@@ -2,8 +2,8 @@
 // counter_uniform(seed, i) ≥ p and scaled by 1/(1 − p). The backward runs the same kernel on the
 // gradient with the same seed, so no mask is stored.
 import { WGSL_COUNTER_RNG } from './counter-rng.js';
-import { itemMain, kernelHeader } from './common.js';
-import { uniformLayout } from '../uniforms.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 /** Params: SCALE = 1/(1 − P). */
 export const DO = uniformLayout({ N: 'u32', XOFF: 'u32', SEED: 'u32', P: 'f32', SCALE: 'f32' });

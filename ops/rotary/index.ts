@@ -1,16 +1,16 @@
 // Rotary position embeddings (HF rotate_half layout) with partial rotary, fused forward and
-// backward (WGSL in core/webgpu/kernels/rotary.ts; the cpu path is the same maths in float64).
-import type { View } from '../core/backend.js';
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { OpError, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { itemGrid } from '../core/webgpu/kernels/common.js';
-import { launch } from '../core/webgpu/launch.js';
-import { RO, rotarySource } from '../core/webgpu/kernels/rotary.js';
-import { cat } from './movement.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { broadcastView, empty, sumTo } from './util.js';
+// backward (WGSL in kernels.ts; the cpu path is the same maths in float64).
+import type { View } from '../../core/backend.js';
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { OpError, shapeStr } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { itemGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { RO, rotarySource } from './kernels.js';
+import { cat } from '../movement.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { broadcastView, empty, sumTo } from '../util.js';
 
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
