@@ -15,7 +15,7 @@ import { untrackTensor } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { cat } from '../ops/movement.js';
-import type { RotaryTables } from './rotary.js';
+import type { RotaryTables } from './rope-scaling.js';
 
 interface LayerEntry {
   /** Rotated keys [B, Hkv, T, D], as used by attention. */

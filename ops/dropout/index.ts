@@ -5,7 +5,8 @@ import { isFloat } from '../../core/dtype.js';
 import { nextUint32 } from '../../core/rng.js';
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { itemGrid, launch, Params } from '../../core/webgpu/kernels/common.js';
+import { itemGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
 import { counterUniform } from './counter-rng.js';
 import { DO, dropoutSource } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
@@ -22,7 +23,7 @@ function dropoutMask(x: Tensor, p: number, seed: number): Tensor {
       const o = outData(out);
       for (let i = 0; i < n; i++) o[i] = counterUniform(seed, i) >= p ? data[off + i] * scale : 0;
     } else if (n > 0) {
-      const prm = new Params().u(DO.N, n).u(DO.XOFF, xc.offset).u(DO.SEED, seed).f(DO.P, p).f(DO.SCALE, scale);
+      const prm = DO.pack({ N: n, XOFF: xc.offset, SEED: seed, P: p, SCALE: scale });
       launch('dropout', 'fused:dropout', dropoutSource, prm, [out, xc], itemGrid(n));
     }
     return out;

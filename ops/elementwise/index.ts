@@ -48,7 +48,7 @@ export interface ValueRange {
   int?: boolean;
 }
 
-/** How the test suites check a row (test/op-cases.ts, test/elementwise-table.test.ts). */
+/** How the test suites check a row (test/ops-cases.ts, test/ops-elementwise-table.test.ts). */
 export interface EwCheck {
   /** Per operand; missing entries use the defaults. */
   readonly ranges?: readonly ValueRange[];
@@ -314,7 +314,7 @@ P.zerosLike = function (this: Tensor): Tensor { return this.fullLike(0); };
 P.onesLike = function (this: Tensor): Tensor { return this.fullLike(1); };
 P.where = function (this: Tensor, cond: Tensor, other: TensorOrScalar): Tensor { return where(cond, this, other); };
 
-/** astype's round trip through float32 needs a coarser finite-difference step (test/op-cases.ts). */
+/** astype's round trip through float32 needs a coarser finite-difference step (test/ops-cases.ts). */
 export const ASTYPE_CHECK: EwCheck = { cpu: { eps: 1e-2, atol: 1e-4, rtol: 1e-3 } };
 
 declare module '../../core/tensor.js' {

@@ -6,7 +6,7 @@ import { forEachOffset, type CpuStorage } from '../../core/cpu.js';
 import { getBackend, gpuRuntime } from '../../core/device.js';
 import { broadcastShapes, numel, OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
-import { launch, Params } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
 import { MAX_RANK } from '../../core/webgpu/wgsl.js';
 import { ELEMENTWISE } from '../elementwise/index.js';
 import { broadcastView, empty, sameDevice, sumTo, type Tolerance } from '../util.js';
@@ -27,9 +27,8 @@ export function matmulVariant(): MatmulVariant {
   if (chosenVariant) return chosenVariant;
   const env = process.env.DAWNGRAD_MATMUL;
   if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
-  const info = gpuRuntime()?.info;
-  const software = !info || info.architecture === 'software' || /llvmpipe|swiftshader/i.test(info.adapter);
-  chosenVariant = (env as MatmulVariant | undefined) ?? (software ? 'register' : 'shared');
+  const rt = gpuRuntime();
+  chosenVariant = (env as MatmulVariant | undefined) ?? (!rt || rt.isSoftware ? 'register' : 'shared');
   return chosenVariant;
 }
 
@@ -72,14 +71,12 @@ function matmulWebGpu(a: View, b: View, out: View): void {
     getBackend('webgpu').elementwise(ELEMENTWISE.copy, [{ scalar: 0 }], out, out.dtype);
     return;
   }
-  const p = new Params().u(MM.M, M).u(MM.N, N).u(MM.K, K).u(MM.BRANK, r - 2);
-  p.words.set(out.shape.slice(0, r - 2), MM.BSHAPE);
-  p.words.set(a.strides.slice(0, r - 2), MM.ABATCH);
-  p.words.set(b.strides.slice(0, r - 2), MM.BBATCH);
-  p.words.set(out.strides.slice(0, r - 2), MM.OBATCH);
-  p.u(MM.AOFF, a.offset).u(MM.BOFF, b.offset).u(MM.OOFF, out.offset);
-  p.u(MM.ARS, a.strides[r - 2]).u(MM.ACS, a.strides[r - 1]).u(MM.BRS, b.strides[r - 2]).u(MM.BCS, b.strides[r - 1]);
-  p.u(MM.ORS, out.strides[r - 2]).u(MM.OCS, out.strides[r - 1]);
+  const p = MM.pack({
+    M, N, K, BRANK: r - 2,
+    BSHAPE: out.shape.slice(0, r - 2), ABATCH: a.strides.slice(0, r - 2), BBATCH: b.strides.slice(0, r - 2), OBATCH: out.strides.slice(0, r - 2),
+    AOFF: a.offset, BOFF: b.offset, OOFF: out.offset,
+    ARS: a.strides[r - 2], ACS: a.strides[r - 1], BRS: b.strides[r - 2], BCS: b.strides[r - 1], ORS: out.strides[r - 2], OCS: out.strides[r - 1],
+  });
   if (matmulVariant() === 'shared') {
     const aKFast = a.strides[r - 1] === 1;
     launch('matmul', `matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast), p, [out, a, b], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);

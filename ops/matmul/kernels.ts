@@ -1,9 +1,13 @@
 // WGSL for matmul: a register-tiled kernel for CPU rasterisers and a shared-memory tiled one for
 // real GPUs. Shapes, strides and offsets travel in the params uniform (layout MM).
-import { header, unravel } from '../../core/webgpu/wgsl.js';
+import { header, uniformLayout } from '../../core/webgpu/uniforms.js';
+import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';
 
-/** Matmul layout: M, N, K, batchRank, batchShape[8], aBatch[8], bBatch[8], oBatch[8], aOff, bOff, oOff, ars, acs, brs, bcs, ors, ocs. */
-export const MM = { M: 0, N: 1, K: 2, BRANK: 3, BSHAPE: 4, ABATCH: 12, BBATCH: 20, OBATCH: 28, AOFF: 36, BOFF: 37, OOFF: 38, ARS: 39, ACS: 40, BRS: 41, BCS: 42, ORS: 43, OCS: 44 } as const;
+/** Matmul params: sizes, batch dims and each operand's batch strides, offsets, row/column strides. */
+export const MM = uniformLayout({
+  M: 'u32', N: 'u32', K: 'u32', BRANK: 'u32', BSHAPE: ['u32', MAX_RANK], ABATCH: ['u32', MAX_RANK], BBATCH: ['u32', MAX_RANK], OBATCH: ['u32', MAX_RANK],
+  AOFF: 'u32', BOFF: 'u32', OOFF: 'u32', ARS: 'u32', ACS: 'u32', BRS: 'u32', BCS: 'u32', ORS: 'u32', OCS: 'u32',
+});
 const batchOffsets = (batch: string) => unravel(batch, MM.BRANK, MM.BSHAPE, [['ao', MM.ABATCH], ['bo', MM.BBATCH], ['oo', MM.OBATCH]]);
 export const MM_TILE = 4; // outputs per invocation per axis
 export const MM_WG = 8; // invocations per workgroup per axis

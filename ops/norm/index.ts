@@ -5,7 +5,8 @@ import { record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { chooseRowVariant, itemGrid, launch, Params, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { chooseRowVariant, itemGrid, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
 import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
@@ -67,7 +68,7 @@ function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | n
     }
   } else if (nRows > 0 && D > 0) {
     const variant = chooseRowVariant(nRows, D);
-    const p = new Params().u(NF.NROWS, nRows).u(NF.D, D).u(NF.XOFF, xc.offset).u(NF.WOFF, w?.offset ?? 0).u(NF.BOFF, b?.offset ?? 0).f(NF.EPS, eps).u(NF.ROFF, rc?.offset ?? 0);
+    const p = NF.pack({ NROWS: nRows, D, XOFF: xc.offset, WOFF: w?.offset, BOFF: b?.offset, EPS: eps, ROFF: rc?.offset });
     const views = [y, mean, rstd, ...(h ? [h] : []), xc, ...(rc ? [rc] : []), ...(w ? [w] : []), ...(b ? [b] : [])];
     launch(opName(v), `fused:norm:${normKey(v)}:${variant}`, () => normForwardSource(v, variant), p, views, rowGrid(variant, nRows));
   }
@@ -98,7 +99,7 @@ function normBackwardInput(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tenso
     }
   } else if (nRows > 0 && D > 0) {
     const variant = chooseRowVariant(nRows, D);
-    const p = new Params().u(NB.NROWS, nRows).u(NB.D, D).u(NB.XOFF, xc.offset).u(NB.GOFF, gc.offset).u(NB.WOFF, w?.offset ?? 0);
+    const p = NB.pack({ NROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, WOFF: w?.offset });
     const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${variant}`;
     launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant), p, [dx, xc, mean, rstd, gc, ...(w ? [w] : [])], rowGrid(variant, nRows));
   }
@@ -135,7 +136,7 @@ function normBackwardParams(xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, 
   const pw = empty(xc.device, xc.dtype, [nChunks, D]);
   const pb = withBias ? empty(xc.device, xc.dtype, [nChunks, D]) : null;
   if (nRows > 0 && D > 0) {
-    const p = new Params().u(NP.NROWS, nRows).u(NP.D, D).u(NP.XOFF, xc.offset).u(NP.GOFF, gc.offset).u(NP.CHUNK, chunk).u(NP.NCHUNKS, nChunks);
+    const p = NP.pack({ NROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, CHUNK: chunk, NCHUNKS: nChunks });
     launch('normParamGrad', `fused:normParamGrad:${withBias}`, () => normParamGradSource(withBias), p, [pw, ...(pb ? [pb] : []), xc, mean, rstd, gc], itemGrid(nChunks * D));
   }
   return [pw.sum(0), pb && pb.sum(0)];

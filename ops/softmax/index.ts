@@ -8,7 +8,8 @@ import { normAxes, normAxis, numel, OpError, shapeStr } from '../../core/shape.j
 import { Tensor } from '../../core/tensor.js';
 import type { CpuBackend } from '../../core/cpu.js';
 import { getBackend } from '../../core/device.js';
-import { chooseRowVariant, launch, Params, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { chooseRowVariant, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
 import {
   CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
 } from './kernels.js';
@@ -60,7 +61,7 @@ function softmaxRows(x: Tensor, mode: SoftmaxMode): Tensor {
       }
     } else if (nRows > 0) {
       const variant = chooseRowVariant(nRows, C);
-      const p = new Params().u(SM.NROWS, nRows).u(SM.C, C).u(SM.XOFF, xc.offset);
+      const p = SM.pack({ NROWS: nRows, C, XOFF: xc.offset });
       launch(mode, `fused:${mode}:${variant}`, () => softmaxForwardSource(mode, variant), p, [out, xc], rowGrid(variant, nRows));
     }
     return out;
@@ -84,7 +85,7 @@ function softmaxRowsBackward(y: Tensor, g: Tensor, mode: 'softmax' | 'logSoftmax
       }
     } else if (nRows > 0) {
       const variant = chooseRowVariant(nRows, C);
-      const p = new Params().u(SMB.NROWS, nRows).u(SMB.C, C).u(SMB.YOFF, yc.offset).u(SMB.GOFF, gc.offset);
+      const p = SMB.pack({ NROWS: nRows, C, YOFF: yc.offset, GOFF: gc.offset });
       launch(`${mode}Backward`, `fused:${mode}Backward:${variant}`, () => softmaxBackwardSource(mode, variant), p, [dx, yc, gc], rowGrid(variant, nRows));
     }
     return dx;
@@ -182,7 +183,7 @@ function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: numb
     }
   } else if (nRows > 0) {
     const variant = chooseRowVariant(nRows, C);
-    const p = new Params().u(CE.NROWS, nRows).u(CE.C, C).u(CE.XOFF, xc.offset).u(CE.TOFF, tc.offset).i(CE.IGNORE, ignoreIndex).f(CE.SMOOTH, eps);
+    const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps });
     launch('crossEntropy', `fused:crossEntropy:${variant}`, () => crossEntropyForwardSource(variant), p, [loss, lse, xc, tc], rowGrid(variant, nRows));
   }
   return [loss, lse];
@@ -210,8 +211,7 @@ function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor
       }
     } else if (nRows * C > 0) {
       const variant = chooseRowVariant(nRows, C);
-      const p = new Params().u(CE.NROWS, nRows).u(CE.C, C).u(CE.XOFF, xc.offset).u(CE.TOFF, tc.offset)
-        .i(CE.IGNORE, ignoreIndex).f(CE.SMOOTH, eps).u(CE.GOFF, gc.offset);
+      const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset });
       // lse is freshly allocated by the forward (offset 0).
       launch('crossEntropyBackward', `fused:crossEntropyBackward:${variant}`, () => crossEntropyBackwardSource(variant), p, [dx, xc, lse, tc, gc], rowGrid(variant, nRows));
     }

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { testing } from '../index.js';
 import { ELEMENTWISE, elementwiseOp, type EwRow } from '../ops/elementwise/index.js';
-import { makeInputs, OP_CASES, rowInputs } from './op-cases.js';
+import { makeInputs, OP_CASES, rowInputs } from './ops-cases.js';
 
 const rows: EwRow[] = Object.values(ELEMENTWISE);
 
