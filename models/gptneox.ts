@@ -2,7 +2,7 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { layerNorm } from '../ops/norm/index.js';
+import { addLayerNorm, layerNorm } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
@@ -85,8 +85,10 @@ export class GPTNeoXLayer extends Module<[Tensor, RotaryTables, KVCache | undefi
     if (this.config.use_parallel_residual) {
       return x.add(attn).add(this.mlp.call(this.norm(this.post_attention_layernorm, x)));
     }
-    const h = x.add(attn);
-    return h.add(this.mlp.call(this.norm(this.post_attention_layernorm, h)));
+    // The residual add and the post-attention norm run as one kernel.
+    const ln = this.post_attention_layernorm;
+    const { sum: h, normed } = addLayerNorm(x, attn, ln.weight, ln.bias, this.config.layer_norm_eps);
+    return h.add(this.mlp.call(normed));
   }
 }
 

@@ -2,7 +2,7 @@
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
-import { rmsNorm } from '../ops/norm/index.js';
+import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
@@ -94,8 +94,10 @@ export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | u
   /** Sequential pre-norm: h = x + attn(n1(x)); out = h + mlp(n2(h)). */
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const eps = this.config.rms_norm_eps;
-    const h = x.add(this.self_attn.call(rmsNorm(x, this.input_layernorm.weight, eps), rope, cache, lengthDependent));
-    return h.add(this.mlp.call(rmsNorm(h, this.post_attention_layernorm.weight, eps)));
+    const attn = this.self_attn.call(rmsNorm(x, this.input_layernorm.weight, eps), rope, cache, lengthDependent);
+    // The residual add and n2 run as one kernel.
+    const { sum: h, normed } = addRmsNorm(x, attn, this.post_attention_layernorm.weight, eps);
+    return h.add(this.mlp.call(normed));
   }
 }
 
