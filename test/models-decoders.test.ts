@@ -3,7 +3,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { io, memory, models, noGrad, OpError, scope, tensor } from '../index.js';
+import { functional as F, io, memory, models, nn, noGrad, OpError, scope, tensor, type Tensor } from '../index.js';
 import { copyWeights, ids, SCALINGS, tinyModel, values, type Kind } from './models-helpers.js';
 
 describe('configs', () => {
@@ -131,6 +131,34 @@ describe('HF parameter names and layouts', () => {
     }
     await rm(dir, { recursive: true, force: true });
   });
+});
+
+describe('decoder layers', () => {
+  // The post-attention residual add runs fused into the norm (addRmsNorm / addLayerNorm); the layer
+  // must still equal its pre-norm definition h = x + attn(n1(x)), out = h + mlp(n2(h)).
+  for (const device of ['cpu', 'webgpu'] as const) {
+    it(`equal their sequential pre-norm definition (LLaMA, GPT-NeoX without parallel residual; ${device})`, async () => {
+      const dtype = device === 'cpu' ? 'float64' as const : 'float32' as const;
+      const llama = tinyModel('llama', null, { device }) as models.LlamaForCausalLM;
+      const neox = new models.GPTNeoXForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 24, rotary_pct: 0.5, max_position_embeddings: 8, use_parallel_residual: false, initializer_range: 0.3 }, { device, dtype });
+      const T = 6;
+      const x = tensor(Float64Array.from({ length: 2 * T * 16 }, (_, i) => Math.sin(i * 0.37)), { shape: [2, T, 16], dtype, device });
+      const close = async (got: Tensor, want: Tensor) => {
+        const [g, w] = [await values(got), await values(want)];
+        g.forEach((v, i) => expect(Math.abs(v - w[i])).toBeLessThanOrEqual((device === 'cpu' ? 1e-12 : 1e-5) * (1 + Math.abs(w[i]))));
+      };
+      await noGrad(async () => {
+        const l = llama.model.layers.at(0), eps = llama.config.rms_norm_eps;
+        const ropeL = await llama.rotary.forward({ length: T, device, dtype, training: false });
+        const hL = x.add(l.self_attn.forward(F.rmsNorm(x, l.input_layernorm.weight, eps), ropeL, undefined, false));
+        await close(l.forward(x, ropeL, undefined, false), hL.add(l.mlp.forward(F.rmsNorm(hL, l.post_attention_layernorm.weight, eps))));
+        const n = neox.gpt_neox.layers.at(0), ln = (m: nn.LayerNorm, t: Tensor) => F.layerNorm(t, m.weight, m.bias, neox.config.layer_norm_eps);
+        const ropeN = await neox.rotary.forward({ length: T, device, dtype, training: false });
+        const hN = x.add(n.attention.forward(ln(n.input_layernorm, x), ropeN, undefined, false));
+        await close(n.forward(x, ropeN, undefined, false), hN.add(n.mlp.forward(ln(n.post_attention_layernorm, hN))));
+      });
+    });
+  }
 });
 
 describe('causality: changing token j never changes logits before j', () => {
