@@ -46,6 +46,10 @@ export interface ElementwiseDef {
   readonly wgslHelpers?: string;
 }
 
+/** The two kernels every backend and the engine itself need (copies, fills, gradient accumulation). */
+export const COPY_KERNEL: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
+export const ADD_KERNEL: ElementwiseDef = { name: 'add', arity: 2, wgsl: ([a, b]) => `${a} + ${b}`, js: (a, b) => a + b };
+
 export type ReduceKind = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 
 export interface Backend {

@@ -1,6 +1,6 @@
 // The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts.
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from '../backend.js';
-import { isScalarOperand } from '../backend.js';
+import { COPY_KERNEL, isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
@@ -78,7 +78,7 @@ export class WebGpuBackend implements Backend {
     if (!contiguous) {
       temp = this.alloc(view.dtype, n);
       src = { storage: temp, shape: view.shape, strides: contiguousStrides(view.shape), offset: 0, dtype: view.dtype };
-      this.elementwise(IDENTITY, [view], src, view.dtype);
+      this.elementwise(COPY_KERNEL, [view], src, view.dtype);
     }
     const bytes = await this.rt.read(gpuBufferOf(src), src.offset * 4, n * 4);
     if (temp) this.release(temp);
@@ -97,7 +97,7 @@ export class WebGpuBackend implements Backend {
       const temp = this.alloc(out.dtype, n);
       const tv: View = { storage: temp, shape: out.shape, strides: contiguousStrides(out.shape), offset: 0, dtype: out.dtype };
       this.elementwise(def, operands, tv, computeType);
-      this.elementwise(IDENTITY, [tv], out, out.dtype);
+      this.elementwise(COPY_KERNEL, [tv], out, out.dtype);
       this.release(temp);
       return;
     }
@@ -190,4 +190,3 @@ export class WebGpuBackend implements Backend {
   }
 }
 
-const IDENTITY: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };

@@ -3,7 +3,8 @@
 // it. The table is keyed by a union of op names, so a name without a row (or a row without a rule or
 // check) is a compile error. Activations (gelu-tanh, swiglu) and the kernels of backward rules
 // (geluGrad, ...) are rows too. CONTRIBUTING.md walks through adding one.
-import type { ElementwiseDef } from '../../core/backend.js';
+import { ADD_KERNEL, COPY_KERNEL, type ElementwiseDef } from '../../core/backend.js';
+import { fill } from '../../core/primitives.js';
 import { isGradEnabled, record } from '../../core/autograd.js';
 import { getBackend } from '../../core/device.js';
 import { isFloat, promoteTypes, type DType } from '../../core/dtype.js';
@@ -132,7 +133,7 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
   square: { arity: 1, wgsl: ([a]) => `${a} * ${a}`, js: (a) => a * a, grad: (g, { x: [x] }) => [g.mul(x).mul(2)], check: {} },
   reciprocal: { arity: 1, ints: 'promote', wgsl: ([a]) => `1.0 / ${a}`, js: (a) => 1 / a, save: 'output', grad: (g, { y }) => [g.mul(y.square()).neg()], check: { ranges: [positive] } },
 
-  add: { arity: 2, wgsl: ([a, b]) => `${a} + ${b}`, js: (a, b) => a + b, save: 'none', grad: (g) => [g, g], check: {} },
+  add: { arity: 2, wgsl: ADD_KERNEL.wgsl, js: ADD_KERNEL.js, save: 'none', grad: (g) => [g, g], check: {} },
   sub: { arity: 2, wgsl: ([a, b]) => `${a} - ${b}`, js: (a, b) => a - b, save: 'none', grad: (g) => [g, g.neg()], check: {} },
   mul: { arity: 2, wgsl: ([a, b]) => `${a} * ${b}`, js: (a, b) => a * b, grad: (g, { x: [a, b] }) => [g.mul(b), g.mul(a)], check: {} },
   div: {
@@ -159,7 +160,7 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
   gt: compare('>', (a, b) => a > b),
   ge: compare('>=', (a, b) => a >= b),
 
-  copy: { arity: 1, wgsl: ([a]) => a, js: (a) => a, grad: 'none', check: {} },
+  copy: { arity: 1, wgsl: COPY_KERNEL.wgsl, js: COPY_KERNEL.js, grad: 'none', check: {} },
   where: {
     arity: 3, wgsl: ([c, a, b], t) => `select(${b}, ${a}, ${c} != ${t}(0))`, js: (c, a, b) => (c !== 0 ? a : b),
     grad: (g, { x: [c], needs }) => [null, needs[1] ? where(c, g, 0) : null, needs[2] ? where(c, 0, g) : null], check: { ranges: [{ int: true, min: 0, max: 1 }] },
@@ -306,9 +307,7 @@ P.clone = function (this: Tensor): Tensor {
   return record('clone', y, [this], (g) => [g]);
 };
 P.fullLike = function (this: Tensor, v: number, shape: readonly number[] = this.shape): Tensor {
-  const out = empty(this.device, this.dtype, shape);
-  getBackend(this.device).elementwise(ELEMENTWISE.copy, [{ scalar: v }], out, this.dtype);
-  return out;
+  return fill(this, v, shape);
 };
 P.zerosLike = function (this: Tensor): Tensor { return this.fullLike(0); };
 P.onesLike = function (this: Tensor): Tensor { return this.fullLike(1); };
