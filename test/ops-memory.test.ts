@@ -17,6 +17,7 @@ describe('transformer ops memory', () => {
           const outs: Tensor[] = [
             F.softmax(x, 0), F.logSoftmax(x.transpose(0, 1)), F.logsumexp(x, [0, 1]), F.crossEntropy(x, t, { labelSmoothing: 0.1 }),
             F.layerNorm(x, w, b), F.rmsNorm(x, w), F.applyRotary(q, cs, sn),
+            ...Object.values(F.addLayerNorm(x, x.exp(), w, b)), ...Object.values(F.addRmsNorm(x.mul(2), x, w)),
             F.scaledDotProductAttention(q, k, k, { causal: true, dropoutP: 0.1 }),
             F.gelu(x, { approximate: 'tanh' }), F.swiglu(x, b), F.dropout(x, 0.2), F.embedding(ids, x),
           ];
