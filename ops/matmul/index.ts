@@ -99,8 +99,18 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
   (a.device === 'cpu' ? matmulCpu : matmulWebGpu)(broadcastView(a, [...batch, M, K]), broadcastView(b, [...batch, K, N]), out);
   return record('matmul', out, [a, b], (g, [sa, sb]) => [
     sumTo(g.matmul(sb.transpose(-1, -2)), a.shape),
-    sumTo(sa.transpose(-1, -2).matmul(g), b.shape),
+    b.rank === 2 ? matrixGradOfBatched(sa, g) : sumTo(sa.transpose(-1, -2).matmul(g), b.shape),
   ], [a, b]);
+}
+
+/**
+ * The gradient of a matrix b [K, N] shared by every batch of a [..., M, K]: Σ_batch aᵀ·g is one
+ * matmul over the flattened rows, [K, rows] @ [rows, N], instead of a batched matmul and a sum over
+ * the batch (a linear layer's weight gradient: one dispatch instead of two, no batch × K × N buffer).
+ */
+function matrixGradOfBatched(a: Tensor, g: Tensor): Tensor {
+  const rows = (t: Tensor) => t.reshape([-1, t.shape[t.rank - 1]]);
+  return rows(a).transpose(0, 1).matmul(rows(g));
 }
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
