@@ -1,11 +1,16 @@
-// WGSL kernels for optimizer updates and gradient clipping. Each optimizer update is ONE dispatch
-// per parameter that rewrites the parameter and its state buffers in place; hyperparameters, bias
-// corrections and the learning rate travel as f32 bits in the uniform params (no readback).
-// Param-uniform convention as core/webgpu/wgsl.ts: binding 0 = params, then read_write, then read.
+// Multi-tensor WGSL kernels for optimizer updates and gradient clipping. Parameters stay separate
+// tensors, so a dispatch binds each one's buffers: as many parameters as the adapter's
+// maxStorageBuffersPerShaderStage allows share one dispatch, which reads a small table in its
+// uniform block (per parameter: where its invocations start, its length, its and its gradient's
+// offsets) and picks the parameter's bindings with a switch. Every parameter's elements start on a
+// workgroup boundary, so a workgroup never straddles two parameters. Hyperparameters, bias corrections
+// and the learning rate travel as f32 bits (no readback); parameters whose values differ (other
+// groups, other step counts) go in separate dispatches. The per-element maths is the optimizer's
+// own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
 import { gpuRuntime } from '../../core/device.js';
 import type { GpuStorage } from '../../core/webgpu/backend.js';
 import { PARAM_WORDS, type GpuRuntime } from '../../core/webgpu/runtime.js';
-import { grid, header as coreHeader, mainSig, WG } from '../../core/webgpu/wgsl.js';
+import { header, mainSig, spreadGroups, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
 
 function runtime(): GpuRuntime {
@@ -14,38 +19,7 @@ function runtime(): GpuRuntime {
   return rt;
 }
 
-export const gpuBuffer = (t: Tensor): GPUBuffer => (t.storage as GpuStorage).buffer;
-
-/** The core params header plus the strided-gradient index helper. */
-const header = (bindings: string[]): string => `${coreHeader(bindings)}${GRAD_INDEX}
-`;
-
-/** Word holding 1 on a parameter's first update: state buffers are then read as zeros (they are allocated unfilled). */
-const FIRST = 15;
-/** A state buffer's previous value: zero on the first update. */
-const prev = (buf: string) => `select(${buf}[i], 0.0, pu(${FIRST}u) != 0u)`;
-
-/** Gradient layout words: the gradient may be any strided view (e.g. a transposed weight's gradient). */
-const G_RANK = 16, G_SHAPE = 17, G_STRIDES = 25, MAX_RANK = 8;
-
-/** Storage index of element i of the (possibly strided) gradient, row-major over its shape. */
-const GRAD_INDEX = `
-fn gradIndex(i: u32) -> u32 {
-  var off = pu(2u);
-  var rem = i;
-  for (var d = i32(pu(${G_RANK}u)) - 1; d >= 0; d--) {
-    let du = u32(d);
-    off += (rem % pu(${G_SHAPE}u + du)) * pu(${G_STRIDES}u + du);
-    rem = rem / pu(${G_SHAPE}u + du);
-  }
-  return off;
-}`;
-
-const elementIndex = `let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= pu(0u)) { return; }
-  let pi = i + pu(1u);
-  let gi = gradIndex(i);`;
-
+const gpuBuffer = (t: Tensor): GPUBuffer => (t.storage as GpuStorage).buffer;
 
 const f32Bits = new DataView(new ArrayBuffer(4));
 function bitsOf(v: number): number {
@@ -53,140 +27,219 @@ function bitsOf(v: number): number {
   return f32Bits.getUint32(0, true);
 }
 
-/** Uniform block: [n, paramOffset, gradOffset, ...f32 values, ...u32 values], gradient layout at G_*. */
-function uniforms(n: number, paramOffset: number, grad: Tensor | null, floats: number[], extraU32: number[] = [], first = false): Uint32Array {
-  const p = new Uint32Array(PARAM_WORDS);
-  p[0] = n;
-  p[1] = paramOffset;
-  p[FIRST] = first ? 1 : 0;
-  if (grad) {
-    if (grad.rank > MAX_RANK) throw new Error(`optim: gradients of rank ${grad.rank} are not supported on webgpu (max ${MAX_RANK})`);
-    p[2] = grad.offset;
-    // A contiguous gradient is walked as one flat axis (cheaper index math).
-    const flat = grad.isContiguous();
-    p[G_RANK] = flat ? 1 : grad.rank;
-    p.set(flat ? [grad.size] : grad.shape, G_SHAPE);
-    p.set(flat ? [1] : grad.strides, G_STRIDES);
+/** Words of the uniform block a kernel may use (the last two stay free for core's constants). */
+const USABLE_WORDS = PARAM_WORDS - 2;
+
+/** Test hook: at most this many tensors per dispatch (1 gives the one-dispatch-per-parameter schedule). */
+let tensorsPerDispatchCap = Infinity;
+export function setTensorsPerDispatchCap(cap: number | null): void {
+  tensorsPerDispatchCap = cap ?? Infinity;
+}
+
+/**
+ * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
+ * ones and needs `wordsPerTensor` uniform words next to `fixedWords`.
+ */
+function tensorsPerDispatch(perTensor: number, shared: number, wordsPerTensor: number, fixedWords: number): number {
+  const bindings = runtime().info.limits.maxStorageBuffersPerShaderStage;
+  const byBindings = Math.floor((bindings - shared) / perTensor);
+  const byWords = Math.floor((USABLE_WORDS - fixedWords) / wordsPerTensor);
+  return Math.max(1, Math.min(byBindings, byWords, tensorsPerDispatchCap));
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let k = 0; k < items.length; k += size) out.push(items.slice(k, k + size));
+  return out;
+}
+
+/**
+ * The per-tensor table: BASE[0..k] (first invocation of each tensor, workgroup-aligned; BASE[k] = the
+ * total), N[k], OFF[k] and GOFF[k] (storage offsets of the tensor and, for updates, its gradient).
+ */
+interface Table {
+  base: number;
+  n: number;
+  off: number;
+  goff: number;
+}
+
+function tableLayout(fixedWords: number, count: number): Table {
+  return { base: fixedWords, n: fixedWords + count + 1, off: fixedWords + 2 * count + 1, goff: fixedWords + 3 * count + 1 };
+}
+const TABLE_WORDS_PER_TENSOR = 4;
+
+/** Fills the table for `sizes` (tensor element counts); returns the invocation count. */
+function packTable(p: Uint32Array, at: Table, sizes: number[], offsets: number[], gradOffsets: number[]): number {
+  let base = 0;
+  sizes.forEach((n, k) => {
+    p[at.base + k] = base;
+    p[at.n + k] = n;
+    p[at.off + k] = offsets[k];
+    p[at.goff + k] = gradOffsets[k];
+    base += Math.ceil(n / WG) * WG;
+  });
+  p[at.base + sizes.length] = base;
+  return base;
+}
+
+/**
+ * WGSL prologue: the linear invocation id, which tensor k it belongs to, and its element i of that
+ * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient.
+ */
+function locate(at: Table, count: number, total: string): string {
+  return `let id = gid.x + gid.y * nwg.x * ${WG}u;
+  if (id >= ${total}) { return; }
+  var k = 0u;
+  for (; k + 1u < ${count}u; k++) { if (id < pu(${at.base}u + k + 1u)) { break; } }
+  let i = id - pu(${at.base}u + k);
+  if (i >= pu(${at.n}u + k)) { return; }
+  let pi = i + pu(${at.off}u + k);
+  let gi = i + pu(${at.goff}u + k);`;
+}
+
+const cases = (count: number, body: (k: number) => string): string =>
+  `switch k {
+${Array.from({ length: count }, (_, k) => `    case ${k}u: {
+      ${body(k)}
+    }`).join('\n')}
+    default: {}
+  }`;
+
+// ---- Optimizer updates
+
+/** The names a kernel body uses for tensor k's buffers, the hyperparameters and the first-update flag. */
+export interface UpdateNames {
+  param: string;
+  grad: string;
+  /** State buffers by name, in the kernel's `state` order. */
+  state: Record<string, string>;
+  /** f32 hyperparameter by name. */
+  hyper: (name: string) => string;
+  /** u32 flag by name. */
+  flag: (name: string) => string;
+  /** WGSL bool: this is the parameters' first update. */
+  first: string;
+  /** A state buffer's previous value at element i: zero on the first update (state is allocated unfilled). */
+  prev: (buffer: string) => string;
+}
+
+/** An optimizer's element-wise update: its state buffers, uniforms and WGSL body (p0 = param[pi]; writes param[pi]). */
+export interface UpdateKernel {
+  name: string;
+  state: readonly string[];
+  hyper: readonly string[];
+  flags: readonly string[];
+  body: (n: UpdateNames) => string;
+}
+
+/** One parameter's update: its tensors (gradient contiguous) and the uniforms computed on the host. */
+export interface ParamUpdate {
+  kernel: UpdateKernel;
+  param: Tensor;
+  grad: Tensor;
+  state: Tensor[];
+  hyper: number[];
+  flags: number[];
+  first: boolean;
+}
+
+function updateSource(kernel: UpdateKernel, count: number): () => string {
+  const fixed = 2 + kernel.hyper.length + kernel.flags.length;
+  const at = tableLayout(fixed, count);
+  const hyper = (name: string) => `pf(${2 + kernel.hyper.indexOf(name)}u)`;
+  const flag = (name: string) => `pu(${2 + kernel.hyper.length + kernel.flags.indexOf(name)}u)`;
+  const bindings = Array.from({ length: count }, (_, k) => [
+    `var<storage, read_write> param${k}: array<f32>`,
+    ...kernel.state.map((s) => `var<storage, read_write> ${s}${k}: array<f32>`),
+    `var<storage, read> grad${k}: array<f32>`,
+  ]).flat();
+  return () => `${header(bindings)}
+${mainSig} {
+  ${locate(at, count, 'pu(0u)')}
+  ${cases(count, (k) => kernel.body({
+    param: `param${k}`,
+    grad: `grad${k}`,
+    state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
+    hyper,
+    flag,
+    first: 'pu(1u) != 0u',
+    prev: (buffer) => `select(${buffer}[i], 0.0, pu(1u) != 0u)`,
+  }))}
+}`;
+}
+
+/**
+ * Applies every update, one dispatch per chunk of parameters that share a kernel and uniforms.
+ * Uniform block: [invocations, first, ...hyper (f32), ...flags (u32), table].
+ */
+export function applyUpdates(updates: ParamUpdate[]): void {
+  const batches = new Map<string, ParamUpdate[]>();
+  for (const u of updates) {
+    const key = `${u.kernel.name}|${u.first ? 1 : 0}|${u.hyper.map(bitsOf).join(',')}|${u.flags.join(',')}`;
+    const list = batches.get(key);
+    if (list) list.push(u);
+    else batches.set(key, [u]);
   }
-  floats.forEach((v, k) => { p[3 + k] = bitsOf(v); });
-  extraU32.forEach((v, k) => { p[3 + floats.length + k] = v; });
-  return p;
-}
-
-// ---- Adam / AdamW: uniforms l2, decay, beta1, 1-beta1, beta2, 1-beta2, stepSize, 1/sqrt(bc2), eps
-const ADAM_WGSL = () => `${header([
-  'var<storage, read_write> param: array<f32>',
-  'var<storage, read_write> m: array<f32>',
-  'var<storage, read_write> v: array<f32>',
-  'var<storage, read> grad: array<f32>',
-])}
-${mainSig} {
-  ${elementIndex}
-  let p0 = param[pi];
-  let g = grad[gi] + pf(3u) * p0;
-  let mt = pf(5u) * ${prev('m')} + pf(6u) * g;
-  let vt = pf(7u) * ${prev('v')} + pf(8u) * g * g;
-  m[i] = mt;
-  v[i] = vt;
-  let denom = sqrt(vt) * pf(10u) + pf(11u);
-  param[pi] = p0 * pf(4u) - pf(9u) * mt / denom;
-}`;
-
-export interface AdamUniforms {
-  l2: number; decay: number; beta1: number; beta2: number; stepSize: number; invSqrtBc2: number; eps: number; first: boolean;
-}
-
-export function adamKernel(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, u: AdamUniforms): void {
   const rt = runtime();
-  const pipeline = rt.pipeline('optim:adam', ADAM_WGSL);
-  const p = uniforms(param.size, param.offset, grad, [u.l2, u.decay, u.beta1, 1 - u.beta1, u.beta2, 1 - u.beta2, u.stepSize, u.invSqrtBc2, u.eps], [], u.first);
-  rt.dispatch('optim.adam', pipeline, p, [gpuBuffer(param), gpuBuffer(m), gpuBuffer(v), gpuBuffer(grad)], grid(param.size));
+  for (const batch of batches.values()) {
+    const { kernel, hyper, flags, first } = batch[0];
+    const fixed = 2 + hyper.length + flags.length;
+    const size = tensorsPerDispatch(2 + kernel.state.length, 0, TABLE_WORDS_PER_TENSOR, fixed + 1);
+    for (const chunk of chunks(batch, size)) {
+      const p = new Uint32Array(PARAM_WORDS);
+      p[1] = first ? 1 : 0;
+      hyper.forEach((v, k) => { p[2 + k] = bitsOf(v); });
+      flags.forEach((v, k) => { p[2 + hyper.length + k] = v; });
+      p[0] = packTable(p, tableLayout(fixed, chunk.length), chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
+      const pipeline = rt.pipeline(`optim:${kernel.name}:${chunk.length}`, updateSource(kernel, chunk.length));
+      const buffers = chunk.flatMap((u) => [u.param, ...u.state, u.grad].map(gpuBuffer));
+      rt.dispatch(`optim.${kernel.name}`, pipeline, p, buffers, spreadGroups(p[0] / WG));
+    }
+  }
 }
 
-// ---- SGD: uniforms lr, weightDecay, momentum, 1-dampening; u32 nesterov (the first step sets buf = d)
-const SGD_WGSL = (withMomentum: boolean) => () => `${header([
-  'var<storage, read_write> param: array<f32>',
-  ...(withMomentum ? ['var<storage, read_write> buf: array<f32>'] : []),
-  'var<storage, read> grad: array<f32>',
-])}
-${mainSig} {
-  ${elementIndex}
-  let p0 = param[pi];
-  var d = grad[gi] + pf(4u) * p0;
-  ${withMomentum ? `var b = d;
-  if (pu(${FIRST}u) == 0u) { b = pf(5u) * buf[i] + pf(6u) * d; }
-  buf[i] = b;
-  if (pu(7u) != 0u) { d = d + pf(5u) * b; } else { d = b; }` : ''}
-  param[pi] = p0 - pf(3u) * d;
-}`;
-
-export interface SgdUniforms {
-  lr: number; weightDecay: number; momentum: number; dampening: number; nesterov: boolean; first: boolean;
-}
-
-export function sgdKernel(param: Tensor, grad: Tensor, buf: Tensor | null, u: SgdUniforms): void {
-  const rt = runtime();
-  const pipeline = rt.pipeline(`optim:sgd:${buf ? 'momentum' : 'plain'}`, SGD_WGSL(buf !== null));
-  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.momentum, 1 - u.dampening], [u.nesterov ? 1 : 0], u.first);
-  const buffers = [gpuBuffer(param), ...(buf ? [gpuBuffer(buf)] : []), gpuBuffer(grad)];
-  rt.dispatch('optim.sgd', pipeline, p, buffers, grid(param.size));
-}
-
-// ---- RMSprop: uniforms lr, weightDecay, alpha, 1-alpha, eps, momentum
-const RMSPROP_WGSL = (centered: boolean, withMomentum: boolean) => () => `${header([
-  'var<storage, read_write> param: array<f32>',
-  'var<storage, read_write> sq: array<f32>',
-  ...(centered ? ['var<storage, read_write> gavg: array<f32>'] : []),
-  ...(withMomentum ? ['var<storage, read_write> buf: array<f32>'] : []),
-  'var<storage, read> grad: array<f32>',
-])}
-${mainSig} {
-  ${elementIndex}
-  let p0 = param[pi];
-  let g = grad[gi] + pf(4u) * p0;
-  let s = pf(5u) * ${prev('sq')} + pf(6u) * g * g;
-  sq[i] = s;
-  ${centered ? `let ga = pf(5u) * ${prev('gavg')} + pf(6u) * g;
-  gavg[i] = ga;
-  let avg = sqrt(s - ga * ga) + pf(7u);` : 'let avg = sqrt(s) + pf(7u);'}
-  ${withMomentum ? `let b = pf(8u) * ${prev('buf')} + g / avg;
-  buf[i] = b;
-  param[pi] = p0 - pf(3u) * b;` : 'param[pi] = p0 - pf(3u) * g / avg;'}
-}`;
-
-export interface RmspropUniforms {
-  lr: number; weightDecay: number; alpha: number; eps: number; momentum: number; first: boolean;
-}
-
-export function rmspropKernel(param: Tensor, grad: Tensor, sq: Tensor, gavg: Tensor | null, buf: Tensor | null, u: RmspropUniforms): void {
-  const rt = runtime();
-  const pipeline = rt.pipeline(`optim:rmsprop:${gavg ? 'c' : 'u'}:${buf ? 'm' : 'p'}`, RMSPROP_WGSL(gavg !== null, buf !== null));
-  const p = uniforms(param.size, param.offset, grad, [u.lr, u.weightDecay, u.alpha, 1 - u.alpha, u.eps, u.momentum], [], u.first);
-  const buffers = [gpuBuffer(param), gpuBuffer(sq), ...(gavg ? [gpuBuffer(gavg)] : []), ...(buf ? [gpuBuffer(buf)] : []), gpuBuffer(grad)];
-  rt.dispatch('optim.rmsprop', pipeline, p, buffers, grid(param.size));
-}
-
-// ---- Gradient clipping: per-gradient partial sums of squares, one finalise, per-gradient scaling.
+// ---- Gradient clipping: partial sums of squares per gradient, one finalise, an in-place scale.
 /** Partial sums per gradient: each of CLIP_LANES invocations sums a strided subset (no barriers). */
 export const CLIP_LANES = 1024;
 
-const SUMSQ_WGSL = () => `${header(['var<storage, read_write> partials: array<f32>', 'var<storage, read> grad: array<f32>'])}
+/** Uniform block of the clip kernels: [invocations, first partials slot, table]. */
+const CLIP_FIXED = 2;
+
+const SUMSQ_WGSL = (count: number) => () => {
+  const at = tableLayout(CLIP_FIXED, count);
+  return `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
 ${mainSig} {
   let t = gid.x;
+  let k = t / ${CLIP_LANES}u;
+  let lane = t % ${CLIP_LANES}u;
+  let n = pu(${at.n}u + k);
+  let off = pu(${at.off}u + k);
   var acc = 0.0;
-  for (var k = t; k < pu(0u); k += ${CLIP_LANES}u) {
-    let g = grad[gradIndex(k)];
-    acc += g * g;
-  }
-  partials[pu(1u) * ${CLIP_LANES}u + t] = acc;
+  ${cases(count, (k) => `for (var e = lane; e < n; e += ${CLIP_LANES}u) {
+        let g = grad${k}[off + e];
+        acc += g * g;
+      }`)}
+  partials[(pu(1u) + k) * ${CLIP_LANES}u + lane] = acc;
 }`;
+};
 
-/** partials[slot·LANES .. +LANES) = partial Σ g² of `grad` (contiguous). */
-export function sumSquaresKernel(partials: Tensor, slot: number, grad: Tensor): void {
+/**
+ * partials[(slot + k)·LANES .. +LANES) = partial Σ g² of grads[k] (contiguous), for slots
+ * 0..grads.length − 1 of `partials`.
+ */
+export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
   const rt = runtime();
-  const pipeline = rt.pipeline('optim:clip:sumsq', SUMSQ_WGSL);
-  const p = uniforms(grad.size, slot, grad, []);
-  rt.dispatch('optim.clipGradNorm', pipeline, p, [gpuBuffer(partials), gpuBuffer(grad)], [CLIP_LANES / WG, 1, 1]);
+  const size = tensorsPerDispatch(1, 1, TABLE_WORDS_PER_TENSOR, CLIP_FIXED + 1);
+  let slot = 0;
+  for (const chunk of chunks(grads, size)) {
+    const p = new Uint32Array(PARAM_WORDS);
+    p[1] = slot;
+    packTable(p, tableLayout(CLIP_FIXED, chunk.length), chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
+    const pipeline = rt.pipeline(`optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(chunk.length));
+    rt.dispatch('optim.clipGradNorm', pipeline, p, [gpuBuffer(partials), ...chunk.map(gpuBuffer)], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
+    slot += chunk.length;
+  }
 }
 
 const FINALIZE_WGSL = () => `${header(['var<storage, read_write> out: array<f32>', 'var<storage, read> partials: array<f32>'])}
@@ -201,26 +254,36 @@ var<workgroup> lanes: array<f32, ${WG}>;
     for (var k = 0u; k < ${WG}u; k++) { total += lanes[k]; }
     let norm = sqrt(total);
     out[0] = norm;
-    out[1] = min(pf(3u) / (norm + 1e-6), 1.0);
+    out[1] = min(pf(1u) / (norm + 1e-6), 1.0);
   }
 }`;
 
 /** out[0] = sqrt(Σ partials), out[1] = min(maxNorm / (norm + 1e-6), 1). */
 export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number, maxNorm: number): void {
   const rt = runtime();
-  const pipeline = rt.pipeline('optim:clip:finalize', FINALIZE_WGSL);
-  rt.dispatch('optim.clipGradNorm', pipeline, uniforms(count, 0, null, [maxNorm]), [gpuBuffer(out), gpuBuffer(partials)], [1, 1, 1]);
+  const p = new Uint32Array(PARAM_WORDS);
+  p[0] = count;
+  p[1] = bitsOf(maxNorm);
+  rt.dispatch('optim.clipGradNorm', rt.pipeline('optim:clip:finalize', FINALIZE_WGSL), p, [gpuBuffer(out), gpuBuffer(partials)], [1, 1, 1]);
 }
 
-const SCALE_WGSL = () => `${header(['var<storage, read_write> grad: array<f32>', 'var<storage, read> coef: array<f32>'])}
+const SCALE_WGSL = (count: number) => () => {
+  const at = tableLayout(CLIP_FIXED, count);
+  return `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
 ${mainSig} {
-  ${elementIndex}
-  grad[gi] = grad[gi] * coef[1];
+  ${locate(at, count, 'pu(0u)')}
+  ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
 }`;
+};
 
-/** grad *= coef[1], in place (grad must not overlap itself: no broadcast strides). */
-export function scaleByKernel(grad: Tensor, coef: Tensor): void {
+/** grads[k] *= coef[1], in place (each gradient contiguous). */
+export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
   const rt = runtime();
-  const pipeline = rt.pipeline('optim:clip:scale', SCALE_WGSL);
-  rt.dispatch('optim.clipGradNorm', pipeline, uniforms(grad.size, 0, grad, []), [gpuBuffer(grad), gpuBuffer(coef)], grid(grad.size));
+  const size = tensorsPerDispatch(1, 1, TABLE_WORDS_PER_TENSOR, CLIP_FIXED + 1);
+  for (const chunk of chunks(grads, size)) {
+    const p = new Uint32Array(PARAM_WORDS);
+    p[0] = packTable(p, tableLayout(CLIP_FIXED, chunk.length), chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
+    const pipeline = rt.pipeline(`optim:clip:scale:${chunk.length}`, SCALE_WGSL(chunk.length));
+    rt.dispatch('optim.clipGradNorm', pipeline, p, [gpuBuffer(coef), ...chunk.map(gpuBuffer)], spreadGroups(p[0] / WG));
+  }
 }
