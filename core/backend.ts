@@ -59,8 +59,6 @@ export interface Backend {
   elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void;
   /** Reduce `input` over its trailing `reducedRank` axes (callers permute first); out is contiguous. */
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void;
-  /** out[..., m, n] = sum_k a[..., m, k] b[..., k, n]; a and b already broadcast over batch dims. */
-  matmul(a: View, b: View, out: View): void;
   /** out[c] = input[c with c[axis] := index[c]]; index has out's shape (it may be a broadcast view). */
   gather(input: View, axis: number, index: View, out: View): void;
   /** out (already a copy of self) += src scattered along axis by index (same shape as src). Deterministic. */

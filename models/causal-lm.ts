@@ -7,7 +7,7 @@ import { argTensor } from '../core/args.js';
 import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { crossEntropy } from '../ops/softmax.js';
+import { crossEntropy } from '../ops/softmax/index.js';
 import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';

@@ -2,9 +2,9 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { layerNorm } from '../ops/norm.js';
-import { applyRotary } from '../ops/rotary.js';
-import { scaledDotProductAttention } from '../ops/attention.js';
+import { layerNorm } from '../ops/norm/index.js';
+import { applyRotary } from '../ops/rotary/index.js';
+import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';

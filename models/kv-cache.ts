@@ -10,7 +10,7 @@
 //     max_factor extra prefills at most; for dynamic NTK past L0 it is one full forward per step.
 //   'rerotate': keep un-rotated keys and rotate them all again at each change (cheaper, approximate).
 // The cache holds detached tensors it owns; use it under noGrad (generate() does).
-import { applyRotary } from '../ops/rotary.js';
+import { applyRotary } from '../ops/rotary/index.js';
 import { untrackTensor } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';

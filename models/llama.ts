@@ -2,9 +2,9 @@
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
-import { rmsNorm } from '../ops/norm.js';
-import { applyRotary } from '../ops/rotary.js';
-import { scaledDotProductAttention } from '../ops/attention.js';
+import { rmsNorm } from '../ops/norm/index.js';
+import { applyRotary } from '../ops/rotary/index.js';
+import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';

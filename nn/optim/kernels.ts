@@ -8,27 +8,10 @@
 // groups, other step counts) go in separate dispatches. The per-element maths is the optimizer's
 // own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
 import { gpuRuntime } from '../../core/device.js';
-import type { GpuStorage } from '../../core/webgpu/backend.js';
-import { PARAM_WORDS, type GpuRuntime } from '../../core/webgpu/runtime.js';
-import { header, mainSig, spreadGroups, WG } from '../../core/webgpu/wgsl.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from '../../core/webgpu/uniforms.js';
+import { mainSig, spreadGroups, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
-
-function runtime(): GpuRuntime {
-  const rt = gpuRuntime();
-  if (!rt) throw new Error('optim: the webgpu runtime is not available');
-  return rt;
-}
-
-const gpuBuffer = (t: Tensor): GPUBuffer => (t.storage as GpuStorage).buffer;
-
-const f32Bits = new DataView(new ArrayBuffer(4));
-function bitsOf(v: number): number {
-  f32Bits.setFloat32(0, v, true);
-  return f32Bits.getUint32(0, true);
-}
-
-/** Words of the uniform block a kernel may use (the last two stay free for core's constants). */
-const USABLE_WORDS = PARAM_WORDS - 2;
 
 /** Test hook: at most this many tensors per dispatch (1 gives the one-dispatch-per-parameter schedule). */
 let tensorsPerDispatchCap = Infinity;
@@ -36,14 +19,17 @@ export function setTensorsPerDispatchCap(cap: number | null): void {
   tensorsPerDispatchCap = cap ?? Infinity;
 }
 
+/** Uniform words per tensor in the table: BASE, N, OFF, GOFF. */
+const TABLE_WORDS_PER_TENSOR = 4;
+
 /**
  * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
- * ones and needs `wordsPerTensor` uniform words next to `fixedWords`.
+ * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
  */
-function tensorsPerDispatch(perTensor: number, shared: number, wordsPerTensor: number, fixedWords: number): number {
-  const bindings = runtime().info.limits.maxStorageBuffersPerShaderStage;
+function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number): number {
+  const bindings = gpuRuntime()?.info.limits.maxStorageBuffersPerShaderStage ?? 8;
   const byBindings = Math.floor((bindings - shared) / perTensor);
-  const byWords = Math.floor((USABLE_WORDS - fixedWords) / wordsPerTensor);
+  const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / TABLE_WORDS_PER_TENSOR);
   return Math.max(1, Math.min(byBindings, byWords, tensorsPerDispatchCap));
 }
 
@@ -54,48 +40,39 @@ function chunks<T>(items: T[], size: number): T[][] {
 }
 
 /**
- * The per-tensor table: BASE[0..k] (first invocation of each tensor, workgroup-aligned; BASE[k] = the
- * total), N[k], OFF[k] and GOFF[k] (storage offsets of the tensor and, for updates, its gradient).
+ * The uniform layout of a kernel over `count` tensors: TOTAL invocations, FIRST, the kernel's f32
+ * HYPER and u32 FLAGS, then the table: BASE[0..count] (first invocation of each tensor, workgroup-
+ * aligned; BASE[count] = TOTAL), N (lengths), OFF and GOFF (storage offsets of each tensor and, for
+ * updates, of its gradient). For clipping, FIRST is the first partials slot.
  */
-interface Table {
-  base: number;
-  n: number;
-  off: number;
-  goff: number;
-}
-
-function tableLayout(fixedWords: number, count: number): Table {
-  return { base: fixedWords, n: fixedWords + count + 1, off: fixedWords + 2 * count + 1, goff: fixedWords + 3 * count + 1 };
-}
-const TABLE_WORDS_PER_TENSOR = 4;
-
-/** Fills the table for `sizes` (tensor element counts); returns the invocation count. */
-function packTable(p: Uint32Array, at: Table, sizes: number[], offsets: number[], gradOffsets: number[]): number {
-  let base = 0;
-  sizes.forEach((n, k) => {
-    p[at.base + k] = base;
-    p[at.n + k] = n;
-    p[at.off + k] = offsets[k];
-    p[at.goff + k] = gradOffsets[k];
-    base += Math.ceil(n / WG) * WG;
+function tableLayout(count: number, hyper = 0, flags = 0) {
+  return uniformLayout({
+    TOTAL: 'u32', FIRST: 'u32', HYPER: ['f32', hyper], FLAGS: ['u32', flags],
+    BASE: ['u32', count + 1], N: ['u32', count], OFF: ['u32', count], GOFF: ['u32', count],
   });
-  p[at.base + sizes.length] = base;
-  return base;
+}
+type TableLayout = ReturnType<typeof tableLayout>;
+
+/** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`). */
+function tableValues(sizes: number[], offsets: number[], gradOffsets: number[]) {
+  const base = [0];
+  for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG) * WG);
+  return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets, GOFF: gradOffsets };
 }
 
 /**
  * WGSL prologue: the linear invocation id, which tensor k it belongs to, and its element i of that
  * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient.
  */
-function locate(at: Table, count: number, total: string): string {
+function locate(L: TableLayout, count: number): string {
   return `let id = gid.x + gid.y * nwg.x * ${WG}u;
-  if (id >= ${total}) { return; }
+  if (id >= ${L.read('TOTAL')}) { return; }
   var k = 0u;
-  for (; k + 1u < ${count}u; k++) { if (id < pu(${at.base}u + k + 1u)) { break; } }
-  let i = id - pu(${at.base}u + k);
-  if (i >= pu(${at.n}u + k)) { return; }
-  let pi = i + pu(${at.off}u + k);
-  let gi = i + pu(${at.goff}u + k);`;
+  for (; k + 1u < ${count}u; k++) { if (id < ${L.read('BASE', 'k + 1u')}) { break; } }
+  let i = id - ${L.read('BASE', 'k')};
+  if (i >= ${L.read('N', 'k')}) { return; }
+  let pi = i + ${L.read('OFF', 'k')};
+  let gi = i + ${L.read('GOFF', 'k')};`;
 }
 
 const cases = (count: number, body: (k: number) => string): string =>
@@ -144,11 +121,10 @@ export interface ParamUpdate {
   first: boolean;
 }
 
-function updateSource(kernel: UpdateKernel, count: number): () => string {
-  const fixed = 2 + kernel.hyper.length + kernel.flags.length;
-  const at = tableLayout(fixed, count);
-  const hyper = (name: string) => `pf(${2 + kernel.hyper.indexOf(name)}u)`;
-  const flag = (name: string) => `pu(${2 + kernel.hyper.length + kernel.flags.indexOf(name)}u)`;
+function updateSource(kernel: UpdateKernel, L: TableLayout, count: number): () => string {
+  const hyper = (name: string) => L.read('HYPER', `${kernel.hyper.indexOf(name)}u`);
+  const flag = (name: string) => L.read('FLAGS', `${kernel.flags.indexOf(name)}u`);
+  const first = `${L.read('FIRST')} != 0u`;
   const bindings = Array.from({ length: count }, (_, k) => [
     `var<storage, read_write> param${k}: array<f32>`,
     ...kernel.state.map((s) => `var<storage, read_write> ${s}${k}: array<f32>`),
@@ -156,45 +132,37 @@ function updateSource(kernel: UpdateKernel, count: number): () => string {
   ]).flat();
   return () => `${header(bindings)}
 ${mainSig} {
-  ${locate(at, count, 'pu(0u)')}
+  ${locate(L, count)}
   ${cases(count, (k) => kernel.body({
     param: `param${k}`,
     grad: `grad${k}`,
     state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
     hyper,
     flag,
-    first: 'pu(1u) != 0u',
-    prev: (buffer) => `select(${buffer}[i], 0.0, pu(1u) != 0u)`,
+    first,
+    prev: (buffer) => `select(${buffer}[i], 0.0, ${first})`,
   }))}
 }`;
 }
 
-/**
- * Applies every update, one dispatch per chunk of parameters that share a kernel and uniforms.
- * Uniform block: [invocations, first, ...hyper (f32), ...flags (u32), table].
- */
+/** Applies every update, one dispatch per chunk of parameters that share a kernel and uniforms. */
 export function applyUpdates(updates: ParamUpdate[]): void {
   const batches = new Map<string, ParamUpdate[]>();
   for (const u of updates) {
-    const key = `${u.kernel.name}|${u.first ? 1 : 0}|${u.hyper.map(bitsOf).join(',')}|${u.flags.join(',')}`;
+    const key = `${u.kernel.name}|${u.first ? 1 : 0}|${u.hyper.map((v) => bitsOf(v, 'f32')).join(',')}|${u.flags.join(',')}`;
     const list = batches.get(key);
     if (list) list.push(u);
     else batches.set(key, [u]);
   }
-  const rt = runtime();
   for (const batch of batches.values()) {
     const { kernel, hyper, flags, first } = batch[0];
-    const fixed = 2 + hyper.length + flags.length;
-    const size = tensorsPerDispatch(2 + kernel.state.length, 0, TABLE_WORDS_PER_TENSOR, fixed + 1);
+    const size = tensorsPerDispatch(2 + kernel.state.length, 0, 2 + hyper.length + flags.length);
     for (const chunk of chunks(batch, size)) {
-      const p = new Uint32Array(PARAM_WORDS);
-      p[1] = first ? 1 : 0;
-      hyper.forEach((v, k) => { p[2 + k] = bitsOf(v); });
-      flags.forEach((v, k) => { p[2 + hyper.length + k] = v; });
-      p[0] = packTable(p, tableLayout(fixed, chunk.length), chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
-      const pipeline = rt.pipeline(`optim:${kernel.name}:${chunk.length}`, updateSource(kernel, chunk.length));
-      const buffers = chunk.flatMap((u) => [u.param, ...u.state, u.grad].map(gpuBuffer));
-      rt.dispatch(`optim.${kernel.name}`, pipeline, p, buffers, spreadGroups(p[0] / WG));
+      const L = tableLayout(chunk.length, hyper.length, flags.length);
+      const table = tableValues(chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
+      const params = L.pack({ ...table, FIRST: first ? 1 : 0, HYPER: hyper, FLAGS: flags });
+      const bound = chunk.flatMap((u) => [u.param, ...u.state, u.grad]);
+      launch(`optim.${kernel.name}`, `optim:${kernel.name}:${chunk.length}`, updateSource(kernel, L, chunk.length), params, bound, spreadGroups(table.TOTAL / WG));
     }
   }
 }
@@ -203,50 +171,41 @@ export function applyUpdates(updates: ParamUpdate[]): void {
 /** Partial sums per gradient: each of CLIP_LANES invocations sums a strided subset (no barriers). */
 export const CLIP_LANES = 1024;
 
-/** Uniform block of the clip kernels: [invocations, first partials slot, table]. */
-const CLIP_FIXED = 2;
+/** Gradients per clip dispatch: each binds one buffer next to the shared partials / coefficients. */
+const clipChunk = () => tensorsPerDispatch(1, 1, 2);
 
-const SUMSQ_WGSL = (count: number) => () => {
-  const at = tableLayout(CLIP_FIXED, count);
-  return `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
+const SUMSQ_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
 ${mainSig} {
   let t = gid.x;
   let k = t / ${CLIP_LANES}u;
   let lane = t % ${CLIP_LANES}u;
-  let n = pu(${at.n}u + k);
-  let off = pu(${at.off}u + k);
+  let n = ${L.read('N', 'k')};
+  let off = ${L.read('OFF', 'k')};
   var acc = 0.0;
   ${cases(count, (k) => `for (var e = lane; e < n; e += ${CLIP_LANES}u) {
         let g = grad${k}[off + e];
         acc += g * g;
       }`)}
-  partials[(pu(1u) + k) * ${CLIP_LANES}u + lane] = acc;
+  partials[(${L.read('FIRST')} + k) * ${CLIP_LANES}u + lane] = acc;
 }`;
-};
 
-/**
- * partials[(slot + k)·LANES .. +LANES) = partial Σ g² of grads[k] (contiguous), for slots
- * 0..grads.length − 1 of `partials`.
- */
+/** partials[k·LANES .. +LANES) = partial Σ g² of grads[k] (each contiguous). */
 export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
-  const rt = runtime();
-  const size = tensorsPerDispatch(1, 1, TABLE_WORDS_PER_TENSOR, CLIP_FIXED + 1);
   let slot = 0;
-  for (const chunk of chunks(grads, size)) {
-    const p = new Uint32Array(PARAM_WORDS);
-    p[1] = slot;
-    packTable(p, tableLayout(CLIP_FIXED, chunk.length), chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
-    const pipeline = rt.pipeline(`optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(chunk.length));
-    rt.dispatch('optim.clipGradNorm', pipeline, p, [gpuBuffer(partials), ...chunk.map(gpuBuffer)], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
+  for (const chunk of chunks(grads, clipChunk())) {
+    const L = tableLayout(chunk.length);
+    const params = L.pack({ ...tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0)), FIRST: slot });
+    launch('optim.clipGradNorm', `optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(L, chunk.length), params, [partials, ...chunk], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
     slot += chunk.length;
   }
 }
 
+const FINALIZE = uniformLayout({ COUNT: 'u32', MAX_NORM: 'f32' });
 const FINALIZE_WGSL = () => `${header(['var<storage, read_write> out: array<f32>', 'var<storage, read> partials: array<f32>'])}
 var<workgroup> lanes: array<f32, ${WG}>;
 @compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   var acc = 0.0;
-  for (var k = lid.x; k < pu(0u); k += ${WG}u) { acc += partials[k]; }
+  for (var k = lid.x; k < ${FINALIZE.read('COUNT')}; k += ${WG}u) { acc += partials[k]; }
   lanes[lid.x] = acc;
   workgroupBarrier();
   if (lid.x == 0u) {
@@ -254,36 +213,26 @@ var<workgroup> lanes: array<f32, ${WG}>;
     for (var k = 0u; k < ${WG}u; k++) { total += lanes[k]; }
     let norm = sqrt(total);
     out[0] = norm;
-    out[1] = min(pf(1u) / (norm + 1e-6), 1.0);
+    out[1] = min(${FINALIZE.read('MAX_NORM')} / (norm + 1e-6), 1.0);
   }
 }`;
 
 /** out[0] = sqrt(Σ partials), out[1] = min(maxNorm / (norm + 1e-6), 1). */
 export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number, maxNorm: number): void {
-  const rt = runtime();
-  const p = new Uint32Array(PARAM_WORDS);
-  p[0] = count;
-  p[1] = bitsOf(maxNorm);
-  rt.dispatch('optim.clipGradNorm', rt.pipeline('optim:clip:finalize', FINALIZE_WGSL), p, [gpuBuffer(out), gpuBuffer(partials)], [1, 1, 1]);
+  launch('optim.clipGradNorm', 'optim:clip:finalize', FINALIZE_WGSL, FINALIZE.pack({ COUNT: count, MAX_NORM: maxNorm }), [out, partials], [1, 1, 1]);
 }
 
-const SCALE_WGSL = (count: number) => () => {
-  const at = tableLayout(CLIP_FIXED, count);
-  return `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
+const SCALE_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
 ${mainSig} {
-  ${locate(at, count, 'pu(0u)')}
+  ${locate(L, count)}
   ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
 }`;
-};
 
 /** grads[k] *= coef[1], in place (each gradient contiguous). */
 export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
-  const rt = runtime();
-  const size = tensorsPerDispatch(1, 1, TABLE_WORDS_PER_TENSOR, CLIP_FIXED + 1);
-  for (const chunk of chunks(grads, size)) {
-    const p = new Uint32Array(PARAM_WORDS);
-    p[0] = packTable(p, tableLayout(CLIP_FIXED, chunk.length), chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
-    const pipeline = rt.pipeline(`optim:clip:scale:${chunk.length}`, SCALE_WGSL(chunk.length));
-    rt.dispatch('optim.clipGradNorm', pipeline, p, [gpuBuffer(coef), ...chunk.map(gpuBuffer)], spreadGroups(p[0] / WG));
+  for (const chunk of chunks(grads, clipChunk())) {
+    const L = tableLayout(chunk.length);
+    const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
+    launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL / WG));
   }
 }

@@ -1,10 +1,10 @@
 // Adaptive Dormand–Prince 5(4): FSAL, error-ratio step control, Hairer–Nørsett–Wanner first step,
 // quartic dense output. t, h and the error ratio stay JS doubles; each step attempt reads one number.
-import { noGrad } from '../autograd.js';
-import { scope } from '../scope.js';
-import { OpError } from '../shape.js';
-import { stack } from '../../ops/movement.js';
-import type { Tensor } from '../tensor.js';
+import { noGrad } from '../core/autograd.js';
+import { scope } from '../core/scope.js';
+import { OpError } from '../core/shape.js';
+import { stack } from '../ops/movement.js';
+import type { Tensor } from '../core/tensor.js';
 import { axpy, combine, disposeAll, type Dynamics, type Norm, type SolveCounters, type SolverRun } from './common.js';
 import { DOPRI5, DOPRI5_ERROR_WEIGHTS } from './tableaux.js';
 

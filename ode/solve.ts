@@ -1,6 +1,6 @@
 // One entry point for all methods: option defaults, time validation, decreasing time, f checks, counters.
-import { OpError, sameShape, shapeStr } from '../shape.js';
-import { Tensor } from '../tensor.js';
+import { OpError, sameShape, shapeStr } from '../core/shape.js';
+import { Tensor } from '../core/tensor.js';
 import { rmsNorm, type Dynamics, type Norm, type SolveCounters, type SolverRun } from './common.js';
 import { solveDopri5 } from './dopri5.js';
 import { solveFixed } from './fixed.js';

@@ -1,9 +1,9 @@
 // Fixed-grid explicit Runge–Kutta (euler, midpoint, rk4 3/8 rule). The grid is t0 + k·h with the last
 // point forced to the final time (or the output times themselves when no stepSize is given); outputs
 // between grid points are linearly interpolated. No host reads are needed while stepping.
-import { scope } from '../scope.js';
-import { OpError } from '../shape.js';
-import type { Tensor } from '../tensor.js';
+import { scope } from '../core/scope.js';
+import { OpError } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
 import { axpy, type Dynamics, type SolveCounters } from './common.js';
 import type { FixedTableau } from './tableaux.js';
 

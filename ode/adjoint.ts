@@ -2,16 +2,15 @@
 // not grow with the number of solver steps. It is not faster: the backward usually needs more
 // evaluations than the forward, and its gradients carry the reverse solve's error (odeint under
 // autograd differentiates the discrete forward solve exactly and remains the more exact option).
-import { canAwaitInBackward, noGrad, record, vjp } from '../autograd.js';
-import { scope } from '../scope.js';
-import { OpError, shapeStr } from '../shape.js';
-import { Tensor } from '../tensor.js';
-import { cat, stack } from '../../ops/movement.js';
-import { disposeAll, driveAsync, driveSync, mixedNorm, type Dynamics, type SolveCounters, type SolverRun } from './common.js';
-import { checkState, readTimes, timeGradVector, timeRate, type OdeFunc } from './odeint.js';
+import { canAwaitInBackward, noGrad, record, vjp } from '../core/autograd.js';
+import { scope } from '../core/scope.js';
+import { OpError, shapeStr } from '../core/shape.js';
+import { Tensor } from '../core/tensor.js';
+import { cat, stack } from '../ops/movement.js';
+import { checkFiniteSolution, checkState, checkTimeTensor, disposeAll, driveAsync, driveSync, mixedNorm, readTimes, timeGradVector, timeRate, type Dynamics, type OdeFunc, type SolveCounters, type SolverRun } from './common.js';
 import { checkedDynamics, solve, type Method, type SolverOptions } from './solve.js';
 import { setBackwardStats, setForwardStats } from './stats.js';
-import { argFunction } from '../args.js';
+import { argFunction } from '../core/args.js';
 
 export interface AdjointOptions extends SolverOptions {
   /** Every tensor f reads that needs a gradient (a list, or an object with parameters()). Others get none. */
@@ -139,17 +138,14 @@ export async function odeintAdjoint(f: OdeFunc, y0: Tensor, t: readonly number[]
     }
   }
   const tTensor = t instanceof Tensor && t.requiresGrad ? t : null;
-  if (tTensor && tTensor.device !== y0.device) throw new OpError('odeintAdjoint', `t (on ${tTensor.device}) must be on y0's device (${y0.device}) to receive gradients`);
+  if (tTensor) checkTimeTensor('odeintAdjoint', tTensor, y0);
   const counters: SolveCounters = { nfe: 0, accepted: 0, rejected: 0 };
   const fn = checkedDynamics('odeintAdjoint', f, y0, counters);
   const method = opts.method ?? 'dopri5';
   const Y = await noGrad(() => scope(async () => {
     const outs = await driveAsync(solve('odeintAdjoint', fn, y0, times, opts, counters));
     const stacked = stack(outs);
-    if (method !== 'dopri5') {
-      const v = await scope(() => stacked.abs().sum()).item();
-      if (!Number.isFinite(v)) throw new OpError('odeintAdjoint', `non-finite state: the ${method} solution contains NaN or Infinity (try a smaller stepSize)`);
-    }
+    await checkFiniteSolution('odeintAdjoint', method, stacked, times);
     return stacked;
   }));
   setForwardStats(method, counters);

@@ -1,8 +1,18 @@
-// Pieces every solver shares: the read-request protocol (solvers are generators that yield the small
-// tensors whose values steer them), its sync (cpu) and async drivers, norms, and linear combinations.
-import { cpu } from '../device.js';
-import { OpError } from '../shape.js';
-import type { Tensor } from '../tensor.js';
+// Pieces the solvers and both entry points (odeint, odeintAdjoint) share: argument checks, the
+// read-request protocol (solvers are generators that yield the small tensors whose values steer them)
+// with its sync (cpu) and async drivers, norms, linear combinations, and the time-gradient formulas.
+import { noGrad } from '../core/autograd.js';
+import { cpu } from '../core/device.js';
+import { scope } from '../core/scope.js';
+import { OpError, shapeStr } from '../core/shape.js';
+import { Tensor } from '../core/tensor.js';
+import { stack } from '../ops/movement.js';
+
+/**
+ * Right-hand side f(t, y). odeint passes t as a JS number; odeintAdjoint passes a 0-d tensor when time
+ * gradients are requested (write f with ops that accept either, e.g. `w.mul(t).cos()`).
+ */
+export type OdeFunc = (t: number | Tensor, y: Tensor) => Tensor;
 
 /** Right-hand side as the solvers see it: time is always a JS double. */
 export type Dynamics = (t: number, y: Tensor) => Tensor;
@@ -108,4 +118,47 @@ export interface SolveCounters {
   rejected: number;
   /** dopri5: the first step size tried. */
   firstStep?: number;
+}
+
+/** Output times as doubles; t is a number[] or a 1-D tensor. */
+export async function readTimes(op: string, t: readonly number[] | Tensor): Promise<number[]> {
+  if (t instanceof Tensor) {
+    if (t.rank !== 1) throw new OpError(op, `t must be 1-D, got shape ${shapeStr(t.shape)}`);
+    return Array.from(await t.data());
+  }
+  if (!Array.isArray(t)) throw new OpError(op, 't must be a number[] or a 1-D tensor');
+  return [...t];
+}
+
+export function checkState(op: string, y0: Tensor): void {
+  if (!(y0 instanceof Tensor)) throw new OpError(op, 'y0 must be a Tensor');
+  y0.assertAlive(op);
+  if (y0.dtype === 'int32') throw new OpError(op, `y0 must be a float tensor, got ${y0.dtype}`);
+}
+
+/** A t that receives gradients must live where the solve runs. */
+export function checkTimeTensor(op: string, t: Tensor, y0: Tensor): void {
+  if (t.device !== y0.device) throw new OpError(op, `t (on ${t.device}) must be on y0's device (${y0.device}) to receive gradients`);
+}
+
+/** Adaptive solves catch NaN/Inf through their error ratios; fixed grids check the solution once, here. */
+export async function checkFiniteSolution(op: string, method: string, solution: Tensor, times: readonly number[]): Promise<void> {
+  if (method === 'dopri5') return;
+  const total = noGrad(() => solution.abs().sum());
+  const v = await total.item();
+  total.dispose();
+  if (!Number.isFinite(v)) throw new OpError(op, `non-finite state: the ${method} solution over [${times[0]}, ${times[times.length - 1]}] contains NaN or Infinity (try a smaller stepSize)`);
+}
+
+/** Σ g·f(t, y) as a 0-d tensor: the rate at which L changes when the output time t moves. */
+export function timeRate(f: OdeFunc, t: number, y: Tensor, g: Tensor): Tensor {
+  return scope(() => g.mul(f(t, y)).sum());
+}
+
+/** Places the 0-d values (null = 0) into a vector shaped like t. */
+export function timeGradVector(parts: readonly (Tensor | null)[], like: Tensor, tTensor: Tensor): Tensor {
+  return scope(() => {
+    const zero = like.fullLike(0, []);
+    return stack(parts.map((p) => p ?? zero)).astype(tTensor.dtype);
+  });
 }

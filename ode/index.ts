@@ -26,7 +26,8 @@
 //   non-finite state, maxNumSteps exceeded, unknown method, non-positive tolerances.
 // - ode.lastStats(): { method, nfeForward, accepted, rejected, firstStep, nfeBackward, acceptedBackward,
 //   rejectedBackward } of the latest solve (dopri5: nfeForward = 2 + 6·(accepted + rejected)).
-export { odeint, type OdeFunc, type OdeintOptions } from './odeint.js';
+export { odeint, type OdeintOptions } from './odeint.js';
+export type { OdeFunc } from './common.js';
 export { odeintAdjoint, type AdjointOptions } from './adjoint.js';
 export { lastStats, type OdeStats } from './stats.js';
 export type { Method, SolverOptions } from './solve.js';
