@@ -10,7 +10,7 @@
 import { gpuRuntime } from '../../core/device.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from '../../core/webgpu/uniforms.js';
-import { mainSig, spreadGroups, WG } from '../../core/webgpu/wgsl.js';
+import { spreadGroups, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
 
 /** Test hook: at most this many tensors per dispatch (1 gives the one-dispatch-per-parameter schedule). */
@@ -40,10 +40,10 @@ function chunks<T>(items: T[], size: number): T[][] {
 }
 
 /**
- * The uniform layout of a kernel over `count` tensors: TOTAL invocations, FIRST, the kernel's f32
- * HYPER and u32 FLAGS, then the table: BASE[0..count] (first invocation of each tensor, workgroup-
- * aligned; BASE[count] = TOTAL), N (lengths), OFF and GOFF (storage offsets of each tensor and, for
- * updates, of its gradient). For clipping, FIRST is the first partials slot.
+ * The uniform layout of a kernel over `count` tensors: TOTAL workgroups, FIRST, the kernel's f32
+ * HYPER and u32 FLAGS, then the table: BASE[0..count] (each tensor's first workgroup; BASE[count] =
+ * TOTAL), N (lengths), OFF and GOFF (storage offsets of each tensor and, for updates, of its
+ * gradient). For clipping, FIRST is the first partials slot.
  */
 function tableLayout(count: number, hyper = 0, flags = 0) {
   return uniformLayout({
@@ -56,20 +56,25 @@ type TableLayout = ReturnType<typeof tableLayout>;
 /** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`). */
 function tableValues(sizes: number[], offsets: number[], gradOffsets: number[]) {
   const base = [0];
-  for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG) * WG);
+  for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG));
   return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets, GOFF: gradOffsets };
 }
 
+/** Entry point with the workgroup id `wg` (2-D grids past 65535 workgroups) and the local index `lid`. */
+const entry = `@compute @workgroup_size(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let wg = wid.x + wid.y * nwg.x;`;
+
 /**
- * WGSL prologue: the linear invocation id, which tensor k it belongs to, and its element i of that
- * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient.
+ * WGSL prologue: which tensor k the workgroup belongs to, and the invocation's element i of that
+ * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient. k derives from the
+ * workgroup id only, so compilers see it uniform: a software rasteriser that runs invocations as SIMD
+ * lanes then takes one case of the switch instead of masking through all of them.
  */
 function locate(L: TableLayout, count: number): string {
-  return `let id = gid.x + gid.y * nwg.x * ${WG}u;
-  if (id >= ${L.read('TOTAL')}) { return; }
+  return `if (wg >= ${L.read('TOTAL')}) { return; }
   var k = 0u;
-  for (; k + 1u < ${count}u; k++) { if (id < ${L.read('BASE', 'k + 1u')}) { break; } }
-  let i = id - ${L.read('BASE', 'k')};
+  for (; k + 1u < ${count}u; k++) { if (wg < ${L.read('BASE', 'k + 1u')}) { break; } }
+  let i = (wg - ${L.read('BASE', 'k')}) * ${WG}u + lid;
   if (i >= ${L.read('N', 'k')}) { return; }
   let pi = i + ${L.read('OFF', 'k')};
   let gi = i + ${L.read('GOFF', 'k')};`;
@@ -131,7 +136,7 @@ function updateSource(kernel: UpdateKernel, L: TableLayout, count: number): () =
     `var<storage, read> grad${k}: array<f32>`,
   ]).flat();
   return () => `${header(bindings)}
-${mainSig} {
+${entry}
   ${locate(L, count)}
   ${cases(count, (k) => kernel.body({
     param: `param${k}`,
@@ -162,7 +167,7 @@ export function applyUpdates(updates: ParamUpdate[]): void {
       const table = tableValues(chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
       const params = L.pack({ ...table, FIRST: first ? 1 : 0, HYPER: hyper, FLAGS: flags });
       const bound = chunk.flatMap((u) => [u.param, ...u.state, u.grad]);
-      launch(`optim.${kernel.name}`, `optim:${kernel.name}:${chunk.length}`, updateSource(kernel, L, chunk.length), params, bound, spreadGroups(table.TOTAL / WG));
+      launch(`optim.${kernel.name}`, `optim:${kernel.name}:${chunk.length}`, updateSource(kernel, L, chunk.length), params, bound, spreadGroups(table.TOTAL));
     }
   }
 }
@@ -175,10 +180,9 @@ export const CLIP_LANES = 1024;
 const clipChunk = () => tensorsPerDispatch(1, 1, 2);
 
 const SUMSQ_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
-${mainSig} {
-  let t = gid.x;
-  let k = t / ${CLIP_LANES}u;
-  let lane = t % ${CLIP_LANES}u;
+${entry}
+  let k = wg / ${CLIP_LANES / WG}u;
+  let lane = (wg % ${CLIP_LANES / WG}u) * ${WG}u + lid;
   let n = ${L.read('N', 'k')};
   let off = ${L.read('OFF', 'k')};
   var acc = 0.0;
@@ -223,7 +227,7 @@ export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number,
 }
 
 const SCALE_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
-${mainSig} {
+${entry}
   ${locate(L, count)}
   ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
 }`;
@@ -233,6 +237,6 @@ export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
   for (const chunk of chunks(grads, clipChunk())) {
     const L = tableLayout(chunk.length);
     const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
-    launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL / WG));
+    launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL));
   }
 }
