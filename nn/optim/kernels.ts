@@ -67,8 +67,8 @@ const entry = `@compute @workgroup_size(${WG}) fn main(@builtin(workgroup_id) wi
 /**
  * WGSL prologue: which tensor k the workgroup belongs to, and the invocation's element i of that
  * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient. k derives from the
- * workgroup id only, so compilers see it uniform: a software rasteriser that runs invocations as SIMD
- * lanes then takes one case of the switch instead of masking through all of them.
+ * workgroup id only (uniform across the workgroup, so a GPU branches once per workgroup); lavapipe
+ * still pays for the switch (measured: see the README's nn section).
  */
 function locate(L: TableLayout, count: number): string {
   return `if (wg >= ${L.read('TOTAL')}) { return; }
