@@ -1,7 +1,9 @@
 // Optimizers against plain-JS transcriptions of PyTorch's update rules (cpu float64, 1e-6 relative),
-// webgpu float32 against cpu float64, parameter groups, state dicts, and one dispatch per parameter.
-import { describe, expect, it } from 'vitest';
-import { memory, optim, tensor, type Tensor } from '../index.js';
+// webgpu float32 against cpu float64, parameter groups, state dicts, and multi-tensor dispatches that
+// give bit for bit what one dispatch per parameter gives.
+import { afterEach, describe, expect, it } from 'vitest';
+import { deviceInfo, memory, optim, tensor, type Tensor } from '../index.js';
+import { setTensorsPerDispatchCap } from '../nn/optim/kernels.js';
 
 type Device = 'cpu' | 'webgpu';
 
@@ -81,15 +83,15 @@ const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hype
   },
 };
 
-interface Case { name: string; kind: keyof typeof REFERENCE; hyper: Hyper }
+interface Case { name: string; kind: keyof typeof REFERENCE; hyper: Hyper; buffersPerParam: number }
 const CASES: Case[] = [
-  { name: 'SGD plain + wd', kind: 'SGD', hyper: { lr: 0.1, weightDecay: 0.01, momentum: 0, dampening: 0, nesterov: false } },
-  { name: 'SGD momentum + dampening', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0, momentum: 0.9, dampening: 0.1, nesterov: false } },
-  { name: 'SGD nesterov + wd', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0.02, momentum: 0.8, dampening: 0, nesterov: true } },
-  { name: 'Adam + L2', kind: 'Adam', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8 } },
-  { name: 'AdamW', kind: 'AdamW', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 } },
-  { name: 'RMSprop', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0, alpha: 0.9, eps: 1e-8, momentum: 0, centered: false } },
-  { name: 'RMSprop centered + momentum + wd', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0.05, alpha: 0.95, eps: 1e-6, momentum: 0.5, centered: true } },
+  { name: 'SGD plain + wd', kind: 'SGD', hyper: { lr: 0.1, weightDecay: 0.01, momentum: 0, dampening: 0, nesterov: false }, buffersPerParam: 2 },
+  { name: 'SGD momentum + dampening', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0, momentum: 0.9, dampening: 0.1, nesterov: false }, buffersPerParam: 3 },
+  { name: 'SGD nesterov + wd', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0.02, momentum: 0.8, dampening: 0, nesterov: true }, buffersPerParam: 3 },
+  { name: 'Adam + L2', kind: 'Adam', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8 }, buffersPerParam: 4 },
+  { name: 'AdamW', kind: 'AdamW', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 }, buffersPerParam: 4 },
+  { name: 'RMSprop', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0, alpha: 0.9, eps: 1e-8, momentum: 0, centered: false }, buffersPerParam: 3 },
+  { name: 'RMSprop centered + momentum + wd', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0.05, alpha: 0.95, eps: 1e-6, momentum: 0.5, centered: true }, buffersPerParam: 5 },
 ];
 
 function makeOptimizer(kind: string, params: Tensor[], hyper: Hyper): optim.Optimizer<optim.BaseHyper> {
@@ -161,14 +163,99 @@ describe('optimizers match the PyTorch update rules', () => {
   }
 
   for (const c of CASES) {
-    it(`${c.name}: webgpu float32 agrees with cpu float64, one dispatch per parameter, no readback`, async () => {
+    it(`${c.name}: webgpu float32 agrees with cpu float64, parameters share dispatches, no readback`, async () => {
       const gpu = await run('webgpu', c);
       const cpu = await run('cpu', c);
       expect(maxRelError(gpu.params, cpu.params, 1e-2)).toBeLessThan(2e-5);
-      expect(gpu.dispatches).toEqual(new Array(STEPS).fill(SHAPES.length));
+      // One copy makes the transposed gradient contiguous; the updates take as many parameters per
+      // dispatch as the adapter's storage bindings allow.
+      const perDispatch = Math.floor(storageBindings() / c.buffersPerParam);
+      expect(gpu.dispatches).toEqual(new Array(STEPS).fill(1 + Math.ceil(SHAPES.length / perDispatch)));
       expect(gpu.readbacks).toBe(0);
     });
   }
+});
+
+function storageBindings(): number {
+  const info = deviceInfo();
+  if (info.backend !== 'webgpu') throw new Error('these tests need the webgpu backend');
+  return info.limits.maxStorageBuffersPerShaderStage;
+}
+
+describe('multi-tensor updates and clipping on webgpu', () => {
+  afterEach(() => setTensorsPerDispatchCap(null));
+
+  /** Sizes across workgroup boundaries (64), more parameters than any dispatch binds. */
+  const SIZES = [1, 63, 64, 65, 200, 3, 130, 7, 64, 5, 17, 300, 2, 90, 11, 40, 1, 129, 33, 8, 70, 6];
+  const STEPS_MT = 4;
+
+  /**
+   * STEPS_MT steps of `c` over SIZES in two groups (the second at a third of the rate), optionally
+   * clipping first. Every third parameter's gradient is a strided view, every fourth a view at an
+   * offset, and parameter 5 has no gradient at step 2 (so its step count, and its bias corrections,
+   * differ from the others'). Returns parameters and state as f32 bits (or values on cpu).
+   */
+  async function train(device: Device, c: Case, clip: boolean): Promise<{ values: number[][]; dispatches: number[] }> {
+    const dtype = device === 'cpu' ? 'float64' : 'float32';
+    const params = SIZES.map((n, k) => tensor(Float64Array.from(values(n, 7 + k)), { dtype, device, requiresGrad: true }));
+    const half = SIZES.length / 2;
+    const opt = makeOptimizer(c.kind, [{ params: params.slice(0, half) }, { params: params.slice(half), lr: c.hyper.lr / 3 }] as never, c.hyper);
+    const dispatches: number[] = [];
+    for (let t = 1; t <= STEPS_MT; t++) {
+      params.forEach((p, k) => {
+        const g = Float64Array.from(values(p.size, 1000 * t + k, 3));
+        if (k === 5 && t === 2) p.grad = null;
+        else if (k % 3 === 0) p.grad = tensor(Float64Array.from(Array.from(g).flatMap((v) => [v, -7])), { dtype, device }).slice(0, 0, 2 * p.size, 2);
+        else if (k % 4 === 0) p.grad = tensor(Float64Array.from([9, ...g]), { dtype, device }).narrow(0, 1, p.size);
+        else p.grad = tensor(g, { dtype, device });
+      });
+      const d0 = memory().dispatches;
+      if (clip) optim.clipGradNorm(params, 0.5);
+      opt.step();
+      dispatches.push(memory().dispatches - d0);
+    }
+    const stateTensors = Object.values(opt.stateDict().state).flatMap((st) => Object.values(st.buffers));
+    const snapshot = await Promise.all([...params, ...stateTensors].map(async (t) => Array.from(await t.data())));
+    opt.dispose();
+    params.forEach((p) => p.dispose());
+    return { values: snapshot, dispatches };
+  }
+
+  for (const clip of [false, true]) {
+    for (const c of CASES) {
+      it(`${c.name}${clip ? ' after clipGradNorm' : ''}: bit-identical to one dispatch per parameter, close to cpu float64`, async () => {
+        const fused = await train('webgpu', c, clip);
+        setTensorsPerDispatchCap(1);
+        const single = await train('webgpu', c, clip);
+        setTensorsPerDispatchCap(null);
+        expect(fused.values).toEqual(single.values);
+        const cpu = await train('cpu', c, clip);
+        expect(maxRelError(fused.values, cpu.values, 1e-2)).toBeLessThan(5e-5);
+        // Fewer dispatches whenever two parameters' buffers fit in one dispatch's bindings.
+        fused.dispatches.forEach((d, t) => expect(d).toBeLessThanOrEqual(single.dispatches[t]));
+        if (storageBindings() >= 2 * c.buffersPerParam) expect(Math.max(...fused.dispatches)).toBeLessThan(Math.max(...single.dispatches));
+      });
+    }
+  }
+
+  it('dispatches per step: ceil(params / parameters per dispatch) updates, clipping in 2·ceil(grads / chunk) + 1', () => {
+    const n = 40;
+    const params = Array.from({ length: n }, (_, k) => tensor(values(10 + k, k), { requiresGrad: true }));
+    const opt = new optim.AdamW([{ params: params.slice(0, 30) }, { params: params.slice(30), weightDecay: 0 }]);
+    params.forEach((p, k) => { p.grad = tensor(values(p.size, 50 + k)); });
+    let d0 = memory().dispatches;
+    optim.clipGradNorm(params, 1);
+    const clipDispatches = memory().dispatches - d0;
+    d0 = memory().dispatches;
+    opt.step();
+    const stepDispatches = memory().dispatches - d0;
+    const perDispatch = Math.floor(storageBindings() / 4);
+    expect(stepDispatches).toBe(Math.ceil(30 / perDispatch) + Math.ceil(10 / perDispatch));
+    // Partial sums and scaling bind one gradient each next to one shared buffer (at least 7 per dispatch).
+    expect(clipDispatches).toBeLessThanOrEqual(2 * Math.ceil(n / 7) + 1);
+    opt.dispose();
+    params.forEach((p) => p.dispose());
+  });
 });
 
 describe('optimizer mechanics', () => {

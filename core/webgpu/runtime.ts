@@ -379,7 +379,8 @@ export async function createRuntime(env: NodeJS.ProcessEnv = process.env): Promi
     maxComputeInvocationsPerWorkgroup: Math.min(L.maxComputeInvocationsPerWorkgroup, 1024),
     maxComputeWorkgroupSizeX: Math.min(L.maxComputeWorkgroupSizeX, 1024),
     maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
-    maxStorageBuffersPerShaderStage: Math.min(L.maxStorageBuffersPerShaderStage, 10),
+    // All the adapter has: the multi-tensor optimizer and clip kernels bind several tensors per dispatch.
+    maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
   };
   const device = await adapter.requestDevice({ requiredLimits });
   const i = adapter.info;

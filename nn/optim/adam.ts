@@ -3,13 +3,29 @@
 //   p ← p·(1 − lr·wd [AdamW only]) − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps).
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { adamKernel } from './kernels.js';
-import { cpuArray, Optimizer, type BaseHyper, type ParamGroup, type ParamGroupInput, type UpdateArgs } from './optimizer.js';
+import type { UpdateKernel } from './kernels.js';
+import { cpuArray, Optimizer, type BaseHyper, type GpuUpdate, type ParamGroup, type ParamGroupInput, type ParamState, type UpdateArgs } from './optimizer.js';
 
 export interface AdamHyper extends BaseHyper {
   betas: [number, number];
   eps: number;
 }
+
+/** The same update in f32 on webgpu (1/√bc2 multiplies instead of dividing). */
+const ADAM_KERNEL: UpdateKernel = {
+  name: 'adam',
+  state: ['m', 'v'],
+  hyper: ['l2', 'decay', 'beta1', 'oneMinusBeta1', 'beta2', 'oneMinusBeta2', 'stepSize', 'invSqrtBc2', 'eps'],
+  flags: [],
+  body: ({ param, grad, state: { m, v }, hyper: h, prev }) => `let p0 = ${param}[pi];
+      let g = ${grad}[gi] + ${h('l2')} * p0;
+      let mt = ${h('beta1')} * ${prev(m)} + ${h('oneMinusBeta1')} * g;
+      let vt = ${h('beta2')} * ${prev(v)} + ${h('oneMinusBeta2')} * g * g;
+      ${m}[i] = mt;
+      ${v}[i] = vt;
+      let denom = sqrt(vt) * ${h('invSqrtBc2')} + ${h('eps')};
+      ${param}[pi] = p0 * ${h('decay')} - ${h('stepSize')} * mt / denom;`,
+};
 
 abstract class AdamBase extends Optimizer<AdamHyper> {
   protected abstract readonly decoupled: boolean;
@@ -25,23 +41,34 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
     return ['exp_avg', 'exp_avg_sq'];
   }
 
-  protected update({ param, grad, state, group }: UpdateArgs<AdamHyper>): void {
+  /** The update's host-side terms (bias corrections folded into stepSize and invSqrtBc2). */
+  private terms(state: ParamState, group: ParamGroup<AdamHyper>) {
     const [beta1, beta2] = group.betas;
     const { lr, eps, weightDecay } = group;
     const t = state.step;
-    const bc1 = 1 - beta1 ** t;
-    const bc2 = 1 - beta2 ** t;
-    const l2 = this.decoupled ? 0 : weightDecay;
-    const decay = this.decoupled ? 1 - lr * weightDecay : 1;
-    const stepSize = lr / bc1;
-    const sqrtBc2 = Math.sqrt(bc2);
-    const m = state.buffers.exp_avg;
-    const v = state.buffers.exp_avg_sq;
-    if (param.device === 'webgpu') {
-      adamKernel(param, grad, m, v, { l2, decay, beta1, beta2, stepSize, invSqrtBc2: 1 / sqrtBc2, eps, first: t === 1 });
-      return;
-    }
-    const P = cpuArray(param), G = cpuArray(grad), M = cpuArray(m), V = cpuArray(v);
+    return {
+      beta1, beta2, eps,
+      l2: this.decoupled ? 0 : weightDecay,
+      decay: this.decoupled ? 1 - lr * weightDecay : 1,
+      stepSize: lr / (1 - beta1 ** t),
+      sqrtBc2: Math.sqrt(1 - beta2 ** t),
+    };
+  }
+
+  protected updateGpu({ state, group }: UpdateArgs<AdamHyper>): GpuUpdate {
+    const { beta1, beta2, eps, l2, decay, stepSize, sqrtBc2 } = this.terms(state, group);
+    return {
+      kernel: ADAM_KERNEL,
+      state: [state.buffers.exp_avg, state.buffers.exp_avg_sq],
+      hyper: [l2, decay, beta1, 1 - beta1, beta2, 1 - beta2, stepSize, 1 / sqrtBc2, eps],
+      flags: [],
+      first: state.step === 1,
+    };
+  }
+
+  protected updateCpu({ param, grad, state, group }: UpdateArgs<AdamHyper>): void {
+    const { beta1, beta2, eps, l2, decay, stepSize, sqrtBc2 } = this.terms(state, group);
+    const P = cpuArray(param), G = cpuArray(grad), M = cpuArray(state.buffers.exp_avg), V = cpuArray(state.buffers.exp_avg_sq);
     for (let i = 0; i < param.size; i++) {
       const p0 = P.arr[P.off + i];
       const g = G.arr[G.off + i] + l2 * p0;

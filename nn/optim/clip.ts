@@ -8,25 +8,13 @@ import { empty } from '../../ops/util.js';
 import { CLIP_LANES, clipFinalizeKernel, scaleByKernel, sumSquaresKernel } from './kernels.js';
 import { cpuArray } from './optimizer.js';
 
-/** Whether t's elements occupy distinct storage slots with no gaps: a permutation of a contiguous layout. */
-function isDensePermutation(t: Tensor): boolean {
-  const dims = t.shape.map((d, i) => ({ d, s: t.strides[i] })).filter(({ d }) => d > 1).sort((a, b) => a.s - b.s);
-  let expected = 1;
-  for (const { d, s } of dims) {
-    if (s !== expected) return false;
-    expected *= d;
-  }
-  return true;
-}
-
 /**
- * A gradient that may be scaled in place: the only view of its storage, and dense (contiguous on cpu;
- * any permutation, e.g. a transposed weight's gradient, on webgpu). Otherwise the parameter gets a
- * private contiguous copy first, so shared or user-owned memory is never modified.
+ * A gradient that may be scaled in place: the only view of its storage, and contiguous. Otherwise the
+ * parameter gets a private contiguous copy first, so shared or user-owned memory is never modified.
  */
 function exclusiveGrad(p: Tensor): Tensor {
   const g = p.grad as Tensor;
-  if (g.storage.refs === 1 && (g.device === 'webgpu' ? isDensePermutation(g) : g.isContiguous())) return g;
+  if (g.storage.refs === 1 && g.isContiguous()) return g;
   p.grad = noGrad(() => g.clone());
   return p.grad as Tensor;
 }
@@ -56,13 +44,13 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
     }
     return tensor([norm], { device: 'cpu', dtype: grads[0].dtype, shape: [] });
   }
-  // webgpu: one partial-sum dispatch per gradient, one finalise, one in-place scale per gradient.
-  // Both are fully written by the kernels, so they need no zero fill.
+  // webgpu: partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
+  // bindings allow, with one finalise between. Both buffers are fully written, so need no zero fill.
   const partials = empty(device, 'float32', [grads.length * CLIP_LANES]);
   const result = empty(device, 'float32', [2]);
-  grads.forEach((g, slot) => sumSquaresKernel(partials, slot, g));
+  sumSquaresKernel(partials, grads);
   clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
-  for (const g of grads) scaleByKernel(g, result);
+  scaleByKernel(grads, result);
   partials.dispose();
   const norm = new Tensor(result.storage, [], [], 0);
   result.dispose();

@@ -1,173 +1,207 @@
-// WGSL kernels for optimizer updates and gradient clipping. Each optimizer update is ONE dispatch
-// per parameter that rewrites the parameter and its state buffers in place; hyperparameters, bias
-// corrections and the learning rate travel as f32 bits in the uniform params (no readback).
-// Param-uniform convention as core/webgpu/wgsl.ts: binding 0 = params, then read_write, then read.
+// Multi-tensor WGSL kernels for optimizer updates and gradient clipping. Parameters stay separate
+// tensors, so a dispatch binds each one's buffers: as many parameters as the adapter's
+// maxStorageBuffersPerShaderStage allows share one dispatch, which reads a small table in its
+// uniform block (per parameter: where its invocations start, its length, its and its gradient's
+// offsets) and picks the parameter's bindings with a switch. Every parameter's elements start on a
+// workgroup boundary, so a workgroup never straddles two parameters. Hyperparameters, bias corrections
+// and the learning rate travel as f32 bits (no readback); parameters whose values differ (other
+// groups, other step counts) go in separate dispatches. The per-element maths is the optimizer's
+// own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
+import { gpuRuntime } from '../../core/device.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { header, uniformLayout, type UniformLayout } from '../../core/webgpu/uniforms.js';
-import { grid, MAX_RANK, mainSig, WG } from '../../core/webgpu/wgsl.js';
+import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from '../../core/webgpu/uniforms.js';
+import { spreadGroups, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
 
+/** Test hook: at most this many tensors per dispatch (1 gives the one-dispatch-per-parameter schedule). */
+let tensorsPerDispatchCap = Infinity;
+export function setTensorsPerDispatchCap(cap: number | null): void {
+  tensorsPerDispatchCap = cap ?? Infinity;
+}
+
+/** Uniform words per tensor in the table: BASE, N, OFF, GOFF. */
+const TABLE_WORDS_PER_TENSOR = 4;
+
 /**
- * Fields every update kernel starts with: n, the parameter's offset, FIRST = 1 on a parameter's first
- * update (state buffers are then read as zeros: they are allocated unfilled), and the gradient's
- * layout (any strided view, e.g. a transposed weight's gradient).
+ * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
+ * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
  */
-const GRAD_FIELDS = {
-  N: 'u32', POFF: 'u32', FIRST: 'u32', GOFF: 'u32', GRANK: 'u32', GSHAPE: ['u32', MAX_RANK], GSTRIDES: ['u32', MAX_RANK],
-} as const;
-type GradLayout = UniformLayout<typeof GRAD_FIELDS>;
-
-/** The gradient's layout fields; a contiguous gradient is walked as one flat axis (cheaper index math). */
-function gradValues(grad: Tensor): { GOFF: number; GRANK: number; GSHAPE: readonly number[]; GSTRIDES: readonly number[] } {
-  if (grad.rank > MAX_RANK) throw new Error(`optim: gradients of rank ${grad.rank} are not supported on webgpu (max ${MAX_RANK})`);
-  const flat = grad.isContiguous();
-  return { GOFF: grad.offset, GRANK: flat ? 1 : grad.rank, GSHAPE: flat ? [grad.size] : grad.shape, GSTRIDES: flat ? [1] : grad.strides };
+function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number): number {
+  const bindings = gpuRuntime()?.info.limits.maxStorageBuffersPerShaderStage ?? 8;
+  const byBindings = Math.floor((bindings - shared) / perTensor);
+  const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / TABLE_WORDS_PER_TENSOR);
+  return Math.max(1, Math.min(byBindings, byWords, tensorsPerDispatchCap));
 }
 
-/** The core params header plus gradIndex(i): storage index of element i of the gradient, row-major over its shape. */
-const kernelHeader = (L: GradLayout, bindings: string[]): string => `${header(bindings)}
-fn gradIndex(i: u32) -> u32 {
-  var off = ${L.read('GOFF')};
-  var rem = i;
-  for (var d = i32(${L.read('GRANK')}) - 1; d >= 0; d--) {
-    let du = u32(d);
-    off += (rem % ${L.read('GSHAPE', 'du')}) * ${L.read('GSTRIDES', 'du')};
-    rem = rem / ${L.read('GSHAPE', 'du')};
-  }
-  return off;
-}
-`;
-
-/** A state buffer's previous value: zero on the first update. */
-const prev = (L: GradLayout, buf: string) => `select(${buf}[i], 0.0, ${L.read('FIRST')} != 0u)`;
-
-const elementIndex = (L: GradLayout) => `let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= ${L.read('N')}) { return; }
-  let pi = i + ${L.read('POFF')};
-  let gi = gradIndex(i);`;
-
-/** The fields of an update over `param` with gradient `grad`. */
-const updateValues = (param: Tensor, grad: Tensor, first: boolean) => ({ N: param.size, POFF: param.offset, FIRST: first ? 1 : 0, ...gradValues(grad) });
-
-// ---- Adam / AdamW (stepSize includes the bias correction 1 / (1 - beta1^t))
-const ADAM = uniformLayout({
-  ...GRAD_FIELDS, L2: 'f32', DECAY: 'f32', BETA1: 'f32', ONE_MINUS_BETA1: 'f32', BETA2: 'f32', ONE_MINUS_BETA2: 'f32', STEP_SIZE: 'f32', INV_SQRT_BC2: 'f32', EPS: 'f32',
-});
-const r = ADAM.read;
-const ADAM_WGSL = () => `${kernelHeader(ADAM, [
-  'var<storage, read_write> param: array<f32>',
-  'var<storage, read_write> m: array<f32>',
-  'var<storage, read_write> v: array<f32>',
-  'var<storage, read> grad: array<f32>',
-])}
-${mainSig} {
-  ${elementIndex(ADAM)}
-  let p0 = param[pi];
-  let g = grad[gi] + ${r('L2')} * p0;
-  let mt = ${r('BETA1')} * ${prev(ADAM, 'm')} + ${r('ONE_MINUS_BETA1')} * g;
-  let vt = ${r('BETA2')} * ${prev(ADAM, 'v')} + ${r('ONE_MINUS_BETA2')} * g * g;
-  m[i] = mt;
-  v[i] = vt;
-  let denom = sqrt(vt) * ${r('INV_SQRT_BC2')} + ${r('EPS')};
-  param[pi] = p0 * ${r('DECAY')} - ${r('STEP_SIZE')} * mt / denom;
-}`;
-
-export interface AdamUniforms {
-  l2: number; decay: number; beta1: number; beta2: number; stepSize: number; invSqrtBc2: number; eps: number; first: boolean;
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let k = 0; k < items.length; k += size) out.push(items.slice(k, k + size));
+  return out;
 }
 
-export function adamKernel(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, u: AdamUniforms): void {
-  const p = ADAM.pack({
-    ...updateValues(param, grad, u.first), L2: u.l2, DECAY: u.decay, BETA1: u.beta1, ONE_MINUS_BETA1: 1 - u.beta1, BETA2: u.beta2, ONE_MINUS_BETA2: 1 - u.beta2,
-    STEP_SIZE: u.stepSize, INV_SQRT_BC2: u.invSqrtBc2, EPS: u.eps,
+/**
+ * The uniform layout of a kernel over `count` tensors: TOTAL workgroups, FIRST, the kernel's f32
+ * HYPER and u32 FLAGS, then the table: BASE[0..count] (each tensor's first workgroup; BASE[count] =
+ * TOTAL), N (lengths), OFF and GOFF (storage offsets of each tensor and, for updates, of its
+ * gradient). For clipping, FIRST is the first partials slot.
+ */
+function tableLayout(count: number, hyper = 0, flags = 0) {
+  return uniformLayout({
+    TOTAL: 'u32', FIRST: 'u32', HYPER: ['f32', hyper], FLAGS: ['u32', flags],
+    BASE: ['u32', count + 1], N: ['u32', count], OFF: ['u32', count], GOFF: ['u32', count],
   });
-  launch('optim.adam', 'optim:adam', ADAM_WGSL, p, [param, m, v, grad], grid(param.size));
+}
+type TableLayout = ReturnType<typeof tableLayout>;
+
+/** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`). */
+function tableValues(sizes: number[], offsets: number[], gradOffsets: number[]) {
+  const base = [0];
+  for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG));
+  return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets, GOFF: gradOffsets };
 }
 
-// ---- SGD (the first step sets buf = d)
-const SGD = uniformLayout({ ...GRAD_FIELDS, LR: 'f32', WEIGHT_DECAY: 'f32', MOMENTUM: 'f32', ONE_MINUS_DAMPENING: 'f32', NESTEROV: 'u32' });
-const SGD_WGSL = (withMomentum: boolean) => () => `${kernelHeader(SGD, [
-  'var<storage, read_write> param: array<f32>',
-  ...(withMomentum ? ['var<storage, read_write> buf: array<f32>'] : []),
-  'var<storage, read> grad: array<f32>',
-])}
-${mainSig} {
-  ${elementIndex(SGD)}
-  let p0 = param[pi];
-  var d = grad[gi] + ${SGD.read('WEIGHT_DECAY')} * p0;
-  ${withMomentum ? `var b = d;
-  if (${SGD.read('FIRST')} == 0u) { b = ${SGD.read('MOMENTUM')} * buf[i] + ${SGD.read('ONE_MINUS_DAMPENING')} * d; }
-  buf[i] = b;
-  if (${SGD.read('NESTEROV')} != 0u) { d = d + ${SGD.read('MOMENTUM')} * b; } else { d = b; }` : ''}
-  param[pi] = p0 - ${SGD.read('LR')} * d;
+/** Entry point with the workgroup id `wg` (2-D grids past 65535 workgroups) and the local index `lid`. */
+const entry = `@compute @workgroup_size(${WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let wg = wid.x + wid.y * nwg.x;`;
+
+/**
+ * WGSL prologue: which tensor k the workgroup belongs to, and the invocation's element i of that
+ * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient. k derives from the
+ * workgroup id only (uniform across the workgroup, so a GPU branches once per workgroup); lavapipe
+ * still pays for the switch (measured: see the README's nn section).
+ */
+function locate(L: TableLayout, count: number): string {
+  return `if (wg >= ${L.read('TOTAL')}) { return; }
+  var k = 0u;
+  for (; k + 1u < ${count}u; k++) { if (wg < ${L.read('BASE', 'k + 1u')}) { break; } }
+  let i = (wg - ${L.read('BASE', 'k')}) * ${WG}u + lid;
+  if (i >= ${L.read('N', 'k')}) { return; }
+  let pi = i + ${L.read('OFF', 'k')};
+  let gi = i + ${L.read('GOFF', 'k')};`;
+}
+
+const cases = (count: number, body: (k: number) => string): string =>
+  `switch k {
+${Array.from({ length: count }, (_, k) => `    case ${k}u: {
+      ${body(k)}
+    }`).join('\n')}
+    default: {}
+  }`;
+
+// ---- Optimizer updates
+
+/** The names a kernel body uses for tensor k's buffers, the hyperparameters and the first-update flag. */
+export interface UpdateNames {
+  param: string;
+  grad: string;
+  /** State buffers by name, in the kernel's `state` order. */
+  state: Record<string, string>;
+  /** f32 hyperparameter by name. */
+  hyper: (name: string) => string;
+  /** u32 flag by name. */
+  flag: (name: string) => string;
+  /** WGSL bool: this is the parameters' first update. */
+  first: string;
+  /** A state buffer's previous value at element i: zero on the first update (state is allocated unfilled). */
+  prev: (buffer: string) => string;
+}
+
+/** An optimizer's element-wise update: its state buffers, uniforms and WGSL body (p0 = param[pi]; writes param[pi]). */
+export interface UpdateKernel {
+  name: string;
+  state: readonly string[];
+  hyper: readonly string[];
+  flags: readonly string[];
+  body: (n: UpdateNames) => string;
+}
+
+/** One parameter's update: its tensors (gradient contiguous) and the uniforms computed on the host. */
+export interface ParamUpdate {
+  kernel: UpdateKernel;
+  param: Tensor;
+  grad: Tensor;
+  state: Tensor[];
+  hyper: number[];
+  flags: number[];
+  first: boolean;
+}
+
+function updateSource(kernel: UpdateKernel, L: TableLayout, count: number): () => string {
+  const hyper = (name: string) => L.read('HYPER', `${kernel.hyper.indexOf(name)}u`);
+  const flag = (name: string) => L.read('FLAGS', `${kernel.flags.indexOf(name)}u`);
+  const first = `${L.read('FIRST')} != 0u`;
+  const bindings = Array.from({ length: count }, (_, k) => [
+    `var<storage, read_write> param${k}: array<f32>`,
+    ...kernel.state.map((s) => `var<storage, read_write> ${s}${k}: array<f32>`),
+    `var<storage, read> grad${k}: array<f32>`,
+  ]).flat();
+  return () => `${header(bindings)}
+${entry}
+  ${locate(L, count)}
+  ${cases(count, (k) => kernel.body({
+    param: `param${k}`,
+    grad: `grad${k}`,
+    state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
+    hyper,
+    flag,
+    first,
+    prev: (buffer) => `select(${buffer}[i], 0.0, ${first})`,
+  }))}
 }`;
-
-export interface SgdUniforms {
-  lr: number; weightDecay: number; momentum: number; dampening: number; nesterov: boolean; first: boolean;
 }
 
-export function sgdKernel(param: Tensor, grad: Tensor, buf: Tensor | null, u: SgdUniforms): void {
-  const p = SGD.pack({ ...updateValues(param, grad, u.first), LR: u.lr, WEIGHT_DECAY: u.weightDecay, MOMENTUM: u.momentum, ONE_MINUS_DAMPENING: 1 - u.dampening, NESTEROV: u.nesterov ? 1 : 0 });
-  launch('optim.sgd', `optim:sgd:${buf ? 'momentum' : 'plain'}`, SGD_WGSL(buf !== null), p, [param, ...(buf ? [buf] : []), grad], grid(param.size));
+/** Applies every update, one dispatch per chunk of parameters that share a kernel and uniforms. */
+export function applyUpdates(updates: ParamUpdate[]): void {
+  const batches = new Map<string, ParamUpdate[]>();
+  for (const u of updates) {
+    const key = `${u.kernel.name}|${u.first ? 1 : 0}|${u.hyper.map((v) => bitsOf(v, 'f32')).join(',')}|${u.flags.join(',')}`;
+    const list = batches.get(key);
+    if (list) list.push(u);
+    else batches.set(key, [u]);
+  }
+  for (const batch of batches.values()) {
+    const { kernel, hyper, flags, first } = batch[0];
+    const size = tensorsPerDispatch(2 + kernel.state.length, 0, 2 + hyper.length + flags.length);
+    for (const chunk of chunks(batch, size)) {
+      const L = tableLayout(chunk.length, hyper.length, flags.length);
+      const table = tableValues(chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
+      const params = L.pack({ ...table, FIRST: first ? 1 : 0, HYPER: hyper, FLAGS: flags });
+      const bound = chunk.flatMap((u) => [u.param, ...u.state, u.grad]);
+      launch(`optim.${kernel.name}`, `optim:${kernel.name}:${chunk.length}`, updateSource(kernel, L, chunk.length), params, bound, spreadGroups(table.TOTAL));
+    }
+  }
 }
 
-// ---- RMSprop
-const RMSPROP = uniformLayout({ ...GRAD_FIELDS, LR: 'f32', WEIGHT_DECAY: 'f32', ALPHA: 'f32', ONE_MINUS_ALPHA: 'f32', EPS: 'f32', MOMENTUM: 'f32' });
-const RMSPROP_WGSL = (centered: boolean, withMomentum: boolean) => () => {
-  const rr = RMSPROP.read;
-  return `${kernelHeader(RMSPROP, [
-    'var<storage, read_write> param: array<f32>',
-    'var<storage, read_write> sq: array<f32>',
-    ...(centered ? ['var<storage, read_write> gavg: array<f32>'] : []),
-    ...(withMomentum ? ['var<storage, read_write> buf: array<f32>'] : []),
-    'var<storage, read> grad: array<f32>',
-  ])}
-${mainSig} {
-  ${elementIndex(RMSPROP)}
-  let p0 = param[pi];
-  let g = grad[gi] + ${rr('WEIGHT_DECAY')} * p0;
-  let s = ${rr('ALPHA')} * ${prev(RMSPROP, 'sq')} + ${rr('ONE_MINUS_ALPHA')} * g * g;
-  sq[i] = s;
-  ${centered ? `let ga = ${rr('ALPHA')} * ${prev(RMSPROP, 'gavg')} + ${rr('ONE_MINUS_ALPHA')} * g;
-  gavg[i] = ga;
-  let avg = sqrt(s - ga * ga) + ${rr('EPS')};` : `let avg = sqrt(s) + ${rr('EPS')};`}
-  ${withMomentum ? `let b = ${rr('MOMENTUM')} * ${prev(RMSPROP, 'buf')} + g / avg;
-  buf[i] = b;
-  param[pi] = p0 - ${rr('LR')} * b;` : `param[pi] = p0 - ${rr('LR')} * g / avg;`}
-}`;
-};
-
-export interface RmspropUniforms {
-  lr: number; weightDecay: number; alpha: number; eps: number; momentum: number; first: boolean;
-}
-
-export function rmspropKernel(param: Tensor, grad: Tensor, sq: Tensor, gavg: Tensor | null, buf: Tensor | null, u: RmspropUniforms): void {
-  const p = RMSPROP.pack({ ...updateValues(param, grad, u.first), LR: u.lr, WEIGHT_DECAY: u.weightDecay, ALPHA: u.alpha, ONE_MINUS_ALPHA: 1 - u.alpha, EPS: u.eps, MOMENTUM: u.momentum });
-  const bound = [param, sq, ...(gavg ? [gavg] : []), ...(buf ? [buf] : []), grad];
-  launch('optim.rmsprop', `optim:rmsprop:${gavg ? 'c' : 'u'}:${buf ? 'm' : 'p'}`, RMSPROP_WGSL(gavg !== null, buf !== null), p, bound, grid(param.size));
-}
-
-// ---- Gradient clipping: per-gradient partial sums of squares, one finalise, per-gradient scaling.
+// ---- Gradient clipping: partial sums of squares per gradient, one finalise, an in-place scale.
 /** Partial sums per gradient: each of CLIP_LANES invocations sums a strided subset (no barriers). */
 export const CLIP_LANES = 1024;
 
-/** SLOT: which CLIP_LANES-long row of the partials this gradient fills. */
-const SUMSQ = uniformLayout({ ...GRAD_FIELDS, SLOT: 'u32' });
-const SUMSQ_WGSL = () => `${kernelHeader(SUMSQ, ['var<storage, read_write> partials: array<f32>', 'var<storage, read> grad: array<f32>'])}
-${mainSig} {
-  let t = gid.x;
+/** Gradients per clip dispatch: each binds one buffer next to the shared partials / coefficients. */
+const clipChunk = () => tensorsPerDispatch(1, 1, 2);
+
+const SUMSQ_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
+${entry}
+  let k = wg / ${CLIP_LANES / WG}u;
+  let lane = (wg % ${CLIP_LANES / WG}u) * ${WG}u + lid;
+  let n = ${L.read('N', 'k')};
+  let off = ${L.read('OFF', 'k')};
   var acc = 0.0;
-  for (var k = t; k < ${SUMSQ.read('N')}; k += ${CLIP_LANES}u) {
-    let g = grad[gradIndex(k)];
-    acc += g * g;
-  }
-  partials[${SUMSQ.read('SLOT')} * ${CLIP_LANES}u + t] = acc;
+  ${cases(count, (k) => `for (var e = lane; e < n; e += ${CLIP_LANES}u) {
+        let g = grad${k}[off + e];
+        acc += g * g;
+      }`)}
+  partials[(${L.read('FIRST')} + k) * ${CLIP_LANES}u + lane] = acc;
 }`;
 
-/** partials[slot·LANES .. +LANES) = partial Σ g² of `grad`. */
-export function sumSquaresKernel(partials: Tensor, slot: number, grad: Tensor): void {
-  const p = SUMSQ.pack({ N: grad.size, ...gradValues(grad), SLOT: slot });
-  launch('optim.clipGradNorm', 'optim:clip:sumsq', SUMSQ_WGSL, p, [partials, grad], [CLIP_LANES / WG, 1, 1]);
+/** partials[k·LANES .. +LANES) = partial Σ g² of grads[k] (each contiguous). */
+export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
+  let slot = 0;
+  for (const chunk of chunks(grads, clipChunk())) {
+    const L = tableLayout(chunk.length);
+    const params = L.pack({ ...tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0)), FIRST: slot });
+    launch('optim.clipGradNorm', `optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(L, chunk.length), params, [partials, ...chunk], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
+    slot += chunk.length;
+  }
 }
 
 const FINALIZE = uniformLayout({ COUNT: 'u32', MAX_NORM: 'f32' });
@@ -192,14 +226,17 @@ export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number,
   launch('optim.clipGradNorm', 'optim:clip:finalize', FINALIZE_WGSL, FINALIZE.pack({ COUNT: count, MAX_NORM: maxNorm }), [out, partials], [1, 1, 1]);
 }
 
-const SCALE = uniformLayout(GRAD_FIELDS);
-const SCALE_WGSL = () => `${kernelHeader(SCALE, ['var<storage, read_write> grad: array<f32>', 'var<storage, read> coef: array<f32>'])}
-${mainSig} {
-  ${elementIndex(SCALE)}
-  grad[gi] = grad[gi] * coef[1];
+const SCALE_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
+${entry}
+  ${locate(L, count)}
+  ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
 }`;
 
-/** grad *= coef[1], in place (grad must not overlap itself: no broadcast strides). */
-export function scaleByKernel(grad: Tensor, coef: Tensor): void {
-  launch('optim.clipGradNorm', 'optim:clip:scale', SCALE_WGSL, SCALE.pack({ N: grad.size, ...gradValues(grad) }), [grad, coef], grid(grad.size));
+/** grads[k] *= coef[1], in place (each gradient contiguous). */
+export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
+  for (const chunk of chunks(grads, clipChunk())) {
+    const L = tableLayout(chunk.length);
+    const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
+    launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL));
+  }
 }

@@ -8,6 +8,7 @@ import { OpError, sameShape, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { empty } from '../../ops/util.js';
 import { copyInto } from '../inplace.js';
+import { applyUpdates, type ParamUpdate } from './kernels.js';
 import { argNumber, describeValue } from '../../core/args.js';
 
 export interface BaseHyper {
@@ -38,6 +39,9 @@ export interface UpdateArgs<H> {
   state: ParamState;
   group: ParamGroup<H>;
 }
+
+/** A webgpu parameter's update as the multi-tensor kernels take it, less the parameter and gradient. */
+export type GpuUpdate = Omit<ParamUpdate, 'param' | 'grad'>;
 
 export abstract class Optimizer<H extends BaseHyper> {
   readonly paramGroups: ParamGroup<H>[] = [];
@@ -74,12 +78,20 @@ export abstract class Optimizer<H extends BaseHyper> {
   /** Names of the state buffers this parameter needs under this group's settings. */
   protected abstract bufferNames(group: ParamGroup<H>): string[];
 
-  /** Applies one update in place (one fused kernel on webgpu, a JS loop on cpu). */
-  protected abstract update(args: UpdateArgs<H>): void;
+  /** Applies one update in place on cpu (a JS loop). */
+  protected abstract updateCpu(args: UpdateArgs<H>): void;
 
-  /** One optimization step over every parameter that has a gradient. */
+  /** The kernel and uniforms of one update on webgpu (applied with the others in few dispatches). */
+  protected abstract updateGpu(args: UpdateArgs<H>): GpuUpdate;
+
+  /**
+   * One optimization step over every parameter that has a gradient. On webgpu every update goes into
+   * multi-tensor dispatches (as many parameters per dispatch as the adapter's bindings allow).
+   */
   step(): void {
     noGrad(() => {
+      const gpu: ParamUpdate[] = [];
+      const copies: Tensor[] = [];
       for (const group of this.paramGroups) {
         for (const param of group.params) {
           const g = param.grad;
@@ -90,12 +102,15 @@ export abstract class Optimizer<H extends BaseHyper> {
           }
           const state = this.stateFor(param, group);
           state.step++;
-          // GPU kernels read strided gradients directly; the cpu loops want contiguous ones.
-          const grad = param.device === 'webgpu' && g.dtype === param.dtype ? g : denseGrad(g, param);
-          this.update({ param, grad, state, group });
-          if (grad !== g) grad.dispose();
+          const grad = denseGrad(g, param);
+          if (grad !== g) copies.push(grad);
+          const args = { param, grad, state, group };
+          if (param.device === 'webgpu') gpu.push({ param, grad, ...this.updateGpu(args) });
+          else this.updateCpu(args);
         }
       }
+      if (gpu.length) applyUpdates(gpu);
+      for (const c of copies) c.dispose();
     });
   }
 

@@ -3,8 +3,8 @@
 //   momentum: b ← μ·b + g/avg, p ← p − lr·b;  else p ← p − lr·g/avg.
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { rmspropKernel } from './kernels.js';
-import { cpuArray, Optimizer, type BaseHyper, type ParamGroup, type ParamGroupInput, type UpdateArgs } from './optimizer.js';
+import type { UpdateKernel } from './kernels.js';
+import { cpuArray, Optimizer, type BaseHyper, type GpuUpdate, type ParamGroup, type ParamGroupInput, type UpdateArgs } from './optimizer.js';
 
 export interface RmspropHyper extends BaseHyper {
   alpha: number;
@@ -12,6 +12,29 @@ export interface RmspropHyper extends BaseHyper {
   momentum: number;
   centered: boolean;
 }
+
+/** The same update in f32 on webgpu; state buffers in bufferNames order (square_avg, grad_avg?, momentum_buffer?). */
+function rmspropKernel(centered: boolean, withMomentum: boolean): UpdateKernel {
+  return {
+    name: `rmsprop-${centered ? 'centered' : 'plain'}-${withMomentum ? 'momentum' : 'direct'}`,
+    state: ['sq', ...(centered ? ['gavg'] : []), ...(withMomentum ? ['buf'] : [])],
+    hyper: ['lr', 'weightDecay', 'alpha', 'oneMinusAlpha', 'eps', 'momentum'],
+    flags: [],
+    body: ({ param, grad, state: { sq, gavg, buf }, hyper: h, prev }) => `let p0 = ${param}[pi];
+      let g = ${grad}[gi] + ${h('weightDecay')} * p0;
+      let s = ${h('alpha')} * ${prev(sq)} + ${h('oneMinusAlpha')} * g * g;
+      ${sq}[i] = s;
+      ${centered ? `let ga = ${h('alpha')} * ${prev(gavg)} + ${h('oneMinusAlpha')} * g;
+      ${gavg}[i] = ga;
+      let avg = sqrt(s - ga * ga) + ${h('eps')};` : `let avg = sqrt(s) + ${h('eps')};`}
+      ${withMomentum ? `let b = ${h('momentum')} * ${prev(buf)} + g / avg;
+      ${buf}[i] = b;
+      ${param}[pi] = p0 - ${h('lr')} * b;` : `${param}[pi] = p0 - ${h('lr')} * g / avg;`}`,
+  };
+}
+const RMSPROP_KERNELS: Record<string, UpdateKernel> = {
+  up: rmspropKernel(false, false), um: rmspropKernel(false, true), cp: rmspropKernel(true, false), cm: rmspropKernel(true, true),
+};
 
 export class RMSprop extends Optimizer<RmspropHyper> {
   constructor(params: Iterable<Tensor> | readonly ParamGroupInput<RmspropHyper>[], opts: Partial<RmspropHyper> = {}) {
@@ -29,18 +52,22 @@ export class RMSprop extends Optimizer<RmspropHyper> {
     return ['square_avg', ...(group.centered ? ['grad_avg'] : []), ...(group.momentum > 0 ? ['momentum_buffer'] : [])];
   }
 
-  protected update({ param, grad, state, group }: UpdateArgs<RmspropHyper>): void {
+  protected updateGpu({ state, group }: UpdateArgs<RmspropHyper>): GpuUpdate {
     const { lr, weightDecay, alpha, eps, momentum, centered } = group;
-    const sq = state.buffers.square_avg;
-    const gavg = centered ? state.buffers.grad_avg : null;
-    const buf = momentum > 0 ? state.buffers.momentum_buffer : null;
-    if (param.device === 'webgpu') {
-      rmspropKernel(param, grad, sq, gavg, buf, { lr, weightDecay, alpha, eps, momentum, first: state.step === 1 });
-      return;
-    }
-    const P = cpuArray(param), G = cpuArray(grad), S = cpuArray(sq).arr;
-    const A = gavg ? cpuArray(gavg).arr : null;
-    const B = buf ? cpuArray(buf).arr : null;
+    return {
+      kernel: RMSPROP_KERNELS[`${centered ? 'c' : 'u'}${momentum > 0 ? 'm' : 'p'}`],
+      state: this.bufferNames(group).map((name) => state.buffers[name]),
+      hyper: [lr, weightDecay, alpha, 1 - alpha, eps, momentum],
+      flags: [],
+      first: state.step === 1,
+    };
+  }
+
+  protected updateCpu({ param, grad, state, group }: UpdateArgs<RmspropHyper>): void {
+    const { lr, weightDecay, alpha, eps, momentum, centered } = group;
+    const P = cpuArray(param), G = cpuArray(grad), S = cpuArray(state.buffers.square_avg).arr;
+    const A = centered ? cpuArray(state.buffers.grad_avg).arr : null;
+    const B = momentum > 0 ? cpuArray(state.buffers.momentum_buffer).arr : null;
     for (let i = 0; i < param.size; i++) {
       const p0 = P.arr[P.off + i];
       const g = G.arr[G.off + i] + weightDecay * p0;
