@@ -4,7 +4,7 @@
 // one, and CLEX vs plain RoPE (bench/decoder-rows.ts). --json also writes every row to FILE
 // (default bench/results/bench-<time>.json).
 // Environment: BENCH_REPS (op timings, default 10), BENCH_BLOCKS (timed blocks of 10 decoder steps,
-// default 5; the larger decoder runs half as many), BENCH_SIZE=large (larger op shapes),
+// default 5; the larger decoder runs a fifth as many, at least one), BENCH_SIZE=large (larger op shapes),
 // BENCH_ONLY=regex (only the rows whose name matches).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { deviceInfo } from '../index.js';
 import { clexRow, decoderRow, formatClexRow, formatDecoderRow, type ClexRow, type DecoderRow } from './decoder-rows.js';
-import { describeShape, LARGE_DECODER, MAIN_JOB_DECODER } from './decoder.js';
+import { describeShape, LARGE_DECODER, LOSS_EVERY, MAIN_JOB_DECODER } from './decoder.js';
 import { formatOpRow, opRows, type OpRow } from './ops.js';
 import { bootTfjs } from './tfjs.js';
 
@@ -51,7 +51,7 @@ const tf = await bootTfjs();
 const loadBefore = loadavg();
 console.log(`adapter: ${JSON.stringify(deviceInfo())}\nload average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`ops: median of ${reps} runs, each ending in a readback; sizes: ${large ? 'large' : 'small'}`);
-console.log(`decoder steps: median of ${blocks} blocks of 10 steps (each block ends with a loss read), after one untimed block\n`);
+console.log(`decoder steps: median of ${blocks} blocks of ${LOSS_EVERY} steps (each block ends with a loss read), after a few untimed steps\n`);
 
 const ops = await opRows(tf, { reps, large, selected }, (row) => console.log(formatOpRow(row)));
 const mlp = ops.find((r) => r.traffic);
@@ -63,7 +63,7 @@ const geomean = ops.length ? Math.exp(ops.reduce((s, r) => s + Math.log(r.speedu
 if (geomean !== null) console.log(`geometric-mean speedup of the op rows over tfjs-webgpu: ×${geomean.toFixed(2)}\n`);
 
 const decoders: (DecoderRow | ClexRow)[] = [];
-for (const [shape, n] of [[MAIN_JOB_DECODER, blocks], [LARGE_DECODER, Math.max(1, Math.ceil(blocks / 2))]] as const) {
+for (const [shape, n] of [[MAIN_JOB_DECODER, blocks], [LARGE_DECODER, Math.max(1, Math.floor(blocks / 5))]] as const) {
   if (!selected(`decoder step ${describeShape(shape)}`)) continue;
   const row = await decoderRow(tf, shape, n);
   decoders.push(row);
