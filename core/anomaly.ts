@@ -3,9 +3,9 @@
 // call); on webgpu values cannot be read synchronously, so each check queues a one-element flag on the
 // device and the flags are read at the next read of any tensor, or when backwardAsync finishes — the
 // error then names the FIRST op (in execution order) that produced a non-finite value.
-import type { CpuStorage } from './cpu.js';
-import { getBackend } from './device.js';
-import { scope, untrackTensor } from './scope.js';
+import { cpu, getBackend } from './device.js';
+import { allFinite } from './primitives.js';
+import { untrackTensor } from './scope.js';
 import { OpError, shapeStr } from './shape.js';
 import type { Tensor } from './tensor.js';
 
@@ -59,30 +59,16 @@ export function checkForward(t: Tensor, op: string, inputs: readonly Tensor[]): 
 /** Checks `t` when anomaly mode is on. `what` is only built when needed. */
 export function checkFinite(t: Tensor, what: () => string): void {
   if (!enabled || t.dtype === 'int32' || t.size === 0) return;
+  const flag = allFinite(t);
   if (t.device === 'cpu') {
-    const data = (t.storage as CpuStorage).data;
-    const idx = new Array<number>(t.rank).fill(0);
-    for (let n = 0; n < t.size; n++) {
-      let at = t.offset;
-      for (let d = 0; d < t.rank; d++) at += idx[d] * t.strides[d];
-      if (!Number.isFinite(data[at])) throw new AnomalyError(message(what()));
-      for (let d = t.rank - 1; d >= 0 && ++idx[d] === t.shape[d]; d--) idx[d] = 0;
-    }
+    // cpu values are at hand: fail at the op itself.
+    const finite = cpu.readSync(flag)[0] === 1;
+    flag.dispose();
+    if (!finite) throw new AnomalyError(message(what()));
     return;
   }
-  const prev = enabled;
-  enabled = false; // the check's own ops are not checked
-  try {
-    // x − x is 0 exactly when x is finite (NaN − NaN and Inf − Inf are NaN).
-    const flag = scope(() => {
-      const x = t.detach();
-      return x.sub(x).eq(0).min();
-    });
-    untrackTensor(flag);
-    pending.push({ flag, what: what() });
-  } finally {
-    enabled = prev;
-  }
+  untrackTensor(flag);
+  pending.push({ flag, what: what() });
 }
 
 /** Reads the queued device flags; throws for the first op that produced a non-finite value. */

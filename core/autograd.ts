@@ -1,6 +1,7 @@
 // Recording ops into the graph, and the reverse pass over an iterative topological order.
 import { checkFinite, checkForward, describeBackward, insideRule, raisePendingAnomalies } from './anomaly.js';
 import { Node, type BackwardFn, type NodeInput } from './node.js';
+import { add, copy, fill } from './primitives.js';
 import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
 import { Tensor } from './tensor.js';
@@ -71,9 +72,9 @@ function own(g: Tensor): Tensor {
     untrackTensor(g);
     return g;
   }
-  const copy = g.clone();
-  untrackTensor(copy);
-  return copy;
+  const dense = copy(g);
+  untrackTensor(dense);
+  return dense;
 }
 
 function topoOrder(roots: readonly Node[]): Node[] {
@@ -121,7 +122,7 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
   const leafGrads = new Map<Tensor, Tensor>();
   const addTo = <K>(map: Map<K, Tensor>, key: K, g: Tensor) => {
     const old = map.get(key);
-    map.set(key, old ? old.add(g) : g);
+    map.set(key, old ? add(old, g) : g);
   };
   const deliverLeaf = (leaf: Tensor, g: Tensor) => {
     if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
@@ -156,7 +157,7 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
     });
   }
   if (!opts.retainGraph) for (const n of order) n.freeSaved();
-  for (const [leaf, g] of leafGrads) leaf.grad = leaf.grad ? leaf.grad.add(g) : own(g);
+  for (const [leaf, g] of leafGrads) leaf.grad = leaf.grad ? add(leaf.grad, g) : own(g);
   // Captured gradients outlive the backward scope.
   for (const [k, g] of captured) captured.set(k, own(g));
   return capture ? capture.map((t) => captured.get(t.gradFn ?? t) ?? null) : [];
@@ -207,7 +208,7 @@ export function seedFor(op: string, root: Tensor, gradient?: Tensor): Tensor {
   if (root.size !== 1) {
     throw new OpError(op, `grad can be implicitly created only for scalar outputs, got shape ${shapeStr(root.shape)}; pass a gradient tensor of that shape, or reduce first (e.g. .sum())`);
   }
-  return root.onesLike();
+  return fill(root, 1);
 }
 
 /** Fresh leaves sharing the inputs' storage, requiring grad, so functional transforms never touch .grad. */
@@ -219,10 +220,6 @@ function gradLeaves(inputs: readonly Tensor[]): Tensor[] {
   });
 }
 
-function zerosFor(t: Tensor): Tensor {
-  return t.zerosLike();
-}
-
 /** Gradients of a scalar-valued f at `inputs` (like jax.grad), without touching any .grad. */
 export function grad(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]): Tensor[] {
   argFunction('grad', 'f', f);
@@ -230,9 +227,9 @@ export function grad(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]):
   const leaves = gradLeaves(inputs);
   const out = argTensor('grad', 'the value f returned', f(...leaves));
   if (out.size !== 1) throw new OpError('grad', `f must return a one-element tensor, got shape ${shapeStr(out.shape)}; use vjp for non-scalar outputs`);
-  const seed = out.onesLike();
+  const seed = fill(out, 1);
   const gs = runBackward([out], [seed], { capture: leaves });
-  const result = gs.map((g, i) => g ?? zerosFor(inputs[i]));
+  const result = gs.map((g, i) => g ?? fill(inputs[i], 0));
   out.dispose();
   seed.dispose();
   leaves.forEach((l) => l.dispose());
@@ -268,7 +265,7 @@ export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], c
     gradEnabled = prev;
   }
   const gs = runBackward([out], [seedFor('vjp', out, cotangent)], { capture: [...leaves, ...params] });
-  const all = gs.map((g, i) => g ?? zerosFor(i < inputs.length ? inputs[i] : params[i - inputs.length]));
+  const all = gs.map((g, i) => g ?? fill(i < inputs.length ? inputs[i] : params[i - inputs.length], 0));
   const output = alias(out);
   out.dispose();
   leaves.forEach((l) => l.dispose());

@@ -1,5 +1,6 @@
 // The Tensor: a strided view on a reference-counted storage, plus its autograd links.
-// Op methods are attached by the ops/ modules (one file per op family).
+// Op methods are attached by the ops/ modules (one file per op family); core itself never calls them
+// (it uses core/primitives.ts), so the engine works before any ops module has loaded.
 import { raisePendingAnomalies } from './anomaly.js';
 import type { DeviceName, Storage, View } from './backend.js';
 import { getBackend } from './device.js';

@@ -2,6 +2,8 @@
 // z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (the paper's frequency ODE):
 //   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
 // solved with this framework's ode module. One CLEX module per model; every layer shares its table.
+// The terms (θ_orig, θ_ntk with α = 2t − 1, the drift ξ, the init) are stated in models/README.md,
+// "CLEX", under "The maths clex.ts implements".
 //
 // Design (async): solving the ODE may read device values (adaptive steps, readbacks), so everything
 // that needs frequencies from the ODE is async; the models' forward is async for that reason.
@@ -24,8 +26,8 @@ import { nextUniform } from '../core/rng.js';
 import { scope } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { odeint } from '../core/ode/odeint.js';
-import { odeintAdjoint } from '../core/ode/adjoint.js';
+import { odeint } from '../ode/odeint.js';
+import { odeintAdjoint } from '../ode/adjoint.js';
 import { tensor } from '../ops/creation.js';
 import { cat } from '../ops/movement.js';
 import { empty } from '../ops/util.js';

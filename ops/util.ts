@@ -1,6 +1,5 @@
 // Helpers every op module shares: output allocation, broadcasting views, gradient reduction.
 import type { DeviceName, View } from '../core/backend.js';
-import { getBackend } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
 import { contiguousStrides, OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -8,13 +7,18 @@ import { argTensor } from '../core/args.js';
 
 export type TensorOrScalar = Tensor | number;
 
+/** An op's test tolerance: relative and absolute error, and the finite-difference step (cpu gradcheck). */
+export interface Tolerance {
+  rtol?: number;
+  atol?: number;
+  eps?: number;
+}
+
 export function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;
 }
 
-export function empty(device: DeviceName, dtype: DType, shape: readonly number[]): Tensor {
-  return new Tensor(getBackend(device).alloc(dtype, shape.reduce((a, b) => a * b, 1)), shape);
-}
+export { empty } from '../core/primitives.js';
 
 /** A view of t broadcast to `shape` (leading dims added, size-1 dims given stride 0). */
 export function broadcastView(t: View, shape: readonly number[]): View {

@@ -1,0 +1,261 @@
+// The RoPE scaling family's frequency schedules and the cos/sin tables they give (the rotation itself
+// is ops/rotary.ts): none, linear (PI), ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama
+// 3.1's banded rule), clex. RotaryEmbedding hands out tables [L, R] (R = rotary dim, HF layout
+// emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
+//
+// Static rules compute inverse frequencies and angles in doubles on the host and upload one table per
+// rule, cached and grown by doubling, so a forward costs a view (no upload, no dispatch). Rules whose
+// frequencies depend on the current length (dynamic NTK, CLEX at inference) are keyed by that state;
+// the key also tells the KV cache when its entries were made with another table (kv-cache.ts).
+import type { DeviceName } from '../core/backend.js';
+import { isGradEnabled } from '../core/autograd.js';
+import type { DType } from '../core/dtype.js';
+import { untrackTensor } from '../core/scope.js';
+import { OpError } from '../core/shape.js';
+import type { Tensor } from '../core/tensor.js';
+import { tensor } from '../ops/creation.js';
+import { cat } from '../ops/movement.js';
+import { CLEX } from './clex.js';
+import type { RopeScaling } from './config.js';
+
+export interface RotaryOptions {
+  /** Rotary dim d (even): head dim for LLaMA, rotary_ndims for GPT-NeoX. */
+  dim: number;
+  base: number;
+  /** L0. */
+  maxPositionEmbeddings: number;
+  scaling: Required<RopeScaling> | null;
+  /** The model's CLEX module when scaling.type is 'clex'. */
+  clex?: CLEX | null;
+}
+
+/** cos/sin rows [L, R] for positions 0..L−1 (or the sampled positions in CLEX training), and the rule that made them. */
+export interface RotaryTables {
+  cos: Tensor;
+  sin: Tensor;
+  /** Identifies the frequency rule (and its state): tables with equal keys agree row by row. */
+  key: string;
+  /** Rows are the actual positions 0..L−1 (false for CLEX's sampled training positions). */
+  contiguousPositions: boolean;
+}
+
+export interface TableRequest {
+  /** Total length L_cur (cached + new tokens): rows 0..length−1 are returned. */
+  length: number;
+  device: DeviceName;
+  dtype: DType;
+  /** Training mode (CLEX samples t and positions). */
+  training: boolean;
+}
+
+/** Host-built tables kept per RotaryEmbedding (least recently used are freed first). */
+const MAX_CACHED_TABLES = 16;
+
+interface CachedTable {
+  cos: Tensor;
+  sin: Tensor;
+  rows: number;
+}
+
+export class RotaryEmbedding {
+  readonly dim: number;
+  readonly base: number;
+  readonly L0: number;
+  readonly scaling: Required<RopeScaling> | null;
+  readonly clex: CLEX | null;
+  private readonly tables = new Map<string, CachedTable>();
+
+  constructor(opts: RotaryOptions) {
+    if (!Number.isInteger(opts.dim) || opts.dim < 2 || opts.dim % 2 !== 0) throw new OpError('RotaryEmbedding', `rotary dim must be a positive even integer, got ${opts.dim}`);
+    this.dim = opts.dim;
+    this.base = opts.base;
+    this.L0 = opts.maxPositionEmbeddings;
+    this.scaling = opts.scaling;
+    this.clex = opts.clex ?? null;
+    if (this.scaling?.type === 'clex' && !this.clex) throw new OpError('RotaryEmbedding', "rope_scaling.type 'clex' needs the model's CLEX module");
+  }
+
+  get type(): 'none' | RopeScaling['type'] {
+    return this.scaling?.type ?? 'none';
+  }
+
+  /** Whether the frequencies depend on the current length (the KV cache then keeps un-rotated keys). */
+  get lengthDependent(): boolean {
+    return this.type === 'dynamic' || this.type === 'clex';
+  }
+
+  /** θ_i = b^(−2i/d). */
+  originalInverseFrequencies(base = this.base): Float64Array {
+    const d = this.dim;
+    return Float64Array.from({ length: d / 2 }, (_, i) => Math.pow(base, (-2 * i) / d));
+  }
+
+  /**
+   * The inverse frequencies and cos/sin multiplier of a static or length-dependent rule at total
+   * length L (not CLEX, whose frequencies come from the ODE).
+   */
+  inverseFrequencies(length: number): { invFreq: Float64Array; mscale: number; key: string } {
+    const d = this.dim, b = this.base, s = this.scaling;
+    const type = this.type;
+    if (type === 'none' || !s) return { invFreq: this.originalInverseFrequencies(), mscale: 1, key: 'none' };
+    const f = s.factor;
+    switch (type) {
+      case 'linear':
+        return { invFreq: this.originalInverseFrequencies().map((x) => x / f), mscale: 1, key: `linear:${f}` };
+      case 'ntk': {
+        const base = b * Math.pow(f, d / (d - 2));
+        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, key: `ntk:${base}` };
+      }
+      case 'dynamic': {
+        if (length <= this.L0) return { invFreq: this.originalInverseFrequencies(), mscale: 1, key: 'dynamic:orig' };
+        const base = b * Math.pow((f * length) / this.L0 - (f - 1), d / (d - 2));
+        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, key: `dynamic:${base}` };
+      }
+      case 'yarn': {
+        const idx = (r: number) => (d * Math.log(this.L0 / (2 * Math.PI * r))) / (2 * Math.log(b));
+        const low = Math.max(Math.floor(idx(s.beta_fast)), 0);
+        let high = Math.min(Math.ceil(idx(s.beta_slow)), d - 1);
+        if (high === low) high += 0.001; // as HF: avoid a zero-width ramp
+        const theta = this.originalInverseFrequencies();
+        const invFreq = theta.map((t, j) => {
+          const ramp = Math.min(Math.max((j - low) / (high - low), 0), 1);
+          return (t / f) * ramp + t * (1 - ramp);
+        });
+        return { invFreq, mscale: f > 1 ? 0.1 * Math.log(f) + 1 : 1, key: `yarn:${f}` };
+      }
+      case 'llama3': {
+        // Long wavelengths (past L_orig / low_freq_factor) are divided by the factor, short ones (below
+        // L_orig / high_freq_factor) kept, and those between interpolated in L_orig / wavelength.
+        const Lorig = s.original_max_position_embeddings, lo = s.low_freq_factor, hi = s.high_freq_factor;
+        const invFreq = this.originalInverseFrequencies().map((t) => {
+          const wavelength = (2 * Math.PI) / t;
+          if (wavelength < Lorig / hi) return t;
+          if (wavelength > Lorig / lo) return t / f;
+          const smooth = (Lorig / wavelength - lo) / (hi - lo);
+          return (1 - smooth) * (t / f) + smooth * t;
+        });
+        return { invFreq, mscale: 1, key: `llama3:${f}:${lo}:${hi}:${Lorig}` };
+      }
+      default:
+        throw new OpError('RotaryEmbedding', `inverseFrequencies: '${type}' frequencies come from the CLEX ODE`);
+    }
+  }
+
+  /** A cached host-built table for a rule, with at least `rows` rows. */
+  private hostTable(key: string, invFreq: Float64Array, mscale: number, rows: number, device: DeviceName, dtype: DType): CachedTable {
+    const full = `${key}|${device}|${dtype}`;
+    const have = this.tables.get(full);
+    if (have && have.rows >= rows) {
+      // Most recently used last (eviction takes the first).
+      this.tables.delete(full);
+      this.tables.set(full, have);
+      return have;
+    }
+    const n = Math.max(rows, have ? have.rows * 2 : 0, 16);
+    const half = this.dim / 2;
+    const cosA = new Float64Array(n * this.dim), sinA = new Float64Array(n * this.dim);
+    for (let p = 0; p < n; p++) {
+      for (let i = 0; i < half; i++) {
+        const a = p * invFreq[i];
+        const c = Math.cos(a) * mscale, sn = Math.sin(a) * mscale;
+        cosA[p * this.dim + i] = cosA[p * this.dim + half + i] = c;
+        sinA[p * this.dim + i] = sinA[p * this.dim + half + i] = sn;
+      }
+    }
+    const table = {
+      cos: tensor(cosA, { device, dtype, shape: [n, this.dim] }),
+      sin: tensor(sinA, { device, dtype, shape: [n, this.dim] }),
+      rows: n,
+    };
+    untrackTensor(table.cos);
+    untrackTensor(table.sin);
+    if (have) {
+      have.cos.dispose();
+      have.sin.dispose();
+    }
+    // CLEX tables of an older cache version can never be asked for again.
+    if (key.startsWith('clex:')) this.dropStaleClex(key);
+    this.tables.delete(full);
+    this.tables.set(full, table);
+    // Dynamic NTK makes a new table per length past L0: keep only the most recent ones (views handed
+    // out earlier keep their storage alive on their own).
+    while (this.tables.size > MAX_CACHED_TABLES) {
+      const [oldest, t] = this.tables.entries().next().value as [string, CachedTable];
+      t.cos.dispose();
+      t.sin.dispose();
+      this.tables.delete(oldest);
+    }
+    return table;
+  }
+
+  private dropStaleClex(key: string): void {
+    const version = key.split(':')[2];
+    for (const [k, t] of this.tables) {
+      if (k.startsWith('clex:') && k.split('|')[0].split(':')[2] !== version) {
+        t.cos.dispose();
+        t.sin.dispose();
+        this.tables.delete(k);
+      }
+    }
+  }
+
+  private rowsOf(t: CachedTable, key: string, length: number): RotaryTables {
+    return { cos: t.cos.narrow(0, 0, length), sin: t.sin.narrow(0, 0, length), key, contiguousPositions: true };
+  }
+
+  /** cos/sin built on the device from a frequency tensor θ [d/2] at the given positions (differentiable in θ). */
+  tablesFromFrequencies(theta: Tensor, positions: readonly number[], mscale = 1): { cos: Tensor; sin: Tensor } {
+    const pos = tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype, shape: [positions.length, 1] });
+    const freqs = pos.mul(theta.reshape([1, this.dim / 2]));
+    const emb = cat([freqs, freqs], -1);
+    const cos = emb.cos(), sin = emb.sin();
+    return mscale === 1 ? { cos, sin } : { cos: cos.mul(mscale), sin: sin.mul(mscale) };
+  }
+
+  /**
+   * Tables for one forward. CLEX: in training, t and positions are sampled (rows are the sampled
+   * positions); otherwise t = ceil(L/L0), from the inference cache when no gradient is recorded, or
+   * solved with a graph to the ODE parameters when one is.
+   */
+  async forward(req: TableRequest): Promise<RotaryTables> {
+    const { length, device, dtype, training } = req;
+    if (!Number.isInteger(length) || length < 1) throw new OpError('RotaryEmbedding', `length must be a positive integer, got ${length}`);
+    if (this.type !== 'clex') {
+      const { invFreq, mscale, key } = this.inverseFrequencies(length);
+      return this.rowsOf(this.hostTable(key, invFreq, mscale, length, device, dtype), key, length);
+    }
+    const clex = this.clex as CLEX;
+    const recordGraph = isGradEnabled() && clex.parameters().some((p) => p.requiresGrad);
+    if (training) {
+      // Training draws t and positions whether or not a graph is recorded (so a no-grad training-mode
+      // forward evaluates the same function the gradient is taken of).
+      const { t, positions } = clex.sample(length);
+      if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
+      const theta = await clex.frequencies(t);
+      return { ...this.tablesFromFrequencies(theta, positions), key: `clex-train:${t}`, contiguousPositions: false };
+    }
+    const t = clex.scaleFor(length);
+    if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
+    if (recordGraph) {
+      const theta = await clex.frequencies(t);
+      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), key: `clex-grad:${t}`, contiguousPositions: true };
+    }
+    const invFreq = await clex.cached(t);
+    const key = `clex:${t}:${clex.version}`;
+    return this.rowsOf(this.hostTable(key, invFreq, 1, length, device, dtype), key, length);
+  }
+
+  /** How many host-built tables are cached (bounded; for tests and stats). */
+  get cachedTableCount(): number {
+    return this.tables.size;
+  }
+
+  /** Frees the cached tables. */
+  dispose(): void {
+    for (const t of this.tables.values()) {
+      t.cos.dispose();
+      t.sin.dispose();
+    }
+    this.tables.clear();
+  }
+}

@@ -1,0 +1,269 @@
+// softmax, logSoftmax, logsumexp and fused cross-entropy. Rows are reduced in one kernel each way
+// (WGSL in kernels.ts); the cpu path is the same maths in float64 JS.
+// Stable: max-subtracted. A row that is entirely -Infinity (fully masked) gives softmax 0,
+// logSoftmax -Infinity and logsumexp -Infinity, without NaN reaching other rows.
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { normAxes, normAxis, numel, OpError, shapeStr } from '../../core/shape.js';
+import { Tensor } from '../../core/tensor.js';
+import type { CpuBackend } from '../../core/cpu.js';
+import { getBackend } from '../../core/device.js';
+import { chooseRowVariant, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import {
+  CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
+} from './kernels.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { empty, type Tolerance } from '../util.js';
+import { argTensor } from '../../core/args.js';
+
+/**
+ * webgpu float32 vs cpu float64 on long rows (C = 50304; other shapes use the checks' defaults). The
+ * logSoftmax gradient g − p·Σg carries Σg over 50304 terms (|Σg| ~ 1e2) times p's f32 relative error
+ * (~|lse|·2^-24), hence its absolute tolerance.
+ */
+export const SOFTMAX_LONG_ROW_TOLERANCE = {
+  logSoftmax: { atol: 3e-4, rtol: 1e-4 },
+  logsumexp: { atol: 1e-5, rtol: 1e-5 },
+  crossEntropy: { atol: 1e-6, rtol: 1e-4 },
+} as const satisfies Record<string, Tolerance>;
+
+function checkFloat(op: string, x: Tensor): void {
+  x.assertAlive(op);
+  if (!isFloat(x.dtype)) throw new OpError(op, `needs a float tensor, got ${x.dtype} ${shapeStr(x.shape)}; cast with .astype('float32')`);
+}
+
+/** Row max, a safe shift (0 for an all -inf row), Σ exp(x - shift) and logsumexp of one row (float64). */
+function rowStats(d: ArrayLike<number>, b: number, C: number): { ms: number; s: number; lse: number } {
+  let m = -Infinity;
+  for (let j = 0; j < C; j++) if (d[b + j] > m) m = d[b + j];
+  const ms = m === -Infinity ? 0 : m;
+  let s = 0;
+  for (let j = 0; j < C; j++) s += Math.exp(d[b + j] - ms);
+  return { ms, s, lse: s === 0 ? -Infinity : ms + Math.log(s) };
+}
+
+/** Forward over the last axis of x (any rank ≥ 1). logsumexp drops that axis. */
+function softmaxRows(x: Tensor, mode: SoftmaxMode): Tensor {
+  return withContiguous([x], ([xc]) => {
+    const C = x.shape[x.rank - 1];
+    const nRows = numel(x.shape.slice(0, -1));
+    const out = empty(x.device, x.dtype, mode === 'logsumexp' ? x.shape.slice(0, -1) : x.shape);
+    if (x.device === 'cpu') {
+      const { data, off } = cpuData(xc);
+      const o = outData(out);
+      for (let r = 0; r < nRows; r++) {
+        const b = off + r * C;
+        const { ms, s, lse } = rowStats(data, b, C);
+        if (mode === 'logsumexp') o[r] = lse;
+        else if (mode === 'softmax') for (let j = 0; j < C; j++) o[r * C + j] = s === 0 ? 0 : Math.exp(data[b + j] - ms) / s;
+        else for (let j = 0; j < C; j++) o[r * C + j] = s === 0 ? -Infinity : data[b + j] - lse;
+      }
+    } else if (nRows > 0) {
+      const variant = chooseRowVariant(nRows, C);
+      const p = SM.pack({ NROWS: nRows, C, XOFF: xc.offset });
+      launch(mode, `fused:${mode}:${variant}`, () => softmaxForwardSource(mode, variant), p, [out, xc], rowGrid(variant, nRows));
+    }
+    return out;
+  });
+}
+
+function softmaxRowsBackward(y: Tensor, g: Tensor, mode: 'softmax' | 'logSoftmax'): Tensor {
+  return withContiguous([y, g], ([yc, gc]) => {
+    const C = y.shape[y.rank - 1];
+    const nRows = numel(y.shape.slice(0, -1));
+    const dx = empty(y.device, y.dtype, y.shape);
+    if (y.device === 'cpu') {
+      const { data: yd, off: yo } = cpuData(yc);
+      const { data: gd, off: go } = cpuData(gc);
+      const o = outData(dx);
+      for (let r = 0; r < nRows; r++) {
+        const yb = yo + r * C, gb = go + r * C;
+        let t = 0;
+        for (let j = 0; j < C; j++) t += mode === 'softmax' ? gd[gb + j] * yd[yb + j] : gd[gb + j];
+        for (let j = 0; j < C; j++) o[r * C + j] = mode === 'softmax' ? yd[yb + j] * (gd[gb + j] - t) : gd[gb + j] - Math.exp(yd[yb + j]) * t;
+      }
+    } else if (nRows > 0) {
+      const variant = chooseRowVariant(nRows, C);
+      const p = SMB.pack({ NROWS: nRows, C, YOFF: yc.offset, GOFF: gc.offset });
+      launch(`${mode}Backward`, `fused:${mode}Backward:${variant}`, () => softmaxBackwardSource(mode, variant), p, [dx, yc, gc], rowGrid(variant, nRows));
+    }
+    return dx;
+  });
+}
+
+/** Applies a last-axis op along `axis` by swapping it to the end (views) and back. */
+function alongAxis(x: Tensor, axis: number, op: string, f: (t: Tensor) => Tensor): Tensor {
+  if (x.rank === 0) return f(x.reshape([1])).reshape([]);
+  const a = normAxis(op, axis, x.rank);
+  if (a === x.rank - 1) return f(x);
+  return f(x.transpose(a, -1)).transpose(a, -1);
+}
+
+/** exp(x) / Σ exp(x) along `axis`. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  checkFloat('softmax', x);
+  return alongAxis(x, axis, 'softmax', (t) => {
+    const y = softmaxRows(t, 'softmax');
+    return record('softmax', y, [t], (g, [ys]) => [softmaxRowsBackward(ys, g, 'softmax')], [y]);
+  });
+}
+
+/** x - logsumexp(x) along `axis`. */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  checkFloat('logSoftmax', x);
+  return alongAxis(x, axis, 'logSoftmax', (t) => {
+    const y = softmaxRows(t, 'logSoftmax');
+    return record('logSoftmax', y, [t], (g, [ys]) => [softmaxRowsBackward(ys, g, 'logSoftmax')], [y]);
+  });
+}
+
+/** log Σ exp(x) over `axis` (one axis or several); -Infinity for an all -Infinity slice. */
+export function logsumexp(x: Tensor, axis: number | readonly number[] = -1, keepdim = false): Tensor {
+  checkFloat('logsumexp', x);
+  if (x.rank === 0) return logsumexp(x.reshape([1]), 0, false).reshape([]);
+  const axes = normAxes('logsumexp', axis, x.rank);
+  const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const keptShape = kept.map((i) => x.shape[i]);
+  // Reduced axes moved last and merged into one row axis.
+  const rows = x.permute([...kept, ...axes]).reshape([...keptShape, numel(axes.map((a) => x.shape[a]))]);
+  const y = softmaxRows(rows, 'logsumexp');
+  const yr = record('logsumexp', y, [rows], (g, [xs]) => [softmaxRows(xs, 'softmax').mul(g.unsqueeze(-1))], [rows]);
+  return keepdim ? yr.reshape(x.shape.map((d, i) => (axes.includes(i) ? 1 : d))) : yr;
+}
+
+export interface CrossEntropyOptions {
+  /** Targets equal to this contribute no loss and no gradient (default -100). */
+  ignoreIndex?: number;
+  /** 'mean' (over non-ignored targets; NaN if all are ignored), 'sum', or 'none' (targets' shape). */
+  reduction?: 'mean' | 'sum' | 'none';
+  /** Mixes the one-hot target with the uniform distribution: (1-ε)·onehot + ε/C. */
+  labelSmoothing?: number;
+}
+
+/** Validates targets where their values are known on the host (cpu data, or a webgpu upload's range). */
+function checkTargets(targets: Tensor, C: number, ignoreIndex: number): void {
+  const bad = (v: number) => v !== ignoreIndex && (v < 0 || v >= C);
+  const explain = (v: number, where: string) =>
+    new OpError('crossEntropy', `target ${v}${where} is outside [0, ${C}) for logits with C = ${C} classes, and is not ignoreIndex (${ignoreIndex})`);
+  if (targets.device === 'cpu') {
+    const vals = (getBackend('cpu') as CpuBackend).readSync(targets);
+    const i = vals.findIndex(bad);
+    if (i >= 0) throw explain(vals[i], ` at flat position ${i}`);
+  } else if (targets.storage.hostRange && targets.size === targets.storage.length) {
+    const { min, max } = targets.storage.hostRange;
+    if (bad(min)) throw explain(min, '');
+    if (bad(max)) throw explain(max, '');
+  }
+}
+
+/** Per-row losses and logsumexps (the fused forward). */
+function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: number): [Tensor, Tensor] {
+  const C = xc.shape[xc.rank - 1];
+  const nRows = numel(xc.shape.slice(0, -1));
+  const loss = empty(xc.device, xc.dtype, [nRows]);
+  const lse = empty(xc.device, xc.dtype, [nRows]);
+  if (xc.device === 'cpu') {
+    const { data, off } = cpuData(xc);
+    const { data: td, off: to } = cpuData(tc);
+    const lo = outData(loss), so = outData(lse);
+    for (let r = 0; r < nRows; r++) {
+      const b = off + r * C;
+      const st = rowStats(data, b, C);
+      so[r] = st.lse;
+      const t = td[to + r];
+      if (t === ignoreIndex) { lo[r] = 0; continue; }
+      let l = st.lse - (1 - eps) * data[b + t];
+      if (eps !== 0) {
+        let sx = 0;
+        for (let j = 0; j < C; j++) sx += data[b + j];
+        l -= (eps / C) * sx;
+      }
+      lo[r] = l;
+    }
+  } else if (nRows > 0) {
+    const variant = chooseRowVariant(nRows, C);
+    const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps });
+    launch('crossEntropy', `fused:crossEntropy:${variant}`, () => crossEntropyForwardSource(variant), p, [loss, lse, xc, tc], rowGrid(variant, nRows));
+  }
+  return [loss, lse];
+}
+
+function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor, ignoreIndex: number, eps: number): Tensor {
+  return withContiguous([g], ([gc]) => {
+    const C = xc.shape[xc.rank - 1];
+    const nRows = numel(xc.shape.slice(0, -1));
+    const dx = empty(xc.device, xc.dtype, xc.shape);
+    if (xc.device === 'cpu') {
+      const { data, off } = cpuData(xc);
+      const { data: td, off: to } = cpuData(tc);
+      const { data: gd, off: go } = cpuData(gc);
+      const { data: ld, off: lo } = cpuData(lse);
+      const o = outData(dx);
+      for (let r = 0; r < nRows; r++) {
+        const t = td[to + r];
+        const l = ld[lo + r];
+        for (let j = 0; j < C; j++) {
+          if (t === ignoreIndex) { o[r * C + j] = 0; continue; }
+          const p = l === -Infinity ? 0 : Math.exp(data[off + r * C + j] - l);
+          o[r * C + j] = gd[go + r] * (p - (j === t ? 1 - eps : 0) - eps / C);
+        }
+      }
+    } else if (nRows * C > 0) {
+      const variant = chooseRowVariant(nRows, C);
+      const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset });
+      // lse is freshly allocated by the forward (offset 0).
+      launch('crossEntropyBackward', `fused:crossEntropyBackward:${variant}`, () => crossEntropyBackwardSource(variant), p, [dx, xc, lse, tc, gc], rowGrid(variant, nRows));
+    }
+    return dx;
+  });
+}
+
+/**
+ * Cross-entropy of logits [..., C] (e.g. [N, C] or [B, T, C]) against int32 class targets of shape
+ * [...]: log-softmax, gather and reduction fused in one kernel, with a fused backward
+ * (softmax − onehot, scaled). Targets outside [0, C) other than ignoreIndex raise where their values
+ * are known on the host (cpu tensors, tensors uploaded from JS); computed on the GPU, they give NaN.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const ignoreIndex = opts.ignoreIndex ?? -100;
+  const reduction = opts.reduction ?? 'mean';
+  const eps = opts.labelSmoothing ?? 0;
+  checkFloat('crossEntropy', logits);
+  argTensor('crossEntropy', 'targets', targets);
+  if (logits.device !== targets.device) throw new OpError('crossEntropy', `logits are on ${logits.device} but targets on ${targets.device}`);
+  if (targets.dtype !== 'int32') throw new OpError('crossEntropy', `targets must be int32 class indices, got ${targets.dtype}; use .astype('int32')`);
+  if (logits.rank < 1 || targets.rank !== logits.rank - 1 || targets.shape.some((d, i) => d !== logits.shape[i])) {
+    throw new OpError('crossEntropy', `logits ${shapeStr(logits.shape)} need targets of shape ${shapeStr(logits.shape.slice(0, -1))}, got ${shapeStr(targets.shape)}`);
+  }
+  if (!(eps >= 0 && eps <= 1)) throw new OpError('crossEntropy', `labelSmoothing must be in [0, 1], got ${eps}`);
+  if (!['mean', 'sum', 'none'].includes(reduction)) throw new OpError('crossEntropy', `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
+  const C = logits.shape[logits.rank - 1];
+  checkTargets(targets, C, ignoreIndex);
+  const rowLoss = withContiguous([logits, targets], ([xc, tc]) => {
+    const [loss, lse] = crossEntropyRows(xc, tc, ignoreIndex, eps);
+    const out = record('crossEntropy', loss, [logits], (g, [xs, ls, ts]) => [crossEntropyRowsBackward(xs, ls, ts, g, ignoreIndex, eps).reshape(logits.shape)], [xc, lse, tc]);
+    lse.dispose(); // the graph holds its own reference when it needs it
+    return out;
+  });
+  if (reduction === 'none') return rowLoss.reshape(targets.shape);
+  const total = rowLoss.sum();
+  if (reduction === 'sum') return total;
+  return total.div(targets.ne(ignoreIndex).astype(logits.dtype).sum());
+}
+
+declare module '../../core/tensor.js' {
+  interface Tensor {
+    /** exp(x) / Σ exp(x) along axis (default last). */
+    softmax(axis?: number): Tensor;
+    /** x − logsumexp(x) along axis (default last). */
+    logSoftmax(axis?: number): Tensor;
+    /** log Σ exp(x) over axis (default last). */
+    logsumexp(axis?: number | readonly number[], keepdim?: boolean): Tensor;
+  }
+}
+
+const P = Tensor.prototype;
+P.softmax = function (axis) { return softmax(this, axis); };
+P.logSoftmax = function (axis) { return logSoftmax(this, axis); };
+P.logsumexp = function (axis, keepdim) { return logsumexp(this, axis, keepdim); };

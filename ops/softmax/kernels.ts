@@ -1,0 +1,125 @@
+// WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
+// backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
+// gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
+import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
+
+export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
+
+/**
+ * Shared prologue, one pass over the row: each invocation keeps an online (max, Σ exp(x − max)) over
+ * its elements (rescaling the sum when the max grows; -inf entries add nothing), and `sx` = Σ x when
+ * `withSum`; then the row max `m`, a safe shift `ms` (0 for an all -inf row), `s` = Σ exp(x − ms) and
+ * `lse` come from one max and one sum reduction.
+ */
+const rowStats = (x: string, withSum = false) => `
+  var m = ${NEG_INF};
+  var s = 0.0;
+  var sx = 0.0;
+  for (var j = j0; j < C; j += js) {
+    let xv = ${x}[xb + j];
+    ${withSum ? 'sx += xv;' : ''}
+    if (xv > m) {
+      s = select(s * exp(m - xv), 0.0, is_neg_inf(m)) + 1.0;
+      m = xv;
+    } else if (!is_neg_inf(xv)) {
+      s += exp(xv - m);
+    }
+  }
+  let mloc = m;
+  m = red_max(m, lid);
+  s = red_sum(select(s * exp(mloc - m), 0.0, is_neg_inf(mloc)), lid);
+  let ms = select(m, 0.0, is_neg_inf(m));
+  let empty_row = s == 0.0;
+  let lse = select(ms + log(s), ${NEG_INF}, empty_row);`;
+
+/** Softmax params. Output: softmax/logSoftmax [nRows, C] or logsumexp [nRows]. */
+export const SM = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32' });
+
+export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): string {
+  const write = mode === 'logsumexp'
+    ? `if (lid == 0u) { out[row] = lse; }`
+    : mode === 'softmax'
+      ? `let inv = select(1.0 / s, 0.0, empty_row);
+  for (var j = j0; j < C; j += js) { out[ob + j] = exp(x[xb + j] - ms) * inv; }`
+      : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
+  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}
+${rowMain(variant, `
+  let C = pu(${SM.C}u);
+  let xb = pu(${SM.XOFF}u) + row * C;
+  let ob = row * C;
+  ${rowStats('x')}
+  ${write}`)}`;
+}
+
+/** Softmax backward params. dx from the saved output y and the gradient g. */
+export const SMB = uniformLayout({ NROWS: 'u32', C: 'u32', YOFF: 'u32', GOFF: 'u32' });
+
+export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: RowVariant): string {
+  // softmax: dx = y (g - Σ g y);  logSoftmax: dx = g - exp(y) Σ g.
+  const acc = mode === 'softmax' ? 'g[gb + j] * y[yb + j]' : 'g[gb + j]';
+  const dx = mode === 'softmax' ? 'y[yb + j] * (g[gb + j] - t)' : 'g[gb + j] - exp(y[yb + j]) * t';
+  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'])}
+${rowMain(variant, `
+  let C = pu(${SMB.C}u);
+  let yb = pu(${SMB.YOFF}u) + row * C;
+  let gb = pu(${SMB.GOFF}u) + row * C;
+  var t = 0.0;
+  for (var j = j0; j < C; j += js) { t += ${acc}; }
+  t = red_sum(t, lid);
+  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`)}`;
+}
+
+/** Cross-entropy params: IGNORE = ignoreIndex, SMOOTH = label smoothing. */
+export const CE = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32', TOFF: 'u32', IGNORE: 'i32', SMOOTH: 'f32', GOFF: 'u32' });
+
+/**
+ * Per row: loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),
+ * and the row's logsumexp, saved for the backward pass.
+ */
+export function crossEntropyForwardSource(variant: RowVariant): string {
+  return `${kernelHeader(['var<storage, read_write> loss: array<f32>', 'var<storage, read_write> lse_out: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> targets: array<i32>'])}
+${rowMain(variant, `
+  let C = pu(${CE.C}u);
+  let xb = pu(${CE.XOFF}u) + row * C;
+  let eps = pf(${CE.SMOOTH}u);
+  ${rowStats('x', true)}
+  sx = red_sum(sx, lid);
+  if (lid == 0u) {
+    let t = targets[pu(${CE.TOFF}u) + row];
+    var l = 0.0;
+    if (t != pi(${CE.IGNORE}u)) {
+      if (t < 0 || t >= i32(C)) { l = ${NAN}; } else {
+        l = lse - (1.0 - eps) * x[xb + u32(t)];
+        if (eps != 0.0) { l -= eps / f32(C) * sx; }
+      }
+    }
+    loss[row] = l;
+    lse_out[row] = lse;
+  }`)}`;
+}
+
+/** Row-wise: dx = g_row (softmax − (1−ε) onehot(t) − ε/C); 0 on ignored rows, NaN for bad targets. */
+export function crossEntropyBackwardSource(variant: RowVariant): string {
+  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'])}
+${rowMain(variant, `
+  let C = pu(${CE.C}u);
+  let xb = pu(${CE.XOFF}u) + row * C;
+  let ob = row * C;
+  let t = targets[pu(${CE.TOFF}u) + row];
+  let eps = pf(${CE.SMOOTH}u);
+  let l = lse[row];
+  let gr = g[pu(${CE.GOFF}u) + row];
+  let ignored = t == pi(${CE.IGNORE}u);
+  let bad = !ignored && (t < 0 || t >= i32(C));
+  // A row whose logits are all -inf has no probabilities (lse = -inf): its softmax part is 0.
+  let empty_row = is_neg_inf(l);
+  for (var j = j0; j < C; j += js) {
+    let p = select(exp(x[xb + j] - l), 0.0, empty_row);
+    let onehot = select(0.0, 1.0 - eps, i32(j) == t);
+    var v = gr * (p - onehot - eps / f32(C));
+    if (ignored) { v = 0.0; }
+    if (bad) { v = ${NAN}; }
+    dx[ob + j] = v;
+  }`)}`;
+}
