@@ -73,7 +73,7 @@ describe('the CLEX frequency ODE', () => {
     for (const g of grads.slice(1)) g.forEach((v, i) => expect(Math.abs(v - grads[0][i])).toBeLessThan(1e-4 * scale));
   });
 
-  it("solving on the webgpu device (composed ops) matches the fused cpu solve, values and gradients", async () => {
+  it("solving on the webgpu device (fused kernels) matches the fused cpu solve, values and gradients", async () => {
     const results: number[][] = [];
     for (const ode_device of ['cpu', 'device'] as const) {
       const clex = clexModule(8, 10000, { ode_device, ode_method: 'rk4', time_dt: 0.25 }, 'webgpu');
