@@ -3,22 +3,31 @@
 // The state z = log θ has d/2 entries and the network act((z + log θ_ntk(t))·W_up)·W_down has λd hidden
 // units, so a solve is thousands of tiny evaluations: as composed ops each would be a dispatch, and on
 // the cpu it needs the weights read back (and their gradient read back in backward). Here one workgroup
-// integrates the whole ODE — rk4 (Kutta's 3/8 rule) on the reference's fixed grid, or adaptive
-// Dormand–Prince 5(4) with the same rtol/atol and step control as core/ode/dopri5.ts — and writes the
-// state at the start of every step (the trajectory). The backward kernel walks the steps in reverse,
-// recomputes each step's stages from its saved start and applies the transposed Runge–Kutta step (the
-// discrete adjoint: exactly the gradient of the computed solution, as backprop through the solver).
-// Nothing is read back: training and inference both just solve.
+// integrates the whole ODE with rk4 (Kutta's 3/8 rule) on the reference's fixed grid (steps of time_dt,
+// core/ode/fixed.ts) and writes z at every grid point (the trajectory). The backward kernel walks the
+// steps in reverse, recomputes each step's stages from its saved start and applies the transposed
+// Runge–Kutta step (the discrete adjoint: exactly the gradient of the computed solution, as backprop
+// through the solver). Nothing is read back.
+//
+// The 'dopri5' setting also runs this fixed-step rk4 at time_dt on the device: the reference's own
+// solver at its own step agrees with dopri5 at rtol 1e-7 within 1e-5 relative in θ (test/clex.test.ts),
+// the float32 tolerance the device solve is held to anyway, and a fixed grid keeps every loop bound a uniform (an in-kernel adaptive
+// loop would also need a trajectory bound it could only report by returning NaN).
 //
 // Lanes: in the 'group' variant ROW_WG invocations split the hidden units and frequencies and meet at
 // barriers; in the 'thread' variant one invocation does everything (barriers are expensive on software
 // adapters), chosen by chooseRowVariant with one evaluation's n·m multiply-adds as the row length.
+//
+// Known problem: lavapipe (Mesa's software Vulkan) takes minutes of CPU to compile these pipelines (the
+// forward's first compile measured 3 to 200 s wall depending on machine load; the backward longer), so
+// rope_scaling.ode_device defaults to 'cpu'. Mesa caches compiled shaders on disk, so only the first
+// run on a machine pays it.
 import { record } from '../core/autograd.js';
-import { DOPRI5, DOPRI5_ERROR_WEIGHTS, FIXED_TABLEAUX } from '../core/ode/tableaux.js';
+import { FIXED_TABLEAUX } from '../core/ode/tableaux.js';
 import { fixedGrid } from '../core/ode/fixed.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { chooseRowVariant, kernelHeader, launch, NAN, Params, ROW_WG, type RowVariant } from '../core/webgpu/kernels/common.js';
+import { chooseRowVariant, kernelHeader, launch, Params, ROW_WG, type RowVariant } from '../core/webgpu/kernels/common.js';
 import { withContiguous } from '../ops/kernelio.js';
 import { empty } from '../ops/util.js';
 
@@ -27,26 +36,18 @@ export interface ClexKernelSpec {
   /** Rotary dim d (the state has d/2 entries). */
   dim: number;
   act: 'tanh' | 'silu';
-  method: 'rk4' | 'dopri5';
   /** rk4 step (time_dt). */
   timeDt: number;
-  rtol: number;
-  atol: number;
   /** ln b of the model's rope base (z(1) = −(2i/d)·ln b) and of the NTK reference base. */
   logBase: number;
   logNtkBase: number;
 }
 
-/** Accepted adaptive steps the trajectory has room for; past it the solve gives NaN (no readback to raise from). */
-export const MAX_ADAPTIVE_STEPS = 2048;
-/** Step attempts (accepted + rejected) before an adaptive solve gives up. */
-const MAX_ADAPTIVE_ATTEMPTS = 8192;
-
 /** Workgroup memory the backward may spend on dW accumulators (WebGPU guarantees 16 KiB in all). */
 const WORKGROUP_ACCUMULATOR_BYTES = 8192;
 
 /** Uniform layout. */
-const W = { T_END: 0, STEPS: 1, DT: 2, RTOL: 3, ATOL: 4, LOG_BASE: 5, LOG_NTK_BASE: 6, UP_OFF: 7, DOWN_OFF: 8, G_OFF: 9 } as const;
+const W = { T_END: 0, STEPS: 1, DT: 2, LOG_BASE: 3, LOG_NTK_BASE: 4, UP_OFF: 5, DOWN_OFF: 6, G_OFF: 7 } as const;
 
 /** One Runge–Kutta scheme as the kernels use it: stage times c (c[0] = 0), stage weights a (row s for stage s), b. */
 interface Scheme {
@@ -56,9 +57,6 @@ interface Scheme {
 }
 
 const RK4: Scheme = { c: FIXED_TABLEAUX.rk4.c, a: [[], ...FIXED_TABLEAUX.rk4.a], b: FIXED_TABLEAUX.rk4.b };
-/** Dopri5's 7 stages; the 7th is f(t + h, y1) (b₇ = 0: only the error estimate and FSAL use it). */
-const DP5: Scheme = { c: [0, ...DOPRI5.c], a: [[], ...DOPRI5.a], b: DOPRI5.b };
-
 const lit = (v: number): string => {
   const s = String(v);
   return /[.eE]/.test(s) ? s : `${s}.0`;
@@ -89,7 +87,6 @@ const N = ${n}u;
 const M = ${hidden}u;
 const D = ${spec.dim}u;
 const WG = ${group ? ROW_WG : 1}u;
-const ROW = N + 2u;
 var<private> lane: u32;
 var<private> uo: u32;
 var<private> dn: u32;
@@ -98,10 +95,7 @@ var<workgroup> ys: array<f32, N>;
 var<workgroup> xs: array<f32, N>;
 var<workgroup> hid: array<f32, M>;
 var<workgroup> ks: array<f32, ${stages * n}>;
-var<workgroup> ctl: f32;
 fn sync() { ${group ? 'workgroupBarrier();' : ''} }
-/** Lane 0's v, as a value every lane agrees on (uniform control flow may branch on it). */
-fn share(v: f32) -> f32 { ${group ? 'if (lane == 0u) { ctl = v; }\n  return workgroupUniformLoad(&ctl);' : 'return v;'} }
 fn bend(i: u32) -> f32 { return f32(2u * i) / f32(D - 2u); }
 fn logNtk(i: u32, t: f32) -> f32 { return -(f32(2u * i) / f32(D)) * pf(${W.LOG_NTK_BASE}u) - bend(i) * log(max(2.0 * t - 1.0, 1.0)); }
 fn drift(i: u32, t: f32) -> f32 { return select(0.0, bend(i) * (-2.0 / (2.0 * t - 1.0)), t >= 1.0); }
@@ -238,10 +232,10 @@ export function solveFrequenciesOnDevice(spec: ClexKernelSpec, up: Tensor, down:
   }
   if (!(t >= 1)) throw new OpError('CLEX.solveFrequenciesOnDevice', `t must be ≥ 1, got ${t}`);
   const variant = chooseRowVariant(1, n * hidden);
-  const key = `clex:${spec.method}:${spec.act}:${spec.dim}:${hidden}:${variant}`;
+  const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${variant}`;
   const steps = fixedGrid([1, t], spec.timeDt, Number.MAX_SAFE_INTEGER).length - 1;
   const params = () => new Params()
-    .f(W.T_END, t).u(W.STEPS, steps).f(W.DT, spec.timeDt).f(W.RTOL, spec.rtol).f(W.ATOL, spec.atol)
+    .f(W.T_END, t).u(W.STEPS, steps).f(W.DT, spec.timeDt)
     .f(W.LOG_BASE, spec.logBase).f(W.LOG_NTK_BASE, spec.logNtkBase);
   return withContiguous([up, down], ([u, w]) => {
     const traj = empty('webgpu', 'float32', [(steps + 1) * n]);
