@@ -18,10 +18,11 @@
 // barriers; in the 'thread' variant one invocation does everything (barriers are expensive on software
 // adapters), chosen by chooseRowVariant with one evaluation's n·m multiply-adds as the row length.
 //
-// Known problem: lavapipe (Mesa's software Vulkan) takes minutes of CPU to compile these pipelines (the
-// forward's first compile measured 3 to 200 s wall depending on machine load; the backward longer), so
-// rope_scaling.ode_device defaults to 'cpu'. Mesa caches compiled shaders on disk, so only the first
-// run on a machine pays it.
+// Known problem: lavapipe (Mesa's software Vulkan) is very slow to compile these pipelines. Measured on
+// the 2-core machine at load ~20: at d = 16, λ = 2 the forward's first compile took 2–5 minutes and the
+// backward did not finish in 5; at d = 4, λ = 1 both compile in under a minute. So
+// rope_scaling.ode_device defaults to 'cpu'. Mesa caches compiled shaders on disk (later runs are fast).
+// Unrolling the short loops (constant lane, stage loops) made it slower, not faster.
 import { record } from '../core/autograd.js';
 import { FIXED_TABLEAUX } from '../core/ode/tableaux.js';
 import { fixedGrid } from '../core/ode/fixed.js';
