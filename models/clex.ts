@@ -5,18 +5,20 @@
 // The terms (θ_orig, θ_ntk with α = 2t − 1, the drift ξ, the init) are stated in models/README.md,
 // "CLEX", under "The maths clex.ts implements".
 //
-// Design (async): solving the ODE may read device values (adaptive steps, readbacks), so everything
-// that needs frequencies from the ODE is async; the models' forward is async for that reason.
+// Design (async): the cpu solve may read device values (parameter readback, adaptive steps), so
+// everything that needs frequencies from the ODE is async; the models' forward is async for that reason.
 //
-// Where the ODE runs: the state has d/2 entries (8 for a head of 16), so on a GPU the solve is pure
-// dispatch latency. By default (rope_scaling.ode_device = 'cpu') the parameters are copied to the
-// float64 cpu backend through a differentiable transfer, the ODE is solved there, and z(t) comes back
-// through a second differentiable transfer whose backward reads the gradient (so training on webgpu
-// uses `await loss.backwardAsync()`). ode_device = 'device' solves on the model's device instead.
+// Where the ODE runs: by default (rope_scaling.ode_device = 'cpu') a webgpu model's parameters are
+// copied to the float64 cpu backend through a differentiable transfer, the ODE is solved there, and z(t)
+// comes back through a second differentiable transfer whose backward reads the gradient (so training
+// uses `await loss.backwardAsync()`); this is the reference. With ode_device = 'device' a webgpu model
+// solves with one fused kernel for the whole solve and one for its gradient (clex-kernels.ts): no
+// readback, so training and inference both just solve and a plain `loss.backward()` works. (It is not
+// the default yet: lavapipe takes minutes to compile those kernels, see clex-kernels.ts.)
 //
-// Inference cache: z(t) for every integer t in 1..max_factor is solved in one integration over the
-// grid and cached as doubles. The cache is keyed by the exact values of W_up and W_down (a snapshot
-// read back from the device, a few hundred floats, compared element by element): any change —
+// Inference cache (cpu solves): z(t) for every integer t in 1..max_factor is solved in one integration
+// over the grid and cached as doubles. The cache is keyed by the exact values of W_up and W_down (a
+// snapshot read back from the device, a few hundred floats, compared element by element): any change —
 // optimizer step, loadStateDict, manual copy_ — invalidates it, and no optimizer cooperation is
 // needed. The check costs one small readback per forward; generate() pins the cache for its duration.
 import type { DeviceName } from '../core/backend.js';
@@ -35,6 +37,7 @@ import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import type { RopeScaling } from './config.js';
 import { clexDynamicsCpu } from './clex-dynamics.js';
+import { solveFrequenciesOnDevice, type ClexKernelSpec } from './clex-kernels.js';
 
 /** The reference code always uses this base inside log θ_ntk, whatever the model's rope base. */
 const NTK_REFERENCE_BASE = 10000;
@@ -201,17 +204,26 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     return this.logFreqOrig.map((z, i) => z - this.bend[i] * la);
   }
 
-  /** dz/dt with the given parameter tensors (on the solve's device and dtype). */
+  /** dz/dt with the given cpu parameter tensors, one fused op per evaluation (the float64 reference). */
   private dynamics(up: Tensor, down: Tensor): (t: number | Tensor, z: Tensor) => Tensor {
     return (t, z) => {
       const tv = typeof t === 'number' ? t : NaN;
       if (Number.isNaN(tv)) throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
       const { logNtk, drift } = this.ntkTerms(tv);
-      // On cpu one fused op (plain loops); elsewhere composed ops.
-      if (z.device === 'cpu') return clexDynamicsCpu(z, up, down, logNtk, drift, this.proj_func.act);
-      const opts = { device: z.device, dtype: z.dtype };
-      const row = { ...opts, shape: [1, this.dim / 2] };
-      return this.proj_func.apply(z.add(tensor(logNtk, row)), up, down).add(tensor(drift, row));
+      return clexDynamicsCpu(z, up, down, logNtk, drift, this.proj_func.act);
+    };
+  }
+
+  /** True when θ(t) comes from the fused device kernels (webgpu parameters, ode_device 'device'): no readbacks. */
+  get solvesOnDevice(): boolean {
+    return this.scaling.ode_device === 'device' && this.proj_func.ode_up_proj.device !== 'cpu';
+  }
+
+  private kernelSpec(): ClexKernelSpec {
+    const s = this.scaling;
+    return {
+      dim: this.dim, act: this.proj_func.act, timeDt: s.time_dt,
+      logBase: Math.log(this.base), logNtkBase: Math.log(NTK_REFERENCE_BASE),
     };
   }
 
@@ -269,6 +281,7 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     const up = this.proj_func.ode_up_proj, down = this.proj_func.ode_down_proj;
     if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
     if (t === 1) return tensor(this.logFreqOrig.map(Math.exp), { device: up.device, dtype: up.dtype });
+    if (this.solvesOnDevice) return solveFrequenciesOnDevice(this.kernelSpec(), up, down, t);
     const onCpu = this.scaling.ode_device === 'cpu' && up.device !== 'cpu';
     let u = up, w = down;
     if (onCpu) {
@@ -309,16 +322,15 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     if (this.grid && this.snapshot && sameValues(values, this.snapshot)) return this.version;
     const upShape = this.proj_func.ode_up_proj.shape, downShape = this.proj_func.ode_down_proj.shape;
     const nUp = upShape[0] * upShape[1];
-    const onCpu = this.scaling.ode_device === 'cpu' || this.proj_func.ode_up_proj.device === 'cpu';
     const times = Array.from({ length: this.maxFactor }, (_, i) => i + 1);
     let rows: Float64Array;
     if (this.maxFactor === 1) rows = Float64Array.from(this.logFreqOrig);
     else {
+      // The values are on the host already: solve the grid in float64 on the cpu.
       rows = await noGrad(async () => {
-        const device: DeviceName = onCpu ? 'cpu' : this.proj_func.ode_up_proj.device;
-        const dtype: DType = onCpu ? 'float64' : this.proj_func.ode_up_proj.dtype;
-        const u = tensor(values.subarray(0, nUp), { device, dtype, shape: upShape });
-        const w = tensor(values.subarray(nUp), { device, dtype, shape: downShape });
+        const opts = { device: 'cpu' as const, dtype: 'float64' as const };
+        const u = tensor(values.subarray(0, nUp), { ...opts, shape: upShape });
+        const w = tensor(values.subarray(nUp), { ...opts, shape: downShape });
         const Y = await this.solve(times, u, w);
         const out = Float64Array.from(await Y.data());
         for (const x of [u, w, Y]) x.dispose();
@@ -338,8 +350,9 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     this.snapshot = null;
   }
 
-  /** Runs fn with the cache trusted as is (no parameter read per call); for decoding loops. */
+  /** Runs fn with the cache trusted as is (no parameter read per call); for decoding loops. Device solves use no cache. */
   async pinCache<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.solvesOnDevice) return fn();
     await this.refresh();
     this.pinned++;
     try {

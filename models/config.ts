@@ -25,9 +25,9 @@ export interface RopeScaling {
   time_dt?: number;
   /** CLEX: 'dopri5' (adaptive; the default without time_dt) or 'rk4' (fixed step time_dt, the reference solver). */
   ode_method?: OdeMethodName;
-  /** CLEX: 'backprop' through the solver (default, exact for the discrete solve) or 'adjoint'. */
+  /** CLEX: 'backprop' through the solver (default, exact for the discrete solve) or 'adjoint' (cpu solves; the device kernels always take the discrete adjoint, which is backprop's gradient). */
   ode_gradient?: 'backprop' | 'adjoint';
-  /** CLEX: solve the tiny ODE on the 'cpu' reference backend in float64 (default) or on the model's 'device'. */
+  /** CLEX: solve the tiny ODE on the 'cpu' reference backend in float64 (default) or on the model's 'device' (on webgpu: fused rk4 kernels, no readbacks; see models/clex-kernels.ts). */
   ode_device?: 'cpu' | 'device';
   /** CLEX: dopri5 tolerances (defaults 1e-7 / 1e-9; the state is a log-frequency of order 1..10). */
   ode_rtol?: number;

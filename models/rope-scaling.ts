@@ -236,9 +236,10 @@ export class RotaryEmbedding {
     }
     const t = clex.scaleFor(length);
     if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
-    if (recordGraph) {
+    // A device solve costs a dispatch, not a readback: no cache needed.
+    if (recordGraph || clex.solvesOnDevice) {
       const theta = await clex.frequencies(t);
-      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), key: `clex-grad:${t}`, contiguousPositions: true };
+      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), key: `clex-solved:${t}`, contiguousPositions: true };
     }
     const invFreq = await clex.cached(t);
     const key = `clex:${t}:${clex.version}`;

@@ -73,12 +73,13 @@ describe('the CLEX frequency ODE', () => {
     for (const g of grads.slice(1)) g.forEach((v, i) => expect(Math.abs(v - grads[0][i])).toBeLessThan(1e-4 * scale));
   });
 
-  it("solving on the webgpu device (composed ops) matches the fused cpu solve, values and gradients", async () => {
+  it("solving on the webgpu device (fused kernels) matches the fused cpu solve, values and gradients", async () => {
     const results: number[][] = [];
     for (const ode_device of ['cpu', 'device'] as const) {
-      const clex = clexModule(8, 10000, { ode_device, ode_method: 'rk4', time_dt: 0.25 }, 'webgpu');
+      // d = 4: lavapipe compiles the fused kernels in seconds at this size (minutes at d = 16).
+      const clex = clexModule(4, 10000, { ode_device, ode_method: 'rk4', time_dt: 0.25 }, 'webgpu');
       nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.5);
-      const w = tensor([1, -2, 3, 0.5], { device: 'webgpu' });
+      const w = tensor([1, -2], { device: 'webgpu' });
       const th = await scope(async () => {
         const theta = await clex.frequencies(5);
         await theta.log().mul(w).sum().backwardAsync();
@@ -88,7 +89,7 @@ describe('the CLEX frequency ODE', () => {
     }
     const scale = Math.max(...results[0].map(Math.abs));
     results[1].forEach((v, i) => expect(Math.abs(v - results[0][i]), `[${i}]`).toBeLessThan(1e-4 * Math.max(scale * 1e-2, Math.abs(results[0][i]))));
-  });
+  }, 600_000); // lavapipe's first compile of the two kernels (Mesa caches it on disk afterwards)
 
   it('adjoint gradients on webgpu (ODE solved on the cpu from transferred parameters) equal backprop', async () => {
     const grads: number[][] = [];

@@ -1,0 +1,106 @@
+// CLEX's fused device solve (models/clex-kernels.ts) against the float64 cpu solve: θ(t) and the
+// gradients to W_up and W_down, for several t, both activations, the rk4 and dopri5 settings;
+// and a CLEX training step on webgpu that reads nothing back.
+import { describe, expect, it } from 'vitest';
+import { manualSeed, memory, models, nn, optim, scope, tensor } from '../index.js';
+import { ids, values } from './models-helpers.js';
+
+type Act = 'tanh' | 'silu';
+type Method = 'rk4' | 'dopri5';
+
+/** A CLEX module on the given device with seeded weights (W_down random so the learned part matters). */
+function clexOn(device: 'cpu' | 'webgpu', act: Act, method: Method, dim: number, ode_device: 'cpu' | 'device' = 'device'): models.CLEX {
+  manualSeed(5);
+  const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8, act, ode_method: method, time_dt: 0.01, param_factor: 1, ode_device })!;
+  const clex = new models.CLEX({ dim, base: 10000, maxPositionEmbeddings: 16, scaling, device, dtype: device === 'cpu' ? 'float64' : 'float32' });
+  nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.3);
+  return clex;
+}
+
+/** Loads one CLEX module's weights into another (float64 cpu → float32 webgpu). */
+async function copyParams(from: models.CLEX, to: models.CLEX): Promise<void> {
+  const sd = Object.fromEntries(await Promise.all(Object.entries(from.stateDict()).map(async ([k, p]) =>
+    [k, tensor(Float64Array.from(await p.data()), { shape: p.shape, device: to.proj_func.ode_up_proj.device, dtype: to.proj_func.ode_up_proj.dtype })] as const)));
+  to.loadStateDict(sd);
+  for (const t of Object.values(sd)) t.dispose();
+}
+
+/** θ(t), dL/dW_up, dL/dW_down for L = Σ w·log θ (w fixed, mixed signs). */
+async function solveWithGrads(clex: models.CLEX, t: number): Promise<{ theta: number[]; up: number[]; down: number[] }> {
+  const n = clex.dim / 2;
+  const device = clex.proj_func.ode_up_proj.device;
+  const w = tensor(Float64Array.from({ length: n }, (_, i) => ((i * 7) % 5) - 2 + 0.25), { device, dtype: clex.proj_func.ode_up_proj.dtype });
+  const theta = await scope(async () => {
+    const th = await clex.frequencies(t);
+    await th.log().mul(w).sum().backwardAsync();
+    return values(th);
+  });
+  const out = { theta, up: await values(clex.proj_func.ode_up_proj.grad!), down: await values(clex.proj_func.ode_down_proj.grad!) };
+  clex.zeroGrad();
+  return out;
+}
+
+/** |a − b| ≤ tol·max(|b|, floor·max|b|) elementwise (relative, with an absolute floor for tiny entries). */
+function expectClose(a: number[], b: number[], tol: number, what: string, floor = 1e-2): void {
+  expect(a.length).toBe(b.length);
+  const scale = Math.max(...b.map(Math.abs));
+  expect(scale, what).toBeGreaterThan(0);
+  b.forEach((v, i) => expect(Math.abs(a[i] - v), `${what}[${i}]: ${a[i]} vs ${v}`).toBeLessThanOrEqual(tol * Math.max(Math.abs(v), floor * scale)));
+}
+
+// The kernel variant is chooseRowVariant's: 'thread' on lavapipe at these sizes; DAWNGRAD_ROW_KERNEL=group
+// runs this file with the workgroup variant GPUs get.
+const variant = process.env.DAWNGRAD_ROW_KERNEL === 'group' ? 'group' : 'thread';
+
+describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
+    it.each([
+      ['tanh', 'rk4'], ['silu', 'rk4'], ['tanh', 'dopri5'], ['silu', 'dopri5'],
+    ] as const)(`%s, %s (${variant} kernel): θ(t) and dW_up, dW_down at t = 2, 5, 8`, async (act, method) => {
+      // The smallest rotary dim: lavapipe's compile time grows steeply with the unrolled d/2 × λd loops.
+      const dim = 4;
+      const cpu = clexOn('cpu', act, method, dim);
+      const gpu = clexOn('webgpu', act, method, dim);
+      await copyParams(cpu, gpu);
+      expect(gpu.solvesOnDevice).toBe(true);
+      for (const t of [2, 5, 8]) {
+        const [ref, dev] = [await solveWithGrads(cpu, t), await solveWithGrads(gpu, t)];
+        expectClose(dev.theta, ref.theta, 2e-5, `θ(${t})`);
+        expectClose(dev.up, ref.up, 2e-3, `dW_up(${t})`);
+        expectClose(dev.down, ref.down, 2e-3, `dW_down(${t})`);
+      }
+    }, 600_000);
+});
+
+describe('CLEX training on webgpu with the device solve', () => {
+  it('a training step at t > 1 reads nothing back, needs no backwardAsync, and trains the ODE weights', async () => {
+    manualSeed(1);
+    const model = new models.LlamaForCausalLM({
+      vocab_size: 11, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8,
+      rope_scaling: { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1, ode_device: 'device' },
+    }, { device: 'webgpu' });
+    expect(model.clex!.solvesOnDevice).toBe(true);
+    const x = ids([Array.from({ length: 8 }, (_, i) => (i * 3 + 1) % 11)], 'webgpu');
+    const opt = new optim.AdamW(models.clexParamGroups(model, { lr: 1e-2 }), { lr: 1e-2 });
+    // A seed whose draw has t > 1 (the ODE takes part).
+    let seed = 0;
+    while ((manualSeed(seed), model.clex!.sample(8).t) === 1) seed++;
+    const step = () => scope(async () => {
+      manualSeed(seed);
+      const { loss } = await model.forward(x, { labels: x });
+      loss!.backward(); // synchronous: nothing in the graph reads device values
+      models.clipClexGradNorm(model, 1.0);
+      opt.step();
+      opt.zeroGrad();
+    });
+    await step(); // compiles the pipelines
+    const before = memory();
+    await step();
+    await step();
+    const after = memory();
+    expect(after.readbacks - before.readbacks).toBe(0);
+    console.log(`CLEX step on the device solve: ${(after.dispatches - before.dispatches) / 2} dispatches, ${(after.submits - before.submits) / 2} submits, 0 readbacks per step`);
+    expect(Math.max(...(await values(model.clex!.proj_func.ode_down_proj)).map(Math.abs))).toBeGreaterThan(0);
+    opt.dispose();
+    model.dispose();
+  }, 60_000);
+});
