@@ -4,7 +4,7 @@
 // units, so a solve is thousands of tiny evaluations: as composed ops each would be a dispatch, and on
 // the cpu it needs the weights read back (and their gradient read back in backward). Here one workgroup
 // integrates the whole ODE with rk4 (Kutta's 3/8 rule) on the reference's fixed grid (steps of time_dt,
-// core/ode/fixed.ts) and writes z at every grid point (the trajectory). The backward kernel walks the
+// ode/fixed.ts) and writes z at every grid point (the trajectory). The backward kernel walks the
 // steps in reverse, recomputes each step's stages from its saved start and applies the transposed
 // Runge–Kutta step (the discrete adjoint: exactly the gradient of the computed solution, as backprop
 // through the solver). Nothing is read back.
@@ -24,11 +24,13 @@
 // rope_scaling.ode_device defaults to 'cpu'. Mesa caches compiled shaders on disk (later runs are fast).
 // Unrolling the short loops (constant lane, stage loops) made it slower, not faster.
 import { record } from '../core/autograd.js';
-import { FIXED_TABLEAUX } from '../core/ode/tableaux.js';
-import { fixedGrid } from '../core/ode/fixed.js';
+import { FIXED_TABLEAUX } from '../ode/tableaux.js';
+import { fixedGrid } from '../ode/fixed.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { chooseRowVariant, kernelHeader, launch, Params, ROW_WG, type RowVariant } from '../core/webgpu/kernels/common.js';
+import { chooseRowVariant, kernelHeader, ROW_WG, type RowVariant } from '../core/webgpu/kernels/common.js';
+import { launch } from '../core/webgpu/launch.js';
+import { uniformLayout } from '../core/webgpu/uniforms.js';
 import { withContiguous } from '../ops/kernelio.js';
 import { empty } from '../ops/util.js';
 
@@ -48,7 +50,7 @@ export interface ClexKernelSpec {
 const WORKGROUP_ACCUMULATOR_BYTES = 8192;
 
 /** Uniform layout. */
-const W = { T_END: 0, STEPS: 1, DT: 2, LOG_BASE: 3, LOG_NTK_BASE: 4, UP_OFF: 5, DOWN_OFF: 6, G_OFF: 7 } as const;
+const W = uniformLayout({ T_END: 'f32', STEPS: 'u32', DT: 'f32', LOG_BASE: 'f32', LOG_NTK_BASE: 'f32', UP_OFF: 'u32', DOWN_OFF: 'u32', G_OFF: 'u32' });
 
 /** One Runge–Kutta scheme as the kernels use it: stage times c (c[0] = 0), stage weights a (row s for stage s), b. */
 interface Scheme {
@@ -126,7 +128,7 @@ function entry(variant: RowVariant, body: string): string {
   lane = lid.x;
   uo = pu(${W.UP_OFF}u);
   dn = pu(${W.DOWN_OFF}u);
-  // The grid of core/ode/fixed.ts: steps of dt from 1, the last one ending at t_end.
+  // The grid of ode/fixed.ts: steps of dt from 1, the last one ending at t_end.
   let steps = pu(${W.STEPS}u);
   let dt = pf(${W.DT}u);
   let tEnd = pf(${W.T_END}u);
@@ -235,18 +237,16 @@ export function solveFrequenciesOnDevice(spec: ClexKernelSpec, up: Tensor, down:
   const variant = chooseRowVariant(1, n * hidden);
   const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${variant}`;
   const steps = fixedGrid([1, t], spec.timeDt, Number.MAX_SAFE_INTEGER).length - 1;
-  const params = () => new Params()
-    .f(W.T_END, t).u(W.STEPS, steps).f(W.DT, spec.timeDt)
-    .f(W.LOG_BASE, spec.logBase).f(W.LOG_NTK_BASE, spec.logNtkBase);
+  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase };
   return withContiguous([up, down], ([u, w]) => {
     const traj = empty('webgpu', 'float32', [(steps + 1) * n]);
     const theta = empty('webgpu', 'float32', [n]);
-    const p = params().u(W.UP_OFF, u.offset).u(W.DOWN_OFF, w.offset);
+    const p = W.pack({ ...fixed, UP_OFF: u.offset, DOWN_OFF: w.offset });
     launch('clexSolve', `${key}:forward`, () => forwardSource(spec, hidden, variant), p, [traj, theta, u, w], [1, 1, 1]);
     const out = record('clexSolve', theta, [up, down], (g, [trajS, uS, wS]) => withContiguous([g], ([gc]) => {
       const dUp = empty('webgpu', 'float32', up.shape);
       const dDown = empty('webgpu', 'float32', down.shape);
-      const pb = params().u(W.UP_OFF, uS.offset).u(W.DOWN_OFF, wS.offset).u(W.G_OFF, gc.offset);
+      const pb = W.pack({ ...fixed, UP_OFF: uS.offset, DOWN_OFF: wS.offset, G_OFF: gc.offset });
       launch('clexSolveBackward', `${key}:backward`, () => backwardSource(spec, hidden, variant), pb, [dUp, dDown, gc, trajS, uS, wS], [1, 1, 1]);
       return [dUp, dDown];
     }), [traj, u, w]);
