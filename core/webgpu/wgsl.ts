@@ -27,7 +27,7 @@ fn pi(i: u32) -> i32 { return bitcast<i32>(P.v[i / 4u][i % 4u]); }
  * `rank` is either the params slot holding it (a loop) or, with `{ fixed: n }`, a compile-time rank
  * (unrolled, constant uniform indices: markedly faster for strided elementwise kernels).
  */
-function unravel(index: string, rank: number | { fixed: number }, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
+export function unravel(index: string, rank: number | { fixed: number }, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
   if (typeof rank === 'object') {
     const dims = [...Array(rank.fixed).keys()].reverse();
     return `var rem = ${index};
