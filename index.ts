@@ -1,7 +1,7 @@
 // dawngrad: tensors and reverse-mode autodiff on WebGPU (Dawn) with a float64 CPU reference backend.
-import './ops/elementwise.js';
+import './ops/elementwise/index.js';
 import './ops/reduce.js';
-import './ops/matmul.js';
+import './ops/matmul/index.js';
 import './ops/movement.js';
 import './ops/indexing.js';
 import './ops/functional.js';
@@ -10,9 +10,9 @@ export { Tensor, type NestedArray } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
 export type { DeviceName } from './core/backend.js';
 export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, rand, randn, randint, type TensorOptions } from './ops/creation.js';
-export { where } from './ops/elementwise.js';
+export { where } from './ops/elementwise/index.js';
 export { cat, stack } from './ops/movement.js';
-export { matmul } from './ops/matmul.js';
+export { matmul } from './ops/matmul/index.js';
 export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.js';
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
 export { setDetectAnomaly, isAnomalyDetectionEnabled, AnomalyError } from './core/anomaly.js';

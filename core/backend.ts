@@ -46,6 +46,10 @@ export interface ElementwiseDef {
   readonly wgslHelpers?: string;
 }
 
+/** The two kernels every backend and the engine itself need (copies, fills, gradient accumulation). */
+export const COPY_KERNEL: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
+export const ADD_KERNEL: ElementwiseDef = { name: 'add', arity: 2, wgsl: ([a, b]) => `${a} + ${b}`, js: (a, b) => a + b };
+
 export type ReduceKind = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 
 export interface Backend {
@@ -59,8 +63,6 @@ export interface Backend {
   elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void;
   /** Reduce `input` over its trailing `reducedRank` axes (callers permute first); out is contiguous. */
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void;
-  /** out[..., m, n] = sum_k a[..., m, k] b[..., k, n]; a and b already broadcast over batch dims. */
-  matmul(a: View, b: View, out: View): void;
   /** out[c] = input[c with c[axis] := index[c]]; index has out's shape (it may be a broadcast view). */
   gather(input: View, axis: number, index: View, out: View): void;
   /** out (already a copy of self) += src scattered along axis by index (same shape as src). Deterministic. */

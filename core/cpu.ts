@@ -10,7 +10,7 @@ export interface CpuStorage extends Storage {
 }
 
 /** Calls fn(offsets...) for every element of `shape`, in row-major order, tracking one offset per stride set. */
-function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
+export function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
   const n = numel(shape);
   if (n === 0) return;
   const rank = shape.length;
@@ -28,7 +28,11 @@ function forEachOffset(shape: readonly number[], strideSets: (readonly number[])
   }
 }
 
-const data = (v: View): TypedArray => (v.storage as CpuStorage).data;
+/** The typed array behind a cpu tensor or view (element k of a view is at its offset + strides·index). */
+export function cpuDataOf(x: { readonly storage: Storage }): TypedArray {
+  if (x.storage.device !== 'cpu') throw new Error(`cpuDataOf: expected a cpu tensor, got one on '${x.storage.device}'; read it with await t.data() or move it with .to('cpu')`);
+  return (x.storage as CpuStorage).data;
+}
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
@@ -55,7 +59,7 @@ export class CpuBackend implements Backend {
 
   readSync(view: View): TypedArray {
     const out = typedArrayFor(view.dtype, numel(view.shape));
-    const src = data(view);
+    const src = cpuDataOf(view);
     let i = 0;
     forEachOffset(view.shape, [view.strides], [view.offset], (o) => { out[i++] = src[o[0]]; });
     return out;
@@ -63,8 +67,8 @@ export class CpuBackend implements Backend {
 
   elementwise(def: ElementwiseDef, operands: Operand[], out: View): void {
     const views = operands.filter((o): o is View => !isScalarOperand(o));
-    const srcs = views.map(data);
-    const dst = data(out);
+    const srcs = views.map(cpuDataOf);
+    const dst = cpuDataOf(out);
     // Results go to a temp first, so the output may alias an input (in-place updates).
     const n = numel(out.shape);
     const results = new Float64Array(n);
@@ -87,8 +91,8 @@ export class CpuBackend implements Backend {
     const redShape = input.shape.slice(input.shape.length - reducedRank);
     const keptStrides = input.strides.slice(0, keptShape.length);
     const redStrides = input.strides.slice(keptShape.length);
-    const src = data(input);
-    const dst = data(out);
+    const src = cpuDataOf(input);
+    const dst = cpuDataOf(out);
     let i = 0;
     forEachOffset(keptShape, [keptStrides], [input.offset], (base) => {
       let acc = kind === 'sum' ? 0 : kind === 'max' || kind === 'argmax' ? -Infinity : Infinity;
@@ -105,27 +109,8 @@ export class CpuBackend implements Backend {
     });
   }
 
-  matmul(a: View, b: View, out: View): void {
-    const r = out.shape.length;
-    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-    const K = a.shape[r - 1];
-    const batchShape = out.shape.slice(0, r - 2);
-    const A = data(a), B = data(b), C = data(out);
-    const [ars, acs, brs, bcs] = [a.strides[r - 2], a.strides[r - 1], b.strides[r - 2], b.strides[r - 1]];
-    const [ors, ocs] = [out.strides[r - 2], out.strides[r - 1]];
-    forEachOffset(batchShape, [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)], [a.offset, b.offset, out.offset], ([ao, bo, oo]) => {
-      for (let m = 0; m < M; m++) {
-        for (let n = 0; n < N; n++) {
-          let acc = 0;
-          for (let k = 0; k < K; k++) acc += A[ao + m * ars + k * acs] * B[bo + k * brs + n * bcs];
-          C[oo + m * ors + n * ocs] = acc;
-        }
-      }
-    });
-  }
-
   gather(input: View, axis: number, index: View, out: View): void {
-    const src = data(input), idx = data(index), dst = data(out);
+    const src = cpuDataOf(input), idx = cpuDataOf(index), dst = cpuDataOf(out);
     const inStrides = input.strides.map((s, d) => (d === axis ? 0 : s));
     forEachOffset(out.shape, [inStrides, index.strides, out.strides], [input.offset, index.offset, out.offset], ([io, xo, oo]) => {
       dst[oo] = src[io + idx[xo] * input.strides[axis]];
@@ -133,7 +118,7 @@ export class CpuBackend implements Backend {
   }
 
   scatterAdd(out: View, axis: number, index: View, src: View): void {
-    const s = data(src), idx = data(index), dst = data(out);
+    const s = cpuDataOf(src), idx = cpuDataOf(index), dst = cpuDataOf(out);
     const outStrides = out.strides.map((st, d) => (d === axis ? 0 : st));
     forEachOffset(index.shape, [outStrides, index.strides, src.strides], [out.offset, index.offset, src.offset], ([oo, xo, so]) => {
       dst[oo + idx[xo] * out.strides[axis]] += s[so];

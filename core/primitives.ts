@@ -2,14 +2,12 @@
 // dense copies, gradient accumulation, anomaly flags), written straight on the Backend interface so core
 // runs with no ops module loaded. None of them records a graph: the backward pass accumulates outside
 // it (no higher-order gradients), as it always has.
-import type { DeviceName, ElementwiseDef } from './backend.js';
+import { ADD_KERNEL, COPY_KERNEL, type DeviceName, type ElementwiseDef } from './backend.js';
 import { getBackend } from './device.js';
 import { promoteTypes, type DType } from './dtype.js';
 import { numel, OpError, sameShape, shapeStr } from './shape.js';
 import { Tensor } from './tensor.js';
 
-export const COPY_KERNEL: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
-export const ADD_KERNEL: ElementwiseDef = { name: 'add', arity: 2, wgsl: ([a, b]) => `${a} + ${b}`, js: (a, b) => a + b };
 /**
  * 1 where an f32 is neither NaN nor ±Inf. It tests the exponent bits rather than `x − x == 0`, which a
  * driver that assumes finite math may fold to true.

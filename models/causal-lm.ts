@@ -1,5 +1,5 @@
-// What LLaMA and GPT-NeoX share: the async forward contract (ids → logits, shifted loss), the rotary
-// table per forward, HF-style init, and generation.
+// What LLaMA and GPT-NeoX share: the trunk + LM head layout (tied or not), the async forward contract
+// (ids → logits, shifted loss), the rotary table per forward, HF-style init, and generation.
 import type { DeviceName } from '../core/backend.js';
 import { getDefaultDevice } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
@@ -7,15 +7,17 @@ import { argTensor } from '../core/args.js';
 import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { crossEntropy } from '../ops/softmax.js';
+import { crossEntropy } from '../ops/softmax/index.js';
 import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
+import { Linear, type Embedding } from '../nn/layers.js';
+import { linear } from '../nn/functional.js';
 import type { CLEX } from './clex.js';
 import type { GPTNeoXConfig, LlamaConfig } from './config.js';
 import { savePretrained, type SavePretrainedOptions } from './hf-folder.js';
 import type { KVCache } from './kv-cache.js';
-import type { RotaryEmbedding, RotaryTables } from './rotary.js';
+import type { RotaryEmbedding, RotaryTables } from './rope-scaling.js';
 import { generate, type GenerateOptions } from './generate.js';
 
 export interface ModelOptions {
@@ -37,7 +39,7 @@ export interface CausalLMOutput {
   loss?: Tensor;
 }
 
-export function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
+function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
   return { device: opts.device ?? getDefaultDevice(), dtype: opts.dtype ?? 'float32' };
 }
 
@@ -51,28 +53,56 @@ export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
   return crossEntropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1), { ignoreIndex: -100 });
 }
 
-/** Base of the decoder-only models. Subclasses build the HF module tree and implement `decode`. */
-export abstract class CausalLM extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
-  abstract readonly config: LlamaConfig | GPTNeoXConfig;
+export type DecoderConfig = LlamaConfig | GPTNeoXConfig;
+
+/** The stack under the LM head (`model.*` in LLaMA checkpoints, `gpt_neox.*` in NeoX): ids → final hidden states. */
+export abstract class DecoderTrunk extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
   abstract readonly rotary: RotaryEmbedding;
-  abstract readonly numLayers: number;
-  abstract readonly clex: CLEX | null;
-  abstract readonly vocabSize: number;
-  abstract readonly maxPositionEmbeddings: number;
-  /** The reference CLEX's log_scale option (queries × log(L)/log(L0) past L0). */
-  abstract readonly logScale: boolean;
+  /** CLEX's ODE parameters (`<trunk>.clex_layer.proj_func.*`, as the reference), when rope_scaling is CLEX. */
+  abstract readonly clex_layer: CLEX | null;
+  /** The token embedding; a tied head multiplies by its weight. */
+  abstract readonly tokenEmbedding: Embedding;
+}
+
+/** Where a decoder's trunk and head live in the module tree (HF names). */
+export interface DecoderLayout<C extends DecoderConfig, T extends DecoderTrunk> {
+  trunk: string;
+  Trunk: new (config: C, opts: Required<ModelOptions>) => T;
+  /** The untied head's name (absent from the tree when tie_word_embeddings). */
+  head: string;
+}
+
+/** Base of the decoder-only models: a trunk and an LM head, registered under the subclass's HF names. */
+export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extends DecoderTrunk = DecoderTrunk> extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
   readonly device: DeviceName;
   readonly dtype: DType;
+  protected readonly trunk: T;
+  /** Null when tie_word_embeddings (the head reuses the token embedding, as HF checkpoints omit it). */
+  protected readonly head: Linear | null;
 
-  constructor(opts: ModelOptions) {
+  protected constructor(readonly config: C, opts: ModelOptions, layout: DecoderLayout<C, T>) {
     super();
     const o = resolveOptions(opts);
     this.device = o.device;
     this.dtype = o.dtype;
+    this.trunk = this.module(layout.trunk, new layout.Trunk(config, o));
+    this.head = config.tie_word_embeddings ? null : this.module(layout.head, new Linear(config.hidden_size, config.vocab_size, { ...o, bias: false }));
+    this.initWeights(config.initializer_range);
   }
 
-  /** Hidden states → logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
-  protected abstract decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor;
+  get rotary(): RotaryEmbedding { return this.trunk.rotary; }
+  get clex(): CLEX | null { return this.trunk.clex_layer; }
+  get numLayers(): number { return this.config.num_hidden_layers; }
+  get vocabSize(): number { return this.config.vocab_size; }
+  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+  /** The reference CLEX's log_scale option (queries × log(L)/log(L0) past L0). */
+  get logScale(): boolean { return this.config.log_scale; }
+
+  /** Logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
+  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
+    const h = this.trunk.call(ids, rope, cache);
+    return linear(h, (this.head ?? this.trunk.tokenEmbedding).weight);
+  }
 
   /**
    * ids [B, T] int32 → { logits [B, T, V], loss? }. Async because CLEX may solve its ODE (every type

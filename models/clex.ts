@@ -2,6 +2,8 @@
 // z(t) = log θ(t) follow a learned ODE in the length-scaling factor t (the paper's frequency ODE):
 //   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
 // solved with this framework's ode module. One CLEX module per model; every layer shares its table.
+// The terms (θ_orig, θ_ntk with α = 2t − 1, the drift ξ, the init) are stated in models/README.md,
+// "CLEX", under "The maths clex.ts implements".
 //
 // Design (async): solving the ODE may read device values (adaptive steps, readbacks), so everything
 // that needs frequencies from the ODE is async; the models' forward is async for that reason.

@@ -69,8 +69,9 @@ function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]
 
 /**
  * Continues every prompt row (all rows must have the same length) by maxNewTokens tokens. Runs under
- * noGrad in eval mode (the model's mode is restored after). CLEX models switch t as the sequence grows,
- * with the cache re-rotating stored keys at each switch; the CLEX frequency cache is pinned meanwhile.
+ * noGrad in eval mode (the model's mode is restored after). CLEX models switch t as the sequence grows;
+ * at each switch the cache (policy 'recompute') re-runs the cached tokens with the new table, so the
+ * result equals a full forward. The CLEX frequency cache is pinned meanwhile.
  */
 export async function generate(model: CausalLM, ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
   const rows = await toRows(ids);

@@ -2,18 +2,18 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { layerNorm } from '../ops/norm.js';
-import { applyRotary } from '../ops/rotary.js';
-import { scaledDotProductAttention } from '../ops/attention.js';
+import { layerNorm } from '../ops/norm/index.js';
+import { applyRotary } from '../ops/rotary/index.js';
+import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
-import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
-import { RotaryEmbedding, type RotaryTables } from './rotary.js';
+import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
 export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
   readonly query_key_value: Linear;
@@ -91,11 +91,11 @@ export class GPTNeoXLayer extends Module<[Tensor, RotaryTables, KVCache | undefi
 }
 
 /** The trunk (`gpt_neox.*` in HF checkpoints). */
-export class GPTNeoXModel extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
+export class GPTNeoXModel extends DecoderTrunk {
   readonly embed_in: Embedding;
   readonly layers: ModuleList<GPTNeoXLayer>;
   readonly final_layer_norm: LayerNorm;
-  /** CLEX's ODE parameters over the rotary_ndims rotated dims (`gpt_neox.clex_layer.proj_func.*`). */
+  /** Over the rotary_ndims rotated dims of each head. */
   readonly clex_layer: CLEX | null;
   readonly rotary: RotaryEmbedding;
 
@@ -110,6 +110,8 @@ export class GPTNeoXModel extends Module<[Tensor, RotaryTables, KVCache | undefi
     this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
   }
 
+  get tokenEmbedding(): Embedding { return this.embed_in; }
+
   forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
     let h = this.embed_in.call(ids);
     const dependent = this.rotary.lengthDependent;
@@ -118,31 +120,13 @@ export class GPTNeoXModel extends Module<[Tensor, RotaryTables, KVCache | undefi
   }
 }
 
-/** GPT-NeoX with its untied head; names match HF (`gpt_neox.layers.0.attention.query_key_value.weight`, `embed_out.weight`). */
-export class GPTNeoXForCausalLM extends CausalLM {
-  readonly config: GPTNeoXConfig;
-  readonly gpt_neox: GPTNeoXModel;
-  /** Absent when tie_word_embeddings (the head reuses gpt_neox.embed_in.weight). */
-  readonly embed_out: Linear | null;
-
+/** GPT-NeoX with its LM head; names match HF (`gpt_neox.layers.0.attention.query_key_value.weight`, `embed_out.weight`). */
+export class GPTNeoXForCausalLM extends CausalLM<GPTNeoXConfig, GPTNeoXModel> {
   constructor(config: GPTNeoXConfig | GPTNeoXConfigInput, opts: ModelOptions = {}) {
-    super(opts);
-    this.config = config instanceof GPTNeoXConfig ? config : new GPTNeoXConfig(config);
-    const o = resolveOptions(opts);
-    this.gpt_neox = this.module('gpt_neox', new GPTNeoXModel(this.config, o));
-    this.embed_out = this.config.tie_word_embeddings ? null : this.module('embed_out', new Linear(this.config.hidden_size, this.config.vocab_size, { ...o, bias: false }));
-    this.initWeights(this.config.initializer_range);
+    super(config instanceof GPTNeoXConfig ? config : new GPTNeoXConfig(config), opts, { trunk: 'gpt_neox', Trunk: GPTNeoXModel, head: 'embed_out' });
   }
 
-  get rotary(): RotaryEmbedding { return this.gpt_neox.rotary; }
-  get numLayers(): number { return this.config.num_hidden_layers; }
-  get clex(): CLEX | null { return this.gpt_neox.clex_layer; }
-  get vocabSize(): number { return this.config.vocab_size; }
-  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
-  get logScale(): boolean { return this.config.log_scale; }
-
-  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
-    const h = this.gpt_neox.call(ids, rope, cache);
-    return linear(h, (this.embed_out ?? this.gpt_neox.embed_in).weight);
-  }
+  get gpt_neox(): GPTNeoXModel { return this.trunk; }
+  /** Absent when tie_word_embeddings (the head reuses gpt_neox.embed_in.weight). */
+  get embed_out(): Linear | null { return this.head; }
 }

@@ -10,12 +10,12 @@
 //     max_factor extra prefills at most; for dynamic NTK past L0 it is one full forward per step.
 //   'rerotate': keep un-rotated keys and rotate them all again at each change (cheaper, approximate).
 // The cache holds detached tensors it owns; use it under noGrad (generate() does).
-import { applyRotary } from '../ops/rotary.js';
+import { applyRotary } from '../ops/rotary/index.js';
 import { untrackTensor } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { cat } from '../ops/movement.js';
-import type { RotaryTables } from './rotary.js';
+import type { RotaryTables } from './rope-scaling.js';
 
 interface LayerEntry {
   /** Rotated keys [B, Hkv, T, D], as used by attention. */

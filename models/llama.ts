@@ -2,18 +2,18 @@
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
-import { rmsNorm } from '../ops/norm.js';
-import { applyRotary } from '../ops/rotary.js';
-import { scaledDotProductAttention } from '../ops/attention.js';
+import { rmsNorm } from '../ops/norm/index.js';
+import { applyRotary } from '../ops/rotary/index.js';
+import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
-import { CausalLM, resolveOptions, type ModelOptions } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
-import { RotaryEmbedding, type RotaryTables } from './rotary.js';
+import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
 /** [B, T, heads·D] → [B, heads, T, D]. */
 function splitHeads(x: Tensor, heads: number): Tensor {
@@ -100,11 +100,10 @@ export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | u
 }
 
 /** The trunk (`model.*` in HF checkpoints). */
-export class LlamaModel extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
+export class LlamaModel extends DecoderTrunk {
   readonly embed_tokens: Embedding;
   readonly layers: ModuleList<LlamaDecoderLayer>;
   readonly norm: RMSNorm;
-  /** CLEX's ODE parameters (`model.clex_layer.proj_func.ode_up_proj`, as the reference), when used. */
   readonly clex_layer: CLEX | null;
   readonly rotary: RotaryEmbedding;
 
@@ -119,6 +118,8 @@ export class LlamaModel extends Module<[Tensor, RotaryTables, KVCache | undefine
     this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
   }
 
+  get tokenEmbedding(): Embedding { return this.embed_tokens; }
+
   forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
     let h = this.embed_tokens.call(ids);
     const dependent = this.rotary.lengthDependent;
@@ -128,30 +129,12 @@ export class LlamaModel extends Module<[Tensor, RotaryTables, KVCache | undefine
 }
 
 /** LLaMA with its LM head; parameter names match HF (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`). */
-export class LlamaForCausalLM extends CausalLM {
-  readonly config: LlamaConfig;
-  readonly model: LlamaModel;
-  /** Absent when tie_word_embeddings (the head reuses model.embed_tokens.weight, as HF checkpoints omit it). */
-  readonly lm_head: Linear | null;
-
+export class LlamaForCausalLM extends CausalLM<LlamaConfig, LlamaModel> {
   constructor(config: LlamaConfig | LlamaConfigInput, opts: ModelOptions = {}) {
-    super(opts);
-    this.config = config instanceof LlamaConfig ? config : new LlamaConfig(config);
-    const o = resolveOptions(opts);
-    this.model = this.module('model', new LlamaModel(this.config, o));
-    this.lm_head = this.config.tie_word_embeddings ? null : this.module('lm_head', new Linear(this.config.hidden_size, this.config.vocab_size, { ...o, bias: false }));
-    this.initWeights(this.config.initializer_range);
+    super(config instanceof LlamaConfig ? config : new LlamaConfig(config), opts, { trunk: 'model', Trunk: LlamaModel, head: 'lm_head' });
   }
 
-  get rotary(): RotaryEmbedding { return this.model.rotary; }
-  get numLayers(): number { return this.config.num_hidden_layers; }
-  get clex(): CLEX | null { return this.model.clex_layer; }
-  get vocabSize(): number { return this.config.vocab_size; }
-  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
-  get logScale(): boolean { return this.config.log_scale; }
-
-  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
-    const h = this.model.call(ids, rope, cache);
-    return linear(h, (this.lm_head ?? this.model.embed_tokens).weight);
-  }
+  get model(): LlamaModel { return this.trunk; }
+  /** Absent when tie_word_embeddings (the head reuses model.embed_tokens.weight, as HF checkpoints omit it). */
+  get lm_head(): Linear | null { return this.head; }
 }

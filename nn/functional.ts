@@ -5,8 +5,8 @@ import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 
 export * from '../ops/functional.js';
-export { matmul } from '../ops/matmul.js';
-export { where } from '../ops/elementwise.js';
+export { matmul } from '../ops/matmul/index.js';
+export { where } from '../ops/elementwise/index.js';
 export { cat, stack } from '../ops/movement.js';
 
 /** y = x Wᵀ + b with W of shape [out, in] (PyTorch / HF layout). */

@@ -1,6 +1,6 @@
 // Writing values into an existing tensor's storage (parameter init, loadStateDict), so that every
 // holder of the tensor (modules, optimizers) keeps seeing the same object.
-import type { CpuBackend } from '../core/cpu.js';
+import { cpuDataOf, type CpuBackend } from '../core/cpu.js';
 import { noGrad } from '../core/autograd.js';
 import { getBackend } from '../core/device.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
@@ -30,8 +30,7 @@ export function assignValues(op: string, target: Tensor, values: ArrayLike<numbe
   target.assertAlive(op);
   if (values.length !== target.size) throw new OpError(op, `got ${values.length} values for a tensor of shape ${shapeStr(target.shape)}`);
   if (target.device === 'cpu' && target.isContiguous()) {
-    const data = (target.storage as unknown as { data: Float64Array }).data;
-    data.set(values, target.offset);
+    cpuDataOf(target).set(values, target.offset);
     return;
   }
   const src = tensor(Float64Array.from(values), { shape: target.shape, dtype: target.dtype === 'float64' ? 'float64' : target.dtype, device: 'cpu' });

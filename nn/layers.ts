@@ -128,38 +128,11 @@ export class Identity extends Module {
   forward(x: Tensor): Tensor { return x; }
 }
 
-/** Single-tensor modules applied in order; children are named '0', '1', … */
-export class Sequential extends Module {
-  private readonly layers: Module[] = [];
-
-  constructor(...layers: Module[]) {
-    super();
-    for (const l of layers) this.append(l);
-  }
-
-  append(layer: Module): this {
-    this.layers.push(this.module(String(this.layers.length), layer));
-    return this;
-  }
-
-  at(i: number): Module {
-    return this.layers[i < 0 ? i + this.layers.length : i];
-  }
-
-  get length(): number {
-    return this.layers.length;
-  }
-
-  forward(x: Tensor): Tensor {
-    return this.layers.reduce((h, l) => l.call(h), x);
-  }
-}
-
-/** An indexable list of submodules (named '0', '1', … as torch.nn.ModuleList); it has no forward. */
-export class ModuleList<M extends Module<any, any> = Module<any, any>> extends Module<[], never> implements Iterable<M> {
+/** Submodules in order, named '0', '1', … as torch's containers name them; indexable and iterable. */
+abstract class IndexedModules<M extends Module<any, any>, In extends unknown[], Out> extends Module<In, Out> implements Iterable<M> {
   private readonly items: M[] = [];
 
-  constructor(modules: Iterable<M> = []) {
+  constructor(modules: Iterable<M>) {
     super();
     for (const m of modules) this.append(m);
   }
@@ -169,9 +142,10 @@ export class ModuleList<M extends Module<any, any> = Module<any, any>> extends M
     return this;
   }
 
+  /** The i-th module; negative i counts from the end. */
   at(i: number): M {
     const m = this.items[i < 0 ? i + this.items.length : i];
-    if (!m) throw new OpError('ModuleList.at', `index ${i} is out of range for ${this.items.length} modules`);
+    if (!m) throw new OpError(`${this.constructor.name}.at`, `index ${i} is out of range for ${this.items.length} modules`);
     return m;
   }
 
@@ -181,6 +155,26 @@ export class ModuleList<M extends Module<any, any> = Module<any, any>> extends M
 
   [Symbol.iterator](): Iterator<M> {
     return this.items[Symbol.iterator]();
+  }
+}
+
+/** Single-tensor modules applied in order. */
+export class Sequential extends IndexedModules<Module, [Tensor], Tensor> {
+  constructor(...layers: Module[]) {
+    super(layers);
+  }
+
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const layer of this) h = layer.call(h);
+    return h;
+  }
+}
+
+/** An indexable list of submodules (as torch.nn.ModuleList); it has no forward. */
+export class ModuleList<M extends Module<any, any> = Module<any, any>> extends IndexedModules<M, [], never> {
+  constructor(modules: Iterable<M> = []) {
+    super(modules);
   }
 
   forward(): never {

@@ -5,7 +5,7 @@ import { checkDType, type DType } from '../core/dtype.js';
 import { intArray, normalArray, uniformArray } from '../core/rng.js';
 import { checkShape, numel, OpError } from '../core/shape.js';
 import { Tensor, type NestedArray } from '../core/tensor.js';
-import { DEFS } from './elementwise.js';
+import { ELEMENTWISE } from './elementwise/index.js';
 import { empty } from './util.js';
 
 export interface TensorOptions {
@@ -86,7 +86,7 @@ export function tensor(data: NestedArray | Float32Array | Float64Array | Int32Ar
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
   const { dtype, device } = resolve('full', opts);
   const t = empty(device, dtype, checkShape('full', shape));
-  getBackend(device).elementwise(DEFS.copy, [{ scalar: value }], t, dtype);
+  getBackend(device).elementwise(ELEMENTWISE.copy, [{ scalar: value }], t, dtype);
   return finish(t, opts);
 }
 

@@ -1,11 +1,12 @@
 // The `functional` namespace: every transformer op, plus the existing activations, as plain functions.
 import type { Tensor } from '../core/tensor.js';
 
-export { softmax, logSoftmax, logsumexp, crossEntropy, type CrossEntropyOptions } from './softmax.js';
-export { layerNorm, rmsNorm } from './norm.js';
-export { applyRotary, type RotaryOptions } from './rotary.js';
-export { scaledDotProductAttention, type AttentionOptions } from './attention.js';
-export { gelu, silu, swiglu, dropout, type GeluOptions } from './activation.js';
+export { softmax, logSoftmax, logsumexp, crossEntropy, type CrossEntropyOptions } from './softmax/index.js';
+export { layerNorm, rmsNorm } from './norm/index.js';
+export { applyRotary, type RotaryOptions } from './rotary/index.js';
+export { scaledDotProductAttention, type AttentionOptions } from './attention/index.js';
+export { gelu, silu, swiglu, type GeluOptions } from './activation.js';
+export { dropout } from './dropout/index.js';
 export { embedding } from './embedding.js';
 
 export const relu = (x: Tensor): Tensor => x.relu();

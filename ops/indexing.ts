@@ -5,7 +5,7 @@ import type { CpuBackend } from '../core/cpu.js';
 import { getBackend } from '../core/device.js';
 import { normAxis, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
-import { DEFS } from './elementwise.js';
+import { ELEMENTWISE } from './elementwise/index.js';
 import { empty, sameDevice } from './util.js';
 
 /**
@@ -78,7 +78,7 @@ function scatterAdd(x: Tensor, axis: number, index: Tensor, src: Tensor): Tensor
   if (src.dtype !== x.dtype) throw new OpError('scatterAdd', `src dtype ${src.dtype} differs from input dtype ${x.dtype}`);
   checkIndexRange('scatterAdd', index, x.shape[a]);
   const out = empty(device, x.dtype, x.shape);
-  getBackend(device).elementwise(DEFS.copy, [x], out, x.dtype);
+  getBackend(device).elementwise(ELEMENTWISE.copy, [x], out, x.dtype);
   getBackend(device).scatterAdd(out, a, index, src);
   return record('scatterAdd', out, [x, src], (g, [idx]) => [g, g.gather(a, idx)], [index]);
 }

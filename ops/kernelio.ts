@@ -1,7 +1,7 @@
 // Host-side plumbing shared by the fused transformer ops (softmax, norm, rotary, attention,
 // activation): contiguous operands and cpu data access.
 import { noGrad } from '../core/autograd.js';
-import type { CpuStorage } from '../core/cpu.js';
+import { cpuDataOf } from '../core/cpu.js';
 import type { TypedArray } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
 
@@ -20,10 +20,10 @@ export function withContiguous<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T
 
 /** The elements of a contiguous cpu tensor: data[offset + k] is element k. */
 export function cpuData(t: Tensor): { data: TypedArray; off: number } {
-  return { data: (t.storage as CpuStorage).data, off: t.offset };
+  return { data: cpuDataOf(t), off: t.offset };
 }
 
 /** The writable elements of a new contiguous cpu tensor (from empty()). */
 export function outData(t: Tensor): TypedArray {
-  return (t.storage as CpuStorage).data;
+  return cpuDataOf(t);
 }

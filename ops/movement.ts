@@ -5,7 +5,7 @@ import { alias, record } from '../core/autograd.js';
 import { checkDevice, getBackend } from '../core/device.js';
 import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
-import { DEFS } from './elementwise.js';
+import { ELEMENTWISE } from './elementwise/index.js';
 import { empty, sameDevice } from './util.js';
 import { argShape, argTensors } from '../core/args.js';
 
@@ -93,7 +93,7 @@ function embed(g: Tensor, shape: readonly number[], axis: number, start: number,
   const out = g.fullLike(0, shape);
   const cs = contiguousStrides(shape);
   const window = { storage: out.storage, shape: g.shape, strides: cs.map((st, i) => (i === axis ? st * step : st)), offset: start * cs[axis], dtype: g.dtype };
-  getBackend(g.device).elementwise(DEFS.copy, [g], window, g.dtype);
+  getBackend(g.device).elementwise(ELEMENTWISE.copy, [g], window, g.dtype);
   return record('embed', out, [g], (gg) => [gg.slice(axis, start, start + g.shape[axis] * step, step)]);
 }
 
@@ -142,7 +142,7 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
   for (const t of tensors) {
     starts.push(start);
     const window = { storage: out.storage, shape: t.shape, strides: out.strides, offset: start * out.strides[a], dtype: t.dtype };
-    getBackend(device).elementwise(DEFS.copy, [t], window, t.dtype);
+    getBackend(device).elementwise(ELEMENTWISE.copy, [t], window, t.dtype);
     start += t.shape[a];
   }
   return record('cat', out, tensors, (g) => tensors.map((t, i) => g.narrow(a, starts[i], t.shape[a])));

@@ -2,9 +2,9 @@
 // broadcasting partners, views, reductions, matmuls and fused transformer ops); each runs on webgpu
 // (float32) and on the float64 cpu reference, and values and gradients must agree.
 import fc from 'fast-check';
-import '../ops/elementwise.js'; // the Tensor methods the programs call
+import '../ops/elementwise/index.js'; // the Tensor methods the programs call
 import '../ops/reduce.js';
-import '../ops/matmul.js';
+import '../ops/matmul/index.js';
 import '../ops/indexing.js';
 import { seededUniform } from '../core/rng.js';
 import type { DeviceName } from '../core/backend.js';

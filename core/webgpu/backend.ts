@@ -1,13 +1,20 @@
 // The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts.
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from '../backend.js';
-import { isScalarOperand } from '../backend.js';
+import { COPY_KERNEL, isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
-import { GpuRuntime, PARAM_WORDS } from './runtime.js';
-import { EW, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, elementwiseSource, grid, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import type { GpuRuntime } from './runtime.js';
+import { bitsOf } from './uniforms.js';
+import { EW, EW_OPERAND_WORDS, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, RD, SA, elementwiseSource, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 export interface GpuStorage extends Storage {
   buffer: GPUBuffer;
+}
+
+/** The GPU buffer behind a webgpu tensor or view; a clear error for any other device. */
+export function gpuBufferOf(x: { readonly storage: Storage }): GPUBuffer {
+  if (x.storage.device !== 'webgpu') throw new Error(`gpuBufferOf: expected a webgpu tensor, got one on '${x.storage.device}'; move it with .to('webgpu')`);
+  return (x.storage as GpuStorage).buffer;
 }
 
 /**
@@ -37,36 +44,13 @@ const wtype = (op: string, d: DType): WType => {
   return d === 'int32' ? 'i32' : 'f32';
 };
 
-const buf = (v: View): GPUBuffer => (v.storage as GpuStorage).buffer;
-
 function checkRank(op: string, rank: number): void {
   if (rank > MAX_RANK) throw new OpError(op, `tensors of rank ${rank} are not supported on webgpu (max ${MAX_RANK})`);
 }
 
-/** Workgroup grid for `n` invocations of WG-wide groups, 2-D past the per-dimension limit. */
-
-const scalarBits = new DataView(new ArrayBuffer(4));
-function bits(value: number, t: WType): number {
-  if (t === 'f32') scalarBits.setFloat32(0, value, true);
-  else scalarBits.setInt32(0, value, true);
-  return scalarBits.getUint32(0, true);
-}
-
-export type MatmulVariant = 'register' | 'shared';
-
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  /**
-   * Barriers are expensive on CPU rasterisers (lavapipe), so the barrier-free register-tiled kernel is the
-   * default there; real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=register|shared overrides.
-   */
-  matmulVariant: MatmulVariant;
-
-  constructor(readonly rt: GpuRuntime) {
-    const env = process.env.DAWNGRAD_MATMUL;
-    if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
-    this.matmulVariant = (env as MatmulVariant | undefined) ?? (rt.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(rt.info.adapter) ? 'register' : 'shared');
-  }
+  constructor(readonly rt: GpuRuntime) {}
 
   alloc(dtype: DType, length: number): GpuStorage {
     wtype('alloc', dtype);
@@ -83,7 +67,7 @@ export class WebGpuBackend implements Backend {
   }
 
   release(storage: Storage): void {
-    this.rt.releaseBuffer((storage as GpuStorage).buffer);
+    this.rt.releaseBuffer(gpuBufferOf({ storage }));
   }
 
   async read(view: View): Promise<TypedArray> {
@@ -94,9 +78,9 @@ export class WebGpuBackend implements Backend {
     if (!contiguous) {
       temp = this.alloc(view.dtype, n);
       src = { storage: temp, shape: view.shape, strides: contiguousStrides(view.shape), offset: 0, dtype: view.dtype };
-      this.elementwise(IDENTITY, [view], src, view.dtype);
+      this.elementwise(COPY_KERNEL, [view], src, view.dtype);
     }
-    const bytes = await this.rt.read(buf(src), src.offset * 4, n * 4);
+    const bytes = await this.rt.read(gpuBufferOf(src), src.offset * 4, n * 4);
     if (temp) this.release(temp);
     return view.dtype === 'int32' ? new Int32Array(bytes) : new Float32Array(bytes);
   }
@@ -113,7 +97,7 @@ export class WebGpuBackend implements Backend {
       const temp = this.alloc(out.dtype, n);
       const tv: View = { storage: temp, shape: out.shape, strides: contiguousStrides(out.shape), offset: 0, dtype: out.dtype };
       this.elementwise(def, operands, tv, computeType);
-      this.elementwise(IDENTITY, [tv], out, out.dtype);
+      this.elementwise(COPY_KERNEL, [tv], out, out.dtype);
       this.release(temp);
       return;
     }
@@ -127,19 +111,17 @@ export class WebGpuBackend implements Backend {
     const aligned = n % 4 === 0 && out.offset % 4 === 0 && views.every((v) => v.offset % 4 === 0);
     const layout: EwLayout = !contiguous ? shape.length : aligned && !def.scalarOnly ? 'vec4' : 'contiguous';
     const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${layout}`;
-    const pipeline = this.rt.pipeline(key, () => elementwiseSource(def, types, otype, ctype, layout));
-    const p = new Uint32Array(PARAM_WORDS);
-    p[EW.N] = n;
-    p.set(shape, EW.SHAPE);
-    p.set(outStrides, EW.OSTRIDES);
-    p[EW.OOFF] = out.offset;
-    views.forEach((v, k) => {
-      p.set(inStrides[k], EW.IN0 + EW.IN_STRIDE * k);
-      p[EW.IN0 + EW.IN_STRIDE * k + 8] = v.offset;
+    // Per tensor operand its strides (padded to MAX_RANK) and offset, then the scalars' bits.
+    const operandWords = views.flatMap((v, k) => {
+      const words = new Array<number>(EW_OPERAND_WORDS).fill(0);
+      inStrides[k].forEach((st, d) => { words[d] = st; });
+      words[MAX_RANK] = v.offset;
+      return words;
     });
-    let s = EW.IN0 + EW.IN_STRIDE * views.length;
-    for (const o of operands) if (isScalarOperand(o)) p[s++] = bits(o.scalar, ctype);
-    this.rt.dispatch(def.name, pipeline, p, [buf(out), ...views.map(buf)], grid(Math.ceil(n / (layout === 'vec4' ? 4 * EW_VEC4_PER_THREAD : layout === 'contiguous' ? EW_PER_THREAD : 1))));
+    for (const o of operands) if (isScalarOperand(o)) operandWords.push(bitsOf(o.scalar, ctype));
+    const p = EW.pack({ N: n, SHAPE: shape, OSTRIDES: outStrides, OOFF: out.offset, OPERANDS: operandWords });
+    const perInvocation = layout === 'vec4' ? 4 * EW_VEC4_PER_THREAD : layout === 'contiguous' ? EW_PER_THREAD : 1;
+    this.launch(def.name, key, () => elementwiseSource(def, types, otype, ctype, layout), p, [out, ...views], grid(Math.ceil(n / perInvocation)));
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
@@ -155,65 +137,23 @@ export class WebGpuBackend implements Backend {
     // Few long rows: split each row into chunks, reduce chunks in parallel, then reduce the partials.
     const chunks = !isArg && R >= 4096 && nOut < 2048 ? Math.min(256, Math.ceil(R / 1024)) : 1;
     const chunkLen = Math.ceil(Math.max(R, 1) / chunks);
-    const p = new Uint32Array(PARAM_WORDS);
-    p[RD.NOUT] = nOut;
-    p[RD.KRANK] = kept;
-    p[RD.RRANK] = reducedRank;
-    p[RD.R] = R;
-    p[RD.CHUNKS] = chunks;
-    p[RD.CHUNKLEN] = chunkLen;
-    p[RD.OFF] = input.offset;
     const lowest = kind === 'max' || kind === 'argmax';
-    p[RD.INIT] = kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff;
-    p.set(input.shape.slice(0, kept), RD.KSHAPE);
-    p.set(input.strides.slice(0, kept), RD.KSTRIDES);
-    p.set(input.shape.slice(kept), RD.RSHAPE);
-    p.set(input.strides.slice(kept), RD.RSTRIDES);
-    const pipeline = this.rt.pipeline(`reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType));
+    const p = RD.pack({
+      NOUT: nOut, KRANK: kept, RRANK: reducedRank, R, CHUNKS: chunks, CHUNKLEN: chunkLen, OFF: input.offset,
+      INIT: kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff,
+      KSHAPE: input.shape.slice(0, kept), KSTRIDES: input.strides.slice(0, kept), RSHAPE: input.shape.slice(kept), RSTRIDES: input.strides.slice(kept),
+    });
+    const reduceKernel = (target: View, groups: number) => this.launch(kind, `reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType), p, [target, input], grid(groups));
     if (chunks === 1) {
       if (out.offset !== 0) throw new OpError(kind, 'internal: reduce output must start at offset 0');
-      this.rt.dispatch(kind, pipeline, p, [buf(out), buf(input)], grid(nOut));
+      reduceKernel(out, nOut);
       return;
     }
     const partial = this.alloc(input.dtype, nOut * chunks);
-    this.rt.dispatch(kind, pipeline, p, [partial.buffer, buf(input)], grid(nOut * chunks));
     const pv: View = { storage: partial, shape: [nOut, chunks], strides: [chunks, 1], offset: 0, dtype: input.dtype };
+    reduceKernel(pv, nOut * chunks);
     this.reduce(kind, pv, 1, out);
     this.release(partial);
-  }
-
-  matmul(a: View, b: View, out: View): void {
-    const r = out.shape.length;
-    checkRank('matmul', r);
-    const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-    const K = a.shape[r - 1];
-    const batch = numel(out.shape.slice(0, r - 2));
-    if (M * N * batch === 0) return;
-    if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
-    if (K === 0) {
-      this.elementwise(IDENTITY, [{ scalar: 0 }], out, out.dtype);
-      return;
-    }
-    wtype('matmul', a.dtype);
-    const p = new Uint32Array(PARAM_WORDS);
-    p[MM.M] = M; p[MM.N] = N; p[MM.K] = K; p[MM.BRANK] = r - 2;
-    p.set(out.shape.slice(0, r - 2), MM.BSHAPE);
-    p.set(a.strides.slice(0, r - 2), MM.ABATCH);
-    p.set(b.strides.slice(0, r - 2), MM.BBATCH);
-    p.set(out.strides.slice(0, r - 2), MM.OBATCH);
-    p[MM.AOFF] = a.offset; p[MM.BOFF] = b.offset; p[MM.OOFF] = out.offset;
-    p[MM.ARS] = a.strides[r - 2]; p[MM.ACS] = a.strides[r - 1];
-    p[MM.BRS] = b.strides[r - 2]; p[MM.BCS] = b.strides[r - 1];
-    p[MM.ORS] = out.strides[r - 2]; p[MM.OCS] = out.strides[r - 1];
-    if (this.matmulVariant === 'shared') {
-      const aKFast = a.strides[r - 1] === 1;
-      const pipeline = this.rt.pipeline(`matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast));
-      this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
-      return;
-    }
-    const pipeline = this.rt.pipeline('matmul:f32', matmulSource);
-    const per = MM_TILE * MM_WG;
-    this.rt.dispatch('matmul', pipeline, p, [buf(out), buf(a), buf(b)], [Math.ceil(N / per), Math.ceil(M / per), batch]);
   }
 
   gather(input: View, axis: number, index: View, out: View): void {
@@ -221,16 +161,11 @@ export class WebGpuBackend implements Backend {
     if (n === 0) return;
     checkRank('gather', out.shape.length);
     const t = wtype('gather', input.dtype);
-    const p = new Uint32Array(PARAM_WORDS);
-    p[GA.N] = n; p[GA.RANK] = out.shape.length;
-    p.set(out.shape, GA.SHAPE);
-    p.set(input.strides.map((s, d) => (d === axis ? 0 : s)), GA.INS);
-    p.set(index.strides, GA.IDXS);
-    p.set(out.strides, GA.OUTS);
-    p[GA.INOFF] = input.offset; p[GA.IDXOFF] = index.offset; p[GA.OUTOFF] = out.offset;
-    p[GA.AXSTRIDE] = input.strides[axis]; p[GA.AXLEN] = input.shape[axis];
-    const pipeline = this.rt.pipeline(`gather:${t}`, () => gatherSource(t));
-    this.rt.dispatch('gather', pipeline, p, [buf(out), buf(input), buf(index)], grid(n));
+    const p = GA.pack({
+      N: n, RANK: out.shape.length, SHAPE: out.shape, INS: input.strides.map((s, d) => (d === axis ? 0 : s)), IDXS: index.strides, OUTS: out.strides,
+      INOFF: input.offset, IDXOFF: index.offset, OUTOFF: out.offset, AXSTRIDE: input.strides[axis], AXLEN: input.shape[axis],
+    });
+    this.launch('gather', `gather:${t}`, () => gatherSource(t), p, [out, input, index], grid(n));
   }
 
   scatterAdd(out: View, axis: number, index: View, src: View): void {
@@ -238,18 +173,20 @@ export class WebGpuBackend implements Backend {
     if (n === 0 || numel(index.shape) === 0) return;
     checkRank('scatterAdd', out.shape.length);
     const t = wtype('scatterAdd', out.dtype);
-    const p = new Uint32Array(PARAM_WORDS);
-    p[SA.N] = n; p[SA.RANK] = out.shape.length;
-    p.set(out.shape, SA.OSHAPE); p.set(out.strides, SA.OSTR);
-    p.set(index.shape, SA.XSHAPE); p.set(index.strides, SA.XSTR); p.set(src.strides, SA.SSTR);
-    p[SA.OOFF] = out.offset; p[SA.XOFF] = index.offset; p[SA.SOFF] = src.offset; p[SA.AXIS] = axis;
-    const pipeline = this.rt.pipeline(`scatterAdd:${t}`, () => scatterAddSource(t));
-    this.rt.dispatch('scatterAdd', pipeline, p, [buf(out), buf(src), buf(index)], grid(n));
+    const p = SA.pack({
+      N: n, RANK: out.shape.length, OSHAPE: out.shape, OSTR: out.strides, XSHAPE: index.shape, XSTR: index.strides, SSTR: src.strides,
+      OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, AXIS: axis,
+    });
+    this.launch('scatterAdd', `scatterAdd:${t}`, () => scatterAddSource(t), p, [out, src, index], grid(n));
   }
 
   sync(): Promise<void> {
     return this.rt.sync();
   }
+
+  /** Records one kernel over `bound` (out first); the same path as launch() in ./launch.ts, on this backend's runtime. */
+  private launch(op: string, key: string, source: () => string, params: Uint32Array, bound: View[], groups: [number, number, number]): void {
+    this.rt.launch(op, key, source, params, bound.map(gpuBufferOf), groups);
+  }
 }
 
-const IDENTITY: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };

@@ -212,6 +212,19 @@ export class GpuRuntime {
   }
 
   /**
+   * CPU emulations of WebGPU (lavapipe/llvmpipe, SwiftShader): barriers and shared memory are
+   * expensive there, so kernels that have variants pick the barrier-free ones.
+   */
+  get isSoftware(): boolean {
+    return this.info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(this.info.adapter);
+  }
+
+  /** Compiles the kernel `source` once per `key`, then records one dispatch of it. */
+  launch(op: string, key: string, source: () => string, params: Uint32Array, buffers: GPUBuffer[], groups: [number, number, number]): void {
+    this.dispatch(op, this.pipeline(key, source), params, buffers, groups);
+  }
+
+  /**
    * Records one dispatch: binding 0 is the uniform params slot, then `buffers` in order
    * (the kernel declares which are read-only). `groups` is [x, y, z] workgroups.
    */

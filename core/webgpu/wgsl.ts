@@ -1,7 +1,7 @@
-// WGSL generators for the backend primitives. Shapes/strides travel in a uniform block of
+// WGSL generators for the backend primitives (elementwise, reduce, gather, scatterAdd). Shapes/strides travel in a uniform block of
 // PARAM_WORDS u32 words, so one pipeline serves every shape of a given (op, dtypes, variant).
 import type { ElementwiseDef } from '../backend.js';
-import { PARAM_WORDS } from './runtime.js';
+import { header, LAYOUT_WORDS, uniformLayout } from './uniforms.js';
 
 export type WType = 'f32' | 'i32';
 export const MAX_RANK = 8;
@@ -10,16 +10,6 @@ export const WG = 64;
 export const EW_PER_THREAD = 4;
 /** vec4 loads per invocation in the vectorised elementwise kernel. */
 export const EW_VEC4_PER_THREAD = 2;
-
-/** The params-uniform header every kernel starts with: binding 0 = params, then `bindings` in order. */
-export const header = (bindings: string[]): string => `
-struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
-@group(0) @binding(0) var<uniform> P: Params;
-${bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
-fn pu(i: u32) -> u32 { return P.v[i / 4u][i % 4u]; }
-fn pf(i: u32) -> f32 { return bitcast<f32>(P.v[i / 4u][i % 4u]); }
-fn pi(i: u32) -> i32 { return bitcast<i32>(P.v[i / 4u][i % 4u]); }
-`;
 
 /**
  * WGSL that splits the linear `index` over the shape stored at params[shapeAt..], adding
@@ -56,8 +46,15 @@ export function grid(n: number): [number, number, number] {
   return spreadGroups(Math.ceil(n / WG));
 }
 
-/** Elementwise param layout: n, (unused), shape[8], out strides[8], out offset, per tensor operand strides[8]+offset, then scalars. */
-export const EW = { N: 0, SHAPE: 2, OSTRIDES: 10, OOFF: 18, IN0: 19, IN_STRIDE: 9 } as const;
+/**
+ * Elementwise params: n, shape, out strides and offset, then OPERANDS: per tensor operand its strides
+ * and offset (EW_OPERAND_WORDS each), then the scalar operands' bits.
+ */
+export const EW = uniformLayout({ N: 'u32', SHAPE: ['u32', MAX_RANK], OSTRIDES: ['u32', MAX_RANK], OOFF: 'u32', OPERANDS: ['u32', LAYOUT_WORDS - 2 - 2 * MAX_RANK] });
+export const EW_OPERAND_WORDS = MAX_RANK + 1;
+/** First word of tensor operand k's strides; its offset follows them. */
+const ewStrides = (k: number) => EW.OPERANDS + EW_OPERAND_WORDS * k;
+const ewOffset = (k: number) => ewStrides(k) + MAX_RANK;
 
 /**
  * Kernel layouts: 'vec4' (contiguous, 4-aligned, n % 4 = 0: EW_VEC4_PER_THREAD vec4 loads per
@@ -71,7 +68,7 @@ export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 's
   const tensorIdx: number[] = [];
   operandTypes.forEach((t, a) => { if (t !== 'scalar') tensorIdx.push(a); });
   const bindings = [`var<storage, read_write> out: array<${vt(outType)}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${vt(operandTypes[a] as WType)}>`)];
-  const scalarBase = EW.IN0 + EW.IN_STRIDE * tensorIdx.length;
+  const scalarBase = ewStrides(tensorIdx.length);
   let scalarCount = 0;
   const args = operandTypes.map((t, a) => {
     if (t === 'scalar') return `${vt(ctype)}(bitcast<${ctype}>(pu(${scalarBase + scalarCount++}u)))`;
@@ -89,12 +86,12 @@ ${mainSig} {
   for (var j = 0u; j < ${EW_VEC4_PER_THREAD}u; j++) {
     let e = i * ${EW_VEC4_PER_THREAD}u + j;
     if (e >= n) { return; }
-    ${tensorIdx.map((_, k) => `let o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u) / 4u + e;`).join(' ')}
+    ${tensorIdx.map((_, k) => `let o${k} = pu(${ewOffset(k)}u) / 4u + e;`).join(' ')}
     out[pu(${EW.OOFF}u) / 4u + e] = ${expr};
   }
 }`;
   }
-  const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u);`).join(' ');
+  const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${ewOffset(k)}u);`).join(' ');
   if (layout === 'contiguous') {
     // Contiguous operands: EW_PER_THREAD consecutive elements per invocation, no index math.
     return `${header(bindings)}
@@ -105,13 +102,13 @@ ${mainSig} {
   for (var j = 0u; j < ${EW_PER_THREAD}u; j++) {
     let e = i * ${EW_PER_THREAD}u + j;
     if (e >= n) { return; }
-    ${tensorIdx.map((_, k) => `let o${k} = pu(${EW.IN0 + EW.IN_STRIDE * k + 8}u) + e;`).join(' ')}
+    ${tensorIdx.map((_, k) => `let o${k} = pu(${ewOffset(k)}u) + e;`).join(' ')}
     out[pu(${EW.OOFF}u) + e] = ${expr};
   }
 }`;
   }
   const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
-  ${unravel('i', { fixed: layout }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, EW.IN0 + EW.IN_STRIDE * k])])}`;
+  ${unravel('i', { fixed: layout }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, ewStrides(k)])])}`;
   return `${header(bindings)}
 ${def.wgslHelpers ?? ''}
 ${mainSig} {
@@ -122,8 +119,11 @@ ${mainSig} {
 }`;
 }
 
-/** Reduce layout: nOut, keptRank, redRank, R, chunks, chunkLen, offset, init bits, keptShape[8], keptStrides[8], redShape[8], redStrides[8]. */
-export const RD = { NOUT: 0, KRANK: 1, RRANK: 2, R: 3, CHUNKS: 4, CHUNKLEN: 5, OFF: 6, INIT: 7, KSHAPE: 8, KSTRIDES: 16, RSHAPE: 24, RSTRIDES: 32 } as const;
+/** Reduce params: INIT holds the start value's bits; kept dims then reduced dims. */
+export const RD = uniformLayout({
+  NOUT: 'u32', KRANK: 'u32', RRANK: 'u32', R: 'u32', CHUNKS: 'u32', CHUNKLEN: 'u32', OFF: 'u32', INIT: 'u32',
+  KSHAPE: ['u32', MAX_RANK], KSTRIDES: ['u32', MAX_RANK], RSHAPE: ['u32', MAX_RANK], RSTRIDES: ['u32', MAX_RANK],
+});
 
 export function reduceSource(kind: string, inType: WType, outType: WType): string {
   const isArg = kind === 'argmax' || kind === 'argmin';
@@ -171,45 +171,11 @@ ${mainSig} {
 }`;
 }
 
-/** Matmul layout: M, N, K, batchRank, batchShape[8], aBatch[8], bBatch[8], oBatch[8], aOff, bOff, oOff, ars, acs, brs, bcs, ors, ocs. */
-export const MM = { M: 0, N: 1, K: 2, BRANK: 3, BSHAPE: 4, ABATCH: 12, BBATCH: 20, OBATCH: 28, AOFF: 36, BOFF: 37, OOFF: 38, ARS: 39, ACS: 40, BRS: 41, BCS: 42, ORS: 43, OCS: 44 } as const;
-const batchOffsets = (batch: string) => unravel(batch, MM.BRANK, MM.BSHAPE, [['ao', MM.ABATCH], ['bo', MM.BBATCH], ['oo', MM.OBATCH]]);
-export const MM_TILE = 4; // outputs per invocation per axis
-export const MM_WG = 8; // invocations per workgroup per axis
-
-/** Register-tiled matmul: each invocation computes a 4×4 block with no barriers (fast on lavapipe). */
-export function matmulSource(): string {
-  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
-@compute @workgroup_size(${MM_WG}, ${MM_WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
-  let row0 = gid.y * 4u; let col0 = gid.x * 4u;
-  if (row0 >= M || col0 >= N) { return; }
-  var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
-  ${batchOffsets('gid.z')}
-  let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
-  // Clamp rows/cols so loads stay in bounds; clamped lanes are simply not stored.
-  let r = vec4<u32>(min(row0, M - 1u), min(row0 + 1u, M - 1u), min(row0 + 2u, M - 1u), min(row0 + 3u, M - 1u)) * ars + vec4<u32>(ao);
-  let c = vec4<u32>(min(col0, N - 1u), min(col0 + 1u, N - 1u), min(col0 + 2u, N - 1u), min(col0 + 3u, N - 1u)) * bcs + vec4<u32>(bo);
-  var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
-  for (var k = 0u; k < K; k++) {
-    let ak = k * acs; let bk = k * brs;
-    let b = vec4<f32>(B[c.x + bk], B[c.y + bk], B[c.z + bk], B[c.w + bk]);
-    acc0 += A[r.x + ak] * b; acc1 += A[r.y + ak] * b; acc2 += A[r.z + ak] * b; acc3 += A[r.w + ak] * b;
-  }
-  let ors = pu(${MM.ORS}u); let ocs = pu(${MM.OCS}u);
-  let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-  for (var i = 0u; i < 4u; i++) {
-    if (row0 + i >= M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      if (col0 + j >= N) { break; }
-      C[oo + (row0 + i) * ors + (col0 + j) * ocs] = accs[i][j];
-    }
-  }
-}`;
-}
-
-/** Gather layout: n, rank, outShape[8], inStrides[8] (axis zeroed), idxStrides[8], outStrides[8], inOff, idxOff, outOff, axisStride, axisLen. */
-export const GA = { N: 0, RANK: 1, SHAPE: 2, INS: 10, IDXS: 18, OUTS: 26, INOFF: 34, IDXOFF: 35, OUTOFF: 36, AXSTRIDE: 37, AXLEN: 38 } as const;
+/** Gather params: out shape, input strides (axis zeroed), index and out strides, offsets, the axis' stride and length. */
+export const GA = uniformLayout({
+  N: 'u32', RANK: 'u32', SHAPE: ['u32', MAX_RANK], INS: ['u32', MAX_RANK], IDXS: ['u32', MAX_RANK], OUTS: ['u32', MAX_RANK],
+  INOFF: 'u32', IDXOFF: 'u32', OUTOFF: 'u32', AXSTRIDE: 'u32', AXLEN: 'u32',
+});
 
 export function gatherSource(t: WType): string {
   return `${header([`var<storage, read_write> out: array<${t}>`, `var<storage, read> inp: array<${t}>`, 'var<storage, read> idx: array<i32>'])}
@@ -224,8 +190,11 @@ ${mainSig} {
 }`;
 }
 
-/** ScatterAdd layout: n, rank, outShape[8], outStrides[8], idxShape[8], idxStrides[8], srcStrides[8], outOff, idxOff, srcOff, axis. */
-export const SA = { N: 0, RANK: 1, OSHAPE: 2, OSTR: 10, XSHAPE: 18, XSTR: 26, SSTR: 34, OOFF: 42, XOFF: 43, SOFF: 44, AXIS: 45 } as const;
+/** ScatterAdd params: out shape and strides, index shape and strides, source strides, offsets, axis. */
+export const SA = uniformLayout({
+  N: 'u32', RANK: 'u32', OSHAPE: ['u32', MAX_RANK], OSTR: ['u32', MAX_RANK], XSHAPE: ['u32', MAX_RANK], XSTR: ['u32', MAX_RANK], SSTR: ['u32', MAX_RANK],
+  OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', AXIS: 'u32',
+});
 
 /** One invocation per output element sums the matching sources in order: deterministic, no atomics. */
 export function scatterAddSource(t: WType): string {
@@ -253,53 +222,5 @@ ${mainSig} {
     if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == tgt) { acc += src[so + j * pu(${SA.SSTR}u + axis)]; }
   }
   out[oo] += acc;
-}`;
-}
-
-/**
- * Shared-memory tiled matmul for real GPUs: 64×64 output tile per 16×16 workgroup, 4×4 per invocation,
- * K in steps of 16. Neighbouring invocations load neighbouring addresses (coalesced): along k when A is
- * row-major (`aKFast`), along m when A is a transposed view.
- */
-export const MM_SHARED_TILE = 64;
-export function matmulSharedSource(aKFast: boolean): string {
-  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
-var<workgroup> As: array<array<f32, 64>, 16>; // [k][m]
-var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
-@compute @workgroup_size(16, 16) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
-  var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
-  ${batchOffsets('wid.z')}
-  let ars = pu(${MM.ARS}u); let acs = pu(${MM.ACS}u); let brs = pu(${MM.BRS}u); let bcs = pu(${MM.BCS}u);
-  let tid = lid.y * 16u + lid.x;
-  let m0 = wid.y * 64u; let n0 = wid.x * 64u;
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += 16u) {
-    // 1024 elements of each tile, 4 per invocation; out-of-range elements load as 0.
-    for (var e = 0u; e < 4u; e++) {
-      let idx = tid + e * 256u;
-      ${aKFast ? 'let ka = idx % 16u; let ma = idx / 16u;' : 'let ka = idx / 64u; let ma = idx % 64u;'}
-      As[ka][ma] = select(0.0, A[ao + min(m0 + ma, M - 1u) * ars + min(k0 + ka, K - 1u) * acs], m0 + ma < M && k0 + ka < K);
-      let kb = idx / 64u; let nb = idx % 64u;
-      Bs[kb][nb] = select(0.0, B[bo + min(k0 + kb, K - 1u) * brs + min(n0 + nb, N - 1u) * bcs], n0 + nb < N && k0 + kb < K);
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      let a = vec4<f32>(As[kk][lid.y * 4u], As[kk][lid.y * 4u + 1u], As[kk][lid.y * 4u + 2u], As[kk][lid.y * 4u + 3u]);
-      let b = vec4<f32>(Bs[kk][lid.x * 4u], Bs[kk][lid.x * 4u + 1u], Bs[kk][lid.x * 4u + 2u], Bs[kk][lid.x * 4u + 3u]);
-      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
-    }
-    workgroupBarrier();
-  }
-  let ors = pu(${MM.ORS}u); let ocs = pu(${MM.OCS}u);
-  for (var i = 0u; i < 4u; i++) {
-    let row = m0 + lid.y * 4u + i;
-    if (row >= M) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = n0 + lid.x * 4u + j;
-      if (col >= N) { break; }
-      C[oo + row * ors + col * ocs] = acc[i][j];
-    }
-  }
 }`;
 }

@@ -7,7 +7,7 @@ import { open, readFile } from 'node:fs/promises';
 import { bufferSourceToUint8Array, splitUint8Array } from 'typed-array-utils';
 import type { DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
-import type { CpuStorage } from '../../core/cpu.js';
+import { cpuDataOf } from '../../core/cpu.js';
 import type { DType, TypedArray } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { tensor } from '../../ops/creation.js';
@@ -98,8 +98,7 @@ function encodeHalf(values: ArrayLike<number>, format: 'F16' | 'BF16'): Uint16Ar
 /** A contiguous little-endian copy of t's elements (a native copy for contiguous cpu tensors). */
 async function tensorBytes(t: Tensor): Promise<TypedArray> {
   if (t.device === 'cpu' && t.isContiguous()) {
-    const arr = (t.storage as CpuStorage).data;
-    return arr.slice(t.offset, t.offset + t.size);
+    return cpuDataOf(t).slice(t.offset, t.offset + t.size);
   }
   return t.data();
 }

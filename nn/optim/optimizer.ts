@@ -1,7 +1,7 @@
 // The Optimizer base: parameter groups with their own hyperparameters, lazily created per-parameter
 // state (owned tensors, same device/dtype as the parameter), and PyTorch-shaped state dicts.
 import { noGrad } from '../../core/autograd.js';
-import type { CpuStorage } from '../../core/cpu.js';
+import { cpuDataOf } from '../../core/cpu.js';
 import type { TypedArray } from '../../core/dtype.js';
 import { untrackTensor } from '../../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../../core/shape.js';
@@ -217,5 +217,5 @@ function ownedZeros(p: Tensor): Tensor {
 
 /** The elements of a contiguous cpu tensor: arr[off + k] is element k. */
 export function cpuArray(t: Tensor): { arr: TypedArray; off: number } {
-  return { arr: (t.storage as CpuStorage).data, off: t.offset };
+  return { arr: cpuDataOf(t), off: t.offset };
 }

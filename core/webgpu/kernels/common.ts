@@ -1,25 +1,16 @@
 // Shared pieces of the fused transformer kernels: the param-uniform header (same convention as
-// ../wgsl.ts: binding 0 = params, then outputs, then inputs), row-kernel templates and the launcher.
-import type { View } from '../../backend.js';
+// ../wgsl.ts: binding 0 = params, then outputs, then inputs) and the row-kernel templates. Row
+// kernels' layouts declare NROWS first (rowMain reads the row count from word 0).
 import { gpuRuntime } from '../../device.js';
-import { OpError } from '../../shape.js';
-import type { GpuStorage } from '../backend.js';
-import { PARAM_WORDS } from '../runtime.js';
-import { header, spreadGroups } from '../wgsl.js';
+import { header } from '../uniforms.js';
+import { spreadGroups } from '../wgsl.js';
+
+export { NAN, NEG_INF } from '../uniforms.js';
 
 /** Invocations per workgroup for one-invocation-per-item kernels. */
 export const ITEM_WG = 64;
 /** Invocations per workgroup when a whole workgroup cooperates on one row (long rows). */
 export const ROW_WG = 256;
-
-/**
- * -Infinity / NaN as WGSL expressions. WGSL has no literals for them and rejects constant
- * expressions that evaluate to them, so they come from reserved param words (set by Params).
- */
-const NEG_INF_WORD = 63;
-const NAN_WORD = 62;
-export const NEG_INF = `pf(${NEG_INF_WORD}u)`;
-export const NAN = `pf(${NAN_WORD}u)`;
 
 export function kernelHeader(bindings: string[]): string {
   return `${header(bindings)}fn is_neg_inf(v: f32) -> bool { return bitcast<u32>(v) == 0xff800000u; }
@@ -80,12 +71,6 @@ ${body}
 }`;
 }
 
-/** CPU emulations of WebGPU (lavapipe/llvmpipe, SwiftShader) report architecture 'software'. */
-function isSoftwareAdapter(): boolean {
-  const info = gpuRuntime()?.info;
-  return !info || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(info.adapter);
-}
-
 /**
  * Measured on lavapipe (2 cores): one invocation per row wins by 3-30x (barriers are expensive),
  * except for a handful of very long rows ([1, 50304]: 0.4 vs 1.1 ms). Measured on an NVIDIA H200
@@ -96,10 +81,9 @@ function isSoftwareAdapter(): boolean {
 export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
   const forced = process.env.DAWNGRAD_ROW_KERNEL;
   if (forced === 'thread' || forced === 'group') return forced;
-  if (isSoftwareAdapter()) return nRows <= 4 && rowLen >= 4096 ? 'group' : 'thread';
+  if (gpuRuntime()?.isSoftware ?? true) return nRows <= 4 && rowLen >= 4096 ? 'group' : 'thread';
   return rowLen >= 128 ? 'group' : 'thread';
 }
-
 
 /** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */
 export function itemGrid(n: number): [number, number, number] {
@@ -108,28 +92,4 @@ export function itemGrid(n: number): [number, number, number] {
 
 export function rowGrid(variant: RowVariant, nRows: number): [number, number, number] {
   return variant === 'thread' ? itemGrid(nRows) : spreadGroups(nRows);
-}
-
-/** Builds the uniform block: u32 words, with helpers for f32/i32 bit patterns. */
-export class Params {
-  readonly words = new Uint32Array(PARAM_WORDS);
-  private readonly f32 = new Float32Array(this.words.buffer);
-  private readonly i32 = new Int32Array(this.words.buffer);
-  constructor() {
-    this.words[NEG_INF_WORD] = 0xff800000;
-    this.words[NAN_WORD] = 0x7fc00000;
-  }
-  u(i: number, v: number): this { this.words[i] = v; return this; }
-  f(i: number, v: number): this { this.f32[i] = v; return this; }
-  i(i: number, v: number): this { this.i32[i] = v; return this; }
-}
-
-const bufferOf = (v: View): GPUBuffer => (v.storage as GpuStorage).buffer;
-
-/** Compiles (once per key) and records one dispatch. `views` are bound in order after the params. */
-export function launch(op: string, key: string, source: () => string, params: Params, views: View[], groups: [number, number, number]): void {
-  const rt = gpuRuntime();
-  if (!rt) throw new OpError(op, 'webgpu runtime is not available');
-  const pipeline = rt.pipeline(key, source);
-  rt.dispatch(op, pipeline, params.words, views.map(bufferOf), groups);
 }

@@ -6,16 +6,17 @@
 //    and the query rows that see it. No atomics: deterministic.
 // Queries are the LAST Tq positions of the Tk keys when causal (query i sees keys j ≤ i + Tk − Tq).
 // Dropout on the probabilities uses a counter-based hash of (seed, (b·H + h)·Tq·Tk + i·Tk + j).
-import { WGSL_COUNTER_RNG } from './counter-rng.js';
-import { itemMain, kernelHeader, NEG_INF } from './common.js';
+import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
+import { itemMain, kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type MaskKind = 'none' | 'add' | 'bool';
 
-/**
- * Layout: B, H, Hkv, Tq, Tk, DH (head dim / W), qOff, kOff, vOff, mOff, scale (f32), causal, dropoutP (f32), seed,
- * gOff (dout), _, maskStrides[4] (broadcast to [B, H, Tq, Tk]).
- */
-export const AT = { B: 0, H: 1, HKV: 2, TQ: 3, TK: 4, DH: 5, QOFF: 6, KOFF: 7, VOFF: 8, MOFF: 9, SCALE: 10, CAUSAL: 11, DROP: 12, SEED: 13, GOFF: 14, MSTR: 16 } as const;
+/** Params: DH = head dim / W, gOff = dout's offset, mask strides broadcast to [B, H, Tq, Tk]. */
+export const AT = uniformLayout({
+  B: 'u32', H: 'u32', HKV: 'u32', TQ: 'u32', TK: 'u32', DH: 'u32', QOFF: 'u32', KOFF: 'u32', VOFF: 'u32', MOFF: 'u32',
+  SCALE: 'f32', CAUSAL: 'u32', DROP: 'f32', SEED: 'u32', GOFF: 'u32', MSTR: ['u32', 4],
+});
 
 const maskBinding = (kind: MaskKind): string[] =>
   kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`];

@@ -1,20 +1,22 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
-// no [Tq, Tk] score matrix is ever stored. WGSL in core/webgpu/kernels/attention.ts; the cpu path
+// no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts; the cpu path
 // runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
 // probabilities when dropoutP > 0).
-import type { View } from '../core/backend.js';
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { nextUint32 } from '../core/rng.js';
-import { OpError, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
-import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from '../core/webgpu/kernels/attention.js';
-import { counterUniform } from '../core/webgpu/kernels/counter-rng.js';
-import { stack } from './movement.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { broadcastView, empty } from './util.js';
+import type { View } from '../../core/backend.js';
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { nextUint32 } from '../../core/rng.js';
+import { OpError, shapeStr } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { itemGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from './kernels.js';
+import { counterUniform } from '../dropout/counter-rng.js';
+import { stack } from '../movement.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { broadcastView, empty } from '../util.js';
+import { cpuDataOf } from '../../core/cpu.js';
 
 export interface AttentionOptions {
   /** Query i (of the last Tq positions) sees keys j ≤ i + Tk − Tq. */
@@ -38,21 +40,17 @@ interface Dims {
 interface Mask { view: View; kind: Exclude<MaskKind, 'none'> }
 
 /** Head dim and row offsets go in units of the kernel's vector width W. */
-function params(d: Dims, W: number, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, gOff = 0): Params {
-  const p = new Params().u(AT.B, d.B).u(AT.H, d.H).u(AT.HKV, d.Hkv).u(AT.TQ, d.Tq).u(AT.TK, d.Tk).u(AT.DH, d.D / W)
-    .u(AT.QOFF, q.offset / W).u(AT.KOFF, k.offset / W).u(AT.VOFF, v.offset / W).f(AT.SCALE, d.scale).u(AT.CAUSAL, d.causal ? 1 : 0)
-    .f(AT.DROP, d.dropoutP).u(AT.SEED, d.seed).u(AT.GOFF, gOff / W);
-  if (mask) {
-    p.u(AT.MOFF, mask.view.offset);
-    p.words.set(mask.view.strides, AT.MSTR);
-  }
-  return p;
+function params(d: Dims, W: number, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, gOff = 0): Uint32Array {
+  return AT.pack({
+    B: d.B, H: d.H, HKV: d.Hkv, TQ: d.Tq, TK: d.Tk, DH: d.D / W, QOFF: q.offset / W, KOFF: k.offset / W, VOFF: v.offset / W,
+    SCALE: d.scale, CAUSAL: d.causal ? 1 : 0, DROP: d.dropoutP, SEED: d.seed, GOFF: gOff / W, MOFF: mask?.view.offset, MSTR: mask?.view.strides,
+  });
 }
 
 /** The cpu reference's view of the problem: scores with mask, causal range and dropout, as the kernels define them. */
 function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null) {
   const Q = cpuData(q), K = cpuData(k), V = cpuData(v);
-  const M = mask && { data: (mask.view.storage as unknown as { data: ArrayLike<number> }).data, s: mask.view.strides, o: mask.view.offset };
+  const M = mask && { data: cpuDataOf(mask.view), s: mask.view.strides, o: mask.view.offset };
   const D = d.D;
   const kvBase = (b: number, h: number) => (b * d.Hkv + Math.floor(h / (d.H / d.Hkv))) * d.Tk * D;
   const keyEnd = (i: number) => (d.causal ? Math.min(Math.max(i + d.Tk - d.Tq + 1, 0), d.Tk) : d.Tk);

@@ -1,7 +1,8 @@
 // WGSL for layerNorm and rmsNorm over the contiguous last axis: a fused forward that also writes
 // each row's mean and 1/std for the backward, a fused row-wise dx kernel, and a column kernel for
 // the weight/bias gradients (partial sums over row chunks, reduced afterwards).
-import { itemMain, kernelHeader, rowMain, type RowVariant } from './common.js';
+import { itemMain, kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export interface NormVariant {
   /** rmsNorm: no mean subtraction, no bias. */
@@ -12,8 +13,8 @@ export interface NormVariant {
 
 export const normKey = (v: NormVariant): string => `${v.rms ? 'rms' : 'ln'}${v.hasWeight ? 'W' : ''}${v.hasBias ? 'B' : ''}`;
 
-/** Forward layout: nRows, D, xOff, wOff, bOff, eps (f32). Outputs y [nRows, D], mean [nRows], rstd [nRows]. */
-export const NF = { NROWS: 0, D: 1, XOFF: 2, WOFF: 3, BOFF: 4, EPS: 5 } as const;
+/** Forward params. Outputs y [nRows, D], mean [nRows], rstd [nRows]. */
+export const NF = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', WOFF: 'u32', BOFF: 'u32', EPS: 'f32' });
 
 export function normForwardSource(v: NormVariant, variant: RowVariant): string {
   const bindings = ['var<storage, read_write> y: array<f32>', 'var<storage, read_write> mean_out: array<f32>', 'var<storage, read_write> rstd_out: array<f32>', 'var<storage, read> x: array<f32>'];
@@ -38,8 +39,8 @@ ${rowMain(variant, `
   if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`)}`;
 }
 
-/** Backward (dx) layout: nRows, D, xOff, gOff, wOff. mean/rstd are the forward's (offset 0). */
-export const NB = { NROWS: 0, D: 1, XOFF: 2, GOFF: 3, WOFF: 4 } as const;
+/** Backward (dx) params. mean/rstd are the forward's (offset 0). */
+export const NB = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', WOFF: 'u32' });
 
 /** dx = rstd (ĝ − mean(ĝ) − x̂ mean(ĝ x̂)) with ĝ = g·w, x̂ = (x − μ)·rstd (rms: no mean(ĝ) term). */
 export function normBackwardSource(v: NormVariant, variant: RowVariant): string {
@@ -67,8 +68,8 @@ ${rowMain(variant, `
   }`)}`;
 }
 
-/** Param-grad layout: nRows, D, xOff, gOff, rowsPerChunk, nChunks. Outputs partial dw (and db) [nChunks, D]. */
-export const NP = { NROWS: 0, D: 1, XOFF: 2, GOFF: 3, CHUNK: 4, NCHUNKS: 5 } as const;
+/** Param-grad params (CHUNK = rows per chunk). Outputs partial dw (and db) [nChunks, D]. */
+export const NP = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', CHUNK: 'u32', NCHUNKS: 'u32' });
 
 export function normParamGradSource(hasBias: boolean): string {
   const bindings = ['var<storage, read_write> dw: array<f32>'];

@@ -1,11 +1,12 @@
-// Rotary position embeddings (HF layout) with the RoPE scaling family: none, linear (PI),
-// ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama 3.1's banded rule), clex. It hands out cos/sin tables [L, R] (R = rotary
-// dim, HF layout emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
+// The RoPE scaling family's frequency schedules and the cos/sin tables they give (the rotation itself
+// is ops/rotary.ts): none, linear (PI), ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama
+// 3.1's banded rule), clex. RotaryEmbedding hands out tables [L, R] (R = rotary dim, HF layout
+// emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //
 // Static rules compute inverse frequencies and angles in doubles on the host and upload one table per
 // rule, cached and grown by doubling, so a forward costs a view (no upload, no dispatch). Rules whose
 // frequencies depend on the current length (dynamic NTK, CLEX at inference) are keyed by that state;
-// the key also tells the KV cache when stored keys must be rotated again.
+// the key also tells the KV cache when its entries were made with another table (kv-cache.ts).
 import type { DeviceName } from '../core/backend.js';
 import { isGradEnabled } from '../core/autograd.js';
 import type { DType } from '../core/dtype.js';

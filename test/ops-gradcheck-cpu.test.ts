@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scope, testing } from '../index.js';
-import { makeInputs, OP_CASES } from './op-cases.js';
+import { makeInputs, OP_CASES } from './ops-cases.js';
 
 let cases = 0;
 describe('gradcheck on cpu float64 vs finite differences', () => {

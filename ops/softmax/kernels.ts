@@ -1,7 +1,8 @@
 // WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
 // backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
 // gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
-import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from './common.js';
+import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
 
@@ -32,8 +33,8 @@ const rowStats = (x: string, withSum = false) => `
   let empty_row = s == 0.0;
   let lse = select(ms + log(s), ${NEG_INF}, empty_row);`;
 
-/** Softmax layout: nRows, C, xOff. Output: softmax/logSoftmax [nRows, C] or logsumexp [nRows]. */
-export const SM = { NROWS: 0, C: 1, XOFF: 2 } as const;
+/** Softmax params. Output: softmax/logSoftmax [nRows, C] or logsumexp [nRows]. */
+export const SM = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32' });
 
 export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): string {
   const write = mode === 'logsumexp'
@@ -51,8 +52,8 @@ ${rowMain(variant, `
   ${write}`)}`;
 }
 
-/** Softmax backward layout: nRows, C, yOff, gOff. dx from the saved output y and the gradient g. */
-export const SMB = { NROWS: 0, C: 1, YOFF: 2, GOFF: 3 } as const;
+/** Softmax backward params. dx from the saved output y and the gradient g. */
+export const SMB = uniformLayout({ NROWS: 'u32', C: 'u32', YOFF: 'u32', GOFF: 'u32' });
 
 export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: RowVariant): string {
   // softmax: dx = y (g - Σ g y);  logSoftmax: dx = g - exp(y) Σ g.
@@ -69,8 +70,8 @@ ${rowMain(variant, `
   for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`)}`;
 }
 
-/** Cross-entropy layout: nRows, C, xOff, tOff, ignoreIndex (i32), labelSmoothing (f32), gOff. */
-export const CE = { NROWS: 0, C: 1, XOFF: 2, TOFF: 3, IGNORE: 4, SMOOTH: 5, GOFF: 6 } as const;
+/** Cross-entropy params: IGNORE = ignoreIndex, SMOOTH = label smoothing. */
+export const CE = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32', TOFF: 'u32', IGNORE: 'i32', SMOOTH: 'f32', GOFF: 'u32' });
 
 /**
  * Per row: loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),

@@ -1,10 +1,14 @@
 // WGSL for rotary position embeddings in the HF rotate_half layout, one invocation per element:
 // x' = x·cos + rotate_half(x)·sin over the first R dims of the last axis (the rest pass through),
 // rotate_half(x) = cat(−x[R/2:R], x[:R/2]). The backward applies the transposed rotation.
-import { itemMain, kernelHeader } from './common.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import { MAX_RANK } from '../../core/webgpu/wgsl.js';
 
-/** Layout: n, D, R, rank, xOff, cosOff, sinOff, _, shape[8] (x's), cosStrides[8], sinStrides[8] (broadcast to x.shape[:-1] + [R]). */
-export const RO = { N: 0, D: 1, R: 2, RANK: 3, XOFF: 4, COFF: 5, SOFF: 6, SHAPE: 8, CSTR: 16, SSTR: 24 } as const;
+/** Params: x's shape; cos/sin strides broadcast to x.shape[:-1] + [R]. */
+export const RO = uniformLayout({
+  N: 'u32', D: 'u32', R: 'u32', RANK: 'u32', XOFF: 'u32', COFF: 'u32', SOFF: 'u32', SHAPE: ['u32', MAX_RANK], CSTR: ['u32', MAX_RANK], SSTR: ['u32', MAX_RANK],
+});
 
 /** 'forward': out = x c + rot(x) s.  'backward': out = g c + rotᵀ(g s) (x is the incoming gradient). */
 export function rotarySource(direction: 'forward' | 'backward'): string {

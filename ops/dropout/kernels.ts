@@ -2,10 +2,11 @@
 // counter_uniform(seed, i) ≥ p and scaled by 1/(1 − p). The backward runs the same kernel on the
 // gradient with the same seed, so no mask is stored.
 import { WGSL_COUNTER_RNG } from './counter-rng.js';
-import { itemMain, kernelHeader } from './common.js';
+import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
-/** Layout: n, xOff, seed, p (f32), scale (f32) = 1/(1 − p). */
-export const DO = { N: 0, XOFF: 1, SEED: 2, P: 3, SCALE: 4 } as const;
+/** Params: SCALE = 1/(1 − P). */
+export const DO = uniformLayout({ N: 'u32', XOFF: 'u32', SEED: 'u32', P: 'f32', SCALE: 'f32' });
 
 export function dropoutSource(): string {
   return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}

@@ -1,15 +1,16 @@
 // Rotary position embeddings (HF rotate_half layout) with partial rotary, fused forward and
-// backward (WGSL in core/webgpu/kernels/rotary.ts; the cpu path is the same maths in float64).
-import type { View } from '../core/backend.js';
-import { record } from '../core/autograd.js';
-import { isFloat } from '../core/dtype.js';
-import { OpError, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { itemGrid, launch, Params } from '../core/webgpu/kernels/common.js';
-import { RO, rotarySource } from '../core/webgpu/kernels/rotary.js';
-import { cat } from './movement.js';
-import { cpuData, outData, withContiguous } from './kernelio.js';
-import { broadcastView, empty, sumTo } from './util.js';
+// backward (WGSL in kernels.ts; the cpu path is the same maths in float64).
+import type { View } from '../../core/backend.js';
+import { record } from '../../core/autograd.js';
+import { isFloat } from '../../core/dtype.js';
+import { OpError, shapeStr } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { itemGrid } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { RO, rotarySource } from './kernels.js';
+import { cat } from '../movement.js';
+import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { broadcastView, empty, sumTo } from '../util.js';
 
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
@@ -53,10 +54,7 @@ function rotate(direction: 'forward' | 'backward', xc: Tensor, cos: View, sin: V
       }
     }
   } else if (n > 0) {
-    const p = new Params().u(RO.N, n).u(RO.D, D).u(RO.R, R).u(RO.RANK, xc.rank).u(RO.XOFF, xc.offset).u(RO.COFF, cos.offset).u(RO.SOFF, sin.offset);
-    p.words.set(xc.shape, RO.SHAPE);
-    p.words.set(cos.strides, RO.CSTR);
-    p.words.set(sin.strides, RO.SSTR);
+    const p = RO.pack({ N: n, D, R, RANK: xc.rank, XOFF: xc.offset, COFF: cos.offset, SOFF: sin.offset, SHAPE: xc.shape, CSTR: cos.strides, SSTR: sin.strides });
     launch(direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward', `fused:rotary:${direction}`, () => rotarySource(direction), p, [out, xc, cos, sin], itemGrid(n));
   }
   return out;

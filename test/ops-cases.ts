@@ -1,7 +1,11 @@
 // The differentiable ops of the foundation, each with an input generator and the function to check.
+// Elementwise cases come from the table in ops/elementwise (ranges and tolerances included); the
+// other ops' tolerances come from their homes under ops/.
 // Shared by the cpu (finite differences) and webgpu (vs cpu f64) gradient-check suites.
 import fc from 'fast-check';
-import { cat, stack, tensor, Tensor, where, testing } from '../index.js';
+import { cat, stack, tensor, Tensor, testing } from '../index.js';
+import { ASTYPE_CHECK, ELEMENTWISE, elementwiseOp, type EwRow, type ValueRange } from '../ops/elementwise/index.js';
+import { MATMUL_TOLERANCE } from '../ops/matmul/index.js';
 
 const { shapeArb, broadcastPairArb, valuesArb } = testing;
 
@@ -31,42 +35,41 @@ const noParams = (a: fc.Arbitrary<InputSpec[]>) => a.map((specs) => ({ specs, pa
 const one = (opts: Parameters<typeof valuesArb>[1] = {}, shape = shapeArb()) =>
   shape.chain((s) => valuesArb(s, opts).map((values) => [{ shape: s, values }]));
 
-const positive = { min: 0.2, max: 2 };
+/** f32-exact and never subnormal (GPUs may flush those), so both devices see the same inputs. */
+const f32Exact = (v: number) => (Math.abs(v) < 1e-30 ? 0 : Math.fround(v));
 
-const unary: [string, (x: Tensor) => Tensor, Parameters<typeof valuesArb>[1]?][] = [
-  ['neg', (x) => x.neg()],
-  ['exp', (x) => x.exp()],
-  ['log', (x) => x.log(), positive],
-  ['sqrt', (x) => x.sqrt(), positive],
-  ['rsqrt', (x) => x.rsqrt(), positive],
-  ['abs', (x) => x.abs(), { avoid: [0] }],
-  ['sin', (x) => x.sin()],
-  ['cos', (x) => x.cos()],
-  ['tanh', (x) => x.tanh()],
-  ['sigmoid', (x) => x.sigmoid()],
-  ['relu', (x) => x.relu(), { avoid: [0] }],
-  ['gelu', (x) => x.gelu()],
-  ['silu', (x) => x.silu()],
-  ['softplus', (x) => x.softplus()],
-  ['square', (x) => x.square()],
-  ['reciprocal', (x) => x.reciprocal(), positive],
-];
+/** Values for one operand of an elementwise row, in the row's range (int32 where it says so). */
+function rangeSpec(shape: number[], range: ValueRange = {}): fc.Arbitrary<InputSpec> {
+  if (range.int) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    return fc.array(fc.integer({ min: range.min ?? 0, max: range.max ?? 1 }), { minLength: n, maxLength: n }).map((values) => ({ shape, values, dtype: 'int32' as const }));
+  }
+  return valuesArb(shape, range).map((values) => ({ shape, values: values.map(f32Exact) }));
+}
 
-const pair = (opts: Parameters<typeof valuesArb>[1] = {}, optsB = opts) =>
-  broadcastPairArb().chain(([a, b]) => fc.tuple(valuesArb(a, opts), valuesArb(b, optsB)).map(([va, vb]) => [{ shape: a, values: va }, { shape: b, values: vb }]));
+/**
+ * Inputs for an elementwise row, from its check ranges: one shape for unary rows, broadcast partners
+ * for binary ones; a third operand (where's condition comes first) has the first partner's shape.
+ */
+export function rowInputs(row: EwRow): fc.Arbitrary<InputSpec[]> {
+  const ranges = row.check.ranges ?? [];
+  if (row.arity === 1) return shapeArb().chain((s) => rangeSpec(s, ranges[0]).map((x) => [x]));
+  const pairs = broadcastPairArb().chain(([a, b]) => {
+    const shapes = row.arity === 2 ? [a, b] : [a, a, b];
+    return fc.tuple(...shapes.map((s, i) => rangeSpec(s, ranges[i])));
+  });
+  // Untied rows: no two elements of the two operands within 0.05 (maximum/minimum have a kink at ties).
+  return row.check.untied ? pairs.filter(([x, y]) => x.values.every((u) => y.values.every((v) => Math.abs(u - v) > 0.05))) : pairs;
+}
 
-/** Pairs whose elements never tie after broadcasting (maximum/minimum have a kink there). */
-const untiedPair = pair().filter(([a, b]) => a.values.every((x) => b.values.every((y) => Math.abs(x - y) > 0.05)));
-
-const binary: [string, (a: Tensor, b: Tensor) => Tensor, fc.Arbitrary<InputSpec[]>][] = [
-  ['add', (a, b) => a.add(b), pair()],
-  ['sub', (a, b) => a.sub(b), pair()],
-  ['mul', (a, b) => a.mul(b), pair()],
-  ['div', (a, b) => a.div(b), pair({}, { min: 0.3, max: 2 })],
-  ['pow', (a, b) => a.pow(b), pair({ min: 0.3, max: 2 }, { min: -2, max: 2 })],
-  ['maximum', (a, b) => a.maximum(b), untiedPair],
-  ['minimum', (a, b) => a.minimum(b), untiedPair],
-];
+/** Every differentiable row of the elementwise table, checked with the row's own ranges and tolerances. */
+const elementwiseCases: OpCase[] = Object.values(ELEMENTWISE).filter((row) => row.grad !== 'none').map((row) => ({
+  name: row.name,
+  inputs: noParams(rowInputs(row)),
+  f: () => (...xs: Tensor[]) => elementwiseOp(row.name, xs),
+  cpu: row.check.cpu,
+  gpu: row.check.gpu,
+}));
 
 /** A shape (rank ≥ 1) with a random non-empty subset of its axes and a keepdim flag. */
 const reduceArb = (opts: Parameters<typeof valuesArb>[1] = {}) =>
@@ -90,16 +93,7 @@ function reduceCase(name: string, f: (x: Tensor, axes: number[], keepdim: boolea
 }
 
 export const OP_CASES: OpCase[] = [
-  ...unary.map(([name, f, opts]) => ({ name, inputs: noParams(one(opts)), f: () => f })),
-  ...binary.map(([name, f, inputs]) => ({ name, inputs: noParams(inputs), f: () => f })),
-  {
-    name: 'where',
-    inputs: broadcastPairArb().chain(([a, b]) =>
-      fc.tuple(valuesArb(a), valuesArb(b), fc.array(fc.integer({ min: 0, max: 1 }), { minLength: a.reduce((x, y) => x * y, 1), maxLength: a.reduce((x, y) => x * y, 1) })).map(([va, vb, c]) => [
-        { shape: a, values: c, dtype: 'int32' as const }, { shape: a, values: va }, { shape: b, values: vb },
-      ])).map((specs) => ({ specs, params: [] })),
-    f: () => (c, a, b) => where(c, a, b),
-  },
+  ...elementwiseCases,
   reduceCase('sum', (x, axes, keepdim) => x.sum(axes, keepdim)),
   reduceCase('mean', (x, axes, keepdim) => x.mean(axes, keepdim)),
   reduceCase('max', (x, axes, keepdim) => x.max(axes, keepdim), true),
@@ -114,7 +108,7 @@ export const OP_CASES: OpCase[] = [
         return fc.tuple(valuesArb(a), valuesArb(b)).map(([va, vb]) => ({ specs: [{ shape: a, values: va }, { shape: b, values: vb }], params: [] }));
       }),
     f: () => (a, b) => a.matmul(b),
-    gpu: { rtol: 3e-4, atol: 3e-5 },
+    gpu: MATMUL_TOLERANCE.gpu,
   },
   {
     name: 'reshape+permute+transpose',
@@ -173,7 +167,7 @@ export const OP_CASES: OpCase[] = [
     name: 'astype',
     inputs: noParams(one()),
     f: () => (x) => x.astype('float32').astype(x.dtype).square(),
-    cpu: { eps: 1e-2, atol: 1e-4, rtol: 1e-3 },
+    cpu: ASTYPE_CHECK.cpu,
   },
 ];
 
