@@ -1,11 +1,14 @@
-// Row-broadcast matmul for CPU rasterisers (lavapipe). Lavapipe runs a workgroup as 8-wide SIMD on one
-// CPU thread and, for a storage buffer, loads each lane's value on its own with a bounds check: a
-// load costs ~10 instructions per lane, an FMA one. So the kernel is shaped to do few loads per FMA:
-// each invocation accumulates `rows` × 4 outputs, and every load is a vec4 (one bounds-checked base per
-// four values), along whichever axis the operand is contiguous in. That is also how the backward pass's
-// transposed operands (g·Wᵀ, Xᵀ·g) are read in place, without a copy. No barriers, no workgroup memory.
+// The vec4 register-tiled matmul for CPU rasterisers (lavapipe). Lavapipe runs a workgroup as 8-wide
+// SIMD on one CPU thread and loads storage buffers one lane and one component at a time, each with a
+// bounds check (~8 instructions), while a multiply-add is one. So the kernel does as few loads per
+// multiply-add as registers allow: each invocation accumulates `rows` × `cols` outputs (8×8), and every
+// load is a vec4 (one base and bounds lookup per four values) along whichever axis the operand is
+// contiguous in. That is also how the backward pass's transposed operands (g·Wᵀ, Xᵀ·g) are read in
+// place. No barriers, no workgroup memory.
 import type { View } from '../../core/backend.js';
-import { header, MM, unravel } from '../../core/webgpu/wgsl.js';
+import { header } from '../../core/webgpu/uniforms.js';
+import { unravel } from '../../core/webgpu/wgsl.js';
+import { MM } from './kernels.js';
 
 /**
  * How an operand is read:
@@ -15,7 +18,7 @@ import { header, MM, unravel } from '../../core/webgpu/wgsl.js';
  */
 export type OperandLoad = 'k4' | 'x4' | 'scalar';
 
-export interface RowBroadcastConfig {
+export interface Vec4TileConfig {
   aLoad: OperandLoad;
   bLoad: OperandLoad;
   /** Output rows per invocation (a multiple of 4 when aLoad is 'x4'). */
@@ -28,7 +31,7 @@ export interface RowBroadcastConfig {
 
 const range = (n: number) => [...Array(n).keys()];
 
-export function rowBroadcastSource({ aLoad, bLoad, rows, cols, lanes }: RowBroadcastConfig): string {
+export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileConfig): string {
   const R = range(rows);
   const H = range(cols / 4); // vec4 column groups per invocation
   const step = aLoad === 'k4' || bLoad === 'k4' ? 4 : 1;
@@ -94,7 +97,7 @@ export function rowBroadcastSource({ aLoad, bLoad, rows, cols, lanes }: RowBroad
 const aligned = (v: View, batchRank: number, ...more: number[]) => [v.offset, ...v.strides.slice(0, batchRank), ...more].every((x) => x % 4 === 0);
 
 /** The configuration and workgroup grid for out = a·b (views already broadcast over batch dims). */
-export function rowBroadcastPlan(a: View, b: View, out: View): { config: RowBroadcastConfig; groups: [number, number, number] } {
+export function matmulVec4Plan(a: View, b: View, out: View): { config: Vec4TileConfig; groups: [number, number, number] } {
   const r = out.shape.length;
   const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
   const K = a.shape[r - 1];
@@ -106,7 +109,8 @@ export function rowBroadcastPlan(a: View, b: View, out: View): { config: RowBroa
   const bLoad: OperandLoad = bcs === 1 && aligned(b, r - 2, N, brs) ? 'x4'
     : brs === 1 && aligned(b, r - 2, K, bcs) ? 'k4' : 'scalar';
   const cols = 8;
-  // Enough lanes to cover N (up to 64: more per workgroup stopped paying in the probe).
-  const lanes = Math.min(64, Math.max(8, 8 * Math.ceil(N / (8 * cols))));
+  // Small workgroups (one or two 8-lane SIMD batches): more of them spread better over lavapipe's
+  // threads, and 32 or 64 lanes measured slower at every probed shape.
+  const lanes = N <= 8 * cols ? 8 : 16;
   return { config: { aLoad, bLoad, rows, cols, lanes }, groups: [Math.ceil(N / (lanes * cols)), Math.ceil(M / rows), batch] };
 }
