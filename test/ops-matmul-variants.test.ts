@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { manualSeed, randn, type Tensor } from '../index.js';
 import { MATMUL_VARIANTS, setMatmulVariant } from '../ops/matmul/index.js';
-import { matmulVec4Plan, type OperandLoad } from '../ops/matmul/tiled.js';
+import { matmulVec4Plan, type OperandLoad } from '../ops/matmul/vec4.js';
 
 afterAll(() => setMatmulVariant(null));
 

@@ -1,5 +1,6 @@
 // Matrix multiplication with NumPy semantics: 1-D operands, batch broadcasting. The float64 cpu
-// reference and the webgpu launch are here; the WGSL (two variants) is in kernels.ts.
+// reference and the webgpu launch are here; the WGSL is in kernels.ts (4×4 register-tiled, shared-memory
+// tiled) and vec4.ts (the vec4 register-tiled kernel lavapipe uses).
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
 import { forEachOffset, type CpuStorage } from '../../core/cpu.js';
@@ -11,7 +12,7 @@ import { MAX_RANK } from '../../core/webgpu/wgsl.js';
 import { ELEMENTWISE } from '../elementwise/index.js';
 import { broadcastView, empty, sameDevice, sumTo, type Tolerance } from '../util.js';
 import { MM, MM_SHARED_TILE, MM_TILE, MM_WG, matmulSharedSource, matmulSource } from './kernels.js';
-import { matmulVec4Plan, matmulVec4Source } from './tiled.js';
+import { matmulVec4Plan, matmulVec4Source } from './vec4.js';
 import { argTensor } from '../../core/args.js';
 
 /** webgpu float32 vs cpu float64 in the gradient checks: K-long dot products round more than elementwise ops. */
