@@ -1,5 +1,6 @@
 // Matrix multiplication with NumPy semantics: 1-D operands, batch broadcasting. The float64 cpu
-// reference and the webgpu launch are here; the WGSL (two variants) is in kernels.ts.
+// reference and the webgpu launch are here; the WGSL is in kernels.ts (4×4 register-tiled, shared-memory
+// tiled) and vec4.ts (the vec4 register-tiled kernel lavapipe uses).
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
 import { forEachOffset, type CpuStorage } from '../../core/cpu.js';
@@ -11,24 +12,26 @@ import { MAX_RANK } from '../../core/webgpu/wgsl.js';
 import { ELEMENTWISE } from '../elementwise/index.js';
 import { broadcastView, empty, sameDevice, sumTo, type Tolerance } from '../util.js';
 import { MM, MM_SHARED_TILE, MM_TILE, MM_WG, matmulSharedSource, matmulSource } from './kernels.js';
+import { matmulVec4Plan, matmulVec4Source } from './vec4.js';
 import { argTensor } from '../../core/args.js';
 
 /** webgpu float32 vs cpu float64 in the gradient checks: K-long dot products round more than elementwise ops. */
 export const MATMUL_TOLERANCE: { gpu: Tolerance } = { gpu: { rtol: 3e-4, atol: 3e-5 } };
 
-export type MatmulVariant = 'register' | 'shared';
+export const MATMUL_VARIANTS = ['vec4', 'register', 'shared'] as const;
+export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 let chosenVariant: MatmulVariant | null = null;
 
 /**
- * Barriers are expensive on CPU rasterisers (lavapipe), so the barrier-free register-tiled kernel is the
- * default there; real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=register|shared overrides.
+ * CPU rasterisers (lavapipe) get the barrier-free vec4 register-tiled kernel (8×8 outputs per
+ * invocation); real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=vec4|register|shared overrides.
  */
 export function matmulVariant(): MatmulVariant {
   if (chosenVariant) return chosenVariant;
   const env = process.env.DAWNGRAD_MATMUL;
-  if (env && env !== 'register' && env !== 'shared') throw new Error(`DAWNGRAD_MATMUL must be 'register' or 'shared', got '${env}'`);
+  if (env && !(MATMUL_VARIANTS as readonly string[]).includes(env)) throw new Error(`DAWNGRAD_MATMUL must be one of ${MATMUL_VARIANTS.join(', ')}, got '${env}'`);
   const rt = gpuRuntime();
-  chosenVariant = (env as MatmulVariant | undefined) ?? (!rt || rt.isSoftware ? 'register' : 'shared');
+  chosenVariant = (env as MatmulVariant | undefined) ?? (!rt || rt.isSoftware ? 'vec4' : 'shared');
   return chosenVariant;
 }
 
@@ -77,7 +80,13 @@ function matmulWebGpu(a: View, b: View, out: View): void {
     AOFF: a.offset, BOFF: b.offset, OOFF: out.offset,
     ARS: a.strides[r - 2], ACS: a.strides[r - 1], BRS: b.strides[r - 2], BCS: b.strides[r - 1], ORS: out.strides[r - 2], OCS: out.strides[r - 1],
   });
-  if (matmulVariant() === 'shared') {
+  const variant = matmulVariant();
+  if (variant === 'vec4') {
+    const { config, groups } = matmulVec4Plan(a, b, out);
+    launch('matmul', `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`, () => matmulVec4Source(config), p, [out, a, b], groups);
+    return;
+  }
+  if (variant === 'shared') {
     const aKFast = a.strides[r - 1] === 1;
     launch('matmul', `matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast), p, [out, a, b], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
     return;
