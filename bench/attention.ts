@@ -1,7 +1,8 @@
 // `npx tsx bench/attention.ts [--json FILE]`: scaled-dot-product attention forward + backward on webgpu,
 // the tiled kernels vs the row kernels (one invocation per query row) vs composed matmul + softmax,
-// at T = 256, 512, 1024 (B 1, H 4, D 64), causal and not. Median of BENCH_REPS runs, each ending in
-// a readback of the three gradients. BENCH_T=256,512 and BENCH_D=16 pick other sizes.
+// at T = 256, 512, 1024 (B 1, H 4, D 64), causal and not. Minimum and median of BENCH_REPS runs
+// (the three paths take turns), each ending in a readback of the three gradients. BENCH_T=256,512 and
+// BENCH_D=16 pick other sizes, BENCH_FWD=1 times the forward alone.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { gpuRuntime } from '../core/device.js';
@@ -12,6 +13,7 @@ const { values } = parseArgs({ options: { json: { type: 'string' } } });
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const Ts = (process.env.BENCH_T ?? '256,512,1024').split(',').map(Number);
 const [B, H, D] = [1, 4, Number(process.env.BENCH_D ?? 64)];
+const forwardOnly = process.env.BENCH_FWD === '1';
 
 type Path = 'tiled' | 'row' | 'composed';
 
@@ -22,37 +24,46 @@ function composed(q: Tensor, k: Tensor, v: Tensor, causalMask: Tensor | null): T
   return F.softmax(s, -1).matmul(v);
 }
 
-async function fwdBwd(path: Path, T: number, causal: boolean): Promise<number> {
+const paths: Path[] = ['tiled', 'row', 'composed'];
+
+/** Per path, the minimum and median over REPS of one forward + backward; the paths take turns in each rep, so load changes hit them alike. */
+async function measure(T: number, causal: boolean): Promise<Record<Path, { min: number; median: number }>> {
   return scope(async () => {
     manualSeed(0);
     const [q, k, v] = [0, 1, 2].map(() => randn([B, H, T, D], { requiresGrad: true }));
     const causalMask = causal ? tensor(Float32Array.from({ length: T * T }, (_, n) => (n % T > Math.floor(n / T) ? -Infinity : 0)), { shape: [T, T] }) : null;
-    const step = () => scope(async () => {
+    const step = (path: Path) => scope(async () => {
+      const t0 = performance.now();
       if (path !== 'composed') process.env.DAWNGRAD_ATTENTION = path;
       const out = path === 'composed' ? composed(q, k, v, causalMask) : F.scaledDotProductAttention(q, k, v, { causal });
-      out.sum().backward();
-      await Promise.all([q.grad!.data(), k.grad!.data(), v.grad!.data()]);
-      [q, k, v].forEach((t) => { t.grad = null; });
+      if (forwardOnly) await out.data();
+      else {
+        out.sum().backward();
+        await Promise.all([q.grad!.data(), k.grad!.data(), v.grad!.data()]);
+        [q, k, v].forEach((t) => { t.grad = null; });
+      }
+      return performance.now() - t0;
     });
-    await step();
-    await step();
-    const ms: number[] = [];
-    for (let r = 0; r < REPS; r++) {
-      const t0 = performance.now();
-      await step();
-      ms.push(performance.now() - t0);
+    const ms: Record<Path, number[]> = { tiled: [], row: [], composed: [] };
+    for (let r = -1; r < REPS; r++) {
+      for (const path of paths) {
+        const t = await step(path);
+        if (r >= 0) ms[path].push(t); // rep -1 compiles the pipelines
+      }
     }
-    return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+    const stat = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return { min: s[0], median: s[Math.floor(s.length / 2)] }; };
+    return { tiled: stat(ms.tiled), row: stat(ms.row), composed: stat(ms.composed) };
   });
 }
 
-console.log(`adapter: ${JSON.stringify(deviceInfo())}; B ${B}, H ${H}, D ${D}; forward + backward, median of ${REPS} runs (ms)`);
-const rows: { T: number; causal: boolean; tiled: number; row: number; composed: number }[] = [];
+console.log(`adapter: ${JSON.stringify(deviceInfo())}; B ${B}, H ${H}, D ${D}; ${forwardOnly ? 'forward only' : 'forward + backward'}, min (median) of ${REPS} interleaved runs, ms`);
+const rows: { T: number; causal: boolean; ms: Record<Path, { min: number; median: number }> }[] = [];
 for (const T of Ts) {
   for (const causal of [false, true]) {
-    const r = { T, causal, tiled: await fwdBwd('tiled', T, causal), row: await fwdBwd('row', T, causal), composed: await fwdBwd('composed', T, causal) };
-    rows.push(r);
-    console.log(`T ${String(T).padStart(5)} ${causal ? 'causal    ' : 'non-causal'}  tiled ${r.tiled.toFixed(1).padStart(8)}  row ${r.row.toFixed(1).padStart(8)}  composed ${r.composed.toFixed(1).padStart(8)}  tiled vs composed ×${(r.composed / r.tiled).toFixed(2)}  vs row ×${(r.row / r.tiled).toFixed(2)}`);
+    const ms = await measure(T, causal);
+    rows.push({ T, causal, ms });
+    const cell = (p: Path) => `${p} ${ms[p].min.toFixed(1).padStart(7)} (${ms[p].median.toFixed(1)})`;
+    console.log(`T ${String(T).padStart(4)} ${causal ? 'causal    ' : 'non-causal'}  ${paths.map(cell).join('  ')}  tiled vs composed ×${(ms.composed.min / ms.tiled.min).toFixed(2)}, vs row ×${(ms.row.min / ms.tiled.min).toFixed(2)}`);
   }
 }
 if (values.json) writeFileSync(values.json, JSON.stringify({ adapter: deviceInfo(), B, H, D, reps: REPS, rows }, null, 2));
