@@ -19,9 +19,15 @@ const WORKGROUP_BYTES = 16384;
 
 export type AttentionKernel = 'row' | 'tiled';
 
+/** Keys from which the tiled kernels run by default, given a full query block (bench/attention.ts, lavapipe: faster than the row kernels at T = 256-1024). */
+const TILED_FROM_KEYS = 256;
+
 /**
  * Which fused kernel family runs a webgpu attention. DAWNGRAD_ATTENTION=row|tiled forces one (tests,
- * benchmarks); the default stays on the row kernels until the tiled ones measure faster (bench/attention.ts).
+ * benchmarks); by default tiled from TILED_FROM_KEYS keys, where it measured faster than the row
+ * kernels on lavapipe. Short attentions and short query blocks (the toy models' T = 64, decoding one
+ * token) stay on the row kernels:
+ * unmeasured there, and their pipelines compile in a fraction of the tiled ones' ~10 s of cpu.
  */
 export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: number): AttentionKernel {
   const forced = process.env.DAWNGRAD_ATTENTION;
@@ -30,14 +36,15 @@ export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: 
   }
   const maxGroups = gpuRuntime()?.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
   const fits = Math.max(BH, BHkv, Math.ceil(Tq / BLOCK), Math.ceil(Tk / BLOCK)) <= maxGroups;
-  return forced === 'tiled' && fits ? 'tiled' : 'row';
+  if (!fits || forced === 'row') return 'row';
+  return forced === 'tiled' || (Tq >= BLOCK && Tk >= TILED_FROM_KEYS) ? 'tiled' : 'row';
 }
 
 /** Compile-time sizes of one pipeline: head dim padded to a power of two (in VT units) and rows per staged tile. */
 interface Sizes { W: 1 | 4; dmax: number; stage: number }
 
 function sizes(W: 1 | 4, D: number): Sizes {
-  const dmax = 2 ** Math.ceil(Math.log2(Math.max(1, D / W)));
+  const dmax = D / W;
   // Two staged row tiles (k and v, or q and dout) plus two f32 per staged row (lse, delta).
   const stage = Math.min(BLOCK, Math.floor(WORKGROUP_BYTES / (2 * dmax * W * 4 + 8)));
   return { W, dmax, stage };
@@ -48,6 +55,7 @@ function prelude({ W, dmax, stage }: Sizes, kind: MaskKind): string {
   let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
   ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
   return `const DMAX: u32 = ${dmax}u;
+const DH: u32 = DMAX;
 const STAGE: u32 = ${stage}u;
 alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
 fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
@@ -76,7 +84,6 @@ const maskBinding = (kind: MaskKind): string[] => (kind === 'none' ? [] : [`var<
 
 const blockMain = (body: string): string => `@compute @workgroup_size(${BLOCK}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let lid = lidv.x;
-  let DH = pu(${AT.DH}u);
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
   let scale = pf(${AT.SCALE}u);
 ${body}
@@ -246,19 +253,29 @@ ${blockMain(`
 /** What the launches need beyond the params block. */
 export interface TiledShape { W: 1 | 4; D: number; kind: MaskKind; BH: number; Tq: number; BHkv: number; Tk: number }
 
+/**
+ * Loops over the head dim are written as WGSL loops above and unrolled here, at generation time: with
+ * constant indices the per-row arrays (q, accumulators) stay in registers on lavapipe instead of
+ * scratch memory (measured 2× on the forward). The head dim is a compile-time constant per pipeline.
+ */
+function unrollHeadDim(source: string, dh: number): string {
+  return source.replace(/for \(var d = 0u; d < DH; d\+\+\) \{([^{}]*)\}/g, (_, body: string) =>
+    Array.from({ length: dh }, (_, d) => body.replace(/\bd\b/g, `${d}u`).trim()).join('\n'));
+}
+
 const pipelineKey = (part: string, z: Sizes, kind: MaskKind) => `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
 const blocks = (rows: number, heads: number): [number, number, number] => [Math.ceil(rows / BLOCK), heads, 1];
 
 /** views: out, lse, q, k, v[, mask]. */
 export function tiledForward(s: TiledShape, p: Params, views: View[]): void {
   const z = sizes(s.W, s.D);
-  launch('scaledDotProductAttention', pipelineKey('fwd', z, s.kind), () => forwardSource(z, s.kind), p, views, blocks(s.Tq, s.BH));
+  launch('scaledDotProductAttention', pipelineKey('fwd', z, s.kind), () => unrollHeadDim(forwardSource(z, s.kind), z.dmax), p, views, blocks(s.Tq, s.BH));
 }
 
 /** dqViews: dq, q, k, v, stats, dout[, mask]; dkvViews: dk, dv, q, k, v, stats, dout[, mask]. */
 export function tiledBackward(s: TiledShape, p: Params, dqViews: View[], dkvViews: View[]): void {
   const z = sizes(s.W, s.D);
   const op = 'scaledDotProductAttentionBackward';
-  launch(op, pipelineKey('dq', z, s.kind), () => backwardQuerySource(z, s.kind), p, dqViews, blocks(s.Tq, s.BH));
-  launch(op, pipelineKey('dkv', z, s.kind), () => backwardKeySource(z, s.kind), p, dkvViews, blocks(s.Tk, s.BHkv));
+  launch(op, pipelineKey('dq', z, s.kind), () => unrollHeadDim(backwardQuerySource(z, s.kind), z.dmax), p, dqViews, blocks(s.Tq, s.BH));
+  launch(op, pipelineKey('dkv', z, s.kind), () => unrollHeadDim(backwardKeySource(z, s.kind), z.dmax), p, dkvViews, blocks(s.Tk, s.BHkv));
 }
