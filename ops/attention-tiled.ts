@@ -1,11 +1,13 @@
 // Tiled (flash-style) attention kernels for WebGPU. A workgroup owns a block of BLOCK rows of one head
 // — query rows for the forward and dQ, key rows for dK/dV — one row per invocation, and walks the other
-// side in tiles staged in workgroup memory. Everything a tile loop reads from the staged tile sits at a
-// workgroup-uniform address, so on lavapipe (where a workgroup runs as SIMD lanes) each read is one
-// broadcast load instead of a per-lane gather, and on hardware GPUs the tiles are read from global
-// memory once per block instead of once per row. Same uniform layout (AT), masks, causal rule and
-// dropout counter as the row kernels in core/webgpu/kernels/attention.ts, so the same seed drops the
-// same probabilities; the forward rescales its accumulator once per tile (online softmax).
+// side in tiles staged in workgroup memory, so each k/v (or q/dout) row is read from global memory once
+// per block instead of once per row, and every read of a staged row is at a workgroup-uniform address
+// (on lavapipe, staged tiles measured faster than the same loops reading global memory). O(T) memory:
+// the forward saves only the output and each row's logsumexp; the backward recomputes the
+// probabilities tile by tile (dQ per query block, dK/dV per key block, no atomics). Same uniform
+// layout (AT), masks, causal rule and dropout counter as the row kernels in
+// core/webgpu/kernels/attention.ts, so the same seed drops the same probabilities; the forward
+// rescales its accumulator once per tile (online softmax).
 import { AT, type MaskKind } from '../core/webgpu/kernels/attention.js';
 import { gpuRuntime } from '../core/device.js';
 import { kernelHeader, launch, NEG_INF, type Params } from '../core/webgpu/kernels/common.js';
@@ -21,15 +23,17 @@ export type AttentionKernel = 'row' | 'tiled';
 
 /** Keys from which the tiled kernels run by default, given a full query block (bench/attention.ts, lavapipe: faster than the row kernels at T = 256-1024). */
 const TILED_FROM_KEYS = 256;
+/** Largest head dim the tiled kernels take by default: they unroll it, and compile time grows with it. */
+const TILED_MAX_HEAD_DIM = 64;
 
 /**
  * Which fused kernel family runs a webgpu attention. DAWNGRAD_ATTENTION=row|tiled forces one (tests,
  * benchmarks); by default tiled from TILED_FROM_KEYS keys, where it measured faster than the row
  * kernels on lavapipe. Short attentions and short query blocks (the toy models' T = 64, decoding one
- * token) stay on the row kernels:
- * unmeasured there, and their pipelines compile in a fraction of the tiled ones' ~10 s of cpu.
+ * token) stay on the row kernels: unmeasured there, and the row pipelines compile in a fraction of
+ * the tiled ones' ~10 s of cpu on lavapipe (once per machine: Mesa caches compiled shaders).
  */
-export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: number): AttentionKernel {
+export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: number, D: number): AttentionKernel {
   const forced = process.env.DAWNGRAD_ATTENTION;
   if (forced !== undefined && forced !== 'row' && forced !== 'tiled') {
     throw new Error(`DAWNGRAD_ATTENTION must be 'row' or 'tiled', got '${forced}'`);
@@ -37,10 +41,10 @@ export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: 
   const maxGroups = gpuRuntime()?.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
   const fits = Math.max(BH, BHkv, Math.ceil(Tq / BLOCK), Math.ceil(Tk / BLOCK)) <= maxGroups;
   if (!fits || forced === 'row') return 'row';
-  return forced === 'tiled' || (Tq >= BLOCK && Tk >= TILED_FROM_KEYS) ? 'tiled' : 'row';
+  return forced === 'tiled' || (Tq >= BLOCK && Tk >= TILED_FROM_KEYS && D <= TILED_MAX_HEAD_DIM) ? 'tiled' : 'row';
 }
 
-/** Compile-time sizes of one pipeline: head dim padded to a power of two (in VT units) and rows per staged tile. */
+/** Compile-time sizes of one pipeline: the head dim in VT units and the rows per staged tile. */
 interface Sizes { W: 1 | 4; dmax: number; stage: number }
 
 function sizes(W: 1 | 4, D: number): Sizes {

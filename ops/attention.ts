@@ -1,6 +1,7 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
-// no [Tq, Tk] score matrix is ever stored. WGSL in core/webgpu/kernels/attention.ts; the cpu path
+// no [Tq, Tk] score matrix is ever stored. WGSL in core/webgpu/kernels/attention.ts (one invocation
+// per row) and ./attention-tiled.ts (row blocks with staged tiles, chosen per size); the cpu path
 // runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
 // probabilities when dropoutP > 0).
 import type { View } from '../core/backend.js';
@@ -78,7 +79,7 @@ function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null)
 /** The tiled kernels' launch shape when they run this problem (ops/attention-tiled.ts), else null (row kernels). */
 function tiledShape(d: Dims, W: 1 | 4, kind: MaskKind): TiledShape | null {
   const s = { W, D: d.D, kind, BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk };
-  return chooseAttentionKernel(s.BH, s.Tq, s.BHkv, s.Tk) === 'tiled' ? s : null;
+  return chooseAttentionKernel(s.BH, s.Tq, s.BHkv, s.Tk, s.D) === 'tiled' ? s : null;
 }
 
 function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [Tensor, Tensor] {

@@ -71,14 +71,15 @@ describe('tiled attention', () => {
 
   it('is chosen for long attentions, the row kernels for short ones; DAWNGRAD_ATTENTION forces either and rejects other values', () => {
     delete process.env.DAWNGRAD_ATTENTION;
-    expect(chooseAttentionKernel(4, 512, 4, 512)).toBe('tiled');
-    expect(chooseAttentionKernel(32, 64, 32, 64)).toBe('row');
-    expect(chooseAttentionKernel(4, 1, 4, 512)).toBe('row');
+    expect(chooseAttentionKernel(4, 512, 4, 512, 64)).toBe('tiled');
+    expect(chooseAttentionKernel(32, 64, 32, 64, 16)).toBe('row');
+    expect(chooseAttentionKernel(4, 1, 4, 512, 64)).toBe('row');
+    expect(chooseAttentionKernel(4, 512, 4, 512, 128)).toBe('row');
     process.env.DAWNGRAD_ATTENTION = 'tiled';
-    expect(chooseAttentionKernel(32, 64, 32, 64)).toBe('tiled');
+    expect(chooseAttentionKernel(32, 64, 32, 64, 16)).toBe('tiled');
     process.env.DAWNGRAD_ATTENTION = 'row';
-    expect(chooseAttentionKernel(4, 512, 4, 512)).toBe('row');
+    expect(chooseAttentionKernel(4, 512, 4, 512, 64)).toBe('row');
     process.env.DAWNGRAD_ATTENTION = 'flash';
-    expect(() => chooseAttentionKernel(4, 512, 4, 512)).toThrow(/DAWNGRAD_ATTENTION must be 'row' or 'tiled', got 'flash'/);
+    expect(() => chooseAttentionKernel(4, 512, 4, 512, 64)).toThrow(/DAWNGRAD_ATTENTION must be 'row' or 'tiled', got 'flash'/);
   });
 });
