@@ -8,7 +8,7 @@ import { functional as F, manualSeed, randn, scope, type Tensor } from '../index
 
 type Path = 'row' | 'tiled' | 'cpu';
 
-interface Problem { B: number; H: number; Hkv: number; Tq: number; Tk: number; D: number; causal: boolean; dropoutP?: number; mask?: boolean }
+interface Problem { B: number; H: number; Hkv: number; Tq: number; Tk: number; D: number; causal: boolean; dropoutP?: number; mask?: 'add' | 'bool' }
 
 /** Output and gradients of sum(out ∘ w) for q, k, v, on one path; inputs drawn from `seed` in float64 on cpu. */
 async function run(path: Path, p: Problem, seed: number): Promise<number[][]> {
@@ -17,7 +17,8 @@ async function run(path: Path, p: Problem, seed: number): Promise<number[][]> {
     const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
     const base = [randn([p.B, p.H, p.Tq, p.D], f64), randn([p.B, p.Hkv, p.Tk, p.D], f64), randn([p.B, p.Hkv, p.Tk, p.D], f64)];
     const w = randn([p.B, p.H, p.Tq, p.D], f64);
-    const mask = p.mask ? randn([p.Tq, p.Tk], f64) : null;
+    const scores = randn([p.Tq, p.Tk], f64);
+    const mask = p.mask === 'add' ? scores : p.mask === 'bool' ? scores.gt(-0.5).astype('int32') : null;
     const device = path === 'cpu' ? 'cpu' : 'webgpu';
     const [q, k, v] = base.map((t) => { const x = t.to(device).detach(); x.requiresGrad = true; return x; });
     if (path !== 'cpu') process.env.DAWNGRAD_ATTENTION = path;
@@ -55,8 +56,14 @@ describe('tiled attention', () => {
   }
 
   it('Tq ≠ Tk with an additive mask, causal (queries are the last Tq positions)', async () => {
-    const p: Problem = { B: 2, H: 2, Hkv: 1, Tq: 37, Tk: 101, D: 16, causal: true, mask: true };
+    const p: Problem = { B: 2, H: 2, Hkv: 1, Tq: 37, Tk: 101, D: 16, causal: true, mask: 'add' };
     const [tiled, cpu] = [await run('tiled', p, 5), await run('cpu', p, 5)];
+    expectClose(tiled, cpu, 2e-4);
+  });
+
+  it('a boolean mask and a head dim that is not a multiple of 4 (scalar kernels), non-causal', async () => {
+    const p: Problem = { B: 1, H: 2, Hkv: 2, Tq: 66, Tk: 45, D: 6, causal: false, mask: 'bool' };
+    const [tiled, cpu] = [await run('tiled', p, 6), await run('cpu', p, 6)];
     expectClose(tiled, cpu, 2e-4);
   });
 
