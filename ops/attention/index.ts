@@ -1,6 +1,7 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
-// no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts; the cpu path
+// no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts (one invocation per row) and tiled.ts
+// (row blocks with staged tiles, chosen per size); the cpu path
 // runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
 // probabilities when dropoutP > 0).
 import type { View } from '../../core/backend.js';
@@ -13,6 +14,7 @@ import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from './kernels.js';
 import { counterUniform } from '../dropout/counter-rng.js';
+import { chooseAttentionKernel, tiledBackward, tiledForward, type TiledShape } from './tiled.js';
 import { stack } from '../movement.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
@@ -72,6 +74,12 @@ function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null)
   return { Q, K, V, kvBase, keyEnd, score, keepMult };
 }
 
+/** The tiled kernels' launch shape when they run this problem (ops/attention/tiled.ts), else null (row kernels). */
+function tiledShape(d: Dims, W: 1 | 4, kind: MaskKind): TiledShape | null {
+  const s = { W, D: d.D, kind, BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk };
+  return chooseAttentionKernel(s.BH, s.Tq, s.BHkv, s.Tk, s.D) === 'tiled' ? s : null;
+}
+
 function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [Tensor, Tensor] {
   const { B, H, Tq, Tk, D } = d;
   const out = empty(q.device, q.dtype, [B, H, Tq, D]);
@@ -104,8 +112,11 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
   } else if (rows > 0) {
     const kind = mask?.kind ?? 'none';
     const W = vectorWidth(D, [q.offset, k.offset, v.offset]);
-    launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), params(d, W, q, k, v, mask),
-      [out, lse, q, k, v, ...(mask ? [mask.view] : [])], itemGrid(rows));
+    const p = params(d, W, q, k, v, mask);
+    const views = [out, lse, q, k, v, ...(mask ? [mask.view] : [])];
+    const tiled = tiledShape(d, W, kind);
+    if (tiled) tiledForward(tiled, p, views);
+    else launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), p, views, itemGrid(rows));
   }
   return [out, lse];
 }
@@ -149,8 +160,13 @@ function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, s
     const W = vectorWidth(D, [q.offset, k.offset, v.offset, g.offset]);
     const p = params(d, W, q, k, v, mask, g.offset);
     const extra = mask ? [mask.view] : [];
-    launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, [dq, q, k, v, stats, g, ...extra], itemGrid(nq));
-    launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, [dk, dv, q, k, v, stats, g, ...extra], itemGrid(B * Hkv * Tk));
+    const dqViews = [dq, q, k, v, stats, g, ...extra], dkvViews = [dk, dv, q, k, v, stats, g, ...extra];
+    const tiled = tiledShape(d, W, kind);
+    if (tiled) tiledBackward(tiled, p, dqViews, dkvViews);
+    else {
+      launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, dqViews, itemGrid(nq));
+      launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, dkvViews, itemGrid(B * Hkv * Tk));
+    }
   }
   return [dq, dk, dv];
 }

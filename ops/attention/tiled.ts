@@ -1,0 +1,286 @@
+// Tiled (flash-style) attention kernels for WebGPU. A workgroup owns a block of BLOCK rows of one head
+// — query rows for the forward and dQ, key rows for dK/dV — one row per invocation, and walks the other
+// side in tiles staged in workgroup memory, so each k/v (or q/dout) row is read from global memory once
+// per block instead of once per row, and every read of a staged row is at a workgroup-uniform address
+// (on lavapipe, staged tiles measured faster than the same loops reading global memory). O(T) memory:
+// the forward saves only the output and each row's logsumexp; the backward recomputes the
+// probabilities tile by tile (dQ per query block, dK/dV per key block, no atomics). Same uniform
+// layout (AT), masks, causal rule and dropout counter as the row kernels in
+// core/webgpu/kernels/attention.ts, so the same seed drops the same probabilities; the forward
+// rescales its accumulator once per tile (online softmax).
+import { AT, type MaskKind } from './kernels.js';
+import { gpuRuntime } from '../../core/device.js';
+import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
+import { launch } from '../../core/webgpu/launch.js';
+import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
+import type { View } from '../../core/backend.js';
+
+/** Rows owned by one workgroup (one per invocation). */
+const BLOCK = 64;
+/** Workgroup memory the staged tiles may use: WebGPU's guaranteed minimum. */
+const WORKGROUP_BYTES = 16384;
+
+export type AttentionKernel = 'row' | 'tiled';
+
+/** Keys from which the tiled kernels run by default, given a full query block (bench/attention.ts, lavapipe: faster than the row kernels at T = 256-1024). */
+const TILED_FROM_KEYS = 256;
+/** Largest head dim the tiled kernels take by default: they unroll it, and compile time grows with it. */
+const TILED_MAX_HEAD_DIM = 64;
+
+/**
+ * Which fused kernel family runs a webgpu attention. DAWNGRAD_ATTENTION=row|tiled forces one (tests,
+ * benchmarks); by default tiled from TILED_FROM_KEYS keys, where it measured faster than the row
+ * kernels on lavapipe. Short attentions and short query blocks (the toy models' T = 64, decoding one
+ * token) stay on the row kernels: unmeasured there, and the row pipelines compile in a fraction of
+ * the tiled ones' ~10 s of cpu on lavapipe (once per machine: Mesa caches compiled shaders).
+ */
+export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: number, D: number): AttentionKernel {
+  const forced = process.env.DAWNGRAD_ATTENTION;
+  if (forced !== undefined && forced !== 'row' && forced !== 'tiled') {
+    throw new Error(`DAWNGRAD_ATTENTION must be 'row' or 'tiled', got '${forced}'`);
+  }
+  const maxGroups = gpuRuntime()?.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+  const fits = Math.max(BH, BHkv, Math.ceil(Tq / BLOCK), Math.ceil(Tk / BLOCK)) <= maxGroups;
+  if (!fits || forced === 'row') return 'row';
+  return forced === 'tiled' || (Tq >= BLOCK && Tk >= TILED_FROM_KEYS && D <= TILED_MAX_HEAD_DIM) ? 'tiled' : 'row';
+}
+
+/** Compile-time sizes of one pipeline: the head dim in VT units and the rows per staged tile. */
+interface Sizes { W: 1 | 4; dmax: number; stage: number }
+
+function sizes(W: 1 | 4, D: number): Sizes {
+  const dmax = D / W;
+  // Two staged row tiles (k and v, or q and dout) plus two f32 per staged row (lse, delta).
+  const stage = Math.min(BLOCK, Math.floor(WORKGROUP_BYTES / (2 * dmax * W * 4 + 8)));
+  return { W, dmax, stage };
+}
+
+function prelude({ W, dmax, stage }: Sizes, kind: MaskKind): string {
+  const maskCode = kind === 'none' ? '' : `
+  let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
+  ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
+  return `const DMAX: u32 = ${dmax}u;
+const DH: u32 = DMAX;
+const STAGE: u32 = ${stage}u;
+alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
+fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
+${WGSL_COUNTER_RNG}
+/** The scaled score with the mask applied (-inf: not attended). */
+fn masked(s0: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
+  var s = s0;${maskCode}
+  return s;
+}
+/** Dropout multiplier for probability (row, j): 0 if dropped, 1/(1-p) if kept. */
+fn keep_mult(row: u32, j: u32) -> f32 {
+  let dp = pf(${AT.DROP}u);
+  if (dp <= 0.0) { return 1.0; }
+  if (counter_uniform(pu(${AT.SEED}u), row * pu(${AT.TK}u) + j) < dp) { return 0.0; }
+  return 1.0 / (1.0 - dp);
+}
+/** Keys [0, end) that query i may see (causal: the queries are the last Tq positions). */
+fn key_end(i: u32) -> u32 {
+  let Tk = pu(${AT.TK}u);
+  if (pu(${AT.CAUSAL}u) == 0u) { return Tk; }
+  return u32(clamp(i32(i) + i32(Tk) - i32(pu(${AT.TQ}u)) + 1, 0, i32(Tk)));
+}`;
+}
+
+const maskBinding = (kind: MaskKind): string[] => (kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`]);
+
+const blockMain = (body: string): string => `@compute @workgroup_size(${BLOCK}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
+  let lid = lidv.x;
+  let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
+  let scale = pf(${AT.SCALE}u);
+${body}
+}`;
+
+/**
+ * The query-block kernels' common start: the block's head, this invocation's query row, the KV head's
+ * k/v bases and the keys the block needs (the last row of the block sees the most).
+ */
+const queryBlock = `
+  let bh = wid.y; let h = bh % H; let b = bh / H;
+  let i = wid.x * ${BLOCK}u + lid;
+  let live = i < Tq;
+  let row = bh * Tq + min(i, Tq - 1u);
+  let kvb = (b * Hkv + h / (H / Hkv)) * Tk * DH;
+  let kb = pu(${AT.KOFF}u) + kvb;
+  let vb = pu(${AT.VOFF}u) + kvb;
+  let jend = key_end(i);
+  let blockEnd = key_end(min(wid.x * ${BLOCK}u + ${BLOCK - 1}u, Tq - 1u));
+  var qr: array<VT, DMAX>;
+  for (var d = 0u; d < DH; d++) { qr[d] = q[pu(${AT.QOFF}u) + row * DH + d]; }`;
+
+/** Stages key/value rows [j0, j0 + n) of this KV head in ks/vs (between barriers: uniform control flow). */
+const stageKeys = `
+    let n = min(STAGE, blockEnd - j0);
+    workgroupBarrier();
+    for (var e = lid; e < n * DH; e += ${BLOCK}u) { ks[e] = k[kb + j0 * DH + e]; vs[e] = v[vb + j0 * DH + e]; }
+    workgroupBarrier();`;
+
+/** s = masked(q·k·scale) for staged key jj, or -inf when the key is out of this query's range. */
+const stagedScore = `
+      var s = ${NEG_INF};
+      if (live && j0 + jj < jend) {
+        var dt = 0.0;
+        for (var d = 0u; d < DH; d++) { dt += vdot(qr[d], ks[jj * DH + d]); }
+        s = masked(dt * scale, b, h, i, j0 + jj);
+      }`;
+
+const keyTiles = `var<workgroup> ks: array<VT, ${'STAGE * DMAX'}>;
+var<workgroup> vs: array<VT, ${'STAGE * DMAX'}>;`;
+
+function forwardSource(z: Sizes, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> out: array<VT>', 'var<storage, read_write> lse: array<f32>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', ...maskBinding(kind)])}
+${prelude(z, kind)}
+${keyTiles}
+${blockMain(`${queryBlock}
+  var acc: array<VT, DMAX>;
+  var m = ${NEG_INF};
+  var l = 0.0;
+  var sc: array<f32, STAGE>;
+  for (var j0 = 0u; j0 < blockEnd; j0 += STAGE) {${stageKeys}
+    var tmax = ${NEG_INF};
+    for (var jj = 0u; jj < n; jj++) {${stagedScore}
+      sc[jj] = s;
+      tmax = max(tmax, s);
+    }
+    // Online softmax, once per tile: rescale what was accumulated under the old running max.
+    let mn = max(m, tmax);
+    if (!is_neg_inf(mn)) {
+      let corr = select(exp(m - mn), 0.0, is_neg_inf(m));
+      l *= corr;
+      for (var d = 0u; d < DH; d++) { acc[d] *= corr; }
+      for (var jj = 0u; jj < n; jj++) {
+        if (is_neg_inf(sc[jj])) { continue; }
+        let p = exp(sc[jj] - mn);
+        l += p;
+        let pv = p * keep_mult(row, j0 + jj);
+        for (var d = 0u; d < DH; d++) { acc[d] += pv * vs[jj * DH + d]; }
+      }
+      m = mn;
+    }
+  }
+  if (!live) { return; }
+  let inv = select(1.0 / l, 0.0, l == 0.0);
+  for (var d = 0u; d < DH; d++) { out[row * DH + d] = acc[d] * inv; }
+  lse[row] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
+}
+
+/** stats = [lse (B·H·Tq), delta = rowsum(dout ∘ out) (B·H·Tq)], offset 0. */
+function backwardQuerySource(z: Sizes, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> dq: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+${prelude(z, kind)}
+${keyTiles}
+${blockMain(`${queryBlock}
+  let nq = pu(${AT.B}u) * H * Tq;
+  let L = stats[row];
+  let delta = stats[nq + row];
+  var gr: array<VT, DMAX>;
+  var acc: array<VT, DMAX>;
+  for (var d = 0u; d < DH; d++) { gr[d] = dout[pu(${AT.GOFF}u) + row * DH + d]; }
+  let attends = !is_neg_inf(L);
+  for (var j0 = 0u; j0 < blockEnd; j0 += STAGE) {${stageKeys}
+    // Non-uniform branches only below the barriers: no continue/break of the tile loop.
+    for (var jj = 0u; jj < n && attends; jj++) {${stagedScore}
+      if (is_neg_inf(s)) { continue; }
+      let p = exp(s - L);
+      var dp = 0.0;
+      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], vs[jj * DH + d]); }
+      let ds = p * (dp * keep_mult(row, j0 + jj) - delta);
+      for (var d = 0u; d < DH; d++) { acc[d] += ds * ks[jj * DH + d]; }
+    }
+  }
+  if (!live) { return; }
+  for (var d = 0u; d < DH; d++) { dq[row * DH + d] = acc[d] * scale; }`)}`;
+}
+
+/** One invocation per key row, walking the query rows of every head in its KV group in staged tiles. */
+function backwardKeySource(z: Sizes, kind: MaskKind): string {
+  return `${kernelHeader(['var<storage, read_write> dk: array<VT>', 'var<storage, read_write> dv: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+${prelude(z, kind)}
+var<workgroup> qs: array<VT, STAGE * DMAX>;
+var<workgroup> gs: array<VT, STAGE * DMAX>;
+var<workgroup> Ls: array<f32, STAGE>;
+var<workgroup> deltas: array<f32, STAGE>;
+${blockMain(`
+  let bhk = wid.y; let hk = bhk % Hkv; let b = bhk / Hkv;
+  let j = wid.x * ${BLOCK}u + lid;
+  let live = j < Tk;
+  let krow = bhk * Tk + min(j, Tk - 1u);
+  let group = H / Hkv;
+  let nq = pu(${AT.B}u) * H * Tq;
+  var kr: array<VT, DMAX>;
+  var vr: array<VT, DMAX>;
+  var dka: array<VT, DMAX>;
+  var dva: array<VT, DMAX>;
+  for (var d = 0u; d < DH; d++) { kr[d] = k[pu(${AT.KOFF}u) + krow * DH + d]; vr[d] = v[pu(${AT.VOFF}u) + krow * DH + d]; }
+  // Causal: query i sees key j when j < key_end(i); the block's first key bounds the first query.
+  var iStart = 0u;
+  if (pu(${AT.CAUSAL}u) != 0u) { iStart = u32(clamp(i32(wid.x * ${BLOCK}u) - (i32(Tk) - i32(Tq)), 0, i32(Tq))); }
+  for (var g = 0u; g < group; g++) {
+    let h = hk * group + g;
+    let rowBase = (b * H + h) * Tq;
+    for (var i0 = iStart; i0 < Tq; i0 += STAGE) {
+      let n = min(STAGE, Tq - i0);
+      workgroupBarrier();
+      for (var e = lid; e < n * DH; e += ${BLOCK}u) {
+        qs[e] = q[pu(${AT.QOFF}u) + (rowBase + i0) * DH + e];
+        gs[e] = dout[pu(${AT.GOFF}u) + (rowBase + i0) * DH + e];
+      }
+      for (var e = lid; e < n; e += ${BLOCK}u) { Ls[e] = stats[rowBase + i0 + e]; deltas[e] = stats[nq + rowBase + i0 + e]; }
+      workgroupBarrier();
+      for (var ii = 0u; ii < n && live; ii++) {
+        let i = i0 + ii;
+        let L = Ls[ii];
+        if (is_neg_inf(L) || j >= key_end(i)) { continue; }
+        var s = 0.0;
+        for (var d = 0u; d < DH; d++) { s += vdot(qs[ii * DH + d], kr[d]); }
+        s = masked(s * scale, b, h, i, j);
+        if (is_neg_inf(s)) { continue; }
+        let p = exp(s - L);
+        var dp = 0.0;
+        for (var d = 0u; d < DH; d++) { dp += vdot(gs[ii * DH + d], vr[d]); }
+        let mult = keep_mult(rowBase + i, j);
+        let ds = p * (dp * mult - deltas[ii]);
+        let pm = p * mult;
+        for (var d = 0u; d < DH; d++) {
+          dva[d] += pm * gs[ii * DH + d];
+          dka[d] += ds * qs[ii * DH + d];
+        }
+      }
+    }
+  }
+  if (!live) { return; }
+  for (var d = 0u; d < DH; d++) { dk[krow * DH + d] = dka[d] * scale; dv[krow * DH + d] = dva[d]; }`)}`;
+}
+
+/** What the launches need beyond the params block. */
+export interface TiledShape { W: 1 | 4; D: number; kind: MaskKind; BH: number; Tq: number; BHkv: number; Tk: number }
+
+/**
+ * Loops over the head dim are written as WGSL loops above and unrolled here, at generation time: with
+ * constant indices the per-row arrays (q, accumulators) stay in registers on lavapipe instead of
+ * scratch memory (measured 2× on the forward). The head dim is a compile-time constant per pipeline.
+ */
+function unrollHeadDim(source: string, dh: number): string {
+  return source.replace(/for \(var d = 0u; d < DH; d\+\+\) \{([^{}]*)\}/g, (_, body: string) =>
+    Array.from({ length: dh }, (_, d) => body.replace(/\bd\b/g, `${d}u`).trim()).join('\n'));
+}
+
+const pipelineKey = (part: string, z: Sizes, kind: MaskKind) => `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
+const blocks = (rows: number, heads: number): [number, number, number] => [Math.ceil(rows / BLOCK), heads, 1];
+
+/** views: out, lse, q, k, v[, mask]. */
+export function tiledForward(s: TiledShape, p: Uint32Array, views: View[]): void {
+  const z = sizes(s.W, s.D);
+  launch('scaledDotProductAttention', pipelineKey('fwd', z, s.kind), () => unrollHeadDim(forwardSource(z, s.kind), z.dmax), p, views, blocks(s.Tq, s.BH));
+}
+
+/** dqViews: dq, q, k, v, stats, dout[, mask]; dkvViews: dk, dv, q, k, v, stats, dout[, mask]. */
+export function tiledBackward(s: TiledShape, p: Uint32Array, dqViews: View[], dkvViews: View[]): void {
+  const z = sizes(s.W, s.D);
+  const op = 'scaledDotProductAttentionBackward';
+  launch(op, pipelineKey('dq', z, s.kind), () => unrollHeadDim(backwardQuerySource(z, s.kind), z.dmax), p, dqViews, blocks(s.Tq, s.BH));
+  launch(op, pipelineKey('dkv', z, s.kind), () => unrollHeadDim(backwardKeySource(z, s.kind), z.dmax), p, dkvViews, blocks(s.Tk, s.BHkv));
+}
