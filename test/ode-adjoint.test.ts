@@ -175,7 +175,8 @@ describe('memory', () => {
     const bpTight = await backpropGraphBytes(1e-9);
     expect(bpTight.nfe).toBeGreaterThan(5 * bpLoose.nfe);
     expect(bpTight.held).toBeGreaterThan(5 * bpLoose.held);
-    // And at the tight tolerance backprop holds far more than the adjoint ever needs.
-    expect(bpTight.held).toBeGreaterThan(5 * tight.peak);
+    // And at the tight tolerance backprop holds far more than the adjoint ever needs (4.3× since add/sub
+    // rules save nothing: backprop's graph went from 5.0 MB to 1.3 MB here; the adjoint peak is 0.3 MB).
+    expect(bpTight.held).toBeGreaterThan(4 * tight.peak);
   });
 });
