@@ -7,7 +7,8 @@ import { cpuDataOf } from './cpu.js';
 import { getBackend } from './device.js';
 import { scope, untrackTensor } from './scope.js';
 import { OpError, shapeStr } from './shape.js';
-import type { Tensor } from './tensor.js';
+import type { ElementwiseDef } from './backend.js';
+import { Tensor } from './tensor.js';
 
 let enabled = false;
 /** > 0 while a backward rule runs: its internal ops are not checked, only the gradients it returns. */
@@ -38,6 +39,16 @@ export function describeForward(op: string, inputs: readonly Tensor[]): string {
 export function describeBackward(op: string, inputIndex: number, grad: Tensor): string {
   return `backward of '${op}' (the gradient for its input ${inputIndex}, shape ${shapeStr(grad.shape)})`;
 }
+
+/**
+ * 1 where x is finite, else 0, from its exponent bits: x − x == 0 would do, but a compiler may fold
+ * it to true when x is computed in the same (fused) kernel.
+ */
+const IS_FINITE: ElementwiseDef = {
+  name: 'isFinite', arity: 1, scalarOnly: true,
+  wgsl: ([a], t) => `select(${t}(0), ${t}(1), (bitcast<u32>(${a}) & 0x7f800000u) != 0x7f800000u)`,
+  js: (a) => +Number.isFinite(a),
+};
 
 const message = (what: string) => `anomaly detected: the ${what} produced NaN or Inf (setDetectAnomaly(true) is on; turn it off to skip these checks)`;
 
@@ -73,10 +84,11 @@ export function checkFinite(t: Tensor, what: () => string): void {
   const prev = enabled;
   enabled = false; // the check's own ops are not checked
   try {
-    // x − x is 0 exactly when x is finite (NaN − NaN and Inf − Inf are NaN).
     const flag = scope(() => {
-      const x = t.detach();
-      return x.sub(x).eq(0).min();
+      const backend = getBackend(t.device);
+      const finite = new Tensor(backend.alloc('float32', t.size), t.shape);
+      backend.elementwise(IS_FINITE, [t], finite, 'float32');
+      return finite.min();
     });
     untrackTensor(flag);
     pending.push({ flag, what: what() });
