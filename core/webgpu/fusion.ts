@@ -303,26 +303,26 @@ export class Fuser {
     const whole = isWholeStorage(out);
     const fresh = !s.written;
     s.written = true;
+    // Hold the loads before the expression `s` had (which may share them) lets go of its own.
+    for (const l of m.storages) l.refs++;
+    this.beforeWrite(s, whole);
     if (this.enabled && fresh && whole && !m.storages.has(s)) {
-      // Take the new references before the old expression (which may share loads) lets go of its own.
-      for (const l of m.storages) l.refs++;
-      this.beforeWrite(s, true);
       for (const l of m.storages) (l.readers ??= new Set()).add(s);
       s.pending = { expr, loads: m.storages, fuser: this };
       return;
     }
-    this.beforeWrite(s, whole);
     const n = numel(out.shape);
     if (!m.storages.has(s)) {
       this.run(expr, out, n);
-      return;
+    } else {
+      // A buffer cannot be bound read-only and read-write at once: compute into a temp, then copy.
+      const temp = this.host.alloc(out.dtype, n);
+      this.run(expr, { storage: temp, shape: [n], strides: [1], offset: 0 }, n);
+      const otype = expr.otype;
+      this.run({ kind: 'apply', def: COPY, args: [{ kind: 'load', storage: temp, shape: [n], strides: [1], offset: 0 }], ctype: otype, otype }, out, n);
+      this.host.release(temp);
     }
-    // A buffer cannot be bound read-only and read-write at once: compute into a temp, then copy.
-    const temp = this.host.alloc(out.dtype, n);
-    this.run(expr, { storage: temp, shape: [n], strides: [1], offset: 0 }, n);
-    const otype = expr.otype;
-    this.run({ kind: 'apply', def: COPY, args: [{ kind: 'load', storage: temp, shape: [n], strides: [1], offset: 0 }], ctype: otype, otype }, out, n);
-    this.host.release(temp);
+    for (const l of m.storages) this.unref(l);
   }
 
   /** An operand view as an expression: a load, or a pending storage's expression composed through the view. */
@@ -364,8 +364,12 @@ export class Fuser {
   private unlink(s: GpuStorage, p: Pending): void {
     for (const l of p.loads) {
       l.readers?.delete(s);
-      if (--l.refs === 0) this.host.release(l);
+      this.unref(l);
     }
+  }
+
+  private unref(s: GpuStorage): void {
+    if (--s.refs === 0) this.host.release(s);
   }
 
   private run(expr: Apply, out: ViewLike, n: number): void {
