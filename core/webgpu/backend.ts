@@ -8,7 +8,6 @@ import type { GpuRuntime } from './runtime.js';
 import { COPY, Fuser, prepareBinding, type GpuStorage } from './fusion.js';
 import { GA, MAX_RANK, MM, MM_SHARED_TILE, MM_TILE, MM_WG, RD, SA, grid, gatherSource, matmulSharedSource, matmulSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
-export type { GpuStorage };
 
 /** The GPU buffer behind a webgpu tensor or view, computed first if it is a pending fused expression. */
 export function gpuBufferOf(x: { readonly storage: Storage }): GPUBuffer {

@@ -27,10 +27,10 @@ export interface GpuStorage extends Storage {
 }
 
 /** A strided read of a realised storage, at the consuming expression's linear index (row-major over `shape`). */
-export interface Load { readonly kind: 'load'; readonly storage: GpuStorage; readonly shape: readonly number[]; readonly strides: readonly number[]; readonly offset: number }
-export interface Scalar { readonly kind: 'scalar'; readonly value: number }
-export interface Apply { readonly kind: 'apply'; readonly def: ElementwiseDef; readonly args: readonly Expr[]; readonly ctype: WType; readonly otype: WType }
-export type Expr = Load | Scalar | Apply;
+interface Load { readonly kind: 'load'; readonly storage: GpuStorage; readonly shape: readonly number[]; readonly strides: readonly number[]; readonly offset: number }
+interface Scalar { readonly kind: 'scalar'; readonly value: number }
+interface Apply { readonly kind: 'apply'; readonly def: ElementwiseDef; readonly args: readonly Expr[]; readonly ctype: WType; readonly otype: WType }
+type Expr = Load | Scalar | Apply;
 
 interface Pending {
   readonly expr: Apply;
@@ -54,7 +54,7 @@ const isContiguousLoad = (l: { shape: readonly number[]; strides: readonly numbe
  * Merges adjacent dims d, d+1 when every stride set has stride[d] = stride[d+1]·shape[d+1] (and drops
  * size-1 dims), so the same elements are visited in the same order with fewer dims.
  */
-export function collapseDims(shape: readonly number[], strideSets: (readonly number[])[]): [number[], ...number[][]] {
+function collapseDims(shape: readonly number[], strideSets: (readonly number[])[]): [number[], ...number[][]] {
   const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
   const outShape: number[] = [];
   const outStrides: number[][] = strideSets.map(() => []);
