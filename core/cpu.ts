@@ -145,4 +145,6 @@ export class CpuBackend implements Backend {
   }
 
   async sync(): Promise<void> {}
+
+  materialize(): void {}
 }

@@ -181,6 +181,10 @@ export class WebGpuBackend implements Backend {
     return this.rt.sync();
   }
 
+  materialize(storage: Storage): void {
+    prepareBinding(ownStorage('materialize', storage), false);
+  }
+
   /**
    * Records one kernel (compiled once per `key`) over `bound`, in binding order after the params: each
    * pending storage is computed first, and the pending expressions that read a storage the kernel
