@@ -231,7 +231,8 @@ function compile(expr: Apply, out: OutView, n: number): { key: string; source: (
   }
   const outIndex = index({ shape: outShape, strides: outStrides, offset: out.offset });
   const dtypeOf = (s: Storage): WType => (s.dtype === 'int32' ? 'i32' : 'f32');
-  const key = `fused:${keyParts.join(' ')}:${dtypeOf(out.storage)}:${bound.map(dtypeOf).join(',')}`;
+  // Named after the op that produces the result (what errors and profiles show), then the structure.
+  const key = `ew:${expr.def.name}:${keyParts.join(' ')}:${dtypeOf(out.storage)}:${bound.map(dtypeOf).join(',')}`;
   const perInvocation = vec ? 4 * VEC4_PER_THREAD : contiguous ? PER_THREAD : 1;
   const source = () => {
     const bindings = [`var<storage, read_write> out: array<${vt(dtypeOf(out.storage))}>`, ...bound.map((s, b) => `var<storage, read> in${b}: array<${vt(dtypeOf(s))}>`)];
