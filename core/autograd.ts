@@ -4,6 +4,7 @@ import { Node, type BackwardFn, type NodeInput } from './node.js';
 import { add, copy, fill } from './primitives.js';
 import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
+import { getBackend } from './device.js';
 import { Tensor } from './tensor.js';
 import { argFunction, argTensor, argTensors } from './args.js';
 
@@ -157,9 +158,16 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
     });
   }
   if (!opts.retainGraph) for (const n of order) n.freeSaved();
-  for (const [leaf, g] of leafGrads) leaf.grad = leaf.grad ? add(leaf.grad, g) : own(g);
-  // Captured gradients outlive the backward scope.
-  for (const [k, g] of captured) captured.set(k, own(g));
+  // Gradients outlive the backward scope: computed now, they hold no saved activations alive.
+  for (const [leaf, g] of leafGrads) {
+    leaf.grad = leaf.grad ? add(leaf.grad, g) : own(g);
+    getBackend(leaf.grad.device).materialize(leaf.grad.storage);
+  }
+  for (const [k, g] of captured) {
+    const owned = own(g);
+    getBackend(owned.device).materialize(owned.storage);
+    captured.set(k, owned);
+  }
   return capture ? capture.map((t) => captured.get(t.gradFn ?? t) ?? null) : [];
 }
 

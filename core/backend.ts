@@ -69,4 +69,9 @@ export interface Backend {
   scatterAdd(out: View, axis: number, index: View, src: View): void;
   /** Blocks until queued work is done (no-op on cpu). */
   sync(): Promise<void>;
+  /**
+   * Computes now any work deferred for `storage` (fused elementwise on webgpu; a no-op on cpu), so it
+   * stops holding the storages it is computed from: for long-lived results such as gradients.
+   */
+  materialize(storage: Storage): void;
 }

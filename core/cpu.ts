@@ -126,4 +126,6 @@ export class CpuBackend implements Backend {
   }
 
   async sync(): Promise<void> {}
+
+  materialize(): void {}
 }

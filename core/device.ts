@@ -52,6 +52,11 @@ export function gpuRuntime(): GpuRuntime | null {
   return gpu?.rt ?? null;
 }
 
+/** The webgpu backend, when it was created. */
+export function gpuBackend(): WebGpuBackend | null {
+  return gpu;
+}
+
 export function getDefaultDevice(): DeviceName {
   return defaultDevice;
 }

@@ -16,7 +16,7 @@ const FINITE_KERNEL: ElementwiseDef = {
   name: 'isFinite',
   arity: 1,
   scalarOnly: true,
-  wgsl: ([a]) => `select(0, 1, (bitcast<u32>(${a}) & 0x7f800000u) != 0x7f800000u)`,
+  wgsl: ([a], t) => `select(${t}(0), ${t}(1), (bitcast<u32>(${a}) & 0x7f800000u) != 0x7f800000u)`,
   js: (a) => +Number.isFinite(a),
 };
 

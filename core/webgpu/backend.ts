@@ -1,42 +1,24 @@
-// The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts.
+// The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts, elementwise
+// ops fused lazily (fusion.ts).
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from '../backend.js';
 import { COPY_KERNEL, isScalarOperand } from '../backend.js';
 import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
-import { bitsOf } from './uniforms.js';
-import { EW, EW_OPERAND_WORDS, EW_PER_THREAD, EW_VEC4_PER_THREAD, type EwLayout, GA, MAX_RANK, RD, SA, elementwiseSource, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { Fuser, prepareBinding, type GpuStorage } from './fusion.js';
+import { GA, MAX_RANK, RD, SA, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
-export interface GpuStorage extends Storage {
-  buffer: GPUBuffer;
-}
 
-/** The GPU buffer behind a webgpu tensor or view; a clear error for any other device. */
+/** The GPU buffer behind a webgpu tensor or view, computed first if it is a pending fused expression. */
 export function gpuBufferOf(x: { readonly storage: Storage }): GPUBuffer {
-  if (x.storage.device !== 'webgpu') throw new Error(`gpuBufferOf: expected a webgpu tensor, got one on '${x.storage.device}'; move it with .to('webgpu')`);
-  return (x.storage as GpuStorage).buffer;
+  const s = ownStorage('gpuBufferOf', x.storage);
+  prepareBinding(s, false);
+  return s.buffer;
 }
 
-/**
- * Merges adjacent dims d, d+1 when every stride set has stride[d] = stride[d+1]·shape[d+1] (and drops
- * size-1 dims), so the same elements are visited in the same order with fewer dims.
- */
-export function collapseDims(shape: readonly number[], strideSets: (readonly number[])[]): [number[], ...number[][]] {
-  const keep = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
-  const outShape: number[] = [];
-  const outStrides: number[][] = strideSets.map(() => []);
-  for (const d of keep) {
-    const last = outShape.length - 1;
-    if (last >= 0 && strideSets.every((st, k) => outStrides[k][last] === st[d] * shape[d])) {
-      outShape[last] *= shape[d];
-      strideSets.forEach((st, k) => { outStrides[k][last] = st[d]; });
-    } else {
-      outShape.push(shape[d]);
-      strideSets.forEach((st, k) => outStrides[k].push(st[d]));
-    }
-  }
-  if (outShape.length === 0) return [[1], ...strideSets.map(() => [1])];
-  return [outShape, ...outStrides];
+function ownStorage(fn: string, s: Storage): GpuStorage {
+  if (s.device !== 'webgpu') throw new Error(`${fn}: expected a webgpu tensor, got one on '${s.device}'; move it with .to('webgpu')`);
+  return s as GpuStorage;
 }
 
 const wtype = (op: string, d: DType): WType => {
@@ -50,7 +32,12 @@ function checkRank(op: string, rank: number): void {
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
-  constructor(readonly rt: GpuRuntime) {}
+  /** Lazy elementwise fusion (DAWNGRAD_FUSION=0, or fuser.enabled = false, dispatches every op at once). */
+  readonly fuser: Fuser;
+
+  constructor(readonly rt: GpuRuntime) {
+    this.fuser = new Fuser(this);
+  }
 
   alloc(dtype: DType, length: number): GpuStorage {
     wtype('alloc', dtype);
@@ -63,11 +50,13 @@ export class WebGpuBackend implements Backend {
     const buffer = this.rt.acquire(Math.max(data.length, 1) * 4, true);
     const arr = dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data);
     this.rt.upload(buffer, arr);
-    return { device: 'webgpu', dtype, length: data.length, bytes: buffer.size, refs: 0, buffer };
+    return { device: 'webgpu', dtype, length: data.length, bytes: buffer.size, refs: 0, buffer, written: true };
   }
 
   release(storage: Storage): void {
-    this.rt.releaseBuffer(gpuBufferOf({ storage }));
+    const s = ownStorage('release', storage);
+    this.fuser.drop(s);
+    this.rt.releaseBuffer(s.buffer);
   }
 
   async read(view: View): Promise<TypedArray> {
@@ -86,42 +75,11 @@ export class WebGpuBackend implements Backend {
   }
 
   elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void {
-    const n = numel(out.shape);
-    if (n === 0) return;
+    if (numel(out.shape) === 0) return;
     checkRank(def.name, out.shape.length);
-    const ctype = wtype(def.name, computeType);
-    const otype = wtype(def.name, out.dtype);
-    const views = operands.filter((o): o is View => !isScalarOperand(o));
-    // A buffer cannot be bound read-only and read-write at once: compute into a temp if aliased.
-    if (views.some((v) => v.storage === out.storage)) {
-      const temp = this.alloc(out.dtype, n);
-      const tv: View = { storage: temp, shape: out.shape, strides: contiguousStrides(out.shape), offset: 0, dtype: out.dtype };
-      this.elementwise(def, operands, tv, computeType);
-      this.elementwise(COPY_KERNEL, [tv], out, out.dtype);
-      this.release(temp);
-      return;
-    }
-    // Merge dims that are laid out alike in every operand: fewer index divisions, and often a
-    // contiguous or rank-1 kernel where the views were merely reshaped or broadcast.
-    const [shape, outStrides, ...inStrides] = collapseDims(out.shape, [out.strides, ...views.map((v) => v.strides)]);
-    const cstr = contiguousStrides(shape);
-    const isContig = (strides: readonly number[]) => strides.every((st, i) => shape[i] === 1 || st === cstr[i]);
-    const contiguous = isContig(outStrides) && inStrides.every(isContig);
-    const types = operands.map((o) => (isScalarOperand(o) ? 'scalar' : wtype(def.name, o.dtype)));
-    const aligned = n % 4 === 0 && out.offset % 4 === 0 && views.every((v) => v.offset % 4 === 0);
-    const layout: EwLayout = !contiguous ? shape.length : aligned && !def.scalarOnly ? 'vec4' : 'contiguous';
-    const key = `ew:${def.name}:${types.join(',')}:${otype}:${ctype}:${layout}`;
-    // Per tensor operand its strides (padded to MAX_RANK) and offset, then the scalars' bits.
-    const operandWords = views.flatMap((v, k) => {
-      const words = new Array<number>(EW_OPERAND_WORDS).fill(0);
-      inStrides[k].forEach((st, d) => { words[d] = st; });
-      words[MAX_RANK] = v.offset;
-      return words;
-    });
-    for (const o of operands) if (isScalarOperand(o)) operandWords.push(bitsOf(o.scalar, ctype));
-    const p = EW.pack({ N: n, SHAPE: shape, OSTRIDES: outStrides, OOFF: out.offset, OPERANDS: operandWords });
-    const perInvocation = layout === 'vec4' ? 4 * EW_VEC4_PER_THREAD : layout === 'contiguous' ? EW_PER_THREAD : 1;
-    this.launch(def.name, key, () => elementwiseSource(def, types, otype, ctype, layout), p, [out, ...views], grid(Math.ceil(n / perInvocation)));
+    operands.forEach((o) => { if (!isScalarOperand(o)) wtype(def.name, o.dtype); });
+    wtype(def.name, out.dtype);
+    this.fuser.elementwise(def, operands, out, wtype(def.name, computeType));
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
@@ -143,7 +101,7 @@ export class WebGpuBackend implements Backend {
       INIT: kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff,
       KSHAPE: input.shape.slice(0, kept), KSTRIDES: input.strides.slice(0, kept), RSHAPE: input.shape.slice(kept), RSTRIDES: input.strides.slice(kept),
     });
-    const reduceKernel = (target: View, groups: number) => this.launch(kind, `reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType), p, [target, input], grid(groups));
+    const reduceKernel = (target: View, groups: number) => this.launchKernel(kind, `reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType), p, [target, input], grid(groups));
     if (chunks === 1) {
       if (out.offset !== 0) throw new OpError(kind, 'internal: reduce output must start at offset 0');
       reduceKernel(out, nOut);
@@ -165,7 +123,7 @@ export class WebGpuBackend implements Backend {
       N: n, RANK: out.shape.length, SHAPE: out.shape, INS: input.strides.map((s, d) => (d === axis ? 0 : s)), IDXS: index.strides, OUTS: out.strides,
       INOFF: input.offset, IDXOFF: index.offset, OUTOFF: out.offset, AXSTRIDE: input.strides[axis], AXLEN: input.shape[axis],
     });
-    this.launch('gather', `gather:${t}`, () => gatherSource(t), p, [out, input, index], grid(n));
+    this.launchKernel('gather', `gather:${t}`, () => gatherSource(t), p, [out, input, index], grid(n));
   }
 
   scatterAdd(out: View, axis: number, index: View, src: View): void {
@@ -177,16 +135,31 @@ export class WebGpuBackend implements Backend {
       N: n, RANK: out.shape.length, OSHAPE: out.shape, OSTR: out.strides, XSHAPE: index.shape, XSTR: index.strides, SSTR: src.strides,
       OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, AXIS: axis,
     });
-    this.launch('scatterAdd', `scatterAdd:${t}`, () => scatterAddSource(t), p, [out, src, index], grid(n));
+    this.launchKernel('scatterAdd', `scatterAdd:${t}`, () => scatterAddSource(t), p, [out, src, index], grid(n));
   }
 
   sync(): Promise<void> {
     return this.rt.sync();
   }
 
-  /** Records one kernel over `bound` (out first); the same path as launch() in ./launch.ts, on this backend's runtime. */
-  private launch(op: string, key: string, source: () => string, params: Uint32Array, bound: View[], groups: [number, number, number]): void {
-    this.rt.launch(op, key, source, params, bound.map(gpuBufferOf), groups);
+  materialize(storage: Storage): void {
+    prepareBinding(ownStorage('materialize', storage), false);
+  }
+
+  /**
+   * Records one kernel (compiled once per `key`) over `bound`, in binding order after the params: each
+   * pending storage is computed first, and the pending expressions that read a storage the kernel
+   * writes. Every kernel reaches the GPU here (launch() in ./launch.ts for the fused ops and optimizers).
+   */
+  launchKernel(op: string, key: string, source: () => string, params: Uint32Array, bound: readonly { storage: Storage }[], groups: [number, number, number]): void {
+    const kinds = this.rt.bindingKinds(key, source);
+    const storages = bound.map((b, i) => {
+      const s = ownStorage(op, b.storage);
+      const writable = kinds[i + 1] === 'w';
+      prepareBinding(s, writable);
+      if (writable) s.written = true;
+      return s;
+    });
+    this.rt.dispatch(op, this.rt.pipeline(key, source), params, storages.map((s) => s.buffer), groups);
   }
 }
-

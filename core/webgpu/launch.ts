@@ -1,9 +1,8 @@
 // The one way a kernel reaches the GPU: core primitives, fused ops and optimizer updates all bind
 // tensors (views) through their storage accessor and record the dispatch here.
 import type { Storage } from '../backend.js';
-import { gpuRuntime } from '../device.js';
+import { gpuBackend } from '../device.js';
 import { OpError } from '../shape.js';
-import { gpuBufferOf } from './backend.js';
 
 /** Anything backed by a storage: a View, a Tensor. */
 export type Bindable = { readonly storage: Storage };
@@ -13,7 +12,7 @@ export type Bindable = { readonly storage: Storage };
  * `params` block (from a uniformLayout's pack), then `bound` in order.
  */
 export function launch(op: string, key: string, source: () => string, params: Uint32Array, bound: readonly Bindable[], groups: [number, number, number]): void {
-  const rt = gpuRuntime();
-  if (!rt) throw new OpError(op, "the webgpu runtime is not available (DAWNGRAD_DEVICE=cpu, or no adapter); use device 'cpu' tensors");
-  rt.launch(op, key, source, params, bound.map(gpuBufferOf), groups);
+  const backend = gpuBackend();
+  if (!backend) throw new OpError(op, "the webgpu runtime is not available (DAWNGRAD_DEVICE=cpu, or no adapter); use device 'cpu' tensors");
+  backend.launchKernel(op, key, source, params, bound, groups);
 }

@@ -219,9 +219,9 @@ export class GpuRuntime {
     return this.info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(this.info.adapter);
   }
 
-  /** Compiles the kernel `source` once per `key`, then records one dispatch of it. */
-  launch(op: string, key: string, source: () => string, params: Uint32Array, buffers: GPUBuffer[], groups: [number, number, number]): void {
-    this.dispatch(op, this.pipeline(key, source), params, buffers, groups);
+  /** The kernel `key`'s binding kinds (see bindingSignature), compiling it once. */
+  bindingKinds(key: string, source: () => string): string {
+    return this.layoutOf.get(this.pipeline(key, source))!.signature;
   }
 
   /**

@@ -1,28 +1,17 @@
 // WGSL generators for the backend primitives (elementwise, reduce, gather, scatterAdd). Shapes/strides travel in a uniform block of
 // PARAM_WORDS u32 words, so one pipeline serves every shape of a given (op, dtypes, variant).
-import type { ElementwiseDef } from '../backend.js';
-import { header, LAYOUT_WORDS, uniformLayout } from './uniforms.js';
+import { header, uniformLayout } from './uniforms.js';
 
 export type WType = 'f32' | 'i32';
 export const MAX_RANK = 8;
 export const WG = 64;
-/** Elements per invocation in the contiguous elementwise kernel. */
-export const EW_PER_THREAD = 4;
-/** vec4 loads per invocation in the vectorised elementwise kernel. */
-export const EW_VEC4_PER_THREAD = 2;
 
 /**
- * WGSL that splits the linear `index` over the shape stored at params[shapeAt..], adding
- * coordinate × stride (strides at params[stridesAt..]) to each offset variable. Declares `rem`.
- * `rank` is either the params slot holding it (a loop) or, with `{ fixed: n }`, a compile-time rank
- * (unrolled, constant uniform indices: markedly faster for strided elementwise kernels).
+ * WGSL that splits the linear `index` over the shape stored at params[shapeAt..] (rank in the params
+ * slot `rank`), adding coordinate × stride (strides at params[stridesAt..]) to each offset variable.
+ * Declares `rem`.
  */
-export function unravel(index: string, rank: number | { fixed: number }, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
-  if (typeof rank === 'object') {
-    const dims = [...Array(rank.fixed).keys()].reverse();
-    return `var rem = ${index};
-  ${dims.map((d) => `{ let c = rem % pu(${shapeAt + d}u); rem = rem / pu(${shapeAt + d}u); ${offsets.map(([v, at]) => `${v} += c * pu(${at + d}u);`).join(' ')} }`).join('\n  ')}`;
-  }
+export function unravel(index: string, rank: number, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
   return `var rem = ${index};
   for (var d = i32(pu(${rank}u)) - 1; d >= 0; d--) {
     let du = u32(d);
@@ -44,79 +33,6 @@ export function spreadGroups(groups: number): [number, number, number] {
 /** Workgroup grid for `n` invocations of WG-wide workgroups. */
 export function grid(n: number): [number, number, number] {
   return spreadGroups(Math.ceil(n / WG));
-}
-
-/**
- * Elementwise params: n, shape, out strides and offset, then OPERANDS: per tensor operand its strides
- * and offset (EW_OPERAND_WORDS each), then the scalar operands' bits.
- */
-export const EW = uniformLayout({ N: 'u32', SHAPE: ['u32', MAX_RANK], OSTRIDES: ['u32', MAX_RANK], OOFF: 'u32', OPERANDS: ['u32', LAYOUT_WORDS - 2 - 2 * MAX_RANK] });
-export const EW_OPERAND_WORDS = MAX_RANK + 1;
-/** First word of tensor operand k's strides; its offset follows them. */
-const ewStrides = (k: number) => EW.OPERANDS + EW_OPERAND_WORDS * k;
-const ewOffset = (k: number) => ewStrides(k) + MAX_RANK;
-
-/**
- * Kernel layouts: 'vec4' (contiguous, 4-aligned, n % 4 = 0: EW_VEC4_PER_THREAD vec4 loads per
- * invocation), 'contiguous' (EW_PER_THREAD scalars per invocation), or a rank (strided, unrolled index math).
- */
-export type EwLayout = 'vec4' | 'contiguous' | number;
-
-export function elementwiseSource(def: ElementwiseDef, operandTypes: (WType | 'scalar')[], outType: WType, ctype: WType, layout: EwLayout): string {
-  const vec = layout === 'vec4';
-  const vt = (t: WType) => (vec ? `vec4<${t}>` : t);
-  const tensorIdx: number[] = [];
-  operandTypes.forEach((t, a) => { if (t !== 'scalar') tensorIdx.push(a); });
-  const bindings = [`var<storage, read_write> out: array<${vt(outType)}>`, ...tensorIdx.map((a, k) => `var<storage, read> in${k}: array<${vt(operandTypes[a] as WType)}>`)];
-  const scalarBase = ewStrides(tensorIdx.length);
-  let scalarCount = 0;
-  const args = operandTypes.map((t, a) => {
-    if (t === 'scalar') return `${vt(ctype)}(bitcast<${ctype}>(pu(${scalarBase + scalarCount++}u)))`;
-    const k = tensorIdx.indexOf(a);
-    return `${vt(ctype)}(in${k}[o${k}])`;
-  });
-  const expr = `${vt(outType)}(${def.wgsl(args, vt(ctype))})`;
-  if (vec) {
-    // Offsets are in elements and multiples of 4 here.
-    return `${header(bindings)}
-${def.wgslHelpers ?? ''}
-${mainSig} {
-  ${linearId}
-  let n = pu(${EW.N}u) / 4u;
-  for (var j = 0u; j < ${EW_VEC4_PER_THREAD}u; j++) {
-    let e = i * ${EW_VEC4_PER_THREAD}u + j;
-    if (e >= n) { return; }
-    ${tensorIdx.map((_, k) => `let o${k} = pu(${ewOffset(k)}u) / 4u + e;`).join(' ')}
-    out[pu(${EW.OOFF}u) / 4u + e] = ${expr};
-  }
-}`;
-  }
-  const offsets = tensorIdx.map((_, k) => `var o${k} = pu(${ewOffset(k)}u);`).join(' ');
-  if (layout === 'contiguous') {
-    // Contiguous operands: EW_PER_THREAD consecutive elements per invocation, no index math.
-    return `${header(bindings)}
-${def.wgslHelpers ?? ''}
-${mainSig} {
-  ${linearId}
-  let n = pu(${EW.N}u);
-  for (var j = 0u; j < ${EW_PER_THREAD}u; j++) {
-    let e = i * ${EW_PER_THREAD}u + j;
-    if (e >= n) { return; }
-    ${tensorIdx.map((_, k) => `let o${k} = pu(${ewOffset(k)}u) + e;`).join(' ')}
-    out[pu(${EW.OOFF}u) + e] = ${expr};
-  }
-}`;
-  }
-  const body = `${offsets}\n  var oo = pu(${EW.OOFF}u);
-  ${unravel('i', { fixed: layout }, EW.SHAPE, [['oo', EW.OSTRIDES], ...tensorIdx.map((_, k): [string, number] => [`o${k}`, ewStrides(k)])])}`;
-  return `${header(bindings)}
-${def.wgslHelpers ?? ''}
-${mainSig} {
-  ${linearId}
-  if (i >= pu(${EW.N}u)) { return; }
-  ${body}
-  out[oo] = ${expr};
-}`;
 }
 
 /** Reduce params: INIT holds the start value's bits; kept dims then reduced dims. */
