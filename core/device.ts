@@ -42,6 +42,11 @@ export function getBackend(device: DeviceName): Backend {
   throw new Error("webgpu was not initialised because DAWNGRAD_DEVICE=cpu; unset it (or call `await initWebGpu()`) to use device 'webgpu'");
 }
 
+/** The backend when it is running, else null (after disposeRuntime its buffers went with the device). */
+export function liveBackend(device: DeviceName): Backend | null {
+  return device === 'cpu' ? cpu : gpu;
+}
+
 /** Creates the Dawn device on demand when it was skipped at import (DAWNGRAD_DEVICE=cpu). */
 export async function initWebGpu(): Promise<void> {
   if (!gpu) await initGpu();

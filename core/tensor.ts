@@ -3,7 +3,7 @@
 // (it uses core/primitives.ts), so the engine works before any ops module has loaded.
 import { raisePendingAnomalies } from './anomaly.js';
 import type { DeviceName, Storage, View } from './backend.js';
-import { getBackend } from './device.js';
+import { getBackend, liveBackend } from './device.js';
 import type { DType, TypedArray } from './dtype.js';
 import type { Node } from './node.js';
 import { trackTensor, untrackTensor } from './scope.js';
@@ -17,7 +17,8 @@ export function retainStorage(s: Storage): void {
 }
 
 export function releaseStorage(s: Storage): void {
-  if (--s.refs === 0) getBackend(s.device).release(s);
+  // A tensor collected after disposeRuntime() has nothing left to free: its buffer went with the device.
+  if (--s.refs === 0) liveBackend(s.device)?.release(s);
 }
 
 let leakWarned = false;
