@@ -48,18 +48,9 @@ const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hype
     }
   },
   AdamW(p, g, st, h, t) {
-    const [b1, b2] = h.betas as [number, number];
-    const { lr, weightDecay: wd } = h;
-    const eps = h.eps as number;
-    st.m ??= new Array(p.length).fill(0);
-    st.v ??= new Array(p.length).fill(0);
-    for (let i = 0; i < p.length; i++) {
-      p[i] *= 1 - lr * wd;
-      st.m[i] += (g[i] - st.m[i]) * (1 - b1);
-      st.v[i] = st.v[i] * b2 + (1 - b2) * g[i] * g[i];
-      const denom = Math.sqrt(st.v[i]) / Math.sqrt(1 - b2 ** t) + eps;
-      p[i] -= (lr / (1 - b1 ** t)) * (st.m[i] / denom);
-    }
+    // torch's AdamW: decoupled decay first, then Adam's update without an L2 term.
+    for (let i = 0; i < p.length; i++) p[i] *= 1 - h.lr * h.weightDecay;
+    REFERENCE.Adam(p, g, st, { ...h, weightDecay: 0 }, t);
   },
   RMSprop(p, g, st, h) {
     const { lr, weightDecay: wd } = h;

@@ -35,14 +35,18 @@ export function vectorWidth(D: number, offsets: number[]): 1 | 4 {
 }
 
 /** Helpers: the scaled score of (q row, k row) with the mask applied (-inf = not attended), and dropout. */
-function prelude(W: 1 | 4, kind: MaskKind): string {
+/**
+ * The WGSL both attention kernels (row and tiled) share: the vector type, the mask, dropout's keep
+ * multiplier (same counter hash, so the same seed drops the same elements) and the causal key range.
+ */
+export function attentionHelpers(W: 1 | 4, kind: MaskKind): string {
   const maskCode = kind === 'none' ? '' : `
   let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
   ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
-  return `const DMAX: u32 = ${MAX_HEAD_DIM / W}u;
-alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
+  return `alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
 fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
 ${WGSL_COUNTER_RNG}
+/** The scaled score with the mask applied (-inf: not attended). */
 fn masked(s0: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
   var s = s0;${maskCode}
   return s;
@@ -54,12 +58,17 @@ fn keep_mult(row: u32, j: u32) -> f32 {
   if (counter_uniform(pu(${AT.SEED}u), row * pu(${AT.TK}u) + j) < dp) { return 0.0; }
   return 1.0 / (1.0 - dp);
 }
-/** Keys [0, end) that query i may see. */
+/** Keys [0, end) that query i may see (causal: the queries are the last Tq positions). */
 fn key_end(i: u32) -> u32 {
   let Tk = pu(${AT.TK}u);
   if (pu(${AT.CAUSAL}u) == 0u) { return Tk; }
   return u32(clamp(i32(i) + i32(Tk) - i32(pu(${AT.TQ}u)) + 1, 0, i32(Tk)));
 }`;
+}
+
+function prelude(W: 1 | 4, kind: MaskKind): string {
+  return `const DMAX: u32 = ${MAX_HEAD_DIM / W}u;
+${attentionHelpers(W, kind)}`;
 }
 
 /** Decodes a query row index into b, h, i and its KV head's base offset (in elements). */

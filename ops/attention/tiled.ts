@@ -8,11 +8,10 @@
 // layout (AT), masks, causal rule and dropout counter as the row kernels in
 // core/webgpu/kernels/attention.ts, so the same seed drops the same probabilities; the forward
 // rescales its accumulator once per tile (online softmax).
-import { AT, type MaskKind } from './kernels.js';
+import { AT, attentionHelpers, type MaskKind } from './kernels.js';
 import { gpuRuntime } from '../../core/device.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
 import type { View } from '../../core/backend.js';
 
 /** Rows owned by one workgroup (one per invocation). */
@@ -56,33 +55,10 @@ function sizes(W: 1 | 4, D: number): Sizes {
 }
 
 function prelude({ W, dmax, stage }: Sizes, kind: MaskKind): string {
-  const maskCode = kind === 'none' ? '' : `
-  let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
-  ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
   return `const DMAX: u32 = ${dmax}u;
 const DH: u32 = DMAX;
 const STAGE: u32 = ${stage}u;
-alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
-fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
-${WGSL_COUNTER_RNG}
-/** The scaled score with the mask applied (-inf: not attended). */
-fn masked(s0: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
-  var s = s0;${maskCode}
-  return s;
-}
-/** Dropout multiplier for probability (row, j): 0 if dropped, 1/(1-p) if kept. */
-fn keep_mult(row: u32, j: u32) -> f32 {
-  let dp = pf(${AT.DROP}u);
-  if (dp <= 0.0) { return 1.0; }
-  if (counter_uniform(pu(${AT.SEED}u), row * pu(${AT.TK}u) + j) < dp) { return 0.0; }
-  return 1.0 / (1.0 - dp);
-}
-/** Keys [0, end) that query i may see (causal: the queries are the last Tq positions). */
-fn key_end(i: u32) -> u32 {
-  let Tk = pu(${AT.TK}u);
-  if (pu(${AT.CAUSAL}u) == 0u) { return Tk; }
-  return u32(clamp(i32(i) + i32(Tk) - i32(pu(${AT.TQ}u)) + 1, 0, i32(Tk)));
-}`;
+${attentionHelpers(W, kind)}`;
 }
 
 const maskBinding = (kind: MaskKind): string[] => (kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`]);

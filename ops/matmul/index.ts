@@ -3,7 +3,7 @@
 // tiled) and vec4.ts (the vec4 register-tiled kernel lavapipe uses).
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
-import { forEachOffset, type CpuStorage } from '../../core/cpu.js';
+import { cpuDataOf, forEachOffset } from '../../core/cpu.js';
 import { getBackend, gpuRuntime } from '../../core/device.js';
 import { broadcastShapes, numel, OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
@@ -40,7 +40,6 @@ export function setMatmulVariant(variant: MatmulVariant | null): void {
   chosenVariant = variant;
 }
 
-const data = (v: View) => (v.storage as CpuStorage).data;
 
 /** out[..., m, n] = Σ_k a[..., m, k] b[..., k, n] in float64; a and b already broadcast over batch dims. */
 function matmulCpu(a: View, b: View, out: View): void {
@@ -48,7 +47,7 @@ function matmulCpu(a: View, b: View, out: View): void {
   const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
   const K = a.shape[r - 1];
   const batchShape = out.shape.slice(0, r - 2);
-  const A = data(a), B = data(b), C = data(out);
+  const A = cpuDataOf(a), B = cpuDataOf(b), C = cpuDataOf(out);
   const [ars, acs, brs, bcs] = [a.strides[r - 2], a.strides[r - 1], b.strides[r - 2], b.strides[r - 1]];
   const [ors, ocs] = [out.strides[r - 2], out.strides[r - 1]];
   forEachOffset(batchShape, [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)], [a.offset, b.offset, out.offset], ([ao, bo, oo]) => {
