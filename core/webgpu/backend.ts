@@ -6,7 +6,7 @@ import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
 import { Fuser, prepareBinding, type GpuStorage } from './fusion.js';
-import { GA, MAX_RANK, RD, SA, grid, gatherSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
+import { GA, IA, MAX_RANK, RD, SA, grid, gatherSource, indexAddSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
 
 
 /** The GPU buffer behind a webgpu tensor or view, computed first if it is a pending fused expression. */
@@ -28,6 +28,20 @@ const wtype = (op: string, d: DType): WType => {
 
 function checkRank(op: string, rank: number): void {
   if (rank > MAX_RANK) throw new OpError(op, `tensors of rank ${rank} are not supported on webgpu (max ${MAX_RANK})`);
+}
+
+/**
+ * When scatterAdd's index is one 1-D index broadcast over the other dims and those dims (as far as the
+ * index reaches) collapse to one strided column axis in out and in src, the column count and strides;
+ * otherwise null (the per-element kernel handles it).
+ */
+function indexAddColumns(out: View, axis: number, index: View, src: View): { count: number; outStride: number; srcStride: number } | null {
+  if (!index.strides.every((s, d) => d === axis || s === 0)) return null;
+  const dims = index.shape.map((_, d) => d).filter((d) => d !== axis && index.shape[d] > 1);
+  const collapsed = (v: View) => dims.every((d, k) => k === 0 || v.strides[dims[k - 1]] === v.strides[d] * index.shape[d]);
+  if (!collapsed(out) || !collapsed(src)) return null;
+  const last = dims[dims.length - 1];
+  return { count: numel(dims.map((d) => index.shape[d])), outStride: last === undefined ? 0 : out.strides[last], srcStride: last === undefined ? 0 : src.strides[last] };
 }
 
 export class WebGpuBackend implements Backend {
@@ -131,6 +145,15 @@ export class WebGpuBackend implements Backend {
     if (n === 0 || numel(index.shape) === 0) return;
     checkRank('scatterAdd', out.shape.length);
     const t = wtype('scatterAdd', out.dtype);
+    const columns = indexAddColumns(out, axis, index, src);
+    if (columns) {
+      const q = IA.pack({
+        COLS: columns.count, V: out.shape[axis], LEN: index.shape[axis], OCOL: columns.outStride, SCOL: columns.srcStride,
+        OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, OAX: out.strides[axis], XAX: index.strides[axis], SAX: src.strides[axis],
+      });
+      this.launchKernel('scatterAdd', `indexAdd:${t}`, () => indexAddSource(t), q, [out, src, index], grid(out.shape[axis]));
+      return;
+    }
     const p = SA.pack({
       N: n, RANK: out.shape.length, OSHAPE: out.shape, OSTR: out.strides, XSHAPE: index.shape, XSTR: index.strides, SSTR: src.strides,
       OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, AXIS: axis,

@@ -106,6 +106,39 @@ ${mainSig} {
 }`;
 }
 
+/**
+ * Index-add params (scatterAdd whose index is one 1-D index broadcast over the other dims, as in an
+ * embedding's gradient, and whose other dims collapse to one column axis in out and src): the column
+ * count and strides, out's length V along the axis, the index length, offsets and axis strides.
+ */
+export const IA = uniformLayout({
+  COLS: 'u32', V: 'u32', LEN: 'u32', OCOL: 'u32', SCOL: 'u32', OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', OAX: 'u32', XAX: 'u32', SAX: 'u32',
+});
+
+/**
+ * One invocation per target v along the axis scans the index and adds each hit's source row to
+ * out[..., v, ...], in index order: V·LEN compares plus one add per (hit, column), where the
+ * per-element kernel costs V·LEN·columns. Deterministic, no atomics (only this invocation writes row v).
+ */
+export function indexAddSource(t: WType): string {
+  return `${header([`var<storage, read_write> out: array<${t}>`, `var<storage, read> src: array<${t}>`, 'var<storage, read> idx: array<i32>'])}
+${mainSig} {
+  ${linearId}
+  let v = i;
+  if (v >= pu(${IA.V}u)) { return; }
+  // Uniform reads hoisted: they sit in the hot loops.
+  let len = pu(${IA.LEN}u); let xoff = pu(${IA.XOFF}u); let xax = pu(${IA.XAX}u); let cols = pu(${IA.COLS}u);
+  let ocol = pu(${IA.OCOL}u); let scol = pu(${IA.SCOL}u); let sax = pu(${IA.SAX}u); let soff = pu(${IA.SOFF}u);
+  let orow = pu(${IA.OOFF}u) + v * pu(${IA.OAX}u);
+  let row = i32(v);
+  for (var j = 0u; j < len; j++) {
+    if (idx[xoff + j * xax] != row) { continue; }
+    let srow = soff + j * sax;
+    for (var c = 0u; c < cols; c++) { out[orow + c * ocol] += src[srow + c * scol]; }
+  }
+}`;
+}
+
 /** ScatterAdd params: out shape and strides, index shape and strides, source strides, offsets, axis. */
 export const SA = uniformLayout({
   N: 'u32', RANK: 'u32', OSHAPE: ['u32', MAX_RANK], OSTR: ['u32', MAX_RANK], XSHAPE: ['u32', MAX_RANK], XSTR: ['u32', MAX_RANK], SSTR: ['u32', MAX_RANK],
