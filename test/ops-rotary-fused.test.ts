@@ -4,7 +4,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
-import { applyRotaryQK, rotaryTables } from '../ops/rotary/index.js';
 import { cat, functional as F, manualSeed, memory, randn, scope, tensor, testing, type Tensor } from '../index.js';
 import { ids, tinyModel } from './models-helpers.js';
 
@@ -59,7 +58,7 @@ describe('applyRotaryQK', () => {
       const sin = tensor(Float64Array.from(v.sin), { ...f64, shape: [c.T, c.R] });
       const opts = { rotaryDim: c.R };
       const fused = (a: Tensor, b: Tensor, co: Tensor, si: Tensor) => {
-        const r = applyRotaryQK(a.transpose(1, 2), b.transpose(1, 2), co, si, opts);
+        const r = F.applyRotaryQK(a.transpose(1, 2), b.transpose(1, 2), co, si, opts);
         return flat(r.q, r.k);
       };
       const separate = flat(F.applyRotary(q.transpose(1, 2), cos, sin, opts), F.applyRotary(k.transpose(1, 2), cos, sin, opts));
@@ -77,7 +76,7 @@ describe('applyRotaryQK', () => {
       const k = randn([1, 2, 3, 4], { device, dtype, requiresGrad: true });
       const cos = randn([3, 4], { device, dtype, requiresGrad: true });
       const sin = randn([3, 4], { device, dtype });
-      const r = applyRotaryQK(q, k, cos, sin);
+      const r = F.applyRotaryQK(q, k, cos, sin);
       r.q.sum().backward(undefined, { retainGraph: true });
       expect(k.grad).toBeNull();
       const dq = await q.grad!.data();
@@ -96,12 +95,26 @@ describe('applyRotaryQK', () => {
   }
 });
 
+describe('applyRotaryQK arguments', () => {
+  it('rejects q and k that differ in rank or head dim, tables that do not fit k, and too many dims on webgpu', () => {
+    const q = randn([1, 2, 3, 4], f64);
+    const [cos, sin] = [randn([3, 4], f64), randn([3, 4], f64)];
+    expect(() => F.applyRotaryQK(q, randn([1, 2, 3, 6], f64), cos, sin)).toThrow(/applyRotaryQK: k float64 \[1, 2, 3, 6\] on cpu must match q float64 \[1, 2, 3, 4\]/);
+    expect(() => F.applyRotaryQK(q, randn([2, 3, 4], f64), cos, sin)).toThrow(/applyRotaryQK: k .* must match q .* in rank/);
+    expect(() => F.applyRotaryQK(q, randn([1, 2, 5, 4], f64), cos, sin)).toThrow(/applyRotaryQK: cos \[3, 4\] must broadcast to \[1, 2, 5, 4\] \(k \[1, 2, 5, 4\] with rotaryDim 4\)/);
+    if (gpuBackend()) {
+      const deep = randn([1, 1, 1, 1, 1, 1, 4]);
+      expect(() => F.applyRotary(deep, randn([1, 4]), randn([1, 4]))).toThrow(/applyRotary: x: tensors of rank 7 are not supported on webgpu \(max 6\)/);
+    }
+  });
+});
+
 describe('rotaryTables', () => {
   const positions = [0, 3, 1, 7, 12];
 
   it('is mscale·cos/sin(pos·θ) in the HF layout (cpu f64), with gradcheck for θ on cpu f64 and webgpu f32 vs cpu f64', async () => {
     const theta = tensor([1, 0.3, 0.05], f64);
-    const { cos, sin } = rotaryTables(theta, positions, { mscale: 1.5 });
+    const { cos, sin } = F.rotaryTables(theta, positions, { mscale: 1.5 });
     const [cd, sd] = [await cos.data(), await sin.data()];
     expect(cos.shape).toEqual([5, 6]);
     positions.forEach((p, t) => [1, 0.3, 0.05].forEach((th, i) => {
@@ -111,18 +124,18 @@ describe('rotaryTables', () => {
       }
     }));
     const both = (th: Tensor) => {
-      const r = rotaryTables(th, positions, { mscale: 1.5 });
+      const r = F.rotaryTables(th, positions, { mscale: 1.5 });
       return flat(r.cos, r.sin);
     };
     expectOk(testing.gradcheck(both, [theta]));
     expectOk(await testing.gradcheckDevices(both, [theta]));
-    expectOk(testing.gradcheck((th) => rotaryTables(th, positions).sin, [theta])); // one output unused
+    expectOk(testing.gradcheck((th) => F.rotaryTables(th, positions).sin, [theta])); // one output unused
   });
 
   it('rejects bad frequencies, positions and mscale', () => {
-    expect(() => rotaryTables(tensor([[1, 2]], f64), [0])).toThrow(/rotaryTables: theta must be a non-empty 1-D float tensor/);
-    expect(() => rotaryTables(tensor([1], f64), [0, NaN])).toThrow(/rotaryTables: positions\[1\] is NaN/);
-    expect(() => rotaryTables(tensor([1], f64), [0], { mscale: Infinity })).toThrow(/mscale must be a finite number/);
+    expect(() => F.rotaryTables(tensor([[1, 2]], f64), [0])).toThrow(/rotaryTables: theta must be a non-empty 1-D float tensor/);
+    expect(() => F.rotaryTables(tensor([1], f64), [0, NaN])).toThrow(/rotaryTables: positions\[1\] is NaN/);
+    expect(() => F.rotaryTables(tensor([1], f64), [0], { mscale: Infinity })).toThrow(/mscale must be a finite number/);
   });
 });
 
@@ -135,7 +148,7 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
       const [ql, kl] = [q.detach(), k.detach()];
       ql.requiresGrad = kl.requiresGrad = true;
       const before = memory().dispatches;
-      const r = applyRotaryQK(ql.transpose(1, 2), kl.transpose(1, 2), cos, sin);
+      const r = F.applyRotaryQK(ql.transpose(1, 2), kl.transpose(1, 2), cos, sin);
       expect(memory().dispatches - before).toBe(1);
       r.q.sum().add(r.k.sum()).backward();
       await ql.grad!.data();
