@@ -32,16 +32,17 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | un
     const H = c.num_attention_heads, D = c.head_dim, R = c.rotary_ndims;
     // Per-head layout: the 3h outputs are [heads, 3, head_dim], i.e. each head's q, k, v are adjacent.
     const qkv = linear(x, this.query_key_value.weight, this.query_key_value.bias).reshape([B, T, H, 3 * D]).transpose(1, 2);
-    let q = qkv.narrow(-1, 0, D);
+    const q = qkv.narrow(-1, 0, D);
     let k = qkv.narrow(-1, D, D);
     let v = qkv.narrow(-1, 2 * D, D);
+    let qr: Tensor;
     if (cache) {
       const past = rope.cos.shape[0] - T;
-      q = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
+      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
       ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
-    } else ({ q, k } = applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim: R }));
+    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim: R }));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(D);
-    const out = scaledDotProductAttention(q, k, v, { causal: true, scale });
+    const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.dense.weight, this.dense.bias);
   }
 }

@@ -45,16 +45,17 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    let q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
+    const q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
     let k = splitHeads(project(x, this.k_proj), c.num_key_value_heads);
     let v = splitHeads(project(x, this.v_proj), c.num_key_value_heads);
+    let qr: Tensor;
     if (cache) {
       const past = rope.cos.shape[0] - T;
-      q = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
+      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
       ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
-    } else ({ q, k } = applyRotaryQK(q, k, rope.cos, rope.sin));
+    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(c.head_dim);
-    const out = scaledDotProductAttention(q, k, v, { causal: true, scale });
+    const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return project(out.transpose(1, 2).reshape([B, T, c.num_attention_heads * c.head_dim]), this.o_proj);
   }
 }
