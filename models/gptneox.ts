@@ -3,7 +3,7 @@
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
 import { addLayerNorm, layerNorm } from '../ops/norm/index.js';
-import { applyRotary } from '../ops/rotary/index.js';
+import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
@@ -35,10 +35,12 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | un
     const q = qkv.narrow(-1, 0, D);
     let k = qkv.narrow(-1, D, D);
     let v = qkv.narrow(-1, 2 * D, D);
-    const past = rope.cos.shape[0] - T;
-    const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
-    if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
-    else k = applyRotary(k, rope.cos, rope.sin, { rotaryDim: R });
+    let qr: Tensor;
+    if (cache) {
+      const past = rope.cos.shape[0] - T;
+      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
+      ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
+    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim: R }));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(D);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.dense.weight, this.dense.bias);

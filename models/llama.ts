@@ -3,7 +3,7 @@
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
 import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
-import { applyRotary } from '../ops/rotary/index.js';
+import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
@@ -48,10 +48,12 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     const q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
     let k = splitHeads(project(x, this.k_proj), c.num_key_value_heads);
     let v = splitHeads(project(x, this.v_proj), c.num_key_value_heads);
-    const past = rope.cos.shape[0] - T;
-    const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
-    if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
-    else k = applyRotary(k, rope.cos, rope.sin);
+    let qr: Tensor;
+    if (cache) {
+      const past = rope.cos.shape[0] - T;
+      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
+      ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
+    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(c.head_dim);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return project(out.transpose(1, 2).reshape([B, T, c.num_attention_heads * c.head_dim]), this.o_proj);

@@ -1,5 +1,5 @@
 // The RoPE scaling family's frequency schedules and the cos/sin tables they give (the rotation itself
-// is ops/rotary.ts): none, linear (PI), ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama
+// is ops/rotary): none, linear (PI), ntk (NTK-aware), dynamic (dynamic NTK), yarn, llama3 (Llama
 // 3.1's banded rule), clex. RotaryEmbedding hands out tables [L, R] (R = rotary dim, HF layout
 // emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //
@@ -14,7 +14,7 @@ import { untrackTensor } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
-import { cat } from '../ops/movement.js';
+import { rotaryTables } from '../ops/rotary/index.js';
 import { CLEX } from './clex.js';
 import type { RopeScaling } from './config.js';
 
@@ -205,11 +205,8 @@ export class RotaryEmbedding {
 
   /** cos/sin built on the device from a frequency tensor θ [d/2] at the given positions (differentiable in θ). */
   tablesFromFrequencies(theta: Tensor, positions: readonly number[], mscale = 1): { cos: Tensor; sin: Tensor } {
-    const pos = tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype, shape: [positions.length, 1] });
-    const freqs = pos.mul(theta.reshape([1, this.dim / 2]));
-    const emb = cat([freqs, freqs], -1);
-    const cos = emb.cos(), sin = emb.sin();
-    return mscale === 1 ? { cos, sin } : { cos: cos.mul(mscale), sin: sin.mul(mscale) };
+    if (theta.size !== this.dim / 2) throw new OpError('RotaryEmbedding', `tablesFromFrequencies: theta has ${theta.size} frequencies, the rotary dim ${this.dim} needs ${this.dim / 2}`);
+    return rotaryTables(theta.reshape([this.dim / 2]), positions, { mscale });
   }
 
   /**

@@ -1,94 +1,299 @@
-// Rotary position embeddings (HF rotate_half layout) with partial rotary, fused forward and
-// backward (WGSL in kernels.ts; the cpu path is the same maths in float64).
+// Rotary position embeddings (HF rotate_half layout) with partial rotary, fused forward and backward
+// (WGSL in kernels.ts; the cpu path is the same maths in float64):
+// - applyRotary / applyRotaryQK: one dispatch rotates x (or q and k together) read through strides,
+//   one dispatch gives the input gradients and, when the tables need them, the cos/sin gradients
+//   reduced over the dims the tables broadcast across;
+// - rotaryTables: cos/sin from a frequency vector θ (CLEX) in one dispatch, dθ in one.
 import type { View } from '../../core/backend.js';
-import { record } from '../../core/autograd.js';
+import { isGradEnabled, noGrad, record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
-import { OpError, shapeStr } from '../../core/shape.js';
+import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { RO, rotarySource } from './kernels.js';
-import { cat } from '../movement.js';
+import { MAX_LEAD, RO, rotarySource, TB, tableSource, type RotaryVariant } from './kernels.js';
+import { tensor } from '../creation.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
-import { broadcastView, empty, sumTo } from '../util.js';
+import { empty, sumTo } from '../util.js';
 
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
   rotaryDim?: number;
 }
 
-/** rotate_half over the last axis: cat(−v[h:], v[:h]). */
-function rotateHalf(v: Tensor): Tensor {
-  const h = v.shape[v.rank - 1] / 2;
-  return cat([v.narrow(-1, h, h).neg(), v.narrow(-1, 0, h)], -1);
+/**
+ * Records an op with several outputs as one autograd node (core/autograd records one output per
+ * node): the outputs hang off a zero-size tensor that carries the joint node, so the joint rule runs
+ * once per backward, after every output's rule has handed over its gradient (null where none came).
+ */
+function recordJoint(
+  name: string, outs: Tensor[], inputs: readonly Tensor[],
+  backward: (gs: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[], save: readonly Tensor[],
+): Tensor[] {
+  if (outs.length === 1) return [record(name, outs[0], inputs, (g, saved) => backward([g], saved), save)];
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return outs;
+  const handed: (Tensor | null)[] = outs.map(() => null);
+  const token = empty(outs[0].device, outs[0].dtype, [0]);
+  record(name, token, inputs, (_, saved) => {
+    const gs = [...handed];
+    handed.fill(null);
+    return backward(gs, saved);
+  }, save);
+  // Size 0: handing the token its gradient (and autograd summing those) dispatches nothing.
+  const recorded = outs.map((o, i) => record(`${name}:output${i}`, o, [token], (g) => {
+    handed[i] = g;
+    return [empty(g.device, g.dtype, [0])];
+  }));
+  token.dispose();
+  return recorded;
 }
 
-/** One pass of the kernel: forward rotation of x, or the transposed rotation of a gradient. */
-function rotate(direction: 'forward' | 'backward', xc: Tensor, cos: View, sin: View, R: number): Tensor {
-  const D = xc.shape[xc.rank - 1];
-  const out = empty(xc.device, xc.dtype, xc.shape);
-  const n = xc.size;
-  if (xc.device === 'cpu') {
-    const { data: xd, off: xo } = cpuData(xc);
-    const cd = cpuData(cos as Tensor).data, sd = cpuData(sin as Tensor).data;
-    const o = outData(out);
-    const lead = xc.shape.slice(0, -1);
-    const idx = new Array<number>(lead.length).fill(0);
-    const h = R / 2;
-    for (let row = 0; row * D < n; row++) {
-      let co = cos.offset, so = sin.offset;
-      lead.forEach((_, d) => { co += idx[d] * cos.strides[d]; so += idx[d] * sin.strides[d]; });
-      const cl = cos.strides[lead.length], sl = sin.strides[lead.length];
-      const b = xo + row * D;
-      for (let j = 0; j < D; j++) {
-        if (j >= R) { o[row * D + j] = xd[b + j]; continue; }
-        const p = j < h ? j + h : j - h;
-        const rotated = direction === 'forward'
-          ? (j < h ? -xd[b + p] : xd[b + p]) * sd[so + j * sl]
-          : (j < h ? xd[b + p] : -xd[b + p]) * sd[so + p * sl];
-        o[row * D + j] = xd[b + j] * cd[co + j * cl] + rotated;
+/** Copies (outside the graph) the tensors whose last axis is strided; the kernels read the rest in place. */
+function withUnitLastStride<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T): T {
+  const strided = (t: Tensor) => t.rank > 0 && t.shape[t.rank - 1] > 1 && t.strides[t.rank - 1] !== 1;
+  const cs = noGrad(() => ts.map((t) => (strided(t) ? t.contiguous() : t)));
+  try {
+    return fn(cs);
+  } finally {
+    cs.forEach((c, i) => { if (c !== ts[i]) c.dispose(); });
+  }
+}
+
+/**
+ * How one rotary dispatch walks its inputs: `grid` (per leading dim) is split over invocations where
+ * `parallel`, the other dims are looped inside an invocation (the dims the tables broadcast across,
+ * when their gradients are summed there). Table strides are 0 where they broadcast.
+ */
+interface Plan {
+  D: number;
+  R: number;
+  grid: number[];
+  parallel: boolean[];
+  cosStrides: number[];
+  sinStrides: number[];
+}
+
+/** Strides of a table [..., R] broadcast against leading dims `lead` (0 where it broadcasts), and of its last axis. */
+function tableStrides(t: View, lead: readonly number[]): number[] {
+  const extra = lead.length + 1 - t.shape.length;
+  return [...lead, 1].map((_, d) => (d < extra || t.shape[d - extra] === 1 ? 0 : t.strides[d - extra]));
+}
+
+function plan(xs: readonly View[], cos: View, sin: View, R: number, reduceTables: boolean): Plan {
+  const lead = xs[0].shape.length - 1;
+  const grid = Array.from({ length: lead }, (_, d) => Math.max(...xs.map((x) => x.shape[d])));
+  const cosStrides = tableStrides(cos, grid), sinStrides = tableStrides(sin, grid);
+  const extent = (t: View, d: number) => t.shape[d - (lead + 1 - t.shape.length)] ?? 1;
+  const parallel = grid.map((_, d) => !reduceTables || extent(cos, d) > 1 || extent(sin, d) > 1);
+  return { D: xs[0].shape[lead], R, grid: grid.map((e, d) => (parallel[d] ? e : 1)), parallel, cosStrides, sinStrides };
+}
+
+/**
+ * One rotary pass over `xs` (contiguous outputs in their shapes): 'forward' rotates xs; 'backward'
+ * rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over the plan's
+ * grid × R (summed over the looped dims).
+ */
+function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: readonly Tensor[] | null, cos: Tensor, sin: Tensor, R: number, tables: boolean): { outs: Tensor[]; dcos?: Tensor; dsin?: Tensor } {
+  const p = plan(xs, cos, sin, R, tables);
+  const { D } = p;
+  const lead = p.grid.length;
+  const reads = gs ?? xs;
+  const outs = xs.map((x) => empty(x.device, x.dtype, x.shape));
+  const gridShape = [...p.grid, R];
+  const dcos = tables ? empty(cos.device, cos.dtype, gridShape) : undefined;
+  const dsin = tables ? empty(sin.device, sin.dtype, gridShape) : undefined;
+  if (xs[0].device === 'cpu') {
+    const cd = cpuData(cos).data, sd = cpuData(sin).data;
+    const [dc, ds] = [dcos && outData(dcos), dsin && outData(dsin)];
+    dc?.fill(0);
+    ds?.fill(0);
+    const cl = p.cosStrides[lead], sl = p.sinStrides[lead], h = R / 2;
+    xs.forEach((x, i) => {
+      const rd = cpuData(reads[i]).data, xd = cpuData(x).data, o = outData(outs[i]);
+      const shape = x.shape.slice(0, lead), rows = numel(shape);
+      const idx = new Array<number>(lead).fill(0);
+      for (let row = 0; row < rows; row++) {
+        let ro = reads[i].offset, xo = x.offset, co = cos.offset, so = sin.offset, cell = 0;
+        for (let d = 0; d < lead; d++) {
+          ro += idx[d] * reads[i].strides[d];
+          xo += idx[d] * x.strides[d];
+          co += idx[d] * p.cosStrides[d];
+          so += idx[d] * p.sinStrides[d];
+          cell = cell * p.grid[d] + (p.parallel[d] ? idx[d] : 0);
+        }
+        const rl = reads[i].strides[lead], xl = x.strides[lead];
+        for (let j = 0; j < D; j++) {
+          const v = rd[ro + j * rl];
+          if (j >= R) { o[row * D + j] = v; continue; }
+          const pj = j < h ? j + h : j - h;
+          const partner = rd[ro + pj * rl];
+          // forward: y_j = x_j c_j ∓ x_p s_j; backward: dx_j = g_j c_j ± g_p s_p (minus on the first half).
+          o[row * D + j] = direction === 'forward'
+            ? v * cd[co + j * cl] + (j < h ? -partner : partner) * sd[so + j * sl]
+            : v * cd[co + j * cl] + (j < h ? partner : -partner) * sd[so + pj * sl];
+          if (dc && ds) {
+            const xv = xd[xo + j * xl], xp = xd[xo + pj * xl];
+            dc[cell * R + j] += v * xv;
+            ds[cell * R + j] += v * (j < h ? -xp : xp);
+          }
+        }
+        for (let d = lead - 1; d >= 0; d--) {
+          if (++idx[d] < shape[d]) break;
+          idx[d] = 0;
+        }
       }
-      for (let d = lead.length - 1; d >= 0; d--) {
-        if (++idx[d] < lead[d]) break;
-        idx[d] = 0;
+    });
+  } else {
+    const cells = numel(p.grid);
+    const slots = R / 2 + (D - R);
+    const perInput = (vs: readonly View[], of: (v: View) => readonly number[]) => vs.flatMap((v) => Array.from({ length: MAX_LEAD }, (_, d) => (d < lead ? of(v)[d] : 0)));
+    const params = RO.pack({
+      N: cells * slots, D, R, LEAD: lead, SLOTS: slots,
+      PAR: p.parallel.reduce((m, par, d) => (par ? m | (1 << d) : m), 0),
+      GRID: p.grid,
+      COFF: cos.offset, SOFF: sin.offset, CLAST: p.cosStrides[lead], SLAST: p.sinStrides[lead],
+      CSTR: p.cosStrides.slice(0, lead), SSTR: p.sinStrides.slice(0, lead),
+      XOFF: xs.map((x) => x.offset), GOFF: reads.map((g) => g.offset),
+      SHAPE: perInput(xs, (x) => x.shape), XSTR: perInput(xs, (x) => x.strides), GSTR: perInput(reads, (g) => g.strides),
+    });
+    const v: RotaryVariant = { direction, inputs: xs.length, tableGrads: tables };
+    const bound = [...outs, ...(dcos && dsin ? [dcos, dsin] : []), ...(direction === 'forward' || tables ? xs : []), ...(gs ?? []), cos, sin];
+    if (cells * slots > 0) {
+      launch(direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward', `fused:rotary:${direction}:${xs.length}:${tables}`, () => rotarySource(v), params, bound, itemGrid(cells * slots));
+    }
+  }
+  return { outs, dcos, dsin };
+}
+
+/** The rotary dim and argument checks shared by applyRotary and applyRotaryQK. */
+function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin: Tensor, opts: RotaryOptions): number {
+  for (const t of [...xs.map(([, x]) => x), cos, sin]) t.assertAlive(op);
+  const [, x0] = xs[0];
+  for (const [name, x] of xs) {
+    if (!isFloat(x.dtype) || x.rank < 1) throw new OpError(op, `${name} must be a float tensor of rank ≥ 1, got ${x.dtype} ${shapeStr(x.shape)}`);
+    if (x.device === 'webgpu' && x.rank > MAX_LEAD + 1) throw new OpError(op, `${name}: tensors of rank ${x.rank} are not supported on webgpu (max ${MAX_LEAD + 1}); merge leading dims with reshape`);
+    if (x.rank !== x0.rank || x.shape[x.rank - 1] !== x0.shape[x0.rank - 1] || x.device !== x0.device || x.dtype !== x0.dtype) {
+      throw new OpError(op, `${name} ${x.dtype} ${shapeStr(x.shape)} on ${x.device} must match ${xs[0][0]} ${x0.dtype} ${shapeStr(x0.shape)} on ${x0.device} in rank, last dim, dtype and device`);
+    }
+  }
+  const D = x0.shape[x0.rank - 1];
+  const R = opts.rotaryDim ?? cos.shape[cos.rank - 1];
+  if (!Number.isInteger(R) || R % 2 !== 0 || R <= 0 || R > D) throw new OpError(op, `rotaryDim must be a positive even integer ≤ head dim ${D}, got ${R}`);
+  for (const [xname, x] of xs) {
+    const tableShape = [...x.shape.slice(0, -1), R];
+    for (const [name, t] of [['cos', cos], ['sin', sin]] as const) {
+      if (t.device !== x.device || t.dtype !== x.dtype) throw new OpError(op, `${name} is ${t.dtype} on ${t.device} but ${xname} is ${x.dtype} on ${x.device}`);
+      const fits = t.rank >= 1 && t.rank <= tableShape.length && t.shape.every((d, i) => d === 1 || d === tableShape[tableShape.length - t.rank + i]);
+      if (!fits || t.shape[t.rank - 1] !== R) {
+        throw new OpError(op, `${name} ${shapeStr(t.shape)} must broadcast to ${shapeStr(tableShape)} (${xname} ${shapeStr(x.shape)} with rotaryDim ${R})`);
       }
     }
-  } else if (n > 0) {
-    const p = RO.pack({ N: n, D, R, RANK: xc.rank, XOFF: xc.offset, COFF: cos.offset, SOFF: sin.offset, SHAPE: xc.shape, CSTR: cos.strides, SSTR: sin.strides });
-    launch(direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward', `fused:rotary:${direction}`, () => rotarySource(direction), p, [out, xc, cos, sin], itemGrid(n));
   }
-  return out;
+  return R;
+}
+
+/** A table gradient over the plan's grid, as the table's shape (a view when no dims were left to sum). */
+function toTableShape(g: Tensor, table: Tensor): Tensor {
+  return numel(table.shape) === g.size ? g.reshape(table.shape) : sumTo(g, [...new Array<number>(g.rank - table.rank).fill(1), ...table.shape]).reshape(table.shape);
+}
+
+function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R: number): Tensor[] {
+  const needTables = cos.requiresGrad || sin.requiresGrad;
+  return withUnitLastStride([...xs, cos, sin], (cs) => {
+    const xc = cs.slice(0, xs.length), [cc, sc] = cs.slice(xs.length);
+    const { outs } = rotate('forward', xc, null, cc, sc, R, false);
+    return recordJoint(op, outs, [...xs, cos, sin], (gs, saved) => {
+      const [cSaved, sSaved, ...xSaved] = saved;
+      const present = gs.flatMap((g, i) => (g ? [i] : []));
+      return withUnitLastStride(present.map((i) => gs[i] as Tensor), (gc) => {
+        const { outs: dxs, dcos, dsin } = rotate('backward', needTables ? present.map((i) => xSaved[i]) : gc, gc, cSaved, sSaved, R, needTables);
+        const dx: (Tensor | null)[] = xs.map(() => null);
+        present.forEach((i, k) => { dx[i] = dxs[k]; });
+        return [...dx, dcos ? toTableShape(dcos, cos) : null, dsin ? toTableShape(dsin, sin) : null];
+      });
+    }, needTables ? [cc, sc, ...xc] : [cc, sc]);
+  });
 }
 
 /**
  * x' = x·cos + rotate_half(x)·sin on the first rotaryDim dims of x's last axis (the rest pass
  * through). cos/sin are [..., rotaryDim] broadcastable to x.shape[:-1] (e.g. [T, R] for x [B, H, T, D]:
- * one row per position). Differentiable in x, cos and sin.
+ * one row per position). Differentiable in x, cos and sin. x may be a strided view (read in place).
  */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): Tensor {
-  for (const t of [x, cos, sin]) t.assertAlive('applyRotary');
-  if (!isFloat(x.dtype) || x.rank < 1) throw new OpError('applyRotary', `x must be a float tensor of rank ≥ 1, got ${x.dtype} ${shapeStr(x.shape)}`);
-  if (x.device === 'webgpu' && x.rank > 8) throw new OpError('applyRotary', `tensors of rank ${x.rank} are not supported on webgpu (max 8)`);
-  const D = x.shape[x.rank - 1];
-  const R = opts.rotaryDim ?? cos.shape[cos.rank - 1];
-  if (!Number.isInteger(R) || R % 2 !== 0 || R <= 0 || R > D) throw new OpError('applyRotary', `rotaryDim must be a positive even integer ≤ head dim ${D}, got ${R}`);
-  const tableShape = [...x.shape.slice(0, -1), R];
-  for (const [name, t] of [['cos', cos], ['sin', sin]] as const) {
-    if (t.device !== x.device || t.dtype !== x.dtype) throw new OpError('applyRotary', `${name} is ${t.dtype} on ${t.device} but x is ${x.dtype} on ${x.device}`);
-    const fits = t.rank >= 1 && t.rank <= tableShape.length && t.shape.every((d, i) => d === 1 || d === tableShape[tableShape.length - t.rank + i]);
-    if (!fits || t.shape[t.rank - 1] !== R) {
-      throw new OpError('applyRotary', `${name} ${shapeStr(t.shape)} must broadcast to ${shapeStr(tableShape)} (x ${shapeStr(x.shape)} with rotaryDim ${R})`);
+  const R = checkArgs('applyRotary', [['x', x]], cos, sin, opts);
+  return rotaryOp('applyRotary', [x], cos, sin, R)[0];
+}
+
+/**
+ * applyRotary on the queries and keys of one attention call at once (one dispatch forward, one
+ * backward for both, table gradients included): q [..., Hq, T, D] and k [..., Hk, T, D] share the
+ * tables (their rows are the same positions). The outputs are contiguous.
+ */
+export function applyRotaryQK(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): { q: Tensor; k: Tensor } {
+  const R = checkArgs('applyRotaryQK', [['q', q], ['k', k]], cos, sin, opts);
+  const [qr, kr] = rotaryOp('applyRotaryQK', [q, k], cos, sin, R);
+  return { q: qr, k: kr };
+}
+
+export interface RotaryTableOptions {
+  /** Multiplier of cos and sin (YaRN's attention scaling); default 1. */
+  mscale?: number;
+}
+
+/**
+ * cos/sin [T, R] (HF layout, R = 2·θ.size: columns i and i + R/2 share frequency θ[i]) at the given
+ * positions: mscale·cos(pos_t·θ_i), mscale·sin(pos_t·θ_i). Differentiable in θ; one dispatch forward
+ * and one backward on webgpu.
+ */
+export function rotaryTables(theta: Tensor, positions: readonly number[], opts: RotaryTableOptions = {}): { cos: Tensor; sin: Tensor } {
+  theta.assertAlive('rotaryTables');
+  if (!isFloat(theta.dtype) || theta.rank !== 1 || theta.size < 1) throw new OpError('rotaryTables', `theta must be a non-empty 1-D float tensor of frequencies, got ${theta.dtype} ${shapeStr(theta.shape)}`);
+  const bad = positions.findIndex((p) => !Number.isFinite(p));
+  if (bad >= 0) throw new OpError('rotaryTables', `positions[${bad}] is ${positions[bad]}; positions must be finite numbers`);
+  const mscale = opts.mscale ?? 1;
+  if (!Number.isFinite(mscale)) throw new OpError('rotaryTables', `mscale must be a finite number, got ${mscale}`);
+  const T = positions.length, h = theta.size, R = 2 * h;
+  const pos = tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype, shape: [T] });
+  const [cos, sin] = [0, 1].map(() => empty(theta.device, theta.dtype, [T, R]));
+  withContiguous([theta], ([th]) => {
+    if (th.device === 'cpu') {
+      const { data: td, off } = cpuData(th);
+      const [c, s] = [outData(cos), outData(sin)];
+      for (let t = 0; t < T; t++) {
+        for (let j = 0; j < R; j++) {
+          const a = positions[t] * td[off + (j % h)];
+          c[t * R + j] = mscale * Math.cos(a);
+          s[t * R + j] = mscale * Math.sin(a);
+        }
+      }
+    } else if (T > 0) {
+      launch('rotaryTables', 'fused:rotaryTables:forward', () => tableSource('forward'), TB.pack({ T, R, MSCALE: mscale, THOFF: th.offset }), [cos, sin, th, pos], itemGrid(T * R));
     }
-  }
-  const needTables = cos.requiresGrad || sin.requiresGrad;
-  return withContiguous([x], ([xc]) => {
-    const y = rotate('forward', xc, broadcastView(cos, tableShape), broadcastView(sin, tableShape), R);
-    return record('applyRotary', y, [x, cos, sin], (g, [cs, sn, xs]) => withContiguous([g], ([gc]) => {
-      const dx = rotate('backward', gc, broadcastView(cs, tableShape), broadcastView(sn, tableShape), R);
-      if (!needTables) return [dx, null, null];
-      const gr = gc.narrow(-1, 0, R);
-      const xr = xs.narrow(-1, 0, R);
-      return [dx, sumTo(gr.mul(xr), cos.shape), sumTo(gr.mul(rotateHalf(xr)), sin.shape)];
-    }), needTables ? [cos, sin, xc] : [cos, sin]);
   });
+  const [c, s] = recordJoint('rotaryTables', [cos, sin], [theta], (gs, [th, ps]) => {
+    const [dc, ds] = gs.map((g) => g ?? th.fullLike(0, [T, R]));
+    return withContiguous([th, dc, ds], ([thc, dcc, dsc]) => {
+      const dtheta = empty(theta.device, theta.dtype, [h]);
+      if (thc.device === 'cpu') {
+        const { data: td, off } = cpuData(thc);
+        const [dcd, dsd, out] = [cpuData(dcc), cpuData(dsc), outData(dtheta)];
+        for (let i = 0; i < h; i++) {
+          let acc = 0;
+          for (let t = 0; t < T; t++) {
+            const a = positions[t] * td[off + i];
+            const r = t * R + i;
+            const dsSum = dsd.data[dsd.off + r] + dsd.data[dsd.off + r + h], dcSum = dcd.data[dcd.off + r] + dcd.data[dcd.off + r + h];
+            acc += positions[t] * (Math.cos(a) * dsSum - Math.sin(a) * dcSum);
+          }
+          out[i] = mscale * acc;
+        }
+      } else {
+        launch('rotaryTablesBackward', 'fused:rotaryTables:backward', () => tableSource('backward'), TB.pack({ T, R, MSCALE: mscale, THOFF: thc.offset, DCOFF: dcc.offset, DSOFF: dsc.offset }), [dtheta, thc, ps, dcc, dsc], itemGrid(h));
+      }
+      return [dtheta];
+    });
+  }, [theta, pos]);
+  pos.dispose();
+  return { cos: c, sin: s };
 }
