@@ -98,11 +98,35 @@ describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
 });
 
 describe('CLEX training on webgpu with the device solve', () => {
-  it('a training step at t > 1 reads nothing back, needs no backwardAsync, and trains the ODE weights', async () => {
+  it('is the default: θ(t) is one dispatch, its gradient one more, with no readback or submit', async () => {
+    const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8 })!;
+    expect(scaling.ode_device).toBe('device');
+    manualSeed(2);
+    const clex = new models.CLEX({ dim: 16, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
+    expect(clex.solvesOnDevice).toBe(true);
+    const g = tensor(Float32Array.from({ length: 8 }, (_, i) => i - 3.5), { device: 'webgpu' });
+    await scope(async () => (await clex.frequencies(7)).backward(g)); // compiles the pipelines
+    clex.zeroGrad();
+    await scope(async () => {
+      const before = memory();
+      const theta = await clex.frequencies(7);
+      const solved = memory();
+      theta.backward(g);
+      const after = memory();
+      expect([solved.dispatches - before.dispatches, after.dispatches - solved.dispatches]).toEqual([1, 1]);
+      expect([after.readbacks - before.readbacks, after.submits - before.submits]).toEqual([0, 0]);
+    });
+    expect(clex.proj_func.ode_up_proj.grad).toBeTruthy();
+    expect(clex.proj_func.ode_down_proj.grad).toBeTruthy();
+    g.dispose();
+    clex.dispose();
+  });
+
+  it('a training step at t > 1 reads nothing back, submits nothing, needs no backwardAsync, and trains the ODE weights', async () => {
     manualSeed(1);
     const model = new models.LlamaForCausalLM({
       vocab_size: 11, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8,
-      rope_scaling: { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1, ode_device: 'device' },
+      rope_scaling: { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1 },
     }, { device: 'webgpu' });
     expect(model.clex!.solvesOnDevice).toBe(true);
     const x = ids([Array.from({ length: 8 }, (_, i) => (i * 3 + 1) % 11)], 'webgpu');
@@ -124,6 +148,7 @@ describe('CLEX training on webgpu with the device solve', () => {
     await step();
     const after = memory();
     expect(after.readbacks - before.readbacks).toBe(0);
+    expect(after.submits - before.submits).toBe(0);
     console.log(`CLEX step on the device solve: ${(after.dispatches - before.dispatches) / 2} dispatches, ${(after.submits - before.submits) / 2} submits, 0 readbacks per step`);
     expect(Math.max(...(await values(model.clex!.proj_func.ode_down_proj)).map(Math.abs))).toBeGreaterThan(0);
     opt.dispose();
