@@ -47,7 +47,8 @@ export interface ClexKernelSpec {
   logNtkBase: number;
 }
 
-/** Workgroup memory the backward may spend on dW accumulators (WebGPU guarantees 16 KiB in all). */
+/** Workgroup memory WebGPU guarantees, and what of it the backward may spend on dW accumulators. */
+const WORKGROUP_BYTES = 16384;
 const WORKGROUP_ACCUMULATOR_BYTES = 8192;
 
 /** The most Runge–Kutta stages the kernels hold (their stage arrays are sized by it). */
@@ -63,12 +64,22 @@ const W = uniformLayout({
   N: 'u32', M: 'u32', STAGES: 'u32', C: ['f32', MAX_STAGES], A: ['f32', MAX_STAGES * MAX_STAGES], B: ['f32', MAX_STAGES],
 });
 
-/** rk4 (Kutta's 3/8 rule) as the uniform fields C, A, B. */
-function tableauUniforms(): { STAGES: number; C: number[]; A: number[]; B: number[] } {
+/** rk4 (Kutta's 3/8 rule) as the uniform fields STAGES, C, A, B. */
+const RK4_UNIFORMS = (() => {
   const { c, a, b } = FIXED_TABLEAUX.rk4;
   const A = new Array<number>(MAX_STAGES * MAX_STAGES).fill(0);
   a.forEach((row, k) => row.forEach((w, j) => { A[(k + 1) * MAX_STAGES + j] = w; }));
   return { STAGES: c.length, C: [...c], A, B: [...b] };
+})();
+
+/** Whether the backward keeps dW in workgroup memory (else it accumulates in the output buffers). */
+const accumulatesInWorkgroup = (n: number, hidden: number): boolean => 2 * n * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
+
+/** Bytes of workgroup memory the backward (the larger kernel) declares. */
+function backwardWorkgroupBytes(n: number, hidden: number): number {
+  const common = 3 * n + hidden + MAX_STAGES * n; // zc, ys, xs, hid, ks
+  const own = 2 * MAX_STAGES * n + 2 * n + hidden; // stageY, mu, gv, lam, dh
+  return 4 * (common + own + (accumulatesInWorkgroup(n, hidden) ? 2 * n * hidden : 0));
 }
 
 /** The declarations and helpers both kernels share; `lanes` invocations split every loop. */
@@ -174,7 +185,7 @@ ${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)
  */
 function backwardSource(spec: ClexKernelSpec, hidden: number, lanes: number): string {
   // dW accumulate in workgroup memory when it fits (cheaper than storage read-modify-writes).
-  const inWorkgroup = 2 * (spec.dim / 2) * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
+  const inWorkgroup = accumulatesInWorkgroup(spec.dim / 2, hidden);
   const [accUp, accDown] = inWorkgroup ? ['accUp', 'accDown'] : ['dUp', 'dDown'];
   const bindings = ['var<storage, read_write> dUp: array<f32>', 'var<storage, read_write> dDown: array<f32>', 'var<storage, read> g: array<f32>', 'var<storage, read> traj: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
   return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
@@ -268,10 +279,13 @@ export function solveFrequenciesOnDevice(spec: ClexKernelSpec, up: Tensor, down:
     throw new OpError('CLEX.solveFrequenciesOnDevice', `W_up and W_down must be float32 on webgpu, got ${up.dtype} on ${up.device} and ${down.dtype} on ${down.device}; use rope_scaling.ode_device 'cpu' otherwise`);
   }
   if (!(t >= 1)) throw new OpError('CLEX.solveFrequenciesOnDevice', `t must be ≥ 1, got ${t}`);
+  if (backwardWorkgroupBytes(n, hidden) > WORKGROUP_BYTES) {
+    throw new OpError('CLEX.solveFrequenciesOnDevice', `rotary dim ${spec.dim} with ${hidden} hidden units needs ${backwardWorkgroupBytes(n, hidden)} bytes of workgroup memory, more than the ${WORKGROUP_BYTES} WebGPU guarantees; use rope_scaling.ode_device 'cpu' (or a smaller param_factor)`);
+  }
   const lanes = solveLanes(n, hidden);
   const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${lanes}`;
   const steps = fixedGrid([1, t], spec.timeDt, Number.MAX_SAFE_INTEGER).length - 1;
-  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase, N: n, M: hidden, ...tableauUniforms() };
+  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase, N: n, M: hidden, ...RK4_UNIFORMS };
   return withContiguous([up, down], ([u, w]) => {
     const traj = empty('webgpu', 'float32', [(steps + 1) * n]);
     const theta = empty('webgpu', 'float32', [n]);

@@ -97,6 +97,15 @@ describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
   });
 });
 
+describe('the fused CLEX solve rejects', () => {
+  it('sizes whose workgroup arrays exceed what WebGPU guarantees, naming the size and the cpu option', async () => {
+    const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 4, param_factor: 4 })!;
+    const clex = new models.CLEX({ dim: 256, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
+    await expect(clex.frequencies(2)).rejects.toThrow(/rotary dim 256 with 1024 hidden units needs \d+ bytes of workgroup memory.*ode_device 'cpu'/);
+    clex.dispose();
+  });
+});
+
 describe('CLEX training on webgpu with the device solve', () => {
   it('is the default: θ(t) is one dispatch, its gradient one more, with no readback or submit', async () => {
     const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8 })!;
