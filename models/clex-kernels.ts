@@ -11,24 +11,25 @@
 //
 // The 'dopri5' setting also runs this fixed-step rk4 at time_dt on the device: the reference's own
 // solver at its own step agrees with dopri5 at rtol 1e-7 within 1e-5 relative in θ (test/clex.test.ts),
-// the float32 tolerance the device solve is held to anyway, and a fixed grid keeps every loop bound a uniform (an in-kernel adaptive
-// loop would also need a trajectory bound it could only report by returning NaN).
+// the float32 tolerance the device solve is held to anyway, and a fixed grid keeps every loop bound a
+// uniform (an in-kernel adaptive loop would also need a trajectory bound it could only report by
+// returning NaN).
 //
-// Lanes: in the 'group' variant ROW_WG invocations split the hidden units and frequencies and meet at
-// barriers; in the 'thread' variant one invocation does everything (barriers are expensive on software
-// adapters), chosen by chooseRowVariant with one evaluation's n·m multiply-adds as the row length.
+// Lanes: a power of two covering the hidden units and the frequencies (solveLanes); they split each
+// evaluation's loops and meet at barriers.
 //
-// Known problem: lavapipe (Mesa's software Vulkan) is very slow to compile these pipelines. Measured on
-// the 2-core machine at load ~20: at d = 16, λ = 2 the forward's first compile took 2–5 minutes and the
-// backward did not finish in 5; at d = 4, λ = 1 both compile in under a minute. So
-// rope_scaling.ode_device defaults to 'cpu'. Mesa caches compiled shaders on disk (later runs are fast).
-// Unrolling the short loops (constant lane, stage loops) made it slower, not faster.
+// Compile time on lavapipe (Mesa's software Vulkan, LLVM): the sizes, the stage count and the Butcher
+// tableau are uniforms and the stage loop is a runtime loop, so the source has one copy of the
+// evaluation and LLVM cannot unroll anything. When they were WGSL constants (stages emitted one by one,
+// loops to constant N and M, one invocation) LLVM fully unrolled the nested loops: at d = 16 the
+// forward's cold compile took 2 to over 7 minutes and the backward did not finish. Now a cold compile
+// takes about 1–2 s of cpu for the forward and 3–4 s for the backward at d = 16 and at d = 64.
 import { record } from '../core/autograd.js';
 import { FIXED_TABLEAUX } from '../ode/tableaux.js';
 import { fixedGrid } from '../ode/fixed.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { chooseRowVariant, kernelHeader, ROW_WG, type RowVariant } from '../core/webgpu/kernels/common.js';
+import { kernelHeader, ROW_WG } from '../core/webgpu/kernels/common.js';
 import { launch } from '../core/webgpu/launch.js';
 import { uniformLayout } from '../core/webgpu/uniforms.js';
 import { withContiguous } from '../ops/kernelio.js';
@@ -46,90 +47,109 @@ export interface ClexKernelSpec {
   logNtkBase: number;
 }
 
-/** Workgroup memory the backward may spend on dW accumulators (WebGPU guarantees 16 KiB in all). */
+/** Workgroup memory WebGPU guarantees, and what of it the backward may spend on dW accumulators. */
+const WORKGROUP_BYTES = 16384;
 const WORKGROUP_ACCUMULATOR_BYTES = 8192;
 
-/** Uniform layout. */
-const W = uniformLayout({ T_END: 'f32', STEPS: 'u32', DT: 'f32', LOG_BASE: 'f32', LOG_NTK_BASE: 'f32', UP_OFF: 'u32', DOWN_OFF: 'u32', G_OFF: 'u32' });
+/** The most Runge–Kutta stages the kernels hold (their stage arrays are sized by it). */
+const MAX_STAGES = 4;
 
-/** One Runge–Kutta scheme as the kernels use it: stage times c (c[0] = 0), stage weights a (row s for stage s), b. */
-interface Scheme {
-  c: readonly number[];
-  a: readonly (readonly number[])[];
-  b: readonly number[];
+/**
+ * Uniform layout. Sizes (N = d/2, M = λd), the stage count and the tableau are uniforms, not WGSL
+ * constants: with constant trip counts LLVM unrolls the nested loops into minutes of lavapipe compile.
+ * A is the full MAX_STAGES × MAX_STAGES matrix (row s: stage s's weights), row-major.
+ */
+const W = uniformLayout({
+  T_END: 'f32', STEPS: 'u32', DT: 'f32', LOG_BASE: 'f32', LOG_NTK_BASE: 'f32', UP_OFF: 'u32', DOWN_OFF: 'u32', G_OFF: 'u32',
+  N: 'u32', M: 'u32', STAGES: 'u32', C: ['f32', MAX_STAGES], A: ['f32', MAX_STAGES * MAX_STAGES], B: ['f32', MAX_STAGES],
+});
+
+/** rk4 (Kutta's 3/8 rule) as the uniform fields STAGES, C, A, B. */
+const RK4_UNIFORMS = (() => {
+  const { c, a, b } = FIXED_TABLEAUX.rk4;
+  const A = new Array<number>(MAX_STAGES * MAX_STAGES).fill(0);
+  a.forEach((row, k) => row.forEach((w, j) => { A[(k + 1) * MAX_STAGES + j] = w; }));
+  return { STAGES: c.length, C: [...c], A, B: [...b] };
+})();
+
+/** Whether the backward keeps dW in workgroup memory (else it accumulates in the output buffers). */
+const accumulatesInWorkgroup = (n: number, hidden: number): boolean => 2 * n * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
+
+/** Bytes of workgroup memory the backward (the larger kernel) declares. */
+function backwardWorkgroupBytes(n: number, hidden: number): number {
+  const common = 3 * n + hidden + MAX_STAGES * n; // zc, ys, xs, hid, ks
+  const own = 2 * MAX_STAGES * n + 2 * n + hidden; // stageY, mu, gv, lam, dh
+  return 4 * (common + own + (accumulatesInWorkgroup(n, hidden) ? 2 * n * hidden : 0));
 }
 
-const RK4: Scheme = { c: FIXED_TABLEAUX.rk4.c, a: [[], ...FIXED_TABLEAUX.rk4.a], b: FIXED_TABLEAUX.rk4.b };
-const lit = (v: number): string => {
-  const s = String(v);
-  return /[.eE]/.test(s) ? s : `${s}.0`;
-};
-
-/** h·Σ_j w_j·ks[j] as WGSL for lane-owned index i (zero weights dropped). */
-function weighted(weights: readonly number[], array: string): string {
-  const terms = weights.map((w, j) => (w === 0 ? '' : `${lit(w)} * ${array}[${j}u * N + i]`)).filter(Boolean);
-  return terms.length ? `(${terms.join(' + ')})` : '0.0';
-}
-
-/** Fills ys with stage s's input z + h·Σ a[s][j]·k_j (every lane its own entries: no barrier needed). */
-function stageInput(scheme: Scheme, s: number, h: string): string {
-  const sum = s === 0 ? '' : ` + ${h} * ${weighted(scheme.a[s], 'ks')}`;
-  return `for (var i = lane; i < N; i += WG) { ys[i] = zc[i]${sum}; }`;
-}
-
-/** The declarations and helpers both kernels share. */
-function common(spec: ClexKernelSpec, hidden: number, variant: RowVariant, stages: number): string {
-  const n = spec.dim / 2;
-  const group = variant === 'group';
+/** The declarations and helpers both kernels share; `lanes` invocations split every loop. */
+function common(spec: ClexKernelSpec, hidden: number, lanes: number): string {
   const activation = spec.act === 'tanh'
     // tanh saturates to ±1 in f32 long before 15; clamping keeps exp-based implementations finite.
     ? 'fn act(h: f32) -> f32 { return tanh(clamp(h, -15.0, 15.0)); }\nfn dact(h: f32) -> f32 { let a = act(h); return 1.0 - a * a; }'
     : 'fn act(h: f32) -> f32 { return h / (1.0 + exp(-h)); }\nfn dact(h: f32) -> f32 { let s = 1.0 / (1.0 + exp(-h)); return s * (1.0 + h * (1.0 - s)); }';
+  // Array capacities only; every loop runs to the uniform n, m or stage count.
   return `
-const N = ${n}u;
-const M = ${hidden}u;
-const D = ${spec.dim}u;
-const WG = ${group ? ROW_WG : 1}u;
+const NCAP = ${spec.dim / 2}u;
+const MCAP = ${hidden}u;
+const SCAP = ${MAX_STAGES}u;
+const WG = ${lanes}u;
 var<private> lane: u32;
+var<private> n: u32;
+var<private> m: u32;
 var<private> uo: u32;
 var<private> dn: u32;
-var<workgroup> zc: array<f32, N>;
-var<workgroup> ys: array<f32, N>;
-var<workgroup> xs: array<f32, N>;
-var<workgroup> hid: array<f32, M>;
-var<workgroup> ks: array<f32, ${stages * n}>;
-fn sync() { ${group ? 'workgroupBarrier();' : ''} }
-fn bend(i: u32) -> f32 { return f32(2u * i) / f32(D - 2u); }
-fn logNtk(i: u32, t: f32) -> f32 { return -(f32(2u * i) / f32(D)) * pf(${W.LOG_NTK_BASE}u) - bend(i) * log(max(2.0 * t - 1.0, 1.0)); }
+var<workgroup> zc: array<f32, NCAP>;
+var<workgroup> ys: array<f32, NCAP>;
+var<workgroup> xs: array<f32, NCAP>;
+var<workgroup> hid: array<f32, MCAP>;
+var<workgroup> ks: array<f32, SCAP * NCAP>;
+fn sync() { ${lanes > 1 ? 'workgroupBarrier();' : ''} }
+fn ca(s: u32, j: u32) -> f32 { return ${W.read('A', 's * SCAP + j')}; }
+fn cb(s: u32) -> f32 { return ${W.read('B', 's')}; }
+fn cc(s: u32) -> f32 { return ${W.read('C', 's')}; }
+fn bend(i: u32) -> f32 { return f32(i) / f32(n - 1u); }
+fn logNtk(i: u32, t: f32) -> f32 { return -(f32(i) / f32(n)) * pf(${W.LOG_NTK_BASE}u) - bend(i) * log(max(2.0 * t - 1.0, 1.0)); }
 fn drift(i: u32, t: f32) -> f32 { return select(0.0, bend(i) * (-2.0 / (2.0 * t - 1.0)), t >= 1.0); }
 ${activation}
+/** ys = zc + h·Σ_{j<s} a_sj·k_j (every lane its own entries: no barrier needed). */
+fn stageInput(s: u32, h: f32) {
+  for (var i = lane; i < n; i += WG) {
+    var acc = 0.0;
+    for (var j = 0u; j < s; j++) { acc += ca(s, j) * ks[j * n + i]; }
+    ys[i] = zc[i] + h * acc;
+  }
+}
 /** ks[stage] = f(t, ys). */
 fn evalF(t: f32, stage: u32) {
-  for (var i = lane; i < N; i += WG) { xs[i] = ys[i] + logNtk(i, t); }
+  for (var i = lane; i < n; i += WG) { xs[i] = ys[i] + logNtk(i, t); }
   sync();
-  for (var j = lane; j < M; j += WG) {
+  for (var j = lane; j < m; j += WG) {
     var s = 0.0;
-    for (var i = 0u; i < N; i++) { s += xs[i] * up[uo + i * M + j]; }
+    for (var i = 0u; i < n; i++) { s += xs[i] * up[uo + i * m + j]; }
     hid[j] = act(s);
   }
   sync();
-  for (var i = lane; i < N; i += WG) {
+  for (var i = lane; i < n; i += WG) {
     var s = drift(i, t);
-    for (var j = 0u; j < M; j++) { s += hid[j] * down[dn + j * N + i]; }
-    ks[stage * N + i] = s;
+    for (var j = 0u; j < m; j++) { s += hid[j] * down[dn + j * n + i]; }
+    ks[stage * n + i] = s;
   }
   sync();
 }
 `;
 }
 
-function entry(variant: RowVariant, body: string): string {
-  return `@compute @workgroup_size(${variant === 'group' ? ROW_WG : 1}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+function entry(lanes: number, body: string): string {
+  return `@compute @workgroup_size(${lanes}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   lane = lid.x;
+  n = pu(${W.N}u);
+  m = pu(${W.M}u);
   uo = pu(${W.UP_OFF}u);
   dn = pu(${W.DOWN_OFF}u);
   // The grid of ode/fixed.ts: steps of dt from 1, the last one ending at t_end.
   let steps = pu(${W.STEPS}u);
+  let stages = pu(${W.STAGES}u);
   let dt = pf(${W.DT}u);
   let tEnd = pf(${W.T_END}u);
 ${body}
@@ -137,19 +157,25 @@ ${body}
 }
 
 /** Forward: z from z(1) = log θ_orig to t_end; writes z at every grid point (the trajectory) and θ = exp(z(t_end)). */
-function forwardSource(spec: ClexKernelSpec, hidden: number, variant: RowVariant): string {
+function forwardSource(spec: ClexKernelSpec, hidden: number, lanes: number): string {
   const bindings = ['var<storage, read_write> traj: array<f32>', 'var<storage, read_write> theta: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
-  const stages = RK4.c.map((c, s) => `    ${stageInput(RK4, s, 'h')}\n    evalF(t + ${lit(c)} * h, ${s}u);`).join('\n');
-  return `${kernelHeader(bindings)}${common(spec, hidden, variant, RK4.c.length)}
-${entry(variant, `  for (var i = lane; i < N; i += WG) { zc[i] = -(f32(2u * i) / f32(D)) * pf(${W.LOG_BASE}u); }
+  return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
+${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)) * pf(${W.LOG_BASE}u); }
   for (var r = 0u; r < steps; r++) {
     let t = 1.0 + f32(r) * dt;
     let h = select(dt, tEnd - t, r + 1u == steps);
-    for (var i = lane; i < N; i += WG) { traj[r * N + i] = zc[i]; }
-${stages}
-    for (var i = lane; i < N; i += WG) { zc[i] += h * ${weighted(RK4.b, 'ks')}; }
+    for (var i = lane; i < n; i += WG) { traj[r * n + i] = zc[i]; }
+    for (var s = 0u; s < stages; s++) {
+      stageInput(s, h);
+      evalF(t + cc(s) * h, s);
+    }
+    for (var i = lane; i < n; i += WG) {
+      var acc = 0.0;
+      for (var s = 0u; s < stages; s++) { acc += cb(s) * ks[s * n + i]; }
+      zc[i] += h * acc;
+    }
   }
-  for (var i = lane; i < N; i += WG) { traj[steps * N + i] = zc[i]; theta[i] = exp(zc[i]); }`)}`;
+  for (var i = lane; i < n; i += WG) { traj[steps * n + i] = zc[i]; theta[i] = exp(zc[i]); }`)}`;
 }
 
 /**
@@ -157,70 +183,89 @@ ${stages}
  * Y_s from the saved start, then for s = last..0: g_s = h·(b_s·λ + Σ_{l>s} a_ls·μ_l), μ_s = J_z f(Y_s)ᵀ g_s,
  * dW += J_W f(Y_s)ᵀ g_s; finally λ += Σ μ_s. dW_up and dW_down are owned column/row-wise by lanes.
  */
-function backwardSource(spec: ClexKernelSpec, hidden: number, variant: RowVariant): string {
-  const stages = RK4.c.length;
+function backwardSource(spec: ClexKernelSpec, hidden: number, lanes: number): string {
   // dW accumulate in workgroup memory when it fits (cheaper than storage read-modify-writes).
-  const inWorkgroup = 2 * (spec.dim / 2) * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
+  const inWorkgroup = accumulatesInWorkgroup(spec.dim / 2, hidden);
   const [accUp, accDown] = inWorkgroup ? ['accUp', 'accDown'] : ['dUp', 'dDown'];
   const bindings = ['var<storage, read_write> dUp: array<f32>', 'var<storage, read_write> dDown: array<f32>', 'var<storage, read> g: array<f32>', 'var<storage, read> traj: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
-  const recompute = Array.from({ length: stages }, (_, s) => `    ${stageInput(RK4, s, 'h')}
-    for (var i = lane; i < N; i += WG) { stageY[${s}u * N + i] = ys[i]; }${s < stages - 1 ? `\n    evalF(t + ${lit(RK4.c[s])} * h, ${s}u);` : ''}`).join('\n');
-  const reverse = Array.from({ length: stages }, (_, k) => stages - 1 - k).map((s) => {
-    const later = Array.from({ length: stages - 1 - s }, (_, k) => s + 1 + k).map((l) => [RK4.a[l][s] ?? 0, l] as const).filter(([w]) => w !== 0);
-    const terms = [RK4.b[s] !== 0 ? `${lit(RK4.b[s])} * lam[i]` : '', ...later.map(([w, l]) => `${lit(w)} * mu[${l}u * N + i]`)].filter(Boolean);
-    return `    for (var i = lane; i < N; i += WG) { gv[i] = h * (${terms.length ? terms.join(' + ') : '0.0'}); }
-    vjp(t + ${lit(RK4.c[s])} * h, ${s}u);`;
-  }).join('\n');
-  return `${kernelHeader(bindings)}${common(spec, hidden, variant, stages)}
-var<workgroup> stageY: array<f32, ${stages}u * N>;
-var<workgroup> mu: array<f32, ${stages}u * N>;
-var<workgroup> gv: array<f32, N>;
-var<workgroup> lam: array<f32, N>;
-var<workgroup> dh: array<f32, M>;
-${inWorkgroup ? 'var<workgroup> accUp: array<f32, N * M>;\nvar<workgroup> accDown: array<f32, N * M>;' : ''}
+  return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
+var<workgroup> stageY: array<f32, SCAP * NCAP>;
+var<workgroup> mu: array<f32, SCAP * NCAP>;
+var<workgroup> gv: array<f32, NCAP>;
+var<workgroup> lam: array<f32, NCAP>;
+var<workgroup> dh: array<f32, MCAP>;
+${inWorkgroup ? 'var<workgroup> accUp: array<f32, NCAP * MCAP>;\nvar<workgroup> accDown: array<f32, NCAP * MCAP>;' : ''}
 /** mu[s] = J_z f(stageY[s])ᵀ gv; dW_up += xᵀ·dh, dW_down += act(h)ᵀ·gv. */
 fn vjp(t: f32, s: u32) {
-  for (var i = lane; i < N; i += WG) { xs[i] = stageY[s * N + i] + logNtk(i, t); }
+  for (var i = lane; i < n; i += WG) { xs[i] = stageY[s * n + i] + logNtk(i, t); }
   sync();
-  for (var j = lane; j < M; j += WG) {
+  for (var j = lane; j < m; j += WG) {
     var pre = 0.0;
-    for (var i = 0u; i < N; i++) { pre += xs[i] * up[uo + i * M + j]; }
+    for (var i = 0u; i < n; i++) { pre += xs[i] * up[uo + i * m + j]; }
     let a = act(pre);
     var back = 0.0;
-    for (var k = 0u; k < N; k++) {
-      back += gv[k] * down[dn + j * N + k];
-      ${accDown}[j * N + k] += a * gv[k];
+    for (var k = 0u; k < n; k++) {
+      back += gv[k] * down[dn + j * n + k];
+      ${accDown}[j * n + k] += a * gv[k];
     }
     let d = back * dact(pre);
-    for (var i = 0u; i < N; i++) { ${accUp}[i * M + j] += xs[i] * d; }
+    for (var i = 0u; i < n; i++) { ${accUp}[i * m + j] += xs[i] * d; }
     dh[j] = d;
   }
   sync();
-  for (var i = lane; i < N; i += WG) {
-    var m = 0.0;
-    for (var j = 0u; j < M; j++) { m += dh[j] * up[uo + i * M + j]; }
-    mu[s * N + i] = m;
+  for (var i = lane; i < n; i += WG) {
+    var mi = 0.0;
+    for (var j = 0u; j < m; j++) { mi += dh[j] * up[uo + i * m + j]; }
+    mu[s * n + i] = mi;
   }
   sync();
 }
-${entry(variant, `  for (var j = lane; j < M; j += WG) {
-    for (var i = 0u; i < N; i++) { ${accUp}[i * M + j] = 0.0; ${accDown}[j * N + i] = 0.0; }
+${entry(lanes, `  for (var j = lane; j < m; j += WG) {
+    for (var i = 0u; i < n; i++) { ${accUp}[i * m + j] = 0.0; ${accDown}[j * n + i] = 0.0; }
   }
   // λ = dL/dz(t_end) = dL/dθ ⊙ θ.
-  for (var i = lane; i < N; i += WG) { lam[i] = g[pu(${W.G_OFF}u) + i] * exp(traj[steps * N + i]); }
+  for (var i = lane; i < n; i += WG) { lam[i] = g[pu(${W.G_OFF}u) + i] * exp(traj[steps * n + i]); }
   for (var q = 0u; q < steps; q++) {
     let r = steps - 1u - q;
     let t = 1.0 + f32(r) * dt;
     let h = select(dt, tEnd - t, r + 1u == steps);
-    for (var i = lane; i < N; i += WG) { zc[i] = traj[r * N + i]; }
-${recompute}
-${reverse}
-    for (var i = lane; i < N; i += WG) { lam[i] += ${Array.from({ length: stages }, (_, s) => `mu[${s}u * N + i]`).join(' + ')}; }
+    for (var i = lane; i < n; i += WG) { zc[i] = traj[r * n + i]; }
+    // The stage inputs Y_s, and the k_s later inputs need (the last stage's k is not needed).
+    for (var s = 0u; s < stages; s++) {
+      stageInput(s, h);
+      for (var i = lane; i < n; i += WG) { stageY[s * n + i] = ys[i]; }
+      if (s + 1u < stages) { evalF(t + cc(s) * h, s); }
+    }
+    for (var k = 0u; k < stages; k++) {
+      let s = stages - 1u - k;
+      for (var i = lane; i < n; i += WG) {
+        var acc = cb(s) * lam[i];
+        for (var l = s + 1u; l < stages; l++) { acc += ca(l, s) * mu[l * n + i]; }
+        gv[i] = h * acc;
+      }
+      vjp(t + cc(s) * h, s);
+    }
+    for (var i = lane; i < n; i += WG) {
+      var acc = 0.0;
+      for (var s = 0u; s < stages; s++) { acc += mu[s * n + i]; }
+      lam[i] += acc;
+    }
   }
   sync();
-  for (var j = lane; j < M; j += WG) {
-    for (var i = 0u; i < N; i++) { dUp[i * M + j] = ${accUp}[i * M + j]; dDown[j * N + i] = ${accDown}[j * N + i]; }
+  for (var j = lane; j < m; j += WG) {
+    for (var i = 0u; i < n; i++) { dUp[i * m + j] = ${accUp}[i * m + j]; dDown[j * n + i] = ${accDown}[j * n + i]; }
   }`)}`;
+}
+
+/**
+ * Invocations per solve: one per hidden unit or frequency, whichever are more, rounded up to a power of
+ * two (at most ROW_WG; the loops stride past it). Measured on lavapipe this beats one invocation doing
+ * everything despite the barriers (d = 16: 80 against 150 ms of cpu per forward + backward at t = 8;
+ * d = 64: 0.8 against 1.5 s). DAWNGRAD_ROW_KERNEL=thread forces one invocation (tests run the strided loops).
+ */
+function solveLanes(n: number, hidden: number): number {
+  if (process.env.DAWNGRAD_ROW_KERNEL === 'thread') return 1;
+  return Math.min(ROW_WG, 2 ** Math.ceil(Math.log2(Math.max(n, hidden))));
 }
 
 /**
@@ -234,20 +279,23 @@ export function solveFrequenciesOnDevice(spec: ClexKernelSpec, up: Tensor, down:
     throw new OpError('CLEX.solveFrequenciesOnDevice', `W_up and W_down must be float32 on webgpu, got ${up.dtype} on ${up.device} and ${down.dtype} on ${down.device}; use rope_scaling.ode_device 'cpu' otherwise`);
   }
   if (!(t >= 1)) throw new OpError('CLEX.solveFrequenciesOnDevice', `t must be ≥ 1, got ${t}`);
-  const variant = chooseRowVariant(1, n * hidden);
-  const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${variant}`;
+  if (backwardWorkgroupBytes(n, hidden) > WORKGROUP_BYTES) {
+    throw new OpError('CLEX.solveFrequenciesOnDevice', `rotary dim ${spec.dim} with ${hidden} hidden units needs ${backwardWorkgroupBytes(n, hidden)} bytes of workgroup memory, more than the ${WORKGROUP_BYTES} WebGPU guarantees; use rope_scaling.ode_device 'cpu' (or a smaller param_factor)`);
+  }
+  const lanes = solveLanes(n, hidden);
+  const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${lanes}`;
   const steps = fixedGrid([1, t], spec.timeDt, Number.MAX_SAFE_INTEGER).length - 1;
-  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase };
+  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase, N: n, M: hidden, ...RK4_UNIFORMS };
   return withContiguous([up, down], ([u, w]) => {
     const traj = empty('webgpu', 'float32', [(steps + 1) * n]);
     const theta = empty('webgpu', 'float32', [n]);
     const p = W.pack({ ...fixed, UP_OFF: u.offset, DOWN_OFF: w.offset });
-    launch('clexSolve', `${key}:forward`, () => forwardSource(spec, hidden, variant), p, [traj, theta, u, w], [1, 1, 1]);
+    launch('clexSolve', `${key}:forward`, () => forwardSource(spec, hidden, lanes), p, [traj, theta, u, w], [1, 1, 1]);
     const out = record('clexSolve', theta, [up, down], (g, [trajS, uS, wS]) => withContiguous([g], ([gc]) => {
       const dUp = empty('webgpu', 'float32', up.shape);
       const dDown = empty('webgpu', 'float32', down.shape);
       const pb = W.pack({ ...fixed, UP_OFF: uS.offset, DOWN_OFF: wS.offset, G_OFF: gc.offset });
-      launch('clexSolveBackward', `${key}:backward`, () => backwardSource(spec, hidden, variant), pb, [dUp, dDown, gc, trajS, uS, wS], [1, 1, 1]);
+      launch('clexSolveBackward', `${key}:backward`, () => backwardSource(spec, hidden, lanes), pb, [dUp, dDown, gc, trajS, uS, wS], [1, 1, 1]);
       return [dUp, dDown];
     }), [traj, u, w]);
     // The saved alias keeps the trajectory's storage for backward; this handle is not needed.

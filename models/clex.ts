@@ -8,13 +8,13 @@
 // Design (async): the cpu solve may read device values (parameter readback, adaptive steps), so
 // everything that needs frequencies from the ODE is async; the models' forward is async for that reason.
 //
-// Where the ODE runs: by default (rope_scaling.ode_device = 'cpu') a webgpu model's parameters are
-// copied to the float64 cpu backend through a differentiable transfer, the ODE is solved there, and z(t)
-// comes back through a second differentiable transfer whose backward reads the gradient (so training
-// uses `await loss.backwardAsync()`); this is the reference. With ode_device = 'device' a webgpu model
-// solves with one fused kernel for the whole solve and one for its gradient (clex-kernels.ts): no
-// readback, so training and inference both just solve and a plain `loss.backward()` works. (It is not
-// the default yet: lavapipe takes minutes to compile those kernels, see clex-kernels.ts.)
+// Where the ODE runs: by default (rope_scaling.ode_device = 'device') a webgpu model solves with one
+// fused kernel for the whole solve and one for its gradient (clex-kernels.ts): no readback, so training
+// and inference both just solve and a plain `loss.backward()` works. With ode_device = 'cpu' (the
+// reference) a webgpu model's parameters are copied to the float64 cpu backend through a differentiable
+// transfer, the ODE is solved there, and z(t) comes back through a second differentiable transfer whose
+// backward reads the gradient (so training uses `await loss.backwardAsync()`). A cpu model always
+// solves on the cpu.
 //
 // Inference cache (cpu solves): z(t) for every integer t in 1..max_factor is solved in one integration
 // over the grid and cached as doubles. The cache is keyed by the exact values of W_up and W_down (a

@@ -27,7 +27,7 @@ export interface RopeScaling {
   ode_method?: OdeMethodName;
   /** CLEX: 'backprop' through the solver (default, exact for the discrete solve) or 'adjoint' (cpu solves; the device kernels always take the discrete adjoint, which is backprop's gradient). */
   ode_gradient?: 'backprop' | 'adjoint';
-  /** CLEX: solve the tiny ODE on the 'cpu' reference backend in float64 (default) or on the model's 'device' (on webgpu: fused rk4 kernels, no readbacks; see models/clex-kernels.ts). */
+  /** CLEX: solve the tiny ODE on the model's 'device' (default; on webgpu: fused rk4 kernels, no readbacks, see models/clex-kernels.ts) or on the 'cpu' reference backend in float64 (the reference; reads the weights and their gradient back). */
   ode_device?: 'cpu' | 'device';
   /** CLEX: dopri5 tolerances (defaults 1e-7 / 1e-9; the state is a log-frequency of order 1..10). */
   ode_rtol?: number;
@@ -43,7 +43,7 @@ export interface RopeScaling {
   original_max_position_embeddings?: number;
 }
 
-const DEFAULT_CLEX = { max_factor: 16, param_factor: 1, act: 'tanh', time_dt: 0.01, ode_method: 'dopri5', ode_gradient: 'backprop', ode_device: 'cpu', ode_rtol: 1e-7, ode_atol: 1e-9 } as const;
+const DEFAULT_CLEX = { max_factor: 16, param_factor: 1, act: 'tanh', time_dt: 0.01, ode_method: 'dopri5', ode_gradient: 'backprop', ode_device: 'device', ode_rtol: 1e-7, ode_atol: 1e-9 } as const;
 
 function fail(model: string, msg: string): never {
   throw new OpError(model, msg);
