@@ -1,9 +1,11 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
 // no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts (one invocation per row) and tiled.ts
-// (row blocks with staged tiles, chosen per size); the cpu path
-// runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
-// probabilities when dropoutP > 0).
+// (row blocks with staged tiles, chosen per size); the cpu path runs the same loops in float64.
+// Equals softmax(q kᵀ·scale + mask) v (with dropout on the probabilities when dropoutP > 0).
+// Operands are read and written where they are, through their strides (heads split by a transpose
+// cost no copy); the output is laid out [B, T, H, D] and each gradient like its input, so the views
+// around attention in a decoder stay views in both directions.
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
 import { getBackend } from '../../core/device.js';
