@@ -1,22 +1,24 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
 // no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts (one invocation per row) and tiled.ts
-// (row blocks with staged tiles, chosen per size); the cpu path
-// runs the same loops in float64. Equals softmax(q kᵀ·scale + mask) v (with dropout on the
-// probabilities when dropoutP > 0).
+// (row blocks with staged tiles, chosen per size); the cpu path runs the same loops in float64.
+// Equals softmax(q kᵀ·scale + mask) v (with dropout on the probabilities when dropoutP > 0).
+// Operands are read and written where they are, through their strides (heads split by a transpose
+// cost no copy); the output is laid out [B, T, H, D] and each gradient like its input, so the views
+// around attention in a decoder stay views in both directions.
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
-import { isFloat } from '../../core/dtype.js';
+import { getBackend } from '../../core/device.js';
+import { isFloat, type DType } from '../../core/dtype.js';
 import { nextUint32 } from '../../core/rng.js';
-import { OpError, shapeStr } from '../../core/shape.js';
-import type { Tensor } from '../../core/tensor.js';
+import { numel, OpError, shapeStr } from '../../core/shape.js';
+import { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, vectorWidth, type MaskKind } from './kernels.js';
+import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, operandWords, vectorWidth, type MaskKind } from './kernels.js';
 import { counterUniform } from '../dropout/counter-rng.js';
 import { chooseAttentionKernel, tiledBackward, tiledForward, type TiledShape } from './tiled.js';
-import { stack } from '../movement.js';
-import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { outData } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
 import { cpuDataOf } from '../../core/cpu.js';
 
@@ -41,27 +43,59 @@ interface Dims {
 
 interface Mask { view: View; kind: Exclude<MaskKind, 'none'> }
 
-/** Head dim and row offsets go in units of the kernel's vector width W. */
-function params(d: Dims, W: number, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, gOff = 0): Uint32Array {
+/**
+ * An uninitialised dense [B, H, T, D] tensor whose memory runs through dims `order` (outermost
+ * first; D always last, so rows stay contiguous), e.g. [0, 2, 1, 3] for [B, T, H, D] memory.
+ */
+function emptyInOrder(device: Tensor['device'], dtype: DType, shape: readonly number[], order: readonly number[]): Tensor {
+  const strides: number[] = [];
+  let step = 1;
+  for (const dim of [...order].reverse()) {
+    strides[dim] = step;
+    step *= shape[dim];
+  }
+  return new Tensor(getBackend(device).alloc(dtype, numel(shape)), shape, strides);
+}
+
+/**
+ * The gradient buffer for input t: dense, with t's order of B, H, T in memory (a broadcast dim
+ * outermost), so the gradient flowing back through the view that made t (e.g. the transpose of a
+ * head split) is dense again and needs no copy.
+ */
+function gradientLike(t: Tensor): Tensor {
+  const key = (dim: number) => (t.shape[dim] === 1 ? -1 : t.strides[dim] === 0 ? Infinity : t.strides[dim]);
+  const order = t.isContiguous() ? [0, 1, 2] : [0, 1, 2].sort((a, b) => key(b) - key(a) || a - b);
+  return emptyInOrder(t.device, t.dtype, t.shape, [...order, 3]);
+}
+
+/** The [offset, strides] words of every operand; head dim and offsets in units of the kernel's vector width W. */
+function params(d: Dims, W: 1 | 4, operands: { Q: View; K: View; V: View; O: View; G?: View; DQ?: View; DK?: View; DV?: View }, mask: Mask | null): Uint32Array {
+  const words = Object.fromEntries(Object.entries(operands).map(([name, v]) => [name, operandWords(v, W)]));
   return AT.pack({
-    B: d.B, H: d.H, HKV: d.Hkv, TQ: d.Tq, TK: d.Tk, DH: d.D / W, QOFF: q.offset / W, KOFF: k.offset / W, VOFF: v.offset / W,
-    SCALE: d.scale, CAUSAL: d.causal ? 1 : 0, DROP: d.dropoutP, SEED: d.seed, GOFF: gOff / W, MOFF: mask?.view.offset, MSTR: mask?.view.strides,
+    B: d.B, H: d.H, HKV: d.Hkv, TQ: d.Tq, TK: d.Tk, DH: d.D / W, SCALE: d.scale, CAUSAL: d.causal ? 1 : 0, DROP: d.dropoutP, SEED: d.seed,
+    ...words, M: mask ? operandWords(mask.view, 1) : undefined,
   });
 }
 
+/** Element (b, h, t, e) of a rank-4 cpu view is data[at(b, h, t) + e · inner]. */
+function cpuRows(v: View) {
+  const [s0, s1, s2, inner] = v.strides;
+  return { data: cpuDataOf(v), inner, at: (b: number, h: number, t: number) => v.offset + b * s0 + h * s1 + t * s2 };
+}
+
 /** The cpu reference's view of the problem: scores with mask, causal range and dropout, as the kernels define them. */
-function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null) {
-  const Q = cpuData(q), K = cpuData(k), V = cpuData(v);
-  const M = mask && { data: cpuDataOf(mask.view), s: mask.view.strides, o: mask.view.offset };
-  const D = d.D;
-  const kvBase = (b: number, h: number) => (b * d.Hkv + Math.floor(h / (d.H / d.Hkv))) * d.Tk * D;
+function cpuProblem(d: Dims, q: View, k: View, v: View, mask: Mask | null) {
+  const Q = cpuRows(q), K = cpuRows(k), V = cpuRows(v);
+  const M = mask && cpuRows(mask.view);
+  const group = d.H / d.Hkv;
   const keyEnd = (i: number) => (d.causal ? Math.min(Math.max(i + d.Tk - d.Tq + 1, 0), d.Tk) : d.Tk);
-  const score = (b: number, h: number, i: number, j: number, qo: number, ko: number): number => {
+  const score = (b: number, h: number, i: number, j: number): number => {
+    const qo = Q.at(b, h, i), ko = K.at(b, Math.floor(h / group), j);
     let s = 0;
-    for (let e = 0; e < D; e++) s += Q.data[qo + e] * K.data[ko + e];
+    for (let e = 0; e < d.D; e++) s += Q.data[qo + e * Q.inner] * K.data[ko + e * K.inner];
     s *= d.scale;
     if (M) {
-      const mv = M.data[M.o + b * M.s[0] + h * M.s[1] + i * M.s[2] + j * M.s[3]];
+      const mv = M.data[M.at(b, h, i) + j * M.inner];
       if (mask!.kind === 'add') s += mv;
       else if (mv === 0) s = -Infinity;
     }
@@ -71,7 +105,11 @@ function cpuProblem(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null)
     if (d.dropoutP <= 0) return 1;
     return counterUniform(d.seed, (row * d.Tk + j) >>> 0) < d.dropoutP ? 0 : 1 / (1 - d.dropoutP);
   };
-  return { Q, K, V, kvBase, keyEnd, score, keepMult };
+  /** Calls fn for every query row (b, h, i), with its index in [B, H, Tq] order. */
+  const eachRow = (fn: (b: number, h: number, i: number, row: number) => void) => {
+    for (let row = 0; row < d.B * d.H * d.Tq; row++) fn(Math.floor(row / (d.Tq * d.H)), Math.floor(row / d.Tq) % d.H, row % d.Tq, row);
+  };
+  return { Q, K, V, group, keyEnd, score, keepMult, eachRow };
 }
 
 /** The tiled kernels' launch shape when they run this problem (ops/attention/tiled.ts), else null (row kernels). */
@@ -80,21 +118,25 @@ function tiledShape(d: Dims, W: 1 | 4, kind: MaskKind): TiledShape | null {
   return chooseAttentionKernel(s.BH, s.Tq, s.BHkv, s.Tk, s.D) === 'tiled' ? s : null;
 }
 
+/**
+ * The output, in [B, Tq, H, D] memory order (so merging heads before the output projection is a
+ * view), returned as the [B, H, Tq, D] view; and stats = [lse; delta] per query row, the forward
+ * filling lse (the dQ kernel fills delta).
+ */
 function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [Tensor, Tensor] {
   const { B, H, Tq, Tk, D } = d;
-  const out = empty(q.device, q.dtype, [B, H, Tq, D]);
-  const lse = empty(q.device, q.dtype, [B, H, Tq]);
+  const out = emptyInOrder(q.device, q.dtype, [B, H, Tq, D], [0, 2, 1, 3]);
   const rows = B * H * Tq;
+  const stats = empty(q.device, q.dtype, [2, rows]);
   if (q.device === 'cpu') {
     const P = cpuProblem(d, q, k, v, mask);
-    const o = outData(out), l = outData(lse);
+    const O = cpuRows(out), lse = outData(stats);
     const s = new Float64Array(Tk);
-    for (let row = 0; row < rows; row++) {
-      const i = row % Tq, h = Math.floor(row / Tq) % H, b = Math.floor(row / (Tq * H));
-      const kv = P.kvBase(b, h), qo = P.Q.off + row * D, end = P.keyEnd(i);
+    P.eachRow((b, h, i, row) => {
+      const vb = P.V.at(b, Math.floor(h / P.group), 0), vRow = v.strides[2], end = P.keyEnd(i);
       let m = -Infinity;
       for (let j = 0; j < end; j++) {
-        s[j] = P.score(b, h, i, j, qo, P.K.off + kv + j * D);
+        s[j] = P.score(b, h, i, j);
         if (s[j] > m) m = s[j];
       }
       let sum = 0;
@@ -104,69 +146,76 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
         const p = Math.exp(s[j] - m);
         sum += p;
         const pv = p * P.keepMult(row, j);
-        for (let e = 0; e < D; e++) acc[e] += pv * P.V.data[P.V.off + kv + j * D + e];
+        for (let e = 0; e < D; e++) acc[e] += pv * P.V.data[vb + j * vRow + e * P.V.inner];
       }
-      for (let e = 0; e < D; e++) o[row * D + e] = sum === 0 ? 0 : acc[e] / sum;
-      l[row] = sum === 0 ? -Infinity : m + Math.log(sum);
-    }
+      const oo = O.at(b, h, i);
+      for (let e = 0; e < D; e++) O.data[oo + e] = sum === 0 ? 0 : acc[e] / sum;
+      lse[row] = sum === 0 ? -Infinity : m + Math.log(sum);
+    });
   } else if (rows > 0) {
     const kind = mask?.kind ?? 'none';
-    const W = vectorWidth(D, [q.offset, k.offset, v.offset]);
-    const p = params(d, W, q, k, v, mask);
-    const views = [out, lse, q, k, v, ...(mask ? [mask.view] : [])];
+    const W = vectorWidth(D, [q, k, v, out]);
+    const p = params(d, W, { Q: q, K: k, V: v, O: out }, mask);
+    const views = [out, stats, q, k, v, ...(mask ? [mask.view] : [])];
     const tiled = tiledShape(d, W, kind);
     if (tiled) tiledForward(tiled, p, views);
     else launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), p, views, itemGrid(rows));
   }
-  return [out, lse];
+  return [out, stats];
 }
 
-/** Gradients for q, k, v from dout (g), with stats = [lse; rowsum(g ∘ out)] stacked, offset 0. */
-function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
+/** Gradients for q, k, v from dout (g); stats holds each query row's lse. Two dispatches on webgpu. */
+function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, out: Tensor, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
   const { B, H, Hkv, Tq, Tk, D } = d;
-  const dq = empty(q.device, q.dtype, q.shape);
-  const dk = empty(q.device, q.dtype, k.shape);
-  const dv = empty(q.device, q.dtype, v.shape);
+  const dq = gradientLike(q), dk = gradientLike(k), dv = gradientLike(v);
   const nq = B * H * Tq;
   if (q.device === 'cpu') {
     const P = cpuProblem(d, q, k, v, mask);
-    const st = cpuData(stats), G = cpuData(g);
-    const dqo = outData(dq), dko = outData(dk), dvo = outData(dv);
+    const lse = cpuDataOf(stats), G = cpuRows(g), O = cpuRows(out);
+    const DQ = cpuRows(dq), DK = cpuRows(dk), DV = cpuRows(dv);
+    // Accumulate in float64 whatever the dtype, in each gradient's own memory order.
     const dqa = new Float64Array(dq.size), dka = new Float64Array(dk.size), dva = new Float64Array(dv.size);
-    for (let row = 0; row < nq; row++) {
-      const L = st.data[st.off + row], delta = st.data[st.off + nq + row];
-      if (L === -Infinity) continue;
-      const i = row % Tq, h = Math.floor(row / Tq) % H, b = Math.floor(row / (Tq * H));
-      const kv = P.kvBase(b, h), qo = P.Q.off + row * D, go = G.off + row * D;
+    const [kRow, vRow] = [k.strides[2], v.strides[2]];
+    P.eachRow((b, h, i, row) => {
+      const L = lse[row];
+      if (L === -Infinity) return;
+      const hk = Math.floor(h / P.group), kb = P.K.at(b, hk, 0), vb = P.V.at(b, hk, 0);
+      const qo = P.Q.at(b, h, i), go = G.at(b, h, i), oo = O.at(b, h, i), dqo = DQ.at(b, h, i);
+      let delta = 0;
+      for (let e = 0; e < D; e++) delta += G.data[go + e * G.inner] * O.data[oo + e * O.inner];
       for (let j = 0; j < P.keyEnd(i); j++) {
-        const ko = P.K.off + kv + j * D, vo = P.V.off + kv + j * D;
-        const s = P.score(b, h, i, j, qo, ko);
+        const s = P.score(b, h, i, j);
         if (s === -Infinity) continue;
         const p = Math.exp(s - L);
         let dp = 0;
-        for (let e = 0; e < D; e++) dp += G.data[go + e] * P.V.data[vo + e];
+        for (let e = 0; e < D; e++) dp += G.data[go + e * G.inner] * P.V.data[vb + j * vRow + e * P.V.inner];
         const mult = P.keepMult(row, j);
         const ds = p * (dp * mult - delta);
+        const dko = DK.at(b, hk, j), dvo = DV.at(b, hk, j);
         for (let e = 0; e < D; e++) {
-          dqa[row * D + e] += ds * P.K.data[ko + e] * d.scale;
-          dka[kv + j * D + e] += ds * P.Q.data[qo + e] * d.scale;
-          dva[kv + j * D + e] += p * mult * G.data[go + e];
+          dqa[dqo + e] += ds * P.K.data[kb + j * kRow + e * P.K.inner] * d.scale;
+          dka[dko + e] += ds * P.Q.data[qo + e * P.Q.inner] * d.scale;
+          dva[dvo + e] += p * mult * G.data[go + e * G.inner];
         }
       }
-    }
-    dqo.set(dqa); dko.set(dka); dvo.set(dva);
+    });
+    outData(dq).set(dqa); outData(dk).set(dka); outData(dv).set(dva);
   } else if (nq > 0) {
+    // A dout broadcast along the head dim (out.sum()'s gradient) is made dense, so it does not turn
+    // every load scalar (and compile scalar pipelines) for the sake of one constant.
+    const dense = g.strides[3] === 0 && D > 1 ? g.contiguous() : g;
     const kind = mask?.kind ?? 'none';
-    const W = vectorWidth(D, [q.offset, k.offset, v.offset, g.offset]);
-    const p = params(d, W, q, k, v, mask, g.offset);
+    const W = vectorWidth(D, [q, k, v, out, dense, dq, dk, dv]);
+    const p = params(d, W, { Q: q, K: k, V: v, O: out, G: dense, DQ: dq, DK: dk, DV: dv }, mask);
     const extra = mask ? [mask.view] : [];
-    const dqViews = [dq, q, k, v, stats, g, ...extra], dkvViews = [dk, dv, q, k, v, stats, g, ...extra];
+    const dqViews = [dq, stats, q, k, v, out, dense, ...extra], dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
     const tiled = tiledShape(d, W, kind);
     if (tiled) tiledBackward(tiled, p, dqViews, dkvViews);
     else {
       launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, dqViews, itemGrid(nq));
       launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, dkvViews, itemGrid(B * Hkv * Tk));
     }
+    if (dense !== g) dense.dispose();
   }
   return [dq, dk, dv];
 }
@@ -215,13 +264,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   };
   const maskT = opts.mask ?? null;
   const maskOf = (t: Tensor | null): Mask | null => t && { view: broadcastView(t, [B, H, Tq, Tk]), kind: t.dtype === 'int32' ? 'bool' : 'add' };
-  return withContiguous([q, k, v], ([qc, kc, vc]) => {
-    const [out, lse] = forward(d, qc, kc, vc, maskOf(maskT));
-    const y = record('scaledDotProductAttention', out, [q, k, v], (g, [qs, ks, vs, os, ls, ms]) => withContiguous([g], ([gc]) => {
-      const stats = stack([ls, gc.mul(os).sum(-1)]);
-      return backward(d, qs, ks, vs, maskOf(ms ?? null), stats, gc);
-    }), [qc, kc, vc, out, lse, ...(maskT ? [maskT] : [])]);
-    lse.dispose();
-    return y;
-  });
+  // Operands are read where they are (any strides): no contiguous copies.
+  const [out, stats] = forward(d, q, k, v, maskOf(maskT));
+  const y = record('scaledDotProductAttention', out, [q, k, v], (g, [qs, ks, vs, os, ss, ms]) =>
+    backward(d, qs, ks, vs, maskOf(ms ?? null), os, ss, g), [q, k, v, out, stats, ...(maskT ? [maskT] : [])]);
+  stats.dispose();
+  return y;
 }

@@ -1,50 +1,80 @@
 // WGSL for fused scaled-dot-product attention (flash-attention style, no T×T buffer):
 //  - forward: one invocation per query row, online softmax over the keys; writes out and the row's
-//    logsumexp (lse);
-//  - backward dQ: one invocation per query row, recomputing scores from q, k, lse;
+//    logsumexp (the first half of `stats`);
+//  - backward dQ: one invocation per query row, recomputing scores from q, k, lse; it also writes the
+//    row's delta = Σ dout·out (the second half of `stats`), which dK/dV reads after it;
 //  - backward dK/dV: one invocation per key row, looping over the query heads of its KV group (GQA)
 //    and the query rows that see it. No atomics: deterministic.
+// Every [B, H, T, D] operand (q, k, v, out, dout and the gradients) is read or written through its own
+// offset and strides, so views (heads split by a transpose, slices) need no contiguous copy.
 // Queries are the LAST Tq positions of the Tk keys when causal (query i sees keys j ≤ i + Tk − Tq).
 // Dropout on the probabilities uses a counter-based hash of (seed, (b·H + h)·Tq·Tk + i·Tk + j).
+import type { View } from '../../core/backend.js';
 import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
 import { itemMain, kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type MaskKind = 'none' | 'add' | 'bool';
 
-/** Params: DH = head dim / W, gOff = dout's offset, mask strides broadcast to [B, H, Tq, Tk]. */
+/**
+ * Params. DH = head dim / W. Each operand field is [offset, stride b, stride h, stride t, stride d]
+ * in units of the kernel's vector type (the mask M in elements, broadcast to [B, H, Tq, Tk]).
+ */
 export const AT = uniformLayout({
-  B: 'u32', H: 'u32', HKV: 'u32', TQ: 'u32', TK: 'u32', DH: 'u32', QOFF: 'u32', KOFF: 'u32', VOFF: 'u32', MOFF: 'u32',
-  SCALE: 'f32', CAUSAL: 'u32', DROP: 'f32', SEED: 'u32', GOFF: 'u32', MSTR: ['u32', 4],
+  B: 'u32', H: 'u32', HKV: 'u32', TQ: 'u32', TK: 'u32', DH: 'u32', SCALE: 'f32', CAUSAL: 'u32', DROP: 'f32', SEED: 'u32',
+  Q: ['u32', 5], K: ['u32', 5], V: ['u32', 5], O: ['u32', 5], G: ['u32', 5], DQ: ['u32', 5], DK: ['u32', 5], DV: ['u32', 5], M: ['u32', 5],
 });
 
-const maskBinding = (kind: MaskKind): string[] =>
-  kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`];
+/** The operands addressed through AT's [offset, strides] fields. */
+export type Operand = 'Q' | 'K' | 'V' | 'O' | 'G' | 'DQ' | 'DK' | 'DV' | 'M';
 
 /** Largest head dim the kernels hold in private arrays. */
 export const MAX_HEAD_DIM = 256;
 
+/** Strides with size-1 dims zeroed (their stride never moves the address, so it must not block vector loads). */
+const liveStrides = (v: View): number[] => v.strides.map((s, i) => (v.shape[i] === 1 ? 0 : s));
+
 /**
- * Rows of q/k/v/out/grads are read as `VT` (vec4<f32> when the head dim and every offset are
- * multiples of 4, else f32); DH (a param, so loops are not unrolled at compile time — full unrolls
- * made lavapipe's shader compiler take tens of seconds) is the row length in VT units, and
- * offsets in the params are in VT units too.
+ * Rows of q/k/v/out/grads are read as `VT`: vec4<f32> when the head dim is a multiple of 4 and every
+ * operand's head dim is contiguous with its offset and other strides multiples of 4, else f32 (scalar
+ * loads through the head-dim stride). DH (a param, so loops are not unrolled at compile time — full
+ * unrolls made lavapipe's shader compiler take tens of seconds) is the row length in VT units.
  */
-export function vectorWidth(D: number, offsets: number[]): 1 | 4 {
-  return D % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1;
+export function vectorWidth(D: number, operands: readonly View[]): 1 | 4 {
+  const aligned = (v: View) => {
+    const s = liveStrides(v);
+    return v.offset % 4 === 0 && s[3] === 1 && s.slice(0, 3).every((x) => x % 4 === 0);
+  };
+  return D % 4 === 0 && operands.every(aligned) ? 4 : 1;
 }
 
-/** Helpers: the scaled score of (q row, k row) with the mask applied (-inf = not attended), and dropout. */
+/** An operand's AT field: offset and strides in units of W (the head-dim stride is one VT when W = 4). */
+export function operandWords(v: View, W: 1 | 4): number[] {
+  const s = liveStrides(v);
+  return [v.offset / W, s[0] / W, s[1] / W, s[2] / W, W === 4 ? 1 : s[3]];
+}
+
+/** WGSL for the start of row (b, h, t) of an operand, and for element d of that row. */
+export const rowAt = (t: Operand, b: string, h: string, i: string): string => `row_at(${AT[t]}u, ${b}, ${h}, ${i})`;
+export const col = (t: Operand, d: string): string => `col(${AT[t]}u, ${d})`;
+/** WGSL for an operand's stride between consecutive rows (positions). */
+export const rowStride = (t: Operand): string => `pu(${AT[t] + 3}u)`;
+
 /**
- * The WGSL both attention kernels (row and tiled) share: the vector type, the mask, dropout's keep
- * multiplier (same counter hash, so the same seed drops the same elements) and the causal key range.
+ * The WGSL both attention kernels (row and tiled) share: the vector type, strided addressing, the
+ * mask, dropout's keep multiplier (same counter hash, so the same seed drops the same elements) and
+ * the causal key range.
  */
 export function attentionHelpers(W: 1 | 4, kind: MaskKind): string {
   const maskCode = kind === 'none' ? '' : `
-  let mo = pu(${AT.MOFF}u) + b * pu(${AT.MSTR}u) + h * pu(${AT.MSTR + 1}u) + i * pu(${AT.MSTR + 2}u) + j * pu(${AT.MSTR + 3}u);
+  let mo = row_at(${AT.M}u, b, h, i) + j * pu(${AT.M + 4}u);
   ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
   return `alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
 fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
+/** Start of row (b, h, i) of the operand whose [offset, strides] field starts at word t. */
+fn row_at(t: u32, b: u32, h: u32, i: u32) -> u32 { return pu(t) + b * pu(t + 1u) + h * pu(t + 2u) + i * pu(t + 3u); }
+/** Element d of a row (contiguous when vectorised). */
+fn col(t: u32, d: u32) -> u32 { return ${W === 4 ? 'd' : 'd * pu(t + 4u)'}; }
 ${WGSL_COUNTER_RNG}
 /** The scaled score with the mask applied (-inf: not attended). */
 fn masked(s0: f32, b: u32, h: u32, i: u32, j: u32) -> f32 {
@@ -71,31 +101,47 @@ function prelude(W: 1 | 4, kind: MaskKind): string {
 ${attentionHelpers(W, kind)}`;
 }
 
-/** Decodes a query row index into b, h, i and its KV head's base offset (in elements). */
+/** Decodes a query row index into b, h, i, its KV head hk, and the row / KV head bases of q, k, v. */
 const queryRow = `
   let DH = pu(${AT.DH}u);
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
   if (item >= pu(${AT.B}u) * H * Tq) { return; }
   let i = item % Tq; let bh = item / Tq; let h = bh % H; let b = bh / H;
-  let kvb = (b * Hkv + h / (H / Hkv)) * Tk * DH;
+  let hk = h / (H / Hkv);
   let scale = pf(${AT.SCALE}u);
-  let qo = pu(${AT.QOFF}u) + item * DH;
-  let kb = pu(${AT.KOFF}u) + kvb;
-  let vb = pu(${AT.VOFF}u) + kvb;
+  let qo = ${rowAt('Q', 'b', 'h', 'i')};
+  let kb = ${rowAt('K', 'b', 'hk', '0u')}; let kRow = ${rowStride('K')};
+  let vb = ${rowAt('V', 'b', 'hk', '0u')}; let vRow = ${rowStride('V')};
   let jend = key_end(i);`;
 
+const storage = (name: string, type: string, writable = false) => `var<storage, ${writable ? 'read_write' : 'read'}> ${name}: array<${type}>`;
+const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'VT'));
+
+/**
+ * Bindings of the three kernels, row and tiled alike (at most 8 storage buffers, WebGPU's default
+ * limit). stats = [lse; delta], one f32 per query row each: the forward writes lse, the dQ kernel
+ * writes delta = Σ dout·out (so it binds stats writable) and the dK/dV kernel, dispatched after it,
+ * reads both.
+ */
+export const attentionBindings = (part: 'fwd' | 'dq' | 'dkv', kind: MaskKind): string[] => [
+  ...(part === 'fwd' ? [storage('out', 'VT', true), storage('stats', 'f32', true), ...inputs]
+    : part === 'dq' ? [storage('dq', 'VT', true), storage('stats', 'f32', true), ...inputs, storage('out', 'VT'), storage('dout', 'VT')]
+      : [storage('dk', 'VT', true), storage('dv', 'VT', true), ...inputs, storage('stats', 'f32'), storage('dout', 'VT')]),
+  ...(kind === 'none' ? [] : [storage('mask', kind === 'add' ? 'f32' : 'i32')]),
+];
+
 export function attentionForwardSource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> out: array<VT>', 'var<storage, read_write> lse: array<f32>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('fwd', kind))}
 ${prelude(W, kind)}
 ${itemMain(`${queryRow}
   var qr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + d]; }
+  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; }
   var m = ${NEG_INF};
   var l = 0.0;
   for (var j = 0u; j < jend; j++) {
     var s = 0.0;
-    for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * DH + d]); }
+    for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * kRow + ${col('K', 'd')}]); }
     s = masked(s * scale, b, h, i, j);
     if (is_neg_inf(s)) { continue; }
     // Online softmax: rescale what was accumulated under the old running max.
@@ -104,45 +150,47 @@ ${itemMain(`${queryRow}
     let p = exp(s - mn);
     l = l * corr + p;
     let pv = p * keep_mult(item, j);
-    for (var d = 0u; d < DH; d++) { acc[d] = acc[d] * corr + pv * v[vb + j * DH + d]; }
+    for (var d = 0u; d < DH; d++) { acc[d] = acc[d] * corr + pv * v[vb + j * vRow + ${col('V', 'd')}]; }
     m = mn;
   }
   let inv = select(1.0 / l, 0.0, l == 0.0);
-  for (var d = 0u; d < DH; d++) { out[item * DH + d] = acc[d] * inv; }
-  lse[item] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
+  let oo = ${rowAt('O', 'b', 'h', 'i')};
+  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = acc[d] * inv; }
+  stats[item] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
 }
 
-/** stats = [lse (B·H·Tq), delta = rowsum(dout ∘ out) (B·H·Tq)], offset 0. */
 export function attentionBackwardQuerySource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dq: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('dq', kind))}
 ${prelude(W, kind)}
 ${itemMain(`${queryRow}
-  let nq = pu(${AT.B}u) * H * Tq;
   let L = stats[item];
-  let delta = stats[nq + item];
-  let go = pu(${AT.GOFF}u) + item * DH;
+  let go = ${rowAt('G', 'b', 'h', 'i')};
+  let oo = ${rowAt('O', 'b', 'h', 'i')};
   var qr: array<VT, DMAX>;
   var gr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + d]; gr[d] = dout[go + d]; }
+  var delta = 0.0;
+  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; gr[d] = dout[go + ${col('G', 'd')}]; delta += vdot(gr[d], out[oo + ${col('O', 'd')}]); }
+  stats[pu(${AT.B}u) * H * Tq + item] = delta;
   if (!is_neg_inf(L)) {
     for (var j = 0u; j < jend; j++) {
       var s = 0.0;
-      for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * DH + d]); }
+      for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * kRow + ${col('K', 'd')}]); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], v[vb + j * DH + d]); }
+      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], v[vb + j * vRow + ${col('V', 'd')}]); }
       let ds = p * (dp * keep_mult(item, j) - delta);
-      for (var d = 0u; d < DH; d++) { acc[d] += ds * k[kb + j * DH + d]; }
+      for (var d = 0u; d < DH; d++) { acc[d] += ds * k[kb + j * kRow + ${col('K', 'd')}]; }
     }
   }
-  for (var d = 0u; d < DH; d++) { dq[item * DH + d] = acc[d] * scale; }`)}`;
+  let dqo = ${rowAt('DQ', 'b', 'h', 'i')};
+  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = acc[d] * scale; }`)}`;
 }
 
 export function attentionBackwardKeySource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dk: array<VT>', 'var<storage, read_write> dv: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('dkv', kind))}
 ${prelude(W, kind)}
 ${itemMain(`
   let DH = pu(${AT.DH}u);
@@ -156,7 +204,9 @@ ${itemMain(`
   var vr: array<VT, DMAX>;
   var dka: array<VT, DMAX>;
   var dva: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { kr[d] = k[pu(${AT.KOFF}u) + item * DH + d]; vr[d] = v[pu(${AT.VOFF}u) + item * DH + d]; }
+  let ko = ${rowAt('K', 'b', 'hk', 'j')};
+  let vo = ${rowAt('V', 'b', 'hk', 'j')};
+  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }
   // Causal: query i sees key j when i ≥ j − (Tk − Tq).
   var i0 = 0u;
   if (pu(${AT.CAUSAL}u) != 0u) { i0 = u32(clamp(i32(j) - (i32(Tk) - i32(Tq)), 0, i32(Tq))); }
@@ -166,11 +216,11 @@ ${itemMain(`
       let row = (b * H + h) * Tq + i;
       let L = stats[row];
       if (is_neg_inf(L)) { continue; }
-      let qo = pu(${AT.QOFF}u) + row * DH;
-      let go = pu(${AT.GOFF}u) + row * DH;
+      let qo = ${rowAt('Q', 'b', 'h', 'i')};
+      let go = ${rowAt('G', 'b', 'h', 'i')};
       var s = 0.0;
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { s += vdot(q[qo + d], kr[d]); dp += vdot(dout[go + d], vr[d]); }
+      for (var d = 0u; d < DH; d++) { s += vdot(q[qo + ${col('Q', 'd')}], kr[d]); dp += vdot(dout[go + ${col('G', 'd')}], vr[d]); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);
@@ -178,10 +228,12 @@ ${itemMain(`
       let ds = p * (dp * mult - stats[nq + row]);
       let pm = p * mult;
       for (var d = 0u; d < DH; d++) {
-        dva[d] += pm * dout[go + d];
-        dka[d] += ds * q[qo + d];
+        dva[d] += pm * dout[go + ${col('G', 'd')}];
+        dka[d] += ds * q[qo + ${col('Q', 'd')}];
       }
     }
   }
-  for (var d = 0u; d < DH; d++) { dk[item * DH + d] = dka[d] * scale; dv[item * DH + d] = dva[d]; }`)}`;
+  let dko = ${rowAt('DK', 'b', 'hk', 'j')};
+  let dvo = ${rowAt('DV', 'b', 'hk', 'j')};
+  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = dka[d] * scale; dv[dvo + ${col('DV', 'd')}] = dva[d]; }`)}`;
 }

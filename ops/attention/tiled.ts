@@ -5,10 +5,10 @@
 // (on lavapipe, staged tiles measured faster than the same loops reading global memory). O(T) memory:
 // the forward saves only the output and each row's logsumexp; the backward recomputes the
 // probabilities tile by tile (dQ per query block, dK/dV per key block, no atomics). Same uniform
-// layout (AT), masks, causal rule and dropout counter as the row kernels in
-// core/webgpu/kernels/attention.ts, so the same seed drops the same probabilities; the forward
-// rescales its accumulator once per tile (online softmax).
-import { AT, attentionHelpers, type MaskKind } from './kernels.js';
+// layout (AT: every operand through its own offset and strides), bindings, masks, causal rule and
+// dropout counter as the row kernels in kernels.ts, so the same seed drops the same probabilities;
+// the forward rescales its accumulator once per tile (online softmax).
+import { AT, attentionBindings, attentionHelpers, col, rowAt, rowStride, type MaskKind } from './kernels.js';
 import { gpuRuntime } from '../../core/device.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
@@ -61,8 +61,6 @@ const STAGE: u32 = ${stage}u;
 ${attentionHelpers(W, kind)}`;
 }
 
-const maskBinding = (kind: MaskKind): string[] => (kind === 'none' ? [] : [`var<storage, read> mask: array<${kind === 'add' ? 'f32' : 'i32'}>`]);
-
 const blockMain = (body: string): string => `@compute @workgroup_size(${BLOCK}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let lid = lidv.x;
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
@@ -78,20 +76,25 @@ const queryBlock = `
   let bh = wid.y; let h = bh % H; let b = bh / H;
   let i = wid.x * ${BLOCK}u + lid;
   let live = i < Tq;
-  let row = bh * Tq + min(i, Tq - 1u);
-  let kvb = (b * Hkv + h / (H / Hkv)) * Tk * DH;
-  let kb = pu(${AT.KOFF}u) + kvb;
-  let vb = pu(${AT.VOFF}u) + kvb;
+  let ic = min(i, Tq - 1u);
+  let row = bh * Tq + ic;
+  let hk = h / (H / Hkv);
+  let kb = ${rowAt('K', 'b', 'hk', '0u')}; let kRow = ${rowStride('K')};
+  let vb = ${rowAt('V', 'b', 'hk', '0u')}; let vRow = ${rowStride('V')};
   let jend = key_end(i);
   let blockEnd = key_end(min(wid.x * ${BLOCK}u + ${BLOCK - 1}u, Tq - 1u));
+  let qo = ${rowAt('Q', 'b', 'h', 'ic')};
   var qr: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[pu(${AT.QOFF}u) + row * DH + d]; }`;
+  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; }`;
 
 /** Stages key/value rows [j0, j0 + n) of this KV head in ks/vs (between barriers: uniform control flow). */
 const stageKeys = `
     let n = min(STAGE, blockEnd - j0);
     workgroupBarrier();
-    for (var e = lid; e < n * DH; e += ${BLOCK}u) { ks[e] = k[kb + j0 * DH + e]; vs[e] = v[vb + j0 * DH + e]; }
+    for (var e = lid; e < n * DH; e += ${BLOCK}u) {
+      let j = j0 + e / DH; let c = e % DH;
+      ks[e] = k[kb + j * kRow + ${col('K', 'c')}]; vs[e] = v[vb + j * vRow + ${col('V', 'c')}];
+    }
     workgroupBarrier();`;
 
 /** s = masked(q·k·scale) for staged key jj, or -inf when the key is out of this query's range. */
@@ -107,7 +110,7 @@ const keyTiles = `var<workgroup> ks: array<VT, ${'STAGE * DMAX'}>;
 var<workgroup> vs: array<VT, ${'STAGE * DMAX'}>;`;
 
 function forwardSource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> out: array<VT>', 'var<storage, read_write> lse: array<f32>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('fwd', kind))}
 ${prelude(z, kind)}
 ${keyTiles}
 ${blockMain(`${queryBlock}
@@ -139,22 +142,25 @@ ${blockMain(`${queryBlock}
   }
   if (!live) { return; }
   let inv = select(1.0 / l, 0.0, l == 0.0);
-  for (var d = 0u; d < DH; d++) { out[row * DH + d] = acc[d] * inv; }
-  lse[row] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
+  let oo = ${rowAt('O', 'b', 'h', 'i')};
+  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = acc[d] * inv; }
+  stats[row] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
 }
 
-/** stats = [lse (B·H·Tq), delta = rowsum(dout ∘ out) (B·H·Tq)], offset 0. */
+/** Also writes each query row's delta = Σ dout·out into stats' second half, for the dK/dV kernel. */
 function backwardQuerySource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dq: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('dq', kind))}
 ${prelude(z, kind)}
 ${keyTiles}
 ${blockMain(`${queryBlock}
-  let nq = pu(${AT.B}u) * H * Tq;
   let L = stats[row];
-  let delta = stats[nq + row];
+  let go = ${rowAt('G', 'b', 'h', 'ic')};
+  let oo = ${rowAt('O', 'b', 'h', 'ic')};
   var gr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { gr[d] = dout[pu(${AT.GOFF}u) + row * DH + d]; }
+  var delta = 0.0;
+  for (var d = 0u; d < DH; d++) { gr[d] = dout[go + ${col('G', 'd')}]; delta += vdot(gr[d], out[oo + ${col('O', 'd')}]); }
+  if (live) { stats[pu(${AT.B}u) * H * Tq + row] = delta; }
   let attends = !is_neg_inf(L);
   for (var j0 = 0u; j0 < blockEnd; j0 += STAGE) {${stageKeys}
     // Non-uniform branches only below the barriers: no continue/break of the tile loop.
@@ -168,12 +174,13 @@ ${blockMain(`${queryBlock}
     }
   }
   if (!live) { return; }
-  for (var d = 0u; d < DH; d++) { dq[row * DH + d] = acc[d] * scale; }`)}`;
+  let dqo = ${rowAt('DQ', 'b', 'h', 'i')};
+  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = acc[d] * scale; }`)}`;
 }
 
 /** One invocation per key row, walking the query rows of every head in its KV group in staged tiles. */
 function backwardKeySource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(['var<storage, read_write> dk: array<VT>', 'var<storage, read_write> dv: array<VT>', 'var<storage, read> q: array<VT>', 'var<storage, read> k: array<VT>', 'var<storage, read> v: array<VT>', 'var<storage, read> stats: array<f32>', 'var<storage, read> dout: array<VT>', ...maskBinding(kind)])}
+  return `${kernelHeader(attentionBindings('dkv', kind))}
 ${prelude(z, kind)}
 var<workgroup> qs: array<VT, STAGE * DMAX>;
 var<workgroup> gs: array<VT, STAGE * DMAX>;
@@ -183,26 +190,31 @@ ${blockMain(`
   let bhk = wid.y; let hk = bhk % Hkv; let b = bhk / Hkv;
   let j = wid.x * ${BLOCK}u + lid;
   let live = j < Tk;
-  let krow = bhk * Tk + min(j, Tk - 1u);
+  let jc = min(j, Tk - 1u);
   let group = H / Hkv;
   let nq = pu(${AT.B}u) * H * Tq;
   var kr: array<VT, DMAX>;
   var vr: array<VT, DMAX>;
   var dka: array<VT, DMAX>;
   var dva: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { kr[d] = k[pu(${AT.KOFF}u) + krow * DH + d]; vr[d] = v[pu(${AT.VOFF}u) + krow * DH + d]; }
+  let ko = ${rowAt('K', 'b', 'hk', 'jc')};
+  let vo = ${rowAt('V', 'b', 'hk', 'jc')};
+  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }
   // Causal: query i sees key j when j < key_end(i); the block's first key bounds the first query.
   var iStart = 0u;
   if (pu(${AT.CAUSAL}u) != 0u) { iStart = u32(clamp(i32(wid.x * ${BLOCK}u) - (i32(Tk) - i32(Tq)), 0, i32(Tq))); }
   for (var g = 0u; g < group; g++) {
     let h = hk * group + g;
     let rowBase = (b * H + h) * Tq;
+    let qb = ${rowAt('Q', 'b', 'h', '0u')}; let qRow = ${rowStride('Q')};
+    let gb = ${rowAt('G', 'b', 'h', '0u')}; let gRow = ${rowStride('G')};
     for (var i0 = iStart; i0 < Tq; i0 += STAGE) {
       let n = min(STAGE, Tq - i0);
       workgroupBarrier();
       for (var e = lid; e < n * DH; e += ${BLOCK}u) {
-        qs[e] = q[pu(${AT.QOFF}u) + (rowBase + i0) * DH + e];
-        gs[e] = dout[pu(${AT.GOFF}u) + (rowBase + i0) * DH + e];
+        let i = i0 + e / DH; let c = e % DH;
+        qs[e] = q[qb + i * qRow + ${col('Q', 'c')}];
+        gs[e] = dout[gb + i * gRow + ${col('G', 'c')}];
       }
       for (var e = lid; e < n; e += ${BLOCK}u) { Ls[e] = stats[rowBase + i0 + e]; deltas[e] = stats[nq + rowBase + i0 + e]; }
       workgroupBarrier();
@@ -228,7 +240,9 @@ ${blockMain(`
     }
   }
   if (!live) { return; }
-  for (var d = 0u; d < DH; d++) { dk[krow * DH + d] = dka[d] * scale; dv[krow * DH + d] = dva[d]; }`)}`;
+  let dko = ${rowAt('DK', 'b', 'hk', 'j')};
+  let dvo = ${rowAt('DV', 'b', 'hk', 'j')};
+  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = dka[d] * scale; dv[dvo + ${col('DV', 'd')}] = dva[d]; }`)}`;
 }
 
 /** What the launches need beyond the params block. */
@@ -247,13 +261,13 @@ function unrollHeadDim(source: string, dh: number): string {
 const pipelineKey = (part: string, z: Sizes, kind: MaskKind) => `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
 const blocks = (rows: number, heads: number): [number, number, number] => [Math.ceil(rows / BLOCK), heads, 1];
 
-/** views: out, lse, q, k, v[, mask]. */
+/** views: out, stats, q, k, v[, mask]. */
 export function tiledForward(s: TiledShape, p: Uint32Array, views: View[]): void {
   const z = sizes(s.W, s.D);
   launch('scaledDotProductAttention', pipelineKey('fwd', z, s.kind), () => unrollHeadDim(forwardSource(z, s.kind), z.dmax), p, views, blocks(s.Tq, s.BH));
 }
 
-/** dqViews: dq, q, k, v, stats, dout[, mask]; dkvViews: dk, dv, q, k, v, stats, dout[, mask]. */
+/** dqViews: dq, stats, q, k, v, out, dout[, mask]; dkvViews: dk, dv, q, k, v, stats, dout[, mask] (attentionBindings). */
 export function tiledBackward(s: TiledShape, p: Uint32Array, dqViews: View[], dkvViews: View[]): void {
   const z = sizes(s.W, s.D);
   const op = 'scaledDotProductAttentionBackward';
