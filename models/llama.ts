@@ -2,7 +2,7 @@
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import type { Tensor } from '../core/tensor.js';
-import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
+import { addRmsNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
@@ -11,7 +11,7 @@ import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
@@ -77,7 +77,13 @@ export class LlamaMLP extends Module {
   }
 }
 
-export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+/** RMSNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
+function normStream(stream: ResidualStream, norm: RMSNorm, eps: number): AddNormResult {
+  const { hidden, pending } = stream;
+  return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
+}
+
+export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
   readonly self_attn: LlamaAttention;
   readonly mlp: LlamaMLP;
   readonly input_layernorm: RMSNorm;
@@ -91,13 +97,16 @@ export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | u
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
   }
 
-  /** Sequential pre-norm: h = x + attn(n1(x)); out = h + mlp(n2(h)). */
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+  /**
+   * Sequential pre-norm: x = hidden + pending; h = x + attn(n1(x)); out = h + mlp(n2(h)), handed on
+   * as (h, mlp(n2(h))) for the next norm to add. Every residual add runs inside a norm's kernel.
+   */
+  forward(input: ResidualStream, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): ResidualStream {
     const eps = this.config.rms_norm_eps;
-    const attn = this.self_attn.call(rmsNorm(x, this.input_layernorm.weight, eps), rope, cache, lengthDependent);
-    // The residual add and n2 run as one kernel.
-    const { sum: h, normed } = addRmsNorm(x, attn, this.post_attention_layernorm.weight, eps);
-    return h.add(this.mlp.call(normed));
+    const { sum: x, normed } = normStream(input, this.input_layernorm, eps);
+    const attn = this.self_attn.call(normed, rope, cache, lengthDependent);
+    const { sum: h, normed: n2 } = normStream({ hidden: x, pending: attn }, this.post_attention_layernorm, eps);
+    return { hidden: h, pending: this.mlp.call(n2) };
   }
 }
 
@@ -123,10 +132,10 @@ export class LlamaModel extends DecoderTrunk {
   get tokenEmbedding(): Embedding { return this.embed_tokens; }
 
   forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
-    let h = this.embed_tokens.call(ids);
+    let stream: ResidualStream = { hidden: this.embed_tokens.call(ids), pending: null };
     const dependent = this.rotary.lengthDependent;
-    for (const layer of this.layers) h = layer.call(h, rope, cache, dependent);
-    return rmsNorm(h, this.norm.weight, this.config.rms_norm_eps);
+    for (const layer of this.layers) stream = layer.call(stream, rope, cache, dependent);
+    return normStream(stream, this.norm, this.config.rms_norm_eps).normed;
   }
 }
 
