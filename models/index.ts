@@ -6,7 +6,7 @@ export { RotaryEmbedding, type RotaryTables, type TableRequest } from './rope-sc
 export { CLEX, ODELinear, sampleTrainingPositions, type ClexSample, type ClexOptions } from './clex.js';
 export { clexOdeLearningRate, clexOdeParamGroup, clexParamGroups, clipClexGradNorm, type ClexParamGroup } from './clex-optim.js';
 export { CausalLM, shiftedLoss, type CausalLMOutput, type ForwardOptions, type ModelOptions, type ResidualStream } from './causal-lm.js';
-export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP } from './llama.js';
+export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP, type JointProjection } from './llama.js';
 export { GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXLayer, GPTNeoXAttention, GPTNeoXMLP } from './gptneox.js';
 export { KVCache } from './kv-cache.js';
 export { generate, sampleToken, type GenerateOptions } from './generate.js';

@@ -1,6 +1,7 @@
 // LLaMA decoder (HF LlamaForCausalLM layout and parameter names): RMSNorm pre-norm blocks,
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
+import { isGradEnabled } from '../core/autograd.js';
 import type { Tensor } from '../core/tensor.js';
 import { addRmsNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
@@ -8,22 +9,40 @@ import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
-import { linear } from '../nn/functional.js';
+import { cat, linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
-/** [B, T, heads·D] → [B, heads, T, D]. */
-function splitHeads(x: Tensor, heads: number): Tensor {
-  const [B, T, C] = x.shape;
-  return x.reshape([B, T, heads, C / heads]).transpose(1, 2);
-}
-
 /** x·Wᵀ (+ b when the layer has one). */
 function project(x: Tensor, layer: Linear): Tensor {
   return linear(x, layer.weight, layer.bias);
+}
+
+/**
+ * When a module's projections of one input (q/k/v, gate/up) run as one matmul against their weights
+ * concatenated along the output dim: 'training' (whenever a backward may follow: grad recording is on
+ * and a weight requires grad), 'always', or 'never' (one matmul each). The parameters stay separate
+ * either way; each gets its slice of the joint weight's gradient through cat's backward.
+ */
+export type JointProjection = 'training' | 'always' | 'never';
+
+function joins(mode: JointProjection, layers: readonly Linear[]): boolean {
+  return mode === 'always' || (mode === 'training' && isGradEnabled() && layers.some((l) => l.weight.requiresGrad));
+}
+
+/** x·[W₁; W₂; …]ᵀ (+ [b₁; b₂; …]): the layers' projections of x side by side along the last dim, in one matmul. */
+function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
+  const biases = layers.map((l) => l.bias).filter((b): b is Tensor => b !== null);
+  return linear(x, cat(layers.map((l) => l.weight), 0), biases.length ? cat(biases, 0) : null);
+}
+
+/** Consecutive parts of x along `axis` with the given sizes, as views. */
+function splitAxis(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+  let start = 0;
+  return sizes.map((n) => x.narrow(axis, (start += n) - n, n));
 }
 
 export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
@@ -31,6 +50,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
+  jointProjection: JointProjection = 'training';
 
   constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
     super();
@@ -45,9 +65,15 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    const q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
-    let k = splitHeads(project(x, this.k_proj), c.num_key_value_heads);
-    let v = splitHeads(project(x, this.v_proj), c.num_key_value_heads);
+    const layers = [this.q_proj, this.k_proj, this.v_proj];
+    // Split by heads after the [B, T, heads, D] reshape, so the parts stay views.
+    const perHead = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]);
+    const [qh, kh, vh] = joins(this.jointProjection, layers)
+      ? splitAxis(perHead(projectJoint(x, layers)), 2, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads])
+      : layers.map((l) => perHead(project(x, l)));
+    const q = qh.transpose(1, 2);
+    let k = kh.transpose(1, 2);
+    let v = vh.transpose(1, 2);
     const past = rope.cos.shape[0] - T;
     const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
     if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
@@ -62,6 +88,7 @@ export class LlamaMLP extends Module {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
+  jointProjection: JointProjection = 'training';
 
   constructor(config: LlamaConfig, opts: Required<ModelOptions>) {
     super();
@@ -73,7 +100,11 @@ export class LlamaMLP extends Module {
 
   /** down(silu(gate(x)) · up(x)), the SwiGLU product in one fused kernel. */
   forward(x: Tensor): Tensor {
-    return project(swiglu(project(x, this.gate_proj), project(x, this.up_proj)), this.down_proj);
+    const layers = [this.gate_proj, this.up_proj];
+    const [gate, up] = joins(this.jointProjection, layers)
+      ? splitAxis(projectJoint(x, layers), -1, layers.map((l) => l.weight.shape[0]))
+      : layers.map((l) => project(x, l));
+    return project(swiglu(gate, up), this.down_proj);
   }
 }
 
