@@ -2,7 +2,7 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { addLayerNorm, layerNorm, type AddNormResult } from '../ops/norm/index.js';
+import { addLayerNorm, layerNorm } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
@@ -62,7 +62,7 @@ export class GPTNeoXMLP extends Module {
 }
 
 /** LayerNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
-function normStream(stream: ResidualStream, ln: LayerNorm, eps: number): AddNormResult {
+function normStream(stream: ResidualStream, ln: LayerNorm, eps: number) {
   const { hidden, pending } = stream;
   return pending ? addLayerNorm(hidden, pending, ln.weight, ln.bias, eps) : { sum: hidden, normed: layerNorm(hidden, ln.weight, ln.bias, eps) };
 }

@@ -3,7 +3,7 @@
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import { isGradEnabled } from '../core/autograd.js';
 import type { Tensor } from '../core/tensor.js';
-import { addRmsNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
+import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
 import { applyRotary } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
@@ -62,18 +62,20 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     this.o_proj = this.module('o_proj', new Linear(config.num_attention_heads * D, h, o));
   }
 
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+  /** q [B, heads, T, D], k and v [B, kv heads, T, D]; when joined, views of the one projection split by heads. */
+  private projectHeads(x: Tensor): Tensor[] {
     const c = this.config;
     const [B, T] = x.shape;
     const layers = [this.q_proj, this.k_proj, this.v_proj];
-    // Split by heads after the [B, T, heads, D] reshape, so the parts stay views.
-    const perHead = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]);
-    const [qh, kh, vh] = joins(this.jointProjection, layers)
-      ? splitAxis(perHead(projectJoint(x, layers)), 2, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads])
-      : layers.map((l) => perHead(project(x, l)));
-    const q = qh.transpose(1, 2);
-    let k = kh.transpose(1, 2);
-    let v = vh.transpose(1, 2);
+    const heads = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]).transpose(1, 2);
+    if (!joins(this.jointProjection, layers)) return layers.map((l) => heads(project(x, l)));
+    return splitAxis(heads(projectJoint(x, layers)), 1, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]);
+  }
+
+  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+    const c = this.config;
+    const [B, T] = x.shape;
+    let [q, k, v] = this.projectHeads(x);
     const past = rope.cos.shape[0] - T;
     const qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
     if (cache) ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
@@ -109,7 +111,7 @@ export class LlamaMLP extends Module {
 }
 
 /** RMSNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
-function normStream(stream: ResidualStream, norm: RMSNorm, eps: number): AddNormResult {
+function normStream(stream: ResidualStream, norm: RMSNorm, eps: number) {
   const { hidden, pending } = stream;
   return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
 }
