@@ -1,7 +1,7 @@
 // LLaMA's joint projections (q/k/v and gate/up each as one matmul against the concatenated weights,
 // outputs taken as views) agree with separate projections — logits and every parameter's gradient by
 // HF name, with GQA, head_dim ≠ hidden / heads and biases — and the residual stream leaves no
-// standalone residual add: each layer's last add runs inside the next norm's kernel.
+// standalone residual add in LLaMA or GPT-NeoX: each layer's last add runs inside the next norm's kernel.
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
 import { manualSeed, models, noGrad, scope, type DeviceName } from '../index.js';
@@ -134,5 +134,21 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
     expect(counts.get('add') ?? 0).toBe(0);
     expect(counts.get('addRmsNorm')).toBe(2 * L);
     expect(counts.get('rmsNorm')).toBe(1); // the first layer's input norm: nothing pending yet
+  });
+
+  it('GPT-NeoX: the residual add that ends a layer runs inside the next layer norm (addLayerNorm), parallel or sequential', async () => {
+    for (const parallel of [true, false]) {
+      const counts = await kernelCounts(async () => {
+        manualSeed(3);
+        const m = new models.GPTNeoXForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: L, num_attention_heads: 2, intermediate_size: 24, rotary_pct: 0.5, max_position_embeddings: 8, use_parallel_residual: parallel }, { device: 'webgpu' });
+        await scope(async () => { await values((await m.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8]], 'webgpu'))).logits); });
+        m.dispose();
+      });
+      // Layers 1..L-1's input norms and the final norm add the previous layer's pending output; the
+      // sequential layer's post-attention norm adds its attention output too.
+      expect(counts.get('addLayerNorm'), `parallel ${parallel}`).toBe(parallel ? L : 2 * L);
+      // Layer 0's input norm, and in the parallel layer ln2(x) of a stream already summed by ln1.
+      expect(counts.get('layerNorm'), `parallel ${parallel}`).toBe(parallel ? 1 + L : 1);
+    }
   });
 });
