@@ -72,9 +72,13 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     const c = this.config;
     const [B, T] = x.shape;
     const layers = [this.q_proj, this.k_proj, this.v_proj];
-    const heads = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]).transpose(1, 2);
-    if (!joins(this.jointProjection, layers)) return layers.map((l) => heads(project(x, l)));
-    return splitAxis(heads(projectJoint(x, layers)), 1, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]);
+    const heads = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]);
+    // Split before the transpose: the parts' gradients then meet in [B, T, heads, D] order, which
+    // reshapes back to the projection's [B, T, heads·D] without a copy.
+    const parts = joins(this.jointProjection, layers)
+      ? splitAxis(heads(projectJoint(x, layers)), 2, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads])
+      : layers.map((l) => heads(project(x, l)));
+    return parts.map((p) => p.transpose(1, 2));
   }
 
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
