@@ -55,6 +55,17 @@ export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
 
 export type DecoderConfig = LlamaConfig | GPTNeoXConfig;
 
+/**
+ * What a decoder layer hands to the next: the residual stream and the block output not yet added to
+ * it. The next layer's input norm (or the trunk's final norm) adds them inside its own kernel
+ * (addRmsNorm / addLayerNorm), so a layer's last residual add costs no dispatch of its own.
+ */
+export interface ResidualStream {
+  hidden: Tensor;
+  /** Added to `hidden` by the next norm; null for the embeddings entering the first layer. */
+  pending: Tensor | null;
+}
+
 /** The stack under the LM head (`model.*` in LLaMA checkpoints, `gpt_neox.*` in NeoX): ids → final hidden states. */
 export abstract class DecoderTrunk extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
   abstract readonly rotary: RotaryEmbedding;

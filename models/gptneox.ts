@@ -11,7 +11,7 @@ import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
@@ -63,7 +63,13 @@ export class GPTNeoXMLP extends Module {
   }
 }
 
-export class GPTNeoXLayer extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+/** LayerNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
+function normStream(stream: ResidualStream, ln: LayerNorm, eps: number) {
+  const { hidden, pending } = stream;
+  return pending ? addLayerNorm(hidden, pending, ln.weight, ln.bias, eps) : { sum: hidden, normed: layerNorm(hidden, ln.weight, ln.bias, eps) };
+}
+
+export class GPTNeoXLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
   readonly input_layernorm: LayerNorm;
   readonly post_attention_layernorm: LayerNorm;
   readonly attention: GPTNeoXAttention;
@@ -78,19 +84,19 @@ export class GPTNeoXLayer extends Module<[Tensor, RotaryTables, KVCache | undefi
     this.mlp = this.module('mlp', new GPTNeoXMLP(config, opts));
   }
 
-  private norm(ln: LayerNorm, x: Tensor): Tensor {
-    return layerNorm(x, ln.weight, ln.bias, this.config.layer_norm_eps);
-  }
-
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
-    const attn = this.attention.call(this.norm(this.input_layernorm, x), rope, cache, lengthDependent);
+  /**
+   * x = hidden + pending, then parallel: out = (x + attn(ln1(x))) + mlp(ln2(x)); sequential:
+   * h = x + attn(ln1(x)), out = h + mlp(ln2(h)). The last add is handed on for the next norm's kernel.
+   */
+  forward(input: ResidualStream, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): ResidualStream {
+    const eps = this.config.layer_norm_eps;
+    const { sum: x, normed } = normStream(input, this.input_layernorm, eps);
+    const attn = this.attention.call(normed, rope, cache, lengthDependent);
     if (this.config.use_parallel_residual) {
-      return x.add(attn).add(this.mlp.call(this.norm(this.post_attention_layernorm, x)));
+      return { hidden: x.add(attn), pending: this.mlp.call(normStream({ hidden: x, pending: null }, this.post_attention_layernorm, eps).normed) };
     }
-    // The residual add and the post-attention norm run as one kernel.
-    const ln = this.post_attention_layernorm;
-    const { sum: h, normed } = addLayerNorm(x, attn, ln.weight, ln.bias, this.config.layer_norm_eps);
-    return h.add(this.mlp.call(normed));
+    const { sum: h, normed: n2 } = normStream({ hidden: x, pending: attn }, this.post_attention_layernorm, eps);
+    return { hidden: h, pending: this.mlp.call(n2) };
   }
 }
 
@@ -117,10 +123,10 @@ export class GPTNeoXModel extends DecoderTrunk {
   get tokenEmbedding(): Embedding { return this.embed_in; }
 
   forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
-    let h = this.embed_in.call(ids);
+    let stream: ResidualStream = { hidden: this.embed_in.call(ids), pending: null };
     const dependent = this.rotary.lengthDependent;
-    for (const layer of this.layers) h = layer.call(h, rope, cache, dependent);
-    return layerNorm(h, this.final_layer_norm.weight, this.final_layer_norm.bias, this.config.layer_norm_eps);
+    for (const layer of this.layers) stream = layer.call(stream, rope, cache, dependent);
+    return normStream(stream, this.final_layer_norm, this.config.layer_norm_eps).normed;
   }
 }
 

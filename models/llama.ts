@@ -1,6 +1,7 @@
 // LLaMA decoder (HF LlamaForCausalLM layout and parameter names): RMSNorm pre-norm blocks,
 // separate q/k/v/o projections (biases only with attention_bias), grouped-query attention, SwiGLU MLP
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
+import { isGradEnabled } from '../core/autograd.js';
 import type { Tensor } from '../core/tensor.js';
 import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
 import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
@@ -8,22 +9,46 @@ import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
-import { linear } from '../nn/functional.js';
+import { cat, linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
-
-/** [B, T, heads·D] → [B, heads, T, D]. */
-function splitHeads(x: Tensor, heads: number): Tensor {
-  const [B, T, C] = x.shape;
-  return x.reshape([B, T, heads, C / heads]).transpose(1, 2);
-}
 
 /** x·Wᵀ (+ b when the layer has one). */
 function project(x: Tensor, layer: Linear): Tensor {
   return linear(x, layer.weight, layer.bias);
+}
+
+/**
+ * When a module's projections of one input (q/k/v, gate/up) run as one matmul against their weights
+ * concatenated along the output dim: 'training' (whenever a backward may follow: grad recording is on
+ * and a weight requires grad), 'always', or 'never' (one matmul each, the default). The parameters stay
+ * separate either way; each gets its slice of the joint weight's gradient through cat's backward.
+ * Joining saves 9 of a layer's 21 matmuls in a training step but today costs more dispatches than it
+ * saves: the weights' cat is one copy per weight, and each output view's gradient comes back through
+ * narrow's backward as a zero fill + a copy, summed by autograd (main-job step: 173 vs 167 dispatches).
+ * With a split whose backward copies each part's gradient into one buffer (no fill, no adds; measured
+ * with a prototype on top of the engine branch) q/k/v would save 3 dispatches per layer and gate/up
+ * still cost 1; until such a split exists it stays opt-in. In inference (no backward) it never pays.
+ */
+export type JointProjection = 'training' | 'always' | 'never';
+
+function joins(mode: JointProjection, layers: readonly Linear[]): boolean {
+  return mode === 'always' || (mode === 'training' && isGradEnabled() && layers.some((l) => l.weight.requiresGrad));
+}
+
+/** x·[W₁; W₂; …]ᵀ (+ [b₁; b₂; …]): the layers' projections of x side by side along the last dim, in one matmul. */
+function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
+  const biases = layers.map((l) => l.bias).filter((b): b is Tensor => b !== null);
+  return linear(x, cat(layers.map((l) => l.weight), 0), biases.length ? cat(biases, 0) : null);
+}
+
+/** Consecutive parts of x along `axis` with the given sizes, as views. */
+function splitAxis(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+  let start = 0;
+  return sizes.map((n) => x.narrow(axis, (start += n) - n, n));
 }
 
 export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
@@ -31,6 +56,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
+  jointProjection: JointProjection = 'never';
 
   constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
     super();
@@ -42,12 +68,24 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     this.o_proj = this.module('o_proj', new Linear(config.num_attention_heads * D, h, o));
   }
 
+  /** q [B, heads, T, D], k and v [B, kv heads, T, D]; when joined, views of the one projection split by heads. */
+  private projectHeads(x: Tensor): Tensor[] {
+    const c = this.config;
+    const [B, T] = x.shape;
+    const layers = [this.q_proj, this.k_proj, this.v_proj];
+    const heads = (y: Tensor) => y.reshape([B, T, -1, c.head_dim]);
+    // Split before the transpose: the parts' gradients then meet in [B, T, heads, D] order, which
+    // reshapes back to the projection's [B, T, heads·D] without a copy.
+    const parts = joins(this.jointProjection, layers)
+      ? splitAxis(heads(projectJoint(x, layers)), 2, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads])
+      : layers.map((l) => heads(project(x, l)));
+    return parts.map((p) => p.transpose(1, 2));
+  }
+
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    const q = splitHeads(project(x, this.q_proj), c.num_attention_heads);
-    let k = splitHeads(project(x, this.k_proj), c.num_key_value_heads);
-    let v = splitHeads(project(x, this.v_proj), c.num_key_value_heads);
+    let [q, k, v] = this.projectHeads(x); // eslint-disable-line prefer-const -- k, v come back from the cache
     let qr: Tensor;
     if (cache) {
       const past = rope.cos.shape[0] - T;
@@ -64,6 +102,7 @@ export class LlamaMLP extends Module {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
+  jointProjection: JointProjection = 'never';
 
   constructor(config: LlamaConfig, opts: Required<ModelOptions>) {
     super();
@@ -75,11 +114,21 @@ export class LlamaMLP extends Module {
 
   /** down(silu(gate(x)) · up(x)), the SwiGLU product in one fused kernel. */
   forward(x: Tensor): Tensor {
-    return project(swiglu(project(x, this.gate_proj), project(x, this.up_proj)), this.down_proj);
+    const layers = [this.gate_proj, this.up_proj];
+    const [gate, up] = joins(this.jointProjection, layers)
+      ? splitAxis(projectJoint(x, layers), -1, layers.map((l) => l.weight.shape[0]))
+      : layers.map((l) => project(x, l));
+    return project(swiglu(gate, up), this.down_proj);
   }
 }
 
-export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+/** RMSNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
+function normStream(stream: ResidualStream, norm: RMSNorm, eps: number) {
+  const { hidden, pending } = stream;
+  return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
+}
+
+export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
   readonly self_attn: LlamaAttention;
   readonly mlp: LlamaMLP;
   readonly input_layernorm: RMSNorm;
@@ -93,13 +142,16 @@ export class LlamaDecoderLayer extends Module<[Tensor, RotaryTables, KVCache | u
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
   }
 
-  /** Sequential pre-norm: h = x + attn(n1(x)); out = h + mlp(n2(h)). */
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+  /**
+   * Sequential pre-norm: x = hidden + pending; h = x + attn(n1(x)); out = h + mlp(n2(h)), handed on
+   * as (h, mlp(n2(h))) for the next norm to add. Every residual add runs inside a norm's kernel.
+   */
+  forward(input: ResidualStream, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): ResidualStream {
     const eps = this.config.rms_norm_eps;
-    const attn = this.self_attn.call(rmsNorm(x, this.input_layernorm.weight, eps), rope, cache, lengthDependent);
-    // The residual add and n2 run as one kernel.
-    const { sum: h, normed } = addRmsNorm(x, attn, this.post_attention_layernorm.weight, eps);
-    return h.add(this.mlp.call(normed));
+    const { sum: x, normed } = normStream(input, this.input_layernorm, eps);
+    const attn = this.self_attn.call(normed, rope, cache, lengthDependent);
+    const { sum: h, normed: n2 } = normStream({ hidden: x, pending: attn }, this.post_attention_layernorm, eps);
+    return { hidden: h, pending: this.mlp.call(n2) };
   }
 }
 
@@ -125,10 +177,10 @@ export class LlamaModel extends DecoderTrunk {
   get tokenEmbedding(): Embedding { return this.embed_tokens; }
 
   forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
-    let h = this.embed_tokens.call(ids);
+    let stream: ResidualStream = { hidden: this.embed_tokens.call(ids), pending: null };
     const dependent = this.rotary.lengthDependent;
-    for (const layer of this.layers) h = layer.call(h, rope, cache, dependent);
-    return rmsNorm(h, this.norm.weight, this.config.rms_norm_eps);
+    for (const layer of this.layers) stream = layer.call(stream, rope, cache, dependent);
+    return normStream(stream, this.norm, this.config.rms_norm_eps).normed;
   }
 }
 

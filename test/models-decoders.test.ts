@@ -134,8 +134,10 @@ describe('HF parameter names and layouts', () => {
 });
 
 describe('decoder layers', () => {
-  // The post-attention residual add runs fused into the norm (addRmsNorm / addLayerNorm); the layer
-  // must still equal its pre-norm definition h = x + attn(n1(x)), out = h + mlp(n2(h)).
+  // Every residual add runs fused into a norm (addRmsNorm / addLayerNorm): a layer hands (h, mlp(n2(h)))
+  // to the next, whose input norm adds them. hidden + pending must still equal the pre-norm definition
+  // h = x + attn(n1(x)), out = h + mlp(n2(h)).
+  const settled = ({ hidden, pending }: models.ResidualStream) => (pending ? hidden.add(pending) : hidden);
   for (const device of ['cpu', 'webgpu'] as const) {
     it(`equal their sequential pre-norm definition (LLaMA, GPT-NeoX without parallel residual; ${device})`, async () => {
       const dtype = device === 'cpu' ? 'float64' as const : 'float32' as const;
@@ -151,11 +153,15 @@ describe('decoder layers', () => {
         const l = llama.model.layers.at(0), eps = llama.config.rms_norm_eps;
         const ropeL = await llama.rotary.forward({ length: T, device, dtype, training: false });
         const hL = x.add(l.self_attn.forward(F.rmsNorm(x, l.input_layernorm.weight, eps), ropeL, undefined, false));
-        await close(l.forward(x, ropeL, undefined, false), hL.add(l.mlp.forward(F.rmsNorm(hL, l.post_attention_layernorm.weight, eps))));
+        await close(settled(l.forward({ hidden: x, pending: null }, ropeL, undefined, false)), hL.add(l.mlp.forward(F.rmsNorm(hL, l.post_attention_layernorm.weight, eps))));
         const n = neox.gpt_neox.layers.at(0), ln = (m: nn.LayerNorm, t: Tensor) => F.layerNorm(t, m.weight, m.bias, neox.config.layer_norm_eps);
         const ropeN = await neox.rotary.forward({ length: T, device, dtype, training: false });
         const hN = x.add(n.attention.forward(ln(n.input_layernorm, x), ropeN, undefined, false));
-        await close(n.forward(x, ropeN, undefined, false), hN.add(n.mlp.forward(ln(n.post_attention_layernorm, hN))));
+        await close(settled(n.forward({ hidden: x, pending: null }, ropeN, undefined, false)), hN.add(n.mlp.forward(ln(n.post_attention_layernorm, hN))));
+        // A pending delta from the previous layer is added before the input norm.
+        const pending = x.mul(0.3).cos();
+        await close(settled(l.forward({ hidden: x, pending }, ropeL, undefined, false)), settled(l.forward({ hidden: x.add(pending), pending: null }, ropeL, undefined, false)));
+        await close(settled(n.forward({ hidden: x, pending }, ropeN, undefined, false)), settled(n.forward({ hidden: x.add(pending), pending: null }, ropeN, undefined, false)));
       });
     });
   }
