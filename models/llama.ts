@@ -85,7 +85,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
   forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    let [q, k, v] = this.projectHeads(x); // eslint-disable-line prefer-const -- k, v come back from the cache
+    let [q, k, v] = this.projectHeads(x);
     let qr: Tensor;
     if (cache) {
       const past = rope.cos.shape[0] - T;
