@@ -11,7 +11,7 @@ import { getBackend } from '../../core/device.js';
 import { chooseRowVariant, rowGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import {
-  CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
+  CE, CER, crossEntropyBackwardSource, crossEntropyForwardSource, crossEntropyReduceSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
 } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
@@ -189,7 +189,11 @@ function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: numb
   return [loss, lse];
 }
 
-function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor, ignoreIndex: number, eps: number): Tensor {
+/**
+ * dx of the row losses. `scale` (a reduced loss: g is its scalar gradient) multiplies g on every row;
+ * without it g holds one value per row.
+ */
+function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor, scale: Tensor | null, ignoreIndex: number, eps: number): Tensor {
   return withContiguous([g], ([gc]) => {
     const C = xc.shape[xc.rank - 1];
     const nRows = numel(xc.shape.slice(0, -1));
@@ -199,24 +203,54 @@ function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor
       const { data: td, off: to } = cpuData(tc);
       const { data: gd, off: go } = cpuData(gc);
       const { data: ld, off: lo } = cpuData(lse);
+      const sd = scale && cpuData(scale);
       const o = outData(dx);
       for (let r = 0; r < nRows; r++) {
         const t = td[to + r];
         const l = ld[lo + r];
+        const gr = sd ? gd[go] * sd.data[sd.off] : gd[go + r];
         for (let j = 0; j < C; j++) {
           if (t === ignoreIndex) { o[r * C + j] = 0; continue; }
           const p = l === -Infinity ? 0 : Math.exp(data[off + r * C + j] - l);
-          o[r * C + j] = gd[go + r] * (p - (j === t ? 1 - eps : 0) - eps / C);
+          o[r * C + j] = gr * (p - (j === t ? 1 - eps : 0) - eps / C);
         }
       }
     } else if (nRows * C > 0) {
       const variant = chooseRowVariant(nRows, C);
-      const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset });
+      const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset, SOFF: scale?.offset });
+      const reduced = scale !== null;
       // lse is freshly allocated by the forward (offset 0).
-      launch('crossEntropyBackward', `fused:crossEntropyBackward:${variant}`, () => crossEntropyBackwardSource(variant), p, [dx, xc, lse, tc, gc], rowGrid(variant, nRows));
+      launch('crossEntropyBackward', `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}`, () => crossEntropyBackwardSource(variant, reduced), p, [dx, xc, lse, tc, gc, ...(scale ? [scale] : [])], rowGrid(variant, nRows));
     }
     return dx;
   });
+}
+
+/**
+ * The row losses summed ('sum') or averaged over non-ignored targets ('mean'; NaN when all are
+ * ignored), and the scale of each row's gradient (1, or 1/count): one kernel on webgpu. Both live in
+ * one [2] buffer: the loss is a 0-d view of element 0, the scale a [1] view of element 1.
+ */
+function reduceRowLosses(loss: Tensor, tc: Tensor, ignoreIndex: number, mean: boolean): [Tensor, Tensor] {
+  const nRows = loss.size;
+  const both = empty(loss.device, loss.dtype, [2]);
+  if (loss.device === 'cpu') {
+    const { data: ld } = cpuData(loss);
+    const { data: td, off: to } = cpuData(tc);
+    let total = 0, count = 0;
+    for (let r = 0; r < nRows; r++) {
+      total += ld[r];
+      if (td[to + r] !== ignoreIndex) count++;
+    }
+    outData(both).set(mean ? [total / count, 1 / count] : [total, 1]);
+  } else {
+    const variant = chooseRowVariant(1, nRows);
+    const p = CER.pack({ NROWS: 1, N: nRows, TOFF: tc.offset, IGNORE: ignoreIndex, MEAN: mean ? 1 : 0 });
+    launch('crossEntropyReduce', `fused:crossEntropyReduce:${variant}`, () => crossEntropyReduceSource(variant), p, [both, loss, tc], rowGrid(variant, 1));
+  }
+  const result = [new Tensor(both.storage, [], [], 0), new Tensor(both.storage, [1], [1], 1)] as [Tensor, Tensor];
+  both.dispose();
+  return result;
 }
 
 /**
@@ -240,16 +274,19 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new OpError('crossEntropy', `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
   const C = logits.shape[logits.rank - 1];
   checkTargets(targets, C, ignoreIndex);
-  const rowLoss = withContiguous([logits, targets], ([xc, tc]) => {
+  return withContiguous([logits, targets], ([xc, tc]) => {
     const [loss, lse] = crossEntropyRows(xc, tc, ignoreIndex, eps);
-    const out = record('crossEntropy', loss, [logits], (g, [xs, ls, ts]) => [crossEntropyRowsBackward(xs, ls, ts, g, ignoreIndex, eps).reshape(logits.shape)], [xc, lse, tc]);
-    lse.dispose(); // the graph holds its own reference when it needs it
+    const backward = (g: Tensor, [xs, ls, ts, sc]: Tensor[]) => [crossEntropyRowsBackward(xs, ls, ts, g, sc ?? null, ignoreIndex, eps).reshape(logits.shape)];
+    if (reduction === 'none') {
+      const out = record('crossEntropy', loss, [logits], backward, [xc, lse, tc]);
+      lse.dispose(); // the graph holds its own reference when it needs it
+      return out.reshape(targets.shape);
+    }
+    const [reduced, scale] = reduceRowLosses(loss, tc, ignoreIndex, reduction === 'mean');
+    const out = record('crossEntropy', reduced, [logits], backward, [xc, lse, tc, scale]);
+    [loss, lse, scale].forEach((t) => t.dispose());
     return out;
   });
-  if (reduction === 'none') return rowLoss.reshape(targets.shape);
-  const total = rowLoss.sum();
-  if (reduction === 'sum') return total;
-  return total.div(targets.ne(ignoreIndex).astype(logits.dtype).sum());
 }
 
 declare module '../../core/tensor.js' {
