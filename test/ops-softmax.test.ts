@@ -202,8 +202,25 @@ describe('crossEntropy', () => {
         loss.backward(tensor(2, { device: 'webgpu' }));
         expect([d1 - d0, memory().dispatches - d1]).toEqual([2, 1]);
       }
+      // A shifted language-model loss reads the sliced logits and targets in place (no copies).
+      const logits = randn([2, 5, 4], { device: 'webgpu', requiresGrad: true });
+      const ids = tensor([[0, 1, 2, 3, 0], [3, 2, 1, 0, -100]], { dtype: 'int32' });
+      const d0 = memory().dispatches;
+      F.crossEntropy(logits.narrow(1, 0, 4), ids.narrow(1, 1, 4));
+      expect(memory().dispatches - d0).toBe(2);
     } finally {
       fuser.enabled = fused;
+    }
+    // Strided rows (sliced lead dims; logits whose class axis is not contiguous are copied) match cpu f64.
+    manualSeed(7);
+    const xs = randn([3, 6, 5], f64);
+    const ts = tensor(Int32Array.from({ length: 18 }, (_, i) => (i % 5 === 2 ? -100 : i % 5)), { shape: [3, 6], device: 'cpu' });
+    for (const reduction of ['mean', 'sum', 'none'] as const) {
+      const shifted = (a: Tensor, tt: Tensor) => F.crossEntropy(a.narrow(1, 0, 5), tt.narrow(1, 1, 5), { reduction, labelSmoothing: 0.1 });
+      expectOk(testing.gradcheck(shifted, [xs, ts]));
+      expectOk(await testing.gradcheckDevices(shifted, [xs, ts]));
+      const classesFirst = (a: Tensor, tt: Tensor) => F.crossEntropy(a.permute([1, 2, 0]), tt, { reduction });
+      expectOk(await testing.gradcheckDevices(classesFirst, [randn([5, 3, 6], f64), ts]));
     }
     // 3000 row losses summed in f32 (compensated) against the float64 reference, with ignored rows.
     manualSeed(8);
