@@ -1,6 +1,7 @@
 // Gradients arrive dense without copies: reshape is a view whenever the strides allow, the matmul rule
-// gives each operand its gradient in that operand's memory order (a linear layer's Wᵀ), and autograd
-// keeps a contiguous gradient that is a window of a larger buffer (cat's backward) instead of copying it.
+// gives each operand its gradient in that operand's memory order (a linear layer's Wᵀ), autograd
+// keeps a contiguous gradient that is a window of a larger buffer (cat's backward) instead of copying it,
+// and a gather's gradient is a zero fill and one scatter-add.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
@@ -8,6 +9,7 @@ import { cat, memory, nn, optim, scope, tensor, testing, type Tensor } from '../
 
 const devices = ['cpu', 'webgpu'] as const;
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
+const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
 
 /** Runs fn with elementwise fusion off (so every op dispatches) and returns the webgpu dispatches it made. */
 async function dispatchesOf(fn: () => Promise<unknown> | unknown): Promise<number> {
@@ -122,5 +124,19 @@ describe('gradient layout', () => {
     optim.clipGradNorm([a2], 0.5);
     expect(await a2.grad!.toArray()).toEqual([expect.closeTo(0.5 / Math.SQRT2, 5), expect.closeTo(0.5 / Math.SQRT2, 5)]);
     expect(await b2.grad!.toArray()).toEqual([2, 2]);
+  });
+
+  it('an embedding\'s gradient is a zero fill and one scatter-add on webgpu, and matches cpu f64 (repeated ids)', async () => {
+    const w = tensor(Array.from({ length: 5 * 3 }, (_, i) => i / 4), { shape: [5, 3], device: 'webgpu', requiresGrad: true });
+    const ids = tensor([[0, 3, 3], [4, 0, 0]], { dtype: 'int32', device: 'webgpu' });
+    const y = nn.functional.embedding(ids, w);
+    const seed = tensor(Array.from({ length: 18 }, (_, i) => i), { shape: [2, 3, 3], device: 'webgpu' });
+    expect(await dispatchesOf(() => y.backward(seed))).toBe(2);
+    const wc = tensor(Array.from({ length: 5 * 3 }, (_, i) => i / 4), { shape: [5, 3], ...f64 });
+    const idsCpu = tensor([[0, 3, 3], [4, 0, 0]], { dtype: 'int32', device: 'cpu' });
+    for (const f of [(a: Tensor, i: Tensor) => nn.functional.embedding(i, a).square().sum(), (a: Tensor, i: Tensor) => a.gather(0, i.narrow(1, 0, 2).reshape([2, 2]).add(0)).exp().sum()]) {
+      expectOk(testing.gradcheck(f, [wc, idsCpu]));
+      expectOk(await testing.gradcheckDevices(f, [wc, idsCpu]));
+    }
   });
 });
