@@ -118,7 +118,9 @@ function slice(x: Tensor, axis: number, start = 0, end?: number, step = 1): Tens
   const len = Math.max(0, Math.ceil((e - s) / step));
   const shape = x.shape.map((d, i) => (i === a ? len : d));
   const strides = x.strides.map((st, i) => (i === a ? st * step : st));
-  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) => embed(g, x.shape, a, s, step));
+  // A window that is the whole axis (narrow(0, 0, n), as for rotary tables at full length) passes g on as is.
+  const whole = len === n && step === 1;
+  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) => (whole ? g : embed(g, x.shape, a, s, step)));
 }
 
 /** The gradient of a slice: zeros of the input shape with g written into the sliced window. */

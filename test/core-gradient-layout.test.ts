@@ -139,4 +139,14 @@ describe('gradient layout', () => {
       expectOk(await testing.gradcheckDevices(f, [wc, idsCpu]));
     }
   });
+
+  it('a slice that is the whole axis passes its gradient on without a zero fill or copy; a partial one embeds it', async () => {
+    const x = tensor([[1, 2], [3, 4], [5, 6]], { device: 'webgpu', requiresGrad: true });
+    const whole = x.narrow(0, 0, 3).exp().sum();
+    expect(await dispatchesOf(() => whole.backward())).toBe(2); // the seed and exp's g·eˣ
+    expect(await x.grad!.toArray()).toEqual([[1, 2], [3, 4], [5, 6]].map((r) => r.map((v) => expect.closeTo(Math.exp(v), 3))));
+    x.grad = null;
+    x.narrow(0, 1, 2).exp().sum().backward();
+    expect(await x.grad!.toArray()).toEqual([[0, 0], [3, 4], [5, 6]].map((r, i) => r.map((v) => (i === 0 ? 0 : expect.closeTo(Math.exp(v), 3)))));
+  });
 });
