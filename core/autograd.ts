@@ -67,9 +67,13 @@ interface BackwardOptions {
 /**
  * Takes a gradient out of the backward scope. Tensors not owned there (shared, or the user's) are copied,
  * and so are strided views (e.g. a broadcast from sum's backward), so every .grad is a dense tensor.
+ * A contiguous window of a larger storage is kept as it is (e.g. one slice of the gradient that cat's
+ * backward splits): the tensor holds a reference on its storage, so it stays valid when the scope ends
+ * and its siblings are disposed; nothing writes a .grad in place while its storage is shared
+ * (clipGradNorm copies such gradients first).
  */
 function own(g: Tensor): Tensor {
-  if (isTracked(g) && !g.isDisposed && g.isContiguous() && g.offset === 0 && g.size === g.storage.length) {
+  if (isTracked(g) && !g.isDisposed && g.isContiguous()) {
     untrackTensor(g);
     return g;
   }

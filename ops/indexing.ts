@@ -44,7 +44,14 @@ function gather(x: Tensor, axis: number, index: Tensor): Tensor {
   checkIndexRange('gather', index, x.shape[a]);
   const out = empty(device, x.dtype, index.shape);
   getBackend(device).gather(x, a, index, out);
-  return record('gather', out, [x], (g, [idx]) => [g.fullLike(0, x.shape).scatterAdd(a, idx, g)], [index]);
+  return record('gather', out, [x], (g, [idx]) => [scatterIntoZeros(g, x.shape, a, idx)], [index]);
+}
+
+/** The gradient of a gather: zeros of the input's shape with g scatter-added along axis (a fill and one kernel). */
+function scatterIntoZeros(g: Tensor, shape: readonly number[], axis: number, index: Tensor): Tensor {
+  const out = g.fullLike(0, shape);
+  getBackend(g.device).scatterAdd(out, axis, index, g);
+  return record('scatterAdd', out, [g], (gg, [idx]) => [gg.gather(axis, idx)], [index]);
 }
 
 /** Rows (or slices along axis) of x picked by a 1-D index: x.indexSelect(0, ids). */
@@ -61,7 +68,7 @@ function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
   getBackend(device).gather(x, a, idxView, out);
   return record('indexSelect', out, [x], (g, [idx]) => {
     const view = new Tensor(idx.storage, shape, idxView.strides, idx.offset);
-    const grad = g.fullLike(0, x.shape).scatterAdd(a, view, g);
+    const grad = scatterIntoZeros(g, x.shape, a, view);
     view.dispose();
     return [grad];
   }, [index]);

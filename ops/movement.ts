@@ -32,10 +32,43 @@ function resolveShape(x: Tensor, shape: readonly number[]): number[] {
   return out;
 }
 
+/**
+ * Strides that show x's elements, in row-major order, with `shape`; null when no strides can (the
+ * reshape must copy). x's dims are cut into chunks that are contiguous among themselves (each dim's
+ * stride is the next one's stride × size; size-1 dims fit anywhere); every chunk must be exactly
+ * covered by consecutive new dims, which then step through it contiguously.
+ */
+function viewStrides(x: Tensor, shape: readonly number[]): number[] | null {
+  if (x.size === 0 || x.isContiguous()) return contiguousStrides(shape);
+  const strides = new Array<number>(shape.length);
+  let newDim = shape.length - 1;
+  let chunkStride = x.strides[x.rank - 1];
+  let chunkSize = 1;
+  for (let d = x.rank - 1; d >= 0; d--) {
+    chunkSize *= x.shape[d];
+    const chunkEnds = d === 0 || (x.shape[d - 1] !== 1 && x.strides[d - 1] !== chunkSize * chunkStride);
+    if (!chunkEnds) continue;
+    let covered = 1;
+    while (newDim >= 0 && (covered < chunkSize || shape[newDim] === 1)) {
+      strides[newDim] = covered * chunkStride;
+      covered *= shape[newDim--];
+    }
+    if (covered !== chunkSize) return null;
+    if (d > 0) {
+      chunkStride = x.strides[d - 1];
+      chunkSize = 1;
+    }
+  }
+  return newDim === -1 ? strides : null;
+}
+
+/** A view when x's strides allow it (always for contiguous x), else a contiguous copy. */
 function reshape(x: Tensor, shape: readonly number[]): Tensor {
   argShape('reshape', 'shape', shape);
   const out = resolveShape(x, shape);
-  const src = x.isContiguous() ? x : x.contiguous();
+  const strides = viewStrides(x, out);
+  if (strides) return view(x, 'reshape', out, strides, x.offset, (g) => g.reshape(x.shape));
+  const src = x.contiguous();
   return view(src, 'reshape', out, contiguousStrides(out), src.offset, (g) => g.reshape(x.shape));
 }
 
@@ -85,7 +118,9 @@ function slice(x: Tensor, axis: number, start = 0, end?: number, step = 1): Tens
   const len = Math.max(0, Math.ceil((e - s) / step));
   const shape = x.shape.map((d, i) => (i === a ? len : d));
   const strides = x.strides.map((st, i) => (i === a ? st * step : st));
-  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) => embed(g, x.shape, a, s, step));
+  // A window that is the whole axis (narrow(0, 0, n), as for rotary tables at full length) passes g on as is.
+  const whole = len === n && step === 1;
+  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) => (whole ? g : embed(g, x.shape, a, s, step)));
 }
 
 /** The gradient of a slice: zeros of the input shape with g written into the sliced window. */
@@ -187,7 +222,8 @@ declare module '../core/tensor.js' {
 const P = Tensor.prototype;
 P.reshape = function (shape) { return reshape(this, shape); };
 P.view = function (shape) {
-  if (!this.isContiguous()) throw new OpError('view', `tensor ${shapeStr(this.shape)} is not contiguous; use reshape() (which copies) or contiguous() first`);
+  argShape('view', 'shape', shape);
+  if (!viewStrides(this, resolveShape(this, shape))) throw new OpError('view', `tensor ${shapeStr(this.shape)} with strides [${this.strides.join(', ')}] cannot be viewed as ${shapeStr(shape)} without a copy; use reshape() (which copies when it must) or contiguous() first`);
   return reshape(this, shape);
 };
 P.flatten = function () { return reshape(this, [-1]); };

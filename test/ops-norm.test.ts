@@ -3,6 +3,7 @@
 // residual forms addLayerNorm / addRmsNorm agree with add + norm, forward and gradients.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { gpuBackend } from '../core/device.js';
 import { NORM_LONG_ROW_TOLERANCE } from '../ops/norm/index.js';
 import { functional as F, manualSeed, memory, randn, tensor, testing, type Tensor } from '../index.js';
 
@@ -93,6 +94,38 @@ describe('layerNorm / rmsNorm', () => {
       } finally {
         delete process.env.DAWNGRAD_ROW_KERNEL;
       }
+    }
+  });
+
+  it('backward is one dispatch on webgpu (dx, weight and bias gradients together); chunked parameter sums agree with cpu f64', async () => {
+    const fuser = gpuBackend()!.fuser;
+    const fused = fuser.enabled;
+    fuser.enabled = false;
+    try {
+      const make = (shape: number[]) => randn(shape, { device: 'webgpu', requiresGrad: true });
+      for (const run of [(x: Tensor, w: Tensor, b: Tensor) => F.layerNorm(x, w, b), (x: Tensor, w: Tensor) => F.rmsNorm(x, w)]) {
+        const [x, w, b] = [make([6, 8]), make([8]), make([8])];
+        const y = run(x, w, b);
+        const seed = randn([6, 8], { device: 'webgpu' });
+        const d0 = memory().dispatches;
+        y.backward(seed);
+        expect(memory().dispatches - d0).toBe(1);
+      }
+    } finally {
+      fuser.enabled = fused;
+    }
+    manualSeed(5);
+    const x = randn([10, 7], f64), w = randn([7], f64), b = randn([7], f64);
+    process.env.DAWNGRAD_NORM_CHUNK_ROWS = '3';
+    try {
+      expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+      expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
+      expectOk(await testing.gradcheckDevices((a, bb) => F.layerNorm(a, null, bb), [x, b]));
+      process.env.DAWNGRAD_ROW_KERNEL = 'group';
+      expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+    } finally {
+      delete process.env.DAWNGRAD_NORM_CHUNK_ROWS;
+      delete process.env.DAWNGRAD_ROW_KERNEL;
     }
   });
 

@@ -2,8 +2,9 @@
 // webgpu f32 vs cpu f64) on random shapes, extreme and masked values, long rows, target checks.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { gpuBackend } from '../core/device.js';
 import { SOFTMAX_LONG_ROW_TOLERANCE } from '../ops/softmax/index.js';
-import { functional as F, manualSeed, randint, randn, scope, tensor, testing, type Tensor } from '../index.js';
+import { functional as F, manualSeed, memory, randint, randn, scope, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
@@ -187,9 +188,55 @@ describe('crossEntropy', () => {
     expect(g[2]).toEqual([0, 0, 0]);
   });
 
-  it('mean over an all-ignored batch is NaN (0/0), as documented', async () => {
-    const x = tensor([[1, 2]], f64);
-    expect(await F.crossEntropy(x, tensor([-100], { dtype: 'int32', device: 'cpu' })).item()).toBeNaN();
+  it('a reduced loss is two dispatches forward (row losses, one reduction) and one backward; many rows match cpu f64', async () => {
+    const fuser = gpuBackend()!.fuser;
+    const fused = fuser.enabled;
+    fuser.enabled = false;
+    try {
+      for (const reduction of ['mean', 'sum'] as const) {
+        const x = randn([6, 5], { device: 'webgpu', requiresGrad: true });
+        const t = tensor([0, 4, -100, 2, 1, -100], { dtype: 'int32' });
+        const d0 = memory().dispatches;
+        const loss = F.crossEntropy(x, t, { reduction, labelSmoothing: 0.1 });
+        const d1 = memory().dispatches;
+        loss.backward(tensor(2, { device: 'webgpu' }));
+        expect([d1 - d0, memory().dispatches - d1]).toEqual([2, 1]);
+      }
+      // A shifted language-model loss reads the sliced logits and targets in place (no copies).
+      const logits = randn([2, 5, 4], { device: 'webgpu', requiresGrad: true });
+      const ids = tensor([[0, 1, 2, 3, 0], [3, 2, 1, 0, -100]], { dtype: 'int32' });
+      const d0 = memory().dispatches;
+      F.crossEntropy(logits.narrow(1, 0, 4), ids.narrow(1, 1, 4));
+      expect(memory().dispatches - d0).toBe(2);
+    } finally {
+      fuser.enabled = fused;
+    }
+    // Strided rows (sliced lead dims; logits whose class axis is not contiguous are copied) match cpu f64.
+    manualSeed(7);
+    const xs = randn([3, 6, 5], f64);
+    const ts = tensor(Int32Array.from({ length: 18 }, (_, i) => (i % 5 === 2 ? -100 : i % 5)), { shape: [3, 6], device: 'cpu' });
+    for (const reduction of ['mean', 'sum', 'none'] as const) {
+      const shifted = (a: Tensor, tt: Tensor) => F.crossEntropy(a.narrow(1, 0, 5), tt.narrow(1, 1, 5), { reduction, labelSmoothing: 0.1 });
+      expectOk(testing.gradcheck(shifted, [xs, ts]));
+      expectOk(await testing.gradcheckDevices(shifted, [xs, ts]));
+      const classesFirst = (a: Tensor, tt: Tensor) => F.crossEntropy(a.permute([1, 2, 0]), tt, { reduction });
+      expectOk(await testing.gradcheckDevices(classesFirst, [randn([5, 3, 6], f64), ts]));
+    }
+    // 3000 row losses summed in f32 (compensated) against the float64 reference, with ignored rows.
+    manualSeed(8);
+    const x = randn([3000, 3], f64).mul(2);
+    const t = tensor(Int32Array.from({ length: 3000 }, (_, i) => (i % 7 === 3 ? -100 : i % 3)), { device: 'cpu' });
+    for (const reduction of ['mean', 'sum'] as const) expectOk(await testing.gradcheckDevices((a, tt) => F.crossEntropy(a, tt, { reduction }), [x, t]));
+  });
+
+  it('mean over an all-ignored batch is NaN (0/0) with zero gradients, on both backends', async () => {
+    for (const device of ['cpu', 'webgpu'] as const) {
+      const x = tensor([[1, 2], [3, 4]], { device, requiresGrad: true });
+      const loss = F.crossEntropy(x, tensor([-100, -100], { dtype: 'int32', device }));
+      expect(await loss.item()).toBeNaN();
+      loss.backward();
+      expect(await x.grad!.toArray()).toEqual([[0, 0], [0, 0]]);
+    }
   });
 
   it('targets computed on the GPU (values unknown to the host) give NaN, not garbage, when out of range', async () => {

@@ -106,15 +106,34 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
   const out = empty(a.device, a.dtype, [...batch, M, N]);
   (a.device === 'cpu' ? matmulCpu : matmulWebGpu)(broadcastView(a, [...batch, M, K]), broadcastView(b, [...batch, K, N]), out);
   return record('matmul', out, [a, b], (g, [sa, sb]) => [
-    sumTo(g.matmul(sb.transpose(-1, -2)), a.shape),
-    b.rank === 2 ? matrixGradOfBatched(sa, g) : sumTo(sa.transpose(-1, -2).matmul(g), b.shape),
+    sumTo(inLayoutOf(sa, () => g.matmul(sb.transpose(-1, -2)), () => sb.matmul(g.transpose(-1, -2))), a.shape),
+    b.rank === 2
+      ? inLayoutOf(sb, () => matrixGradOfBatched(sa, g), () => matrixGradOfBatched(g, sa))
+      : sumTo(inLayoutOf(sb, () => sa.transpose(-1, -2).matmul(g), () => g.transpose(-1, -2).matmul(sa)), b.shape),
   ], [a, b]);
+}
+
+/** The last two dims of t are stored column-major: t is a transposed view of a dense matrix. */
+function isColumnMajor(t: Tensor): boolean {
+  const r = t.rank;
+  return t.shape[r - 2] > 1 && t.shape[r - 1] > 1 && t.strides[r - 2] === 1 && t.strides[r - 1] === t.shape[r - 2];
+}
+
+/**
+ * An operand's gradient in the operand's memory order. For a transposed view (a linear layer's Wᵀ) the
+ * transposed product is computed dense and handed back as its transpose, so the view's own backward
+ * yields a dense gradient of the stored matrix and autograd need not copy it (the kernels read
+ * transposed operands in place).
+ */
+function inLayoutOf(operand: Tensor, direct: () => Tensor, transposed: () => Tensor): Tensor {
+  return isColumnMajor(operand) ? transposed().transpose(-1, -2) : direct();
 }
 
 /**
  * The gradient of a matrix b [K, N] shared by every batch of a [..., M, K]: Σ_batch aᵀ·g is one
  * matmul over the flattened rows, [K, rows] @ [rows, N], instead of a batched matmul and a sum over
  * the batch (a linear layer's weight gradient: one dispatch instead of two, no batch × K × N buffer).
+ * With the arguments swapped it is that gradient transposed, [N, K].
  */
 function matrixGradOfBatched(a: Tensor, g: Tensor): Tensor {
   const rows = (t: Tensor) => t.reshape([-1, t.shape[t.rank - 1]]);

@@ -5,9 +5,10 @@ import { record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { chooseRowVariant, itemGrid, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { chooseRowVariant, ROW_WG, rowGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { NB, NF, normBackwardSource, normForwardSource, normKey, normParamGradSource, NP, type NormVariant } from './kernels.js';
+import { gpuRuntime } from '../../core/device.js';
+import { NB, NF, normBackwardSource, normForwardSource, normKey, type NormParamGrads, type NormVariant } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
 import { argTensor } from '../../core/args.js';
@@ -77,70 +78,67 @@ function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | n
 
 const opName = (v: NormVariant) => (v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm');
 
-function normBackwardInput(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, w: Tensor | null): Tensor {
+/**
+ * dx, and dw = Σ_rows g·x̂ and db = Σ_rows g when asked for (one kernel on webgpu). Parameter
+ * gradients that are not asked for come back null.
+ */
+function normBackward(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, w: Tensor | null, params: NormParamGrads): [Tensor, Tensor | null, Tensor | null] {
   const D = xc.shape[xc.rank - 1];
   const nRows = numel(xc.shape.slice(0, -1));
   const dx = empty(xc.device, xc.dtype, xc.shape);
+  // On webgpu, many rows are summed in chunks (in parallel), and the chunks' partial sums after.
+  const nChunks = xc.device === 'cpu' || params === 'none' ? 1 : paramGradChunks(nRows);
+  const dw = params === 'none' ? null : empty(xc.device, xc.dtype, nChunks > 1 ? [nChunks, D] : [D]);
+  const db = params === 'wb' ? empty(xc.device, xc.dtype, nChunks > 1 ? [nChunks, D] : [D]) : null;
   if (xc.device === 'cpu') {
     const { data: xd, off: xo } = cpuData(xc);
     const { data: gd, off: go } = cpuData(gc);
     const md = cpuData(mean), rd = cpuData(rstd), wd = w && cpuData(w);
     const o = outData(dx);
+    const sw = new Float64Array(D), sb = new Float64Array(D);
     const gh = (r: number, j: number) => gd[go + r * D + j] * (wd ? wd.data[wd.off + j] : 1);
     for (let r = 0; r < nRows; r++) {
       const mu = md.data[md.off + r], rs = rd.data[rd.off + r];
       let sg = 0, sgx = 0;
       for (let j = 0; j < D; j++) {
+        const xhat = (xd[xo + r * D + j] - mu) * rs;
         sg += gh(r, j);
-        sgx += gh(r, j) * (xd[xo + r * D + j] - mu) * rs;
+        sgx += gh(r, j) * xhat;
+        sw[j] += gd[go + r * D + j] * xhat;
+        sb[j] += gd[go + r * D + j];
       }
       const a = v.rms ? 0 : sg / D, c = sgx / D;
       for (let j = 0; j < D; j++) o[r * D + j] = rs * (gh(r, j) - a - (xd[xo + r * D + j] - mu) * rs * c);
     }
-  } else if (nRows > 0 && D > 0) {
+    if (dw) outData(dw).set(sw);
+    if (db) outData(db).set(sb);
+  } else if (D > 0 && (nRows > 0 || dw)) {
     const variant = chooseRowVariant(nRows, D);
-    const p = NB.pack({ NROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, WOFF: w?.offset });
-    const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${variant}`;
-    launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant), p, [dx, xc, mean, rstd, gc, ...(w ? [w] : [])], rowGrid(variant, nRows));
+    // One column per invocation: a block of columns is one invocation ('thread') or one workgroup ('group').
+    const colBlocks = dw ? Math.ceil(D / (variant === 'thread' ? 1 : ROW_WG)) : 0;
+    const chunk = Math.ceil(nRows / nChunks);
+    const items = colBlocks * nChunks + nRows;
+    const p = NB.pack({ NITEMS: items, ROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, WOFF: w?.offset, COL_BLOCKS: colBlocks, NCHUNKS: nChunks, CHUNK: chunk });
+    const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${params}:${variant}`;
+    const views = [dx, ...(dw ? [dw] : []), ...(db ? [db] : []), xc, mean, rstd, gc, ...(w ? [w] : [])];
+    launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant, params), p, views, rowGrid(variant, items));
   }
-  return dx;
+  const total = (t: Tensor | null) => (t && nChunks > 1 ? t.sum(0) : t);
+  return [dx, total(dw), total(db)];
 }
 
-/** dw = Σ_rows g·x̂ and db = Σ_rows g. */
-function normBackwardParams(xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, withBias: boolean): [Tensor, Tensor | null] {
-  const D = xc.shape[xc.rank - 1];
-  const nRows = numel(xc.shape.slice(0, -1));
-  if (xc.device === 'cpu') {
-    const dw = empty('cpu', xc.dtype, [D]);
-    const db = withBias ? empty('cpu', xc.dtype, [D]) : null;
-    const { data: xd, off: xo } = cpuData(xc);
-    const { data: gd, off: go } = cpuData(gc);
-    const md = cpuData(mean), rd = cpuData(rstd);
-    const sw = new Float64Array(D), sb = new Float64Array(D);
-    for (let r = 0; r < nRows; r++) {
-      const mu = md.data[md.off + r], rs = rd.data[rd.off + r];
-      for (let j = 0; j < D; j++) {
-        const gv = gd[go + r * D + j];
-        sw[j] += gv * (xd[xo + r * D + j] - mu) * rs;
-        sb[j] += gv;
-      }
-    }
-    outData(dw).set(sw);
-    if (db) outData(db).set(sb);
-    return [dw, db];
-  }
-  if (nRows === 0) return [xc.fullLike(0, [D]), withBias ? xc.fullLike(0, [D]) : null];
-  // Enough (column, row-chunk) pairs to fill the machine; the chunks' partial sums are reduced after.
-  const nChunks = Math.max(1, Math.min(nRows, 256, Math.ceil(4096 / Math.max(D, 1))));
-  const chunk = Math.ceil(nRows / nChunks);
-  const pw = empty(xc.device, xc.dtype, [nChunks, D]);
-  const pb = withBias ? empty(xc.device, xc.dtype, [nChunks, D]) : null;
-  if (nRows > 0 && D > 0) {
-    const p = NP.pack({ NROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, CHUNK: chunk, NCHUNKS: nChunks });
-    launch('normParamGrad', `fused:normParamGrad:${withBias}`, () => normParamGradSource(withBias), p, [pw, ...(pb ? [pb] : []), xc, mean, rstd, gc], itemGrid(nChunks * D));
-  }
-  return [pw.sum(0), pb && pb.sum(0)];
+/**
+ * Chunks of rows for the parameter gradients. Software adapters take all rows in one chunk (one
+ * dispatch): on lavapipe that cost the same CPU time as 16 chunks and a sum, at [512, 64] and
+ * [4096, 256]. Hardware GPUs sum chunks of HW_CHUNK_ROWS rows in parallel, and the partial sums after.
+ * DAWNGRAD_NORM_CHUNK_ROWS=n forces chunks of n rows (benchmarks, tests).
+ */
+function paramGradChunks(nRows: number): number {
+  const forced = Number(process.env.DAWNGRAD_NORM_CHUNK_ROWS);
+  const rows = forced > 0 ? forced : gpuRuntime()?.isSoftware ?? true ? Infinity : HW_CHUNK_ROWS;
+  return Math.max(1, Math.ceil(nRows / rows));
 }
+const HW_CHUNK_ROWS = 1024;
 
 /**
  * The normalisation of x, or with a residual of h = x + residual; `sum` is what was normalised (x, or
@@ -156,9 +154,10 @@ function norm(v: NormVariant, x: Tensor, w: Tensor | null, b: Tensor | null, eps
     const [y, mean, rstd, h] = normForward(v, xc, wc, bc, eps, rc);
     const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
     const inputs = [sum, ...(w ? [w] : []), ...(b ? [b] : [])];
+    const params: NormParamGrads = needB ? 'wb' : needW ? 'w' : 'none';
     const normed = record(v.rms ? 'rmsNorm' : 'layerNorm', y, inputs, (g, [xs, ms, rs, ws]) => withContiguous([g], ([gc]) => {
-      const dx = normBackwardInput(v, xs, ms, rs, gc, w ? ws : null);
-      const [dw, db] = needW || needB ? normBackwardParams(xs, ms, rs, gc, needB) : [null, null];
+      const [dx, dw, db] = normBackward(v, xs, ms, rs, gc, w ? ws : null, params);
+      if (dw && !needW) dw.dispose(); // computed alongside the bias gradient
       return [dx, ...(w ? [needW ? dw : null] : []), ...(b ? [db] : [])];
     }), [h ?? xc, mean, rstd, ...(wc ? [wc] : [])]);
     mean.dispose();
@@ -167,7 +166,7 @@ function norm(v: NormVariant, x: Tensor, w: Tensor | null, b: Tensor | null, eps
   });
 }
 
-/** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, chunked weight grads); other shapes use the checks' defaults. */
+/** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, long weight-gradient sums); other shapes use the checks' defaults. */
 export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
 
 /** (x − mean) / sqrt(var + eps) · weight + bias over the last axis (biased variance, as torch). */

@@ -1,7 +1,7 @@
 // WGSL for layerNorm and rmsNorm over the contiguous last axis: a fused forward that also writes
-// each row's mean and 1/std for the backward, a fused row-wise dx kernel, and a column kernel for
-// the weight/bias gradients (partial sums over row chunks, reduced afterwards).
-import { itemMain, kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+// each row's mean and 1/std for the backward, and one backward kernel for dx and the weight/bias
+// gradients.
+import { kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export interface NormVariant {
@@ -50,21 +50,58 @@ ${rowMain(variant, `
   if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`)}`;
 }
 
-/** Backward (dx) params. mean/rstd are the forward's (offset 0). */
-export const NB = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', WOFF: 'u32' });
+/**
+ * Backward params. Items (rows of rowMain, word 0 = NITEMS) are first the column items of the weight
+ * and bias gradients (COL_BLOCKS blocks of columns × NCHUNKS chunks of CHUNK rows; none when no
+ * parameter needs a gradient), then the ROWS rows of dx. mean/rstd are the forward's (offset 0).
+ */
+export const NB = uniformLayout({ NITEMS: 'u32', ROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', WOFF: 'u32', COL_BLOCKS: 'u32', NCHUNKS: 'u32', CHUNK: 'u32' });
 
-/** dx = rstd (ĝ − mean(ĝ) − x̂ mean(ĝ x̂)) with ĝ = g·w, x̂ = (x − μ)·rstd (rms: no mean(ĝ) term). */
-export function normBackwardSource(v: NormVariant, variant: RowVariant): string {
-  const bindings = ['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> mean: array<f32>', 'var<storage, read> rstd: array<f32>', 'var<storage, read> g: array<f32>'];
+/** Which parameter gradients the backward kernel also writes. */
+export type NormParamGrads = 'none' | 'w' | 'wb';
+
+/**
+ * dx and the parameter gradients in one dispatch. Row items: dx = rstd (ĝ − mean(ĝ) − x̂ mean(ĝ x̂))
+ * with ĝ = g·w, x̂ = (x − μ)·rstd (rms: no mean(ĝ) term). Column items (one column and one chunk of
+ * rows per invocation): dw = Σ_rows g·x̂, db = Σ_rows g, as [NCHUNKS, D] partial sums (the gradients
+ * themselves when NCHUNKS = 1). The columns come first so their longer loops start early. Both kinds
+ * of items only read x, g, mean and rstd.
+ */
+export function normBackwardSource(v: NormVariant, variant: RowVariant, params: NormParamGrads): string {
+  const bindings = ['var<storage, read_write> dx: array<f32>'];
+  if (params !== 'none') bindings.push('var<storage, read_write> dw: array<f32>');
+  if (params === 'wb') bindings.push('var<storage, read_write> db: array<f32>');
+  bindings.push('var<storage, read> x: array<f32>', 'var<storage, read> mean: array<f32>', 'var<storage, read> rstd: array<f32>', 'var<storage, read> g: array<f32>');
   if (v.hasWeight) bindings.push('var<storage, read> w: array<f32>');
   const gh = v.hasWeight ? `g[gb + j] * w[pu(${NB.WOFF}u) + j]` : 'g[gb + j]';
+  const columns = params === 'none' ? '' : `if (row < colItems) {
+    let chunk = row / pu(${NB.COL_BLOCKS}u);
+    let d = (row % pu(${NB.COL_BLOCKS}u)) * js + lid;
+    if (d < D) {
+      var sw = 0.0;
+      var sb = 0.0;
+      let r1 = min(R, (chunk + 1u) * pu(${NB.CHUNK}u));
+      for (var r = chunk * pu(${NB.CHUNK}u); r < r1; r++) {
+        let gv = g[pu(${NB.GOFF}u) + r * D + d];
+        sw += gv * (x[pu(${NB.XOFF}u) + r * D + d] - mean[r]) * rstd[r];
+        sb += gv;
+      }
+      dw[chunk * D + d] = sw;
+      ${params === 'wb' ? 'db[chunk * D + d] = sb;' : ''}
+    }
+    return;
+  }`;
   return `${kernelHeader(bindings)}
 ${rowMain(variant, `
   let D = pu(${NB.D}u);
-  let xb = pu(${NB.XOFF}u) + row * D;
-  let gb = pu(${NB.GOFF}u) + row * D;
-  let mu = mean[row];
-  let r = rstd[row];
+  let R = pu(${NB.ROWS}u);
+  let colItems = pu(${NB.COL_BLOCKS}u) * pu(${NB.NCHUNKS}u);
+  ${columns}
+  let xrow = row - colItems;
+  let xb = pu(${NB.XOFF}u) + xrow * D;
+  let gb = pu(${NB.GOFF}u) + xrow * D;
+  let mu = mean[xrow];
+  let r = rstd[xrow];
   var sg = 0.0;
   var sgx = 0.0;
   for (var j = j0; j < D; j += js) {
@@ -75,32 +112,6 @@ ${rowMain(variant, `
   let a = ${v.rms ? '0.0' : 'red_sum(sg, lid) / f32(D)'};
   let c = red_sum(sgx, lid) / f32(D);
   for (var j = j0; j < D; j += js) {
-    dx[row * D + j] = r * (${gh} - a - (x[xb + j] - mu) * r * c);
+    dx[xrow * D + j] = r * (${gh} - a - (x[xb + j] - mu) * r * c);
   }`)}`;
-}
-
-/** Param-grad params (CHUNK = rows per chunk). Outputs partial dw (and db) [nChunks, D]. */
-export const NP = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', CHUNK: 'u32', NCHUNKS: 'u32' });
-
-export function normParamGradSource(hasBias: boolean): string {
-  const bindings = ['var<storage, read_write> dw: array<f32>'];
-  if (hasBias) bindings.push('var<storage, read_write> db: array<f32>');
-  bindings.push('var<storage, read> x: array<f32>', 'var<storage, read> mean: array<f32>', 'var<storage, read> rstd: array<f32>', 'var<storage, read> g: array<f32>');
-  return `${kernelHeader(bindings)}
-${itemMain(`
-  let D = pu(${NP.D}u);
-  if (item >= pu(${NP.NCHUNKS}u) * D) { return; }
-  let d = item % D;
-  let chunk = item / D;
-  let r0 = chunk * pu(${NP.CHUNK}u);
-  let r1 = min(pu(${NP.NROWS}u), r0 + pu(${NP.CHUNK}u));
-  var sw = 0.0;
-  var sb = 0.0;
-  for (var r = r0; r < r1; r++) {
-    let gv = g[pu(${NP.GOFF}u) + r * D + d];
-    sw += gv * (x[pu(${NP.XOFF}u) + r * D + d] - mean[r]) * rstd[r];
-    sb += gv;
-  }
-  dw[item] = sw;
-  ${hasBias ? 'db[item] = sb;' : ''}`)}`;
 }

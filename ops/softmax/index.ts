@@ -2,16 +2,16 @@
 // (WGSL in kernels.ts); the cpu path is the same maths in float64 JS.
 // Stable: max-subtracted. A row that is entirely -Infinity (fully masked) gives softmax 0,
 // logSoftmax -Infinity and logsumexp -Infinity, without NaN reaching other rows.
-import { record } from '../../core/autograd.js';
+import { noGrad, record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { normAxes, normAxis, numel, OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
-import type { CpuBackend } from '../../core/cpu.js';
+import { cpuDataOf, type CpuBackend } from '../../core/cpu.js';
 import { getBackend } from '../../core/device.js';
 import { chooseRowVariant, rowGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import {
-  CE, crossEntropyBackwardSource, crossEntropyForwardSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
+  CE, CER, crossEntropyBackwardSource, crossEntropyForwardSource, crossEntropyReduceSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
 } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
@@ -157,23 +157,31 @@ function checkTargets(targets: Tensor, C: number, ignoreIndex: number): void {
   }
 }
 
-/** Per-row losses and logsumexps (the fused forward). */
-function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: number): [Tensor, Tensor] {
-  const C = xc.shape[xc.rank - 1];
-  const nRows = numel(xc.shape.slice(0, -1));
-  const loss = empty(xc.device, xc.dtype, [nRows]);
-  const lse = empty(xc.device, xc.dtype, [nRows]);
-  if (xc.device === 'cpu') {
-    const { data, off } = cpuData(xc);
-    const { data: td, off: to } = cpuData(tc);
+/** Where row r of logits [L0, L1, C] (or targets [L0, L1]) starts: the row layout the CE kernels read. */
+function rowOffset(t: Tensor, r: number): number {
+  const l1 = t.shape[1];
+  return t.offset + Math.floor(r / l1) * t.strides[0] + (r % l1) * t.strides[1];
+}
+
+/** The CE kernels' row layout params of logits [L0, L1, C] and targets [L0, L1]. */
+const ceRows = (x: Tensor, t: Tensor) => ({ L1: x.shape[1], XOFF: x.offset, XS0: x.strides[0], XS1: x.strides[1], TOFF: t.offset, TS0: t.strides[0], TS1: t.strides[1] });
+
+/** Per-row losses and logsumexps (the fused forward) of logits [L0, L1, C] against targets [L0, L1]. */
+function crossEntropyRows(x: Tensor, t: Tensor, ignoreIndex: number, eps: number): [Tensor, Tensor] {
+  const [L0, L1, C] = x.shape;
+  const nRows = L0 * L1;
+  const loss = empty(x.device, x.dtype, [nRows]);
+  const lse = empty(x.device, x.dtype, [nRows]);
+  if (x.device === 'cpu') {
+    const data = cpuDataOf(x), td = cpuDataOf(t);
     const lo = outData(loss), so = outData(lse);
     for (let r = 0; r < nRows; r++) {
-      const b = off + r * C;
+      const b = rowOffset(x, r);
       const st = rowStats(data, b, C);
       so[r] = st.lse;
-      const t = td[to + r];
-      if (t === ignoreIndex) { lo[r] = 0; continue; }
-      let l = st.lse - (1 - eps) * data[b + t];
+      const target = td[rowOffset(t, r)];
+      if (target === ignoreIndex) { lo[r] = 0; continue; }
+      let l = st.lse - (1 - eps) * data[b + target];
       if (eps !== 0) {
         let sx = 0;
         for (let j = 0; j < C; j++) sx += data[b + j];
@@ -183,40 +191,73 @@ function crossEntropyRows(xc: Tensor, tc: Tensor, ignoreIndex: number, eps: numb
     }
   } else if (nRows > 0) {
     const variant = chooseRowVariant(nRows, C);
-    const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps });
-    launch('crossEntropy', `fused:crossEntropy:${variant}`, () => crossEntropyForwardSource(variant), p, [loss, lse, xc, tc], rowGrid(variant, nRows));
+    const p = CE.pack({ NROWS: nRows, C, ...ceRows(x, t), IGNORE: ignoreIndex, SMOOTH: eps });
+    launch('crossEntropy', `fused:crossEntropy:${variant}`, () => crossEntropyForwardSource(variant), p, [loss, lse, x, t], rowGrid(variant, nRows));
   }
   return [loss, lse];
 }
 
-function crossEntropyRowsBackward(xc: Tensor, lse: Tensor, tc: Tensor, g: Tensor, ignoreIndex: number, eps: number): Tensor {
+/**
+ * dx [L0, L1, C] of the row losses. `scale` (a reduced loss: g is its scalar gradient) multiplies g on
+ * every row; without it g holds one value per row.
+ */
+function crossEntropyRowsBackward(x: Tensor, lse: Tensor, t: Tensor, g: Tensor, scale: Tensor | null, ignoreIndex: number, eps: number): Tensor {
   return withContiguous([g], ([gc]) => {
-    const C = xc.shape[xc.rank - 1];
-    const nRows = numel(xc.shape.slice(0, -1));
-    const dx = empty(xc.device, xc.dtype, xc.shape);
-    if (xc.device === 'cpu') {
-      const { data, off } = cpuData(xc);
-      const { data: td, off: to } = cpuData(tc);
+    const [L0, L1, C] = x.shape;
+    const nRows = L0 * L1;
+    const dx = empty(x.device, x.dtype, x.shape);
+    if (x.device === 'cpu') {
+      const data = cpuDataOf(x), td = cpuDataOf(t);
       const { data: gd, off: go } = cpuData(gc);
       const { data: ld, off: lo } = cpuData(lse);
+      const sd = scale && cpuData(scale);
       const o = outData(dx);
       for (let r = 0; r < nRows; r++) {
-        const t = td[to + r];
+        const target = td[rowOffset(t, r)];
         const l = ld[lo + r];
+        const gr = sd ? gd[go] * sd.data[sd.off] : gd[go + r];
+        const b = rowOffset(x, r);
         for (let j = 0; j < C; j++) {
-          if (t === ignoreIndex) { o[r * C + j] = 0; continue; }
-          const p = l === -Infinity ? 0 : Math.exp(data[off + r * C + j] - l);
-          o[r * C + j] = gd[go + r] * (p - (j === t ? 1 - eps : 0) - eps / C);
+          if (target === ignoreIndex) { o[r * C + j] = 0; continue; }
+          const p = l === -Infinity ? 0 : Math.exp(data[b + j] - l);
+          o[r * C + j] = gr * (p - (j === target ? 1 - eps : 0) - eps / C);
         }
       }
     } else if (nRows * C > 0) {
       const variant = chooseRowVariant(nRows, C);
-      const p = CE.pack({ NROWS: nRows, C, XOFF: xc.offset, TOFF: tc.offset, IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset });
+      const p = CE.pack({ NROWS: nRows, C, ...ceRows(x, t), IGNORE: ignoreIndex, SMOOTH: eps, GOFF: gc.offset, SOFF: scale?.offset });
+      const reduced = scale !== null;
       // lse is freshly allocated by the forward (offset 0).
-      launch('crossEntropyBackward', `fused:crossEntropyBackward:${variant}`, () => crossEntropyBackwardSource(variant), p, [dx, xc, lse, tc, gc], rowGrid(variant, nRows));
+      launch('crossEntropyBackward', `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}`, () => crossEntropyBackwardSource(variant, reduced), p, [dx, x, lse, t, gc, ...(scale ? [scale] : [])], rowGrid(variant, nRows));
     }
     return dx;
   });
+}
+
+/**
+ * The row losses summed ('sum') or averaged over non-ignored targets ('mean'; NaN when all are
+ * ignored), and the scale of each row's gradient (1, or 1/count): one kernel on webgpu. Both live in
+ * one [2] buffer: the loss is a 0-d view of element 0, the scale a [1] view of element 1.
+ */
+function reduceRowLosses(loss: Tensor, t: Tensor, ignoreIndex: number, mean: boolean): [Tensor, Tensor] {
+  const nRows = loss.size;
+  const both = empty(loss.device, loss.dtype, [2]);
+  if (loss.device === 'cpu') {
+    const ld = cpuDataOf(loss), td = cpuDataOf(t);
+    let total = 0, count = 0;
+    for (let r = 0; r < nRows; r++) {
+      total += ld[r];
+      if (td[rowOffset(t, r)] !== ignoreIndex) count++;
+    }
+    outData(both).set(mean ? [total / count, 1 / count] : [total, 1]);
+  } else {
+    const variant = chooseRowVariant(1, nRows);
+    const p = CER.pack({ NROWS: 1, N: nRows, TOFF: t.offset, L1: t.shape[1], TS0: t.strides[0], TS1: t.strides[1], IGNORE: ignoreIndex, MEAN: mean ? 1 : 0 });
+    launch('crossEntropyReduce', `fused:crossEntropyReduce:${variant}`, () => crossEntropyReduceSource(variant), p, [both, loss, t], rowGrid(variant, 1));
+  }
+  const result = [new Tensor(both.storage, [], [], 0), new Tensor(both.storage, [1], [1], 1)] as [Tensor, Tensor];
+  both.dispose();
+  return result;
 }
 
 /**
@@ -240,16 +281,25 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new OpError('crossEntropy', `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
   const C = logits.shape[logits.rank - 1];
   checkTargets(targets, C, ignoreIndex);
-  const rowLoss = withContiguous([logits, targets], ([xc, tc]) => {
-    const [loss, lse] = crossEntropyRows(xc, tc, ignoreIndex, eps);
-    const out = record('crossEntropy', loss, [logits], (g, [xs, ls, ts]) => [crossEntropyRowsBackward(xs, ls, ts, g, ignoreIndex, eps).reshape(logits.shape)], [xc, lse, tc]);
-    lse.dispose(); // the graph holds its own reference when it needs it
-    return out;
+  // Rows as [L0, L1] lead dims: views of strided logits and targets (a sliced [B, T − 1, C], say) where
+  // the lead dims fold into two strided levels and each row's logits are contiguous; copies otherwise.
+  const lead = logits.shape.slice(0, -1);
+  const L1 = lead.length ? lead[lead.length - 1] : 1;
+  const L0 = numel(lead.slice(0, -1));
+  const [x, t] = noGrad(() => {
+    const xr = logits.reshape([L0, L1, C]);
+    if (xr.strides[2] === 1 || C <= 1) return [xr, targets.reshape([L0, L1])];
+    const xc = xr.contiguous();
+    xr.dispose();
+    return [xc, targets.reshape([L0, L1])];
   });
-  if (reduction === 'none') return rowLoss.reshape(targets.shape);
-  const total = rowLoss.sum();
-  if (reduction === 'sum') return total;
-  return total.div(targets.ne(ignoreIndex).astype(logits.dtype).sum());
+  const [loss, lse] = crossEntropyRows(x, t, ignoreIndex, eps);
+  const backward = (g: Tensor, [xs, ls, ts, sc]: Tensor[]) => [crossEntropyRowsBackward(xs, ls, ts, g, sc ?? null, ignoreIndex, eps).reshape(logits.shape)];
+  const [out, scale] = reduction === 'none' ? [loss, null] : reduceRowLosses(loss, t, ignoreIndex, reduction === 'mean');
+  const result = record('crossEntropy', out, [logits], backward, [x, lse, t, ...(scale ? [scale] : [])]);
+  // The graph holds its own references to what it saved.
+  [x, t, lse, ...(scale ? [scale, loss] : [])].forEach((v) => v.dispose());
+  return reduction === 'none' ? result.reshape(targets.shape) : result;
 }
 
 declare module '../../core/tensor.js' {

@@ -70,8 +70,21 @@ ${rowMain(variant, `
   for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`)}`;
 }
 
-/** Cross-entropy params: IGNORE = ignoreIndex, SMOOTH = label smoothing. */
-export const CE = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32', TOFF: 'u32', IGNORE: 'i32', SMOOTH: 'f32', GOFF: 'u32' });
+/**
+ * Cross-entropy params: IGNORE = ignoreIndex, SMOOTH = label smoothing; SOFF: the reduced loss's scale
+ * (backward). Rows need not be packed: the lead dims fold into [·, L1], and row r of the logits starts
+ * at XOFF + (r / L1)·XS0 + (r % L1)·XS1 (its C logits contiguous), its target at the same with T*.
+ */
+export const CE = uniformLayout({
+  NROWS: 'u32', C: 'u32', XOFF: 'u32', TOFF: 'u32', IGNORE: 'i32', SMOOTH: 'f32', GOFF: 'u32', SOFF: 'u32',
+  L1: 'u32', XS0: 'u32', XS1: 'u32', TS0: 'u32', TS1: 'u32',
+});
+
+/** WGSL: where row `r` of a strided [·, L1] lead starts, for a layout with L1 and the given offset and strides. */
+const rowStart = (r: string, off: number, s0: number, s1: number, l1: number) =>
+  `(pu(${off}u) + (${r} / pu(${l1}u)) * pu(${s0}u) + (${r} % pu(${l1}u)) * pu(${s1}u))`;
+const ceLogitsRow = rowStart('row', CE.XOFF, CE.XS0, CE.XS1, CE.L1);
+const ceTarget = `targets[${rowStart('row', CE.TOFF, CE.TS0, CE.TS1, CE.L1)}]`;
 
 /**
  * Per row: loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),
@@ -81,12 +94,12 @@ export function crossEntropyForwardSource(variant: RowVariant): string {
   return `${kernelHeader(['var<storage, read_write> loss: array<f32>', 'var<storage, read_write> lse_out: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> targets: array<i32>'])}
 ${rowMain(variant, `
   let C = pu(${CE.C}u);
-  let xb = pu(${CE.XOFF}u) + row * C;
+  let xb = ${ceLogitsRow};
   let eps = pf(${CE.SMOOTH}u);
   ${rowStats('x', true)}
   sx = red_sum(sx, lid);
   if (lid == 0u) {
-    let t = targets[pu(${CE.TOFF}u) + row];
+    let t = ${ceTarget};
     var l = 0.0;
     if (t != pi(${CE.IGNORE}u)) {
       if (t < 0 || t >= i32(C)) { l = ${NAN}; } else {
@@ -99,17 +112,23 @@ ${rowMain(variant, `
   }`)}`;
 }
 
-/** Row-wise: dx = g_row (softmax − (1−ε) onehot(t) − ε/C); 0 on ignored rows, NaN for bad targets. */
-export function crossEntropyBackwardSource(variant: RowVariant): string {
-  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'])}
+/**
+ * Row-wise: dx = g_row (softmax − (1−ε) onehot(t) − ε/C); 0 on ignored rows, NaN for bad targets. For
+ * a reduced loss g_row is the scalar g times the reduction's scale (1/count for 'mean', 1 for 'sum').
+ */
+export function crossEntropyBackwardSource(variant: RowVariant, reduced: boolean): string {
+  const bindings = ['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'];
+  if (reduced) bindings.push('var<storage, read> scale: array<f32>');
+  const gr = reduced ? `g[pu(${CE.GOFF}u)] * scale[pu(${CE.SOFF}u)]` : `g[pu(${CE.GOFF}u) + row]`;
+  return `${kernelHeader(bindings)}
 ${rowMain(variant, `
   let C = pu(${CE.C}u);
-  let xb = pu(${CE.XOFF}u) + row * C;
+  let xb = ${ceLogitsRow};
   let ob = row * C;
-  let t = targets[pu(${CE.TOFF}u) + row];
+  let t = ${ceTarget};
   let eps = pf(${CE.SMOOTH}u);
   let l = lse[row];
-  let gr = g[pu(${CE.GOFF}u) + row];
+  let gr = ${gr};
   let ignored = t == pi(${CE.IGNORE}u);
   let bad = !ignored && (t < 0 || t >= i32(C));
   // A row whose logits are all -inf has no probabilities (lse = -inf): its softmax part is 0.
@@ -121,5 +140,36 @@ ${rowMain(variant, `
     if (ignored) { v = 0.0; }
     if (bad) { v = ${NAN}; }
     dx[ob + j] = v;
+  }`)}`;
+}
+
+/** Cross-entropy reduction params: N row losses; MEAN = 1 divides by the count of non-ignored targets (laid out as in CE). */
+export const CER = uniformLayout({ NROWS: 'u32', N: 'u32', TOFF: 'u32', IGNORE: 'i32', MEAN: 'u32', L1: 'u32', TS0: 'u32', TS1: 'u32' });
+
+/**
+ * The row losses reduced in one row (NROWS = 1): out[0] = Σ loss (÷ count for 'mean', NaN when every
+ * target is ignored, as 0/0), out[1] = the scale of the backward's per-row gradient (1/count, or 1).
+ * Compensated sums keep long f32 accumulations close to the float64 reference.
+ */
+export function crossEntropyReduceSource(variant: RowVariant): string {
+  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> loss: array<f32>', 'var<storage, read> targets: array<i32>'])}
+${rowMain(variant, `
+  let N = pu(${CER.N}u);
+  var s = 0.0;
+  var comp = 0.0;
+  var n = 0.0;
+  for (var j = j0; j < N; j += js) {
+    let y = loss[j] - comp;
+    let t = s + y;
+    comp = (t - s) - y;
+    s = t;
+    if (targets[${rowStart('j', CER.TOFF, CER.TS0, CER.TS1, CER.L1)}] != pi(${CER.IGNORE}u)) { n += 1.0; }
+  }
+  let total = red_sum(s, lid);
+  let count = red_sum(n, lid);
+  if (lid == 0u) {
+    let mean = pu(${CER.MEAN}u) == 1u;
+    out[0] = select(total, total / count, mean);
+    out[1] = select(1.0, 1.0 / count, mean);
   }`)}`;
 }
