@@ -2,7 +2,10 @@
 // activation): contiguous operands and cpu data access.
 import { noGrad } from '../core/autograd.js';
 import { cpuDataOf } from '../core/cpu.js';
-import type { TypedArray } from '../core/dtype.js';
+import type { View } from '../core/backend.js';
+import { getBackend } from '../core/device.js';
+import type { DType, TypedArray } from '../core/dtype.js';
+import { numel } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 
 /**
@@ -26,4 +29,30 @@ export function cpuData(t: Tensor): { data: TypedArray; off: number } {
 /** The writable elements of a new contiguous cpu tensor (from empty()). */
 export function outData(t: Tensor): TypedArray {
   return cpuDataOf(t);
+}
+
+/**
+ * An uninitialised dense tensor of `shape` whose memory runs through dims `order` (outermost first),
+ * e.g. [0, 2, 1, 3] for a [B, H, T, D] tensor in [B, T, H, D] memory.
+ */
+export function emptyInOrder(device: Tensor['device'], dtype: DType, shape: readonly number[], order: readonly number[]): Tensor {
+  const strides: number[] = [];
+  let step = 1;
+  for (const dim of [...order].reverse()) {
+    strides[dim] = step;
+    step *= shape[dim];
+  }
+  return new Tensor(getBackend(device).alloc(dtype, numel(shape)), shape, strides);
+}
+
+/**
+ * A dense output (or input gradient) shaped like t with t's memory order of its leading dims (a
+ * broadcast dim outermost) and the last dim innermost, so a gradient flowing back through the view
+ * that made t (e.g. the transpose of a head split) is dense again and its reshape needs no copy.
+ */
+export function emptyLike(t: Pick<Tensor, 'device' | 'dtype'> & Pick<View, 'shape' | 'strides'>): Tensor {
+  const last = t.shape.length - 1;
+  const key = (dim: number) => (t.shape[dim] === 1 ? -1 : t.strides[dim] === 0 ? Infinity : t.strides[dim]);
+  const lead = Array.from({ length: Math.max(last, 0) }, (_, d) => d).sort((a, b) => key(b) - key(a) || a - b);
+  return emptyInOrder(t.device, t.dtype, t.shape, last < 0 ? [] : [...lead, last]);
 }

@@ -8,17 +8,16 @@
 // around attention in a decoder stay views in both directions.
 import type { View } from '../../core/backend.js';
 import { record } from '../../core/autograd.js';
-import { getBackend } from '../../core/device.js';
-import { isFloat, type DType } from '../../core/dtype.js';
+import { isFloat } from '../../core/dtype.js';
 import { nextUint32 } from '../../core/rng.js';
-import { numel, OpError, shapeStr } from '../../core/shape.js';
+import { OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, operandWords, vectorWidth, type MaskKind } from './kernels.js';
 import { counterUniform } from '../dropout/counter-rng.js';
 import { chooseAttentionKernel, tiledBackward, tiledForward, type TiledShape } from './tiled.js';
-import { outData } from '../kernelio.js';
+import { emptyInOrder, emptyLike, outData } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
 import { cpuDataOf } from '../../core/cpu.js';
 
@@ -42,31 +41,6 @@ interface Dims {
 }
 
 interface Mask { view: View; kind: Exclude<MaskKind, 'none'> }
-
-/**
- * An uninitialised dense [B, H, T, D] tensor whose memory runs through dims `order` (outermost
- * first; D always last, so rows stay contiguous), e.g. [0, 2, 1, 3] for [B, T, H, D] memory.
- */
-function emptyInOrder(device: Tensor['device'], dtype: DType, shape: readonly number[], order: readonly number[]): Tensor {
-  const strides: number[] = [];
-  let step = 1;
-  for (const dim of [...order].reverse()) {
-    strides[dim] = step;
-    step *= shape[dim];
-  }
-  return new Tensor(getBackend(device).alloc(dtype, numel(shape)), shape, strides);
-}
-
-/**
- * The gradient buffer for input t: dense, with t's order of B, H, T in memory (a broadcast dim
- * outermost), so the gradient flowing back through the view that made t (e.g. the transpose of a
- * head split) is dense again and needs no copy.
- */
-function gradientLike(t: Tensor): Tensor {
-  const key = (dim: number) => (t.shape[dim] === 1 ? -1 : t.strides[dim] === 0 ? Infinity : t.strides[dim]);
-  const order = t.isContiguous() ? [0, 1, 2] : [0, 1, 2].sort((a, b) => key(b) - key(a) || a - b);
-  return emptyInOrder(t.device, t.dtype, t.shape, [...order, 3]);
-}
 
 /** The [offset, strides] words of every operand; head dim and offsets in units of the kernel's vector width W. */
 function params(d: Dims, W: 1 | 4, operands: { Q: View; K: View; V: View; O: View; G?: View; DQ?: View; DK?: View; DV?: View }, mask: Mask | null): Uint32Array {
@@ -167,7 +141,7 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
 /** Gradients for q, k, v from dout (g); stats holds each query row's lse. Two dispatches on webgpu. */
 function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, out: Tensor, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
   const { B, H, Hkv, Tq, Tk, D } = d;
-  const dq = gradientLike(q), dk = gradientLike(k), dv = gradientLike(v);
+  const dq = emptyLike(q), dk = emptyLike(k), dv = emptyLike(v);
   const nq = B * H * Tq;
   if (q.device === 'cpu') {
     const P = cpuProblem(d, q, k, v, mask);

@@ -13,7 +13,7 @@ import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { MAX_LEAD, RO, rotarySource, TB, tableSource, type RotaryVariant } from './kernels.js';
 import { tensor } from '../creation.js';
-import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { cpuData, emptyLike, outData, withContiguous } from '../kernelio.js';
 import { empty, sumTo } from '../util.js';
 
 export interface RotaryOptions {
@@ -88,17 +88,27 @@ function plan(xs: readonly View[], cos: View, sin: View, R: number, reduceTables
   return { D: xs[0].shape[lead], R, grid: grid.map((e, d) => (parallel[d] ? e : 1)), parallel, cosStrides, sinStrides };
 }
 
+/** The shape and memory layout of an op input, which its output and its gradient copy. */
+type Layout = Pick<View, 'shape' | 'strides'>;
+
+/** OORDER's word for a dense output: each lead dim's memory position (0 = outermost) in 3 bits. */
+function packedOrder(o: Tensor): number {
+  const lead = Array.from({ length: o.rank - 1 }, (_, d) => d).sort((a, b) => o.strides[b] - o.strides[a] || a - b);
+  return lead.reduce((word, dim, position) => word | (position << (3 * dim)), 0);
+}
+
 /**
- * One rotary pass over `xs` (contiguous outputs in their shapes): 'forward' rotates xs; 'backward'
- * rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over the plan's
- * grid × R (summed over the looped dims).
+ * One rotary pass over `xs`, each output dense in the memory order of `layouts[i]` (the op's input,
+ * so its gradient flows back through the input's view without a copy): 'forward' rotates xs;
+ * 'backward' rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over
+ * the plan's grid × R (summed over the looped dims).
  */
-function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: readonly Tensor[] | null, cos: Tensor, sin: Tensor, R: number, tables: boolean): { outs: Tensor[]; dcos?: Tensor; dsin?: Tensor } {
+function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: readonly Tensor[] | null, cos: Tensor, sin: Tensor, R: number, tables: boolean, layouts: readonly Layout[]): { outs: Tensor[]; dcos?: Tensor; dsin?: Tensor } {
   const p = plan(xs, cos, sin, R, tables);
   const { D } = p;
   const lead = p.grid.length;
   const reads = gs ?? xs;
-  const outs = xs.map((x) => empty(x.device, x.dtype, x.shape));
+  const outs = xs.map((x, i) => emptyLike({ device: x.device, dtype: x.dtype, shape: layouts[i].shape, strides: layouts[i].strides }));
   const gridShape = [...p.grid, R];
   const dcos = tables ? empty(cos.device, cos.dtype, gridShape) : undefined;
   const dsin = tables ? empty(sin.device, sin.dtype, gridShape) : undefined;
@@ -109,12 +119,13 @@ function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: re
     ds?.fill(0);
     const cl = p.cosStrides[lead], sl = p.sinStrides[lead], h = R / 2;
     xs.forEach((x, i) => {
-      const rd = cpuData(reads[i]).data, xd = cpuData(x).data, o = outData(outs[i]);
+      const rd = cpuData(reads[i]).data, xd = cpuData(x).data, o = outData(outs[i]), os = outs[i].strides;
       const shape = x.shape.slice(0, lead), rows = numel(shape);
       const idx = new Array<number>(lead).fill(0);
       for (let row = 0; row < rows; row++) {
-        let ro = reads[i].offset, xo = x.offset, co = cos.offset, so = sin.offset, cell = 0;
+        let ro = reads[i].offset, xo = x.offset, co = cos.offset, so = sin.offset, ob = 0, cell = 0;
         for (let d = 0; d < lead; d++) {
+          ob += idx[d] * os[d];
           ro += idx[d] * reads[i].strides[d];
           xo += idx[d] * x.strides[d];
           co += idx[d] * p.cosStrides[d];
@@ -124,11 +135,11 @@ function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: re
         const rl = reads[i].strides[lead], xl = x.strides[lead];
         for (let j = 0; j < D; j++) {
           const v = rd[ro + j * rl];
-          if (j >= R) { o[row * D + j] = v; continue; }
+          if (j >= R) { o[ob + j] = v; continue; }
           const pj = j < h ? j + h : j - h;
           const partner = rd[ro + pj * rl];
           // forward: y_j = x_j c_j ∓ x_p s_j; backward: dx_j = g_j c_j ± g_p s_p (minus on the first half).
-          o[row * D + j] = direction === 'forward'
+          o[ob + j] = direction === 'forward'
             ? v * cd[co + j * cl] + (j < h ? -partner : partner) * sd[so + j * sl]
             : v * cd[co + j * cl] + (j < h ? partner : -partner) * sd[so + pj * sl];
           if (dc && ds) {
@@ -153,7 +164,7 @@ function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: re
       GRID: p.grid,
       COFF: cos.offset, SOFF: sin.offset, CLAST: p.cosStrides[lead], SLAST: p.sinStrides[lead],
       CSTR: p.cosStrides.slice(0, lead), SSTR: p.sinStrides.slice(0, lead),
-      XOFF: xs.map((x) => x.offset), GOFF: reads.map((g) => g.offset),
+      XOFF: xs.map((x) => x.offset), GOFF: reads.map((g) => g.offset), OORDER: outs.map(packedOrder),
       SHAPE: perInput(xs, (x) => x.shape), XSTR: perInput(xs, (x) => x.strides), GSTR: perInput(reads, (g) => g.strides),
     });
     const v: RotaryVariant = { direction, inputs: xs.length, tableGrads: tables };
@@ -199,14 +210,15 @@ function toTableShape(g: Tensor, table: Tensor): Tensor {
 
 function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R: number): Tensor[] {
   const needTables = cos.requiresGrad || sin.requiresGrad;
+  const layouts: Layout[] = xs.map((x) => ({ shape: x.shape, strides: x.strides }));
   return withUnitLastStride([...xs, cos, sin], (cs) => {
     const xc = cs.slice(0, xs.length), [cc, sc] = cs.slice(xs.length);
-    const { outs } = rotate('forward', xc, null, cc, sc, R, false);
+    const { outs } = rotate('forward', xc, null, cc, sc, R, false, layouts);
     return recordJoint(op, outs, [...xs, cos, sin], (gs, saved) => {
       const [cSaved, sSaved, ...xSaved] = saved;
       const present = gs.flatMap((g, i) => (g ? [i] : []));
       return withUnitLastStride(present.map((i) => gs[i] as Tensor), (gc) => {
-        const { outs: dxs, dcos, dsin } = rotate('backward', needTables ? present.map((i) => xSaved[i]) : gc, gc, cSaved, sSaved, R, needTables);
+        const { outs: dxs, dcos, dsin } = rotate('backward', needTables ? present.map((i) => xSaved[i]) : gc, gc, cSaved, sSaved, R, needTables, present.map((i) => layouts[i]));
         const dx: (Tensor | null)[] = xs.map(() => null);
         present.forEach((i, k) => { dx[i] = dxs[k]; });
         return [...dx, dcos ? toTableShape(dcos, cos) : null, dsin ? toTableShape(dsin, sin) : null];
@@ -228,7 +240,8 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOpt
 /**
  * applyRotary on the queries and keys of one attention call at once (one dispatch forward, one
  * backward for both, table gradients included): q [..., Hq, T, D] and k [..., Hk, T, D] share the
- * tables (their rows are the same positions). The outputs are contiguous.
+ * tables (their rows are the same positions). Each output (and each input gradient) is dense in its
+ * input's memory order, e.g. [B, T, H, D] for heads split by a transpose.
  */
 export function applyRotaryQK(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): { q: Tensor; k: Tensor } {
   const R = checkArgs('applyRotaryQK', [['q', q], ['k', k]], cos, sin, opts);

@@ -19,13 +19,15 @@ export const MAX_INPUTS = 2;
  * rotary pairs, then D − R pass-through elements). Lead dims whose PAR bit is clear are looped over
  * inside the invocation (the dims the tables broadcast across, when their gradients are reduced).
  * Per input i (arrays indexed i·MAX_LEAD + d): SHAPE, x strides, g strides (backward); outputs are
- * contiguous in the input's shape. Tables are read through strides (0 where broadcast).
+ * dense in the input's shape with the last dim innermost, their lead dims in the memory order packed
+ * in OORDER[i] (3 bits per dim: its position, 0 = outermost; the words left allow no strides array).
+ * Tables are read through strides (0 where broadcast).
  */
 export const RO = uniformLayout({
   N: 'u32', D: 'u32', R: 'u32', LEAD: 'u32', PAR: 'u32', SLOTS: 'u32',
   GRID: ['u32', MAX_LEAD],
   COFF: 'u32', SOFF: 'u32', CLAST: 'u32', SLAST: 'u32', CSTR: ['u32', MAX_LEAD], SSTR: ['u32', MAX_LEAD],
-  XOFF: ['u32', MAX_INPUTS], GOFF: ['u32', MAX_INPUTS],
+  XOFF: ['u32', MAX_INPUTS], GOFF: ['u32', MAX_INPUTS], OORDER: ['u32', MAX_INPUTS],
   SHAPE: ['u32', MAX_INPUTS * MAX_LEAD], XSTR: ['u32', MAX_INPUTS * MAX_LEAD], GSTR: ['u32', MAX_INPUTS * MAX_LEAD],
 });
 
@@ -84,8 +86,8 @@ function inputLoop(v: RotaryVariant, i: number): string {
       var go = pu(${RO.GOFF}u + ${i}u);
       var co = pu(${RO.COFF}u);
       var so = pu(${RO.SOFF}u);
-      var row = 0u;
-      var rowStride = 1u;
+      let order = pu(${RO.OORDER}u + ${i}u);
+      var ob = 0u;
       for (var dd = i32(lead) - 1; dd >= 0; dd--) {
         let d = u32(dd);
         let e = ${at(RO.SHAPE, 'd')};
@@ -95,10 +97,13 @@ function inputLoop(v: RotaryVariant, i: number): string {
         go += c * ${at(RO.GSTR, 'd')};
         co += c * pu(${RO.CSTR}u + d);
         so += c * pu(${RO.SSTR}u + d);
-        row += c * rowStride;
-        rowStride *= e;
+        // Output stride of dim d: D times the extents of the dims after it in memory.
+        var ostride = D;
+        for (var o = 0u; o < lead; o++) {
+          if (((order >> (3u * o)) & 7u) > ((order >> (3u * d)) & 7u)) { ostride *= ${at(RO.SHAPE, 'o')}; }
+        }
+        ob += c * ostride;
       }
-      let ob = row * D;
       ${rowBody(v, i)}
     }
   }`;
