@@ -159,6 +159,38 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
     expect([...withTables.values()].reduce((a, b) => a + b, 0)).toBe([...without.values()].reduce((a, b) => a + b, 0));
   });
 
+  for (const device of ['cpu', 'webgpu'] as const) {
+    it(`keeps heads split from a projection in [B, T, H, D] memory, so neither the rotated heads nor their gradients need a copy to merge (${device})`, async () => {
+      manualSeed(5);
+      const [B, T, H, D] = [2, 3, 2, 4];
+      const dtype = device === 'cpu' ? 'float64' : 'float32';
+      const projQ = randn([B, T, H * D], { device, dtype, requiresGrad: true }), projK = randn([B, T, H * D], { device, dtype, requiresGrad: true });
+      const heads = (p: Tensor) => p.reshape([B, T, H, D]).transpose(1, 2);
+      // HF tables (columns j and j + D/2 share a frequency), whose backward is the rotation by −sin.
+      const half = () => randn([T, D / 2], { device, dtype });
+      const [cos, sin] = [half(), half()].map((t) => cat([t, t], 1));
+      const r = F.applyRotaryQK(heads(projQ), heads(projK), cos, sin);
+      for (const out of [r.q, r.k]) expect(out.transpose(1, 2).isContiguous()).toBe(true);
+      const [gq, gk] = [0, 1].map(() => randn([B, H, T, D], { device, dtype }));
+      const loss = () => r.q.mul(gq).sum().add(r.k.mul(gk).sum());
+      if (device === 'cpu') {
+        loss().backward();
+        // The gradient handed back through the transpose is dense, so merging the heads is a view.
+        const expected = (g: Tensor) => F.applyRotary(g, cos, sin.neg()).transpose(1, 2).reshape([B, T, H * D]);
+        expect(projQ.grad!.isContiguous()).toBe(true);
+        expect(Array.from(await projQ.grad!.data())).toEqual(Array.from(await expected(gq).data()));
+        expect(Array.from(await projK.grad!.data())).toEqual(Array.from(await expected(gk).data()));
+        return;
+      }
+      const kernels = await kernelsOf(async () => {
+        loss().backward();
+        await projQ.grad!.data();
+      });
+      expect(count(kernels, 'applyRotaryBackward')).toBe(1);
+      expect(count(kernels, 'copy')).toBe(1); // the seed of backward() only
+    });
+  }
+
   it('a CLEX step costs the rotary kernels of a plain one plus one table kernel each way and one add per table and extra layer', async () => {
     const stepKernels = (scaling: Parameters<typeof tinyModel>[1]) => {
       const m = tinyModel('llama', scaling, { device: 'webgpu' });
