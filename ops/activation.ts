@@ -1,6 +1,6 @@
 // Transformer activations as functions: gelu (exact or tanh approximation), silu, swiglu. Their
 // kernels and backward rules are rows of the elementwise table (ops/elementwise); swiglu =
-// silu(gate)·up runs as one kernel each way.
+// silu(gate)·up runs as one kernel each way, its backward writing both gradients (ops/swiglu).
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { elementwiseOp } from './elementwise/index.js';
@@ -22,7 +22,7 @@ export function silu(x: Tensor): Tensor {
   return x.silu();
 }
 
-/** silu(gate)·up in one kernel (broadcasting), with a fused backward. */
+/** silu(gate)·up in one kernel (broadcasting), with a fused backward (one kernel for both gradients). */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   return elementwiseOp('swiglu', [gate, up]);
 }

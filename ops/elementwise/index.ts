@@ -13,6 +13,7 @@ import { Tensor } from '../../core/tensor.js';
 import { erf, WGSL_ERF } from './erf.js';
 import { broadcastView, empty, isTensor, sameDevice, sumTo, type Tolerance, type TensorOrScalar } from '../util.js';
 import { argTensorOrNumber } from '../../core/args.js';
+import { swigluBackward } from '../swiglu/index.js';
 
 /** Ops that become Tensor methods `x.name()`. */
 export const UNARY_OPS = ['neg', 'exp', 'log', 'sqrt', 'rsqrt', 'abs', 'sign', 'sin', 'cos', 'tanh', 'sigmoid', 'relu', 'gelu', 'silu', 'softplus', 'square', 'reciprocal'] as const;
@@ -21,7 +22,7 @@ export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimu
 /** Comparisons: Tensor methods giving int32 0/1. */
 export const COMPARE_OPS = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
 /** Rows without a Tensor method: called by functions (where, gelu, swiglu, astype) or by backward rules. */
-export const KERNEL_OPS = ['copy', 'where', 'geluGrad', 'siluGrad', 'geluTanh', 'geluTanhGrad', 'swiglu', 'swigluGradGate', 'swigluGradUp'] as const;
+export const KERNEL_OPS = ['copy', 'where', 'geluGrad', 'siluGrad', 'geluTanh', 'geluTanhGrad', 'swiglu'] as const;
 
 export type UnaryOpName = (typeof UNARY_OPS)[number];
 export type BinaryOpName = (typeof BINARY_OPS)[number];
@@ -191,21 +192,11 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
       return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_C * (1 + 3 * GELU_K * x * x));
     },
   },
-  /** silu(gate)·up in one kernel each way. */
+  /** silu(gate)·up in one kernel each way (the backward writes both gradients: ops/swiglu). */
   swiglu: {
     arity: 2, ints: 'reject', wgsl: ([a, b]) => `${a} * ${wSigmoid(a)} * ${b}`, js: (a, b) => a * sigmoid(a) * b, check: {},
-    grad: (g, { x: [a, b], needs }) => [
-      needs[0] ? runKernel('swigluGradGate', [g, a, b]) : null,
-      needs[1] ? runKernel('swigluGradUp', [g, a]) : null,
-    ],
+    grad: (g, { x: [a, b], needs }) => swigluBackward(g, a, b, [needs[0], needs[1]]),
   },
-  /** ∂/∂gate of silu(gate)·up, times g. */
-  swigluGradGate: {
-    arity: 3, grad: 'none', check: {},
-    wgsl: ([g, a, b]) => `${g} * ${b} * ${wSigmoid(a)} * (1.0 + ${a} * (1.0 - ${wSigmoid(a)}))`, js: (g, a, b) => g * b * sigmoid(a) * (1 + a * (1 - sigmoid(a))),
-  },
-  /** ∂/∂up of silu(gate)·up, times g. */
-  swigluGradUp: { arity: 2, grad: 'none', check: {}, wgsl: ([g, a]) => `${g} * ${a} * ${wSigmoid(a)}`, js: (g, a) => g * a * sigmoid(a) },
 };
 
 /** The table, by name. */
