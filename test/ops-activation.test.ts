@@ -2,7 +2,7 @@
 // backends, dropout reproducibility and agreement between backends, embedding range errors.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { functional as F, manualSeed, ones, randint, randn, tensor, testing, type Tensor } from '../index.js';
+import { functional as F, manualSeed, memory, ones, randint, randn, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
@@ -28,6 +28,48 @@ describe('gelu / swiglu', () => {
       expectOk(await testing.gradcheckDevices((x) => F.gelu(x, { approximate: 'tanh' }), [a]));
       expectOk(await testing.gradcheckDevices((x, y) => F.swiglu(x, y), [a, b]));
     }), testing.fcParams(10));
+  });
+
+  it('swiglu gradients read gate and up through strides (halves of one joint projection, a transpose) and agree with cpu f64, one or both requested', async () => {
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 1000 }), async (T, F2, seed) => {
+      manualSeed(seed);
+      const joint = randn([2, T, 2 * F2], f64).mul(2), other = randn([2, F2, T], f64);
+      const halves = (j: Tensor) => [j.narrow(2, 0, F2), j.narrow(2, F2, F2)];
+      const fromJoint = (j: Tensor) => F.swiglu(...(halves(j) as [Tensor, Tensor]));
+      const transposedGate = (g: Tensor, u: Tensor) => F.swiglu(g.transpose(1, 2), u);
+      const [gate, up] = halves(joint).map((h) => h.contiguous());
+      // A constant operand, made on the device and dtype of the differentiated one.
+      const [gateValues, upValues] = [Array.from(await gate.data()), Array.from(await up.data())];
+      const constant = (values: number[], like: Tensor) => tensor(values, { device: like.device, dtype: like.dtype, shape: like.shape });
+      for (const [f, inputs] of [
+        [fromJoint, [joint]],
+        [transposedGate, [other, up]],
+        [(g: Tensor) => F.swiglu(g, constant(upValues, g)), [gate]],
+        [(u: Tensor) => F.swiglu(constant(gateValues, u), u), [up]],
+      ] as [(...xs: Tensor[]) => Tensor, Tensor[]][]) {
+        expectOk(testing.gradcheck(f, inputs));
+        expectOk(await testing.gradcheckDevices(f, inputs));
+      }
+    }), testing.fcParams(6));
+  });
+
+  it('swiglu backward is one dispatch on webgpu, writing both gradients (one when only one is needed)', async () => {
+    manualSeed(7);
+    const backwardDispatches = async (gateNeedsGrad: boolean, upNeedsGrad: boolean) => {
+      const joint = randn([2, 3, 8]);
+      const [gate, up] = [joint.narrow(2, 0, 4).detach(), joint.narrow(2, 4, 4).detach()];
+      gate.requiresGrad = gateNeedsGrad;
+      up.requiresGrad = upNeedsGrad;
+      const y = F.swiglu(gate, up), g = randn([2, 3, 4]);
+      await g.data();
+      const before = memory().dispatches;
+      y.backward(g);
+      await (gateNeedsGrad ? gate : up).grad!.data();
+      return memory().dispatches - before;
+    };
+    expect(await backwardDispatches(true, true)).toBe(1);
+    expect(await backwardDispatches(true, false)).toBe(1);
+    expect(await backwardDispatches(false, true)).toBe(1);
   });
 
   it('swiglu equals silu(gate) · up and stays finite for large |gate| (webgpu)', async () => {
