@@ -230,7 +230,8 @@ function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R
 /**
  * x' = x·cos + rotate_half(x)·sin on the first rotaryDim dims of x's last axis (the rest pass
  * through). cos/sin are [..., rotaryDim] broadcastable to x.shape[:-1] (e.g. [T, R] for x [B, H, T, D]:
- * one row per position). Differentiable in x, cos and sin. x may be a strided view (read in place).
+ * one row per position). Differentiable in x, cos and sin. x may be a strided view (read in place);
+ * the output and x's gradient are dense in x's memory order (no copy to undo the view that made x).
  */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): Tensor {
   const R = checkArgs('applyRotary', [['x', x]], cos, sin, opts);
