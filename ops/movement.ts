@@ -143,8 +143,8 @@ function narrow(x: Tensor, axis: number, start: number, length: number): Tensor 
 /**
  * Consecutive parts of x along `axis` as views (torch.split): `sizes` lists each part's length, or one
  * number cuts parts of that length (the last may be shorter). The parts are one autograd node, so when
- * several get gradients the input's gradient is one cat of them (zeros for the rest) instead of a zero
- * fill and a copy per part, summed.
+ * several get gradients the input's gradient is one cat of them (a zero fill for each of the rest)
+ * instead of a zero fill and a copy per part, summed.
  */
 export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
   x.assertAlive('split');
@@ -169,8 +169,7 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
       const i = given[0], g = gs[i] as Tensor;
       return [lengths[i] === n ? g : embed(g, x.shape, a, starts[i], 1)];
     }
-    const first = gs[given[0]] as Tensor;
-    return [cat(gs.map((g, i) => g ?? first.fullLike(0, parts[i].shape)), a)];
+    return [joinAlong(x, a, lengths, gs.map((g) => g ?? 0))];
   });
 }
 
@@ -194,9 +193,24 @@ function contiguous(x: Tensor): Tensor {
   return x.isContiguous() ? x : x.clone();
 }
 
+/**
+ * A new tensor of like's shape but `lengths` along axis a, whose consecutive windows along a are copies
+ * of `sources` (a tensor of the window's shape, or a value to fill it with): one dispatch per window.
+ */
+function joinAlong(like: Tensor, a: number, lengths: readonly number[], sources: readonly (Tensor | number)[]): Tensor {
+  const out = empty(like.device, like.dtype, like.shape.map((d, i) => (i === a ? lengths.reduce((s, n) => s + n, 0) : d)));
+  let start = 0;
+  sources.forEach((src, i) => {
+    const window = { storage: out.storage, shape: out.shape.map((d, j) => (j === a ? lengths[i] : d)), strides: out.strides, offset: start * out.strides[a], dtype: out.dtype };
+    getBackend(out.device).elementwise(ELEMENTWISE.copy, [typeof src === 'number' ? { scalar: src } : src], window, out.dtype);
+    start += lengths[i];
+  });
+  return out;
+}
+
 export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
   argTensors('cat', 'tensors', tensors, { nonEmpty: true });
-  const device = sameDevice('cat', tensors);
+  sameDevice('cat', tensors);
   const first = tensors[0];
   const a = normAxis('cat', axis, first.rank);
   for (const t of tensors) {
@@ -204,16 +218,8 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
       throw new OpError('cat', `tensors must match except along axis ${axis}: ${tensors.map((x) => `${shapeStr(x.shape)} ${x.dtype}`).join(', ')}`);
     }
   }
-  const shape = first.shape.map((d, i) => (i === a ? tensors.reduce((s, t) => s + t.shape[a], 0) : d));
-  const out = empty(device, first.dtype, shape);
-  const starts: number[] = [];
-  let start = 0;
-  for (const t of tensors) {
-    starts.push(start);
-    const window = { storage: out.storage, shape: t.shape, strides: out.strides, offset: start * out.strides[a], dtype: t.dtype };
-    getBackend(device).elementwise(ELEMENTWISE.copy, [t], window, t.dtype);
-    start += t.shape[a];
-  }
+  const starts = tensors.map((_, i) => tensors.slice(0, i).reduce((s, t) => s + t.shape[a], 0));
+  const out = joinAlong(first, a, tensors.map((t) => t.shape[a]), tensors);
   return record('cat', out, tensors, (g) => tensors.map((t, i) => g.narrow(a, starts[i], t.shape[a])));
 }
 
