@@ -30,8 +30,8 @@ function project(x: Tensor, layer: Linear): Tensor {
  * RoPE, 2 layers): q/k/v joined saves 4 dispatches per layer (6 matmuls, 2 adds and the 2 copies that
  * made head-major gradients contiguous, for 3 copies in the weights' cat and 3 in the split's backward,
  * which reads those gradients strided), so 'training' is its default; gate/up joined saves 3 matmuls
- * and 1 add for 4 copies, no gain, so it stays 'never'. In inference (no backward) joining
- * never pays: the weights' cat costs a copy per weight.
+ * and 1 add for 4 copies, no gain, so it stays 'never'. In inference (no backward) joining never
+ * pays: the weights' cat costs a copy per weight.
  */
 export type JointProjection = 'training' | 'always' | 'never';
 
