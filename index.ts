@@ -11,7 +11,7 @@ export type { DType } from './core/dtype.js';
 export type { DeviceName } from './core/backend.js';
 export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, rand, randn, randint, type TensorOptions } from './ops/creation.js';
 export { where } from './ops/elementwise/index.js';
-export { cat, stack } from './ops/movement.js';
+export { cat, split, stack } from './ops/movement.js';
 export { matmul } from './ops/matmul/index.js';
 export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.js';
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';

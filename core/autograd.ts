@@ -1,7 +1,7 @@
 // Recording ops into the graph, and the reverse pass over an iterative topological order.
 import { checkFinite, checkForward, describeBackward, insideRule, raisePendingAnomalies } from './anomaly.js';
 import { Node, type BackwardFn, type NodeInput } from './node.js';
-import { add, copy, fill } from './primitives.js';
+import { add, copy, empty, fill } from './primitives.js';
 import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
 import { getBackend } from './device.js';
@@ -56,6 +56,33 @@ export function record(name: string, out: Tensor, inputs: readonly Tensor[], bac
   });
   out.setGradFn(new Node(name, links, backward, saved, out.shape));
   return out;
+}
+
+/**
+ * Records an op with several outputs as one autograd node (record takes one output per node): the
+ * outputs hang off a zero-size tensor that carries the joint node, so the joint rule runs once per
+ * backward, after every output's rule has handed over its gradient (null where none came).
+ */
+export function recordJoint(
+  name: string, outs: Tensor[], inputs: readonly Tensor[],
+  backward: (gs: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[], save: readonly Tensor[] = [],
+): Tensor[] {
+  if (outs.length === 1) return [record(name, outs[0], inputs, (g, saved) => backward([g], saved), save)];
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return outs;
+  const handed: (Tensor | null)[] = outs.map(() => null);
+  const token = empty(outs[0].device, outs[0].dtype, [0]);
+  record(name, token, inputs, (_, saved) => {
+    const gs = [...handed];
+    handed.fill(null);
+    return backward(gs, saved);
+  }, save);
+  // Size 0: handing the token its gradient (and autograd summing those) dispatches nothing.
+  const recorded = outs.map((o, i) => record(`${name}:output${i}`, o, [token], (g) => {
+    handed[i] = g;
+    return [empty(g.device, g.dtype, [0])];
+  }));
+  token.dispose();
+  return recorded;
 }
 
 interface BackwardOptions {

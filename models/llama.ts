@@ -24,14 +24,14 @@ function project(x: Tensor, layer: Linear): Tensor {
 /**
  * When a module's projections of one input (q/k/v, gate/up) run as one matmul against their weights
  * concatenated along the output dim: 'training' (whenever a backward may follow: grad recording is on
- * and a weight requires grad), 'always', or 'never' (one matmul each, the default). The parameters stay
- * separate either way; each gets its slice of the joint weight's gradient through cat's backward.
- * Joining saves 9 of a layer's 21 matmuls in a training step but today costs more dispatches than it
- * saves: the weights' cat is one copy per weight, and each output view's gradient comes back through
- * narrow's backward as a zero fill + a copy, summed by autograd (main-job step: 173 vs 167 dispatches).
- * With a split whose backward copies each part's gradient into one buffer (no fill, no adds; measured
- * with a prototype on top of the engine branch) q/k/v would save 3 dispatches per layer and gate/up
- * still cost 1; until such a split exists it stays opt-in. In inference (no backward) it never pays.
+ * and a weight requires grad), 'always', or 'never' (one matmul each). The parameters stay separate
+ * either way; each gets its slice of the joint weight's gradient through cat's backward, and the
+ * outputs are a split whose backward is one cat of their gradients. Main-job training step (plain
+ * RoPE, 2 layers): q/k/v joined saves 4 dispatches per layer (6 matmuls, 2 adds and the 2 copies that
+ * made head-major gradients contiguous, for 3 copies in the weights' cat and 3 in the split's backward,
+ * which reads those gradients strided), so 'training' is its default; gate/up joined saves 3 matmuls
+ * and 1 add for 4 copies, no gain, so it stays 'never'. In inference (no backward) joining never
+ * pays: the weights' cat costs a copy per weight.
  */
 export type JointProjection = 'training' | 'always' | 'never';
 
@@ -45,18 +45,12 @@ function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
   return linear(x, cat(layers.map((l) => l.weight), 0), biases.length ? cat(biases, 0) : null);
 }
 
-/** Consecutive parts of x along `axis` with the given sizes, as views. */
-function splitAxis(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
-  let start = 0;
-  return sizes.map((n) => x.narrow(axis, (start += n) - n, n));
-}
-
 export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
-  jointProjection: JointProjection = 'never';
+  jointProjection: JointProjection = 'training';
 
   constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
     super();
@@ -77,7 +71,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     // Split before the transpose: the parts' gradients then meet in [B, T, heads, D] order, which
     // reshapes back to the projection's [B, T, heads·D] without a copy.
     const parts = joins(this.jointProjection, layers)
-      ? splitAxis(heads(projectJoint(x, layers)), 2, [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads])
+      ? heads(projectJoint(x, layers)).split([c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads], 2)
       : layers.map((l) => heads(project(x, l)));
     return parts.map((p) => p.transpose(1, 2));
   }
@@ -116,7 +110,7 @@ export class LlamaMLP extends Module {
   forward(x: Tensor): Tensor {
     const layers = [this.gate_proj, this.up_proj];
     const [gate, up] = joins(this.jointProjection, layers)
-      ? splitAxis(projectJoint(x, layers), -1, layers.map((l) => l.weight.shape[0]))
+      ? projectJoint(x, layers).split(layers.map((l) => l.weight.shape[0]), -1)
       : layers.map((l) => project(x, l));
     return project(swiglu(gate, up), this.down_proj);
   }

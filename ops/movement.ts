@@ -1,7 +1,7 @@
 // Views (no copy where strides allow) and copies that change layout: reshape, permute, transpose,
-// expand, slice/narrow, squeeze/unsqueeze, contiguous, cat, stack, detach, device transfer.
+// expand, slice/narrow, split, squeeze/unsqueeze, contiguous, cat, stack, detach, device transfer.
 import type { DeviceName } from '../core/backend.js';
-import { alias, record } from '../core/autograd.js';
+import { alias, record, recordJoint } from '../core/autograd.js';
 import { checkDevice, getBackend } from '../core/device.js';
 import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -140,6 +140,39 @@ function narrow(x: Tensor, axis: number, start: number, length: number): Tensor 
   return slice(x, a, start, start + length);
 }
 
+/**
+ * Consecutive parts of x along `axis` as views (torch.split): `sizes` lists each part's length, or one
+ * number cuts parts of that length (the last may be shorter). The parts are one autograd node, so when
+ * several get gradients the input's gradient is one cat of them (a zero fill for each of the rest)
+ * instead of a zero fill and a copy per part, summed.
+ */
+export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+  x.assertAlive('split');
+  const a = normAxis('split', axis, x.rank);
+  const n = x.shape[a];
+  const bad = (what: string) => new OpError('split', `${what}; pass part lengths along axis ${axis} of ${shapeStr(x.shape)} that sum to ${n}, or one positive length`);
+  let lengths: number[];
+  if (typeof sizes === 'number') {
+    if (!Number.isInteger(sizes) || sizes < 1) throw bad(`sizes must be a positive integer, got ${sizes}`);
+    lengths = Array.from({ length: Math.max(1, Math.ceil(n / sizes)) }, (_, i) => Math.min(sizes, n - i * sizes));
+  } else {
+    lengths = [...sizes];
+    if (lengths.length === 0 || lengths.some((d) => !Number.isInteger(d) || d < 0) || lengths.reduce((s, d) => s + d, 0) !== n) {
+      throw bad(`sizes [${lengths.join(', ')}] are not non-negative integers summing to ${n}`);
+    }
+  }
+  const starts = lengths.map((_, i) => lengths.slice(0, i).reduce((s, d) => s + d, 0));
+  const parts = lengths.map((len, i) => new Tensor(x.storage, x.shape.map((d, j) => (j === a ? len : d)), x.strides, x.offset + starts[i] * x.strides[a]));
+  return recordJoint('split', parts, [x], (gs) => {
+    const given = gs.flatMap((g, i) => (g ? [i] : []));
+    if (given.length === 1) {
+      const i = given[0], g = gs[i] as Tensor;
+      return [lengths[i] === n ? g : embed(g, x.shape, a, starts[i], 1)];
+    }
+    return [joinAlong(x, a, lengths, gs.map((g) => g ?? 0))];
+  });
+}
+
 function squeeze(x: Tensor, axis?: number): Tensor {
   const axes = axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : [normAxis('squeeze', axis, x.rank)];
   const keep = x.shape.map((_, i) => i).filter((i) => !(axes.includes(i) && x.shape[i] === 1));
@@ -160,9 +193,24 @@ function contiguous(x: Tensor): Tensor {
   return x.isContiguous() ? x : x.clone();
 }
 
+/**
+ * A new tensor of like's shape but `lengths` along axis a, whose consecutive windows along a are copies
+ * of `sources` (a tensor of the window's shape, or a value to fill it with): one dispatch per window.
+ */
+function joinAlong(like: Tensor, a: number, lengths: readonly number[], sources: readonly (Tensor | number)[]): Tensor {
+  const out = empty(like.device, like.dtype, like.shape.map((d, i) => (i === a ? lengths.reduce((s, n) => s + n, 0) : d)));
+  let start = 0;
+  sources.forEach((src, i) => {
+    const window = { storage: out.storage, shape: out.shape.map((d, j) => (j === a ? lengths[i] : d)), strides: out.strides, offset: start * out.strides[a], dtype: out.dtype };
+    getBackend(out.device).elementwise(ELEMENTWISE.copy, [typeof src === 'number' ? { scalar: src } : src], window, out.dtype);
+    start += lengths[i];
+  });
+  return out;
+}
+
 export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
   argTensors('cat', 'tensors', tensors, { nonEmpty: true });
-  const device = sameDevice('cat', tensors);
+  sameDevice('cat', tensors);
   const first = tensors[0];
   const a = normAxis('cat', axis, first.rank);
   for (const t of tensors) {
@@ -170,16 +218,8 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
       throw new OpError('cat', `tensors must match except along axis ${axis}: ${tensors.map((x) => `${shapeStr(x.shape)} ${x.dtype}`).join(', ')}`);
     }
   }
-  const shape = first.shape.map((d, i) => (i === a ? tensors.reduce((s, t) => s + t.shape[a], 0) : d));
-  const out = empty(device, first.dtype, shape);
-  const starts: number[] = [];
-  let start = 0;
-  for (const t of tensors) {
-    starts.push(start);
-    const window = { storage: out.storage, shape: t.shape, strides: out.strides, offset: start * out.strides[a], dtype: t.dtype };
-    getBackend(device).elementwise(ELEMENTWISE.copy, [t], window, t.dtype);
-    start += t.shape[a];
-  }
+  const starts = tensors.map((_, i) => tensors.slice(0, i).reduce((s, t) => s + t.shape[a], 0));
+  const out = joinAlong(first, a, tensors.map((t) => t.shape[a]), tensors);
   return record('cat', out, tensors, (g) => tensors.map((t, i) => g.narrow(a, starts[i], t.shape[a])));
 }
 
@@ -205,6 +245,8 @@ declare module '../core/tensor.js' {
     expand(shape: readonly number[]): Tensor;
     slice(axis: number, start?: number, end?: number, step?: number): Tensor;
     narrow(axis: number, start: number, length: number): Tensor;
+    /** Consecutive parts along `axis` as views, as torch.split (see split in ops/movement.ts). */
+    split(sizes: number | readonly number[], axis?: number): Tensor[];
     squeeze(axis?: number): Tensor;
     unsqueeze(axis: number): Tensor;
     contiguous(): Tensor;
@@ -232,6 +274,7 @@ P.transpose = function (a, b) { return transpose(this, a, b); };
 P.expand = function (shape) { return expand(this, shape); };
 P.slice = function (axis, start, end, step) { return slice(this, axis, start, end, step); };
 P.narrow = function (axis, start, length) { return narrow(this, axis, start, length); };
+P.split = function (sizes, axis) { return split(this, sizes, axis); };
 P.squeeze = function (axis) { return squeeze(this, axis); };
 P.unsqueeze = function (axis) { return unsqueeze(this, axis); };
 P.contiguous = function () { return contiguous(this); };

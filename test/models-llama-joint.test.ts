@@ -4,7 +4,7 @@
 // standalone residual add in LLaMA or GPT-NeoX: each layer's last add runs inside the next norm's kernel.
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
-import { manualSeed, models, noGrad, scope, type DeviceName } from '../index.js';
+import { manualSeed, models, noGrad, optim, scope, type DeviceName } from '../index.js';
 import { ids, values } from './models-helpers.js';
 
 const backend = gpuBackend();
@@ -86,6 +86,14 @@ describe('joint q/k/v and gate/up projections', () => {
     }
   }
 
+  it("default: q/k/v joined in training, gate/up separate", () => {
+    const m = new models.LlamaForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 20 });
+    const [layer] = [...m.model.layers];
+    expect(layer.self_attn.jointProjection).toBe('training');
+    expect(layer.mlp.jointProjection).toBe('never');
+    m.dispose();
+  });
+
   it('keep HF names, shapes and state-dict keys', () => {
     const m = llama(CONFIGS[1][1], 'cpu', 'always');
     const shapes = Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, t.shape]));
@@ -119,6 +127,33 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
     const separate = await step('never');
     // Per layer: q/k/v forward 3 → 1, dX 3 → 1, dW 3 → 1; gate/up 2 → 1 each way.
     expect(separate.get('matmul')! - joint.get('matmul')!).toBe(9 * L);
+  });
+
+  it('q/k/v joined: a training step with clipping makes 4 fewer dispatches per layer; gate/up joined saves none', async () => {
+    const clippedStep = (attn: models.JointProjection, mlp: models.JointProjection) => kernelCounts(async () => {
+      const m = llama(config, 'webgpu', 'never');
+      for (const layer of m.model.layers) {
+        layer.self_attn.jointProjection = attn;
+        layer.mlp.jointProjection = mlp;
+      }
+      await logitsAndGrads(m, 'webgpu');
+      await optim.clipGradNorm(m.parameters(), 1).item();
+      m.dispose();
+    });
+    const separate = await clippedStep('never', 'never');
+    const qkv = await clippedStep('always', 'never');
+    const diff = (k: string) => (qkv.get(k) ?? 0) - (separate.get(k) ?? 0);
+    // Per layer: 6 matmuls fewer; no adds summing dX (one dX matmul) nor the parts' gradients (the split's
+    // backward is one cat); copies: +3 in the weights' cat, +3 in the split's backward, -2 for the
+    // head-major k/v gradients the split reads strided instead of reshaping through a copy.
+    expect(diff('matmul')).toBe(-6 * L);
+    expect(diff('add')).toBe(-2 * L);
+    expect(diff('copy')).toBe(4 * L);
+    // Clipping scales the weights' slices of one joint gradient in place: the same clipping dispatches.
+    expect(diff('optim.clipGradNorm')).toBe(0);
+    expect(total(separate) - total(qkv)).toBe(4 * L);
+    const gateUp = await clippedStep('never', 'always');
+    expect(total(gateUp)).toBe(total(separate));
   });
 
   it("'training' joins only when a backward may follow (grad recording on)", async () => {

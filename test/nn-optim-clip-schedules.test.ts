@@ -59,6 +59,54 @@ describe('clipGradNorm', () => {
     expect(g[1]).toBeCloseTo(0.8, 5);
   });
 
+  /** Parameters whose gradients are the given tensors. */
+  const withGrads = (device: Device, grads: Tensor[]) => grads.map((g) => {
+    const p = tensor(new Array<number>(g.size).fill(0), { device, requiresGrad: true });
+    p.grad = g;
+    return p;
+  });
+  const values = async (params: Tensor[]) => Promise.all(params.map(async (p) => Array.from(await p.grad!.data())));
+
+  for (const device of ['cpu', 'webgpu'] as Device[]) {
+    it(`${device}: scales gradients that tile one buffer nothing else holds in place, without copies (q/k/v's slices)`, async () => {
+      const joint = tensor([3, 0, 4, 1, 2, 2], { device });
+      const parts = joint.split([2, 1, 3]);
+      joint.dispose(); // the parts are now the buffer's only holders
+      const params = withGrads(device, parts);
+      const dispatches = memory().dispatches;
+      const norm = optim.clipGradNorm(params, 1);
+      // One partial-sum dispatch and one scaling dispatch over the whole buffer, one to finish the norm.
+      if (device === 'webgpu') expect(memory().dispatches - dispatches).toBe(3);
+      params.forEach((p, i) => expect(p.grad).toBe(parts[i]));
+      const n = Math.sqrt(9 + 16 + 1 + 4 + 4);
+      expect(await norm.item()).toBeCloseTo(n, 5);
+      expect((await values(params)).flat()).toEqual([3, 0, 4, 1, 2, 2].map((v) => expect.closeTo(v / n, 5)));
+    });
+
+    it(`${device}: copies windows whose buffer is held elsewhere too, or that overlap, or one tensor on two parameters`, async () => {
+      // Held elsewhere: the joint tensor keeps its values.
+      const joint = tensor([3, 4, 12], { device });
+      const held = withGrads(device, joint.split([2, 1]));
+      expect(await optim.clipGradNorm(held, 1).item()).toBeCloseTo(13, 4);
+      expect(Array.from(await joint.data())).toEqual([3, 4, 12]);
+      expect((await values(held)).flat()).toEqual([3, 4, 12].map((v) => expect.closeTo(v / 13, 5)));
+      // Overlapping windows, their only holders: each is scaled once (in place, the middle would be twice).
+      const base = tensor([3, 4, 12], { device });
+      const overlapping = withGrads(device, [base.narrow(0, 0, 2), base.narrow(0, 1, 2)]);
+      base.dispose();
+      const n2 = Math.sqrt(9 + 16 + 16 + 144);
+      expect(await optim.clipGradNorm(overlapping, 1).item()).toBeCloseTo(n2, 4);
+      expect(await values(overlapping)).toEqual([[3, 4], [4, 12]].map((r) => r.map((v) => expect.closeTo(v / n2, 5))));
+      // One tensor on two parameters (its only holder): each parameter gets its own scaled copy.
+      const g = tensor([3, 4], { device });
+      const twice = withGrads(device, [g, g]);
+      const n3 = 5 * Math.SQRT2;
+      expect(await optim.clipGradNorm(twice, 1).item()).toBeCloseTo(n3, 4);
+      expect(twice[0].grad).not.toBe(twice[1].grad);
+      expect(await values(twice)).toEqual([[3, 4], [3, 4]].map((r) => r.map((v) => expect.closeTo(v / n3, 5))));
+    });
+  }
+
   it('skips parameters without gradients and rejects mixed devices', async () => {
     const a = tensor([1], { device: 'cpu', requiresGrad: true });
     expect(await optim.clipGradNorm([a], 1).item()).toBe(0);

@@ -9,14 +9,43 @@ import { CLIP_LANES, clipFinalizeKernel, scaleByKernel, sumSquaresKernel } from 
 import { cpuArray } from './optimizer.js';
 
 /**
- * A gradient that may be scaled in place: the only view of its storage, and contiguous. Otherwise the
- * parameter gets a private contiguous copy first, so shared or user-owned memory is never modified.
+ * One view over gradients that tile a range of one storage (no gap, no overlap), when they are its only
+ * holders and contiguous (the slices cat's backward hands to jointly projected weights); null otherwise.
+ * One view per storage also keeps a dispatch from binding one buffer writable twice.
  */
-function exclusiveGrad(p: Tensor): Tensor {
-  const g = p.grad as Tensor;
-  if (g.storage.refs === 1 && g.isContiguous()) return g;
-  p.grad = noGrad(() => g.clone());
-  return p.grad as Tensor;
+function tiledRange(gs: readonly Tensor[]): Tensor | null {
+  if (gs[0].storage.refs !== gs.length || gs.some((g) => !g.isContiguous())) return null;
+  if (gs.length === 1) return gs[0];
+  const sorted = [...gs].sort((a, b) => a.offset - b.offset);
+  if (sorted.some((g, i) => i > 0 && g.offset !== sorted[i - 1].offset + sorted[i - 1].size)) return null;
+  return new Tensor(gs[0].storage, [sorted.reduce((n, g) => n + g.size, 0)], [1], sorted[0].offset);
+}
+
+/**
+ * The gradients as tensors that may be scaled in place, plus the views made for them (to dispose).
+ * Gradients that alone hold their storage (together, when they tile it) are used as they are; any other
+ * (held elsewhere too, one tensor on two parameters, overlapping or strided windows) is replaced by a
+ * private contiguous copy first, so shared or user-owned memory is never modified.
+ */
+function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Tensor[] } {
+  const byStorage = new Map<Tensor['storage'], Tensor[]>();
+  for (const p of params) {
+    const g = p.grad as Tensor;
+    byStorage.set(g.storage, [...(byStorage.get(g.storage) ?? []), g]);
+  }
+  const grads: Tensor[] = [], views: Tensor[] = [], copied: Tensor[] = [];
+  for (const sharers of byStorage.values()) {
+    const range = tiledRange(sharers);
+    if (range) {
+      grads.push(range);
+      if (!sharers.includes(range)) views.push(range);
+    } else copied.push(...params.filter((p) => sharers.includes(p.grad as Tensor)));
+  }
+  // All copies are taken before any is stored: storing one disposes the old gradient, which another
+  // parameter may still hold.
+  const copies = noGrad(() => copied.map((p) => (p.grad as Tensor).clone()));
+  copied.forEach((p, i) => { p.grad = copies[i]; });
+  return { grads: [...grads, ...copies], views };
 }
 
 /**
@@ -29,7 +58,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
   if (withGrad.length === 0) return zeros([], { device: [...params][0]?.device });
   const device = withGrad[0].device;
   if (withGrad.some((p) => p.grad!.device !== device)) throw new OpError('clipGradNorm', `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`);
-  const grads = withGrad.map(exclusiveGrad);
+  const { grads, views } = scalableGrads(withGrad);
   if (device === 'cpu') {
     let total = 0;
     for (const g of grads) {
@@ -42,6 +71,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
       const { arr, off } = cpuArray(g);
       for (let i = 0; i < g.size; i++) arr[off + i] *= coef;
     }
+    views.forEach((v) => v.dispose());
     return tensor([norm], { device: 'cpu', dtype: grads[0].dtype, shape: [] });
   }
   // webgpu: partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
@@ -52,6 +82,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
   clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
   scaleByKernel(grads, result);
   partials.dispose();
+  views.forEach((v) => v.dispose());
   const norm = new Tensor(result.storage, [], [], 0);
   result.dispose();
   return norm;

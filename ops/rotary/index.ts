@@ -5,7 +5,7 @@
 //   reduced over the dims the tables broadcast across;
 // - rotaryTables: cos/sin from a frequency vector θ (CLEX) in one dispatch, dθ in one.
 import type { View } from '../../core/backend.js';
-import { isGradEnabled, noGrad, record } from '../../core/autograd.js';
+import { noGrad, recordJoint } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -19,33 +19,6 @@ import { empty, sumTo } from '../util.js';
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
   rotaryDim?: number;
-}
-
-/**
- * Records an op with several outputs as one autograd node (core/autograd records one output per
- * node): the outputs hang off a zero-size tensor that carries the joint node, so the joint rule runs
- * once per backward, after every output's rule has handed over its gradient (null where none came).
- */
-function recordJoint(
-  name: string, outs: Tensor[], inputs: readonly Tensor[],
-  backward: (gs: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[], save: readonly Tensor[],
-): Tensor[] {
-  if (outs.length === 1) return [record(name, outs[0], inputs, (g, saved) => backward([g], saved), save)];
-  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return outs;
-  const handed: (Tensor | null)[] = outs.map(() => null);
-  const token = empty(outs[0].device, outs[0].dtype, [0]);
-  record(name, token, inputs, (_, saved) => {
-    const gs = [...handed];
-    handed.fill(null);
-    return backward(gs, saved);
-  }, save);
-  // Size 0: handing the token its gradient (and autograd summing those) dispatches nothing.
-  const recorded = outs.map((o, i) => record(`${name}:output${i}`, o, [token], (g) => {
-    handed[i] = g;
-    return [empty(g.device, g.dtype, [0])];
-  }));
-  token.dispose();
-  return recorded;
 }
 
 /** Copies (outside the graph) the tensors whose last axis is strided; the kernels read the rest in place. */
