@@ -26,12 +26,12 @@ function project(x: Tensor, layer: Linear): Tensor {
  * concatenated along the output dim: 'training' (whenever a backward may follow: grad recording is on
  * and a weight requires grad), 'always', or 'never' (one matmul each). The parameters stay separate
  * either way; each gets its slice of the joint weight's gradient through cat's backward, and the
- * outputs are a split whose backward is one cat of their gradients. Main-job training step (plain
- * RoPE, 2 layers): q/k/v joined saves 4 dispatches per layer (6 matmuls, 2 adds and the 2 copies that
- * made head-major gradients contiguous, for 3 copies in the weights' cat and 3 in the split's backward,
- * which reads those gradients strided), so 'training' is its default; gate/up joined saves 3 matmuls
- * and 1 add for 4 copies, no gain, so it stays 'never'. In inference (no backward) joining never
- * pays: the weights' cat costs a copy per weight.
+ * outputs are a split whose backward is one cat of their gradients (cat joins up to 4 parts in one
+ * dispatch). Main-job training step (plain RoPE, 2 layers): q/k/v joined saves 6 dispatches per layer
+ * (6 matmuls and 2 adds, for one cat of the weights and one in the split's backward); gate/up joined
+ * saves 2 (3 matmuls and 1 add for the same two cats).
+ * So 'training' is the default for both. In inference (no backward) joining never pays: the weights'
+ * cat is a dispatch per forward that saves nothing.
  */
 export type JointProjection = 'training' | 'always' | 'never';
 
@@ -96,7 +96,7 @@ export class LlamaMLP extends Module {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
-  jointProjection: JointProjection = 'never';
+  jointProjection: JointProjection = 'training';
 
   constructor(config: LlamaConfig, opts: Required<ModelOptions>) {
     super();

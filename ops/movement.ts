@@ -7,6 +7,7 @@ import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/s
 import { Tensor } from '../core/tensor.js';
 import { ELEMENTWISE } from './elementwise/index.js';
 import { empty, sameDevice } from './util.js';
+import { joinAlong } from './join/index.js';
 import { argShape, argTensors } from '../core/args.js';
 
 /** A view on x's storage; the backward rule maps the gradient back. */
@@ -191,21 +192,6 @@ function unsqueeze(x: Tensor, axis: number): Tensor {
 function contiguous(x: Tensor): Tensor {
   x.assertAlive('contiguous');
   return x.isContiguous() ? x : x.clone();
-}
-
-/**
- * A new tensor of like's shape but `lengths` along axis a, whose consecutive windows along a are copies
- * of `sources` (a tensor of the window's shape, or a value to fill it with): one dispatch per window.
- */
-function joinAlong(like: Tensor, a: number, lengths: readonly number[], sources: readonly (Tensor | number)[]): Tensor {
-  const out = empty(like.device, like.dtype, like.shape.map((d, i) => (i === a ? lengths.reduce((s, n) => s + n, 0) : d)));
-  let start = 0;
-  sources.forEach((src, i) => {
-    const window = { storage: out.storage, shape: out.shape.map((d, j) => (j === a ? lengths[i] : d)), strides: out.strides, offset: start * out.strides[a], dtype: out.dtype };
-    getBackend(out.device).elementwise(ELEMENTWISE.copy, [typeof src === 'number' ? { scalar: src } : src], window, out.dtype);
-    start += lengths[i];
-  });
-  return out;
 }
 
 export function cat(tensors: readonly Tensor[], axis = 0): Tensor {

@@ -86,11 +86,11 @@ describe('joint q/k/v and gate/up projections', () => {
     }
   }
 
-  it("default: q/k/v joined in training, gate/up separate", () => {
+  it("default: q/k/v and gate/up joined in training", () => {
     const m = new models.LlamaForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 20 });
     const [layer] = [...m.model.layers];
     expect(layer.self_attn.jointProjection).toBe('training');
-    expect(layer.mlp.jointProjection).toBe('never');
+    expect(layer.mlp.jointProjection).toBe('training');
     m.dispose();
   });
 
@@ -129,7 +129,7 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
     expect(separate.get('matmul')! - joint.get('matmul')!).toBe(9 * L);
   });
 
-  it('q/k/v joined: a training step with clipping makes 4 fewer dispatches per layer; gate/up joined saves none', async () => {
+  it('joined projections: a training step with clipping makes 6 fewer dispatches per layer for q/k/v, 2 for gate/up', async () => {
     const clippedStep = (attn: models.JointProjection, mlp: models.JointProjection) => kernelCounts(async () => {
       const m = llama(config, 'webgpu', 'never');
       for (const layer of m.model.layers) {
@@ -144,16 +144,17 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
     const qkv = await clippedStep('always', 'never');
     const diff = (k: string) => (qkv.get(k) ?? 0) - (separate.get(k) ?? 0);
     // Per layer: 6 matmuls fewer; no adds summing dX (one dX matmul) nor the parts' gradients (the split's
-    // backward is one cat); copies: +3 in the weights' cat, +3 in the split's backward, -2 for the
-    // head-major k/v gradients the split reads strided instead of reshaping through a copy.
+    // backward is one cat); one cat of the weights and one in the split's backward; no copies either way.
     expect(diff('matmul')).toBe(-6 * L);
     expect(diff('add')).toBe(-2 * L);
-    expect(diff('copy')).toBe(4 * L);
+    expect(diff('cat')).toBe(2 * L);
+    expect(diff('copy')).toBe(0);
     // Clipping scales the weights' slices of one joint gradient in place: the same clipping dispatches.
     expect(diff('optim.clipGradNorm')).toBe(0);
-    expect(total(separate) - total(qkv)).toBe(4 * L);
+    expect(total(separate) - total(qkv)).toBe(6 * L);
+    // gate/up: 3 matmuls and 1 add fewer, the same two cats.
     const gateUp = await clippedStep('never', 'always');
-    expect(total(gateUp)).toBe(total(separate));
+    expect(total(separate) - total(gateUp)).toBe(2 * L);
   });
 
   it("'training' joins only when a backward may follow (grad recording on)", async () => {

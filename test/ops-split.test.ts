@@ -92,11 +92,11 @@ describe('split', () => {
     };
     const sizes = [1, 2, 3];
     const narrowed = () => { let s = 0; return sizes.map((n) => x.narrow(1, (s += n) - n, n)); };
-    // All three parts: 3 exp rules + one cat of 3 copies; narrow: 3 × (fill + copy) and 2 adds instead.
-    expect(await backwardOf(x.split(sizes, 1), [0, 1, 2])).toBe(3 + 3);
+    // All three parts: 3 exp rules + one cat (one dispatch); narrow: 3 × (fill + copy) and 2 adds instead.
+    expect(await backwardOf(x.split(sizes, 1), [0, 1, 2])).toBe(3 + 1);
     expect(await backwardOf(narrowed(), [0, 1, 2])).toBe(3 + 6 + 2);
-    // Two of three: 2 exp rules + cat (2 copies and a zero fill for the unused part).
-    expect(await backwardOf(x.split(sizes, 1), [0, 2])).toBe(2 + 3);
+    // Two of three: 2 exp rules + one cat that also writes the unused part's zeros.
+    expect(await backwardOf(x.split(sizes, 1), [0, 2])).toBe(2 + 1);
     // One: 1 exp rule + the part's gradient embedded in zeros (fill + copy), as narrow does.
     expect(await backwardOf(x.split(sizes, 1), [1])).toBe(1 + 2);
     // The values are the exps in place, zeros where a part had no gradient.
@@ -105,5 +105,35 @@ describe('split', () => {
     const xs = Array.from(await x.data());
     const want = xs.map((v, i) => (i % 6 >= 1 && i % 6 < 3 ? 0 : expect.closeTo(Math.exp(v), 4)));
     expect(Array.from(await x.grad!.data())).toEqual(want);
+  });
+});
+
+describe('cat on webgpu: up to 4 parts in one dispatch', () => {
+  // Parts of different layouts: a transposed view, an offset slice, a broadcast, a dense tensor.
+  const parts = (device: 'cpu' | 'webgpu', dtype: 'float32' | 'int32') => {
+    const base = (shape: number[]) => tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => (dtype === 'int32' ? i - 7 : i / 8 - 1)), { shape, device, dtype });
+    return [base([5, 3]).transpose(0, 1), base([3, 9]).narrow(1, 2, 4), base([3, 1]).expand([3, 2]), base([3, 1])];
+  };
+  for (const dtype of ['float32', 'int32'] as const) {
+    it(`joins strided, offset and broadcast ${dtype} parts like the cpu backend, in one dispatch`, async () => {
+      const want = Array.from(await cat(parts('cpu', dtype), 1).data());
+      const gpuParts = parts('webgpu', dtype);
+      let got: Tensor | null = null;
+      expect(await dispatchesOf(() => { got = cat(gpuParts, 1); })).toBe(1);
+      expect(Array.from(await got!.data())).toEqual(want);
+      // Five parts: one copy per part (the kernel binds at most four), same values.
+      const five = [...gpuParts, gpuParts[3]];
+      expect(await dispatchesOf(() => { got = cat(five, 1); })).toBe(5);
+      expect(Array.from(await got!.data())).toEqual(Array.from(await cat([...parts('cpu', dtype), parts('cpu', dtype)[3]], 1).data()));
+    });
+  }
+
+  it('joins along the first and the last axis of a rank-4 tensor', async () => {
+    for (const axis of [0, 3]) {
+      const shapes = [[2, 2, 3, 2], [1, 2, 3, 2]].map((s) => s.map((d, i) => (i === axis ? d : [3, 2, 3, 2][i])));
+      const cpuParts = shapes.map((s, k) => iota(s).add(k));
+      const want = Array.from(await cat(cpuParts, axis).data());
+      expect(Array.from(await cat(cpuParts.map((p) => p.to('webgpu')), axis).data()).map((v) => Math.round(v * 1e4) / 1e4)).toEqual(want.map((v) => Math.round(v * 1e4) / 1e4));
+    }
   });
 });
