@@ -65,8 +65,11 @@ export interface Backend {
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void;
   /** out[c] = input[c with c[axis] := index[c]]; index has out's shape (it may be a broadcast view). */
   gather(input: View, axis: number, index: View, out: View): void;
-  /** out (already a copy of self) += src scattered along axis by index (same shape as src). Deterministic. */
-  scatterAdd(out: View, axis: number, index: View, src: View): void;
+  /**
+   * out (already a copy of self) += src scattered along axis by index (same shape as src). Deterministic.
+   * With `intoZeros`, out's previous contents are ignored: the result is src scattered into zeros.
+   */
+  scatterAdd(out: View, axis: number, index: View, src: View, intoZeros?: boolean): void;
   /** Blocks until queued work is done (no-op on cpu). */
   sync(): Promise<void>;
   /**

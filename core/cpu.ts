@@ -1,6 +1,6 @@
 // Plain-JS reference backend. Computes in float64 (float32 storages round on store).
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from './backend.js';
-import { isScalarOperand } from './backend.js';
+import { COPY_KERNEL, isScalarOperand } from './backend.js';
 import { bytesPerElement, typedArrayFor, type DType, type TypedArray } from './dtype.js';
 import { numel } from './shape.js';
 import { trackAlloc, trackFree } from './stats.js';
@@ -117,7 +117,8 @@ export class CpuBackend implements Backend {
     });
   }
 
-  scatterAdd(out: View, axis: number, index: View, src: View): void {
+  scatterAdd(out: View, axis: number, index: View, src: View, intoZeros = false): void {
+    if (intoZeros) this.elementwise(COPY_KERNEL, [{ scalar: 0 }], out);
     const s = cpuDataOf(src), idx = cpuDataOf(index), dst = cpuDataOf(out);
     const outStrides = out.strides.map((st, d) => (d === axis ? 0 : st));
     forEachOffset(index.shape, [outStrides, index.strides, src.strides], [out.offset, index.offset, src.offset], ([oo, xo, so]) => {

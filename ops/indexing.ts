@@ -47,10 +47,10 @@ function gather(x: Tensor, axis: number, index: Tensor): Tensor {
   return record('gather', out, [x], (g, [idx]) => [scatterIntoZeros(g, x.shape, a, idx)], [index]);
 }
 
-/** The gradient of a gather: zeros of the input's shape with g scatter-added along axis (a fill and one kernel). */
+/** The gradient of a gather: g scatter-added along axis into zeros of the input's shape (one kernel for an embedding's). */
 function scatterIntoZeros(g: Tensor, shape: readonly number[], axis: number, index: Tensor): Tensor {
-  const out = g.fullLike(0, shape);
-  getBackend(g.device).scatterAdd(out, axis, index, g);
+  const out = empty(g.device, g.dtype, shape);
+  getBackend(g.device).scatterAdd(out, axis, index, g, true);
   return record('scatterAdd', out, [g], (gg, [idx]) => [gg.gather(axis, idx)], [index]);
 }
 

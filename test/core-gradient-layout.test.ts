@@ -126,12 +126,12 @@ describe('gradient layout', () => {
     expect(await b2.grad!.toArray()).toEqual([2, 2]);
   });
 
-  it('an embedding\'s gradient is a zero fill and one scatter-add on webgpu, and matches cpu f64 (repeated ids)', async () => {
+  it('an embedding\'s gradient is one scatter-add into zeros on webgpu (rows 1 and 2 never picked), and matches cpu f64 (repeated ids)', async () => {
     const w = tensor(Array.from({ length: 5 * 3 }, (_, i) => i / 4), { shape: [5, 3], device: 'webgpu', requiresGrad: true });
     const ids = tensor([[0, 3, 3], [4, 0, 0]], { dtype: 'int32', device: 'webgpu' });
     const y = nn.functional.embedding(ids, w);
     const seed = tensor(Array.from({ length: 18 }, (_, i) => i), { shape: [2, 3, 3], device: 'webgpu' });
-    expect(await dispatchesOf(() => y.backward(seed))).toBe(2);
+    expect(await dispatchesOf(() => y.backward(seed))).toBe(1);
     const wc = tensor(Array.from({ length: 5 * 3 }, (_, i) => i / 4), { shape: [5, 3], ...f64 });
     const idsCpu = tensor([[0, 3, 3], [4, 0, 0]], { dtype: 'int32', device: 'cpu' });
     for (const f of [(a: Tensor, i: Tensor) => nn.functional.embedding(i, a).square().sum(), (a: Tensor, i: Tensor) => a.gather(0, i.narrow(1, 0, 2).reshape([2, 2]).add(0)).exp().sum()]) {

@@ -3,6 +3,7 @@
 // per-element kernel, across index chunks, repeats, odd column counts and strided operands.
 import { describe, expect, it } from 'vitest';
 import { memory, randint, randn, manualSeed, noGrad, tensor, type Tensor } from '../index.js';
+import { gpuBackend } from '../core/device.js';
 
 const closeTo = async (a: Tensor, b: Tensor, tol = 1e-5) => {
   const [fx, fy] = [Array.from(await a.data()), Array.from(await b.data())];
@@ -54,5 +55,18 @@ describe('scatterAdd with a broadcast 1-D index (index add)', async () => {
     w.requiresGrad = true;
     w.indexSelect(0, ids.to('webgpu')).square().sum().backward();
     await closeTo(w.grad!, w64.grad!, 1e-4);
+  });
+
+  it('into zeros ignores what the output held, in the scanning and the per-element kernel', async () => {
+    manualSeed(10);
+    const ids = randint(0, 6, [40], { device: 'cpu' }); // some of the 12 rows are never picked
+    const src64 = randn([40, 5], { device: 'cpu', dtype: 'float64' });
+    const want = noGrad(() => tensor(new Float64Array(12 * 5), { device: 'cpu', dtype: 'float64', shape: [12, 5] }).scatterAdd(0, ids.reshape([40, 1]).expand([40, 5]), src64));
+    const src = src64.to('webgpu').astype('float32');
+    for (const index of [ids.to('webgpu').reshape([40, 1]).expand([40, 5]), ids.to('webgpu').reshape([40, 1]).expand([40, 5]).contiguous()]) {
+      const out = noGrad(() => src.fullLike(7, [12, 5])); // stale values the result must not keep
+      gpuBackend()!.scatterAdd(out, 0, index, src, true);
+      await closeTo(out, want);
+    }
   });
 });

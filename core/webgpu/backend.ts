@@ -140,16 +140,21 @@ export class WebGpuBackend implements Backend {
     this.launchKernel('gather', `gather:${t}`, () => gatherSource(t), p, [out, input, index], grid(n));
   }
 
-  scatterAdd(out: View, axis: number, index: View, src: View): void {
+  scatterAdd(out: View, axis: number, index: View, src: View, intoZeros = false): void {
     const n = numel(out.shape);
-    if (n === 0 || numel(index.shape) === 0) return;
+    if (n === 0) return;
     checkRank('scatterAdd', out.shape.length);
     const t = wtype('scatterAdd', out.dtype);
     const columns = indexAddColumns(out, axis, index, src);
+    // The scanning kernel zeroes the rows it owns: enough when its columns cover out's other dims.
+    const zeroesAll = !!columns && columns.count * out.shape[axis] === n;
+    if (intoZeros && !zeroesAll) this.elementwise(COPY_KERNEL, [{ scalar: 0 }], out, out.dtype);
+    if (numel(index.shape) === 0) return;
     if (columns) {
       const q = IA.pack({
         COLS: columns.count, V: out.shape[axis], LEN: index.shape[axis], OCOL: columns.outStride, SCOL: columns.srcStride,
         OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, OAX: out.strides[axis], XAX: index.strides[axis], SAX: src.strides[axis],
+        ZERO: intoZeros && zeroesAll ? 1 : 0,
       });
       this.launchKernel('scatterAdd', `indexAdd:${t}`, () => indexAddSource(t), q, [out, src, index], grid(out.shape[axis]));
       return;

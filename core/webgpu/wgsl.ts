@@ -112,7 +112,7 @@ ${mainSig} {
  * count and strides, out's length V along the axis, the index length, offsets and axis strides.
  */
 export const IA = uniformLayout({
-  COLS: 'u32', V: 'u32', LEN: 'u32', OCOL: 'u32', SCOL: 'u32', OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', OAX: 'u32', XAX: 'u32', SAX: 'u32',
+  COLS: 'u32', V: 'u32', LEN: 'u32', OCOL: 'u32', SCOL: 'u32', OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', OAX: 'u32', XAX: 'u32', SAX: 'u32', ZERO: 'u32',
 });
 
 /**
@@ -131,6 +131,9 @@ ${mainSig} {
   let ocol = pu(${IA.OCOL}u); let scol = pu(${IA.SCOL}u); let sax = pu(${IA.SAX}u); let soff = pu(${IA.SOFF}u);
   let orow = pu(${IA.OOFF}u) + v * pu(${IA.OAX}u);
   let row = i32(v);
+  if (pu(${IA.ZERO}u) == 1u) {
+    for (var c = 0u; c < cols; c++) { out[orow + c * ocol] = ${t}(0); }
+  }
   for (var j = 0u; j < len; j++) {
     if (idx[xoff + j * xax] != row) { continue; }
     let srow = soff + j * sax;
