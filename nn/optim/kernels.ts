@@ -19,17 +19,17 @@ export function setTensorsPerDispatchCap(cap: number | null): void {
   tensorsPerDispatchCap = cap ?? Infinity;
 }
 
-/** Uniform words per tensor in the table: BASE, N, OFF, GOFF. */
+/** Uniform words per tensor in the table: BASE, N, OFF, and GOFF for kernels that read a gradient beside. */
 const TABLE_WORDS_PER_TENSOR = 4;
 
 /**
  * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
  * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
  */
-function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number): number {
+function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number, tableWords = TABLE_WORDS_PER_TENSOR): number {
   const bindings = gpuRuntime()?.info.limits.maxStorageBuffersPerShaderStage ?? 8;
   const byBindings = Math.floor((bindings - shared) / perTensor);
-  const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / TABLE_WORDS_PER_TENSOR);
+  const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / tableWords);
   return Math.max(1, Math.min(byBindings, byWords, tensorsPerDispatchCap));
 }
 
@@ -42,19 +42,19 @@ function chunks<T>(items: T[], size: number): T[][] {
 /**
  * The uniform layout of a kernel over `count` tensors: TOTAL workgroups, FIRST, the kernel's f32
  * HYPER and u32 FLAGS, then the table: BASE[0..count] (each tensor's first workgroup; BASE[count] =
- * TOTAL), N (lengths), OFF and GOFF (storage offsets of each tensor and, for updates, of its
- * gradient). For clipping, FIRST is the first partials slot.
+ * TOTAL), N (lengths), OFF and, for updates, GOFF (storage offsets of each tensor and of its
+ * gradient). Clipping has no GOFF (so more tensors fit a dispatch); there FIRST is the first partials slot.
  */
-function tableLayout(count: number, hyper = 0, flags = 0) {
+function tableLayout(count: number, hyper = 0, flags = 0, gradOffsets = true) {
   return uniformLayout({
     TOTAL: 'u32', FIRST: 'u32', HYPER: ['f32', hyper], FLAGS: ['u32', flags],
-    BASE: ['u32', count + 1], N: ['u32', count], OFF: ['u32', count], GOFF: ['u32', count],
+    BASE: ['u32', count + 1], N: ['u32', count], OFF: ['u32', count], GOFF: ['u32', gradOffsets ? count : 0],
   });
 }
 type TableLayout = ReturnType<typeof tableLayout>;
 
-/** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`). */
-function tableValues(sizes: number[], offsets: number[], gradOffsets: number[]) {
+/** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`, for updates). */
+function tableValues(sizes: number[], offsets: number[], gradOffsets: number[] = []) {
   const base = [0];
   for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG));
   return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets, GOFF: gradOffsets };
@@ -70,14 +70,14 @@ const entry = `@compute @workgroup_size(${WG}) fn main(@builtin(workgroup_id) wi
  * workgroup id only (uniform across the workgroup, so a GPU branches once per workgroup); lavapipe
  * still pays for the switch (measured: see the README's nn section).
  */
-function locate(L: TableLayout, count: number): string {
+function locate(L: TableLayout, count: number, gradOffsets = true): string {
   return `if (wg >= ${L.read('TOTAL')}) { return; }
   var k = 0u;
   for (; k + 1u < ${count}u; k++) { if (wg < ${L.read('BASE', 'k + 1u')}) { break; } }
   let i = (wg - ${L.read('BASE', 'k')}) * ${WG}u + lid;
   if (i >= ${L.read('N', 'k')}) { return; }
-  let pi = i + ${L.read('OFF', 'k')};
-  let gi = i + ${L.read('GOFF', 'k')};`;
+  let pi = i + ${L.read('OFF', 'k')};${gradOffsets ? `
+  let gi = i + ${L.read('GOFF', 'k')};` : ''}`;
 }
 
 const cases = (count: number, body: (k: number) => string): string =>
@@ -177,7 +177,7 @@ export function applyUpdates(updates: ParamUpdate[]): void {
 export const CLIP_LANES = 1024;
 
 /** Gradients per clip dispatch: each binds one buffer next to the shared partials / coefficients. */
-const clipChunk = () => tensorsPerDispatch(1, 1, 2);
+const clipChunk = () => tensorsPerDispatch(1, 1, 2, TABLE_WORDS_PER_TENSOR - 1);
 
 const SUMSQ_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
 ${entry}
@@ -197,8 +197,8 @@ ${entry}
 export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
   let slot = 0;
   for (const chunk of chunks(grads, clipChunk())) {
-    const L = tableLayout(chunk.length);
-    const params = L.pack({ ...tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0)), FIRST: slot });
+    const L = tableLayout(chunk.length, 0, 0, false);
+    const params = L.pack({ ...tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset)), FIRST: slot });
     launch('optim.clipGradNorm', `optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(L, chunk.length), params, [partials, ...chunk], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
     slot += chunk.length;
   }
@@ -228,15 +228,15 @@ export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number,
 
 const SCALE_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
 ${entry}
-  ${locate(L, count)}
+  ${locate(L, count, false)}
   ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
 }`;
 
 /** grads[k] *= coef[1], in place (each gradient contiguous). */
 export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
   for (const chunk of chunks(grads, clipChunk())) {
-    const L = tableLayout(chunk.length);
-    const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset), chunk.map(() => 0));
+    const L = tableLayout(chunk.length, 0, 0, false);
+    const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset));
     launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL));
   }
 }
