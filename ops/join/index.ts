@@ -22,7 +22,7 @@ export function joinAlong(like: Tensor, a: number, lengths: readonly number[], s
     const tensors = sources.filter((s): s is Tensor => typeof s !== 'number');
     const strides = sources.flatMap((s) => Array.from({ length: JOIN_MAX_RANK }, (_, d) => (typeof s === 'number' || d >= out.rank ? 0 : s.strides[d])));
     const p = JN.pack({
-      N: out.size, RANK: out.rank, PARTS: sources.length, AXIS: a,
+      N: out.size, RANK: out.rank, PARTS: sources.length, AXIS: a, INNER: out.shape.slice(a + 1).reduce((n, d) => n * d, 1),
       FILLED: sources.reduce<number>((m, s, i) => (typeof s === 'number' ? m | (1 << i) : m), 0),
       SHAPE: out.shape, START: starts,
       BASE: sources.map((s, i) => (typeof s === 'number' ? 0 : s.offset - starts[i] * s.strides[a])),

@@ -11,7 +11,7 @@ export const JOIN_MAX_PARTS = 4;
 export const JOIN_MAX_RANK = 8;
 
 export const JN = uniformLayout({
-  N: 'u32', RANK: 'u32', PARTS: 'u32', AXIS: 'u32', FILLED: 'u32',
+  N: 'u32', RANK: 'u32', PARTS: 'u32', AXIS: 'u32', INNER: 'u32', FILLED: 'u32',
   SHAPE: ['u32', JOIN_MAX_RANK], START: ['u32', JOIN_MAX_PARTS], BASE: ['u32', JOIN_MAX_PARTS], FILL: ['u32', JOIN_MAX_PARTS],
   STR: ['u32', JOIN_MAX_PARTS * JOIN_MAX_RANK],
 });
@@ -23,26 +23,24 @@ export function joinSource(t: WType, tensors: number): string {
   return `${kernelHeader([`var<storage, read_write> out: array<${t}>`, ...sources])}
 ${itemMain(`  if (item >= ${JN.read('N')}) { return; }
   let parts = ${JN.read('PARTS')};
-  let axis = ${JN.read('AXIS')};
-  var rem = item;
-  var along = 0u;
-  var offs = array<u32, ${JOIN_MAX_PARTS}>(${Array.from({ length: JOIN_MAX_PARTS }, (_, p) => JN.read('BASE', `${p}u`)).join(', ')});
-  for (var d = i32(${JN.read('RANK')}) - 1; d >= 0; d--) {
-    let du = u32(d);
-    let c = rem % ${JN.read('SHAPE', 'du')};
-    rem = rem / ${JN.read('SHAPE', 'du')};
-    if (du == axis) { along = c; }
-    for (var p = 0u; p < parts; p++) { offs[p] += c * ${JN.read('STR', `p * ${JOIN_MAX_RANK}u + du`)}; }
-  }
+  let along = (item / ${JN.read('INNER')}) % ${JN.read('SHAPE', JN.read('AXIS'))};
   var part = 0u;
   for (var p = 1u; p < parts; p++) { if (along >= ${JN.read('START', 'p')}) { part = p; } }
   if (((${JN.read('FILLED')} >> part) & 1u) == 1u) {
     out[item] = bitcast<${t}>(${JN.read('FILL', 'part')});
     return;
   }
+  // Only the chosen part's offset: one pass over the dims.
+  var off = ${JN.read('BASE', 'part')};
+  var rem = item;
+  for (var d = i32(${JN.read('RANK')}) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let c = rem % ${JN.read('SHAPE', 'du')};
+    rem = rem / ${JN.read('SHAPE', 'du')};
+    off += c * ${JN.read('STR', `part * ${JOIN_MAX_RANK}u + du`)};
+  }
   // Tensor parts are bound in order, skipping fills: the k-th tensor part is src k.
   let k = countOneBits(~${JN.read('FILLED')} & ((1u << part) - 1u));
-  let off = offs[part];
   switch k {
 ${Array.from({ length: tensors }, (_, k) => `    case ${k}u: { out[item] = ${read(k)}; }`).join('\n')}
     default: { }
