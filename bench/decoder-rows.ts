@@ -2,7 +2,7 @@
 // dispatches / submits / readbacks per step), and CLEX vs plain RoPE on dawngrad.
 import type * as TF from '@tensorflow/tfjs-core';
 import { manualSeed } from '../index.js';
-import { DawngradDecoder, describeShape, timeTraining, type DecoderShape, type StepTiming } from './decoder.js';
+import { DawngradDecoder, describeShape, timeTrainingInterleaved, type DecoderShape, type StepTiming } from './decoder.js';
 import { TfjsDecoder } from './decoder-tfjs.js';
 
 export interface DecoderRow {
@@ -40,17 +40,6 @@ export function formatClexRow(r: ClexRow): string {
     + `${''.padEnd(34)} plain: ${traffic(r.plain)}\n${''.padEnd(34)} clex:  ${traffic(r.clex)}`;
 }
 
-/** Times `blocks` blocks of training steps of a model built from seed 0 (and frees it). */
-async function timeOurs(shape: DecoderShape, rope: 'plain' | 'clex', blocks: number): Promise<StepTiming> {
-  manualSeed(0);
-  const ours = new DawngradDecoder(shape, rope);
-  try {
-    return await timeTraining(ours, shape, blocks);
-  } finally {
-    ours.dispose();
-  }
-}
-
 /** dawngrad's plain-RoPE step vs the TF.js step, both starting from the same weights. */
 export async function decoderRow(tf: typeof TF, shape: DecoderShape, blocks: number): Promise<DecoderRow> {
   manualSeed(0);
@@ -58,8 +47,7 @@ export async function decoderRow(tf: typeof TF, shape: DecoderShape, blocks: num
   const theirs = await TfjsDecoder.fromDawngrad(tf, ours);
   try {
     if (theirs.numParameters !== ours.numParameters) throw new Error(`bench: the TF.js decoder has ${theirs.numParameters} parameters, dawngrad's ${ours.numParameters}`);
-    const oursTiming = await timeTraining(ours, shape, blocks);
-    const { msPerStep, tokensPerSecond } = await timeTraining(theirs, shape, blocks);
+    const [oursTiming, { msPerStep, tokensPerSecond }] = await timeTrainingInterleaved([ours, theirs], shape, blocks);
     return {
       kind: 'decoder-step', name: `decoder step ${describeShape(shape)}`, shape, parameters: ours.numParameters,
       ours: oursTiming, tfjs: { msPerStep, tokensPerSecond }, speedup: oursTiming.tokensPerSecond / tokensPerSecond,
@@ -72,10 +60,17 @@ export async function decoderRow(tf: typeof TF, shape: DecoderShape, blocks: num
 
 /** The same dawngrad step with CLEX (as the main job fine-tunes it) and with plain RoPE. */
 export async function clexRow(shape: DecoderShape, blocks: number): Promise<ClexRow> {
-  const plain = await timeOurs(shape, 'plain', blocks);
-  const clex = await timeOurs(shape, 'clex', blocks);
-  return {
-    kind: 'clex-vs-plain', name: `CLEX vs plain ${describeShape(shape)}`, shape, plain, clex,
-    ratio: clex.msPerStep / plain.msPerStep, extraDispatchesPerStep: clex.traffic.dispatches - plain.traffic.dispatches,
-  };
+  const trainers = (['plain', 'clex'] as const).map((rope) => {
+    manualSeed(0);
+    return new DawngradDecoder(shape, rope);
+  });
+  try {
+    const [plain, clex] = await timeTrainingInterleaved(trainers, shape, blocks);
+    return {
+      kind: 'clex-vs-plain', name: `CLEX vs plain ${describeShape(shape)}`, shape, plain, clex,
+      ratio: clex.msPerStep / plain.msPerStep, extraDispatchesPerStep: clex.traffic.dispatches - plain.traffic.dispatches,
+    };
+  } finally {
+    trainers.forEach((t) => t.dispose());
+  }
 }

@@ -114,18 +114,33 @@ const WARMUP_STEPS = 2;
  * untimed steps.
  */
 export async function timeTraining(trainer: DecoderTrainer, s: DecoderShape, blocks: number): Promise<StepTiming> {
+  const [timing] = await timeTrainingInterleaved([trainer], s, blocks);
+  return timing;
+}
+
+/**
+ * Like timeTraining for several trainers, their blocks interleaved (A B A B ...), so a change in the
+ * machine's load during the run shifts every trainer alike and their ratio stays fair.
+ */
+export async function timeTrainingInterleaved(trainers: readonly DecoderTrainer[], s: DecoderShape, blocks: number): Promise<StepTiming[]> {
   const batches = tokenBatches(s, LOSS_EVERY);
-  for (let i = 0; i < WARMUP_STEPS; i++) await trainer.step(batches[i], true);
-  const block = async () => {
-    for (let i = 0; i < LOSS_EVERY; i++) await trainer.step(batches[i], i === LOSS_EVERY - 1);
-  };
-  const traffic = countTraffic();
-  const ms: number[] = [];
+  for (const trainer of trainers) for (let i = 0; i < WARMUP_STEPS; i++) await trainer.step(batches[i], true);
+  const ms = trainers.map((): number[] => []);
+  const traffic = trainers.map(() => ({ dispatches: 0, submits: 0, readbacks: 0 }));
   for (let b = 0; b < blocks; b++) {
-    const t0 = performance.now();
-    await block();
-    ms.push(performance.now() - t0);
+    for (const [k, trainer] of trainers.entries()) {
+      const counted = countTraffic();
+      const t0 = performance.now();
+      for (let i = 0; i < LOSS_EVERY; i++) await trainer.step(batches[i], i === LOSS_EVERY - 1);
+      ms[k].push(performance.now() - t0);
+      const t = counted(blocks * LOSS_EVERY);
+      traffic[k].dispatches += t.dispatches;
+      traffic[k].submits += t.submits;
+      traffic[k].readbacks += t.readbacks;
+    }
   }
-  const msPerStep = median(ms) / LOSS_EVERY;
-  return { msPerStep, tokensPerSecond: (s.batch * s.seqLen * 1000) / msPerStep, traffic: traffic(blocks * LOSS_EVERY) };
+  return ms.map((times, k) => {
+    const msPerStep = median(times) / LOSS_EVERY;
+    return { msPerStep, tokensPerSecond: (s.batch * s.seqLen * 1000) / msPerStep, traffic: traffic[k] };
+  });
 }

@@ -51,7 +51,7 @@ const tf = await bootTfjs();
 const loadBefore = loadavg();
 console.log(`adapter: ${JSON.stringify(deviceInfo())}\nload average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`ops: median of ${reps} runs, each ending in a readback; sizes: ${large ? 'large' : 'small'}`);
-console.log(`decoder steps: median of ${blocks} blocks of ${LOSS_EVERY} steps (each block ends with a loss read), after a few untimed steps\n`);
+console.log(`decoder steps: median of ${blocks} blocks of ${LOSS_EVERY} steps (each block ends with a loss read; the compared trainers' blocks interleaved), after a few untimed steps\n`);
 
 const ops = await opRows(tf, { reps, large, selected }, (row) => console.log(formatOpRow(row)));
 const mlp = ops.find((r) => r.traffic);
