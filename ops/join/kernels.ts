@@ -19,7 +19,6 @@ export const JN = uniformLayout({
 /** `tensors` parts are bound as src0.. in order; FILLED has bit p set when part p is a fill value. */
 export function joinSource(t: WType, tensors: number): string {
   const sources = Array.from({ length: tensors }, (_, k) => `var<storage, read> src${k}: array<${t}>`);
-  const read = (k: number) => (k < tensors ? `src${k}[off]` : `${t}(0)`);
   return `${kernelHeader([`var<storage, read_write> out: array<${t}>`, ...sources])}
 ${itemMain(`  if (item >= ${JN.read('N')}) { return; }
   let parts = ${JN.read('PARTS')};
@@ -42,7 +41,7 @@ ${itemMain(`  if (item >= ${JN.read('N')}) { return; }
   // Tensor parts are bound in order, skipping fills: the k-th tensor part is src k.
   let k = countOneBits(~${JN.read('FILLED')} & ((1u << part) - 1u));
   switch k {
-${Array.from({ length: tensors }, (_, k) => `    case ${k}u: { out[item] = ${read(k)}; }`).join('\n')}
+${Array.from({ length: tensors }, (_, k) => `    case ${k}u: { out[item] = src${k}[off]; }`).join('\n')}
     default: { }
   }`)}`;
 }
