@@ -4,26 +4,13 @@
 // and a gather's gradient is a zero fill and one scatter-add.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { gpuBackend } from '../core/device.js';
+import { dispatchesOf } from './dispatch-helpers.js';
 import { cat, memory, nn, optim, scope, tensor, testing, type Tensor } from '../index.js';
 
 const devices = ['cpu', 'webgpu'] as const;
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
 
-/** Runs fn with elementwise fusion off (so every op dispatches) and returns the webgpu dispatches it made. */
-async function dispatchesOf(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const fuser = gpuBackend()!.fuser;
-  const before = fuser.enabled;
-  fuser.enabled = false;
-  try {
-    const d0 = memory().dispatches;
-    await fn();
-    return memory().dispatches - d0;
-  } finally {
-    fuser.enabled = before;
-  }
-}
 
 const iota = (shape: number[], device: 'cpu' | 'webgpu' = 'cpu') =>
   tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i), { shape, device });

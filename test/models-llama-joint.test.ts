@@ -3,11 +3,9 @@
 // HF name, with GQA, head_dim ≠ hidden / heads and biases — and the residual stream leaves no
 // standalone residual add in LLaMA or GPT-NeoX: each layer's last add runs inside the next norm's kernel.
 import { describe, expect, it } from 'vitest';
-import { gpuBackend } from '../core/device.js';
+import { kernelCounts } from './dispatch-helpers.js';
 import { manualSeed, models, noGrad, optim, scope, type DeviceName } from '../index.js';
 import { ids, values } from './models-helpers.js';
-
-const backend = gpuBackend();
 
 function setJoint(m: models.LlamaForCausalLM, mode: models.JointProjection): void {
   for (const layer of m.model.layers) {
@@ -16,25 +14,6 @@ function setJoint(m: models.LlamaForCausalLM, mode: models.JointProjection): voi
   }
 }
 
-/** Kernel dispatches by kernel name while `fn` runs on webgpu (elementwise fusion off, so each op is its own kernel). */
-async function kernelCounts(fn: () => Promise<unknown>): Promise<Map<string, number>> {
-  const rt = backend!.rt;
-  const counts = new Map<string, number>();
-  const dispatch = rt.dispatch;
-  const fusion = backend!.fuser.enabled;
-  backend!.fuser.enabled = false;
-  rt.dispatch = function (op, ...rest) {
-    counts.set(op, (counts.get(op) ?? 0) + 1);
-    return dispatch.call(this, op, ...rest);
-  };
-  try {
-    await fn();
-  } finally {
-    rt.dispatch = dispatch;
-    backend!.fuser.enabled = fusion;
-  }
-  return counts;
-}
 
 const CONFIGS: [string, models.LlamaConfigInput][] = [
   ['GQA (4 query heads, 2 kv heads)', { hidden_size: 16, num_attention_heads: 4, num_key_value_heads: 2 }],

@@ -4,6 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
+import { kernelCounts } from './dispatch-helpers.js';
 import { cat, functional as F, manualSeed, memory, randn, scope, tensor, testing, type Tensor } from '../index.js';
 import { ids, tinyModel } from './models-helpers.js';
 
@@ -31,22 +32,6 @@ const qkArb = fc.record({
   });
 });
 
-/** Kernels dispatched on webgpu while `fn` runs, by name. */
-async function kernelsOf(fn: () => Promise<unknown>): Promise<Map<string, number>> {
-  const rt = gpuBackend()!.rt as unknown as { dispatch: (op: string, ...rest: unknown[]) => unknown };
-  const original = rt.dispatch;
-  const seen = new Map<string, number>();
-  rt.dispatch = function (this: unknown, op: string, ...rest: unknown[]) {
-    seen.set(op, (seen.get(op) ?? 0) + 1);
-    return original.call(this, op, ...rest);
-  };
-  try {
-    await fn();
-  } finally {
-    rt.dispatch = original;
-  }
-  return seen;
-}
 const count = (m: Map<string, number>, op: string) => m.get(op) ?? 0;
 
 describe('applyRotaryQK', () => {
@@ -143,7 +128,7 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
   it('rotates strided q and k in 1 dispatch and back in 1, table gradients included at no extra dispatch', async () => {
     manualSeed(4);
     const q = randn([2, 5, 4, 8]), k = randn([2, 5, 2, 8]);
-    const step = (tablesNeedGrad: boolean) => kernelsOf(() => scope(async () => {
+    const step = (tablesNeedGrad: boolean) => kernelCounts(() => scope(async () => {
       const cos = randn([5, 8], { requiresGrad: tablesNeedGrad }), sin = randn([5, 8], { requiresGrad: tablesNeedGrad });
       const [ql, kl] = [q.detach(), k.detach()];
       ql.requiresGrad = kl.requiresGrad = true;
@@ -182,7 +167,7 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
         expect(Array.from(await projK.grad!.data())).toEqual(Array.from(await expected(gk).data()));
         return;
       }
-      const kernels = await kernelsOf(async () => {
+      const kernels = await kernelCounts(async () => {
         loss().backward();
         await projQ.grad!.data();
       });
@@ -196,7 +181,7 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
       const m = tinyModel('llama', scaling, { device: 'webgpu' });
       m.eval(); // CLEX at t = ceil(16 / 8) = 2, solved with a graph to its parameters (no sampling)
       const x = ids([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6]], 'webgpu');
-      return kernelsOf(() => scope(async () => {
+      return kernelCounts(() => scope(async () => {
         const { loss } = await m.forward(x, { labels: x });
         await loss!.backwardAsync();
       }));

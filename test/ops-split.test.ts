@@ -3,7 +3,7 @@
 // and a copy per part summed by autograd.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { gpuBackend } from '../core/device.js';
+import { dispatchesOf } from './dispatch-helpers.js';
 import { cat, memory, split, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
@@ -11,19 +11,6 @@ const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(tr
 const iota = (shape: number[], device: 'cpu' | 'webgpu' = 'cpu') =>
   tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i / 10), { shape, device });
 
-/** The webgpu dispatches fn makes, with elementwise fusion off (so every op dispatches). */
-async function dispatchesOf(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const fuser = gpuBackend()!.fuser;
-  const before = fuser.enabled;
-  fuser.enabled = false;
-  try {
-    const d0 = memory().dispatches;
-    await fn();
-    return memory().dispatches - d0;
-  } finally {
-    fuser.enabled = before;
-  }
-}
 
 /** Σ over the `used` parts of x split by `sizes` along `axis` of part · its own weights (so each part's gradient differs). */
 function weightedParts(x: Tensor, sizes: number[], axis: number, used: number[]): Tensor {
