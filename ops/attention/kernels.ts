@@ -60,6 +60,15 @@ export const col = (t: Operand, d: string): string => `col(${AT[t]}u, ${d})`;
 /** WGSL for an operand's stride between consecutive rows (positions). */
 export const rowStride = (t: Operand): string => `pu(${AT[t] + 3}u)`;
 
+/** dK/dV kernels: key row `j`'s K and V in registers (kr, vr) and its gradient accumulators (dka, dva). */
+export const keyRowRegisters = (j: string): string => `var kr: array<VT, DMAX>;
+  var vr: array<VT, DMAX>;
+  var dka: array<VT, DMAX>;
+  var dva: array<VT, DMAX>;
+  let ko = ${rowAt('K', 'b', 'hk', j)};
+  let vo = ${rowAt('V', 'b', 'hk', j)};
+  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }`;
+
 /**
  * The WGSL both attention kernels (row and tiled) share: the vector type, strided addressing, the
  * mask, dropout's keep multiplier (same counter hash, so the same seed drops the same elements) and
@@ -200,13 +209,7 @@ ${itemMain(`
   let group = H / Hkv;
   let scale = pf(${AT.SCALE}u);
   let nq = pu(${AT.B}u) * H * Tq;
-  var kr: array<VT, DMAX>;
-  var vr: array<VT, DMAX>;
-  var dka: array<VT, DMAX>;
-  var dva: array<VT, DMAX>;
-  let ko = ${rowAt('K', 'b', 'hk', 'j')};
-  let vo = ${rowAt('V', 'b', 'hk', 'j')};
-  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }
+  ${keyRowRegisters('j')}
   // Causal: query i sees key j when i ≥ j − (Tk − Tq).
   var i0 = 0u;
   if (pu(${AT.CAUSAL}u) != 0u) { i0 = u32(clamp(i32(j) - (i32(Tk) - i32(Tq)), 0, i32(Tq))); }

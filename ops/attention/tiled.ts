@@ -8,7 +8,7 @@
 // layout (AT: every operand through its own offset and strides), bindings, masks, causal rule and
 // dropout counter as the row kernels in kernels.ts, so the same seed drops the same probabilities;
 // the forward rescales its accumulator once per tile (online softmax).
-import { AT, attentionBindings, attentionHelpers, col, rowAt, rowStride, type MaskKind } from './kernels.js';
+import { AT, attentionBindings, attentionHelpers, col, keyRowRegisters, rowAt, rowStride, type MaskKind } from './kernels.js';
 import { gpuRuntime } from '../../core/device.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
@@ -193,13 +193,7 @@ ${blockMain(`
   let jc = min(j, Tk - 1u);
   let group = H / Hkv;
   let nq = pu(${AT.B}u) * H * Tq;
-  var kr: array<VT, DMAX>;
-  var vr: array<VT, DMAX>;
-  var dka: array<VT, DMAX>;
-  var dva: array<VT, DMAX>;
-  let ko = ${rowAt('K', 'b', 'hk', 'jc')};
-  let vo = ${rowAt('V', 'b', 'hk', 'jc')};
-  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }
+  ${keyRowRegisters('jc')}
   // Causal: query i sees key j when j < key_end(i); the block's first key bounds the first query.
   var iStart = 0u;
   if (pu(${AT.CAUSAL}u) != 0u) { iStart = u32(clamp(i32(wid.x * ${BLOCK}u) - (i32(Tk) - i32(Tq)), 0, i32(Tq))); }
