@@ -10,10 +10,13 @@ import { Tensor } from '../core/tensor.js';
 
 /**
  * Runs `fn` with contiguous versions of `ts` (copies made outside the graph where needed, freed
- * afterwards; queued GPU work keeps using them safely since buffers are reused in queue order).
+ * afterwards; queued GPU work keeps using them safely since buffers are reused in queue order). With
+ * `lastAxisOnly`, only tensors whose last axis is strided are copied (kernels that read the other dims
+ * through strides).
  */
-export function withContiguous<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T): T {
-  const cs = noGrad(() => ts.map((t) => t.contiguous()));
+export function withContiguous<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T, opts: { lastAxisOnly?: boolean } = {}): T {
+  const needsCopy = (t: Tensor) => (opts.lastAxisOnly ? t.rank > 0 && t.shape[t.rank - 1] > 1 && t.strides[t.rank - 1] !== 1 : !t.isContiguous());
+  const cs = noGrad(() => ts.map((t) => (needsCopy(t) ? t.contiguous() : t)));
   try {
     return fn(cs);
   } finally {

@@ -152,9 +152,9 @@ function narrow(x: Tensor, axis: number, start: number, length: number): Tensor 
 
 /**
  * Consecutive parts of x along `axis` as views (torch.split): `sizes` lists each part's length, or one
- * number cuts parts of that length (the last may be shorter). The parts are one autograd node, so when
- * several get gradients the input's gradient is one cat of them (a zero fill for each of the rest)
- * instead of a zero fill and a copy per part, summed.
+ * number cuts parts of that length (the last may be shorter). The parts are one autograd node, so the
+ * input's gradient is one join of the parts' gradients (zeros for parts that got none) instead of a
+ * zero fill and a copy per part, summed.
  */
 export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
   x.assertAlive('split');
@@ -174,12 +174,8 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
   const starts = lengths.map((_, i) => lengths.slice(0, i).reduce((s, d) => s + d, 0));
   const parts = lengths.map((len, i) => new Tensor(x.storage, x.shape.map((d, j) => (j === a ? len : d)), x.strides, x.offset + starts[i] * x.strides[a]));
   return recordJoint('split', parts, [x], (gs) => {
-    const given = gs.flatMap((g, i) => (g ? [i] : []));
-    if (given.length === 1) {
-      const i = given[0], g = gs[i] as Tensor;
-      return [lengths[i] === n ? g : embed(g, x.shape, a, starts[i], 1)];
-    }
-    return [joinAlong(x, a, lengths, gs.map((g) => g ?? 0))];
+    const whole = gs.find((g, i) => g && lengths[i] === n);
+    return [whole ?? joinAlong(x, a, lengths, gs.map((g) => g ?? 0))];
   });
 }
 

@@ -5,7 +5,7 @@
 //   reduced over the dims the tables broadcast across;
 // - rotaryTables: cos/sin from a frequency vector θ (CLEX) in one dispatch, dθ in one.
 import type { View } from '../../core/backend.js';
-import { noGrad, recordJoint } from '../../core/autograd.js';
+import { recordJoint } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -19,17 +19,6 @@ import { empty, sumTo } from '../util.js';
 export interface RotaryOptions {
   /** How many leading dims of the last axis rotate (even, ≤ head dim); default cos.shape[-1]. */
   rotaryDim?: number;
-}
-
-/** Copies (outside the graph) the tensors whose last axis is strided; the kernels read the rest in place. */
-function withUnitLastStride<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T): T {
-  const strided = (t: Tensor) => t.rank > 0 && t.shape[t.rank - 1] > 1 && t.strides[t.rank - 1] !== 1;
-  const cs = noGrad(() => ts.map((t) => (strided(t) ? t.contiguous() : t)));
-  try {
-    return fn(cs);
-  } finally {
-    cs.forEach((c, i) => { if (c !== ts[i]) c.dispose(); });
-  }
 }
 
 /**
@@ -184,20 +173,20 @@ function toTableShape(g: Tensor, table: Tensor): Tensor {
 function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R: number): Tensor[] {
   const needTables = cos.requiresGrad || sin.requiresGrad;
   const layouts: Layout[] = xs.map((x) => ({ shape: x.shape, strides: x.strides }));
-  return withUnitLastStride([...xs, cos, sin], (cs) => {
+  return withContiguous([...xs, cos, sin], (cs) => {
     const xc = cs.slice(0, xs.length), [cc, sc] = cs.slice(xs.length);
     const { outs } = rotate('forward', xc, null, cc, sc, R, false, layouts);
     return recordJoint(op, outs, [...xs, cos, sin], (gs, saved) => {
       const [cSaved, sSaved, ...xSaved] = saved;
       const present = gs.flatMap((g, i) => (g ? [i] : []));
-      return withUnitLastStride(present.map((i) => gs[i] as Tensor), (gc) => {
+      return withContiguous(present.map((i) => gs[i] as Tensor), (gc) => {
         const { outs: dxs, dcos, dsin } = rotate('backward', needTables ? present.map((i) => xSaved[i]) : gc, gc, cSaved, sSaved, R, needTables, present.map((i) => layouts[i]));
         const dx: (Tensor | null)[] = xs.map(() => null);
         present.forEach((i, k) => { dx[i] = dxs[k]; });
         return [...dx, dcos ? toTableShape(dcos, cos) : null, dsin ? toTableShape(dsin, sin) : null];
-      });
+      }, { lastAxisOnly: true });
     }, needTables ? [cc, sc, ...xc] : [cc, sc]);
-  });
+  }, { lastAxisOnly: true });
 }
 
 /**
