@@ -8,10 +8,11 @@ import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { crossEntropy } from '../ops/softmax/index.js';
+import { addLayerNorm, addRmsNorm, layerNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
 import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
-import { Linear, type Embedding } from '../nn/layers.js';
+import { Linear, RMSNorm, type Embedding, type LayerNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import type { CLEX } from './clex.js';
 import type { GPTNeoXConfig, LlamaConfig } from './config.js';
@@ -64,6 +65,13 @@ export interface ResidualStream {
   hidden: Tensor;
   /** Added to `hidden` by the next norm; null for the embeddings entering the first layer. */
   pending: Tensor | null;
+}
+
+/** The norm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
+export function normStream(stream: ResidualStream, norm: RMSNorm | LayerNorm, eps: number): AddNormResult {
+  const { hidden, pending } = stream;
+  if (norm instanceof RMSNorm) return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
+  return pending ? addLayerNorm(hidden, pending, norm.weight, norm.bias, eps) : { sum: hidden, normed: layerNorm(hidden, norm.weight, norm.bias, eps) };
 }
 
 /** The stack under the LM head (`model.*` in LLaMA checkpoints, `gpt_neox.*` in NeoX): ids → final hidden states. */

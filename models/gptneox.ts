@@ -2,7 +2,6 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { addLayerNorm, layerNorm } from '../ops/norm/index.js';
 import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
@@ -11,7 +10,7 @@ import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
@@ -61,12 +60,6 @@ export class GPTNeoXMLP extends Module {
     const a = gelu(linear(x, this.dense_h_to_4h.weight, this.dense_h_to_4h.bias), { approximate: this.config.hidden_act === 'gelu_new' ? 'tanh' : 'none' });
     return linear(a, this.dense_4h_to_h.weight, this.dense_4h_to_h.bias);
   }
-}
-
-/** LayerNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
-function normStream(stream: ResidualStream, ln: LayerNorm, eps: number) {
-  const { hidden, pending } = stream;
-  return pending ? addLayerNorm(hidden, pending, ln.weight, ln.bias, eps) : { sum: hidden, normed: layerNorm(hidden, ln.weight, ln.bias, eps) };
 }
 
 export class GPTNeoXLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {

@@ -3,7 +3,6 @@
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import { isGradEnabled } from '../core/autograd.js';
 import type { Tensor } from '../core/tensor.js';
-import { addRmsNorm, rmsNorm } from '../ops/norm/index.js';
 import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
@@ -12,7 +11,7 @@ import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { cat, linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions, type ResidualStream } from './causal-lm.js';
+import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { KVCache } from './kv-cache.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
@@ -114,12 +113,6 @@ export class LlamaMLP extends Module {
       : layers.map((l) => project(x, l));
     return project(swiglu(gate, up), this.down_proj);
   }
-}
-
-/** RMSNorm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
-function normStream(stream: ResidualStream, norm: RMSNorm, eps: number) {
-  const { hidden, pending } = stream;
-  return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
 }
 
 export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
