@@ -82,7 +82,7 @@ export class DawngradDecoder implements DecoderTrainer {
     const loss = await scope(async () => {
       const x = tensor(ids, { dtype: 'int32', shape: [batch, seqLen] });
       const out = await this.model.forward(x, { labels: x });
-      await out.loss!.backwardAsync(); // a CLEX solve reads its gradient back
+      await out.loss!.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
       return readLoss ? out.loss!.item() : null;
     });
     scope(() => {

@@ -226,7 +226,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           const ids = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen });
           const out = await model.forward(ids, { labels: ids });
           const scaled = o.gradAccum > 1 ? out.loss!.div(o.gradAccum) : out.loss!;
-          await scaled.backwardAsync(); // async: a CLEX solve reads its gradient back
+          await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
           return (await out.loss!.item()) / o.gradAccum;
         });
       }
