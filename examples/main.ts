@@ -8,13 +8,18 @@
 //      and the passkey table, write results.json and the chart, and say in one line what it shows.
 // Each stage checkpoints into --out/<stage> and a re-run continues where it stopped (same flags).
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
-import { markdownTable, passkeyTable, writeChart, writeResults, type Results } from './lib/report.js';
+import { markdownTable, passkeyTable, writeChart, writeResults } from './lib/report.js';
+import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
 import { train, type TrainOptions } from './lib/trainer.js';
+
+const LARGEST_FACTOR = 8;
+/** The recipe, chosen by the study in docs/main-job-study.md. */
+const DEFAULTS = { seqLen: 64, passkeyShare: 0.5, finetuneLr: 1e-3, maxFactor: 8, clexT1Share: undefined as number | undefined, clexOdeLrScale: 1 };
 
 const FLAGS = {
   quick: { type: 'boolean', help: 'a one-minute version (fewer steps, fewer held-out tokens)' },
@@ -23,28 +28,21 @@ const FLAGS = {
   layers: { type: 'string', default: '2', arg: 'N', help: 'decoder layers' },
   hidden: { type: 'string', default: '64', arg: 'N', help: 'hidden size' },
   heads: { type: 'string', default: '4', arg: 'N', help: 'attention heads' },
-  'seq-len': { type: 'string', default: '64', arg: 'L0', help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)' },
+  'seq-len': { type: 'string', default: String(DEFAULTS.seqLen), arg: 'L0', help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)' },
   'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 40)' },
   'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 10)' },
+  'batch-size': { type: 'string', default: '8', arg: 'N', help: 'sequences per step (every stage)' },
+  'passkey-share': { type: 'string', default: String(DEFAULTS.passkeyShare), arg: 'F', help: 'share of each batch that is passkey contexts, in every stage (a key and its question inside one L0 window)' },
+  'finetune-lr': { type: 'string', default: String(DEFAULTS.finetuneLr), arg: 'X', help: 'peak rate of every fine-tune (cosine to a tenth of it; pretraining peaks at 3e-3)' },
+  'max-factor': { type: 'string', default: String(DEFAULTS.maxFactor), arg: 'N', help: 'CLEX: the largest t it trains with (≥ 8: the longest evaluated context is 8×L0)' },
+  'clex-t1-share': { type: 'string', arg: 'F', help: `CLEX: probability of t = 1 in training draws (default ${DEFAULTS.clexT1Share ?? 'uniform over 1..max_factor'})` },
+  'clex-ode-lr-scale': { type: 'string', default: String(DEFAULTS.clexOdeLrScale), arg: 'X', help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))" },
   'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 512)' },
   'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)' },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
 } satisfies FlagSpecs;
 
-const LARGEST_FACTOR = 8;
-
-function summary(r: Results): string {
-  const LENGTHS = r.lengths;
-  const at = (name: string, L: number) => r.rows.find((row) => row.name === name)?.ppl[L] ?? NaN;
-  const best = (L: number) => r.rows.reduce((a, b) => (b.ppl[L] < a.ppl[L] ? b : a));
-  const [L1, , L4, L8] = LENGTHS;
-  const clex = 'fine-tuned CLEX, ODE learned';
-  const pct = (a: number, b: number) => `${a >= b ? '+' : ''}${(((a - b) / b) * 100).toFixed(1)}%`;
-  return `In one line: best at 4×L0 is "${best(L4).name}" (${best(L4).ppl[L4].toFixed(2)}), best at 8×L0 is "${best(L8).name}" (${best(L8).ppl[L8].toFixed(2)}); `
-    + `CLEX with its learned ODE degrades ${(at(clex, L4) / at(clex, L1)).toFixed(2)}× from 1× to 4× (plain RoPE base: ${(at('base, plain RoPE', L4) / at('base, plain RoPE', L1)).toFixed(2)}×), is ${pct(at(clex, L1), at('base, plain RoPE', L1))} vs the base in the window, `
-    + `and at 8× is ${pct(at(clex, L8), at('fine-tuned CLEX, ODE frozen at init', L8))} vs its ODE-frozen ablation and ${pct(at(clex, L8), at(`${clex}, ODE reset to W_down = 0`, L8))} vs the same weights with the ODE reset.`;
-}
 
 runScript(async () => {
   const { values: v } = parseFlags('main', 'npm start -- [--quick] [--data PATH] [--model neox] [flags]', FLAGS, process.argv.slice(2));
@@ -55,20 +53,27 @@ runScript(async () => {
   const LENGTHS = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
   const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), { integer: true, min: LENGTHS[3] });
   const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), { integer: true, min: 0 });
+  const finetuneLr = numberFlag('finetune-lr', v['finetune-lr'], { above: 0 });
+  const maxFactor = numberFlag('max-factor', v['max-factor'], { integer: true, min: LARGEST_FACTOR });
+  const clexT1Share = v['clex-t1-share'] === undefined ? DEFAULTS.clexT1Share : numberFlag('clex-t1-share', v['clex-t1-share'], { min: 0, max: 1 });
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {
     model: choiceFlag('model', v.model, ['llama', 'neox'] as const),
     layers: numberFlag('layers', v.layers, { integer: true, min: 1 }), hidden: numberFlag('hidden', v.hidden, { integer: true, min: 1 }), heads: numberFlag('heads', v.heads, { integer: true, min: 1 }),
-    rope: 'none', ropeFactor: LARGEST_FACTOR, maxFactor: LARGEST_FACTOR, clexMethod: 'dopri5', clexGradient: 'backprop', clexFreezeOde: false,
-    data, valFraction: 0.1, tokenizer: 'byte', seqLen: L0, batchSize: 8, gradAccum: 1,
+    rope: 'none', ropeFactor: LARGEST_FACTOR, maxFactor, clexMethod: 'dopri5', clexGradient: 'backprop', clexFreezeOde: false, clexT1Share,
+    clexOdeLrScale: numberFlag('clex-ode-lr-scale', v['clex-ode-lr-scale'], { min: 0 }),
+    data, valFraction: 0.1, tokenizer: 'byte', seqLen: L0, batchSize: numberFlag('batch-size', v['batch-size'], { integer: true, min: 1 }), gradAccum: 1,
+    passkeyShare: numberFlag('passkey-share', v['passkey-share'], { min: 0, max: 1 }),
     steps: baseSteps, lr: 3e-3, minLr: 3e-4, warmup: quick ? 5 : 30, weightDecay: 0.01, clip: 1, seed: 1234,
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: join(out, 'base'), saveEvery: 100, evalEvery: 0, logEvery: 10, evalTokens: 8192, resume: 'auto', label: 'base',
   };
   const text = loadText({ data, valFraction: 0.1 }); // checked up front: a bad --data fails before any training
+  const dataName = data === 'builtin' || data === 'prose' ? data : basename(data);
   const started = performance.now();
-  console.log(`main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps; device ${common.device}; checkpoints in ${out}/`);
+  console.log(`main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, batch ${common.batchSize} (passkey share ${common.passkeyShare}), data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps at lr ${finetuneLr}; device ${common.device}; checkpoints in ${out}/`);
+  // Every fine-tune gets the same budget and recipe; only the positional rule differs.
   const stages: [string, Partial<TrainOptions>][] = [
     ['base', {}],
     ['clex', { rope: 'clex' }],
@@ -78,38 +83,44 @@ runScript(async () => {
     ['plain', { rope: 'none' }],
   ];
   const timings: string[] = [];
+  const timed = (name: string, t0: number) => {
+    const line = `${name} ${((performance.now() - t0) / 1000).toFixed(0)} s`;
+    timings.push(line);
+    console.log(`time: ${line}`);
+  };
   for (const [name, change] of stages) {
     const t0 = performance.now();
     const fineTune = name !== 'base';
     const result = await train({
       ...common, ...change, out: join(out, name), label: name,
-      ...(fineTune ? { initFrom: join(out, 'base'), steps: finetuneSteps, lr: 1e-3, minLr: 1e-4, warmup: quick ? 2 : 10, tokenizer: undefined, seqLen: undefined } : {}),
+      ...(fineTune ? { initFrom: join(out, 'base'), steps: finetuneSteps, lr: finetuneLr, minLr: finetuneLr / 10, warmup: quick ? 2 : 10, tokenizer: undefined, seqLen: undefined } : {}),
     });
     if (result.interrupted) process.exit(130);
-    timings.push(`${name} ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    timed(name, t0);
   }
   console.log(`\nevaluating on ${data} held-out text at ${LENGTHS.join(', ')} tokens:`);
   const base = join(out, 'base');
   const targets: EvalTarget[] = [
-    { dir: base, name: 'base, plain RoPE', rules: ['ntk', 'yarn', 'dynamic', 'clex-init'] },
+    { dir: base, name: ROW.base, rules: ['ntk', 'yarn', 'dynamic', 'clex-init'] },
     { dir: join(out, 'plain'), name: 'fine-tuned plain RoPE (control)' },
     { dir: join(out, 'pi'), name: `fine-tuned PI (s = ${LARGEST_FACTOR})` },
     { dir: join(out, 'yarn'), name: `fine-tuned YaRN (s = ${LARGEST_FACTOR})` },
-    { dir: join(out, 'clex'), name: 'fine-tuned CLEX, ODE learned', resetOde: true },
-    { dir: join(out, 'clex-frozen'), name: 'fine-tuned CLEX, ODE frozen at init' },
+    { dir: join(out, 'clex'), name: ROW.clex, resetOde: true },
+    { dir: join(out, 'clex-frozen'), name: ROW.clexFrozen },
   ];
   const t0 = performance.now();
   const results = await evaluateCheckpoints(targets, { heldOutText: text.val, lengths: LENGTHS, maxTokens, passkeySamples, log: console.log });
-  timings.push(`evaluation ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  timed('evaluation', t0);
   // Rename the base's rule rows to read as in the paper's tables.
-  for (const row of results.rows) row.name = row.name.replace('base, plain RoPE + ', 'base + ');
-  results.passkey?.forEach((p) => { p.name = p.name.replace('base, plain RoPE + ', 'base + '); });
+  for (const row of results.rows) row.name = row.name.replace(`${ROW.base} + `, 'base + ');
+  results.passkey?.forEach((p) => { p.name = p.name.replace(`${ROW.base} + `, 'base + '); });
+  const calibration = passkeyCalibration(results);
   mkdirSync(out, { recursive: true });
   console.log(`\nheld-out perplexity (${results.tokens} tokens of ${data} at every length; L0 = ${L0}):\n`);
   console.log(markdownTable(results));
-  if (passkeySamples > 0) console.log(`\n${passkeyTable(results)}`);
-  const chart = await writeChart(out, results, `held-out perplexity vs length: ${common.model}, L0 = ${L0}, ${data}`);
-  console.log(`\n${summary(results)}`);
-  console.log(`\nwrote ${writeResults(out, results)}, ${chart.svg}, ${chart.png}`);
+  if (calibration) console.log(`\n${passkeyTable(results)}\n\n${calibration.message}`);
+  const chart = await writeChart(out, results, `main job: ${common.model}, L0 = ${L0}, ${dataName}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`);
+  console.log(`\nIn one line: ${verdict(results)}`);
+  console.log(`\nwrote ${writeResults(out, { ...results, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
   console.log(`time: ${timings.join(', ')}; total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 });

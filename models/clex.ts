@@ -147,6 +147,11 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   private snapshot: Float64Array | null = null;
   /** Increments each time the cache is recomputed (rotary tables built from it are keyed by it). */
   version = 0;
+  /**
+   * Training draws: the probability of t = 1 (dense positions, plain RoPE), the rest spread uniformly
+   * over the other admissible t. null: t uniform over all of them, as in the paper.
+   */
+  trainingT1Share: number | null = null;
   /** While > 0, cached() trusts the cache without re-reading the parameters (generate() sets it). */
   private pinned = 0;
 
@@ -179,10 +184,13 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     return Math.max(1, Math.ceil(length / this.L0));
   }
 
-  /** Training draw for a sequence of length L: t ~ Uniform{t_min..max_factor} and sorted positions in [0, t·L0). */
+  /** Training draw for a sequence of length L: t ~ Uniform{t_min..max_factor} (or trainingT1Share) and sorted positions in [0, t·L0). */
   sample(L: number, uniform: () => number = nextUniform): ClexSample {
     const tMin = this.scaleFor(L);
-    const t = tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
+    const share = this.trainingT1Share;
+    const t = share !== null && tMin === 1 && this.maxFactor > 1
+      ? (uniform() < share ? 1 : 2 + Math.floor(uniform() * (this.maxFactor - 1)))
+      : tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
     return { t, positions: t === 1 ? Array.from({ length: L }, (_, i) => i) : sampleTrainingPositions(L, t, this.L0, uniform) };
   }
 

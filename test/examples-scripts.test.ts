@@ -112,6 +112,30 @@ describe('resume and fine-tuning', () => {
     expect(losses(out)).toEqual(losses(dir('straight')));
   }, 300_000);
 
+  it('--resume with a larger --steps extends the run, its schedule recomputed from the new total; other changes still refuse', async () => {
+    const args = [...TINY, '--log-every', '1', '--eval-every', '0', '--warmup', '1'];
+    const out = dir('extended');
+    expect((await run('train', [...args, '--steps', '4', '--out', out])).code).toBe(0);
+    const extended = await run('train', [...args, '--steps', '8', '--out', out, '--resume']);
+    expect(extended.code, extended.stderr).toBe(0);
+    const straight = await run('train', [...args, '--steps', '8', '--out', dir('straight-8')]);
+    expect(straight.code, straight.stderr).toBe(0);
+    const records = readMetrics(join(out, 'metrics.jsonl'));
+    expect(records.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // Steps 5..8 follow the 8-step cosine, as in a run planned for 8 steps from the start.
+    const lrs = (p: string) => readMetrics(join(p, 'metrics.jsonl')).filter((r) => r.step > 4).map((r) => r.lr);
+    expect(lrs(out)).toEqual(lrs(dir('straight-8')));
+    expect(records[3].lr).not.toBe(readMetrics(join(dir('straight-8'), 'metrics.jsonl'))[3].lr); // steps 1..4 ran the 4-step schedule
+    const state = JSON.parse(readFileSync(join(out, io.TRAINER_STATE_FILE), 'utf8')) as io.TrainerState;
+    expect(state.global_step).toBe(8);
+    const shorter = await run('train', [...args, '--steps', '6', '--out', out, '--resume']);
+    expect(shorter.code).toBe(2);
+    expect(shorter.stderr).toMatch(/--resume: the checkpoint in .* is at step 8, past --steps 6; pass --steps 8 or more/);
+    const otherLr = await run('train', [...args, '--steps', '10', '--lr', '1e-3', '--out', out, '--resume']);
+    expect(otherLr.code).toBe(2);
+    expect(otherLr.stderr).toMatch(/other settings \(lr 0\.003 → 0\.001\); pass the same flags \(only --steps may change\)/);
+  }, 300_000);
+
   it('--init-from a plain-RoPE checkpoint with --rope clex fine-tunes its weights', async () => {
     const out = dir('clex-ft');
     const r = await run('train', ['--init-from', dir('llama'), '--rope', 'clex', '--max-factor', '4', '--steps', '2', '--log-every', '1', '--eval-every', '0', '--batch-size', '2', '--device', 'cpu', '--out', out]);
@@ -171,7 +195,7 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
 describe('the main job', () => {
   it('runs the whole recipe (GPT-NeoX, tiny, a few steps) and writes the table, results.json and the chart', async () => {
     const out = dir('main');
-    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--device', 'cpu', '--out', out]);
+    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--passkey-share', '0', '--device', 'cpu', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
     expect(results.lengths).toEqual([16, 32, 64, 128]);
@@ -182,7 +206,8 @@ describe('the main job', () => {
     ]);
     for (const row of results.rows) for (const L of results.lengths) expect(row.ppl[L]).toBeGreaterThan(1);
     expect(r.stdout).toContain('| fine-tuned CLEX, ODE frozen at init |');
-    expect(r.stdout).toMatch(/In one line: best at 4×L0 is/);
+    expect(r.stdout).toMatch(/In one line: best at 4×L0: .*; CLEX with its learned ODE meets \d of 6 targets/);
+    for (const stage of ['base', 'clex', 'clex-frozen', 'pi', 'yarn', 'plain', 'evaluation']) expect(r.stdout).toMatch(new RegExp(`time: ${stage} \\d+ s`));
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('</svg>');
     // The frozen ablation's ODE weights are still their init (W_down = 0); the learned one's were trained.
     const downOf = async (stage: string) => {

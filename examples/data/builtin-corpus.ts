@@ -1,16 +1,12 @@
 // The built-in corpus, generated deterministically at run time (no downloads): short chronicles of a
 // made-up country in plain ASCII English. Each chronicle introduces facts early (where someone lives,
-// what they keep, their trade) and asks for them at its end, and carries passkey lines ("the code is
-// 48213." ... "what was the code? 48213") at controlled distances, so that using long context pays off.
+// what they keep, their trade) and asks for them at its end, so that using long context pays off. Passkey
+// contexts are not part of the text: the scripts build them from any corpus (examples/lib/passkey.ts).
 // The training and held-out parts come from different seeds (different chronicles).
 import { seededUniform } from '../../index.js';
 
 export const TRAIN_CHARS = 520_000;
 export const HELD_OUT_CHARS = 66_000;
-/** Characters between a passkey line and its question, cycled through by successive chronicles. */
-export const PASSKEY_DISTANCES = [40, 90, 180, 360, 720, 1400];
-export const PASSKEY_KEY = (code: string): string => `the code is ${code}.`;
-export const PASSKEY_QUESTION = 'what was the code? ';
 
 const NAMES = ['Orin', 'Mira', 'Tobin', 'Alva', 'Fenna', 'Corin', 'Ilse', 'Bram', 'Nella', 'Osric', 'Petra', 'Rune', 'Sela', 'Tamsin', 'Ulf', 'Vesna', 'Wren', 'Yara', 'Edda', 'Hale', 'Jory', 'Kestrel', 'Lio', 'Maren', 'Nils', 'Odile', 'Quill', 'Rosa', 'Sten', 'Thea'];
 const PLACES = ['Tamsk', 'Vell', 'Harrowgate', 'Lindmere', 'Oskby', 'Bramholt', 'Corvale', 'Dunmore', 'Eastwick', 'Fallow', 'Greyhaven', 'Ivel', 'Kettering', 'Marsh End', 'Northfold', 'Pellin', 'Redwater', 'Saltcombe', 'Thorne', 'Wyndham'];
@@ -57,18 +53,13 @@ function sentence(pick: Pick, cast: Person[]): string {
   return pick(templates)();
 }
 
-/** One chronicle: facts first, filler, a passkey pair at the given distance, then questions about the facts. */
+/** One chronicle: facts first, filler, then questions about the facts. */
 function chronicle(pick: Pick, uniform: () => number, index: number): string {
   const cast = makeCast(pick);
   const lines: string[] = [`Chronicle ${index + 1}.`];
   for (const p of cast) lines.push(`${p.name} lives in ${p.home}. ${p.name} is ${article(p.trade)} and keeps ${article(p.colour)} ${p.thing}.`);
   const filler = (chars: number): string => sentences(pick, cast, chars);
-  lines.push(filler(100 + uniform() * 400));
-  const code = String(10000 + Math.floor(uniform() * 90000));
-  lines.push(PASSKEY_KEY(code));
-  lines.push(filler(PASSKEY_DISTANCES[index % PASSKEY_DISTANCES.length]));
-  lines.push(`${PASSKEY_QUESTION}${code}`);
-  lines.push(filler(uniform() * 300));
+  lines.push(filler(100 + uniform() * 1200));
   for (const p of cast) {
     lines.push(pick([
       `Where does ${p.name} live? ${p.name} lives in ${p.home}.`,
@@ -91,13 +82,6 @@ export function generateChronicles(seed: number, chars: number): string {
     n += c.length + 2;
   }
   return parts.join('\n\n');
-}
-
-/** Filler narrative (no passkeys, no questions) for building passkey tests: `chars` characters or more. */
-export function fillerText(seed: number, chars: number): string {
-  const uniform = seededUniform(seed);
-  const pick: Pick = (list) => list[Math.floor(uniform() * list.length)];
-  return sentences(pick, makeCast(pick), chars);
 }
 
 /** Narrative sentences about `cast` until at least `chars` characters. */

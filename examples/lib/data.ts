@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { models, seededUniform, tensor, type Tensor } from '../../index.js';
 import { builtinCorpus } from '../data/builtin-corpus.js';
 import { UsageError } from './cli.js';
+import { passkeyTrainingRows } from './passkey.js';
 
 export interface TextSplit {
   train: string;
@@ -97,11 +98,17 @@ export function checkTokenizerDescription(where: string, d: unknown): TokenizerD
   return d as TokenizerDescription;
 }
 
-/** Row b of step `step`'s batch starts at a position drawn from (seed, step, micro-batch). */
-export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number }): Tensor {
-  const next = seededUniform(((opts.seed * 1_000_003) ^ (opts.step * 7919 + opts.micro * 104_729)) >>> 0);
+/**
+ * Step `step`'s batch: rows start at positions drawn from (seed, step, micro-batch); the first
+ * `passkey.rows` rows are passkey contexts instead (examples/lib/passkey.ts), built from the same text.
+ */
+export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number; passkey?: { tokenizer: models.Tokenizer; rows: number } }): Tensor {
+  const batchSeed = ((opts.seed * 1_000_003) ^ (opts.step * 7919 + opts.micro * 104_729)) >>> 0;
+  const next = seededUniform(batchSeed);
   const rows = new Int32Array(opts.batchSize * opts.seqLen);
-  for (let b = 0; b < opts.batchSize; b++) {
+  const passkeyRows = Math.min(opts.passkey?.rows ?? 0, opts.batchSize);
+  if (opts.passkey && passkeyRows > 0) rows.set(passkeyTrainingRows(opts.passkey.tokenizer, ids, { rows: passkeyRows, seqLen: opts.seqLen, seed: batchSeed ^ 0x5a5a5a5a }));
+  for (let b = passkeyRows; b < opts.batchSize; b++) {
     const start = Math.floor(next() * (ids.length - opts.seqLen + 1));
     rows.set(ids.subarray(start, start + opts.seqLen), b * opts.seqLen);
   }

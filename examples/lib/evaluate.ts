@@ -1,11 +1,11 @@
 // Length-extrapolation evaluation: held-out perplexity at several lengths on the same tokens
 // (non-overlapping windows), training-free rope rules applied to a checkpoint's weights, and passkey
-// retrieval by context length and depth.
+// retrieval by context length and depth (examples/lib/passkey.ts, contexts built from the held-out text).
 import { models, noGrad, scope, tensor } from '../../index.js';
-import { fillerText, PASSKEY_KEY, PASSKEY_QUESTION } from '../data/builtin-corpus.js';
 import { buildModel, loadModel, readCheckpointInfo, resetClexOde, type CausalModel, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
-import type { ResultRow, Results } from './report.js';
+import { PASSKEY_DEPTHS, passkeyAccuracy } from './passkey.js';
+import type { ResultRow, Results, RowKind } from './report.js';
 
 /** Training-free rules a checkpoint can be evaluated under (s = L/L0; 'clex-init': CLEX with W_down = 0). */
 export const RULES = ['linear', 'ntk', 'dynamic', 'yarn', 'clex-init'] as const;
@@ -54,51 +54,6 @@ export function withRule(model: CausalModel, rule: Rule, length: number): Causal
   return target;
 }
 
-export interface PasskeyResult {
-  length: number;
-  depth: number;
-  accuracy: number;
-}
-
-/** Depths (fraction of the context before the key line) that --passkey tests. */
-export const PASSKEY_DEPTHS = [0.1, 0.5, 0.9];
-
-/**
- * Passkey retrieval: `samples` contexts of exactly `length` tokens — filler, "the code is NNNNN." at
- * `depth`, filler, "what was the code? NNNNN" at the end — scored teacher-forced: a sample counts when
- * the model's top prediction is right for every digit of the code.
- */
-export async function passkeyAccuracy(model: models.CausalLM, tokenizer: models.Tokenizer, length: number, depth: number, samples: number, seed = 1): Promise<number> {
-  const rows: number[] = [];
-  const codes: number[][] = [];
-  const filler = tokenizer.encode(fillerText(seed * 1000 + length, length * 2 + 200));
-  for (let s = 0; s < samples; s++) {
-    const code = String(10000 + ((seed * 7919 + s * 104_729 + length * 31 + Math.round(depth * 1000)) % 90000));
-    const key = tokenizer.encode(` ${PASSKEY_KEY(code)}\n`);
-    const question = tokenizer.encode(`\n${PASSKEY_QUESTION}`);
-    const answer = tokenizer.encode(code);
-    const fillerTokens = length - key.length - question.length - answer.length;
-    if (fillerTokens < 2) throw new UsageError(`--passkey: length ${length} is too short for a passkey context (needs more than ${length - fillerTokens + 1} tokens)`);
-    const before = Math.round(fillerTokens * depth);
-    const offset = (s * 97) % Math.max(1, filler.length - fillerTokens);
-    const f = filler.slice(offset, offset + fillerTokens);
-    rows.push(...f.slice(0, before), ...key, ...f.slice(before), ...question, ...answer);
-    codes.push(answer);
-  }
-  model.eval();
-  const correct = await noGrad(() => scope(async () => {
-    const ids = tensor(rows, { dtype: 'int32', shape: [samples, length] });
-    const { logits } = await model.forward(ids);
-    const A = codes[0].length;
-    // Predictions for the answer tokens come from positions length − A − 1 .. length − 2.
-    const guess = await logits.narrow(1, length - A - 1, A).argmax(2).data();
-    let ok = 0;
-    for (let s = 0; s < samples; s++) if (codes[s].every((c, i) => guess[s * A + i] === c)) ok++;
-    return ok;
-  }));
-  return correct / samples;
-}
-
 /** One checkpoint to evaluate, and the extra rows made from it. */
 export interface EvalTarget {
   dir: string;
@@ -137,31 +92,32 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
     const rs = info.config.rope_scaling;
     if (rs?.type === 'clex' && longest > (rs.max_factor ?? 0) * L0) throw new UsageError(`eval-length: ${target.dir} is a CLEX model with max_factor ${rs.max_factor}, which cannot run ${longest} tokens (> ${rs.max_factor}·${L0}); lower --lengths`);
     if (target.resetOde && rs?.type !== 'clex') throw new UsageError(`--clex-reset-ode: ${target.dir} is not a CLEX checkpoint (rope_scaling ${JSON.stringify(rs?.type ?? 'none')})`);
-    const tokens = evaluationTokens(tokenizer.encode(s.heldOutText), longest, s.maxTokens);
+    const heldOut = tokenizer.encode(s.heldOutText);
+    const tokens = evaluationTokens(heldOut, longest, s.maxTokens);
     results.tokens = tokens.length;
     // A row is a model per length: the checkpoint itself, its ODE-reset copy, or a new model per length for a rule.
-    type Variant = { name: string; rule: string; at: (L: number) => CausalModel; perLength: boolean };
+    type Variant = { name: string; rule: string; kind: RowKind; at: (L: number) => CausalModel; perLength: boolean };
     const variants: Variant[] = [];
     const shared: CausalModel[] = [model];
-    if (!target.rulesOnly) variants.push({ name: target.name, rule: rs?.type ?? 'none', at: () => model, perLength: false });
+    if (!target.rulesOnly) variants.push({ name: target.name, rule: rs?.type ?? 'none', kind: 'trained', at: () => model, perLength: false });
     if (target.resetOde) {
       const reset = buildModel(info.config);
       reset.loadStateDict(model.stateDict());
       resetClexOde(reset);
       shared.push(reset);
-      variants.push({ name: `${target.name}, ODE reset to W_down = 0`, rule: 'clex-ode-reset', at: () => reset, perLength: false });
+      variants.push({ name: `${target.name}, ODE reset to W_down = 0`, rule: 'clex-ode-reset', kind: 'ablation', at: () => reset, perLength: false });
     }
-    for (const rule of target.rules ?? []) variants.push({ name: `${target.name} + ${ruleLabel(rule)}`, rule, at: (L) => withRule(model, rule, L), perLength: true });
+    for (const rule of target.rules ?? []) variants.push({ name: `${target.name} + ${ruleLabel(rule)}`, rule, kind: 'training-free', at: (L) => withRule(model, rule, L), perLength: true });
     for (const v of variants) {
       const t0 = performance.now();
-      const row: ResultRow = { name: v.name, checkpoint: target.dir, rule: v.rule, ppl: {} };
+      const row: ResultRow = { name: v.name, checkpoint: target.dir, rule: v.rule, kind: v.kind, ppl: {} };
       const passkey: Record<number, Record<number, number>> = {};
       for (const L of lengths) {
         const m = v.at(L);
         row.ppl[L] = await perplexity(m, tokens, L);
         if (s.passkeySamples > 0) {
           passkey[L] = {};
-          for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, tokenizer, L, depth, s.passkeySamples);
+          for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, tokenizer, heldOut, L, depth, s.passkeySamples);
         }
         if (v.perLength) m.dispose();
       }

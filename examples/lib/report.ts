@@ -1,6 +1,7 @@
 // Evaluation output: the markdown table, results.json, and the chart (vega-lite → SVG with vega's
-// headless renderer, SVG → PNG with resvg): perplexity vs length on a log2 axis, one line per
-// model/rule, the training length L0 marked.
+// headless renderer, SVG → PNG with resvg): two panels, held-out perplexity and passkey accuracy vs
+// length on a log2 axis, one line per model/rule (line style: trained, training-free or ablation),
+// the training length L0 marked.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
@@ -14,6 +15,8 @@ export interface ResultRow {
   rule: string;
   /** Perplexity by evaluation length. */
   ppl: Record<number, number>;
+  /** How the chart draws it (default 'trained'). */
+  kind?: RowKind;
 }
 
 export interface Results {
@@ -44,34 +47,63 @@ export function passkeyTable(results: Results): string {
   return [head, rule, ...rows].join('\n');
 }
 
+/** How a row's line is drawn: the checkpoint as trained, a training-free rule on its weights, or an ablation. */
+export type RowKind = 'trained' | 'training-free' | 'ablation';
+
+/** Mean passkey accuracy over depths, per length, of the row named `name` (undefined without a passkey test). */
+export function passkeyMeans(results: Results, name: string): Record<number, number> | undefined {
+  const p = results.passkey?.find((r) => r.name === name);
+  if (!p) return undefined;
+  return Object.fromEntries(results.lengths.map((L) => {
+    const byDepth = Object.values(p.accuracy[L] ?? {});
+    return [L, byDepth.reduce((a, b) => a + b, 0) / Math.max(1, byDepth.length)];
+  }));
+}
+
+/** Distinct hues (no light/dark pairs of one hue, so neighbouring rows are not confused). */
+const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#17becf', '#7f7f7f', '#9d755d', '#bcbd22', '#e45756', '#ff9da6', '#000000', '#1f3b73', '#eeca3b'];
+
 function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
-  const points = results.rows.flatMap((r) => results.lengths.map((L) => ({ length: L, perplexity: r.ppl[L], model: r.name })));
+  const n = results.rows.length;
+  // Rows that coincide stay visible: each row's points are dodged sideways by a small factor on the log axis.
+  const dodge = (i: number) => 2 ** (((i - (n - 1) / 2) / Math.max(1, n - 1)) * 0.18);
+  const kindOf = (r: ResultRow): RowKind => r.kind ?? 'trained';
+  const points = results.rows.flatMap((r, i) => {
+    const pk = passkeyMeans(results, r.name);
+    return results.lengths.map((L) => ({ length: L * dodge(i), perplexity: r.ppl[L], passkey: pk?.[L], model: r.name, kind: kindOf(r) }));
+  });
+  const ppls = results.rows.flatMap((r) => results.lengths.map((L) => r.ppl[L])).filter(Number.isFinite);
+  const domain = [Math.min(...ppls) / 1.06, Math.max(...ppls) * 1.06];
+  const x = { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0] / 1.15, results.lengths[results.lengths.length - 1] * 1.15] }, axis: { values: results.lengths } } as const;
+  const encodingCommon = {
+    x,
+    color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { range: PALETTE }, legend: { orient: 'right', labelLimit: 480, symbolStrokeWidth: 3, symbolType: 'stroke' } },
+    strokeDash: { field: 'kind', type: 'nominal', title: 'line', scale: { domain: ['trained', 'training-free', 'ablation'], range: [[1, 0], [6, 3], [2, 2]] }, legend: { orient: 'right', title: 'marker and line', labelLimit: 300, symbolStrokeWidth: 2, labelExpr: "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'" } },
+    shape: { field: 'kind', type: 'nominal', legend: null, scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] } },
+  } as const;
+  const l0Rule = {
+    data: { values: [{ length: results.L0 }] },
+    mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' },
+    encoding: { x: { field: 'length', type: 'quantitative' } },
+  } as const;
+  const panel = (field: 'perplexity' | 'passkey', yTitle: string, scale: Record<string, unknown>) => ({
+    width: 400,
+    height: 300,
+    layer: [
+      { data: { values: points }, mark: { type: 'line', point: { filled: true, size: 40 }, strokeWidth: 1.8 }, encoding: { ...encodingCommon, y: { field, type: 'quantitative', title: yTitle, scale } } },
+      l0Rule,
+    ],
+  });
+  const panels = [panel('perplexity', `perplexity (log scale; dashed gray: L0 = ${results.L0})`, { type: 'log', nice: false, domain })];
+  if (results.passkey?.length) panels.push(panel('passkey', 'accuracy (every digit right)', { domain: [-0.03, 1.03], nice: false, zero: false }));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title,
-    width: 560,
-    height: 340,
+    title: { text: title, fontSize: 15, offset: 14 },
     background: 'white',
     config: { font: 'DejaVu Sans' },
-    layer: [
-      {
-        data: { values: points },
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0], results.lengths[results.lengths.length - 1]] }, axis: { values: results.lengths } },
-          y: { field: 'perplexity', type: 'quantitative', title: 'held-out perplexity (log scale)', scale: { type: 'log' } },
-          color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { scheme: 'tableau20' }, legend: { orient: 'right', labelLimit: 560 } },
-        },
-      },
-      {
-        data: { values: [{ length: results.L0, label: `L0 = ${results.L0}` }] },
-        layer: [
-          { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { x: { field: 'length', type: 'quantitative' } } },
-          { mark: { type: 'text', align: 'left', dx: 4, dy: -150, color: 'gray' }, encoding: { x: { field: 'length', type: 'quantitative' }, text: { field: 'label' } } },
-        ],
-      },
-    ],
-  };
+    hconcat: panels,
+    resolve: { scale: { color: 'shared', strokeDash: 'shared', shape: 'shared' } },
+  } as unknown as vegaLite.TopLevelSpec;
 }
 
 /** Writes `name`.svg and `name`.png into `dir`; returns their paths. */

@@ -10,6 +10,7 @@ import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint
 import { UsageError } from './cli.js';
 import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind } from './data.js';
 import { perplexity } from './evaluate.js';
+import { passkeyOverhead } from './passkey.js';
 import { MetricsLog, readMetrics } from './metrics.js';
 import { TrainingProgress } from './progress.js';
 import { StopRequest } from './signals.js';
@@ -36,6 +37,10 @@ export interface RopeOptions {
   clexGradient: 'adjoint' | 'backprop';
   /** Leave the CLEX ODE weights out of the optimizer (the ablation "ODE frozen at init"). */
   clexFreezeOde: boolean;
+  /** CLEX training: probability of drawing t = 1 (default: t uniform over 1..max_factor, as in the paper). */
+  clexT1Share?: number;
+  /** CLEX: multiplier of the ODE weights' own learning rate (models.clexOdeLearningRate; default 1). */
+  clexOdeLrScale?: number;
 }
 
 export interface TrainOptions extends ModelShape, RopeOptions {
@@ -51,6 +56,8 @@ export interface TrainOptions extends ModelShape, RopeOptions {
   seqLen?: number;
   batchSize: number;
   gradAccum: number;
+  /** Share of each batch's rows that are passkey contexts (examples/lib/passkey.ts); 0 = plain text only. */
+  passkeyShare?: number;
   steps: number;
   lr: number;
   minLr: number;
@@ -114,25 +121,26 @@ function readConfigFile(path: string): ModelConfigJson {
  * CLEX ODE); the CLEX ODE weights get their own rate (models.clexOdeParamGroup: a step moves no
  * log-frequency by more than lr) unless frozen.
  */
-export function parameterGroups(model: CausalModel, lr: number, weightDecay: number, freezeOde: boolean): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
+export function parameterGroups(model: CausalModel, lr: number, weightDecay: number, freezeOde: boolean, odeLrScale = 1): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
   const decay: Tensor[] = [], noDecay: Tensor[] = [];
   for (const [name, p] of model.namedParameters()) {
     if (isClexParameter(name)) continue;
     if (name.endsWith('.bias') || /norm/i.test(name)) noDecay.push(p);
     else decay.push(p);
   }
-  const ode = freezeOde ? null : models.clexOdeParamGroup(model, lr);
+  const odeGroup = freezeOde ? null : models.clexOdeParamGroup(model, lr);
+  const ode = odeGroup && { ...odeGroup, lr: (odeGroup.lr ?? lr) * odeLrScale };
   const groups: optim.ParamGroupInput<optim.AdamHyper>[] = [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }];
   if (ode) groups.push(ode);
   return { groups: groups.filter((g) => [...g.params].length > 0), trainable: [...decay, ...noDecay, ...(ode?.params ?? [])] };
 }
 
-/** What must match for --resume to continue a run. */
+/** What must match for --resume to continue a run (all but steps, which may grow). */
 function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number): Record<string, unknown> {
   return {
-    config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum,
+    config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum, passkey_share: o.passkeyShare ?? 0,
     steps: o.steps, lr: o.lr, min_lr: o.minLr, warmup: o.warmup, weight_decay: o.weightDecay, clip: o.clip, seed: o.seed,
-    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null,
+    clex_freeze_ode: o.clexFreezeOde, clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1, init_from: o.initFrom ?? null,
   };
 }
 
@@ -175,14 +183,18 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (trainIds.length < seqLen + 1) throw new UsageError(`--data ${o.data}: the training text has ${trainIds.length} tokens, fewer than one sequence of --seq-len ${seqLen} (+1); give more text or a shorter --seq-len`);
   if (o.evalEvery > 0 && valIds.length < seqLen) throw new UsageError(`--val: the held-out text has ${valIds.length} tokens, fewer than one sequence of ${seqLen}; give more, or --eval-every 0`);
 
+  const passkeyRows = Math.round((o.passkeyShare ?? 0) * o.batchSize);
+  if (passkeyRows > 0 && passkeyOverhead(tokenizer) + 2 > seqLen) throw new UsageError(`--passkey-share ${o.passkeyShare}: a passkey context needs at least ${passkeyOverhead(tokenizer) + 2} tokens, longer than --seq-len ${seqLen}; raise --seq-len or pass --passkey-share 0`);
   const settings = runSettings(o, config, tokenizerKind, seqLen);
   const hasCheckpoint = existsSync(join(o.out, io.TRAINER_STATE_FILE));
   const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
   if (resuming) {
     if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
     const saved = await readCheckpointInfo('--resume', o.out);
-    const diff = differences(saved.run, settings);
-    if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags, or choose another --out`);
+    // --steps may change (HF Trainer / nanoGPT style): the schedule is recomputed from the new total.
+    const diff = differences({ passkey_share: 0, clex_t1_share: null, clex_ode_lr_scale: 1, ...saved.run, steps: o.steps }, settings);
+    if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`);
+    if (saved.step > o.steps) throw new UsageError(`--resume: the checkpoint in ${o.out} is at step ${saved.step}, past --steps ${o.steps}; pass --steps ${saved.step} or more`);
   } else if (hasCheckpoint) {
     throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${(await readCheckpointInfo('--out', o.out)).step}); pass --resume to continue it, or choose another --out`);
   }
@@ -196,7 +208,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     Object.values(loaded.modelState!).forEach((t) => t.dispose());
     Object.values(loaded.optimizerState?.state ?? {}).forEach((s) => Object.values(s.buffers).forEach((t) => t.dispose()));
   }
-  const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde);
+  if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
+  const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde, o.clexOdeLrScale);
   // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
   const clip = model.clex && !o.clexFreezeOde ? () => models.clipClexGradNorm(model, o.clip) : () => optim.clipGradNorm(trainable, o.clip);
   const optimizer = new optim.AdamW(groups, { lr: o.lr });
@@ -213,6 +226,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const stop = new StopRequest().install();
   const progress = new TrainingProgress(label, o.steps, start);
   const tokensPerStep = o.batchSize * o.gradAccum * seqLen;
+  const passkey = { tokenizer, rows: passkeyRows };
   let finalLoss = NaN, interrupted = false, lastSaved = start - 1, timedMs = 0, timedSteps = 0;
   let intervalStart = performance.now(), intervalSteps = 0;
   model.train();
@@ -223,7 +237,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       let loss = 0;
       for (let micro = 0; micro < o.gradAccum; micro++) {
         loss += await scope(async () => {
-          const ids = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen });
+          const ids = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen, passkey });
           const out = await model.forward(ids, { labels: ids });
           const scaled = o.gradAccum > 1 ? out.loss!.div(o.gradAccum) : out.loss!;
           await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
