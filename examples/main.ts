@@ -121,6 +121,7 @@ runScript(async () => {
   if (calibration) console.log(`\n${passkeyTable(results)}\n\n${calibration.message}`);
   const chart = await writeChart(out, results, `main job: ${common.model}, L0 = ${L0}, ${dataName}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`);
   console.log(`\nIn one line: ${verdict(results)}`);
-  console.log(`\nwrote ${writeResults(out, { ...results, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
+  const recipe = { data: dataName, model: common.model, L0, batchSize: common.batchSize, passkeyShare: common.passkeyShare, baseSteps, finetuneSteps, finetuneLr, maxFactor, clexT1Share: clexT1Share ?? null, clexOdeLrScale: common.clexOdeLrScale };
+  console.log(`\nwrote ${writeResults(out, { ...results, recipe, timings, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
   console.log(`time: ${timings.join(', ')}; total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 });

@@ -55,7 +55,8 @@ describe('passkey contexts', () => {
 describe('passkey training rows', () => {
   it('every row holds a key and its question inside one L0 window, at depths spread over the window', () => {
     const L0 = 64;
-    const rows = passkeyTrainingRows(tokenizer, filler, { rows: 200, seqLen: L0, seed: 9 });
+    const { ids: rows, answerLengths } = passkeyTrainingRows(tokenizer, filler, { rows: 200, seqLen: L0, seed: 9 });
+    expect(answerLengths.every((A) => A === 1)).toBe(true);
     const gaps: number[] = [];
     for (let r = 0; r < 200; r++) {
       const text = decode(rows.subarray(r * L0, (r + 1) * L0));
@@ -71,15 +72,25 @@ describe('passkey training rows', () => {
     expect(Math.max(...gaps)).toBeGreaterThan(L0 - 20);
   });
 
-  it('are a pure function of the seed, and take the first rows of a batch', async () => {
-    const a = passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 });
-    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }))).toEqual(Array.from(a));
-    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 5 }))).not.toEqual(Array.from(a));
-    const batch = await trainingBatch(filler, { seed: 1, step: 3, micro: 0, batchSize: 4, seqLen: 64, passkey: { tokenizer, rows: 2 } }).data();
-    const rows = [0, 1, 2, 3].map((r) => decode(batch.slice(r * 64, (r + 1) * 64)));
+  it('are a pure function of the seed, take the first rows of a batch, and only their answers are labelled', async () => {
+    const a = passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }).ids;
+    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }).ids)).toEqual(Array.from(a));
+    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 5 }).ids)).not.toEqual(Array.from(a));
+    const batch = trainingBatch(filler, { seed: 1, step: 3, micro: 0, batchSize: 4, seqLen: 64, passkey: { tokenizer, rows: 2 } });
+    const ids = await batch.ids.data();
+    const rows = [0, 1, 2, 3].map((r) => decode(ids.slice(r * 64, (r + 1) * 64)));
     expect(rows.map((t) => t.includes(PASSKEY_QUESTION))).toEqual([true, true, false, false]);
-    const plain = await trainingBatch(filler, { seed: 1, step: 3, micro: 0, batchSize: 4, seqLen: 64 }).data();
-    expect(Array.from(plain).every((t) => t >= 0 && t < 256)).toBe(true);
+    expect(batch.passkeyRows).toBe(2);
+    const labels = await batch.passkeyLabels!.data();
+    for (let r = 0; r < 2; r++) {
+      expect(Array.from(labels.slice(r * 64, r * 64 + 63)).every((l) => l === -100)).toBe(true);
+      expect(labels[r * 64 + 63]).toBe(ids[r * 64 + 63]);
+    }
+    const plain = trainingBatch(filler, { seed: 1, step: 3, micro: 0, batchSize: 4, seqLen: 64 });
+    expect(plain.passkeyRows).toBe(0);
+    expect(plain.passkeyLabels).toBeNull();
+    // Without passkey rows, the text rows are those of the same step with them (same draws).
+    expect(decode((await plain.ids.data()).slice(0, 64))).not.toContain(PASSKEY_QUESTION);
   });
 });
 

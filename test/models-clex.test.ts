@@ -142,6 +142,22 @@ describe('training-mode sampling', () => {
     expect(counts[0]).toBe(0);
     for (let t = 1; t <= 8; t++) expect(counts[t]).toBeGreaterThan(70);
   });
+
+  it('trainingT1Share sets the probability of t = 1; the other draws stay uniform over 2..max_factor', () => {
+    const clex = clexModule(8, 10000);
+    clex.trainingT1Share = 0.5;
+    manualSeed(4);
+    const counts = new Array(9).fill(0);
+    for (let i = 0; i < 1400; i++) counts[clex.sample(16).t]++;
+    expect(counts[1] / 1400).toBeGreaterThan(0.45);
+    expect(counts[1] / 1400).toBeLessThan(0.55);
+    for (let t = 2; t <= 8; t++) expect(counts[t]).toBeGreaterThan(70); // ~100 each
+    clex.trainingT1Share = 0;
+    for (let i = 0; i < 200; i++) expect(clex.sample(16).t).toBeGreaterThan(1);
+    // A sequence longer than L0 still never draws a t too small to hold it.
+    clex.trainingT1Share = 1;
+    for (let i = 0; i < 50; i++) expect(clex.sample(40).t).toBeGreaterThanOrEqual(3);
+  });
 });
 
 describe('inference cache', () => {

@@ -98,19 +98,39 @@ export function checkTokenizerDescription(where: string, d: unknown): TokenizerD
   return d as TokenizerDescription;
 }
 
+/** One micro-batch: token ids, and the labels of its passkey rows (only their answers are scored). */
+export interface TrainingBatch {
+  ids: Tensor;
+  /** Rows 0..passkeyRows−1 are passkey contexts. */
+  passkeyRows: number;
+  /** [passkeyRows, L] labels of the passkey rows: −100 everywhere but the answer; null without passkey rows. */
+  passkeyLabels: Tensor | null;
+}
+
 /**
  * Step `step`'s batch: rows start at positions drawn from (seed, step, micro-batch); the first
  * `passkey.rows` rows are passkey contexts instead (examples/lib/passkey.ts), built from the same text.
  */
-export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number; passkey?: { tokenizer: models.Tokenizer; rows: number } }): Tensor {
+export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number; passkey?: { tokenizer: models.Tokenizer; rows: number } }): TrainingBatch {
   const batchSeed = ((opts.seed * 1_000_003) ^ (opts.step * 7919 + opts.micro * 104_729)) >>> 0;
   const next = seededUniform(batchSeed);
-  const rows = new Int32Array(opts.batchSize * opts.seqLen);
-  const passkeyRows = Math.min(opts.passkey?.rows ?? 0, opts.batchSize);
-  if (opts.passkey && passkeyRows > 0) rows.set(passkeyTrainingRows(opts.passkey.tokenizer, ids, { rows: passkeyRows, seqLen: opts.seqLen, seed: batchSeed ^ 0x5a5a5a5a }));
-  for (let b = passkeyRows; b < opts.batchSize; b++) {
-    const start = Math.floor(next() * (ids.length - opts.seqLen + 1));
-    rows.set(ids.subarray(start, start + opts.seqLen), b * opts.seqLen);
+  const L = opts.seqLen;
+  const rows = new Int32Array(opts.batchSize * L);
+  const passkeyRows = opts.passkey ? Math.min(opts.passkey.rows, opts.batchSize) : 0;
+  let passkeyLabels: Tensor | null = null;
+  if (opts.passkey && passkeyRows > 0) {
+    const built = passkeyTrainingRows(opts.passkey.tokenizer, ids, { rows: passkeyRows, seqLen: L, seed: batchSeed ^ 0x5a5a5a5a });
+    rows.set(built.ids);
+    const labels = new Int32Array(passkeyRows * L).fill(IGNORE_INDEX);
+    built.answerLengths.forEach((A, r) => labels.set(built.ids.subarray((r + 1) * L - A, (r + 1) * L), (r + 1) * L - A));
+    passkeyLabels = tensor(labels, { dtype: 'int32', shape: [passkeyRows, L] });
   }
-  return tensor(rows, { dtype: 'int32', shape: [opts.batchSize, opts.seqLen] });
+  for (let b = passkeyRows; b < opts.batchSize; b++) {
+    const start = Math.floor(next() * (ids.length - L + 1));
+    rows.set(ids.subarray(start, start + L), b * L);
+  }
+  return { ids: tensor(rows, { dtype: 'int32', shape: [opts.batchSize, L] }), passkeyRows, passkeyLabels };
 }
+
+/** Label value the loss skips (HF's −100). */
+const IGNORE_INDEX = -100;

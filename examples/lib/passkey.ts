@@ -62,18 +62,20 @@ export function passkeyContext(tokenizer: models.Tokenizer, filler: ArrayLike<nu
 }
 
 /**
- * The training rows of one batch that are passkey contexts (rows 0..rows−1 of the batch): L0 tokens
- * each, depth and code drawn from the batch's own seed, filler from the training text. A pure function
- * of its arguments, so a resumed run sees the same rows.
+ * The training rows of one batch that are passkey contexts: L0 tokens each, depth and code drawn from
+ * `seed`, filler from the training text; `answerLengths[r]` is the number of answer tokens ending row r.
+ * A pure function of its arguments, so a resumed run sees the same rows.
  */
-export function passkeyTrainingRows(tokenizer: models.Tokenizer, ids: Int32Array, opts: { rows: number; seqLen: number; seed: number }): Int32Array {
+export function passkeyTrainingRows(tokenizer: models.Tokenizer, ids: ArrayLike<number>, opts: { rows: number; seqLen: number; seed: number }): { ids: Int32Array; answerLengths: number[] } {
   const next = seededUniform(opts.seed >>> 0);
   const out = new Int32Array(opts.rows * opts.seqLen);
+  const answerLengths: number[] = [];
   for (let r = 0; r < opts.rows; r++) {
     const context = passkeyContext(tokenizer, ids, { length: opts.seqLen, depth: next(), code: passkeyCode(next), offset: Math.floor(next() * ids.length) });
     out.set(context.ids, r * opts.seqLen);
+    answerLengths.push(context.answer.length);
   }
-  return out;
+  return { ids: out, answerLengths };
 }
 
 /**

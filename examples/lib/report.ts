@@ -26,6 +26,10 @@ export interface Results {
   tokens: number;
   rows: ResultRow[];
   passkey?: { name: string; accuracy: Record<number, Record<number, number>> }[];
+  /** The main job's settings and stage times, and whether its passkey calibration passed. */
+  recipe?: Record<string, unknown>;
+  timings?: string[];
+  passkeyCalibration?: { passed: boolean; worst: number; message: string };
 }
 
 export function markdownTable(results: Results): string {
@@ -77,7 +81,7 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
   const x = { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0] / 1.15, results.lengths[results.lengths.length - 1] * 1.15] }, axis: { values: results.lengths } } as const;
   const encodingCommon = {
     x,
-    color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { range: PALETTE }, legend: { orient: 'right', labelLimit: 480, symbolStrokeWidth: 3, symbolType: 'stroke' } },
+    color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { range: PALETTE }, legend: { orient: 'right', labelLimit: 600, symbolStrokeWidth: 3, symbolType: 'stroke' } },
     strokeDash: { field: 'kind', type: 'nominal', title: 'line', scale: { domain: ['trained', 'training-free', 'ablation'], range: [[1, 0], [6, 3], [2, 2]] }, legend: { orient: 'right', title: 'marker and line', labelLimit: 300, symbolStrokeWidth: 2, labelExpr: "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'" } },
     shape: { field: 'kind', type: 'nominal', legend: null, scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] } },
   } as const;
@@ -94,8 +98,8 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
       l0Rule,
     ],
   });
-  const panels = [panel('perplexity', `perplexity (log scale; dashed gray: L0 = ${results.L0})`, { type: 'log', nice: false, domain })];
-  if (results.passkey?.length) panels.push(panel('passkey', 'accuracy (every digit right)', { domain: [-0.03, 1.03], nice: false, zero: false }));
+  const panels = [panel('perplexity', `held-out perplexity (log scale; dashed gray: L0 = ${results.L0})`, { type: 'log', nice: false, domain })];
+  if (results.passkey?.length) panels.push(panel('passkey', 'passkey accuracy (one digit: chance 0.1)', { domain: [-0.03, 1.03], nice: false, zero: false }));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: { text: title, fontSize: 15, offset: 14 },

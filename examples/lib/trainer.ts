@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { io, manualSeed, memory, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
 import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
-import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind } from './data.js';
+import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind, type TrainingBatch } from './data.js';
 import { perplexity } from './evaluate.js';
 import { passkeyOverhead } from './passkey.js';
 import { MetricsLog, readMetrics } from './metrics.js';
@@ -135,6 +135,20 @@ export function parameterGroups(model: CausalModel, lr: number, weightDecay: num
   return { groups: groups.filter((g) => [...g.params].length > 0), trainable: [...decay, ...noDecay, ...(ode?.params ?? [])] };
 }
 
+/**
+ * The training loss of one micro-batch: next-token cross-entropy over its text rows, plus, when it has
+ * passkey rows, the cross-entropy of their answers alone (its own mean: one answer token per row would
+ * otherwise weigh ~1/L0 of a row, too little for the model to learn retrieval within a short budget).
+ */
+export async function batchLoss(model: CausalModel, batch: TrainingBatch): Promise<Tensor> {
+  const { ids, passkeyRows: P, passkeyLabels } = batch;
+  if (P === 0 || !passkeyLabels) return (await model.forward(ids, { labels: ids })).loss!;
+  const { logits } = await model.forward(ids);
+  const B = ids.shape[0];
+  const passkeyLoss = models.shiftedLoss(logits.narrow(0, 0, P), passkeyLabels);
+  return P === B ? passkeyLoss : models.shiftedLoss(logits.narrow(0, P, B - P), ids.narrow(0, P, B - P)).add(passkeyLoss);
+}
+
 /** What must match for --resume to continue a run (all but steps, which may grow). */
 function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number): Record<string, unknown> {
   return {
@@ -237,11 +251,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       let loss = 0;
       for (let micro = 0; micro < o.gradAccum; micro++) {
         loss += await scope(async () => {
-          const ids = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen, passkey });
-          const out = await model.forward(ids, { labels: ids });
-          const scaled = o.gradAccum > 1 ? out.loss!.div(o.gradAccum) : out.loss!;
+          const batch = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen, passkey });
+          const batchLossValue = await batchLoss(model, batch);
+          const scaled = o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue;
           await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
-          return (await out.loss!.item()) / o.gradAccum;
+          return (await batchLossValue.item()) / o.gradAccum;
         });
       }
       if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${lastSaved}`);
