@@ -50,6 +50,6 @@ runScript(async () => {
   console.log(`\nheld-out perplexity by evaluation length (L0 = ${results.L0}; ${results.tokens} held-out tokens of ${text.source} at every length):\n`);
   console.log(markdownTable(results));
   if (passkeySamples > 0) console.log(`\n${passkeyTable(results)}`);
-  const chart = await writeChart(out, results, `held-out perplexity vs length (${text.source})`);
+  const chart = await writeChart(out, results, `held-out perplexity${passkeySamples > 0 ? ' and passkey retrieval' : ''} vs length (${basename(text.source)})`);
   console.log(`\nwrote ${writeResults(out, results)}, ${chart.svg}, ${chart.png}`);
 });

@@ -19,7 +19,7 @@ import { train, type TrainOptions } from './lib/trainer.js';
 
 const LARGEST_FACTOR = 8;
 /** The recipe, chosen by the study in docs/main-job-study.md. */
-const DEFAULTS = { seqLen: 64, passkeyShare: 0.5, finetuneLr: 1e-3, maxFactor: 8, clexT1Share: undefined as number | undefined, clexOdeLrScale: 1 };
+const DEFAULTS = { seqLen: 64, passkeyShare: 0.5, finetuneLr: 5e-4, maxFactor: 16, clexT1Share: 0.5 as number | undefined, clexOdeLrScale: 1 };
 
 const FLAGS = {
   quick: { type: 'boolean', help: 'a one-minute version (fewer steps, fewer held-out tokens)' },
@@ -35,7 +35,7 @@ const FLAGS = {
   'passkey-share': { type: 'string', default: String(DEFAULTS.passkeyShare), arg: 'F', help: 'share of each batch that is passkey contexts, in every stage (a key and its question inside one L0 window)' },
   'finetune-lr': { type: 'string', default: String(DEFAULTS.finetuneLr), arg: 'X', help: 'peak rate of every fine-tune (cosine to a tenth of it; pretraining peaks at 3e-3)' },
   'max-factor': { type: 'string', default: String(DEFAULTS.maxFactor), arg: 'N', help: 'CLEX: the largest t it trains with (≥ 8: the longest evaluated context is 8×L0)' },
-  'clex-t1-share': { type: 'string', arg: 'F', help: `CLEX: probability of t = 1 in training draws (default ${DEFAULTS.clexT1Share ?? 'uniform over 1..max_factor'})` },
+  'clex-t1-share': { type: 'string', arg: 'F|uniform', help: `CLEX: probability of t = 1 in training draws, or 'uniform' over 1..max_factor as in the paper (default ${DEFAULTS.clexT1Share ?? 'uniform'})` },
   'clex-ode-lr-scale': { type: 'string', default: String(DEFAULTS.clexOdeLrScale), arg: 'X', help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))" },
   'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 512)' },
   'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)' },
@@ -55,7 +55,8 @@ runScript(async () => {
   const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), { integer: true, min: 0 });
   const finetuneLr = numberFlag('finetune-lr', v['finetune-lr'], { above: 0 });
   const maxFactor = numberFlag('max-factor', v['max-factor'], { integer: true, min: LARGEST_FACTOR });
-  const clexT1Share = v['clex-t1-share'] === undefined ? DEFAULTS.clexT1Share : numberFlag('clex-t1-share', v['clex-t1-share'], { min: 0, max: 1 });
+  const t1Flag = v['clex-t1-share'];
+  const clexT1Share = t1Flag === undefined ? DEFAULTS.clexT1Share : t1Flag === 'uniform' ? undefined : numberFlag('clex-t1-share', t1Flag, { min: 0, max: 1 });
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {

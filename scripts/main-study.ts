@@ -11,14 +11,12 @@ import { clexTargets, verdict } from '../examples/lib/verdict.js';
 
 /** Every setting tried, in the order run; the flags are main's (docs/main-job-study.md explains each). */
 export const SETTINGS: { name: string; what: string; flags: string[] }[] = [
-  { name: 'lr1e-3', what: 'fine-tune lr 1e-3 (a third of pretraining), t uniform over 1..8 (the previous default)', flags: ['--finetune-lr', '1e-3'] },
-  { name: 'lr2e-4', what: 'fine-tune lr 2e-4 (1/15 of pretraining, as the paper)', flags: ['--finetune-lr', '2e-4'] },
-  { name: 'lr2e-4-t1', what: 'lr 2e-4, CLEX draws t = 1 half of the time', flags: ['--finetune-lr', '2e-4', '--clex-t1-share', '0.5'] },
-  { name: 'lr1e-3-t1', what: 'lr 1e-3, CLEX draws t = 1 half of the time', flags: ['--finetune-lr', '1e-3', '--clex-t1-share', '0.5'] },
-  { name: 'lr5e-4-t1', what: 'lr 5e-4, CLEX draws t = 1 half of the time', flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5'] },
-  { name: 'lr5e-4-t1-ode10', what: 'lr 5e-4, t = 1 half of the time, ODE rate ×10', flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--clex-ode-lr-scale', '10'] },
+  { name: 'lr1e-3', what: 'fine-tune lr 1e-3 (a third of pretraining), t uniform over 1..8 (the previous default)', flags: ['--max-factor', '8', '--finetune-lr', '1e-3', '--clex-t1-share', 'uniform'] },
+  { name: 'lr2e-4', what: 'fine-tune lr 2e-4 (1/15 of pretraining, as the paper)', flags: ['--max-factor', '8', '--finetune-lr', '2e-4', '--clex-t1-share', 'uniform'] },
+  { name: 'lr2e-4-t1', what: 'lr 2e-4, CLEX draws t = 1 half of the time', flags: ['--max-factor', '8', '--finetune-lr', '2e-4', '--clex-t1-share', '0.5'] },
+  { name: 'lr5e-4-t1', what: 'lr 5e-4, CLEX draws t = 1 half of the time', flags: ['--max-factor', '8', '--finetune-lr', '5e-4', '--clex-t1-share', '0.5'] },
+  { name: 'lr5e-4-t1-ode10', what: 'lr 5e-4, t = 1 half of the time, ODE rate ×10', flags: ['--max-factor', '8', '--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--clex-ode-lr-scale', '10'] },
   { name: 'lr5e-4-t1-mf16', what: 'lr 5e-4, t = 1 half of the time, max_factor 16 (CLEX only; PI/YaRN stay at s = 8)', flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--max-factor', '16'] },
-  { name: 'lr5e-4-t1-400', what: 'lr 5e-4, t = 1 half of the time, 400 fine-tune steps', flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--finetune-steps', '400'] },
 ];
 
 const { values } = parseArgs({ options: { data: { type: 'string', default: 'builtin' }, only: { type: 'string' }, 'table-only': { type: 'boolean' } } });

@@ -154,7 +154,8 @@ function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: Tokeni
   return {
     config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum, passkey_share: o.passkeyShare ?? 0,
     steps: o.steps, lr: o.lr, min_lr: o.minLr, warmup: o.warmup, weight_decay: o.weightDecay, clip: o.clip, seed: o.seed,
-    clex_freeze_ode: o.clexFreezeOde, clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1, init_from: o.initFrom ?? null,
+    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null,
+    ...(o.rope === 'clex' ? { clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1 } : {}),
   };
 }
 
@@ -206,7 +207,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
     const saved = await readCheckpointInfo('--resume', o.out);
     // --steps may change (HF Trainer / nanoGPT style): the schedule is recomputed from the new total.
-    const diff = differences({ passkey_share: 0, clex_t1_share: null, clex_ode_lr_scale: 1, ...saved.run, steps: o.steps }, settings);
+    const defaults = { passkey_share: 0, ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}) }; // settings older checkpoints lack
+    const diff = differences({ ...defaults, ...saved.run, steps: o.steps }, settings);
     if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`);
     if (saved.step > o.steps) throw new UsageError(`--resume: the checkpoint in ${o.out} is at step ${saved.step}, past --steps ${o.steps}; pass --steps ${saved.step} or more`);
   } else if (hasCheckpoint) {
