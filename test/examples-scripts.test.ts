@@ -195,7 +195,7 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
 describe('the main job', () => {
   it('runs the whole recipe (GPT-NeoX, tiny, a few steps) and writes the table, results.json and the chart', async () => {
     const out = dir('main');
-    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--passkey-share', '0', '--device', 'cpu', '--out', out]);
+    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--passkey-share', '0', '--clex-t1-share', '0', '--device', 'cpu', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
     expect(results.lengths).toEqual([16, 32, 64, 128]);
@@ -216,6 +216,23 @@ describe('the main job', () => {
     };
     expect((await downOf('clex-frozen')).every((x) => x === 0)).toBe(true);
     expect((await downOf('clex')).some((x) => x !== 0)).toBe(true);
+  }, 600_000);
+
+  it('with passkey rows, says the passkey results are void when the base fails at 1×L0; a too-short L0 is refused up front', async () => {
+    const out = dir('main-passkey');
+    const tiny = ['--layers', '1', '--hidden', '16', '--heads', '2', '--base-steps', '2', '--finetune-steps', '1', '--max-tokens', '192', '--device', 'cpu', '--out', out];
+    const r = await run('main', [...tiny, '--seq-len', '24', '--passkey-samples', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\| model \(passkey accuracy, mean over depths 0\.1, 0\.5, 0\.9\) \| 24 \| 48 \| 96 \| 192 \|/);
+    expect(r.stdout).toMatch(/passkey results are VOID: the base retrieves only .* at 1×L0 = 24 \(it must reach 0\.9 at every depth\)/);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { passkeyCalibration: { passed: boolean }; recipe: { passkeyShare: number } };
+    expect(results.passkeyCalibration.passed).toBe(false);
+    expect(results.recipe.passkeyShare).toBe(0.5);
+    expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('passkey void');
+    const short = await run('main', [...tiny, '--seq-len', '16', '--out', dir('main-short')]);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toMatch(/--passkey-share 0\.5: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/);
+    expect(existsSync(dir('main-short'))).toBe(false);
   }, 600_000);
 });
 
