@@ -47,8 +47,10 @@ describe('runs that survive', () => {
     const next = seededUniform(2026);
     const trial = async (i: number) => {
       const out = join(root, `kill-${i}`);
-      const args = [...TINY, '--steps', '10', '--save-every', '1', '--seed', String(i), '--out', out];
-      const killed = await train(args, 'cpu', Math.floor(next() * 1500));
+      // 40 steps saving every step take ~0.8 s after the first save on an idle machine (more under load),
+      // so a kill within 400 ms of it lands mid-run.
+      const args = [...TINY, '--steps', '40', '--save-every', '1', '--seed', String(i), '--out', out];
+      const killed = await train(args, 'cpu', Math.floor(next() * 400));
       expect(killed.signal === 'SIGKILL' || killed.code === 0, killed.stderr).toBe(true);
       const info = await readCheckpointInfo('test', out);
       const model = buildModel(info.config);
@@ -57,7 +59,7 @@ describe('runs that survive', () => {
       model.dispose();
       const resumed = await train([...args, '--resume'], 'cpu');
       expect(resumed.code, resumed.stderr).toBe(0);
-      expect(readMetrics(join(out, 'metrics.jsonl')).map((x) => x.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(readMetrics(join(out, 'metrics.jsonl')).map((x) => x.step)).toEqual(Array.from({ length: 40 }, (_, s) => s + 1));
       return killed.signal === 'SIGKILL';
     };
     const killedMidRun: boolean[] = [];
