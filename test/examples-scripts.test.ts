@@ -116,6 +116,8 @@ describe('resume and fine-tuning', () => {
     const args = [...TINY, '--log-every', '1', '--eval-every', '0', '--warmup', '1'];
     const out = dir('extended');
     expect((await run('train', [...args, '--steps', '4', '--out', out])).code).toBe(0);
+    const fineTune = [...args, '--init-from', out, '--out', dir('extended-ft')];
+    expect((await run('train', [...fineTune, '--steps', '2'])).code).toBe(0);
     const extended = await run('train', [...args, '--steps', '8', '--out', out, '--resume']);
     expect(extended.code, extended.stderr).toBe(0);
     const straight = await run('train', [...args, '--steps', '8', '--out', dir('straight-8')]);
@@ -134,6 +136,10 @@ describe('resume and fine-tuning', () => {
     const otherLr = await run('train', [...args, '--steps', '10', '--lr', '1e-3', '--out', out, '--resume']);
     expect(otherLr.code).toBe(2);
     expect(otherLr.stderr).toMatch(/other settings \(lr 0\.003 → 0\.001\); pass the same flags \(only --steps may change\)/);
+    // A fine-tune made from the 4-step base does not continue from the extended one.
+    const stale = await run('train', [...fineTune, '--steps', '3', '--resume']);
+    expect(stale.code).toBe(2);
+    expect(stale.stderr).toMatch(/other settings \(init_from_step 4 → 8\)/);
   }, 300_000);
 
   it('--init-from a plain-RoPE checkpoint with --rope clex fine-tunes its weights', async () => {

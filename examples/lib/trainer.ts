@@ -150,11 +150,11 @@ export async function batchLoss(model: CausalModel, batch: TrainingBatch): Promi
 }
 
 /** What must match for --resume to continue a run (all but steps, which may grow). */
-function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number): Record<string, unknown> {
+function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number, initStep?: number): Record<string, unknown> {
   return {
     config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum, passkey_share: o.passkeyShare ?? 0,
     steps: o.steps, lr: o.lr, min_lr: o.minLr, warmup: o.warmup, weight_decay: o.weightDecay, clip: o.clip, seed: o.seed,
-    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null,
+    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null, ...(initStep !== undefined ? { init_from_step: initStep } : {}),
     ...(o.rope === 'clex' ? { clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1 } : {}),
   };
 }
@@ -200,14 +200,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const passkeyRows = Math.round((o.passkeyShare ?? 0) * o.batchSize);
   if (passkeyRows > 0 && passkeyOverhead(tokenizer) + 2 > seqLen) throw new UsageError(`--passkey-share ${o.passkeyShare}: a passkey context needs at least ${passkeyOverhead(tokenizer) + 2} tokens, longer than --seq-len ${seqLen}; raise --seq-len or pass --passkey-share 0`);
-  const settings = runSettings(o, config, tokenizerKind, seqLen);
+  // The source's step too: a fine-tune made from a shorter run of its base must not be resumed as if from the longer one.
+  const settings = runSettings(o, config, tokenizerKind, seqLen, source?.step);
   const hasCheckpoint = existsSync(join(o.out, io.TRAINER_STATE_FILE));
   const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
   if (resuming) {
     if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
     const saved = await readCheckpointInfo('--resume', o.out);
     // --steps may change (HF Trainer / nanoGPT style): the schedule is recomputed from the new total.
-    const defaults = { passkey_share: 0, ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}) }; // settings older checkpoints lack
+    // Settings that checkpoints of earlier releases lack.
+    const defaults = { passkey_share: 0, ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}), ...(source ? { init_from_step: source.step } : {}) };
     const diff = differences({ ...defaults, ...saved.run, steps: o.steps }, settings);
     if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`);
     if (saved.step > o.steps) throw new UsageError(`--resume: the checkpoint in ${o.out} is at step ${saved.step}, past --steps ${o.steps}; pass --steps ${saved.step} or more`);
