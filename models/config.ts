@@ -3,7 +3,9 @@
 // time rather than as a shape error deep inside a forward.
 import { OpError } from '../core/shape.js';
 
-export type RopeScalingType = 'linear' | 'ntk' | 'dynamic' | 'yarn' | 'llama3' | 'clex';
+/** Every rope_scaling type (the one list: configs, the scripts' --rope and the tests read it). */
+export const ROPE_SCALING_TYPES = ['linear', 'ntk', 'dynamic', 'yarn', 'llama3', 'clex'] as const;
+export type RopeScalingType = (typeof ROPE_SCALING_TYPES)[number];
 export type OdeMethodName = 'rk4' | 'dopri5';
 
 /**
@@ -67,9 +69,8 @@ export function normalizeRopeScaling(model: string, rs: Partial<RopeScaling> | n
   if (rs === null || rs === undefined) return null;
   const { rope_type: ropeType, ...given } = rs as Partial<RopeScaling> & { rope_type?: string };
   if (given.type === undefined && ropeType === 'default') return null;
-  const types: RopeScalingType[] = ['linear', 'ntk', 'dynamic', 'yarn', 'llama3', 'clex'];
   const type = (given.type ?? ropeType) as RopeScalingType | undefined;
-  if (!type || !types.includes(type)) fail(model, `rope_scaling.type must be one of ${types.join(', ')} (also spelled rope_type, where 'default' means plain RoPE), got '${String(type)}'`);
+  if (!type || !ROPE_SCALING_TYPES.includes(type)) fail(model, `rope_scaling.type must be one of ${ROPE_SCALING_TYPES.join(', ')} (also spelled rope_type, where 'default' means plain RoPE), got '${String(type)}'`);
   // The reference CLEX configs give time_dt to mean its fixed-step rk4; without it the default is dopri5.
   const odeMethod = given.ode_method ?? (type === 'clex' && given.time_dt !== undefined ? 'rk4' : DEFAULT_CLEX.ode_method);
   const out = {

@@ -1,7 +1,7 @@
 // models: LLaMA and GPT-NeoX decoders with the RoPE scaling family (linear/PI, NTK, dynamic NTK, YaRN,
 // llama3) and CLEX continuous length extrapolation; KV-cache generation; tokenizers (character, Hugging
 // Face tokenizer.json); Hugging Face folders in (fromPretrained) and out (model.savePretrained).
-export { LlamaConfig, GPTNeoXConfig, normalizeRopeScaling, queryLogScale, type RopeScaling, type RopeScalingType, type LlamaConfigInput, type GPTNeoXConfigInput } from './config.js';
+export { LlamaConfig, GPTNeoXConfig, normalizeRopeScaling, queryLogScale, ROPE_SCALING_TYPES, type RopeScaling, type RopeScalingType, type LlamaConfigInput, type GPTNeoXConfigInput } from './config.js';
 export { RotaryEmbedding, type RotaryTables, type TableRequest } from './rope-scaling.js';
 export { CLEX, ODELinear, sampleTrainingPositions, type ClexSample, type ClexOptions } from './clex.js';
 export { clexOdeLearningRate, clexOdeParamGroup, clexParamGroups, clipClexGradNorm, type ClexParamGroup } from './clex-optim.js';

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { io } from '../index.js';
+import { io, models } from '../index.js';
 import { buildModel, type ModelConfigJson } from '../examples/lib/checkpoint.js';
 import { readMetrics } from '../examples/lib/metrics.js';
 
@@ -178,6 +178,8 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
       [['--val-fraction', 'half'], /--val-fraction must be a number > 0 and ≤ 0.9, got 'half'/],
       [['--steps', '1.5'], /--steps must be an integer ≥ 1, got '1.5'/],
       [['--model', 'gpt2'], /--model must be one of llama, neox, got 'gpt2'/],
+      // --rope lists every rope_scaling type of the models (one list), llama3 included.
+      [['--rope', 'llama4'], new RegExp(`--rope must be one of none, ${models.ROPE_SCALING_TYPES.join(', ')}, got 'llama4'`)],
       [['--hidden', '15'], /hidden_size \(15\) must be divisible by num_attention_heads/],
       [['--init-from', emptyDir], /--init-from .*no-checkpoint: no checkpoint there/],
       [['--resume', '--out', dir('llama'), '--hidden', '32'], /--resume: the checkpoint in .* other settings \(config\.hidden_size 16 → 32/],

@@ -15,7 +15,8 @@ import { MetricsLog, readMetrics } from './metrics.js';
 import { TrainingProgress } from './progress.js';
 import { StopRequest } from './signals.js';
 
-export const ROPES = ['none', 'linear', 'ntk', 'dynamic', 'yarn', 'clex'] as const;
+/** --rope: plain RoPE ('none') or any rope_scaling type of the models. */
+export const ROPES = ['none', ...models.ROPE_SCALING_TYPES] as const;
 export type RopeChoice = (typeof ROPES)[number];
 
 export interface ModelShape {
