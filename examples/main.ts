@@ -10,7 +10,7 @@
 import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { getDefaultDevice } from '../index.js';
-import { choiceFlag, numberFlag, parseFlags, runScript, type FlagSpecs } from './lib/cli.js';
+import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
 import { markdownTable, passkeyTable, writeChart, writeResults } from './lib/report.js';
@@ -56,7 +56,8 @@ runScript(async () => {
   const finetuneLr = numberFlag('finetune-lr', v['finetune-lr'], { above: 0 });
   const maxFactor = numberFlag('max-factor', v['max-factor'], { integer: true, min: LARGEST_FACTOR });
   const t1Flag = v['clex-t1-share'];
-  const clexT1Share = t1Flag === undefined ? DEFAULTS.clexT1Share : t1Flag === 'uniform' ? undefined : numberFlag('clex-t1-share', t1Flag, { min: 0, max: 1 });
+  const clexT1Share = t1Flag === undefined ? DEFAULTS.clexT1Share : t1Flag === 'uniform' ? undefined : Number(t1Flag.trim() || NaN);
+  if (clexT1Share !== undefined && !(clexT1Share >= 0 && clexT1Share <= 1)) throw new UsageError(`--clex-t1-share must be a number in [0, 1] or 'uniform', got '${t1Flag}'`);
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {

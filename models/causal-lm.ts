@@ -44,6 +44,9 @@ function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
   return { device: opts.device ?? getDefaultDevice(), dtype: opts.dtype ?? 'float32' };
 }
 
+/** Label value the loss skips (HF's −100). */
+export const IGNORE_INDEX = -100;
+
 /** Mean next-token loss: logits at position t predict labels at t + 1 (HF's shift), ignoring -100. */
 export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
   const [B, T] = labels.shape;
@@ -51,7 +54,7 @@ export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
     throw new OpError('CausalLM.forward', `labels ${shapeStr(labels.shape)} must match the ids' [B, T] = ${shapeStr(logits.shape.slice(0, 2))}`);
   }
   if (T < 2) throw new OpError('CausalLM.forward', `a loss needs at least 2 tokens per sequence, got ${T}`);
-  return crossEntropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1), { ignoreIndex: -100 });
+  return crossEntropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1), { ignoreIndex: IGNORE_INDEX });
 }
 
 export type DecoderConfig = LlamaConfig | GPTNeoXConfig;

@@ -188,6 +188,7 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   sample(L: number, uniform: () => number = nextUniform): ClexSample {
     const tMin = this.scaleFor(L);
     const share = this.trainingT1Share;
+    if (share !== null && !(share >= 0 && share <= 1)) throw new OpError('CLEX.sample', `trainingT1Share must be null or a probability in [0, 1], got ${String(share)}`);
     const t = share !== null && tMin === 1 && this.maxFactor > 1
       ? (uniform() < share ? 1 : 2 + Math.floor(uniform() * (this.maxFactor - 1)))
       : tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));

@@ -5,7 +5,7 @@ export { LlamaConfig, GPTNeoXConfig, normalizeRopeScaling, queryLogScale, ROPE_S
 export { RotaryEmbedding, type RotaryTables, type TableRequest } from './rope-scaling.js';
 export { CLEX, ODELinear, sampleTrainingPositions, type ClexSample, type ClexOptions } from './clex.js';
 export { clexOdeLearningRate, clexOdeParamGroup, clexParamGroups, clipClexGradNorm, type ClexParamGroup } from './clex-optim.js';
-export { CausalLM, shiftedLoss, type CausalLMOutput, type ForwardOptions, type ModelOptions, type ResidualStream } from './causal-lm.js';
+export { CausalLM, IGNORE_INDEX, shiftedLoss, type CausalLMOutput, type ForwardOptions, type ModelOptions, type ResidualStream } from './causal-lm.js';
 export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP, type JointProjection } from './llama.js';
 export { GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXLayer, GPTNeoXAttention, GPTNeoXMLP } from './gptneox.js';
 export { KVCache } from './kv-cache.js';

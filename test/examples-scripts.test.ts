@@ -237,6 +237,9 @@ describe('the main job', () => {
     expect(results.passkeyCalibration.passed).toBe(false);
     expect(results.recipe.passkeyShare).toBe(0.5);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('passkey void');
+    const badShare = await run('main', [...tiny, '--seq-len', '24', '--clex-t1-share', 'half', '--out', dir('main-short')]);
+    expect(badShare.code).toBe(2);
+    expect(badShare.stderr).toMatch(/--clex-t1-share must be a number in \[0, 1\] or 'uniform', got 'half'/);
     const short = await run('main', [...tiny, '--seq-len', '16', '--out', dir('main-short')]);
     expect(short.code).toBe(2);
     expect(short.stderr).toMatch(/--passkey-share 0\.5: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/);

@@ -157,6 +157,8 @@ describe('training-mode sampling', () => {
     // A sequence longer than L0 still never draws a t too small to hold it.
     clex.trainingT1Share = 1;
     for (let i = 0; i < 50; i++) expect(clex.sample(40).t).toBeGreaterThanOrEqual(3);
+    clex.trainingT1Share = 1.5;
+    expect(() => clex.sample(16)).toThrow(/CLEX.sample: trainingT1Share must be null or a probability in \[0, 1\], got 1.5/);
   });
 });
 

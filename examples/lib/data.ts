@@ -121,7 +121,7 @@ export function trainingBatch(ids: Int32Array, opts: { seed: number; step: numbe
   if (opts.passkey && passkeyRows > 0) {
     const built = passkeyTrainingRows(opts.passkey.tokenizer, ids, { rows: passkeyRows, seqLen: L, seed: batchSeed ^ 0x5a5a5a5a });
     rows.set(built.ids);
-    const labels = new Int32Array(passkeyRows * L).fill(IGNORE_INDEX);
+    const labels = new Int32Array(passkeyRows * L).fill(models.IGNORE_INDEX);
     built.answerLengths.forEach((A, r) => labels.set(built.ids.subarray((r + 1) * L - A, (r + 1) * L), (r + 1) * L - A));
     passkeyLabels = tensor(labels, { dtype: 'int32', shape: [passkeyRows, L] });
   }
@@ -131,6 +131,3 @@ export function trainingBatch(ids: Int32Array, opts: { seed: number; step: numbe
   }
   return { ids: tensor(rows, { dtype: 'int32', shape: [opts.batchSize, L] }), passkeyRows, passkeyLabels };
 }
-
-/** Label value the loss skips (HF's −100). */
-const IGNORE_INDEX = -100;

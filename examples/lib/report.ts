@@ -82,7 +82,7 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
   const encodingCommon = {
     x,
     color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { range: PALETTE }, legend: { orient: 'right', labelLimit: 600, symbolStrokeWidth: 3, symbolType: 'stroke' } },
-    strokeDash: { field: 'kind', type: 'nominal', title: 'line', scale: { domain: ['trained', 'training-free', 'ablation'], range: [[1, 0], [6, 3], [2, 2]] }, legend: { orient: 'right', title: 'marker and line', labelLimit: 300, symbolStrokeWidth: 2, labelExpr: "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'" } },
+    strokeDash: { field: 'kind', type: 'nominal', scale: { domain: ['trained', 'training-free', 'ablation'], range: [[1, 0], [6, 3], [2, 2]] }, legend: { orient: 'right', title: 'marker and line', labelLimit: 300, symbolStrokeWidth: 2, labelExpr: "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'" } },
     shape: { field: 'kind', type: 'nominal', legend: null, scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] } },
   } as const;
   const l0Rule = {

@@ -208,8 +208,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (resuming) {
     if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
     const saved = await readCheckpointInfo('--resume', o.out);
-    // --steps may change (HF Trainer / nanoGPT style): the schedule is recomputed from the new total.
-    // Settings that checkpoints of earlier releases lack.
+    // Defaults for settings that checkpoints of earlier releases lack; --steps may change (HF Trainer /
+    // nanoGPT style): the schedule is recomputed from the new total.
     const defaults = { passkey_share: 0, ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}), ...(source ? { init_from_step: source.step } : {}) };
     const diff = differences({ ...defaults, ...saved.run, steps: o.steps }, settings);
     if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`);
