@@ -41,9 +41,17 @@ export interface FuzzResult {
   grads: number[][];
 }
 
+/** n distinct values from [-2, 2] on a 1/256 grid (exact in f32), in random order. Distinct, because an exact
+ * tie fed to a shift-invariant op (softmax, layer norm) makes a gradient cancel to exactly 0, and float32
+ * rounding of the large terms that cancel then fails the comparison by chance (it did, twice). */
 const values = (seed: number, n: number): number[] => {
   const next = seededUniform(seed);
-  return Array.from({ length: n }, () => Math.round((next() * 4 - 2) * 64) / 64); // exact in f32
+  const grid = Array.from({ length: 1025 }, (_, k) => (k - 512) / 256);
+  for (let i = grid.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [grid[i], grid[j]] = [grid[j], grid[i]];
+  }
+  return Array.from({ length: n }, (_, i) => grid[i % grid.length]);
 };
 
 /** Runs a program on one device: chain the steps, then loss = Σ out·w, backward. */
@@ -89,6 +97,8 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
     return input(x.shape.slice(drop).map((d) => (next() < 0.3 ? 1 : d)), seed + 7);
   };
   const positive = (t: Tensor) => t.square().add(0.5);
+  /** Ops that copy values (repeated indices, expand) are followed by a distinct constant offset: no ties. */
+  const untie = (t: Tensor) => t.add(tensor(values(seed + 37, t.size), { shape: [...t.shape], device: t.device, dtype: t.dtype }));
   if (x.rank === 0 && !RANK0_OPS.has(op)) return null;
   switch (op) {
     case 'exp': return x.tanh().exp();
@@ -118,7 +128,7 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
     case 'expand': {
       if (x.rank >= 4) return null;
       const y = x.unsqueeze(0);
-      return y.expand([2 + pick(2), ...x.shape]);
+      return untie(y.expand([2 + pick(2), ...x.shape]));
     }
     case 'narrow': {
       const d = x.shape[axis];
@@ -144,7 +154,7 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
     case 'indexSelect': {
       // Repeated indices make the backward a scatter-add with collisions.
       const ids = Array.from({ length: 1 + pick(5) }, () => pick(x.shape[axis]));
-      return x.indexSelect(axis, tensor(ids, { dtype: 'int32', device: x.device }));
+      return untie(x.indexSelect(axis, tensor(ids, { dtype: 'int32', device: x.device })));
     }
     case 'attention': {
       // x as [batch, heads, T, D] queries; keys and values are partners of the same shape.
