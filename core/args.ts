@@ -1,6 +1,7 @@
 // Argument checks at public boundaries: a value of the wrong kind raises an OpError naming the function,
 // the argument, what it got and what it expects — never a raw TypeError from deep inside.
 import { OpError } from './shape.js';
+import { getBackend } from './device.js';
 import { Tensor } from './tensor.js';
 
 /** A short description of what a caller passed: "an array of 3", "the string '1'", "undefined"… */
@@ -79,4 +80,22 @@ export function argString(op: string, name: string, v: unknown): string {
 export function argObject<T extends object>(op: string, name: string, v: T | undefined | null): T {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(op, name, 'an object', v);
   return v;
+}
+
+/**
+ * The values of an index tensor where the host knows them without a GPU readback: all of them on cpu,
+ * the range recorded at upload for a whole webgpu tensor made from JS; null when computed on the GPU.
+ */
+export function knownIndexValues(t: Tensor): { min: number; max: number; values: ArrayLike<number> | null } | null {
+  const values = getBackend(t.device).readSync?.(t) ?? null;
+  if (values) {
+    let min = Infinity, max = -Infinity;
+    for (let i = 0; i < values.length; i++) {
+      min = Math.min(min, values[i]);
+      max = Math.max(max, values[i]);
+    }
+    return { min, max, values };
+  }
+  const range = t.storage.hostRange;
+  return range && t.size === t.storage.length ? { ...range, values: null } : null;
 }

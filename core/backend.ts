@@ -14,6 +14,9 @@ export interface Storage {
 
 export type DeviceName = 'cpu' | 'webgpu';
 
+/** The widest float each backend computes in: the dtype for reference runs and tolerances per device. */
+export const WIDEST_FLOAT: { readonly [D in DeviceName]: 'float64' | 'float32' } = { cpu: 'float64', webgpu: 'float32' };
+
 /** A strided window on a storage. Broadcast dims have stride 0. */
 export interface View {
   readonly storage: Storage;
@@ -59,6 +62,8 @@ export interface Backend {
   release(storage: Storage): void;
   /** Contiguous copy of the view's elements, in its dtype. */
   read(view: View): Promise<TypedArray>;
+  /** The same, synchronously: only backends whose memory the host holds (cpu) have it. */
+  readSync?(view: View): TypedArray;
   /** out[i] = def(operands[i]) over out's shape; operands are already broadcast to out.shape. */
   elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void;
   /** Reduce `input` over its trailing `reducedRank` axes (callers permute first); out is contiguous. */

@@ -1,6 +1,7 @@
 // Backend registry and the default device. The Dawn device is created once, at import (ops are
 // synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
 import type { Backend, DeviceName } from './backend.js';
+import { config } from './config.js';
 import { CpuBackend } from './cpu.js';
 import { defaultGcThreshold, pendingReclaim } from './reclaim.js';
 import { setAsyncBoundary } from './scope.js';
@@ -12,15 +13,11 @@ export const cpu = new CpuBackend();
 let gpu: WebGpuBackend | null = null;
 let gpuError: Error | null = null;
 
-const envDevice = process.env.DAWNGRAD_DEVICE;
-if (envDevice && envDevice !== 'cpu' && envDevice !== 'webgpu') {
-  throw new Error(`DAWNGRAD_DEVICE must be 'webgpu' or 'cpu', got '${envDevice}'`);
-}
-let defaultDevice: DeviceName = envDevice === 'cpu' ? 'cpu' : 'webgpu';
+let defaultDevice: DeviceName = config().device;
 
 async function initGpu(): Promise<void> {
   try {
-    const rt = await createRuntime();
+    const rt = await createRuntime(config());
     gpu = new WebGpuBackend(rt);
     defaultGcThreshold(rt.info.limits.maxStorageBufferBindingSize);
     setAsyncBoundary(() => pendingReclaim() ?? rt.settleBacklog());

@@ -6,10 +6,11 @@
 // Scopes stay the fast, exact way; this is the safety net that keeps the other way bounded.
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { config } from './config.js';
 import { stats } from './stats.js';
 
 let forceGc: (() => void) | null = null;
-let threshold = Number(process.env.DAWNGRAD_GC_THRESHOLD_MB ?? 0) * 2 ** 20 || 0;
+let threshold = (config().gcThresholdMB ?? 0) * 2 ** 20;
 /** Bytes allocated since the last forced collection. */
 let allocatedSinceGc = 0;
 let collectedSinceBoundary = false;
@@ -56,6 +57,6 @@ export function pendingReclaim(): Promise<void> | null {
 
 /** The default threshold when none was configured: a few maximal buffers, within [256 MiB, 8 GiB]. */
 export function defaultGcThreshold(maxStorageBufferBindingSize: number): void {
-  if (threshold || process.env.DAWNGRAD_GC_THRESHOLD_MB !== undefined) return;
+  if (threshold || config().gcThresholdMB !== null) return;
   setGcThreshold(Math.min(8 * 2 ** 30, Math.max(256 * 2 ** 20, 4 * maxStorageBufferBindingSize)));
 }

@@ -3,6 +3,7 @@
 // (it uses core/primitives.ts), so the engine works before any ops module has loaded.
 import { raisePendingAnomalies } from './anomaly.js';
 import type { DeviceName, Storage, View } from './backend.js';
+import { config } from './config.js';
 import { getBackend, liveBackend } from './device.js';
 import type { DType, TypedArray } from './dtype.js';
 import type { Node } from './node.js';
@@ -27,7 +28,7 @@ const leakRegistry = new FinalizationRegistry<{ storage: Storage; node: Node | n
   stats.liveTensors--;
   releaseStorage(storage);
   node?.release();
-  if (!leakWarned && !process.env.DAWNGRAD_SILENCE_LEAKS) {
+  if (!leakWarned && !config().silenceLeaks) {
     leakWarned = true;
     console.warn('dawngrad: tensors are being freed by the garbage collector (no scope/dispose); memory stays bounded, but scope() frees GPU memory sooner and cheaper (DAWNGRAD_SILENCE_LEAKS=1 hides this note)');
   }

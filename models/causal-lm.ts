@@ -7,7 +7,9 @@ import { argTensor } from '../core/args.js';
 import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { crossEntropy } from '../ops/softmax/index.js';
+import { crossEntropy, IGNORE_INDEX } from '../ops/softmax/index.js';
+
+export { IGNORE_INDEX };
 import { addLayerNorm, addRmsNorm, layerNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
 import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
@@ -43,9 +45,6 @@ export interface CausalLMOutput {
 function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
   return { device: opts.device ?? getDefaultDevice(), dtype: opts.dtype ?? 'float32' };
 }
-
-/** Label value the loss skips (HF's −100). */
-export const IGNORE_INDEX = -100;
 
 /** Mean next-token loss: logits at position t predict labels at t + 1 (HF's shift), ignoring -100. */
 export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {

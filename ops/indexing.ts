@@ -1,7 +1,7 @@
 // Index-based ops: gather, indexSelect, scatterAdd. Indices are int32 tensors.
 import type { View } from '../core/backend.js';
 import { record } from '../core/autograd.js';
-import type { CpuBackend } from '../core/cpu.js';
+import { knownIndexValues } from '../core/args.js';
 import { getBackend } from '../core/device.js';
 import { normAxis, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -13,18 +13,9 @@ import { empty, sameDevice } from './util.js';
  * carry their value range. Indices computed on the GPU cannot be checked and are clamped in the kernel.
  */
 function checkIndexRange(op: string, index: Tensor, size: number): void {
-  let min: number | undefined;
-  let max: number | undefined;
-  if (index.device === 'cpu') {
-    const vals = (getBackend('cpu') as CpuBackend).readSync(index);
-    for (const v of vals) {
-      if (min === undefined || v < min) min = v;
-      if (max === undefined || v > max) max = v;
-    }
-  } else if (index.storage.hostRange && index.size === index.storage.length) {
-    ({ min, max } = index.storage.hostRange);
-  }
-  if (min !== undefined && max !== undefined && (min < 0 || max >= size)) {
+  const known = knownIndexValues(index);
+  if (known && index.size > 0 && (known.min < 0 || known.max >= size)) {
+    const { min, max } = known;
     throw new OpError(op, `index out of range: values span [${min}, ${max}] but the indexed axis has size ${size}`);
   }
 }

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gpuBackend, gpuRuntime } from '../core/device.js';
 import { createRuntime } from '../core/webgpu/runtime.js';
+import { config } from '../core/config.js';
 import { memory, scope, tensor, type Tensor } from '../index.js';
 
 const rt = gpuRuntime();
@@ -62,7 +63,7 @@ describe.runIf(rt)('a long queue without reads', () => {
   });
 
   it('a lost device raises an error naming the adapter and the op, for ops and reads alike', async () => {
-    const own = await createRuntime();
+    const own = await createRuntime(config());
     const buffer = own.acquire(16);
     const pipeline = own.pipeline('probe', () => `@group(0) @binding(0) var<uniform> P: vec4<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

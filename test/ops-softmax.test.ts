@@ -3,6 +3,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
+import { withConfig } from '../core/config.js';
+import { variantUsage } from '../core/op.js';
 import { SOFTMAX_LONG_ROW_TOLERANCE } from '../ops/softmax/index.js';
 import { functional as F, manualSeed, memory, randint, randn, scope, tensor, testing, type Tensor } from '../index.js';
 
@@ -96,8 +98,8 @@ describe('softmax family', () => {
     const x = randn([5, 300], f64).mul(3);
     const t = tensor([1, -100, 299, 0, 7], { dtype: 'int32', device: 'cpu' });
     for (const variant of ['thread', 'group']) {
-      process.env.DAWNGRAD_ROW_KERNEL = variant;
-      try {
+      const before = variantUsage().get(`softmaxRows:${variant}`) ?? 0;
+      await withConfig({ variants: { row: variant } }, async () => {
         expectOk(await testing.gradcheckDevices((a) => F.softmax(a), [x]));
         expectOk(await testing.gradcheckDevices((a) => F.logSoftmax(a), [x]));
         expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [x]));
@@ -108,9 +110,8 @@ describe('softmax family', () => {
         const gm = tensor(masked), cm = tensor(masked, f64);
         expect(Array.from(await F.softmax(gm).data())).toEqual(Array.from(await F.softmax(cm).data()).map((v) => expect.closeTo(v, 6)));
         expect(Array.from(await F.logsumexp(gm).data())).toEqual(Array.from(await F.logsumexp(cm).data()).map((v) => (v === NI ? NI : expect.closeTo(v, 5))));
-      } finally {
-        delete process.env.DAWNGRAD_ROW_KERNEL;
-      }
+      });
+      expect(variantUsage().get(`softmaxRows:${variant}`)).toBeGreaterThan(before);
     }
   });
 

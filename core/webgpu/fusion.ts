@@ -7,6 +7,7 @@
 // computed. Expressions stay bounded (nodes, bound buffers, uniform words); past a bound the pending
 // operands are realised first.
 import { COPY_KERNEL, isScalarOperand, type ElementwiseDef, type Operand, type Storage, type View } from '../backend.js';
+import { config } from '../config.js';
 import type { DType } from '../dtype.js';
 import { contiguousStrides, numel } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
@@ -279,9 +280,7 @@ export class Fuser {
   private readonly maxStorages: number;
 
   constructor(private readonly host: FusionHost) {
-    const forced = process.env.DAWNGRAD_FUSION;
-    if (forced !== undefined && forced !== '0' && forced !== '1') throw new Error(`DAWNGRAD_FUSION must be '0' or '1', got '${forced}'`);
-    this.enabled = forced === undefined ? !host.rt.isSoftware : forced === '1';
+    this.enabled = config().fusion ?? !host.rt.isSoftware;
     // Out plus the loads must fit the adapter's storage-buffer bindings.
     this.maxStorages = Math.min(8, host.rt.info.limits.maxStorageBuffersPerShaderStage - 1);
   }

@@ -9,6 +9,7 @@
 //   (async scopes, backwardAsync, model forwards) call settleBacklog(), which yields to the event
 //   loop until at most MAX_IN_FLIGHT submits are unfinished.
 import { create, globals } from 'webgpu';
+import { config, type Config } from '../config.js';
 import { beforeDeviceAlloc } from '../reclaim.js';
 import { stats, trackAlloc, trackFree } from '../stats.js';
 
@@ -47,7 +48,9 @@ export class GpuRuntime {
   private batch = 1;
   private pendingError: Error | null = null;
   /** Pooled (free) bytes kept for reuse before trimming; DAWNGRAD_POOL_LIMIT_MB, default 1024. */
-  readonly poolLimit = Number(process.env.DAWNGRAD_POOL_LIMIT_MB ?? 1024) * 2 ** 20;
+  get poolLimit(): number {
+    return config().poolLimitMB * 2 ** 20;
+  }
   private currentOp = '';
   /** Bind group layouts by binding signature ('u' + one 'r'/'w' per storage binding). */
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
@@ -213,9 +216,12 @@ export class GpuRuntime {
 
   /**
    * CPU emulations of WebGPU (lavapipe/llvmpipe, SwiftShader): barriers and shared memory are
-   * expensive there, so kernels that have variants pick the barrier-free ones.
+   * expensive there, so kernels that have variants pick the barrier-free ones. config().profile
+   * overrides what the adapter's name says.
    */
   get isSoftware(): boolean {
+    const profile = config().profile;
+    if (profile !== 'auto') return profile === 'software';
     return this.info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(this.info.adapter);
   }
 
@@ -359,10 +365,10 @@ export class NoAdapterError extends Error {}
 const setupHint = "run `bash scripts/setup.sh` (installs Mesa's lavapipe Vulkan driver on Debian 12), or use the CPU backend: DAWNGRAD_DEVICE=cpu or { device: 'cpu' }";
 
 /** Creates the Dawn instance, adapter and device. Options come from DAWNGRAD_ADAPTER / DAWNGRAD_BACKEND. */
-export async function createRuntime(env: NodeJS.ProcessEnv = process.env): Promise<GpuRuntime> {
+export async function createRuntime(settings: Pick<Config, 'adapter' | 'backend'>): Promise<GpuRuntime> {
   const flags: string[] = [];
-  if (env.DAWNGRAD_ADAPTER) flags.push(`adapter=${env.DAWNGRAD_ADAPTER}`);
-  if (env.DAWNGRAD_BACKEND) flags.push(`backend=${env.DAWNGRAD_BACKEND}`);
+  if (settings.adapter) flags.push(`adapter=${settings.adapter}`);
+  if (settings.backend) flags.push(`backend=${settings.backend}`);
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = create(flags);
   let adapter: GPUAdapter | null;

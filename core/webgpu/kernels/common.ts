@@ -1,7 +1,9 @@
 // Shared pieces of the fused transformer kernels: the param-uniform header (same convention as
 // ../wgsl.ts: binding 0 = params, then outputs, then inputs) and the row-kernel templates. Row
 // kernels' layouts declare NROWS first (rowMain reads the row count from word 0).
+import { config } from '../../config.js';
 import { gpuRuntime } from '../../device.js';
+import type { Variant } from '../../op.js';
 import { header } from '../uniforms.js';
 import { spreadGroups } from '../wgsl.js';
 
@@ -72,17 +74,32 @@ ${body}
 }
 
 /**
+ * A row kernel's two variants ('thread': one invocation per row; 'group': a workgroup per row), with
+ * the measured preference below. `rows` reads the row count and length off the kernel's arguments.
+ */
+export function rowVariants<A>(rows: (args: NoInfer<A>) => { nRows: number; rowLen: number }, run: (args: A, variant: RowVariant) => void): Variant<A>[] {
+  return [
+    { name: 'thread', prefer: (args, hw) => preferThreadPerRow(rows(args), hw.software), run: (args) => run(args, 'thread') },
+    { name: 'group', run: (args) => run(args, 'group') },
+  ];
+}
+
+/**
  * Measured on lavapipe (2 cores): one invocation per row wins by 3-30x (barriers are expensive),
  * except for a handful of very long rows ([1, 50304]: 0.4 vs 1.1 ms). Measured on an NVIDIA H200
  * (Dawn/Vulkan): a workgroup per row wins from rows of 256 up (softmax fwd+bwd [16384, 256]
  * 0.42 vs 0.64 ms, [256, 8192] 0.84 vs 7.4 ms; crossEntropy [2048, 50304] 9 vs 38 ms).
- * DAWNGRAD_ROW_KERNEL=thread|group forces one variant (for benchmarking both on an adapter).
+ * DAWNGRAD_VARIANTS=row=thread|group forces one variant (for benchmarking both on an adapter).
  */
+function preferThreadPerRow({ nRows, rowLen }: { nRows: number; rowLen: number }, software: boolean): boolean {
+  return software ? !(nRows <= 4 && rowLen >= 4096) : rowLen < 128;
+}
+
+/** Transitional: the row variant for kernels not yet declared as op records. */
 export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
-  const forced = process.env.DAWNGRAD_ROW_KERNEL;
+  const forced = config().variants.row;
   if (forced === 'thread' || forced === 'group') return forced;
-  if (gpuRuntime()?.isSoftware ?? true) return nRows <= 4 && rowLen >= 4096 ? 'group' : 'thread';
-  return rowLen >= 128 ? 'group' : 'thread';
+  return preferThreadPerRow({ nRows, rowLen }, gpuRuntime()?.isSoftware ?? true) ? 'thread' : 'group';
 }
 
 /** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */

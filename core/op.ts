@@ -1,0 +1,181 @@
+// Fused ops as records. An op declares, in its folder, once: its argument checks, its kernels (each a
+// float64 cpu function plus named WebGPU variants with where they apply), its backward rule and its
+// tolerance per dtype. Core does the rest: it picks the backend from the tensors' device and the
+// variant from the adapter (or config().variants), so no op branches on a device. CONTRIBUTING.md
+// shows how to add an op, a variant or a dtype.
+import { record } from './autograd.js';
+import type { DeviceName } from './backend.js';
+import { config, onConfigure } from './config.js';
+import { gpuRuntime } from './device.js';
+import type { DType } from './dtype.js';
+import { OpError } from './shape.js';
+import type { Tensor } from './tensor.js';
+
+/** An op's test tolerance: relative and absolute error, and the finite-difference step (cpu gradcheck). */
+export interface Tolerance {
+  rtol?: number;
+  atol?: number;
+  eps?: number;
+}
+
+/** What a variant's applicability and preference may look at. */
+export interface Hardware {
+  /** A CPU emulation (lavapipe, SwiftShader), or config().profile says so: barriers and shared memory are dear. */
+  readonly software: boolean;
+  readonly maxWorkgroupsPerDimension: number;
+  readonly maxStorageBuffersPerShaderStage: number;
+}
+
+/** One WebGPU implementation of a kernel. */
+export interface Variant<A> {
+  readonly name: string;
+  /** Whether it can run these arguments on this adapter (features, shape limits); default: always. */
+  readonly fits?: (args: A, hw: Hardware) => boolean;
+  /** Whether the automatic choice takes it: the first variant that fits and prefers wins, else the first that fits. */
+  readonly prefer?: (args: A, hw: Hardware) => boolean;
+  /** Packs uniforms and launches (core/webgpu/launch.ts). */
+  readonly run: (args: A) => void;
+}
+
+/** One computation with a float64 cpu reference and its WebGPU variants. */
+export interface Kernel<A> {
+  readonly name: string;
+  /** The config().variants key that forces a variant; kernels of one family share variant names. */
+  readonly family: string;
+  readonly cpu: (args: A) => void;
+  readonly webgpu: readonly Variant<A>[];
+}
+
+/** The tolerances the tests check an op with, per dtype (float64: cpu gradcheck; float32: webgpu vs cpu). */
+export type OpTolerance = Partial<Record<DType, Tolerance>>;
+
+/** What an op's forward returns: the output and, for autograd, its inputs and what backward reads. */
+export interface Forward<Info> {
+  readonly out: Tensor;
+  readonly inputs?: readonly Tensor[];
+  readonly saved?: readonly Tensor[];
+  readonly info?: Info;
+  /** Runs on the recorded output (a reshape, freeing temporaries the graph now holds); returns what the op returns. */
+  readonly after?: (recorded: Tensor) => Tensor;
+}
+
+export interface OpSpec<Args extends unknown[], Info> {
+  readonly name: string;
+  /** Throws an OpError naming the argument and what to do. */
+  readonly check: (...args: Args) => void;
+  /** Runs the kernels (dispatch) on checked arguments. */
+  readonly forward: (...args: Args) => Forward<Info>;
+  /**
+   * Gradient per input from the output's gradient, the saved tensors and the forward's info; null when
+   * the op is not differentiable, or records its own node (ops with several outputs use recordJoint).
+   */
+  readonly backward: ((g: Tensor, saved: readonly Tensor[], info: Info) => readonly (Tensor | null)[]) | null;
+  readonly kernels: readonly Kernel<never>[];
+  readonly tolerance: OpTolerance;
+}
+
+export type OpRecord = OpSpec<never[], unknown>;
+
+const OPS = new Map<string, OpRecord>();
+const KERNELS = new Map<string, Kernel<never>>();
+
+function register(kernel: Kernel<never>): void {
+  const seen = KERNELS.get(kernel.name);
+  if (seen && seen !== kernel) throw new Error(`kernel '${kernel.name}' is declared twice`);
+  KERNELS.set(kernel.name, kernel);
+}
+
+/** Declares a kernel (its name must be unique). */
+export function defineKernel<A>(kernel: Kernel<A>): Kernel<A> {
+  if (!kernel.webgpu.length) throw new Error(`kernel '${kernel.name}' has no webgpu variant`);
+  register(kernel as Kernel<never>);
+  return kernel;
+}
+
+/** Declares an op and returns the function users call: check, forward, and the backward recorded for autograd. */
+export function defineOp<Args extends unknown[], Info = undefined>(spec: OpSpec<Args, Info>): (...args: Args) => Tensor {
+  if (OPS.has(spec.name)) throw new Error(`op '${spec.name}' is declared twice`);
+  OPS.set(spec.name, spec as unknown as OpRecord);
+  spec.kernels.forEach(register);
+  const { name, check, forward, backward } = spec;
+  return (...args: Args) => {
+    check(...args);
+    const f = forward(...args);
+    const info = f.info as Info;
+    const out = backward && f.inputs?.length ? record(name, f.out, f.inputs, (g, saved) => [...backward(g, saved, info)], f.saved ?? []) : f.out;
+    return f.after ? f.after(out) : out;
+  };
+}
+
+/** Every declared op, by name (tests and CONTRIBUTING.md enumerate them). */
+export function registeredOps(): ReadonlyMap<string, OpRecord> {
+  return OPS;
+}
+
+/** Every declared kernel, by name. */
+export function registeredKernels(): ReadonlyMap<string, Kernel<never>> {
+  return KERNELS;
+}
+
+/** The adapter as the variant choices see it. */
+export function hardware(): Hardware {
+  const rt = gpuRuntime();
+  const limits = rt?.info.limits;
+  return {
+    software: rt ? rt.isSoftware : config().profile !== 'hardware',
+    maxWorkgroupsPerDimension: limits?.maxComputeWorkgroupsPerDimension ?? 65535,
+    maxStorageBuffersPerShaderStage: limits?.maxStorageBuffersPerShaderStage ?? 8,
+  };
+}
+
+let forcedChecked = false;
+onConfigure(() => { forcedChecked = false; });
+
+/** config().variants names only families and variants that exist (checked at the first dispatch, once all ops are loaded). */
+function checkForcedVariants(): void {
+  if (forcedChecked) return;
+  const families = new Map<string, Set<string>>();
+  for (const k of KERNELS.values()) {
+    const names = families.get(k.family) ?? new Set<string>();
+    k.webgpu.forEach((v) => names.add(v.name));
+    families.set(k.family, names);
+  }
+  for (const [family, variant] of Object.entries(config().variants)) {
+    const names = families.get(family);
+    if (!names) throw new OpError('variants', `unknown kernel family '${family}' (DAWNGRAD_VARIANTS / configure({ variants })); the families are ${[...families.keys()].sort().join(', ')}`);
+    if (!names.has(variant)) throw new OpError('variants', `family '${family}' has no variant '${variant}'; its variants are ${[...names].join(', ')}`);
+  }
+  forcedChecked = true;
+}
+
+/** The variant that runs `args`: the forced one (config().variants), else the first that fits and prefers, else the first that fits. */
+export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
+  checkForcedVariants();
+  const hw = hardware();
+  const forced = config().variants[kernel.family];
+  const own = forced === undefined ? undefined : kernel.webgpu.find((v) => v.name === forced);
+  if (own) {
+    if (own.fits && !own.fits(args, hw)) throw new OpError(kernel.name, `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`);
+    return own;
+  }
+  const fitting = kernel.webgpu.filter((v) => !v.fits || v.fits(args, hw));
+  const pick = fitting.find((v) => !v.prefer || v.prefer(args, hw)) ?? fitting[0];
+  if (!pick) throw new OpError(kernel.name, `no webgpu variant fits these arguments on this adapter (variants: ${kernel.webgpu.map((v) => v.name).join(', ')}); use device 'cpu'`);
+  return pick;
+}
+
+const variantRuns = new Map<string, number>();
+
+/** How often each 'kernel:variant' ran on webgpu in this process (the variant-coverage tests read it). */
+export function variantUsage(): ReadonlyMap<string, number> {
+  return variantRuns;
+}
+
+/** Runs a kernel on `device`: the float64 reference on cpu, the chosen variant on webgpu. */
+export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): void {
+  if (device === 'cpu') return kernel.cpu(args);
+  const variant = chooseVariant(kernel, args);
+  const key = `${kernel.name}:${variant.name}`;
+  variantRuns.set(key, (variantRuns.get(key) ?? 0) + 1);
+  variant.run(args);
+}
