@@ -21,6 +21,7 @@ export { memory, resetPeak, type MemoryStats } from './core/stats.js';
 export { setGcThreshold, gcThreshold } from './core/reclaim.js';
 export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime, emptyCache } from './core/device.js';
 export { OpError } from './core/shape.js';
+export { config, configure, withConfig, type Config } from './core/config.js';
 export * as testing from './testing/index.js';
 export * as functional from './ops/functional.js';
 export * as ode from './ode/index.js';

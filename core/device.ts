@@ -1,7 +1,7 @@
 // Backend registry and the default device. The Dawn device is created once, at import (ops are
 // synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
 import type { Backend, DeviceName } from './backend.js';
-import { config } from './config.js';
+import { config, configure } from './config.js';
 import { CpuBackend } from './cpu.js';
 import { defaultGcThreshold, pendingReclaim } from './reclaim.js';
 import { setAsyncBoundary } from './scope.js';
@@ -13,7 +13,6 @@ export const cpu = new CpuBackend();
 let gpu: WebGpuBackend | null = null;
 let gpuError: Error | null = null;
 
-let defaultDevice: DeviceName = config().device;
 
 async function initGpu(): Promise<void> {
   try {
@@ -25,7 +24,7 @@ async function initGpu(): Promise<void> {
     gpuError = e as Error;
   }
 }
-if (defaultDevice === 'webgpu') await initGpu();
+if (config().device === 'webgpu') await initGpu();
 
 export function checkDevice(op: string, device: string): DeviceName {
   if (device !== 'cpu' && device !== 'webgpu') throw new OpError(op, `unknown device '${device}'; use 'webgpu' or 'cpu'`);
@@ -59,19 +58,21 @@ export function gpuBackend(): WebGpuBackend | null {
   return gpu;
 }
 
+/** The default device of new tensors: config().device. */
 export function getDefaultDevice(): DeviceName {
-  return defaultDevice;
+  return config().device;
 }
 
+/** Same as configure({ device }). */
 export function setDefaultDevice(device: DeviceName): void {
-  defaultDevice = checkDevice('setDefaultDevice', device);
+  configure({ device: checkDevice('setDefaultDevice', device) });
 }
 
 export type { DeviceInfo };
 
 /** What the default device is and, on webgpu, which adapter and limits are in use. */
 export function deviceInfo(): DeviceInfo | { backend: 'cpu'; webgpuError?: string } {
-  if (defaultDevice === 'webgpu' && gpu) return gpu.rt.info;
+  if (getDefaultDevice() === 'webgpu' && gpu) return gpu.rt.info;
   return gpuError ? { backend: 'cpu', webgpuError: gpuError.message } : { backend: 'cpu' };
 }
 

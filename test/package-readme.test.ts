@@ -20,8 +20,8 @@ describe('README code blocks', () => {
     if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
   });
 
-  it('has the five documented blocks', () => {
-    expect(blocks.length).toBe(5);
+  it('has the six documented blocks', () => {
+    expect(blocks.length).toBe(6);
   });
 
   it('API tour', () => {
@@ -47,5 +47,9 @@ describe('README code blocks', () => {
 
   it('HF folders: a bf16 sharded folder loads with CLEX, trains a step and saves back', () => {
     expect(run(blocks[4], 'hf')).toEqual(['LlamaForCausalLM clex rk4']);
+  });
+
+  it('settings: configure, withConfig, and a bad value', () => {
+    expect(run(blocks[5], 'settings')).toEqual(['group', 'true', `configure: fusion = "yes" is not valid; use '1' or '0' (true or false in code)`]);
   });
 });
