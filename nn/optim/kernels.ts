@@ -7,7 +7,7 @@
 // and the learning rate travel as f32 bits (no readback); parameters whose values differ (other
 // groups, other step counts) go in separate dispatches. The per-element maths is the optimizer's
 // own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
-import { gpuRuntime } from '../../core/device.js';
+import { hardware } from '../../core/op.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from '../../core/webgpu/uniforms.js';
 import { spreadGroups, WG } from '../../core/webgpu/wgsl.js';
@@ -27,7 +27,7 @@ const TABLE_WORDS_PER_TENSOR = 4;
  * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
  */
 function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number, tableWords = TABLE_WORDS_PER_TENSOR): number {
-  const bindings = gpuRuntime()?.info.limits.maxStorageBuffersPerShaderStage ?? 8;
+  const bindings = hardware().maxStorageBuffersPerShaderStage;
   const byBindings = Math.floor((bindings - shared) / perTensor);
   const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / tableWords);
   return Math.max(1, Math.min(byBindings, byWords, tensorsPerDispatchCap));
