@@ -2,6 +2,7 @@
 // backends, dropout reproducibility and agreement between backends, embedding range errors.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { variantUsage } from '../core/op.js';
 import { functional as F, manualSeed, memory, ones, randint, randn, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
@@ -67,9 +68,12 @@ describe('gelu / swiglu', () => {
       await (gateNeedsGrad ? gate : up).grad!.data();
       return memory().dispatches - before;
     };
+    const runs = () => variantUsage().get('swigluBackward:strided') ?? 0;
+    const before = runs();
     expect(await backwardDispatches(true, true)).toBe(1);
     expect(await backwardDispatches(true, false)).toBe(1);
     expect(await backwardDispatches(false, true)).toBe(1);
+    expect(runs()).toBe(before + 3);
   });
 
   it('swiglu equals silu(gate) · up and stays finite for large |gate| (webgpu)', async () => {
@@ -88,7 +92,9 @@ describe('dropout', () => {
       manualSeed(seed);
       return F.dropout(ones([20000], { device }), 0.3).data();
     };
+    const gpuRuns = variantUsage().get('dropout:item') ?? 0;
     const [a, b, c, g] = [await run('cpu', 5), await run('cpu', 5), await run('cpu', 6), await run('webgpu', 5)];
+    expect(variantUsage().get('dropout:item')).toBe(gpuRuns + 1);
     expect(Array.from(b)).toEqual(Array.from(a));
     expect(Array.from(c)).not.toEqual(Array.from(a));
     expect(Array.from(g)).toEqual(Array.from(a));

@@ -4,12 +4,23 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
+import { withConfig } from '../core/config.js';
+import { variantUsage } from '../core/op.js';
 import { NORM_LONG_ROW_TOLERANCE } from '../ops/norm/index.js';
 import { functional as F, manualSeed, memory, randn, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
+const runs = (key: string) => variantUsage().get(key) ?? 0;
+
+/** Runs fn and checks that the norm kernels ran the row variant both ways. */
+async function expectRowVariant(variant: string, fn: () => Promise<void>): Promise<void> {
+  const before = ['normRows', 'normRowsBackward'].map((k) => runs(`${k}:${variant}`));
+  await fn();
+  ['normRows', 'normRowsBackward'].forEach((k, i) => expect(runs(`${k}:${variant}`), k).toBeGreaterThan(before[i]));
+}
+const withRowVariant = (variant: string, fn: () => Promise<void>) => expectRowVariant(variant, () => withConfig({ variants: { row: variant } }, fn));
 
 /** Composed definitions from elementary ops (biased variance, as torch). */
 const composedLayerNorm = (x: Tensor, w: Tensor | null, b: Tensor | null, eps: number): Tensor => {
@@ -87,13 +98,10 @@ describe('layerNorm / rmsNorm', () => {
     manualSeed(16);
     const x = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
     for (const variant of ['thread', 'group']) {
-      process.env.DAWNGRAD_ROW_KERNEL = variant;
-      try {
+      await withRowVariant(variant, async () => {
         expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
         expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
-      } finally {
-        delete process.env.DAWNGRAD_ROW_KERNEL;
-      }
+      });
     }
   });
 
@@ -116,17 +124,40 @@ describe('layerNorm / rmsNorm', () => {
     }
     manualSeed(5);
     const x = randn([10, 7], f64), w = randn([7], f64), b = randn([7], f64);
-    process.env.DAWNGRAD_NORM_CHUNK_ROWS = '3';
-    try {
+    await withConfig({ normChunkRows: 3 }, async () => {
       expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
       expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
       expectOk(await testing.gradcheckDevices((a, bb) => F.layerNorm(a, null, bb), [x, b]));
-      process.env.DAWNGRAD_ROW_KERNEL = 'group';
-      expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
-    } finally {
-      delete process.env.DAWNGRAD_NORM_CHUNK_ROWS;
-      delete process.env.DAWNGRAD_ROW_KERNEL;
-    }
+      await withRowVariant('group', async () => {
+        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+      });
+      // 10 rows in chunks of 3: the backward kernel, then one sum of the chunks per parameter gradient.
+      const [xg, wg, bg] = [x, w, b].map((t) => t.to('webgpu').astype('float32'));
+      [xg, wg, bg].forEach((t) => { t.requiresGrad = true; });
+      const y = F.layerNorm(xg, wg, bg);
+      const seed = randn([10, 7], { device: 'webgpu' });
+      const d0 = memory().dispatches;
+      y.backward(seed);
+      expect(memory().dispatches - d0).toBe(3);
+    });
+  });
+
+  it("the hardware profile's choices (a workgroup per row of ≥ 128, parameter sums in chunks of 1024 rows) agree with cpu f64", async () => {
+    manualSeed(6);
+    const x = randn([2100, 130], f64), w = randn([130], f64), b = randn([130], f64);
+    await withConfig({ profile: 'hardware', variants: {} }, async () => {
+      await expectRowVariant('group', async () => {
+        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b], NORM_LONG_ROW_TOLERANCE));
+      });
+      // 2100 rows: three chunks, so the backward kernel and one sum per parameter gradient.
+      const [xg, wg, bg] = [x, w, b].map((t) => t.to('webgpu').astype('float32'));
+      [xg, wg, bg].forEach((t) => { t.requiresGrad = true; });
+      const y = F.layerNorm(xg, wg, bg);
+      const seed = randn([2100, 130], { device: 'webgpu' });
+      const d0 = memory().dispatches;
+      y.backward(seed);
+      expect(memory().dispatches - d0).toBe(3);
+    });
   });
 
   it('normalises rows with large offsets accurately (two-pass variance)', async () => {
@@ -190,13 +221,10 @@ describe('addLayerNorm / addRmsNorm (residual add fused into the norm)', () => {
     manualSeed(17);
     const x = randn([5, 300], f64), r = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
     for (const variant of ['thread', 'group']) {
-      process.env.DAWNGRAD_ROW_KERNEL = variant;
-      try {
+      await withRowVariant(variant, async () => {
         expectOk(await testing.gradcheckDevices((a, rr, ww, bb) => both(F.addLayerNorm(a, rr, ww, bb)), [x, r, w, b]));
         expectOk(await testing.gradcheckDevices((a, rr, ww) => both(F.addRmsNorm(a, rr, ww)), [x, r, w]));
-      } finally {
-        delete process.env.DAWNGRAD_ROW_KERNEL;
-      }
+      });
     }
     const [xg, rg, wg] = [x, r, w].map((t) => t.to('webgpu').astype('float32'));
     const before = memory().dispatches;

@@ -4,10 +4,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dispatchesOf } from './dispatch-helpers.js';
+import { withConfig } from '../core/config.js';
+import { variantUsage } from '../core/op.js';
 import { cat, memory, split, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
+const runs = (variant: string) => variantUsage().get(`join:${variant}`) ?? 0;
 const iota = (shape: number[], device: 'cpu' | 'webgpu' = 'cpu') =>
   tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i / 10), { shape, device });
 
@@ -107,12 +110,25 @@ describe('cat on webgpu: up to 4 parts in one dispatch', () => {
       const want = Array.from(await cat(parts('cpu', dtype), 1).data());
       const gpuParts = parts('webgpu', dtype);
       let got: Tensor | null = null;
+      const [onePass, perPart] = [runs('onePass'), runs('perPart')];
       expect(await dispatchesOf(() => { got = cat(gpuParts, 1); })).toBe(1);
       expect(Array.from(await got!.data())).toEqual(want);
+      expect(runs('onePass')).toBe(onePass + 1);
       // Five parts: one copy per part (the kernel binds at most four), same values.
       const five = [...gpuParts, gpuParts[3]];
       expect(await dispatchesOf(() => { got = cat(five, 1); })).toBe(5);
       expect(Array.from(await got!.data())).toEqual(Array.from(await cat([...parts('cpu', dtype), parts('cpu', dtype)[3]], 1).data()));
+      expect(runs('perPart')).toBe(perPart + 1);
+      // Forced: one copy per part for four parts too, same values.
+      await withConfig({ variants: { join: 'perPart' } }, async () => {
+        expect(await dispatchesOf(() => { got = cat(gpuParts, 1); })).toBe(4);
+      });
+      expect(Array.from(await got!.data())).toEqual(want);
+      expect(runs('perPart')).toBe(perPart + 2);
+      // Forcing the one-pass kernel on five parts is an error naming the variant, not a wrong result.
+      await withConfig({ variants: { join: 'onePass' } }, () => {
+        expect(() => cat(five, 1)).toThrow(/join: the forced variant 'onePass'.*does not fit/);
+      });
     });
   }
 

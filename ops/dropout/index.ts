@@ -1,7 +1,8 @@
-// Inverted dropout with a counter-based RNG (same mask on cpu and webgpu); the WGSL is in
-// kernels.ts, the RNG (JS and WGSL, shared with attention's dropout) in counter-rng.ts.
-import { record } from '../../core/autograd.js';
+// Inverted dropout with a counter-based RNG (same mask on cpu and webgpu), as an op record; the WGSL
+// is in kernels.ts, the RNG (JS and WGSL, shared with attention's dropout) in counter-rng.ts.
+import { argTensor } from '../../core/args.js';
 import { isFloat } from '../../core/dtype.js';
+import { defineKernel, defineOp, dispatch } from '../../core/op.js';
 import { nextUint32 } from '../../core/rng.js';
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -12,23 +13,58 @@ import { DO, dropoutSource } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty } from '../util.js';
 
-/** Zeroes elements where counter_uniform(seed, i) < p and scales the rest by 1/(1 − p). */
+const dropScale = (p: number) => (p >= 1 ? 0 : 1 / (1 - p));
+
+interface DropoutArgs { readonly x: Tensor; readonly out: Tensor; readonly p: number; readonly seed: number }
+
+/** out = x where counter_uniform(seed, i) ≥ p, scaled by 1/(1 − p); 0 elsewhere (x contiguous). */
+const dropoutKernel = defineKernel<DropoutArgs>({
+  name: 'dropout',
+  family: 'dropout',
+  cpu: ({ x, out, p, seed }) => {
+    const { data, off } = cpuData(x);
+    const o = outData(out);
+    const scale = dropScale(p);
+    for (let i = 0; i < x.size; i++) o[i] = counterUniform(seed, i) >= p ? data[off + i] * scale : 0;
+  },
+  webgpu: [{
+    name: 'item',
+    run: ({ x, out, p, seed }) => {
+      const prm = DO.pack({ N: x.size, XOFF: x.offset, SEED: seed, P: p, SCALE: dropScale(p) });
+      launch('dropout', 'fused:dropout', dropoutSource, prm, [out, x], itemGrid(x.size));
+    },
+  }],
+});
+
+/** x with the mask of (p, seed) applied: the forward, and the backward on the gradient. */
 function dropoutMask(x: Tensor, p: number, seed: number): Tensor {
   return withContiguous([x], ([xc]) => {
     const out = empty(x.device, x.dtype, x.shape);
-    const scale = p >= 1 ? 0 : 1 / (1 - p);
-    const n = x.size;
-    if (x.device === 'cpu') {
-      const { data, off } = cpuData(xc);
-      const o = outData(out);
-      for (let i = 0; i < n; i++) o[i] = counterUniform(seed, i) >= p ? data[off + i] * scale : 0;
-    } else if (n > 0) {
-      const prm = DO.pack({ N: n, XOFF: xc.offset, SEED: seed, P: p, SCALE: scale });
-      launch('dropout', 'fused:dropout', dropoutSource, prm, [out, xc], itemGrid(n));
-    }
+    if (x.size > 0) dispatch(dropoutKernel, x.device, { x: xc, out, p, seed });
     return out;
   });
 }
+
+interface DropoutInfo { readonly p: number; readonly seed: number }
+
+const dropoutOp = defineOp<[x: Tensor, p: number, training: boolean], DropoutInfo>({
+  name: 'dropout',
+  check: (x, p) => {
+    argTensor('dropout', 'x', x);
+    if (!(p >= 0 && p <= 1)) throw new OpError('dropout', `p must be in [0, 1], got ${p}`);
+    if (!isFloat(x.dtype)) throw new OpError('dropout', `needs a float tensor, got ${x.dtype}`);
+  },
+  forward: (x, p, training) => {
+    if (!training || p === 0) return { out: x };
+    const seed = nextUint32();
+    return { out: dropoutMask(x, p, seed), inputs: [x], info: { p, seed } };
+  },
+  // The same mask (same seed) on the gradient: nothing is stored.
+  backward: (g, _, { p, seed }) => [dropoutMask(g, p, seed)],
+  kernels: [dropoutKernel],
+  // The checks' defaults: both backends drop the same elements; kept values differ by float32 rounding.
+  tolerance: {},
+});
 
 /**
  * Inverted dropout: in training, each element is zeroed with probability p and the rest scaled by
@@ -37,11 +73,5 @@ function dropoutMask(x: Tensor, p: number, seed: number): Tensor {
  * the backward recomputes it instead of storing it.
  */
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
-  x.assertAlive('dropout');
-  if (!(p >= 0 && p <= 1)) throw new OpError('dropout', `p must be in [0, 1], got ${p}`);
-  if (!isFloat(x.dtype)) throw new OpError('dropout', `needs a float tensor, got ${x.dtype}`);
-  if (!training || p === 0) return x;
-  const seed = nextUint32();
-  const y = dropoutMask(x, p, seed);
-  return record('dropout', y, [x], (g) => [dropoutMask(g, p, seed)]);
+  return dropoutOp(x, p, training);
 }

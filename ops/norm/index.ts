@@ -1,51 +1,56 @@
 // layerNorm and rmsNorm over the last axis: fused forward (saving each row's mean and 1/std) and
-// fused backward (WGSL in kernels.ts; the cpu path is the same maths in float64). addLayerNorm /
-// addRmsNorm also take the residual add before the norm into the forward kernel.
-import { record } from '../../core/autograd.js';
+// fused backward, as op records (WGSL in kernels.ts; the cpu path is the same maths in float64).
+// addLayerNorm / addRmsNorm also take the residual add before the norm into the forward kernel.
+import { noGrad, record } from '../../core/autograd.js';
+import { config } from '../../core/config.js';
+import { getBackend } from '../../core/device.js';
 import { isFloat } from '../../core/dtype.js';
+import { defineKernel, defineOp, dispatch, hardware, type Hardware, type Tolerance } from '../../core/op.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { chooseRowVariant, ROW_WG, rowGrid } from '../../core/webgpu/kernels/common.js';
+import { ROW_WG, rowGrid, rowVariants } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { gpuRuntime } from '../../core/device.js';
 import { NB, NF, normBackwardSource, normForwardSource, normKey, type NormParamGrads, type NormVariant } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
-import { empty, type Tolerance } from '../util.js';
+import { empty } from '../util.js';
 import { argTensor } from '../../core/args.js';
 
-function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undefined][]): void {
-  argTensor(op, 'x', x);
-  if (!isFloat(x.dtype)) throw new OpError(op, `needs a float tensor, got ${x.dtype}`);
-  if (x.rank < 1) throw new OpError(op, 'needs a tensor of rank ≥ 1 (it normalises the last axis)');
-  const D = x.shape[x.rank - 1];
-  for (const [name, p] of params) {
-    if (!p) continue;
-    argTensor(op, name, p);
-    if (p.rank !== 1 || p.shape[0] !== D) throw new OpError(op, `${name} must have shape [${D}] (the last axis of x ${shapeStr(x.shape)}), got ${shapeStr(p.shape)}`);
-    if (p.device !== x.device || p.dtype !== x.dtype) throw new OpError(op, `${name} is ${p.dtype} on ${p.device} but x is ${x.dtype} on ${x.device}`);
-  }
+/** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, long weight-gradient sums); other shapes use the checks' defaults. */
+export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
+
+const opName = (v: NormVariant) => (v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm');
+const rowShape = (a: { nRows: number; D: number }) => ({ nRows: a.nRows, rowLen: a.D });
+
+interface NormRowsArgs {
+  readonly v: NormVariant;
+  /** Contiguous, like residual, w and b. */
+  readonly x: Tensor;
+  readonly residual: Tensor | null;
+  readonly w: Tensor | null;
+  readonly b: Tensor | null;
+  readonly eps: number;
+  readonly y: Tensor;
+  readonly mean: Tensor;
+  readonly rstd: Tensor;
+  /** x + residual in the residual form. */
+  readonly h: Tensor | null;
+  readonly nRows: number;
+  readonly D: number;
 }
 
-/**
- * y = (x − μ)·rstd·w + b per row, plus μ and rstd (μ = 0 for rms). With a residual rc (same shape),
- * the row is h = x + rc instead, and h is returned too.
- */
-function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | null, eps: number, rc: Tensor | null): [Tensor, Tensor, Tensor, Tensor | null] {
-  const D = xc.shape[xc.rank - 1];
-  const nRows = numel(xc.shape.slice(0, -1));
-  const y = empty(xc.device, xc.dtype, xc.shape);
-  const mean = empty(xc.device, xc.dtype, [nRows]);
-  const rstd = empty(xc.device, xc.dtype, [nRows]);
-  const h = rc ? empty(xc.device, xc.dtype, xc.shape) : null;
-  if (xc.device === 'cpu') {
-    if (h && rc) {
+/** y = (x − μ)·rstd·w + b per row, plus μ and rstd (μ = 0 for rms); in the residual form of h = x + residual, written too. */
+const normRowsKernel = defineKernel<NormRowsArgs>({
+  name: 'normRows',
+  family: 'row',
+  cpu: ({ v, x, residual, w, b, eps, y, mean, rstd, h, nRows, D }) => {
+    if (h && residual) {
       // h is stored (rounded to its dtype) first and normalised from there, as the unfused add + norm.
-      const { data: ad, off: ao } = cpuData(xc);
-      const { data: rd, off: ro } = cpuData(rc);
+      const { data: ad, off: ao } = cpuData(x);
+      const { data: rd, off: ro } = cpuData(residual);
       const hd = outData(h);
       for (let i = 0; i < nRows * D; i++) hd[i] = ad[ao + i] + rd[ro + i];
     }
-    const { data: xd, off: xo } = cpuData(h ?? xc);
+    const { data: xd, off: xo } = cpuData(h ?? x);
     const wd = w && cpuData(w), bd = b && cpuData(b);
     const yo = outData(y), mo = outData(mean), ro = outData(rstd);
     for (let r = 0; r < nRows; r++) {
@@ -67,32 +72,56 @@ function normForward(v: NormVariant, xc: Tensor, w: Tensor | null, b: Tensor | n
         yo[r * D + j] = val;
       }
     }
-  } else if (nRows > 0 && D > 0) {
-    const variant = chooseRowVariant(nRows, D);
-    const p = NF.pack({ NROWS: nRows, D, XOFF: xc.offset, WOFF: w?.offset, BOFF: b?.offset, EPS: eps, ROFF: rc?.offset });
-    const views = [y, mean, rstd, ...(h ? [h] : []), xc, ...(rc ? [rc] : []), ...(w ? [w] : []), ...(b ? [b] : [])];
+  },
+  webgpu: rowVariants(rowShape, ({ v, x, residual, w, b, eps, y, mean, rstd, h, nRows, D }, variant) => {
+    const p = NF.pack({ NROWS: nRows, D, XOFF: x.offset, WOFF: w?.offset, BOFF: b?.offset, EPS: eps, ROFF: residual?.offset });
+    const views = [y, mean, rstd, ...(h ? [h] : []), x, ...(residual ? [residual] : []), ...(w ? [w] : []), ...(b ? [b] : [])];
     launch(opName(v), `fused:norm:${normKey(v)}:${variant}`, () => normForwardSource(v, variant), p, views, rowGrid(variant, nRows));
-  }
-  return [y, mean, rstd, h];
+  }),
+});
+
+interface NormRowsBackwardArgs {
+  readonly v: NormVariant;
+  /** What was normalised (contiguous), the forward's mean and rstd, the output's gradient (contiguous) and the weight. */
+  readonly x: Tensor;
+  readonly mean: Tensor;
+  readonly rstd: Tensor;
+  readonly g: Tensor;
+  readonly w: Tensor | null;
+  readonly dx: Tensor;
+  /** [D] each, null when not asked for (db only with dw). */
+  readonly dw: Tensor | null;
+  readonly db: Tensor | null;
+  readonly nRows: number;
+  readonly D: number;
 }
 
-const opName = (v: NormVariant) => (v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm');
-
 /**
- * dx, and dw = Σ_rows g·x̂ and db = Σ_rows g when asked for (one kernel on webgpu). Parameter
- * gradients that are not asked for come back null.
+ * Rows of parameter gradients one chunk sums. Software adapters take all rows in one chunk (one
+ * dispatch): on lavapipe that cost the same CPU time as 16 chunks and a sum, at [512, 64] and
+ * [4096, 256]. Hardware GPUs sum chunks of HW_CHUNK_ROWS rows in parallel, and the partial sums after.
+ * config().normChunkRows (DAWNGRAD_NORM_CHUNK_ROWS) forces the chunk's rows (benchmarks, tests).
  */
-function normBackward(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc: Tensor, w: Tensor | null, params: NormParamGrads): [Tensor, Tensor | null, Tensor | null] {
-  const D = xc.shape[xc.rank - 1];
-  const nRows = numel(xc.shape.slice(0, -1));
-  const dx = empty(xc.device, xc.dtype, xc.shape);
-  // On webgpu, many rows are summed in chunks (in parallel), and the chunks' partial sums after.
-  const nChunks = xc.device === 'cpu' || params === 'none' ? 1 : paramGradChunks(nRows);
-  const dw = params === 'none' ? null : empty(xc.device, xc.dtype, nChunks > 1 ? [nChunks, D] : [D]);
-  const db = params === 'wb' ? empty(xc.device, xc.dtype, nChunks > 1 ? [nChunks, D] : [D]) : null;
-  if (xc.device === 'cpu') {
-    const { data: xd, off: xo } = cpuData(xc);
-    const { data: gd, off: go } = cpuData(gc);
+function paramGradChunks(nRows: number, hw: Hardware): number {
+  const rows = config().normChunkRows ?? (hw.software ? Infinity : HW_CHUNK_ROWS);
+  return Math.max(1, Math.ceil(nRows / rows));
+}
+const HW_CHUNK_ROWS = 1024;
+
+/** out [D] = Σ over the chunks of partial [nChunks, D] (one reduction), freeing partial. */
+function sumChunks(partial: Tensor, out: Tensor): void {
+  const [nChunks, D] = partial.shape;
+  getBackend(out.device).reduce('sum', { storage: partial.storage, shape: [D, nChunks], strides: [1, D], offset: 0, dtype: partial.dtype }, 1, out);
+  partial.dispose();
+}
+
+/** dx, and dw = Σ_rows g·x̂ and db = Σ_rows g when asked for (one kernel on webgpu, plus a sum of chunks on many rows). */
+const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
+  name: 'normRowsBackward',
+  family: 'row',
+  cpu: ({ v, x, mean, rstd, g, w, dx, dw, db, nRows, D }) => {
+    const { data: xd, off: xo } = cpuData(x);
+    const { data: gd, off: go } = cpuData(g);
     const md = cpuData(mean), rd = cpuData(rstd), wd = w && cpuData(w);
     const o = outData(dx);
     const sw = new Float64Array(D), sb = new Float64Array(D);
@@ -112,73 +141,123 @@ function normBackward(v: NormVariant, xc: Tensor, mean: Tensor, rstd: Tensor, gc
     }
     if (dw) outData(dw).set(sw);
     if (db) outData(db).set(sb);
-  } else if (D > 0 && (nRows > 0 || dw)) {
-    const variant = chooseRowVariant(nRows, D);
+  },
+  webgpu: rowVariants(rowShape, ({ v, x, mean, rstd, g, w, dx, dw, db, nRows, D }, variant) => {
+    const params: NormParamGrads = db ? 'wb' : dw ? 'w' : 'none';
+    // Many rows are summed in chunks (in parallel), and the chunks' partial sums after.
+    const nChunks = dw ? paramGradChunks(nRows, hardware()) : 1;
+    const [pw, pb] = [dw, db].map((t) => (t && nChunks > 1 ? empty(t.device, t.dtype, [nChunks, D]) : t));
     // One column per invocation: a block of columns is one invocation ('thread') or one workgroup ('group').
     const colBlocks = dw ? Math.ceil(D / (variant === 'thread' ? 1 : ROW_WG)) : 0;
-    const chunk = Math.ceil(nRows / nChunks);
     const items = colBlocks * nChunks + nRows;
-    const p = NB.pack({ NITEMS: items, ROWS: nRows, D, XOFF: xc.offset, GOFF: gc.offset, WOFF: w?.offset, COL_BLOCKS: colBlocks, NCHUNKS: nChunks, CHUNK: chunk });
+    const p = NB.pack({ NITEMS: items, ROWS: nRows, D, XOFF: x.offset, GOFF: g.offset, WOFF: w?.offset, COL_BLOCKS: colBlocks, NCHUNKS: nChunks, CHUNK: Math.ceil(nRows / nChunks) });
     const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${params}:${variant}`;
-    const views = [dx, ...(dw ? [dw] : []), ...(db ? [db] : []), xc, mean, rstd, gc, ...(w ? [w] : [])];
+    const views = [dx, ...(pw ? [pw] : []), ...(pb ? [pb] : []), x, mean, rstd, g, ...(w ? [w] : [])];
     launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant, params), p, views, rowGrid(variant, items));
+    if (nChunks > 1) [[pw, dw], [pb, db]].forEach(([partial, out]) => partial && out && sumChunks(partial, out));
+  }),
+});
+
+/** dx, and the parameter gradients `params` asks for (null otherwise). */
+function normRowsBackward(v: NormVariant, x: Tensor, mean: Tensor, rstd: Tensor, g: Tensor, w: Tensor | null, params: NormParamGrads): [Tensor, Tensor | null, Tensor | null] {
+  const D = x.shape[x.rank - 1];
+  const nRows = numel(x.shape.slice(0, -1));
+  const dx = empty(x.device, x.dtype, x.shape);
+  const dw = params === 'none' ? null : empty(x.device, x.dtype, [D]);
+  const db = params === 'wb' ? empty(x.device, x.dtype, [D]) : null;
+  if (D > 0 && (nRows > 0 || dw)) dispatch(normRowsBackwardKernel, x.device, { v, x, mean, rstd, g, w, dx, dw, db, nRows, D });
+  return [dx, dw, db];
+}
+
+function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undefined][]): void {
+  argTensor(op, 'x', x);
+  if (!isFloat(x.dtype)) throw new OpError(op, `needs a float tensor, got ${x.dtype}`);
+  if (x.rank < 1) throw new OpError(op, 'needs a tensor of rank ≥ 1 (it normalises the last axis)');
+  const D = x.shape[x.rank - 1];
+  for (const [name, p] of params) {
+    if (!p) continue;
+    argTensor(op, name, p);
+    if (p.rank !== 1 || p.shape[0] !== D) throw new OpError(op, `${name} must have shape [${D}] (the last axis of x ${shapeStr(x.shape)}), got ${shapeStr(p.shape)}`);
+    if (p.device !== x.device || p.dtype !== x.dtype) throw new OpError(op, `${name} is ${p.dtype} on ${p.device} but x is ${x.dtype} on ${x.device}`);
   }
-  const total = (t: Tensor | null) => (t && nChunks > 1 ? t.sum(0) : t);
-  return [dx, total(dw), total(db)];
 }
 
-/**
- * Chunks of rows for the parameter gradients. Software adapters take all rows in one chunk (one
- * dispatch): on lavapipe that cost the same CPU time as 16 chunks and a sum, at [512, 64] and
- * [4096, 256]. Hardware GPUs sum chunks of HW_CHUNK_ROWS rows in parallel, and the partial sums after.
- * DAWNGRAD_NORM_CHUNK_ROWS=n forces chunks of n rows (benchmarks, tests).
- */
-function paramGradChunks(nRows: number): number {
-  const forced = Number(process.env.DAWNGRAD_NORM_CHUNK_ROWS);
-  const rows = forced > 0 ? forced : gpuRuntime()?.isSoftware ?? true ? Infinity : HW_CHUNK_ROWS;
-  return Math.max(1, Math.ceil(nRows / rows));
+function checkResidual(op: string, x: Tensor, given: unknown): void {
+  const residual = argTensor(op, 'residual', given);
+  if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
+    throw new OpError(op, `residual must have the shape of x ${shapeStr(x.shape)}, got ${shapeStr(residual.shape)}; broadcast it first, or add and normalise separately`);
+  }
+  if (residual.device !== x.device || residual.dtype !== x.dtype) throw new OpError(op, `residual is ${residual.dtype} on ${residual.device} but x is ${x.dtype} on ${x.device}`);
 }
-const HW_CHUNK_ROWS = 1024;
+
+interface NormInfo { readonly v: NormVariant; readonly needW: boolean; readonly needB: boolean }
+type NormArgs = [x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number, keepSum?: (sum: Tensor) => void];
 
 /**
- * The normalisation of x, or with a residual of h = x + residual; `sum` is what was normalised (x, or
- * h). h is its own graph node (its gradient passes unchanged to x and residual) and the norm's input,
- * so gradients reaching h from later layers and from the norm add up there, as in the unfused form.
+ * The four norms as records, one signature: x, the residual (residual forms), weight, bias (layer norms),
+ * eps, and for the residual forms `keepSum`, which receives h = x + residual: the op's second output
+ * (core's op records return one tensor). h is its own graph node (its gradient passes unchanged to x
+ * and residual) and the norm's input, so gradients reaching h from later layers and from the norm add
+ * up there, as in the unfused form.
  */
-function norm(v: NormVariant, x: Tensor, w: Tensor | null, b: Tensor | null, eps: number, residual: Tensor | null = null): AddNormResult {
-  const needW = w?.requiresGrad ?? false;
-  const needB = b?.requiresGrad ?? false;
-  const optional = [residual, w, b].filter((t): t is Tensor => t !== null);
-  return withContiguous([x, ...optional], ([xc, ...rest]) => {
-    const [rc, wc, bc] = [residual, w, b].map((t) => (t ? rest[optional.indexOf(t)] : null));
-    const [y, mean, rstd, h] = normForward(v, xc, wc, bc, eps, rc);
-    const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
-    const inputs = [sum, ...(w ? [w] : []), ...(b ? [b] : [])];
-    const params: NormParamGrads = needB ? 'wb' : needW ? 'w' : 'none';
-    const normed = record(v.rms ? 'rmsNorm' : 'layerNorm', y, inputs, (g, [xs, ms, rs, ws]) => withContiguous([g], ([gc]) => {
-      const [dx, dw, db] = normBackward(v, xs, ms, rs, gc, w ? ws : null, params);
+const normOp = (rms: boolean, residualForm: boolean) => {
+  const name = opName({ rms, residual: residualForm, hasWeight: false, hasBias: false });
+  return defineOp<NormArgs, NormInfo>({
+    name,
+    check: (x, residual, weight, bias) => {
+      checkArgs(name, x, rms ? [['weight', weight]] : [['weight', weight], ['bias', bias]]);
+      if (residualForm) checkResidual(name, x, residual);
+    },
+    forward: (x, residual, weight, bias, eps, keepSum) => {
+      const v: NormVariant = { rms, hasWeight: !!weight, hasBias: !!bias, residual: !!residual };
+      // The kernels read contiguous operands; copies made here are freed once the graph holds them.
+      const dense = (t: Tensor) => (t.isContiguous() ? t : noGrad(() => t.contiguous()));
+      const xc = dense(x);
+      const [rc, wc, bc] = [residual, weight, bias].map((t) => t && dense(t));
+      const given = [x, residual, weight, bias];
+      const copies = [xc, rc, wc, bc].filter((t, i): t is Tensor => t !== null && t !== given[i]);
+      const D = x.shape[x.rank - 1];
+      const nRows = numel(x.shape.slice(0, -1));
+      const y = empty(x.device, x.dtype, x.shape);
+      const mean = empty(x.device, x.dtype, [nRows]);
+      const rstd = empty(x.device, x.dtype, [nRows]);
+      const h = rc ? empty(x.device, x.dtype, x.shape) : null;
+      if (nRows > 0 && D > 0) dispatch(normRowsKernel, x.device, { v, x: xc, residual: rc, w: wc, b: bc, eps, y, mean, rstd, h, nRows, D });
+      const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
+      keepSum?.(sum);
+      return {
+        out: y,
+        inputs: [sum, ...(weight ? [weight] : []), ...(bias ? [bias] : [])],
+        saved: [h ?? xc, mean, rstd, ...(wc ? [wc] : [])],
+        info: { v, needW: weight?.requiresGrad ?? false, needB: bias?.requiresGrad ?? false },
+        after: (normed) => {
+          [...copies, mean, rstd].forEach((t) => t.dispose());
+          return normed;
+        },
+      };
+    },
+    backward: (g, [xs, ms, rs, ws], { v, needW, needB }) => withContiguous([g], ([gc]) => {
+      const [dx, dw, db] = normRowsBackward(v, xs, ms, rs, gc, v.hasWeight ? ws : null, needB ? 'wb' : needW ? 'w' : 'none');
       if (dw && !needW) dw.dispose(); // computed alongside the bias gradient
-      return [dx, ...(w ? [needW ? dw : null] : []), ...(b ? [db] : [])];
-    }), [h ?? xc, mean, rstd, ...(wc ? [wc] : [])]);
-    mean.dispose();
-    rstd.dispose();
-    return { normed, sum };
+      return [dx, ...(v.hasWeight ? [needW ? dw : null] : []), ...(v.hasBias ? [db] : [])];
+    }),
+    kernels: [normRowsKernel, normRowsBackwardKernel],
+    tolerance: { float32: NORM_LONG_ROW_TOLERANCE },
   });
-}
-
-/** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, long weight-gradient sums); other shapes use the checks' defaults. */
-export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
+};
+const layerNormOp = normOp(false, false);
+const rmsNormOp = normOp(true, false);
+const addLayerNormOp = normOp(false, true);
+const addRmsNormOp = normOp(true, true);
 
 /** (x − mean) / sqrt(var + eps) · weight + bias over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  checkArgs('layerNorm', x, [['weight', weight], ['bias', bias]]);
-  return norm({ rms: false, hasWeight: !!weight, hasBias: !!bias, residual: false }, x, weight ?? null, bias ?? null, eps).normed;
+  return layerNormOp(x, null, weight ?? null, bias ?? null, eps);
 }
 
 /** x / sqrt(mean(x²) + eps) · weight over the last axis. */
 export function rmsNorm(x: Tensor, weight?: Tensor | null, eps = 1e-6): Tensor {
-  checkArgs('rmsNorm', x, [['weight', weight]]);
-  return norm({ rms: true, hasWeight: !!weight, hasBias: false, residual: false }, x, weight ?? null, null, eps).normed;
+  return rmsNormOp(x, null, weight ?? null, null, eps);
 }
 
 /** A residual add and the normalisation after it, in one kernel: `sum` = x + residual, `normed` = norm(sum). */
@@ -187,24 +266,19 @@ export interface AddNormResult {
   normed: Tensor;
 }
 
-function checkResidual(op: string, x: Tensor, residual: Tensor): void {
-  argTensor(op, 'residual', residual);
-  if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
-    throw new OpError(op, `residual must have the shape of x ${shapeStr(x.shape)}, got ${shapeStr(residual.shape)}; broadcast it first, or add and normalise separately`);
-  }
-  if (residual.device !== x.device || residual.dtype !== x.dtype) throw new OpError(op, `residual is ${residual.dtype} on ${residual.device} but x is ${x.dtype} on ${x.device}`);
+/** Runs a residual form, collecting its two outputs. */
+function withSum(run: (keepSum: (sum: Tensor) => void) => Tensor): AddNormResult {
+  const sums: Tensor[] = [];
+  const normed = run((sum) => sums.push(sum));
+  return { sum: sums[0], normed };
 }
 
 /** sum = x + residual and layerNorm(sum, weight, bias) in one forward kernel (the pre-norm decoder's residual site). */
 export function addLayerNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): AddNormResult {
-  checkArgs('addLayerNorm', x, [['weight', weight], ['bias', bias]]);
-  checkResidual('addLayerNorm', x, residual);
-  return norm({ rms: false, hasWeight: !!weight, hasBias: !!bias, residual: true }, x, weight ?? null, bias ?? null, eps, residual);
+  return withSum((keepSum) => addLayerNormOp(x, residual, weight ?? null, bias ?? null, eps, keepSum));
 }
 
 /** sum = x + residual and rmsNorm(sum, weight) in one forward kernel (the pre-norm decoder's residual site). */
 export function addRmsNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, eps = 1e-6): AddNormResult {
-  checkArgs('addRmsNorm', x, [['weight', weight]]);
-  checkResidual('addRmsNorm', x, residual);
-  return norm({ rms: true, hasWeight: !!weight, hasBias: false, residual: true }, x, weight ?? null, null, eps, residual);
+  return withSum((keepSum) => addRmsNormOp(x, residual, weight ?? null, null, eps, keepSum));
 }
