@@ -7,12 +7,7 @@ import { argTensor } from '../core/args.js';
 
 export type TensorOrScalar = Tensor | number;
 
-/** An op's test tolerance: relative and absolute error, and the finite-difference step (cpu gradcheck). */
-export interface Tolerance {
-  rtol?: number;
-  atol?: number;
-  eps?: number;
-}
+export type { Tolerance } from '../core/op.js';
 
 export function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;
