@@ -5,6 +5,7 @@
 // BENCH_D=16 pick other sizes, BENCH_FWD=1 times the forward alone.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { config, withConfig } from '../core/config.js';
 import { gpuRuntime } from '../core/device.js';
 import { deviceInfo, functional as F, manualSeed, randn, scope, tensor, type Tensor } from '../index.js';
 
@@ -36,14 +37,17 @@ async function measure(T: number, causal: boolean): Promise<Record<Path, Stat>> 
     const causalMask = causal ? tensor(Float32Array.from({ length: T * T }, (_, n) => (n % T > Math.floor(n / T) ? -Infinity : 0)), { shape: [T, T] }) : null;
     const step = (path: Path) => scope(async () => {
       const t0 = performance.now(), c0 = process.cpuUsage();
-      if (path !== 'composed') process.env.DAWNGRAD_ATTENTION = path;
-      const out = path === 'composed' ? composed(q, k, v, causalMask) : F.scaledDotProductAttention(q, k, v, { causal });
-      if (forwardOnly) await out.data();
-      else {
-        out.sum().backward();
-        await Promise.all([q.grad!.data(), k.grad!.data(), v.grad!.data()]);
-        [q, k, v].forEach((t) => { t.grad = null; });
-      }
+      const run = async () => {
+        const out = path === 'composed' ? composed(q, k, v, causalMask) : F.scaledDotProductAttention(q, k, v, { causal });
+        if (forwardOnly) await out.data();
+        else {
+          out.sum().backward();
+          await Promise.all([q.grad!.data(), k.grad!.data(), v.grad!.data()]);
+          [q, k, v].forEach((t) => { t.grad = null; });
+        }
+      };
+      // The fused paths force their attention variant.
+      await (path === 'composed' ? run() : withConfig({ variants: { ...config().variants, attention: path } }, run));
       const c = process.cpuUsage(c0);
       return { wall: performance.now() - t0, cpu: (c.user + c.system) / 1000 };
     });

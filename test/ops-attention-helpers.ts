@@ -1,7 +1,9 @@
 // The attention tests' shared harness: one problem run on the float64 cpu reference or on webgpu's
 // row or tiled kernels, with q, k, v stored in any of several memory layouts, returning the output
 // and gradients in logical order.
-import { afterEach, expect } from 'vitest';
+import { expect } from 'vitest';
+import { config, withConfig } from '../core/config.js';
+import { variantUsage } from '../core/op.js';
 import { cat, functional as F, manualSeed, randn, scope, type Tensor } from '../index.js';
 
 /** How an operand's [B, H, T, D] values sit in memory. */
@@ -43,6 +45,16 @@ export type Loss = 'heads' | 'sum';
 
 /** Output and q, k, v gradients in logical order, for inputs drawn from `seed` and stored as `layouts`. */
 export async function run(p: Problem, target: Target, seed: number, layouts: readonly Layout[] = CONTIGUOUS, loss: Loss = 'heads'): Promise<number[][]> {
+  if (target === 'cpu') return compute(p, 'cpu', seed, layouts, loss);
+  // The variant forced, and checked to have run forward and backward.
+  const ran = () => ['scaledDotProductAttention', 'scaledDotProductAttentionBackward'].map((k) => variantUsage().get(`${k}:${target}`) ?? 0);
+  const before = ran();
+  const result = await withConfig({ variants: { ...config().variants, attention: target } }, () => compute(p, 'webgpu', seed, layouts, loss));
+  ran().forEach((n, i) => expect(n, `${target} kernels ran`).toBeGreaterThan(before[i]));
+  return result;
+}
+
+async function compute(p: Problem, device: 'cpu' | 'webgpu', seed: number, layouts: readonly Layout[], loss: Loss): Promise<number[][]> {
   return scope(async () => {
     manualSeed(seed);
     const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
@@ -50,8 +62,6 @@ export async function run(p: Problem, target: Target, seed: number, layouts: rea
     const w = randn([p.B, p.Tq, p.H, p.D], f64);
     const scores = randn([p.Tq, p.Tk], f64);
     const mask = p.mask === 'add' ? scores : p.mask === 'bool' ? scores.gt(-0.5).astype('int32') : null;
-    const device = target === 'cpu' ? 'cpu' : 'webgpu';
-    if (target !== 'cpu') process.env.DAWNGRAD_ATTENTION = target;
     const ops = xs.map((x, n) => stored(x.to(device), layouts[n]));
     manualSeed(seed + 1); // the dropout seed
     const [q, k, v] = ops.map((o) => o.view(o.base));
@@ -68,14 +78,5 @@ export function expectClose(got: number[][], want: number[][], tol: number): voi
     const worst = Math.max(...g.map((x, i) => Math.abs(x - want[n][i])));
     expect(g.length, `output ${['out', 'dq', 'dk', 'dv'][n]} size`).toBe(want[n].length);
     expect(worst / scale, `output ${['out', 'dq', 'dk', 'dv'][n]}`).toBeLessThan(tol);
-  });
-}
-
-/** Restores DAWNGRAD_ATTENTION (which run() sets to force a kernel family) after each test. */
-export function keepAttentionKernelChoice(): void {
-  const saved = process.env.DAWNGRAD_ATTENTION;
-  afterEach(() => {
-    if (saved === undefined) delete process.env.DAWNGRAD_ATTENTION;
-    else process.env.DAWNGRAD_ATTENTION = saved;
   });
 }

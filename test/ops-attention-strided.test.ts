@@ -7,9 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { functional as F, manualSeed, memory, randn, scope, testing, type Tensor } from '../index.js';
-import { CONTIGUOUS, expectClose, keepAttentionKernelChoice, LAYOUTS, run, type Layout, type Loss, type Problem } from './ops-attention-helpers.js';
-
-keepAttentionKernelChoice();
+import { CONTIGUOUS, expectClose, LAYOUTS, run, type Layout, type Loss, type Problem } from './ops-attention-helpers.js';
 
 describe('attention on strided operands', () => {
   it('row kernels: any layout of q, k, v equals the contiguous cpu f64 result, forward and gradients (GQA, causal, masks)', async () => {

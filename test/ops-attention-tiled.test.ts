@@ -1,12 +1,11 @@
 // The tiled attention kernels (ops/attention/tiled.ts) against the row kernels and the float64 cpu
 // reference: forward and q/k/v gradients, causal and not, T not a multiple of the tile, the head dims
 // the models use, GQA, Tq ≠ Tk with an additive mask, and dropout (the same seed drops the same
-// probabilities on every path). Plus the kernel choice and its env override.
+// probabilities on every path). Plus the variant choice, forcing a variant and the limits.
 import { describe, expect, it } from 'vitest';
-import { chooseAttentionKernel } from '../ops/attention/tiled.js';
-import { expectClose, keepAttentionKernelChoice, run, type Problem } from './ops-attention-helpers.js';
-
-keepAttentionKernelChoice();
+import { withConfig } from '../core/config.js';
+import { chooseVariant, hardware, registeredKernels } from '../core/op.js';
+import { expectClose, run, type Problem } from './ops-attention-helpers.js';
 
 describe('tiled attention', () => {
   for (const D of [16, 32, 64]) {
@@ -41,17 +40,22 @@ describe('tiled attention', () => {
     expect(other[0]).not.toEqual(tiled[0]);
   });
 
-  it('is chosen for long attentions, the row kernels for short ones; DAWNGRAD_ATTENTION forces either and rejects other values', () => {
-    delete process.env.DAWNGRAD_ATTENTION;
-    expect(chooseAttentionKernel(4, 512, 4, 512, 64)).toBe('tiled');
-    expect(chooseAttentionKernel(32, 64, 32, 64, 16)).toBe('row');
-    expect(chooseAttentionKernel(4, 1, 4, 512, 64)).toBe('row');
-    expect(chooseAttentionKernel(4, 512, 4, 512, 128)).toBe('row');
-    process.env.DAWNGRAD_ATTENTION = 'tiled';
-    expect(chooseAttentionKernel(32, 64, 32, 64, 16)).toBe('tiled');
-    process.env.DAWNGRAD_ATTENTION = 'row';
-    expect(chooseAttentionKernel(4, 512, 4, 512, 64)).toBe('row');
-    process.env.DAWNGRAD_ATTENTION = 'flash';
-    expect(() => chooseAttentionKernel(4, 512, 4, 512, 64)).toThrow(/DAWNGRAD_ATTENTION must be 'row' or 'tiled', got 'flash'/);
+  it('is chosen for long attentions, the row kernels for short ones; configure forces either, and rejects other names and limits it cannot meet', async () => {
+    const kernel = registeredKernels().get('scaledDotProductAttention')!;
+    // The variants' fits and prefer read only the problem's sizes.
+    const choice = (B: number, Tq: number, Tk: number, D: number) => chooseVariant(kernel, { d: { B, H: 4, Hkv: 4, Tq, Tk, D } } as never).name;
+    expect(choice(1, 512, 512, 64)).toBe('tiled');
+    expect(choice(8, 64, 64, 16)).toBe('row');
+    expect(choice(1, 1, 512, 64)).toBe('row');
+    expect(choice(1, 512, 512, 128)).toBe('row');
+    const tooMany = Math.ceil((hardware().maxWorkgroupsPerDimension + 1) / 4); // batches of 4 heads: more tiled workgroups than the adapter allows
+    expect(choice(tooMany, 512, 512, 64)).toBe('row');
+    expect(() => choice(1, 4, 4, 300)).toThrow(/scaledDotProductAttention: no webgpu variant fits/); // head dim > 256
+    await withConfig({ variants: { attention: 'tiled' } }, () => {
+      expect(choice(8, 64, 64, 16)).toBe('tiled');
+      expect(() => choice(tooMany, 512, 512, 64)).toThrow(/the forced variant 'tiled' \(family 'attention'\) does not fit/);
+    });
+    await withConfig({ variants: { attention: 'row' } }, () => expect(choice(1, 512, 512, 64)).toBe('row'));
+    await withConfig({ variants: { attention: 'flash' } }, () => expect(() => choice(1, 512, 512, 64)).toThrow(/family 'attention' has no variant 'flash'; its variants are tiled, row/));
   });
 });

@@ -1,12 +1,21 @@
 // Every webgpu matmul kernel (vec4 and 4×4 register-tiled for CPU rasterisers, shared-memory tiled for
 // GPUs) agrees with the cpu float64 reference across tile boundaries, transposed views and batch
-// broadcasting; the vec4 kernel's operand load modes are each exercised and checked.
-import { afterAll, describe, expect, it } from 'vitest';
+// broadcasting; the vec4 kernel's operand load modes are each exercised and checked. Each variant is
+// forced with withConfig, and variantUsage() shows it ran.
+import { describe, expect, it } from 'vitest';
+import { config, withConfig } from '../core/config.js';
+import { chooseVariant, registeredKernels, variantUsage } from '../core/op.js';
 import { manualSeed, randn, type Tensor } from '../index.js';
-import { MATMUL_VARIANTS, setMatmulVariant } from '../ops/matmul/index.js';
 import { matmulVec4Plan, type OperandLoad } from '../ops/matmul/vec4.js';
 
-afterAll(() => setMatmulVariant(null));
+const VARIANTS = registeredKernels().get('matmul')!.webgpu.map((v) => v.name);
+
+/** Runs fn with the matmul variant forced, and checks that variant ran. */
+async function forcing(variant: string, fn: () => Promise<void>): Promise<void> {
+  const before = variantUsage().get(`matmul:${variant}`) ?? 0;
+  await withConfig({ variants: { ...config().variants, matmul: variant } }, fn);
+  expect(variantUsage().get(`matmul:${variant}`)).toBeGreaterThan(before);
+}
 
 async function maxError(a: Tensor, b: Tensor): Promise<number> {
   const got = await a.matmul(b).data();
@@ -16,16 +25,15 @@ async function maxError(a: Tensor, b: Tensor): Promise<number> {
   return err;
 }
 
-describe.each(MATMUL_VARIANTS)('matmul kernel %s', (variant) => {
-  it('matches the reference on ragged, transposed and batched shapes', async () => {
-    setMatmulVariant(variant);
+describe.each(VARIANTS)('matmul kernel %s', (variant) => {
+  it('matches the reference on ragged, transposed and batched shapes', () => forcing(variant, async () => {
     manualSeed(3);
     expect(await maxError(randn([70, 33]), randn([33, 90]))).toBeLessThan(1e-5);
     expect(await maxError(randn([65, 17]).transpose(0, 1), randn([65, 129]))).toBeLessThan(1e-5);
     expect(await maxError(randn([3, 1, 20, 40]), randn([5, 40, 9]))).toBeLessThan(1e-5);
     expect(await maxError(randn([1, 1]), randn([1, 1]))).toBeLessThan(1e-6);
     expect(await maxError(randn([2, 130, 20]), randn([20, 260]))).toBeLessThan(1e-5); // several tiles in each direction
-  });
+  }));
 });
 
 /** The vec4 kernel's plan for a 2-D product (no batch dims). */
@@ -47,16 +55,14 @@ describe('vec4 matmul kernel', () => {
     // An offset view (a slice starting at element 1) cannot be bound as vec4s either.
     ['offset views', () => [randn([9, 13]).slice(1, 1), randn([12, 9]).slice(1, 1)], 'scalar', 'scalar'],
   ];
-  it.each(cases)('%s: chosen load modes match the reference', async (_name, make, aLoad, bLoad) => {
-    setMatmulVariant('vec4');
+  it.each(cases)('%s: chosen load modes match the reference', (_name, make, aLoad, bLoad) => forcing('vec4', async () => {
     manualSeed(5);
     const [a, b] = make();
     expect(plan(a, b)).toMatchObject({ aLoad, bLoad });
     expect(await maxError(a, b)).toBeLessThan(1e-5);
-  });
+  }));
 
-  it('handles skinny products (fewer rows per invocation), 1-D operands and broadcast batches', async () => {
-    setMatmulVariant('vec4');
+  it('handles skinny products (fewer rows per invocation), 1-D operands and broadcast batches', () => forcing('vec4', async () => {
     manualSeed(6);
     for (const m of [1, 2, 3, 5]) expect(await maxError(randn([m, 16]), randn([16, 72]))).toBeLessThan(1e-5);
     expect(plan(randn([3, 8]), randn([8, 8])).rows).toBe(2);
@@ -67,5 +73,19 @@ describe('vec4 matmul kernel', () => {
     got.forEach((x, i) => expect(Math.abs(x - ref[i])).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]))));
     expect(await maxError(randn([2, 3, 16, 8]), randn([3, 8, 20]))).toBeLessThan(1e-5);
     expect(await maxError(randn([4, 16, 32]), randn([4, 24, 32]).transpose(-1, -2))).toBeLessThan(1e-5); // batched g·Wᵀ
+  }));
+});
+
+describe('matmul variant choice', () => {
+  const kernel = registeredKernels().get('matmul')!;
+  const args = (batch: number) => {
+    const m = randn([1, 8, 8], { dtype: 'float64', device: 'cpu' }).expand([batch, 8, 8]);
+    return { a: m, b: m, out: m } as never;
+  };
+
+  it('is vec4 on a software adapter and shared on a hardware one; a batch past the workgroup limit fits none', async () => {
+    expect(await withConfig({ profile: 'software' }, () => chooseVariant(kernel, args(2)).name)).toBe('vec4');
+    expect(await withConfig({ profile: 'hardware' }, () => chooseVariant(kernel, args(2)).name)).toBe('shared');
+    expect(() => chooseVariant(kernel, args(70000))).toThrow(/matmul: no webgpu variant fits these arguments/);
   });
 });

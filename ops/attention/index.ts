@@ -1,14 +1,15 @@
 // Scaled dot-product attention, fused flash-attention style: the forward keeps only the output and
 // each query row's logsumexp; the backward recomputes probabilities from q, k and that logsumexp, so
-// no [Tq, Tk] score matrix is ever stored. WGSL in kernels.ts (one invocation per row) and tiled.ts
-// (row blocks with staged tiles, chosen per size); the cpu path runs the same loops in float64.
+// no [Tq, Tk] score matrix is ever stored. Two webgpu variants (family 'attention'): 'row', one
+// invocation per row (WGSL in kernels.ts), and 'tiled', row blocks with staged tiles (tiled.ts), chosen
+// per size; the cpu path runs the same loops in float64.
 // Equals softmax(q kᵀ·scale + mask) v (with dropout on the probabilities when dropoutP > 0).
 // Operands are read and written where they are, through their strides (heads split by a transpose
 // cost no copy); the output is laid out [B, T, H, D] and each gradient like its input, so the views
 // around attention in a decoder stay views in both directions.
 import type { View } from '../../core/backend.js';
-import { record } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
+import { defineKernel, defineOp, dispatch, type Forward, type Variant } from '../../core/op.js';
 import { nextUint32 } from '../../core/rng.js';
 import { OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
@@ -16,7 +17,7 @@ import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, operandWords, vectorWidth, type MaskKind } from './kernels.js';
 import { counterUniform } from '../dropout/counter-rng.js';
-import { chooseAttentionKernel, tiledBackward, tiledForward, type TiledShape } from './tiled.js';
+import { preferTiled, tiledBackward, tiledFits, tiledForward, type AttentionShape } from './tiled.js';
 import { emptyInOrder, emptyLike, outData } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
 import { cpuDataOf } from '../../core/cpu.js';
@@ -86,11 +87,142 @@ function cpuProblem(d: Dims, q: View, k: View, v: View, mask: Mask | null) {
   return { Q, K, V, group, keyEnd, score, keepMult, eachRow };
 }
 
-/** The tiled kernels' launch shape when they run this problem (ops/attention/tiled.ts), else null (row kernels). */
-function tiledShape(d: Dims, W: 1 | 4, kind: MaskKind): TiledShape | null {
-  const s = { W, D: d.D, kind, BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk };
-  return chooseAttentionKernel(s.BH, s.Tq, s.BHkv, s.Tk, s.D) === 'tiled' ? s : null;
+/** The operands of one attention forward: q, k, v, the mask, and what it writes (out, and lse into stats). */
+interface AttentionArgs {
+  readonly d: Dims;
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  readonly mask: Mask | null;
+  readonly out: Tensor;
+  readonly stats: Tensor;
 }
+
+/** The backward's operands: the forward's (stats holding lse), dout (g), and the gradients it writes. */
+interface AttentionBackwardArgs extends AttentionArgs {
+  readonly g: Tensor;
+  readonly dq: Tensor;
+  readonly dk: Tensor;
+  readonly dv: Tensor;
+}
+
+type AttentionVariant = 'row' | 'tiled';
+
+const shapeOf = (d: Dims): AttentionShape => ({ BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk, D: d.D });
+/** The row kernels hold a row of the head dim in private arrays of MAX_HEAD_DIM; the tiled ones unroll it (compile time grows with it): neither goes past it. */
+const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM;
+
+/**
+ * The two webgpu variants of an attention kernel: 'tiled' (row blocks with staged tiles, tiled.ts)
+ * when its grids fit the adapter and the attention is long enough (preferTiled), else 'row' (one
+ * invocation per row, kernels.ts).
+ */
+function attentionVariants<A extends AttentionArgs>(run: (args: A, variant: AttentionVariant) => void): Variant<A>[] {
+  return [
+    { name: 'tiled', fits: (a, hw) => headDimFits(a) && tiledFits(shapeOf(a.d), hw), prefer: (a) => preferTiled(shapeOf(a.d)), run: (a) => run(a, 'tiled') },
+    { name: 'row', fits: headDimFits, run: (a) => run(a, 'row') },
+  ];
+}
+
+/** The output (normalised), and each query row's logsumexp into stats' first half, in float64. */
+function forwardCpu({ d, q, k, v, mask, out, stats }: AttentionArgs): void {
+  const { Tk, D } = d;
+  const P = cpuProblem(d, q, k, v, mask);
+  const O = cpuRows(out), lse = outData(stats);
+  const s = new Float64Array(Tk);
+  P.eachRow((b, h, i, row) => {
+    const vb = P.V.at(b, Math.floor(h / P.group), 0), vRow = v.strides[2], end = P.keyEnd(i);
+    let m = -Infinity;
+    for (let j = 0; j < end; j++) {
+      s[j] = P.score(b, h, i, j);
+      if (s[j] > m) m = s[j];
+    }
+    let sum = 0;
+    const acc = new Float64Array(D);
+    for (let j = 0; j < end && m !== -Infinity; j++) {
+      if (s[j] === -Infinity) continue;
+      const p = Math.exp(s[j] - m);
+      sum += p;
+      const pv = p * P.keepMult(row, j);
+      for (let e = 0; e < D; e++) acc[e] += pv * P.V.data[vb + j * vRow + e * P.V.inner];
+    }
+    const oo = O.at(b, h, i);
+    for (let e = 0; e < D; e++) O.data[oo + e] = sum === 0 ? 0 : acc[e] / sum;
+    lse[row] = sum === 0 ? -Infinity : m + Math.log(sum);
+  });
+}
+
+const attentionForwardKernel = defineKernel<AttentionArgs>({
+  name: 'scaledDotProductAttention',
+  family: 'attention',
+  cpu: forwardCpu,
+  webgpu: attentionVariants(({ d, q, k, v, mask, out, stats }, variant) => {
+    const kind = mask?.kind ?? 'none';
+    const W = vectorWidth(d.D, [q, k, v, out]);
+    const p = params(d, W, { Q: q, K: k, V: v, O: out }, mask);
+    const views = [out, stats, q, k, v, ...(mask ? [mask.view] : [])];
+    if (variant === 'tiled') tiledForward({ ...shapeOf(d), W, kind }, p, views);
+    else launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), p, views, itemGrid(d.B * d.H * d.Tq));
+  }),
+});
+
+/** dq, dk, dv from dout, recomputing the probabilities from q, k and the saved lse, in float64. */
+function backwardCpu({ d, q, k, v, mask, out, stats, g, dq, dk, dv }: AttentionBackwardArgs): void {
+  const { D } = d;
+  const P = cpuProblem(d, q, k, v, mask);
+  const lse = cpuDataOf(stats), G = cpuRows(g), O = cpuRows(out);
+  const DQ = cpuRows(dq), DK = cpuRows(dk), DV = cpuRows(dv);
+  // Accumulate in float64 whatever the dtype, in each gradient's own memory order.
+  const dqa = new Float64Array(dq.size), dka = new Float64Array(dk.size), dva = new Float64Array(dv.size);
+  const [kRow, vRow] = [k.strides[2], v.strides[2]];
+  P.eachRow((b, h, i, row) => {
+    const L = lse[row];
+    if (L === -Infinity) return;
+    const hk = Math.floor(h / P.group), kb = P.K.at(b, hk, 0), vb = P.V.at(b, hk, 0);
+    const qo = P.Q.at(b, h, i), go = G.at(b, h, i), oo = O.at(b, h, i), dqo = DQ.at(b, h, i);
+    let delta = 0;
+    for (let e = 0; e < D; e++) delta += G.data[go + e * G.inner] * O.data[oo + e * O.inner];
+    for (let j = 0; j < P.keyEnd(i); j++) {
+      const s = P.score(b, h, i, j);
+      if (s === -Infinity) continue;
+      const p = Math.exp(s - L);
+      let dp = 0;
+      for (let e = 0; e < D; e++) dp += G.data[go + e * G.inner] * P.V.data[vb + j * vRow + e * P.V.inner];
+      const mult = P.keepMult(row, j);
+      const ds = p * (dp * mult - delta);
+      const dko = DK.at(b, hk, j), dvo = DV.at(b, hk, j);
+      for (let e = 0; e < D; e++) {
+        dqa[dqo + e] += ds * P.K.data[kb + j * kRow + e * P.K.inner] * d.scale;
+        dka[dko + e] += ds * P.Q.data[qo + e * P.Q.inner] * d.scale;
+        dva[dvo + e] += p * mult * G.data[go + e * G.inner];
+      }
+    }
+  });
+  outData(dq).set(dqa); outData(dk).set(dka); outData(dv).set(dva);
+}
+
+/** Two dispatches on webgpu: dQ (which also writes each row's delta into stats' second half), then dK/dV. */
+const attentionBackwardKernel = defineKernel<AttentionBackwardArgs>({
+  name: 'scaledDotProductAttentionBackward',
+  family: 'attention',
+  cpu: backwardCpu,
+  webgpu: attentionVariants(({ d, q, k, v, mask, out, stats, g, dq, dk, dv }, variant) => {
+    // A dout broadcast along the head dim (out.sum()'s gradient) is made dense, so it does not turn
+    // every load scalar (and compile scalar pipelines) for the sake of one constant.
+    const dense = g.strides[3] === 0 && d.D > 1 ? g.contiguous() : g;
+    const kind = mask?.kind ?? 'none';
+    const W = vectorWidth(d.D, [q, k, v, out, dense, dq, dk, dv]);
+    const p = params(d, W, { Q: q, K: k, V: v, O: out, G: dense, DQ: dq, DK: dk, DV: dv }, mask);
+    const extra = mask ? [mask.view] : [];
+    const dqViews = [dq, stats, q, k, v, out, dense, ...extra], dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
+    if (variant === 'tiled') tiledBackward({ ...shapeOf(d), W, kind }, p, dqViews, dkvViews);
+    else {
+      launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, dqViews, itemGrid(d.B * d.H * d.Tq));
+      launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, dkvViews, itemGrid(d.B * d.Hkv * d.Tk));
+    }
+    if (dense !== g) dense.dispose();
+  }),
+});
 
 /**
  * The output, in [B, Tq, H, D] memory order (so merging heads before the output projection is a
@@ -98,99 +230,20 @@ function tiledShape(d: Dims, W: 1 | 4, kind: MaskKind): TiledShape | null {
  * filling lse (the dQ kernel fills delta).
  */
 function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [Tensor, Tensor] {
-  const { B, H, Tq, Tk, D } = d;
+  const { B, H, Tq, D } = d;
   const out = emptyInOrder(q.device, q.dtype, [B, H, Tq, D], [0, 2, 1, 3]);
   const rows = B * H * Tq;
   const stats = empty(q.device, q.dtype, [2, rows]);
-  if (q.device === 'cpu') {
-    const P = cpuProblem(d, q, k, v, mask);
-    const O = cpuRows(out), lse = outData(stats);
-    const s = new Float64Array(Tk);
-    P.eachRow((b, h, i, row) => {
-      const vb = P.V.at(b, Math.floor(h / P.group), 0), vRow = v.strides[2], end = P.keyEnd(i);
-      let m = -Infinity;
-      for (let j = 0; j < end; j++) {
-        s[j] = P.score(b, h, i, j);
-        if (s[j] > m) m = s[j];
-      }
-      let sum = 0;
-      const acc = new Float64Array(D);
-      for (let j = 0; j < end && m !== -Infinity; j++) {
-        if (s[j] === -Infinity) continue;
-        const p = Math.exp(s[j] - m);
-        sum += p;
-        const pv = p * P.keepMult(row, j);
-        for (let e = 0; e < D; e++) acc[e] += pv * P.V.data[vb + j * vRow + e * P.V.inner];
-      }
-      const oo = O.at(b, h, i);
-      for (let e = 0; e < D; e++) O.data[oo + e] = sum === 0 ? 0 : acc[e] / sum;
-      lse[row] = sum === 0 ? -Infinity : m + Math.log(sum);
-    });
-  } else if (rows > 0) {
-    const kind = mask?.kind ?? 'none';
-    const W = vectorWidth(D, [q, k, v, out]);
-    const p = params(d, W, { Q: q, K: k, V: v, O: out }, mask);
-    const views = [out, stats, q, k, v, ...(mask ? [mask.view] : [])];
-    const tiled = tiledShape(d, W, kind);
-    if (tiled) tiledForward(tiled, p, views);
-    else launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), p, views, itemGrid(rows));
-  }
+  if (rows > 0) dispatch(attentionForwardKernel, q.device, { d, q, k, v, mask, out, stats });
   return [out, stats];
 }
 
-/** Gradients for q, k, v from dout (g); stats holds each query row's lse. Two dispatches on webgpu. */
+/** Gradients for q, k, v from dout (g); stats holds each query row's lse. */
 function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, out: Tensor, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
-  const { B, H, Hkv, Tq, Tk, D } = d;
+  // No query row: nothing reaches k and v.
+  if (d.B * d.H * d.Tq === 0) return [emptyLike(q), k.fullLike(0), v.fullLike(0)];
   const dq = emptyLike(q), dk = emptyLike(k), dv = emptyLike(v);
-  const nq = B * H * Tq;
-  if (q.device === 'cpu') {
-    const P = cpuProblem(d, q, k, v, mask);
-    const lse = cpuDataOf(stats), G = cpuRows(g), O = cpuRows(out);
-    const DQ = cpuRows(dq), DK = cpuRows(dk), DV = cpuRows(dv);
-    // Accumulate in float64 whatever the dtype, in each gradient's own memory order.
-    const dqa = new Float64Array(dq.size), dka = new Float64Array(dk.size), dva = new Float64Array(dv.size);
-    const [kRow, vRow] = [k.strides[2], v.strides[2]];
-    P.eachRow((b, h, i, row) => {
-      const L = lse[row];
-      if (L === -Infinity) return;
-      const hk = Math.floor(h / P.group), kb = P.K.at(b, hk, 0), vb = P.V.at(b, hk, 0);
-      const qo = P.Q.at(b, h, i), go = G.at(b, h, i), oo = O.at(b, h, i), dqo = DQ.at(b, h, i);
-      let delta = 0;
-      for (let e = 0; e < D; e++) delta += G.data[go + e * G.inner] * O.data[oo + e * O.inner];
-      for (let j = 0; j < P.keyEnd(i); j++) {
-        const s = P.score(b, h, i, j);
-        if (s === -Infinity) continue;
-        const p = Math.exp(s - L);
-        let dp = 0;
-        for (let e = 0; e < D; e++) dp += G.data[go + e * G.inner] * P.V.data[vb + j * vRow + e * P.V.inner];
-        const mult = P.keepMult(row, j);
-        const ds = p * (dp * mult - delta);
-        const dko = DK.at(b, hk, j), dvo = DV.at(b, hk, j);
-        for (let e = 0; e < D; e++) {
-          dqa[dqo + e] += ds * P.K.data[kb + j * kRow + e * P.K.inner] * d.scale;
-          dka[dko + e] += ds * P.Q.data[qo + e * P.Q.inner] * d.scale;
-          dva[dvo + e] += p * mult * G.data[go + e * G.inner];
-        }
-      }
-    });
-    outData(dq).set(dqa); outData(dk).set(dka); outData(dv).set(dva);
-  } else if (nq > 0) {
-    // A dout broadcast along the head dim (out.sum()'s gradient) is made dense, so it does not turn
-    // every load scalar (and compile scalar pipelines) for the sake of one constant.
-    const dense = g.strides[3] === 0 && D > 1 ? g.contiguous() : g;
-    const kind = mask?.kind ?? 'none';
-    const W = vectorWidth(D, [q, k, v, out, dense, dq, dk, dv]);
-    const p = params(d, W, { Q: q, K: k, V: v, O: out, G: dense, DQ: dq, DK: dk, DV: dv }, mask);
-    const extra = mask ? [mask.view] : [];
-    const dqViews = [dq, stats, q, k, v, out, dense, ...extra], dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
-    const tiled = tiledShape(d, W, kind);
-    if (tiled) tiledBackward(tiled, p, dqViews, dkvViews);
-    else {
-      launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, dqViews, itemGrid(nq));
-      launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, dkvViews, itemGrid(B * Hkv * Tk));
-    }
-    if (dense !== g) dense.dispose();
-  }
+  dispatch(attentionBackwardKernel, q.device, { d, q, k, v, mask, out, stats, g, dq, dk, dv });
   return [dq, dk, dv];
 }
 
@@ -206,7 +259,6 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
   if (Hkv === 0 || H % Hkv !== 0) throw new OpError(op, `query heads (${H}) must be a multiple of key/value heads (${Hkv}) for grouped-query attention; got ${shapes}`);
   if (!isFloat(q.dtype) || q.dtype !== k.dtype || q.dtype !== v.dtype) throw new OpError(op, `q, k, v must share one float dtype; got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   if (q.device !== k.device || q.device !== v.device) throw new OpError(op, `q, k, v are on different devices (${q.device}, ${k.device}, ${v.device})`);
-  if (q.device === 'webgpu' && D > MAX_HEAD_DIM) throw new OpError(op, `head dim ${D} exceeds the fused webgpu kernel's maximum of ${MAX_HEAD_DIM}; use device 'cpu' or a smaller head dim`);
   const p = opts.dropoutP ?? 0;
   if (!(p >= 0 && p < 1)) throw new OpError(op, `dropoutP must be in [0, 1), got ${p}`);
   const mask = opts.mask;
@@ -222,26 +274,51 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
   }
 }
 
+interface AttentionInfo { readonly d: Dims }
+
+const attentionOp = defineOp({
+  name: 'scaledDotProductAttention',
+  check: checkInputs,
+  forward: (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Forward<AttentionInfo> => {
+    const [B, H, Tq, D] = q.shape;
+    const [, Hkv, Tk] = k.shape;
+    const dropoutP = opts.dropoutP ?? 0;
+    const d: Dims = {
+      B, H, Hkv, Tq, Tk, D, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? false,
+      dropoutP, seed: dropoutP > 0 ? nextUint32() : 0,
+    };
+    const mask = opts.mask ?? null;
+    // Operands are read where they are (any strides): no contiguous copies.
+    const [out, stats] = forward(d, q, k, v, maskOf(d, mask));
+    return {
+      out,
+      inputs: [q, k, v],
+      saved: [q, k, v, out, stats, ...(mask ? [mask] : [])],
+      info: { d },
+      // The graph holds its own reference to stats.
+      after: (y) => {
+        stats.dispose();
+        return y;
+      },
+    };
+  },
+  backward: (g, [qs, ks, vs, os, ss, ms], { d }) => backward(d, qs, ks, vs, maskOf(d, ms ?? null), os, ss, g),
+  kernels: [attentionForwardKernel, attentionBackwardKernel],
+  // webgpu float32 vs cpu float64: the gradcheckDevices defaults the attention tests pass at.
+  tolerance: { float32: { atol: 1e-5, rtol: 1e-4 } },
+});
+
+/** A mask tensor as the kernels read it: broadcast to [B, H, Tq, Tk]; int32 keeps nonzero positions, a float one is added. */
+function maskOf(d: Dims, t: Tensor | null): Mask | null {
+  return t && { view: broadcastView(t, [d.B, d.H, d.Tq, d.Tk]), kind: t.dtype === 'int32' ? 'bool' : 'add' };
+}
+
 /**
  * softmax(q kᵀ·scale + mask) v over [B, H, T, D] inputs. k/v may have fewer heads than q (GQA:
  * H % Hkv == 0; query head h uses KV head h / (H / Hkv)); Tq may differ from Tk (with causal, the
- * queries are the last Tq positions). A query row that sees no key gives zeros.
+ * queries are the last Tq positions). A query row that sees no key gives zeros. On webgpu the head
+ * dim is at most MAX_HEAD_DIM (256).
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  checkInputs(q, k, v, opts);
-  const [B, H, Tq, D] = q.shape;
-  const [, Hkv, Tk] = k.shape;
-  const dropoutP = opts.dropoutP ?? 0;
-  const d: Dims = {
-    B, H, Hkv, Tq, Tk, D, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? false,
-    dropoutP, seed: dropoutP > 0 ? nextUint32() : 0,
-  };
-  const maskT = opts.mask ?? null;
-  const maskOf = (t: Tensor | null): Mask | null => t && { view: broadcastView(t, [B, H, Tq, Tk]), kind: t.dtype === 'int32' ? 'bool' : 'add' };
-  // Operands are read where they are (any strides): no contiguous copies.
-  const [out, stats] = forward(d, q, k, v, maskOf(maskT));
-  const y = record('scaledDotProductAttention', out, [q, k, v], (g, [qs, ks, vs, os, ss, ms]) =>
-    backward(d, qs, ks, vs, maskOf(ms ?? null), os, ss, g), [q, k, v, out, stats, ...(maskT ? [maskT] : [])]);
-  stats.dispose();
-  return y;
+  return attentionOp(q, k, v, opts);
 }

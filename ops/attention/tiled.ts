@@ -9,39 +9,38 @@
 // dropout counter as the row kernels in kernels.ts, so the same seed drops the same probabilities;
 // the forward rescales its accumulator once per tile (online softmax).
 import { AT, attentionBindings, attentionHelpers, col, keyRowRegisters, rowAt, rowStride, type MaskKind } from './kernels.js';
-import { gpuRuntime } from '../../core/device.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import type { View } from '../../core/backend.js';
+import type { Hardware } from '../../core/op.js';
 
 /** Rows owned by one workgroup (one per invocation). */
 const BLOCK = 64;
 /** Workgroup memory the staged tiles may use: WebGPU's guaranteed minimum. */
 const WORKGROUP_BYTES = 16384;
 
-export type AttentionKernel = 'row' | 'tiled';
+/** The sizes of one attention: query and key/value heads (times batch), query and key rows, head dim. */
+export interface AttentionShape { BH: number; Tq: number; BHkv: number; Tk: number; D: number }
 
 /** Keys from which the tiled kernels run by default, given a full query block (bench/attention.ts, lavapipe: faster than the row kernels at T = 256-1024). */
 const TILED_FROM_KEYS = 256;
 /** Largest head dim the tiled kernels take by default: they unroll it, and compile time grows with it. */
 const TILED_MAX_HEAD_DIM = 64;
 
+/** The tiled grids (row blocks × heads) fit the adapter's workgroup limit. */
+export function tiledFits(s: AttentionShape, hw: Hardware): boolean {
+  return Math.max(s.BH, s.BHkv, Math.ceil(s.Tq / BLOCK), Math.ceil(s.Tk / BLOCK)) <= hw.maxWorkgroupsPerDimension;
+}
+
 /**
- * Which fused kernel family runs a webgpu attention. DAWNGRAD_ATTENTION=row|tiled forces one (tests,
- * benchmarks); by default tiled from TILED_FROM_KEYS keys, where it measured faster than the row
- * kernels on lavapipe. Short attentions and short query blocks (the toy models' T = 64, decoding one
- * token) stay on the row kernels: unmeasured there, and the row pipelines compile in a fraction of
- * the tiled ones' ~10 s of cpu on lavapipe (once per machine: Mesa caches compiled shaders).
+ * The automatic choice of the tiled kernels: from TILED_FROM_KEYS keys with a full query block, where
+ * they measured faster than the row kernels on lavapipe. Short attentions and short query blocks (the
+ * toy models' T = 64, decoding one token) stay on the row kernels: unmeasured there, and the row
+ * pipelines compile in a fraction of the tiled ones' ~10 s of cpu on lavapipe (once per machine: Mesa
+ * caches compiled shaders).
  */
-export function chooseAttentionKernel(BH: number, Tq: number, BHkv: number, Tk: number, D: number): AttentionKernel {
-  const forced = process.env.DAWNGRAD_ATTENTION;
-  if (forced !== undefined && forced !== 'row' && forced !== 'tiled') {
-    throw new Error(`DAWNGRAD_ATTENTION must be 'row' or 'tiled', got '${forced}'`);
-  }
-  const maxGroups = gpuRuntime()?.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
-  const fits = Math.max(BH, BHkv, Math.ceil(Tq / BLOCK), Math.ceil(Tk / BLOCK)) <= maxGroups;
-  if (!fits || forced === 'row') return 'row';
-  return forced === 'tiled' || (Tq >= BLOCK && Tk >= TILED_FROM_KEYS && D <= TILED_MAX_HEAD_DIM) ? 'tiled' : 'row';
+export function preferTiled(s: AttentionShape): boolean {
+  return s.Tq >= BLOCK && s.Tk >= TILED_FROM_KEYS && s.D <= TILED_MAX_HEAD_DIM;
 }
 
 /** Compile-time sizes of one pipeline: the head dim in VT units and the rows per staged tile. */
@@ -240,7 +239,7 @@ ${blockMain(`
 }
 
 /** What the launches need beyond the params block. */
-export interface TiledShape { W: 1 | 4; D: number; kind: MaskKind; BH: number; Tq: number; BHkv: number; Tk: number }
+export interface TiledShape extends AttentionShape { W: 1 | 4; kind: MaskKind }
 
 /**
  * Loops over the head dim are written as WGSL loops above and unrolled here, at generation time: with

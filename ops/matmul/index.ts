@@ -1,15 +1,14 @@
-// Matrix multiplication with NumPy semantics: 1-D operands, batch broadcasting. The float64 cpu
-// reference and the webgpu launch are here; the WGSL is in kernels.ts (4×4 register-tiled, shared-memory
-// tiled) and vec4.ts (the vec4 register-tiled kernel lavapipe uses).
+// Matrix multiplication with NumPy semantics: 1-D operands, batch broadcasting, as an op record: the
+// float64 cpu reference and three webgpu variants (family 'matmul'); the WGSL is in kernels.ts (4×4
+// register-tiled, shared-memory tiled) and vec4.ts (the vec4 register-tiled kernel lavapipe uses).
 import type { View } from '../../core/backend.js';
-import { record } from '../../core/autograd.js';
 import { cpuDataOf, forEachOffset } from '../../core/cpu.js';
-import { getBackend, gpuRuntime } from '../../core/device.js';
+import { defineKernel, defineOp, dispatch, type Hardware, type Variant } from '../../core/op.js';
 import { broadcastShapes, numel, OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { MAX_RANK } from '../../core/webgpu/wgsl.js';
-import { ELEMENTWISE } from '../elementwise/index.js';
+import { full } from '../creation.js';
 import { broadcastView, empty, sameDevice, sumTo, type Tolerance } from '../util.js';
 import { MM, MM_SHARED_TILE, MM_TILE, MM_WG, matmulSharedSource, matmulSource } from './kernels.js';
 import { matmulVec4Plan, matmulVec4Source } from './vec4.js';
@@ -18,31 +17,11 @@ import { argTensor } from '../../core/args.js';
 /** webgpu float32 vs cpu float64 in the gradient checks: K-long dot products round more than elementwise ops. */
 export const MATMUL_TOLERANCE: { gpu: Tolerance } = { gpu: { rtol: 3e-4, atol: 3e-5 } };
 
-export const MATMUL_VARIANTS = ['vec4', 'register', 'shared'] as const;
-export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
-let chosenVariant: MatmulVariant | null = null;
+/** out = a·b; a and b already broadcast over out's batch dims. */
+interface MatmulArgs { readonly a: View; readonly b: View; readonly out: View }
 
-/**
- * CPU rasterisers (lavapipe) get the barrier-free vec4 register-tiled kernel (8×8 outputs per
- * invocation); real GPUs get the shared-memory tiled one. DAWNGRAD_MATMUL=vec4|register|shared overrides.
- */
-export function matmulVariant(): MatmulVariant {
-  if (chosenVariant) return chosenVariant;
-  const env = process.env.DAWNGRAD_MATMUL;
-  if (env && !(MATMUL_VARIANTS as readonly string[]).includes(env)) throw new Error(`DAWNGRAD_MATMUL must be one of ${MATMUL_VARIANTS.join(', ')}, got '${env}'`);
-  const rt = gpuRuntime();
-  chosenVariant = (env as MatmulVariant | undefined) ?? (!rt || rt.isSoftware ? 'vec4' : 'shared');
-  return chosenVariant;
-}
-
-/** Forces a kernel variant (tests, benchmarks); null goes back to the automatic choice. */
-export function setMatmulVariant(variant: MatmulVariant | null): void {
-  chosenVariant = variant;
-}
-
-
-/** out[..., m, n] = Σ_k a[..., m, k] b[..., k, n] in float64; a and b already broadcast over batch dims. */
-function matmulCpu(a: View, b: View, out: View): void {
+/** out[..., m, n] = Σ_k a[..., m, k] b[..., k, n] in float64. */
+function matmulCpu({ a, b, out }: MatmulArgs): void {
   const r = out.shape.length;
   const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
   const K = a.shape[r - 1];
@@ -61,57 +40,117 @@ function matmulCpu(a: View, b: View, out: View): void {
   });
 }
 
-function matmulWebGpu(a: View, b: View, out: View): void {
+/** The params every matmul kernel reads: sizes, batch dims, each operand's offset and strides. */
+function matmulParams({ a, b, out }: MatmulArgs): Uint32Array {
   const r = out.shape.length;
-  if (r > MAX_RANK) throw new OpError('matmul', `tensors of rank ${r} are not supported on webgpu (max ${MAX_RANK})`);
-  const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
-  const K = a.shape[r - 1];
-  const batch = numel(out.shape.slice(0, r - 2));
-  if (M * N * batch === 0) return;
-  if (batch > 65535) throw new OpError('matmul', `batch of ${batch} matrices exceeds 65535; reshape into fewer, larger matrices`);
-  if (K === 0) {
-    getBackend('webgpu').elementwise(ELEMENTWISE.copy, [{ scalar: 0 }], out, out.dtype);
-    return;
-  }
-  const p = MM.pack({
-    M, N, K, BRANK: r - 2,
+  return MM.pack({
+    M: out.shape[r - 2], N: out.shape[r - 1], K: a.shape[r - 1], BRANK: r - 2,
     BSHAPE: out.shape.slice(0, r - 2), ABATCH: a.strides.slice(0, r - 2), BBATCH: b.strides.slice(0, r - 2), OBATCH: out.strides.slice(0, r - 2),
     AOFF: a.offset, BOFF: b.offset, OOFF: out.offset,
     ARS: a.strides[r - 2], ACS: a.strides[r - 1], BRS: b.strides[r - 2], BCS: b.strides[r - 1], ORS: out.strides[r - 2], OCS: out.strides[r - 1],
   });
-  const variant = matmulVariant();
-  if (variant === 'vec4') {
-    const { config, groups } = matmulVec4Plan(a, b, out);
-    launch('matmul', `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`, () => matmulVec4Source(config), p, [out, a, b], groups);
-    return;
-  }
-  if (variant === 'shared') {
-    const aKFast = a.strides[r - 1] === 1;
-    launch('matmul', `matmul:shared:${aKFast ? 'k' : 'm'}`, () => matmulSharedSource(aKFast), p, [out, a, b], [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch]);
-    return;
-  }
-  const per = MM_TILE * MM_WG;
-  launch('matmul', 'matmul:f32', matmulSource, p, [out, a, b], [Math.ceil(N / per), Math.ceil(M / per), batch]);
 }
 
-function matmul2(a: Tensor, b: Tensor): Tensor {
-  const [M, K] = a.shape.slice(-2);
-  const [K2, N] = b.shape.slice(-2);
-  if (K !== K2) {
-    throw new OpError('matmul', `inner dimensions differ: ${shapeStr(a.shape)} @ ${shapeStr(b.shape)} (${K} vs ${K2}); the last dim of the first must equal the second-to-last of the second`);
-  }
-  if (a.dtype === 'int32' || b.dtype === 'int32') throw new OpError('matmul', `float tensors only, got ${a.dtype} @ ${b.dtype}; cast with .astype('float32')`);
-  if (a.dtype !== b.dtype) throw new OpError('matmul', `dtypes differ: ${a.dtype} @ ${b.dtype}; cast one with .astype()`);
-  const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const out = empty(a.device, a.dtype, [...batch, M, N]);
-  (a.device === 'cpu' ? matmulCpu : matmulWebGpu)(broadcastView(a, [...batch, M, K]), broadcastView(b, [...batch, K, N]), out);
-  return record('matmul', out, [a, b], (g, [sa, sb]) => [
-    sumTo(inLayoutOf(sa, () => g.matmul(sb.transpose(-1, -2)), () => sb.matmul(g.transpose(-1, -2))), a.shape),
-    b.rank === 2
-      ? inLayoutOf(sb, () => matrixGradOfBatched(sa, g), () => matrixGradOfBatched(g, sa))
-      : sumTo(inLayoutOf(sb, () => sa.transpose(-1, -2).matmul(g), () => g.transpose(-1, -2).matmul(sa)), b.shape),
-  ], [a, b]);
+/** One variant's pipeline and workgroup grid for these operands. */
+interface MatmulPlan { key: string; source: () => string; groups: [number, number, number] }
+
+/** Output rows, columns and matrices. */
+function sizes({ out }: MatmulArgs): { M: number; N: number; batch: number } {
+  const r = out.shape.length;
+  return { M: out.shape[r - 2], N: out.shape[r - 1], batch: numel(out.shape.slice(0, r - 2)) };
 }
+
+/**
+ * A webgpu matmul variant: it fits when the batch rank fits the params block and its grid the
+ * adapter's workgroup limit (the batch is the grid's z).
+ */
+function matmulVariant(name: string, plan: (args: MatmulArgs) => MatmulPlan, prefer?: (args: MatmulArgs, hw: Hardware) => boolean): Variant<MatmulArgs> {
+  return {
+    name,
+    fits: (args, hw) => args.out.shape.length <= MAX_RANK && plan(args).groups.every((g) => g <= hw.maxWorkgroupsPerDimension),
+    prefer,
+    run: (args) => {
+      const { key, source, groups } = plan(args);
+      launch('matmul', key, source, matmulParams(args), [args.out, args.a, args.b], groups);
+    },
+  };
+}
+
+/**
+ * CPU rasterisers (lavapipe, hw.software) get the barrier-free vec4 register-tiled kernel (8×8 outputs
+ * per invocation); real GPUs the shared-memory tiled one. 'register', the older 4×4 register-tiled
+ * kernel, runs when forced (configure({ variants: { matmul: 'register' } })).
+ */
+const matmulKernel = defineKernel<MatmulArgs>({
+  name: 'matmul',
+  family: 'matmul',
+  cpu: matmulCpu,
+  webgpu: [
+    matmulVariant('vec4', ({ a, b, out }) => {
+      const { config, groups } = matmulVec4Plan(a, b, out);
+      return { key: `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`, source: () => matmulVec4Source(config), groups };
+    }, (_, hw) => hw.software),
+    matmulVariant('register', (args) => {
+      const { M, N, batch } = sizes(args);
+      const per = MM_TILE * MM_WG;
+      return { key: 'matmul:f32', source: matmulSource, groups: [Math.ceil(N / per), Math.ceil(M / per), batch] };
+    }, () => false),
+    matmulVariant('shared', (args) => {
+      const { M, N, batch } = sizes(args);
+      const aKFast = args.a.strides[args.a.shape.length - 1] === 1;
+      return { key: `matmul:shared:${aKFast ? 'k' : 'm'}`, source: () => matmulSharedSource(aKFast), groups: [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch] };
+    }),
+  ],
+});
+
+/** A 1-D operand as a matrix: a row vector on the left, a column vector on the right. */
+const asMatrices = (a: Tensor, b: Tensor): [Tensor, Tensor] => [a.rank === 1 ? a.unsqueeze(0) : a, b.rank === 1 ? b.unsqueeze(1) : b];
+const matrixShape = (t: Tensor, side: 'left' | 'right'): readonly number[] => (t.rank !== 1 ? t.shape : side === 'left' ? [1, t.shape[0]] : [t.shape[0], 1]);
+
+const matmulOp = defineOp({
+  name: 'matmul',
+  check: (a: Tensor, b: Tensor) => {
+    argTensor('matmul', 'input', a);
+    argTensor('matmul', 'other', b);
+    sameDevice('matmul', [a, b]);
+    if (a.rank === 0 || b.rank === 0) throw new OpError('matmul', `both operands need at least one dimension, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}; use mul for scalars`);
+    const [as, bs] = [matrixShape(a, 'left'), matrixShape(b, 'right')];
+    const [K, K2] = [as[as.length - 1], bs[bs.length - 2]];
+    if (K !== K2) {
+      throw new OpError('matmul', `inner dimensions differ: ${shapeStr(as)} @ ${shapeStr(bs)} (${K} vs ${K2}); the last dim of the first must equal the second-to-last of the second`);
+    }
+    if (a.dtype === 'int32' || b.dtype === 'int32') throw new OpError('matmul', `float tensors only, got ${a.dtype} @ ${b.dtype}; cast with .astype('float32')`);
+    if (a.dtype !== b.dtype) throw new OpError('matmul', `dtypes differ: ${a.dtype} @ ${b.dtype}; cast one with .astype()`);
+    broadcastShapes('matmul', as.slice(0, -2), bs.slice(0, -2));
+  },
+  forward: (a: Tensor, b: Tensor) => {
+    const [a2, b2] = asMatrices(a, b);
+    const [M, K] = a2.shape.slice(-2);
+    const N = b2.shape[b2.rank - 1];
+    const batch = broadcastShapes('matmul', a2.shape.slice(0, -2), b2.shape.slice(0, -2));
+    const shape = [...batch, M, N];
+    // An empty sum (K = 0) is 0.
+    const out = K === 0 ? full(shape, 0, { device: a.device, dtype: a.dtype }) : empty(a.device, a.dtype, shape);
+    if (K > 0 && out.size > 0) dispatch(matmulKernel, a.device, { a: broadcastView(a2, [...batch, M, K]), b: broadcastView(b2, [...batch, K, N]), out });
+    return {
+      out,
+      inputs: [a2, b2],
+      saved: [a2, b2],
+      after: (y) => {
+        const rows = a.rank === 1 ? y.squeeze(-2) : y;
+        return b.rank === 1 ? rows.squeeze(-1) : rows;
+      },
+    };
+  },
+  backward: (g, [sa, sb]) => [
+    sumTo(inLayoutOf(sa, () => g.matmul(sb.transpose(-1, -2)), () => sb.matmul(g.transpose(-1, -2))), sa.shape),
+    sb.rank === 2
+      ? inLayoutOf(sb, () => matrixGradOfBatched(sa, g), () => matrixGradOfBatched(g, sa))
+      : sumTo(inLayoutOf(sb, () => sa.transpose(-1, -2).matmul(g), () => g.transpose(-1, -2).matmul(sa)), sb.shape),
+  ],
+  kernels: [matmulKernel],
+  tolerance: { float32: MATMUL_TOLERANCE.gpu },
+});
 
 /** The last two dims of t are stored column-major: t is a transposed view of a dense matrix. */
 function isColumnMajor(t: Tensor): boolean {
@@ -140,17 +179,9 @@ function matrixGradOfBatched(a: Tensor, g: Tensor): Tensor {
   return rows(a).transpose(0, 1).matmul(rows(g));
 }
 
+/** a·b with NumPy semantics: a 1-D operand is a vector (its dim dropped from the result), batch dims broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  argTensor('matmul', 'input', a);
-  argTensor('matmul', 'other', b);
-  sameDevice('matmul', [a, b]);
-  if (a.rank === 0 || b.rank === 0) throw new OpError('matmul', `both operands need at least one dimension, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}; use mul for scalars`);
-  const a2 = a.rank === 1 ? a.unsqueeze(0) : a;
-  const b2 = b.rank === 1 ? b.unsqueeze(1) : b;
-  let y = matmul2(a2, b2);
-  if (a.rank === 1) y = y.squeeze(-2);
-  if (b.rank === 1) y = y.squeeze(-1);
-  return y;
+  return matmulOp(a, b);
 }
 
 declare module '../../core/tensor.js' {

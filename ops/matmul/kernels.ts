@@ -1,5 +1,5 @@
-// WGSL for matmul: a 4×4 register-tiled kernel (DAWNGRAD_MATMUL=register; lavapipe's default is the
-// vec4 one in vec4.ts) and a shared-memory tiled one for real GPUs. Shapes, strides and offsets travel
+// WGSL for matmul: a 4×4 register-tiled kernel (variant 'register'; lavapipe's default is the vec4
+// one in vec4.ts) and a shared-memory tiled one for real GPUs. Shapes, strides and offsets travel
 // in the params uniform (layout MM).
 import { header, uniformLayout } from '../../core/webgpu/uniforms.js';
 import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';

@@ -7,6 +7,7 @@
 import type { View } from '../../core/backend.js';
 import { recordJoint } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
+import { defineKernel, defineOp, dispatch, type OpSpec, type Variant } from '../../core/op.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
@@ -60,63 +61,77 @@ function packedOrder(o: Tensor): number {
 }
 
 /**
- * One rotary pass over `xs`, each output dense in the memory order of `layouts[i]` (the op's input,
- * so its gradient flows back through the input's view without a copy): 'forward' rotates xs;
- * 'backward' rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over
- * the plan's grid × R (summed over the looped dims).
+ * One rotary pass: 'forward' rotates xs into outs; 'backward' rotates the gradients gs back into outs
+ * and, when dcos/dsin are given, also writes the table gradients over the plan's grid × R (summed over
+ * the looped dims; xs are then the forward's inputs, else the gradients again).
  */
-function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: readonly Tensor[] | null, cos: Tensor, sin: Tensor, R: number, tables: boolean, layouts: readonly Layout[]): { outs: Tensor[]; dcos?: Tensor; dsin?: Tensor } {
-  const p = plan(xs, cos, sin, R, tables);
-  const { D } = p;
+interface RotateArgs {
+  readonly direction: 'forward' | 'backward';
+  readonly xs: readonly Tensor[];
+  readonly gs: readonly Tensor[] | null;
+  readonly cos: Tensor;
+  readonly sin: Tensor;
+  readonly plan: Plan;
+  readonly outs: readonly Tensor[];
+  readonly dcos: Tensor | null;
+  readonly dsin: Tensor | null;
+}
+
+function rotateCpu({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }: RotateArgs): void {
+  const { D, R } = p;
   const lead = p.grid.length;
   const reads = gs ?? xs;
-  const outs = xs.map((x, i) => emptyLike({ device: x.device, dtype: x.dtype, shape: layouts[i].shape, strides: layouts[i].strides }));
-  const gridShape = [...p.grid, R];
-  const dcos = tables ? empty(cos.device, cos.dtype, gridShape) : undefined;
-  const dsin = tables ? empty(sin.device, sin.dtype, gridShape) : undefined;
-  if (xs[0].device === 'cpu') {
-    const cd = cpuData(cos).data, sd = cpuData(sin).data;
-    const [dc, ds] = [dcos && outData(dcos), dsin && outData(dsin)];
-    dc?.fill(0);
-    ds?.fill(0);
-    const cl = p.cosStrides[lead], sl = p.sinStrides[lead], h = R / 2;
-    xs.forEach((x, i) => {
-      const rd = cpuData(reads[i]).data, xd = cpuData(x).data, o = outData(outs[i]), os = outs[i].strides;
-      const shape = x.shape.slice(0, lead), rows = numel(shape);
-      const idx = new Array<number>(lead).fill(0);
-      for (let row = 0; row < rows; row++) {
-        let ro = reads[i].offset, xo = x.offset, co = cos.offset, so = sin.offset, ob = 0, cell = 0;
-        for (let d = 0; d < lead; d++) {
-          ob += idx[d] * os[d];
-          ro += idx[d] * reads[i].strides[d];
-          xo += idx[d] * x.strides[d];
-          co += idx[d] * p.cosStrides[d];
-          so += idx[d] * p.sinStrides[d];
-          cell = cell * p.grid[d] + (p.parallel[d] ? idx[d] : 0);
-        }
-        const rl = reads[i].strides[lead], xl = x.strides[lead];
-        for (let j = 0; j < D; j++) {
-          const v = rd[ro + j * rl];
-          if (j >= R) { o[ob + j] = v; continue; }
-          const pj = j < h ? j + h : j - h;
-          const partner = rd[ro + pj * rl];
-          // forward: y_j = x_j c_j ∓ x_p s_j; backward: dx_j = g_j c_j ± g_p s_p (minus on the first half).
-          o[ob + j] = direction === 'forward'
-            ? v * cd[co + j * cl] + (j < h ? -partner : partner) * sd[so + j * sl]
-            : v * cd[co + j * cl] + (j < h ? partner : -partner) * sd[so + pj * sl];
-          if (dc && ds) {
-            const xv = xd[xo + j * xl], xp = xd[xo + pj * xl];
-            dc[cell * R + j] += v * xv;
-            ds[cell * R + j] += v * (j < h ? -xp : xp);
-          }
-        }
-        for (let d = lead - 1; d >= 0; d--) {
-          if (++idx[d] < shape[d]) break;
-          idx[d] = 0;
+  const cd = cpuData(cos).data, sd = cpuData(sin).data;
+  const [dc, ds] = [dcos && outData(dcos), dsin && outData(dsin)];
+  dc?.fill(0);
+  ds?.fill(0);
+  const cl = p.cosStrides[lead], sl = p.sinStrides[lead], h = R / 2;
+  xs.forEach((x, i) => {
+    const rd = cpuData(reads[i]).data, xd = cpuData(x).data, o = outData(outs[i]), os = outs[i].strides;
+    const shape = x.shape.slice(0, lead), rows = numel(shape);
+    const idx = new Array<number>(lead).fill(0);
+    for (let row = 0; row < rows; row++) {
+      let ro = reads[i].offset, xo = x.offset, co = cos.offset, so = sin.offset, ob = 0, cell = 0;
+      for (let d = 0; d < lead; d++) {
+        ob += idx[d] * os[d];
+        ro += idx[d] * reads[i].strides[d];
+        xo += idx[d] * x.strides[d];
+        co += idx[d] * p.cosStrides[d];
+        so += idx[d] * p.sinStrides[d];
+        cell = cell * p.grid[d] + (p.parallel[d] ? idx[d] : 0);
+      }
+      const rl = reads[i].strides[lead], xl = x.strides[lead];
+      for (let j = 0; j < D; j++) {
+        const v = rd[ro + j * rl];
+        if (j >= R) { o[ob + j] = v; continue; }
+        const pj = j < h ? j + h : j - h;
+        const partner = rd[ro + pj * rl];
+        // forward: y_j = x_j c_j ∓ x_p s_j; backward: dx_j = g_j c_j ± g_p s_p (minus on the first half).
+        o[ob + j] = direction === 'forward'
+          ? v * cd[co + j * cl] + (j < h ? -partner : partner) * sd[so + j * sl]
+          : v * cd[co + j * cl] + (j < h ? partner : -partner) * sd[so + pj * sl];
+        if (dc && ds) {
+          const xv = xd[xo + j * xl], xp = xd[xo + pj * xl];
+          dc[cell * R + j] += v * xv;
+          ds[cell * R + j] += v * (j < h ? -xp : xp);
         }
       }
-    });
-  } else {
+      for (let d = lead - 1; d >= 0; d--) {
+        if (++idx[d] < shape[d]) break;
+        idx[d] = 0;
+      }
+    }
+  });
+}
+
+/** One invocation per rotary pair (or pass-through element) of a grid cell; up to MAX_LEAD leading dims (the params' arrays). */
+const rotateVariant: Variant<RotateArgs> = {
+  name: 'item',
+  fits: ({ plan }) => plan.grid.length <= MAX_LEAD,
+  run: ({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }) => {
+    const { D, R } = p;
+    const lead = p.grid.length;
+    const reads = gs ?? xs;
     const cells = numel(p.grid);
     const slots = R / 2 + (D - R);
     const perInput = (vs: readonly View[], of: (v: View) => readonly number[]) => vs.flatMap((v) => Array.from({ length: MAX_LEAD }, (_, d) => (d < lead ? of(v)[d] : 0)));
@@ -129,28 +144,47 @@ function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: re
       XOFF: xs.map((x) => x.offset), GOFF: reads.map((g) => g.offset), OORDER: outs.map(packedOrder),
       SHAPE: perInput(xs, (x) => x.shape), XSTR: perInput(xs, (x) => x.strides), GSTR: perInput(reads, (g) => g.strides),
     });
+    const tables = dcos !== null && dsin !== null;
     const v: RotaryVariant = { direction, inputs: xs.length, tableGrads: tables };
-    const bound = [...outs, ...(dcos && dsin ? [dcos, dsin] : []), ...(direction === 'forward' || tables ? xs : []), ...(gs ?? []), cos, sin];
-    if (cells * slots > 0) {
-      launch(direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward', `fused:rotary:${direction}:${xs.length}:${tables}`, () => rotarySource(v), params, bound, itemGrid(cells * slots));
-    }
-  }
+    const bound = [...outs, ...(tables ? [dcos, dsin] : []), ...(direction === 'forward' || tables ? xs : []), ...(gs ?? []), cos, sin];
+    launch(direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward', `fused:rotary:${direction}:${xs.length}:${tables}`, () => rotarySource(v), params, bound, itemGrid(cells * slots));
+  },
+};
+
+const rotaryKernel = defineKernel<RotateArgs>({ name: 'applyRotary', family: 'rotary', cpu: rotateCpu, webgpu: [rotateVariant] });
+const rotaryBackwardKernel = defineKernel<RotateArgs>({ name: 'applyRotaryBackward', family: 'rotary', cpu: rotateCpu, webgpu: [rotateVariant] });
+
+/**
+ * One rotary pass over `xs`, each output dense in the memory order of `layouts[i]` (the op's input,
+ * so its gradient flows back through the input's view without a copy): 'forward' rotates xs;
+ * 'backward' rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over
+ * the plan's grid × R (summed over the looped dims).
+ */
+function rotate(direction: 'forward' | 'backward', xs: readonly Tensor[], gs: readonly Tensor[] | null, cos: Tensor, sin: Tensor, R: number, tables: boolean, layouts: readonly Layout[]): { outs: Tensor[]; dcos: Tensor | null; dsin: Tensor | null } {
+  const p = plan(xs, cos, sin, R, tables);
+  const outs = xs.map((x, i) => emptyLike({ device: x.device, dtype: x.dtype, shape: layouts[i].shape, strides: layouts[i].strides }));
+  const gridShape = [...p.grid, R];
+  const dcos = tables ? empty(cos.device, cos.dtype, gridShape) : null;
+  const dsin = tables ? empty(sin.device, sin.dtype, gridShape) : null;
+  if (numel(p.grid) > 0) dispatch(direction === 'forward' ? rotaryKernel : rotaryBackwardKernel, xs[0].device, { direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin });
   return { outs, dcos, dsin };
 }
 
-/** The rotary dim and argument checks shared by applyRotary and applyRotaryQK. */
-function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin: Tensor, opts: RotaryOptions): number {
+/** The rotary dim: opts.rotaryDim, else the tables' last dim. */
+const rotaryDim = (cos: Tensor, opts: RotaryOptions): number => opts.rotaryDim ?? cos.shape[cos.rank - 1];
+
+/** The argument checks shared by applyRotary and applyRotaryQK. */
+function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin: Tensor, opts: RotaryOptions): void {
   for (const t of [...xs.map(([, x]) => x), cos, sin]) t.assertAlive(op);
   const [, x0] = xs[0];
   for (const [name, x] of xs) {
     if (!isFloat(x.dtype) || x.rank < 1) throw new OpError(op, `${name} must be a float tensor of rank ≥ 1, got ${x.dtype} ${shapeStr(x.shape)}`);
-    if (x.device === 'webgpu' && x.rank > MAX_LEAD + 1) throw new OpError(op, `${name}: tensors of rank ${x.rank} are not supported on webgpu (max ${MAX_LEAD + 1}); merge leading dims with reshape`);
     if (x.rank !== x0.rank || x.shape[x.rank - 1] !== x0.shape[x0.rank - 1] || x.device !== x0.device || x.dtype !== x0.dtype) {
       throw new OpError(op, `${name} ${x.dtype} ${shapeStr(x.shape)} on ${x.device} must match ${xs[0][0]} ${x0.dtype} ${shapeStr(x0.shape)} on ${x0.device} in rank, last dim, dtype and device`);
     }
   }
   const D = x0.shape[x0.rank - 1];
-  const R = opts.rotaryDim ?? cos.shape[cos.rank - 1];
+  const R = rotaryDim(cos, opts);
   if (!Number.isInteger(R) || R % 2 !== 0 || R <= 0 || R > D) throw new OpError(op, `rotaryDim must be a positive even integer ≤ head dim ${D}, got ${R}`);
   for (const [xname, x] of xs) {
     const tableShape = [...x.shape.slice(0, -1), R];
@@ -162,7 +196,6 @@ function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin
       }
     }
   }
-  return R;
 }
 
 /** A table gradient over the plan's grid, as the table's shape (a view when no dims were left to sum). */
@@ -170,6 +203,7 @@ function toTableShape(g: Tensor, table: Tensor): Tensor {
   return numel(table.shape) === g.size ? g.reshape(table.shape) : sumTo(g, [...new Array<number>(g.rank - table.rank).fill(1), ...table.shape]).reshape(table.shape);
 }
 
+/** Rotates xs (one forward dispatch) and records one joint node whose backward is one dispatch too. */
 function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R: number): Tensor[] {
   const needTables = cos.requiresGrad || sin.requiresGrad;
   const layouts: Layout[] = xs.map((x) => ({ shape: x.shape, strides: x.strides }));
@@ -189,6 +223,49 @@ function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R
   }, { lastAxisOnly: true });
 }
 
+/** An op with several outputs, declared as a record (check, kernels, tolerance); its forward records one joint node (recordJoint). */
+interface JointOpSpec<Args extends unknown[]> extends Omit<OpSpec<Args, readonly Tensor[]>, 'forward' | 'backward'> {
+  readonly forward: (...args: Args) => Tensor[];
+}
+
+/**
+ * defineOp for ops that record a joint node themselves: backward is null (the joint node carries the
+ * rule), and since defineOp's function returns one tensor, this returns one that gives all outputs.
+ */
+function defineJointOp<Args extends unknown[]>(spec: JointOpSpec<Args>): (...args: Args) => Tensor[] {
+  defineOp<Args, readonly Tensor[]>({
+    ...spec,
+    forward: (...args) => {
+      const outs = spec.forward(...args);
+      return { out: outs[0], info: outs };
+    },
+    backward: null,
+  });
+  return (...args) => {
+    spec.check(...args);
+    return spec.forward(...args);
+  };
+}
+
+/** webgpu float32 vs cpu float64: the gradcheckDevices defaults the rotary tests pass at. */
+const ROTARY_TOLERANCE = { float32: { atol: 1e-5, rtol: 1e-4 } };
+
+const applyRotaryOp = defineJointOp({
+  name: 'applyRotary',
+  check: (x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) => checkArgs('applyRotary', [['x', x]], cos, sin, opts),
+  forward: (x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) => rotaryOp('applyRotary', [x], cos, sin, rotaryDim(cos, opts)),
+  kernels: [rotaryKernel, rotaryBackwardKernel],
+  tolerance: ROTARY_TOLERANCE,
+});
+
+const applyRotaryQKOp = defineJointOp({
+  name: 'applyRotaryQK',
+  check: (q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) => checkArgs('applyRotaryQK', [['q', q], ['k', k]], cos, sin, opts),
+  forward: (q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) => rotaryOp('applyRotaryQK', [q, k], cos, sin, rotaryDim(cos, opts)),
+  kernels: [rotaryKernel, rotaryBackwardKernel],
+  tolerance: ROTARY_TOLERANCE,
+});
+
 /**
  * x' = x·cos + rotate_half(x)·sin on the first rotaryDim dims of x's last axis (the rest pass
  * through). cos/sin are [..., rotaryDim] broadcastable to x.shape[:-1] (e.g. [T, R] for x [B, H, T, D]:
@@ -196,8 +273,7 @@ function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R
  * the output and x's gradient are dense in x's memory order (no copy to undo the view that made x).
  */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): Tensor {
-  const R = checkArgs('applyRotary', [['x', x]], cos, sin, opts);
-  return rotaryOp('applyRotary', [x], cos, sin, R)[0];
+  return applyRotaryOp(x, cos, sin, opts)[0];
 }
 
 /**
@@ -207,8 +283,7 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOpt
  * input's memory order, e.g. [B, T, H, D] for heads split by a transpose.
  */
 export function applyRotaryQK(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions = {}): { q: Tensor; k: Tensor } {
-  const R = checkArgs('applyRotaryQK', [['q', q], ['k', k]], cos, sin, opts);
-  const [qr, kr] = rotaryOp('applyRotaryQK', [q, k], cos, sin, R);
+  const [qr, kr] = applyRotaryQKOp(q, k, cos, sin, opts);
   return { q: qr, k: kr };
 }
 
@@ -217,59 +292,106 @@ export interface RotaryTableOptions {
   mscale?: number;
 }
 
+/** Tables at `positions` from the frequencies θ [R/2] (contiguous); `pos` holds the positions on θ's device. */
+interface TableArgs {
+  readonly theta: Tensor;
+  readonly positions: readonly number[];
+  readonly pos: Tensor;
+  readonly mscale: number;
+}
+
+/** cos/sin [T, R] = mscale·cos/sin(pos_t·θ[j mod R/2]). */
+const rotaryTablesKernel = defineKernel<TableArgs & { readonly cos: Tensor; readonly sin: Tensor }>({
+  name: 'rotaryTables',
+  family: 'rotary',
+  cpu: ({ theta, positions, mscale, cos, sin }) => {
+    const { data: td, off } = cpuData(theta);
+    const [c, s] = [outData(cos), outData(sin)];
+    const [T, R] = cos.shape, h = theta.size;
+    for (let t = 0; t < T; t++) {
+      for (let j = 0; j < R; j++) {
+        const a = positions[t] * td[off + (j % h)];
+        c[t * R + j] = mscale * Math.cos(a);
+        s[t * R + j] = mscale * Math.sin(a);
+      }
+    }
+  },
+  webgpu: [{
+    name: 'item',
+    run: ({ theta, pos, mscale, cos, sin }) => {
+      const [T, R] = cos.shape;
+      launch('rotaryTables', 'fused:rotaryTables:forward', () => tableSource('forward'), TB.pack({ T, R, MSCALE: mscale, THOFF: theta.offset }), [cos, sin, theta, pos], itemGrid(T * R));
+    },
+  }],
+});
+
+/** dθ[i] = mscale·Σ_t pos_t·Σ_{j ∈ {i, i+R/2}} (cos(a)·dsin[t, j] − sin(a)·dcos[t, j]), a = pos_t·θ[i] (dc, ds contiguous [T, R]). */
+const rotaryTablesBackwardKernel = defineKernel<TableArgs & { readonly dc: Tensor; readonly ds: Tensor; readonly dtheta: Tensor }>({
+  name: 'rotaryTablesBackward',
+  family: 'rotary',
+  cpu: ({ theta, positions, mscale, dc, ds, dtheta }) => {
+    const { data: td, off } = cpuData(theta);
+    const [dcd, dsd, out] = [cpuData(dc), cpuData(ds), outData(dtheta)];
+    const h = theta.size, R = 2 * h;
+    for (let i = 0; i < h; i++) {
+      let acc = 0;
+      positions.forEach((p, t) => {
+        const a = p * td[off + i];
+        const r = t * R + i;
+        const dsSum = dsd.data[dsd.off + r] + dsd.data[dsd.off + r + h], dcSum = dcd.data[dcd.off + r] + dcd.data[dcd.off + r + h];
+        acc += p * (Math.cos(a) * dsSum - Math.sin(a) * dcSum);
+      });
+      out[i] = mscale * acc;
+    }
+  },
+  webgpu: [{
+    name: 'item',
+    run: ({ theta, pos, positions, mscale, dc, ds, dtheta }) => {
+      const params = TB.pack({ T: positions.length, R: 2 * theta.size, MSCALE: mscale, THOFF: theta.offset, DCOFF: dc.offset, DSOFF: ds.offset });
+      launch('rotaryTablesBackward', 'fused:rotaryTables:backward', () => tableSource('backward'), params, [dtheta, theta, pos, dc, ds], itemGrid(theta.size));
+    },
+  }],
+});
+
+const rotaryTablesOp = defineJointOp({
+  name: 'rotaryTables',
+  check: (theta: Tensor, positions: readonly number[], opts: RotaryTableOptions) => {
+    theta.assertAlive('rotaryTables');
+    if (!isFloat(theta.dtype) || theta.rank !== 1 || theta.size < 1) throw new OpError('rotaryTables', `theta must be a non-empty 1-D float tensor of frequencies, got ${theta.dtype} ${shapeStr(theta.shape)}`);
+    const bad = positions.findIndex((p) => !Number.isFinite(p));
+    if (bad >= 0) throw new OpError('rotaryTables', `positions[${bad}] is ${positions[bad]}; positions must be finite numbers`);
+    const mscale = opts.mscale ?? 1;
+    if (!Number.isFinite(mscale)) throw new OpError('rotaryTables', `mscale must be a finite number, got ${mscale}`);
+  },
+  forward: (theta: Tensor, positions: readonly number[], opts: RotaryTableOptions) => {
+    const mscale = opts.mscale ?? 1;
+    const T = positions.length, R = 2 * theta.size;
+    const pos = tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype, shape: [T] });
+    const [cos, sin] = [0, 1].map(() => empty(theta.device, theta.dtype, [T, R]));
+    withContiguous([theta], ([th]) => {
+      if (T > 0) dispatch(rotaryTablesKernel, theta.device, { theta: th, positions, pos, mscale, cos, sin });
+    });
+    const outs = recordJoint('rotaryTables', [cos, sin], [theta], (gs, [th, ps]) => {
+      const [dc, ds] = gs.map((g) => g ?? th.fullLike(0, [T, R]));
+      return withContiguous([th, dc, ds], ([thc, dcc, dsc]) => {
+        const dtheta = empty(theta.device, theta.dtype, [theta.size]);
+        dispatch(rotaryTablesBackwardKernel, theta.device, { theta: thc, positions, pos: ps, mscale, dc: dcc, ds: dsc, dtheta });
+        return [dtheta];
+      });
+    }, [theta, pos]);
+    pos.dispose();
+    return outs;
+  },
+  kernels: [rotaryTablesKernel, rotaryTablesBackwardKernel],
+  tolerance: ROTARY_TOLERANCE,
+});
+
 /**
  * cos/sin [T, R] (HF layout, R = 2·θ.size: columns i and i + R/2 share frequency θ[i]) at the given
  * positions: mscale·cos(pos_t·θ_i), mscale·sin(pos_t·θ_i). Differentiable in θ; one dispatch forward
  * and one backward on webgpu.
  */
 export function rotaryTables(theta: Tensor, positions: readonly number[], opts: RotaryTableOptions = {}): { cos: Tensor; sin: Tensor } {
-  theta.assertAlive('rotaryTables');
-  if (!isFloat(theta.dtype) || theta.rank !== 1 || theta.size < 1) throw new OpError('rotaryTables', `theta must be a non-empty 1-D float tensor of frequencies, got ${theta.dtype} ${shapeStr(theta.shape)}`);
-  const bad = positions.findIndex((p) => !Number.isFinite(p));
-  if (bad >= 0) throw new OpError('rotaryTables', `positions[${bad}] is ${positions[bad]}; positions must be finite numbers`);
-  const mscale = opts.mscale ?? 1;
-  if (!Number.isFinite(mscale)) throw new OpError('rotaryTables', `mscale must be a finite number, got ${mscale}`);
-  const T = positions.length, h = theta.size, R = 2 * h;
-  const pos = tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype, shape: [T] });
-  const [cos, sin] = [0, 1].map(() => empty(theta.device, theta.dtype, [T, R]));
-  withContiguous([theta], ([th]) => {
-    if (th.device === 'cpu') {
-      const { data: td, off } = cpuData(th);
-      const [c, s] = [outData(cos), outData(sin)];
-      for (let t = 0; t < T; t++) {
-        for (let j = 0; j < R; j++) {
-          const a = positions[t] * td[off + (j % h)];
-          c[t * R + j] = mscale * Math.cos(a);
-          s[t * R + j] = mscale * Math.sin(a);
-        }
-      }
-    } else if (T > 0) {
-      launch('rotaryTables', 'fused:rotaryTables:forward', () => tableSource('forward'), TB.pack({ T, R, MSCALE: mscale, THOFF: th.offset }), [cos, sin, th, pos], itemGrid(T * R));
-    }
-  });
-  const [c, s] = recordJoint('rotaryTables', [cos, sin], [theta], (gs, [th, ps]) => {
-    const [dc, ds] = gs.map((g) => g ?? th.fullLike(0, [T, R]));
-    return withContiguous([th, dc, ds], ([thc, dcc, dsc]) => {
-      const dtheta = empty(theta.device, theta.dtype, [h]);
-      if (thc.device === 'cpu') {
-        const { data: td, off } = cpuData(thc);
-        const [dcd, dsd, out] = [cpuData(dcc), cpuData(dsc), outData(dtheta)];
-        for (let i = 0; i < h; i++) {
-          let acc = 0;
-          for (let t = 0; t < T; t++) {
-            const a = positions[t] * td[off + i];
-            const r = t * R + i;
-            const dsSum = dsd.data[dsd.off + r] + dsd.data[dsd.off + r + h], dcSum = dcd.data[dcd.off + r] + dcd.data[dcd.off + r + h];
-            acc += positions[t] * (Math.cos(a) * dsSum - Math.sin(a) * dcSum);
-          }
-          out[i] = mscale * acc;
-        }
-      } else {
-        launch('rotaryTablesBackward', 'fused:rotaryTables:backward', () => tableSource('backward'), TB.pack({ T, R, MSCALE: mscale, THOFF: thc.offset, DCOFF: dcc.offset, DSOFF: dsc.offset }), [dtheta, thc, ps, dcc, dsc], itemGrid(h));
-      }
-      return [dtheta];
-    });
-  }, [theta, pos]);
-  pos.dispose();
-  return { cos: c, sin: s };
+  const [cos, sin] = rotaryTablesOp(theta, positions, opts);
+  return { cos, sin };
 }
