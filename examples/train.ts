@@ -14,7 +14,7 @@ const TRAIN_FLAGS = {
   intermediate: { type: 'string', arg: 'N', help: 'MLP width (default: LLaMA ≈ 8/3·hidden, NeoX 4·hidden)' },
   config: { type: 'string', arg: 'FILE.json', help: 'model sizes from an HF config.json (HF field names; overrides the size flags)' },
   rope: { type: 'string', default: 'none', arg: ROPES.join('|'), help: 'positional scaling rule (none = plain RoPE)' },
-  'rope-factor': { type: 'string', default: '8', arg: 'S', help: 'scale of the static rules (linear = PI, ntk, dynamic, yarn)' },
+  'rope-factor': { type: 'string', default: '8', arg: 'S', help: `scale of the rules other than clex (${ROPES.filter((r) => r !== 'none' && r !== 'clex').join(', ')}; linear = PI)` },
   'max-factor': { type: 'string', default: '8', arg: 'N', help: 'CLEX: the largest t (contexts up to N·L0)' },
   'clex-method': { type: 'string', default: 'dopri5', arg: 'dopri5|rk4', help: 'CLEX: ODE solver' },
   'clex-gradient': { type: 'string', default: 'backprop', arg: 'backprop|adjoint', help: 'CLEX: ODE gradient' },

@@ -1,5 +1,6 @@
 // What LLaMA and GPT-NeoX share: the trunk + LM head layout (tied or not), the async forward contract
-// (ids → logits, shifted loss), the rotary table per forward, HF-style init, and generation.
+// (ids → logits, shifted loss), the rotary table per forward (or per decoding step, from the
+// DecodeState), HF-style init, generation and saving as a Hugging Face folder.
 import type { DeviceName } from '../core/backend.js';
 import { getDefaultDevice } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
@@ -11,17 +12,16 @@ import { crossEntropy, IGNORE_INDEX } from '../ops/softmax/index.js';
 
 export { IGNORE_INDEX };
 import { addLayerNorm, addRmsNorm, layerNorm, rmsNorm, type AddNormResult } from '../ops/norm/index.js';
-import { cat } from '../ops/movement.js';
 import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import { Linear, RMSNorm, type Embedding, type LayerNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
 import type { CLEX } from './clex.js';
 import type { GPTNeoXConfig, LlamaConfig } from './config.js';
-import { savePretrained, type SavePretrainedOptions } from './hf-folder.js';
-import type { KVCache } from './kv-cache.js';
-import type { RotaryEmbedding, RotaryTables } from './rope-scaling.js';
+import type { DecodeState } from './decode-state.js';
 import { generate, type GenerateOptions } from './generate.js';
+import { savePretrained, type SavePretrainedOptions } from './hf-folder.js';
+import type { RotaryEmbedding, RotaryTables } from './rope-scaling.js';
 
 export interface ModelOptions {
   device?: DeviceName;
@@ -31,8 +31,8 @@ export interface ModelOptions {
 export interface ForwardOptions {
   /** Token ids [B, T] (int32); the loss compares logits at t with labels at t + 1; -100 is ignored. */
   labels?: Tensor;
-  /** Incremental decoding: keys/values of earlier tokens (use under noGrad). */
-  cache?: KVCache;
+  /** Incremental decoding: the keys/values of earlier tokens and the step's table (a DecodeState, alias KVCache; use under noGrad). */
+  cache?: DecodeState;
 }
 
 export interface CausalLMOutput {
@@ -77,7 +77,7 @@ export function normStream(stream: ResidualStream, norm: RMSNorm | LayerNorm, ep
 }
 
 /** The stack under the LM head (`model.*` in LLaMA checkpoints, `gpt_neox.*` in NeoX): ids → final hidden states. */
-export abstract class DecoderTrunk extends Module<[Tensor, RotaryTables, KVCache | undefined], Tensor> {
+export abstract class DecoderTrunk extends Module<[Tensor, RotaryTables, DecodeState | undefined], Tensor> {
   abstract readonly rotary: RotaryEmbedding;
   /** CLEX's ODE parameters (`<trunk>.clex_layer.proj_func.*`, as the reference), when rope_scaling is CLEX. */
   abstract readonly clex_layer: CLEX | null;
@@ -120,7 +120,7 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
   get logScale(): boolean { return this.config.log_scale; }
 
   /** Logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
-  protected decode(ids: Tensor, rope: RotaryTables, cache: KVCache | undefined): Tensor {
+  protected decode(ids: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
     const h = this.trunk.call(ids, rope, cache);
     return linear(h, (this.head ?? this.trunk.tokenEmbedding).weight);
   }
@@ -128,7 +128,8 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
   /**
    * ids [B, T] int32 → { logits [B, T, V], loss? }. Async because CLEX may solve its ODE (every type
    * goes through the same path; for static rules the await costs a microtask). With a cache, ids are
-   * the new tokens only and positions continue after the cached ones.
+   * the new tokens only, positions continue after the cached ones, and the cache decides the table
+   * (and whether the cached tokens run again with it).
    */
   async forward(ids: Tensor, opts: ForwardOptions = {}): Promise<CausalLMOutput> {
     argTensor(`${this.constructor.name}.forward`, 'ids', ids);
@@ -136,27 +137,17 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
     if (backlog) await backlog;
     if (ids.rank !== 2 || ids.dtype !== 'int32') throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
     if (ids.device !== this.device) throw new OpError('CausalLM.forward', `ids are on ${ids.device} but the model is on ${this.device}`);
-    const past = opts.cache?.length ?? 0;
-    const length = past + ids.shape[1];
-    const training = this.training && !opts.cache;
-    const rope = await this.rotary.forward({ length, device: this.device, dtype: this.dtype, training });
-    const cache = opts.cache;
-    // With log_scale every length past L0 scales all queries differently, so (as for a new table) the
-    // cached tokens are re-run to match a full forward at this length.
-    const logScaled = this.logScale && length > this.maxPositionEmbeddings;
-    const stepKey = logScaled ? `${rope.key}|log:${length}` : rope.key;
+    const { cache } = opts;
+    const T = ids.shape[1];
     let logits: Tensor;
-    if (cache && cache.needsRecompute(stepKey, this.rotary.lengthDependent || this.logScale)) {
-      // The table changed (CLEX t crossed an integer, dynamic NTK grew): redo every token so the cache
-      // matches a full forward at this length exactly.
-      const all = cat([cache.cachedTokens as Tensor, ids], 1);
-      cache.clear();
-      cache.recomputes++;
-      logits = this.decode(all, rope, cache).narrow(1, past, ids.shape[1]);
-      cache.appendTokens(all, stepKey);
+    if (cache) {
+      const step = await cache.step(ids, this);
+      logits = this.decode(step.ids, step.rope, cache);
+      // A recomputing step ran every token so far: keep the new ones' rows.
+      if (step.ids.shape[1] > T) logits = logits.narrow(1, step.ids.shape[1] - T, T);
     } else {
-      logits = this.decode(ids, rope, cache);
-      cache?.appendTokens(ids, stepKey);
+      const rope = await this.rotary.forward({ length: T, device: this.device, dtype: this.dtype, training: this.training });
+      logits = this.decode(ids, rope, undefined);
     }
     if (!opts.labels) return { logits };
     return { logits, loss: shiftedLoss(logits, opts.labels) };
@@ -175,12 +166,13 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
     return savePretrained(this, dir, opts);
   }
 
-  /** HF's init: linear and embedding weights N(0, initializer_range), biases 0, norm weights 1. */
+  /** HF's init by each parameter's declared role: weights and embeddings N(0, initializer_range), biases 0, norm gains 1. */
   protected initWeights(std: number): void {
-    for (const [name, p] of this.namedParameters()) {
-      if (name.includes('clex_layer')) continue; // CLEX keeps its own init (W_up uniform, W_down zeros)
-      if (name.endsWith('.bias')) init.zeros(p);
-      else if (/norm|layernorm/i.test(name)) init.ones(p);
+    const clex = new Set(this.clex?.parameters()); // CLEX keeps its own init (W_up uniform, W_down zeros)
+    for (const [p, role] of this.parameterRoles()) {
+      if (clex.has(p)) continue;
+      if (role === 'bias') init.zeros(p);
+      else if (role === 'norm') init.ones(p);
       else init.normal(p, 0, std);
     }
   }

@@ -7,9 +7,9 @@ import { scope } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
-import type { CausalLM } from './causal-lm.js';
-import { KVCache } from './kv-cache.js';
 import { describeValue } from '../core/args.js';
+import type { DeviceName } from '../core/backend.js';
+import { DecodeState } from './decode-state.js';
 
 export interface GenerateOptions {
   /** New tokens per sequence (default 32). */
@@ -28,6 +28,18 @@ export interface GenerateOptions {
   onToken?: (tokens: number[]) => void;
 }
 
+/** What generate() needs of a model (a CausalLM has it). */
+export interface GenerativeModel {
+  training: boolean;
+  train(mode?: boolean): unknown;
+  eval(): unknown;
+  readonly device: DeviceName;
+  readonly numLayers: number;
+  readonly vocabSize: number;
+  /** CLEX's module, whose frequency cache is pinned while decoding; null without CLEX. */
+  readonly clex: { pinCache<T>(fn: () => Promise<T>): Promise<T> } | null;
+  forward(ids: Tensor, opts: { cache: DecodeState }): Promise<{ logits: Tensor }>;
+}
 
 /** Picks the next token from one row of logits. */
 export function sampleToken(logits: ArrayLike<number>, opts: { temperature: number; topK: number; topP: number }, uniform: () => number): number {
@@ -73,7 +85,7 @@ function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]
  * at each switch the cache (policy 'recompute') re-runs the cached tokens with the new table, so the
  * result equals a full forward. The CLEX frequency cache is pinned meanwhile.
  */
-export async function generate(model: CausalLM, ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+export async function generate(model: GenerativeModel, ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
   const rows = await toRows(ids);
   const T = rows[0].length;
   if (T === 0 || rows.some((r) => r.length !== T)) throw new OpError('generate', `prompt rows must be non-empty and of equal length, got lengths ${rows.map((r) => r.length).join(', ')}`);
@@ -86,7 +98,7 @@ export async function generate(model: CausalLM, ids: Tensor | readonly number[] 
   const uniform = seededUniform(opts.seed ?? nextUint32());
   const wasTraining = model.training;
   model.eval();
-  const cache = new KVCache(model.numLayers);
+  const cache = new DecodeState(model.numLayers);
   const done = rows.map(() => false);
   const run = async () => {
     let next: number[][] = rows;

@@ -11,10 +11,10 @@ import { linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
-import type { KVCache } from './kv-cache.js';
+import type { DecodeState } from './decode-state.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
-export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, DecodeState | undefined], Tensor> {
   readonly query_key_value: Linear;
   readonly dense: Linear;
 
@@ -25,7 +25,7 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | un
     this.dense = this.module('dense', new Linear(h, h, { ...opts, bias: config.attention_bias }));
   }
 
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+  forward(x: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
     const H = c.num_attention_heads, D = c.head_dim, R = c.rotary_ndims;
@@ -38,7 +38,7 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, KVCache | un
     if (cache) {
       const past = rope.cos.shape[0] - T;
       qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
-      ({ k, v } = cache.update(this.layerIdx, k, v, rope, R, lengthDependent));
+      ({ k, v } = cache.update(this.layerIdx, k, v));
     } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim: R }));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(D);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
@@ -62,7 +62,7 @@ export class GPTNeoXMLP extends Module {
   }
 }
 
-export class GPTNeoXLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
+export class GPTNeoXLayer extends Module<[ResidualStream, RotaryTables, DecodeState | undefined], ResidualStream> {
   readonly input_layernorm: LayerNorm;
   readonly post_attention_layernorm: LayerNorm;
   readonly attention: GPTNeoXAttention;
@@ -81,10 +81,10 @@ export class GPTNeoXLayer extends Module<[ResidualStream, RotaryTables, KVCache 
    * x = hidden + pending, then parallel: out = (x + attn(ln1(x))) + mlp(ln2(x)); sequential:
    * h = x + attn(ln1(x)), out = h + mlp(ln2(h)). The last add is handed on for the next norm's kernel.
    */
-  forward(input: ResidualStream, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): ResidualStream {
+  forward(input: ResidualStream, rope: RotaryTables, cache: DecodeState | undefined): ResidualStream {
     const eps = this.config.layer_norm_eps;
     const { sum: x, normed } = normStream(input, this.input_layernorm, eps);
-    const attn = this.attention.call(normed, rope, cache, lengthDependent);
+    const attn = this.attention.call(normed, rope, cache);
     if (this.config.use_parallel_residual) {
       return { hidden: x.add(attn), pending: this.mlp.call(normStream({ hidden: x, pending: null }, this.post_attention_layernorm, eps).normed) };
     }
@@ -115,10 +115,9 @@ export class GPTNeoXModel extends DecoderTrunk {
 
   get tokenEmbedding(): Embedding { return this.embed_in; }
 
-  forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
+  forward(ids: Tensor, rope: RotaryTables, cache?: DecodeState): Tensor {
     let stream: ResidualStream = { hidden: this.embed_in.call(ids), pending: null };
-    const dependent = this.rotary.lengthDependent;
-    for (const layer of this.layers) stream = layer.call(stream, rope, cache, dependent);
+    for (const layer of this.layers) stream = layer.call(stream, rope, cache);
     return normStream(stream, this.final_layer_norm, this.config.layer_norm_eps).normed;
   }
 }

@@ -13,8 +13,8 @@ import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { commitFiles, recoverCommit } from '../nn/io/atomic.js';
+import type { StateDict } from '../nn/module.js';
 import { readSafetensorsHeader, serializeSafetensors, type FloatFormat, type TensorInfo } from '../nn/io/safetensors.js';
-import type { CausalLM } from './causal-lm.js';
 import type { GPTNeoXConfig, LlamaConfig, RopeScaling } from './config.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -27,6 +27,14 @@ const SHARD_NAME = /^model-\d{5}-of-\d{5}\.safetensors$/;
 export type SaveDType = 'float32' | 'float16' | 'bfloat16';
 const FORMAT_OF: Record<SaveDType, FloatFormat> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 const BYTES_OF: Record<SaveDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+
+/** What savePretrained writes (a CausalLM has it). */
+export interface PretrainedModel {
+  readonly config: LlamaConfig | GPTNeoXConfig;
+  /** CLEX's original log-frequencies (written as its inv_freq buffer); null without CLEX. */
+  readonly clex: { readonly logFreqOrig: Float64Array } | null;
+  stateDict(): StateDict;
+}
 
 /** A tokenizer that can be written as Hugging Face files (file name → contents). */
 export interface HFTokenizerFiles {
@@ -174,7 +182,7 @@ function planShards(entries: [string, Tensor][], bytesPerElement: number, maxByt
 }
 
 /** What the reference CLEX checkpoints also hold: the persistent buffer of the original inverse frequencies. */
-function clexInvFreq(model: CausalLM): [string, Tensor] | null {
+function clexInvFreq(model: PretrainedModel): [string, Tensor] | null {
   const clex = model.clex;
   if (!clex) return null;
   const prefix = model.config.model_type === 'llama' ? 'model' : 'gpt_neox';
@@ -182,7 +190,7 @@ function clexInvFreq(model: CausalLM): [string, Tensor] | null {
 }
 
 /** Writes `model` as a Hugging Face folder (see the file comment); `dir` is created if needed. */
-export async function savePretrained(model: CausalLM, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
+export async function savePretrained(model: PretrainedModel, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
   const dtype = opts.dtype ?? 'float32';
   if (!(dtype in FORMAT_OF)) throw new OpError('savePretrained', `dtype must be one of ${Object.keys(FORMAT_OF).join(', ')}, got '${String(dtype)}'`);
   const maxBytes = parseShardSize(opts.maxShardSize ?? '5GB');

@@ -12,7 +12,7 @@ import { cat, linear } from '../nn/functional.js';
 import { CLEX } from './clex.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
-import type { KVCache } from './kv-cache.js';
+import type { DecodeState } from './decode-state.js';
 import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
 /** x·Wᵀ (+ b when the layer has one). */
@@ -44,7 +44,7 @@ function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
   return linear(x, cat(layers.map((l) => l.weight), 0), biases.length ? cat(biases, 0) : null);
 }
 
-export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | undefined, boolean], Tensor> {
+export class LlamaAttention extends Module<[Tensor, RotaryTables, DecodeState | undefined], Tensor> {
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
@@ -75,7 +75,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     return parts.map((p) => p.transpose(1, 2));
   }
 
-  forward(x: Tensor, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): Tensor {
+  forward(x: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
     let [q, k, v] = this.projectHeads(x);
@@ -83,7 +83,7 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, KVCache | unde
     if (cache) {
       const past = rope.cos.shape[0] - T;
       qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
-      ({ k, v } = cache.update(this.layerIdx, k, v, rope, c.head_dim, lengthDependent));
+      ({ k, v } = cache.update(this.layerIdx, k, v));
     } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin));
     const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(c.head_dim);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
@@ -115,7 +115,7 @@ export class LlamaMLP extends Module {
   }
 }
 
-export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, KVCache | undefined, boolean], ResidualStream> {
+export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, DecodeState | undefined], ResidualStream> {
   readonly self_attn: LlamaAttention;
   readonly mlp: LlamaMLP;
   readonly input_layernorm: RMSNorm;
@@ -133,10 +133,10 @@ export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, KVC
    * Sequential pre-norm: x = hidden + pending; h = x + attn(n1(x)); out = h + mlp(n2(h)), handed on
    * as (h, mlp(n2(h))) for the next norm to add. Every residual add runs inside a norm's kernel.
    */
-  forward(input: ResidualStream, rope: RotaryTables, cache: KVCache | undefined, lengthDependent: boolean): ResidualStream {
+  forward(input: ResidualStream, rope: RotaryTables, cache: DecodeState | undefined): ResidualStream {
     const eps = this.config.rms_norm_eps;
     const { sum: x, normed } = normStream(input, this.input_layernorm, eps);
-    const attn = this.self_attn.call(normed, rope, cache, lengthDependent);
+    const attn = this.self_attn.call(normed, rope, cache);
     const { sum: h, normed: n2 } = normStream({ hidden: x, pending: attn }, this.post_attention_layernorm, eps);
     return { hidden: h, pending: this.mlp.call(n2) };
   }
@@ -163,10 +163,9 @@ export class LlamaModel extends DecoderTrunk {
 
   get tokenEmbedding(): Embedding { return this.embed_tokens; }
 
-  forward(ids: Tensor, rope: RotaryTables, cache?: KVCache): Tensor {
+  forward(ids: Tensor, rope: RotaryTables, cache?: DecodeState): Tensor {
     let stream: ResidualStream = { hidden: this.embed_tokens.call(ids), pending: null };
-    const dependent = this.rotary.lengthDependent;
-    for (const layer of this.layers) stream = layer.call(stream, rope, cache, dependent);
+    for (const layer of this.layers) stream = layer.call(stream, rope, cache);
     return normStream(stream, this.norm, this.config.rms_norm_eps).normed;
   }
 }

@@ -5,8 +5,9 @@
 //
 // Static rules compute inverse frequencies and angles in doubles on the host and upload one table per
 // rule, cached and grown by doubling, so a forward costs a view (no upload, no dispatch). Rules whose
-// frequencies depend on the current length (dynamic NTK, CLEX at inference) are keyed by that state;
-// the key also tells the KV cache when its entries were made with another table (kv-cache.ts).
+// frequencies depend on the current length (dynamic NTK, CLEX at inference) give each table the
+// state it was made in (FrequencyState); the decoding state compares them to tell when its cached keys
+// were made with another table (decode-state.ts).
 import type { DeviceName } from '../core/backend.js';
 import { isGradEnabled } from '../core/autograd.js';
 import type { DType } from '../core/dtype.js';
@@ -16,7 +17,7 @@ import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rotary/index.js';
 import { CLEX } from './clex.js';
-import type { RopeScaling } from './config.js';
+import type { RopeScaling, RopeScalingType } from './config.js';
 
 export interface RotaryOptions {
   /** Rotary dim d (even): head dim for LLaMA, rotary_ndims for GPT-NeoX. */
@@ -29,12 +30,30 @@ export interface RotaryOptions {
   clex?: CLEX | null;
 }
 
-/** cos/sin rows [L, R] for positions 0..L−1 (or the sampled positions in CLEX training), and the rule that made them. */
+/**
+ * Which frequencies a RotaryEmbedding's table holds: two of its tables in the same state
+ * (sameFrequencies) agree row by row at the same positions.
+ */
+export interface FrequencyState {
+  /** 'none': the original frequencies (plain RoPE, dynamic NTK up to L0, CLEX at t = 1); else the rope_scaling type. */
+  rule: 'none' | RopeScalingType;
+  /** What the length changes: dynamic NTK's base, CLEX's t (0 for the static rules). */
+  value: number;
+  /** CLEX tables built from its inference cache: the cache's version (it changes with the ODE weights); else null. */
+  version: number | null;
+}
+
+export function sameFrequencies(a: FrequencyState, b: FrequencyState): boolean {
+  return a.rule === b.rule && a.value === b.value && a.version === b.version;
+}
+
+const ORIGINAL: FrequencyState = { rule: 'none', value: 0, version: null };
+
+/** cos/sin rows [L, R] for positions 0..L−1 (or the sampled positions in CLEX training), and the frequencies that made them. */
 export interface RotaryTables {
   cos: Tensor;
   sin: Tensor;
-  /** Identifies the frequency rule (and its state): tables with equal keys agree row by row. */
-  key: string;
+  frequencies: FrequencyState;
   /** Rows are the actual positions 0..L−1 (false for CLEX's sampled training positions). */
   contiguousPositions: boolean;
 }
@@ -55,6 +74,7 @@ interface CachedTable {
   cos: Tensor;
   sin: Tensor;
   rows: number;
+  frequencies: FrequencyState;
 }
 
 export class RotaryEmbedding {
@@ -75,11 +95,11 @@ export class RotaryEmbedding {
     if (this.scaling?.type === 'clex' && !this.clex) throw new OpError('RotaryEmbedding', "rope_scaling.type 'clex' needs the model's CLEX module");
   }
 
-  get type(): 'none' | RopeScaling['type'] {
+  get type(): 'none' | RopeScalingType {
     return this.scaling?.type ?? 'none';
   }
 
-  /** Whether the frequencies depend on the current length (the KV cache then keeps un-rotated keys). */
+  /** Whether the frequencies depend on the current length (a 'rerotate' decoding state then keeps un-rotated keys). */
   get lengthDependent(): boolean {
     return this.type === 'dynamic' || this.type === 'clex';
   }
@@ -94,22 +114,23 @@ export class RotaryEmbedding {
    * The inverse frequencies and cos/sin multiplier of a static or length-dependent rule at total
    * length L (not CLEX, whose frequencies come from the ODE).
    */
-  inverseFrequencies(length: number): { invFreq: Float64Array; mscale: number; key: string } {
+  inverseFrequencies(length: number): { invFreq: Float64Array; mscale: number; frequencies: FrequencyState } {
     const d = this.dim, b = this.base, s = this.scaling;
     const type = this.type;
-    if (type === 'none' || !s) return { invFreq: this.originalInverseFrequencies(), mscale: 1, key: 'none' };
+    if (type === 'none' || !s) return { invFreq: this.originalInverseFrequencies(), mscale: 1, frequencies: ORIGINAL };
     const f = s.factor;
+    const fixed: FrequencyState = { rule: type, value: 0, version: null };
     switch (type) {
       case 'linear':
-        return { invFreq: this.originalInverseFrequencies().map((x) => x / f), mscale: 1, key: `linear:${f}` };
+        return { invFreq: this.originalInverseFrequencies().map((x) => x / f), mscale: 1, frequencies: fixed };
       case 'ntk': {
         const base = b * Math.pow(f, d / (d - 2));
-        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, key: `ntk:${base}` };
+        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, frequencies: fixed };
       }
       case 'dynamic': {
-        if (length <= this.L0) return { invFreq: this.originalInverseFrequencies(), mscale: 1, key: 'dynamic:orig' };
+        if (length <= this.L0) return { invFreq: this.originalInverseFrequencies(), mscale: 1, frequencies: ORIGINAL };
         const base = b * Math.pow((f * length) / this.L0 - (f - 1), d / (d - 2));
-        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, key: `dynamic:${base}` };
+        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, frequencies: { rule: type, value: base, version: null } };
       }
       case 'yarn': {
         const idx = (r: number) => (d * Math.log(this.L0 / (2 * Math.PI * r))) / (2 * Math.log(b));
@@ -121,7 +142,7 @@ export class RotaryEmbedding {
           const ramp = Math.min(Math.max((j - low) / (high - low), 0), 1);
           return (t / f) * ramp + t * (1 - ramp);
         });
-        return { invFreq, mscale: f > 1 ? 0.1 * Math.log(f) + 1 : 1, key: `yarn:${f}` };
+        return { invFreq, mscale: f > 1 ? 0.1 * Math.log(f) + 1 : 1, frequencies: fixed };
       }
       case 'llama3': {
         // Long wavelengths (past L_orig / low_freq_factor) are divided by the factor, short ones (below
@@ -134,21 +155,28 @@ export class RotaryEmbedding {
           const smooth = (Lorig / wavelength - lo) / (hi - lo);
           return (1 - smooth) * (t / f) + smooth * t;
         });
-        return { invFreq, mscale: 1, key: `llama3:${f}:${lo}:${hi}:${Lorig}` };
+        return { invFreq, mscale: 1, frequencies: fixed };
       }
       default:
         throw new OpError('RotaryEmbedding', `inverseFrequencies: '${type}' frequencies come from the CLEX ODE`);
     }
   }
 
-  /** A cached host-built table for a rule, with at least `rows` rows. */
-  private hostTable(key: string, invFreq: Float64Array, mscale: number, rows: number, device: DeviceName, dtype: DType): CachedTable {
-    const full = `${key}|${device}|${dtype}`;
-    const have = this.tables.get(full);
+  /** Rows 0..length−1 of the host-built table of these frequencies (cached, grown by doubling). */
+  private hostRows(frequencies: FrequencyState, invFreq: Float64Array, mscale: number, length: number, device: DeviceName, dtype: DType): RotaryTables {
+    const table = this.hostTable(frequencies, invFreq, mscale, length, device, dtype);
+    return { cos: table.cos.narrow(0, 0, length), sin: table.sin.narrow(0, 0, length), frequencies, contiguousPositions: true };
+  }
+
+  /** A cached host-built table for these frequencies, with at least `rows` rows. */
+  private hostTable(frequencies: FrequencyState, invFreq: Float64Array, mscale: number, rows: number, device: DeviceName, dtype: DType): CachedTable {
+    const { rule, value, version } = frequencies;
+    const key = `${rule}|${value}|${version}|${device}|${dtype}`;
+    const have = this.tables.get(key);
     if (have && have.rows >= rows) {
       // Most recently used last (eviction takes the first).
-      this.tables.delete(full);
-      this.tables.set(full, have);
+      this.tables.delete(key);
+      this.tables.set(key, have);
       return have;
     }
     const n = Math.max(rows, have ? have.rows * 2 : 0, 16);
@@ -166,6 +194,7 @@ export class RotaryEmbedding {
       cos: tensor(cosA, { device, dtype, shape: [n, this.dim] }),
       sin: tensor(sinA, { device, dtype, shape: [n, this.dim] }),
       rows: n,
+      frequencies,
     };
     untrackTensor(table.cos);
     untrackTensor(table.sin);
@@ -174,9 +203,9 @@ export class RotaryEmbedding {
       have.sin.dispose();
     }
     // CLEX tables of an older cache version can never be asked for again.
-    if (key.startsWith('clex:')) this.dropStaleClex(key);
-    this.tables.delete(full);
-    this.tables.set(full, table);
+    if (version !== null) this.dropTables((t) => t.frequencies.version !== null && t.frequencies.version !== version);
+    this.tables.delete(key);
+    this.tables.set(key, table);
     // Dynamic NTK makes a new table per length past L0: keep only the most recent ones (views handed
     // out earlier keep their storage alive on their own).
     while (this.tables.size > MAX_CACHED_TABLES) {
@@ -188,19 +217,13 @@ export class RotaryEmbedding {
     return table;
   }
 
-  private dropStaleClex(key: string): void {
-    const version = key.split(':')[2];
+  private dropTables(stale: (t: CachedTable) => boolean): void {
     for (const [k, t] of this.tables) {
-      if (k.startsWith('clex:') && k.split('|')[0].split(':')[2] !== version) {
-        t.cos.dispose();
-        t.sin.dispose();
-        this.tables.delete(k);
-      }
+      if (!stale(t)) continue;
+      t.cos.dispose();
+      t.sin.dispose();
+      this.tables.delete(k);
     }
-  }
-
-  private rowsOf(t: CachedTable, key: string, length: number): RotaryTables {
-    return { cos: t.cos.narrow(0, 0, length), sin: t.sin.narrow(0, 0, length), key, contiguousPositions: true };
   }
 
   /** cos/sin built on the device from a frequency tensor θ [d/2] at the given positions (differentiable in θ). */
@@ -218,29 +241,29 @@ export class RotaryEmbedding {
     const { length, device, dtype, training } = req;
     if (!Number.isInteger(length) || length < 1) throw new OpError('RotaryEmbedding', `length must be a positive integer, got ${length}`);
     if (this.type !== 'clex') {
-      const { invFreq, mscale, key } = this.inverseFrequencies(length);
-      return this.rowsOf(this.hostTable(key, invFreq, mscale, length, device, dtype), key, length);
+      const { invFreq, mscale, frequencies } = this.inverseFrequencies(length);
+      return this.hostRows(frequencies, invFreq, mscale, length, device, dtype);
     }
     const clex = this.clex as CLEX;
+    const original = () => this.hostRows(ORIGINAL, this.originalInverseFrequencies(), 1, length, device, dtype);
     const recordGraph = isGradEnabled() && clex.parameters().some((p) => p.requiresGrad);
     if (training) {
       // Training draws t and positions whether or not a graph is recorded (so a no-grad training-mode
       // forward evaluates the same function the gradient is taken of).
       const { t, positions } = clex.sample(length);
-      if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
+      if (t === 1) return original();
       const theta = await clex.frequencies(t);
-      return { ...this.tablesFromFrequencies(theta, positions), key: `clex-train:${t}`, contiguousPositions: false };
+      return { ...this.tablesFromFrequencies(theta, positions), frequencies: { rule: 'clex', value: t, version: null }, contiguousPositions: false };
     }
     const t = clex.scaleFor(length);
-    if (t === 1) return this.rowsOf(this.hostTable('none', this.originalInverseFrequencies(), 1, length, device, dtype), 'none', length);
+    if (t === 1) return original();
     // A device solve costs a dispatch, not a readback: no cache needed.
     if (recordGraph || clex.solvesOnDevice) {
       const theta = await clex.frequencies(t);
-      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), key: `clex-solved:${t}`, contiguousPositions: true };
+      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), frequencies: { rule: 'clex', value: t, version: null }, contiguousPositions: true };
     }
     const invFreq = await clex.cached(t);
-    const key = `clex:${t}:${clex.version}`;
-    return this.rowsOf(this.hostTable(key, invFreq, 1, length, device, dtype), key, length);
+    return this.hostRows({ rule: 'clex', value: t, version: clex.version }, invFreq, 1, length, device, dtype);
   }
 
   /** How many host-built tables are cached (bounded; for tests and stats). */

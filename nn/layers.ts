@@ -28,7 +28,7 @@ export class Linear extends Module {
     argNumber('Linear', 'outFeatures', outFeatures, { integer: true, min: 0 });
     this.weight = this.param('weight', init.kaimingUniform(blank([outFeatures, inFeatures], opts), { a: Math.sqrt(5) }));
     const bound = inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0;
-    this.bias = opts.bias ?? true ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound)) : null;
+    this.bias = opts.bias ?? true ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound), { role: 'bias' }) : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -44,7 +44,7 @@ export class Embedding extends Module {
     super();
     argNumber('Embedding', 'numEmbeddings', numEmbeddings, { integer: true, min: 1 });
     argNumber('Embedding', 'embeddingDim', embeddingDim, { integer: true, min: 1 });
-    this.weight = this.param('weight', init.normal(blank([numEmbeddings, embeddingDim], opts)));
+    this.weight = this.param('weight', init.normal(blank([numEmbeddings, embeddingDim], opts)), { role: 'embedding' });
   }
 
   forward(ids: Tensor): Tensor {
@@ -61,8 +61,8 @@ export class LayerNorm extends Module {
     super();
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     const affine = opts.elementwiseAffine ?? true;
-    this.weight = affine ? this.param('weight', init.ones(blank(this.normalizedShape, opts))) : null;
-    this.bias = affine && (opts.bias ?? true) ? this.param('bias', init.zeros(blank(this.normalizedShape, opts))) : null;
+    this.weight = affine ? this.param('weight', init.ones(blank(this.normalizedShape, opts)), { role: 'norm' }) : null;
+    this.bias = affine && (opts.bias ?? true) ? this.param('bias', init.zeros(blank(this.normalizedShape, opts)), { role: 'bias' }) : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -86,7 +86,7 @@ export class RMSNorm extends Module {
 
   constructor(readonly dim: number, readonly opts: LayerOptions & { eps?: number } = {}) {
     super();
-    this.weight = this.param('weight', init.ones(blank([dim], opts)));
+    this.weight = this.param('weight', init.ones(blank([dim], opts)), { role: 'norm' });
   }
 
   forward(x: Tensor): Tensor {

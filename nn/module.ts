@@ -23,6 +23,12 @@ export function Parameter(t: Tensor, opts: { requiresGrad?: boolean } = {}): Ten
   return p;
 }
 
+/**
+ * What a parameter is for, declared by the module that registers it: optimizer groups and initialisers
+ * choose by it (no weight decay on biases and norm gains, say) instead of by the parameter's name.
+ */
+export type ParameterRole = 'weight' | 'bias' | 'norm' | 'embedding';
+
 export type StateDict = Record<string, Tensor>;
 
 export interface LoadStateDictOptions {
@@ -48,6 +54,7 @@ interface BufferEntry {
 export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   training = true;
   private readonly _params = new Map<string, Tensor>();
+  private readonly _roles = new Map<string, ParameterRole>();
   private readonly _buffers = new Map<string, BufferEntry>();
   private readonly _modules = new Map<string, Module<any, any>>();
 
@@ -58,12 +65,13 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     return this.forward(...args);
   }
 
-  /** Registers a parameter (made a Parameter if it is not one) and returns it. */
-  protected param(name: string, t: Tensor, opts: { requiresGrad?: boolean } = {}): Tensor {
+  /** Registers a parameter (made a Parameter if it is not one) in its role (default 'weight') and returns it. */
+  protected param(name: string, t: Tensor, opts: { requiresGrad?: boolean; role?: ParameterRole } = {}): Tensor {
     this.checkName(name);
     const p = Parameter(t, opts);
     untrackTensor(p);
     this._params.set(name, p);
+    this._roles.set(name, opts.role ?? 'weight');
     return p;
   }
 
@@ -117,6 +125,15 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
 
   parameters(): Tensor[] {
     return this.namedParameters().map(([, p]) => p);
+  }
+
+  /** Every parameter with the role its module declared, in namedParameters order (a shared one under its first name). */
+  parameterRoles(): Map<Tensor, ParameterRole> {
+    const roles = new Map<Tensor, ParameterRole>();
+    for (const [, m] of this.namedModules()) {
+      for (const [name, p] of m._params) if (!roles.has(p)) roles.set(p, m._roles.get(name) as ParameterRole);
+    }
+    return roles;
   }
 
   namedBuffers(): [string, Tensor][] {

@@ -4,7 +4,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { functional as F, io, memory, models, nn, noGrad, OpError, scope, tensor, type Tensor } from '../index.js';
-import { copyWeights, ids, SCALINGS, tinyModel, values, type Kind } from './models-helpers.js';
+import { copyWeights, ids, SCALING_OF, SCALINGS, tinyModel, values, type Kind } from './models-helpers.js';
 
 describe('configs', () => {
   it('fill HF defaults', () => {
@@ -56,6 +56,19 @@ describe('HF parameter names and layouts', () => {
     expect(Object.keys(tied.stateDict())).not.toContain('lm_head.weight');
   });
 
+  it("HF's init by declared role: norm gains 1, biases 0, weights and embeddings N(0, initializer_range), CLEX's own", async () => {
+    const m = tinyModel('neox', { type: 'clex', max_factor: 4 });
+    const clex = new Set(m.clex!.parameters());
+    for (const [name, p] of m.namedParameters()) {
+      if (clex.has(p)) continue;
+      const v = await values(p);
+      if (/layernorm|layer_norm/.test(name) && name.endsWith('.weight')) expect(v.every((x) => x === 1), name).toBe(true);
+      else if (name.endsWith('.bias')) expect(v.every((x) => x === 0), name).toBe(true);
+      else expect(Math.sqrt(v.reduce((a, x) => a + x * x, 0) / v.length), name).toBeGreaterThan(0.1); // std 0.3
+    }
+    m.dispose();
+  });
+
   it('GPT-NeoX uses HF names and shapes', () => {
     const m = tinyModel('neox', null);
     const shapes = Object.fromEntries(m.namedParameters().map(([k, p]) => [k, p.shape]));
@@ -81,7 +94,7 @@ describe('HF parameter names and layouts', () => {
     const T = 5, H = 2, D = 8, R = 4;
     const x = tensor(Float64Array.from({ length: T * 16 }, (_, i) => Math.sin(i * 0.37)), { shape: [1, T, 16], dtype: 'float64', device: 'cpu' });
     const rope = await m.rotary.forward({ length: T, device: 'cpu', dtype: 'float64', training: false });
-    const got = await values(noGrad(() => attn.forward(x, rope, undefined, false)));
+    const got = await values(noGrad(() => attn.forward(x, rope, undefined)));
     // Reference from the definition: rows h·3D + [0, D) are head h's query, then its key, then its value.
     const W = await values(attn.query_key_value.weight), bq = await values(attn.query_key_value.bias!);
     const xv = await values(x);
@@ -152,16 +165,16 @@ describe('decoder layers', () => {
       await noGrad(async () => {
         const l = llama.model.layers.at(0), eps = llama.config.rms_norm_eps;
         const ropeL = await llama.rotary.forward({ length: T, device, dtype, training: false });
-        const hL = x.add(l.self_attn.forward(F.rmsNorm(x, l.input_layernorm.weight, eps), ropeL, undefined, false));
-        await close(settled(l.forward({ hidden: x, pending: null }, ropeL, undefined, false)), hL.add(l.mlp.forward(F.rmsNorm(hL, l.post_attention_layernorm.weight, eps))));
+        const hL = x.add(l.self_attn.forward(F.rmsNorm(x, l.input_layernorm.weight, eps), ropeL, undefined));
+        await close(settled(l.forward({ hidden: x, pending: null }, ropeL, undefined)), hL.add(l.mlp.forward(F.rmsNorm(hL, l.post_attention_layernorm.weight, eps))));
         const n = neox.gpt_neox.layers.at(0), ln = (m: nn.LayerNorm, t: Tensor) => F.layerNorm(t, m.weight, m.bias, neox.config.layer_norm_eps);
         const ropeN = await neox.rotary.forward({ length: T, device, dtype, training: false });
-        const hN = x.add(n.attention.forward(ln(n.input_layernorm, x), ropeN, undefined, false));
-        await close(settled(n.forward({ hidden: x, pending: null }, ropeN, undefined, false)), hN.add(n.mlp.forward(ln(n.post_attention_layernorm, hN))));
+        const hN = x.add(n.attention.forward(ln(n.input_layernorm, x), ropeN, undefined));
+        await close(settled(n.forward({ hidden: x, pending: null }, ropeN, undefined)), hN.add(n.mlp.forward(ln(n.post_attention_layernorm, hN))));
         // A pending delta from the previous layer is added before the input norm.
         const pending = x.mul(0.3).cos();
-        await close(settled(l.forward({ hidden: x, pending }, ropeL, undefined, false)), settled(l.forward({ hidden: x.add(pending), pending: null }, ropeL, undefined, false)));
-        await close(settled(n.forward({ hidden: x, pending }, ropeN, undefined, false)), settled(n.forward({ hidden: x.add(pending), pending: null }, ropeN, undefined, false)));
+        await close(settled(l.forward({ hidden: x, pending }, ropeL, undefined)), settled(l.forward({ hidden: x.add(pending), pending: null }, ropeL, undefined)));
+        await close(settled(n.forward({ hidden: x, pending }, ropeN, undefined)), settled(n.forward({ hidden: x.add(pending), pending: null }, ropeN, undefined)));
       });
     });
   }
@@ -169,7 +182,7 @@ describe('decoder layers', () => {
 
 describe('causality: changing token j never changes logits before j', () => {
   for (const kind of ['llama', 'neox'] as Kind[]) {
-    for (const [name, scaling] of [SCALINGS[0], SCALINGS[5]]) {
+    for (const [name, scaling] of [['none', null], ['clex', SCALING_OF.clex]] as const) {
       it(`${kind}, ${name} (cpu float64, property)`, async () => {
         const m = tinyModel(kind, scaling);
         m.eval();
@@ -260,6 +273,34 @@ describe('KV-cache decoding equals a full forward (webgpu float32)', () => {
     }
   });
 
+  it('the decoding state recomputes when the table changes: every step past L0 for dynamic NTK, never for static rules', async () => {
+    expect(models.KVCache).toBe(models.DecodeState);
+    for (const [name, scaling, want] of [['dynamic', SCALING_OF.dynamic, [9, 10, 11, 12]], ['linear', SCALING_OF.linear, []], ['none', null, []]] as const) {
+      const m = tinyModel('llama', scaling);
+      m.eval();
+      const state = new models.DecodeState(m.numLayers);
+      const recomputedAt: number[] = [];
+      await noGrad(async () => {
+        await scope(async () => m.forward(ids([[1, 2, 3, 4, 5]]), { cache: state }));
+        for (let L = 6; L <= 12; L++) {
+          const before = state.recomputes;
+          await scope(async () => m.forward(ids([[L % 11]]), { cache: state }));
+          if (state.recomputes > before) recomputedAt.push(L);
+        }
+      });
+      expect(recomputedAt, name).toEqual(want);
+      expect(state.length).toBe(12);
+      state.dispose();
+      m.dispose();
+    }
+    const dynamic = tinyModel('llama', SCALING_OF.dynamic);
+    const at = async (length: number) => (await dynamic.rotary.forward({ length, device: 'cpu', dtype: 'float64', training: false })).frequencies;
+    expect(models.sameFrequencies(await at(4), await at(8))).toBe(true);
+    expect(models.sameFrequencies(await at(8), await at(9))).toBe(false);
+    dynamic.dispose();
+    expect(() => new models.DecodeState(2).update(0, tensor([0], { device: 'cpu' }), tensor([0], { device: 'cpu' }))).toThrow(/no step is under way/);
+  });
+
   it("'rerotate' only approximates a full forward once layers ≥ 1 saw the old table", async () => {
     const m = tinyModel('llama', { type: 'clex', max_factor: 4 }, { device: 'cpu' });
     m.eval();
@@ -322,8 +363,8 @@ describe('generate', () => {
 describe('cpu and webgpu agree', () => {
   it('on logits for both models (float32 vs float64)', async () => {
     for (const kind of ['llama', 'neox'] as Kind[]) {
-      const c = tinyModel(kind, SCALINGS[4][1]);
-      const g = tinyModel(kind, SCALINGS[4][1], { device: 'webgpu' });
+      const c = tinyModel(kind, SCALING_OF.yarn);
+      const g = tinyModel(kind, SCALING_OF.yarn, { device: 'webgpu' });
       await copyWeights(c, g);
       c.eval(); g.eval();
       const seq = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]];

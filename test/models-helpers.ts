@@ -3,16 +3,20 @@
 import { manualSeed, models, nn, noGrad, randn, scope, tensor, type DeviceName, type Tensor } from '../index.js';
 
 export type Kind = 'llama' | 'neox';
-export type Scaling = null | { type: 'linear' | 'ntk' | 'dynamic' | 'yarn'; factor: number } | ({ type: 'clex' } & Partial<models.RopeScaling>);
+export type Scaling = null | (Partial<models.RopeScaling> & { type: models.RopeScalingType });
 
-export const SCALINGS: [string, Scaling][] = [
-  ['none', null],
-  ['linear', { type: 'linear', factor: 2 }],
-  ['ntk', { type: 'ntk', factor: 2 }],
-  ['dynamic', { type: 'dynamic', factor: 2 }],
-  ['yarn', { type: 'yarn', factor: 4 }],
-  ['clex', { type: 'clex', max_factor: 4 }],
-];
+/** A small rope_scaling of each type (a Record, so a new type in models.ROPE_SCALING_TYPES needs one here). */
+export const SCALING_OF: Record<models.RopeScalingType, Scaling> = {
+  linear: { type: 'linear', factor: 2 },
+  ntk: { type: 'ntk', factor: 2 },
+  dynamic: { type: 'dynamic', factor: 2 },
+  yarn: { type: 'yarn', factor: 4 },
+  llama3: { type: 'llama3', factor: 4 },
+  clex: { type: 'clex', max_factor: 4 },
+};
+
+/** Plain RoPE and every rope_scaling type. */
+export const SCALINGS: [string, Scaling][] = [['none', null], ...models.ROPE_SCALING_TYPES.map((t): [string, Scaling] => [t, SCALING_OF[t]])];
 
 /** A tiny model: 2 layers, hidden 16, 2 heads of 8 (NeoX: rotary_pct 0.5 → 4 rotated dims), vocab 11, L0 = 8. */
 export function tinyModel(kind: Kind, scaling: Scaling, opts: { device?: DeviceName; seed?: number; L0?: number; gqa?: boolean } = {}): models.CausalLM {

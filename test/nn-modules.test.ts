@@ -134,6 +134,34 @@ describe('Module', () => {
     expect(memory().liveTensors).toBe(before - 2);
   });
 
+  it('each parameter carries the role its layer declared (weight by default), listed once in namedParameters order', () => {
+    manualSeed(0);
+    class Shared extends nn.Module {
+      readonly gain: Tensor;
+      readonly tiny = this.module('tiny', new Tiny(7, 4, 1));
+      readonly ln = this.module('ln', new nn.LayerNorm(4, cpu64));
+      constructor() {
+        super();
+        this.gain = this.param('gain', tensor([1, 1, 1, 1], cpu64), { role: 'norm' });
+        this.module('again', this.tiny.embed_tokens); // shared: keeps its first registration
+      }
+      forward(x: Tensor) { return x; }
+    }
+    const m = new Shared();
+    const names = new Map(m.namedParameters().map(([n, p]) => [p, n]));
+    expect([...m.parameterRoles()].map(([p, role]) => [names.get(p), role])).toEqual([
+      ['gain', 'norm'],
+      ['tiny.embed_tokens.weight', 'embedding'],
+      ['tiny.layers.0.input_layernorm.weight', 'norm'],
+      ['tiny.layers.0.self_attn.q_proj.weight', 'weight'],
+      ['tiny.layers.0.self_attn.o_proj.weight', 'weight'],
+      ['tiny.layers.0.self_attn.o_proj.bias', 'bias'],
+      ['ln.weight', 'norm'],
+      ['ln.bias', 'bias'],
+    ]);
+    m.dispose();
+  });
+
   it('rejects duplicate or dotted names', () => {
     class Bad extends nn.Module {
       constructor(name: string) {

@@ -2,7 +2,7 @@
 // webgpu float32 against cpu float64, parameter groups, state dicts, and multi-tensor dispatches that
 // give bit for bit what one dispatch per parameter gives.
 import { afterEach, describe, expect, it } from 'vitest';
-import { deviceInfo, memory, optim, tensor, type Tensor } from '../index.js';
+import { deviceInfo, memory, nn, optim, tensor, type Tensor } from '../index.js';
 import { setTensorsPerDispatchCap } from '../nn/optim/kernels.js';
 
 type Device = 'cpu' | 'webgpu';
@@ -267,6 +267,21 @@ describe('optimizer mechanics', () => {
     const bv = Array.from(await b.data());
     [4, 5].forEach((v, i) => expect(bv[i]).toBeCloseTo(v - 0.5 * (1 + 0.1 * v), 12));
     expect(opt.paramGroups.map((g) => [g.lr, g.weightDecay])).toEqual([[0.1, 0], [0.5, 0.1]]);
+  });
+
+  it('weightDecayGroups: decay on weights and embeddings, none on biases and norm gains, chosen by declared role', () => {
+    const f64 = { device: 'cpu' as const, dtype: 'float64' as const };
+    const net = new nn.Sequential(new nn.Embedding(5, 4, f64), new nn.LayerNorm(4, f64), new nn.Linear(4, 3, f64), new nn.RMSNorm(3, f64), new nn.Linear(3, 2, { ...f64, bias: false }));
+    const names = new Map(net.namedParameters().map(([n, p]) => [p, n]));
+    const named = (groups: { params: Tensor[]; weightDecay: number }[]) => groups.map((g) => [g.params.map((p) => names.get(p)), g.weightDecay]);
+    expect(named(optim.weightDecayGroups(net, 0.1))).toEqual([[['0.weight', '2.weight', '4.weight'], 0.1], [['1.weight', '1.bias', '2.bias', '3.weight'], 0]]);
+    // Excluded parameters (another group's, or frozen) are in neither group; an empty group is left out.
+    const matrices = [0, 2, 4].map((i) => net.at(i).parameters()[0]);
+    expect(named(optim.weightDecayGroups(net, 0.1, { exclude: matrices }))).toEqual([[['1.weight', '1.bias', '2.bias', '3.weight'], 0]]);
+    expect(() => optim.weightDecayGroups(net, -1)).toThrow(/weightDecayGroups.*weightDecay/);
+    const opt = new optim.AdamW(optim.weightDecayGroups(net, 0.1), { lr: 1e-3 });
+    expect(opt.paramGroups.map((g) => g.weightDecay)).toEqual([0.1, 0]);
+    net.dispose();
   });
 
   it('skips parameters without gradients and zeroGrad clears them', async () => {

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, manualSeed, memory, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
-import { buildModel, isClexParameter, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
+import { buildModel, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
 import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind, type TrainingBatch } from './data.js';
 import { perplexity } from './evaluate.js';
@@ -118,22 +118,15 @@ function readConfigFile(path: string): ModelConfigJson {
 }
 
 /**
- * Parameter groups: weight decay on weight matrices and embeddings only (not biases, norm weights, the
- * CLEX ODE); the CLEX ODE weights get their own rate (models.clexOdeParamGroup: a step moves no
- * log-frequency by more than lr) unless frozen.
+ * Parameter groups: weight decay on weight matrices and embeddings only (not biases, norm gains or the
+ * CLEX ODE: optim.weightDecayGroups chooses by the role each layer declares); the CLEX ODE weights get
+ * their own rate (models.clexOdeParamGroup: a step moves no log-frequency by more than lr) unless frozen.
  */
 export function parameterGroups(model: CausalModel, lr: number, weightDecay: number, freezeOde: boolean, odeLrScale = 1): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
-  const decay: Tensor[] = [], noDecay: Tensor[] = [];
-  for (const [name, p] of model.namedParameters()) {
-    if (isClexParameter(name)) continue;
-    if (name.endsWith('.bias') || /norm/i.test(name)) noDecay.push(p);
-    else decay.push(p);
-  }
+  const groups: optim.ParamGroupInput<optim.AdamHyper>[] = optim.weightDecayGroups(model, weightDecay, { exclude: model.clex?.parameters() });
   const odeGroup = freezeOde ? null : models.clexOdeParamGroup(model, lr);
-  const ode = odeGroup && { ...odeGroup, lr: (odeGroup.lr ?? lr) * odeLrScale };
-  const groups: optim.ParamGroupInput<optim.AdamHyper>[] = [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }];
-  if (ode) groups.push(ode);
-  return { groups: groups.filter((g) => [...g.params].length > 0), trainable: [...decay, ...noDecay, ...(ode?.params ?? [])] };
+  if (odeGroup) groups.push({ ...odeGroup, lr: (odeGroup.lr ?? lr) * odeLrScale });
+  return { groups, trainable: groups.flatMap((g) => [...g.params]) };
 }
 
 /**
