@@ -29,8 +29,11 @@ export interface Hardware {
 /** One WebGPU implementation of a kernel. */
 export interface Variant<A> {
   readonly name: string;
-  /** Whether it can run these arguments on this adapter (features, shape limits); default: always. */
-  readonly fits?: (args: A, hw: Hardware) => boolean;
+  /**
+   * Whether it can run these arguments on this adapter (features, shape limits); default: always. A
+   * string says why not (it goes into the error when no variant fits), as `false` does without a reason.
+   */
+  readonly fits?: (args: A, hw: Hardware) => boolean | string;
   /** Whether the automatic choice takes it: the first variant that fits and prefers wins, else the first that fits. */
   readonly prefer?: (args: A, hw: Hardware) => boolean;
   /** Packs uniforms and launches (core/webgpu/launch.ts). */
@@ -50,21 +53,21 @@ export interface Kernel<A> {
 export type OpTolerance = Partial<Record<DType, Tolerance>>;
 
 /** What an op's forward returns: the output and, for autograd, its inputs and what backward reads. */
-export interface Forward<Info> {
+export interface Forward<Info, R = Tensor> {
   readonly out: Tensor;
   readonly inputs?: readonly Tensor[];
   readonly saved?: readonly Tensor[];
   readonly info?: Info;
   /** Runs on the recorded output (a reshape, freeing temporaries the graph now holds); returns what the op returns. */
-  readonly after?: (recorded: Tensor) => Tensor;
+  readonly after?: (recorded: Tensor) => R;
 }
 
-export interface OpSpec<Args extends unknown[], Info> {
+export interface OpSpec<Args extends unknown[], Info, R = Tensor> {
   readonly name: string;
   /** Throws an OpError naming the argument and what to do. */
   readonly check: (...args: Args) => void;
   /** Runs the kernels (dispatch) on checked arguments. */
-  readonly forward: (...args: Args) => Forward<Info>;
+  readonly forward: (...args: Args) => Forward<Info, R>;
   /**
    * Gradient per input from the output's gradient, the saved tensors and the forward's info; null when
    * the op is not differentiable, or records its own node (ops with several outputs use recordJoint).
@@ -92,18 +95,43 @@ export function defineKernel<A>(kernel: Kernel<A>): Kernel<A> {
   return kernel;
 }
 
-/** Declares an op and returns the function users call: check, forward, and the backward recorded for autograd. */
-export function defineOp<Args extends unknown[], Info = undefined>(spec: OpSpec<Args, Info>): (...args: Args) => Tensor {
+function registerOp(spec: { readonly name: string; readonly kernels: readonly Kernel<never>[] }): void {
   if (OPS.has(spec.name)) throw new Error(`op '${spec.name}' is declared twice`);
   OPS.set(spec.name, spec as unknown as OpRecord);
   spec.kernels.forEach(register);
+}
+
+/**
+ * Declares an op and returns the function users call: check, forward, and the backward recorded for
+ * autograd. The function returns the recorded output, or what the forward's `after` makes of it.
+ */
+export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(spec: OpSpec<Args, Info, R>): (...args: Args) => R {
+  registerOp(spec);
   const { name, check, forward, backward } = spec;
   return (...args: Args) => {
     check(...args);
     const f = forward(...args);
     const info = f.info as Info;
     const out = backward && f.inputs?.length ? record(name, f.out, f.inputs, (g, saved) => [...backward(g, saved, info)], f.saved ?? []) : f.out;
-    return f.after ? f.after(out) : out;
+    return f.after ? f.after(out) : (out as R);
+  };
+}
+
+/** An op with several outputs: its forward records one joint node for all of them (recordJoint), which carries the backward rule. */
+export interface JointOpSpec<Args extends unknown[], R> {
+  readonly name: string;
+  readonly check: (...args: Args) => void;
+  readonly forward: (...args: Args) => R;
+  readonly kernels: readonly Kernel<never>[];
+  readonly tolerance: OpTolerance;
+}
+
+export function defineJointOp<Args extends unknown[], R>(spec: JointOpSpec<Args, R>): (...args: Args) => R {
+  registerOp(spec);
+  const { check, forward } = spec;
+  return (...args: Args) => {
+    check(...args);
+    return forward(...args);
   };
 }
 
@@ -155,12 +183,17 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
   const forced = config().variants[kernel.family];
   const own = forced === undefined ? undefined : kernel.webgpu.find((v) => v.name === forced);
   if (own) {
-    if (own.fits && !own.fits(args, hw)) throw new OpError(kernel.name, `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`);
+    const fit = own.fits ? own.fits(args, hw) : true;
+    if (fit !== true) throw new OpError(kernel.name, `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter${typeof fit === 'string' ? ` (${fit})` : ''}; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`);
     return own;
   }
-  const fitting = kernel.webgpu.filter((v) => !v.fits || v.fits(args, hw));
+  const verdicts = kernel.webgpu.map((v) => ({ v, fit: v.fits ? v.fits(args, hw) : true }));
+  const fitting = verdicts.filter((d) => d.fit === true).map((d) => d.v);
   const pick = fitting.find((v) => !v.prefer || v.prefer(args, hw)) ?? fitting[0];
-  if (!pick) throw new OpError(kernel.name, `no webgpu variant fits these arguments on this adapter (variants: ${kernel.webgpu.map((v) => v.name).join(', ')}); use device 'cpu'`);
+  if (!pick) {
+    const reasons = verdicts.map(({ v, fit }) => (typeof fit === 'string' ? `${v.name}: ${fit}` : v.name));
+    throw new OpError(kernel.name, `no webgpu kernel fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`);
+  }
   return pick;
 }
 
