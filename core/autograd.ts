@@ -9,6 +9,8 @@ import { Tensor } from './tensor.js';
 import { argFunction, argTensor, argTensors } from './args.js';
 
 let gradEnabled = true;
+/** The nodes recorded while vjp runs its function (vjp frees exactly these afterwards), or null. */
+let builtNodes: Node[] | null = null;
 
 export function isGradEnabled(): boolean {
   return gradEnabled;
@@ -54,7 +56,9 @@ export function record(name: string, out: Tensor, inputs: readonly Tensor[], bac
     untrackTensor(a);
     return a;
   });
-  out.setGradFn(new Node(name, links, backward, saved, out.shape));
+  const node = new Node(name, links, backward, saved, out.shape);
+  out.setGradFn(node);
+  builtNodes?.push(node);
   return out;
 }
 
@@ -135,6 +139,16 @@ function topoOrder(roots: readonly Node[]): Node[] {
   return order.reverse(); // outputs first
 }
 
+/** The nodes of `order` (outputs first) from which one of `keys` (captured nodes or leaves) is reachable. */
+function leadingTo(order: readonly Node[], keys: ReadonlyMap<Tensor | Node, number>): Set<Node> {
+  const leads = new Set<Node>();
+  for (let k = order.length - 1; k >= 0; k--) {
+    const node = order[k];
+    if (node.inputs.some((i) => (i.leaf !== null && keys.has(i.leaf)) || (i.node !== null && (keys.has(i.node) || leads.has(i.node))))) leads.add(node);
+  }
+  return leads;
+}
+
 type GradList = (Tensor | null)[];
 /** The reverse sweep; it yields when a node's rule is asynchronous and resumes with that rule's gradients. */
 type Sweep = Generator<{ node: string; pending: Promise<GradList> }, GradList, GradList>;
@@ -174,10 +188,14 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
     } else if (r.requiresGrad) deliverLeaf(r, seeds[i]);
   });
   const order = topoOrder(rootNodes);
+  // Capturing, only nodes with a captured tensor below them run: what produced a captured tensor is
+  // not needed (and may hold rules this sweep cannot run, e.g. asynchronous ones in a synchronous vjp).
+  const runs = capture ? leadingTo(order, captureKeys) : null;
   for (const node of order) {
     const g = grads.get(node);
     if (!g) continue;
     if (captureKeys.has(node)) addTo(captured, node, g);
+    if (runs && !runs.has(node)) continue;
     const applied = insideRule(() => node.apply(g));
     const inGrads = applied instanceof Promise ? yield { node: node.name, pending: applied } : applied;
     node.inputs.forEach((inp, i) => {
@@ -287,6 +305,9 @@ export interface VjpResult {
 /**
  * Vector–Jacobian product: evaluates f(inputs) and pulls `cotangent` back to the inputs and to
  * `params` (tensors f reads from its closure, e.g. module parameters; they must require grad).
+ * Only the graph f built is freed: params that are not leaves, what they came from and other tensors
+ * f closes over keep theirs, so the same params serve any number of vjps (the ODE adjoint's steps).
+ * A param's gradient is the total one, through other params too (as torch.autograd.grad).
  */
 export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], cotangent: Tensor, opts: { params?: readonly Tensor[] } = {}): VjpResult {
   argFunction('vjp', 'f', f);
@@ -296,14 +317,23 @@ export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], c
   for (const p of params) if (!p.requiresGrad) throw new OpError('vjp', `params must require grad (got ${p})`);
   const leaves = gradLeaves(inputs);
   const prev = gradEnabled;
+  const outer = builtNodes;
+  const built: Node[] = [];
   gradEnabled = true;
+  builtNodes = built;
   let out: Tensor;
   try {
     out = argTensor('vjp', 'the value f returned', f(...leaves));
   } finally {
     gradEnabled = prev;
+    builtNodes = outer;
   }
-  const gs = runBackward([out], [seedFor('vjp', out, cotangent)], { capture: [...leaves, ...params] });
+  let gs: (Tensor | null)[];
+  try {
+    gs = runBackward([out], [seedFor('vjp', out, cotangent)], { capture: [...leaves, ...params], retainGraph: true });
+  } finally {
+    for (const node of built) node.freeSaved();
+  }
   const all = gs.map((g, i) => g ?? fill(i < inputs.length ? inputs[i] : params[i - inputs.length], 0));
   const output = alias(out);
   out.dispose();

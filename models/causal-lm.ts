@@ -16,7 +16,7 @@ import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import { Linear, RMSNorm, type Embedding, type LayerNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
-import type { CLEX } from './clex.js';
+import type { CLEX } from './clex/index.js';
 import type { GPTNeoXConfig, LlamaConfig } from './config.js';
 import type { DecodeState } from './decode-state.js';
 import { generate, type GenerateOptions } from './generate.js';

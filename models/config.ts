@@ -29,7 +29,7 @@ export interface RopeScaling {
   ode_method?: OdeMethodName;
   /** CLEX: 'backprop' through the solver (default, exact for the discrete solve) or 'adjoint' (cpu solves; the device kernels always take the discrete adjoint, which is backprop's gradient). */
   ode_gradient?: 'backprop' | 'adjoint';
-  /** CLEX: solve the tiny ODE on the model's 'device' (default; on webgpu: fused rk4 kernels, no readbacks, see models/clex-kernels.ts) or on the 'cpu' reference backend in float64 (the reference; reads the weights and their gradient back). */
+  /** CLEX: solve the tiny ODE on the model's 'device' (default; on webgpu: fused rk4 kernels, no readbacks, see models/clex/solve.ts) or on the 'cpu' reference backend in float64 (the reference; reads the weights and their gradient back). */
   ode_device?: 'cpu' | 'device';
   /** CLEX: dopri5 tolerances (defaults 1e-7 / 1e-9; the state is a log-frequency of order 1..10). */
   ode_rtol?: number;

@@ -8,7 +8,7 @@ import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
-import { CLEX } from './clex.js';
+import { CLEX } from './clex/index.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { DecodeState } from './decode-state.js';

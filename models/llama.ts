@@ -9,7 +9,7 @@ import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { cat, linear } from '../nn/functional.js';
-import { CLEX } from './clex.js';
+import { CLEX } from './clex/index.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { DecodeState } from './decode-state.js';

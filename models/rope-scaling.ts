@@ -16,7 +16,7 @@ import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rotary/index.js';
-import { CLEX } from './clex.js';
+import { CLEX } from './clex/index.js';
 import type { RopeScaling, RopeScalingType } from './config.js';
 
 export interface RotaryOptions {

@@ -2,6 +2,7 @@
 // noGrad/detach, and the functional grad/vjp transforms.
 import { describe, expect, it } from 'vitest';
 import { grad, memory, noGrad, scope, tensor, vjp, type Tensor } from '../index.js';
+import { record } from '../core/autograd.js';
 
 const devices = ['cpu', 'webgpu'] as const;
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
@@ -65,6 +66,28 @@ describe('autograd', () => {
     expect(await r.paramGrads[0].toArray()).toEqual([1, 10]);
     expect(await r.paramGrads[1].toArray()).toEqual([0]);
     expect(w.grad).toBeNull();
+  });
+
+  it('vjp keeps the graphs it did not build: non-leaf params, what they came from, and closed-over tensors', async () => {
+    const w = tensor([2, 3], { ...f64, requiresGrad: true });
+    const p = w.exp(); // a non-leaf param (as a slice of a transferred copy is)
+    const h = w.mul(w); // closed over, not a param
+    const y = tensor([1, 1], f64);
+    const close = async (t: Tensor, expected: number[]) => (await t.toArray() as number[]).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 12));
+    // The graphs survive a first vjp, so the same params serve many (as the ODE adjoint's steps do).
+    for (let k = 0; k < 3; k++) {
+      const r = vjp((a) => a.mul(p).add(h), [y], tensor([1, 10], f64), { params: [p, w] });
+      await close(r.grads[0], [Math.exp(2), 10 * Math.exp(3)]);
+      await close(r.paramGrads[0], [1, 10]);
+      // w's gradient is the total one (as torch.autograd.grad's): through p and through h.
+      await close(r.paramGrads[1], [Math.exp(2) + 2 * 2, 10 * Math.exp(3) + 10 * 2 * 3]);
+    }
+    p.add(h).sum().backward();
+    await close(w.grad!, [Math.exp(2) + 4, Math.exp(3) + 6]);
+    // What lies below a captured param is not run: here an asynchronous rule a synchronous vjp could not run.
+    const q = record('asyncCopy', w.detach().mul(1), [w], async (g) => [g]);
+    const r = vjp((a) => a.mul(q), [y], tensor([1, 10], f64), { params: [q] });
+    await close(r.paramGrads[0], [1, 10]);
   });
 
   it('frees saved activations after backward and everything at scope end', async () => {

@@ -1,8 +1,12 @@
-// CLEX's fused device solve (models/clex-kernels.ts) against the float64 cpu solve: θ(t) and the
-// gradients to W_up and W_down, for several t, both activations, the rk4 and dopri5 settings;
-// and a CLEX training step on webgpu that reads nothing back.
+// CLEX's fused solve (models/clex/solve.ts): the op record (its float64 cpu kernels against finite
+// differences, its webgpu variants against them), the device solve against the general float64 cpu
+// solve (θ(t) and the gradients to W_up and W_down, for several t, both activations, the rk4 and dopri5
+// settings), and a CLEX training step on webgpu that reads nothing back.
 import { describe, expect, it } from 'vitest';
-import { manualSeed, memory, models, nn, optim, scope, tensor } from '../index.js';
+import { manualSeed, memory, models, nn, optim, scope, tensor, testing } from '../index.js';
+import { withConfig } from '../core/config.js';
+import { registeredOps, variantUsage } from '../core/op.js';
+import { solveFrequencies, type ClexSolveSpec } from '../models/clex/solve.js';
 import { ids, values } from './models-helpers.js';
 
 type Act = 'tanh' | 'silu';
@@ -52,17 +56,45 @@ function expectClose(a: number[], b: number[], tol: number, what: string, floor 
   b.forEach((v, i) => expect(Math.abs(a[i] - v), `${what}[${i}]: ${a[i]} vs ${v}`).toBeLessThanOrEqual(tol * Math.max(Math.abs(v), floor * scale)));
 }
 
-/** Runs fn with the CLEX kernels forced to one invocation (every loop strides past its lane count). */
-async function withOneLane<T>(fn: () => Promise<T>): Promise<T> {
-  const before = process.env.DAWNGRAD_ROW_KERNEL;
-  process.env.DAWNGRAD_ROW_KERNEL = 'thread';
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.DAWNGRAD_ROW_KERNEL;
-    else process.env.DAWNGRAD_ROW_KERNEL = before;
-  }
+/** Runs fn with the CLEX kernels forced to a variant, and checks that variant ran (forward and backward). */
+async function withVariant<T>(variant: 'lanes' | 'single', fn: () => Promise<T>): Promise<T> {
+  const runs = () => ['clexSolve', 'clexSolveBackward'].map((k) => variantUsage().get(`${k}:${variant}`) ?? 0);
+  const before = runs();
+  const out = await withConfig({ variants: { clex: variant } }, fn);
+  runs().forEach((n, i) => expect(n, `${variant} ran`).toBeGreaterThan(before[i]));
+  return out;
 }
+
+describe('the fused CLEX solve op', () => {
+  const spec = (act: Act, dim: number): ClexSolveSpec => ({ dim, act, timeDt: 0.25, logBase: Math.log(10000), logNtkBase: Math.log(10000) });
+  /** Seeded W_up [d/2, λd], W_down [λd, d/2] (W_down large enough that the learned drift matters). */
+  const weights = (dim: number, hidden: number) => {
+    manualSeed(3);
+    const opts = { device: 'cpu' as const, dtype: 'float64' as const };
+    return [nn.init.uniform(tensor(new Float64Array(dim / 2 * hidden), { ...opts, shape: [dim / 2, hidden] }), -0.4, 0.4),
+      nn.init.normal(tensor(new Float64Array(hidden * dim / 2), { ...opts, shape: [hidden, dim / 2] }), 0, 0.3)];
+  };
+  const tolerance = registeredOps().get('clexSolve')!.tolerance;
+
+  it.each(['tanh', 'silu'] as const)('%s: float64 cpu kernels against finite differences (t = 3.1, the last step shorter)', (act) => {
+    const [up, down] = weights(8, 8);
+    const r = testing.gradcheck((u, w) => solveFrequencies(u, w, spec(act, 8), 3.1), [up, down], tolerance.float64);
+    expect(r.ok, r.message).toBe(true);
+  });
+
+  it.each(['lanes', 'single'] as const)('webgpu variant %s against the float64 cpu kernels (tanh, rotary dim 8, param_factor 2)', async (variant) => {
+    const [up, down] = weights(8, 16);
+    const r = await withVariant(variant, () => testing.gradcheckDevices((u, w) => solveFrequencies(u, w, spec('tanh', 8), 4), [up, down], tolerance.float32));
+    expect(r.ok, r.message).toBe(true);
+  });
+
+  it('rejects weights that do not fit, naming them', () => {
+    const [up, down] = weights(8, 8);
+    expect(() => solveFrequencies(up, down.transpose(0, 1), spec('tanh', 8), 2)).toThrow(/clexSolve: W_up must be \[4, λd\] and W_down \[λd, 4\]/);
+    expect(() => solveFrequencies(up, down, spec('tanh', 8), 0.5)).toThrow(/clexSolve: t must be ≥ 1, got 0.5/);
+    expect(() => solveFrequencies(up, down.astype('float32'), spec('tanh', 8), 2)).toThrow(/one dtype on one device/);
+  });
+});
 
 describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
   it.each([
@@ -89,8 +121,8 @@ describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
       nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.3);
       return clex;
     };
-    const lanes = await solveWithGrads(make(), 6);
-    const one = await withOneLane(() => solveWithGrads(make(), 6));
+    const lanes = await withVariant('lanes', () => solveWithGrads(make(), 6));
+    const one = await withVariant('single', () => solveWithGrads(make(), 6));
     expectClose(one.theta, lanes.theta, 1e-6, 'θ(6)');
     expectClose(one.up, lanes.up, 1e-4, 'dW_up(6)');
     expectClose(one.down, lanes.down, 1e-4, 'dW_down(6)');
@@ -101,7 +133,7 @@ describe('the fused CLEX solve rejects', () => {
   it('sizes whose workgroup arrays exceed what WebGPU guarantees, naming the size and the cpu option', async () => {
     const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 4, param_factor: 4 })!;
     const clex = new models.CLEX({ dim: 256, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
-    await expect(clex.frequencies(2)).rejects.toThrow(/rotary dim 256 with 1024 hidden units needs \d+ bytes of workgroup memory.*ode_device 'cpu'/);
+    await expect(clex.frequencies(2)).rejects.toThrow(/clexSolve: rotary dim 256 with 1024 hidden units needs \d+ bytes of workgroup memory.*ode_device 'cpu'/);
     clex.dispose();
   });
 });

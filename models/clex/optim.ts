@@ -15,11 +15,11 @@
 // ODE weights' gradient is large (norm ~10 to ~100 against ~5 for the rest of a small LLaMA at t > 1).
 // Inside one global norm it would set the clip factor on every CLEX step and shrink the transformer's
 // gradient 10–100×: the model would barely learn the spread positions it is fine-tuned on.
-import { OpError } from '../core/shape.js';
-import { clipGradNorm } from '../nn/optim/clip.js';
-import type { Tensor } from '../core/tensor.js';
-import type { CausalLM } from './causal-lm.js';
-import type { CLEX } from './clex.js';
+import { OpError } from '../../core/shape.js';
+import { clipGradNorm } from '../../nn/optim/clip.js';
+import type { Tensor } from '../../core/tensor.js';
+import type { CausalLM } from '../causal-lm.js';
+import type { CLEX } from './index.js';
 
 /** An optimizer parameter group (fits `optim.AdamW(groups, defaults)` and the other optimizers). */
 export interface ClexParamGroup {

@@ -1,4 +1,4 @@
-// CLEX's frequency ODE solved on the GPU in one dispatch, and its gradient in one more.
+// WGSL of CLEX's fused solve (solve.ts): the frequency ODE in one dispatch, and its gradient in one more.
 //
 // The state z = log θ has d/2 entries and the network act((z + log θ_ntk(t))·W_up)·W_down has λd hidden
 // units, so a solve is thousands of tiny evaluations: as composed ops each would be a dispatch, and on
@@ -10,13 +10,13 @@
 // through the solver). Nothing is read back.
 //
 // The 'dopri5' setting also runs this fixed-step rk4 at time_dt on the device: the reference's own
-// solver at its own step agrees with dopri5 at rtol 1e-7 within 1e-5 relative in θ (test/clex.test.ts),
+// solver at its own step agrees with dopri5 at rtol 1e-7 within 1e-5 relative in θ (test/models-clex.test.ts),
 // the float32 tolerance the device solve is held to anyway, and a fixed grid keeps every loop bound a
 // uniform (an in-kernel adaptive loop would also need a trajectory bound it could only report by
 // returning NaN).
 //
-// Lanes: a power of two covering the hidden units and the frequencies (solveLanes); they split each
-// evaluation's loops and meet at barriers.
+// Lanes: the invocations of the one workgroup (solve.ts picks them: the 'clex' variants 'lanes' and
+// 'single'); they split each evaluation's loops and meet at barriers.
 //
 // Compile time on lavapipe (Mesa's software Vulkan, LLVM): the sizes, the stage count and the Butcher
 // tableau are uniforms and the stage loop is a runtime loop, so the source has one copy of the
@@ -24,31 +24,19 @@
 // loops to constant N and M, one invocation) LLVM fully unrolled the nested loops: at d = 16 the
 // forward's cold compile took 2 to over 7 minutes and the backward did not finish. Now a cold compile
 // takes about 1–2 s of cpu for the forward and 3–4 s for the backward at d = 16 and at d = 64.
-import { record } from '../core/autograd.js';
-import { FIXED_TABLEAUX } from '../ode/tableaux.js';
-import { fixedGrid } from '../ode/fixed.js';
-import { OpError } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { kernelHeader, ROW_WG } from '../core/webgpu/kernels/common.js';
-import { launch } from '../core/webgpu/launch.js';
-import { uniformLayout } from '../core/webgpu/uniforms.js';
-import { withContiguous } from '../ops/kernelio.js';
-import { empty } from '../ops/util.js';
+import { kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import { RK4, type Activation } from './dynamics.js';
 
-/** What fixes one pair of pipelines: the ODE's sizes, activation and solver. */
-export interface ClexKernelSpec {
+/** What fixes one pair of pipelines: the ODE's sizes and activation (the rest are uniforms). */
+export interface SourceSpec {
   /** Rotary dim d (the state has d/2 entries). */
-  dim: number;
-  act: 'tanh' | 'silu';
-  /** rk4 step (time_dt). */
-  timeDt: number;
-  /** ln b of the model's rope base (z(1) = −(2i/d)·ln b) and of the NTK reference base. */
-  logBase: number;
-  logNtkBase: number;
+  readonly dim: number;
+  readonly act: Activation;
 }
 
 /** Workgroup memory WebGPU guarantees, and what of it the backward may spend on dW accumulators. */
-const WORKGROUP_BYTES = 16384;
+export const WORKGROUP_BYTES = 16384;
 const WORKGROUP_ACCUMULATOR_BYTES = 8192;
 
 /** The most Runge–Kutta stages the kernels hold (their stage arrays are sized by it). */
@@ -59,14 +47,14 @@ const MAX_STAGES = 4;
  * constants: with constant trip counts LLVM unrolls the nested loops into minutes of lavapipe compile.
  * A is the full MAX_STAGES × MAX_STAGES matrix (row s: stage s's weights), row-major.
  */
-const W = uniformLayout({
+export const W = uniformLayout({
   T_END: 'f32', STEPS: 'u32', DT: 'f32', LOG_BASE: 'f32', LOG_NTK_BASE: 'f32', UP_OFF: 'u32', DOWN_OFF: 'u32', G_OFF: 'u32',
   N: 'u32', M: 'u32', STAGES: 'u32', C: ['f32', MAX_STAGES], A: ['f32', MAX_STAGES * MAX_STAGES], B: ['f32', MAX_STAGES],
 });
 
 /** rk4 (Kutta's 3/8 rule) as the uniform fields STAGES, C, A, B. */
-const RK4_UNIFORMS = (() => {
-  const { c, a, b } = FIXED_TABLEAUX.rk4;
+export const RK4_UNIFORMS = (() => {
+  const { c, a, b } = RK4;
   const A = new Array<number>(MAX_STAGES * MAX_STAGES).fill(0);
   a.forEach((row, k) => row.forEach((w, j) => { A[(k + 1) * MAX_STAGES + j] = w; }));
   return { STAGES: c.length, C: [...c], A, B: [...b] };
@@ -76,14 +64,14 @@ const RK4_UNIFORMS = (() => {
 const accumulatesInWorkgroup = (n: number, hidden: number): boolean => 2 * n * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
 
 /** Bytes of workgroup memory the backward (the larger kernel) declares. */
-function backwardWorkgroupBytes(n: number, hidden: number): number {
+export function backwardWorkgroupBytes(n: number, hidden: number): number {
   const common = 3 * n + hidden + MAX_STAGES * n; // zc, ys, xs, hid, ks
   const own = 2 * MAX_STAGES * n + 2 * n + hidden; // stageY, mu, gv, lam, dh
   return 4 * (common + own + (accumulatesInWorkgroup(n, hidden) ? 2 * n * hidden : 0));
 }
 
 /** The declarations and helpers both kernels share; `lanes` invocations split every loop. */
-function common(spec: ClexKernelSpec, hidden: number, lanes: number): string {
+function common(spec: SourceSpec, hidden: number, lanes: number): string {
   const activation = spec.act === 'tanh'
     // tanh saturates to ±1 in f32 long before 15; clamping keeps exp-based implementations finite.
     ? 'fn act(h: f32) -> f32 { return tanh(clamp(h, -15.0, 15.0)); }\nfn dact(h: f32) -> f32 { let a = act(h); return 1.0 - a * a; }'
@@ -157,7 +145,7 @@ ${body}
 }
 
 /** Forward: z from z(1) = log θ_orig to t_end; writes z at every grid point (the trajectory) and θ = exp(z(t_end)). */
-function forwardSource(spec: ClexKernelSpec, hidden: number, lanes: number): string {
+export function forwardSource(spec: SourceSpec, hidden: number, lanes: number): string {
   const bindings = ['var<storage, read_write> traj: array<f32>', 'var<storage, read_write> theta: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
   return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
 ${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)) * pf(${W.LOG_BASE}u); }
@@ -183,7 +171,7 @@ ${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)
  * Y_s from the saved start, then for s = last..0: g_s = h·(b_s·λ + Σ_{l>s} a_ls·μ_l), μ_s = J_z f(Y_s)ᵀ g_s,
  * dW += J_W f(Y_s)ᵀ g_s; finally λ += Σ μ_s. dW_up and dW_down are owned column/row-wise by lanes.
  */
-function backwardSource(spec: ClexKernelSpec, hidden: number, lanes: number): string {
+export function backwardSource(spec: SourceSpec, hidden: number, lanes: number): string {
   // dW accumulate in workgroup memory when it fits (cheaper than storage read-modify-writes).
   const inWorkgroup = accumulatesInWorkgroup(spec.dim / 2, hidden);
   const [accUp, accDown] = inWorkgroup ? ['accUp', 'accDown'] : ['dUp', 'dDown'];
@@ -255,51 +243,4 @@ ${entry(lanes, `  for (var j = lane; j < m; j += WG) {
   for (var j = lane; j < m; j += WG) {
     for (var i = 0u; i < n; i++) { dUp[i * m + j] = ${accUp}[i * m + j]; dDown[j * n + i] = ${accDown}[j * n + i]; }
   }`)}`;
-}
-
-/**
- * Invocations per solve: one per hidden unit or frequency, whichever are more, rounded up to a power of
- * two (at most ROW_WG; the loops stride past it). Measured on lavapipe this beats one invocation doing
- * everything despite the barriers (d = 16: 80 against 150 ms of cpu per forward + backward at t = 8;
- * d = 64: 0.8 against 1.5 s). DAWNGRAD_ROW_KERNEL=thread forces one invocation (tests run the strided loops).
- */
-function solveLanes(n: number, hidden: number): number {
-  if (process.env.DAWNGRAD_ROW_KERNEL === 'thread') return 1;
-  return Math.min(ROW_WG, 2 ** Math.ceil(Math.log2(Math.max(n, hidden))));
-}
-
-/**
- * θ(t) = exp(z(t)) [d/2] solved on the GPU from W_up [d/2, λd] and W_down [λd, d/2] (float32, webgpu),
- * recording one op whose backward gives dW_up and dW_down (one dispatch each way, no readback).
- */
-export function solveFrequenciesOnDevice(spec: ClexKernelSpec, up: Tensor, down: Tensor, t: number): Tensor {
-  const n = spec.dim / 2;
-  const hidden = up.shape[1];
-  if (up.device !== 'webgpu' || up.dtype !== 'float32' || down.device !== 'webgpu' || down.dtype !== 'float32') {
-    throw new OpError('CLEX.solveFrequenciesOnDevice', `W_up and W_down must be float32 on webgpu, got ${up.dtype} on ${up.device} and ${down.dtype} on ${down.device}; use rope_scaling.ode_device 'cpu' otherwise`);
-  }
-  if (!(t >= 1)) throw new OpError('CLEX.solveFrequenciesOnDevice', `t must be ≥ 1, got ${t}`);
-  if (backwardWorkgroupBytes(n, hidden) > WORKGROUP_BYTES) {
-    throw new OpError('CLEX.solveFrequenciesOnDevice', `rotary dim ${spec.dim} with ${hidden} hidden units needs ${backwardWorkgroupBytes(n, hidden)} bytes of workgroup memory, more than the ${WORKGROUP_BYTES} WebGPU guarantees; use rope_scaling.ode_device 'cpu' (or a smaller param_factor)`);
-  }
-  const lanes = solveLanes(n, hidden);
-  const key = `clex:rk4:${spec.act}:${spec.dim}:${hidden}:${lanes}`;
-  const steps = fixedGrid([1, t], spec.timeDt, Number.MAX_SAFE_INTEGER).length - 1;
-  const fixed = { T_END: t, STEPS: steps, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase, N: n, M: hidden, ...RK4_UNIFORMS };
-  return withContiguous([up, down], ([u, w]) => {
-    const traj = empty('webgpu', 'float32', [(steps + 1) * n]);
-    const theta = empty('webgpu', 'float32', [n]);
-    const p = W.pack({ ...fixed, UP_OFF: u.offset, DOWN_OFF: w.offset });
-    launch('clexSolve', `${key}:forward`, () => forwardSource(spec, hidden, lanes), p, [traj, theta, u, w], [1, 1, 1]);
-    const out = record('clexSolve', theta, [up, down], (g, [trajS, uS, wS]) => withContiguous([g], ([gc]) => {
-      const dUp = empty('webgpu', 'float32', up.shape);
-      const dDown = empty('webgpu', 'float32', down.shape);
-      const pb = W.pack({ ...fixed, UP_OFF: uS.offset, DOWN_OFF: wS.offset, G_OFF: gc.offset });
-      launch('clexSolveBackward', `${key}:backward`, () => backwardSource(spec, hidden, lanes), pb, [dUp, dDown, gc, trajS, uS, wS], [1, 1, 1]);
-      return [dUp, dDown];
-    }), [traj, u, w]);
-    // The saved alias keeps the trajectory's storage for backward; this handle is not needed.
-    traj.dispose();
-    return out;
-  });
 }

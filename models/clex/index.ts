@@ -3,41 +3,43 @@
 //   dz/dt = act((z + log θ_ntk(t)) · W_up) · W_down + ξ(t),   z(1) = log θ_orig,
 // solved with this framework's ode module. One CLEX module per model; every layer shares its table.
 // The terms (θ_orig, θ_ntk with α = 2t − 1, the drift ξ, the init) are stated in models/README.md,
-// "CLEX", under "The maths clex.ts implements".
+// "CLEX", under "The maths clex/ implements".
 //
 // Design (async): the cpu solve may read device values (parameter readback, adaptive steps), so
 // everything that needs frequencies from the ODE is async; the models' forward is async for that reason.
 //
-// Where the ODE runs: by default (rope_scaling.ode_device = 'device') a webgpu model solves with one
-// fused kernel for the whole solve and one for its gradient (clex-kernels.ts): no readback, so training
-// and inference both just solve and a plain `loss.backward()` works. With ode_device = 'cpu' (the
-// reference) a webgpu model's parameters are copied to the float64 cpu backend through a differentiable
-// transfer, the ODE is solved there, and z(t) comes back through a second differentiable transfer whose
-// backward reads the gradient (so training uses `await loss.backwardAsync()`). A cpu model always
-// solves on the cpu.
+// Where the ODE runs (rope_scaling.ode_device): with 'device' (the default) on the weights' device. A
+// GPU model solves with the fused solve op (solve.ts: one kernel for the whole solve and one for its
+// gradient): no readback, so training and inference both just solve and a plain `loss.backward()`
+// works. Where the host reads the weights directly (the cpu backend) the general solver runs instead
+// (ode.odeint / odeintAdjoint, honouring ode_method and ode_gradient; its adaptive steps read values).
+// With 'cpu' (the reference) the weights are copied to the float64 cpu backend through a differentiable
+// transfer, the general solver runs there, and θ(t) comes back through a second differentiable transfer
+// whose backward reads the gradient back from a GPU (so training there uses `await loss.backwardAsync()`).
 //
 // Inference cache (cpu solves): z(t) for every integer t in 1..max_factor is solved in one integration
 // over the grid and cached as doubles. The cache is keyed by the exact values of W_up and W_down (a
 // snapshot read back from the device, a few hundred floats, compared element by element): any change —
 // optimizer step, loadStateDict, manual copy_ — invalidates it, and no optimizer cooperation is
 // needed. The check costs one small readback per forward; generate() pins the cache for its duration.
-import type { DeviceName } from '../core/backend.js';
-import { isGradEnabled, noGrad, record, runBackwardAsync } from '../core/autograd.js';
-import type { DType } from '../core/dtype.js';
-import { nextUniform } from '../core/rng.js';
-import { scope } from '../core/scope.js';
-import { OpError } from '../core/shape.js';
-import type { Tensor } from '../core/tensor.js';
-import { odeint } from '../ode/odeint.js';
-import { odeintAdjoint } from '../ode/adjoint.js';
-import { tensor } from '../ops/creation.js';
-import { cat } from '../ops/movement.js';
-import { empty } from '../ops/util.js';
-import { Module } from '../nn/module.js';
-import * as init from '../nn/init.js';
-import type { RopeScaling } from './config.js';
-import { clexDynamicsCpu } from './clex-dynamics.js';
-import { solveFrequenciesOnDevice, type ClexKernelSpec } from './clex-kernels.js';
+import type { DeviceName } from '../../core/backend.js';
+import { isGradEnabled, noGrad, record } from '../../core/autograd.js';
+import { getBackend } from '../../core/device.js';
+import type { DType } from '../../core/dtype.js';
+import { nextUniform } from '../../core/rng.js';
+import { scope } from '../../core/scope.js';
+import { OpError } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { odeint } from '../../ode/odeint.js';
+import { odeintAdjoint } from '../../ode/adjoint.js';
+import { tensor } from '../../ops/creation.js';
+import { cat } from '../../ops/movement.js';
+import { empty } from '../../ops/util.js';
+import { Module } from '../../nn/module.js';
+import * as init from '../../nn/init.js';
+import type { RopeScaling } from '../config.js';
+import { clexDynamics, ntkTerms, type Activation, type NtkTerms } from './dynamics.js';
+import { solveFrequencies, type ClexSolveSpec } from './solve.js';
 
 /** The reference code always uses this base inside log θ_ntk, whatever the model's rope base. */
 const NTK_REFERENCE_BASE = 10000;
@@ -54,12 +56,15 @@ export interface ClexOptions {
   dtype?: DType;
 }
 
-/** The ODE network: parameter names as the reference (`proj_func.ode_up_proj`, `proj_func.ode_down_proj`). */
-export class ODELinear extends Module<[Tensor], Tensor> {
+/**
+ * The ODE network's weights, with the reference's parameter names (`proj_func.ode_up_proj`,
+ * `proj_func.ode_down_proj`). It has no forward: CLEX's solves evaluate act(x·W_up)·W_down in fused ops.
+ */
+export class ODELinear extends Module<[], never> {
   readonly ode_up_proj: Tensor;
   readonly ode_down_proj: Tensor;
 
-  constructor(readonly dim: number, readonly factor: number, readonly act: 'tanh' | 'silu', opts: { device?: DeviceName; dtype?: DType }) {
+  constructor(readonly dim: number, readonly factor: number, readonly act: Activation, opts: { device?: DeviceName; dtype?: DType }) {
     super();
     const device = opts.device ?? 'webgpu';
     const dtype = opts.dtype ?? 'float32';
@@ -69,14 +74,8 @@ export class ODELinear extends Module<[Tensor], Tensor> {
     this.ode_down_proj = this.param('ode_down_proj', init.zeros(empty(device, dtype, [hidden, dim / 2])));
   }
 
-  /** act(x · W_up) · W_down for x [..., d/2]. */
-  forward(x: Tensor): Tensor {
-    return this.apply(x, this.ode_up_proj, this.ode_down_proj);
-  }
-
-  apply(x: Tensor, up: Tensor, down: Tensor): Tensor {
-    const h = x.matmul(up);
-    return (this.act === 'tanh' ? h.tanh() : h.silu()).matmul(down);
+  forward(): never {
+    throw new OpError('ODELinear', 'has no forward: CLEX.frequencies(t) evaluates act(x·W_up)·W_down inside its ODE solve');
   }
 }
 
@@ -105,22 +104,23 @@ export function sampleTrainingPositions(L: number, t: number, L0: number, unifor
   return [0, ...[...chosen].sort((a, b) => a - b), span - 1];
 }
 
-/** A differentiable device move: forward copies, backward moves the gradient back (async when it must read). */
+/**
+ * A differentiable move to `device` and `dtype`: forward copies (nothing where x is there already),
+ * backward moves the gradient back: synchronously where the host holds it (readSync), else by a readback
+ * (asynchronous: it needs loss.backwardAsync()).
+ */
 async function transfer(x: Tensor, device: DeviceName, dtype: DType): Promise<Tensor> {
   const moved = await x.detach().toAsync(device);
   const out = moved.dtype === dtype ? moved : moved.astype(dtype);
   if (out !== moved) moved.dispose();
   out.requiresGrad = false;
   return record('clexTransfer', out, [x], (g) => {
-    if (g.device === x.device) return [g.astype(x.dtype)];
-    // cpu → webgpu uploads synchronously.
-    if (g.device === 'cpu') return [g.astype('float32').to(x.device)];
-    // webgpu → cpu reads the gradient back, which is asynchronous (needs loss.backwardAsync()).
-    return g.toAsync('cpu').then((c) => {
+    const cast = (c: Tensor) => {
       const r = c.astype(x.dtype);
-      if (r !== c) c.dispose();
+      if (r !== c && c !== g) c.dispose();
       return [r];
-    });
+    };
+    return getBackend(g.device).readSync ? cast(g.to(x.device)) : g.toAsync(x.device).then(cast);
   });
 }
 
@@ -140,8 +140,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   readonly logFreqOrig: Float64Array;
   /** 2i/(d − 2): how strongly each frequency bends with ln α. */
   private readonly bend: Float64Array;
-  /** −(2i/d)·ln 10000. */
-  private readonly logFreqNtkBase: Float64Array;
   /** Cached z(t) rows for t = 1..max_factor, valid for `snapshot`. */
   private grid: Float64Array[] | null = null;
   private snapshot: Float64Array | null = null;
@@ -168,7 +166,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     const half = d / 2;
     this.logFreqOrig = Float64Array.from({ length: half }, (_, i) => (-2 * i / d) * Math.log(this.base));
     this.bend = Float64Array.from({ length: half }, (_, i) => (2 * i) / (d - 2));
-    this.logFreqNtkBase = Float64Array.from({ length: half }, (_, i) => (-2 * i / d) * Math.log(NTK_REFERENCE_BASE));
   }
 
   /** θ(t) for training/gradients; same as frequencies(t). */
@@ -196,15 +193,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   }
 
   /** log θ_ntk(t) (base 10000) and ξ(t) = d/dt log θ_ntk(t), as doubles. */
-  ntkTerms(t: number): { logNtk: Float64Array; drift: Float64Array } {
-    const alpha = Math.max(2 * t - 1, 1);
-    const la = Math.log(alpha);
-    // α is clamped to 1 only for t < 1; at t = 1 the drift is the right derivative −2·bend (RK stages evaluate there).
-    const dlog = t >= 1 ? -2 / (2 * t - 1) : 0;
-    return {
-      logNtk: this.logFreqNtkBase.map((c, i) => c - this.bend[i] * la),
-      drift: this.bend.map((s) => s * dlog),
-    };
+  ntkTerms(t: number): NtkTerms {
+    return ntkTerms(this.dim / 2, Math.log(NTK_REFERENCE_BASE), t);
   }
 
   /** The NTK-aware (α = 2t − 1) log frequencies with the model's base: z(t) when W_down = 0. */
@@ -213,25 +203,26 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     return this.logFreqOrig.map((z, i) => z - this.bend[i] * la);
   }
 
-  /** dz/dt with the given cpu parameter tensors, one fused op per evaluation (the float64 reference). */
+  /** dz/dt for the general solver with the given host-readable weights, one fused op per evaluation. */
   private dynamics(up: Tensor, down: Tensor): (t: number | Tensor, z: Tensor) => Tensor {
     return (t, z) => {
-      const tv = typeof t === 'number' ? t : NaN;
-      if (Number.isNaN(tv)) throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
-      const { logNtk, drift } = this.ntkTerms(tv);
-      return clexDynamicsCpu(z, up, down, logNtk, drift, this.proj_func.act);
+      if (typeof t !== 'number') throw new OpError('CLEX', 'internal error: the CLEX dynamics expects a numeric time');
+      return clexDynamics(z, up, down, this.ntkTerms(t), this.proj_func.act);
     };
   }
 
-  /** True when θ(t) comes from the fused device kernels (webgpu parameters, ode_device 'device'): no readbacks. */
+  /**
+   * True when θ(t) comes from the fused solve op (ode_device 'device' with weights the host cannot read
+   * synchronously, i.e. on a GPU): no readback, no cache. Where the host reads them (the cpu backend) the
+   * general solver runs instead: its adaptive steps and adjoint read values, which cost nothing there.
+   */
   get solvesOnDevice(): boolean {
-    return this.scaling.ode_device === 'device' && this.proj_func.ode_up_proj.device !== 'cpu';
+    return this.scaling.ode_device === 'device' && !getBackend(this.proj_func.ode_up_proj.device).readSync;
   }
 
-  private kernelSpec(): ClexKernelSpec {
-    const s = this.scaling;
+  private solveSpec(): ClexSolveSpec {
     return {
-      dim: this.dim, act: this.proj_func.act, timeDt: s.time_dt,
+      dim: this.dim, act: this.proj_func.act, timeDt: this.scaling.time_dt,
       logBase: Math.log(this.base), logNtkBase: Math.log(NTK_REFERENCE_BASE),
     };
   }
@@ -243,43 +234,17 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
       : { method: 'dopri5' as const, rtol: s.ode_rtol, atol: s.ode_atol };
   }
 
-  /** z at the given increasing times ≥ 1 (first must be 1), as [times, d/2], on the parameters' device. */
+  /** z at the given increasing times ≥ 1 (first must be 1), as [times, d/2], by the general solver (host-readable weights). */
   private async solve(times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
-    // The state is a row [1, d/2], so each evaluation is two plain matmuls.
+    // The state is a row [1, d/2].
     const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype, shape: [1, this.dim / 2] });
+    const f = this.dynamics(up, down);
     const useAdjoint = this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
     const Y = useAdjoint
-      ? await this.solveAdjoint(z0, times, up, down)
-      : await odeint(this.dynamics(up, down), z0, times, this.solverOptions());
+      ? await odeintAdjoint(f, z0, times, { ...this.solverOptions(), params: [up, down] })
+      : await odeint(f, z0, times, this.solverOptions());
     z0.dispose();
     return Y;
-  }
-
-  /**
-   * odeintAdjoint with gradients to up and down. The adjoint's vector–Jacobian products must end at the
-   * parameters they are given, but with ode_device 'cpu' up and down are slices of the transferred copy
-   * (not leaves) and each product would run on through the transfer and free its graph, so the second
-   * one fails. The solve therefore gets leaf stand-ins, and a recorded op hands their gradients on.
-   */
-  private async solveAdjoint(z0: Tensor, times: number[], up: Tensor, down: Tensor): Promise<Tensor> {
-    if (!up.gradFn && !down.gradFn) return odeintAdjoint(this.dynamics(up, down), z0, times, { ...this.solverOptions(), params: [up, down] });
-    const [u, w] = [up, down].map((p) => {
-      const leaf = p.detach();
-      leaf.requiresGrad = true;
-      return leaf;
-    });
-    const Y = await odeintAdjoint(this.dynamics(u, w), z0, times, { ...this.solverOptions(), params: [u, w] });
-    const out = Y.detach();
-    return record('clexAdjointParams', out, [up, down], async (g) => {
-      const grads = await runBackwardAsync([Y], [g], { capture: [u, w] });
-      // Captured gradients are owned by nobody: hand over scoped copies.
-      return grads.map((x) => {
-        if (!x) return null;
-        const copy = x.clone();
-        x.dispose();
-        return copy;
-      });
-    });
   }
 
   /**
@@ -290,8 +255,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     const up = this.proj_func.ode_up_proj, down = this.proj_func.ode_down_proj;
     if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
     if (t === 1) return tensor(this.logFreqOrig.map(Math.exp), { device: up.device, dtype: up.dtype });
-    if (this.solvesOnDevice) return solveFrequenciesOnDevice(this.kernelSpec(), up, down, t);
-    const onCpu = this.scaling.ode_device === 'cpu' && up.device !== 'cpu';
+    if (this.solvesOnDevice) return solveFrequencies(up, down, this.solveSpec(), t);
+    const onCpu = this.scaling.ode_device === 'cpu';
     let u = up, w = down;
     if (onCpu) {
       // One readback for both matrices: move them as one flat vector and split it on the cpu.
