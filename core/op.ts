@@ -192,7 +192,7 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
   const pick = fitting.find((v) => !v.prefer || v.prefer(args, hw)) ?? fitting[0];
   if (!pick) {
     const reasons = verdicts.map(({ v, fit }) => (typeof fit === 'string' ? `${v.name}: ${fit}` : v.name));
-    throw new OpError(kernel.name, `no webgpu kernel fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`);
+    throw new OpError(kernel.name, `no webgpu variant fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`);
   }
   return pick;
 }

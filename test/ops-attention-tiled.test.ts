@@ -50,7 +50,7 @@ describe('tiled attention', () => {
     expect(choice(1, 512, 512, 128)).toBe('row');
     const tooMany = Math.ceil((hardware().maxWorkgroupsPerDimension + 1) / 4); // batches of 4 heads: more tiled workgroups than the adapter allows
     expect(choice(tooMany, 512, 512, 64)).toBe('row');
-    expect(() => choice(1, 4, 4, 300)).toThrow(/scaledDotProductAttention: no webgpu variant fits/); // head dim > 256
+    expect(() => choice(1, 4, 4, 300)).toThrow(/scaledDotProductAttention: no webgpu variant fits .*tiled: head dim 300 exceeds its maximum of 256/);
     await withConfig({ variants: { attention: 'tiled' } }, () => {
       expect(choice(8, 64, 64, 16)).toBe('tiled');
       expect(() => choice(tooMany, 512, 512, 64)).toThrow(/the forced variant 'tiled' \(family 'attention'\) does not fit/);

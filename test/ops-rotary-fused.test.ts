@@ -89,7 +89,7 @@ describe('applyRotaryQK arguments', () => {
     expect(() => F.applyRotaryQK(q, randn([1, 2, 5, 4], f64), cos, sin)).toThrow(/applyRotaryQK: cos \[3, 4\] must broadcast to \[1, 2, 5, 4\] \(k \[1, 2, 5, 4\] with rotaryDim 4\)/);
     if (gpuBackend()) {
       const deep = randn([1, 1, 1, 1, 1, 1, 4]);
-      expect(() => F.applyRotary(deep, randn([1, 4]), randn([1, 4]))).toThrow(/applyRotary: no webgpu variant fits these arguments/);
+      expect(() => F.applyRotary(deep, randn([1, 4]), randn([1, 4]))).toThrow(/applyRotary: no webgpu variant fits these arguments .*item: tensors of rank 7 exceed its maximum of 6; merge leading dims with reshape/);
     }
   });
 });

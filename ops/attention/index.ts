@@ -110,7 +110,7 @@ type AttentionVariant = 'row' | 'tiled';
 
 const shapeOf = (d: Dims): AttentionShape => ({ BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk, D: d.D });
 /** The row kernels hold a row of the head dim in private arrays of MAX_HEAD_DIM; the tiled ones unroll it (compile time grows with it): neither goes past it. */
-const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM;
+const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM || `head dim ${d.D} exceeds its maximum of ${MAX_HEAD_DIM}; use a smaller head dim`;
 
 /**
  * The two webgpu variants of an attention kernel: 'tiled' (row blocks with staged tiles, tiled.ts)
@@ -119,7 +119,7 @@ const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM;
  */
 function attentionVariants<A extends AttentionArgs>(run: (args: A, variant: AttentionVariant) => void): Variant<A>[] {
   return [
-    { name: 'tiled', fits: (a, hw) => headDimFits(a) && tiledFits(shapeOf(a.d), hw), prefer: (a) => preferTiled(shapeOf(a.d)), run: (a) => run(a, 'tiled') },
+    { name: 'tiled', fits: (a, hw) => (headDimFits(a) === true ? tiledFits(shapeOf(a.d), hw) || 'the grid exceeds the adapter’s workgroups per dimension' : headDimFits(a)), prefer: (a) => preferTiled(shapeOf(a.d)), run: (a) => run(a, 'tiled') },
     { name: 'row', fits: headDimFits, run: (a) => run(a, 'row') },
   ];
 }

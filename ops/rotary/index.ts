@@ -7,7 +7,7 @@
 import type { View } from '../../core/backend.js';
 import { recordJoint } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
-import { defineKernel, defineOp, dispatch, type OpSpec, type Variant } from '../../core/op.js';
+import { defineJointOp, defineKernel, dispatch, type Variant } from '../../core/op.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
@@ -127,7 +127,7 @@ function rotateCpu({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }: R
 /** One invocation per rotary pair (or pass-through element) of a grid cell; up to MAX_LEAD leading dims (the params' arrays). */
 const rotateVariant: Variant<RotateArgs> = {
   name: 'item',
-  fits: ({ plan }) => plan.grid.length <= MAX_LEAD,
+  fits: ({ plan }) => plan.grid.length <= MAX_LEAD || `tensors of rank ${plan.grid.length + 1} exceed its maximum of ${MAX_LEAD + 1}; merge leading dims with reshape`,
   run: ({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }) => {
     const { D, R } = p;
     const lead = p.grid.length;
@@ -221,30 +221,6 @@ function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R
       }, { lastAxisOnly: true });
     }, needTables ? [cc, sc, ...xc] : [cc, sc]);
   }, { lastAxisOnly: true });
-}
-
-/** An op with several outputs, declared as a record (check, kernels, tolerance); its forward records one joint node (recordJoint). */
-interface JointOpSpec<Args extends unknown[]> extends Omit<OpSpec<Args, readonly Tensor[]>, 'forward' | 'backward'> {
-  readonly forward: (...args: Args) => Tensor[];
-}
-
-/**
- * defineOp for ops that record a joint node themselves: backward is null (the joint node carries the
- * rule), and since defineOp's function returns one tensor, this returns one that gives all outputs.
- */
-function defineJointOp<Args extends unknown[]>(spec: JointOpSpec<Args>): (...args: Args) => Tensor[] {
-  defineOp<Args, readonly Tensor[]>({
-    ...spec,
-    forward: (...args) => {
-      const outs = spec.forward(...args);
-      return { out: outs[0], info: outs };
-    },
-    backward: null,
-  });
-  return (...args) => {
-    spec.check(...args);
-    return spec.forward(...args);
-  };
 }
 
 /** webgpu float32 vs cpu float64: the gradcheckDevices defaults the rotary tests pass at. */
