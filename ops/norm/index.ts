@@ -191,24 +191,23 @@ function checkResidual(op: string, x: Tensor, given: unknown): void {
 }
 
 interface NormInfo { readonly v: NormVariant; readonly needW: boolean; readonly needB: boolean }
-type NormArgs = [x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number, keepSum?: (sum: Tensor) => void];
+type NormArgs = [x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number];
 
 /**
  * The four norms as records, one signature: x, the residual (residual forms), weight, bias (layer norms),
- * eps, and for the residual forms `keepSum`, which receives h = x + residual: the op's second output
- * (core's op records return one tensor). h is its own graph node (its gradient passes unchanged to x
- * and residual) and the norm's input, so gradients reaching h from later layers and from the norm add
- * up there, as in the unfused form.
+ * eps. Each returns { sum, normed }: for the residual forms sum is h = x + residual, its own graph node
+ * (its gradient passes unchanged to x and residual) and the norm's input, so gradients reaching h from
+ * later layers and from the norm add up there, as in the unfused form; otherwise sum is x.
  */
 const normOp = (rms: boolean, residualForm: boolean) => {
   const name = opName({ rms, residual: residualForm, hasWeight: false, hasBias: false });
-  return defineOp<NormArgs, NormInfo>({
+  return defineOp<NormArgs, NormInfo, AddNormResult>({
     name,
     check: (x, residual, weight, bias) => {
       checkArgs(name, x, rms ? [['weight', weight]] : [['weight', weight], ['bias', bias]]);
       if (residualForm) checkResidual(name, x, residual);
     },
-    forward: (x, residual, weight, bias, eps, keepSum) => {
+    forward: (x, residual, weight, bias, eps) => {
       const v: NormVariant = { rms, hasWeight: !!weight, hasBias: !!bias, residual: !!residual };
       // The kernels read contiguous operands; copies made here are freed once the graph holds them.
       const dense = (t: Tensor) => (t.isContiguous() ? t : noGrad(() => t.contiguous()));
@@ -224,7 +223,6 @@ const normOp = (rms: boolean, residualForm: boolean) => {
       const h = rc ? empty(x.device, x.dtype, x.shape) : null;
       if (nRows > 0 && D > 0) dispatch(normRowsKernel, x.device, { v, x: xc, residual: rc, w: wc, b: bc, eps, y, mean, rstd, h, nRows, D });
       const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
-      keepSum?.(sum);
       return {
         out: y,
         inputs: [sum, ...(weight ? [weight] : []), ...(bias ? [bias] : [])],
@@ -232,7 +230,7 @@ const normOp = (rms: boolean, residualForm: boolean) => {
         info: { v, needW: weight?.requiresGrad ?? false, needB: bias?.requiresGrad ?? false },
         after: (normed) => {
           [...copies, mean, rstd].forEach((t) => t.dispose());
-          return normed;
+          return { sum, normed };
         },
       };
     },
@@ -252,12 +250,12 @@ const addRmsNormOp = normOp(true, true);
 
 /** (x − mean) / sqrt(var + eps) · weight + bias over the last axis (biased variance, as torch). */
 export function layerNorm(x: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  return layerNormOp(x, null, weight ?? null, bias ?? null, eps);
+  return layerNormOp(x, null, weight ?? null, bias ?? null, eps).normed;
 }
 
 /** x / sqrt(mean(x²) + eps) · weight over the last axis. */
 export function rmsNorm(x: Tensor, weight?: Tensor | null, eps = 1e-6): Tensor {
-  return rmsNormOp(x, null, weight ?? null, null, eps);
+  return rmsNormOp(x, null, weight ?? null, null, eps).normed;
 }
 
 /** A residual add and the normalisation after it, in one kernel: `sum` = x + residual, `normed` = norm(sum). */
@@ -266,19 +264,12 @@ export interface AddNormResult {
   normed: Tensor;
 }
 
-/** Runs a residual form, collecting its two outputs. */
-function withSum(run: (keepSum: (sum: Tensor) => void) => Tensor): AddNormResult {
-  const sums: Tensor[] = [];
-  const normed = run((sum) => sums.push(sum));
-  return { sum: sums[0], normed };
-}
-
 /** sum = x + residual and layerNorm(sum, weight, bias) in one forward kernel (the pre-norm decoder's residual site). */
 export function addLayerNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): AddNormResult {
-  return withSum((keepSum) => addLayerNormOp(x, residual, weight ?? null, bias ?? null, eps, keepSum));
+  return addLayerNormOp(x, residual, weight ?? null, bias ?? null, eps);
 }
 
 /** sum = x + residual and rmsNorm(sum, weight) in one forward kernel (the pre-norm decoder's residual site). */
 export function addRmsNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, eps = 1e-6): AddNormResult {
-  return withSum((keepSum) => addRmsNormOp(x, residual, weight ?? null, null, eps, keepSum));
+  return addRmsNormOp(x, residual, weight ?? null, null, eps);
 }
