@@ -1,8 +1,6 @@
 // Shared pieces of the fused transformer kernels: the param-uniform header (same convention as
 // ../wgsl.ts: binding 0 = params, then outputs, then inputs) and the row-kernel templates. Row
 // kernels' layouts declare NROWS first (rowMain reads the row count from word 0).
-import { config } from '../../config.js';
-import { gpuRuntime } from '../../device.js';
 import type { Variant } from '../../op.js';
 import { header } from '../uniforms.js';
 import { spreadGroups } from '../wgsl.js';
@@ -95,12 +93,6 @@ function preferThreadPerRow({ nRows, rowLen }: { nRows: number; rowLen: number }
   return software ? !(nRows <= 4 && rowLen >= 4096) : rowLen < 128;
 }
 
-/** Transitional: the row variant for kernels not yet declared as op records. */
-export function chooseRowVariant(nRows: number, rowLen: number): RowVariant {
-  const forced = config().variants.row;
-  if (forced === 'thread' || forced === 'group') return forced;
-  return preferThreadPerRow({ nRows, rowLen }, gpuRuntime()?.isSoftware ?? true) ? 'thread' : 'group';
-}
 
 /** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */
 export function itemGrid(n: number): [number, number, number] {
