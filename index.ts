@@ -8,7 +8,7 @@ import './ops/functional.js';
 
 export { Tensor, type NestedArray } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
-export type { DeviceName } from './core/backend.js';
+export { WIDEST_FLOAT, type DeviceName } from './core/backend.js';
 export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, rand, randn, randint, type TensorOptions } from './ops/creation.js';
 export { where } from './ops/elementwise/index.js';
 export { cat, split, stack } from './ops/movement.js';

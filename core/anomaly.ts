@@ -1,28 +1,27 @@
 // Anomaly mode (off by default): the output of every differentiable op and every gradient a backward
-// rule returns is checked for NaN/Inf. On cpu the check is immediate (the error is thrown at the op
-// call); on webgpu values cannot be read synchronously, so each check queues a one-element flag on the
-// device and the flags are read at the next read of any tensor, or when backwardAsync finishes — the
-// error then names the FIRST op (in execution order) that produced a non-finite value.
-import { cpu, getBackend } from './device.js';
+// rule returns is checked for NaN/Inf. Where values are at hand (cpu) the check is immediate (the error
+// is thrown at the op call); elsewhere (webgpu) each check queues a one-element flag on the device
+// (pending-anomalies.ts) and the flags are read at the next read of any tensor, or when backwardAsync
+// finishes — the error then names the FIRST op (in execution order) that produced a non-finite value.
+import { getBackend } from './device.js';
+import { AnomalyError, anomalyMessage, dropPendingAnomalies, queueAnomalyFlag } from './pending-anomalies.js';
 import { allFinite } from './primitives.js';
 import { untrackTensor } from './scope.js';
 import { OpError, shapeStr } from './shape.js';
 import type { Tensor } from './tensor.js';
 
+export { AnomalyError, raisePendingAnomalies } from './pending-anomalies.js';
+
 let enabled = false;
 /** > 0 while a backward rule runs: its internal ops are not checked, only the gradients it returns. */
 let ruleDepth = 0;
-/** Flags queued on the device: 1 when the checked tensor was all finite. */
-const pending: { flag: Tensor; what: string }[] = [];
-
-export class AnomalyError extends Error {}
 
 /** Turns anomaly detection on or off (like torch.autograd.set_detect_anomaly). Returns the previous setting. */
 export function setDetectAnomaly(on: boolean): boolean {
   if (typeof on !== 'boolean') throw new OpError('setDetectAnomaly', `on must be true or false, got ${typeof on}`);
   const prev = enabled;
   enabled = on;
-  if (!on) for (const p of pending.splice(0)) p.flag.dispose();
+  if (!on) dropPendingAnomalies();
   return prev;
 }
 
@@ -38,8 +37,6 @@ export function describeForward(op: string, inputs: readonly Tensor[]): string {
 export function describeBackward(op: string, inputIndex: number, grad: Tensor): string {
   return `backward of '${op}' (the gradient for its input ${inputIndex}, shape ${shapeStr(grad.shape)})`;
 }
-
-const message = (what: string) => `anomaly detected: the ${what} produced NaN or Inf (setDetectAnomaly(true) is on; turn it off to skip these checks)`;
 
 /** Runs a backward rule; the ops it is written with are not checked themselves. */
 export function insideRule<T>(fn: () => T): T {
@@ -60,28 +57,14 @@ export function checkForward(t: Tensor, op: string, inputs: readonly Tensor[]): 
 export function checkFinite(t: Tensor, what: () => string): void {
   if (!enabled || t.dtype === 'int32' || t.size === 0) return;
   const flag = allFinite(t);
-  if (t.device === 'cpu') {
-    // cpu values are at hand: fail at the op itself.
-    const finite = cpu.readSync(flag)[0] === 1;
+  const backend = getBackend(t.device);
+  if (backend.readSync) {
+    // The host holds the values: fail at the op itself.
+    const finite = backend.readSync(flag)[0] === 1;
     flag.dispose();
-    if (!finite) throw new AnomalyError(message(what()));
+    if (!finite) throw new AnomalyError(anomalyMessage(what()));
     return;
   }
   untrackTensor(flag);
-  pending.push({ flag, what: what() });
-}
-
-/** Reads the queued device flags; throws for the first op that produced a non-finite value. */
-export async function raisePendingAnomalies(): Promise<void> {
-  if (!pending.length) return;
-  const checks = pending.splice(0);
-  let first: string | null = null;
-  try {
-    const flags = await Promise.all(checks.map(({ flag }) => getBackend(flag.device).read(flag)));
-    const bad = flags.findIndex((f) => f[0] === 0);
-    if (bad >= 0) first = checks[bad].what;
-  } finally {
-    for (const { flag } of checks) flag.dispose();
-  }
-  if (first !== null) throw new AnomalyError(message(first));
+  queueAnomalyFlag(flag, what());
 }

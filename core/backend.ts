@@ -17,6 +17,11 @@ export type DeviceName = 'cpu' | 'webgpu';
 /** The widest float each backend computes in: the dtype for reference runs and tolerances per device. */
 export const WIDEST_FLOAT: { readonly [D in DeviceName]: 'float64' | 'float32' } = { cpu: 'float64', webgpu: 'float32' };
 
+/** The dtype values of `dtype` take on `device`: float64 narrows to the device's widest float. */
+export function dtypeOn(device: DeviceName, dtype: DType): DType {
+  return dtype === 'float64' ? WIDEST_FLOAT[device] : dtype;
+}
+
 /** A strided window on a storage. Broadcast dims have stride 0. */
 export interface View {
   readonly storage: Storage;

@@ -2,7 +2,7 @@
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from './backend.js';
 import { COPY_KERNEL, isScalarOperand } from './backend.js';
 import { bytesPerElement, typedArrayFor, type DType, type TypedArray } from './dtype.js';
-import { numel } from './shape.js';
+import { contiguousStrides, numel } from './shape.js';
 import { trackAlloc, trackFree } from './stats.js';
 
 export interface CpuStorage extends Storage {
@@ -26,6 +26,12 @@ export function forEachOffset(shape: readonly number[], strideSets: (readonly nu
       idx[d] = 0;
     }
   }
+}
+
+/** Whether the view's elements lie in row-major order with no gaps (size-1 dims may have any stride). */
+function isDense(view: View): boolean {
+  const strides = contiguousStrides(view.shape);
+  return view.shape.every((d, i) => d === 1 || view.strides[i] === strides[i]);
 }
 
 /** The typed array behind a cpu tensor or view (element k of a view is at its offset + strides·index). */
@@ -58,14 +64,17 @@ export class CpuBackend implements Backend {
   }
 
   readSync(view: View): TypedArray {
-    const out = typedArrayFor(view.dtype, numel(view.shape));
+    const n = numel(view.shape);
     const src = cpuDataOf(view);
+    if (isDense(view)) return src.slice(view.offset, view.offset + n); // a native copy (checkpoints of large tensors)
+    const out = typedArrayFor(view.dtype, n);
     let i = 0;
     forEachOffset(view.shape, [view.strides], [view.offset], (o) => { out[i++] = src[o[0]]; });
     return out;
   }
 
   elementwise(def: ElementwiseDef, operands: Operand[], out: View): void {
+    if (def.js === COPY_KERNEL.js && this.copyDense(operands[0], out)) return;
     const views = operands.filter((o): o is View => !isScalarOperand(o));
     const srcs = views.map(cpuDataOf);
     const dst = cpuDataOf(out);
@@ -84,6 +93,17 @@ export class CpuBackend implements Backend {
     });
     i = 0;
     forEachOffset(out.shape, [out.strides], [out.offset], (o) => { dst[o[0]] = results[i++]; });
+  }
+
+  /** A copy or fill into a dense window as one native call (parameter init, clones, fills); false when either side is strided. */
+  private copyDense(src: Operand, out: View): boolean {
+    if (!isDense(out)) return false;
+    const dst = cpuDataOf(out);
+    const end = out.offset + numel(out.shape);
+    if (isScalarOperand(src)) dst.fill(src.scalar, out.offset, end);
+    else if (isDense(src)) dst.set(cpuDataOf(src).subarray(src.offset, src.offset + end - out.offset), out.offset); // set() copies overlapping ranges correctly
+    else return false;
+    return true;
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {

@@ -1,7 +1,8 @@
 // Backend registry and the default device. The Dawn device is created once, at import (ops are
 // synchronous, adapter creation is not); DAWNGRAD_DEVICE=cpu skips it entirely.
-import type { Backend, DeviceName } from './backend.js';
+import type { Backend, DeviceName, View } from './backend.js';
 import { config, configure } from './config.js';
+import type { TypedArray } from './dtype.js';
 import { CpuBackend } from './cpu.js';
 import { defaultGcThreshold, pendingReclaim } from './reclaim.js';
 import { setAsyncBoundary } from './scope.js';
@@ -12,7 +13,6 @@ import { createRuntime, type DeviceInfo, type GpuRuntime } from './webgpu/runtim
 export const cpu = new CpuBackend();
 let gpu: WebGpuBackend | null = null;
 let gpuError: Error | null = null;
-
 
 async function initGpu(): Promise<void> {
   try {
@@ -38,6 +38,23 @@ export function getBackend(device: DeviceName): Backend {
   throw new Error("webgpu was not initialised because DAWNGRAD_DEVICE=cpu; unset it (or call `await initWebGpu()`) to use device 'webgpu'");
 }
 
+/** Whether tensors on `device` can be read synchronously: the host holds their memory (cpu), not a GPU queue. */
+export function readsSync(device: DeviceName): boolean {
+  return getBackend(device).readSync !== undefined;
+}
+
+/** Whether a tensor on `from` can be copied to `to` without awaiting a read. */
+export function copiesSync(from: DeviceName, to: DeviceName): boolean {
+  return from === to || readsSync(from);
+}
+
+/** The view's elements now (a contiguous copy); an OpError naming `op`, with `advice`, where its device is read asynchronously. */
+export function readNow(op: string, view: View, advice: string): TypedArray {
+  const backend = getBackend(view.storage.device);
+  if (!backend.readSync) throw new OpError(op, `reading ${backend.name} memory is asynchronous; ${advice}`);
+  return backend.readSync(view);
+}
+
 /** The backend when it is running, else null (after disposeRuntime its buffers went with the device). */
 export function liveBackend(device: DeviceName): Backend | null {
   return device === 'cpu' ? cpu : gpu;
@@ -58,12 +75,11 @@ export function gpuBackend(): WebGpuBackend | null {
   return gpu;
 }
 
-/** The default device of new tensors: config().device. */
+/** The device of new tensors: config().device (DAWNGRAD_DEVICE, configure, setDefaultDevice). */
 export function getDefaultDevice(): DeviceName {
   return config().device;
 }
 
-/** Same as configure({ device }). */
 export function setDefaultDevice(device: DeviceName): void {
   configure({ device: checkDevice('setDefaultDevice', device) });
 }
@@ -72,7 +88,7 @@ export type { DeviceInfo };
 
 /** What the default device is and, on webgpu, which adapter and limits are in use. */
 export function deviceInfo(): DeviceInfo | { backend: 'cpu'; webgpuError?: string } {
-  if (getDefaultDevice() === 'webgpu' && gpu) return gpu.rt.info;
+  if (config().device === 'webgpu' && gpu) return gpu.rt.info;
   return gpuError ? { backend: 'cpu', webgpuError: gpuError.message } : { backend: 'cpu' };
 }
 

@@ -1,12 +1,12 @@
 // The Tensor: a strided view on a reference-counted storage, plus its autograd links.
 // Op methods are attached by the ops/ modules (one file per op family); core itself never calls them
 // (it uses core/primitives.ts), so the engine works before any ops module has loaded.
-import { raisePendingAnomalies } from './anomaly.js';
 import type { DeviceName, Storage, View } from './backend.js';
 import { config } from './config.js';
 import { getBackend, liveBackend } from './device.js';
 import type { DType, TypedArray } from './dtype.js';
 import type { Node } from './node.js';
+import { raisePendingAnomalies } from './pending-anomalies.js';
 import { trackTensor, untrackTensor } from './scope.js';
 import { contiguousStrides, numel, OpError, shapeStr } from './shape.js';
 import { stats } from './stats.js';

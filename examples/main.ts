@@ -13,7 +13,7 @@ import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
-import { markdownTable, passkeyTable, writeChart, writeResults } from './lib/report.js';
+import { markdownTable, passkeyTable, writeChart, writeResults, type Results } from './lib/report.js';
 import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
 import { train, type TrainOptions } from './lib/trainer.js';
 
@@ -44,14 +44,33 @@ const FLAGS = {
 } satisfies FlagSpecs;
 
 
-runScript(async () => {
-  const { values: v } = parseFlags('main', 'npm start -- [--quick] [--data PATH] [--model neox] [flags]', FLAGS, process.argv.slice(2));
+/** The job as the flags set it: the base run's options (`common`) and what the fine-tunes and the evaluation change. */
+interface Job {
+  quick: boolean;
+  out: string;
+  data: string;
+  L0: number;
+  /** The evaluated context lengths: 1, 2, 4 and 8 × L0. */
+  lengths: number[];
+  baseSteps: number;
+  finetuneSteps: number;
+  finetuneLr: number;
+  maxFactor: number;
+  clexT1Share: number | undefined;
+  maxTokens: number;
+  passkeySamples: number;
+  common: TrainOptions;
+}
+
+/** Reads and checks the flags (a bad value is a UsageError naming it). */
+function parseJob(argv: string[]): Job {
+  const { values: v } = parseFlags('main', 'npm start -- [--quick] [--data PATH] [--model neox] [flags]', FLAGS, argv);
   const quick = v.quick;
   const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '40' : '600'), { integer: true, min: 1 });
   const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '10' : '200'), { integer: true, min: 1 });
   const L0 = numberFlag('seq-len', v['seq-len'], { integer: true, min: 8 });
-  const LENGTHS = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
-  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), { integer: true, min: LENGTHS[3] });
+  const lengths = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
+  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), { integer: true, min: lengths[3] });
   const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), { integer: true, min: 0 });
   const finetuneLr = numberFlag('finetune-lr', v['finetune-lr'], { above: 0 });
   const maxFactor = numberFlag('max-factor', v['max-factor'], { integer: true, min: LARGEST_FACTOR });
@@ -71,59 +90,95 @@ runScript(async () => {
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: join(out, 'base'), saveEvery: 100, evalEvery: 0, logEvery: 10, evalTokens: 8192, resume: 'auto', label: 'base',
   };
-  const text = loadText({ data, valFraction: 0.1 }); // checked up front: a bad --data fails before any training
-  const dataName = data === 'builtin' || data === 'prose' ? data : basename(data);
-  const started = performance.now();
-  console.log(`main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, batch ${common.batchSize} (passkey share ${common.passkeyShare}), data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps at lr ${finetuneLr}; device ${common.device}; checkpoints in ${out}/`);
-  // Every fine-tune gets the same budget and recipe; only the positional rule differs.
-  const stages: [string, Partial<TrainOptions>][] = [
-    ['base', {}],
-    ['clex', { rope: 'clex' }],
-    ['clex-frozen', { rope: 'clex', clexFreezeOde: true }],
-    ['pi', { rope: 'linear' }],
-    ['yarn', { rope: 'yarn' }],
-    ['plain', { rope: 'none' }],
-  ];
-  const timings: string[] = [];
-  const timed = (name: string, t0: number) => {
+  return { quick, out, data, L0, lengths, baseSteps, finetuneSteps, finetuneLr, maxFactor, clexT1Share, maxTokens, passkeySamples, common };
+}
+
+/** The data's name in the chart and results.json: a file or folder by its base name. */
+const dataName = (data: string): string => (data === 'builtin' || data === 'prose' ? data : basename(data));
+
+function describeJob({ common, L0, data, baseSteps, finetuneSteps, finetuneLr, out }: Job): string {
+  return `main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, batch ${common.batchSize} (passkey share ${common.passkeyShare}), data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps at lr ${finetuneLr}; device ${common.device}; checkpoints in ${out}/`;
+}
+
+/** Every fine-tune gets the same budget and recipe; only the positional rule differs. */
+const STAGES: [string, Partial<TrainOptions>][] = [
+  ['base', {}],
+  ['clex', { rope: 'clex' }],
+  ['clex-frozen', { rope: 'clex', clexFreezeOde: true }],
+  ['pi', { rope: 'linear' }],
+  ['yarn', { rope: 'yarn' }],
+  ['plain', { rope: 'none' }],
+];
+
+/** Wall time of each stage, printed as it ends and listed at the end. */
+class Timings {
+  readonly lines: string[] = [];
+
+  /** Records the stage that started at `t0` (performance.now()). */
+  done(name: string, t0: number): void {
     const line = `${name} ${((performance.now() - t0) / 1000).toFixed(0)} s`;
-    timings.push(line);
+    this.lines.push(line);
     console.log(`time: ${line}`);
-  };
-  for (const [name, change] of stages) {
+  }
+}
+
+/** Trains the base, then each fine-tune from it; each stage continues its checkpoint when re-run. Exits 130 when interrupted. */
+async function trainStages(job: Job, timings: Timings): Promise<void> {
+  for (const [name, change] of STAGES) {
     const t0 = performance.now();
     const fineTune = name !== 'base';
     const result = await train({
-      ...common, ...change, out: join(out, name), label: name,
-      ...(fineTune ? { initFrom: join(out, 'base'), steps: finetuneSteps, lr: finetuneLr, minLr: finetuneLr / 10, warmup: quick ? 2 : 10, tokenizer: undefined, seqLen: undefined } : {}),
+      ...job.common, ...change, out: join(job.out, name), label: name,
+      ...(fineTune ? { initFrom: join(job.out, 'base'), steps: job.finetuneSteps, lr: job.finetuneLr, minLr: job.finetuneLr / 10, warmup: job.quick ? 2 : 10, tokenizer: undefined, seqLen: undefined } : {}),
     });
     if (result.interrupted) process.exit(130);
-    timed(name, t0);
+    timings.done(name, t0);
   }
-  console.log(`\nevaluating on ${data} held-out text at ${LENGTHS.join(', ')} tokens:`);
-  const base = join(out, 'base');
+}
+
+/** Scores every stage (and the base's training-free rules) on the held-out text at each length; rows named as in the paper's tables. */
+async function evaluateStages(job: Job, heldOutText: string, timings: Timings): Promise<Results> {
+  console.log(`\nevaluating on ${job.data} held-out text at ${job.lengths.join(', ')} tokens:`);
+  const base = join(job.out, 'base');
   const targets: EvalTarget[] = [
     { dir: base, name: ROW.base, rules: ['ntk', 'yarn', 'dynamic', 'clex-init'] },
-    { dir: join(out, 'plain'), name: 'fine-tuned plain RoPE (control)' },
-    { dir: join(out, 'pi'), name: `fine-tuned PI (s = ${LARGEST_FACTOR})` },
-    { dir: join(out, 'yarn'), name: `fine-tuned YaRN (s = ${LARGEST_FACTOR})` },
-    { dir: join(out, 'clex'), name: ROW.clex, resetOde: true },
-    { dir: join(out, 'clex-frozen'), name: ROW.clexFrozen },
+    { dir: join(job.out, 'plain'), name: 'fine-tuned plain RoPE (control)' },
+    { dir: join(job.out, 'pi'), name: `fine-tuned PI (s = ${LARGEST_FACTOR})` },
+    { dir: join(job.out, 'yarn'), name: `fine-tuned YaRN (s = ${LARGEST_FACTOR})` },
+    { dir: join(job.out, 'clex'), name: ROW.clex, resetOde: true },
+    { dir: join(job.out, 'clex-frozen'), name: ROW.clexFrozen },
   ];
   const t0 = performance.now();
-  const results = await evaluateCheckpoints(targets, { heldOutText: text.val, lengths: LENGTHS, maxTokens, passkeySamples, log: console.log });
-  timed('evaluation', t0);
+  const results = await evaluateCheckpoints(targets, { heldOutText, lengths: job.lengths, maxTokens: job.maxTokens, passkeySamples: job.passkeySamples, log: console.log });
+  timings.done('evaluation', t0);
   // Rename the base's rule rows to read as in the paper's tables.
   for (const row of results.rows) row.name = row.name.replace(`${ROW.base} + `, 'base + ');
   results.passkey?.forEach((p) => { p.name = p.name.replace(`${ROW.base} + `, 'base + '); });
+  return results;
+}
+
+/** Prints the tables and the one-line verdict; writes results.json (with the recipe and timings) and the chart. */
+async function report(job: Job, results: Results, timings: Timings): Promise<void> {
+  const { out, common, L0 } = job;
   const calibration = passkeyCalibration(results);
   mkdirSync(out, { recursive: true });
-  console.log(`\nheld-out perplexity (${results.tokens} tokens of ${data} at every length; L0 = ${L0}):\n`);
+  console.log(`\nheld-out perplexity (${results.tokens} tokens of ${job.data} at every length; L0 = ${L0}):\n`);
   console.log(markdownTable(results));
   if (calibration) console.log(`\n${passkeyTable(results)}\n\n${calibration.message}`);
-  const chart = await writeChart(out, results, `main job: ${common.model}, L0 = ${L0}, ${dataName}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`);
+  const chart = await writeChart(out, results, `main job: ${common.model}, L0 = ${L0}, ${dataName(job.data)}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`);
   console.log(`\nIn one line: ${verdict(results)}`);
-  const recipe = { data: dataName, model: common.model, L0, batchSize: common.batchSize, passkeyShare: common.passkeyShare, baseSteps, finetuneSteps, finetuneLr, maxFactor, clexT1Share: clexT1Share ?? null, clexOdeLrScale: common.clexOdeLrScale };
-  console.log(`\nwrote ${writeResults(out, { ...results, recipe, timings, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
-  console.log(`time: ${timings.join(', ')}; total ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const recipe = { data: dataName(job.data), model: common.model, L0, batchSize: common.batchSize, passkeyShare: common.passkeyShare, baseSteps: job.baseSteps, finetuneSteps: job.finetuneSteps, finetuneLr: job.finetuneLr, maxFactor: job.maxFactor, clexT1Share: job.clexT1Share ?? null, clexOdeLrScale: common.clexOdeLrScale };
+  console.log(`\nwrote ${writeResults(out, { ...results, recipe, timings: timings.lines, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
+}
+
+runScript(async () => {
+  const job = parseJob(process.argv.slice(2));
+  const text = loadText({ data: job.data, valFraction: 0.1 }); // checked up front: a bad --data fails before any training
+  const started = performance.now();
+  console.log(describeJob(job));
+  const timings = new Timings();
+  await trainStages(job, timings);
+  const results = await evaluateStages(job, text.val, timings);
+  await report(job, results, timings);
+  console.log(`time: ${timings.lines.join(', ')}; total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 });

@@ -2,22 +2,23 @@
 // random 10-step windows of one trajectory, with gradients from the adjoint method, then draw the
 // learned trajectory against the truth in out/ode-spiral.svg.
 //
-//   npx tsx examples/ode-spiral.ts [device] [iterations]      (defaults: DAWNGRAD_DEVICE or webgpu, 2000)
+//   npx tsx examples/ode-spiral.ts [device] [iterations]      (defaults: the default device (DAWNGRAD_DEVICE, else webgpu), 2000)
 //   options: --test-freq=N (full-trajectory evaluation every N iterations, default 100), --seed=N,
-//            --rtol=X --atol=X (solver tolerances; defaults 1e-7/1e-9 on cpu float64, 1e-5/1e-7 on webgpu)
+//            --rtol=X --atol=X (solver tolerances; defaults 1e-7/1e-9 in float64 (cpu), 1e-5/1e-7 in float32 (webgpu))
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { disposeRuntime, manualSeed, noGrad, ode, randn, scope, seededUniform, tensor, type DeviceName, type Tensor } from '../index.js';
+import { disposeRuntime, getDefaultDevice, manualSeed, noGrad, ode, randn, scope, seededUniform, tensor, WIDEST_FLOAT, type DeviceName, type Tensor } from '../index.js';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const flag = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-const device = (positional.find((a) => a === 'cpu' || a === 'webgpu') ?? process.env.DAWNGRAD_DEVICE ?? 'webgpu') as DeviceName;
+const device = positional.find((a): a is DeviceName => ['webgpu', 'cpu'].includes(a)) ?? getDefaultDevice();
 const iterations = Number(positional.find((a) => /^\d+$/.test(a)) ?? 2000);
 const testFreq = Number(flag('test-freq') ?? 100);
 const seed = Number(flag('seed') ?? 0);
-// cpu computes in float64 (the reference backend); webgpu in float32.
-const dtype = device === 'cpu' ? 'float64' : 'float32';
-const rtol = Number(flag('rtol') ?? (device === 'cpu' ? 1e-7 : 1e-5));
-const atol = Number(flag('atol') ?? (device === 'cpu' ? 1e-9 : 1e-7));
+// The widest float the device computes in (float64 on the cpu reference backend), and solver tolerances it can meet.
+const dtype = WIDEST_FLOAT[device];
+const SOLVER_TOLERANCE = { float64: { rtol: 1e-7, atol: 1e-9 }, float32: { rtol: 1e-5, atol: 1e-7 } } as const;
+const rtol = Number(flag('rtol') ?? SOLVER_TOLERANCE[dtype].rtol);
+const atol = Number(flag('atol') ?? SOLVER_TOLERANCE[dtype].atol);
 
 const DATA_SIZE = 1000;
 const BATCH_TIME = 10;

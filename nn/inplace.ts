@@ -1,10 +1,9 @@
 // Writing values into an existing tensor's storage (parameter init, loadStateDict), so that every
 // holder of the tensor (modules, optimizers) keeps seeing the same object.
-import { cpuDataOf, type CpuBackend } from '../core/cpu.js';
 import { noGrad } from '../core/autograd.js';
-import { getBackend } from '../core/device.js';
+import { copiesSync } from '../core/device.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
-import { Tensor } from '../core/tensor.js';
+import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 
 /**
@@ -15,12 +14,11 @@ export function copyInto(op: string, target: Tensor, source: Tensor): void {
   target.assertAlive(op);
   source.assertAlive(op);
   if (!sameShape(target.shape, source.shape)) throw new OpError(op, `shape ${shapeStr(source.shape)} does not match target ${shapeStr(target.shape)}`);
-  let src = source;
-  if (source.device !== target.device) {
-    if (source.device === 'webgpu') throw new OpError(op, "cannot copy from webgpu to cpu synchronously; move the source with `await t.toAsync('cpu')` first");
-    src = source.to(target.device);
+  if (!copiesSync(source.device, target.device)) {
+    throw new OpError(op, `cannot copy from ${source.device} to ${target.device} synchronously; move the source with \`await t.toAsync('${target.device}')\` first`);
   }
-  if (target.dtype === 'int32' && src.dtype !== 'int32') throw new OpError(op, `cannot copy ${src.dtype} values into an int32 tensor`);
+  if (target.dtype === 'int32' && source.dtype !== 'int32') throw new OpError(op, `cannot copy ${source.dtype} values into an int32 tensor`);
+  const src = source.to(target.device);
   noGrad(() => target.copy_(src));
   if (src !== source) src.dispose();
 }
@@ -29,16 +27,7 @@ export function copyInto(op: string, target: Tensor, source: Tensor): void {
 export function assignValues(op: string, target: Tensor, values: ArrayLike<number>): void {
   target.assertAlive(op);
   if (values.length !== target.size) throw new OpError(op, `got ${values.length} values for a tensor of shape ${shapeStr(target.shape)}`);
-  if (target.device === 'cpu' && target.isContiguous()) {
-    cpuDataOf(target).set(values, target.offset);
-    return;
-  }
-  const src = tensor(Float64Array.from(values), { shape: target.shape, dtype: target.dtype === 'float64' ? 'float64' : target.dtype, device: 'cpu' });
+  const src = tensor(Float64Array.from(values), { shape: target.shape, dtype: target.dtype, device: target.device });
   copyInto(op, target, src);
   src.dispose();
-}
-
-/** The cpu storage's elements (contiguous copy for views). */
-export function cpuValues(t: Tensor): ArrayLike<number> {
-  return (getBackend('cpu') as CpuBackend).readSync(t);
 }

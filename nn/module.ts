@@ -3,6 +3,7 @@
 // constructor; names join with dots into HF-style keys (`layers.0.self_attn.q_proj.weight`).
 import type { DeviceName } from '../core/backend.js';
 import { alias, noGrad } from '../core/autograd.js';
+import { copiesSync } from '../core/device.js';
 import { untrackTensor } from '../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -190,12 +191,14 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     const wrongShape = Object.keys(own)
       .filter((k) => k in sd && !sameShape(own[k].shape, sd[k].shape))
       .map((k) => `${k}: checkpoint ${shapeStr(sd[k].shape)} vs model ${shapeStr(own[k].shape)}`);
-    const wrongDevice = Object.keys(own).filter((k) => k in sd && sd[k].device === 'webgpu' && own[k].device === 'cpu');
+    const wrongDevice = Object.keys(own)
+      .filter((k) => k in sd && !copiesSync(sd[k].device, own[k].device))
+      .map((k) => `${k} (${sd[k].device} → ${own[k].device})`);
     const problems: string[] = [];
     if (strict && missingKeys.length) problems.push(`missing keys: ${missingKeys.join(', ')}`);
     if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
     if (wrongShape.length) problems.push(`wrong shapes: ${wrongShape.join('; ')}`);
-    if (wrongDevice.length) problems.push(`webgpu tensors for cpu parameters (move them with toAsync('cpu') first): ${wrongDevice.join(', ')}`);
+    if (wrongDevice.length) problems.push(`tensors read asynchronously, for parameters on another device (move them there with toAsync(device) first): ${wrongDevice.join(', ')}`);
     if (problems.length) throw new OpError('loadStateDict', `${this.constructor.name}: ${problems.join(' | ')}`);
     noGrad(() => {
       for (const k of Object.keys(own)) if (k in sd) copyInto('loadStateDict', own[k], sd[k]);

@@ -3,6 +3,7 @@
 // evaluations than the forward, and its gradients carry the reverse solve's error (odeint under
 // autograd differentiates the discrete forward solve exactly and remains the more exact option).
 import { canAwaitInBackward, noGrad, record, vjp } from '../core/autograd.js';
+import { readsSync } from '../core/device.js';
 import { scope } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -160,7 +161,7 @@ export async function odeintAdjoint(f: OdeFunc, y0: Tensor, t: readonly number[]
       let k = 0;
       return [r.gy0, ...allParams.map((p) => (p.requiresGrad ? r.gParams[k++] : null)), ...(tTensor ? [r.gTime] : [])];
     };
-    if (y0.device === 'cpu') return finish(scope(() => driveSync(reverseSweep(pb, g, Ys, back))));
+    if (readsSync(y0.device)) return finish(scope(() => driveSync(reverseSweep(pb, g, Ys, back))));
     if (!canAwaitInBackward()) {
       throw new OpError('odeintAdjoint', `the adjoint backward on ${y0.device} reads device values between steps; call \`await loss.backwardAsync()\` instead of loss.backward()`);
     }

@@ -2,7 +2,7 @@
 // read-request protocol (solvers are generators that yield the small tensors whose values steer them)
 // with its sync (cpu) and async drivers, norms, linear combinations, and the time-gradient formulas.
 import { noGrad } from '../core/autograd.js';
-import { cpu } from '../core/device.js';
+import { readNow } from '../core/device.js';
 import { scope } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -22,8 +22,8 @@ export type Norm = (x: Tensor) => Tensor;
 
 /**
  * A solver run: it yields a small tensor whenever it needs values on the host (error ratios, initial-step
- * norms) and is resumed with them. Keeping this explicit lets the same code run synchronously on cpu
- * (inside a backward rule) and asynchronously on webgpu.
+ * norms) and is resumed with them. Keeping this explicit lets the same code run synchronously where
+ * reads are (cpu: inside a backward rule) and asynchronously elsewhere (webgpu).
  */
 export type SolverRun<T> = Generator<Tensor, T, Float64Array>;
 
@@ -37,14 +37,11 @@ export async function driveAsync<T>(run: SolverRun<T>): Promise<T> {
   return step.value;
 }
 
-/** Drives a run whose tensors all live on cpu (reads are then synchronous). */
+/** Drives a run whose tensors live on a device that is read synchronously (cpu). */
 export function driveSync<T>(run: SolverRun<T>): T {
   let step = run.next();
   while (!step.done) {
-    if (step.value.device !== 'cpu') {
-      throw new OpError('odeint', `internal error: a synchronous solve needs cpu tensors, got one on ${step.value.device}`);
-    }
-    const values = Float64Array.from(cpu.readSync(step.value));
+    const values = Float64Array.from(readNow('odeint', step.value, 'an internal error: driveSync is only for tensors on a device read synchronously (cpu)'));
     step.value.dispose();
     step = run.next(values);
   }

@@ -1,12 +1,12 @@
 // Views (no copy where strides allow) and copies that change layout: reshape, permute, transpose,
 // expand, slice/narrow, split, squeeze/unsqueeze, contiguous, cat, stack, detach, device transfer.
-import type { DeviceName } from '../core/backend.js';
+import { dtypeOn, type DeviceName } from '../core/backend.js';
 import { alias, record, recordJoint } from '../core/autograd.js';
-import { checkDevice, getBackend } from '../core/device.js';
+import { checkDevice, getBackend, readNow } from '../core/device.js';
 import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 import { ELEMENTWISE } from './elementwise/index.js';
-import { empty, sameDevice } from './util.js';
+import { sameDevice } from './util.js';
 import { joinAlong } from './join/index.js';
 import { argShape, argTensors } from '../core/args.js';
 
@@ -221,7 +221,7 @@ export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
 }
 
 function copyTo(x: Tensor, device: DeviceName, data: ArrayLike<number>): Tensor {
-  const t = new Tensor(getBackend(device).upload(x.dtype === 'float64' && device === 'webgpu' ? 'float32' : x.dtype, data), x.shape);
+  const t = new Tensor(getBackend(device).upload(dtypeOn(device, x.dtype), data), x.shape);
   t.requiresGrad = x.requiresGrad;
   return t;
 }
@@ -274,8 +274,7 @@ P.to = function (device) {
   this.assertAlive('to');
   checkDevice('to', device);
   if (device === this.device) return this;
-  if (this.device === 'webgpu') throw new OpError('to', "reading webgpu memory is asynchronous; use `await x.toAsync('cpu')`");
-  return copyTo(this, device, (getBackend('cpu') as import('../core/cpu.js').CpuBackend).readSync(this));
+  return copyTo(this, device, readNow('to', this, `use \`await x.toAsync('${device}')\``));
 };
 P.toAsync = async function (device) {
   this.assertAlive('toAsync');

@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { deviceInfo, zeros } from '../index.js';
+import { config, withConfig } from '../core/config.js';
+import { deviceInfo, getDefaultDevice, setDefaultDevice, zeros } from '../index.js';
 
 /** Runs an ESM snippet against the built package in a fresh process (which must exit by itself). */
 function runSnippet(code: string, env: Record<string, string> = {}): string {
@@ -23,6 +24,19 @@ describe('devices', () => {
       expect(info.adapter.length).toBeGreaterThan(0);
       expect(info.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
     }
+  });
+
+  it('the default device is config().device: configure, withConfig and setDefaultDevice change one setting', async () => {
+    expect(getDefaultDevice()).toBe('webgpu');
+    await withConfig({ device: 'cpu' }, () => {
+      expect(getDefaultDevice()).toBe('cpu');
+      expect(zeros([1]).device).toBe('cpu');
+    });
+    expect(zeros([1]).device).toBe('webgpu');
+    setDefaultDevice('cpu');
+    expect(config().device).toBe('cpu');
+    setDefaultDevice('webgpu');
+    expect(() => setDefaultDevice('tpu' as never)).toThrow(/setDefaultDevice: unknown device 'tpu'/);
   });
 
   it('DAWNGRAD_DEVICE=cpu makes cpu the default without touching Dawn', () => {

@@ -21,6 +21,41 @@ function upwardImports(file: string, source: string): string[] {
     .filter((spec) => spec.startsWith('.') && relative(CORE, resolve(dirname(file), spec)).startsWith('..'));
 }
 
+/** Whether an import clause brings in values: `import type {…}` and `import { type A, type B }` do not. */
+const importsValues = (clause: string): boolean => !/^type\s/.test(clause) && !/^\{(\s*type\s+[\w\s]+,?)*\s*\}$/.test(clause);
+
+/** The core/ files `file` imports at runtime. */
+function runtimeImports(file: string, source: string): string[] {
+  return [...source.matchAll(/^(?:import|export)\s+([^;]*?)\s*from\s*['"](\.[^'"]+)['"]/gm)]
+    .filter(([, clause]) => importsValues(clause))
+    .map(([, , spec]) => resolve(dirname(file), spec.replace(/\.js$/, '.ts')))
+    .filter((f) => !relative(CORE, f).startsWith('..'));
+}
+
+/** A cycle in the graph (as a list of files, first repeated last), or null. */
+function findCycle(graph: Map<string, string[]>): string[] | null {
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (f: string): string[] | null => {
+    if (state.get(f) === 'done') return null;
+    if (state.get(f) === 'open') return [...path.slice(path.indexOf(f)), f];
+    state.set(f, 'open');
+    path.push(f);
+    for (const g of graph.get(f) ?? []) {
+      const cycle = visit(g);
+      if (cycle) return cycle;
+    }
+    path.pop();
+    state.set(f, 'done');
+    return null;
+  };
+  for (const f of graph.keys()) {
+    const cycle = visit(f);
+    if (cycle) return cycle;
+  }
+  return null;
+}
+
 describe('core layering', () => {
   it('the import scan sees imports of every form, and flags those leaving core/', () => {
     const file = join(CORE, 'webgpu', 'x.ts');
@@ -33,6 +68,18 @@ describe('core layering', () => {
     expect(files.length).toBeGreaterThan(10);
     const offenders = files.flatMap((f) => upwardImports(f, readFileSync(f, 'utf8')).map((spec) => `${relative(CORE, f)} imports ${spec}`));
     expect(offenders).toEqual([]);
+  });
+
+  it('the import scan tells runtime imports from type-only ones', () => {
+    const file = join(CORE, 'x.ts');
+    const source = `import { a, type B } from './a.js';\nimport type { C } from './c.js';\nimport { type D,\n  type E as F } from './d.js';\nexport { g } from './g.js';\nimport { h } from '../ops/h.js';`;
+    expect(runtimeImports(file, source).map((f) => relative(CORE, f))).toEqual(['a.ts', 'g.ts']);
+  });
+
+  it('core/ has no runtime import cycle (modules load in one order, none sees another half-initialised)', () => {
+    const files = tsFiles(CORE).filter((f) => !f.endsWith('.d.ts'));
+    const graph = new Map(files.map((f) => [f, runtimeImports(f, readFileSync(f, 'utf8'))]));
+    expect(findCycle(graph)?.map((f) => relative(CORE, f))).toBeUndefined();
   });
 
   it('the engine runs with core/ modules alone: record, backward with accumulation, grad, anomaly checks', () => {

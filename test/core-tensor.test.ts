@@ -84,7 +84,24 @@ describe.each(devices)('tensors on %s', (device) => {
     const g = c.to('webgpu');
     expect(g.device).toBe('webgpu');
     expect(await (await g.toAsync('cpu')).toArray()).toEqual([1, 2]);
-    expect(() => g.to('cpu')).toThrow(/toAsync/);
+    expect(() => g.to('cpu')).toThrow("to: reading webgpu memory is asynchronous; use `await x.toAsync('cpu')`");
+    // float64 narrows to the widest float webgpu has.
+    expect(tensor([1, 2], { dtype: 'float64', device: 'cpu' }).to('webgpu').dtype).toBe('float32');
+  });
+
+  it('cpu copies and fills into windows of one storage (overlapping, converting, strided) match element-by-element copies', async () => {
+    const x = tensor([0, 1, 2, 3], { dtype: 'float64', device: 'cpu' });
+    x.narrow(0, 1, 3).copy_(x.narrow(0, 0, 3));
+    expect(await x.toArray()).toEqual([0, 0, 1, 2]);
+    x.narrow(0, 0, 3).copy_(x.narrow(0, 1, 3));
+    expect(await x.toArray()).toEqual([0, 1, 2, 2]);
+    const ints = tensor(new Int32Array(3), { device: 'cpu' });
+    expect(await ints.copy_(tensor([1.7, -1.7, 2.5], { dtype: 'float64', device: 'cpu' })).toArray()).toEqual([1, -1, 2]);
+    expect(await ints.copy_(2.5).toArray()).toEqual([2, 2, 2]);
+    const m = tensor([[1, 2], [3, 4]], { device: 'cpu' });
+    expect(await m.transpose(0, 1).contiguous().toArray()).toEqual([[1, 3], [2, 4]]);
+    m.transpose(0, 1).copy_(tensor([[5, 6], [7, 8]], { device: 'cpu' }));
+    expect(await m.toArray()).toEqual([[5, 7], [6, 8]]);
   });
 });
 

@@ -108,6 +108,18 @@ describe('Module', () => {
     [a, b, c].forEach((m) => m.dispose());
   });
 
+  it('loadStateDict refuses tensors on a device read asynchronously for parameters elsewhere (before writing any)', async () => {
+    manualSeed(4);
+    const onCpu = new nn.Linear(2, 3, cpu64);
+    const before = Array.from(await onCpu.bias!.data());
+    const sd = { weight: randn([3, 2], { dtype: 'float64', device: 'cpu' }), bias: randn([3], { device: 'webgpu' }) };
+    expect(() => onCpu.loadStateDict(sd)).toThrow(/tensors read asynchronously, for parameters on another device \(move them there with toAsync\(device\) first\): bias \(webgpu → cpu\)/);
+    expect(Array.from(await onCpu.bias!.data())).toEqual(before);
+    onCpu.loadStateDict({ ...sd, bias: await sd.bias.toAsync('cpu') });
+    expect(Array.from(await onCpu.weight.data())).toEqual(Array.from(await sd.weight.data()));
+    onCpu.dispose();
+  });
+
   it('to(device) moves parameters, keeps field references in step, and gives the same outputs', async () => {
     manualSeed(3);
     const m = new nn.Sequential(new nn.Linear(3, 5), new nn.GELU(), new nn.Linear(5, 2));

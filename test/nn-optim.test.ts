@@ -3,6 +3,7 @@
 // give bit for bit what one dispatch per parameter gives.
 import { afterEach, describe, expect, it } from 'vitest';
 import { deviceInfo, memory, nn, optim, tensor, type Tensor } from '../index.js';
+import { variantUsage } from '../core/op.js';
 import { setTensorsPerDispatchCap } from '../nn/optim/kernels.js';
 
 type Device = 'cpu' | 'webgpu';
@@ -242,6 +243,8 @@ describe('multi-tensor updates and clipping on webgpu', () => {
     const stepDispatches = memory().dispatches - d0;
     const perDispatch = Math.floor(storageBindings() / 4);
     expect(stepDispatches).toBe(Math.ceil(30 / perDispatch) + Math.ceil(10 / perDispatch));
+    expect(variantUsage().get('optimizerStep:multiTensor')).toBeGreaterThan(0);
+    expect(variantUsage().get('clipGradNorm:multiTensor')).toBeGreaterThan(0);
     // Partial sums and scaling bind one gradient each next to one shared buffer; the uniform table (3
     // words per gradient) holds 19.
     const chunk = Math.min(storageBindings() - 1, 19);
@@ -329,6 +332,22 @@ describe('optimizer mechanics', () => {
     expect(other.paramGroups[0].lr).toBe(0.3);
     const two = new optim.Adam([{ params: [q] }, { params: [] }]);
     expect(() => two.loadStateDict(opt.stateDict())).toThrow(/1 parameter groups, optimizer has 2/);
+  });
+
+  it('loadStateDict refuses state on a device read asynchronously for parameters elsewhere, and changes nothing', () => {
+    const g = tensor([1, 2], { device: 'webgpu', requiresGrad: true });
+    const onGpu = new optim.Adam([g], { lr: 0.1 });
+    g.grad = tensor([1, 1], { device: 'webgpu' });
+    onGpu.step();
+    const c = tensor([1, 2], { dtype: 'float64', device: 'cpu', requiresGrad: true });
+    const onCpu = new optim.Adam([c], { lr: 0.3 });
+    expect(() => onCpu.loadStateDict(onGpu.stateDict())).toThrow(/state 'exp_avg' is on webgpu, which is read asynchronously, but the parameter is on cpu; load the state on cpu/);
+    expect(onCpu.paramGroups[0].lr).toBe(0.3);
+    // The other way round is a synchronous upload.
+    c.grad = tensor([1, 1], { dtype: 'float64', device: 'cpu' });
+    onCpu.step();
+    expect(() => onGpu.loadStateDict(onCpu.stateDict())).not.toThrow();
+    [onGpu, onCpu].forEach((o) => o.dispose());
   });
 
   it('rejects invalid hyperparameters with the optimizer name', () => {

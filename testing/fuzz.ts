@@ -7,7 +7,7 @@ import '../ops/reduce.js';
 import '../ops/matmul/index.js';
 import '../ops/indexing.js';
 import { seededUniform } from '../core/rng.js';
-import type { DeviceName } from '../core/backend.js';
+import { WIDEST_FLOAT, type DeviceName } from '../core/backend.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { cat } from '../ops/movement.js';
@@ -56,7 +56,7 @@ const values = (seed: number, n: number): number[] => {
 
 /** Runs a program on one device: chain the steps, then loss = Σ out·w, backward. */
 export async function runFuzzProgram(p: FuzzProgram, device: DeviceName): Promise<FuzzResult> {
-  const dtype = device === 'cpu' ? 'float64' : 'float32';
+  const dtype = WIDEST_FLOAT[device];
   return scope(async () => {
     const inputs: Tensor[] = [];
     const input = (shape: number[], seed: number): Tensor => {

@@ -1,8 +1,8 @@
 // Gradient checks, a public feature: analytic gradients on the float64 cpu backend against central
 // finite differences, and webgpu float32 against the cpu float64 reference.
 import { grad, noGrad } from '../core/autograd.js';
-import type { CpuBackend } from '../core/cpu.js';
-import { getBackend } from '../core/device.js';
+import { WIDEST_FLOAT, type DeviceName } from '../core/backend.js';
+import { cpu } from '../core/device.js';
 import { scope } from '../core/scope.js';
 import { shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -25,7 +25,7 @@ export interface GradcheckReport {
   message: string;
 }
 
-const cpuRead = (t: Tensor): Float64Array => Float64Array.from((getBackend('cpu') as CpuBackend).readSync(t));
+const cpuRead = (t: Tensor): Float64Array => Float64Array.from(cpu.readSync(t));
 
 /** A fixed random cotangent so non-scalar outputs are checked through L = Σ v·f(x). */
 function cotangentFor(y: Tensor): Tensor {
@@ -101,8 +101,8 @@ export async function gradcheckDevices(f: (...xs: Tensor[]) => Tensor, inputs: r
   const atol = opts.atol ?? 1e-5;
   const rtol = opts.rtol ?? 1e-4;
   const values = await Promise.all(inputs.map((t) => t.data()));
-  const run = async (device: 'cpu' | 'webgpu') => {
-    const dtype = device === 'cpu' ? 'float64' : 'float32';
+  const run = async (device: DeviceName) => {
+    const dtype = WIDEST_FLOAT[device];
     const xs = inputs.map((t, i) => tensor(Float64Array.from(values[i]), { shape: t.shape, dtype: t.dtype === 'int32' ? 'int32' : dtype, device }));
     const wrt = opts.wrt ?? xs.map((x, i) => (x.dtype === 'int32' ? -1 : i)).filter((i) => i >= 0);
     const y = noGrad(() => f(...xs));

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, manualSeed, memory, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
-import { buildModel, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type ModelConfigJson } from './checkpoint.js';
+import { buildModel, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type CheckpointInfo, type ModelConfigJson } from './checkpoint.js';
 import { UsageError } from './cli.js';
 import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind, type TrainingBatch } from './data.js';
 import { perplexity } from './evaluate.js';
@@ -163,39 +163,85 @@ function differences(saved: Record<string, unknown>, wanted: Record<string, unkn
   return out;
 }
 
-export async function train(o: TrainOptions): Promise<TrainResult> {
-  setDefaultDevice(o.device);
-  const label = o.label ?? 'train';
-  // --- Everything the user gave is checked before anything is written. ---
+/** What the checks of a run's input settle, before anything is written. */
+interface RunPlan {
+  /** The --init-from checkpoint or Hugging Face folder. */
+  source: CheckpointInfo | null;
+  tokenizer: models.Tokenizer;
+  tokenizerDescription: TokenizerDescription;
+  /** Where an 'hf' tokenizer.json is read from now (and copied into every checkpoint of this run). */
+  tokenizerFile?: string;
+  seqLen: number;
+  config: ModelConfigJson;
+  trainIds: Int32Array;
+  valIds: Int32Array;
+  /** Passkey rows per batch. */
+  passkeyRows: number;
+  /** What --resume compares (runSettings). */
+  settings: Record<string, unknown>;
+  /** Whether this run continues the checkpoint in --out. */
+  resuming: boolean;
+}
+
+/** Checks everything the user gave (flags, source, data, an existing checkpoint); writes nothing. */
+async function planRun(o: TrainOptions): Promise<RunPlan> {
   const source = o.initFrom !== undefined ? await readCheckpointInfo('--init-from', o.initFrom) : null;
+  const { tokenizer, tokenizerDescription, tokenizerFile } = await runTokenizer(o, source);
+  const seqLen = o.seqLen ?? source?.config.max_position_embeddings ?? 64;
+  const config = modelConfig(o, source, tokenizer.vocabSize, seqLen);
+  const { trainIds, valIds } = tokenizedText(o, tokenizer, seqLen);
+  const passkeyRows = passkeyRowsPerBatch(o, tokenizer, seqLen);
+  // The source's step too: a fine-tune made from a shorter run of its base must not be resumed as if from the longer one.
+  const settings = runSettings(o, config, tokenizerDescription.type, seqLen, source?.step);
+  const resuming = await resumesCheckpoint(o, settings, source);
+  return { source, tokenizer, tokenizerDescription, tokenizerFile, seqLen, config, trainIds, valIds, passkeyRows, settings, resuming };
+}
+
+/** The source's tokenizer, else --tokenizer's, else bytes; a --tokenizer must agree with the source's. */
+async function runTokenizer(o: TrainOptions, source: CheckpointInfo | null): Promise<Pick<RunPlan, 'tokenizer' | 'tokenizerDescription' | 'tokenizerFile'>> {
   const flagged = o.tokenizer === undefined ? null : tokenizerFromFlag(o.tokenizer);
   if (source?.tokenizerDescription && flagged && flagged.description.type !== source.tokenizerDescription.type) {
     throw new UsageError(`--tokenizer ${o.tokenizer}: the --init-from checkpoint ${o.initFrom} uses the '${source.tokenizerDescription.type}' tokenizer; drop --tokenizer or match it`);
   }
   if (source && !source.tokenizerDescription && !flagged) throw new UsageError(`--init-from ${o.initFrom}: the Hugging Face folder has no tokenizer.json; pass --tokenizer PATH/tokenizer.json`);
   const tokenizerDescription: TokenizerDescription = source?.tokenizerDescription ?? flagged?.description ?? { type: 'byte' };
-  // Where an 'hf' tokenizer.json is read from now (and copied into every checkpoint of this run).
   const tokenizerFile = tokenizerDescription.type !== 'hf' ? undefined : source?.tokenizerDescription ? join(source.dir, 'tokenizer.json') : flagged?.path;
   const tokenizer = source?.tokenizer ?? (tokenizerFile ? await models.Tokenizer.fromFile(tokenizerFile) : await makeTokenizer(tokenizerDescription));
-  const tokenizerKind = tokenizerDescription.type;
-  const sourceL0 = source?.config.max_position_embeddings;
-  const seqLen = o.seqLen ?? sourceL0 ?? 64;
+  return { tokenizer, tokenizerDescription, tokenizerFile };
+}
+
+/** The source's config with this run's positional scheme, or one from the shape flags; validated. */
+function modelConfig(o: TrainOptions, source: CheckpointInfo | null, vocab: number, seqLen: number): ModelConfigJson {
   const config: ModelConfigJson = source
     ? { ...source.config, rope_scaling: ropeScaling(o) }
-    : shapeConfig(o, tokenizer.vocabSize, seqLen);
+    : shapeConfig(o, vocab, seqLen);
   buildModel(config).dispose(); // validates the config (errors name the field)
   if (o.rope === 'clex' && seqLen > (config.max_position_embeddings ?? seqLen)) throw new UsageError(`--seq-len ${seqLen} exceeds L0 = ${config.max_position_embeddings} of the --init-from model; CLEX trains at L0`);
+  return config;
+}
 
+/** The training and held-out token ids, each checked to hold a sequence (held-out only when evaluated). */
+function tokenizedText(o: TrainOptions, tokenizer: models.Tokenizer, seqLen: number): { trainIds: Int32Array; valIds: Int32Array } {
   const text = loadText({ data: o.data, val: o.val, valFraction: o.valFraction });
   const trainIds = Int32Array.from(tokenizer.encode(text.train));
   const valIds = Int32Array.from(tokenizer.encode(text.val));
   if (trainIds.length < seqLen + 1) throw new UsageError(`--data ${o.data}: the training text has ${trainIds.length} tokens, fewer than one sequence of --seq-len ${seqLen} (+1); give more text or a shorter --seq-len`);
   if (o.evalEvery > 0 && valIds.length < seqLen) throw new UsageError(`--val: the held-out text has ${valIds.length} tokens, fewer than one sequence of ${seqLen}; give more, or --eval-every 0`);
+  return { trainIds, valIds };
+}
 
+/** --passkey-share as rows per batch, checked to leave room for a passkey context in a sequence. */
+function passkeyRowsPerBatch(o: TrainOptions, tokenizer: models.Tokenizer, seqLen: number): number {
   const passkeyRows = Math.round((o.passkeyShare ?? 0) * o.batchSize);
   if (passkeyRows > 0 && passkeyOverhead(tokenizer) + 2 > seqLen) throw new UsageError(`--passkey-share ${o.passkeyShare}: a passkey context needs at least ${passkeyOverhead(tokenizer) + 2} tokens, longer than --seq-len ${seqLen}; raise --seq-len or pass --passkey-share 0`);
-  // The source's step too: a fine-tune made from a shorter run of its base must not be resumed as if from the longer one.
-  const settings = runSettings(o, config, tokenizerKind, seqLen, source?.step);
+  return passkeyRows;
+}
+
+/**
+ * Whether the run continues the checkpoint in --out: one must be there, made with the same settings (only
+ * --steps may change), when --resume asks; without --resume, --out must hold none.
+ */
+async function resumesCheckpoint(o: TrainOptions, settings: Record<string, unknown>, source: CheckpointInfo | null): Promise<boolean> {
   const hasCheckpoint = existsSync(join(o.out, io.TRAINER_STATE_FILE));
   const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
   if (resuming) {
@@ -210,9 +256,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   } else if (hasCheckpoint) {
     throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${(await readCheckpointInfo('--out', o.out)).step}); pass --resume to continue it, or choose another --out`);
   }
+  return resuming;
+}
 
-  // --- Build, load, and only then write. ---
-  manualSeed(o.seed);
+/** A new model from the config, or the --init-from source's weights (moved into this run's positional scheme). */
+async function initialModel(o: TrainOptions, source: CheckpointInfo | null, config: ModelConfigJson): Promise<CausalModel> {
   const model = source?.hf ? await models.fromPretrained(source.dir, { device: o.device, config: { rope_scaling: config.rope_scaling ?? null } as never }) : buildModel(config);
   if (source && !source.hf) {
     const loaded = await io.loadCheckpoint(source.dir, { restoreRng: false });
@@ -220,6 +268,180 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     Object.values(loaded.modelState!).forEach((t) => t.dispose());
     Object.values(loaded.optimizerState?.state ?? {}).forEach((s) => Object.values(s.buffers).forEach((t) => t.dispose()));
   }
+  return model;
+}
+
+/** Step timings: seconds in all (a resumed run's included), ms per step after the first, throughput since the last log line. */
+class StepClock {
+  private timedMs = 0;
+  private timedSteps = 0;
+  private intervalStart = performance.now();
+  private intervalSteps = 0;
+
+  constructor(private readonly firstStep: number, private readonly tokensPerStep: number, public elapsed: number) {}
+
+  /** Counts a step that took `ms`; returns the tokens per second since the last log line. */
+  count(step: number, ms: number): number {
+    this.elapsed += ms / 1000;
+    if (step > this.firstStep) { this.timedMs += ms; this.timedSteps++; }
+    this.intervalSteps++;
+    return (this.intervalSteps * this.tokensPerStep) / ((performance.now() - this.intervalStart) / 1000);
+  }
+
+  /** After a log line: throughput counts from here. */
+  restartInterval(): void {
+    this.intervalStart = performance.now();
+    this.intervalSteps = 0;
+  }
+
+  /** Mean ms per step, the first (which compiles kernels) left out. */
+  get msPerStep(): number {
+    return this.timedMs / Math.max(this.timedSteps, 1);
+  }
+}
+
+/** One step's gradients summed over --grad-accum micro-batches; returns the step's mean loss. */
+async function accumulateGradients(o: TrainOptions, plan: RunPlan, model: CausalModel, step: number): Promise<number> {
+  const passkey = { tokenizer: plan.tokenizer, rows: plan.passkeyRows };
+  let loss = 0;
+  for (let micro = 0; micro < o.gradAccum; micro++) {
+    loss += await scope(async () => {
+      const batch = trainingBatch(plan.trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen: plan.seqLen, passkey });
+      const batchLossValue = await batchLoss(model, batch);
+      const scaled = o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue;
+      await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
+      return (await batchLossValue.item()) / o.gradAccum;
+    });
+  }
+  return loss;
+}
+
+/** Lets the event loop run: on the cpu backend a step is all microtasks, and a Ctrl-C is only seen here. */
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
+
+/** The model and what updates it. */
+interface Trainee {
+  model: CausalModel;
+  optimizer: optim.AdamW;
+  scheduler: optim.LRScheduler;
+  /** Clips the gradients (global norm --clip). */
+  clip: () => unknown;
+}
+
+interface StepStats {
+  step: number;
+  loss: number;
+  /** The rate the step was taken with. */
+  lr: number;
+  tokensPerSecond: number;
+}
+
+/**
+ * The steps of a run, from `start` to --steps: each accumulates gradients and updates; every --log-every
+ * steps a metrics line (and an evaluation every --eval-every); a checkpoint every --save-every steps, at
+ * the end, and when a stop is requested (Ctrl-C, SIGTERM), which ends the run after that step.
+ */
+class TrainingLoop {
+  private readonly metrics: MetricsLog;
+  private readonly clock: StepClock;
+  private readonly evalTokens: Int32Array;
+  private readonly stop: StopRequest;
+  private readonly progress: TrainingProgress;
+  private lastSaved: number;
+  finalLoss = NaN;
+
+  constructor(private readonly o: TrainOptions, private readonly plan: RunPlan, private readonly t: Trainee, private readonly start: number, private readonly label: string) {
+    this.metrics = new MetricsLog(join(o.out, 'metrics.jsonl'));
+    this.metrics.startAt(start - 1);
+    const { valIds, seqLen } = plan;
+    this.clock = new StepClock(start, o.batchSize * o.gradAccum * seqLen, readMetrics(this.metrics.path).at(-1)?.elapsed_s ?? 0);
+    this.evalTokens = valIds.subarray(0, Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen));
+    this.stop = new StopRequest().install();
+    this.progress = new TrainingProgress(label, o.steps, start);
+    this.lastSaved = start - 1;
+  }
+
+  /** Trains to --steps; returns the step a stop request ended the run after, else null. */
+  async run(): Promise<number | null> {
+    this.t.model.train();
+    for (let step = this.start; step <= this.o.steps; step++) {
+      const last = step === this.o.steps;
+      const stats = await this.trainStep(step);
+      if (step % this.o.logEvery === 0 || last) await this.log(stats, last);
+      await yieldToEventLoop();
+      if (step % this.o.saveEvery === 0 || last || this.stop.requested) await this.checkpoint(step);
+      if (this.stop.requested) {
+        this.progress.stop();
+        console.log(`${this.label}: interrupted; checkpoint saved at step ${step} in ${this.o.out} (continue with --resume)`);
+        return step;
+      }
+    }
+    return null;
+  }
+
+  /** Gradients over the micro-batches, then clipping, the update and the schedule's next rate. */
+  private async trainStep(step: number): Promise<StepStats> {
+    const { o, t } = this;
+    const t0 = performance.now();
+    const lr = t.optimizer.paramGroups[0].lr;
+    const loss = await accumulateGradients(o, this.plan, t.model, step);
+    if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${this.lastSaved}`);
+    scope(() => {
+      if (o.clip > 0) t.clip();
+      t.optimizer.step();
+      t.scheduler.step();
+      t.model.zeroGrad(); // also clears the gradients of frozen CLEX weights
+    });
+    this.finalLoss = loss;
+    const tokensPerSecond = this.clock.count(step, performance.now() - t0);
+    this.progress.update(step, { loss, lr, tokensPerSecond });
+    return { step, loss, lr, tokensPerSecond };
+  }
+
+  /** Appends a metrics line, with the held-out perplexity when an evaluation is due. */
+  private async log({ step, loss, lr, tokensPerSecond }: StepStats, last: boolean): Promise<void> {
+    const { liveBuffers, liveBytes } = memory(); // between steps: should stay constant over a run
+    const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(this.clock.elapsed.toFixed(3)), live_buffers: liveBuffers, live_bytes: liveBytes };
+    const evaluate = this.o.evalEvery > 0 && (step % this.o.evalEvery === 0 || last);
+    this.metrics.append(evaluate ? { ...record, val_ppl: await perplexity(this.t.model, this.evalTokens, this.plan.seqLen) } : record);
+    if (evaluate) this.t.model.train();
+    this.clock.restartInterval();
+  }
+
+  private async checkpoint(step: number): Promise<void> {
+    const { model, optimizer, scheduler } = this.t;
+    const { tokenizerDescription: tokenizer, tokenizerFile, settings: run } = this.plan;
+    await saveTrainingCheckpoint(this.o.out, { model, optimizer, scheduler, step, tokenizer, tokenizerFile, run });
+    this.lastSaved = step;
+  }
+
+  /** Mean ms per step in this process (the first, which compiles kernels, left out). */
+  get msPerStep(): number {
+    return this.clock.msPerStep;
+  }
+
+  /** Ends the progress display and the signal handling. */
+  close(): void {
+    this.progress.stop();
+    this.stop.uninstall();
+  }
+}
+
+/** Writes the trained model as a Hugging Face folder (--export-hf), with an 'hf' tokenizer's tokenizer.json. */
+async function exportHuggingFace(dir: string, model: CausalModel, plan: RunPlan, label: string): Promise<void> {
+  await model.savePretrained(dir, { tokenizer: plan.tokenizerDescription.type === 'hf' ? plan.tokenizer : undefined });
+  console.log(`${label}: wrote a Hugging Face folder to ${dir} (models.fromPretrained, or transformers for LLaMA/NeoX without CLEX)`);
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  setDefaultDevice(o.device);
+  const label = o.label ?? 'train';
+  // --- Everything the user gave is checked before anything is written. ---
+  const plan = await planRun(o);
+
+  // --- Build, load, and only then write. ---
+  manualSeed(o.seed);
+  const model = await initialModel(o, plan.source, plan.config);
   if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
   const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde, o.clexOdeLrScale);
   // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
@@ -227,81 +449,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const optimizer = new optim.AdamW(groups, { lr: o.lr });
   const scheduler = optim.lr.cosineWithWarmup(optimizer, { warmupSteps: Math.min(o.warmup, o.steps), totalSteps: o.steps, minLrRatio: o.minLr / o.lr });
   let start = 1;
-  if (resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
+  if (plan.resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
   mkdirSync(o.out, { recursive: true });
-  const metrics = new MetricsLog(join(o.out, 'metrics.jsonl'));
-  metrics.startAt(start - 1);
-  let elapsed = readMetrics(metrics.path).at(-1)?.elapsed_s ?? 0;
 
-  const save = (step: number) => saveTrainingCheckpoint(o.out, { model, optimizer, scheduler, step, tokenizer: tokenizerDescription, tokenizerFile, run: settings });
-  const evalTokens = valIds.subarray(0, Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen));
-  const stop = new StopRequest().install();
-  const progress = new TrainingProgress(label, o.steps, start);
-  const tokensPerStep = o.batchSize * o.gradAccum * seqLen;
-  const passkey = { tokenizer, rows: passkeyRows };
-  let finalLoss = NaN, interrupted = false, lastSaved = start - 1, timedMs = 0, timedSteps = 0;
-  let intervalStart = performance.now(), intervalSteps = 0;
-  model.train();
+  const loop = new TrainingLoop(o, plan, { model, optimizer, scheduler, clip }, start, label);
+  const result = (step: number, interrupted: boolean): TrainResult => ({ out: o.out, step, interrupted, finalLoss: loop.finalLoss, msPerStep: loop.msPerStep });
   try {
-    for (let step = start; step <= o.steps; step++) {
-      const t0 = performance.now();
-      const lr = optimizer.paramGroups[0].lr;
-      let loss = 0;
-      for (let micro = 0; micro < o.gradAccum; micro++) {
-        loss += await scope(async () => {
-          const batch = trainingBatch(trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen, passkey });
-          const batchLossValue = await batchLoss(model, batch);
-          const scaled = o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue;
-          await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
-          return (await batchLossValue.item()) / o.gradAccum;
-        });
-      }
-      if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${lastSaved}`);
-      scope(() => {
-        if (o.clip > 0) clip();
-        optimizer.step();
-        scheduler.step();
-        model.zeroGrad(); // also clears the gradients of frozen CLEX weights
-      });
-      finalLoss = loss;
-      const ms = performance.now() - t0;
-      elapsed += ms / 1000;
-      if (step > start) { timedMs += ms; timedSteps++; }
-      intervalSteps++;
-      const tokensPerSecond = (intervalSteps * tokensPerStep) / ((performance.now() - intervalStart) / 1000);
-      progress.update(step, { loss, lr, tokensPerSecond });
-      const last = step === o.steps;
-      if (step % o.logEvery === 0 || last) {
-        const { liveBuffers, liveBytes } = memory(); // between steps: should stay constant over a run
-        const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(elapsed.toFixed(3)), live_buffers: liveBuffers, live_bytes: liveBytes };
-        const evaluate = o.evalEvery > 0 && (step % o.evalEvery === 0 || last);
-        metrics.append(evaluate ? { ...record, val_ppl: await perplexity(model, evalTokens, seqLen) } : record);
-        if (evaluate) model.train();
-        intervalStart = performance.now();
-        intervalSteps = 0;
-      }
-      // Let the event loop run: on the cpu backend a step is all microtasks, and a Ctrl-C is only seen here.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (step % o.saveEvery === 0 || last || stop.requested) {
-        await save(step);
-        lastSaved = step;
-      }
-      if (stop.requested) {
-        interrupted = true;
-        progress.stop();
-        console.log(`${label}: interrupted; checkpoint saved at step ${step} in ${o.out} (continue with --resume)`);
-        return { out: o.out, step, interrupted, finalLoss, msPerStep: timedMs / Math.max(timedSteps, 1) };
-      }
-    }
-    if (o.exportHf) {
-      await model.savePretrained(o.exportHf, { tokenizer: tokenizerKind === 'hf' ? tokenizer : undefined });
-      console.log(`${label}: wrote a Hugging Face folder to ${o.exportHf} (models.fromPretrained, or transformers for LLaMA/NeoX without CLEX)`);
-    }
+    const stoppedAt = await loop.run();
+    if (stoppedAt !== null) return result(stoppedAt, true);
+    if (o.exportHf) await exportHuggingFace(o.exportHf, model, plan, label);
   } finally {
-    progress.stop();
-    stop.uninstall();
+    loop.close();
     optimizer.dispose();
     model.dispose();
   }
-  return { out: o.out, step: Math.max(o.steps, start - 1), interrupted, finalLoss, msPerStep: timedMs / Math.max(timedSteps, 1) };
+  return result(Math.max(o.steps, start - 1), false);
 }

@@ -5,10 +5,9 @@
 import { endianness } from 'node:os';
 import { open, readFile } from 'node:fs/promises';
 import { bufferSourceToUint8Array, splitUint8Array } from 'typed-array-utils';
-import type { DeviceName } from '../../core/backend.js';
+import { WIDEST_FLOAT, type DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
-import { cpuDataOf } from '../../core/cpu.js';
-import type { DType, TypedArray } from '../../core/dtype.js';
+import type { DType } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { tensor } from '../../ops/creation.js';
 import { writeFileAtomic } from './atomic.js';
@@ -95,17 +94,9 @@ function encodeHalf(values: ArrayLike<number>, format: 'F16' | 'BF16'): Uint16Ar
   return out;
 }
 
-/** A contiguous little-endian copy of t's elements (a native copy for contiguous cpu tensors). */
-async function tensorBytes(t: Tensor): Promise<TypedArray> {
-  if (t.device === 'cpu' && t.isContiguous()) {
-    return cpuDataOf(t).slice(t.offset, t.offset + t.size);
-  }
-  return t.data();
-}
-
-/** One tensor's bytes in the file's dtype. */
+/** One tensor's bytes in the file's dtype (little-endian, as the host's typed arrays). */
 async function encodeTensor(t: Tensor, dtype: string): Promise<Uint8Array> {
-  const data = await tensorBytes(t);
+  const data = await t.data();
   if (dtype === 'F16' || dtype === 'BF16') return bufferSourceToUint8Array(encodeHalf(data, dtype));
   if (dtype === 'F32' && !(data instanceof Float32Array)) return bufferSourceToUint8Array(Float32Array.from(data));
   return bufferSourceToUint8Array(data);
@@ -258,11 +249,11 @@ export function parseSafetensors(buf: Uint8Array, path: string, opts: LoadSafete
   const device = opts.device ?? getDefaultDevice();
   const { entries, metadata, dataStart } = parseHeader(path, buf);
   const decoded = entries.map((e) => decode(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)));
-  if (opts.floatDType === 'float64' && device === 'webgpu') throw new SafetensorsError(path, "floatDType 'float64' is not available on webgpu");
+  if (opts.floatDType === 'float64' && WIDEST_FLOAT[device] !== 'float64') throw new SafetensorsError(path, `floatDType 'float64' is not available on ${device}`);
   const tensors: Record<string, Tensor> = {};
   try {
     entries.forEach((e, i) => {
-      const dtype: DType = e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' && device === 'cpu' ? 'float64' : 'float32'));
+      const dtype: DType = e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' ? WIDEST_FLOAT[device] : 'float32'));
       tensors[e.name] = tensor(decoded[i], { shape: e.shape, dtype, device });
     });
   } catch (err) {

@@ -1,9 +1,10 @@
 // Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_): every gradient is scaled by
 // min(maxNorm / (‖g‖ + 1e-6), 1) on its device; the norm comes back as a tensor (no readback).
 import { noGrad } from '../../core/autograd.js';
+import { defineKernel, dispatch } from '../../core/op.js';
 import { OpError } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
-import { tensor, zeros } from '../../ops/creation.js';
+import { zeros } from '../../ops/creation.js';
 import { empty } from '../../ops/util.js';
 import { CLIP_LANES, clipFinalizeKernel, scaleByKernel, sumSquaresKernel } from './kernels.js';
 import { cpuArray } from './optimizer.js';
@@ -48,18 +49,18 @@ function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Ten
   return { grads: [...grads, ...copies], views };
 }
 
-/**
- * Scales the gradients of `params` so their global L2 norm is at most maxNorm; returns the norm before
- * clipping as a 0-d tensor on the gradients' device. Parameters without a gradient are skipped.
- */
-export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor {
-  if (!(maxNorm >= 0)) throw new OpError('clipGradNorm', `maxNorm must be >= 0, got ${maxNorm}`);
-  const withGrad = [...params].filter((p) => p.grad);
-  if (withGrad.length === 0) return zeros([], { device: [...params][0]?.device });
-  const device = withGrad[0].device;
-  if (withGrad.some((p) => p.grad!.device !== device)) throw new OpError('clipGradNorm', `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`);
-  const { grads, views } = scalableGrads(withGrad);
-  if (device === 'cpu') {
+interface ClipArgs {
+  readonly grads: Tensor[];
+  readonly maxNorm: number;
+  /** Receives [norm, scale factor]. */
+  readonly result: Tensor;
+}
+
+/** Σ g² over every gradient, then each scaled in place by min(maxNorm / (‖g‖ + 1e-6), 1). */
+const clipKernel = defineKernel<ClipArgs>({
+  name: 'clipGradNorm',
+  family: 'optim',
+  cpu: ({ grads, maxNorm, result }) => {
     let total = 0;
     for (const g of grads) {
       const { arr, off } = cpuArray(g);
@@ -71,17 +72,36 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
       const { arr, off } = cpuArray(g);
       for (let i = 0; i < g.size; i++) arr[off + i] *= coef;
     }
-    views.forEach((v) => v.dispose());
-    return tensor([norm], { device: 'cpu', dtype: grads[0].dtype, shape: [] });
-  }
-  // webgpu: partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
-  // bindings allow, with one finalise between. Both buffers are fully written, so need no zero fill.
-  const partials = empty(device, 'float32', [grads.length * CLIP_LANES]);
-  const result = empty(device, 'float32', [2]);
-  sumSquaresKernel(partials, grads);
-  clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
-  scaleByKernel(grads, result);
-  partials.dispose();
+    cpuArray(result).arr.set([norm, coef], result.offset);
+  },
+  webgpu: [{
+    name: 'multiTensor',
+    // Partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
+    // bindings allow, with one finalise between. The partials are fully written, so need no zero fill.
+    run: ({ grads, maxNorm, result }) => {
+      const partials = empty(result.device, 'float32', [grads.length * CLIP_LANES]);
+      sumSquaresKernel(partials, grads);
+      clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
+      scaleByKernel(grads, result);
+      partials.dispose();
+    },
+  }],
+});
+
+/**
+ * Scales the gradients of `params` so their global L2 norm is at most maxNorm; returns the norm before
+ * clipping as a 0-d tensor on the gradients' device. Parameters without a gradient are skipped.
+ */
+export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor {
+  if (!(maxNorm >= 0)) throw new OpError('clipGradNorm', `maxNorm must be >= 0, got ${maxNorm}`);
+  const all = [...params];
+  const withGrad = all.filter((p) => p.grad);
+  if (withGrad.length === 0) return zeros([], { device: all[0]?.device });
+  const device = withGrad[0].device;
+  if (withGrad.some((p) => p.grad!.device !== device)) throw new OpError('clipGradNorm', `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`);
+  const { grads, views } = scalableGrads(withGrad);
+  const result = empty(device, grads[0].dtype, [2]);
+  dispatch(clipKernel, device, { grads, maxNorm, result });
   views.forEach((v) => v.dispose());
   const norm = new Tensor(result.storage, [], [], 0);
   result.dispose();

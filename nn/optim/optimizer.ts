@@ -1,8 +1,11 @@
 // The Optimizer base: parameter groups with their own hyperparameters, lazily created per-parameter
 // state (owned tensors, same device/dtype as the parameter), and PyTorch-shaped state dicts.
 import { noGrad } from '../../core/autograd.js';
+import type { DeviceName } from '../../core/backend.js';
 import { cpuDataOf } from '../../core/cpu.js';
+import { copiesSync } from '../../core/device.js';
 import type { TypedArray } from '../../core/dtype.js';
+import { defineKernel, dispatch } from '../../core/op.js';
 import { untrackTensor } from '../../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
@@ -44,6 +47,26 @@ export interface UpdateArgs<H> {
 export type GpuUpdate = Omit<ParamUpdate, 'param' | 'grad'>;
 
 export abstract class Optimizer<H extends BaseHyper> {
+  /**
+   * One step's updates on one device: each parameter's float64 loop on cpu; on webgpu, multi-tensor
+   * dispatches (as many parameters per dispatch as the adapter's bindings allow). Either way a
+   * parameter's first update reads its state as zeros (state is allocated unfilled).
+   */
+  private static readonly stepKernel = defineKernel<{ optimizer: Optimizer<BaseHyper>; updates: UpdateArgs<BaseHyper>[] }>({
+    name: 'optimizerStep',
+    family: 'optim',
+    cpu: ({ optimizer, updates }) => {
+      for (const u of updates) {
+        if (u.state.step === 1) Object.values(u.state.buffers).forEach((b) => cpuDataOf(b).fill(0, b.offset, b.offset + b.size));
+        optimizer.updateCpu(u);
+      }
+    },
+    webgpu: [{
+      name: 'multiTensor',
+      run: ({ optimizer, updates }) => applyUpdates(updates.map((u) => ({ param: u.param, grad: u.grad, ...optimizer.updateGpu(u) }))),
+    }],
+  });
+
   readonly paramGroups: ParamGroup<H>[] = [];
   protected readonly state = new Map<Tensor, ParamState>();
 
@@ -84,13 +107,10 @@ export abstract class Optimizer<H extends BaseHyper> {
   /** The kernel and uniforms of one update on webgpu (applied with the others in few dispatches). */
   protected abstract updateGpu(args: UpdateArgs<H>): GpuUpdate;
 
-  /**
-   * One optimization step over every parameter that has a gradient. On webgpu every update goes into
-   * multi-tensor dispatches (as many parameters per dispatch as the adapter's bindings allow).
-   */
+  /** One optimization step over every parameter that has a gradient (one stepKernel dispatch per device). */
   step(): void {
     noGrad(() => {
-      const gpu: ParamUpdate[] = [];
+      const byDevice = new Map<DeviceName, UpdateArgs<H>[]>();
       const copies: Tensor[] = [];
       for (const group of this.paramGroups) {
         for (const param of group.params) {
@@ -104,12 +124,11 @@ export abstract class Optimizer<H extends BaseHyper> {
           state.step++;
           const grad = denseGrad(g, param);
           if (grad !== g) copies.push(grad);
-          const args = { param, grad, state, group };
-          if (param.device === 'webgpu') gpu.push({ param, grad, ...this.updateGpu(args) });
-          else this.updateCpu(args);
+          if (!byDevice.has(param.device)) byDevice.set(param.device, []);
+          byDevice.get(param.device)!.push({ param, grad, state, group });
         }
       }
-      if (gpu.length) applyUpdates(gpu);
+      for (const [device, updates] of byDevice) dispatch(Optimizer.stepKernel, device, { optimizer: this, updates });
       for (const c of copies) c.dispose();
     });
   }
@@ -118,8 +137,8 @@ export abstract class Optimizer<H extends BaseHyper> {
     let st = this.state.get(param);
     if (!st) {
       st = { step: 0, buffers: {} };
-      // On webgpu the kernels treat state as zero on a parameter's first update, so no fill is needed.
-      for (const name of this.bufferNames(group)) st.buffers[name] = param.device === 'webgpu' ? ownedEmpty(param) : ownedZeros(param);
+      // The first update reads state as zeros (stepKernel), so no fill is needed.
+      for (const name of this.bufferNames(group)) st.buffers[name] = ownedEmpty(param);
       this.state.set(param, st);
     }
     return st;
@@ -173,7 +192,7 @@ export abstract class Optimizer<H extends BaseHyper> {
         const t = st.buffers[name];
         if (!t) throw new OpError(op, `parameter ${id}: missing state buffer '${name}'`);
         if (!sameShape(t.shape, p.shape)) throw new OpError(op, `parameter ${id}: state '${name}' has shape ${shapeStr(t.shape)}, parameter has ${shapeStr(p.shape)}`);
-        if (t.device === 'webgpu' && p.device === 'cpu') throw new OpError(op, `parameter ${id}: state '${name}' is on webgpu but the parameter is on cpu; load the state on cpu`);
+        if (!copiesSync(t.device, p.device)) throw new OpError(op, `parameter ${id}: state '${name}' is on ${t.device}, which is read asynchronously, but the parameter is on ${p.device}; load the state on ${p.device}`);
       }
       if (!Number.isInteger(st.step) || st.step < 0) throw new OpError(op, `parameter ${id}: invalid step ${st.step}`);
     }
@@ -189,7 +208,7 @@ export abstract class Optimizer<H extends BaseHyper> {
         const p = byIndex[Number(id)];
         const buffers: Record<string, Tensor> = {};
         for (const name of this.bufferNames(groupOf(p))) {
-          const t = ownedZeros(p);
+          const t = ownedEmpty(p);
           copyInto(op, t, st.buffers[name]);
           buffers[name] = t;
         }
@@ -216,16 +235,9 @@ function denseGrad(g: Tensor, param: Tensor): Tensor {
   return out;
 }
 
-/** An unfilled tensor like p that no enclosing scope frees. */
+/** An unfilled tensor like p that no enclosing scope frees (the optimizer owns it). */
 function ownedEmpty(p: Tensor): Tensor {
   const t = empty(p.device, p.dtype, p.shape);
-  untrackTensor(t);
-  return t;
-}
-
-/** Zeros like p that no enclosing scope frees (the optimizer owns them). */
-function ownedZeros(p: Tensor): Tensor {
-  const t = p.zerosLike();
   untrackTensor(t);
   return t;
 }
