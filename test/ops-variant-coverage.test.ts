@@ -7,7 +7,7 @@ import { withConfig } from '../core/config.js';
 import { gpuBackend } from '../core/device.js';
 import { registeredKernels, registeredOps, variantUsage, type Tolerance } from '../core/op.js';
 import { solveFrequencies, type ClexSolveSpec } from '../models/clex/solve.js';
-import { cat, functional as F, manualSeed, randn, split, tensor, testing, type Tensor } from '../index.js';
+import { cat, functional as F, manualSeed, optim, randn, split, tensor, testing, WIDEST_FLOAT, type DeviceName, type Tensor } from '../index.js';
 
 const f64 = { device: 'cpu', dtype: 'float64' } as const;
 const tol = (op: string): Tolerance => registeredOps().get(op)?.tolerance.float32 ?? {};
@@ -43,6 +43,28 @@ const EXERCISES: Exercise[] = [
   { name: 'clexSolve', f: (u, w) => solveFrequencies(u, w, clexSpec, 2), inputs: () => [randn([4, 8], f64).mul(0.3), randn([8, 4], f64).mul(0.3)], tolerance: tol('clexSolve') },
 ];
 
+/** Kernels outside autograd (optimizer updates, gradient clipping): final values on a device. */
+interface Update {
+  name: string;
+  values: (device: DeviceName) => Promise<number[]>;
+}
+
+const UPDATES: Update[] = [
+  {
+    name: 'clipGradNorm + AdamW step (two parameters)',
+    values: async (device) => {
+      const opts = { device, dtype: WIDEST_FLOAT[device], requiresGrad: true };
+      const params = [tensor([0.5, -1, 2, 0.25], opts), tensor([[1.5, -0.5], [0.75, 3]], opts)];
+      params[0].square().sum().add(params[1].mul(params[1].sum()).sum()).backward();
+      const norm = optim.clipGradNorm(params, 1);
+      const opt = new optim.AdamW(params, { lr: 0.1, weightDecay: 0.01 });
+      opt.step();
+      opt.step();
+      return [...(await norm.data()), ...(await params[0].data()), ...(await params[1].data())];
+    },
+  },
+];
+
 /** Every family with its variant names, from the registry. */
 function families(): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -68,6 +90,10 @@ describe.runIf(gpuBackend())('every kernel variant', () => {
         throw e;
       });
       if (report) expect(report.ok, `${ex.name}: ${report.message}`).toBe(true);
+    }
+    for (const update of UPDATES) {
+      const [gpu, ref] = await withConfig({ variants: { [family]: variant } }, async () => [await update.values('webgpu'), await update.values('cpu')]);
+      expect(gpu.map((v, i) => Math.abs(v - ref[i]) <= 1e-5 + 1e-4 * Math.abs(ref[i])), update.name).not.toContain(false);
     }
   });
 
