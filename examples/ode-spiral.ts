@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   });
 
   const t0 = performance.now();
-  let batchLoss = NaN;
+  let batchLoss: number;
   let nfeF = 0, nfeB = 0;
   for (let itr = 1; itr <= iterations; itr++) {
     // 20 distinct window starts s; y0 = truth[s], targets truth[s + i], i < 10.

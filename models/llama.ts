@@ -78,7 +78,8 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, DecodeState | 
   forward(x: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
     const c = this.config;
     const [B, T] = x.shape;
-    let [q, k, v] = this.projectHeads(x);
+    const [q, kProjected, vProjected] = this.projectHeads(x);
+    let [k, v] = [kProjected, vProjected];
     let qr: Tensor;
     if (cache) {
       const past = rope.cos.shape[0] - T;

@@ -7,7 +7,7 @@ import type { Tensor } from '../core/tensor.js';
 import { empty } from '../ops/util.js';
 import * as F from './functional.js';
 import * as init from './init.js';
-import { Module } from './module.js';
+import { Module, type AnyModule } from './module.js';
 import { argNumber, argTensor } from '../core/args.js';
 
 export interface LayerOptions {
@@ -129,7 +129,7 @@ export class Identity extends Module {
 }
 
 /** Submodules in order, named '0', '1', … as torch's containers name them; indexable and iterable. */
-abstract class IndexedModules<M extends Module<any, any>, In extends unknown[], Out> extends Module<In, Out> implements Iterable<M> {
+abstract class IndexedModules<M extends AnyModule, In extends unknown[], Out> extends Module<In, Out> implements Iterable<M> {
   private readonly items: M[] = [];
 
   constructor(modules: Iterable<M>) {
@@ -172,7 +172,7 @@ export class Sequential extends IndexedModules<Module, [Tensor], Tensor> {
 }
 
 /** An indexable list of submodules (as torch.nn.ModuleList); it has no forward. */
-export class ModuleList<M extends Module<any, any> = Module<any, any>> extends IndexedModules<M, [], never> {
+export class ModuleList<M extends AnyModule = AnyModule> extends IndexedModules<M, [], never> {
   constructor(modules: Iterable<M> = []) {
     super(modules);
   }

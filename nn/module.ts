@@ -52,12 +52,19 @@ interface BufferEntry {
  * submodules are registered by name in declaration order. Modules own their tensors: they are kept
  * out of enclosing scopes and freed by dispose().
  */
+/**
+ * Any module, whatever its forward's signature (a container's children, a checkpoint's model). `any`
+ * because forward's parameters make Module<In, Out> contravariant in In: no narrower type admits them all.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyModule = Module<any, any>;
+
 export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   training = true;
   private readonly _params = new Map<string, Tensor>();
   private readonly _roles = new Map<string, ParameterRole>();
   private readonly _buffers = new Map<string, BufferEntry>();
-  private readonly _modules = new Map<string, Module<any, any>>();
+  private readonly _modules = new Map<string, AnyModule>();
 
   abstract forward(...args: In): Out;
 
@@ -85,7 +92,7 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   }
 
   /** Registers a submodule and returns it. */
-  protected module<M extends Module<any, any>>(name: string, m: M): M {
+  protected module<M extends AnyModule>(name: string, m: M): M {
     this.checkName(name);
     if (!(m instanceof Module)) throw new OpError('Module.module', `'${name}' is not a Module`);
     this._modules.set(name, m);
@@ -100,12 +107,12 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   }
 
   /** Direct children, in registration order. */
-  children(): Module<any, any>[] {
+  children(): AnyModule[] {
     return [...this._modules.values()];
   }
 
   /** This module and all submodules with dotted names ('' for this one). */
-  *namedModules(prefix = ''): Generator<[string, Module<any, any>]> {
+  *namedModules(prefix = ''): Generator<[string, AnyModule]> {
     yield [prefix, this];
     for (const [name, m] of this._modules) yield* m.namedModules(prefix ? `${prefix}.${name}` : name);
   }

@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { dispatchesOf } from './dispatch-helpers.js';
-import { cat, memory, nn, optim, scope, tensor, testing, type Tensor } from '../index.js';
+import { cat, nn, optim, scope, tensor, testing, type Tensor } from '../index.js';
 
 const devices = ['cpu', 'webgpu'] as const;
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };

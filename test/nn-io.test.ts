@@ -107,9 +107,8 @@ describe('safetensors files', () => {
         const path = tmpPath(`${name.replace(/ /g, '-')}.safetensors`);
         await writeFile(path, make());
         const live = memory().liveTensors;
-        let err: Error | null = null;
         for (const device of ['cpu', 'webgpu'] as const) {
-          err = await io.loadSafetensors(path, { device }).then(() => null, (e: Error) => e);
+          const err = await io.loadSafetensors(path, { device }).then(() => null, (e: Error) => e);
           expect(err).toBeInstanceOf(io.SafetensorsError);
           expect(err!.message).toContain(path);
           expect(err!.message).toMatch(problem);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { dispatchesOf } from './dispatch-helpers.js';
 import { withConfig } from '../core/config.js';
 import { variantUsage } from '../core/op.js';
-import { cat, memory, split, tensor, testing, type Tensor } from '../index.js';
+import { cat, split, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);

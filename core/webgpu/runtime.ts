@@ -317,7 +317,7 @@ export class GpuRuntime {
     } catch (e) {
       staging.destroy();
       this.checkAlive('read');
-      throw new Error(`webgpu: reading a result back failed on adapter '${this.info.adapter}' (last op '${this.currentOp}'): ${(e as Error).message}`);
+      throw new Error(`webgpu: reading a result back failed on adapter '${this.info.adapter}' (last op '${this.currentOp}'): ${(e as Error).message}`, { cause: e });
     }
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();

@@ -70,7 +70,7 @@ export async function recoverCommit(dir: string, journalName: string, cleanTemps
   try {
     journal = JSON.parse(await readFile(journalPath, 'utf8')) as Journal;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${dir}: unreadable commit journal ${journalName} (${(e as Error).message})`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${dir}: unreadable commit journal ${journalName} (${(e as Error).message})`, { cause: e });
   }
   if (journal) {
     for (const [tmp, final] of journal.renames) {

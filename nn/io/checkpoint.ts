@@ -14,7 +14,7 @@ import type { DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
 import { getRngState, setRngState } from '../../core/rng.js';
 import type { Tensor } from '../../core/tensor.js';
-import type { Module, StateDict } from '../module.js';
+import type { AnyModule, Module, StateDict } from '../module.js';
 import type { BaseHyper, Optimizer, OptimizerStateDict } from '../optim/optimizer.js';
 import type { LRScheduler, SchedulerState } from '../optim/schedules.js';
 import { commitFiles, recoverCommit } from './atomic.js';
@@ -38,7 +38,7 @@ export class CheckpointError extends Error {
 
 export interface CheckpointContents {
   /** A module (its stateDict is saved) or a state dict. */
-  model?: Module<any, any> | StateDict;
+  model?: AnyModule | StateDict;
   optimizer?: Optimizer<BaseHyper>;
   scheduler?: LRScheduler;
   /** Global training step (trainer_state.json `global_step`). */
@@ -63,7 +63,7 @@ export interface TrainerState {
   extra?: Record<string, unknown>;
 }
 
-const isModule = (m: unknown): m is Module<any, any> => typeof (m as Module)?.stateDict === 'function';
+const isModule = (m: unknown): m is AnyModule => typeof (m as Module)?.stateDict === 'function';
 
 function optimizerTensors(sd: OptimizerStateDict): { tensors: Record<string, Tensor>; meta: string } {
   const tensors: Record<string, Tensor> = {};
@@ -138,7 +138,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
 
 export interface LoadCheckpointOptions {
   /** Loads model.safetensors into this module (in place). Otherwise the tensors are returned. */
-  model?: Module<any, any>;
+  model?: AnyModule;
   /** Restores this optimizer's state. Otherwise the state dict is returned. */
   optimizer?: Optimizer<BaseHyper>;
   scheduler?: LRScheduler;

@@ -2,7 +2,7 @@
 // their names.
 import { argNumber } from '../../core/args.js';
 import type { Tensor } from '../../core/tensor.js';
-import type { Module, ParameterRole } from '../module.js';
+import type { AnyModule, ParameterRole } from '../module.js';
 
 /** Roles that take no weight decay: biases, and norm gains (decay would pull a norm's scale toward 0). */
 export const NO_DECAY_ROLES: ReadonlySet<ParameterRole> = new Set(['bias', 'norm']);
@@ -12,7 +12,7 @@ export const NO_DECAY_ROLES: ReadonlySet<ParameterRole> = new Set(['bias', 'norm
  * `{ params: biases and norm gains, weightDecay: 0 }`, each in namedParameters order; an empty group
  * is left out. `exclude`: parameters to leave out (frozen, or in a group of their own as CLEX's ODE weights).
  */
-export function weightDecayGroups(module: Module<any, any>, weightDecay: number, opts: { exclude?: Iterable<Tensor> } = {}): { params: Tensor[]; weightDecay: number }[] {
+export function weightDecayGroups(module: AnyModule, weightDecay: number, opts: { exclude?: Iterable<Tensor> } = {}): { params: Tensor[]; weightDecay: number }[] {
   argNumber('optim.weightDecayGroups', 'weightDecay', weightDecay, { min: 0 });
   const excluded = new Set(opts.exclude ?? []);
   const decay: Tensor[] = [], noDecay: Tensor[] = [];
