@@ -9,7 +9,21 @@ import './ops/functional.js';
 export { Tensor, type NestedArray } from './core/tensor.js';
 export type { DType } from './core/dtype.js';
 export { WIDEST_FLOAT, type DeviceName } from './core/backend.js';
-export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, rand, randn, randint, type TensorOptions } from './ops/creation.js';
+export {
+  tensor,
+  zeros,
+  ones,
+  full,
+  zerosLike,
+  onesLike,
+  fullLike,
+  arange,
+  linspace,
+  rand,
+  randn,
+  randint,
+  type TensorOptions,
+} from './ops/creation.js';
 export { where } from './ops/elementwise/index.js';
 export { cat, split, stack } from './ops/movement.js';
 export { matmul } from './ops/matmul/index.js';
@@ -19,7 +33,14 @@ export { setDetectAnomaly, isAnomalyDetectionEnabled, AnomalyError } from './cor
 export { scope, keep } from './core/scope.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';
 export { setGcThreshold, gcThreshold } from './core/reclaim.js';
-export { deviceInfo, setDefaultDevice, getDefaultDevice, initWebGpu, disposeRuntime, emptyCache } from './core/device.js';
+export {
+  deviceInfo,
+  setDefaultDevice,
+  getDefaultDevice,
+  initWebGpu,
+  disposeRuntime,
+  emptyCache,
+} from './core/device.js';
 export { OpError } from './core/shape.js';
 export { config, configure, withConfig, type Config } from './core/config.js';
 export * as testing from './testing/index.js';

@@ -2,7 +2,13 @@
 // dispatches / submits / readbacks per step), and CLEX vs plain RoPE on dawngrad.
 import type * as TF from '@tensorflow/tfjs-core';
 import { manualSeed } from '../index.js';
-import { DawngradDecoder, describeShape, timeTrainingInterleaved, type DecoderShape, type StepTiming } from './decoder.js';
+import {
+  DawngradDecoder,
+  describeShape,
+  timeTrainingInterleaved,
+  type DecoderShape,
+  type StepTiming,
+} from './decoder.js';
 import { TfjsDecoder } from './decoder-tfjs.js';
 
 export interface DecoderRow {
@@ -28,16 +34,21 @@ export interface ClexRow {
 }
 
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
-const traffic = (t: StepTiming) => `${fmt(t.traffic.dispatches)} dispatches, ${fmt(t.traffic.submits, 2)} submits, ${fmt(t.traffic.readbacks, 2)} readbacks per step`;
+const traffic = (t: StepTiming) =>
+  `${fmt(t.traffic.dispatches)} dispatches, ${fmt(t.traffic.submits, 2)} submits, ${fmt(t.traffic.readbacks, 2)} readbacks per step`;
 
 export function formatDecoderRow(r: DecoderRow): string {
-  return `${r.name.padEnd(34)} dawngrad ${fmt(r.ours.msPerStep, 2).padStart(8)} ms   tfjs ${fmt(r.tfjs.msPerStep, 2).padStart(8)} ms   speedup ×${r.speedup.toFixed(2)}\n`
-    + `${''.padEnd(34)} ${r.parameters} parameters; tokens/s dawngrad ${fmt(r.ours.tokensPerSecond, 0)}, tfjs ${fmt(r.tfjs.tokensPerSecond, 0)}; dawngrad ${traffic(r.ours)}`;
+  return (
+    `${r.name.padEnd(34)} dawngrad ${fmt(r.ours.msPerStep, 2).padStart(8)} ms   tfjs ${fmt(r.tfjs.msPerStep, 2).padStart(8)} ms   speedup ×${r.speedup.toFixed(2)}\n` +
+    `${''.padEnd(34)} ${r.parameters} parameters; tokens/s dawngrad ${fmt(r.ours.tokensPerSecond, 0)}, tfjs ${fmt(r.tfjs.tokensPerSecond, 0)}; dawngrad ${traffic(r.ours)}`
+  );
 }
 
 export function formatClexRow(r: ClexRow): string {
-  return `${r.name.padEnd(34)} plain    ${fmt(r.plain.msPerStep, 2).padStart(8)} ms   clex ${fmt(r.clex.msPerStep, 2).padStart(8)} ms   ratio ×${r.ratio.toFixed(2)}   extra dispatches/step ${fmt(r.extraDispatchesPerStep)}\n`
-    + `${''.padEnd(34)} plain: ${traffic(r.plain)}\n${''.padEnd(34)} clex:  ${traffic(r.clex)}`;
+  return (
+    `${r.name.padEnd(34)} plain    ${fmt(r.plain.msPerStep, 2).padStart(8)} ms   clex ${fmt(r.clex.msPerStep, 2).padStart(8)} ms   ratio ×${r.ratio.toFixed(2)}   extra dispatches/step ${fmt(r.extraDispatchesPerStep)}\n` +
+    `${''.padEnd(34)} plain: ${traffic(r.plain)}\n${''.padEnd(34)} clex:  ${traffic(r.clex)}`
+  );
 }
 
 /** dawngrad's plain-RoPE step vs the TF.js step, both starting from the same weights. */
@@ -46,11 +57,19 @@ export async function decoderRow(tf: typeof TF, shape: DecoderShape, blocks: num
   const ours = new DawngradDecoder(shape, 'plain');
   const theirs = await TfjsDecoder.fromDawngrad(tf, ours);
   try {
-    if (theirs.numParameters !== ours.numParameters) throw new Error(`bench: the TF.js decoder has ${theirs.numParameters} parameters, dawngrad's ${ours.numParameters}`);
+    if (theirs.numParameters !== ours.numParameters)
+      throw new Error(
+        `bench: the TF.js decoder has ${theirs.numParameters} parameters, dawngrad's ${ours.numParameters}`,
+      );
     const [oursTiming, { msPerStep, tokensPerSecond }] = await timeTrainingInterleaved([ours, theirs], shape, blocks);
     return {
-      kind: 'decoder-step', name: `decoder step ${describeShape(shape)}`, shape, parameters: ours.numParameters,
-      ours: oursTiming, tfjs: { msPerStep, tokensPerSecond }, speedup: oursTiming.tokensPerSecond / tokensPerSecond,
+      kind: 'decoder-step',
+      name: `decoder step ${describeShape(shape)}`,
+      shape,
+      parameters: ours.numParameters,
+      ours: oursTiming,
+      tfjs: { msPerStep, tokensPerSecond },
+      speedup: oursTiming.tokensPerSecond / tokensPerSecond,
     };
   } finally {
     ours.dispose();
@@ -67,8 +86,13 @@ export async function clexRow(shape: DecoderShape, blocks: number): Promise<Clex
   try {
     const [plain, clex] = await timeTrainingInterleaved(trainers, shape, blocks);
     return {
-      kind: 'clex-vs-plain', name: `CLEX vs plain ${describeShape(shape)}`, shape, plain, clex,
-      ratio: clex.msPerStep / plain.msPerStep, extraDispatchesPerStep: clex.traffic.dispatches - plain.traffic.dispatches,
+      kind: 'clex-vs-plain',
+      name: `CLEX vs plain ${describeShape(shape)}`,
+      shape,
+      plain,
+      clex,
+      ratio: clex.msPerStep / plain.msPerStep,
+      extraDispatchesPerStep: clex.traffic.dispatches - plain.traffic.dispatches,
     };
   } finally {
     trainers.forEach((t) => t.dispose());

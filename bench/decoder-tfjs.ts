@@ -17,7 +17,11 @@ export function tfjsParameterShapes(s: DecoderShape): [string, number[]][] {
   for (let i = 0; i < s.layers; i++) {
     const p = `model.layers.${i}`;
     for (const name of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) out.push([`${p}.self_attn.${name}.weight`, [h, h]]);
-    out.push([`${p}.mlp.gate_proj.weight`, [inter, h]], [`${p}.mlp.up_proj.weight`, [inter, h]], [`${p}.mlp.down_proj.weight`, [h, inter]]);
+    out.push(
+      [`${p}.mlp.gate_proj.weight`, [inter, h]],
+      [`${p}.mlp.up_proj.weight`, [inter, h]],
+      [`${p}.mlp.down_proj.weight`, [h, inter]],
+    );
     out.push([`${p}.input_layernorm.weight`, [h]], [`${p}.post_attention_layernorm.weight`, [h]]);
   }
   out.push(['model.norm.weight', [h]], ['lm_head.weight', [s.vocab, h]]);
@@ -40,7 +44,11 @@ export class TfjsDecoder implements DecoderTrainer {
   private steps = 0;
 
   /** invFreq: the rotary inverse frequencies [D/2] (the table is HF's rotate_half layout: angles repeated). */
-  private constructor(private readonly tf: typeof TF, readonly shape: DecoderShape, invFreq: Float64Array) {
+  private constructor(
+    private readonly tf: typeof TF,
+    readonly shape: DecoderShape,
+    invFreq: Float64Array,
+  ) {
     const T = shape.seqLen;
     this.causalMask = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([T, T]), -1, 0)), -1e9) as TF.Tensor2D);
     const angles = Array.from({ length: T }, (_, pos) => [...invFreq, ...invFreq].map((f) => pos * f));
@@ -50,19 +58,30 @@ export class TfjsDecoder implements DecoderTrainer {
 
   /** A TF.js copy of a plain-RoPE dawngrad model: same parameter names, shapes, values, rotary table, weight decay. */
   static async fromDawngrad(tf: typeof TF, ours: DawngradDecoder): Promise<TfjsDecoder> {
-    if (ours.model.clex) throw new Error('TfjsDecoder.fromDawngrad: the TF.js model has plain RoPE only; give a model built with rope \'plain\'');
+    if (ours.model.clex)
+      throw new Error(
+        "TfjsDecoder.fromDawngrad: the TF.js model has plain RoPE only; give a model built with rope 'plain'",
+      );
     const s = ours.shape;
     const d = new TfjsDecoder(tf, s, ours.model.rotary.inverseFrequencies(s.seqLen).invFreq);
     const given = new Map(ours.model.namedParameters());
     const declared = tfjsParameterShapes(s);
     const missing = [...given.keys()].filter((name) => !declared.some(([n]) => n === name));
-    if (missing.length) throw new Error(`TfjsDecoder.fromDawngrad: the TF.js model has no parameter ${missing.join(', ')}; add it to tfjsParameterShapes`);
+    if (missing.length)
+      throw new Error(
+        `TfjsDecoder.fromDawngrad: the TF.js model has no parameter ${missing.join(', ')}; add it to tfjsParameterShapes`,
+      );
     for (const [name, shape] of declared) {
       const p = given.get(name);
-      if (!p || p.shape.join() !== shape.join()) throw new Error(`TfjsDecoder.fromDawngrad: ${name} is [${shape}] in TF.js but ${p ? `[${p.shape}]` : 'absent'} in dawngrad`);
+      if (!p || p.shape.join() !== shape.join())
+        throw new Error(
+          `TfjsDecoder.fromDawngrad: ${name} is [${shape}] in TF.js but ${p ? `[${p.shape}]` : 'absent'} in dawngrad`,
+        );
       const values = Float32Array.from(await p.data());
       d.params.set(name, {
-        variable: tf.variable(tf.tensor(values, shape)), m: tf.variable(tf.zeros(shape)), v: tf.variable(tf.zeros(shape)),
+        variable: tf.variable(tf.tensor(values, shape)),
+        m: tf.variable(tf.zeros(shape)),
+        v: tf.variable(tf.zeros(shape)),
         weightDecay: ours.weightDecay.get(name) ?? 0,
       });
     }
@@ -92,7 +111,10 @@ export class TfjsDecoder implements DecoderTrainer {
     const tf = this.tf;
     const [B, H, T, D] = x.shape;
     const h = D / 2;
-    const rotated = tf.concat([tf.neg(tf.slice(x, [0, 0, 0, h], [B, H, T, h])), tf.slice(x, [0, 0, 0, 0], [B, H, T, h])], 3);
+    const rotated = tf.concat(
+      [tf.neg(tf.slice(x, [0, 0, 0, h], [B, H, T, h])), tf.slice(x, [0, 0, 0, 0], [B, H, T, h])],
+      3,
+    );
     return tf.add(tf.mul(x, this.cos), tf.mul(rotated, this.sin));
   }
 
@@ -100,8 +122,11 @@ export class TfjsDecoder implements DecoderTrainer {
     const tf = this.tf;
     const { batch: B, seqLen: T, heads: H, hidden } = this.shape;
     const D = hidden / H;
-    const heads = (name: string) => tf.transpose(tf.reshape(this.linear(x, `${p}.${name}.weight`), [B, T, H, D]), [0, 2, 1, 3]) as TF.Tensor4D;
-    const q = this.rotary(heads('q_proj')), k = this.rotary(heads('k_proj')), v = heads('v_proj');
+    const heads = (name: string) =>
+      tf.transpose(tf.reshape(this.linear(x, `${p}.${name}.weight`), [B, T, H, D]), [0, 2, 1, 3]) as TF.Tensor4D;
+    const q = this.rotary(heads('q_proj')),
+      k = this.rotary(heads('k_proj')),
+      v = heads('v_proj');
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(D)), this.causalMask);
     const out = tf.matMul(tf.softmax(scores), v);
     return this.linear(tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [B * T, hidden]), `${p}.o_proj.weight`);
@@ -110,7 +135,10 @@ export class TfjsDecoder implements DecoderTrainer {
   private mlp(x: TF.Tensor2D, p: string): TF.Tensor2D {
     const tf = this.tf;
     const gate = this.linear(x, `${p}.gate_proj.weight`);
-    return this.linear(tf.mul(tf.mul(gate, tf.sigmoid(gate)), this.linear(x, `${p}.up_proj.weight`)), `${p}.down_proj.weight`);
+    return this.linear(
+      tf.mul(tf.mul(gate, tf.sigmoid(gate)), this.linear(x, `${p}.up_proj.weight`)),
+      `${p}.down_proj.weight`,
+    );
   }
 
   /** Mean next-token cross-entropy of ids [B, T] (logits at t predict ids at t + 1). */
@@ -134,7 +162,10 @@ export class TfjsDecoder implements DecoderTrainer {
     const { batch: B, seqLen: T } = this.shape;
     const x = tf.tensor2d(ids, [B, T], 'int32');
     const params = [...this.params.values()];
-    const { value, grads } = tf.variableGrads(() => this.loss(x), params.map((p) => p.variable));
+    const { value, grads } = tf.variableGrads(
+      () => this.loss(x),
+      params.map((p) => p.variable),
+    );
     x.dispose();
     this.steps++;
     const [beta1, beta2] = BETAS;

@@ -27,7 +27,14 @@ export const LOSS_EVERY = 10;
 export type RopeChoice = 'plain' | 'clex';
 
 /** The main job's CLEX fine-tune: max_factor 8, dopri5, backprop through the solver. */
-const CLEX_SCALING = { type: 'clex', max_factor: 8, param_factor: 1, act: 'tanh', ode_method: 'dopri5', ode_gradient: 'backprop' } as const;
+const CLEX_SCALING = {
+  type: 'clex',
+  max_factor: 8,
+  param_factor: 1,
+  act: 'tanh',
+  ode_method: 'dopri5',
+  ode_gradient: 'backprop',
+} as const;
 
 export function describeShape(s: DecoderShape): string {
   return `${s.layers}×${s.hidden} b${s.batch}×${s.seqLen}`;
@@ -36,8 +43,13 @@ export function describeShape(s: DecoderShape): string {
 /** The LLaMA config the trainer builds for this shape (its intermediate size rule, untied head). */
 export function llamaConfig(s: DecoderShape, rope: RopeChoice): models.LlamaConfigInput {
   return {
-    vocab_size: s.vocab, hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.heads,
-    intermediate_size: Math.round((8 * s.hidden) / 3 / 8) * 8, max_position_embeddings: s.seqLen,
+    vocab_size: s.vocab,
+    hidden_size: s.hidden,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.heads,
+    intermediate_size: Math.round((8 * s.hidden) / 3 / 8) * 8,
+    max_position_embeddings: s.seqLen,
     rope_scaling: rope === 'clex' ? { ...CLEX_SCALING } : null,
   };
 }
@@ -45,7 +57,9 @@ export function llamaConfig(s: DecoderShape, rope: RopeChoice): models.LlamaConf
 /** `count` token batches [batch·seqLen] from a fixed seed (their values do not change the work). */
 export function tokenBatches(s: DecoderShape, count: number, seed = 1234): Int32Array[] {
   const next = seededUniform(seed);
-  return Array.from({ length: count }, () => Int32Array.from({ length: s.batch * s.seqLen }, () => Math.floor(next() * s.vocab)));
+  return Array.from({ length: count }, () =>
+    Int32Array.from({ length: s.batch * s.seqLen }, () => Math.floor(next() * s.vocab)),
+  );
 }
 
 /** One framework's decoder training step. */
@@ -63,13 +77,20 @@ export class DawngradDecoder implements DecoderTrainer {
   private readonly optimizer: optim.AdamW;
   private readonly clip: () => unknown;
 
-  constructor(readonly shape: DecoderShape, rope: RopeChoice) {
+  constructor(
+    readonly shape: DecoderShape,
+    rope: RopeChoice,
+  ) {
     const model = new models.LlamaForCausalLM(llamaConfig(shape, rope));
     const { groups, trainable } = parameterGroups(model, TRAINING.lr, TRAINING.weightDecay, false);
-    const groupOf = new Map(groups.flatMap((g) => [...g.params].map((p) => [p, g.weightDecay ?? TRAINING.weightDecay] as const)));
+    const groupOf = new Map(
+      groups.flatMap((g) => [...g.params].map((p) => [p, g.weightDecay ?? TRAINING.weightDecay] as const)),
+    );
     for (const [name, p] of model.namedParameters()) this.weightDecay.set(name, groupOf.get(p) ?? 0);
     this.optimizer = new optim.AdamW(groups, { lr: TRAINING.lr });
-    this.clip = model.clex ? () => models.clipClexGradNorm(model, TRAINING.clip) : () => optim.clipGradNorm(trainable, TRAINING.clip);
+    this.clip = model.clex
+      ? () => models.clipClexGradNorm(model, TRAINING.clip)
+      : () => optim.clipGradNorm(trainable, TRAINING.clip);
     this.model = model.train();
   }
 
@@ -122,7 +143,11 @@ export async function timeTraining(trainer: DecoderTrainer, s: DecoderShape, blo
  * Like timeTraining for several trainers, their blocks interleaved (A B A B ...), so a change in the
  * machine's load during the run shifts every trainer alike and their ratio stays fair.
  */
-export async function timeTrainingInterleaved(trainers: readonly DecoderTrainer[], s: DecoderShape, blocks: number): Promise<StepTiming[]> {
+export async function timeTrainingInterleaved(
+  trainers: readonly DecoderTrainer[],
+  s: DecoderShape,
+  blocks: number,
+): Promise<StepTiming[]> {
   const batches = tokenBatches(s, LOSS_EVERY);
   for (const trainer of trainers) for (let i = 0; i < WARMUP_STEPS; i++) await trainer.step(batches[i], true);
   const ms = trainers.map((): number[] => []);

@@ -30,9 +30,21 @@ export function formatOpRow(r: OpRow): string {
 
 export async function opRows(tf: typeof TF, o: OpBenchOptions, report: (row: OpRow) => void): Promise<OpRow[]> {
   const rows: OpRow[] = [];
-  const ours = (f: () => Tensor) => () => scope(async () => { await f().data(); });
-  const theirs = (f: () => TF.Tensor) => async () => { const t = tf.tidy(f); await t.data(); t.dispose(); };
-  async function compare(name: string, a: () => Promise<void>, b: () => Promise<void>, note?: string): Promise<OpRow | null> {
+  const ours = (f: () => Tensor) => () =>
+    scope(async () => {
+      await f().data();
+    });
+  const theirs = (f: () => TF.Tensor) => async () => {
+    const t = tf.tidy(f);
+    await t.data();
+    t.dispose();
+  };
+  async function compare(
+    name: string,
+    a: () => Promise<void>,
+    b: () => Promise<void>,
+    note?: string,
+  ): Promise<OpRow | null> {
     if (!o.selected(name)) return null;
     const oursMs = await medianMs(a, o.reps);
     const tfjsMs = await medianMs(b, o.reps);
@@ -51,52 +63,111 @@ export async function opRows(tf: typeof TF, o: OpBenchOptions, report: (row: OpR
   // Each block runs in a scope so its inputs are freed before the next one.
   for (const n of MM) {
     await scope(async () => {
-      const a = randn([n, n]); const b = randn([n, n]);
-      const ta = tf.randomNormal([n, n]); const tb = tf.randomNormal([n, n]);
-      await compare(`matmul ${n}×${n}×${n}`, ours(() => a.matmul(b)), theirs(() => tf.matMul(ta, tb)));
+      const a = randn([n, n]);
+      const b = randn([n, n]);
+      const ta = tf.randomNormal([n, n]);
+      const tb = tf.randomNormal([n, n]);
+      await compare(
+        `matmul ${n}×${n}×${n}`,
+        ours(() => a.matmul(b)),
+        theirs(() => tf.matMul(ta, tb)),
+      );
       tf.dispose([ta, tb]);
     });
   }
   await scope(async () => {
-    const a = randn([EW_N]); const b = randn([EW_N]);
-    const ta = tf.randomNormal([EW_N]); const tb = tf.randomNormal([EW_N]);
-    await compare(`elementwise a·b+a (${EW_N >> 20}M)`, ours(() => a.mul(b).add(a)), theirs(() => tf.add(tf.mul(ta, tb), ta)));
+    const a = randn([EW_N]);
+    const b = randn([EW_N]);
+    const ta = tf.randomNormal([EW_N]);
+    const tb = tf.randomNormal([EW_N]);
+    await compare(
+      `elementwise a·b+a (${EW_N >> 20}M)`,
+      ours(() => a.mul(b).add(a)),
+      theirs(() => tf.add(tf.mul(ta, tb), ta)),
+    );
     tf.dispose([ta, tb]);
   });
   await scope(async () => {
-    const x = randn([ROWS, COLS]); const tx = tf.randomNormal([ROWS, COLS]);
-    await compare(`softmax ${ROWS}×${COLS}`, ours(() => F.softmax(x, -1)), theirs(() => tf.softmax(tx)));
-    await compare(`layer norm ${ROWS}×${COLS}`, ours(() => F.layerNorm(x)), theirs(() => { const m = tf.moments(tx, -1, true); return tf.mul(tf.sub(tx, m.mean), tf.rsqrt(tf.add(m.variance, 1e-5))); }));
+    const x = randn([ROWS, COLS]);
+    const tx = tf.randomNormal([ROWS, COLS]);
+    await compare(
+      `softmax ${ROWS}×${COLS}`,
+      ours(() => F.softmax(x, -1)),
+      theirs(() => tf.softmax(tx)),
+    );
+    await compare(
+      `layer norm ${ROWS}×${COLS}`,
+      ours(() => F.layerNorm(x)),
+      theirs(() => {
+        const m = tf.moments(tx, -1, true);
+        return tf.mul(tf.sub(tx, m.mean), tf.rsqrt(tf.add(m.variance, 1e-5)));
+      }),
+    );
     tx.dispose();
   });
   await scope(async () => {
-    const q = randn([B, H, T, D]); const k = randn([B, H, T, D]); const v = randn([B, H, T, D]);
-    const tq = tf.randomNormal([B, H, T, D]); const tk = tf.randomNormal([B, H, T, D]); const tv = tf.randomNormal([B, H, T, D]);
-    const composed = () => { const s = q.matmul(k.transpose(-1, -2)).mul(1 / Math.sqrt(D)); const e = s.sub(s.max(-1, true)).exp(); return e.div(e.sum(-1, true)).matmul(v); };
+    const q = randn([B, H, T, D]);
+    const k = randn([B, H, T, D]);
+    const v = randn([B, H, T, D]);
+    const tq = tf.randomNormal([B, H, T, D]);
+    const tk = tf.randomNormal([B, H, T, D]);
+    const tv = tf.randomNormal([B, H, T, D]);
+    const composed = () => {
+      const s = q.matmul(k.transpose(-1, -2)).mul(1 / Math.sqrt(D));
+      const e = s.sub(s.max(-1, true)).exp();
+      return e.div(e.sum(-1, true)).matmul(v);
+    };
     const tfAttn = theirs(() => tf.matMul(tf.softmax(tf.div(tf.matMul(tq, tk, false, true), Math.sqrt(D))), tv));
     const shape = `${B}×${H}×${T}×${D}`;
-    await compare(`attention ${shape} (fused)`, ours(() => F.scaledDotProductAttention(q, k, v)), tfAttn, 'online softmax');
+    await compare(
+      `attention ${shape} (fused)`,
+      ours(() => F.scaledDotProductAttention(q, k, v)),
+      tfAttn,
+      'online softmax',
+    );
     await compare(`attention ${shape} (composed)`, ours(composed), tfAttn, 'matmul+softmax');
     tf.dispose([tq, tk, tv]);
   });
   await scope(async () => {
     // One SGD training step of a 256→W→W→10 MLP.
     const dims = [256, WIDTH, WIDTH, 10];
-    const ws = dims.slice(1).map((d, i) => { const w = randn([dims[i], d]).mul(1 / Math.sqrt(dims[i])); w.requiresGrad = true; return w; });
-    const x = randn([BATCH, 256]); const y = randn([BATCH, 10]);
-    const step = () => scope(async () => {
-      let h: Tensor = x;
-      ws.forEach((w, i) => { h = h.matmul(w); if (i < ws.length - 1) h = h.relu(); });
-      const loss = h.sub(y).square().mean();
-      loss.backward();
-      noGrad(() => ws.forEach((w) => { w.copy_(w.sub(w.grad!.mul(0.01))); w.grad = null; }));
-      await loss.data();
+    const ws = dims.slice(1).map((d, i) => {
+      const w = randn([dims[i], d]).mul(1 / Math.sqrt(dims[i]));
+      w.requiresGrad = true;
+      return w;
     });
+    const x = randn([BATCH, 256]);
+    const y = randn([BATCH, 10]);
+    const step = () =>
+      scope(async () => {
+        let h: Tensor = x;
+        ws.forEach((w, i) => {
+          h = h.matmul(w);
+          if (i < ws.length - 1) h = h.relu();
+        });
+        const loss = h.sub(y).square().mean();
+        loss.backward();
+        noGrad(() =>
+          ws.forEach((w) => {
+            w.copy_(w.sub(w.grad!.mul(0.01)));
+            w.grad = null;
+          }),
+        );
+        await loss.data();
+      });
     const tws = dims.slice(1).map((d, i) => tf.variable(tf.mul(tf.randomNormal([dims[i], d]), 1 / Math.sqrt(dims[i]))));
-    const tx = tf.randomNormal([BATCH, 256]); const ty = tf.randomNormal([BATCH, 10]);
+    const tx = tf.randomNormal([BATCH, 256]);
+    const ty = tf.randomNormal([BATCH, 10]);
     const opt = tf.train.sgd(0.01);
     const tstep = async () => {
-      const loss = opt.minimize(() => { let h: TF.Tensor = tx; tws.forEach((w, i) => { h = tf.matMul(h, w); if (i < tws.length - 1) h = tf.relu(h); }); return tf.mean(tf.square(tf.sub(h, ty))) as TF.Scalar; }, true)!;
+      const loss = opt.minimize(() => {
+        let h: TF.Tensor = tx;
+        tws.forEach((w, i) => {
+          h = tf.matMul(h, w);
+          if (i < tws.length - 1) h = tf.relu(h);
+        });
+        return tf.mean(tf.square(tf.sub(h, ty))) as TF.Scalar;
+      }, true)!;
       await loss.data();
       loss.dispose();
     };

@@ -20,7 +20,8 @@ import { bootTfjs } from './tfjs.js';
 function jsonPath(argv: string[]): string | null {
   const [flag, file, ...rest] = argv;
   if (flag === undefined) return null;
-  if (flag !== '--json' || rest.length || file?.startsWith('--')) throw new Error(`bench: unexpected arguments '${argv.join(' ')}'; the only flag is --json [FILE]`);
+  if (flag !== '--json' || rest.length || file?.startsWith('--'))
+    throw new Error(`bench: unexpected arguments '${argv.join(' ')}'; the only flag is --json [FILE]`);
   return file ?? `bench/results/bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
 }
 
@@ -34,7 +35,10 @@ function positiveIntegerEnv(name: string, fallback: number): number {
 
 function gitCommit(): string | null {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return null;
   }
@@ -51,19 +55,26 @@ const tf = await bootTfjs();
 const loadBefore = loadavg();
 console.log(`adapter: ${JSON.stringify(deviceInfo())}\nload average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
 console.log(`ops: median of ${reps} runs, each ending in a readback; sizes: ${large ? 'large' : 'small'}`);
-console.log(`decoder steps: median of ${blocks} blocks of ${LOSS_EVERY} steps (each block ends with a loss read; the compared trainers' blocks interleaved), after a few untimed steps\n`);
+console.log(
+  `decoder steps: median of ${blocks} blocks of ${LOSS_EVERY} steps (each block ends with a loss read; the compared trainers' blocks interleaved), after a few untimed steps\n`,
+);
 
 const ops = await opRows(tf, { reps, large, selected }, (row) => console.log(formatOpRow(row)));
 const mlp = ops.find((r) => r.traffic);
 if (mlp?.traffic) {
   const t = mlp.traffic;
-  console.log(`\ndawngrad MLP training step: ${t.dispatches} dispatches, ${t.submits} submit(s), ${t.readbacks} readback(s), peak ${t.peakMiB.toFixed(2)} MiB live GPU memory`);
+  console.log(
+    `\ndawngrad MLP training step: ${t.dispatches} dispatches, ${t.submits} submit(s), ${t.readbacks} readback(s), peak ${t.peakMiB.toFixed(2)} MiB live GPU memory`,
+  );
 }
 const geomean = ops.length ? Math.exp(ops.reduce((s, r) => s + Math.log(r.speedup), 0) / ops.length) : null;
 if (geomean !== null) console.log(`geometric-mean speedup of the op rows over tfjs-webgpu: ×${geomean.toFixed(2)}\n`);
 
 const decoders: (DecoderRow | ClexRow)[] = [];
-for (const [shape, n] of [[MAIN_JOB_DECODER, blocks], [LARGE_DECODER, Math.max(1, Math.floor(blocks / 5))]] as const) {
+for (const [shape, n] of [
+  [MAIN_JOB_DECODER, blocks],
+  [LARGE_DECODER, Math.max(1, Math.floor(blocks / 5))],
+] as const) {
   if (!selected(`decoder step ${describeShape(shape)}`)) continue;
   const row = await decoderRow(tf, shape, n);
   decoders.push(row);
@@ -78,8 +89,16 @@ if (selected(`CLEX vs plain ${describeShape(MAIN_JOB_DECODER)}`)) {
 if (out) {
   const rows: (OpRow | DecoderRow | ClexRow)[] = [...ops, ...decoders];
   const report = {
-    date: new Date().toISOString(), commit: gitCommit(), adapter: deviceInfo(), loadAverage: { before: loadBefore, after: loadavg() },
-    reps, blocks, opSizes: large ? 'large' : 'small', only: only?.source ?? null, geomeanOpSpeedup: geomean, rows,
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    adapter: deviceInfo(),
+    loadAverage: { before: loadBefore, after: loadavg() },
+    reps,
+    blocks,
+    opSizes: large ? 'large' : 'small',
+    only: only?.source ?? null,
+    geomeanOpSpeedup: geomean,
+    rows,
   };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);

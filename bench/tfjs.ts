@@ -14,7 +14,16 @@ async function boot(): Promise<typeof TF> {
   // tfjs-core's node bundle ships no gradients; its ESM gradient registrations use directory imports
   // Node cannot load, so bundle them once (they register into tfjs's global registry).
   const gradsFile = 'bench/.tmp/tf-gradients.mjs';
-  await (await import('esbuild')).build({ stdin: { contents: "import '@tensorflow/tfjs-core/dist/register_all_gradients';", resolveDir: process.cwd() }, bundle: true, format: 'esm', platform: 'node', outfile: gradsFile, logLevel: 'error' });
+  await (
+    await import('esbuild')
+  ).build({
+    stdin: { contents: "import '@tensorflow/tfjs-core/dist/register_all_gradients';", resolveDir: process.cwd() },
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    outfile: gradsFile,
+    logLevel: 'error',
+  });
   await import(pathToFileURL(gradsFile).href);
   await import('@tensorflow/tfjs-backend-webgpu');
   await tf.setBackend('webgpu');

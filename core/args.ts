@@ -22,7 +22,8 @@ function fail(op: string, name: string, expected: string, got: unknown, hint = '
 
 /** A live Tensor (disposed tensors are refused too). */
 export function argTensor(op: string, name: string, v: unknown): Tensor {
-  if (!(v instanceof Tensor)) fail(op, name, 'a Tensor', v, Array.isArray(v) || typeof v === 'number' ? 'wrap data with tensor(...)' : '');
+  if (!(v instanceof Tensor))
+    fail(op, name, 'a Tensor', v, Array.isArray(v) || typeof v === 'number' ? 'wrap data with tensor(...)' : '');
   v.assertAlive(op);
   return v;
 }
@@ -37,7 +38,8 @@ export function argTensors(op: string, name: string, v: unknown, { nonEmpty = fa
 /** A Tensor or a plain number (binary ops broadcast numbers as scalars). */
 export function argTensorOrNumber(op: string, name: string, v: unknown): Tensor | number {
   if (typeof v === 'number') return v;
-  if (!(v instanceof Tensor)) fail(op, name, 'a Tensor or a number', v, Array.isArray(v) ? 'wrap arrays with tensor(...)' : '');
+  if (!(v instanceof Tensor))
+    fail(op, name, 'a Tensor or a number', v, Array.isArray(v) ? 'wrap arrays with tensor(...)' : '');
   v.assertAlive(op);
   return v;
 }
@@ -58,8 +60,13 @@ export interface NumberRule {
 export function argNumber(op: string, name: string, v: unknown, rule: NumberRule = {}): number {
   const kind = rule.integer ? 'an integer' : 'a finite number';
   const bound = rule.min !== undefined ? ` ≥ ${rule.min}` : rule.above !== undefined ? ` > ${rule.above}` : '';
-  if (typeof v !== 'number' || !Number.isFinite(v) || (rule.integer && !Number.isInteger(v))
-    || (rule.min !== undefined && v < rule.min) || (rule.above !== undefined && v <= rule.above)) {
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    (rule.integer && !Number.isInteger(v)) ||
+    (rule.min !== undefined && v < rule.min) ||
+    (rule.above !== undefined && v <= rule.above)
+  ) {
     fail(op, name, `${kind}${bound}`, v, typeof v === 'string' ? 'pass a number, not a string' : '');
   }
   return v;
@@ -67,7 +74,8 @@ export function argNumber(op: string, name: string, v: unknown, rule: NumberRule
 
 /** A list of non-negative integer sizes. */
 export function argShape(op: string, name: string, v: unknown): number[] {
-  if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d >= -1)) fail(op, name, 'an array of integer sizes', v);
+  if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d >= -1))
+    fail(op, name, 'an array of integer sizes', v);
   return v;
 }
 
@@ -89,7 +97,8 @@ export function argObject<T extends object>(op: string, name: string, v: T | und
 export function knownIndexValues(t: Tensor): { min: number; max: number; values: ArrayLike<number> | null } | null {
   const values = getBackend(t.device).readSync?.(t) ?? null;
   if (values) {
-    let min = Infinity, max = -Infinity;
+    let min = Infinity,
+      max = -Infinity;
     for (let i = 0; i < values.length; i++) {
       min = Math.min(min, values[i]);
       max = Math.max(max, values[i]);

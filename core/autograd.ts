@@ -30,7 +30,9 @@ export function noGrad<T>(fn: () => T): T {
   }
   if (result instanceof Promise) {
     // Note: async bodies keep grad disabled until they settle.
-    return result.finally(() => { gradEnabled = prev; }) as T;
+    return result.finally(() => {
+      gradEnabled = prev;
+    }) as T;
   }
   gradEnabled = prev;
   return result;
@@ -45,7 +47,13 @@ export function alias(t: Tensor): Tensor {
  * Attaches `out` to the graph when grad is on and some input requires grad.
  * `backward(grad, saved)` returns one gradient (or null) per input, in input order.
  */
-export function record(name: string, out: Tensor, inputs: readonly Tensor[], backward: BackwardFn, save: readonly Tensor[] = []): Tensor {
+export function record(
+  name: string,
+  out: Tensor,
+  inputs: readonly Tensor[],
+  backward: BackwardFn,
+  save: readonly Tensor[] = [],
+): Tensor {
   checkForward(out, name, inputs);
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   const links: NodeInput[] = inputs.map((t) =>
@@ -68,23 +76,34 @@ export function record(name: string, out: Tensor, inputs: readonly Tensor[], bac
  * backward, after every output's rule has handed over its gradient (null where none came).
  */
 export function recordJoint(
-  name: string, outs: Tensor[], inputs: readonly Tensor[],
-  backward: (gs: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[], save: readonly Tensor[] = [],
+  name: string,
+  outs: Tensor[],
+  inputs: readonly Tensor[],
+  backward: (gs: (Tensor | null)[], saved: Tensor[]) => (Tensor | null)[],
+  save: readonly Tensor[] = [],
 ): Tensor[] {
   if (outs.length === 1) return [record(name, outs[0], inputs, (g, saved) => backward([g], saved), save)];
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return outs;
   const handed: (Tensor | null)[] = outs.map(() => null);
   const token = empty(outs[0].device, outs[0].dtype, [0]);
-  record(name, token, inputs, (_, saved) => {
-    const gs = [...handed];
-    handed.fill(null);
-    return backward(gs, saved);
-  }, save);
+  record(
+    name,
+    token,
+    inputs,
+    (_, saved) => {
+      const gs = [...handed];
+      handed.fill(null);
+      return backward(gs, saved);
+    },
+    save,
+  );
   // Size 0: handing the token its gradient (and autograd summing those) dispatches nothing.
-  const recorded = outs.map((o, i) => record(`${name}:output${i}`, o, [token], (g) => {
-    handed[i] = g;
-    return [empty(g.device, g.dtype, [0])];
-  }));
+  const recorded = outs.map((o, i) =>
+    record(`${name}:output${i}`, o, [token], (g) => {
+      handed[i] = g;
+      return [empty(g.device, g.dtype, [0])];
+    }),
+  );
   token.dispose();
   return recorded;
 }
@@ -144,7 +163,12 @@ function leadingTo(order: readonly Node[], keys: ReadonlyMap<Tensor | Node, numb
   const leads = new Set<Node>();
   for (let k = order.length - 1; k >= 0; k--) {
     const node = order[k];
-    if (node.inputs.some((i) => (i.leaf !== null && keys.has(i.leaf)) || (i.node !== null && (keys.has(i.node) || leads.has(i.node))))) leads.add(node);
+    if (
+      node.inputs.some(
+        (i) => (i.leaf !== null && keys.has(i.leaf)) || (i.node !== null && (keys.has(i.node) || leads.has(i.node))),
+      )
+    )
+      leads.add(node);
   }
   return leads;
 }
@@ -171,7 +195,8 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
     map.set(key, old ? add(old, g) : g);
   };
   const deliverLeaf = (leaf: Tensor, g: Tensor) => {
-    if (!sameShape(g.shape, leaf.shape)) throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
+    if (!sameShape(g.shape, leaf.shape))
+      throw new Error(`backward: internal error, gradient ${shapeStr(g.shape)} for leaf ${shapeStr(leaf.shape)}`);
     if (capture) {
       if (captureKeys.has(leaf)) addTo(captured, leaf, g);
     } else {
@@ -221,7 +246,11 @@ function* sweep(roots: readonly Tensor[], seeds: readonly Tensor[], opts: Backwa
 }
 
 /** The reverse pass. Returns captured gradients (null where no path leads) when `capture` is given. */
-export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): (Tensor | null)[] {
+export function runBackward(
+  roots: readonly Tensor[],
+  seeds: readonly Tensor[],
+  opts: BackwardOptions = {},
+): (Tensor | null)[] {
   const prev = gradEnabled;
   gradEnabled = false;
   try {
@@ -229,7 +258,10 @@ export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], 
       const step = sweep(roots, seeds, opts).next();
       if (!step.done) {
         step.value.pending.catch(() => {});
-        throw new OpError('backward', `'${step.value.node}' computes its gradient asynchronously (it reads device values); use \`await loss.backwardAsync()\` instead of backward()`);
+        throw new OpError(
+          'backward',
+          `'${step.value.node}' computes its gradient asynchronously (it reads device values); use \`await loss.backwardAsync()\` instead of backward()`,
+        );
       }
       return step.value;
     });
@@ -239,7 +271,11 @@ export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[], 
 }
 
 /** The reverse pass for graphs holding asynchronous rules (sync rules run as in runBackward). */
-export async function runBackwardAsync(roots: readonly Tensor[], seeds: readonly Tensor[], opts: BackwardOptions = {}): Promise<(Tensor | null)[]> {
+export async function runBackwardAsync(
+  roots: readonly Tensor[],
+  seeds: readonly Tensor[],
+  opts: BackwardOptions = {},
+): Promise<(Tensor | null)[]> {
   const prev = gradEnabled;
   gradEnabled = false;
   asyncSweeps++;
@@ -259,11 +295,18 @@ export async function runBackwardAsync(roots: readonly Tensor[], seeds: readonly
 
 export function seedFor(op: string, root: Tensor, gradient?: Tensor): Tensor {
   if (gradient) {
-    if (!sameShape(gradient.shape, root.shape)) throw new OpError(op, `gradient shape ${shapeStr(gradient.shape)} does not match output shape ${shapeStr(root.shape)}`);
+    if (!sameShape(gradient.shape, root.shape))
+      throw new OpError(
+        op,
+        `gradient shape ${shapeStr(gradient.shape)} does not match output shape ${shapeStr(root.shape)}`,
+      );
     return gradient;
   }
   if (root.size !== 1) {
-    throw new OpError(op, `grad can be implicitly created only for scalar outputs, got shape ${shapeStr(root.shape)}; pass a gradient tensor of that shape, or reduce first (e.g. .sum())`);
+    throw new OpError(
+      op,
+      `grad can be implicitly created only for scalar outputs, got shape ${shapeStr(root.shape)}; pass a gradient tensor of that shape, or reduce first (e.g. .sum())`,
+    );
   }
   return fill(root, 1);
 }
@@ -283,7 +326,11 @@ export function grad(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[]):
   argTensors('grad', 'inputs', inputs);
   const leaves = gradLeaves(inputs);
   const out = argTensor('grad', 'the value f returned', f(...leaves));
-  if (out.size !== 1) throw new OpError('grad', `f must return a one-element tensor, got shape ${shapeStr(out.shape)}; use vjp for non-scalar outputs`);
+  if (out.size !== 1)
+    throw new OpError(
+      'grad',
+      `f must return a one-element tensor, got shape ${shapeStr(out.shape)}; use vjp for non-scalar outputs`,
+    );
   const seed = fill(out, 1);
   const gs = runBackward([out], [seed], { capture: leaves });
   const result = gs.map((g, i) => g ?? fill(inputs[i], 0));
@@ -309,7 +356,12 @@ export interface VjpResult {
  * f closes over keep theirs, so the same params serve any number of vjps (the ODE adjoint's steps).
  * A param's gradient is the total one, through other params too (as torch.autograd.grad).
  */
-export function vjp(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], cotangent: Tensor, opts: { params?: readonly Tensor[] } = {}): VjpResult {
+export function vjp(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  cotangent: Tensor,
+  opts: { params?: readonly Tensor[] } = {},
+): VjpResult {
   argFunction('vjp', 'f', f);
   argTensors('vjp', 'inputs', inputs);
   argTensor('vjp', 'cotangent', cotangent);
@@ -355,15 +407,27 @@ declare module './tensor.js' {
 
 Tensor.prototype.backward = function (this: Tensor, gradient?: Tensor, opts: { retainGraph?: boolean } = {}): void {
   this.assertAlive('backward');
-  if (!this.requiresGrad) throw new OpError('backward', `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
+  if (!this.requiresGrad)
+    throw new OpError(
+      'backward',
+      `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`,
+    );
   const seed = seedFor('backward', this, gradient);
   runBackward([this], [seed], opts);
   if (seed !== gradient) seed.dispose();
 };
 
-Tensor.prototype.backwardAsync = async function (this: Tensor, gradient?: Tensor, opts: { retainGraph?: boolean } = {}): Promise<void> {
+Tensor.prototype.backwardAsync = async function (
+  this: Tensor,
+  gradient?: Tensor,
+  opts: { retainGraph?: boolean } = {},
+): Promise<void> {
   this.assertAlive('backwardAsync');
-  if (!this.requiresGrad) throw new OpError('backwardAsync', `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`);
+  if (!this.requiresGrad)
+    throw new OpError(
+      'backwardAsync',
+      `tensor ${shapeStr(this.shape)} does not require grad (no input had requiresGrad, or it was made under noGrad)`,
+    );
   const seed = seedFor('backwardAsync', this, gradient);
   await runBackwardAsync([this], [seed], opts);
   if (seed !== gradient) seed.dispose();

@@ -15,7 +15,10 @@ export interface Storage {
 export type DeviceName = 'cpu' | 'webgpu';
 
 /** The widest float each backend computes in: the dtype for reference runs and tolerances per device. */
-export const WIDEST_FLOAT: { readonly [D in DeviceName]: 'float64' | 'float32' } = { cpu: 'float64', webgpu: 'float32' };
+export const WIDEST_FLOAT: { readonly [D in DeviceName]: 'float64' | 'float32' } = {
+  cpu: 'float64',
+  webgpu: 'float32',
+};
 
 /** The dtype values of `dtype` take on `device`: float64 narrows to the device's widest float. */
 export function dtypeOn(device: DeviceName, dtype: DType): DType {
@@ -56,7 +59,12 @@ export interface ElementwiseDef {
 
 /** The two kernels every backend and the engine itself need (copies, fills, gradient accumulation). */
 export const COPY_KERNEL: ElementwiseDef = { name: 'copy', arity: 1, wgsl: ([a]) => a, js: (a) => a };
-export const ADD_KERNEL: ElementwiseDef = { name: 'add', arity: 2, wgsl: ([a, b]) => `${a} + ${b}`, js: (a, b) => a + b };
+export const ADD_KERNEL: ElementwiseDef = {
+  name: 'add',
+  arity: 2,
+  wgsl: ([a, b]) => `${a} + ${b}`,
+  js: (a, b) => a + b,
+};
 
 export type ReduceKind = 'sum' | 'max' | 'min' | 'argmax' | 'argmin';
 

@@ -57,7 +57,7 @@ interface Setting<K extends Key> {
 
 const oneOf = <T extends string>(values: readonly T[]) => ({
   valid: values.map((v) => `'${v}'`).join(', '),
-  parse: (raw: string) => (values as readonly string[]).includes(raw) ? (raw as T) : undefined,
+  parse: (raw: string) => ((values as readonly string[]).includes(raw) ? (raw as T) : undefined),
   check: (v: unknown): v is T => typeof v === 'string' && (values as readonly string[]).includes(v),
 });
 const nameOrNull = {
@@ -71,7 +71,8 @@ const flag = {
   check: (v: unknown): v is boolean => typeof v === 'boolean',
 };
 const number = (min: number, integer: boolean, nullable: boolean) => {
-  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= min && (!integer || Number.isInteger(n));
+  const ok = (n: unknown): n is number =>
+    typeof n === 'number' && Number.isFinite(n) && n >= min && (!integer || Number.isInteger(n));
   return {
     valid: `${integer ? 'an integer' : 'a number'} ≥ ${min}${nullable ? ' (null in code: automatic)' : ''}`,
     parse: (raw: string) => (raw.trim() !== '' && ok(Number(raw)) ? Number(raw) : undefined),
@@ -82,7 +83,10 @@ const variantMap = {
   valid: "comma-separated family=variant pairs, e.g. 'row=group,matmul=shared'",
   parse: (raw: string) => {
     const out: Record<string, string> = {};
-    for (const pair of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const pair of raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const m = /^([\w-]+)=([\w-]+)$/.exec(pair);
       if (!m) return undefined;
       out[m[1]] = m[2];
@@ -100,7 +104,11 @@ const SETTINGS: { readonly [K in Key]: Setting<K> } = {
   profile: { env: 'DAWNGRAD_PROFILE', ...oneOf(['auto', 'software', 'hardware'] as const) },
   variants: { env: 'DAWNGRAD_VARIANTS', ...variantMap },
   normChunkRows: { env: 'DAWNGRAD_NORM_CHUNK_ROWS', ...number(1, true, true) },
-  fusion: { env: 'DAWNGRAD_FUSION', ...flag, check: (v: unknown): v is boolean | null => v === null || typeof v === 'boolean' },
+  fusion: {
+    env: 'DAWNGRAD_FUSION',
+    ...flag,
+    check: (v: unknown): v is boolean | null => v === null || typeof v === 'boolean',
+  },
   poolLimitMB: { env: 'DAWNGRAD_POOL_LIMIT_MB', ...number(0, false, false) },
   gcThresholdMB: { env: 'DAWNGRAD_GC_THRESHOLD_MB', ...number(0, false, true) },
   silenceLeaks: { env: 'DAWNGRAD_SILENCE_LEAKS', ...flag },
@@ -120,7 +128,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Config {
   for (const name of Object.keys(env)) {
     if (!name.startsWith('DAWNGRAD_') || known.has(name)) continue;
     const hint = REPLACED[name] ? `; it was replaced by ${REPLACED[name]}` : '';
-    throw new Error(`dawngrad: unknown environment variable ${name}${hint}. The settings are ${[...known].join(', ')} (README, "Settings")`);
+    throw new Error(
+      `dawngrad: unknown environment variable ${name}${hint}. The settings are ${[...known].join(', ')} (README, "Settings")`,
+    );
   }
   for (const key of Object.keys(SETTINGS) as Key[]) {
     const s = SETTINGS[key] as Setting<Key>;
@@ -146,11 +156,14 @@ export function config(): Readonly<Config> {
  * can put them back with configure(previous). `device` only changes the default device of new tensors.
  */
 export function configure(changes: Partial<Config>): Readonly<Config> {
-  if (typeof changes !== 'object' || changes === null) throw new OpError('configure', `expects an object of settings, got ${String(changes)}`);
+  if (typeof changes !== 'object' || changes === null)
+    throw new OpError('configure', `expects an object of settings, got ${String(changes)}`);
   for (const [key, value] of Object.entries(changes)) {
     const s = (SETTINGS as Record<string, Setting<Key>>)[key];
-    if (!s) throw new OpError('configure', `unknown setting '${key}'; the settings are ${Object.keys(SETTINGS).join(', ')}`);
-    if (!s.check(value)) throw new OpError('configure', `${key} = ${JSON.stringify(value)} is not valid; use ${s.valid}`);
+    if (!s)
+      throw new OpError('configure', `unknown setting '${key}'; the settings are ${Object.keys(SETTINGS).join(', ')}`);
+    if (!s.check(value))
+      throw new OpError('configure', `${key} = ${JSON.stringify(value)} is not valid; use ${s.valid}`);
   }
   const previous = current;
   current = Object.freeze({ ...current, ...changes });
@@ -175,5 +188,10 @@ export function onConfigure(listener: (c: Readonly<Config>) => void): void {
 
 /** Every setting with its variable and valid values (README's table is checked against this). */
 export function describeSettings(): { key: Key; env: string; valid: string; default: unknown }[] {
-  return (Object.keys(SETTINGS) as Key[]).map((key) => ({ key, env: SETTINGS[key].env, valid: SETTINGS[key].valid, default: DEFAULT_CONFIG[key] }));
+  return (Object.keys(SETTINGS) as Key[]).map((key) => ({
+    key,
+    env: SETTINGS[key].env,
+    valid: SETTINGS[key].valid,
+    default: DEFAULT_CONFIG[key],
+  }));
 }

@@ -10,7 +10,12 @@ export interface CpuStorage extends Storage {
 }
 
 /** Calls fn(offsets...) for every element of `shape`, in row-major order, tracking one offset per stride set. */
-export function forEachOffset(shape: readonly number[], strideSets: (readonly number[])[], bases: number[], fn: (offs: number[]) => void): void {
+export function forEachOffset(
+  shape: readonly number[],
+  strideSets: (readonly number[])[],
+  bases: number[],
+  fn: (offs: number[]) => void,
+): void {
   const n = numel(shape);
   if (n === 0) return;
   const rank = shape.length;
@@ -36,7 +41,10 @@ function isDense(view: View): boolean {
 
 /** The typed array behind a cpu tensor or view (element k of a view is at its offset + strides·index). */
 export function cpuDataOf(x: { readonly storage: Storage }): TypedArray {
-  if (x.storage.device !== 'cpu') throw new Error(`cpuDataOf: expected a cpu tensor, got one on '${x.storage.device}'; read it with await t.data() or move it with .to('cpu')`);
+  if (x.storage.device !== 'cpu')
+    throw new Error(
+      `cpuDataOf: expected a cpu tensor, got one on '${x.storage.device}'; read it with await t.data() or move it with .to('cpu')`,
+    );
   return (x.storage as CpuStorage).data;
 }
 
@@ -69,7 +77,9 @@ export class CpuBackend implements Backend {
     if (isDense(view)) return src.slice(view.offset, view.offset + n); // a native copy (checkpoints of large tensors)
     const out = typedArrayFor(view.dtype, n);
     let i = 0;
-    forEachOffset(view.shape, [view.strides], [view.offset], (o) => { out[i++] = src[o[0]]; });
+    forEachOffset(view.shape, [view.strides], [view.offset], (o) => {
+      out[i++] = src[o[0]];
+    });
     return out;
   }
 
@@ -83,16 +93,23 @@ export class CpuBackend implements Backend {
     const results = new Float64Array(n);
     const args = new Array<number>(operands.length);
     let i = 0;
-    forEachOffset(out.shape, views.map((v) => v.strides), views.map((v) => v.offset), (offs) => {
-      let k = 0;
-      for (let a = 0; a < operands.length; a++) {
-        const o = operands[a];
-        args[a] = isScalarOperand(o) ? o.scalar : srcs[k][offs[k++]];
-      }
-      results[i++] = def.js(...args);
-    });
+    forEachOffset(
+      out.shape,
+      views.map((v) => v.strides),
+      views.map((v) => v.offset),
+      (offs) => {
+        let k = 0;
+        for (let a = 0; a < operands.length; a++) {
+          const o = operands[a];
+          args[a] = isScalarOperand(o) ? o.scalar : srcs[k][offs[k++]];
+        }
+        results[i++] = def.js(...args);
+      },
+    );
     i = 0;
-    forEachOffset(out.shape, [out.strides], [out.offset], (o) => { dst[o[0]] = results[i++]; });
+    forEachOffset(out.shape, [out.strides], [out.offset], (o) => {
+      dst[o[0]] = results[i++];
+    });
   }
 
   /** A copy or fill into a dense window as one native call (parameter init, clones, fills); false when either side is strided. */
@@ -101,7 +118,8 @@ export class CpuBackend implements Backend {
     const dst = cpuDataOf(out);
     const end = out.offset + numel(out.shape);
     if (isScalarOperand(src)) dst.fill(src.scalar, out.offset, end);
-    else if (isDense(src)) dst.set(cpuDataOf(src).subarray(src.offset, src.offset + end - out.offset), out.offset); // set() copies overlapping ranges correctly
+    else if (isDense(src))
+      dst.set(cpuDataOf(src).subarray(src.offset, src.offset + end - out.offset), out.offset); // set() copies overlapping ranges correctly
     else return false;
     return true;
   }
@@ -121,8 +139,19 @@ export class CpuBackend implements Backend {
       forEachOffset(redShape, [redStrides], [base[0]], (o) => {
         const v = src[o[0]];
         if (kind === 'sum') acc += v;
-        else if (kind === 'max' || kind === 'argmax') { if (v > acc || Number.isNaN(v)) { if (!Number.isNaN(acc)) { acc = v; best = j; } } }
-        else if (!(v >= acc)) { if (!Number.isNaN(acc)) { acc = v; best = j; } }
+        else if (kind === 'max' || kind === 'argmax') {
+          if (v > acc || Number.isNaN(v)) {
+            if (!Number.isNaN(acc)) {
+              acc = v;
+              best = j;
+            }
+          }
+        } else if (!(v >= acc)) {
+          if (!Number.isNaN(acc)) {
+            acc = v;
+            best = j;
+          }
+        }
         j++;
       });
       dst[out.offset + i++] = kind === 'argmax' || kind === 'argmin' ? best : acc;
@@ -130,20 +159,34 @@ export class CpuBackend implements Backend {
   }
 
   gather(input: View, axis: number, index: View, out: View): void {
-    const src = cpuDataOf(input), idx = cpuDataOf(index), dst = cpuDataOf(out);
+    const src = cpuDataOf(input),
+      idx = cpuDataOf(index),
+      dst = cpuDataOf(out);
     const inStrides = input.strides.map((s, d) => (d === axis ? 0 : s));
-    forEachOffset(out.shape, [inStrides, index.strides, out.strides], [input.offset, index.offset, out.offset], ([io, xo, oo]) => {
-      dst[oo] = src[io + idx[xo] * input.strides[axis]];
-    });
+    forEachOffset(
+      out.shape,
+      [inStrides, index.strides, out.strides],
+      [input.offset, index.offset, out.offset],
+      ([io, xo, oo]) => {
+        dst[oo] = src[io + idx[xo] * input.strides[axis]];
+      },
+    );
   }
 
   scatterAdd(out: View, axis: number, index: View, src: View, intoZeros = false): void {
     if (intoZeros) this.elementwise(COPY_KERNEL, [{ scalar: 0 }], out);
-    const s = cpuDataOf(src), idx = cpuDataOf(index), dst = cpuDataOf(out);
+    const s = cpuDataOf(src),
+      idx = cpuDataOf(index),
+      dst = cpuDataOf(out);
     const outStrides = out.strides.map((st, d) => (d === axis ? 0 : st));
-    forEachOffset(index.shape, [outStrides, index.strides, src.strides], [out.offset, index.offset, src.offset], ([oo, xo, so]) => {
-      dst[oo + idx[xo] * out.strides[axis]] += s[so];
-    });
+    forEachOffset(
+      index.shape,
+      [outStrides, index.strides, src.strides],
+      [out.offset, index.offset, src.offset],
+      ([oo, xo, so]) => {
+        dst[oo + idx[xo] * out.strides[axis]] += s[so];
+      },
+    );
   }
 
   async sync(): Promise<void> {}

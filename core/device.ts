@@ -27,7 +27,8 @@ async function initGpu(): Promise<void> {
 if (config().device === 'webgpu') await initGpu();
 
 export function checkDevice(op: string, device: string): DeviceName {
-  if (device !== 'cpu' && device !== 'webgpu') throw new OpError(op, `unknown device '${device}'; use 'webgpu' or 'cpu'`);
+  if (device !== 'cpu' && device !== 'webgpu')
+    throw new OpError(op, `unknown device '${device}'; use 'webgpu' or 'cpu'`);
   return device;
 }
 
@@ -35,7 +36,9 @@ export function getBackend(device: DeviceName): Backend {
   if (device === 'cpu') return cpu;
   if (gpu) return gpu;
   if (gpuError) throw gpuError;
-  throw new Error("webgpu was not initialised because DAWNGRAD_DEVICE=cpu; unset it (or call `await initWebGpu()`) to use device 'webgpu'");
+  throw new Error(
+    "webgpu was not initialised because DAWNGRAD_DEVICE=cpu; unset it (or call `await initWebGpu()`) to use device 'webgpu'",
+  );
 }
 
 /** Whether tensors on `device` can be read synchronously: the host holds their memory (cpu), not a GPU queue. */

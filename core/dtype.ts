@@ -16,9 +16,12 @@ export function bytesPerElement(dtype: DType): number {
 
 export function typedArrayFor(dtype: DType, n: number): TypedArray {
   switch (dtype) {
-    case 'float32': return new Float32Array(n);
-    case 'float64': return new Float64Array(n);
-    case 'int32': return new Int32Array(n);
+    case 'float32':
+      return new Float32Array(n);
+    case 'float64':
+      return new Float64Array(n);
+    case 'int32':
+      return new Int32Array(n);
   }
 }
 

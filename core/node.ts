@@ -60,7 +60,9 @@ export class Node {
 
   apply(grad: Tensor): (Tensor | null)[] | Promise<(Tensor | null)[]> {
     if (!this.backwardFn) {
-      throw new Error(`backward: the graph through '${this.name}' was already freed by an earlier backward(); pass { retainGraph: true } to the first backward() to run backward twice`);
+      throw new Error(
+        `backward: the graph through '${this.name}' was already freed by an earlier backward(); pass { retainGraph: true } to the first backward() to run backward twice`,
+      );
     }
     return this.backwardFn(grad, this.saved);
   }

@@ -105,14 +105,19 @@ function registerOp(spec: { readonly name: string; readonly kernels: readonly Ke
  * Declares an op and returns the function users call: check, forward, and the backward recorded for
  * autograd. The function returns the recorded output, or what the forward's `after` makes of it.
  */
-export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(spec: OpSpec<Args, Info, R>): (...args: Args) => R {
+export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(
+  spec: OpSpec<Args, Info, R>,
+): (...args: Args) => R {
   registerOp(spec);
   const { name, check, forward, backward } = spec;
   return (...args: Args) => {
     check(...args);
     const f = forward(...args);
     const info = f.info as Info;
-    const out = backward && f.inputs?.length ? record(name, f.out, f.inputs, (g, saved) => [...backward(g, saved, info)], f.saved ?? []) : f.out;
+    const out =
+      backward && f.inputs?.length
+        ? record(name, f.out, f.inputs, (g, saved) => [...backward(g, saved, info)], f.saved ?? [])
+        : f.out;
     return f.after ? f.after(out) : (out as R);
   };
 }
@@ -157,7 +162,9 @@ export function hardware(): Hardware {
 }
 
 let forcedChecked = false;
-onConfigure(() => { forcedChecked = false; });
+onConfigure(() => {
+  forcedChecked = false;
+});
 
 /** config().variants names only families and variants that exist (checked at the first dispatch, once all ops are loaded). */
 function checkForcedVariants(): void {
@@ -170,8 +177,16 @@ function checkForcedVariants(): void {
   }
   for (const [family, variant] of Object.entries(config().variants)) {
     const names = families.get(family);
-    if (!names) throw new OpError('variants', `unknown kernel family '${family}' (DAWNGRAD_VARIANTS / configure({ variants })); the families are ${[...families.keys()].sort().join(', ')}`);
-    if (!names.has(variant)) throw new OpError('variants', `family '${family}' has no variant '${variant}'; its variants are ${[...names].join(', ')}`);
+    if (!names)
+      throw new OpError(
+        'variants',
+        `unknown kernel family '${family}' (DAWNGRAD_VARIANTS / configure({ variants })); the families are ${[...families.keys()].sort().join(', ')}`,
+      );
+    if (!names.has(variant))
+      throw new OpError(
+        'variants',
+        `family '${family}' has no variant '${variant}'; its variants are ${[...names].join(', ')}`,
+      );
   }
   forcedChecked = true;
 }
@@ -184,7 +199,11 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
   const own = forced === undefined ? undefined : kernel.webgpu.find((v) => v.name === forced);
   if (own) {
     const fit = own.fits ? own.fits(args, hw) : true;
-    if (fit !== true) throw new OpError(kernel.name, `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter${typeof fit === 'string' ? ` (${fit})` : ''}; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`);
+    if (fit !== true)
+      throw new OpError(
+        kernel.name,
+        `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter${typeof fit === 'string' ? ` (${fit})` : ''}; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`,
+      );
     return own;
   }
   const verdicts = kernel.webgpu.map((v) => ({ v, fit: v.fits ? v.fits(args, hw) : true }));
@@ -192,7 +211,10 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
   const pick = fitting.find((v) => !v.prefer || v.prefer(args, hw)) ?? fitting[0];
   if (!pick) {
     const reasons = verdicts.map(({ v, fit }) => (typeof fit === 'string' ? `${v.name}: ${fit}` : v.name));
-    throw new OpError(kernel.name, `no webgpu variant fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`);
+    throw new OpError(
+      kernel.name,
+      `no webgpu variant fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`,
+    );
   }
   return pick;
 }

@@ -7,7 +7,8 @@ import type { Tensor } from './tensor.js';
 
 export class AnomalyError extends Error {}
 
-export const anomalyMessage = (what: string) => `anomaly detected: the ${what} produced NaN or Inf (setDetectAnomaly(true) is on; turn it off to skip these checks)`;
+export const anomalyMessage = (what: string) =>
+  `anomaly detected: the ${what} produced NaN or Inf (setDetectAnomaly(true) is on; turn it off to skip these checks)`;
 
 /** Flags queued on the device: 1 when the checked tensor was all finite. */
 const pending: { flag: Tensor; what: string }[] = [];

@@ -42,7 +42,10 @@ export function copy(t: Tensor): Tensor {
 /** a + b for two tensors of one shape and device (gradient accumulation), in their promoted dtype. */
 export function add(a: Tensor, b: Tensor): Tensor {
   if (!sameShape(a.shape, b.shape) || a.device !== b.device) {
-    throw new OpError('backward', `cannot accumulate a gradient ${shapeStr(b.shape)} on ${b.device} into one ${shapeStr(a.shape)} on ${a.device}: gradients of one tensor must share its shape and device (was a .grad assigned by hand?)`);
+    throw new OpError(
+      'backward',
+      `cannot accumulate a gradient ${shapeStr(b.shape)} on ${b.device} into one ${shapeStr(a.shape)} on ${a.device}: gradients of one tensor must share its shape and device (was a .grad assigned by hand?)`,
+    );
   }
   const dtype = promoteTypes(a.dtype, b.dtype);
   const out = empty(a.device, dtype, a.shape);

@@ -25,7 +25,8 @@ function collector(): () => void {
 
 /** Sets the live-GPU-bytes threshold (0 turns reclaiming off). The default comes from the adapter's limits. */
 export function setGcThreshold(bytes: number): void {
-  if (!Number.isFinite(bytes) || bytes < 0) throw new RangeError(`setGcThreshold(bytes): bytes must be a number ≥ 0 (0 turns it off), got ${bytes}`);
+  if (!Number.isFinite(bytes) || bytes < 0)
+    throw new RangeError(`setGcThreshold(bytes): bytes must be a number ≥ 0 (0 turns it off), got ${bytes}`);
   threshold = bytes;
 }
 

@@ -66,7 +66,11 @@ export function settleBacklog(): Promise<void> | null {
  * (a tensor, or arrays / plain objects holding tensors). Returned tensors move to the outer scope.
  */
 export function scope<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new OpError('scope', `fn must be a function (sync or async), got ${Array.isArray(fn) ? 'an array' : typeof fn}`);
+  if (typeof fn !== 'function')
+    throw new OpError(
+      'scope',
+      `fn must be a function (sync or async), got ${Array.isArray(fn) ? 'an array' : typeof fn}`,
+    );
   const parent = current.getStore();
   const own: ScopeSet = new Set();
   let result: T;
@@ -83,7 +87,10 @@ export function scope<T>(fn: () => T): T {
         const wait = asyncBoundary();
         return wait ? wait.then(() => r) : r;
       },
-      (e) => { close(own, undefined, parent); throw e; },
+      (e) => {
+        close(own, undefined, parent);
+        throw e;
+      },
     ) as T;
   }
   close(own, result, parent);

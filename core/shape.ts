@@ -42,7 +42,10 @@ export function broadcastShapes(op: string, ...shapes: Shape[]): number[] {
       const d = s[i];
       if (out[j] === 1) out[j] = d;
       else if (d !== 1 && d !== out[j]) {
-        throw new OpError(op, `shapes ${shapes.map(shapeStr).join(' and ')} cannot be broadcast together (dimension ${j - rank} is ${out[j]} vs ${d}); make the sizes equal or 1`);
+        throw new OpError(
+          op,
+          `shapes ${shapes.map(shapeStr).join(' and ')} cannot be broadcast together (dimension ${j - rank} is ${out[j]} vs ${d}); make the sizes equal or 1`,
+        );
       }
     }
   }
@@ -61,7 +64,10 @@ export function normAxis(op: string, axis: number, rank: number): number {
 export function normAxes(op: string, axes: number | readonly number[] | undefined, rank: number): number[] {
   if (axes === undefined) return [...Array(rank).keys()];
   if (typeof axes !== 'number' && !(Array.isArray(axes) && axes.every((a) => typeof a === 'number'))) {
-    throw new OpError(op, `axis must be an integer or an array of integers, got ${typeof axes === 'string' ? `the string '${axes}'` : typeof axes}`);
+    throw new OpError(
+      op,
+      `axis must be an integer or an array of integers, got ${typeof axes === 'string' ? `the string '${axes}'` : typeof axes}`,
+    );
   }
   const list = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => normAxis(op, a, rank));
@@ -70,9 +76,14 @@ export function normAxes(op: string, axes: number | readonly number[] | undefine
 }
 
 export function checkShape(op: string, shape: Shape): number[] {
-  if (!Array.isArray(shape)) throw new OpError(op, `shape must be an array of sizes, e.g. [2, 3], got ${typeof shape === 'string' ? `the string '${shape}'` : typeof shape}`);
+  if (!Array.isArray(shape))
+    throw new OpError(
+      op,
+      `shape must be an array of sizes, e.g. [2, 3], got ${typeof shape === 'string' ? `the string '${shape}'` : typeof shape}`,
+    );
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new OpError(op, `invalid shape ${shapeStr(shape)}: sizes must be non-negative integers`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new OpError(op, `invalid shape ${shapeStr(shape)}: sizes must be non-negative integers`);
   }
   return [...shape];
 }

@@ -30,7 +30,9 @@ const leakRegistry = new FinalizationRegistry<{ storage: Storage; node: Node | n
   node?.release();
   if (!leakWarned && !config().silenceLeaks) {
     leakWarned = true;
-    console.warn('dawngrad: tensors are being freed by the garbage collector (no scope/dispose); memory stays bounded, but scope() frees GPU memory sooner and cheaper (DAWNGRAD_SILENCE_LEAKS=1 hides this note)');
+    console.warn(
+      'dawngrad: tensors are being freed by the garbage collector (no scope/dispose); memory stays bounded, but scope() frees GPU memory sooner and cheaper (DAWNGRAD_SILENCE_LEAKS=1 hides this note)',
+    );
   }
 });
 
@@ -104,7 +106,8 @@ export class Tensor implements View {
   }
 
   assertAlive(op: string): void {
-    if (this._disposed) throw new OpError(op, `tensor ${shapeStr(this.shape)} (${this.dtype}, ${this.device}) was already disposed`);
+    if (this._disposed)
+      throw new OpError(op, `tensor ${shapeStr(this.shape)} (${this.dtype}, ${this.device}) was already disposed`);
   }
 
   /** Frees this tensor's hold on its storage and graph now (idempotent). */
@@ -144,7 +147,11 @@ export class Tensor implements View {
 
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new OpError('item', `only one-element tensors can be converted to a number, got shape ${shapeStr(this.shape)}`);
+    if (this.size !== 1)
+      throw new OpError(
+        'item',
+        `only one-element tensors can be converted to a number, got shape ${shapeStr(this.shape)}`,
+      );
     return (await this.data())[0];
   }
 

@@ -19,30 +19,82 @@ import { train, type TrainOptions } from './lib/trainer.js';
 
 const LARGEST_FACTOR = 8;
 /** The recipe, chosen by the study in docs/main-job-study.md. */
-const DEFAULTS = { seqLen: 64, passkeyShare: 0.5, finetuneLr: 5e-4, maxFactor: 16, clexT1Share: 0.5 as number | undefined, clexOdeLrScale: 1 };
+const DEFAULTS = {
+  seqLen: 64,
+  passkeyShare: 0.5,
+  finetuneLr: 5e-4,
+  maxFactor: 16,
+  clexT1Share: 0.5 as number | undefined,
+  clexOdeLrScale: 1,
+};
 
 const FLAGS = {
   quick: { type: 'boolean', help: 'a one-minute version (fewer steps, fewer held-out tokens)' },
-  data: { type: 'string', default: 'builtin', arg: 'builtin|prose|PATH', help: 'the text (a UTF-8 file or a folder of .txt files; 10% held out from the end)' },
+  data: {
+    type: 'string',
+    default: 'builtin',
+    arg: 'builtin|prose|PATH',
+    help: 'the text (a UTF-8 file or a folder of .txt files; 10% held out from the end)',
+  },
   model: { type: 'string', default: 'llama', arg: 'llama|neox', help: 'decoder architecture' },
   layers: { type: 'string', default: '2', arg: 'N', help: 'decoder layers' },
   hidden: { type: 'string', default: '64', arg: 'N', help: 'hidden size' },
   heads: { type: 'string', default: '4', arg: 'N', help: 'attention heads' },
-  'seq-len': { type: 'string', default: String(DEFAULTS.seqLen), arg: 'L0', help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)' },
+  'seq-len': {
+    type: 'string',
+    default: String(DEFAULTS.seqLen),
+    arg: 'L0',
+    help: 'training length L0 (evaluated at 1, 2, 4, 8 × L0)',
+  },
   'base-steps': { type: 'string', arg: 'N', help: 'pretraining steps (default 600; --quick 40)' },
-  'finetune-steps': { type: 'string', arg: 'N', help: 'continued-training steps of each fine-tune (default 200; --quick 10)' },
+  'finetune-steps': {
+    type: 'string',
+    arg: 'N',
+    help: 'continued-training steps of each fine-tune (default 200; --quick 10)',
+  },
   'batch-size': { type: 'string', default: '8', arg: 'N', help: 'sequences per step (every stage)' },
-  'passkey-share': { type: 'string', default: String(DEFAULTS.passkeyShare), arg: 'F', help: 'share of each batch that is passkey contexts, in every stage (a key and its question inside one L0 window)' },
-  'finetune-lr': { type: 'string', default: String(DEFAULTS.finetuneLr), arg: 'X', help: 'peak rate of every fine-tune (cosine to a tenth of it; pretraining peaks at 3e-3)' },
-  'max-factor': { type: 'string', default: String(DEFAULTS.maxFactor), arg: 'N', help: 'CLEX: the largest t it trains with (≥ 8: the longest evaluated context is 8×L0)' },
-  'clex-t1-share': { type: 'string', arg: 'F|uniform', help: `CLEX: probability of t = 1 in training draws, or 'uniform' over 1..max_factor as in the paper (default ${DEFAULTS.clexT1Share ?? 'uniform'})` },
-  'clex-ode-lr-scale': { type: 'string', default: String(DEFAULTS.clexOdeLrScale), arg: 'X', help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))" },
-  'max-tokens': { type: 'string', arg: 'N', help: 'held-out tokens scored at every length (default 8192; --quick 512)' },
-  'passkey-samples': { type: 'string', arg: 'N', help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)' },
+  'passkey-share': {
+    type: 'string',
+    default: String(DEFAULTS.passkeyShare),
+    arg: 'F',
+    help: 'share of each batch that is passkey contexts, in every stage (a key and its question inside one L0 window)',
+  },
+  'finetune-lr': {
+    type: 'string',
+    default: String(DEFAULTS.finetuneLr),
+    arg: 'X',
+    help: 'peak rate of every fine-tune (cosine to a tenth of it; pretraining peaks at 3e-3)',
+  },
+  'max-factor': {
+    type: 'string',
+    default: String(DEFAULTS.maxFactor),
+    arg: 'N',
+    help: 'CLEX: the largest t it trains with (≥ 8: the longest evaluated context is 8×L0)',
+  },
+  'clex-t1-share': {
+    type: 'string',
+    arg: 'F|uniform',
+    help: `CLEX: probability of t = 1 in training draws, or 'uniform' over 1..max_factor as in the paper (default ${DEFAULTS.clexT1Share ?? 'uniform'})`,
+  },
+  'clex-ode-lr-scale': {
+    type: 'string',
+    default: String(DEFAULTS.clexOdeLrScale),
+    arg: 'X',
+    help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))",
+  },
+  'max-tokens': {
+    type: 'string',
+    arg: 'N',
+    help: 'held-out tokens scored at every length (default 8192; --quick 512)',
+  },
+  'passkey-samples': {
+    type: 'string',
+    arg: 'N',
+    help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)',
+  },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
 } satisfies FlagSpecs;
-
 
 /** The job as the flags set it: the base run's options (`common`) and what the fine-tunes and the evaluation change. */
 interface Job {
@@ -67,30 +119,80 @@ function parseJob(argv: string[]): Job {
   const { values: v } = parseFlags('main', 'npm start -- [--quick] [--data PATH] [--model neox] [flags]', FLAGS, argv);
   const quick = v.quick;
   const baseSteps = numberFlag('base-steps', v['base-steps'] ?? (quick ? '40' : '600'), { integer: true, min: 1 });
-  const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '10' : '200'), { integer: true, min: 1 });
+  const finetuneSteps = numberFlag('finetune-steps', v['finetune-steps'] ?? (quick ? '10' : '200'), {
+    integer: true,
+    min: 1,
+  });
   const L0 = numberFlag('seq-len', v['seq-len'], { integer: true, min: 8 });
   const lengths = [1, 2, 4, LARGEST_FACTOR].map((k) => k * L0);
-  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), { integer: true, min: lengths[3] });
-  const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), { integer: true, min: 0 });
+  const maxTokens = numberFlag('max-tokens', v['max-tokens'] ?? (quick ? '512' : '8192'), {
+    integer: true,
+    min: lengths[3],
+  });
+  const passkeySamples = numberFlag('passkey-samples', v['passkey-samples'] ?? (quick ? '2' : '8'), {
+    integer: true,
+    min: 0,
+  });
   const finetuneLr = numberFlag('finetune-lr', v['finetune-lr'], { above: 0 });
   const maxFactor = numberFlag('max-factor', v['max-factor'], { integer: true, min: LARGEST_FACTOR });
   const t1Flag = v['clex-t1-share'];
-  const clexT1Share = t1Flag === undefined ? DEFAULTS.clexT1Share : t1Flag === 'uniform' ? undefined : Number(t1Flag.trim() || NaN);
-  if (clexT1Share !== undefined && !(clexT1Share >= 0 && clexT1Share <= 1)) throw new UsageError(`--clex-t1-share must be a number in [0, 1] or 'uniform', got '${t1Flag}'`);
+  const clexT1Share =
+    t1Flag === undefined ? DEFAULTS.clexT1Share : t1Flag === 'uniform' ? undefined : Number(t1Flag.trim() || NaN);
+  if (clexT1Share !== undefined && !(clexT1Share >= 0 && clexT1Share <= 1))
+    throw new UsageError(`--clex-t1-share must be a number in [0, 1] or 'uniform', got '${t1Flag}'`);
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {
     model: choiceFlag('model', v.model, ['llama', 'neox'] as const),
-    layers: numberFlag('layers', v.layers, { integer: true, min: 1 }), hidden: numberFlag('hidden', v.hidden, { integer: true, min: 1 }), heads: numberFlag('heads', v.heads, { integer: true, min: 1 }),
-    rope: 'none', ropeFactor: LARGEST_FACTOR, maxFactor, clexMethod: 'dopri5', clexGradient: 'backprop', clexFreezeOde: false, clexT1Share,
+    layers: numberFlag('layers', v.layers, { integer: true, min: 1 }),
+    hidden: numberFlag('hidden', v.hidden, { integer: true, min: 1 }),
+    heads: numberFlag('heads', v.heads, { integer: true, min: 1 }),
+    rope: 'none',
+    ropeFactor: LARGEST_FACTOR,
+    maxFactor,
+    clexMethod: 'dopri5',
+    clexGradient: 'backprop',
+    clexFreezeOde: false,
+    clexT1Share,
     clexOdeLrScale: numberFlag('clex-ode-lr-scale', v['clex-ode-lr-scale'], { min: 0 }),
-    data, valFraction: 0.1, tokenizer: 'byte', seqLen: L0, batchSize: numberFlag('batch-size', v['batch-size'], { integer: true, min: 1 }), gradAccum: 1,
+    data,
+    valFraction: 0.1,
+    tokenizer: 'byte',
+    seqLen: L0,
+    batchSize: numberFlag('batch-size', v['batch-size'], { integer: true, min: 1 }),
+    gradAccum: 1,
     passkeyShare: numberFlag('passkey-share', v['passkey-share'], { min: 0, max: 1 }),
-    steps: baseSteps, lr: 3e-3, minLr: 3e-4, warmup: quick ? 5 : 30, weightDecay: 0.01, clip: 1, seed: 1234,
+    steps: baseSteps,
+    lr: 3e-3,
+    minLr: 3e-4,
+    warmup: quick ? 5 : 30,
+    weightDecay: 0.01,
+    clip: 1,
+    seed: 1234,
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
-    out: join(out, 'base'), saveEvery: 100, evalEvery: 0, logEvery: 10, evalTokens: 8192, resume: 'auto', label: 'base',
+    out: join(out, 'base'),
+    saveEvery: 100,
+    evalEvery: 0,
+    logEvery: 10,
+    evalTokens: 8192,
+    resume: 'auto',
+    label: 'base',
   };
-  return { quick, out, data, L0, lengths, baseSteps, finetuneSteps, finetuneLr, maxFactor, clexT1Share, maxTokens, passkeySamples, common };
+  return {
+    quick,
+    out,
+    data,
+    L0,
+    lengths,
+    baseSteps,
+    finetuneSteps,
+    finetuneLr,
+    maxFactor,
+    clexT1Share,
+    maxTokens,
+    passkeySamples,
+    common,
+  };
 }
 
 /** The data's name in the chart and results.json: a file or folder by its base name. */
@@ -128,8 +230,21 @@ async function trainStages(job: Job, timings: Timings): Promise<void> {
     const t0 = performance.now();
     const fineTune = name !== 'base';
     const result = await train({
-      ...job.common, ...change, out: join(job.out, name), label: name,
-      ...(fineTune ? { initFrom: join(job.out, 'base'), steps: job.finetuneSteps, lr: job.finetuneLr, minLr: job.finetuneLr / 10, warmup: job.quick ? 2 : 10, tokenizer: undefined, seqLen: undefined } : {}),
+      ...job.common,
+      ...change,
+      out: join(job.out, name),
+      label: name,
+      ...(fineTune
+        ? {
+            initFrom: join(job.out, 'base'),
+            steps: job.finetuneSteps,
+            lr: job.finetuneLr,
+            minLr: job.finetuneLr / 10,
+            warmup: job.quick ? 2 : 10,
+            tokenizer: undefined,
+            seqLen: undefined,
+          }
+        : {}),
     });
     if (result.interrupted) process.exit(130);
     timings.done(name, t0);
@@ -149,11 +264,19 @@ async function evaluateStages(job: Job, heldOutText: string, timings: Timings): 
     { dir: join(job.out, 'clex-frozen'), name: ROW.clexFrozen },
   ];
   const t0 = performance.now();
-  const results = await evaluateCheckpoints(targets, { heldOutText, lengths: job.lengths, maxTokens: job.maxTokens, passkeySamples: job.passkeySamples, log: console.log });
+  const results = await evaluateCheckpoints(targets, {
+    heldOutText,
+    lengths: job.lengths,
+    maxTokens: job.maxTokens,
+    passkeySamples: job.passkeySamples,
+    log: console.log,
+  });
   timings.done('evaluation', t0);
   // Rename the base's rule rows to read as in the paper's tables.
   for (const row of results.rows) row.name = row.name.replace(`${ROW.base} + `, 'base + ');
-  results.passkey?.forEach((p) => { p.name = p.name.replace(`${ROW.base} + `, 'base + '); });
+  results.passkey?.forEach((p) => {
+    p.name = p.name.replace(`${ROW.base} + `, 'base + ');
+  });
   return results;
 }
 
@@ -165,10 +288,28 @@ async function report(job: Job, results: Results, timings: Timings): Promise<voi
   console.log(`\nheld-out perplexity (${results.tokens} tokens of ${job.data} at every length; L0 = ${L0}):\n`);
   console.log(markdownTable(results));
   if (calibration) console.log(`\n${passkeyTable(results)}\n\n${calibration.message}`);
-  const chart = await writeChart(out, results, `main job: ${common.model}, L0 = ${L0}, ${dataName(job.data)}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`);
+  const chart = await writeChart(
+    out,
+    results,
+    `main job: ${common.model}, L0 = ${L0}, ${dataName(job.data)}${calibration?.passed === false ? ' (passkey void: the base fails at 1×L0)' : ''}`,
+  );
   console.log(`\nIn one line: ${verdict(results)}`);
-  const recipe = { data: dataName(job.data), model: common.model, L0, batchSize: common.batchSize, passkeyShare: common.passkeyShare, baseSteps: job.baseSteps, finetuneSteps: job.finetuneSteps, finetuneLr: job.finetuneLr, maxFactor: job.maxFactor, clexT1Share: job.clexT1Share ?? null, clexOdeLrScale: common.clexOdeLrScale };
-  console.log(`\nwrote ${writeResults(out, { ...results, recipe, timings: timings.lines, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`);
+  const recipe = {
+    data: dataName(job.data),
+    model: common.model,
+    L0,
+    batchSize: common.batchSize,
+    passkeyShare: common.passkeyShare,
+    baseSteps: job.baseSteps,
+    finetuneSteps: job.finetuneSteps,
+    finetuneLr: job.finetuneLr,
+    maxFactor: job.maxFactor,
+    clexT1Share: job.clexT1Share ?? null,
+    clexOdeLrScale: common.clexOdeLrScale,
+  };
+  console.log(
+    `\nwrote ${writeResults(out, { ...results, recipe, timings: timings.lines, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`,
+  );
 }
 
 runScript(async () => {

@@ -50,7 +50,10 @@ function resolveOptions(opts: ModelOptions): Required<ModelOptions> {
 export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
   const [B, T] = labels.shape;
   if (labels.rank !== 2 || logits.shape[0] !== B || logits.shape[1] !== T) {
-    throw new OpError('CausalLM.forward', `labels ${shapeStr(labels.shape)} must match the ids' [B, T] = ${shapeStr(logits.shape.slice(0, 2))}`);
+    throw new OpError(
+      'CausalLM.forward',
+      `labels ${shapeStr(labels.shape)} must match the ids' [B, T] = ${shapeStr(logits.shape.slice(0, 2))}`,
+    );
   }
   if (T < 2) throw new OpError('CausalLM.forward', `a loss needs at least 2 tokens per sequence, got ${T}`);
   return crossEntropy(logits.narrow(1, 0, T - 1), labels.narrow(1, 1, T - 1), { ignoreIndex: IGNORE_INDEX });
@@ -72,8 +75,13 @@ export interface ResidualStream {
 /** The norm of hidden + pending, and that sum: the pending residual add runs inside the norm's kernel. */
 export function normStream(stream: ResidualStream, norm: RMSNorm | LayerNorm, eps: number): AddNormResult {
   const { hidden, pending } = stream;
-  if (norm instanceof RMSNorm) return pending ? addRmsNorm(hidden, pending, norm.weight, eps) : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
-  return pending ? addLayerNorm(hidden, pending, norm.weight, norm.bias, eps) : { sum: hidden, normed: layerNorm(hidden, norm.weight, norm.bias, eps) };
+  if (norm instanceof RMSNorm)
+    return pending
+      ? addRmsNorm(hidden, pending, norm.weight, eps)
+      : { sum: hidden, normed: rmsNorm(hidden, norm.weight, eps) };
+  return pending
+    ? addLayerNorm(hidden, pending, norm.weight, norm.bias, eps)
+    : { sum: hidden, normed: layerNorm(hidden, norm.weight, norm.bias, eps) };
 }
 
 /** The stack under the LM head (`model.*` in LLaMA checkpoints, `gpt_neox.*` in NeoX): ids → final hidden states. */
@@ -94,30 +102,51 @@ export interface DecoderLayout<C extends DecoderConfig, T extends DecoderTrunk> 
 }
 
 /** Base of the decoder-only models: a trunk and an LM head, registered under the subclass's HF names. */
-export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extends DecoderTrunk = DecoderTrunk> extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
+export abstract class CausalLM<
+  C extends DecoderConfig = DecoderConfig,
+  T extends DecoderTrunk = DecoderTrunk,
+> extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
   readonly device: DeviceName;
   readonly dtype: DType;
   protected readonly trunk: T;
   /** Null when tie_word_embeddings (the head reuses the token embedding, as HF checkpoints omit it). */
   protected readonly head: Linear | null;
 
-  protected constructor(readonly config: C, opts: ModelOptions, layout: DecoderLayout<C, T>) {
+  protected constructor(
+    readonly config: C,
+    opts: ModelOptions,
+    layout: DecoderLayout<C, T>,
+  ) {
     super();
     const o = resolveOptions(opts);
     this.device = o.device;
     this.dtype = o.dtype;
     this.trunk = this.module(layout.trunk, new layout.Trunk(config, o));
-    this.head = config.tie_word_embeddings ? null : this.module(layout.head, new Linear(config.hidden_size, config.vocab_size, { ...o, bias: false }));
+    this.head = config.tie_word_embeddings
+      ? null
+      : this.module(layout.head, new Linear(config.hidden_size, config.vocab_size, { ...o, bias: false }));
     this.initWeights(config.initializer_range);
   }
 
-  get rotary(): RotaryEmbedding { return this.trunk.rotary; }
-  get clex(): CLEX | null { return this.trunk.clex_layer; }
-  get numLayers(): number { return this.config.num_hidden_layers; }
-  get vocabSize(): number { return this.config.vocab_size; }
-  get maxPositionEmbeddings(): number { return this.config.max_position_embeddings; }
+  get rotary(): RotaryEmbedding {
+    return this.trunk.rotary;
+  }
+  get clex(): CLEX | null {
+    return this.trunk.clex_layer;
+  }
+  get numLayers(): number {
+    return this.config.num_hidden_layers;
+  }
+  get vocabSize(): number {
+    return this.config.vocab_size;
+  }
+  get maxPositionEmbeddings(): number {
+    return this.config.max_position_embeddings;
+  }
   /** The reference CLEX's log_scale option (queries × log(L)/log(L0) past L0). */
-  get logScale(): boolean { return this.config.log_scale; }
+  get logScale(): boolean {
+    return this.config.log_scale;
+  }
 
   /** Logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
   protected decode(ids: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
@@ -135,8 +164,10 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
     argTensor(`${this.constructor.name}.forward`, 'ids', ids);
     const backlog = settleBacklog(); // a training loop may never read: keep the GPU queue bounded
     if (backlog) await backlog;
-    if (ids.rank !== 2 || ids.dtype !== 'int32') throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
-    if (ids.device !== this.device) throw new OpError('CausalLM.forward', `ids are on ${ids.device} but the model is on ${this.device}`);
+    if (ids.rank !== 2 || ids.dtype !== 'int32')
+      throw new OpError('CausalLM.forward', `ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
+    if (ids.device !== this.device)
+      throw new OpError('CausalLM.forward', `ids are on ${ids.device} but the model is on ${this.device}`);
     const { cache } = opts;
     const T = ids.shape[1];
     let logits: Tensor;
@@ -146,7 +177,12 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
       // A recomputing step ran every token so far: keep the new ones' rows.
       if (step.ids.shape[1] > T) logits = logits.narrow(1, step.ids.shape[1] - T, T);
     } else {
-      const rope = await this.rotary.forward({ length: T, device: this.device, dtype: this.dtype, training: this.training });
+      const rope = await this.rotary.forward({
+        length: T,
+        device: this.device,
+        dtype: this.dtype,
+        training: this.training,
+      });
       logits = this.decode(ids, rope, undefined);
     }
     if (!opts.labels) return { logits };
@@ -154,7 +190,10 @@ export abstract class CausalLM<C extends DecoderConfig = DecoderConfig, T extend
   }
 
   /** Samples continuations with a KV cache; returns the full token lists (prompt + new tokens). */
-  generate(ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+  generate(
+    ids: Tensor | readonly number[] | readonly (readonly number[])[],
+    opts: GenerateOptions = {},
+  ): Promise<number[][]> {
     return generate(this, ids, opts);
   }
 

@@ -72,8 +72,12 @@ export class DecodeState {
   /** Full recomputations ('recompute'); for tests and stats. */
   recomputes = 0;
 
-  constructor(readonly numLayers: number, readonly policy: TableChangePolicy = 'recompute') {
-    if (policy !== 'recompute' && policy !== 'rerotate') throw new OpError('DecodeState', `policy must be 'recompute' or 'rerotate', got '${String(policy)}'`);
+  constructor(
+    readonly numLayers: number,
+    readonly policy: TableChangePolicy = 'recompute',
+  ) {
+    if (policy !== 'recompute' && policy !== 'rerotate')
+      throw new OpError('DecodeState', `policy must be 'recompute' or 'rerotate', got '${String(policy)}'`);
     this.layers = Array.from({ length: numLayers }, () => null);
   }
 
@@ -115,24 +119,46 @@ export class DecodeState {
    * attend over, rotated with the step's table.
    */
   update(layer: number, kNew: Tensor, vNew: Tensor): { k: Tensor; v: Tensor } {
-    if (layer < 0 || layer >= this.numLayers) throw new OpError('DecodeState.update', `layer ${layer} is out of range for ${this.numLayers} layers`);
+    if (layer < 0 || layer >= this.numLayers)
+      throw new OpError('DecodeState.update', `layer ${layer} is out of range for ${this.numLayers} layers`);
     const rope = this.table;
-    if (!rope) throw new OpError('DecodeState.update', 'no step is under way: pass the state to the model (forward(ids, { cache })), which calls step() first');
+    if (!rope)
+      throw new OpError(
+        'DecodeState.update',
+        'no step is under way: pass the state to the model (forward(ids, { cache })), which calls step() first',
+      );
     const prev = this.layers[layer];
     const past = prev?.k.shape[2] ?? 0;
     const T = kNew.shape[2];
-    if (prev && (prev.k.shape[0] !== kNew.shape[0] || prev.k.shape[1] !== kNew.shape[1] || prev.k.shape[3] !== kNew.shape[3])) {
-      throw new OpError('DecodeState.update', `new keys ${shapeStr(kNew.shape)} do not match the cached ${shapeStr(prev.k.shape)}`);
+    if (
+      prev &&
+      (prev.k.shape[0] !== kNew.shape[0] || prev.k.shape[1] !== kNew.shape[1] || prev.k.shape[3] !== kNew.shape[3])
+    ) {
+      throw new OpError(
+        'DecodeState.update',
+        `new keys ${shapeStr(kNew.shape)} do not match the cached ${shapeStr(prev.k.shape)}`,
+      );
     }
-    if (rope.cos.shape[0] !== past + T) throw new OpError('DecodeState.update', `the rotary table has ${rope.cos.shape[0]} rows but the cache holds ${past} + ${T} positions`);
-    const rotate = (k: Tensor, start: number) => applyRotary(k, rope.cos.narrow(0, start, k.shape[2]), rope.sin.narrow(0, start, k.shape[2]), { rotaryDim: this.rotaryDim });
+    if (rope.cos.shape[0] !== past + T)
+      throw new OpError(
+        'DecodeState.update',
+        `the rotary table has ${rope.cos.shape[0]} rows but the cache holds ${past} + ${T} positions`,
+      );
+    const rotate = (k: Tensor, start: number) =>
+      applyRotary(k, rope.cos.narrow(0, start, k.shape[2]), rope.sin.narrow(0, start, k.shape[2]), {
+        rotaryDim: this.rotaryDim,
+      });
     const own = (t: Tensor) => {
       const d = t.detach();
       untrackTensor(d);
       return d;
     };
     const raw = !this.keepRaw ? null : prev ? cat([prev.raw as Tensor, kNew], 2) : kNew;
-    const k = !prev ? rotate(kNew, 0) : this.rerotating ? rotate(raw as Tensor, 0) : cat([prev.k, rotate(kNew, past)], 2);
+    const k = !prev
+      ? rotate(kNew, 0)
+      : this.rerotating
+        ? rotate(raw as Tensor, 0)
+        : cat([prev.k, rotate(kNew, past)], 2);
     const v = prev ? cat([prev.v, vNew], 2) : vNew;
     const entry: LayerEntry = { k: own(k), v: own(v), raw: raw && own(raw) };
     if (prev) for (const t of [prev.k, prev.v, prev.raw]) t?.dispose();

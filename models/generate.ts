@@ -42,7 +42,11 @@ export interface GenerativeModel {
 }
 
 /** Picks the next token from one row of logits. */
-export function sampleToken(logits: ArrayLike<number>, opts: { temperature: number; topK: number; topP: number }, uniform: () => number): number {
+export function sampleToken(
+  logits: ArrayLike<number>,
+  opts: { temperature: number; topK: number; topP: number },
+  uniform: () => number,
+): number {
   const V = logits.length;
   if (opts.temperature === 0) {
     let best = 0;
@@ -55,7 +59,8 @@ export function sampleToken(logits: ArrayLike<number>, opts: { temperature: numb
   let probs = order.map((j) => Math.exp((logits[j] - m) / opts.temperature));
   let total = probs.reduce((a, b) => a + b, 0);
   if (opts.topP < 1) {
-    let cum = 0, keep = 0;
+    let cum = 0,
+      keep = 0;
     while (keep < probs.length && cum < opts.topP * total) cum += probs[keep++];
     order = order.slice(0, Math.max(keep, 1));
     probs = probs.slice(0, order.length);
@@ -72,11 +77,23 @@ export function sampleToken(logits: ArrayLike<number>, opts: { temperature: numb
 function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]): Promise<number[][]> | number[][] {
   if (ids instanceof Tensor) {
     if (ids.rank !== 2) throw new OpError('generate', `ids must be [batch, seq], got rank ${ids.rank}`);
-    return ids.data().then((d) => Array.from({ length: ids.shape[0] }, (_, b) => Array.from(d.subarray(b * ids.shape[1], (b + 1) * ids.shape[1]))));
+    return ids
+      .data()
+      .then((d) =>
+        Array.from({ length: ids.shape[0] }, (_, b) =>
+          Array.from(d.subarray(b * ids.shape[1], (b + 1) * ids.shape[1])),
+        ),
+      );
   }
-  if (!Array.isArray(ids)) throw new OpError('generate', `ids must be a Tensor [batch, seq], an array of token ids or an array of rows, got ${describeValue(ids)}; encode text with a tokenizer first`);
+  if (!Array.isArray(ids))
+    throw new OpError(
+      'generate',
+      `ids must be a Tensor [batch, seq], an array of token ids or an array of rows, got ${describeValue(ids)}; encode text with a tokenizer first`,
+    );
   if (ids.length === 0) throw new OpError('generate', 'the prompt is empty');
-  return typeof ids[0] === 'number' ? [[...(ids as readonly number[])]] : (ids as readonly (readonly number[])[]).map((r) => [...r]);
+  return typeof ids[0] === 'number'
+    ? [[...(ids as readonly number[])]]
+    : (ids as readonly (readonly number[])[]).map((r) => [...r]);
 }
 
 /**
@@ -85,13 +102,23 @@ function toRows(ids: Tensor | readonly number[] | readonly (readonly number[])[]
  * at each switch the cache (policy 'recompute') re-runs the cached tokens with the new table, so the
  * result equals a full forward. The CLEX frequency cache is pinned meanwhile.
  */
-export async function generate(model: GenerativeModel, ids: Tensor | readonly number[] | readonly (readonly number[])[], opts: GenerateOptions = {}): Promise<number[][]> {
+export async function generate(
+  model: GenerativeModel,
+  ids: Tensor | readonly number[] | readonly (readonly number[])[],
+  opts: GenerateOptions = {},
+): Promise<number[][]> {
   const rows = await toRows(ids);
   const T = rows[0].length;
-  if (T === 0 || rows.some((r) => r.length !== T)) throw new OpError('generate', `prompt rows must be non-empty and of equal length, got lengths ${rows.map((r) => r.length).join(', ')}`);
+  if (T === 0 || rows.some((r) => r.length !== T))
+    throw new OpError(
+      'generate',
+      `prompt rows must be non-empty and of equal length, got lengths ${rows.map((r) => r.length).join(', ')}`,
+    );
   const maxNew = opts.maxNewTokens ?? 32;
-  if (!Number.isInteger(maxNew) || maxNew < 0) throw new OpError('generate', `maxNewTokens must be a non-negative integer, got ${maxNew}`);
-  const topK = opts.topK ?? 0, topP = opts.topP ?? 1;
+  if (!Number.isInteger(maxNew) || maxNew < 0)
+    throw new OpError('generate', `maxNewTokens must be a non-negative integer, got ${maxNew}`);
+  const topK = opts.topK ?? 0,
+    topP = opts.topP ?? 1;
   const temperature = opts.temperature ?? (topK > 0 || topP < 1 ? 1 : 0);
   if (!(temperature >= 0)) throw new OpError('generate', `temperature must be ≥ 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new OpError('generate', `topP must be in (0, 1], got ${topP}`);
@@ -104,12 +131,18 @@ export async function generate(model: GenerativeModel, ids: Tensor | readonly nu
     let next: number[][] = rows;
     for (let step = 0; step < maxNew && !done.every(Boolean); step++) {
       const chosen = await scope(async () => {
-        const input = tensor(next.flat(), { dtype: 'int32', device: model.device, shape: [rows.length, next[0].length] });
+        const input = tensor(next.flat(), {
+          dtype: 'int32',
+          device: model.device,
+          shape: [rows.length, next[0].length],
+        });
         const { logits } = await model.forward(input, { cache });
         const last = logits.narrow(1, logits.shape[1] - 1, 1).reshape([rows.length, model.vocabSize]);
         const values = await last.data();
         const V = model.vocabSize;
-        return rows.map((_, b) => sampleToken(values.subarray(b * V, (b + 1) * V), { temperature, topK, topP }, uniform));
+        return rows.map((_, b) =>
+          sampleToken(values.subarray(b * V, (b + 1) * V), { temperature, topK, topP }, uniform),
+        );
       });
       chosen.forEach((tok, b) => {
         if (done[b]) return;

@@ -14,7 +14,12 @@ import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { commitFiles, recoverCommit } from '../nn/io/atomic.js';
 import type { StateDict } from '../nn/module.js';
-import { readSafetensorsHeader, serializeSafetensors, type FloatFormat, type TensorInfo } from '../nn/io/safetensors.js';
+import {
+  readSafetensorsHeader,
+  serializeSafetensors,
+  type FloatFormat,
+  type TensorInfo,
+} from '../nn/io/safetensors.js';
 import type { GPTNeoXConfig, LlamaConfig, RopeScaling } from './config.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -50,17 +55,33 @@ export interface SavePretrainedOptions {
   dtype?: SaveDType;
 }
 
-const UNITS: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3, TIB: 1024 ** 4 };
+const UNITS: Record<string, number> = {
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 1024,
+  MIB: 1024 ** 2,
+  GIB: 1024 ** 3,
+  TIB: 1024 ** 4,
+};
 
 /** maxShardSize in bytes: a positive number, or a number with a unit (KB, MB, GB, KiB, MiB, GiB; also lowercase). */
 export function parseShardSize(v: number | string): number {
-  const bytes = typeof v === 'number' ? v : (() => {
-    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
-    const unit = m ? UNITS[(m[2] || 'B').toUpperCase()] : undefined;
-    return m && unit ? Number(m[1]) * unit : NaN;
-  })();
+  const bytes =
+    typeof v === 'number'
+      ? v
+      : (() => {
+          const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+          const unit = m ? UNITS[(m[2] || 'B').toUpperCase()] : undefined;
+          return m && unit ? Number(m[1]) * unit : NaN;
+        })();
   if (!(bytes >= 1) || !Number.isFinite(bytes)) {
-    throw new OpError('savePretrained', `maxShardSize must be a positive number of bytes or a size like '2GB' or '500MB', got ${JSON.stringify(v)}`);
+    throw new OpError(
+      'savePretrained',
+      `maxShardSize must be a positive number of bytes or a size like '2GB' or '500MB', got ${JSON.stringify(v)}`,
+    );
   }
   return Math.floor(bytes);
 }
@@ -74,14 +95,34 @@ function hfRopeScaling(rs: Required<RopeScaling>, maxPositions: number): Record<
     case 'ntk':
       return { ...named, factor: rs.factor };
     case 'yarn':
-      return { ...named, factor: rs.factor, beta_fast: rs.beta_fast, beta_slow: rs.beta_slow, original_max_position_embeddings: maxPositions };
+      return {
+        ...named,
+        factor: rs.factor,
+        beta_fast: rs.beta_fast,
+        beta_slow: rs.beta_slow,
+        original_max_position_embeddings: maxPositions,
+      };
     case 'llama3':
-      return { ...named, factor: rs.factor, low_freq_factor: rs.low_freq_factor, high_freq_factor: rs.high_freq_factor, original_max_position_embeddings: rs.original_max_position_embeddings };
+      return {
+        ...named,
+        factor: rs.factor,
+        low_freq_factor: rs.low_freq_factor,
+        high_freq_factor: rs.high_freq_factor,
+        original_max_position_embeddings: rs.original_max_position_embeddings,
+      };
     case 'clex':
       // The reference reads max_factor, param_factor, time_dt and act; the ode_* keys are this framework's.
       return {
-        type: 'clex', max_factor: rs.max_factor, param_factor: rs.param_factor, time_dt: rs.time_dt, act: rs.act,
-        ode_method: rs.ode_method, ode_gradient: rs.ode_gradient, ode_device: rs.ode_device, ode_rtol: rs.ode_rtol, ode_atol: rs.ode_atol,
+        type: 'clex',
+        max_factor: rs.max_factor,
+        param_factor: rs.param_factor,
+        time_dt: rs.time_dt,
+        act: rs.act,
+        ode_method: rs.ode_method,
+        ode_gradient: rs.ode_gradient,
+        ode_device: rs.ode_device,
+        ode_rtol: rs.ode_rtol,
+        ode_atol: rs.ode_atol,
       };
   }
 }
@@ -93,7 +134,8 @@ function hfRopeScaling(rs: Required<RopeScaling>, maxPositions: number): Record<
 export function hfConfigJSON(config: LlamaConfig | GPTNeoXConfig, dtype: SaveDType): Record<string, unknown> {
   const json = config.toJSON();
   const rs = config.rope_scaling;
-  const base = config.model_type === 'llama' ? (config as LlamaConfig).rope_theta : (config as GPTNeoXConfig).rotary_emb_base;
+  const base =
+    config.model_type === 'llama' ? (config as LlamaConfig).rope_theta : (config as GPTNeoXConfig).rotary_emb_base;
   const ropeScaling = rs ? hfRopeScaling(rs, config.max_position_embeddings) : null;
   const ropeParameters: Record<string, unknown> = { ...(ropeScaling ?? { rope_type: 'default' }), rope_theta: base };
   delete ropeParameters.type;
@@ -118,7 +160,11 @@ export interface FolderWeights {
   problems: string[];
 }
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * Lists a folder's safetensors weights: model.safetensors, else the shards named by
@@ -134,7 +180,10 @@ export async function listFolderWeights(dir: string, op: string): Promise<Folder
   if (!(await exists(join(dir, WEIGHTS_INDEX_FILE)))) {
     const present = await readdir(dir).catch(() => [] as string[]);
     const other = present.filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
-    throw new OpError(op, `${dir} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}${other.length ? ` (found ${other.join(', ')}: only safetensors weights are read; convert them with transformers' save_pretrained(safe_serialization=True))` : ''}`);
+    throw new OpError(
+      op,
+      `${dir} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}${other.length ? ` (found ${other.join(', ')}: only safetensors weights are read; convert them with transformers' save_pretrained(safe_serialization=True))` : ''}`,
+    );
   }
   let index: { weight_map?: unknown };
   try {
@@ -147,15 +196,21 @@ export async function listFolderWeights(dir: string, op: string): Promise<Folder
     throw new OpError(op, `${join(dir, WEIGHTS_INDEX_FILE)} has no weight_map of tensor name → shard file`);
   }
   const byShard = new Map<string, string[]>();
-  for (const [name, file] of Object.entries(map as Record<string, string>)) byShard.set(file, [...(byShard.get(file) ?? []), name]);
+  for (const [name, file] of Object.entries(map as Record<string, string>))
+    byShard.set(file, [...(byShard.get(file) ?? []), name]);
   const absent: string[] = [];
-  for (const file of byShard.keys()) if (file.includes('/') || file.includes('\\') || !(await exists(join(dir, file)))) absent.push(file);
+  for (const file of byShard.keys())
+    if (file.includes('/') || file.includes('\\') || !(await exists(join(dir, file)))) absent.push(file);
   if (absent.length) {
-    throw new OpError(op, `${join(dir, WEIGHTS_INDEX_FILE)} names shard${absent.length > 1 ? 's' : ''} ${absent.join(', ')} but ${absent.length > 1 ? 'they are' : 'it is'} not in ${dir} (an interrupted download or copy?)`);
+    throw new OpError(
+      op,
+      `${join(dir, WEIGHTS_INDEX_FILE)} names shard${absent.length > 1 ? 's' : ''} ${absent.join(', ')} but ${absent.length > 1 ? 'they are' : 'it is'} not in ${dir} (an interrupted download or copy?)`,
+    );
   }
   for (const [file, names] of byShard) {
     const header = (await readSafetensorsHeader(join(dir, file))).tensors;
-    for (const name of names) if (!(name in header)) problems.push(`${name}: the index puts it in ${file}, which lacks it`);
+    for (const name of names)
+      if (!(name in header)) problems.push(`${name}: the index puts it in ${file}, which lacks it`);
     // Only what the index assigns to this shard is taken from it.
     files.set(file, Object.fromEntries(names.filter((n) => n in header).map((n) => [n, header[n]])));
   }
@@ -190,15 +245,27 @@ function clexInvFreq(model: PretrainedModel): [string, Tensor] | null {
 }
 
 /** Writes `model` as a Hugging Face folder (see the file comment); `dir` is created if needed. */
-export async function savePretrained(model: PretrainedModel, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
+export async function savePretrained(
+  model: PretrainedModel,
+  dir: string,
+  opts: SavePretrainedOptions = {},
+): Promise<void> {
   const dtype = opts.dtype ?? 'float32';
-  if (!(dtype in FORMAT_OF)) throw new OpError('savePretrained', `dtype must be one of ${Object.keys(FORMAT_OF).join(', ')}, got '${String(dtype)}'`);
+  if (!(dtype in FORMAT_OF))
+    throw new OpError(
+      'savePretrained',
+      `dtype must be one of ${Object.keys(FORMAT_OF).join(', ')}, got '${String(dtype)}'`,
+    );
   const maxBytes = parseShardSize(opts.maxShardSize ?? '5GB');
   if (opts.tokenizer !== undefined && !isHFTokenizerFiles(opts.tokenizer)) {
     const name = (opts.tokenizer as object)?.constructor?.name ?? typeof opts.tokenizer;
-    throw new OpError('savePretrained', `tokenizer ${name} has no Hugging Face files to write; pass a tokenizer loaded from a tokenizer.json (models.Tokenizer.fromFile) or omit it`);
+    throw new OpError(
+      'savePretrained',
+      `tokenizer ${name} has no Hugging Face files to write; pass a tokenizer loaded from a tokenizer.json (models.Tokenizer.fromFile) or omit it`,
+    );
   }
-  if (typeof dir !== 'string' || !dir) throw new OpError('savePretrained', `dir must be a folder path, got ${JSON.stringify(dir)}`);
+  if (typeof dir !== 'string' || !dir)
+    throw new OpError('savePretrained', `dir must be a folder path, got ${JSON.stringify(dir)}`);
   await mkdir(dir, { recursive: true }).catch((e: Error) => {
     throw new OpError('savePretrained', `cannot create the folder ${dir} (${e.message})`);
   });
@@ -211,7 +278,10 @@ export async function savePretrained(model: PretrainedModel, dir: string, opts: 
     const shards = planShards(entries, BYTES_OF[dtype], maxBytes);
     const metadata = { format: 'pt' };
     if (shards.length === 1) {
-      files.push([WEIGHTS_FILE, await serializeSafetensors(Object.fromEntries(shards[0]), metadata, { floatFormat: format })]);
+      files.push([
+        WEIGHTS_FILE,
+        await serializeSafetensors(Object.fromEntries(shards[0]), metadata, { floatFormat: format }),
+      ]);
     } else {
       const weightMap: Record<string, string> = {};
       let total = 0;
@@ -221,7 +291,10 @@ export async function savePretrained(model: PretrainedModel, dir: string, opts: 
           weightMap[key] = name;
           total += t.size * BYTES_OF[dtype];
         }
-        files.push([name, await serializeSafetensors(Object.fromEntries(shards[i]), metadata, { floatFormat: format })]);
+        files.push([
+          name,
+          await serializeSafetensors(Object.fromEntries(shards[i]), metadata, { floatFormat: format }),
+        ]);
       }
       files.push([WEIGHTS_INDEX_FILE, jsonBytes({ metadata: { total_size: total }, weight_map: weightMap })]);
     }
@@ -229,13 +302,16 @@ export async function savePretrained(model: PretrainedModel, dir: string, opts: 
     invFreq?.[1].dispose();
   }
   if (opts.tokenizer) {
-    for (const [name, text] of Object.entries(opts.tokenizer.hfFiles())) files.push([name, [Buffer.from(text, 'utf8')]]);
+    for (const [name, text] of Object.entries(opts.tokenizer.hfFiles()))
+      files.push([name, [Buffer.from(text, 'utf8')]]);
   }
   files.push([CONFIG_FILE, jsonBytes(hfConfigJSON(model.config, dtype))]);
 
   const written = new Set(files.map(([name]) => name));
   await recoverCommit(dir, JOURNAL_FILE, [...written]);
-  const stale = (await readdir(dir)).filter((f) => !written.has(f) && (f === WEIGHTS_FILE || f === WEIGHTS_INDEX_FILE || SHARD_NAME.test(f)));
+  const stale = (await readdir(dir)).filter(
+    (f) => !written.has(f) && (f === WEIGHTS_FILE || f === WEIGHTS_INDEX_FILE || SHARD_NAME.test(f)),
+  );
   await commitFiles(dir, JOURNAL_FILE, files, { removes: stale });
 }
 

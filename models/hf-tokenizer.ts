@@ -27,7 +27,8 @@ type Json = Record<string, unknown>;
 
 function tokenContent(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   return undefined;
 }
 
@@ -41,8 +42,16 @@ export class HFTokenizer implements TokenizerInterface {
   private readonly impl: HFTokenizerImpl;
 
   /** From the parsed tokenizer.json (and tokenizer_config.json); `source` names them in errors. */
-  constructor(readonly tokenizerJson: Json, readonly tokenizerConfig: Json = {}, source = 'tokenizer.json') {
-    if (typeof tokenizerJson !== 'object' || tokenizerJson === null || typeof (tokenizerJson as { model?: unknown }).model !== 'object') {
+  constructor(
+    readonly tokenizerJson: Json,
+    readonly tokenizerConfig: Json = {},
+    source = 'tokenizer.json',
+  ) {
+    if (
+      typeof tokenizerJson !== 'object' ||
+      tokenizerJson === null ||
+      typeof (tokenizerJson as { model?: unknown }).model !== 'object'
+    ) {
       throw new OpError('HFTokenizer', `${source} is not a Hugging Face tokenizer.json (it has no "model" object)`);
     }
     try {
@@ -74,13 +83,19 @@ export class HFTokenizer implements TokenizerInterface {
   /** The text of `ids`; every id must be in [0, vocabSize). */
   decode(ids: Iterable<number>, opts: DecodeOptions = {}): string {
     const list = Array.from(ids);
-    const bad = list.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.impl.id_to_token(id) === undefined);
-    if (bad !== undefined) throw new OpError('HFTokenizer.decode', `id ${bad} is not in the vocabulary (size ${this.vocabSize})`);
+    const bad = list.find(
+      (id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.impl.id_to_token(id) === undefined,
+    );
+    if (bad !== undefined)
+      throw new OpError('HFTokenizer.decode', `id ${bad} is not in the vocabulary (size ${this.vocabSize})`);
     if (list.length === 0) return ''; // the library rejects an empty list
     // transformers' space clean-up (" ," → ",") only when tokenizer_config.json asks for it, so that
     // decode(encode(text)) gives the text back otherwise (the library alone would default to cleaning).
     const cleanUp = this.tokenizerConfig.clean_up_tokenization_spaces === true;
-    return this.impl.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: cleanUp });
+    return this.impl.decode(list, {
+      skip_special_tokens: opts.skipSpecialTokens ?? false,
+      clean_up_tokenization_spaces: cleanUp,
+    });
   }
 
   /** The token strings of `text` (for inspection). */
@@ -96,17 +111,31 @@ export class HFTokenizer implements TokenizerInterface {
   /** The files savePretrained writes: tokenizer.json and tokenizer_config.json as loaded. */
   hfFiles(): Record<string, string> {
     const files: Record<string, string> = { [TOKENIZER_FILE]: JSON.stringify(this.tokenizerJson) };
-    if (Object.keys(this.tokenizerConfig).length) files[TOKENIZER_CONFIG_FILE] = JSON.stringify(this.tokenizerConfig, null, 2) + '\n';
+    if (Object.keys(this.tokenizerConfig).length)
+      files[TOKENIZER_CONFIG_FILE] = JSON.stringify(this.tokenizerConfig, null, 2) + '\n';
     return files;
   }
 
   /** Loads a tokenizer.json, or the tokenizer.json (+ tokenizer_config.json) of a folder. */
   static async fromFile(path: string): Promise<HFTokenizer> {
-    if (typeof path !== 'string' || !path) throw new OpError('Tokenizer.fromFile', `path must name a tokenizer.json or a folder holding one, got ${JSON.stringify(path)}`);
+    if (typeof path !== 'string' || !path)
+      throw new OpError(
+        'Tokenizer.fromFile',
+        `path must name a tokenizer.json or a folder holding one, got ${JSON.stringify(path)}`,
+      );
     const info = await stat(path).catch(() => null);
-    if (!info) throw new OpError('Tokenizer.fromFile', `${path} does not exist (give a tokenizer.json or a Hugging Face model folder)`);
+    if (!info)
+      throw new OpError(
+        'Tokenizer.fromFile',
+        `${path} does not exist (give a tokenizer.json or a Hugging Face model folder)`,
+      );
     const file = info.isDirectory() ? join(path, TOKENIZER_FILE) : path;
-    const json = await readJson(file, info.isDirectory() ? `${path} has no ${TOKENIZER_FILE} (only tokenizer.json tokenizers are supported, not tokenizer.model / vocab files alone)` : undefined);
+    const json = await readJson(
+      file,
+      info.isDirectory()
+        ? `${path} has no ${TOKENIZER_FILE} (only tokenizer.json tokenizers are supported, not tokenizer.model / vocab files alone)`
+        : undefined,
+    );
     // tokenizer_config.json sits next to tokenizer.json in HF folders; it is optional.
     const configPath = join(info.isDirectory() ? path : dirname(path), TOKENIZER_CONFIG_FILE);
     const config = basename(file) === TOKENIZER_CONFIG_FILE ? {} : await readJson(configPath, null);
@@ -136,5 +165,6 @@ export const Tokenizer = {
   /** A Hugging Face tokenizer from a tokenizer.json file or a folder holding one. */
   fromFile: (path: string): Promise<HFTokenizer> => HFTokenizer.fromFile(path),
   /** A Hugging Face tokenizer from parsed tokenizer.json (and tokenizer_config.json) objects. */
-  fromJSON: (tokenizerJson: Json, tokenizerConfig: Json = {}): HFTokenizer => new HFTokenizer(tokenizerJson, tokenizerConfig, 'the given tokenizer JSON'),
+  fromJSON: (tokenizerJson: Json, tokenizerConfig: Json = {}): HFTokenizer =>
+    new HFTokenizer(tokenizerJson, tokenizerConfig, 'the given tokenizer JSON'),
 };

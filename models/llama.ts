@@ -41,7 +41,14 @@ function joins(mode: JointProjection, layers: readonly Linear[]): boolean {
 /** x·[W₁; W₂; …]ᵀ (+ [b₁; b₂; …]): the layers' projections of x side by side along the last dim, in one matmul. */
 function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
   const biases = layers.map((l) => l.bias).filter((b): b is Tensor => b !== null);
-  return linear(x, cat(layers.map((l) => l.weight), 0), biases.length ? cat(biases, 0) : null);
+  return linear(
+    x,
+    cat(
+      layers.map((l) => l.weight),
+      0,
+    ),
+    biases.length ? cat(biases, 0) : null,
+  );
 }
 
 export class LlamaAttention extends Module<[Tensor, RotaryTables, DecodeState | undefined], Tensor> {
@@ -51,9 +58,14 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, DecodeState | 
   readonly o_proj: Linear;
   jointProjection: JointProjection = 'training';
 
-  constructor(readonly config: LlamaConfig, readonly layerIdx: number, opts: Required<ModelOptions>) {
+  constructor(
+    readonly config: LlamaConfig,
+    readonly layerIdx: number,
+    opts: Required<ModelOptions>,
+  ) {
     super();
-    const h = config.hidden_size, D = config.head_dim;
+    const h = config.hidden_size,
+      D = config.head_dim;
     const o = { ...opts, bias: config.attention_bias };
     this.q_proj = this.module('q_proj', new Linear(h, config.num_attention_heads * D, o));
     this.k_proj = this.module('k_proj', new Linear(h, config.num_key_value_heads * D, o));
@@ -110,7 +122,10 @@ export class LlamaMLP extends Module {
   forward(x: Tensor): Tensor {
     const layers = [this.gate_proj, this.up_proj];
     const [gate, up] = joins(this.jointProjection, layers)
-      ? projectJoint(x, layers).split(layers.map((l) => l.weight.shape[0]), -1)
+      ? projectJoint(x, layers).split(
+          layers.map((l) => l.weight.shape[0]),
+          -1,
+        )
       : layers.map((l) => project(x, l));
     return project(swiglu(gate, up), this.down_proj);
   }
@@ -122,12 +137,22 @@ export class LlamaDecoderLayer extends Module<[ResidualStream, RotaryTables, Dec
   readonly input_layernorm: RMSNorm;
   readonly post_attention_layernorm: RMSNorm;
 
-  constructor(readonly config: LlamaConfig, layerIdx: number, opts: Required<ModelOptions>) {
+  constructor(
+    readonly config: LlamaConfig,
+    layerIdx: number,
+    opts: Required<ModelOptions>,
+  ) {
     super();
     this.self_attn = this.module('self_attn', new LlamaAttention(config, layerIdx, opts));
     this.mlp = this.module('mlp', new LlamaMLP(config, opts));
-    this.input_layernorm = this.module('input_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
-    this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
+    this.input_layernorm = this.module(
+      'input_layernorm',
+      new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }),
+    );
+    this.post_attention_layernorm = this.module(
+      'post_attention_layernorm',
+      new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }),
+    );
   }
 
   /**
@@ -151,18 +176,33 @@ export class LlamaModel extends DecoderTrunk {
   readonly clex_layer: CLEX | null;
   readonly rotary: RotaryEmbedding;
 
-  constructor(readonly config: LlamaConfig, opts: Required<ModelOptions>) {
+  constructor(
+    readonly config: LlamaConfig,
+    opts: Required<ModelOptions>,
+  ) {
     super();
     this.embed_tokens = this.module('embed_tokens', new Embedding(config.vocab_size, config.hidden_size, opts));
-    this.layers = this.module('layers', new ModuleList(Array.from({ length: config.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(config, i, opts))));
+    this.layers = this.module(
+      'layers',
+      new ModuleList(
+        Array.from({ length: config.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(config, i, opts)),
+      ),
+    );
     this.norm = this.module('norm', new RMSNorm(config.hidden_size, { ...opts, eps: config.rms_norm_eps }));
     const scaling = config.rope_scaling;
-    const common = { dim: config.head_dim, base: config.rope_theta, maxPositionEmbeddings: config.max_position_embeddings };
-    this.clex_layer = scaling?.type === 'clex' ? this.module('clex_layer', new CLEX({ ...common, scaling, ...opts })) : null;
+    const common = {
+      dim: config.head_dim,
+      base: config.rope_theta,
+      maxPositionEmbeddings: config.max_position_embeddings,
+    };
+    this.clex_layer =
+      scaling?.type === 'clex' ? this.module('clex_layer', new CLEX({ ...common, scaling, ...opts })) : null;
     this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
   }
 
-  get tokenEmbedding(): Embedding { return this.embed_tokens; }
+  get tokenEmbedding(): Embedding {
+    return this.embed_tokens;
+  }
 
   forward(ids: Tensor, rope: RotaryTables, cache?: DecodeState): Tensor {
     let stream: ResidualStream = { hidden: this.embed_tokens.call(ids), pending: null };
@@ -174,10 +214,18 @@ export class LlamaModel extends DecoderTrunk {
 /** LLaMA with its LM head; parameter names match HF (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`). */
 export class LlamaForCausalLM extends CausalLM<LlamaConfig, LlamaModel> {
   constructor(config: LlamaConfig | LlamaConfigInput, opts: ModelOptions = {}) {
-    super(config instanceof LlamaConfig ? config : new LlamaConfig(config), opts, { trunk: 'model', Trunk: LlamaModel, head: 'lm_head' });
+    super(config instanceof LlamaConfig ? config : new LlamaConfig(config), opts, {
+      trunk: 'model',
+      Trunk: LlamaModel,
+      head: 'lm_head',
+    });
   }
 
-  get model(): LlamaModel { return this.trunk; }
+  get model(): LlamaModel {
+    return this.trunk;
+  }
   /** Absent when tie_word_embeddings (the head reuses model.embed_tokens.weight, as HF checkpoints omit it). */
-  get lm_head(): Linear | null { return this.head; }
+  get lm_head(): Linear | null {
+    return this.head;
+  }
 }

@@ -33,7 +33,9 @@ export interface FromPretrainedOptions {
 
 /** A list for an error message: the first `limit` names, then how many more. */
 function listed(names: string[], sep = ', ', limit = 20): string {
-  return names.length <= limit ? names.join(sep) : `${names.slice(0, limit).join(sep)}${sep}… and ${names.length - limit} more`;
+  return names.length <= limit
+    ? names.join(sep)
+    : `${names.slice(0, limit).join(sep)}${sep}… and ${names.length - limit} more`;
 }
 
 /** Buffers that checkpoints carry but this framework computes: accepted and skipped. */
@@ -47,7 +49,14 @@ const CLEX_INV_FREQ = /^(model|gpt_neox)\.clex_layer\.inv_freq$/;
  * rotary_emb_base, rope_scaling and rotary_pct, which win when both are present.
  */
 function configInput(raw: Record<string, unknown>): Record<string, unknown> {
-  const { rope_parameters: rp, partial_rotary_factor, ...cfg } = raw as Record<string, unknown> & { rope_parameters?: Record<string, unknown> | null; partial_rotary_factor?: number };
+  const {
+    rope_parameters: rp,
+    partial_rotary_factor,
+    ...cfg
+  } = raw as Record<string, unknown> & {
+    rope_parameters?: Record<string, unknown> | null;
+    partial_rotary_factor?: number;
+  };
   const params = rp && typeof rp === 'object' ? rp : null;
   if ((cfg.rope_scaling === undefined || cfg.rope_scaling === null) && params) {
     const { rope_theta: _theta, partial_rotary_factor: _pct, ...scaling } = params;
@@ -72,7 +81,10 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new OpError(OP, `${dir} has no ${CONFIG_FILE} (a Hugging Face model folder holds ${CONFIG_FILE} and model.safetensors or model.safetensors.index.json)`);
+    throw new OpError(
+      OP,
+      `${dir} has no ${CONFIG_FILE} (a Hugging Face model folder holds ${CONFIG_FILE} and model.safetensors or model.safetensors.index.json)`,
+    );
   }
   let raw: unknown;
   try {
@@ -80,18 +92,27 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
   } catch (e) {
     throw new OpError(OP, `${path} is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new OpError(OP, `${path} must hold a JSON object`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new OpError(OP, `${path} must hold a JSON object`);
   return raw as Record<string, unknown>;
 }
 
 /** Checks the checkpoint's copy of CLEX's original inverse frequencies against the config's rope base. */
-async function checkClexInvFreq(name: string, t: Tensor, model: LlamaForCausalLM | GPTNeoXForCausalLM, stored: string): Promise<void> {
+async function checkClexInvFreq(
+  name: string,
+  t: Tensor,
+  model: LlamaForCausalLM | GPTNeoXForCausalLM,
+  stored: string,
+): Promise<void> {
   const expected = (model.clex?.logFreqOrig ?? new Float64Array()).map(Math.exp);
   const got = await t.data();
   const tol = stored === 'BF16' ? 1e-2 : stored === 'F16' ? 1e-3 : 1e-6;
   const bad = got.length !== expected.length || expected.some((v, i) => Math.abs(got[i] - v) > tol * v);
   if (bad) {
-    throw new OpError(OP, `${name} holds inverse frequencies [${Array.from(got.slice(0, 4), (v) => v.toPrecision(4)).join(', ')}…] that do not match this config's rope base and rotary dim (expected [${Array.from(expected.slice(0, 4), (v) => v.toPrecision(4)).join(', ')}…]): config.json does not describe these weights`);
+    throw new OpError(
+      OP,
+      `${name} holds inverse frequencies [${Array.from(got.slice(0, 4), (v) => v.toPrecision(4)).join(', ')}…] that do not match this config's rope base and rotary dim (expected [${Array.from(expected.slice(0, 4), (v) => v.toPrecision(4)).join(', ')}…]): config.json does not describe these weights`,
+    );
   }
 }
 
@@ -99,29 +120,41 @@ async function checkClexInvFreq(name: string, t: Tensor, model: LlamaForCausalLM
  * Loads a Hugging Face folder (config.json + model.safetensors or a sharded index) as a dawngrad model,
  * in eval mode as transformers does. `dir` may also name the config.json inside it.
  */
-export async function fromPretrained(dir: string, opts: FromPretrainedOptions = {}): Promise<LlamaForCausalLM | GPTNeoXForCausalLM> {
+export async function fromPretrained(
+  dir: string,
+  opts: FromPretrainedOptions = {},
+): Promise<LlamaForCausalLM | GPTNeoXForCausalLM> {
   if (typeof dir !== 'string' || !dir) throw new OpError(OP, `dir must be a folder path, got ${JSON.stringify(dir)}`);
   if (dir.endsWith(CONFIG_FILE)) dir = dir.slice(0, -CONFIG_FILE.length) || '.';
   const info = await stat(dir).catch(() => null);
-  if (!info?.isDirectory()) throw new OpError(OP, `${dir} is not a folder (pass the folder that holds ${CONFIG_FILE} and the weights)`);
+  if (!info?.isDirectory())
+    throw new OpError(OP, `${dir} is not a folder (pass the folder that holds ${CONFIG_FILE} and the weights)`);
   const raw = await readConfig(dir);
   const modelType = raw.model_type;
   if (!MODEL_TYPES.includes(modelType as (typeof MODEL_TYPES)[number])) {
-    throw new OpError(OP, `unknown model_type ${JSON.stringify(modelType)} in ${join(dir, CONFIG_FILE)}; supported: ${MODEL_TYPES.join(', ')}`);
+    throw new OpError(
+      OP,
+      `unknown model_type ${JSON.stringify(modelType)} in ${join(dir, CONFIG_FILE)}; supported: ${MODEL_TYPES.join(', ')}`,
+    );
   }
   const weights = await listFolderWeights(dir, OP);
   const input = { ...configInput(raw), ...(opts.config ?? {}) };
   const modelOpts = { device: opts.device, dtype: opts.dtype };
-  const model = modelType === 'llama'
-    ? new LlamaForCausalLM(input as LlamaConfigInput, modelOpts)
-    : new GPTNeoXForCausalLM(input as GPTNeoXConfigInput, modelOpts);
+  const model =
+    modelType === 'llama'
+      ? new LlamaForCausalLM(input as LlamaConfigInput, modelOpts)
+      : new GPTNeoXForCausalLM(input as GPTNeoXConfigInput, modelOpts);
   try {
     const own = model.stateDict();
     const tied = model.config.tie_word_embeddings;
-    const skipped = (name: string) => RECOMPUTED_BUFFERS.some((re) => re.test(name)) || (tied && (name === 'lm_head.weight' || name === 'embed_out.weight'));
+    const skipped = (name: string) =>
+      RECOMPUTED_BUFFERS.some((re) => re.test(name)) ||
+      (tied && (name === 'lm_head.weight' || name === 'embed_out.weight'));
     const found = new Map<string, string>();
     const problems = [...weights.problems];
-    const unexpected: string[] = [], wrongShape: string[] = [], badDType: string[] = [];
+    const unexpected: string[] = [],
+      wrongShape: string[] = [],
+      badDType: string[] = [];
     for (const [file, tensors] of weights.files) {
       for (const [name, t] of Object.entries(tensors)) {
         if (skipped(name)) continue;
@@ -136,7 +169,8 @@ export async function fromPretrained(dir: string, opts: FromPretrainedOptions = 
         found.set(name, file);
         if (!LOADABLE_DTYPES.includes(t.dtype)) badDType.push(`${name} (${t.dtype})`);
         const want = own[name].shape;
-        if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) wrongShape.push(`${name}: file ${shapeStr(t.shape)} vs model ${shapeStr(want)}`);
+        if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i]))
+          wrongShape.push(`${name}: file ${shapeStr(t.shape)} vs model ${shapeStr(want)}`);
       }
     }
     // A rope_scaling given here may add CLEX to a folder that has none: its ODE weights start fresh.
@@ -147,7 +181,10 @@ export async function fromPretrained(dir: string, opts: FromPretrainedOptions = 
     if (wrongShape.length) problems.push(`wrong shapes: ${listed(wrongShape, '; ')}`);
     if (badDType.length) problems.push(`weights must be floating point (F32, F16, BF16, F64): ${listed(badDType)}`);
     if (problems.length) {
-      throw new OpError(OP, `the weights in ${dir} do not fit the ${model.constructor.name} that ${CONFIG_FILE} describes: ${problems.join(' | ')}`);
+      throw new OpError(
+        OP,
+        `the weights in ${dir} do not fit the ${model.constructor.name} that ${CONFIG_FILE} describes: ${problems.join(' | ')}`,
+      );
     }
     const floatDType = model.dtype === 'float64' ? 'float64' : 'float32';
     for (const [file, infos] of weights.files) {

@@ -86,13 +86,15 @@ export class RotaryEmbedding {
   private readonly tables = new Map<string, CachedTable>();
 
   constructor(opts: RotaryOptions) {
-    if (!Number.isInteger(opts.dim) || opts.dim < 2 || opts.dim % 2 !== 0) throw new OpError('RotaryEmbedding', `rotary dim must be a positive even integer, got ${opts.dim}`);
+    if (!Number.isInteger(opts.dim) || opts.dim < 2 || opts.dim % 2 !== 0)
+      throw new OpError('RotaryEmbedding', `rotary dim must be a positive even integer, got ${opts.dim}`);
     this.dim = opts.dim;
     this.base = opts.base;
     this.L0 = opts.maxPositionEmbeddings;
     this.scaling = opts.scaling;
     this.clex = opts.clex ?? null;
-    if (this.scaling?.type === 'clex' && !this.clex) throw new OpError('RotaryEmbedding', "rope_scaling.type 'clex' needs the model's CLEX module");
+    if (this.scaling?.type === 'clex' && !this.clex)
+      throw new OpError('RotaryEmbedding', "rope_scaling.type 'clex' needs the model's CLEX module");
   }
 
   get type(): 'none' | RopeScalingType {
@@ -115,7 +117,9 @@ export class RotaryEmbedding {
    * length L (not CLEX, whose frequencies come from the ODE).
    */
   inverseFrequencies(length: number): { invFreq: Float64Array; mscale: number; frequencies: FrequencyState } {
-    const d = this.dim, b = this.base, s = this.scaling;
+    const d = this.dim,
+      b = this.base,
+      s = this.scaling;
     const type = this.type;
     if (type === 'none' || !s) return { invFreq: this.originalInverseFrequencies(), mscale: 1, frequencies: ORIGINAL };
     const f = s.factor;
@@ -130,7 +134,11 @@ export class RotaryEmbedding {
       case 'dynamic': {
         if (length <= this.L0) return { invFreq: this.originalInverseFrequencies(), mscale: 1, frequencies: ORIGINAL };
         const base = b * Math.pow((f * length) / this.L0 - (f - 1), d / (d - 2));
-        return { invFreq: this.originalInverseFrequencies(base), mscale: 1, frequencies: { rule: type, value: base, version: null } };
+        return {
+          invFreq: this.originalInverseFrequencies(base),
+          mscale: 1,
+          frequencies: { rule: type, value: base, version: null },
+        };
       }
       case 'yarn': {
         const idx = (r: number) => (d * Math.log(this.L0 / (2 * Math.PI * r))) / (2 * Math.log(b));
@@ -147,7 +155,9 @@ export class RotaryEmbedding {
       case 'llama3': {
         // Long wavelengths (past L_orig / low_freq_factor) are divided by the factor, short ones (below
         // L_orig / high_freq_factor) kept, and those between interpolated in L_orig / wavelength.
-        const Lorig = s.original_max_position_embeddings, lo = s.low_freq_factor, hi = s.high_freq_factor;
+        const Lorig = s.original_max_position_embeddings,
+          lo = s.low_freq_factor,
+          hi = s.high_freq_factor;
         const invFreq = this.originalInverseFrequencies().map((t) => {
           const wavelength = (2 * Math.PI) / t;
           if (wavelength < Lorig / hi) return t;
@@ -163,13 +173,32 @@ export class RotaryEmbedding {
   }
 
   /** Rows 0..length−1 of the host-built table of these frequencies (cached, grown by doubling). */
-  private hostRows(frequencies: FrequencyState, invFreq: Float64Array, mscale: number, length: number, device: DeviceName, dtype: DType): RotaryTables {
+  private hostRows(
+    frequencies: FrequencyState,
+    invFreq: Float64Array,
+    mscale: number,
+    length: number,
+    device: DeviceName,
+    dtype: DType,
+  ): RotaryTables {
     const table = this.hostTable(frequencies, invFreq, mscale, length, device, dtype);
-    return { cos: table.cos.narrow(0, 0, length), sin: table.sin.narrow(0, 0, length), frequencies, contiguousPositions: true };
+    return {
+      cos: table.cos.narrow(0, 0, length),
+      sin: table.sin.narrow(0, 0, length),
+      frequencies,
+      contiguousPositions: true,
+    };
   }
 
   /** A cached host-built table for these frequencies, with at least `rows` rows. */
-  private hostTable(frequencies: FrequencyState, invFreq: Float64Array, mscale: number, rows: number, device: DeviceName, dtype: DType): CachedTable {
+  private hostTable(
+    frequencies: FrequencyState,
+    invFreq: Float64Array,
+    mscale: number,
+    rows: number,
+    device: DeviceName,
+    dtype: DType,
+  ): CachedTable {
     const { rule, value, version } = frequencies;
     const key = `${rule}|${value}|${version}|${device}|${dtype}`;
     const have = this.tables.get(key);
@@ -181,11 +210,13 @@ export class RotaryEmbedding {
     }
     const n = Math.max(rows, have ? have.rows * 2 : 0, 16);
     const half = this.dim / 2;
-    const cosA = new Float64Array(n * this.dim), sinA = new Float64Array(n * this.dim);
+    const cosA = new Float64Array(n * this.dim),
+      sinA = new Float64Array(n * this.dim);
     for (let p = 0; p < n; p++) {
       for (let i = 0; i < half; i++) {
         const a = p * invFreq[i];
-        const c = Math.cos(a) * mscale, sn = Math.sin(a) * mscale;
+        const c = Math.cos(a) * mscale,
+          sn = Math.sin(a) * mscale;
         cosA[p * this.dim + i] = cosA[p * this.dim + half + i] = c;
         sinA[p * this.dim + i] = sinA[p * this.dim + half + i] = sn;
       }
@@ -228,7 +259,11 @@ export class RotaryEmbedding {
 
   /** cos/sin built on the device from a frequency tensor θ [d/2] at the given positions (differentiable in θ). */
   tablesFromFrequencies(theta: Tensor, positions: readonly number[], mscale = 1): { cos: Tensor; sin: Tensor } {
-    if (theta.size !== this.dim / 2) throw new OpError('RotaryEmbedding', `tablesFromFrequencies: theta has ${theta.size} frequencies, the rotary dim ${this.dim} needs ${this.dim / 2}`);
+    if (theta.size !== this.dim / 2)
+      throw new OpError(
+        'RotaryEmbedding',
+        `tablesFromFrequencies: theta has ${theta.size} frequencies, the rotary dim ${this.dim} needs ${this.dim / 2}`,
+      );
     return rotaryTables(theta.reshape([this.dim / 2]), positions, { mscale });
   }
 
@@ -239,7 +274,8 @@ export class RotaryEmbedding {
    */
   async forward(req: TableRequest): Promise<RotaryTables> {
     const { length, device, dtype, training } = req;
-    if (!Number.isInteger(length) || length < 1) throw new OpError('RotaryEmbedding', `length must be a positive integer, got ${length}`);
+    if (!Number.isInteger(length) || length < 1)
+      throw new OpError('RotaryEmbedding', `length must be a positive integer, got ${length}`);
     if (this.type !== 'clex') {
       const { invFreq, mscale, frequencies } = this.inverseFrequencies(length);
       return this.hostRows(frequencies, invFreq, mscale, length, device, dtype);
@@ -253,14 +289,25 @@ export class RotaryEmbedding {
       const { t, positions } = clex.sample(length);
       if (t === 1) return original();
       const theta = await clex.frequencies(t);
-      return { ...this.tablesFromFrequencies(theta, positions), frequencies: { rule: 'clex', value: t, version: null }, contiguousPositions: false };
+      return {
+        ...this.tablesFromFrequencies(theta, positions),
+        frequencies: { rule: 'clex', value: t, version: null },
+        contiguousPositions: false,
+      };
     }
     const t = clex.scaleFor(length);
     if (t === 1) return original();
     // A device solve costs a dispatch, not a readback: no cache needed.
     if (recordGraph || clex.solvesOnDevice) {
       const theta = await clex.frequencies(t);
-      return { ...this.tablesFromFrequencies(theta, Array.from({ length }, (_, i) => i)), frequencies: { rule: 'clex', value: t, version: null }, contiguousPositions: true };
+      return {
+        ...this.tablesFromFrequencies(
+          theta,
+          Array.from({ length }, (_, i) => i),
+        ),
+        frequencies: { rule: 'clex', value: t, version: null },
+        contiguousPositions: true,
+      };
     }
     const invFreq = await clex.cached(t);
     return this.hostRows({ rule: 'clex', value: t, version: clex.version }, invFreq, 1, length, device, dtype);

@@ -14,7 +14,8 @@ export interface Tokenizer {
 }
 
 function checkId(op: string, id: number, vocabSize: number): void {
-  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new OpError(op, `id ${id} is outside the vocabulary [0, ${vocabSize})`);
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+    throw new OpError(op, `id ${id} is outside the vocabulary [0, ${vocabSize})`);
 }
 
 /**

@@ -13,7 +13,10 @@ export { cat, stack } from '../ops/movement.js';
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   if (weight.rank !== 2) throw new OpError('linear', `weight must be 2-D [out, in], got ${shapeStr(weight.shape)}`);
   if (x.shape[x.rank - 1] !== weight.shape[1]) {
-    throw new OpError('linear', `input ${shapeStr(x.shape)} has last dim ${x.shape[x.rank - 1]} but weight ${shapeStr(weight.shape)} expects ${weight.shape[1]}`);
+    throw new OpError(
+      'linear',
+      `input ${shapeStr(x.shape)} has last dim ${x.shape[x.rank - 1]} but weight ${shapeStr(weight.shape)} expects ${weight.shape[1]}`,
+    );
   }
   const y = x.matmul(weight.transpose(0, 1));
   return bias ? y.add(bias) : y;

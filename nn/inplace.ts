@@ -13,11 +13,16 @@ import { tensor } from '../ops/creation.js';
 export function copyInto(op: string, target: Tensor, source: Tensor): void {
   target.assertAlive(op);
   source.assertAlive(op);
-  if (!sameShape(target.shape, source.shape)) throw new OpError(op, `shape ${shapeStr(source.shape)} does not match target ${shapeStr(target.shape)}`);
+  if (!sameShape(target.shape, source.shape))
+    throw new OpError(op, `shape ${shapeStr(source.shape)} does not match target ${shapeStr(target.shape)}`);
   if (!copiesSync(source.device, target.device)) {
-    throw new OpError(op, `cannot copy from ${source.device} to ${target.device} synchronously; move the source with \`await t.toAsync('${target.device}')\` first`);
+    throw new OpError(
+      op,
+      `cannot copy from ${source.device} to ${target.device} synchronously; move the source with \`await t.toAsync('${target.device}')\` first`,
+    );
   }
-  if (target.dtype === 'int32' && source.dtype !== 'int32') throw new OpError(op, `cannot copy ${source.dtype} values into an int32 tensor`);
+  if (target.dtype === 'int32' && source.dtype !== 'int32')
+    throw new OpError(op, `cannot copy ${source.dtype} values into an int32 tensor`);
   const src = source.to(target.device);
   noGrad(() => target.copy_(src));
   if (src !== source) src.dispose();
@@ -26,7 +31,8 @@ export function copyInto(op: string, target: Tensor, source: Tensor): void {
 /** target[...] = values (row-major, length = target.size). */
 export function assignValues(op: string, target: Tensor, values: ArrayLike<number>): void {
   target.assertAlive(op);
-  if (values.length !== target.size) throw new OpError(op, `got ${values.length} values for a tensor of shape ${shapeStr(target.shape)}`);
+  if (values.length !== target.size)
+    throw new OpError(op, `got ${values.length} values for a tensor of shape ${shapeStr(target.shape)}`);
   const src = tensor(Float64Array.from(values), { shape: target.shape, dtype: target.dtype, device: target.device });
   copyInto(op, target, src);
   src.dispose();

@@ -15,20 +15,31 @@ export interface LayerOptions {
   dtype?: DType;
 }
 
-const blank = (shape: number[], opts: LayerOptions): Tensor => empty(opts.device ?? getDefaultDevice(), opts.dtype ?? 'float32', shape);
+const blank = (shape: number[], opts: LayerOptions): Tensor =>
+  empty(opts.device ?? getDefaultDevice(), opts.dtype ?? 'float32', shape);
 
 /** y = x Wᵀ + b; weight [out, in], init as torch (kaiming-uniform a=√5, i.e. U(±1/√in)). */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LayerOptions & { bias?: boolean } = {},
+  ) {
     super();
     argNumber('Linear', 'inFeatures', inFeatures, { integer: true, min: 0 });
     argNumber('Linear', 'outFeatures', outFeatures, { integer: true, min: 0 });
-    this.weight = this.param('weight', init.kaimingUniform(blank([outFeatures, inFeatures], opts), { a: Math.sqrt(5) }));
+    this.weight = this.param(
+      'weight',
+      init.kaimingUniform(blank([outFeatures, inFeatures], opts), { a: Math.sqrt(5) }),
+    );
     const bound = inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0;
-    this.bias = opts.bias ?? true ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound), { role: 'bias' }) : null;
+    this.bias =
+      (opts.bias ?? true)
+        ? this.param('bias', init.uniform(blank([outFeatures], opts), -bound, bound), { role: 'bias' })
+        : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -40,7 +51,11 @@ export class Linear extends Module {
 export class Embedding extends Module {
   readonly weight: Tensor;
 
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    opts: LayerOptions = {},
+  ) {
     super();
     argNumber('Embedding', 'numEmbeddings', numEmbeddings, { integer: true, min: 1 });
     argNumber('Embedding', 'embeddingDim', embeddingDim, { integer: true, min: 1 });
@@ -57,12 +72,18 @@ export class LayerNorm extends Module {
   readonly bias: Tensor | null;
   readonly normalizedShape: number[];
 
-  constructor(normalizedShape: number | readonly number[], readonly opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
+  constructor(
+    normalizedShape: number | readonly number[],
+    readonly opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {},
+  ) {
     super();
     this.normalizedShape = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
     const affine = opts.elementwiseAffine ?? true;
     this.weight = affine ? this.param('weight', init.ones(blank(this.normalizedShape, opts)), { role: 'norm' }) : null;
-    this.bias = affine && (opts.bias ?? true) ? this.param('bias', init.zeros(blank(this.normalizedShape, opts)), { role: 'bias' }) : null;
+    this.bias =
+      affine && (opts.bias ?? true)
+        ? this.param('bias', init.zeros(blank(this.normalizedShape, opts)), { role: 'bias' })
+        : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -72,7 +93,10 @@ export class LayerNorm extends Module {
     // Normalising over several trailing dims is normalising over them flattened into one.
     const k = shape.length;
     if (x.rank < k || shape.some((d, i) => x.shape[x.rank - k + i] !== d)) {
-      throw new OpError('LayerNorm', `input ${shapeStr(x.shape)} does not end with normalized shape ${shapeStr(shape)}`);
+      throw new OpError(
+        'LayerNorm',
+        `input ${shapeStr(x.shape)} does not end with normalized shape ${shapeStr(shape)}`,
+      );
     }
     const flat = x.reshape([...x.shape.slice(0, x.rank - k), -1]);
     const y = F.layerNorm(flat, this.weight?.reshape([-1]), this.bias?.reshape([-1]), eps);
@@ -84,7 +108,10 @@ export class LayerNorm extends Module {
 export class RMSNorm extends Module {
   readonly weight: Tensor;
 
-  constructor(readonly dim: number, readonly opts: LayerOptions & { eps?: number } = {}) {
+  constructor(
+    readonly dim: number,
+    readonly opts: LayerOptions & { eps?: number } = {},
+  ) {
     super();
     this.weight = this.param('weight', init.ones(blank([dim], opts)), { role: 'norm' });
   }
@@ -107,29 +134,44 @@ export class Dropout extends Module {
 }
 
 export class Tanh extends Module {
-  forward(x: Tensor): Tensor { return x.tanh(); }
+  forward(x: Tensor): Tensor {
+    return x.tanh();
+  }
 }
 export class ReLU extends Module {
-  forward(x: Tensor): Tensor { return x.relu(); }
+  forward(x: Tensor): Tensor {
+    return x.relu();
+  }
 }
 export class Sigmoid extends Module {
-  forward(x: Tensor): Tensor { return x.sigmoid(); }
+  forward(x: Tensor): Tensor {
+    return x.sigmoid();
+  }
 }
 export class SiLU extends Module {
-  forward(x: Tensor): Tensor { return x.silu(); }
+  forward(x: Tensor): Tensor {
+    return x.silu();
+  }
 }
 export class GELU extends Module {
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
   }
-  forward(x: Tensor): Tensor { return F.gelu(x, { approximate: this.approximate }); }
+  forward(x: Tensor): Tensor {
+    return F.gelu(x, { approximate: this.approximate });
+  }
 }
 export class Identity extends Module {
-  forward(x: Tensor): Tensor { return x; }
+  forward(x: Tensor): Tensor {
+    return x;
+  }
 }
 
 /** Submodules in order, named '0', '1', … as torch's containers name them; indexable and iterable. */
-abstract class IndexedModules<M extends AnyModule, In extends unknown[], Out> extends Module<In, Out> implements Iterable<M> {
+abstract class IndexedModules<M extends AnyModule, In extends unknown[], Out>
+  extends Module<In, Out>
+  implements Iterable<M>
+{
   private readonly items: M[] = [];
 
   constructor(modules: Iterable<M>) {
@@ -145,7 +187,8 @@ abstract class IndexedModules<M extends AnyModule, In extends unknown[], Out> ex
   /** The i-th module; negative i counts from the end. */
   at(i: number): M {
     const m = this.items[i < 0 ? i + this.items.length : i];
-    if (!m) throw new OpError(`${this.constructor.name}.at`, `index ${i} is out of range for ${this.items.length} modules`);
+    if (!m)
+      throw new OpError(`${this.constructor.name}.at`, `index ${i} is out of range for ${this.items.length} modules`);
     return m;
   }
 

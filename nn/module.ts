@@ -100,7 +100,8 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   }
 
   private checkName(name: string): void {
-    if (!name || name.includes('.')) throw new OpError('Module', `invalid name '${name}': names must be non-empty and contain no '.'`);
+    if (!name || name.includes('.'))
+      throw new OpError('Module', `invalid name '${name}': names must be non-empty and contain no '.'`);
     if (this._params.has(name) || this._buffers.has(name) || this._modules.has(name)) {
       throw new OpError('Module', `'${name}' is already registered in ${this.constructor.name}`);
     }
@@ -153,7 +154,9 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   }
 
   numParameters(opts: { trainableOnly?: boolean } = {}): number {
-    return this.parameters().filter((p) => !opts.trainableOnly || p.requiresGrad).reduce((n, p) => n + p.size, 0);
+    return this.parameters()
+      .filter((p) => !opts.trainableOnly || p.requiresGrad)
+      .reduce((n, p) => n + p.size, 0);
   }
 
   /** Sets training mode here and in every submodule (Dropout etc. read `training`). */
@@ -205,7 +208,10 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     if (strict && missingKeys.length) problems.push(`missing keys: ${missingKeys.join(', ')}`);
     if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
     if (wrongShape.length) problems.push(`wrong shapes: ${wrongShape.join('; ')}`);
-    if (wrongDevice.length) problems.push(`tensors read asynchronously, for parameters on another device (move them there with toAsync(device) first): ${wrongDevice.join(', ')}`);
+    if (wrongDevice.length)
+      problems.push(
+        `tensors read asynchronously, for parameters on another device (move them there with toAsync(device) first): ${wrongDevice.join(', ')}`,
+      );
     if (problems.length) throw new OpError('loadStateDict', `${this.constructor.name}: ${problems.join(' | ')}`);
     noGrad(() => {
       for (const k of Object.keys(own)) if (k in sd) copyInto('loadStateDict', own[k], sd[k]);

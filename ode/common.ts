@@ -41,7 +41,13 @@ export async function driveAsync<T>(run: SolverRun<T>): Promise<T> {
 export function driveSync<T>(run: SolverRun<T>): T {
   let step = run.next();
   while (!step.done) {
-    const values = Float64Array.from(readNow('odeint', step.value, 'an internal error: driveSync is only for tensors on a device read synchronously (cpu)'));
+    const values = Float64Array.from(
+      readNow(
+        'odeint',
+        step.value,
+        'an internal error: driveSync is only for tensors on a device read synchronously (cpu)',
+      ),
+    );
     step.value.dispose();
     step = run.next(values);
   }
@@ -64,7 +70,10 @@ export function mixedNorm(sizes: readonly number[], skip: ReadonlySet<number> = 
       const from = start;
       start += n;
       if (n === 0 || skip.has(i)) return;
-      const ms = flat.slice(0, from, from + n).square().mean();
+      const ms = flat
+        .slice(0, from, from + n)
+        .square()
+        .mean();
       best = best ? best.maximum(ms) : ms;
     });
     if (!best) return flat.sum().mul(0);
@@ -135,16 +144,26 @@ export function checkState(op: string, y0: Tensor): void {
 
 /** A t that receives gradients must live where the solve runs. */
 export function checkTimeTensor(op: string, t: Tensor, y0: Tensor): void {
-  if (t.device !== y0.device) throw new OpError(op, `t (on ${t.device}) must be on y0's device (${y0.device}) to receive gradients`);
+  if (t.device !== y0.device)
+    throw new OpError(op, `t (on ${t.device}) must be on y0's device (${y0.device}) to receive gradients`);
 }
 
 /** Adaptive solves catch NaN/Inf through their error ratios; fixed grids check the solution once, here. */
-export async function checkFiniteSolution(op: string, method: string, solution: Tensor, times: readonly number[]): Promise<void> {
+export async function checkFiniteSolution(
+  op: string,
+  method: string,
+  solution: Tensor,
+  times: readonly number[],
+): Promise<void> {
   if (method === 'dopri5') return;
   const total = noGrad(() => solution.abs().sum());
   const v = await total.item();
   total.dispose();
-  if (!Number.isFinite(v)) throw new OpError(op, `non-finite state: the ${method} solution over [${times[0]}, ${times[times.length - 1]}] contains NaN or Infinity (try a smaller stepSize)`);
+  if (!Number.isFinite(v))
+    throw new OpError(
+      op,
+      `non-finite state: the ${method} solution over [${times[0]}, ${times[times.length - 1]}] contains NaN or Infinity (try a smaller stepSize)`,
+    );
 }
 
 /** Σ g·f(t, y) as a 0-d tensor: the rate at which L changes when the output time t moves. */

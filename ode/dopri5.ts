@@ -35,7 +35,10 @@ function* initialStep(fn: Dynamics, t0: number, y0: Tensor, f0: Tensor, o: Adapt
   const [d0, d1] = yield noGrad(() => scope(() => stack([o.norm(y0.div(scale)), o.norm(f0.div(scale))])));
   if (!Number.isFinite(d0) || !Number.isFinite(d1)) {
     scale.dispose();
-    throw new OpError(o.op, `non-finite state at t=${t0}: the initial state or f(t0, y0) contains NaN or Infinity (‖y0‖=${d0}, ‖f0‖=${d1}, scaled)`);
+    throw new OpError(
+      o.op,
+      `non-finite state at t=${t0}: the initial state or f(t0, y0) contains NaN or Infinity (‖y0‖=${d0}, ‖f0‖=${d1}, scaled)`,
+    );
   }
   const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : (0.01 * d0) / d1;
   // Only h leaves this function (as a double), so this evaluation needs no graph.
@@ -43,7 +46,8 @@ function* initialStep(fn: Dynamics, t0: number, y0: Tensor, f0: Tensor, o: Adapt
   const [d2raw] = yield noGrad(() => scope(() => o.norm(f1.sub(f0).div(scale))));
   disposeAll([f1, scale]);
   const d2 = d2raw / h0;
-  const h1 = d1 <= 1e-15 && d2 <= 1e-15 ? Math.max(1e-6, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / DOPRI5.order);
+  const h1 =
+    d1 <= 1e-15 && d2 <= 1e-15 ? Math.max(1e-6, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / DOPRI5.order);
   const h = Math.min(100 * h0, h1);
   return Number.isFinite(h) && h > 0 ? h : h0;
 }
@@ -60,7 +64,11 @@ function attemptStep(fn: Dynamics, t: number, y: Tensor, f0: Tensor, h: number, 
     const ks = [f0];
     let ys = y;
     for (let s = 0; s < 6; s++) {
-      ys = axpy(y, DOPRI5.a[s].map((c) => c * h), ks);
+      ys = axpy(
+        y,
+        DOPRI5.a[s].map((c) => c * h),
+        ks,
+      );
       const k = fn(s === 5 ? t + h : t + DOPRI5.c[s] * h, ys);
       ks.push(k);
       // Stage inputs are dead once evaluated (f may return its input itself: keep it then).
@@ -69,7 +77,10 @@ function attemptStep(fn: Dynamics, t: number, y: Tensor, f0: Tensor, h: number, 
     const y1 = ys;
     const ratio = noGrad(() => {
       return scope(() => {
-        const err = combine(DOPRI5_ERROR_WEIGHTS.map((w) => w * h), ks);
+        const err = combine(
+          DOPRI5_ERROR_WEIGHTS.map((w) => w * h),
+          ks,
+        );
         const tol = y.abs().maximum(y1.abs()).mul(o.rtol).add(o.atol);
         return o.norm(err.div(tol));
       });
@@ -80,7 +91,9 @@ function attemptStep(fn: Dynamics, t: number, y: Tensor, f0: Tensor, h: number, 
 
 /** Dense output at fraction x of the accepted step: the quartic through y0, y1, y(t+h/2), f0, f1, expanded into one linear combination. */
 function interpolate(y0: Tensor, y1: Tensor, k: readonly Tensor[], h: number, x: number): Tensor {
-  const x2 = x * x, x3 = x2 * x, x4 = x3 * x;
+  const x2 = x * x,
+    x3 = x2 * x,
+    x4 = x3 * x;
   const wY0 = -8 * x4 + 18 * x3 - 11 * x2 + 1;
   const wY1 = -8 * x4 + 14 * x3 - 5 * x2;
   const wMid = 16 * x4 - 32 * x3 + 16 * x2;
@@ -90,14 +103,25 @@ function interpolate(y0: Tensor, y1: Tensor, k: readonly Tensor[], h: number, x:
   const wk = DOPRI5.cMid.map((c) => wMid * h * c);
   wk[0] += wF0;
   wk[6] += wF1;
-  return scope(() => y0.mul(wY0 + wMid).add(y1.mul(wY1)).add(combine(wk, k)));
+  return scope(() =>
+    y0
+      .mul(wY0 + wMid)
+      .add(y1.mul(wY1))
+      .add(combine(wk, k)),
+  );
 }
 
 /**
  * Solves over strictly increasing `times`; returns the state at each (the first is y0 itself).
  * `fn` counts its own evaluations (NFE); the accepted/rejected counters are kept here.
  */
-export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[], o: AdaptiveOptions, counters: SolveCounters): SolverRun<Tensor[]> {
+export function* solveDopri5(
+  fn: Dynamics,
+  y0: Tensor,
+  times: readonly number[],
+  o: AdaptiveOptions,
+  counters: SolveCounters,
+): SolverRun<Tensor[]> {
   const outs: Tensor[] = [y0];
   if (times.length === 1) return outs;
   let t = times[0];
@@ -116,10 +140,16 @@ export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[],
       h = Math.min(h, o.maxStep);
       if (h < o.minStep) h = o.minStep;
       if (t + h === t) {
-        throw new OpError(o.op, `step size underflow at t=${t}: h=${h} no longer changes t (the solution may blow up or the problem is too stiff for rtol=${o.rtol}, atol=${o.atol})`);
+        throw new OpError(
+          o.op,
+          `step size underflow at t=${t}: h=${h} no longer changes t (the solution may blow up or the problem is too stiff for rtol=${o.rtol}, atol=${o.atol})`,
+        );
       }
       if (counters.accepted + counters.rejected >= o.maxNumSteps) {
-        throw new OpError(o.op, `maxNumSteps=${o.maxNumSteps} exceeded at t=${t} (h=${h}, next output at ${times[i]}); raise maxNumSteps or loosen rtol/atol`);
+        throw new OpError(
+          o.op,
+          `maxNumSteps=${o.maxNumSteps} exceeded at t=${t} (h=${h}, next output at ${times[i]}); raise maxNumSteps or loosen rtol/atol`,
+        );
       }
       const att = attemptStep(fn, t, y, f0, h, o);
       const [r] = yield att.ratio;
@@ -127,14 +157,20 @@ export function* solveDopri5(fn: Dynamics, y0: Tensor, times: readonly number[],
         counters.rejected++;
         disposeAll([att.y1, ...att.ks]);
         if (++nonFinite > MAX_NONFINITE_RETRIES || h <= o.minStep) {
-          throw new OpError(o.op, `non-finite state: every step from t=${t} gives NaN or Infinity (last h=${h}); check f for overflow or division by zero`);
+          throw new OpError(
+            o.op,
+            `non-finite state: every step from t=${t} gives NaN or Infinity (last h=${h}); check f for overflow or division by zero`,
+          );
         }
         h *= MIN_FACTOR;
         continue;
       }
       nonFinite = 0;
       const accept = r <= 1 || h <= o.minStep;
-      const factor = r === 0 ? MAX_FACTOR : Math.min(MAX_FACTOR, Math.max(SAFETY * Math.pow(r, -1 / DOPRI5.order), accept ? 1 : MIN_FACTOR));
+      const factor =
+        r === 0
+          ? MAX_FACTOR
+          : Math.min(MAX_FACTOR, Math.max(SAFETY * Math.pow(r, -1 / DOPRI5.order), accept ? 1 : MIN_FACTOR));
       if (!accept) {
         counters.rejected++;
         disposeAll([att.y1, ...att.ks]);

@@ -11,10 +11,21 @@ function rkStep(tab: FixedTableau, fn: Dynamics, t: number, y: Tensor, h: number
   return scope(() => {
     const ks: Tensor[] = [];
     for (let s = 0; s < tab.c.length; s++) {
-      const ys = s === 0 ? y : axpy(y, tab.a[s - 1].map((c) => c * h), ks);
+      const ys =
+        s === 0
+          ? y
+          : axpy(
+              y,
+              tab.a[s - 1].map((c) => c * h),
+              ks,
+            );
       ks.push(fn(t + tab.c[s] * h, ys));
     }
-    return axpy(y, tab.b.map((b) => b * h), ks);
+    return axpy(
+      y,
+      tab.b.map((b) => b * h),
+      ks,
+    );
   });
 }
 
@@ -23,17 +34,30 @@ export function fixedGrid(times: readonly number[], stepSize: number | undefined
   const t0 = times[0];
   const tEnd = times[times.length - 1];
   if (stepSize === undefined) return [...times];
-  if (!(stepSize > 0) || !Number.isFinite(stepSize)) throw new OpError('odeint', `stepSize must be a positive finite number, got ${stepSize}`);
+  if (!(stepSize > 0) || !Number.isFinite(stepSize))
+    throw new OpError('odeint', `stepSize must be a positive finite number, got ${stepSize}`);
   // The small slack keeps (1 - 0)/0.1 from becoming 11 steps through rounding.
   const n = Math.max(1, Math.ceil((tEnd - t0) / stepSize - 1e-9));
-  if (n > maxNumSteps) throw new OpError('odeint', `stepSize ${stepSize} over [${t0}, ${tEnd}] needs ${n} steps, more than maxNumSteps=${maxNumSteps}`);
+  if (n > maxNumSteps)
+    throw new OpError(
+      'odeint',
+      `stepSize ${stepSize} over [${t0}, ${tEnd}] needs ${n} steps, more than maxNumSteps=${maxNumSteps}`,
+    );
   const grid = Array.from({ length: n }, (_, k) => t0 + k * stepSize);
   grid.push(tEnd);
   return grid;
 }
 
 /** Solves over increasing `times`; returns the state at each of them (the first is y0 itself). */
-export function solveFixed(tab: FixedTableau, fn: Dynamics, y0: Tensor, times: readonly number[], stepSize: number | undefined, maxNumSteps: number, counters: SolveCounters): Tensor[] {
+export function solveFixed(
+  tab: FixedTableau,
+  fn: Dynamics,
+  y0: Tensor,
+  times: readonly number[],
+  stepSize: number | undefined,
+  maxNumSteps: number,
+  counters: SolveCounters,
+): Tensor[] {
   const grid = fixedGrid(times, stepSize, maxNumSteps);
   const outs: Tensor[] = [y0];
   let i = 1;

@@ -3,7 +3,17 @@ import { alias, isGradEnabled, record } from '../core/autograd.js';
 import { scope } from '../core/scope.js';
 import { Tensor } from '../core/tensor.js';
 import { stack } from '../ops/movement.js';
-import { checkFiniteSolution, checkState, checkTimeTensor, driveAsync, readTimes, timeGradVector, timeRate, type OdeFunc, type SolveCounters } from './common.js';
+import {
+  checkFiniteSolution,
+  checkState,
+  checkTimeTensor,
+  driveAsync,
+  readTimes,
+  timeGradVector,
+  timeRate,
+  type OdeFunc,
+  type SolveCounters,
+} from './common.js';
 import { checkedDynamics, solve, type SolverOptions } from './solve.js';
 import { setForwardStats } from './stats.js';
 import { argFunction } from '../core/args.js';
@@ -18,7 +28,12 @@ export type OdeintOptions = SolverOptions;
  * dL/dt_i = g_iᵀ f(t_i, y_i) (i ≥ 1) and dL/dt_0 = −(dL/dy0)ᵀ f(t_0, y_0).
  * Async because the adaptive solver reads one error ratio per step attempt.
  */
-export async function odeint(f: OdeFunc, y0: Tensor, t: readonly number[] | Tensor, opts: OdeintOptions = {}): Promise<Tensor> {
+export async function odeint(
+  f: OdeFunc,
+  y0: Tensor,
+  t: readonly number[] | Tensor,
+  opts: OdeintOptions = {},
+): Promise<Tensor> {
   argFunction('odeint', 'f', f);
   checkState('odeint', y0);
   const times = await readTimes('odeint', t);
@@ -31,7 +46,10 @@ export async function odeint(f: OdeFunc, y0: Tensor, t: readonly number[] | Tens
   const Y = await scope(async () => {
     // dL/dt_0 needs the total gradient reaching y0 through the solver: a pass-through node collects it.
     const start = wantT
-      ? record('odeintTimeStart', alias(y0), [y0, tTensor], (g) => [g, timeGradVector([timeRate(f, times[0], y0, g).neg(), ...times.slice(1).map(() => null)], g, tTensor)])
+      ? record('odeintTimeStart', alias(y0), [y0, tTensor], (g) => [
+          g,
+          timeGradVector([timeRate(f, times[0], y0, g).neg(), ...times.slice(1).map(() => null)], g, tTensor),
+        ])
       : y0;
     const outs = await driveAsync(solve('odeint', fn, start, times, opts, counters));
     // y(t_0) = y0 whatever t_0 is, so the first output bypasses the t_0 node.
@@ -41,12 +59,19 @@ export async function odeint(f: OdeFunc, y0: Tensor, t: readonly number[] | Tens
     if (start !== y0) start.dispose();
     await checkFiniteSolution('odeint', method, stacked, times);
     if (!wantT) return stacked;
-    return record('odeintTimes', alias(stacked), [stacked, tTensor], (g, [ys]) => {
-      const rates = times.map((ti, i) => (i === 0 ? null : timeRate(f, ti, ys.slice(0, i, i + 1).squeeze(0), g.slice(0, i, i + 1).squeeze(0))));
-      return [g, timeGradVector(rates, g, tTensor)];
-    }, [stacked]);
+    return record(
+      'odeintTimes',
+      alias(stacked),
+      [stacked, tTensor],
+      (g, [ys]) => {
+        const rates = times.map((ti, i) =>
+          i === 0 ? null : timeRate(f, ti, ys.slice(0, i, i + 1).squeeze(0), g.slice(0, i, i + 1).squeeze(0)),
+        );
+        return [g, timeGradVector(rates, g, tTensor)];
+      },
+      [stacked],
+    );
   });
   setForwardStats(method, counters);
   return Y;
 }
-

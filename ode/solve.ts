@@ -39,21 +39,36 @@ export function checkTimes(op: string, times: readonly number[]): 1 | -1 {
   const dir = times[1] > times[0] ? 1 : -1;
   for (let i = 1; i < times.length; i++) {
     if (!((times[i] - times[i - 1]) * dir > 0)) {
-      throw new OpError(op, `t must be strictly increasing or strictly decreasing, but t[${i - 1}]=${times[i - 1]} and t[${i}]=${times[i]} break the order`);
+      throw new OpError(
+        op,
+        `t must be strictly increasing or strictly decreasing, but t[${i - 1}]=${times[i - 1]} and t[${i}]=${times[i]} break the order`,
+      );
     }
   }
   return dir;
 }
 
 /** Wraps user dynamics: checks what f returns and counts evaluations. */
-export function checkedDynamics(op: string, f: (t: number, y: Tensor) => Tensor, y0: Tensor, counters: SolveCounters): Dynamics {
+export function checkedDynamics(
+  op: string,
+  f: (t: number, y: Tensor) => Tensor,
+  y0: Tensor,
+  counters: SolveCounters,
+): Dynamics {
   return (t, y) => {
     counters.nfe++;
     const out = f(t, y);
     if (!(out instanceof Tensor)) throw new OpError(op, `f(t, y) must return a Tensor, got ${typeof out}`);
-    if (!sameShape(out.shape, y.shape)) throw new OpError(op, `f(t, y) returned shape ${shapeStr(out.shape)} but the state has shape ${shapeStr(y.shape)}`);
+    if (!sameShape(out.shape, y.shape))
+      throw new OpError(
+        op,
+        `f(t, y) returned shape ${shapeStr(out.shape)} but the state has shape ${shapeStr(y.shape)}`,
+      );
     if (out.dtype !== y0.dtype || out.device !== y0.device) {
-      throw new OpError(op, `f(t, y) returned a ${out.dtype} tensor on ${out.device}, but the state is ${y0.dtype} on ${y0.device}`);
+      throw new OpError(
+        op,
+        `f(t, y) returned a ${out.dtype} tensor on ${out.device}, but the state is ${y0.dtype} on ${y0.device}`,
+      );
     }
     return out;
   };
@@ -69,7 +84,15 @@ function positive(op: string, name: string, v: number | undefined, fallback: num
  * Solves y' = fn(t, y) from times[0] through every time in `times` (monotone, either direction) and
  * returns the states there. `fn` must already count its own evaluations; the step counters are added here.
  */
-export function* solve(op: string, fn: Dynamics, y0: Tensor, times: readonly number[], opts: SolverOptions, counters: SolveCounters, norm: Norm = rmsNorm): SolverRun<Tensor[]> {
+export function* solve(
+  op: string,
+  fn: Dynamics,
+  y0: Tensor,
+  times: readonly number[],
+  opts: SolverOptions,
+  counters: SolveCounters,
+  norm: Norm = rmsNorm,
+): SolverRun<Tensor[]> {
   const method = opts.method ?? 'dopri5';
   if (!METHODS.includes(method)) throw new OpError(op, `unknown method '${method}'; use one of ${METHODS.join(', ')}`);
   const dir = checkTimes(op, times);
@@ -79,14 +102,20 @@ export function* solve(op: string, fn: Dynamics, y0: Tensor, times: readonly num
   const maxNumSteps = Math.floor(positive(op, 'maxNumSteps', opts.maxNumSteps, 100000));
   if (method !== 'dopri5') return solveFixed(FIXED_TABLEAUX[method], g, y0, tt, opts.stepSize, maxNumSteps, counters);
   const defaults = defaultTolerances(y0);
-  return yield* solveDopri5(g, y0, tt, {
-    op,
-    rtol: positive(op, 'rtol', opts.rtol, defaults.rtol),
-    atol: positive(op, 'atol', opts.atol, defaults.atol),
-    norm,
-    maxNumSteps,
-    minStep: opts.minStep === undefined ? 0 : positive(op, 'minStep', opts.minStep, 0),
-    maxStep: positive(op, 'maxStep', opts.maxStep, Infinity),
-    firstStep: opts.firstStep === undefined ? undefined : positive(op, 'firstStep', opts.firstStep, 0),
-  }, counters);
+  return yield* solveDopri5(
+    g,
+    y0,
+    tt,
+    {
+      op,
+      rtol: positive(op, 'rtol', opts.rtol, defaults.rtol),
+      atol: positive(op, 'atol', opts.atol, defaults.atol),
+      norm,
+      maxNumSteps,
+      minStep: opts.minStep === undefined ? 0 : positive(op, 'minStep', opts.minStep, 0),
+      maxStep: positive(op, 'maxStep', opts.maxStep, Infinity),
+      firstStep: opts.firstStep === undefined ? undefined : positive(op, 'firstStep', opts.firstStep, 0),
+    },
+    counters,
+  );
 }

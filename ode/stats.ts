@@ -19,7 +19,16 @@ export interface OdeStats {
   rejectedBackward: number;
 }
 
-let last: OdeStats = { method: 'none', nfeForward: 0, accepted: 0, rejected: 0, firstStep: NaN, nfeBackward: 0, acceptedBackward: 0, rejectedBackward: 0 };
+let last: OdeStats = {
+  method: 'none',
+  nfeForward: 0,
+  accepted: 0,
+  rejected: 0,
+  firstStep: NaN,
+  nfeBackward: 0,
+  acceptedBackward: 0,
+  rejectedBackward: 0,
+};
 
 /** Counters of the most recent odeint / odeintAdjoint forward and of the most recent adjoint backward. */
 export function lastStats(): OdeStats {
@@ -27,7 +36,16 @@ export function lastStats(): OdeStats {
 }
 
 export function setForwardStats(method: string, c: SolveCounters): void {
-  last = { method, nfeForward: c.nfe, accepted: c.accepted, rejected: c.rejected, firstStep: c.firstStep ?? NaN, nfeBackward: 0, acceptedBackward: 0, rejectedBackward: 0 };
+  last = {
+    method,
+    nfeForward: c.nfe,
+    accepted: c.accepted,
+    rejected: c.rejected,
+    firstStep: c.firstStep ?? NaN,
+    nfeBackward: 0,
+    acceptedBackward: 0,
+    rejectedBackward: 0,
+  };
 }
 
 export function setBackwardStats(c: SolveCounters): void {

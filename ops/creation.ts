@@ -26,7 +26,13 @@ function finish(t: Tensor, opts: TensorOptions): Tensor {
   return t;
 }
 
-function fromFlat(op: string, values: ArrayLike<number>, shape: readonly number[], opts: TensorOptions, fallback: DType): Tensor {
+function fromFlat(
+  op: string,
+  values: ArrayLike<number>,
+  shape: readonly number[],
+  opts: TensorOptions,
+  fallback: DType,
+): Tensor {
   const { dtype, device } = resolve(op, opts, fallback);
   const storage = getBackend(device).upload(dtype, values);
   if (dtype === 'int32') {
@@ -54,12 +60,16 @@ function inferShape(data: NestedArray): number[] {
 
 function flatten(data: NestedArray, shape: number[], depth = 0, out: number[] = []): number[] {
   if (depth === shape.length) {
-    if (typeof data !== 'number') throw new OpError('tensor', `ragged or non-numeric data at depth ${depth} (expected a number)`);
+    if (typeof data !== 'number')
+      throw new OpError('tensor', `ragged or non-numeric data at depth ${depth} (expected a number)`);
     out.push(data);
     return out;
   }
   if (!Array.isArray(data) || data.length !== shape[depth]) {
-    throw new OpError('tensor', `ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${Array.isArray(data) ? data.length : typeof data}`);
+    throw new OpError(
+      'tensor',
+      `ragged nested array: expected length ${shape[depth]} at depth ${depth}, got ${Array.isArray(data) ? data.length : typeof data}`,
+    );
   }
   for (const d of data) flatten(d, shape, depth + 1, out);
   return out;
@@ -69,17 +79,25 @@ function flatten(data: NestedArray, shape: number[], depth = 0, out: number[] = 
  * A tensor from nested arrays, a number, or a TypedArray (with `shape`). dtype defaults to float32,
  * int32 for Int32Array, float64 for Float64Array.
  */
-export function tensor(data: NestedArray | Float32Array | Float64Array | Int32Array, opts: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+export function tensor(
+  data: NestedArray | Float32Array | Float64Array | Int32Array,
+  opts: TensorOptions & { shape?: readonly number[] } = {},
+): Tensor {
   if (ArrayBuffer.isView(data)) {
     const shape = checkShape('tensor', opts.shape ?? [data.length]);
-    if (numel(shape) !== data.length) throw new OpError('tensor', `shape [${shape.join(', ')}] needs ${numel(shape)} values, got ${data.length}`);
+    if (numel(shape) !== data.length)
+      throw new OpError('tensor', `shape [${shape.join(', ')}] needs ${numel(shape)} values, got ${data.length}`);
     const fallback: DType = data instanceof Int32Array ? 'int32' : data instanceof Float64Array ? 'float64' : 'float32';
     return fromFlat('tensor', data, shape, opts, fallback);
   }
   const shape = inferShape(data);
   const flat = flatten(data, shape);
   const finalShape = opts.shape ? checkShape('tensor', opts.shape) : shape;
-  if (numel(finalShape) !== flat.length) throw new OpError('tensor', `shape [${finalShape.join(', ')}] needs ${numel(finalShape)} values, got ${flat.length}`);
+  if (numel(finalShape) !== flat.length)
+    throw new OpError(
+      'tensor',
+      `shape [${finalShape.join(', ')}] needs ${numel(finalShape)} values, got ${flat.length}`,
+    );
   return fromFlat('tensor', flat, finalShape, opts, 'float32');
 }
 
@@ -96,7 +114,8 @@ export const ones = (shape: readonly number[], opts: TensorOptions = {}): Tensor
 const likeOpts = (t: Tensor, opts: TensorOptions): TensorOptions => ({ dtype: t.dtype, device: t.device, ...opts });
 export const zerosLike = (t: Tensor, opts: TensorOptions = {}): Tensor => zeros(t.shape, likeOpts(t, opts));
 export const onesLike = (t: Tensor, opts: TensorOptions = {}): Tensor => ones(t.shape, likeOpts(t, opts));
-export const fullLike = (t: Tensor, value: number, opts: TensorOptions = {}): Tensor => full(t.shape, value, likeOpts(t, opts));
+export const fullLike = (t: Tensor, value: number, opts: TensorOptions = {}): Tensor =>
+  full(t.shape, value, likeOpts(t, opts));
 
 /** arange(end) or arange(start, end, step); int32 when all arguments are integers (like torch's int64). */
 export function arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
@@ -109,8 +128,11 @@ export function arange(start: number, end?: number, step = 1, opts: TensorOption
 }
 
 export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
-  if (!Number.isInteger(steps) || steps < 0) throw new OpError('linspace', `steps must be a non-negative integer, got ${steps}`);
-  const values = Array.from({ length: steps }, (_, i) => (steps === 1 ? start : start + ((end - start) * i) / (steps - 1)));
+  if (!Number.isInteger(steps) || steps < 0)
+    throw new OpError('linspace', `steps must be a non-negative integer, got ${steps}`);
+  const values = Array.from({ length: steps }, (_, i) =>
+    steps === 1 ? start : start + ((end - start) * i) / (steps - 1),
+  );
   return fromFlat('linspace', values, [steps], opts, 'float32');
 }
 

@@ -9,13 +9,18 @@ import type { Tensor } from '../core/tensor.js';
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
   ids.assertAlive('embedding');
   weight.assertAlive('embedding');
-  if (ids.dtype !== 'int32') throw new OpError('embedding', `ids must be int32, got ${ids.dtype}; use .astype('int32')`);
-  if (weight.rank !== 2) throw new OpError('embedding', `weight must be [num_embeddings, dim], got ${shapeStr(weight.shape)}`);
+  if (ids.dtype !== 'int32')
+    throw new OpError('embedding', `ids must be int32, got ${ids.dtype}; use .astype('int32')`);
+  if (weight.rank !== 2)
+    throw new OpError('embedding', `weight must be [num_embeddings, dim], got ${shapeStr(weight.shape)}`);
   try {
     return weight.indexSelect(0, ids.reshape([-1])).reshape([...ids.shape, weight.shape[1]]);
   } catch (e) {
     if (e instanceof OpError && /out of range/.test(e.message)) {
-      throw new OpError('embedding', `ids ${shapeStr(ids.shape)} reach outside the table of ${weight.shape[0]} rows (${e.message})`);
+      throw new OpError(
+        'embedding',
+        `ids ${shapeStr(ids.shape)} reach outside the table of ${weight.shape[0]} rows (${e.message})`,
+      );
     }
     throw e;
   }

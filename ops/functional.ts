@@ -3,7 +3,13 @@ import type { Tensor } from '../core/tensor.js';
 
 export { softmax, logSoftmax, logsumexp, crossEntropy, type CrossEntropyOptions } from './softmax/index.js';
 export { layerNorm, rmsNorm, addLayerNorm, addRmsNorm, type AddNormResult } from './norm/index.js';
-export { applyRotary, applyRotaryQK, rotaryTables, type RotaryOptions, type RotaryTableOptions } from './rotary/index.js';
+export {
+  applyRotary,
+  applyRotaryQK,
+  rotaryTables,
+  type RotaryOptions,
+  type RotaryTableOptions,
+} from './rotary/index.js';
 export { scaledDotProductAttention, type AttentionOptions } from './attention/index.js';
 export { gelu, silu, swiglu, type GeluOptions } from './activation.js';
 export { dropout } from './dropout/index.js';

@@ -30,7 +30,10 @@ function gather(x: Tensor, axis: number, index: Tensor): Tensor {
   checkIndex('gather', index);
   const a = normAxis('gather', axis, x.rank);
   if (index.rank !== x.rank || index.shape.some((d, i) => i !== a && d > x.shape[i])) {
-    throw new OpError('gather', `index ${shapeStr(index.shape)} must have the rank of input ${shapeStr(x.shape)} and no larger size off axis ${axis}`);
+    throw new OpError(
+      'gather',
+      `index ${shapeStr(index.shape)} must have the rank of input ${shapeStr(x.shape)} and no larger size off axis ${axis}`,
+    );
   }
   checkIndexRange('gather', index, x.shape[a]);
   const out = empty(device, x.dtype, index.shape);
@@ -49,20 +52,36 @@ function scatterIntoZeros(g: Tensor, shape: readonly number[], axis: number, ind
 function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
   const device = sameDevice('indexSelect', [x, index]);
   checkIndex('indexSelect', index);
-  if (index.rank !== 1) throw new OpError('indexSelect', `index must be 1-D, got ${shapeStr(index.shape)}; reshape it (and the result) instead`);
+  if (index.rank !== 1)
+    throw new OpError(
+      'indexSelect',
+      `index must be 1-D, got ${shapeStr(index.shape)}; reshape it (and the result) instead`,
+    );
   const a = normAxis('indexSelect', axis, x.rank);
   checkIndexRange('indexSelect', index, x.shape[a]);
   const shape = x.shape.map((d, i) => (i === a ? index.shape[0] : d));
   // The 1-D index seen as a broadcast view of the output's shape.
-  const idxView: View = { storage: index.storage, shape, strides: shape.map((_, i) => (i === a ? index.strides[0] : 0)), offset: index.offset, dtype: 'int32' };
+  const idxView: View = {
+    storage: index.storage,
+    shape,
+    strides: shape.map((_, i) => (i === a ? index.strides[0] : 0)),
+    offset: index.offset,
+    dtype: 'int32',
+  };
   const out = empty(device, x.dtype, shape);
   getBackend(device).gather(x, a, idxView, out);
-  return record('indexSelect', out, [x], (g, [idx]) => {
-    const view = new Tensor(idx.storage, shape, idxView.strides, idx.offset);
-    const grad = scatterIntoZeros(g, x.shape, a, view);
-    view.dispose();
-    return [grad];
-  }, [index]);
+  return record(
+    'indexSelect',
+    out,
+    [x],
+    (g, [idx]) => {
+      const view = new Tensor(idx.storage, shape, idxView.strides, idx.offset);
+      const grad = scatterIntoZeros(g, x.shape, a, view);
+      view.dispose();
+      return [grad];
+    },
+    [index],
+  );
 }
 
 /** torch.scatter_add: a copy of x with src added at index positions along axis. */
@@ -70,10 +89,18 @@ function scatterAdd(x: Tensor, axis: number, index: Tensor, src: Tensor): Tensor
   const device = sameDevice('scatterAdd', [x, index, src]);
   checkIndex('scatterAdd', index);
   const a = normAxis('scatterAdd', axis, x.rank);
-  if (index.rank !== x.rank || src.rank !== x.rank || index.shape.some((d, i) => d > src.shape[i] || (i !== a && d > x.shape[i]))) {
-    throw new OpError('scatterAdd', `index ${shapeStr(index.shape)} must fit in src ${shapeStr(src.shape)} and (off axis ${axis}) in input ${shapeStr(x.shape)}`);
+  if (
+    index.rank !== x.rank ||
+    src.rank !== x.rank ||
+    index.shape.some((d, i) => d > src.shape[i] || (i !== a && d > x.shape[i]))
+  ) {
+    throw new OpError(
+      'scatterAdd',
+      `index ${shapeStr(index.shape)} must fit in src ${shapeStr(src.shape)} and (off axis ${axis}) in input ${shapeStr(x.shape)}`,
+    );
   }
-  if (src.dtype !== x.dtype) throw new OpError('scatterAdd', `src dtype ${src.dtype} differs from input dtype ${x.dtype}`);
+  if (src.dtype !== x.dtype)
+    throw new OpError('scatterAdd', `src dtype ${src.dtype} differs from input dtype ${x.dtype}`);
   checkIndexRange('scatterAdd', index, x.shape[a]);
   const out = empty(device, x.dtype, x.shape);
   getBackend(device).elementwise(ELEMENTWISE.copy, [x], out, x.dtype);
@@ -90,6 +117,12 @@ declare module '../core/tensor.js' {
 }
 
 const P = Tensor.prototype;
-P.gather = function (axis, index) { return gather(this, axis, index); };
-P.indexSelect = function (axis, index) { return indexSelect(this, axis, index); };
-P.scatterAdd = function (axis, index, src) { return scatterAdd(this, axis, index, src); };
+P.gather = function (axis, index) {
+  return gather(this, axis, index);
+};
+P.indexSelect = function (axis, index) {
+  return indexSelect(this, axis, index);
+};
+P.scatterAdd = function (axis, index, src) {
+  return scatterAdd(this, axis, index, src);
+};

@@ -14,13 +14,20 @@ import { Tensor } from '../core/tensor.js';
  * `lastAxisOnly`, only tensors whose last axis is strided are copied (kernels that read the other dims
  * through strides).
  */
-export function withContiguous<T>(ts: readonly Tensor[], fn: (cs: Tensor[]) => T, opts: { lastAxisOnly?: boolean } = {}): T {
-  const needsCopy = (t: Tensor) => (opts.lastAxisOnly ? t.rank > 0 && t.shape[t.rank - 1] > 1 && t.strides[t.rank - 1] !== 1 : !t.isContiguous());
+export function withContiguous<T>(
+  ts: readonly Tensor[],
+  fn: (cs: Tensor[]) => T,
+  opts: { lastAxisOnly?: boolean } = {},
+): T {
+  const needsCopy = (t: Tensor) =>
+    opts.lastAxisOnly ? t.rank > 0 && t.shape[t.rank - 1] > 1 && t.strides[t.rank - 1] !== 1 : !t.isContiguous();
   const cs = noGrad(() => ts.map((t) => (needsCopy(t) ? t.contiguous() : t)));
   try {
     return fn(cs);
   } finally {
-    cs.forEach((c, i) => { if (c !== ts[i]) c.dispose(); });
+    cs.forEach((c, i) => {
+      if (c !== ts[i]) c.dispose();
+    });
   }
 }
 
@@ -38,7 +45,12 @@ export function outData(t: Tensor): TypedArray {
  * An uninitialised dense tensor of `shape` whose memory runs through dims `order` (outermost first),
  * e.g. [0, 2, 1, 3] for a [B, H, T, D] tensor in [B, T, H, D] memory.
  */
-export function emptyInOrder(device: Tensor['device'], dtype: DType, shape: readonly number[], order: readonly number[]): Tensor {
+export function emptyInOrder(
+  device: Tensor['device'],
+  dtype: DType,
+  shape: readonly number[],
+  order: readonly number[],
+): Tensor {
   const strides: number[] = [];
   let step = 1;
   for (const dim of [...order].reverse()) {

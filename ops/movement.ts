@@ -11,7 +11,14 @@ import { joinAlong } from './join/index.js';
 import { argShape, argTensors } from '../core/args.js';
 
 /** A view on x's storage; the backward rule maps the gradient back. */
-function view(x: Tensor, name: string, shape: readonly number[], strides: readonly number[], offset: number, backward: (g: Tensor) => Tensor): Tensor {
+function view(
+  x: Tensor,
+  name: string,
+  shape: readonly number[],
+  strides: readonly number[],
+  offset: number,
+  backward: (g: Tensor) => Tensor,
+): Tensor {
   x.assertAlive(name);
   const y = new Tensor(x.storage, shape, strides, offset);
   return record(name, y, [x], (g) => [backward(g)]);
@@ -20,11 +27,13 @@ function view(x: Tensor, name: string, shape: readonly number[], strides: readon
 function resolveShape(x: Tensor, shape: readonly number[]): number[] {
   const n = x.size;
   const infer = shape.indexOf(-1);
-  if (shape.filter((d) => d === -1).length > 1) throw new OpError('reshape', `only one dimension can be -1, got ${shapeStr(shape)}`);
+  if (shape.filter((d) => d === -1).length > 1)
+    throw new OpError('reshape', `only one dimension can be -1, got ${shapeStr(shape)}`);
   const known = numel(shape.filter((d) => d !== -1));
   const out = [...shape];
   if (infer >= 0) {
-    if (known === 0 || n % known !== 0) throw new OpError('reshape', `cannot reshape ${shapeStr(x.shape)} (${n} elements) into ${shapeStr(shape)}`);
+    if (known === 0 || n % known !== 0)
+      throw new OpError('reshape', `cannot reshape ${shapeStr(x.shape)} (${n} elements) into ${shapeStr(shape)}`);
     out[infer] = n / known;
   }
   if (numel(out) !== n || out.some((d) => !Number.isInteger(d) || d < 0)) {
@@ -76,11 +85,23 @@ function reshape(x: Tensor, shape: readonly number[]): Tensor {
 function permute(x: Tensor, dims: readonly number[]): Tensor {
   const axes = dims.map((d) => normAxis('permute', d, x.rank));
   if (axes.length !== x.rank || new Set(axes).size !== x.rank) {
-    throw new OpError('permute', `dims [${dims.join(', ')}] are not a permutation of the ${x.rank} axes of ${shapeStr(x.shape)}`);
+    throw new OpError(
+      'permute',
+      `dims [${dims.join(', ')}] are not a permutation of the ${x.rank} axes of ${shapeStr(x.shape)}`,
+    );
   }
   const inverse = new Array<number>(x.rank);
-  axes.forEach((a, i) => { inverse[a] = i; });
-  return view(x, 'permute', axes.map((a) => x.shape[a]), axes.map((a) => x.strides[a]), x.offset, (g) => g.permute(inverse));
+  axes.forEach((a, i) => {
+    inverse[a] = i;
+  });
+  return view(
+    x,
+    'permute',
+    axes.map((a) => x.shape[a]),
+    axes.map((a) => x.strides[a]),
+    x.offset,
+    (g) => g.permute(inverse),
+  );
 }
 
 function transpose(x: Tensor, a: number, b: number): Tensor {
@@ -99,7 +120,10 @@ function expand(x: Tensor, shape: readonly number[]): Tensor {
     if (j < 0) return 0;
     if (x.shape[j] === d) return x.strides[j];
     if (x.shape[j] === 1) return 0;
-    throw new OpError('expand', `cannot expand ${shapeStr(x.shape)} to ${shapeStr(shape)}: dim ${j} has size ${x.shape[j]} (only size-1 dims expand)`);
+    throw new OpError(
+      'expand',
+      `cannot expand ${shapeStr(x.shape)} to ${shapeStr(shape)}: dim ${j} has size ${x.shape[j]} (only size-1 dims expand)`,
+    );
   });
   return view(x, 'expand', outShape, strides, x.offset, (g) => {
     const axes = outShape.map((_, i) => i).filter((i) => i < lead || (x.shape[i - lead] === 1 && outShape[i] !== 1));
@@ -121,7 +145,9 @@ function slice(x: Tensor, axis: number, start = 0, end?: number, step = 1): Tens
   const strides = x.strides.map((st, i) => (i === a ? st * step : st));
   // A window that is the whole axis (narrow(0, 0, n), as for rotary tables at full length) passes g on as is.
   const whole = len === n && step === 1;
-  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) => (whole ? g : embed(g, x.shape, a, s, step)));
+  return view(x, 'slice', shape, strides, x.offset + s * x.strides[a], (g) =>
+    whole ? g : embed(g, x.shape, a, s, step),
+  );
 }
 
 /** The gradient of a slice: zeros of the input shape with g written into the sliced window. */
@@ -130,13 +156,28 @@ function embed(g: Tensor, shape: readonly number[], axis: number, start: number,
   let out: Tensor;
   if (step === 1 || len <= 1) {
     // Zeros, g, zeros along the axis: one join (one dispatch on webgpu) instead of a fill and a copy.
-    const parts = [[start, 0], [len, g], [shape[axis] - start - len, 0]] as const;
+    const parts = [
+      [start, 0],
+      [len, g],
+      [shape[axis] - start - len, 0],
+    ] as const;
     const kept = parts.filter(([n]) => n > 0);
-    out = joinAlong(g, axis, kept.map(([n]) => n), kept.map(([, src]) => src));
+    out = joinAlong(
+      g,
+      axis,
+      kept.map(([n]) => n),
+      kept.map(([, src]) => src),
+    );
   } else {
     out = g.fullLike(0, shape);
     const cs = contiguousStrides(shape);
-    const window = { storage: out.storage, shape: g.shape, strides: cs.map((st, i) => (i === axis ? st * step : st)), offset: start * cs[axis], dtype: g.dtype };
+    const window = {
+      storage: out.storage,
+      shape: g.shape,
+      strides: cs.map((st, i) => (i === axis ? st * step : st)),
+      offset: start * cs[axis],
+      dtype: g.dtype,
+    };
     getBackend(g.device).elementwise(ELEMENTWISE.copy, [g], window, g.dtype);
   }
   return record('embed', out, [g], (gg) => [gg.slice(axis, start, start + len * step, step)]);
@@ -145,7 +186,10 @@ function embed(g: Tensor, shape: readonly number[], axis: number, start: number,
 function narrow(x: Tensor, axis: number, start: number, length: number): Tensor {
   const a = normAxis('narrow', axis, x.rank);
   if (start < 0 || length < 0 || start + length > x.shape[a]) {
-    throw new OpError('narrow', `range [${start}, ${start + length}) is outside axis ${axis} of size ${x.shape[a]} (shape ${shapeStr(x.shape)})`);
+    throw new OpError(
+      'narrow',
+      `range [${start}, ${start + length}) is outside axis ${axis} of size ${x.shape[a]} (shape ${shapeStr(x.shape)})`,
+    );
   }
   return slice(x, a, start, start + length);
 }
@@ -160,29 +204,63 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
   x.assertAlive('split');
   const a = normAxis('split', axis, x.rank);
   const n = x.shape[a];
-  const bad = (what: string) => new OpError('split', `${what}; pass part lengths along axis ${axis} of ${shapeStr(x.shape)} that sum to ${n}, or one positive length`);
+  const bad = (what: string) =>
+    new OpError(
+      'split',
+      `${what}; pass part lengths along axis ${axis} of ${shapeStr(x.shape)} that sum to ${n}, or one positive length`,
+    );
   let lengths: number[];
   if (typeof sizes === 'number') {
     if (!Number.isInteger(sizes) || sizes < 1) throw bad(`sizes must be a positive integer, got ${sizes}`);
     lengths = Array.from({ length: Math.max(1, Math.ceil(n / sizes)) }, (_, i) => Math.min(sizes, n - i * sizes));
   } else {
     lengths = [...sizes];
-    if (lengths.length === 0 || lengths.some((d) => !Number.isInteger(d) || d < 0) || lengths.reduce((s, d) => s + d, 0) !== n) {
+    if (
+      lengths.length === 0 ||
+      lengths.some((d) => !Number.isInteger(d) || d < 0) ||
+      lengths.reduce((s, d) => s + d, 0) !== n
+    ) {
       throw bad(`sizes [${lengths.join(', ')}] are not non-negative integers summing to ${n}`);
     }
   }
   const starts = lengths.map((_, i) => lengths.slice(0, i).reduce((s, d) => s + d, 0));
-  const parts = lengths.map((len, i) => new Tensor(x.storage, x.shape.map((d, j) => (j === a ? len : d)), x.strides, x.offset + starts[i] * x.strides[a]));
+  const parts = lengths.map(
+    (len, i) =>
+      new Tensor(
+        x.storage,
+        x.shape.map((d, j) => (j === a ? len : d)),
+        x.strides,
+        x.offset + starts[i] * x.strides[a],
+      ),
+  );
   return recordJoint('split', parts, [x], (gs) => {
     const whole = gs.find((g, i) => g && lengths[i] === n);
-    return [whole ?? joinAlong(x, a, lengths, gs.map((g) => g ?? 0))];
+    return [
+      whole ??
+        joinAlong(
+          x,
+          a,
+          lengths,
+          gs.map((g) => g ?? 0),
+        ),
+    ];
   });
 }
 
 function squeeze(x: Tensor, axis?: number): Tensor {
-  const axes = axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : [normAxis('squeeze', axis, x.rank)];
+  const axes =
+    axis === undefined
+      ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0)
+      : [normAxis('squeeze', axis, x.rank)];
   const keep = x.shape.map((_, i) => i).filter((i) => !(axes.includes(i) && x.shape[i] === 1));
-  return view(x, 'squeeze', keep.map((i) => x.shape[i]), keep.map((i) => x.strides[i]), x.offset, (g) => g.reshape(x.shape));
+  return view(
+    x,
+    'squeeze',
+    keep.map((i) => x.shape[i]),
+    keep.map((i) => x.strides[i]),
+    x.offset,
+    (g) => g.reshape(x.shape),
+  );
 }
 
 function unsqueeze(x: Tensor, axis: number): Tensor {
@@ -206,18 +284,29 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
   const a = normAxis('cat', axis, first.rank);
   for (const t of tensors) {
     if (t.rank !== first.rank || t.shape.some((d, i) => i !== a && d !== first.shape[i]) || t.dtype !== first.dtype) {
-      throw new OpError('cat', `tensors must match except along axis ${axis}: ${tensors.map((x) => `${shapeStr(x.shape)} ${x.dtype}`).join(', ')}`);
+      throw new OpError(
+        'cat',
+        `tensors must match except along axis ${axis}: ${tensors.map((x) => `${shapeStr(x.shape)} ${x.dtype}`).join(', ')}`,
+      );
     }
   }
   const starts = tensors.map((_, i) => tensors.slice(0, i).reduce((s, t) => s + t.shape[a], 0));
-  const out = joinAlong(first, a, tensors.map((t) => t.shape[a]), tensors);
+  const out = joinAlong(
+    first,
+    a,
+    tensors.map((t) => t.shape[a]),
+    tensors,
+  );
   return record('cat', out, tensors, (g) => tensors.map((t, i) => g.narrow(a, starts[i], t.shape[a])));
 }
 
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   if (tensors.length === 0) throw new OpError('stack', 'needs at least one tensor');
   const a = normAxis('stack', axis, tensors[0].rank + 1);
-  return cat(tensors.map((t) => t.unsqueeze(a)), a);
+  return cat(
+    tensors.map((t) => t.unsqueeze(a)),
+    a,
+  );
 }
 
 function copyTo(x: Tensor, device: DeviceName, data: ArrayLike<number>): Tensor {
@@ -253,23 +342,52 @@ declare module '../core/tensor.js' {
 }
 
 const P = Tensor.prototype;
-P.reshape = function (shape) { return reshape(this, shape); };
-P.view = function (shape) {
-  argShape('view', 'shape', shape);
-  if (!viewStrides(this, resolveShape(this, shape))) throw new OpError('view', `tensor ${shapeStr(this.shape)} with strides [${this.strides.join(', ')}] cannot be viewed as ${shapeStr(shape)} without a copy; use reshape() (which copies when it must) or contiguous() first`);
+P.reshape = function (shape) {
   return reshape(this, shape);
 };
-P.flatten = function () { return reshape(this, [-1]); };
-P.permute = function (dims) { return permute(this, dims); };
-P.transpose = function (a, b) { return transpose(this, a, b); };
-P.expand = function (shape) { return expand(this, shape); };
-P.slice = function (axis, start, end, step) { return slice(this, axis, start, end, step); };
-P.narrow = function (axis, start, length) { return narrow(this, axis, start, length); };
-P.split = function (sizes, axis) { return split(this, sizes, axis); };
-P.squeeze = function (axis) { return squeeze(this, axis); };
-P.unsqueeze = function (axis) { return unsqueeze(this, axis); };
-P.contiguous = function () { return contiguous(this); };
-P.detach = function () { this.assertAlive('detach'); return alias(this); };
+P.view = function (shape) {
+  argShape('view', 'shape', shape);
+  if (!viewStrides(this, resolveShape(this, shape)))
+    throw new OpError(
+      'view',
+      `tensor ${shapeStr(this.shape)} with strides [${this.strides.join(', ')}] cannot be viewed as ${shapeStr(shape)} without a copy; use reshape() (which copies when it must) or contiguous() first`,
+    );
+  return reshape(this, shape);
+};
+P.flatten = function () {
+  return reshape(this, [-1]);
+};
+P.permute = function (dims) {
+  return permute(this, dims);
+};
+P.transpose = function (a, b) {
+  return transpose(this, a, b);
+};
+P.expand = function (shape) {
+  return expand(this, shape);
+};
+P.slice = function (axis, start, end, step) {
+  return slice(this, axis, start, end, step);
+};
+P.narrow = function (axis, start, length) {
+  return narrow(this, axis, start, length);
+};
+P.split = function (sizes, axis) {
+  return split(this, sizes, axis);
+};
+P.squeeze = function (axis) {
+  return squeeze(this, axis);
+};
+P.unsqueeze = function (axis) {
+  return unsqueeze(this, axis);
+};
+P.contiguous = function () {
+  return contiguous(this);
+};
+P.detach = function () {
+  this.assertAlive('detach');
+  return alias(this);
+};
 P.to = function (device) {
   this.assertAlive('to');
   checkDevice('to', device);

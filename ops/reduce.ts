@@ -21,10 +21,16 @@ function rawReduce(kind: ReduceKind, x: Tensor, axes: number[], keepdim: boolean
   const order = [...kept, ...axes];
   const outDtype = kind === 'argmax' || kind === 'argmin' ? 'int32' : x.dtype;
   const out = empty(x.device, outDtype, reducedShape(x.shape, axes, keepdim));
-  if ((kind !== 'sum') && numel(axes.map((a) => x.shape[a])) === 0) {
+  if (kind !== 'sum' && numel(axes.map((a) => x.shape[a])) === 0) {
     throw new OpError(kind, `cannot reduce over an empty axis (shape ${shapeStr(x.shape)}, axes [${axes.join(', ')}])`);
   }
-  const view = { storage: x.storage, shape: order.map((i) => x.shape[i]), strides: order.map((i) => x.strides[i]), offset: x.offset, dtype: x.dtype };
+  const view = {
+    storage: x.storage,
+    shape: order.map((i) => x.shape[i]),
+    strides: order.map((i) => x.strides[i]),
+    offset: x.offset,
+    dtype: x.dtype,
+  };
   getBackend(x.device).reduce(kind, view, axes.length, out);
   return out;
 }
@@ -51,10 +57,16 @@ function extreme(kind: 'max' | 'min', x: Tensor, axis?: Axes, keepdim = false): 
   const y = rawReduce(kind, x, axes, keepdim);
   if (!isFloat(x.dtype)) return y;
   // Gradient is shared evenly among tied extremes (like torch.amax).
-  return record(kind, y, [x], (g, [xs, ys]) => {
-    const mask = xs.eq(spread(ys, x.shape, axes)).astype(g.dtype);
-    return [spread(g, x.shape, axes).mul(mask).div(mask.sum(axes, true))];
-  }, [x, y]);
+  return record(
+    kind,
+    y,
+    [x],
+    (g, [xs, ys]) => {
+      const mask = xs.eq(spread(ys, x.shape, axes)).astype(g.dtype);
+      return [spread(g, x.shape, axes).mul(mask).div(mask.sum(axes, true))];
+    },
+    [x, y],
+  );
 }
 
 function argReduce(kind: 'argmax' | 'argmin', x: Tensor, axis?: number, keepdim = false): Tensor {
@@ -85,10 +97,24 @@ declare module '../core/tensor.js' {
 }
 
 const P = Tensor.prototype;
-P.sum = function (axis, keepdim) { return sum(this, axis, keepdim); };
-P.mean = function (axis, keepdim) { return mean(this, axis, keepdim); };
-P.max = function (axis, keepdim) { return extreme('max', this, axis, keepdim); };
-P.min = function (axis, keepdim) { return extreme('min', this, axis, keepdim); };
-P.argmax = function (axis, keepdim) { return argReduce('argmax', this, axis, keepdim); };
-P.argmin = function (axis, keepdim) { return argReduce('argmin', this, axis, keepdim); };
-P.var = function (axis, opts) { return variance(this, axis, opts); };
+P.sum = function (axis, keepdim) {
+  return sum(this, axis, keepdim);
+};
+P.mean = function (axis, keepdim) {
+  return mean(this, axis, keepdim);
+};
+P.max = function (axis, keepdim) {
+  return extreme('max', this, axis, keepdim);
+};
+P.min = function (axis, keepdim) {
+  return extreme('min', this, axis, keepdim);
+};
+P.argmax = function (axis, keepdim) {
+  return argReduce('argmax', this, axis, keepdim);
+};
+P.argmin = function (axis, keepdim) {
+  return argReduce('argmin', this, axis, keepdim);
+};
+P.var = function (axis, opts) {
+  return variance(this, axis, opts);
+};

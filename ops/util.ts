@@ -36,7 +36,10 @@ export function sameDevice(op: string, tensors: readonly Tensor[]): DeviceName {
   const d = tensors[0].device;
   for (const t of tensors) {
     if (t.device !== d) {
-      throw new OpError(op, `tensors are on different devices (${tensors.map((x) => `${shapeStr(x.shape)} on ${x.device}`).join(', ')}); move them with .to('${d}') first`);
+      throw new OpError(
+        op,
+        `tensors are on different devices (${tensors.map((x) => `${shapeStr(x.shape)} on ${x.device}`).join(', ')}); move them with .to('${d}') first`,
+      );
     }
   }
   return d;

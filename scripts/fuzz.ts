@@ -13,14 +13,19 @@ const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() % 2 
 console.log(`fuzz: ${programs} programs, seed ${seed} (FC_SEED=${seed} reproduces this run)`);
 let done = 0;
 const t0 = performance.now();
-const result = await fc.check(fc.asyncProperty(fuzzProgram(6), async (p) => {
-  const problem = await fuzzCompare(p);
-  if (++done % 1000 === 0) console.log(`  ${done} programs, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  if (problem) throw new Error(problem);
-}), { numRuns: programs, seed });
+const result = await fc.check(
+  fc.asyncProperty(fuzzProgram(6), async (p) => {
+    const problem = await fuzzCompare(p);
+    if (++done % 1000 === 0) console.log(`  ${done} programs, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    if (problem) throw new Error(problem);
+  }),
+  { numRuns: programs, seed },
+);
 if (result.failed) {
   console.error(fc.defaultReportMessage(result));
   process.exit(1);
 }
-console.log(`fuzz: ${programs} programs agree (webgpu f32 vs cpu f64, values and gradients) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `fuzz: ${programs} programs agree (webgpu f32 vs cpu f64, values and gradients) in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+);
 process.exit(0);

@@ -3,12 +3,20 @@
 // with clipping (so forward, backward, clipping and the update agree, not just the initial loss).
 import { describe, expect, it } from 'vitest';
 import { manualSeed, memory } from '../index.js';
-import { DawngradDecoder, LARGE_DECODER, MAIN_JOB_DECODER, timeTraining, tokenBatches, type DecoderShape } from '../bench/decoder.js';
+import {
+  DawngradDecoder,
+  LARGE_DECODER,
+  MAIN_JOB_DECODER,
+  timeTraining,
+  tokenBatches,
+  type DecoderShape,
+} from '../bench/decoder.js';
 import { TfjsDecoder, tfjsParameterShapes } from '../bench/decoder-tfjs.js';
 import { bootTfjs } from '../bench/tfjs.js';
 
 const TINY: DecoderShape = { layers: 2, hidden: 32, heads: 2, batch: 2, seqLen: 16, vocab: 256 };
-const parameterCount = (s: DecoderShape) => tfjsParameterShapes(s).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+const parameterCount = (s: DecoderShape) =>
+  tfjsParameterShapes(s).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
 
 describe('bench: decoder training step', () => {
   it('the TF.js model declares as many parameters as dawngrad builds, at every benchmarked size', () => {
@@ -27,7 +35,8 @@ describe('bench: decoder training step', () => {
     expect(theirs.numParameters).toBe(ours.numParameters);
     const tensorsBefore = tf.memory().numTensors;
     const losses: [number, number][] = [];
-    for (const ids of tokenBatches(TINY, 3)) losses.push([(await ours.step(ids, true))!, (await theirs.step(ids, true))!]);
+    for (const ids of tokenBatches(TINY, 3))
+      losses.push([(await ours.step(ids, true))!, (await theirs.step(ids, true))!]);
     expect(tf.memory().numTensors).toBe(tensorsBefore); // the TF.js step frees what it makes
     expect(losses[0][0]).toBeCloseTo(Math.log(TINY.vocab), 1); // N(0, 0.02) init: near-uniform predictions
     for (const [a, b] of losses) expect(Math.abs(a - b)).toBeLessThan(1e-4);

@@ -36,10 +36,24 @@ describe('autograd', () => {
   }
 
   it('requires a gradient for non-scalar outputs, with the shape in the message', () => {
-    const x = tensor([[1, 2], [3, 4]], { ...f64, requiresGrad: true });
+    const x = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { ...f64, requiresGrad: true },
+    );
     expect(() => x.mul(2).backward()).toThrow(/backward.*scalar.*\[2, 2\]/);
     const y = x.mul(2);
-    y.backward(tensor([[1, 0], [0, 1]], f64));
+    y.backward(
+      tensor(
+        [
+          [1, 0],
+          [0, 1],
+        ],
+        f64,
+      ),
+    );
   });
 
   it('noGrad and detach cut the graph', () => {
@@ -73,7 +87,8 @@ describe('autograd', () => {
     const p = w.exp(); // a non-leaf param (as a slice of a transferred copy is)
     const h = w.mul(w); // closed over, not a param
     const y = tensor([1, 1], f64);
-    const close = async (t: Tensor, expected: number[]) => (await t.toArray() as number[]).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 12));
+    const close = async (t: Tensor, expected: number[]) =>
+      ((await t.toArray()) as number[]).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 12));
     // The graphs survive a first vjp, so the same params serve many (as the ODE adjoint's steps do).
     for (let k = 0; k < 3; k++) {
       const r = vjp((a) => a.mul(p).add(h), [y], tensor([1, 10], f64), { params: [p, w] });
@@ -91,7 +106,10 @@ describe('autograd', () => {
   });
 
   it('frees saved activations after backward and everything at scope end', async () => {
-    const x = tensor(Array.from({ length: 64 }, (_, i) => i / 64), { device: 'webgpu', requiresGrad: true });
+    const x = tensor(
+      Array.from({ length: 64 }, (_, i) => i / 64),
+      { device: 'webgpu', requiresGrad: true },
+    );
     await x.data();
     const before = memory();
     await scope(async () => {

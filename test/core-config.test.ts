@@ -11,13 +11,32 @@ import { functional as F, randn } from '../index.js';
 describe('configuration', () => {
   it('reads each setting from its variable, and keeps the defaults for unset ones', () => {
     expect(configFromEnv({})).toEqual(DEFAULT_CONFIG);
-    const c = configFromEnv({ DAWNGRAD_DEVICE: 'cpu', DAWNGRAD_VARIANTS: 'row=group, matmul=shared', DAWNGRAD_FUSION: '0', DAWNGRAD_POOL_LIMIT_MB: '64', DAWNGRAD_NORM_CHUNK_ROWS: '3', DAWNGRAD_SILENCE_LEAKS: '1', PATH: '/bin' });
-    expect(c).toMatchObject({ device: 'cpu', variants: { row: 'group', matmul: 'shared' }, fusion: false, poolLimitMB: 64, normChunkRows: 3, silenceLeaks: true });
+    const c = configFromEnv({
+      DAWNGRAD_DEVICE: 'cpu',
+      DAWNGRAD_VARIANTS: 'row=group, matmul=shared',
+      DAWNGRAD_FUSION: '0',
+      DAWNGRAD_POOL_LIMIT_MB: '64',
+      DAWNGRAD_NORM_CHUNK_ROWS: '3',
+      DAWNGRAD_SILENCE_LEAKS: '1',
+      PATH: '/bin',
+    });
+    expect(c).toMatchObject({
+      device: 'cpu',
+      variants: { row: 'group', matmul: 'shared' },
+      fusion: false,
+      poolLimitMB: 64,
+      normChunkRows: 3,
+      silenceLeaks: true,
+    });
   });
 
   it('refuses a bad value, naming the variable and the valid values', () => {
-    expect(() => configFromEnv({ DAWNGRAD_POOL_LIMIT_MB: 'lots' })).toThrow(/DAWNGRAD_POOL_LIMIT_MB='lots' is not valid; use a number ≥ 0/);
-    expect(() => configFromEnv({ DAWNGRAD_NORM_CHUNK_ROWS: '2.5' })).toThrow(/DAWNGRAD_NORM_CHUNK_ROWS='2.5'.*an integer ≥ 1/);
+    expect(() => configFromEnv({ DAWNGRAD_POOL_LIMIT_MB: 'lots' })).toThrow(
+      /DAWNGRAD_POOL_LIMIT_MB='lots' is not valid; use a number ≥ 0/,
+    );
+    expect(() => configFromEnv({ DAWNGRAD_NORM_CHUNK_ROWS: '2.5' })).toThrow(
+      /DAWNGRAD_NORM_CHUNK_ROWS='2.5'.*an integer ≥ 1/,
+    );
     expect(() => configFromEnv({ DAWNGRAD_FUSION: 'yes' })).toThrow(/DAWNGRAD_FUSION='yes'.*'1' or '0'/);
     expect(() => configFromEnv({ DAWNGRAD_DEVICE: 'gpu' })).toThrow(/DAWNGRAD_DEVICE='gpu'.*'webgpu', 'cpu'/);
     expect(() => configFromEnv({ DAWNGRAD_VARIANTS: 'row' })).toThrow(/DAWNGRAD_VARIANTS='row'.*family=variant/);
@@ -25,14 +44,22 @@ describe('configuration', () => {
   });
 
   it('refuses an unknown DAWNGRAD_ variable, listing the settings (and what replaced an old one)', () => {
-    expect(() => configFromEnv({ DAWNGRAD_DEVCE: 'cpu' })).toThrow(/unknown environment variable DAWNGRAD_DEVCE\. The settings are DAWNGRAD_DEVICE, /);
-    expect(() => configFromEnv({ DAWNGRAD_ROW_KERNEL: 'group' })).toThrow(/replaced by DAWNGRAD_VARIANTS=row=thread\|group/);
+    expect(() => configFromEnv({ DAWNGRAD_DEVCE: 'cpu' })).toThrow(
+      /unknown environment variable DAWNGRAD_DEVCE\. The settings are DAWNGRAD_DEVICE, /,
+    );
+    expect(() => configFromEnv({ DAWNGRAD_ROW_KERNEL: 'group' })).toThrow(
+      /replaced by DAWNGRAD_VARIANTS=row=thread\|group/,
+    );
   });
 
   it('a typo in the environment stops the import with that error', () => {
     let message = '';
     try {
-      execFileSync('node', ['--input-type=module', '-e', "await import('dawngrad');"], { encoding: 'utf8', env: { ...process.env, DAWNGRAD_FUSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync('node', ['--input-type=module', '-e', "await import('dawngrad');"], {
+        encoding: 'utf8',
+        env: { ...process.env, DAWNGRAD_FUSON: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
     } catch (e) {
       message = String((e as { stderr?: string }).stderr);
     }
@@ -41,7 +68,9 @@ describe('configuration', () => {
 
   it('configure validates, returns the previous settings, and withConfig restores them', async () => {
     expect(() => configure({ fusion: 'yes' as unknown as boolean })).toThrow(/configure: fusion = "yes" is not valid/);
-    expect(() => configure({ poolLimt: 1 } as unknown as Partial<typeof DEFAULT_CONFIG>)).toThrow(/unknown setting 'poolLimt'; the settings are device, /);
+    expect(() => configure({ poolLimt: 1 } as unknown as Partial<typeof DEFAULT_CONFIG>)).toThrow(
+      /unknown setting 'poolLimt'; the settings are device, /,
+    );
     const before = config();
     await withConfig({ poolLimitMB: 8, device: 'cpu' }, () => {
       expect(config().poolLimitMB).toBe(8);
@@ -75,7 +104,10 @@ describe('configuration', () => {
 
   it("README's Settings table lists every setting with its variable", () => {
     const readme = readFileSync('README.md', 'utf8');
-    const section = readme.slice(readme.indexOf('## Settings'), readme.indexOf('\n## ', readme.indexOf('## Settings') + 5));
+    const section = readme.slice(
+      readme.indexOf('## Settings'),
+      readme.indexOf('\n## ', readme.indexOf('## Settings') + 5),
+    );
     for (const s of describeSettings()) expect(section).toContain(`| \`${s.key}\` | \`${s.env}\``);
     const documented = [...readme.matchAll(/\bDAWNGRAD_[A-Z_]+\b/g)].map((m) => m[0]);
     expect(documented.filter((v) => !describeSettings().some((s) => s.env === v))).toEqual([]);

@@ -8,7 +8,10 @@ import { deviceInfo, getDefaultDevice, setDefaultDevice, zeros } from '../index.
 /** Runs an ESM snippet against the built package in a fresh process (which must exit by itself). */
 function runSnippet(code: string, env: Record<string, string> = {}): string {
   return execFileSync('node', ['--input-type=module', '-e', code], {
-    encoding: 'utf8', timeout: 60_000, env: { ...process.env, XDG_RUNTIME_DIR: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, XDG_RUNTIME_DIR: '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   }).trim();
 }
 
@@ -40,17 +43,25 @@ describe('devices', () => {
   });
 
   it('DAWNGRAD_DEVICE=cpu makes cpu the default without touching Dawn', () => {
-    const out = runSnippet("import { tensor, deviceInfo } from 'dawngrad'; const t = tensor([1, 2]).mul(3); console.log(deviceInfo().backend, t.device, (await t.toArray()).join(','));", { DAWNGRAD_DEVICE: 'cpu' });
+    const out = runSnippet(
+      "import { tensor, deviceInfo } from 'dawngrad'; const t = tensor([1, 2]).mul(3); console.log(deviceInfo().backend, t.device, (await t.toArray()).join(','));",
+      { DAWNGRAD_DEVICE: 'cpu' },
+    );
     expect(out).toBe('cpu cpu 3,6');
   });
 
   it('no adapter gives an error that says how to fix it', () => {
-    const out = runSnippet("import { tensor } from 'dawngrad'; try { tensor([1]); } catch (e) { console.log(e.message); }", { DAWNGRAD_ADAPTER: 'no-such-adapter' });
+    const out = runSnippet(
+      "import { tensor } from 'dawngrad'; try { tensor([1]); } catch (e) { console.log(e.message); }",
+      { DAWNGRAD_ADAPTER: 'no-such-adapter' },
+    );
     expect(out).toMatch(/Dawn found no WebGPU adapter.*scripts\/setup\.sh.*DAWNGRAD_DEVICE=cpu/s);
   });
 
   it('a webgpu script exits by itself after reading results', () => {
-    const out = runSnippet("import { randn } from 'dawngrad'; const x = randn([64, 64]); console.log((await x.matmul(x).sum().item()) !== 0);");
+    const out = runSnippet(
+      "import { randn } from 'dawngrad'; const x = randn([64, 64]); console.log((await x.matmul(x).sum().item()) !== 0);",
+    );
     expect(out).toBe('true');
   });
 

@@ -29,11 +29,38 @@ async function dispatchesOf(fn: () => Promise<unknown>): Promise<number> {
 }
 
 /** The elementwise and view steps of the fuzz programs: long chains of them exercise composition through views. */
-const ELEMENTWISE_AND_VIEWS: FuzzOp[] = ['exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'sin', 'neg', 'softplus', 'square', 'gelu', 'silu', 'pow', 'reciprocal', 'add', 'sub', 'mul', 'div', 'transpose', 'flatten', 'unsqueeze', 'narrow', 'expand', 'permute'];
+const ELEMENTWISE_AND_VIEWS: FuzzOp[] = [
+  'exp',
+  'log',
+  'sqrt',
+  'tanh',
+  'sigmoid',
+  'sin',
+  'neg',
+  'softplus',
+  'square',
+  'gelu',
+  'silu',
+  'pow',
+  'reciprocal',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'transpose',
+  'flatten',
+  'unsqueeze',
+  'narrow',
+  'expand',
+  'permute',
+];
 const elementwiseProgram = fc.record({
   shape: fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 3 }),
   seed: fc.nat(),
-  steps: fc.array(fc.record({ op: fc.constantFrom(...ELEMENTWISE_AND_VIEWS), seed: fc.nat() }), { minLength: 2, maxLength: 10 }),
+  steps: fc.array(fc.record({ op: fc.constantFrom(...ELEMENTWISE_AND_VIEWS), seed: fc.nat() }), {
+    minLength: 2,
+    maxLength: 10,
+  }),
 });
 
 /** Fused and unfused runs of a program agree in values and in every input's gradient. */
@@ -44,35 +71,47 @@ async function expectFusedMatchesUnfused(p: FuzzProgram): Promise<void> {
   expect(fused.outShape, where).toEqual(unfused.outShape);
   // Same f32 operations in the same order; only the compiler's contraction (a·b + c as one fma) may differ.
   expect(fuzzMismatch(fused.out, unfused.out, 1e-5, 1e-6), `${where}: values`).toBeLessThanOrEqual(1);
-  unfused.grads.forEach((g, i) => expect(fuzzMismatch(fused.grads[i], g, 1e-5, 1e-6), `${where}: gradient of input ${i}`).toBeLessThanOrEqual(1));
+  unfused.grads.forEach((g, i) =>
+    expect(fuzzMismatch(fused.grads[i], g, 1e-5, 1e-6), `${where}: gradient of input ${i}`).toBeLessThanOrEqual(1),
+  );
 }
 
 describe.runIf(backend)('elementwise fusion', () => {
-  it('runs a chain of k elementwise ops (broadcasts, scalars, views of pending results) as one dispatch', () => withFusion(true, async () => {
-    const x = tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3] });
-    const b = tensor([0.5, -1, 2]);
-    for (let k = 1; k <= 12; k++) {
-      let y: Tensor | null = null;
-      const n = await dispatchesOf(async () => {
-        y = scope(() => {
-          let t = x.mul(0.5);
-          for (let i = 1; i < k; i++) t = i % 3 === 0 ? t.add(b).tanh() : i % 3 === 1 ? t.transpose(0, 1).mul(2).transpose(0, 1) : t.sub(x).exp();
-          return t;
+  it('runs a chain of k elementwise ops (broadcasts, scalars, views of pending results) as one dispatch', () =>
+    withFusion(true, async () => {
+      const x = tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3] });
+      const b = tensor([0.5, -1, 2]);
+      for (let k = 1; k <= 12; k++) {
+        let y: Tensor | null = null;
+        const n = await dispatchesOf(async () => {
+          y = scope(() => {
+            let t = x.mul(0.5);
+            for (let i = 1; i < k; i++)
+              t =
+                i % 3 === 0 ? t.add(b).tanh() : i % 3 === 1 ? t.transpose(0, 1).mul(2).transpose(0, 1) : t.sub(x).exp();
+            return t;
+          });
+          await y.data();
         });
-        await y.data();
-      });
-      expect(n, `chain of ${k}`).toBe(1);
-      y!.dispose();
-    }
-    x.dispose();
-    b.dispose();
-  }));
+        expect(n, `chain of ${k}`).toBe(1);
+        y!.dispose();
+      }
+      x.dispose();
+      b.dispose();
+    }));
 
-  it('never computes a pending result that is released before anything needs it', () => withFusion(true, async () => {
-    const x = tensor([1, 2, 3, 4]);
-    expect(await dispatchesOf(async () => scope(() => { x.exp().mul(2).add(1); }))).toBe(0);
-    x.dispose();
-  }));
+  it('never computes a pending result that is released before anything needs it', () =>
+    withFusion(true, async () => {
+      const x = tensor([1, 2, 3, 4]);
+      expect(
+        await dispatchesOf(async () =>
+          scope(() => {
+            x.exp().mul(2).add(1);
+          }),
+        ),
+      ).toBe(0);
+      x.dispose();
+    }));
 
   it('agrees with unfused execution on random chains of elementwise ops and views, forward and gradients', async () => {
     await fc.assert(fc.asyncProperty(elementwiseProgram, expectFusedMatchesUnfused), testing.fcParams(6));
@@ -122,21 +161,31 @@ describe.runIf(backend)('elementwise fusion', () => {
     const step = async () => {
       let loss = 0;
       let grads: number[][] = [];
-      const dispatches = await dispatchesOf(() => scope(async () => {
-        const model = tinyModel('llama', null, { device: 'webgpu' });
-        const batch = ids([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]], 'webgpu');
-        const out = await model.forward(batch, { labels: batch });
-        await out.loss!.backwardAsync();
-        loss = await out.loss!.item();
-        grads = await Promise.all(model.parameters().map(async (q) => Array.from(await q.grad!.data())));
-        model.dispose();
-      }));
+      const dispatches = await dispatchesOf(() =>
+        scope(async () => {
+          const model = tinyModel('llama', null, { device: 'webgpu' });
+          const batch = ids(
+            [
+              [1, 2, 3, 4, 5, 6, 7, 8],
+              [8, 7, 6, 5, 4, 3, 2, 1],
+            ],
+            'webgpu',
+          );
+          const out = await model.forward(batch, { labels: batch });
+          await out.loss!.backwardAsync();
+          loss = await out.loss!.item();
+          grads = await Promise.all(model.parameters().map(async (q) => Array.from(await q.grad!.data())));
+          model.dispose();
+        }),
+      );
       return { loss, grads, dispatches };
     };
     const fused = await withFusion(true, step);
     const unfused = await withFusion(false, step);
     expect(Math.abs(fused.loss - unfused.loss)).toBeLessThan(1e-6 * Math.abs(unfused.loss) + 1e-7);
-    unfused.grads.forEach((g, i) => expect(fuzzMismatch(fused.grads[i], g, 1e-5, 1e-6), `gradient ${i}`).toBeLessThanOrEqual(1));
+    unfused.grads.forEach((g, i) =>
+      expect(fuzzMismatch(fused.grads[i], g, 1e-5, 1e-6), `gradient ${i}`).toBeLessThanOrEqual(1),
+    );
     expect(fused.dispatches).toBeLessThan(unfused.dispatches);
   });
 });

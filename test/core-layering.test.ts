@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 const CORE = resolve('core');
 
 function tsFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** Static imports and re-exports, side-effect imports, dynamic import() and `declare module` targets. */
@@ -22,7 +24,8 @@ function upwardImports(file: string, source: string): string[] {
 }
 
 /** Whether an import clause brings in values: `import type {…}` and `import { type A, type B }` do not. */
-const importsValues = (clause: string): boolean => !/^type\s/.test(clause) && !/^\{(\s*type\s+[\w\s]+,?)*\s*\}$/.test(clause);
+const importsValues = (clause: string): boolean =>
+  !/^type\s/.test(clause) && !/^\{(\s*type\s+[\w\s]+,?)*\s*\}$/.test(clause);
 
 /** The core/ files `file` imports at runtime. */
 function runtimeImports(file: string, source: string): string[] {
@@ -60,13 +63,21 @@ describe('core layering', () => {
   it('the import scan sees imports of every form, and flags those leaving core/', () => {
     const file = join(CORE, 'webgpu', 'x.ts');
     const source = `import { a } from '../tensor.js';\nexport * from '../../ops/movement.js';\nimport '../../nn/index.js';\nconst m = await import('../../ode/odeint.js');\nimport {\n  b,\n} from '../../models/clex.js';\ndeclare module '../../ops/util.js' {}\nimport x from 'webgpu';`;
-    expect(upwardImports(file, source)).toEqual(['../../ops/movement.js', '../../nn/index.js', '../../ode/odeint.js', '../../models/clex.js', '../../ops/util.js']);
+    expect(upwardImports(file, source)).toEqual([
+      '../../ops/movement.js',
+      '../../nn/index.js',
+      '../../ode/odeint.js',
+      '../../models/clex.js',
+      '../../ops/util.js',
+    ]);
   });
 
   it('no file under core/ imports from ops/, nn/, models/ or ode/', () => {
     const files = tsFiles(CORE);
     expect(files.length).toBeGreaterThan(10);
-    const offenders = files.flatMap((f) => upwardImports(f, readFileSync(f, 'utf8')).map((spec) => `${relative(CORE, f)} imports ${spec}`));
+    const offenders = files.flatMap((f) =>
+      upwardImports(f, readFileSync(f, 'utf8')).map((spec) => `${relative(CORE, f)} imports ${spec}`),
+    );
     expect(offenders).toEqual([]);
   });
 
@@ -84,7 +95,10 @@ describe('core layering', () => {
 
   it('the engine runs with core/ modules alone: record, backward with accumulation, grad, anomaly checks', () => {
     // A child process, so no ops module (which would add the op methods to Tensor) is loaded.
-    const out = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/core-only.ts'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/core-only.ts'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const results = JSON.parse(out.trim().split('\n').pop() as string);
     expect(results.opMethodsLoaded).toBe(false);
     expect(results.cpu).toBeDefined();

@@ -22,10 +22,14 @@ describe.runIf(gpuRuntime())('bounded memory without scopes', () => {
       return loss;
     };
     // One step's working set, measured the exact way (in a scope).
-    await scope(async () => { await step().item(); });
+    await scope(async () => {
+      await step().item();
+    });
     resetPeak();
     const base = memory().liveBytes;
-    await scope(async () => { await step().item(); });
+    await scope(async () => {
+      await step().item();
+    });
     const workingSet = memory().peakBytes - base;
 
     const threshold = base + 8 * 2 ** 20;
@@ -41,11 +45,15 @@ describe.runIf(gpuRuntime())('bounded memory without scopes', () => {
     expect(Number.isFinite(last)).toBe(true);
     expect(memory().gcReclaims).toBeGreaterThan(reclaims0); // the collector was prompted, not lucky
     expect(maxLive).toBeLessThanOrEqual(threshold + workingSet);
-    console.log(`without scopes: max live ${(maxLive / 2 ** 20).toFixed(2)} MiB over ${STEPS} steps (threshold ${(threshold / 2 ** 20).toFixed(2)} MiB, working set ${(workingSet / 2 ** 20).toFixed(2)} MiB, ${memory().gcReclaims - reclaims0} forced collections)`);
+    console.log(
+      `without scopes: max live ${(maxLive / 2 ** 20).toFixed(2)} MiB over ${STEPS} steps (threshold ${(threshold / 2 ** 20).toFixed(2)} MiB, working set ${(workingSet / 2 ** 20).toFixed(2)} MiB, ${memory().gcReclaims - reclaims0} forced collections)`,
+    );
   }, 240_000);
 });
 
 it('setGcThreshold rejects a bad value with a clear message', () => {
-  expect(() => setGcThreshold(-1)).toThrow('setGcThreshold(bytes): bytes must be a number ≥ 0 (0 turns it off), got -1');
+  expect(() => setGcThreshold(-1)).toThrow(
+    'setGcThreshold(bytes): bytes must be a number ≥ 0 (0 turns it off), got -1',
+  );
   expect(() => setGcThreshold(Number('12MB'))).toThrow('got NaN');
 });

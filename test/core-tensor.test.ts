@@ -1,20 +1,49 @@
 // Tensor basics: creation, seeding, views without copies, zero-size dims, dtypes, devices, scopes.
 import { describe, expect, it } from 'vitest';
-import { arange, cat, full, keep, linspace, manualSeed, memory, ones, rand, randint, randn, scope, stack, tensor, where, zeros } from '../index.js';
+import {
+  arange,
+  cat,
+  full,
+  keep,
+  linspace,
+  manualSeed,
+  memory,
+  ones,
+  rand,
+  randint,
+  randn,
+  scope,
+  stack,
+  tensor,
+  where,
+  zeros,
+} from '../index.js';
 
 const devices = ['cpu', 'webgpu'] as const;
 
 describe.each(devices)('tensors on %s', (device) => {
   it('creates from nested arrays, scalars and typed arrays', async () => {
-    const t = tensor([[1, 2, 3], [4, 5, 6]], { device });
+    const t = tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      { device },
+    );
     expect(t.shape).toEqual([2, 3]);
     expect(t.dtype).toBe('float32');
-    expect(await t.toArray()).toEqual([[1, 2, 3], [4, 5, 6]]);
+    expect(await t.toArray()).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     expect(await tensor(7, { device }).item()).toBe(7);
     expect(tensor(7, { device }).shape).toEqual([]);
     const i = tensor(new Int32Array([1, 2, 3, 4]), { shape: [2, 2], device });
     expect(i.dtype).toBe('int32');
-    expect(await i.toArray()).toEqual([[1, 2], [3, 4]]);
+    expect(await i.toArray()).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(() => tensor([[1, 2], [3]], { device })).toThrow(/tensor: ragged/);
   });
 
@@ -29,9 +58,17 @@ describe.each(devices)('tensors on %s', (device) => {
 
   it('same seed gives the same random numbers', async () => {
     manualSeed(42);
-    const a = [await rand([5], { device }).data(), await randn([5], { device }).data(), await randint(0, 10, [5], { device }).data()];
+    const a = [
+      await rand([5], { device }).data(),
+      await randn([5], { device }).data(),
+      await randint(0, 10, [5], { device }).data(),
+    ];
     manualSeed(42);
-    const b = [await rand([5], { device }).data(), await randn([5], { device }).data(), await randint(0, 10, [5], { device }).data()];
+    const b = [
+      await rand([5], { device }).data(),
+      await randn([5], { device }).data(),
+      await randint(0, 10, [5], { device }).data(),
+    ];
     expect(a).toEqual(b);
     manualSeed(43);
     expect(await rand([5], { device }).data()).not.toEqual(a[0]);
@@ -42,9 +79,18 @@ describe.each(devices)('tensors on %s', (device) => {
     const t = x.transpose(0, 1);
     expect(t.storage).toBe(x.storage);
     expect(t.isContiguous()).toBe(false);
-    expect(await t.toArray()).toEqual([[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]]);
+    expect(await t.toArray()).toEqual([
+      [0, 4, 8],
+      [1, 5, 9],
+      [2, 6, 10],
+      [3, 7, 11],
+    ]);
     expect(x.slice(1, 1, 3).storage).toBe(x.storage);
-    expect(await x.slice(1, 1, 4, 2).toArray()).toEqual([[1, 3], [5, 7], [9, 11]]);
+    expect(await x.slice(1, 1, 4, 2).toArray()).toEqual([
+      [1, 3],
+      [5, 7],
+      [9, 11],
+    ]);
     expect(await x.narrow(0, 1, 1).squeeze(0).toArray()).toEqual([4, 5, 6, 7]);
     expect(x.unsqueeze(1).shape).toEqual([3, 1, 4]);
     expect(x.expand([2, 3, 4]).storage).toBe(x.storage);
@@ -54,7 +100,13 @@ describe.each(devices)('tensors on %s', (device) => {
   });
 
   it('reductions, comparisons, where, cat/stack', async () => {
-    const x = tensor([[1, 5, 3], [4, 2, 6]], { device });
+    const x = tensor(
+      [
+        [1, 5, 3],
+        [4, 2, 6],
+      ],
+      { device },
+    );
     expect(await x.sum().item()).toBe(21);
     expect(await x.sum([0, 1], true).toArray()).toEqual([[21]]);
     expect(await x.max(1).toArray()).toEqual([5, 6]);
@@ -63,10 +115,25 @@ describe.each(devices)('tensors on %s', (device) => {
     expect(await x.argmax().item()).toBe(5);
     expect(await x.mean(0).toArray()).toEqual([2.5, 3.5, 4.5]);
     expect(await x.var(1).toArray()).toEqual([4, 4]);
-    expect(await x.gt(3).toArray()).toEqual([[0, 1, 0], [1, 0, 1]]);
-    expect(await where(x.gt(3), x, 0).toArray()).toEqual([[0, 5, 0], [4, 0, 6]]);
+    expect(await x.gt(3).toArray()).toEqual([
+      [0, 1, 0],
+      [1, 0, 1],
+    ]);
+    expect(await where(x.gt(3), x, 0).toArray()).toEqual([
+      [0, 5, 0],
+      [4, 0, 6],
+    ]);
     expect(await cat([x, x], 0).shape).toEqual([4, 3]);
-    expect(await stack([x, x], 1).toArray()).toEqual([[[1, 5, 3], [1, 5, 3]], [[4, 2, 6], [4, 2, 6]]]);
+    expect(await stack([x, x], 1).toArray()).toEqual([
+      [
+        [1, 5, 3],
+        [1, 5, 3],
+      ],
+      [
+        [4, 2, 6],
+        [4, 2, 6],
+      ],
+    ]);
     expect(await zeros([0, 2], { device }).sum(0).toArray()).toEqual([0, 0]);
   });
 
@@ -96,12 +163,34 @@ describe.each(devices)('tensors on %s', (device) => {
     x.narrow(0, 0, 3).copy_(x.narrow(0, 1, 3));
     expect(await x.toArray()).toEqual([0, 1, 2, 2]);
     const ints = tensor(new Int32Array(3), { device: 'cpu' });
-    expect(await ints.copy_(tensor([1.7, -1.7, 2.5], { dtype: 'float64', device: 'cpu' })).toArray()).toEqual([1, -1, 2]);
+    expect(await ints.copy_(tensor([1.7, -1.7, 2.5], { dtype: 'float64', device: 'cpu' })).toArray()).toEqual([
+      1, -1, 2,
+    ]);
     expect(await ints.copy_(2.5).toArray()).toEqual([2, 2, 2]);
-    const m = tensor([[1, 2], [3, 4]], { device: 'cpu' });
-    expect(await m.transpose(0, 1).contiguous().toArray()).toEqual([[1, 3], [2, 4]]);
-    m.transpose(0, 1).copy_(tensor([[5, 6], [7, 8]], { device: 'cpu' }));
-    expect(await m.toArray()).toEqual([[5, 7], [6, 8]]);
+    const m = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { device: 'cpu' },
+    );
+    expect(await m.transpose(0, 1).contiguous().toArray()).toEqual([
+      [1, 3],
+      [2, 4],
+    ]);
+    m.transpose(0, 1).copy_(
+      tensor(
+        [
+          [5, 6],
+          [7, 8],
+        ],
+        { device: 'cpu' },
+      ),
+    );
+    expect(await m.toArray()).toEqual([
+      [5, 7],
+      [6, 8],
+    ]);
   });
 });
 
@@ -121,7 +210,9 @@ describe('scopes', () => {
     expect(val).toBe(6);
     expect(memory().liveTensors).toBe(before + 2);
     let survivor: ReturnType<typeof ones> | null = null;
-    scope(() => { survivor = keep(ones([1])); });
+    scope(() => {
+      survivor = keep(ones([1]));
+    });
     expect(survivor!.isDisposed).toBe(false);
     kept.a.dispose();
     kept.list[0].dispose();

@@ -16,7 +16,8 @@ describe('uniformLayout', () => {
 
   it('packs each field as its type, leaves unset fields 0 and carries -Infinity / NaN in the reserved words', () => {
     const words = L.pack({ N: 7, SHAPE: [2, 3], EPS: 0.5, IGNORE: -100 });
-    const f32 = new Float32Array(words.buffer), i32 = new Int32Array(words.buffer);
+    const f32 = new Float32Array(words.buffer),
+      i32 = new Int32Array(words.buffer);
     expect([words[0], words[1], words[2], words[3]]).toEqual([7, 2, 3, 0]);
     expect(f32[L.EPS]).toBe(0.5);
     expect(i32[L.IGNORE]).toBe(-100);
@@ -31,9 +32,15 @@ describe('uniformLayout', () => {
   });
 
   it('rejects layouts past the params block, too many values, unknown fields and reserved names', () => {
-    expect(() => uniformLayout({ A: ['u32', LAYOUT_WORDS], B: 'u32' })).toThrow(`uniformLayout: fields need ${LAYOUT_WORDS + 1} words, more than the ${LAYOUT_WORDS}`);
-    expect(() => L.pack({ SHAPE: [1, 2, 3, 4] })).toThrow("uniformLayout.pack: field 'SHAPE' holds 3 words, got 4 values");
-    expect(() => L.pack({ NOPE: 1 } as never)).toThrow("uniformLayout.pack: unknown field 'NOPE' (fields: N, SHAPE, EPS, IGNORE)");
+    expect(() => uniformLayout({ A: ['u32', LAYOUT_WORDS], B: 'u32' })).toThrow(
+      `uniformLayout: fields need ${LAYOUT_WORDS + 1} words, more than the ${LAYOUT_WORDS}`,
+    );
+    expect(() => L.pack({ SHAPE: [1, 2, 3, 4] })).toThrow(
+      "uniformLayout.pack: field 'SHAPE' holds 3 words, got 4 values",
+    );
+    expect(() => L.pack({ NOPE: 1 } as never)).toThrow(
+      "uniformLayout.pack: unknown field 'NOPE' (fields: N, SHAPE, EPS, IGNORE)",
+    );
     expect(() => uniformLayout({ pack: 'u32' })).toThrow("uniformLayout: field name 'pack' is reserved");
   });
 });

@@ -3,12 +3,21 @@
 import { describe, expect, it } from 'vitest';
 import { models, seededUniform } from '../index.js';
 import { trainingBatch } from '../examples/lib/data.js';
-import { PASSKEY_KEY, PASSKEY_QUESTION, passkeyCode, passkeyContext, passkeyOverhead, passkeyTrainingRows } from '../examples/lib/passkey.js';
+import {
+  PASSKEY_KEY,
+  PASSKEY_QUESTION,
+  passkeyCode,
+  passkeyContext,
+  passkeyOverhead,
+  passkeyTrainingRows,
+} from '../examples/lib/passkey.js';
 import type { Results } from '../examples/lib/report.js';
 import { clexTargets, passkeyCalibration, ROW, verdict } from '../examples/lib/verdict.js';
 
 const tokenizer = new models.ByteTokenizer();
-const filler = Int32Array.from(tokenizer.encode('The dog by the mill would not move, so Orin waited 2 days. '.repeat(40)));
+const filler = Int32Array.from(
+  tokenizer.encode('The dog by the mill would not move, so Orin waited 2 days. '.repeat(40)),
+);
 const decode = (ids: ArrayLike<number>) => tokenizer.decode(Array.from(ids));
 
 /** Where the key's code and the question's answer sit in a decoded context. */
@@ -39,9 +48,13 @@ describe('passkey contexts', () => {
 
   it('reject a length that cannot hold the key and the question, and bad depths, with the flag to change', () => {
     const need = passkeyOverhead(tokenizer) + 2;
-    expect(() => passkeyContext(tokenizer, filler, { length: need - 1, depth: 0.5, code: '1', offset: 0 })).toThrow(/too short .*needs at least \d+.*--seq-len/);
+    expect(() => passkeyContext(tokenizer, filler, { length: need - 1, depth: 0.5, code: '1', offset: 0 })).toThrow(
+      /too short .*needs at least \d+.*--seq-len/,
+    );
     expect(() => passkeyContext(tokenizer, filler, { length: need, depth: 0.5, code: '1', offset: 0 })).not.toThrow();
-    expect(() => passkeyContext(tokenizer, filler, { length: 64, depth: 1.5, code: '1', offset: 0 })).toThrow(/depth must be in \[0, 1\]/);
+    expect(() => passkeyContext(tokenizer, filler, { length: 64, depth: 1.5, code: '1', offset: 0 })).toThrow(
+      /depth must be in \[0, 1\]/,
+    );
   });
 
   it('codes are single digits, all ten drawn', () => {
@@ -74,9 +87,20 @@ describe('passkey training rows', () => {
 
   it('are a pure function of the seed, take the first rows of a batch, and only their answers are labelled', async () => {
     const a = passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }).ids;
-    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }).ids)).toEqual(Array.from(a));
-    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 5 }).ids)).not.toEqual(Array.from(a));
-    const batch = trainingBatch(filler, { seed: 1, step: 3, micro: 0, batchSize: 4, seqLen: 64, passkey: { tokenizer, rows: 2 } });
+    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 4 }).ids)).toEqual(
+      Array.from(a),
+    );
+    expect(Array.from(passkeyTrainingRows(tokenizer, filler, { rows: 3, seqLen: 64, seed: 5 }).ids)).not.toEqual(
+      Array.from(a),
+    );
+    const batch = trainingBatch(filler, {
+      seed: 1,
+      step: 3,
+      micro: 0,
+      batchSize: 4,
+      seqLen: 64,
+      passkey: { tokenizer, rows: 2 },
+    });
     const ids = await batch.ids.data();
     const rows = [0, 1, 2, 3].map((r) => decode(ids.slice(r * 64, (r + 1) * 64)));
     expect(rows.map((t) => t.includes(PASSKEY_QUESTION))).toEqual([true, true, false, false]);
@@ -100,11 +124,21 @@ function fakeResults(basePasskey: number[], ppl: Record<string, number[]>, clexP
   const depths = [0.1, 0.5, 0.9];
   const at = (values: number[]) => Object.fromEntries(lengths.map((L, i) => [L, values[i]]));
   return {
-    L0: 64, lengths, tokens: 4096,
+    L0: 64,
+    lengths,
+    tokens: 4096,
     rows: Object.entries(ppl).map(([name, values]) => ({ name, checkpoint: '', rule: '', ppl: at(values) })),
     passkey: [
-      { name: ROW.base, accuracy: { 64: Object.fromEntries(depths.map((d, i) => [d, basePasskey[i]])), 128: {}, 256: {}, 512: {} } },
-      { name: ROW.clex, accuracy: Object.fromEntries(lengths.map((L, i) => [L, Object.fromEntries(depths.map((d) => [d, clexPasskey[i]]))])) },
+      {
+        name: ROW.base,
+        accuracy: { 64: Object.fromEntries(depths.map((d, i) => [d, basePasskey[i]])), 128: {}, 256: {}, 512: {} },
+      },
+      {
+        name: ROW.clex,
+        accuracy: Object.fromEntries(
+          lengths.map((L, i) => [L, Object.fromEntries(depths.map((d) => [d, clexPasskey[i]]))]),
+        ),
+      },
     ],
   };
 }
@@ -125,7 +159,9 @@ describe('the main job calibration and verdict', () => {
     const bad = passkeyCalibration(fakeResults([1, 0.5, 1], ppl))!;
     expect(bad.passed).toBe(false);
     expect(bad.worst).toBe(0.5);
-    expect(bad.message).toMatch(/passkey results are VOID: the base retrieves only 1\.00 at depth 0\.1, 0\.50 at depth 0\.5, 1\.00 at depth 0\.9 at 1×L0 = 64/);
+    expect(bad.message).toMatch(
+      /passkey results are VOID: the base retrieves only 1\.00 at depth 0\.1, 0\.50 at depth 0\.5, 1\.00 at depth 0\.9 at 1×L0 = 64/,
+    );
     expect(bad.message).toMatch(/--base-steps|--passkey-share/);
     expect(passkeyCalibration({ ...fakeResults([1, 1, 1], ppl), passkey: undefined })).toBeNull();
   });
@@ -143,7 +179,9 @@ describe('the main job calibration and verdict', () => {
       'learned ODE better than the same weights with the ODE reset at 4× and 8×': true,
     });
     const line = verdict(results);
-    expect(line).toMatch(/^best at 4×L0: "fine-tuned CLEX, ODE learned" \(2\.20\); best at 8×L0: "fine-tuned PI \(s = 8\)" \(2\.50\)/);
+    expect(line).toMatch(
+      /^best at 4×L0: "fine-tuned CLEX, ODE learned" \(2\.20\); best at 8×L0: "fine-tuned PI \(s = 8\)" \(2\.50\)/,
+    );
     expect(line).toMatch(/meets 5 of 7 targets/);
     expect(line).toMatch(/best or within 1% of the best row at 8× MISSED \(2\.60 vs best 2\.50\)/);
     expect(line).toMatch(/passkey ≥ 0\.8 at 4×L0 MISSED \(0\.75\)/);

@@ -15,25 +15,52 @@ import { readMetrics } from '../examples/lib/metrics.js';
 const root = await mkdtemp(join(tmpdir(), 'dawngrad-scripts-'));
 afterAll(() => rm(root, { recursive: true, force: true }));
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function start(script: string, args: string[]): ChildProcess {
   // One process (node --import tsx), so a signal reaches the script itself.
-  return spawn(process.execPath, ['--import', 'tsx', `examples/${script}.ts`, ...args], { env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, ['--import', 'tsx', `examples/${script}.ts`, ...args], {
+    env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 function finish(child: ChildProcess): Promise<Run> {
   return new Promise((resolve, reject) => {
-    let stdout = '', stderr = '';
-    child.stdout!.on('data', (d) => { stdout += d; });
-    child.stderr!.on('data', (d) => { stderr += d; });
+    let stdout = '',
+      stderr = '';
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
 const run = (script: string, args: string[]) => finish(start(script, args));
-const TINY = ['--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--batch-size', '2', '--device', 'cpu', '--eval-tokens', '64'];
+const TINY = [
+  '--layers',
+  '1',
+  '--hidden',
+  '16',
+  '--heads',
+  '2',
+  '--seq-len',
+  '16',
+  '--batch-size',
+  '2',
+  '--device',
+  'cpu',
+  '--eval-tokens',
+  '64',
+];
 const dir = (name: string) => join(root, name);
 
 async function expectCheckpointLoads(path: string): Promise<ModelConfigJson> {
@@ -48,8 +75,15 @@ async function expectCheckpointLoads(path: string): Promise<ModelConfigJson> {
 
 describe('train, eval-length, generate on both model kinds', () => {
   it('train writes metrics.jsonl and a loadable checkpoint for llama and neox', async () => {
-    const [llama, neox] = await Promise.all(['llama', 'neox'].map((m) => run('train', ['--model', m, ...TINY, '--steps', '4', '--log-every', '2', '--eval-every', '4', '--out', dir(m)])));
-    for (const [name, r] of [['llama', llama], ['neox', neox]] as const) {
+    const [llama, neox] = await Promise.all(
+      ['llama', 'neox'].map((m) =>
+        run('train', ['--model', m, ...TINY, '--steps', '4', '--log-every', '2', '--eval-every', '4', '--out', dir(m)]),
+      ),
+    );
+    for (const [name, r] of [
+      ['llama', llama],
+      ['neox', neox],
+    ] as const) {
       expect(r.code, r.stderr).toBe(0);
       const records = readMetrics(join(dir(name), 'metrics.jsonl'));
       expect(records.map((x) => x.step)).toEqual([2, 4]);
@@ -64,14 +98,35 @@ describe('train, eval-length, generate on both model kinds', () => {
 
   it('eval-length scores every length for every row and writes results.json, an SVG and a PNG', async () => {
     const out = dir('eval');
-    const r = await run('eval-length', [dir('llama'), dir('neox'), '--lengths', '64,128', '--rules', 'ntk', '--max-tokens', '256', '--passkey', '--passkey-samples', '1', '--device', 'cpu', '--out', out]);
+    const r = await run('eval-length', [
+      dir('llama'),
+      dir('neox'),
+      '--lengths',
+      '64,128',
+      '--rules',
+      'ntk',
+      '--max-tokens',
+      '256',
+      '--passkey',
+      '--passkey-samples',
+      '1',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('| model | 64 | 128 |');
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[]; passkey: { accuracy: Record<string, Record<string, number>> }[] };
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      lengths: number[];
+      rows: { name: string; ppl: Record<string, number> }[];
+      passkey: { accuracy: Record<string, Record<string, number>> }[];
+    };
     expect(results.lengths).toEqual([64, 128]);
     expect(results.rows).toHaveLength(4); // 2 checkpoints × (as trained + 1 rule)
     for (const row of results.rows) for (const L of [64, 128]) expect(row.ppl[L]).toBeGreaterThan(1);
-    for (const p of results.passkey) for (const L of [64, 128]) expect(Object.values(p.accuracy[L]).every((a) => a >= 0 && a <= 1)).toBe(true);
+    for (const p of results.passkey)
+      for (const L of [64, 128]) expect(Object.values(p.accuracy[L]).every((a) => a >= 0 && a <= 1)).toBe(true);
     const svg = readFileSync(join(out, 'chart.svg'), 'utf8');
     expect(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('L0 = 16');
@@ -92,7 +147,21 @@ describe('train, eval-length, generate on both model kinds', () => {
 
 describe('resume and fine-tuning', () => {
   it('SIGINT saves; --resume continues with the loss curve of an uninterrupted run (CLEX, so the RNG state matters)', async () => {
-    const args = [...TINY, '--rope', 'clex', '--max-factor', '4', '--steps', '40', '--log-every', '1', '--eval-every', '0', '--save-every', '1000'];
+    const args = [
+      ...TINY,
+      '--rope',
+      'clex',
+      '--max-factor',
+      '4',
+      '--steps',
+      '40',
+      '--log-every',
+      '1',
+      '--eval-every',
+      '0',
+      '--save-every',
+      '1000',
+    ];
     const straight = await run('train', [...args, '--out', dir('straight')]);
     expect(straight.code, straight.stderr).toBe(0);
     const out = dir('interrupted');
@@ -125,17 +194,24 @@ describe('resume and fine-tuning', () => {
     const records = readMetrics(join(out, 'metrics.jsonl'));
     expect(records.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     // Steps 5..8 follow the 8-step cosine, as in a run planned for 8 steps from the start.
-    const lrs = (p: string) => readMetrics(join(p, 'metrics.jsonl')).filter((r) => r.step > 4).map((r) => r.lr);
+    const lrs = (p: string) =>
+      readMetrics(join(p, 'metrics.jsonl'))
+        .filter((r) => r.step > 4)
+        .map((r) => r.lr);
     expect(lrs(out)).toEqual(lrs(dir('straight-8')));
     expect(records[3].lr).not.toBe(readMetrics(join(dir('straight-8'), 'metrics.jsonl'))[3].lr); // steps 1..4 ran the 4-step schedule
     const state = JSON.parse(readFileSync(join(out, io.TRAINER_STATE_FILE), 'utf8')) as io.TrainerState;
     expect(state.global_step).toBe(8);
     const shorter = await run('train', [...args, '--steps', '6', '--out', out, '--resume']);
     expect(shorter.code).toBe(2);
-    expect(shorter.stderr).toMatch(/--resume: the checkpoint in .* is at step 8, past --steps 6; pass --steps 8 or more/);
+    expect(shorter.stderr).toMatch(
+      /--resume: the checkpoint in .* is at step 8, past --steps 6; pass --steps 8 or more/,
+    );
     const otherLr = await run('train', [...args, '--steps', '10', '--lr', '1e-3', '--out', out, '--resume']);
     expect(otherLr.code).toBe(2);
-    expect(otherLr.stderr).toMatch(/other settings \(lr 0\.003 → 0\.001\); pass the same flags \(only --steps may change\)/);
+    expect(otherLr.stderr).toMatch(
+      /other settings \(lr 0\.003 → 0\.001\); pass the same flags \(only --steps may change\)/,
+    );
     // A fine-tune made from the 4-step base does not continue from the extended one.
     const stale = await run('train', [...fineTune, '--steps', '3', '--resume']);
     expect(stale.code).toBe(2);
@@ -144,7 +220,26 @@ describe('resume and fine-tuning', () => {
 
   it('--init-from a plain-RoPE checkpoint with --rope clex fine-tunes its weights', async () => {
     const out = dir('clex-ft');
-    const r = await run('train', ['--init-from', dir('llama'), '--rope', 'clex', '--max-factor', '4', '--steps', '2', '--log-every', '1', '--eval-every', '0', '--batch-size', '2', '--device', 'cpu', '--out', out]);
+    const r = await run('train', [
+      '--init-from',
+      dir('llama'),
+      '--rope',
+      'clex',
+      '--max-factor',
+      '4',
+      '--steps',
+      '2',
+      '--log-every',
+      '1',
+      '--eval-every',
+      '0',
+      '--batch-size',
+      '2',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const config = await expectCheckpointLoads(out);
     expect(config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 4 });
@@ -153,22 +248,32 @@ describe('resume and fine-tuning', () => {
     expect(Object.keys(sd).some((k) => k.endsWith('ode_down_proj'))).toBe(true);
     // The base's weights came along: the embedding starts where the base ended, not at a fresh init.
     const base = (await io.loadCheckpoint(dir('llama'), { restoreRng: false })).modelState!;
-    const a = await base['model.embed_tokens.weight'].data(), b = await sd['model.embed_tokens.weight'].data();
-    let diff = 0, norm = 0;
-    for (let i = 0; i < a.length; i++) { diff += (a[i] - b[i]) ** 2; norm += a[i] ** 2; }
+    const a = await base['model.embed_tokens.weight'].data(),
+      b = await sd['model.embed_tokens.weight'].data();
+    let diff = 0,
+      norm = 0;
+    for (let i = 0; i < a.length; i++) {
+      diff += (a[i] - b[i]) ** 2;
+      norm += a[i] ** 2;
+    }
     expect(Math.sqrt(diff / norm)).toBeLessThan(0.5);
   });
 });
 
 describe('bad input: one clear line, exit code 2, nothing saved is touched', () => {
   it('rejects bad data, flags, numbers, --resume and --init-from', async () => {
-    const empty = join(root, 'empty.txt'), short = join(root, 'short.txt');
+    const empty = join(root, 'empty.txt'),
+      short = join(root, 'short.txt');
     writeFileSync(empty, '');
     writeFileSync(short, 'too short for a sequence of sixteen bytes\n'.slice(0, 12));
     const emptyDir = join(root, 'no-checkpoint');
     mkdirSync(emptyDir);
     const modelFile = join(dir('llama'), io.MODEL_FILE);
-    const before = { bytes: readFileSync(modelFile), mtime: statSync(modelFile).mtimeMs, metrics: readFileSync(join(dir('llama'), 'metrics.jsonl'), 'utf8') };
+    const before = {
+      bytes: readFileSync(modelFile),
+      mtime: statSync(modelFile).mtimeMs,
+      metrics: readFileSync(join(dir('llama'), 'metrics.jsonl'), 'utf8'),
+    };
     const cases: [string[], RegExp][] = [
       [['--data', join(root, 'missing.txt')], /--data .*missing\.txt: no such file/],
       [['--data', empty], /--data .*empty\.txt: the text is empty/],
@@ -179,11 +284,20 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
       [['--steps', '1.5'], /--steps must be an integer ≥ 1, got '1.5'/],
       [['--model', 'gpt2'], /--model must be one of llama, neox, got 'gpt2'/],
       // --rope lists every rope_scaling type of the models (one list), llama3 included.
-      [['--rope', 'llama4'], new RegExp(`--rope must be one of none, ${models.ROPE_SCALING_TYPES.join(', ')}, got 'llama4'`)],
+      [
+        ['--rope', 'llama4'],
+        new RegExp(`--rope must be one of none, ${models.ROPE_SCALING_TYPES.join(', ')}, got 'llama4'`),
+      ],
       [['--hidden', '15'], /hidden_size \(15\) must be divisible by num_attention_heads/],
       [['--init-from', emptyDir], /--init-from .*no-checkpoint: no checkpoint there/],
-      [['--resume', '--out', dir('llama'), '--hidden', '32'], /--resume: the checkpoint in .* other settings \(config\.hidden_size 16 → 32/],
-      [['--out', dir('llama'), '--steps', '4', '--log-every', '2', '--eval-every', '4'], /already holds a checkpoint \(step 4\); pass --resume/],
+      [
+        ['--resume', '--out', dir('llama'), '--hidden', '32'],
+        /--resume: the checkpoint in .* other settings \(config\.hidden_size 16 → 32/,
+      ],
+      [
+        ['--out', dir('llama'), '--steps', '4', '--log-every', '2', '--eval-every', '4'],
+        /already holds a checkpoint \(step 4\); pass --resume/,
+      ],
     ];
     const results = await Promise.all(cases.map(([args]) => run('train', [...TINY, '--steps', '2', ...args])));
     results.forEach((r, i) => {
@@ -203,19 +317,58 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
 describe('the main job', () => {
   it('runs the whole recipe (GPT-NeoX, tiny, a few steps) and writes the table, results.json and the chart', async () => {
     const out = dir('main');
-    const r = await run('main', ['--model', 'neox', '--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16', '--base-steps', '2', '--finetune-steps', '3', '--max-tokens', '128', '--passkey-samples', '0', '--passkey-share', '0', '--clex-t1-share', '0', '--device', 'cpu', '--out', out]);
+    const r = await run('main', [
+      '--model',
+      'neox',
+      '--layers',
+      '1',
+      '--hidden',
+      '16',
+      '--heads',
+      '2',
+      '--seq-len',
+      '16',
+      '--base-steps',
+      '2',
+      '--finetune-steps',
+      '3',
+      '--max-tokens',
+      '128',
+      '--passkey-samples',
+      '0',
+      '--passkey-share',
+      '0',
+      '--clex-t1-share',
+      '0',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { lengths: number[]; rows: { name: string; ppl: Record<string, number> }[] };
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      lengths: number[];
+      rows: { name: string; ppl: Record<string, number> }[];
+    };
     expect(results.lengths).toEqual([16, 32, 64, 128]);
     expect(results.rows.map((row) => row.name)).toEqual([
-      'base, plain RoPE', 'base + NTK (s = L/L0), training-free', 'base + YaRN (s = L/L0), training-free', 'base + dynamic NTK (s = L/L0), training-free',
-      'base + CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free', 'fine-tuned plain RoPE (control)', 'fine-tuned PI (s = 8)', 'fine-tuned YaRN (s = 8)',
-      'fine-tuned CLEX, ODE learned', 'fine-tuned CLEX, ODE learned, ODE reset to W_down = 0', 'fine-tuned CLEX, ODE frozen at init',
+      'base, plain RoPE',
+      'base + NTK (s = L/L0), training-free',
+      'base + YaRN (s = L/L0), training-free',
+      'base + dynamic NTK (s = L/L0), training-free',
+      'base + CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free',
+      'fine-tuned plain RoPE (control)',
+      'fine-tuned PI (s = 8)',
+      'fine-tuned YaRN (s = 8)',
+      'fine-tuned CLEX, ODE learned',
+      'fine-tuned CLEX, ODE learned, ODE reset to W_down = 0',
+      'fine-tuned CLEX, ODE frozen at init',
     ]);
     for (const row of results.rows) for (const L of results.lengths) expect(row.ppl[L]).toBeGreaterThan(1);
     expect(r.stdout).toContain('| fine-tuned CLEX, ODE frozen at init |');
     expect(r.stdout).toMatch(/In one line: best at 4×L0: .*; CLEX with its learned ODE meets \d of 6 targets/);
-    for (const stage of ['base', 'clex', 'clex-frozen', 'pi', 'yarn', 'plain', 'evaluation']) expect(r.stdout).toMatch(new RegExp(`time: ${stage} \\d+ s`));
+    for (const stage of ['base', 'clex', 'clex-frozen', 'pi', 'yarn', 'plain', 'evaluation'])
+      expect(r.stdout).toMatch(new RegExp(`time: ${stage} \\d+ s`));
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('</svg>');
     // The frozen ablation's ODE weights are still their init (W_down = 0); the learned one's were trained.
     const downOf = async (stage: string) => {
@@ -228,21 +381,55 @@ describe('the main job', () => {
 
   it('with passkey rows, says the passkey results are void when the base fails at 1×L0; a too-short L0 is refused up front', async () => {
     const out = dir('main-passkey');
-    const tiny = ['--layers', '1', '--hidden', '16', '--heads', '2', '--base-steps', '2', '--finetune-steps', '1', '--max-tokens', '192', '--device', 'cpu', '--out', out];
+    const tiny = [
+      '--layers',
+      '1',
+      '--hidden',
+      '16',
+      '--heads',
+      '2',
+      '--base-steps',
+      '2',
+      '--finetune-steps',
+      '1',
+      '--max-tokens',
+      '192',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ];
     const r = await run('main', [...tiny, '--seq-len', '24', '--passkey-samples', '2']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/\| model \(passkey accuracy, mean over depths 0\.1, 0\.5, 0\.9\) \| 24 \| 48 \| 96 \| 192 \|/);
-    expect(r.stdout).toMatch(/passkey results are VOID: the base retrieves only .* at 1×L0 = 24 \(it must reach 0\.9 at every depth\)/);
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { passkeyCalibration: { passed: boolean }; recipe: { passkeyShare: number } };
+    expect(r.stdout).toMatch(
+      /\| model \(passkey accuracy, mean over depths 0\.1, 0\.5, 0\.9\) \| 24 \| 48 \| 96 \| 192 \|/,
+    );
+    expect(r.stdout).toMatch(
+      /passkey results are VOID: the base retrieves only .* at 1×L0 = 24 \(it must reach 0\.9 at every depth\)/,
+    );
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      passkeyCalibration: { passed: boolean };
+      recipe: { passkeyShare: number };
+    };
     expect(results.passkeyCalibration.passed).toBe(false);
     expect(results.recipe.passkeyShare).toBe(0.5);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('passkey void');
-    const badShare = await run('main', [...tiny, '--seq-len', '24', '--clex-t1-share', 'half', '--out', dir('main-short')]);
+    const badShare = await run('main', [
+      ...tiny,
+      '--seq-len',
+      '24',
+      '--clex-t1-share',
+      'half',
+      '--out',
+      dir('main-short'),
+    ]);
     expect(badShare.code).toBe(2);
     expect(badShare.stderr).toMatch(/--clex-t1-share must be a number in \[0, 1\] or 'uniform', got 'half'/);
     const short = await run('main', [...tiny, '--seq-len', '16', '--out', dir('main-short')]);
     expect(short.code).toBe(2);
-    expect(short.stderr).toMatch(/--passkey-share 0\.5: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/);
+    expect(short.stderr).toMatch(
+      /--passkey-share 0\.5: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/,
+    );
     expect(existsSync(dir('main-short'))).toBe(false);
   }, 600_000);
 });
@@ -254,12 +441,38 @@ describe('Hugging Face folders and tokenizers in the scripts', () => {
     const previous = getDefaultDevice();
     setDefaultDevice('cpu');
     const tokenizer = models.Tokenizer.fromJSON(smallBpeTokenizerJson() as never);
-    const base = new models.LlamaForCausalLM({ vocab_size: tokenizer.vocabSize, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 16 });
+    const base = new models.LlamaForCausalLM({
+      vocab_size: tokenizer.vocabSize,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      max_position_embeddings: 16,
+    });
     await base.savePretrained(dir('hf-base'), { tokenizer });
     base.dispose();
     setDefaultDevice(previous);
 
-    const tuned = await run('train', ['--init-from', dir('hf-base'), '--rope', 'clex', '--max-factor', '2', '--batch-size', '2', '--device', 'cpu', '--steps', '2', '--eval-every', '0', '--out', dir('hf-clex'), '--export-hf', dir('hf-clex-export')]);
+    const tuned = await run('train', [
+      '--init-from',
+      dir('hf-base'),
+      '--rope',
+      'clex',
+      '--max-factor',
+      '2',
+      '--batch-size',
+      '2',
+      '--device',
+      'cpu',
+      '--steps',
+      '2',
+      '--eval-every',
+      '0',
+      '--out',
+      dir('hf-clex'),
+      '--export-hf',
+      dir('hf-clex-export'),
+    ]);
     expect(tuned.code, tuned.stderr).toBe(0);
     const exported = await models.fromPretrained(dir('hf-clex-export'), { device: 'cpu' });
     expect(exported.config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 2 });
@@ -267,15 +480,37 @@ describe('Hugging Face folders and tokenizers in the scripts', () => {
     exported.dispose();
     const config = JSON.parse(readFileSync(join(dir('hf-clex'), io.CONFIG_FILE), 'utf8')) as ModelConfigJson;
     expect(config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 2 });
-    expect(readFileSync(join(dir('hf-clex'), 'tokenizer.json'), 'utf8')).toBe(readFileSync(join(dir('hf-base'), 'tokenizer.json'), 'utf8'));
-    const sampled = await run('generate', [dir('hf-clex'), '--prompt', 'the hello', '--max-new-tokens', '4', '--seed', '1']);
+    expect(readFileSync(join(dir('hf-clex'), 'tokenizer.json'), 'utf8')).toBe(
+      readFileSync(join(dir('hf-base'), 'tokenizer.json'), 'utf8'),
+    );
+    const sampled = await run('generate', [
+      dir('hf-clex'),
+      '--prompt',
+      'the hello',
+      '--max-new-tokens',
+      '4',
+      '--seed',
+      '1',
+    ]);
     expect(sampled.code, sampled.stderr).toBe(0);
     expect(sampled.stdout).toContain('the hello');
 
     writeFileSync(join(root, 'bpe.json'), JSON.stringify(smallBpeTokenizerJson()));
-    const scratch = await run('train', [...TINY, '--tokenizer', join(root, 'bpe.json'), '--steps', '2', '--eval-every', '0', '--out', dir('hf-scratch')]);
+    const scratch = await run('train', [
+      ...TINY,
+      '--tokenizer',
+      join(root, 'bpe.json'),
+      '--steps',
+      '2',
+      '--eval-every',
+      '0',
+      '--out',
+      dir('hf-scratch'),
+    ]);
     expect(scratch.code, scratch.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(join(dir('hf-scratch'), io.CONFIG_FILE), 'utf8')).vocab_size).toBe(tokenizer.vocabSize);
+    expect(JSON.parse(readFileSync(join(dir('hf-scratch'), io.CONFIG_FILE), 'utf8')).vocab_size).toBe(
+      tokenizer.vocabSize,
+    );
     const typo = await run('train', [...TINY, '--tokenizer', join(root, 'nope.json'), '--out', dir('hf-typo')]);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain("not 'char' or 'byte', and no tokenizer.json there");

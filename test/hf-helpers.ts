@@ -9,7 +9,17 @@ export function byteAlphabet(): string[] {
 }
 
 /** Merges in priority order; each makes the token left+right. */
-export const MERGES: [string, string][] = [['Ġ', 't'], ['t', 'h'], ['Ġt', 'h'], ['th', 'e'], ['Ġth', 'e'], ['l', 'l'], ['e', 'll'], ['h', 'ell'], ['hell', 'o']];
+export const MERGES: [string, string][] = [
+  ['Ġ', 't'],
+  ['t', 'h'],
+  ['Ġt', 'h'],
+  ['th', 'e'],
+  ['Ġth', 'e'],
+  ['l', 'l'],
+  ['e', 'll'],
+  ['h', 'ell'],
+  ['hell', 'o'],
+];
 
 /** tokenizer.json: byte-level pre-tokenizer and decoder, BPE over the byte alphabet + MERGES, and an EOS special token. */
 export function smallBpeTokenizerJson(): Record<string, unknown> {
@@ -23,11 +33,32 @@ export function smallBpeTokenizerJson(): Record<string, unknown> {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [{ id: eosId, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    added_tokens: [
+      {
+        id: eosId,
+        content: '<|endoftext|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      },
+    ],
     normalizer: null,
     pre_tokenizer: byteLevel,
     post_processor: byteLevel,
     decoder: byteLevel,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: MERGES.map(([a, b]) => `${a} ${b}`) },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: MERGES.map(([a, b]) => `${a} ${b}`),
+    },
   };
 }

@@ -17,33 +17,77 @@ type Method = 'rk4' | 'dopri5';
  * std 0.6/√(λd) gives the learned drift the same size at every d (at d = 16, std 0.3 drives silu's z(8) to
  * ~47, θ ~ 1e20, where float32 steps lose more than the 2e-5 the test asks for).
  */
-function clexOn(device: 'cpu' | 'webgpu', act: Act, method: Method, dim: number, ode_device: 'cpu' | 'device' = 'device'): models.CLEX {
+function clexOn(
+  device: 'cpu' | 'webgpu',
+  act: Act,
+  method: Method,
+  dim: number,
+  ode_device: 'cpu' | 'device' = 'device',
+): models.CLEX {
   manualSeed(5);
-  const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8, act, ode_method: method, time_dt: 0.01, param_factor: 1, ode_device })!;
-  const clex = new models.CLEX({ dim, base: 10000, maxPositionEmbeddings: 16, scaling, device, dtype: device === 'cpu' ? 'float64' : 'float32' });
+  const scaling = models.normalizeRopeScaling('test', {
+    type: 'clex',
+    max_factor: 8,
+    act,
+    ode_method: method,
+    time_dt: 0.01,
+    param_factor: 1,
+    ode_device,
+  })!;
+  const clex = new models.CLEX({
+    dim,
+    base: 10000,
+    maxPositionEmbeddings: 16,
+    scaling,
+    device,
+    dtype: device === 'cpu' ? 'float64' : 'float32',
+  });
   nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.6 / Math.sqrt(dim));
   return clex;
 }
 
 /** Loads one CLEX module's weights into another (float64 cpu → float32 webgpu). */
 async function copyParams(from: models.CLEX, to: models.CLEX): Promise<void> {
-  const sd = Object.fromEntries(await Promise.all(Object.entries(from.stateDict()).map(async ([k, p]) =>
-    [k, tensor(Float64Array.from(await p.data()), { shape: p.shape, device: to.proj_func.ode_up_proj.device, dtype: to.proj_func.ode_up_proj.dtype })] as const)));
+  const sd = Object.fromEntries(
+    await Promise.all(
+      Object.entries(from.stateDict()).map(
+        async ([k, p]) =>
+          [
+            k,
+            tensor(Float64Array.from(await p.data()), {
+              shape: p.shape,
+              device: to.proj_func.ode_up_proj.device,
+              dtype: to.proj_func.ode_up_proj.dtype,
+            }),
+          ] as const,
+      ),
+    ),
+  );
   to.loadStateDict(sd);
   for (const t of Object.values(sd)) t.dispose();
 }
 
 /** θ(t), dL/dW_up, dL/dW_down for L = Σ w·log θ (w fixed, mixed signs). */
-async function solveWithGrads(clex: models.CLEX, t: number): Promise<{ theta: number[]; up: number[]; down: number[] }> {
+async function solveWithGrads(
+  clex: models.CLEX,
+  t: number,
+): Promise<{ theta: number[]; up: number[]; down: number[] }> {
   const n = clex.dim / 2;
   const device = clex.proj_func.ode_up_proj.device;
-  const w = tensor(Float64Array.from({ length: n }, (_, i) => ((i * 7) % 5) - 2 + 0.25), { device, dtype: clex.proj_func.ode_up_proj.dtype });
+  const w = tensor(
+    Float64Array.from({ length: n }, (_, i) => ((i * 7) % 5) - 2 + 0.25),
+    { device, dtype: clex.proj_func.ode_up_proj.dtype },
+  );
   const theta = await scope(async () => {
     const th = await clex.frequencies(t);
     await th.log().mul(w).sum().backwardAsync();
     return values(th);
   });
-  const out = { theta, up: await values(clex.proj_func.ode_up_proj.grad!), down: await values(clex.proj_func.ode_down_proj.grad!) };
+  const out = {
+    theta,
+    up: await values(clex.proj_func.ode_up_proj.grad!),
+    down: await values(clex.proj_func.ode_down_proj.grad!),
+  };
   clex.zeroGrad();
   return out;
 }
@@ -53,7 +97,11 @@ function expectClose(a: number[], b: number[], tol: number, what: string, floor 
   expect(a.length).toBe(b.length);
   const scale = Math.max(...b.map(Math.abs));
   expect(scale, what).toBeGreaterThan(0);
-  b.forEach((v, i) => expect(Math.abs(a[i] - v), `${what}[${i}]: ${a[i]} vs ${v}`).toBeLessThanOrEqual(tol * Math.max(Math.abs(v), floor * scale)));
+  b.forEach((v, i) =>
+    expect(Math.abs(a[i] - v), `${what}[${i}]: ${a[i]} vs ${v}`).toBeLessThanOrEqual(
+      tol * Math.max(Math.abs(v), floor * scale),
+    ),
+  );
 }
 
 /** Runs fn with the CLEX kernels forced to a variant, and checks that variant ran (forward and backward). */
@@ -66,31 +114,49 @@ async function withVariant<T>(variant: 'lanes' | 'single', fn: () => Promise<T>)
 }
 
 describe('the fused CLEX solve op', () => {
-  const spec = (act: Act, dim: number): ClexSolveSpec => ({ dim, act, timeDt: 0.25, logBase: Math.log(10000), logNtkBase: Math.log(10000) });
+  const spec = (act: Act, dim: number): ClexSolveSpec => ({
+    dim,
+    act,
+    timeDt: 0.25,
+    logBase: Math.log(10000),
+    logNtkBase: Math.log(10000),
+  });
   /** Seeded W_up [d/2, λd], W_down [λd, d/2] (W_down large enough that the learned drift matters). */
   const weights = (dim: number, hidden: number) => {
     manualSeed(3);
     const opts = { device: 'cpu' as const, dtype: 'float64' as const };
-    return [nn.init.uniform(tensor(new Float64Array(dim / 2 * hidden), { ...opts, shape: [dim / 2, hidden] }), -0.4, 0.4),
-      nn.init.normal(tensor(new Float64Array(hidden * dim / 2), { ...opts, shape: [hidden, dim / 2] }), 0, 0.3)];
+    return [
+      nn.init.uniform(tensor(new Float64Array((dim / 2) * hidden), { ...opts, shape: [dim / 2, hidden] }), -0.4, 0.4),
+      nn.init.normal(tensor(new Float64Array((hidden * dim) / 2), { ...opts, shape: [hidden, dim / 2] }), 0, 0.3),
+    ];
   };
   const tolerance = registeredOps().get('clexSolve')!.tolerance;
 
-  it.each(['tanh', 'silu'] as const)('%s: float64 cpu kernels against finite differences (t = 3.1, the last step shorter)', (act) => {
-    const [up, down] = weights(8, 8);
-    const r = testing.gradcheck((u, w) => solveFrequencies(u, w, spec(act, 8), 3.1), [up, down], tolerance.float64);
-    expect(r.ok, r.message).toBe(true);
-  });
+  it.each(['tanh', 'silu'] as const)(
+    '%s: float64 cpu kernels against finite differences (t = 3.1, the last step shorter)',
+    (act) => {
+      const [up, down] = weights(8, 8);
+      const r = testing.gradcheck((u, w) => solveFrequencies(u, w, spec(act, 8), 3.1), [up, down], tolerance.float64);
+      expect(r.ok, r.message).toBe(true);
+    },
+  );
 
-  it.each(['lanes', 'single'] as const)('webgpu variant %s against the float64 cpu kernels (tanh, rotary dim 8, param_factor 2)', async (variant) => {
-    const [up, down] = weights(8, 16);
-    const r = await withVariant(variant, () => testing.gradcheckDevices((u, w) => solveFrequencies(u, w, spec('tanh', 8), 4), [up, down], tolerance.float32));
-    expect(r.ok, r.message).toBe(true);
-  });
+  it.each(['lanes', 'single'] as const)(
+    'webgpu variant %s against the float64 cpu kernels (tanh, rotary dim 8, param_factor 2)',
+    async (variant) => {
+      const [up, down] = weights(8, 16);
+      const r = await withVariant(variant, () =>
+        testing.gradcheckDevices((u, w) => solveFrequencies(u, w, spec('tanh', 8), 4), [up, down], tolerance.float32),
+      );
+      expect(r.ok, r.message).toBe(true);
+    },
+  );
 
   it('rejects weights that do not fit, naming them', () => {
     const [up, down] = weights(8, 8);
-    expect(() => solveFrequencies(up, down.transpose(0, 1), spec('tanh', 8), 2)).toThrow(/clexSolve: W_up must be \[4, λd\] and W_down \[λd, 4\]/);
+    expect(() => solveFrequencies(up, down.transpose(0, 1), spec('tanh', 8), 2)).toThrow(
+      /clexSolve: W_up must be \[4, λd\] and W_down \[λd, 4\]/,
+    );
     expect(() => solveFrequencies(up, down, spec('tanh', 8), 0.5)).toThrow(/clexSolve: t must be ≥ 1, got 0.5/);
     expect(() => solveFrequencies(up, down.astype('float32'), spec('tanh', 8), 2)).toThrow(/one dtype on one device/);
   });
@@ -98,25 +164,38 @@ describe('the fused CLEX solve op', () => {
 
 describe('the fused CLEX solve on webgpu matches the float64 cpu solve', () => {
   it.each([
-    ['tanh', 'rk4'], ['silu', 'rk4'], ['tanh', 'dopri5'], ['silu', 'dopri5'],
-  ] as const)('%s, %s: θ(t) and dW_up, dW_down at t = 2, 5, 8 (rotary dim 16, the main job\'s head)', async (act, method) => {
-    const dim = 16;
-    const cpu = clexOn('cpu', act, method, dim);
-    const gpu = clexOn('webgpu', act, method, dim);
-    await copyParams(cpu, gpu);
-    expect(gpu.solvesOnDevice).toBe(true);
-    for (const t of [2, 5, 8]) {
-      const [ref, dev] = [await solveWithGrads(cpu, t), await solveWithGrads(gpu, t)];
-      expectClose(dev.theta, ref.theta, 2e-5, `θ(${t})`);
-      expectClose(dev.up, ref.up, 2e-3, `dW_up(${t})`);
-      expectClose(dev.down, ref.down, 2e-3, `dW_down(${t})`);
-    }
-  });
+    ['tanh', 'rk4'],
+    ['silu', 'rk4'],
+    ['tanh', 'dopri5'],
+    ['silu', 'dopri5'],
+  ] as const)(
+    "%s, %s: θ(t) and dW_up, dW_down at t = 2, 5, 8 (rotary dim 16, the main job's head)",
+    async (act, method) => {
+      const dim = 16;
+      const cpu = clexOn('cpu', act, method, dim);
+      const gpu = clexOn('webgpu', act, method, dim);
+      await copyParams(cpu, gpu);
+      expect(gpu.solvesOnDevice).toBe(true);
+      for (const t of [2, 5, 8]) {
+        const [ref, dev] = [await solveWithGrads(cpu, t), await solveWithGrads(gpu, t)];
+        expectClose(dev.theta, ref.theta, 2e-5, `θ(${t})`);
+        expectClose(dev.up, ref.up, 2e-3, `dW_up(${t})`);
+        expectClose(dev.down, ref.down, 2e-3, `dW_down(${t})`);
+      }
+    },
+  );
 
   it('one invocation striding over every loop gives what one lane per unit gives (rotary dim 8, param_factor 2)', async () => {
     const make = () => {
       manualSeed(5);
-      const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8, act: 'silu', ode_method: 'rk4', time_dt: 0.01, param_factor: 2 })!;
+      const scaling = models.normalizeRopeScaling('test', {
+        type: 'clex',
+        max_factor: 8,
+        act: 'silu',
+        ode_method: 'rk4',
+        time_dt: 0.01,
+        param_factor: 2,
+      })!;
       const clex = new models.CLEX({ dim: 8, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
       nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.3);
       return clex;
@@ -133,7 +212,9 @@ describe('the fused CLEX solve rejects', () => {
   it('sizes whose workgroup arrays exceed what WebGPU guarantees, naming the size and the cpu option', async () => {
     const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 4, param_factor: 4 })!;
     const clex = new models.CLEX({ dim: 256, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
-    await expect(clex.frequencies(2)).rejects.toThrow(/clexSolve: rotary dim 256 with 1024 hidden units needs \d+ bytes of workgroup memory.*ode_device 'cpu'/);
+    await expect(clex.frequencies(2)).rejects.toThrow(
+      /clexSolve: rotary dim 256 with 1024 hidden units needs \d+ bytes of workgroup memory.*ode_device 'cpu'/,
+    );
     clex.dispose();
   });
 });
@@ -145,7 +226,10 @@ describe('CLEX training on webgpu with the device solve', () => {
     manualSeed(2);
     const clex = new models.CLEX({ dim: 16, base: 10000, maxPositionEmbeddings: 16, scaling, device: 'webgpu' });
     expect(clex.solvesOnDevice).toBe(true);
-    const g = tensor(Float32Array.from({ length: 8 }, (_, i) => i - 3.5), { device: 'webgpu' });
+    const g = tensor(
+      Float32Array.from({ length: 8 }, (_, i) => i - 3.5),
+      { device: 'webgpu' },
+    );
     await scope(async () => (await clex.frequencies(7)).backward(g)); // compiles the pipelines
     clex.zeroGrad();
     await scope(async () => {
@@ -165,24 +249,33 @@ describe('CLEX training on webgpu with the device solve', () => {
 
   it('a training step at t > 1 reads nothing back, submits nothing, needs no backwardAsync, and trains the ODE weights', async () => {
     manualSeed(1);
-    const model = new models.LlamaForCausalLM({
-      vocab_size: 11, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8,
-      rope_scaling: { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1 },
-    }, { device: 'webgpu' });
+    const model = new models.LlamaForCausalLM(
+      {
+        vocab_size: 11,
+        hidden_size: 8,
+        intermediate_size: 16,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        max_position_embeddings: 8,
+        rope_scaling: { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1 },
+      },
+      { device: 'webgpu' },
+    );
     expect(model.clex!.solvesOnDevice).toBe(true);
     const x = ids([Array.from({ length: 8 }, (_, i) => (i * 3 + 1) % 11)], 'webgpu');
     const opt = new optim.AdamW(models.clexParamGroups(model, { lr: 1e-2 }), { lr: 1e-2 });
     // A seed whose draw has t > 1 (the ODE takes part).
     let seed = 0;
     while ((manualSeed(seed), model.clex!.sample(8).t) === 1) seed++;
-    const step = () => scope(async () => {
-      manualSeed(seed);
-      const { loss } = await model.forward(x, { labels: x });
-      loss!.backward(); // synchronous: nothing in the graph reads device values
-      models.clipClexGradNorm(model, 1.0);
-      opt.step();
-      opt.zeroGrad();
-    });
+    const step = () =>
+      scope(async () => {
+        manualSeed(seed);
+        const { loss } = await model.forward(x, { labels: x });
+        loss!.backward(); // synchronous: nothing in the graph reads device values
+        models.clipClexGradNorm(model, 1.0);
+        opt.step();
+        opt.zeroGrad();
+      });
     await step(); // compiles the pipelines
     const before = memory();
     await step();
@@ -190,7 +283,9 @@ describe('CLEX training on webgpu with the device solve', () => {
     const after = memory();
     expect(after.readbacks - before.readbacks).toBe(0);
     expect(after.submits - before.submits).toBe(0);
-    console.log(`CLEX step on the device solve: ${(after.dispatches - before.dispatches) / 2} dispatches, ${(after.submits - before.submits) / 2} submits, 0 readbacks per step`);
+    console.log(
+      `CLEX step on the device solve: ${(after.dispatches - before.dispatches) / 2} dispatches, ${(after.submits - before.submits) / 2} submits, 0 readbacks per step`,
+    );
     expect(Math.max(...(await values(model.clex!.proj_func.ode_down_proj)).map(Math.abs))).toBeGreaterThan(0);
     opt.dispose();
     model.dispose();

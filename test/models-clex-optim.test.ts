@@ -16,7 +16,10 @@ async function maxLogFrequencyChange(clex: models.CLEX, before: Float64Array[]):
 }
 
 /** One AdamW step of a fresh CLEX fine-tune (W_down = 0, as at init) on a training-mode loss with t > 1. */
-async function oneStepChange(groups: (m: models.CausalLM, lr: number) => optim.ParamGroupInput<optim.AdamHyper>[] | null, lr: number): Promise<number> {
+async function oneStepChange(
+  groups: (m: models.CausalLM, lr: number) => optim.ParamGroupInput<optim.AdamHyper>[] | null,
+  lr: number,
+): Promise<number> {
   const m = tinyModel('llama', { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.25 });
   const clex = m.clex!;
   noGrad(() => nn.init.zeros(clex.proj_func.ode_down_proj));
@@ -68,8 +71,12 @@ describe('CLEX optimizer groups', () => {
     const groups = models.clexParamGroups(m, { lr: 1e-3 });
     expect(groups).toEqual([{ params: m.parameters(), lr: 1e-3, weightDecay: 0 }]);
     expect(() => models.clexParamGroups(m, { lr: Number.NaN })).toThrow(OpError);
-    expect(() => models.clexParamGroups(m, { lr: 1e-3, weightDecay: -1 })).toThrow(/models\.clexParamGroups: weightDecay must be a finite number ≥ 0, got -1/);
-    expect(() => models.clexOdeLearningRate(tinyModel('llama', { type: 'clex', max_factor: 2 }).clex!, -1)).toThrow(/clexOdeLearningRate: lr must be/);
+    expect(() => models.clexParamGroups(m, { lr: 1e-3, weightDecay: -1 })).toThrow(
+      /models\.clexParamGroups: weightDecay must be a finite number ≥ 0, got -1/,
+    );
+    expect(() => models.clexOdeLearningRate(tinyModel('llama', { type: 'clex', max_factor: 2 }).clex!, -1)).toThrow(
+      /clexOdeLearningRate: lr must be/,
+    );
   });
 
   it('bound one Adam step’s change of every log-frequency at every t by lr (the plain rate moves them far more)', async () => {
@@ -102,7 +109,9 @@ describe('CLEX optimizer groups', () => {
     // clipGradNorm's factor is maxNorm / (‖g‖ + 1e-6), as torch.
     restAfter.flat().forEach((v, i) => expect(v).toBeCloseTo(restBefore.flat()[i] * (maxNorm / (nRest + 1e-6)), 12));
     expect(norm(odeAfter)).toBeCloseTo(maxNorm, 6);
-    expect(() => models.clipClexGradNorm(m, -1)).toThrow(/models\.clipClexGradNorm: maxNorm must be a number ≥ 0, got -1/);
+    expect(() => models.clipClexGradNorm(m, -1)).toThrow(
+      /models\.clipClexGradNorm: maxNorm must be a number ≥ 0, got -1/,
+    );
     m.dispose();
   });
 });

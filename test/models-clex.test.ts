@@ -6,26 +6,45 @@ import { describe, expect, it } from 'vitest';
 import { manualSeed, models, nn, noGrad, optim, OpError, scope, tensor } from '../index.js';
 import { copyWeights, directionalCheck, ids, tinyModel, values, type Kind } from './models-helpers.js';
 
-function clexModule(dim: number, base: number, extra: Partial<models.RopeScaling> = {}, device: 'cpu' | 'webgpu' = 'cpu'): models.CLEX {
+function clexModule(
+  dim: number,
+  base: number,
+  extra: Partial<models.RopeScaling> = {},
+  device: 'cpu' | 'webgpu' = 'cpu',
+): models.CLEX {
   manualSeed(7);
   const scaling = models.normalizeRopeScaling('test', { type: 'clex', max_factor: 8, ...extra })!;
-  return new models.CLEX({ dim, base, maxPositionEmbeddings: 16, scaling, device, dtype: device === 'cpu' ? 'float64' : 'float32' });
+  return new models.CLEX({
+    dim,
+    base,
+    maxPositionEmbeddings: 16,
+    scaling,
+    device,
+    dtype: device === 'cpu' ? 'float64' : 'float32',
+  });
 }
 
 const closeRel = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
   expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i]), `[${i}] ${a[i]} vs ${b[i]}`).toBeLessThanOrEqual(tol * Math.abs(b[i]));
+  for (let i = 0; i < a.length; i++)
+    expect(Math.abs(a[i] - b[i]), `[${i}] ${a[i]} vs ${b[i]}`).toBeLessThanOrEqual(tol * Math.abs(b[i]));
 };
 
 describe('the CLEX frequency ODE', () => {
   it.each([
-    [16, 10000, 'dopri5'], [16, 500000, 'dopri5'], [4, 10000, 'dopri5'], [16, 10000, 'rk4'],
+    [16, 10000, 'dopri5'],
+    [16, 500000, 'dopri5'],
+    [4, 10000, 'dopri5'],
+    [16, 10000, 'rk4'],
   ] as const)('with W_down = 0 gives NTK(α = 2t − 1) exactly (d = %i, base %i, %s)', async (d, base, method) => {
     const clex = clexModule(d, base, { ode_method: method });
     // rk4 at the reference step is exact to ~1e-10 here; dopri5 is as exact as its tolerance (rtol 1e-7, local).
     const tol = method === 'rk4' ? 1e-9 : 1e-5;
     for (let t = 1; t <= 8; t++) {
-      const expected = Float64Array.from({ length: d / 2 }, (_, i) => Math.pow(base, -(2 * i) / d) * Math.pow(2 * t - 1, -(2 * i) / (d - 2)));
+      const expected = Float64Array.from(
+        { length: d / 2 },
+        (_, i) => Math.pow(base, -(2 * i) / d) * Math.pow(2 * t - 1, -(2 * i) / (d - 2)),
+      );
       closeRel(await clex.cached(t), expected, tol);
       if (method === 'rk4' && t !== 8) continue; // the graph path repeats the same steps
       const viaGraph = await scope(async () => values(await clex.frequencies(t)));
@@ -39,13 +58,20 @@ describe('the CLEX frequency ODE', () => {
   it('t = 1 gives the original frequencies, bit for bit, without solving', async () => {
     const clex = clexModule(16, 10000);
     nn.init.normal(clex.proj_func.ode_down_proj, 0, 1);
-    const orig = Float64Array.from({ length: 8 }, (_, i) => Math.exp((-2 * i / 16) * Math.log(10000)));
+    const orig = Float64Array.from({ length: 8 }, (_, i) => Math.exp(((-2 * i) / 16) * Math.log(10000)));
     expect(Array.from(await clex.cached(1))).toEqual(Array.from(orig));
     expect(await values(await clex.frequencies(1))).toEqual(Array.from(orig));
   });
 
   it('a CLEX model with W_down = 0 builds the same rotary tables as NTK-aware scaling with s = 2t − 1', async () => {
-    const common = { vocab_size: 11, hidden_size: 32, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8 };
+    const common = {
+      vocab_size: 11,
+      hidden_size: 32,
+      intermediate_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      max_position_embeddings: 8,
+    };
     const opts = { device: 'cpu' as const, dtype: 'float64' as const };
     const c = new models.LlamaForCausalLM({ ...common, rope_scaling: { type: 'clex', max_factor: 4 } }, opts);
     const n = new models.LlamaForCausalLM({ ...common, rope_scaling: { type: 'ntk', factor: 5 } }, opts);
@@ -61,21 +87,28 @@ describe('the CLEX frequency ODE', () => {
     const theta: Float64Array[] = [];
     const grads: number[][] = [];
     // The last: the adjoint's many vector–Jacobian products end at weights that are not leaves (the 'cpu' move's views).
-    for (const extra of [{ ode_method: 'rk4' as const, time_dt: 0.01 }, { ode_method: 'dopri5' as const }, { ode_method: 'dopri5' as const, ode_gradient: 'adjoint' as const },
-      { ode_method: 'dopri5' as const, ode_gradient: 'adjoint' as const, ode_device: 'cpu' as const }]) {
+    for (const extra of [
+      { ode_method: 'rk4' as const, time_dt: 0.01 },
+      { ode_method: 'dopri5' as const },
+      { ode_method: 'dopri5' as const, ode_gradient: 'adjoint' as const },
+      { ode_method: 'dopri5' as const, ode_gradient: 'adjoint' as const, ode_device: 'cpu' as const },
+    ]) {
       const clex = clexModule(8, 10000, extra);
       nn.init.normal(clex.proj_func.ode_down_proj, 0, 0.5);
       theta.push(await clex.cached(6));
       const w = tensor([1, -2, 3, 0.5], { dtype: 'float64', device: 'cpu' });
       await scope(async () => (await clex.frequencies(6)).log().mul(w).sum().backwardAsync());
-      grads.push([...await values(clex.proj_func.ode_up_proj.grad!), ...await values(clex.proj_func.ode_down_proj.grad!)]);
+      grads.push([
+        ...(await values(clex.proj_func.ode_up_proj.grad!)),
+        ...(await values(clex.proj_func.ode_down_proj.grad!)),
+      ]);
     }
     closeRel(theta[1], theta[0], 1e-5);
     const scale = Math.max(...grads[0].map(Math.abs));
     for (const g of grads.slice(1)) g.forEach((v, i) => expect(Math.abs(v - grads[0][i])).toBeLessThan(1e-4 * scale));
   });
 
-  it("solving on the webgpu device (fused kernels) matches the fused cpu solve, values and gradients", async () => {
+  it('solving on the webgpu device (fused kernels) matches the fused cpu solve, values and gradients', async () => {
     const results: number[][] = [];
     for (const ode_device of ['cpu', 'device'] as const) {
       const clex = clexModule(8, 10000, { ode_device, ode_method: 'rk4', time_dt: 0.25 }, 'webgpu');
@@ -86,10 +119,18 @@ describe('the CLEX frequency ODE', () => {
         await theta.log().mul(w).sum().backwardAsync();
         return values(theta);
       });
-      results.push([...th, ...await values(clex.proj_func.ode_up_proj.grad!), ...await values(clex.proj_func.ode_down_proj.grad!)]);
+      results.push([
+        ...th,
+        ...(await values(clex.proj_func.ode_up_proj.grad!)),
+        ...(await values(clex.proj_func.ode_down_proj.grad!)),
+      ]);
     }
     const scale = Math.max(...results[0].map(Math.abs));
-    results[1].forEach((v, i) => expect(Math.abs(v - results[0][i]), `[${i}]`).toBeLessThan(1e-4 * Math.max(scale * 1e-2, Math.abs(results[0][i]))));
+    results[1].forEach((v, i) =>
+      expect(Math.abs(v - results[0][i]), `[${i}]`).toBeLessThan(
+        1e-4 * Math.max(scale * 1e-2, Math.abs(results[0][i])),
+      ),
+    );
   });
 
   it('adjoint gradients on webgpu (ODE solved on the cpu from transferred parameters) equal backprop', async () => {
@@ -100,7 +141,10 @@ describe('the CLEX frequency ODE', () => {
       const w = tensor([1, -2, 3, 0.5], { device: 'webgpu' });
       // The reverse solve makes many vector–Jacobian products through the same (transferred) parameters.
       await scope(async () => (await clex.frequencies(5)).log().mul(w).sum().backwardAsync());
-      grads.push([...await values(clex.proj_func.ode_up_proj.grad!), ...await values(clex.proj_func.ode_down_proj.grad!)]);
+      grads.push([
+        ...(await values(clex.proj_func.ode_up_proj.grad!)),
+        ...(await values(clex.proj_func.ode_down_proj.grad!)),
+      ]);
     }
     const scale = Math.max(...grads[0].map(Math.abs));
     expect(scale).toBeGreaterThan(0);
@@ -110,7 +154,9 @@ describe('the CLEX frequency ODE', () => {
   it('raises a clear error beyond max_factor·L0 and for invalid t', async () => {
     const m = tinyModel('llama', { type: 'clex', max_factor: 2 });
     m.eval();
-    await expect(noGrad(() => m.forward(ids([Array.from({ length: 17 }, () => 1)])))).rejects.toThrow(/sequence length 17 exceeds the longest CLEX context max_factor·L0 = 2·8 = 16/);
+    await expect(noGrad(() => m.forward(ids([Array.from({ length: 17 }, () => 1)])))).rejects.toThrow(
+      /sequence length 17 exceeds the longest CLEX context max_factor·L0 = 2·8 = 16/,
+    );
     await expect(m.clex!.cached(3)).rejects.toThrow(OpError);
     await expect(m.clex!.frequencies(0)).rejects.toThrow(/t must be an integer in \[1, 2\]/);
   });
@@ -118,17 +164,25 @@ describe('the CLEX frequency ODE', () => {
 
 describe('training-mode sampling', () => {
   it('positions: length L, contain 0 and t·L0 − 1, strictly increasing, inside [0, t·L0) (property)', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 0, max: 2 ** 31 }), (L0, t, seed) => {
-      const L = 1 + (seed % L0);
-      let s = seed;
-      const uniform = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
-      const p = models.sampleTrainingPositions(L, t, L0, uniform);
-      expect(p).toHaveLength(L);
-      expect(p[0]).toBe(0);
-      if (t * L0 > L && L > 1) expect(p[L - 1]).toBe(t * L0 - 1);
-      for (let i = 1; i < L; i++) expect(p[i]).toBeGreaterThan(p[i - 1]);
-      expect(p.every((x) => Number.isInteger(x) && x >= 0 && x < Math.max(t * L0, L))).toBe(true);
-    }), { numRuns: 300, seed: 424242 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 16 }),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        (L0, t, seed) => {
+          const L = 1 + (seed % L0);
+          let s = seed;
+          const uniform = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
+          const p = models.sampleTrainingPositions(L, t, L0, uniform);
+          expect(p).toHaveLength(L);
+          expect(p[0]).toBe(0);
+          if (t * L0 > L && L > 1) expect(p[L - 1]).toBe(t * L0 - 1);
+          for (let i = 1; i < L; i++) expect(p[i]).toBeGreaterThan(p[i - 1]);
+          expect(p.every((x) => Number.isInteger(x) && x >= 0 && x < Math.max(t * L0, L))).toBe(true);
+        },
+      ),
+      { numRuns: 300, seed: 424242 },
+    );
   });
 
   it('t is uniform over 1..max_factor and t = 1 keeps positions 0..L−1', () => {
@@ -160,7 +214,9 @@ describe('training-mode sampling', () => {
     clex.trainingT1Share = 1;
     for (let i = 0; i < 50; i++) expect(clex.sample(40).t).toBeGreaterThanOrEqual(3);
     clex.trainingT1Share = 1.5;
-    expect(() => clex.sample(16)).toThrow(/CLEX.sample: trainingT1Share must be null or a probability in \[0, 1\], got 1.5/);
+    expect(() => clex.sample(16)).toThrow(
+      /CLEX.sample: trainingT1Share must be null or a probability in \[0, 1\], got 1.5/,
+    );
   });
 });
 
@@ -178,7 +234,10 @@ describe('inference cache', () => {
     expect(clex.version).toBe(v);
     // An optimizer step on W_down changes the frequencies: the cache must follow.
     const opt = new optim.SGD(clex.parameters(), { lr: 0.5 });
-    clex.proj_func.ode_down_proj.grad = tensor(Float32Array.from({ length: 32 }, (_, i) => (i % 3) - 1), { shape: [8, 4] });
+    clex.proj_func.ode_down_proj.grad = tensor(
+      Float32Array.from({ length: 32 }, (_, i) => (i % 3) - 1),
+      { shape: [8, 4] },
+    );
     opt.step();
     const after = await clex.cached(4);
     expect(clex.version).toBe(v + 1);
@@ -196,7 +255,10 @@ describe('gradients through whole models', () => {
   for (const kind of ['llama', 'neox'] as Kind[]) {
     it(`${kind} + CLEX: directional derivative on cpu float64 (eval at t = 3, and training mode)`, async () => {
       const m = tinyModel(kind, { type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.25 });
-      const seq = [Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % 11), Array.from({ length: 20 }, (_, i) => (i * 5 + 1) % 11)];
+      const seq = [
+        Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % 11),
+        Array.from({ length: 20 }, (_, i) => (i * 5 + 1) % 11),
+      ];
       m.eval();
       const evalLoss = async () => (await m.forward(ids(seq), { labels: ids(seq) })).loss!;
       const e = await directionalCheck(m, evalLoss);
@@ -226,18 +288,20 @@ describe('gradients through whole models', () => {
       // A seed whose training draw has t > 1, so the ODE (and its parameters' gradients) take part.
       let seed = 0;
       while ((manualSeed(seed), c.clex!.sample(8).t) === 1) seed++;
-      const run = async (m: models.CausalLM) => scope(async () => {
-        manualSeed(seed); // the same t and positions on both devices
-        const out = await m.forward(ids(seq, m.device), { labels: ids(seq, m.device) });
-        await out.loss!.backwardAsync();
-        return { loss: await out.loss!.item(), logits: await values(out.logits) };
-      });
+      const run = async (m: models.CausalLM) =>
+        scope(async () => {
+          manualSeed(seed); // the same t and positions on both devices
+          const out = await m.forward(ids(seq, m.device), { labels: ids(seq, m.device) });
+          await out.loss!.backwardAsync();
+          return { loss: await out.loss!.item(), logits: await values(out.logits) };
+        });
       const [rc, rg] = [await run(c), await run(g)];
       expect(Math.abs(rc.loss - rg.loss)).toBeLessThan(1e-4);
       rc.logits.forEach((v, i) => expect(Math.abs(v - rg.logits[i])).toBeLessThan(2e-4 * Math.max(1, Math.abs(v))));
       const gp = Object.fromEntries(g.namedParameters());
       for (const [name, p] of c.namedParameters()) {
-        const a = await values(p.grad!), b = await values(gp[name].grad!);
+        const a = await values(p.grad!),
+          b = await values(gp[name].grad!);
         const scale = Math.max(...a.map(Math.abs));
         expect(scale, name).toBeGreaterThan(0);
         a.forEach((v, i) => expect(Math.abs(v - b[i]), `${name}[${i}]`).toBeLessThan(2e-3 * scale));
@@ -254,7 +318,19 @@ describe('training', () => {
     const seq = tok.encode(text);
     const make = (rope_scaling: models.LlamaConfigInput['rope_scaling']) => {
       manualSeed(0);
-      return new models.LlamaForCausalLM({ vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: L, initializer_range: 0.1, rope_scaling }, { device: 'webgpu' });
+      return new models.LlamaForCausalLM(
+        {
+          vocab_size: tok.vocabSize,
+          hidden_size: 32,
+          intermediate_size: 64,
+          num_hidden_layers: 2,
+          num_attention_heads: 2,
+          max_position_embeddings: L,
+          initializer_range: 0.1,
+          rope_scaling,
+        },
+        { device: 'webgpu' },
+      );
     };
     const x = ids([seq.slice(0, L + 1)], 'webgpu');
     const train = async (m: models.LlamaForCausalLM, steps: number) => {
@@ -281,7 +357,8 @@ describe('training', () => {
     await train(clex, 200);
     // The training loss over fresh draws of t ∈ {1..4} and positions (training mode, no graph).
     const losses: number[] = [];
-    for (let k = 0; k < 8; k++) losses.push(await noGrad(() => scope(async () => (await clex.forward(x, { labels: x })).loss!.item())));
+    for (let k = 0; k < 8; k++)
+      losses.push(await noGrad(() => scope(async () => (await clex.forward(x, { labels: x })).loss!.item())));
     expect(Math.max(...losses)).toBeLessThan(0.1);
     // The ODE was trained: W_down moved away from its zero init.
     expect(Math.max(...(await values(clex.clex!.proj_func.ode_down_proj)).map(Math.abs))).toBeGreaterThan(0);
@@ -290,8 +367,8 @@ describe('training', () => {
     const clexTimed = { ms: await train(clex, 30) };
     plainModel.dispose();
     clex.dispose();
-    console.log(`step time, hidden 32, 2 layers, ${L} tokens: plain RoPE ${plain.ms.toFixed(1)} ms, CLEX ${clexTimed.ms.toFixed(1)} ms (ratio ${(clexTimed.ms / plain.ms).toFixed(2)})`);
+    console.log(
+      `step time, hidden 32, 2 layers, ${L} tokens: plain RoPE ${plain.ms.toFixed(1)} ms, CLEX ${clexTimed.ms.toFixed(1)} ms (ratio ${(clexTimed.ms / plain.ms).toFixed(2)})`,
+    );
   }, 180_000); // ~25 s alone; the margin is for a loaded machine
 });
-
-

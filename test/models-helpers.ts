@@ -16,17 +16,36 @@ export const SCALING_OF: Record<models.RopeScalingType, Scaling> = {
 };
 
 /** Plain RoPE and every rope_scaling type. */
-export const SCALINGS: [string, Scaling][] = [['none', null], ...models.ROPE_SCALING_TYPES.map((t): [string, Scaling] => [t, SCALING_OF[t]])];
+export const SCALINGS: [string, Scaling][] = [
+  ['none', null],
+  ...models.ROPE_SCALING_TYPES.map((t): [string, Scaling] => [t, SCALING_OF[t]]),
+];
 
 /** A tiny model: 2 layers, hidden 16, 2 heads of 8 (NeoX: rotary_pct 0.5 → 4 rotated dims), vocab 11, L0 = 8. */
-export function tinyModel(kind: Kind, scaling: Scaling, opts: { device?: DeviceName; seed?: number; L0?: number; gqa?: boolean } = {}): models.CausalLM {
+export function tinyModel(
+  kind: Kind,
+  scaling: Scaling,
+  opts: { device?: DeviceName; seed?: number; L0?: number; gqa?: boolean } = {},
+): models.CausalLM {
   manualSeed(opts.seed ?? 1);
   const device = opts.device ?? 'cpu';
   const dtype = device === 'cpu' ? 'float64' : 'float32';
-  const common = { vocab_size: 11, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: opts.L0 ?? 8, rope_scaling: scaling, initializer_range: 0.3 };
-  const m = kind === 'llama'
-    ? new models.LlamaForCausalLM({ ...common, intermediate_size: 24, num_key_value_heads: opts.gqa ? 1 : 2 }, { device, dtype })
-    : new models.GPTNeoXForCausalLM({ ...common, intermediate_size: 24, rotary_pct: 0.5 }, { device, dtype });
+  const common = {
+    vocab_size: 11,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: opts.L0 ?? 8,
+    rope_scaling: scaling,
+    initializer_range: 0.3,
+  };
+  const m =
+    kind === 'llama'
+      ? new models.LlamaForCausalLM(
+          { ...common, intermediate_size: 24, num_key_value_heads: opts.gqa ? 1 : 2 },
+          { device, dtype },
+        )
+      : new models.GPTNeoXForCausalLM({ ...common, intermediate_size: 24, rotary_pct: 0.5 }, { device, dtype });
   // Give the CLEX ODE a nonzero W_down so its network (not just the NTK drift) shapes the frequencies.
   if (m.clex) nn.init.normal(m.clex.proj_func.ode_down_proj, 0, 0.3);
   return m;
@@ -43,7 +62,8 @@ export async function values(t: Tensor): Promise<number[]> {
 /** Copies one model's parameters into another (across devices; float64 → float32 on webgpu). */
 export async function copyWeights(from: models.CausalLM, to: models.CausalLM): Promise<void> {
   const sd: Record<string, Tensor> = {};
-  for (const [k, t] of Object.entries(from.stateDict())) sd[k] = tensor(Float64Array.from(await t.data()), { shape: t.shape, device: to.device, dtype: to.dtype });
+  for (const [k, t] of Object.entries(from.stateDict()))
+    sd[k] = tensor(Float64Array.from(await t.data()), { shape: t.shape, device: to.device, dtype: to.dtype });
   to.loadStateDict(sd);
   for (const t of Object.values(sd)) t.dispose();
 }
@@ -52,7 +72,11 @@ export async function copyWeights(from: models.CausalLM, to: models.CausalLM): P
  * ⟨v, ∇f⟩ by autograd against [f(θ+εv) − f(θ−εv)]/2ε for a random direction v over every parameter
  * (cpu float64). `loss` must be deterministic given the parameters (reseed inside if it samples).
  */
-export async function directionalCheck(model: models.CausalLM, loss: () => Promise<Tensor>, eps = 1e-6): Promise<{ analytic: number; numeric: number }> {
+export async function directionalCheck(
+  model: models.CausalLM,
+  loss: () => Promise<Tensor>,
+  eps = 1e-6,
+): Promise<{ analytic: number; numeric: number }> {
   const params = model.parameters();
   manualSeed(99);
   const dirs = params.map((p) => randn(p.shape, { dtype: 'float64', device: 'cpu' }));
@@ -62,7 +86,8 @@ export async function directionalCheck(model: models.CausalLM, loss: () => Promi
   for (let i = 0; i < params.length; i++) {
     const g = params[i].grad;
     if (!g) continue;
-    const gd = await g.data(), vd = await dirs[i].data();
+    const gd = await g.data(),
+      vd = await dirs[i].data();
     for (let j = 0; j < gd.length; j++) analytic += gd[j] * vd[j];
   }
   const shift = (s: number) => noGrad(() => params.forEach((p, i) => p.copy_(p.add(dirs[i].mul(s)))));

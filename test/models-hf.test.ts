@@ -18,14 +18,26 @@ const freshDir = () => join(root, `m${dirs++}`);
 /** A tiny float32 cpu model (hidden 16, 2 layers, vocab 11, L0 = 8) with extra config fields. */
 function build(kind: Kind, extra: Record<string, unknown> = {}, seed = 3): models.CausalLM {
   manualSeed(seed);
-  const common = { vocab_size: 11, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 8, initializer_range: 0.3, ...extra };
+  const common = {
+    vocab_size: 11,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: 8,
+    initializer_range: 0.3,
+    ...extra,
+  };
   const opts = { device: 'cpu' as const, dtype: 'float32' as const };
   return kind === 'llama'
     ? new models.LlamaForCausalLM({ num_key_value_heads: 1, ...common }, opts)
     : new models.GPTNeoXForCausalLM({ rotary_pct: 0.5, ...common }, opts);
 }
 
-const X = [[1, 5, 2, 9, 4, 0, 7, 3, 3, 6], [2, 2, 8, 1, 0, 10, 4, 5, 9, 1]];
+const X = [
+  [1, 5, 2, 9, 4, 0, 7, 3, 3, 6],
+  [2, 2, 8, 1, 0, 10, 4, 5, 9, 1],
+];
 
 async function logits(m: models.CausalLM, rows = X): Promise<number[]> {
   m.eval();
@@ -44,8 +56,14 @@ async function headerDTypes(dir: string): Promise<Set<string>> {
 
 describe('savePretrained / fromPretrained round trips', () => {
   const cases: [Kind, 'float32' | 'float16' | 'bfloat16', boolean][] = [
-    ['llama', 'float32', false], ['llama', 'float32', true], ['llama', 'float16', true], ['llama', 'bfloat16', false],
-    ['neox', 'float32', false], ['neox', 'float32', true], ['neox', 'float16', false], ['neox', 'bfloat16', true],
+    ['llama', 'float32', false],
+    ['llama', 'float32', true],
+    ['llama', 'float16', true],
+    ['llama', 'bfloat16', false],
+    ['neox', 'float32', false],
+    ['neox', 'float32', true],
+    ['neox', 'float16', false],
+    ['neox', 'bfloat16', true],
   ];
   for (const [kind, dtype, sharded] of cases) {
     it(`${kind} ${dtype} ${sharded ? 'sharded' : 'one file'}: logits equal after reload`, async () => {
@@ -109,7 +127,14 @@ describe('savePretrained / fromPretrained round trips', () => {
   });
 
   it('CLEX models with tied embeddings, head_dim apart from hidden/heads, biases and log_scale round-trip their config', async () => {
-    const m = build('llama', { tie_word_embeddings: true, head_dim: 4, attention_bias: true, mlp_bias: true, log_scale: true, rope_scaling: { type: 'clex', max_factor: 4, time_dt: 0.1 } });
+    const m = build('llama', {
+      tie_word_embeddings: true,
+      head_dim: 4,
+      attention_bias: true,
+      mlp_bias: true,
+      log_scale: true,
+      rope_scaling: { type: 'clex', max_factor: 4, time_dt: 0.1 },
+    });
     nn.init.normal(m.clex!.proj_func.ode_down_proj, 0, 0.3);
     const names = Object.keys(m.stateDict());
     expect(names).toContain('model.layers.0.self_attn.q_proj.bias');
@@ -119,19 +144,45 @@ describe('savePretrained / fromPretrained round trips', () => {
     const dir = freshDir();
     await m.savePretrained(dir);
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-    expect(config.rope_scaling).toMatchObject({ type: 'clex', max_factor: 4, param_factor: 1, time_dt: 0.1, act: 'tanh', ode_method: 'rk4' });
-    expect([config.head_dim, config.attention_bias, config.mlp_bias, config.log_scale, config.tie_word_embeddings]).toEqual([4, true, true, true, true]);
+    expect(config.rope_scaling).toMatchObject({
+      type: 'clex',
+      max_factor: 4,
+      param_factor: 1,
+      time_dt: 0.1,
+      act: 'tanh',
+      ode_method: 'rk4',
+    });
+    expect([
+      config.head_dim,
+      config.attention_bias,
+      config.mlp_bias,
+      config.log_scale,
+      config.tie_word_embeddings,
+    ]).toEqual([4, true, true, true, true]);
     // The reference CLEX checkpoints' persistent buffer is written too, and checked on load.
-    expect(Object.keys((await io.readSafetensorsHeader(join(dir, 'model.safetensors'))).tensors)).toContain('model.clex_layer.inv_freq');
+    expect(Object.keys((await io.readSafetensorsHeader(join(dir, 'model.safetensors'))).tensors)).toContain(
+      'model.clex_layer.inv_freq',
+    );
     const loaded = await models.fromPretrained(dir, { device: 'cpu' });
     const c = loaded.config as models.LlamaConfig;
-    expect([c.head_dim, c.attention_bias, c.mlp_bias, c.log_scale, c.tie_word_embeddings, c.rope_scaling?.ode_method]).toEqual([4, true, true, true, true, 'rk4']);
+    expect([
+      c.head_dim,
+      c.attention_bias,
+      c.mlp_bias,
+      c.log_scale,
+      c.tie_word_embeddings,
+      c.rope_scaling?.ode_method,
+    ]).toEqual([4, true, true, true, true, 'rk4']);
     const long = [[1, 5, 2, 9, 4, 0, 7, 3, 3, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]; // 20 tokens: t = 3
     expect(await logits(loaded, long)).toEqual(await logits(m, long));
     // The reference's own spelling: its architecture name and flags, rope_scaling with its four keys only.
     const ref = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     const { max_factor, param_factor, time_dt, act } = ref.rope_scaling;
-    Object.assign(ref, { architectures: ['CLEXLlamaForCausalLM'], use_flashattn: true, rope_scaling: { type: 'clex', max_factor, param_factor, time_dt, act } });
+    Object.assign(ref, {
+      architectures: ['CLEXLlamaForCausalLM'],
+      use_flashattn: true,
+      rope_scaling: { type: 'clex', max_factor, param_factor, time_dt, act },
+    });
     delete ref.rope_parameters;
     writeFileSync(join(dir, 'config.json'), JSON.stringify(ref));
     const asReference = await models.fromPretrained(dir, { device: 'cpu' });
@@ -158,16 +209,29 @@ describe('savePretrained / fromPretrained round trips', () => {
     const dir = freshDir();
     await m.savePretrained(dir);
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-    expect(config.rope_parameters).toEqual({ rope_type: 'dynamic', factor: 2, rope_theta: 5000, partial_rotary_factor: 0.5 });
+    expect(config.rope_parameters).toEqual({
+      rope_type: 'dynamic',
+      factor: 2,
+      rope_theta: 5000,
+      partial_rotary_factor: 0.5,
+    });
     // Keep only the transformers-5 spelling, and add the buffers older checkpoints carry.
     for (const k of ['rope_scaling', 'rotary_emb_base', 'rotary_pct', 'rope_theta']) delete config[k];
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const sd = { ...m.stateDict() };
-    const extras = { 'gpt_neox.layers.0.attention.rotary_emb.inv_freq': tensor([1, 0.1], { device: 'cpu' }), 'gpt_neox.layers.0.attention.bias': tensor([1], { device: 'cpu' }) };
+    const extras = {
+      'gpt_neox.layers.0.attention.rotary_emb.inv_freq': tensor([1, 0.1], { device: 'cpu' }),
+      'gpt_neox.layers.0.attention.bias': tensor([1], { device: 'cpu' }),
+    };
     await io.saveSafetensors(join(dir, 'model.safetensors'), { ...sd, ...extras });
     const loaded = await models.fromPretrained(dir, { device: 'cpu' });
     const c = loaded.config as models.GPTNeoXConfig;
-    expect([c.rotary_emb_base, c.rotary_pct, c.rope_scaling?.type, c.rope_scaling?.factor]).toEqual([5000, 0.5, 'dynamic', 2]);
+    expect([c.rotary_emb_base, c.rotary_pct, c.rope_scaling?.type, c.rope_scaling?.factor]).toEqual([
+      5000,
+      0.5,
+      'dynamic',
+      2,
+    ]);
     expect(await logits(loaded)).toEqual(await logits(m));
     m.dispose();
     loaded.dispose();
@@ -178,8 +242,13 @@ describe('savePretrained / fromPretrained round trips', () => {
     const dir = freshDir();
     await m.savePretrained(dir);
     // 4 layers the folder lacks: 36 missing keys, the first 20 listed.
-    await expect(models.fromPretrained(dir, { config: { num_hidden_layers: 6 } })).rejects.toThrow(/missing keys: model\.layers\.2\..*, … and 16 more/);
-    const clex = await models.fromPretrained(dir, { device: 'cpu', config: { rope_scaling: { type: 'clex', max_factor: 4, time_dt: 0.1 } } });
+    await expect(models.fromPretrained(dir, { config: { num_hidden_layers: 6 } })).rejects.toThrow(
+      /missing keys: model\.layers\.2\..*, … and 16 more/,
+    );
+    const clex = await models.fromPretrained(dir, {
+      device: 'cpu',
+      config: { rope_scaling: { type: 'clex', max_factor: 4, time_dt: 0.1 } },
+    });
     expect(clex.config.rope_scaling?.type).toBe('clex');
     expect(await logits(clex, [X[0].slice(0, 8)])).toEqual(await logits(m, [X[0].slice(0, 8)])); // t = 1 up to L0: the original rope
     clex.train();
@@ -207,7 +276,12 @@ describe('savePretrained / fromPretrained round trips', () => {
     const tok = models.Tokenizer.fromJSON(smallBpeTokenizerJson(), { eos_token: '<|endoftext|>', model_max_length: 8 });
     const dir = freshDir();
     await m.savePretrained(dir, { tokenizer: tok });
-    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     const back = await models.Tokenizer.fromFile(dir);
     expect(back.encode('the hello there')).toEqual(tok.encode('the hello there'));
     expect(back.eosTokenId).toBe(tok.eosTokenId);
@@ -230,20 +304,28 @@ describe('fromPretrained / savePretrained errors', () => {
   };
 
   it('missing files', async () => {
-    await expect(models.fromPretrained(join(root, 'nowhere'))).rejects.toThrow(/fromPretrained: .*nowhere is not a folder/);
+    await expect(models.fromPretrained(join(root, 'nowhere'))).rejects.toThrow(
+      /fromPretrained: .*nowhere is not a folder/,
+    );
     const dir = await savedFolder();
     unlinkSync(join(dir, 'config.json'));
     await expect(models.fromPretrained(dir)).rejects.toThrow(/has no config\.json/);
     const dir2 = await savedFolder();
     unlinkSync(join(dir2, 'model.safetensors'));
     writeFileSync(join(dir2, 'pytorch_model.bin'), 'x');
-    await expect(models.fromPretrained(dir2)).rejects.toThrow(/has neither model\.safetensors nor model\.safetensors\.index\.json \(found pytorch_model\.bin: only safetensors/);
+    await expect(models.fromPretrained(dir2)).rejects.toThrow(
+      /has neither model\.safetensors nor model\.safetensors\.index\.json \(found pytorch_model\.bin: only safetensors/,
+    );
   });
 
   it('unknown model_type', async () => {
     const dir = await savedFolder();
-    editConfig(dir, (c) => { c.model_type = 'mamba'; });
-    await expect(models.fromPretrained(dir)).rejects.toThrow(/unknown model_type "mamba" in .*config\.json; supported: llama, gpt_neox/);
+    editConfig(dir, (c) => {
+      c.model_type = 'mamba';
+    });
+    await expect(models.fromPretrained(dir)).rejects.toThrow(
+      /unknown model_type "mamba" in .*config\.json; supported: llama, gpt_neox/,
+    );
   });
 
   it('a shard named in the index but absent', async () => {
@@ -261,28 +343,47 @@ describe('fromPretrained / savePretrained errors', () => {
     sd['model.layers.0.self_attn.q_proj.weight'] = tensor(new Float32Array(16 * 4), { device: 'cpu', shape: [4, 16] });
     sd['model.layers.0.extra.weight'] = tensor([1, 2], { device: 'cpu' });
     await io.saveSafetensors(join(dir, 'model.safetensors'), sd);
-    const err = await models.fromPretrained(dir).then(() => null, (e: Error) => e);
-    expect(err?.message).toMatch(/^fromPretrained: the weights in .* do not fit the LlamaForCausalLM that config\.json describes/);
+    const err = await models.fromPretrained(dir).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(
+      /^fromPretrained: the weights in .* do not fit the LlamaForCausalLM that config\.json describes/,
+    );
     expect(err?.message).toMatch(/missing keys: model\.layers\.1\.mlp\.up_proj\.weight, model\.norm\.weight/);
     expect(err?.message).toMatch(/unexpected keys: model\.layers\.0\.extra\.weight/);
-    expect(err?.message).toMatch(/wrong shapes: model\.layers\.0\.self_attn\.q_proj\.weight: file \[4, 16\] vs model \[16, 16\]/);
+    expect(err?.message).toMatch(
+      /wrong shapes: model\.layers\.0\.self_attn\.q_proj\.weight: file \[4, 16\] vs model \[16, 16\]/,
+    );
   });
 
   it("a reference CLEX inv_freq that does not match the config's rope base", async () => {
     const m = build('llama', { rope_scaling: { type: 'clex', max_factor: 2 } });
     const dir = freshDir();
     await m.savePretrained(dir);
-    editConfig(dir, (c) => { c.rope_theta = 500; });
-    await expect(models.fromPretrained(dir)).rejects.toThrow(/model\.clex_layer\.inv_freq holds inverse frequencies .* that do not match this config's rope base/);
+    editConfig(dir, (c) => {
+      c.rope_theta = 500;
+    });
+    await expect(models.fromPretrained(dir)).rejects.toThrow(
+      /model\.clex_layer\.inv_freq holds inverse frequencies .* that do not match this config's rope base/,
+    );
     m.dispose();
   });
 
   it('bad save options', async () => {
     const m = build('llama');
-    await expect(m.savePretrained(freshDir(), { maxShardSize: '12 parsecs' })).rejects.toThrow(/savePretrained: maxShardSize must be a positive number of bytes or a size like '2GB'.*got "12 parsecs"/);
-    await expect(m.savePretrained(freshDir(), { dtype: 'int8' as never })).rejects.toThrow(/savePretrained: dtype must be one of float32, float16, bfloat16, got 'int8'/);
-    await expect(m.savePretrained(freshDir(), { tokenizer: new models.CharTokenizer() })).rejects.toThrow(/savePretrained: tokenizer CharTokenizer has no Hugging Face files/);
-    expect([models.parseShardSize('2GB'), models.parseShardSize('10KiB'), models.parseShardSize(500)]).toEqual([2e9, 10240, 500]);
+    await expect(m.savePretrained(freshDir(), { maxShardSize: '12 parsecs' })).rejects.toThrow(
+      /savePretrained: maxShardSize must be a positive number of bytes or a size like '2GB'.*got "12 parsecs"/,
+    );
+    await expect(m.savePretrained(freshDir(), { dtype: 'int8' as never })).rejects.toThrow(
+      /savePretrained: dtype must be one of float32, float16, bfloat16, got 'int8'/,
+    );
+    await expect(m.savePretrained(freshDir(), { tokenizer: new models.CharTokenizer() })).rejects.toThrow(
+      /savePretrained: tokenizer CharTokenizer has no Hugging Face files/,
+    );
+    expect([models.parseShardSize('2GB'), models.parseShardSize('10KiB'), models.parseShardSize(500)]).toEqual([
+      2e9, 10240, 500,
+    ]);
     m.dispose();
   });
 });
@@ -300,12 +401,17 @@ describe('HF tokenizer.json', () => {
     expect(tok.eosTokenId).toBe(tok.vocabSize - 1); // '<|endoftext|>' found among the special tokens
     expect(tok.encode('<|endoftext|>')).toEqual([tok.eosTokenId]);
     expect(tok.decode(tok.encode('the hello there'))).toBe('the hello there');
-    expect(() => tok.decode([tok.vocabSize])).toThrow(/HFTokenizer\.decode: id 266 is not in the vocabulary \(size 266\)/);
+    expect(() => tok.decode([tok.vocabSize])).toThrow(
+      /HFTokenizer\.decode: id 266 is not in the vocabulary \(size 266\)/,
+    );
   });
 
   it('is lossless on arbitrary Unicode text (byte-level BPE)', () => {
     expect(tok.decode(tok.encode('a , b . c'))).toBe('a , b . c'); // no clean-up of spaces before punctuation
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => tok.decode(tok.encode(s)) === s), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => tok.decode(tok.encode(s)) === s),
+      { numRuns: 200 },
+    );
   });
 
   it("applies transformers' space clean-up when tokenizer_config.json asks for it", () => {
@@ -317,17 +423,28 @@ describe('HF tokenizer.json', () => {
     const dir = freshDir();
     await scope(async () => {
       const m = build('llama');
-      await m.savePretrained(dir, { tokenizer: models.Tokenizer.fromJSON(smallBpeTokenizerJson(), { eos_token: { content: 'r' }, bos_token: 'the' }) });
+      await m.savePretrained(dir, {
+        tokenizer: models.Tokenizer.fromJSON(smallBpeTokenizerJson(), {
+          eos_token: { content: 'r' },
+          bos_token: 'the',
+        }),
+      });
     });
     const fromFolder = await models.Tokenizer.fromFile(dir);
     const fromFile = await models.Tokenizer.fromFile(join(dir, 'tokenizer.json'));
     expect([fromFolder.eosTokenId, fromFolder.bosTokenId]).toEqual([tok.tokenToId('r'), tok.tokenToId('the')]);
     expect(fromFile.encode('hello the')).toEqual(fromFolder.encode('hello the'));
-    await expect(models.Tokenizer.fromFile(join(root, 'absent.json'))).rejects.toThrow(/Tokenizer\.fromFile: .*absent\.json does not exist/);
+    await expect(models.Tokenizer.fromFile(join(root, 'absent.json'))).rejects.toThrow(
+      /Tokenizer\.fromFile: .*absent\.json does not exist/,
+    );
     await expect(models.Tokenizer.fromFile(root)).rejects.toThrow(/has no tokenizer\.json/);
     writeFileSync(join(root, 'broken.json'), '{ "model": ');
-    await expect(models.Tokenizer.fromFile(join(root, 'broken.json'))).rejects.toThrow(/broken\.json is not valid JSON/);
-    expect(() => models.Tokenizer.fromJSON({ vocab: {} })).toThrow(/HFTokenizer: the given tokenizer JSON is not a Hugging Face tokenizer\.json/);
+    await expect(models.Tokenizer.fromFile(join(root, 'broken.json'))).rejects.toThrow(
+      /broken\.json is not valid JSON/,
+    );
+    expect(() => models.Tokenizer.fromJSON({ vocab: {} })).toThrow(
+      /HFTokenizer: the given tokenizer JSON is not a Hugging Face tokenizer\.json/,
+    );
   });
 });
 
@@ -335,24 +452,51 @@ describe('config fields of newer LLaMA-family folders', () => {
   it("rope_type spellings: 'default' is plain RoPE, llama3 keeps short wavelengths, divides long ones, blends between", () => {
     expect(models.normalizeRopeScaling('t', { rope_type: 'default' } as never)).toBeNull();
     expect(models.normalizeRopeScaling('t', { rope_type: 'linear', factor: 2 } as never)?.type).toBe('linear');
-    const rs = models.normalizeRopeScaling('t', { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } as never)!;
+    const rs = models.normalizeRopeScaling('t', {
+      rope_type: 'llama3',
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 64,
+    } as never)!;
     const rot = new models.RotaryEmbedding({ dim: 32, base: 10000, maxPositionEmbeddings: 512, scaling: rs });
     const orig = rot.originalInverseFrequencies();
     const { invFreq } = rot.inverseFrequencies(100);
-    let kept = 0, divided = 0, blended = 0;
+    let kept = 0,
+      divided = 0,
+      blended = 0;
     orig.forEach((t, i) => {
       const wavelength = (2 * Math.PI) / t;
-      if (wavelength < 64 / 4) { expect(invFreq[i]).toBe(t); kept++; }
-      else if (wavelength > 64) { expect(invFreq[i]).toBeCloseTo(t / 8, 15); divided++; }
-      else { expect(invFreq[i]).toBeLessThan(t); expect(invFreq[i]).toBeGreaterThan(t / 8); blended++; }
+      if (wavelength < 64 / 4) {
+        expect(invFreq[i]).toBe(t);
+        kept++;
+      } else if (wavelength > 64) {
+        expect(invFreq[i]).toBeCloseTo(t / 8, 15);
+        divided++;
+      } else {
+        expect(invFreq[i]).toBeLessThan(t);
+        expect(invFreq[i]).toBeGreaterThan(t / 8);
+        blended++;
+      }
     });
     expect([kept > 0, divided > 0, blended > 0]).toEqual([true, true, true]);
-    expect(() => models.normalizeRopeScaling('t', { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 } as never)).toThrow(/high_freq_factor \(1\) must exceed low_freq_factor \(4\)/);
-    expect(() => models.normalizeRopeScaling('t', { rope_type: 'longrope' } as never)).toThrow(/rope_scaling\.type must be one of .* got 'longrope'/);
+    expect(() =>
+      models.normalizeRopeScaling('t', {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 4,
+        high_freq_factor: 1,
+      } as never),
+    ).toThrow(/high_freq_factor \(1\) must exceed low_freq_factor \(4\)/);
+    expect(() => models.normalizeRopeScaling('t', { rope_type: 'longrope' } as never)).toThrow(
+      /rope_scaling\.type must be one of .* got 'longrope'/,
+    );
   });
 
   it('GPT-NeoX rejects a head_dim other than hidden_size / heads', () => {
-    expect(() => new models.GPTNeoXConfig({ hidden_size: 16, num_attention_heads: 2, head_dim: 4 })).toThrow(/GPTNeoXConfig: head_dim 4 differs from hidden_size \/ num_attention_heads = 8/);
+    expect(() => new models.GPTNeoXConfig({ hidden_size: 16, num_attention_heads: 2, head_dim: 4 })).toThrow(
+      /GPTNeoXConfig: head_dim 4 differs from hidden_size \/ num_attention_heads = 8/,
+    );
   });
 });
 
@@ -360,8 +504,13 @@ describe('reference CLEX configs', () => {
   it('time_dt selects fixed-step rk4 at that step (dopri5 without it, unless ode_method says otherwise)', async () => {
     expect(models.normalizeRopeScaling('t', { type: 'clex' })?.ode_method).toBe('dopri5');
     expect(models.normalizeRopeScaling('t', { type: 'clex', time_dt: 0.01 })?.ode_method).toBe('rk4');
-    expect(models.normalizeRopeScaling('t', { type: 'clex', time_dt: 0.01, ode_method: 'dopri5' })?.ode_method).toBe('dopri5');
-    for (const [scaling, method, nfe] of [[{ time_dt: 0.1 }, 'rk4', 4 * 30], [{}, 'dopri5', -1]] as const) {
+    expect(models.normalizeRopeScaling('t', { type: 'clex', time_dt: 0.01, ode_method: 'dopri5' })?.ode_method).toBe(
+      'dopri5',
+    );
+    for (const [scaling, method, nfe] of [
+      [{ time_dt: 0.1 }, 'rk4', 4 * 30],
+      [{}, 'dopri5', -1],
+    ] as const) {
       const m = build('llama', { rope_scaling: { type: 'clex', max_factor: 4, ...scaling } });
       nn.init.normal(m.clex!.proj_func.ode_down_proj, 0, 0.3);
       await logits(m, [Array.from({ length: 20 }, (_, i) => i % 11)]); // t = 3: the grid 1..4 is solved once
@@ -381,7 +530,8 @@ describe('reference CLEX configs', () => {
     const short = [X[0].slice(0, 8)]; // L = L0
     expect(await logits(scaled, short)).toEqual(await logits(plain, short));
     const long = [[...X[0], ...X[1]].slice(0, 12)]; // L = 12 > L0: every query × log 12 / log 8
-    const a = await logits(scaled, long), b = await logits(plain, long);
+    const a = await logits(scaled, long),
+      b = await logits(plain, long);
     expect(maxAbsDiff(a, b)).toBeGreaterThan(1e-3);
     expect(models.queryLogScale(true, 12, 8)).toBeCloseTo(Math.log(12) / Math.log(8), 15);
     expect([models.queryLogScale(true, 8, 8), models.queryLogScale(false, 12, 8)]).toEqual([1, 1]);
@@ -389,7 +539,8 @@ describe('reference CLEX configs', () => {
     const cache = new models.KVCache(scaled.numLayers);
     let last: number[] = [];
     await noGrad(async () => {
-      for (let i = 0; i < 12; i++) last = await scope(async () => values((await scaled.forward(ids([[long[0][i]]]), { cache })).logits));
+      for (let i = 0; i < 12; i++)
+        last = await scope(async () => values((await scaled.forward(ids([[long[0][i]]]), { cache })).logits));
     });
     expect(maxAbsDiff(last, a.slice(11 * 11))).toBeLessThan(1e-5);
     cache.clear();
@@ -398,19 +549,24 @@ describe('reference CLEX configs', () => {
   });
 
   it('a reference-style config (time_dt 0.01, log_scale) trains and generates past L0', async () => {
-    const m = build('llama', { rope_scaling: { type: 'clex', max_factor: 2, param_factor: 1, time_dt: 0.01, act: 'tanh' }, log_scale: true });
+    const m = build('llama', {
+      rope_scaling: { type: 'clex', max_factor: 2, param_factor: 1, time_dt: 0.01, act: 'tanh' },
+      log_scale: true,
+    });
     m.train();
     const opt = new optim.AdamW(m.parameters(), { lr: 1e-2 });
     const batch = ids(X.map((r) => r.slice(0, 8)));
     const losses: number[] = [];
     for (let step = 0; step < 6; step++) {
-      losses.push(await scope(async () => {
-        const { loss } = await m.forward(batch, { labels: batch });
-        await loss!.backwardAsync();
-        opt.step();
-        opt.zeroGrad();
-        return loss!.item();
-      }));
+      losses.push(
+        await scope(async () => {
+          const { loss } = await m.forward(batch, { labels: batch });
+          await loss!.backwardAsync();
+          opt.step();
+          opt.zeroGrad();
+          return loss!.item();
+        }),
+      );
     }
     expect(losses.every(Number.isFinite)).toBe(true);
     expect(losses[5]).toBeLessThan(losses[0]);

@@ -9,11 +9,14 @@ import { describe, expect, it } from 'vitest';
 const MODELS = resolve('models');
 
 function tsFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** `import … from`, `export … from`, `import '…'` and `import('…')`, with what they bring in. */
-const IMPORT = /\b(?:import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"]([^'"]+)['"]|\bimport\s*\(?\s*['"]([^'"]+)['"]/g;
+const IMPORT =
+  /\b(?:import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"]([^'"]+)['"]|\bimport\s*\(?\s*['"]([^'"]+)['"]/g;
 
 /** The files under models/ that `source` (the file at `file`) imports at run time. */
 function runtimeImports(file: string, source: string): string[] {
@@ -22,7 +25,13 @@ function runtimeImports(file: string, source: string): string[] {
     const [, typeKeyword, clause, from, bare] = m;
     const spec = from ?? bare;
     const braces = /^\{([^}]*)\}$/.exec(clause?.trim() ?? '');
-    const typeNamesOnly = braces !== null && braces[1].split(',').map((s) => s.trim()).filter(Boolean).every((s) => s.startsWith('type '));
+    const typeNamesOnly =
+      braces !== null &&
+      braces[1]
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .every((s) => s.startsWith('type '));
     if (typeKeyword || typeNamesOnly || !spec.startsWith('.')) continue;
     const target = resolve(dirname(file), spec).replace(/\.js$/, '.ts');
     if (!relative(MODELS, target).startsWith('..')) out.push(target);
@@ -33,7 +42,10 @@ function runtimeImports(file: string, source: string): string[] {
 /** Every cycle's files (strongly connected components of more than one file, or a file importing itself). */
 function cycles(graph: Map<string, string[]>): string[][] {
   let counter = 0;
-  const index = new Map<string, number>(), low = new Map<string, number>(), stack: string[] = [], onStack = new Set<string>();
+  const index = new Map<string, number>(),
+    low = new Map<string, number>(),
+    stack: string[] = [],
+    onStack = new Set<string>();
   const found: string[][] = [];
   const visit = (v: string) => {
     index.set(v, counter);
@@ -74,8 +86,21 @@ describe('models/ import graph', () => {
       "const i = await import('./i.js');",
       "import { j } from '../core/j.js';",
     ].join('\n');
-    expect(runtimeImports(file, source).map((f) => relative(MODELS, f))).toEqual(['a.ts', 'e.ts', 'f.ts', 'h.ts', 'i.ts']);
-    const graph = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]].map(([k, v]) => [join(MODELS, k as string), (v as string[]).map((x) => join(MODELS, x))]));
+    expect(runtimeImports(file, source).map((f) => relative(MODELS, f))).toEqual([
+      'a.ts',
+      'e.ts',
+      'f.ts',
+      'h.ts',
+      'i.ts',
+    ]);
+    const graph = new Map(
+      [
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+        ['d', ['a']],
+      ].map(([k, v]) => [join(MODELS, k as string), (v as string[]).map((x) => join(MODELS, x))]),
+    );
     expect(cycles(graph)).toEqual([['a', 'b', 'c']]);
   });
 

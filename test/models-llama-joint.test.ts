@@ -14,24 +14,58 @@ function setJoint(m: models.LlamaForCausalLM, mode: models.JointProjection): voi
   }
 }
 
-
 const CONFIGS: [string, models.LlamaConfigInput][] = [
   ['GQA (4 query heads, 2 kv heads)', { hidden_size: 16, num_attention_heads: 4, num_key_value_heads: 2 }],
-  ['head_dim 6 ≠ hidden / heads, attention and MLP biases', { hidden_size: 16, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 6, attention_bias: true, mlp_bias: true }],
+  [
+    'head_dim 6 ≠ hidden / heads, attention and MLP biases',
+    {
+      hidden_size: 16,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      head_dim: 6,
+      attention_bias: true,
+      mlp_bias: true,
+    },
+  ],
 ];
 
-function llama(config: models.LlamaConfigInput, device: DeviceName, mode: models.JointProjection): models.LlamaForCausalLM {
+function llama(
+  config: models.LlamaConfigInput,
+  device: DeviceName,
+  mode: models.JointProjection,
+): models.LlamaForCausalLM {
   manualSeed(7);
-  const m = new models.LlamaForCausalLM({ vocab_size: 11, num_hidden_layers: 2, intermediate_size: 20, max_position_embeddings: 8, initializer_range: 0.3, ...config }, { device, dtype: device === 'cpu' ? 'float64' : 'float32' });
+  const m = new models.LlamaForCausalLM(
+    {
+      vocab_size: 11,
+      num_hidden_layers: 2,
+      intermediate_size: 20,
+      max_position_embeddings: 8,
+      initializer_range: 0.3,
+      ...config,
+    },
+    { device, dtype: device === 'cpu' ? 'float64' : 'float32' },
+  );
   setJoint(m, mode);
   // Nonzero biases, so a bias sliced to the wrong projection would show.
-  noGrad(() => { for (const [name, p] of m.namedParameters()) if (name.endsWith('.bias')) p.copy_(p.fullLike(0).add(0.1)); });
+  noGrad(() => {
+    for (const [name, p] of m.namedParameters()) if (name.endsWith('.bias')) p.copy_(p.fullLike(0).add(0.1));
+  });
   return m;
 }
 
 /** Logits and every parameter's gradient (by HF name) of one loss.backward. */
-async function logitsAndGrads(m: models.LlamaForCausalLM, device: DeviceName): Promise<{ logits: number[]; grads: Map<string, number[]> }> {
-  const batch = ids([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]], device);
+async function logitsAndGrads(
+  m: models.LlamaForCausalLM,
+  device: DeviceName,
+): Promise<{ logits: number[]; grads: Map<string, number[]> }> {
+  const batch = ids(
+    [
+      [1, 2, 3, 4, 5, 6, 7, 8],
+      [8, 7, 6, 5, 4, 3, 2, 1],
+    ],
+    device,
+  );
   m.zeroGrad();
   const logits = await scope(async () => {
     const out = await m.forward(batch, { labels: batch });
@@ -52,7 +86,9 @@ describe('joint q/k/v and gate/up projections', () => {
         const separate = llama(config, device, 'never');
         const a = await logitsAndGrads(joint, device);
         const b = await logitsAndGrads(separate, device);
-        b.logits.forEach((v, i) => expect(Math.abs(a.logits[i] - v), `logit ${i}`).toBeLessThanOrEqual(tol * (1 + Math.abs(v))));
+        b.logits.forEach((v, i) =>
+          expect(Math.abs(a.logits[i] - v), `logit ${i}`).toBeLessThanOrEqual(tol * (1 + Math.abs(v))),
+        );
         expect([...a.grads.keys()]).toEqual([...b.grads.keys()]);
         for (const [key, want] of b.grads) {
           const got = a.grads.get(key)!;
@@ -65,8 +101,14 @@ describe('joint q/k/v and gate/up projections', () => {
     }
   }
 
-  it("default: q/k/v and gate/up joined in training", () => {
-    const m = new models.LlamaForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 20 });
+  it('default: q/k/v and gate/up joined in training', () => {
+    const m = new models.LlamaForCausalLM({
+      vocab_size: 11,
+      hidden_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 20,
+    });
     const [layer] = [...m.model.layers];
     expect(layer.self_attn.jointProjection).toBe('training');
     expect(layer.mlp.jointProjection).toBe('training');
@@ -77,9 +119,12 @@ describe('joint q/k/v and gate/up projections', () => {
     const m = llama(CONFIGS[1][1], 'cpu', 'always');
     const shapes = Object.fromEntries(Object.entries(m.stateDict()).map(([k, t]) => [k, t.shape]));
     expect(shapes).toMatchObject({
-      'model.layers.0.self_attn.q_proj.weight': [12, 16], 'model.layers.0.self_attn.q_proj.bias': [12],
-      'model.layers.0.self_attn.k_proj.weight': [6, 16], 'model.layers.0.self_attn.v_proj.bias': [6],
-      'model.layers.0.mlp.gate_proj.weight': [20, 16], 'model.layers.0.mlp.up_proj.bias': [20],
+      'model.layers.0.self_attn.q_proj.weight': [12, 16],
+      'model.layers.0.self_attn.q_proj.bias': [12],
+      'model.layers.0.self_attn.k_proj.weight': [6, 16],
+      'model.layers.0.self_attn.v_proj.bias': [6],
+      'model.layers.0.mlp.gate_proj.weight': [20, 16],
+      'model.layers.0.mlp.up_proj.bias': [20],
     });
     m.dispose();
   });
@@ -88,17 +133,21 @@ describe('joint q/k/v and gate/up projections', () => {
 describe('dispatches of a LLaMA training step (webgpu)', () => {
   const config = CONFIGS[0][1];
   const L = 2;
-  const step = (mode: models.JointProjection) => kernelCounts(async () => {
-    const m = llama(config, 'webgpu', mode);
-    await logitsAndGrads(m, 'webgpu');
-    m.dispose();
-  });
-  const forward = (mode: models.JointProjection, grad: boolean) => kernelCounts(async () => {
-    const m = llama(config, 'webgpu', mode);
-    const batch = ids([[1, 2, 3, 4, 5, 6, 7, 8]], 'webgpu');
-    await scope(async () => { await values((await (grad ? m.forward(batch) : noGrad(() => m.forward(batch)))).logits); });
-    m.dispose();
-  });
+  const step = (mode: models.JointProjection) =>
+    kernelCounts(async () => {
+      const m = llama(config, 'webgpu', mode);
+      await logitsAndGrads(m, 'webgpu');
+      m.dispose();
+    });
+  const forward = (mode: models.JointProjection, grad: boolean) =>
+    kernelCounts(async () => {
+      const m = llama(config, 'webgpu', mode);
+      const batch = ids([[1, 2, 3, 4, 5, 6, 7, 8]], 'webgpu');
+      await scope(async () => {
+        await values((await (grad ? m.forward(batch) : noGrad(() => m.forward(batch)))).logits);
+      });
+      m.dispose();
+    });
   const total = (c: Map<string, number>) => [...c.values()].reduce((s, n) => s + n, 0);
 
   it('joint projections: 12 matmuls per layer instead of 21 (forward 7 → 4, backward 14 → 8)', async () => {
@@ -109,16 +158,17 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
   });
 
   it('joined projections: a training step with clipping makes 6 fewer dispatches per layer for q/k/v, 2 for gate/up', async () => {
-    const clippedStep = (attn: models.JointProjection, mlp: models.JointProjection) => kernelCounts(async () => {
-      const m = llama(config, 'webgpu', 'never');
-      for (const layer of m.model.layers) {
-        layer.self_attn.jointProjection = attn;
-        layer.mlp.jointProjection = mlp;
-      }
-      await logitsAndGrads(m, 'webgpu');
-      await optim.clipGradNorm(m.parameters(), 1).item();
-      m.dispose();
-    });
+    const clippedStep = (attn: models.JointProjection, mlp: models.JointProjection) =>
+      kernelCounts(async () => {
+        const m = llama(config, 'webgpu', 'never');
+        for (const layer of m.model.layers) {
+          layer.self_attn.jointProjection = attn;
+          layer.mlp.jointProjection = mlp;
+        }
+        await logitsAndGrads(m, 'webgpu');
+        await optim.clipGradNorm(m.parameters(), 1).item();
+        m.dispose();
+      });
     const separate = await clippedStep('never', 'never');
     const qkv = await clippedStep('always', 'never');
     const diff = (k: string) => (qkv.get(k) ?? 0) - (separate.get(k) ?? 0);
@@ -155,8 +205,22 @@ describe('dispatches of a LLaMA training step (webgpu)', () => {
     for (const parallel of [true, false]) {
       const counts = await kernelCounts(async () => {
         manualSeed(3);
-        const m = new models.GPTNeoXForCausalLM({ vocab_size: 11, hidden_size: 16, num_hidden_layers: L, num_attention_heads: 2, intermediate_size: 24, rotary_pct: 0.5, max_position_embeddings: 8, use_parallel_residual: parallel }, { device: 'webgpu' });
-        await scope(async () => { await values((await m.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8]], 'webgpu'))).logits); });
+        const m = new models.GPTNeoXForCausalLM(
+          {
+            vocab_size: 11,
+            hidden_size: 16,
+            num_hidden_layers: L,
+            num_attention_heads: 2,
+            intermediate_size: 24,
+            rotary_pct: 0.5,
+            max_position_embeddings: 8,
+            use_parallel_residual: parallel,
+          },
+          { device: 'webgpu' },
+        );
+        await scope(async () => {
+          await values((await m.forward(ids([[1, 2, 3, 4, 5, 6, 7, 8]], 'webgpu'))).logits);
+        });
         m.dispose();
       });
       // Layers 1..L-1's input norms and the final norm add the previous layer's pending output; the

@@ -9,12 +9,14 @@ describe('ByteTokenizer', () => {
   const tok = new models.ByteTokenizer();
 
   it('round-trips any Unicode string through its UTF-8 bytes', () => {
-    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
-      const ids = tok.encode(text);
-      expect(ids.every((id) => Number.isInteger(id) && id >= 0 && id < 256)).toBe(true);
-      expect(ids.length).toBe(Buffer.byteLength(text, 'utf8'));
-      expect(tok.decode(ids)).toBe(text);
-    }));
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
+        const ids = tok.encode(text);
+        expect(ids.every((id) => Number.isInteger(id) && id >= 0 && id < 256)).toBe(true);
+        expect(ids.length).toBe(Buffer.byteLength(text, 'utf8'));
+        expect(tok.decode(ids)).toBe(text);
+      }),
+    );
   });
 
   it('rejects ids outside 0..255 with the tokenizer named', () => {
@@ -23,14 +25,33 @@ describe('ByteTokenizer', () => {
 
   it('CharTokenizer round-trips printable ASCII and newlines', () => {
     const chars = new models.CharTokenizer();
-    fc.assert(fc.property(fc.string({ unit: fc.constantFrom(...'\n !~aZ09'.split(''), ...Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i))) }), (text) => {
-      expect(chars.decode(chars.encode(text))).toBe(text);
-    }));
+    fc.assert(
+      fc.property(
+        fc.string({
+          unit: fc.constantFrom(
+            ...'\n !~aZ09'.split(''),
+            ...Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)),
+          ),
+        }),
+        (text) => {
+          expect(chars.decode(chars.encode(text))).toBe(text);
+        },
+      ),
+    );
   });
 });
 
 describe('parameter groups of the train script', () => {
-  const config = { model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8, rope_scaling: { type: 'clex' as const, max_factor: 2 } };
+  const config = {
+    model_type: 'llama',
+    vocab_size: 32,
+    hidden_size: 16,
+    intermediate_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    max_position_embeddings: 8,
+    rope_scaling: { type: 'clex' as const, max_factor: 2 },
+  };
 
   it('decays weight matrices and embeddings only, never biases, norm weights or the CLEX ODE (its own rate)', () => {
     const model = buildModel({ ...config, model_type: 'gpt_neox', rotary_pct: 1 });
@@ -55,7 +76,10 @@ describe('parameter groups of the train script', () => {
   it('--clex-freeze-ode leaves the ODE weights out of the optimizer', () => {
     const model = buildModel(config);
     const { groups, trainable } = parameterGroups(model, 1e-3, 0.1, true);
-    const ode = model.namedParameters().filter(([n]) => n.includes('clex_layer')).map(([, p]) => p);
+    const ode = model
+      .namedParameters()
+      .filter(([n]) => n.includes('clex_layer'))
+      .map(([, p]) => p);
     expect(ode).toHaveLength(2);
     expect(ode.some((p) => trainable.includes(p) || groups.some((g) => [...g.params].includes(p)))).toBe(false);
     expect(trainable).toHaveLength(model.parameters().length - 2);

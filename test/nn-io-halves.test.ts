@@ -26,7 +26,9 @@ async function roundTrip(values: number[], format: 'F16' | 'BF16'): Promise<{ bi
 
 /** The value of 16-bit pattern b (decoded by storing and reading it back). */
 async function valuesOf(patterns: number[], format: 'F16' | 'BF16'): Promise<number[]> {
-  const header = JSON.stringify({ x: { dtype: format, shape: [patterns.length], data_offsets: [0, 2 * patterns.length] } });
+  const header = JSON.stringify({
+    x: { dtype: format, shape: [patterns.length], data_offsets: [0, 2 * patterns.length] },
+  });
   const padded = header + ' '.repeat((8 - (header.length % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(padded.length));
@@ -38,25 +40,34 @@ async function valuesOf(patterns: number[], format: 'F16' | 'BF16'): Promise<num
 }
 
 describe('16-bit float storage', () => {
-  for (const [format, max] of [['F16', 65504], ['BF16', Math.fround(3.3e38)]] as const) {
+  for (const [format, max] of [
+    ['F16', 65504],
+    ['BF16', Math.fround(3.3e38)],
+  ] as const) {
     it(`${format}: nearest representable value, ties to even`, async () => {
-      await fc.assert(fc.asyncProperty(fc.array(fc.float({ min: -max, max, noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 20 }), async (xs) => {
-        const { bits, back } = await roundTrip(xs, format);
-        // Neighbours of each stored pattern (one unit in the last place either way, same sign).
-        const lower = Array.from(bits, (b) => (b & 0x7fff) === 0 ? b : b - 1);
-        const upper = Array.from(bits, (b) => b + 1);
-        const [lo, hi] = [await valuesOf(lower, format), await valuesOf(upper, format)];
-        xs.forEach((x0, i) => {
-          const x = Math.fround(x0);
-          const err = Math.abs(back[i] - x);
-          for (const n of [lo[i], hi[i]]) {
-            if (!Number.isFinite(n)) continue;
-            const other = Math.abs(n - x);
-            expect(err).toBeLessThanOrEqual(other);
-            if (err === other && n !== back[i]) expect(bits[i] & 1).toBe(0); // a tie goes to the even pattern
-          }
-        });
-      }), { numRuns: 60 });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.float({ min: -max, max, noNaN: true, noDefaultInfinity: true }), { minLength: 1, maxLength: 20 }),
+          async (xs) => {
+            const { bits, back } = await roundTrip(xs, format);
+            // Neighbours of each stored pattern (one unit in the last place either way, same sign).
+            const lower = Array.from(bits, (b) => ((b & 0x7fff) === 0 ? b : b - 1));
+            const upper = Array.from(bits, (b) => b + 1);
+            const [lo, hi] = [await valuesOf(lower, format), await valuesOf(upper, format)];
+            xs.forEach((x0, i) => {
+              const x = Math.fround(x0);
+              const err = Math.abs(back[i] - x);
+              for (const n of [lo[i], hi[i]]) {
+                if (!Number.isFinite(n)) continue;
+                const other = Math.abs(n - x);
+                expect(err).toBeLessThanOrEqual(other);
+                if (err === other && n !== back[i]) expect(bits[i] & 1).toBe(0); // a tie goes to the even pattern
+              }
+            });
+          },
+        ),
+        { numRuns: 60 },
+      );
     });
   }
 
@@ -70,17 +81,35 @@ describe('16-bit float storage', () => {
 
   it('exact ties round to the even pattern', async () => {
     // Halfway between 1 and the next value rounds down to 1 (even); halfway above an odd pattern rounds up.
-    expect(Array.from((await roundTrip([1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11)], 'F16')).back)).toEqual([1, 1 + 2 ** -9, -1]);
-    expect(Array.from((await roundTrip([1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 3 * 2 ** -8)], 'BF16')).back)).toEqual([1, 1 + 2 ** -6, -(1 + 2 ** -6)]);
+    expect(Array.from((await roundTrip([1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11)], 'F16')).back)).toEqual([
+      1,
+      1 + 2 ** -9,
+      -1,
+    ]);
+    expect(Array.from((await roundTrip([1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 3 * 2 ** -8)], 'BF16')).back)).toEqual([
+      1,
+      1 + 2 ** -6,
+      -(1 + 2 ** -6),
+    ]);
   });
 
   it('readSafetensorsHeader reads names, dtypes and shapes, and rejects a truncated file', async () => {
     const path = join(dir, 'h.safetensors');
-    await io.saveSafetensors(path, { a: tensor([1, 2, 3], { device: 'cpu' }), b: tensor([[1, 2]], { device: 'cpu', dtype: 'int32' }) }, undefined, { floatFormat: 'BF16' });
-    expect((await io.readSafetensorsHeader(path)).tensors).toEqual({ a: { dtype: 'BF16', shape: [3] }, b: { dtype: 'I32', shape: [1, 2] } });
+    await io.saveSafetensors(
+      path,
+      { a: tensor([1, 2, 3], { device: 'cpu' }), b: tensor([[1, 2]], { device: 'cpu', dtype: 'int32' }) },
+      undefined,
+      { floatFormat: 'BF16' },
+    );
+    expect((await io.readSafetensorsHeader(path)).tensors).toEqual({
+      a: { dtype: 'BF16', shape: [3] },
+      b: { dtype: 'I32', shape: [1, 2] },
+    });
     const bytes = (await import('node:fs')).readFileSync(path);
     writeFileSync(path, bytes.subarray(0, bytes.length - 2));
-    await expect(io.readSafetensorsHeader(path)).rejects.toThrow(/safetensors: .*h\.safetensors: .*(out of range|size mismatch)/);
+    await expect(io.readSafetensorsHeader(path)).rejects.toThrow(
+      /safetensors: .*h\.safetensors: .*(out of range|size mismatch)/,
+    );
     await expect(io.readSafetensorsHeader(join(dir, 'none.safetensors'))).rejects.toThrow(/cannot read the file/);
   });
 });

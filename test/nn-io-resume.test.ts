@@ -18,11 +18,20 @@ afterAll(() => rm(root, { recursive: true, force: true }));
 // survives a SIGKILL sent to the CLI, leaving two writers).
 const NODE_ARGS = ['--import', 'tsx'];
 
-function runChild(script: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+function runChild(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stderr }));
   });
@@ -31,8 +40,12 @@ function runChild(script: string, args: string[], env: Record<string, string> = 
 const N = 24;
 const K = 11;
 
-async function paramBytes(sd: Record<string, { data(): Promise<ArrayLike<number>> }>): Promise<Record<string, number[]>> {
-  return Object.fromEntries(await Promise.all(Object.entries(sd).map(async ([k, t]) => [k, Array.from(await t.data())])));
+async function paramBytes(
+  sd: Record<string, { data(): Promise<ArrayLike<number>> }>,
+): Promise<Record<string, number[]>> {
+  return Object.fromEntries(
+    await Promise.all(Object.entries(sd).map(async ([k, t]) => [k, Array.from(await t.data())])),
+  );
 }
 
 describe('resume in a new process is exact', () => {
@@ -45,7 +58,13 @@ describe('resume in a new process is exact', () => {
       const first = makeTrainer(device, N, { dropout: 0.1 });
       for (let s = 0; s < K; s++) await first.step();
       const dir = join(root, `ckpt-${device}`);
-      await io.saveCheckpoint(dir, { model: first.model, optimizer: first.optimizer, scheduler: first.scheduler, step: K, config: { device } });
+      await io.saveCheckpoint(dir, {
+        model: first.model,
+        optimizer: first.optimizer,
+        scheduler: first.scheduler,
+        step: K,
+        config: { device },
+      });
 
       const out = join(root, `final-${device}.safetensors`);
       const env: Record<string, string> = device === 'cpu' ? { DAWNGRAD_DEVICE: 'cpu' } : {};
@@ -57,12 +76,18 @@ describe('resume in a new process is exact', () => {
       expect(Object.keys(got)).toEqual(Object.keys(expected));
       for (const k of Object.keys(expected)) {
         // Bit-identical: compare exact values (Object.is distinguishes -0 and treats NaN equal).
-        expect(got[k].every((v, i) => Object.is(v, expected[k][i])), `parameter ${k} differs`).toBe(true);
+        expect(
+          got[k].every((v, i) => Object.is(v, expected[k][i])),
+          `parameter ${k} differs`,
+        ).toBe(true);
       }
       // The comparison is not vacuous: training after step K still changed the parameters.
       const atK = await paramBytes(first.model.stateDict());
       expect(Object.keys(expected).some((k) => expected[k].some((v, i) => v !== atK[k][i]))).toBe(true);
-      [straight, first].forEach((t) => { t.optimizer.dispose(); t.model.dispose(); });
+      [straight, first].forEach((t) => {
+        t.optimizer.dispose();
+        t.model.dispose();
+      });
     });
   }
 });
@@ -74,17 +99,26 @@ describe('a save killed mid-write leaves the previous checkpoint loadable', () =
     let nextStep = 1;
     const interrupted: boolean[] = [];
     for (let round = 0; round < 4; round++) {
-      const child = spawn(process.execPath, [...NODE_ARGS, 'test/fixtures/save-loop-child.ts', dir, String(nextStep), String(ELEMENTS)], {
-        env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [...NODE_ARGS, 'test/fixtures/save-loop-child.ts', dir, String(nextStep), String(ELEMENTS)],
+        {
+          env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let stderr = '';
-      child.stderr.on('data', (d) => { stderr += d; });
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
       let lastSaved = 0;
       const firstSave = new Promise<void>((resolve, reject) => {
         child.stdout.on('data', (d: Buffer) => {
           const m = [...d.toString().matchAll(/saved (\d+)/g)];
-          if (m.length) { lastSaved = Number(m[m.length - 1][1]); resolve(); }
+          if (m.length) {
+            lastSaved = Number(m[m.length - 1][1]);
+            resolve();
+          }
         });
         child.on('exit', (code) => reject(new Error(`save loop exited early (${code}): ${stderr}`)));
       });
@@ -96,7 +130,10 @@ describe('a save killed mid-write leaves the previous checkpoint loadable', () =
       if (round % 2 === 1) {
         await new Promise<void>((resolve) => {
           const watcher = watch(dir, (_event, name) => {
-            if (name && String(name).includes('.tmp-')) { watcher.close(); resolve(); }
+            if (name && String(name).includes('.tmp-')) {
+              watcher.close();
+              resolve();
+            }
           });
         });
         delay = Math.floor(Math.random() * 15);
@@ -115,11 +152,16 @@ describe('a save killed mid-write leaves the previous checkpoint loadable', () =
       const w = await loaded.modelState!.w.data();
       const v = await loaded.modelState!.v.data();
       expect(w.length).toBe(ELEMENTS);
-      expect(w.every((x) => x === loaded.step) && v.every((x) => x === -loaded.step), 'tensors belong to the recorded step').toBe(true);
+      expect(
+        w.every((x) => x === loaded.step) && v.every((x) => x === -loaded.step),
+        'tensors belong to the recorded step',
+      ).toBe(true);
       Object.values(loaded.modelState!).forEach((t) => t.dispose());
       nextStep = loaded.step + 1;
     }
-    console.log(`kill test: interrupted mid-save in ${interrupted.filter(Boolean).length} of ${interrupted.length} rounds`);
+    console.log(
+      `kill test: interrupted mid-save in ${interrupted.filter(Boolean).length} of ${interrupted.length} rounds`,
+    );
     expect(interrupted.some(Boolean), 'at least one kill left an unfinished save behind').toBe(true);
   });
 });

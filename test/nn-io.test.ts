@@ -23,15 +23,31 @@ function rawFile(header: Record<string, unknown>, data: Uint8Array, headerLenOve
   return Buffer.concat([len, json, data]);
 }
 
-function parseRaw(buf: Buffer): { headerLen: number; header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> & { __metadata__?: Record<string, string> }; data: Buffer } {
+function parseRaw(buf: Buffer): {
+  headerLen: number;
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> & {
+    __metadata__?: Record<string, string>;
+  };
+  data: Buffer;
+} {
   const headerLen = Number(buf.readBigUInt64LE(0));
-  return { headerLen, header: JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')), data: buf.subarray(8 + headerLen) };
+  return {
+    headerLen,
+    header: JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')),
+    data: buf.subarray(8 + headerLen),
+  };
 }
 
 describe('safetensors files', () => {
   it('writes the standard layout: LE length, space-padded 8-aligned JSON header, contiguous LE data', async () => {
     const path = tmpPath('layout.safetensors');
-    const a = tensor([[1.5, -2], [3, 4]], { device: 'webgpu' });
+    const a = tensor(
+      [
+        [1.5, -2],
+        [3, 4],
+      ],
+      { device: 'webgpu' },
+    );
     const b = tensor([7, -8, 9], { dtype: 'int32', device: 'webgpu' });
     const c = tensor([Math.PI], { dtype: 'float64', device: 'cpu' });
     await io.saveSafetensors(path, { a: a.transpose(0, 1), b, c }, { format: 'pt', note: 'hi' });
@@ -52,7 +68,12 @@ describe('safetensors files', () => {
   it('round-trips float32 / int32 / float64 bit-exactly onto either device', async () => {
     const path = tmpPath('roundtrip.safetensors');
     manualSeed(3);
-    const src = { w: randn([3, 5], { device: 'webgpu' }), ids: tensor([1, 2, 3], { dtype: 'int32', device: 'cpu' }), d: randn([4], { dtype: 'float64', device: 'cpu' }), empty: tensor(new Float32Array(0), { shape: [0, 2] }) };
+    const src = {
+      w: randn([3, 5], { device: 'webgpu' }),
+      ids: tensor([1, 2, 3], { dtype: 'int32', device: 'cpu' }),
+      d: randn([4], { dtype: 'float64', device: 'cpu' }),
+      empty: tensor(new Float32Array(0), { shape: [0, 2] }),
+    };
     await io.saveSafetensors(path, src);
     for (const device of ['cpu', 'webgpu'] as const) {
       const { tensors, metadata } = await io.readSafetensors(path, { device });
@@ -74,7 +95,16 @@ describe('safetensors files', () => {
     const bf16 = new Uint16Array([0x3f80, 0x4049, 0xc2f7]);
     const data = Buffer.concat([Buffer.from(f16.buffer), Buffer.from(bf16.buffer)]);
     const path = tmpPath('half.safetensors');
-    await writeFile(path, rawFile({ h: { dtype: 'F16', shape: [2, 3], data_offsets: [0, 12] }, b: { dtype: 'BF16', shape: [3], data_offsets: [12, 18] } }, data));
+    await writeFile(
+      path,
+      rawFile(
+        {
+          h: { dtype: 'F16', shape: [2, 3], data_offsets: [0, 12] },
+          b: { dtype: 'BF16', shape: [3], data_offsets: [12, 18] },
+        },
+        data,
+      ),
+    );
     const t = await io.loadSafetensors(path, { device: 'cpu' });
     expect(t.h.dtype).toBe('float32');
     expect(t.h.shape).toEqual([2, 3]);
@@ -88,19 +118,85 @@ describe('safetensors files', () => {
   });
 
   describe('corrupted files fail with the file and the problem named, loading nothing', () => {
-    const good = () => rawFile({ __metadata__: { a: 'b' }, x: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] }, y: { dtype: 'F32', shape: [2], data_offsets: [16, 24] } }, Buffer.alloc(24));
+    const good = () =>
+      rawFile(
+        {
+          __metadata__: { a: 'b' },
+          x: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] },
+          y: { dtype: 'F32', shape: [2], data_offsets: [16, 24] },
+        },
+        Buffer.alloc(24),
+      );
     const cases: [string, () => Buffer, RegExp][] = [
       ['too short', () => Buffer.alloc(5), /too short for the 8-byte header length/],
-      ['bad header length', () => { const b = good(); b.writeBigUInt64LE(1n << 40n, 0); return b; }, /bad header length 1099511627776/],
-      ['header not JSON', () => rawFile({}, Buffer.alloc(0), undefined).fill(0x7b, 8), /header is not valid UTF-8 JSON/],
-      ['truncated data', () => good().subarray(0, good().length - 4), /data_offsets \[16, 24\] out of range|size mismatch/],
-      ['offsets out of range', () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, y: { dtype: 'F32', shape: [1], data_offsets: [100, 104] } }, Buffer.alloc(12)), /tensor 'y': data_offsets \[100, 104\] out of range/],
-      ['unknown dtype', () => rawFile({ x: { dtype: 'Q7', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8)), /tensor 'x': unknown dtype "Q7"/],
-      ['unsupported dtype', () => rawFile({ x: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, Buffer.alloc(8)), /tensor 'x': dtype I64 is not supported/],
-      ['size mismatch', () => rawFile({ x: { dtype: 'F32', shape: [3, 2], data_offsets: [0, 16] } }, Buffer.alloc(16)), /tensor 'x': size mismatch: F32 \[3,2\] needs 24 bytes but data_offsets span 16/],
-      ['overlapping tensors', () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, y: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, Buffer.alloc(12)), /overlap/],
-      ['trailing bytes', () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(12)), /cover 8 bytes but the data section has 12/],
-      ['bad shape', () => rawFile({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 0] } }, Buffer.alloc(0)), /shape \[-1\] is not a list of non-negative integers/],
+      [
+        'bad header length',
+        () => {
+          const b = good();
+          b.writeBigUInt64LE(1n << 40n, 0);
+          return b;
+        },
+        /bad header length 1099511627776/,
+      ],
+      [
+        'header not JSON',
+        () => rawFile({}, Buffer.alloc(0), undefined).fill(0x7b, 8),
+        /header is not valid UTF-8 JSON/,
+      ],
+      [
+        'truncated data',
+        () => good().subarray(0, good().length - 4),
+        /data_offsets \[16, 24\] out of range|size mismatch/,
+      ],
+      [
+        'offsets out of range',
+        () =>
+          rawFile(
+            {
+              x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+              y: { dtype: 'F32', shape: [1], data_offsets: [100, 104] },
+            },
+            Buffer.alloc(12),
+          ),
+        /tensor 'y': data_offsets \[100, 104\] out of range/,
+      ],
+      [
+        'unknown dtype',
+        () => rawFile({ x: { dtype: 'Q7', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8)),
+        /tensor 'x': unknown dtype "Q7"/,
+      ],
+      [
+        'unsupported dtype',
+        () => rawFile({ x: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, Buffer.alloc(8)),
+        /tensor 'x': dtype I64 is not supported/,
+      ],
+      [
+        'size mismatch',
+        () => rawFile({ x: { dtype: 'F32', shape: [3, 2], data_offsets: [0, 16] } }, Buffer.alloc(16)),
+        /tensor 'x': size mismatch: F32 \[3,2\] needs 24 bytes but data_offsets span 16/,
+      ],
+      [
+        'overlapping tensors',
+        () =>
+          rawFile(
+            {
+              x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+              y: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+            },
+            Buffer.alloc(12),
+          ),
+        /overlap/,
+      ],
+      [
+        'trailing bytes',
+        () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(12)),
+        /cover 8 bytes but the data section has 12/,
+      ],
+      [
+        'bad shape',
+        () => rawFile({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 0] } }, Buffer.alloc(0)),
+        /shape \[-1\] is not a list of non-negative integers/,
+      ],
     ];
     for (const [name, make, problem] of cases) {
       it(name, async () => {
@@ -108,7 +204,10 @@ describe('safetensors files', () => {
         await writeFile(path, make());
         const live = memory().liveTensors;
         for (const device of ['cpu', 'webgpu'] as const) {
-          const err = await io.loadSafetensors(path, { device }).then(() => null, (e: Error) => e);
+          const err = await io.loadSafetensors(path, { device }).then(
+            () => null,
+            (e: Error) => e,
+          );
           expect(err).toBeInstanceOf(io.SafetensorsError);
           expect(err!.message).toContain(path);
           expect(err!.message).toMatch(problem);
@@ -117,7 +216,9 @@ describe('safetensors files', () => {
       });
     }
     it('a missing file', async () => {
-      await expect(io.loadSafetensors(join(root, 'nope.safetensors'))).rejects.toThrow(/nope\.safetensors: cannot read the file/);
+      await expect(io.loadSafetensors(join(root, 'nope.safetensors'))).rejects.toThrow(
+        /nope\.safetensors: cannot read the file/,
+      );
     });
   });
 });
@@ -136,7 +237,11 @@ async function trained(steps: number): Promise<{ net: Net; opt: optim.AdamW; sch
   const opt = new optim.AdamW(net.parameters(), { lr: 0.01 });
   const sched = optim.lr.linearWarmup(opt, { warmupSteps: 2 });
   for (let i = 0; i < steps; i++) {
-    net.call(randn([5, 3], { device: 'cpu', dtype: 'float64' })).square().sum().backward();
+    net
+      .call(randn([5, 3], { device: 'cpu', dtype: 'float64' }))
+      .square()
+      .sum()
+      .backward();
     opt.step();
     opt.zeroGrad();
     sched.step();
@@ -144,7 +249,8 @@ async function trained(steps: number): Promise<{ net: Net; opt: optim.AdamW; sch
   return { net, opt, sched };
 }
 
-const values = async (sd: Record<string, Tensor>) => Object.fromEntries(await Promise.all(Object.entries(sd).map(async ([k, t]) => [k, Array.from(await t.data())])));
+const values = async (sd: Record<string, Tensor>) =>
+  Object.fromEntries(await Promise.all(Object.entries(sd).map(async ([k, t]) => [k, Array.from(await t.data())])));
 
 describe('checkpoints', () => {
   it('save → load restores model, optimizer, scheduler, RNG, step and config', async () => {
@@ -152,7 +258,12 @@ describe('checkpoints', () => {
     const { net, opt, sched } = await trained(3);
     const config = { model_type: 'mlp', hidden_size: 4, rope_scaling: null };
     await io.saveCheckpoint(dir, { model: net, optimizer: opt, scheduler: sched, step: 3, config });
-    expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
+    expect((await readdir(dir)).sort()).toEqual([
+      'config.json',
+      'model.safetensors',
+      'optimizer.safetensors',
+      'trainer_state.json',
+    ]);
     expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'))).toEqual(config);
     const rng = getRngState();
     manualSeed(77);

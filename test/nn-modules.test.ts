@@ -56,8 +56,14 @@ describe('Module', () => {
     const m = new Tiny();
     expect(m.namedParameters().map(([n]) => n)).toEqual([
       'embed_tokens.weight',
-      'layers.0.input_layernorm.weight', 'layers.0.self_attn.q_proj.weight', 'layers.0.self_attn.o_proj.weight', 'layers.0.self_attn.o_proj.bias',
-      'layers.1.input_layernorm.weight', 'layers.1.self_attn.q_proj.weight', 'layers.1.self_attn.o_proj.weight', 'layers.1.self_attn.o_proj.bias',
+      'layers.0.input_layernorm.weight',
+      'layers.0.self_attn.q_proj.weight',
+      'layers.0.self_attn.o_proj.weight',
+      'layers.0.self_attn.o_proj.bias',
+      'layers.1.input_layernorm.weight',
+      'layers.1.self_attn.q_proj.weight',
+      'layers.1.self_attn.o_proj.weight',
+      'layers.1.self_attn.o_proj.bias',
     ]);
     expect(m.numParameters()).toBe(7 * 4 + 2 * (4 + 16 + 16 + 4));
     expect(m.parameters().every((p) => p.requiresGrad && p.isLeaf)).toBe(true);
@@ -72,7 +78,10 @@ describe('Module', () => {
     expect([...m.namedModules()].every(([, s]) => !s.training)).toBe(true);
     m.train();
     expect(m.dropout.training).toBe(true);
-    const loss = m.call(tensor([[1, 2, 3]], { dtype: 'int32', device: 'cpu' })).square().sum();
+    const loss = m
+      .call(tensor([[1, 2, 3]], { dtype: 'int32', device: 'cpu' }))
+      .square()
+      .sum();
     loss.backward();
     expect(m.parameters().every((p) => p.grad !== null)).toBe(true);
     m.zeroGrad();
@@ -88,7 +97,8 @@ describe('Module', () => {
     const weightBefore = b.layers.at(1).self_attn.q_proj.weight;
     b.loadStateDict(a.stateDict());
     expect(b.layers.at(1).self_attn.q_proj.weight).toBe(weightBefore); // same tensor object, new values
-    for (const [name, t] of Object.entries(a.stateDict())) expect(Array.from(await b.stateDict()[name].data())).toEqual(Array.from(await t.data()));
+    for (const [name, t] of Object.entries(a.stateDict()))
+      expect(Array.from(await b.stateDict()[name].data())).toEqual(Array.from(await t.data()));
 
     const sd = { ...a.stateDict() };
     delete sd['layers.0.self_attn.o_proj.bias'];
@@ -97,14 +107,21 @@ describe('Module', () => {
     const c = new Tiny();
     const snapshot = Array.from(await c.layers.at(0).input_layernorm.weight.data());
     let message = '';
-    try { c.loadStateDict(sd); } catch (e) { message = (e as Error).message; }
+    try {
+      c.loadStateDict(sd);
+    } catch (e) {
+      message = (e as Error).message;
+    }
     expect(message).toMatch(/missing keys: layers\.0\.self_attn\.o_proj\.bias/);
     expect(message).toMatch(/unexpected keys: lm_head\.weight/);
     expect(message).toMatch(/embed_tokens\.weight: checkpoint \[1, 2\] vs model \[7, 4\]/);
     expect(Array.from(await c.layers.at(0).input_layernorm.weight.data())).toEqual(snapshot); // nothing written
     delete sd['embed_tokens.weight'];
     const res = c.loadStateDict(sd, { strict: false });
-    expect(res).toEqual({ missingKeys: ['embed_tokens.weight', 'layers.0.self_attn.o_proj.bias'], unexpectedKeys: ['lm_head.weight'] });
+    expect(res).toEqual({
+      missingKeys: ['embed_tokens.weight', 'layers.0.self_attn.o_proj.bias'],
+      unexpectedKeys: ['lm_head.weight'],
+    });
     [a, b, c].forEach((m) => m.dispose());
   });
 
@@ -113,7 +130,9 @@ describe('Module', () => {
     const onCpu = new nn.Linear(2, 3, cpu64);
     const before = Array.from(await onCpu.bias!.data());
     const sd = { weight: randn([3, 2], { dtype: 'float64', device: 'cpu' }), bias: randn([3], { device: 'webgpu' }) };
-    expect(() => onCpu.loadStateDict(sd)).toThrow(/tensors read asynchronously, for parameters on another device \(move them there with toAsync\(device\) first\): bias \(webgpu → cpu\)/);
+    expect(() => onCpu.loadStateDict(sd)).toThrow(
+      /tensors read asynchronously, for parameters on another device \(move them there with toAsync\(device\) first\): bias \(webgpu → cpu\)/,
+    );
     expect(Array.from(await onCpu.bias!.data())).toEqual(before);
     onCpu.loadStateDict({ ...sd, bias: await sd.bias.toAsync('cpu') });
     expect(Array.from(await onCpu.weight.data())).toEqual(Array.from(await sd.weight.data()));
@@ -157,7 +176,9 @@ describe('Module', () => {
         this.gain = this.param('gain', tensor([1, 1, 1, 1], cpu64), { role: 'norm' });
         this.module('again', this.tiny.embed_tokens); // shared: keeps its first registration
       }
-      forward(x: Tensor) { return x; }
+      forward(x: Tensor) {
+        return x;
+      }
     }
     const m = new Shared();
     const names = new Map(m.namedParameters().map(([n, p]) => [p, n]));
@@ -181,7 +202,9 @@ describe('Module', () => {
         this.param('w', tensor([1]));
         this.param(name, tensor([1]));
       }
-      forward(x: Tensor) { return x; }
+      forward(x: Tensor) {
+        return x;
+      }
     }
     expect(() => new Bad('w')).toThrow(/'w' is already registered/);
     expect(() => new Bad('a.b')).toThrow(/invalid name 'a\.b'/);
@@ -196,23 +219,41 @@ describe('layers', () => {
     const W = (await lin.weight.toArray()) as number[][];
     const b = (await lin.bias!.toArray()) as number[];
     [...W.flat(), ...b].forEach((v) => expect(Math.abs(v)).toBeLessThanOrEqual(1 / Math.sqrt(3)));
-    const x = [[1, -2, 0.5], [0, 1, 2]];
+    const x = [
+      [1, -2, 0.5],
+      [0, 1, 2],
+    ];
     const y = (await lin.call(tensor(x, cpu64)).toArray()) as number[][];
-    x.forEach((row, i) => W.forEach((w, o) => expect(y[i][o]).toBeCloseTo(row.reduce((s, v, k) => s + v * w[k], b[o]), 12)));
-    expect(() => lin.call(tensor([[1, 2]], cpu64))).toThrow(/linear: input \[1, 2\] has last dim 2 but weight \[2, 3\] expects 3/);
+    x.forEach((row, i) =>
+      W.forEach((w, o) =>
+        expect(y[i][o]).toBeCloseTo(
+          row.reduce((s, v, k) => s + v * w[k], b[o]),
+          12,
+        ),
+      ),
+    );
+    expect(() => lin.call(tensor([[1, 2]], cpu64))).toThrow(
+      /linear: input \[1, 2\] has last dim 2 but weight \[2, 3\] expects 3/,
+    );
     expect(new nn.Linear(3, 2, { bias: false }).bias).toBeNull();
   });
 
   it('Embedding picks rows for ids of any shape', async () => {
     const emb = new nn.Embedding(5, 3, cpu64);
     const W = (await emb.weight.toArray()) as number[][];
-    const ids = [[4, 0], [2, 2]];
+    const ids = [
+      [4, 0],
+      [2, 2],
+    ];
     const out = (await emb.call(tensor(ids, { dtype: 'int32', device: 'cpu' })).toArray()) as number[][][];
     expect(out).toEqual(ids.map((r) => r.map((i) => W[i])));
   });
 
   it('LayerNorm and RMSNorm match plain-JS formulas', async () => {
-    const rows = [[1, 2, 4, -1], [0.5, 0.5, 3, 2]];
+    const rows = [
+      [1, 2, 4, -1],
+      [0.5, 0.5, 3, 2],
+    ];
     const ln = new nn.LayerNorm(4, cpu64);
     const rms = new nn.RMSNorm(4, { ...cpu64, eps: 1e-6 });
     nn.init.uniform(ln.weight!, 0.5, 1.5);
@@ -237,13 +278,24 @@ describe('layers', () => {
     const ln = new nn.LayerNorm([2, 2], cpu64);
     nn.init.uniform(ln.weight!, 0.5, 1.5);
     const w = await ln.weight!.data();
-    const xs = [[[1, 2], [3, 5]], [[-1, 0], [0, 4]]];
+    const xs = [
+      [
+        [1, 2],
+        [3, 5],
+      ],
+      [
+        [-1, 0],
+        [0, 4],
+      ],
+    ];
     const y = (await ln.call(tensor(xs, cpu64)).toArray()) as number[][][];
     xs.forEach((m, b) => {
       const flat = m.flat();
       const mean = flat.reduce((a, c) => a + c) / 4;
       const v = flat.reduce((a, c) => a + (c - mean) ** 2, 0) / 4;
-      flat.forEach((val, j) => expect(y[b][Math.floor(j / 2)][j % 2]).toBeCloseTo(((val - mean) / Math.sqrt(v + 1e-5)) * w[j], 12));
+      flat.forEach((val, j) =>
+        expect(y[b][Math.floor(j / 2)][j % 2]).toBeCloseTo(((val - mean) / Math.sqrt(v + 1e-5)) * w[j], 12),
+      );
     });
     expect(() => ln.call(tensor([[1, 2, 3]], cpu64))).toThrow(/does not end with normalized shape \[2, 2\]/);
   });
@@ -252,11 +304,25 @@ describe('layers', () => {
     const x = tensor([-2, -0.5, 0, 0.7, 3], cpu64);
     const xs = [-2, -0.5, 0, 0.7, 3];
     const tanhGelu = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
-    expect(Array.from(await new nn.GELU('tanh').call(x).data()).map((v, i) => v - tanhGelu(xs[i])).every((d) => Math.abs(d) < 1e-12)).toBe(true);
+    expect(
+      Array.from(await new nn.GELU('tanh').call(x).data())
+        .map((v, i) => v - tanhGelu(xs[i]))
+        .every((d) => Math.abs(d) < 1e-12),
+    ).toBe(true);
     expect(Array.from(await new nn.ReLU().call(x).data())).toEqual(xs.map((v) => Math.max(v, 0)));
-    expect(Array.from(await new nn.Sigmoid().call(x).data()).every((v, i) => Math.abs(v - 1 / (1 + Math.exp(-xs[i]))) < 1e-12)).toBe(true);
-    expect(Array.from(await new nn.SiLU().call(x).data()).every((v, i) => Math.abs(v - xs[i] / (1 + Math.exp(-xs[i]))) < 1e-12)).toBe(true);
-    expect(Array.from(await new nn.Tanh().call(x).data()).every((v, i) => Math.abs(v - Math.tanh(xs[i])) < 1e-12)).toBe(true);
+    expect(
+      Array.from(await new nn.Sigmoid().call(x).data()).every(
+        (v, i) => Math.abs(v - 1 / (1 + Math.exp(-xs[i]))) < 1e-12,
+      ),
+    ).toBe(true);
+    expect(
+      Array.from(await new nn.SiLU().call(x).data()).every(
+        (v, i) => Math.abs(v - xs[i] / (1 + Math.exp(-xs[i]))) < 1e-12,
+      ),
+    ).toBe(true);
+    expect(Array.from(await new nn.Tanh().call(x).data()).every((v, i) => Math.abs(v - Math.tanh(xs[i])) < 1e-12)).toBe(
+      true,
+    );
   });
 
   it('Dropout: identity in eval; in training zeroes about p and rescales the rest by 1/(1-p); seeded', async () => {
@@ -271,7 +337,9 @@ describe('layers', () => {
     const zeros = y.filter((v) => v === 0).length / y.length;
     expect(zeros).toBeGreaterThan(0.26);
     expect(zeros).toBeLessThan(0.34);
-    y.forEach((v, i) => { if (v !== 0) expect(v).toBeCloseTo(xv[i] / 0.7, 5); });
+    y.forEach((v, i) => {
+      if (v !== 0) expect(v).toBeCloseTo(xv[i] / 0.7, 5);
+    });
     manualSeed(9);
     expect(Array.from(await d.call(x).data())).toEqual(Array.from(y));
   });
@@ -288,7 +356,9 @@ describe('layers', () => {
     let analytic = 0;
     for (let k = 0; k < params.length; k++) {
       const [g, v] = await Promise.all([params[k].grad!.data(), dirs[k].data()]);
-      g.forEach((gi, i) => { analytic += gi * v[i]; });
+      g.forEach((gi, i) => {
+        analytic += gi * v[i];
+      });
     }
     const eps = 1e-6;
     const shift = (s: number) => noGrad(() => params.forEach((p, k) => p.copy_(p.add(dirs[k].mul(s)))));

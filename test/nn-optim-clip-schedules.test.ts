@@ -5,16 +5,33 @@ import { memory, optim, tensor, type Tensor } from '../index.js';
 type Device = 'cpu' | 'webgpu';
 
 const GRADS = [
-  [[3, 0, 1], [0.5, -2, 1]],
+  [
+    [3, 0, 1],
+    [0.5, -2, 1],
+  ],
   [[4, -1]],
 ];
 
 function setup(device: Device): { params: Tensor[]; flat: number[] } {
   const dtype = device === 'cpu' ? 'float64' : 'float32';
-  const params = GRADS.map((g) => tensor(g.map((r) => r.map(() => 0)), { dtype, device, requiresGrad: true }));
-  params.forEach((p, k) => { p.grad = tensor(GRADS[k], { dtype, device }); });
+  const params = GRADS.map((g) =>
+    tensor(
+      g.map((r) => r.map(() => 0)),
+      { dtype, device, requiresGrad: true },
+    ),
+  );
+  params.forEach((p, k) => {
+    p.grad = tensor(GRADS[k], { dtype, device });
+  });
   // The first gradient becomes a transposed view of a [3, 2] tensor, like a Linear weight's.
-  const t = tensor([[3, 0.5], [0, -2], [1, 1]], { dtype, device });
+  const t = tensor(
+    [
+      [3, 0.5],
+      [0, -2],
+      [1, 1],
+    ],
+    { dtype, device },
+  );
   params[0].grad = t.transpose(0, 1);
   t.dispose();
   return { params, flat: GRADS.flat(2) };
@@ -60,11 +77,12 @@ describe('clipGradNorm', () => {
   });
 
   /** Parameters whose gradients are the given tensors. */
-  const withGrads = (device: Device, grads: Tensor[]) => grads.map((g) => {
-    const p = tensor(new Array<number>(g.size).fill(0), { device, requiresGrad: true });
-    p.grad = g;
-    return p;
-  });
+  const withGrads = (device: Device, grads: Tensor[]) =>
+    grads.map((g) => {
+      const p = tensor(new Array<number>(g.size).fill(0), { device, requiresGrad: true });
+      p.grad = g;
+      return p;
+    });
   const values = async (params: Tensor[]) => Promise.all(params.map(async (p) => Array.from(await p.grad!.data())));
 
   for (const device of ['cpu', 'webgpu'] as Device[]) {
@@ -96,14 +114,24 @@ describe('clipGradNorm', () => {
       base.dispose();
       const n2 = Math.sqrt(9 + 16 + 16 + 144);
       expect(await optim.clipGradNorm(overlapping, 1).item()).toBeCloseTo(n2, 4);
-      expect(await values(overlapping)).toEqual([[3, 4], [4, 12]].map((r) => r.map((v) => expect.closeTo(v / n2, 5))));
+      expect(await values(overlapping)).toEqual(
+        [
+          [3, 4],
+          [4, 12],
+        ].map((r) => r.map((v) => expect.closeTo(v / n2, 5))),
+      );
       // One tensor on two parameters (its only holder): each parameter gets its own scaled copy.
       const g = tensor([3, 4], { device });
       const twice = withGrads(device, [g, g]);
       const n3 = 5 * Math.SQRT2;
       expect(await optim.clipGradNorm(twice, 1).item()).toBeCloseTo(n3, 4);
       expect(twice[0].grad).not.toBe(twice[1].grad);
-      expect(await values(twice)).toEqual([[3, 4], [3, 4]].map((r) => r.map((v) => expect.closeTo(v / n3, 5))));
+      expect(await values(twice)).toEqual(
+        [
+          [3, 4],
+          [3, 4],
+        ].map((r) => r.map((v) => expect.closeTo(v / n3, 5))),
+      );
     });
   }
 
@@ -118,16 +146,36 @@ describe('clipGradNorm', () => {
 });
 
 describe('learning-rate schedules', () => {
-  const opt = () => new optim.SGD([{ params: [tensor([1], { device: 'cpu', requiresGrad: true })] }, { params: [tensor([1], { device: 'cpu', requiresGrad: true })], lr: 0.5 }], { lr: 1 });
-  const trace = (s: optim.LRScheduler, n: number) => Array.from({ length: n }, () => { const lr = s.getLr(); s.step(); return lr; });
+  const opt = () =>
+    new optim.SGD(
+      [
+        { params: [tensor([1], { device: 'cpu', requiresGrad: true })] },
+        { params: [tensor([1], { device: 'cpu', requiresGrad: true })], lr: 0.5 },
+      ],
+      { lr: 1 },
+    );
+  const trace = (s: optim.LRScheduler, n: number) =>
+    Array.from({ length: n }, () => {
+      const lr = s.getLr();
+      s.step();
+      return lr;
+    });
 
   it('constant keeps the base rates', () => {
-    expect(trace(optim.lr.constant(opt()), 3)).toEqual([[1, 0.5], [1, 0.5], [1, 0.5]]);
+    expect(trace(optim.lr.constant(opt()), 3)).toEqual([
+      [1, 0.5],
+      [1, 0.5],
+      [1, 0.5],
+    ]);
   });
 
   it('linearWarmup ramps from 0 and (with totalSteps) decays linearly to 0', () => {
-    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 4 }), 6).map(([a]) => a)).toEqual([0, 0.25, 0.5, 0.75, 1, 1]);
-    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 2, totalSteps: 6 }), 8).map(([a]) => a)).toEqual([0, 0.5, 1, 0.75, 0.5, 0.25, 0, 0]);
+    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 4 }), 6).map(([a]) => a)).toEqual([
+      0, 0.25, 0.5, 0.75, 1, 1,
+    ]);
+    expect(trace(optim.lr.linearWarmup(opt(), { warmupSteps: 2, totalSteps: 6 }), 8).map(([a]) => a)).toEqual([
+      0, 0.5, 1, 0.75, 0.5, 0.25, 0, 0,
+    ]);
   });
 
   it('cosineWithWarmup follows the HF formula (to a floor with minLrRatio)', () => {
@@ -137,7 +185,9 @@ describe('learning-rate schedules', () => {
       expect(a).toBeCloseTo(expected, 14);
       expect(b).toBeCloseTo(0.5 * expected, 14);
     });
-    const floored = trace(optim.lr.cosineWithWarmup(opt(), { warmupSteps: 0, totalSteps: 4, minLrRatio: 0.1 }), 6).map(([a]) => a);
+    const floored = trace(optim.lr.cosineWithWarmup(opt(), { warmupSteps: 0, totalSteps: 4, minLrRatio: 0.1 }), 6).map(
+      ([a]) => a,
+    );
     expect(floored[0]).toBeCloseTo(1, 14);
     expect(floored[2]).toBeCloseTo(0.1 + 0.9 * 0.5, 14);
     expect(floored[5]).toBeCloseTo(0.1, 14);
@@ -156,6 +206,8 @@ describe('learning-rate schedules', () => {
     s2.loadStateDict(JSON.parse(JSON.stringify(s1.stateDict())));
     expect(s2.getLr()).toEqual(s1.getLr());
     expect(trace(s2, 5)).toEqual(trace(s1, 5));
-    expect(() => optim.lr.constant(opt()).loadStateDict(s1.stateDict())).toThrow(/'cosineWithWarmup' schedule, this one is 'constant'/);
+    expect(() => optim.lr.constant(opt()).loadStateDict(s1.stateDict())).toThrow(
+      /'cosineWithWarmup' schedule, this one is 'constant'/,
+    );
   });
 });

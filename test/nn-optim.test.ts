@@ -17,13 +17,23 @@ function values(n: number, seed: number, scale = 1): number[] {
   });
 }
 
-interface Hyper { lr: number; weightDecay: number; [k: string]: unknown }
+interface Hyper {
+  lr: number;
+  weightDecay: number;
+  [k: string]: unknown;
+}
 
 /** Reference rules, written from torch/optim/{sgd,adam,adamw,rmsprop}.py (single-tensor code paths). */
 type RefState = Record<string, number[]> & { step?: number[] };
 const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hyper, step: number) => void> = {
   SGD(p, g, st, h) {
-    const { lr, weightDecay: wd, momentum, dampening, nesterov } = h as unknown as { lr: number; weightDecay: number; momentum: number; dampening: number; nesterov: boolean };
+    const {
+      lr,
+      weightDecay: wd,
+      momentum,
+      dampening,
+      nesterov,
+    } = h as unknown as { lr: number; weightDecay: number; momentum: number; dampening: number; nesterov: boolean };
     for (let i = 0; i < p.length; i++) {
       let d = g[i] + wd * p[i];
       if (momentum !== 0) {
@@ -55,7 +65,12 @@ const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hype
   },
   RMSprop(p, g, st, h) {
     const { lr, weightDecay: wd } = h;
-    const { alpha, eps, momentum, centered } = h as unknown as { alpha: number; eps: number; momentum: number; centered: boolean };
+    const { alpha, eps, momentum, centered } = h as unknown as {
+      alpha: number;
+      eps: number;
+      momentum: number;
+      centered: boolean;
+    };
     st.sq ??= new Array(p.length).fill(0);
     st.ga ??= new Array(p.length).fill(0);
     st.buf ??= new Array(p.length).fill(0);
@@ -75,24 +90,68 @@ const REFERENCE: Record<string, (p: number[], g: number[], st: RefState, h: Hype
   },
 };
 
-interface Case { name: string; kind: keyof typeof REFERENCE; hyper: Hyper; buffersPerParam: number }
+interface Case {
+  name: string;
+  kind: keyof typeof REFERENCE;
+  hyper: Hyper;
+  buffersPerParam: number;
+}
 const CASES: Case[] = [
-  { name: 'SGD plain + wd', kind: 'SGD', hyper: { lr: 0.1, weightDecay: 0.01, momentum: 0, dampening: 0, nesterov: false }, buffersPerParam: 2 },
-  { name: 'SGD momentum + dampening', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0, momentum: 0.9, dampening: 0.1, nesterov: false }, buffersPerParam: 3 },
-  { name: 'SGD nesterov + wd', kind: 'SGD', hyper: { lr: 0.05, weightDecay: 0.02, momentum: 0.8, dampening: 0, nesterov: true }, buffersPerParam: 3 },
-  { name: 'Adam + L2', kind: 'Adam', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8 }, buffersPerParam: 4 },
-  { name: 'AdamW', kind: 'AdamW', hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 }, buffersPerParam: 4 },
-  { name: 'RMSprop', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0, alpha: 0.9, eps: 1e-8, momentum: 0, centered: false }, buffersPerParam: 3 },
-  { name: 'RMSprop centered + momentum + wd', kind: 'RMSprop', hyper: { lr: 0.01, weightDecay: 0.05, alpha: 0.95, eps: 1e-6, momentum: 0.5, centered: true }, buffersPerParam: 5 },
+  {
+    name: 'SGD plain + wd',
+    kind: 'SGD',
+    hyper: { lr: 0.1, weightDecay: 0.01, momentum: 0, dampening: 0, nesterov: false },
+    buffersPerParam: 2,
+  },
+  {
+    name: 'SGD momentum + dampening',
+    kind: 'SGD',
+    hyper: { lr: 0.05, weightDecay: 0, momentum: 0.9, dampening: 0.1, nesterov: false },
+    buffersPerParam: 3,
+  },
+  {
+    name: 'SGD nesterov + wd',
+    kind: 'SGD',
+    hyper: { lr: 0.05, weightDecay: 0.02, momentum: 0.8, dampening: 0, nesterov: true },
+    buffersPerParam: 3,
+  },
+  {
+    name: 'Adam + L2',
+    kind: 'Adam',
+    hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8 },
+    buffersPerParam: 4,
+  },
+  {
+    name: 'AdamW',
+    kind: 'AdamW',
+    hyper: { lr: 0.01, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6 },
+    buffersPerParam: 4,
+  },
+  {
+    name: 'RMSprop',
+    kind: 'RMSprop',
+    hyper: { lr: 0.01, weightDecay: 0, alpha: 0.9, eps: 1e-8, momentum: 0, centered: false },
+    buffersPerParam: 3,
+  },
+  {
+    name: 'RMSprop centered + momentum + wd',
+    kind: 'RMSprop',
+    hyper: { lr: 0.01, weightDecay: 0.05, alpha: 0.95, eps: 1e-6, momentum: 0.5, centered: true },
+    buffersPerParam: 5,
+  },
 ];
 
 function makeOptimizer(kind: string, params: Tensor[], hyper: Hyper): optim.Optimizer<optim.BaseHyper> {
   const h = hyper as never;
   switch (kind) {
-    case 'SGD': return new optim.SGD(params, h);
-    case 'Adam': return new optim.Adam(params, h);
-    case 'AdamW': return new optim.AdamW(params, h);
-    default: return new optim.RMSprop(params, h);
+    case 'SGD':
+      return new optim.SGD(params, h);
+    case 'Adam':
+      return new optim.Adam(params, h);
+    case 'AdamW':
+      return new optim.AdamW(params, h);
+    default:
+      return new optim.RMSprop(params, h);
   }
 }
 
@@ -102,7 +161,17 @@ const STEPS = 6;
 /** Runs STEPS updates with fixed gradients; the learning rate changes every step (as a schedule would). */
 async function run(device: Device, c: Case): Promise<{ params: number[][]; dispatches: number[]; readbacks: number }> {
   const dtype = device === 'cpu' ? 'float64' : 'float32';
-  const params = SHAPES.map((s, k) => tensor(Float64Array.from(values(s.reduce((a, b) => a * b, 1), 10 + k)), { shape: s, dtype, device, requiresGrad: true }));
+  const params = SHAPES.map((s, k) =>
+    tensor(
+      Float64Array.from(
+        values(
+          s.reduce((a, b) => a * b, 1),
+          10 + k,
+        ),
+      ),
+      { shape: s, dtype, device, requiresGrad: true },
+    ),
+  );
   const opt = makeOptimizer(c.kind, params, c.hyper);
   const dispatches: number[] = [];
   const readbacks0 = memory().readbacks;
@@ -125,7 +194,12 @@ async function run(device: Device, c: Case): Promise<{ params: number[][]; dispa
 }
 
 function reference(c: Case): number[][] {
-  const ps = SHAPES.map((s, k) => values(s.reduce((a, b) => a * b, 1), 10 + k));
+  const ps = SHAPES.map((s, k) =>
+    values(
+      s.reduce((a, b) => a * b, 1),
+      10 + k,
+    ),
+  );
   const states: RefState[] = ps.map(() => ({}));
   for (let t = 1; t <= STEPS; t++) {
     const h = { ...c.hyper, lr: c.hyper.lr * (1 + 0.1 * t) };
@@ -140,9 +214,11 @@ function reference(c: Case): number[][] {
 
 function maxRelError(actual: number[][], expected: number[][], floor: number): number {
   let worst = 0;
-  actual.forEach((a, k) => a.forEach((v, i) => {
-    worst = Math.max(worst, Math.abs(v - expected[k][i]) / Math.max(Math.abs(expected[k][i]), floor));
-  }));
+  actual.forEach((a, k) =>
+    a.forEach((v, i) => {
+      worst = Math.max(worst, Math.abs(v - expected[k][i]) / Math.max(Math.abs(expected[k][i]), floor));
+    }),
+  );
   return worst;
 }
 
@@ -189,15 +265,27 @@ describe('multi-tensor updates and clipping on webgpu', () => {
    */
   async function train(device: Device, c: Case, clip: boolean): Promise<{ values: number[][]; dispatches: number[] }> {
     const dtype = device === 'cpu' ? 'float64' : 'float32';
-    const params = SIZES.map((n, k) => tensor(Float64Array.from(values(n, 7 + k)), { dtype, device, requiresGrad: true }));
+    const params = SIZES.map((n, k) =>
+      tensor(Float64Array.from(values(n, 7 + k)), { dtype, device, requiresGrad: true }),
+    );
     const half = SIZES.length / 2;
-    const opt = makeOptimizer(c.kind, [{ params: params.slice(0, half) }, { params: params.slice(half), lr: c.hyper.lr / 3 }] as never, c.hyper);
+    const opt = makeOptimizer(
+      c.kind,
+      [{ params: params.slice(0, half) }, { params: params.slice(half), lr: c.hyper.lr / 3 }] as never,
+      c.hyper,
+    );
     const dispatches: number[] = [];
     for (let t = 1; t <= STEPS_MT; t++) {
       params.forEach((p, k) => {
         const g = Float64Array.from(values(p.size, 1000 * t + k, 3));
         if (k === 5 && t === 2) p.grad = null;
-        else if (k % 3 === 0) p.grad = tensor(Float64Array.from(Array.from(g).flatMap((v) => [v, -7])), { dtype, device }).slice(0, 0, 2 * p.size, 2);
+        else if (k % 3 === 0)
+          p.grad = tensor(Float64Array.from(Array.from(g).flatMap((v) => [v, -7])), { dtype, device }).slice(
+            0,
+            0,
+            2 * p.size,
+            2,
+          );
         else if (k % 4 === 0) p.grad = tensor(Float64Array.from([9, ...g]), { dtype, device }).narrow(0, 1, p.size);
         else p.grad = tensor(g, { dtype, device });
       });
@@ -225,7 +313,8 @@ describe('multi-tensor updates and clipping on webgpu', () => {
         expect(maxRelError(fused.values, cpu.values, 1e-2)).toBeLessThan(5e-5);
         // Fewer dispatches whenever two parameters' buffers fit in one dispatch's bindings.
         fused.dispatches.forEach((d, t) => expect(d).toBeLessThanOrEqual(single.dispatches[t]));
-        if (storageBindings() >= 2 * c.buffersPerParam) expect(Math.max(...fused.dispatches)).toBeLessThan(Math.max(...single.dispatches));
+        if (storageBindings() >= 2 * c.buffersPerParam)
+          expect(Math.max(...fused.dispatches)).toBeLessThan(Math.max(...single.dispatches));
       });
     }
   }
@@ -234,7 +323,9 @@ describe('multi-tensor updates and clipping on webgpu', () => {
     const n = 40;
     const params = Array.from({ length: n }, (_, k) => tensor(values(10 + k, k), { requiresGrad: true }));
     const opt = new optim.AdamW([{ params: params.slice(0, 30) }, { params: params.slice(30), weightDecay: 0 }]);
-    params.forEach((p, k) => { p.grad = tensor(values(p.size, 50 + k)); });
+    params.forEach((p, k) => {
+      p.grad = tensor(values(p.size, 50 + k));
+    });
     let d0 = memory().dispatches;
     optim.clipGradNorm(params, 1);
     const clipDispatches = memory().dispatches - d0;
@@ -269,18 +360,33 @@ describe('optimizer mechanics', () => {
     expect(Array.from(await a.data())).toEqual([0.9, 1.9, 2.9]);
     const bv = Array.from(await b.data());
     [4, 5].forEach((v, i) => expect(bv[i]).toBeCloseTo(v - 0.5 * (1 + 0.1 * v), 12));
-    expect(opt.paramGroups.map((g) => [g.lr, g.weightDecay])).toEqual([[0.1, 0], [0.5, 0.1]]);
+    expect(opt.paramGroups.map((g) => [g.lr, g.weightDecay])).toEqual([
+      [0.1, 0],
+      [0.5, 0.1],
+    ]);
   });
 
   it('weightDecayGroups: decay on weights and embeddings, none on biases and norm gains, chosen by declared role', () => {
     const f64 = { device: 'cpu' as const, dtype: 'float64' as const };
-    const net = new nn.Sequential(new nn.Embedding(5, 4, f64), new nn.LayerNorm(4, f64), new nn.Linear(4, 3, f64), new nn.RMSNorm(3, f64), new nn.Linear(3, 2, { ...f64, bias: false }));
+    const net = new nn.Sequential(
+      new nn.Embedding(5, 4, f64),
+      new nn.LayerNorm(4, f64),
+      new nn.Linear(4, 3, f64),
+      new nn.RMSNorm(3, f64),
+      new nn.Linear(3, 2, { ...f64, bias: false }),
+    );
     const names = new Map(net.namedParameters().map(([n, p]) => [p, n]));
-    const named = (groups: { params: Tensor[]; weightDecay: number }[]) => groups.map((g) => [g.params.map((p) => names.get(p)), g.weightDecay]);
-    expect(named(optim.weightDecayGroups(net, 0.1))).toEqual([[['0.weight', '2.weight', '4.weight'], 0.1], [['1.weight', '1.bias', '2.bias', '3.weight'], 0]]);
+    const named = (groups: { params: Tensor[]; weightDecay: number }[]) =>
+      groups.map((g) => [g.params.map((p) => names.get(p)), g.weightDecay]);
+    expect(named(optim.weightDecayGroups(net, 0.1))).toEqual([
+      [['0.weight', '2.weight', '4.weight'], 0.1],
+      [['1.weight', '1.bias', '2.bias', '3.weight'], 0],
+    ]);
     // Excluded parameters (another group's, or frozen) are in neither group; an empty group is left out.
     const matrices = [0, 2, 4].map((i) => net.at(i).parameters()[0]);
-    expect(named(optim.weightDecayGroups(net, 0.1, { exclude: matrices }))).toEqual([[['1.weight', '1.bias', '2.bias', '3.weight'], 0]]);
+    expect(named(optim.weightDecayGroups(net, 0.1, { exclude: matrices }))).toEqual([
+      [['1.weight', '1.bias', '2.bias', '3.weight'], 0],
+    ]);
     expect(() => optim.weightDecayGroups(net, -1)).toThrow(/weightDecayGroups.*weightDecay/);
     const opt = new optim.AdamW(optim.weightDecayGroups(net, 0.1), { lr: 1e-3 });
     expect(opt.paramGroups.map((g) => g.weightDecay)).toEqual([0.1, 0]);
@@ -307,15 +413,20 @@ describe('optimizer mechanics', () => {
       const gradAt = (t: number) => tensor(Float64Array.from(values(6, 50 + t)), { dtype, device });
       const p1 = mk();
       const o1 = new optim.RMSprop([p1], { lr: 0.01, momentum: 0.9, centered: true });
-      for (let t = 0; t < 3; t++) { p1.grad = gradAt(t); o1.step(); }
+      for (let t = 0; t < 3; t++) {
+        p1.grad = gradAt(t);
+        o1.step();
+      }
       const p2 = tensor(await p1.data(), { dtype, device, requiresGrad: true });
       const o2 = new optim.RMSprop([p2], { lr: 0.5 });
       o2.loadStateDict(o1.stateDict());
       expect(o2.paramGroups[0].lr).toBe(0.01);
       expect(o2.paramGroups[0].centered).toBe(true);
       for (let t = 3; t < 6; t++) {
-        p1.grad = gradAt(t); o1.step();
-        p2.grad = gradAt(t); o2.step();
+        p1.grad = gradAt(t);
+        o1.step();
+        p2.grad = gradAt(t);
+        o2.step();
       }
       expect(Array.from(await p2.data())).toEqual(Array.from(await p1.data()));
     }
@@ -341,7 +452,9 @@ describe('optimizer mechanics', () => {
     onGpu.step();
     const c = tensor([1, 2], { dtype: 'float64', device: 'cpu', requiresGrad: true });
     const onCpu = new optim.Adam([c], { lr: 0.3 });
-    expect(() => onCpu.loadStateDict(onGpu.stateDict())).toThrow(/state 'exp_avg' is on webgpu, which is read asynchronously, but the parameter is on cpu; load the state on cpu/);
+    expect(() => onCpu.loadStateDict(onGpu.stateDict())).toThrow(
+      /state 'exp_avg' is on webgpu, which is read asynchronously, but the parameter is on cpu; load the state on cpu/,
+    );
     expect(onCpu.paramGroups[0].lr).toBe(0.3);
     // The other way round is a synchronous upload.
     c.grad = tensor([1, 1], { dtype: 'float64', device: 'cpu' });

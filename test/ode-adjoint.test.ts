@@ -3,13 +3,26 @@
 // grow with the number of solver steps (while backprop's does).
 import { describe, expect, it } from 'vitest';
 import { memory, ode, randn, manualSeed, resetPeak, scope, tensor, type Tensor } from '../index.js';
-import { AFFINE, EXPONENTIAL, expectClose, LOGISTIC, MULTI_TIME, NON_AUTONOMOUS, OSCILLATOR, solveAndGrad, STIFF, stiffExactGrad, type Problem } from './ode-helpers.js';
+import {
+  AFFINE,
+  EXPONENTIAL,
+  expectClose,
+  LOGISTIC,
+  MULTI_TIME,
+  NON_AUTONOMOUS,
+  OSCILLATOR,
+  solveAndGrad,
+  STIFF,
+  stiffExactGrad,
+  type Problem,
+} from './ode-helpers.js';
 
 const TIGHT = { rtol: 1e-10, atol: 1e-12 };
-const f64 = (v: number[] | number[][], requiresGrad = false) => tensor(v, { dtype: 'float64', device: 'cpu', requiresGrad });
+const f64 = (v: number[] | number[][], requiresGrad = false) =>
+  tensor(v, { dtype: 'float64', device: 'cpu', requiresGrad });
 
 describe('odeintAdjoint matches the closed forms', () => {
-  it('y\' = a·y: dy/dy0, dy/da, dL/dT, dL/dt0', async () => {
+  it("y' = a·y: dy/dy0, dy/da, dL/dT, dL/dt0", async () => {
     const r = await solveAndGrad('adjoint', EXPONENTIAL, 'cpu', TIGHT, true);
     const e = Math.exp(0.5);
     expectClose(r.loss, e, 1e-9);
@@ -40,7 +53,7 @@ describe('odeintAdjoint matches the closed forms', () => {
     expectClose(r.gt!, [-0.070737202, 0.960170287], 1e-7);
   });
 
-  it('stiff y\' = A y with 11 output times gives the exact dL/dA', async () => {
+  it("stiff y' = A y with 11 output times gives the exact dL/dA", async () => {
     const r = await solveAndGrad('adjoint', STIFF, 'cpu', { rtol: 1e-9, atol: 1e-12 });
     const exact = stiffExactGrad().flat();
     expect(Math.abs(exact[0])).toBeGreaterThan(0.4);
@@ -59,27 +72,40 @@ describe('adjoint vs backprop through the same dopri5 solve (rtol 1e-9, atol 1e-
     [STIFF, 1e-5, false],
     [{ ...MULTI_TIME, name: 'multi-time, decreasing t', t: [...MULTI_TIME.t].reverse() }, 1e-8, true],
   ];
-  it.each(cases.map(([pb, tol, timeGrad]) => ({ name: pb.name, pb, tol, timeGrad })))('$name', async ({ pb, tol, timeGrad }) => {
-    const bp = await solveAndGrad('backprop', pb, 'cpu', opts, timeGrad);
-    const adj = await solveAndGrad('adjoint', pb, 'cpu', opts, timeGrad);
-    expect(adj.y).toEqual(bp.y); // the same forward solve
-    if (bp.gy0) expectClose(adj.gy0!, bp.gy0, tol, tol);
-    bp.gParams.forEach((g, k) => expectClose(adj.gParams[k]!, g!, tol, tol));
-    if (timeGrad) expectClose(adj.gt!, bp.gt!, tol, tol);
-  });
+  it.each(cases.map(([pb, tol, timeGrad]) => ({ name: pb.name, pb, tol, timeGrad })))(
+    '$name',
+    async ({ pb, tol, timeGrad }) => {
+      const bp = await solveAndGrad('backprop', pb, 'cpu', opts, timeGrad);
+      const adj = await solveAndGrad('adjoint', pb, 'cpu', opts, timeGrad);
+      expect(adj.y).toEqual(bp.y); // the same forward solve
+      if (bp.gy0) expectClose(adj.gy0!, bp.gy0, tol, tol);
+      bp.gParams.forEach((g, k) => expectClose(adj.gParams[k]!, g!, tol, tol));
+      if (timeGrad) expectClose(adj.gt!, bp.gt!, tol, tol);
+    },
+  );
 
   it('also with fixed-step rk4 forward and backward solves', async () => {
     const o = { method: 'rk4' as const, stepSize: 0.01 };
     const bp = await solveAndGrad('backprop', LOGISTIC, 'cpu', o);
     const adj = await solveAndGrad('adjoint', LOGISTIC, 'cpu', o);
-    expectClose([adj.gy0![0], adj.gParams[0]![0], adj.gParams[1]![0]], [bp.gy0![0], bp.gParams[0]![0], bp.gParams[1]![0]], 1e-6);
+    expectClose(
+      [adj.gy0![0], adj.gParams[0]![0], adj.gParams[1]![0]],
+      [bp.gy0![0], bp.gParams[0]![0], bp.gParams[1]![0]],
+      1e-6,
+    );
   });
 });
 
 describe('odeintAdjoint details', () => {
   it('gives unused params exact zeros and params that need no grad nothing', async () => {
     const a = f64([0.3], true);
-    const unused = f64([[1, 2], [3, 4]], true);
+    const unused = f64(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      true,
+    );
     const frozen = f64([5]);
     const y0 = f64([1], true);
     const Y = await ode.odeintAdjoint((_t, y) => y.mul(a), y0, [0, 1], { params: [a, unused, frozen] });
@@ -110,7 +136,11 @@ describe('odeintAdjoint details', () => {
     const tight = await solveAndGrad('adjoint', LOGISTIC, 'cpu', TIGHT);
     expect(loose.stats.nfeForward).toBe(tight.stats.nfeForward);
     expect(loose.stats.nfeBackward).toBeLessThan(tight.stats.nfeBackward / 3);
-    const rk = await solveAndGrad('adjoint', LOGISTIC, 'cpu', { ...TIGHT, adjointMethod: 'rk4', adjointOptions: { stepSize: 0.01 } });
+    const rk = await solveAndGrad('adjoint', LOGISTIC, 'cpu', {
+      ...TIGHT,
+      adjointMethod: 'rk4',
+      adjointOptions: { stepSize: 0.01 },
+    });
     expect(rk.stats.nfeBackward).toBe(400 * 4);
     expectClose(rk.gParams[0]!, [1.718198985], 1e-6);
   });
@@ -165,7 +195,7 @@ describe('memory', () => {
     return { held, nfe };
   }
 
-  it('adjoint backward peak does not grow with the number of steps; backprop\'s graph does', async () => {
+  it("adjoint backward peak does not grow with the number of steps; backprop's graph does", async () => {
     const loose = await adjointBackwardPeak(1e-3);
     const tight = await adjointBackwardPeak(1e-9);
     expect(tight.nfe).toBeGreaterThan(5 * loose.nfe);

@@ -27,11 +27,18 @@ export function solveAndGrad(mode: Mode, pb: Problem, device: Device, opts: ode.
   return scope(() => solveAndGradUnscoped(mode, pb, device, opts, timeGrad));
 }
 
-async function solveAndGradUnscoped(mode: Mode, pb: Problem, device: Device, opts: ode.AdjointOptions, timeGrad: boolean) {
+async function solveAndGradUnscoped(
+  mode: Mode,
+  pb: Problem,
+  device: Device,
+  opts: ode.AdjointOptions,
+  timeGrad: boolean,
+) {
   const { y0, params, f } = pb.make(device);
   const { leaf, plain } = scalars(device);
   const t = timeGrad ? leaf(pb.t) : plain(pb.t);
-  const Y = mode === 'backprop' ? await ode.odeint(f, y0, t, opts) : await ode.odeintAdjoint(f, y0, t, { ...opts, params });
+  const Y =
+    mode === 'backprop' ? await ode.odeint(f, y0, t, opts) : await ode.odeintAdjoint(f, y0, t, { ...opts, params });
   const L = pb.loss(Y);
   if (device === 'cpu' && mode === 'adjoint') L.backward();
   else await L.backwardAsync();
@@ -68,7 +75,10 @@ export const MULTI_TIME: Problem = {
     return { y0: leaf([2]), params: [a], f: (_t, y) => y.mul(a) };
   },
   t: [0, 0.5, 1, 1.5, 2, 2.5, 3],
-  loss: (Y) => Y.reshape([7]).mul(tensor([1, 7 / 6, 8 / 6, 9 / 6, 10 / 6, 11 / 6, 2], { dtype: Y.dtype, device: Y.device })).sum(),
+  loss: (Y) =>
+    Y.reshape([7])
+      .mul(tensor([1, 7 / 6, 8 / 6, 9 / 6, 10 / 6, 11 / 6, 2], { dtype: Y.dtype, device: Y.device }))
+      .sum(),
 };
 
 export const AFFINE: Problem = {
@@ -124,7 +134,10 @@ export const NON_AUTONOMOUS: Problem = {
 /** A = R·diag(−1, −30)·Rᵀ, R a rotation by 0.3 rad. */
 export function stiffMatrix(): number[][] {
   const [c, s] = [Math.cos(0.3), Math.sin(0.3)];
-  const R = [[c, -s], [s, c]];
+  const R = [
+    [c, -s],
+    [s, c],
+  ];
   const D = [-1, -30];
   return [0, 1].map((i) => [0, 1].map((j) => R[i][0] * D[0] * R[j][0] + R[i][1] * D[1] * R[j][1]));
 }
@@ -132,14 +145,22 @@ export function stiffMatrix(): number[][] {
 /** Exact dL/dA for L = Σ y(1), y' = A y, y0 = (1, 1): ∫₀¹ e^{Aᵀ(1−s)}·1 · y(s)ᵀ ds (A symmetric; fine quadrature). */
 export function stiffExactGrad(): number[][] {
   const [c, s] = [Math.cos(0.3), Math.sin(0.3)];
-  const R = [[c, -s], [s, c]];
+  const R = [
+    [c, -s],
+    [s, c],
+  ];
   const D = [-1, -30];
   const expAv = (t: number, v: number[]) => {
     const e = [Math.exp(D[0] * t), Math.exp(D[1] * t)];
-    return [0, 1].map((i) => [0, 1].reduce((acc, j) => acc + (R[i][0] * e[0] * R[j][0] + R[i][1] * e[1] * R[j][1]) * v[j], 0));
+    return [0, 1].map((i) =>
+      [0, 1].reduce((acc, j) => acc + (R[i][0] * e[0] * R[j][0] + R[i][1] * e[1] * R[j][1]) * v[j], 0),
+    );
   };
   const n = 20000;
-  const G = [[0, 0], [0, 0]];
+  const G = [
+    [0, 0],
+    [0, 0],
+  ];
   for (let k = 0; k < n; k++) {
     // Gauss–Legendre 2-point per cell keeps the quadrature error far below the solver's.
     for (const q of [-1 / Math.sqrt(3), 1 / Math.sqrt(3)]) {
@@ -163,12 +184,20 @@ export const STIFF: Problem = {
   loss: last,
 };
 
-export function expectClose(actual: readonly number[] | number, expected: readonly number[] | number, rel: number, abs = 0): void {
+export function expectClose(
+  actual: readonly number[] | number,
+  expected: readonly number[] | number,
+  rel: number,
+  abs = 0,
+): void {
   const a = typeof actual === 'number' ? [actual] : actual;
   const e = typeof expected === 'number' ? [expected] : expected;
   if (a.length !== e.length) throw new Error(`length ${a.length} != ${e.length}`);
   a.forEach((v, i) => {
     const tol = abs + rel * Math.abs(e[i]);
-    if (!(Math.abs(v - e[i]) <= tol)) throw new Error(`element ${i}: got ${v}, expected ${e[i]} (|diff| ${Math.abs(v - e[i]).toExponential(2)} > tol ${tol.toExponential(2)})`);
+    if (!(Math.abs(v - e[i]) <= tol))
+      throw new Error(
+        `element ${i}: got ${v}, expected ${e[i]} (|diff| ${Math.abs(v - e[i]).toExponential(2)} > tol ${tol.toExponential(2)})`,
+      );
   });
 }

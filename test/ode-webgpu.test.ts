@@ -3,7 +3,17 @@
 // solves; the adjoint on webgpu runs through `await loss.backwardAsync()`).
 import { describe, expect, it } from 'vitest';
 import { ode, tensor } from '../index.js';
-import { EXPONENTIAL, expectClose, LOGISTIC, MULTI_TIME, NON_AUTONOMOUS, OSCILLATOR, solveAndGrad, type Mode, type Problem } from './ode-helpers.js';
+import {
+  EXPONENTIAL,
+  expectClose,
+  LOGISTIC,
+  MULTI_TIME,
+  NON_AUTONOMOUS,
+  OSCILLATOR,
+  solveAndGrad,
+  type Mode,
+  type Problem,
+} from './ode-helpers.js';
 
 const REL = 3e-4;
 const ABS = 1e-5;
@@ -20,14 +30,17 @@ describe('webgpu float32 vs cpu float64', () => {
     ['backprop', OSCILLATOR, false],
     ['adjoint', OSCILLATOR, false],
   ];
-  it.each(cases.map(([mode, pb, timeGrad]) => ({ name: `${mode}: ${pb.name}`, mode, pb, timeGrad })))('$name', async ({ mode, pb, timeGrad }) => {
-    const ref = await solveAndGrad(mode, pb, 'cpu', { rtol: 1e-9, atol: 1e-12 }, timeGrad);
-    const gpu = await solveAndGrad(mode, pb, 'webgpu', {}, timeGrad);
-    expectClose(gpu.y, ref.y, REL, ABS);
-    if (ref.gy0) expectClose(gpu.gy0!, ref.gy0, REL, ABS);
-    ref.gParams.forEach((g, k) => expectClose(gpu.gParams[k]!, g!, REL, ABS));
-    if (timeGrad) expectClose(gpu.gt!, ref.gt!, REL, TIME_ABS);
-  });
+  it.each(cases.map(([mode, pb, timeGrad]) => ({ name: `${mode}: ${pb.name}`, mode, pb, timeGrad })))(
+    '$name',
+    async ({ mode, pb, timeGrad }) => {
+      const ref = await solveAndGrad(mode, pb, 'cpu', { rtol: 1e-9, atol: 1e-12 }, timeGrad);
+      const gpu = await solveAndGrad(mode, pb, 'webgpu', {}, timeGrad);
+      expectClose(gpu.y, ref.y, REL, ABS);
+      if (ref.gy0) expectClose(gpu.gy0!, ref.gy0, REL, ABS);
+      ref.gParams.forEach((g, k) => expectClose(gpu.gParams[k]!, g!, REL, ABS));
+      if (timeGrad) expectClose(gpu.gt!, ref.gt!, REL, TIME_ABS);
+    },
+  );
 
   it('fixed-step rk4 on webgpu matches cpu to f32 rounding', async () => {
     const ref = await solveAndGrad('backprop', EXPONENTIAL, 'cpu', { method: 'rk4', stepSize: 0.05 });

@@ -2,7 +2,16 @@
 // first step, NFE accounting, dense output), closed-form oracles by backprop through the solver, errors.
 import { describe, expect, it } from 'vitest';
 import { ode, OpError, tensor, type Tensor } from '../index.js';
-import { AFFINE, EXPONENTIAL, expectClose, LOGISTIC, MULTI_TIME, NON_AUTONOMOUS, OSCILLATOR, solveAndGrad } from './ode-helpers.js';
+import {
+  AFFINE,
+  EXPONENTIAL,
+  expectClose,
+  LOGISTIC,
+  MULTI_TIME,
+  NON_AUTONOMOUS,
+  OSCILLATOR,
+  solveAndGrad,
+} from './ode-helpers.js';
 
 const f64 = (v: number | number[]) => tensor(v, { dtype: 'float64', device: 'cpu' });
 const values = async (Y: Tensor) => Array.from(await Y.data());
@@ -13,7 +22,7 @@ describe('fixed-step methods', () => {
     ['euler', 1.1 ** 10],
     ['midpoint', 1.105 ** 10],
     ['rk4', (1 + 0.1 + 0.1 ** 2 / 2 + 0.1 ** 3 / 6 + 0.1 ** 4 / 24) ** 10],
-  ] as const)('%s on y\' = y, h = 0.1, 10 steps', async (method, exact) => {
+  ] as const)("%s on y' = y, h = 0.1, 10 steps", async (method, exact) => {
     const Y = await ode.odeint((_t, y) => y, f64([1]), [0, 1], { method, stepSize: 0.1 });
     expectClose((await values(Y))[1], exact, 1e-12);
     expect(ode.lastStats()).toMatchObject({ method, accepted: 10, rejected: 0 });
@@ -35,7 +44,7 @@ describe('fixed-step methods', () => {
 });
 
 describe('dopri5', () => {
-  it('one step multiplies y\' = λy by its stability polynomial', async () => {
+  it("one step multiplies y' = λy by its stability polynomial", async () => {
     for (const z of [-2.5, -0.7, 0.3, 1.2]) {
       const h = 0.5;
       const Y = await ode.odeint((_t, y) => y.mul(z / h), f64([1]), [0, h], { firstStep: h, rtol: 1e3, atol: 1e3 });
@@ -75,7 +84,11 @@ describe('dopri5', () => {
     const Y = await ode.odeint((_t, y) => y.mul(-0.7), f64([1.5]), t, { rtol: 1e-9, atol: 1e-12 });
     const nSteps = ode.lastStats().accepted;
     expect(nSteps).toBeLessThan(80); // most outputs fall strictly inside steps
-    expectClose(await values(Y), t.map((s) => 1.5 * Math.exp(-0.7 * s)), 1e-8);
+    expectClose(
+      await values(Y),
+      t.map((s) => 1.5 * Math.exp(-0.7 * s)),
+      1e-8,
+    );
   });
 
   it('integrates backwards in time when t decreases', async () => {
@@ -84,15 +97,25 @@ describe('dopri5', () => {
   });
 
   it('keeps any state shape and takes t as a 1-D tensor', async () => {
-    const y0 = tensor([[1, 2], [3, 4]], { dtype: 'float64', device: 'cpu' });
+    const y0 = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { dtype: 'float64', device: 'cpu' },
+    );
     const Y = await ode.odeint((_t, y) => y.neg(), y0, f64([0, 1]), TIGHT);
     expect(Y.shape).toEqual([2, 2, 2]);
-    expectClose((await values(Y)).slice(4), [1, 2, 3, 4].map((v) => v * Math.exp(-1)), 1e-9);
+    expectClose(
+      (await values(Y)).slice(4),
+      [1, 2, 3, 4].map((v) => v * Math.exp(-1)),
+      1e-9,
+    );
   });
 });
 
 describe('odeint backprop through the solver matches the closed forms', () => {
-  it('y\' = a·y: y(T), dy/dy0, dy/da, dL/dT', async () => {
+  it("y' = a·y: y(T), dy/dy0, dy/da, dL/dT", async () => {
     const r = await solveAndGrad('backprop', EXPONENTIAL, 'cpu', TIGHT, true);
     const e = Math.exp(0.5);
     expectClose(r.loss, e, 1e-9);
@@ -108,7 +131,7 @@ describe('odeint backprop through the solver matches the closed forms', () => {
     expect(Math.abs(r.gt!.reduce((s, v) => s + v, 0))).toBeLessThan(1e-9);
   });
 
-  it('affine y\' = −k y + b', async () => {
+  it("affine y' = −k y + b", async () => {
     const r = await solveAndGrad('backprop', AFFINE, 'cpu', TIGHT);
     expectClose([r.gParams[0]![0], r.gParams[1]![0]], [-1.2757591, 0.92917403], 1e-8);
   });
@@ -125,7 +148,7 @@ describe('odeint backprop through the solver matches the closed forms', () => {
     expectClose(r.gParams[0]!, [1.593301147], 1e-8);
   });
 
-  it('non-autonomous y\' = cos(ωt) with time gradients', async () => {
+  it("non-autonomous y' = cos(ωt) with time gradients", async () => {
     const r = await solveAndGrad('backprop', NON_AUTONOMOUS, 'cpu', TIGHT, true);
     expectClose(r.gParams[0]!, [0.770202934], 1e-8);
     expectClose(r.gt!, [-0.070737202, 0.960170287], 1e-8);
@@ -135,25 +158,37 @@ describe('odeint backprop through the solver matches the closed forms', () => {
 describe('odeint errors', () => {
   const y0 = () => f64([1]);
   it('rejects non-monotone t', async () => {
-    await expect(ode.odeint((_t, y) => y, y0(), [0, 1, 0.5])).rejects.toThrow(/strictly increasing or strictly decreasing.*t\[1\]=1 and t\[2\]=0.5/);
+    await expect(ode.odeint((_t, y) => y, y0(), [0, 1, 0.5])).rejects.toThrow(
+      /strictly increasing or strictly decreasing.*t\[1\]=1 and t\[2\]=0.5/,
+    );
     await expect(ode.odeint((_t, y) => y, y0(), [0, 0])).rejects.toThrow(OpError);
   });
   it('rejects f returning the wrong shape', async () => {
-    await expect(ode.odeint((_t, y) => y.reshape([1, 1]), y0(), [0, 1])).rejects.toThrow(/returned shape \[1, 1\] but the state has shape \[1\]/);
+    await expect(ode.odeint((_t, y) => y.reshape([1, 1]), y0(), [0, 1])).rejects.toThrow(
+      /returned shape \[1, 1\] but the state has shape \[1\]/,
+    );
   });
   it('reports maxNumSteps exceeded', async () => {
-    await expect(ode.odeint((_t, y) => y.mul(-1), y0(), [0, 100], { maxNumSteps: 5 })).rejects.toThrow(/maxNumSteps=5 exceeded/);
+    await expect(ode.odeint((_t, y) => y.mul(-1), y0(), [0, 100], { maxNumSteps: 5 })).rejects.toThrow(
+      /maxNumSteps=5 exceeded/,
+    );
   });
   it('reports step-size underflow at a blow-up', async () => {
     // y' = y², y(0) = 1 blows up at t = 1.
-    await expect(ode.odeint((_t, y) => y.square(), y0(), [0, 2])).rejects.toThrow(/step size underflow|non-finite state/);
+    await expect(ode.odeint((_t, y) => y.square(), y0(), [0, 2])).rejects.toThrow(
+      /step size underflow|non-finite state/,
+    );
   });
   it('reports a non-finite state', async () => {
     await expect(ode.odeint((_t, y) => y.log(), f64([-1]), [0, 1])).rejects.toThrow(/non-finite state/);
-    await expect(ode.odeint((_t, y) => y.log(), f64([-1]), [0, 1], { method: 'rk4' })).rejects.toThrow(/non-finite state/);
+    await expect(ode.odeint((_t, y) => y.log(), f64([-1]), [0, 1], { method: 'rk4' })).rejects.toThrow(
+      /non-finite state/,
+    );
   });
   it('rejects unknown methods and bad options', async () => {
-    await expect(ode.odeint((_t, y) => y, y0(), [0, 1], { method: 'rk45' as 'rk4' })).rejects.toThrow(/unknown method 'rk45'/);
+    await expect(ode.odeint((_t, y) => y, y0(), [0, 1], { method: 'rk45' as 'rk4' })).rejects.toThrow(
+      /unknown method 'rk45'/,
+    );
     await expect(ode.odeint((_t, y) => y, y0(), [0, 1], { rtol: -1 })).rejects.toThrow(/rtol must be positive/);
   });
 });

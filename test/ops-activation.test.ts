@@ -14,44 +14,64 @@ describe('gelu / swiglu', () => {
     const x = cpu64([-6, -1.5, -0.2, 0, 0.3, 1, 4], [7]);
     const c = Math.sqrt(2 / Math.PI);
     const formula = x.mul(0.5).mul(x.add(x.pow(3).mul(0.044715)).mul(c).tanh().add(1));
-    expect(Array.from(await F.gelu(x, { approximate: 'tanh' }).data())).toEqual(Array.from(await formula.data()).map((v) => expect.closeTo(v, 12)));
+    expect(Array.from(await F.gelu(x, { approximate: 'tanh' }).data())).toEqual(
+      Array.from(await formula.data()).map((v) => expect.closeTo(v, 12)),
+    );
     expect(Array.from(await F.gelu(x).data())).toEqual(Array.from(await x.gelu().data()));
     expect(() => F.gelu(x, { approximate: 'erf' as 'tanh' })).toThrow(/gelu: approximate/);
   });
 
   it('gradcheck of gelu(tanh), silu and swiglu (broadcasting) on cpu f64 and webgpu vs cpu', async () => {
-    await fc.assert(fc.asyncProperty(testing.broadcastPairArb({ maxRank: 3 }), fc.integer({ min: 0, max: 1000 }), async ([sa, sb], seed) => {
-      manualSeed(seed);
-      const a = randn(sa, f64).mul(2), b = randn(sb, f64);
-      expectOk(testing.gradcheck((x) => F.gelu(x, { approximate: 'tanh' }), [a]));
-      expectOk(testing.gradcheck((x, y) => F.swiglu(x, y), [a, b]));
-      expectOk(testing.gradcheck((x) => F.silu(x), [a]));
-      expectOk(await testing.gradcheckDevices((x) => F.gelu(x, { approximate: 'tanh' }), [a]));
-      expectOk(await testing.gradcheckDevices((x, y) => F.swiglu(x, y), [a, b]));
-    }), testing.fcParams(10));
+    await fc.assert(
+      fc.asyncProperty(
+        testing.broadcastPairArb({ maxRank: 3 }),
+        fc.integer({ min: 0, max: 1000 }),
+        async ([sa, sb], seed) => {
+          manualSeed(seed);
+          const a = randn(sa, f64).mul(2),
+            b = randn(sb, f64);
+          expectOk(testing.gradcheck((x) => F.gelu(x, { approximate: 'tanh' }), [a]));
+          expectOk(testing.gradcheck((x, y) => F.swiglu(x, y), [a, b]));
+          expectOk(testing.gradcheck((x) => F.silu(x), [a]));
+          expectOk(await testing.gradcheckDevices((x) => F.gelu(x, { approximate: 'tanh' }), [a]));
+          expectOk(await testing.gradcheckDevices((x, y) => F.swiglu(x, y), [a, b]));
+        },
+      ),
+      testing.fcParams(10),
+    );
   });
 
   it('swiglu gradients read gate and up through strides (halves of one joint projection, a transpose) and agree with cpu f64, one or both requested', async () => {
-    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 1000 }), async (T, F2, seed) => {
-      manualSeed(seed);
-      const joint = randn([2, T, 2 * F2], f64).mul(2), other = randn([2, F2, T], f64);
-      const halves = (j: Tensor) => [j.narrow(2, 0, F2), j.narrow(2, F2, F2)];
-      const fromJoint = (j: Tensor) => F.swiglu(...(halves(j) as [Tensor, Tensor]));
-      const transposedGate = (g: Tensor, u: Tensor) => F.swiglu(g.transpose(1, 2), u);
-      const [gate, up] = halves(joint).map((h) => h.contiguous());
-      // A constant operand, made on the device and dtype of the differentiated one.
-      const [gateValues, upValues] = [Array.from(await gate.data()), Array.from(await up.data())];
-      const constant = (values: number[], like: Tensor) => tensor(values, { device: like.device, dtype: like.dtype, shape: like.shape });
-      for (const [f, inputs] of [
-        [fromJoint, [joint]],
-        [transposedGate, [other, up]],
-        [(g: Tensor) => F.swiglu(g, constant(upValues, g)), [gate]],
-        [(u: Tensor) => F.swiglu(constant(gateValues, u), u), [up]],
-      ] as [(...xs: Tensor[]) => Tensor, Tensor[]][]) {
-        expectOk(testing.gradcheck(f, inputs));
-        expectOk(await testing.gradcheckDevices(f, inputs));
-      }
-    }), testing.fcParams(6));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 1000 }),
+        async (T, F2, seed) => {
+          manualSeed(seed);
+          const joint = randn([2, T, 2 * F2], f64).mul(2),
+            other = randn([2, F2, T], f64);
+          const halves = (j: Tensor) => [j.narrow(2, 0, F2), j.narrow(2, F2, F2)];
+          const fromJoint = (j: Tensor) => F.swiglu(...(halves(j) as [Tensor, Tensor]));
+          const transposedGate = (g: Tensor, u: Tensor) => F.swiglu(g.transpose(1, 2), u);
+          const [gate, up] = halves(joint).map((h) => h.contiguous());
+          // A constant operand, made on the device and dtype of the differentiated one.
+          const [gateValues, upValues] = [Array.from(await gate.data()), Array.from(await up.data())];
+          const constant = (values: number[], like: Tensor) =>
+            tensor(values, { device: like.device, dtype: like.dtype, shape: like.shape });
+          for (const [f, inputs] of [
+            [fromJoint, [joint]],
+            [transposedGate, [other, up]],
+            [(g: Tensor) => F.swiglu(g, constant(upValues, g)), [gate]],
+            [(u: Tensor) => F.swiglu(constant(gateValues, u), u), [up]],
+          ] as [(...xs: Tensor[]) => Tensor, Tensor[]][]) {
+            expectOk(testing.gradcheck(f, inputs));
+            expectOk(await testing.gradcheckDevices(f, inputs));
+          }
+        },
+      ),
+      testing.fcParams(6),
+    );
   });
 
   it('swiglu backward is one dispatch on webgpu, writing both gradients (one when only one is needed)', async () => {
@@ -61,7 +81,8 @@ describe('gelu / swiglu', () => {
       const [gate, up] = [joint.narrow(2, 0, 4).detach(), joint.narrow(2, 4, 4).detach()];
       gate.requiresGrad = gateNeedsGrad;
       up.requiresGrad = upNeedsGrad;
-      const y = F.swiglu(gate, up), g = randn([2, 3, 4]);
+      const y = F.swiglu(gate, up),
+        g = randn([2, 3, 4]);
       await g.data();
       const before = memory().dispatches;
       y.backward(g);
@@ -122,12 +143,22 @@ describe('dropout', () => {
   });
 
   it('gradcheck on random shapes and rates (the seed is fixed inside f so every evaluation uses one mask)', async () => {
-    await fc.assert(fc.asyncProperty(testing.tensorDataArb({ minRank: 1, maxRank: 3 }), fc.double({ min: 0.05, max: 0.9, noNaN: true }), async ({ shape, values }, p) => {
-      const x = cpu64(values, shape);
-      const f = (a: Tensor) => { manualSeed(2); return F.dropout(a.rank > 1 ? a.transpose(0, -1) : a, p); };
-      expectOk(testing.gradcheck(f, [x]));
-      expectOk(await testing.gradcheckDevices(f, [x]));
-    }), testing.fcParams(10));
+    await fc.assert(
+      fc.asyncProperty(
+        testing.tensorDataArb({ minRank: 1, maxRank: 3 }),
+        fc.double({ min: 0.05, max: 0.9, noNaN: true }),
+        async ({ shape, values }, p) => {
+          const x = cpu64(values, shape);
+          const f = (a: Tensor) => {
+            manualSeed(2);
+            return F.dropout(a.rank > 1 ? a.transpose(0, -1) : a, p);
+          };
+          expectOk(testing.gradcheck(f, [x]));
+          expectOk(await testing.gradcheckDevices(f, [x]));
+        },
+      ),
+      testing.fcParams(10),
+    );
   });
 });
 
@@ -135,29 +166,49 @@ describe('embedding', () => {
   it('looks up rows for ids of any shape, with a deterministic scatter-add backward', async () => {
     manualSeed(12);
     const w = randn([10, 3], f64);
-    const ids = tensor([[1, 4, 1], [9, 0, 4]], { dtype: 'int32', device: 'cpu' });
+    const ids = tensor(
+      [
+        [1, 4, 1],
+        [9, 0, 4],
+      ],
+      { dtype: 'int32', device: 'cpu' },
+    );
     const y = F.embedding(ids, w);
     expect(y.shape).toEqual([2, 3, 3]);
     const rows = (await w.toArray()) as number[][];
-    expect(await y.toArray()).toEqual([[rows[1], rows[4], rows[1]], [rows[9], rows[0], rows[4]]]);
+    expect(await y.toArray()).toEqual([
+      [rows[1], rows[4], rows[1]],
+      [rows[9], rows[0], rows[4]],
+    ]);
     expectOk(testing.gradcheck((ww, i) => F.embedding(i, ww), [w, randint(0, 10, [2, 2, 3], { device: 'cpu' })]));
     expectOk(await testing.gradcheckDevices((ww, i) => F.embedding(i, ww), [w, ids]));
   });
 
   it('gradcheck on random tables and id shapes (repeated ids accumulate)', async () => {
-    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 4 }), testing.shapeArb({ minRank: 1, maxRank: 3 }), fc.integer({ min: 0, max: 1000 }),
-      async (V, D, idShape, seed) => {
-        manualSeed(seed);
-        const w = randn([V, D], f64), ids = randint(0, V, idShape, { device: 'cpu' });
-        expectOk(testing.gradcheck((ww, i) => F.embedding(i, ww), [w, ids]));
-        expectOk(await testing.gradcheckDevices((ww, i) => F.embedding(i, ww), [w, ids]));
-      }), testing.fcParams(10));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 4 }),
+        testing.shapeArb({ minRank: 1, maxRank: 3 }),
+        fc.integer({ min: 0, max: 1000 }),
+        async (V, D, idShape, seed) => {
+          manualSeed(seed);
+          const w = randn([V, D], f64),
+            ids = randint(0, V, idShape, { device: 'cpu' });
+          expectOk(testing.gradcheck((ww, i) => F.embedding(i, ww), [w, ids]));
+          expectOk(await testing.gradcheckDevices((ww, i) => F.embedding(i, ww), [w, ids]));
+        },
+      ),
+      testing.fcParams(10),
+    );
   });
 
   for (const device of ['cpu', 'webgpu'] as const) {
     it(`rejects ids outside the table (${device})`, () => {
       const w = randn([5, 2], { device });
-      expect(() => F.embedding(tensor([[0, 5]], { dtype: 'int32', device }), w)).toThrow(/embedding: ids \[1, 2\] reach outside the table of 5 rows/);
+      expect(() => F.embedding(tensor([[0, 5]], { dtype: 'int32', device }), w)).toThrow(
+        /embedding: ids \[1, 2\] reach outside the table of 5 rows/,
+      );
       expect(() => F.embedding(tensor([-1], { dtype: 'int32', device }), w)).toThrow(/embedding/);
       expect(() => F.embedding(tensor([0], { device }), w)).toThrow(/embedding: ids must be int32/);
     });
@@ -170,7 +221,20 @@ describe('functional namespace', () => {
     for (const name of ['relu', 'sigmoid', 'tanh', 'softplus', 'silu'] as const) {
       expect(Array.from(await F[name](x).data())).toEqual(Array.from(await x[name]().data()));
     }
-    for (const name of ['softmax', 'logSoftmax', 'logsumexp', 'crossEntropy', 'layerNorm', 'rmsNorm', 'applyRotary', 'scaledDotProductAttention', 'gelu', 'swiglu', 'dropout', 'embedding']) {
+    for (const name of [
+      'softmax',
+      'logSoftmax',
+      'logsumexp',
+      'crossEntropy',
+      'layerNorm',
+      'rmsNorm',
+      'applyRotary',
+      'scaledDotProductAttention',
+      'gelu',
+      'swiglu',
+      'dropout',
+      'embedding',
+    ]) {
       expect(typeof (F as Record<string, unknown>)[name]).toBe('function');
     }
   });

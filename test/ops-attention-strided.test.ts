@@ -7,7 +7,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { functional as F, manualSeed, memory, randn, scope, testing, type Tensor } from '../index.js';
-import { CONTIGUOUS, expectClose, LAYOUTS, run, type Layout, type Loss, type Problem } from './ops-attention-helpers.js';
+import {
+  CONTIGUOUS,
+  expectClose,
+  LAYOUTS,
+  run,
+  type Layout,
+  type Loss,
+  type Problem,
+} from './ops-attention-helpers.js';
 
 describe('attention on strided operands', () => {
   it('row kernels: any layout of q, k, v equals the contiguous cpu f64 result, forward and gradients (GQA, causal, masks)', async () => {
@@ -22,12 +30,24 @@ describe('attention on strided operands', () => {
       loss: fc.constantFrom('heads', 'sum') as fc.Arbitrary<Loss>,
       seed: fc.integer({ min: 0, max: 1000 }),
     });
-    await fc.assert(fc.asyncProperty(arb, async (c) => {
-      const p: Problem = { B: 2, H: 2 * c.Hkv, Hkv: c.Hkv, Tq: c.causal ? Math.min(c.Tq, c.Tk) : c.Tq, Tk: c.Tk, D: c.D, causal: c.causal, mask: c.mask };
-      const want = await run(p, 'cpu', c.seed, CONTIGUOUS, c.loss);
-      expectClose(await run(p, 'cpu', c.seed, c.layouts, c.loss), want, 1e-10);
-      expectClose(await run(p, 'row', c.seed, c.layouts, c.loss), want, 2e-4);
-    }), testing.fcParams(12));
+    await fc.assert(
+      fc.asyncProperty(arb, async (c) => {
+        const p: Problem = {
+          B: 2,
+          H: 2 * c.Hkv,
+          Hkv: c.Hkv,
+          Tq: c.causal ? Math.min(c.Tq, c.Tk) : c.Tq,
+          Tk: c.Tk,
+          D: c.D,
+          causal: c.causal,
+          mask: c.mask,
+        };
+        const want = await run(p, 'cpu', c.seed, CONTIGUOUS, c.loss);
+        expectClose(await run(p, 'cpu', c.seed, c.layouts, c.loss), want, 1e-10);
+        expectClose(await run(p, 'row', c.seed, c.layouts, c.loss), want, 2e-4);
+      }),
+      testing.fcParams(12),
+    );
   });
 
   it('tiled kernels: head-split, fused-slice, offset and strided-head-dim views equal the contiguous cpu f64 result', async () => {
@@ -54,7 +74,8 @@ describe('attention on strided operands', () => {
     it(`returns the output laid out as [B, T, H, D] memory (${device}): merging heads needs no copy`, () => {
       scope(() => {
         const [B, H, T, D] = [2, 3, 5, 4];
-        const q = randn([B, H, T, D], { device }), k = randn([B, 1, T, D], { device });
+        const q = randn([B, H, T, D], { device }),
+          k = randn([B, 1, T, D], { device });
         const out = F.scaledDotProductAttention(q, k, k, { causal: true });
         expect(out.shape).toEqual([B, H, T, D]);
         expect(out.strides).toEqual([T * H * D, D, H * D, 1]);
@@ -71,20 +92,24 @@ describe('attention on strided operands', () => {
     const gm = randn([B, T, H * D], f64);
     const split = (x: Tensor, heads: number) => x.reshape([B, T, heads, D]).transpose(1, 2);
     /** LLaMA's attention between the projections; returns the dispatches of forward and backward. */
-    const step = (p: Tensor[], g: Tensor): [number, number] => scope(() => {
-      const d0 = memory().dispatches;
-      const out = F.scaledDotProductAttention(split(p[0], H), split(p[1], Hkv), split(p[2], Hkv), { causal: true });
-      const merged = out.transpose(1, 2).reshape([B, T, H * D]);
-      const d1 = memory().dispatches;
-      merged.backward(g);
-      return [d1 - d0, memory().dispatches - d1];
-    });
-    const leaves = (device: 'cpu' | 'webgpu') => [qp, kp, vp].map((t) => {
-      const x = t.to(device).detach();
-      x.requiresGrad = true;
-      return x;
-    });
-    const gpu = leaves('webgpu'), cpu = leaves('cpu'), gmGpu = gm.to('webgpu');
+    const step = (p: Tensor[], g: Tensor): [number, number] =>
+      scope(() => {
+        const d0 = memory().dispatches;
+        const out = F.scaledDotProductAttention(split(p[0], H), split(p[1], Hkv), split(p[2], Hkv), { causal: true });
+        const merged = out.transpose(1, 2).reshape([B, T, H * D]);
+        const d1 = memory().dispatches;
+        merged.backward(g);
+        return [d1 - d0, memory().dispatches - d1];
+      });
+    const leaves = (device: 'cpu' | 'webgpu') =>
+      [qp, kp, vp].map((t) => {
+        const x = t.to(device).detach();
+        x.requiresGrad = true;
+        return x;
+      });
+    const gpu = leaves('webgpu'),
+      cpu = leaves('cpu'),
+      gmGpu = gm.to('webgpu');
     await Promise.all([...gpu, gmGpu].map((t) => t.data()));
     expect(step(gpu, gmGpu)).toEqual([1, 2]);
     step(cpu, gm);

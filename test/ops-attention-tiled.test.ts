@@ -33,7 +33,13 @@ describe('tiled attention', () => {
 
   it('dropout: the same seed drops the same probabilities as the row kernels and the cpu reference; another seed does not', async () => {
     const p: Problem = { B: 1, H: 2, Hkv: 2, Tq: 70, Tk: 70, D: 16, causal: true, dropoutP: 0.3 };
-    const [tiled, row, cpu, again, other] = [await run(p, 'tiled', 7), await run(p, 'row', 7), await run(p, 'cpu', 7), await run(p, 'tiled', 7), await run(p, 'tiled', 8)];
+    const [tiled, row, cpu, again, other] = [
+      await run(p, 'tiled', 7),
+      await run(p, 'row', 7),
+      await run(p, 'cpu', 7),
+      await run(p, 'tiled', 7),
+      await run(p, 'tiled', 8),
+    ];
     expectClose(tiled, cpu, 2e-4);
     expectClose(tiled, row, 2e-4);
     expect(again).toEqual(tiled);
@@ -43,19 +49,28 @@ describe('tiled attention', () => {
   it('is chosen for long attentions, the row kernels for short ones; configure forces either, and rejects other names and limits it cannot meet', async () => {
     const kernel = registeredKernels().get('scaledDotProductAttention')!;
     // The variants' fits and prefer read only the problem's sizes.
-    const choice = (B: number, Tq: number, Tk: number, D: number) => chooseVariant(kernel, { d: { B, H: 4, Hkv: 4, Tq, Tk, D } } as never).name;
+    const choice = (B: number, Tq: number, Tk: number, D: number) =>
+      chooseVariant(kernel, { d: { B, H: 4, Hkv: 4, Tq, Tk, D } } as never).name;
     expect(choice(1, 512, 512, 64)).toBe('tiled');
     expect(choice(8, 64, 64, 16)).toBe('row');
     expect(choice(1, 1, 512, 64)).toBe('row');
     expect(choice(1, 512, 512, 128)).toBe('row');
     const tooMany = Math.ceil((hardware().maxWorkgroupsPerDimension + 1) / 4); // batches of 4 heads: more tiled workgroups than the adapter allows
     expect(choice(tooMany, 512, 512, 64)).toBe('row');
-    expect(() => choice(1, 4, 4, 300)).toThrow(/scaledDotProductAttention: no webgpu variant fits .*tiled: head dim 300 exceeds its maximum of 256/);
+    expect(() => choice(1, 4, 4, 300)).toThrow(
+      /scaledDotProductAttention: no webgpu variant fits .*tiled: head dim 300 exceeds its maximum of 256/,
+    );
     await withConfig({ variants: { attention: 'tiled' } }, () => {
       expect(choice(8, 64, 64, 16)).toBe('tiled');
-      expect(() => choice(tooMany, 512, 512, 64)).toThrow(/the forced variant 'tiled' \(family 'attention'\) does not fit/);
+      expect(() => choice(tooMany, 512, 512, 64)).toThrow(
+        /the forced variant 'tiled' \(family 'attention'\) does not fit/,
+      );
     });
     await withConfig({ variants: { attention: 'row' } }, () => expect(choice(1, 512, 512, 64)).toBe('row'));
-    await withConfig({ variants: { attention: 'flash' } }, () => expect(() => choice(1, 512, 512, 64)).toThrow(/family 'attention' has no variant 'flash'; its variants are tiled, row/));
+    await withConfig({ variants: { attention: 'flash' } }, () =>
+      expect(() => choice(1, 512, 512, 64)).toThrow(
+        /family 'attention' has no variant 'flash'; its variants are tiled, row/,
+      ),
+    );
   });
 });

@@ -21,7 +21,10 @@ describe('elementwise table', () => {
 
   it('declares arity matching its WGSL expression and reference', () => {
     for (const row of rows) {
-      expect(row.js.length === 0 || row.js.length === row.arity, `${row.name}: js takes ${row.js.length} arguments`).toBe(true);
+      expect(
+        row.js.length === 0 || row.js.length === row.arity,
+        `${row.name}: js takes ${row.js.length} arguments`,
+      ).toBe(true);
       const args = Array.from({ length: row.arity }, (_, i) => `a${i}`);
       const expr = row.wgsl(args, 'f32');
       for (const a of args) expect(expr, row.name).toContain(a);
@@ -30,30 +33,43 @@ describe('elementwise table', () => {
 
   for (const row of rows) {
     it(`${row.name}: cpu equals the reference, webgpu agrees within tolerance`, async () => {
-      await fc.assert(fc.asyncProperty(rowInputs(row), async (specs) => {
-        const inputs = makeInputs(specs);
-        const y = elementwiseOp(row.name, inputs);
-        const got = await y.data();
-        const values = await Promise.all(inputs.map((t) => t.data()));
-        // Reference by hand: broadcast each operand's flat values to the output's shape.
-        const index = (shape: readonly number[], flat: number) => {
-          let off = 0, stride = 1, rem = flat;
-          for (let d = y.rank - 1; d >= 0; d--) {
-            const c = rem % y.shape[d];
-            rem = Math.floor(rem / y.shape[d]);
-            const sd = d - (y.rank - shape.length);
-            if (sd >= 0) { if (shape[sd] !== 1) off += c * stride; stride *= shape[sd]; }
-          }
-          return off;
-        };
-        got.forEach((v, i) => {
-          const expected = row.js(...inputs.map((t, k) => values[k][index(t.shape, i)]));
-          expect(Object.is(v, expected) || v === expected, `${row.name} element ${i}: ${v} vs ${expected}`).toBe(true);
-        });
-        const report = await testing.gradcheckDevices((...xs) => elementwiseOp(row.name, xs), inputs, { ...row.check.gpu, ...(row.grad === 'none' ? { wrt: [] } : {}) });
-        [y, ...inputs].forEach((t) => t.dispose());
-        expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))}`).toBe('ok');
-      }), testing.fcParams(8));
+      await fc.assert(
+        fc.asyncProperty(rowInputs(row), async (specs) => {
+          const inputs = makeInputs(specs);
+          const y = elementwiseOp(row.name, inputs);
+          const got = await y.data();
+          const values = await Promise.all(inputs.map((t) => t.data()));
+          // Reference by hand: broadcast each operand's flat values to the output's shape.
+          const index = (shape: readonly number[], flat: number) => {
+            let off = 0,
+              stride = 1,
+              rem = flat;
+            for (let d = y.rank - 1; d >= 0; d--) {
+              const c = rem % y.shape[d];
+              rem = Math.floor(rem / y.shape[d]);
+              const sd = d - (y.rank - shape.length);
+              if (sd >= 0) {
+                if (shape[sd] !== 1) off += c * stride;
+                stride *= shape[sd];
+              }
+            }
+            return off;
+          };
+          got.forEach((v, i) => {
+            const expected = row.js(...inputs.map((t, k) => values[k][index(t.shape, i)]));
+            expect(Object.is(v, expected) || v === expected, `${row.name} element ${i}: ${v} vs ${expected}`).toBe(
+              true,
+            );
+          });
+          const report = await testing.gradcheckDevices((...xs) => elementwiseOp(row.name, xs), inputs, {
+            ...row.check.gpu,
+            ...(row.grad === 'none' ? { wrt: [] } : {}),
+          });
+          [y, ...inputs].forEach((t) => t.dispose());
+          expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))}`).toBe('ok');
+        }),
+        testing.fcParams(8),
+      );
     });
   }
 });

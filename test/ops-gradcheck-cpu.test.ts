@@ -8,11 +8,19 @@ let cases = 0;
 describe('gradcheck on cpu float64 vs finite differences', () => {
   for (const op of OP_CASES) {
     it(op.name, () => {
-      fc.assert(fc.property(op.inputs, ({ specs, params }) => scope(() => {
-        const report = testing.gradcheck(op.f(params), makeInputs(specs), op.cpu);
-        cases++;
-        expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`).toBe('ok');
-      })), testing.fcParams(100));
+      fc.assert(
+        fc.property(op.inputs, ({ specs, params }) =>
+          scope(() => {
+            const report = testing.gradcheck(op.f(params), makeInputs(specs), op.cpu);
+            cases++;
+            expect(
+              report.message,
+              `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`,
+            ).toBe('ok');
+          }),
+        ),
+        testing.fcParams(100),
+      );
     });
   }
   afterAll(() => console.log(`gradcheck cpu: ${OP_CASES.length} ops, ${cases} cases`));

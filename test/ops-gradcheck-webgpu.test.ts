@@ -8,13 +8,19 @@ let cases = 0;
 describe('webgpu float32 vs cpu float64', () => {
   for (const op of OP_CASES) {
     it(op.name, async () => {
-      await fc.assert(fc.asyncProperty(op.inputs, async ({ specs, params }) => {
-        const inputs = makeInputs(specs);
-        const report = await testing.gradcheckDevices(op.f(params), inputs, op.gpu);
-        inputs.forEach((t) => t.dispose());
-        cases++;
-        expect(report.message, `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`).toBe('ok');
-      }), testing.fcParams(50));
+      await fc.assert(
+        fc.asyncProperty(op.inputs, async ({ specs, params }) => {
+          const inputs = makeInputs(specs);
+          const report = await testing.gradcheckDevices(op.f(params), inputs, op.gpu);
+          inputs.forEach((t) => t.dispose());
+          cases++;
+          expect(
+            report.message,
+            `shapes ${JSON.stringify(specs.map((s) => s.shape))} params ${JSON.stringify(params)}`,
+          ).toBe('ok');
+        }),
+        testing.fcParams(50),
+      );
     });
   }
   afterAll(() => console.log(`gradcheck webgpu: ${OP_CASES.length} ops, ${cases} cases`));

@@ -16,8 +16,15 @@ describe('scatterAdd with a broadcast 1-D index (index add)', async () => {
     manualSeed(7);
     const ids = randint(0, 37, [200], { device: 'cpu' }); // few distinct ids: many repeats, hits in every chunk
     const g = randn([200, 70], { device: 'cpu', dtype: 'float64' });
-    const want = noGrad(() => tensor(new Float64Array(300 * 70), { device: 'cpu', dtype: 'float64', shape: [300, 70] }).scatterAdd(0, ids.reshape([200, 1]).expand([200, 70]), g));
-    const gw = g.to('webgpu').astype('float32'), idw = ids.to('webgpu');
+    const want = noGrad(() =>
+      tensor(new Float64Array(300 * 70), { device: 'cpu', dtype: 'float64', shape: [300, 70] }).scatterAdd(
+        0,
+        ids.reshape([200, 1]).expand([200, 70]),
+        g,
+      ),
+    );
+    const gw = g.to('webgpu').astype('float32'),
+      idw = ids.to('webgpu');
     const before = memory().dispatches;
     const got = noGrad(() => gw.fullLike(0, [300, 70]).scatterAdd(0, idw.reshape([200, 1]).expand([200, 70]), gw));
     const used = memory().dispatches - before;
@@ -33,7 +40,8 @@ describe('scatterAdd with a broadcast 1-D index (index add)', async () => {
     const x64 = randn([9, 15], { device: 'cpu', dtype: 'float64' });
     const big64 = randn([260, 15], { device: 'cpu', dtype: 'float64' });
     const src64 = big64.slice(0, 0, 260, 2);
-    const x = onGpu(x64), srcStrided = onGpu(big64).slice(0, 0, 260, 2);
+    const x = onGpu(x64),
+      srcStrided = onGpu(big64).slice(0, 0, 260, 2);
     const broadcast = ids.to('webgpu').reshape([130, 1]).expand([130, 15]);
     const fast = x.scatterAdd(0, broadcast, srcStrided);
     const general = x.scatterAdd(0, broadcast.contiguous(), srcStrided); // a dense index: the per-element kernel
@@ -43,7 +51,10 @@ describe('scatterAdd with a broadcast 1-D index (index add)', async () => {
     const y64 = randn([3, 9, 5], { device: 'cpu', dtype: 'float64' });
     const s64 = randn([5, 130, 3], { device: 'cpu', dtype: 'float64' }).permute([2, 1, 0]);
     const middle = ids.reshape([1, 130, 1]).expand([3, 130, 5]);
-    await closeTo(onGpu(y64).scatterAdd(1, middle.to('webgpu'), onGpu(s64.permute([2, 1, 0]).contiguous()).permute([2, 1, 0])), y64.scatterAdd(1, middle, s64));
+    await closeTo(
+      onGpu(y64).scatterAdd(1, middle.to('webgpu'), onGpu(s64.permute([2, 1, 0]).contiguous()).permute([2, 1, 0])),
+      y64.scatterAdd(1, middle, s64),
+    );
   });
 
   it('gives an embedding weight the cpu gradient through indexSelect', async () => {
@@ -61,9 +72,18 @@ describe('scatterAdd with a broadcast 1-D index (index add)', async () => {
     manualSeed(10);
     const ids = randint(0, 6, [40], { device: 'cpu' }); // some of the 12 rows are never picked
     const src64 = randn([40, 5], { device: 'cpu', dtype: 'float64' });
-    const want = noGrad(() => tensor(new Float64Array(12 * 5), { device: 'cpu', dtype: 'float64', shape: [12, 5] }).scatterAdd(0, ids.reshape([40, 1]).expand([40, 5]), src64));
+    const want = noGrad(() =>
+      tensor(new Float64Array(12 * 5), { device: 'cpu', dtype: 'float64', shape: [12, 5] }).scatterAdd(
+        0,
+        ids.reshape([40, 1]).expand([40, 5]),
+        src64,
+      ),
+    );
     const src = src64.to('webgpu').astype('float32');
-    for (const index of [ids.to('webgpu').reshape([40, 1]).expand([40, 5]), ids.to('webgpu').reshape([40, 1]).expand([40, 5]).contiguous()]) {
+    for (const index of [
+      ids.to('webgpu').reshape([40, 1]).expand([40, 5]),
+      ids.to('webgpu').reshape([40, 1]).expand([40, 5]).contiguous(),
+    ]) {
       const out = noGrad(() => src.fullLike(7, [12, 5])); // stale values the result must not keep
       gpuBackend()!.scatterAdd(out, 0, index, src, true);
       await closeTo(out, want);

@@ -8,7 +8,9 @@ import { chooseVariant, registeredKernels, variantUsage } from '../core/op.js';
 import { manualSeed, randn, type Tensor } from '../index.js';
 import { matmulVec4Plan, type OperandLoad } from '../ops/matmul/vec4.js';
 
-const VARIANTS = registeredKernels().get('matmul')!.webgpu.map((v) => v.name);
+const VARIANTS = registeredKernels()
+  .get('matmul')!
+  .webgpu.map((v) => v.name);
 
 /** Runs fn with the matmul variant forced, and checks that variant ran. */
 async function forcing(variant: string, fn: () => Promise<void>): Promise<void> {
@@ -19,26 +21,40 @@ async function forcing(variant: string, fn: () => Promise<void>): Promise<void> 
 
 async function maxError(a: Tensor, b: Tensor): Promise<number> {
   const got = await a.matmul(b).data();
-  const ref = await (await a.toAsync('cpu')).astype('float64').matmul((await b.toAsync('cpu')).astype('float64')).data();
+  const ref = await (
+    await a.toAsync('cpu')
+  )
+    .astype('float64')
+    .matmul((await b.toAsync('cpu')).astype('float64'))
+    .data();
   let err = 0;
-  ref.forEach((r, i) => { err = Math.max(err, Math.abs(got[i] - r) / (1 + Math.abs(r))); });
+  ref.forEach((r, i) => {
+    err = Math.max(err, Math.abs(got[i] - r) / (1 + Math.abs(r)));
+  });
   return err;
 }
 
 describe.each(VARIANTS)('matmul kernel %s', (variant) => {
-  it('matches the reference on ragged, transposed and batched shapes', () => forcing(variant, async () => {
-    manualSeed(3);
-    expect(await maxError(randn([70, 33]), randn([33, 90]))).toBeLessThan(1e-5);
-    expect(await maxError(randn([65, 17]).transpose(0, 1), randn([65, 129]))).toBeLessThan(1e-5);
-    expect(await maxError(randn([3, 1, 20, 40]), randn([5, 40, 9]))).toBeLessThan(1e-5);
-    expect(await maxError(randn([1, 1]), randn([1, 1]))).toBeLessThan(1e-6);
-    expect(await maxError(randn([2, 130, 20]), randn([20, 260]))).toBeLessThan(1e-5); // several tiles in each direction
-  }));
+  it('matches the reference on ragged, transposed and batched shapes', () =>
+    forcing(variant, async () => {
+      manualSeed(3);
+      expect(await maxError(randn([70, 33]), randn([33, 90]))).toBeLessThan(1e-5);
+      expect(await maxError(randn([65, 17]).transpose(0, 1), randn([65, 129]))).toBeLessThan(1e-5);
+      expect(await maxError(randn([3, 1, 20, 40]), randn([5, 40, 9]))).toBeLessThan(1e-5);
+      expect(await maxError(randn([1, 1]), randn([1, 1]))).toBeLessThan(1e-6);
+      expect(await maxError(randn([2, 130, 20]), randn([20, 260]))).toBeLessThan(1e-5); // several tiles in each direction
+    }));
 });
 
 /** The vec4 kernel's plan for a 2-D product (no batch dims). */
 function plan(a: Tensor, b: Tensor) {
-  const out = { storage: a.storage, shape: [a.shape[0], b.shape[1]], strides: [b.shape[1], 1], offset: 0, dtype: a.dtype };
+  const out = {
+    storage: a.storage,
+    shape: [a.shape[0], b.shape[1]],
+    strides: [b.shape[1], 1],
+    offset: 0,
+    dtype: a.dtype,
+  };
   return matmulVec4Plan(a, b, out).config;
 }
 
@@ -55,25 +71,33 @@ describe('vec4 matmul kernel', () => {
     // An offset view (a slice starting at element 1) cannot be bound as vec4s either.
     ['offset views', () => [randn([9, 13]).slice(1, 1), randn([12, 9]).slice(1, 1)], 'scalar', 'scalar'],
   ];
-  it.each(cases)('%s: chosen load modes match the reference', (_name, make, aLoad, bLoad) => forcing('vec4', async () => {
-    manualSeed(5);
-    const [a, b] = make();
-    expect(plan(a, b)).toMatchObject({ aLoad, bLoad });
-    expect(await maxError(a, b)).toBeLessThan(1e-5);
-  }));
+  it.each(cases)('%s: chosen load modes match the reference', (_name, make, aLoad, bLoad) =>
+    forcing('vec4', async () => {
+      manualSeed(5);
+      const [a, b] = make();
+      expect(plan(a, b)).toMatchObject({ aLoad, bLoad });
+      expect(await maxError(a, b)).toBeLessThan(1e-5);
+    }),
+  );
 
-  it('handles skinny products (fewer rows per invocation), 1-D operands and broadcast batches', () => forcing('vec4', async () => {
-    manualSeed(6);
-    for (const m of [1, 2, 3, 5]) expect(await maxError(randn([m, 16]), randn([16, 72]))).toBeLessThan(1e-5);
-    expect(plan(randn([3, 8]), randn([8, 8])).rows).toBe(2);
-    const v = randn([24]);
-    const w = randn([24, 40]);
-    const got = await v.matmul(w).data();
-    const ref = await (await v.toAsync('cpu')).astype('float64').matmul((await w.toAsync('cpu')).astype('float64')).data();
-    got.forEach((x, i) => expect(Math.abs(x - ref[i])).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]))));
-    expect(await maxError(randn([2, 3, 16, 8]), randn([3, 8, 20]))).toBeLessThan(1e-5);
-    expect(await maxError(randn([4, 16, 32]), randn([4, 24, 32]).transpose(-1, -2))).toBeLessThan(1e-5); // batched g·Wᵀ
-  }));
+  it('handles skinny products (fewer rows per invocation), 1-D operands and broadcast batches', () =>
+    forcing('vec4', async () => {
+      manualSeed(6);
+      for (const m of [1, 2, 3, 5]) expect(await maxError(randn([m, 16]), randn([16, 72]))).toBeLessThan(1e-5);
+      expect(plan(randn([3, 8]), randn([8, 8])).rows).toBe(2);
+      const v = randn([24]);
+      const w = randn([24, 40]);
+      const got = await v.matmul(w).data();
+      const ref = await (
+        await v.toAsync('cpu')
+      )
+        .astype('float64')
+        .matmul((await w.toAsync('cpu')).astype('float64'))
+        .data();
+      got.forEach((x, i) => expect(Math.abs(x - ref[i])).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]))));
+      expect(await maxError(randn([2, 3, 16, 8]), randn([3, 8, 20]))).toBeLessThan(1e-5);
+      expect(await maxError(randn([4, 16, 32]), randn([4, 24, 32]).transpose(-1, -2))).toBeLessThan(1e-5); // batched g·Wᵀ
+    }));
 });
 
 describe('matmul variant choice', () => {

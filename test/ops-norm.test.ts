@@ -20,7 +20,8 @@ async function expectRowVariant(variant: string, fn: () => Promise<void>): Promi
   await fn();
   ['normRows', 'normRowsBackward'].forEach((k, i) => expect(runs(`${k}:${variant}`), k).toBeGreaterThan(before[i]));
 }
-const withRowVariant = (variant: string, fn: () => Promise<void>) => expectRowVariant(variant, () => withConfig({ variants: { row: variant } }, fn));
+const withRowVariant = (variant: string, fn: () => Promise<void>) =>
+  expectRowVariant(variant, () => withConfig({ variants: { row: variant } }, fn));
 
 /** Composed definitions from elementary ops (biased variance, as torch). */
 const composedLayerNorm = (x: Tensor, w: Tensor | null, b: Tensor | null, eps: number): Tensor => {
@@ -33,61 +34,83 @@ const composedRmsNorm = (x: Tensor, w: Tensor | null, eps: number): Tensor => {
   return w ? y.mul(w) : y;
 };
 
-const caseArb = testing.shapeArb({ minRank: 1, maxRank: 3, maxDim: 5 }).chain((shape) => {
-  const D = shape[shape.length - 1];
-  return fc.record({
-    shape: fc.constant(shape),
-    x: testing.valuesArb(shape, { min: -3, max: 3 }),
-    w: testing.valuesArb([D], { min: -2, max: 2 }),
-    b: testing.valuesArb([D], { min: -2, max: 2 }),
-    useW: fc.boolean(),
-    useB: fc.boolean(),
-  });
-}).filter((c) => c.shape[c.shape.length - 1] > 1);
+const caseArb = testing
+  .shapeArb({ minRank: 1, maxRank: 3, maxDim: 5 })
+  .chain((shape) => {
+    const D = shape[shape.length - 1];
+    return fc.record({
+      shape: fc.constant(shape),
+      x: testing.valuesArb(shape, { min: -3, max: 3 }),
+      w: testing.valuesArb([D], { min: -2, max: 2 }),
+      b: testing.valuesArb([D], { min: -2, max: 2 }),
+      useW: fc.boolean(),
+      useB: fc.boolean(),
+    });
+  })
+  .filter((c) => c.shape[c.shape.length - 1] > 1);
 
 describe('layerNorm / rmsNorm', () => {
   it('equal their composed definitions (cpu f64)', async () => {
-    await fc.assert(fc.asyncProperty(caseArb, async (c) => {
-      const D = c.shape[c.shape.length - 1];
-      const x = cpu64(c.x, c.shape), w = c.useW ? cpu64(c.w, [D]) : null, b = c.useB ? cpu64(c.b, [D]) : null;
-      const ln = await F.layerNorm(x, w, b, 1e-5).data();
-      const lnRef = await composedLayerNorm(x, w, b, 1e-5).data();
-      expect(Array.from(ln)).toEqual(Array.from(lnRef).map((v) => expect.closeTo(v, 9)));
-      const rms = await F.rmsNorm(x, w, 1e-6).data();
-      const rmsRef = await composedRmsNorm(x, w, 1e-6).data();
-      expect(Array.from(rms)).toEqual(Array.from(rmsRef).map((v) => expect.closeTo(v, 9)));
-    }), testing.fcParams(20));
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const D = c.shape[c.shape.length - 1];
+        const x = cpu64(c.x, c.shape),
+          w = c.useW ? cpu64(c.w, [D]) : null,
+          b = c.useB ? cpu64(c.b, [D]) : null;
+        const ln = await F.layerNorm(x, w, b, 1e-5).data();
+        const lnRef = await composedLayerNorm(x, w, b, 1e-5).data();
+        expect(Array.from(ln)).toEqual(Array.from(lnRef).map((v) => expect.closeTo(v, 9)));
+        const rms = await F.rmsNorm(x, w, 1e-6).data();
+        const rmsRef = await composedRmsNorm(x, w, 1e-6).data();
+        expect(Array.from(rms)).toEqual(Array.from(rmsRef).map((v) => expect.closeTo(v, 9)));
+      }),
+      testing.fcParams(20),
+    );
   });
 
   it('gradcheck on cpu f64 for x, weight and bias', () => {
-    fc.assert(fc.property(caseArb, (c) => {
-      const D = c.shape[c.shape.length - 1];
-      const x = cpu64(c.x, c.shape), w = cpu64(c.w, [D]), b = cpu64(c.b, [D]);
-      if (c.useW && c.useB) expectOk(testing.gradcheck((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
-      else if (c.useW) expectOk(testing.gradcheck((a, ww) => F.layerNorm(a, ww), [x, w]));
-      else if (c.useB) expectOk(testing.gradcheck((a, bb) => F.layerNorm(a, null, bb), [x, b]));
-      else expectOk(testing.gradcheck((a) => F.layerNorm(a), [x]));
-      if (c.useW) expectOk(testing.gradcheck((a, ww) => F.rmsNorm(a, ww), [x, w]));
-      else expectOk(testing.gradcheck((a) => F.rmsNorm(a), [x]));
-    }), testing.fcParams(15));
+    fc.assert(
+      fc.property(caseArb, (c) => {
+        const D = c.shape[c.shape.length - 1];
+        const x = cpu64(c.x, c.shape),
+          w = cpu64(c.w, [D]),
+          b = cpu64(c.b, [D]);
+        if (c.useW && c.useB) expectOk(testing.gradcheck((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+        else if (c.useW) expectOk(testing.gradcheck((a, ww) => F.layerNorm(a, ww), [x, w]));
+        else if (c.useB) expectOk(testing.gradcheck((a, bb) => F.layerNorm(a, null, bb), [x, b]));
+        else expectOk(testing.gradcheck((a) => F.layerNorm(a), [x]));
+        if (c.useW) expectOk(testing.gradcheck((a, ww) => F.rmsNorm(a, ww), [x, w]));
+        else expectOk(testing.gradcheck((a) => F.rmsNorm(a), [x]));
+      }),
+      testing.fcParams(15),
+    );
   });
 
   it('webgpu f32 matches cpu f64 (outputs and all gradients)', async () => {
-    await fc.assert(fc.asyncProperty(caseArb, async (c) => {
-      const D = c.shape[c.shape.length - 1];
-      const x = cpu64(c.x, c.shape), w = cpu64(c.w, [D]), b = cpu64(c.b, [D]);
-      expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
-      expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
-    }), testing.fcParams(10));
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const D = c.shape[c.shape.length - 1];
+        const x = cpu64(c.x, c.shape),
+          w = cpu64(c.w, [D]),
+          b = cpu64(c.b, [D]);
+        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
+        expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
+      }),
+      testing.fcParams(10),
+    );
   });
 
   it('long rows (workgroup reduction), many rows (chunked weight grads) and strided inputs', async () => {
     manualSeed(4);
     const tol = NORM_LONG_ROW_TOLERANCE;
-    const xl = randn([3, 5000], f64).mul(2).add(1), wl = randn([5000], f64), bl = randn([5000], f64);
+    const xl = randn([3, 5000], f64).mul(2).add(1),
+      wl = randn([5000], f64),
+      bl = randn([5000], f64);
     expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [xl, wl, bl], tol));
     expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [xl, wl], tol));
-    const xm = randn([700, 48], f64), wm = randn([48], f64), bm = randn([48], f64);
+    const xm = randn([700, 48], f64),
+      wm = randn([48], f64),
+      bm = randn([48], f64);
     expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [xm, wm, bm], tol));
     const xs = randn([6, 4, 5], f64);
     expectOk(testing.gradcheck((a, ww) => F.layerNorm(a.transpose(0, 2), ww), [xs, randn([6], f64)]));
@@ -96,7 +119,9 @@ describe('layerNorm / rmsNorm', () => {
 
   it('both row-kernel variants (one invocation per row, one workgroup per row) agree with cpu f64', async () => {
     manualSeed(16);
-    const x = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
+    const x = randn([5, 300], f64),
+      w = randn([300], f64),
+      b = randn([300], f64);
     for (const variant of ['thread', 'group']) {
       await withRowVariant(variant, async () => {
         expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
@@ -111,7 +136,10 @@ describe('layerNorm / rmsNorm', () => {
     fuser.enabled = false;
     try {
       const make = (shape: number[]) => randn(shape, { device: 'webgpu', requiresGrad: true });
-      for (const run of [(x: Tensor, w: Tensor, b: Tensor) => F.layerNorm(x, w, b), (x: Tensor, w: Tensor) => F.rmsNorm(x, w)]) {
+      for (const run of [
+        (x: Tensor, w: Tensor, b: Tensor) => F.layerNorm(x, w, b),
+        (x: Tensor, w: Tensor) => F.rmsNorm(x, w),
+      ]) {
         const [x, w, b] = [make([6, 8]), make([8]), make([8])];
         const y = run(x, w, b);
         const seed = randn([6, 8], { device: 'webgpu' });
@@ -123,7 +151,9 @@ describe('layerNorm / rmsNorm', () => {
       fuser.enabled = fused;
     }
     manualSeed(5);
-    const x = randn([10, 7], f64), w = randn([7], f64), b = randn([7], f64);
+    const x = randn([10, 7], f64),
+      w = randn([7], f64),
+      b = randn([7], f64);
     await withConfig({ normChunkRows: 3 }, async () => {
       expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
       expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
@@ -133,7 +163,9 @@ describe('layerNorm / rmsNorm', () => {
       });
       // 10 rows in chunks of 3: the backward kernel, then one sum of the chunks per parameter gradient.
       const [xg, wg, bg] = [x, w, b].map((t) => t.to('webgpu').astype('float32'));
-      [xg, wg, bg].forEach((t) => { t.requiresGrad = true; });
+      [xg, wg, bg].forEach((t) => {
+        t.requiresGrad = true;
+      });
       const y = F.layerNorm(xg, wg, bg);
       const seed = randn([10, 7], { device: 'webgpu' });
       const d0 = memory().dispatches;
@@ -144,14 +176,20 @@ describe('layerNorm / rmsNorm', () => {
 
   it("the hardware profile's choices (a workgroup per row of ≥ 128, parameter sums in chunks of 1024 rows) agree with cpu f64", async () => {
     manualSeed(6);
-    const x = randn([2100, 130], f64), w = randn([130], f64), b = randn([130], f64);
+    const x = randn([2100, 130], f64),
+      w = randn([130], f64),
+      b = randn([130], f64);
     await withConfig({ profile: 'hardware', variants: {} }, async () => {
       await expectRowVariant('group', async () => {
-        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b], NORM_LONG_ROW_TOLERANCE));
+        expectOk(
+          await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b], NORM_LONG_ROW_TOLERANCE),
+        );
       });
       // 2100 rows: three chunks, so the backward kernel and one sum per parameter gradient.
       const [xg, wg, bg] = [x, w, b].map((t) => t.to('webgpu').astype('float32'));
-      [xg, wg, bg].forEach((t) => { t.requiresGrad = true; });
+      [xg, wg, bg].forEach((t) => {
+        t.requiresGrad = true;
+      });
       const y = F.layerNorm(xg, wg, bg);
       const seed = randn([2100, 130], { device: 'webgpu' });
       const d0 = memory().dispatches;
@@ -187,39 +225,63 @@ describe('addLayerNorm / addRmsNorm (residual add fused into the norm)', () => {
 
   for (const [name, fused, unfused] of kinds) {
     it(`${name}: fused and unfused agree, forward and gradients, on cpu f64 and webgpu f32`, async () => {
-      await fc.assert(fc.asyncProperty(residualArb, async (c) => {
-        const D = c.shape[c.shape.length - 1];
-        for (const device of ['cpu', 'webgpu'] as const) {
-          const dtype = device === 'cpu' ? 'float64' as const : 'float32' as const;
-          const make = (v: number[], shape: number[]) => tensor(v, { shape, dtype, device, requiresGrad: true });
-          const run = async (useFused: boolean) => {
-            const [x, r, w, b] = [make(c.x, c.shape), make(c.r, c.shape), make(c.w, [D]), make(c.b, [D])];
-            const out = useFused ? fused(x, r, w, b) : (() => { const sum = x.add(r); return { sum, normed: unfused(sum, w, b) }; })();
-            both(out).sum().backward();
-            return Promise.all([out.sum, out.normed, x.grad!, r.grad!, w.grad!, ...(name === 'addLayerNorm' ? [b.grad!] : [])].map((t) => t.data()));
-          };
-          const [got, want] = [await run(true), await run(false)];
-          const tol = device === 'cpu' ? 1e-12 : 1e-5;
-          got.forEach((g, k) => g.forEach((v, i) => expect(Math.abs(v - want[k][i]), `${device} output ${k} element ${i}`).toBeLessThanOrEqual(tol * (1 + Math.abs(want[k][i])))));
-        }
-      }), testing.fcParams(10));
+      await fc.assert(
+        fc.asyncProperty(residualArb, async (c) => {
+          const D = c.shape[c.shape.length - 1];
+          for (const device of ['cpu', 'webgpu'] as const) {
+            const dtype = device === 'cpu' ? ('float64' as const) : ('float32' as const);
+            const make = (v: number[], shape: number[]) => tensor(v, { shape, dtype, device, requiresGrad: true });
+            const run = async (useFused: boolean) => {
+              const [x, r, w, b] = [make(c.x, c.shape), make(c.r, c.shape), make(c.w, [D]), make(c.b, [D])];
+              const out = useFused
+                ? fused(x, r, w, b)
+                : (() => {
+                    const sum = x.add(r);
+                    return { sum, normed: unfused(sum, w, b) };
+                  })();
+              both(out).sum().backward();
+              return Promise.all(
+                [out.sum, out.normed, x.grad!, r.grad!, w.grad!, ...(name === 'addLayerNorm' ? [b.grad!] : [])].map(
+                  (t) => t.data(),
+                ),
+              );
+            };
+            const [got, want] = [await run(true), await run(false)];
+            const tol = device === 'cpu' ? 1e-12 : 1e-5;
+            got.forEach((g, k) =>
+              g.forEach((v, i) =>
+                expect(Math.abs(v - want[k][i]), `${device} output ${k} element ${i}`).toBeLessThanOrEqual(
+                  tol * (1 + Math.abs(want[k][i])),
+                ),
+              ),
+            );
+          }
+        }),
+        testing.fcParams(10),
+      );
     });
 
     it(`${name}: gradcheck on cpu f64 and webgpu f32 vs cpu f64`, async () => {
-      await fc.assert(fc.asyncProperty(residualArb, async (c) => {
-        const D = c.shape[c.shape.length - 1];
-        const inputs = [cpu64(c.x, c.shape), cpu64(c.r, c.shape), cpu64(c.w, [D]), cpu64(c.b, [D])];
-        const f = (x: Tensor, r: Tensor, w: Tensor, b: Tensor) => both(fused(x, r, w, b));
-        const wrt = name === 'addLayerNorm' ? [0, 1, 2, 3] : [0, 1, 2];
-        expectOk(testing.gradcheck(f, inputs, { wrt }));
-        expectOk(await testing.gradcheckDevices(f, inputs, { wrt }));
-      }), testing.fcParams(8));
+      await fc.assert(
+        fc.asyncProperty(residualArb, async (c) => {
+          const D = c.shape[c.shape.length - 1];
+          const inputs = [cpu64(c.x, c.shape), cpu64(c.r, c.shape), cpu64(c.w, [D]), cpu64(c.b, [D])];
+          const f = (x: Tensor, r: Tensor, w: Tensor, b: Tensor) => both(fused(x, r, w, b));
+          const wrt = name === 'addLayerNorm' ? [0, 1, 2, 3] : [0, 1, 2];
+          expectOk(testing.gradcheck(f, inputs, { wrt }));
+          expectOk(await testing.gradcheckDevices(f, inputs, { wrt }));
+        }),
+        testing.fcParams(8),
+      );
     });
   }
 
   it('both row-kernel variants agree with cpu f64, and the forward is one dispatch', async () => {
     manualSeed(17);
-    const x = randn([5, 300], f64), r = randn([5, 300], f64), w = randn([300], f64), b = randn([300], f64);
+    const x = randn([5, 300], f64),
+      r = randn([5, 300], f64),
+      w = randn([300], f64),
+      b = randn([300], f64);
     for (const variant of ['thread', 'group']) {
       await withRowVariant(variant, async () => {
         expectOk(await testing.gradcheckDevices((a, rr, ww, bb) => both(F.addLayerNorm(a, rr, ww, bb)), [x, r, w, b]));
@@ -235,7 +297,11 @@ describe('addLayerNorm / addRmsNorm (residual add fused into the norm)', () => {
 
   it('rejects a residual of another shape, dtype or device with a clear error', () => {
     const x = randn([2, 4], f64);
-    expect(() => F.addRmsNorm(x, randn([1, 4], f64))).toThrow(/addRmsNorm: residual must have the shape of x \[2, 4\], got \[1, 4\]/);
-    expect(() => F.addLayerNorm(x, randn([2, 4], { device: 'webgpu' }))).toThrow(/addLayerNorm: residual is float32 on webgpu but x is float64 on cpu/);
+    expect(() => F.addRmsNorm(x, randn([1, 4], f64))).toThrow(
+      /addRmsNorm: residual must have the shape of x \[2, 4\], got \[1, 4\]/,
+    );
+    expect(() => F.addLayerNorm(x, randn([2, 4], { device: 'webgpu' }))).toThrow(
+      /addLayerNorm: residual is float32 on webgpu but x is float64 on cpu/,
+    );
   });
 });

@@ -10,47 +10,60 @@ import { ids, tinyModel } from './models-helpers.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
-const flat = (...ts: Tensor[]) => cat(ts.map((t) => t.reshape([-1])), 0);
+const flat = (...ts: Tensor[]) =>
+  cat(
+    ts.map((t) => t.reshape([-1])),
+    0,
+  );
 
 /** q [B, T, Hq, D] and k [B, T, Hk, D] as stored by a projection, rotated as their [B, H, T, D] views. */
-const qkArb = fc.record({
-  B: fc.integer({ min: 1, max: 2 }),
-  T: fc.integer({ min: 1, max: 4 }),
-  Hk: fc.integer({ min: 1, max: 2 }),
-  groups: fc.integer({ min: 1, max: 2 }),
-  halfD: fc.integer({ min: 1, max: 3 }),
-  rotFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-}).chain((c) => {
-  const D = 2 * c.halfD, Hq = c.Hk * c.groups;
-  const R = 2 * Math.max(1, Math.round(c.rotFrac * c.halfD));
-  return fc.record({
-    c: fc.constant({ ...c, D, Hq, R }),
-    q: testing.valuesArb([c.B, c.T, Hq, D]),
-    k: testing.valuesArb([c.B, c.T, c.Hk, D]),
-    cos: testing.valuesArb([c.T, R]),
-    sin: testing.valuesArb([c.T, R]),
+const qkArb = fc
+  .record({
+    B: fc.integer({ min: 1, max: 2 }),
+    T: fc.integer({ min: 1, max: 4 }),
+    Hk: fc.integer({ min: 1, max: 2 }),
+    groups: fc.integer({ min: 1, max: 2 }),
+    halfD: fc.integer({ min: 1, max: 3 }),
+    rotFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+  })
+  .chain((c) => {
+    const D = 2 * c.halfD,
+      Hq = c.Hk * c.groups;
+    const R = 2 * Math.max(1, Math.round(c.rotFrac * c.halfD));
+    return fc.record({
+      c: fc.constant({ ...c, D, Hq, R }),
+      q: testing.valuesArb([c.B, c.T, Hq, D]),
+      k: testing.valuesArb([c.B, c.T, c.Hk, D]),
+      cos: testing.valuesArb([c.T, R]),
+      sin: testing.valuesArb([c.T, R]),
+    });
   });
-});
 
 const count = (m: Map<string, number>, op: string) => m.get(op) ?? 0;
 
 describe('applyRotaryQK', () => {
   it('equals applyRotary on q and k (cpu f64); gradcheck for q, k, cos, sin on cpu f64 and webgpu f32 vs cpu f64, strided inputs, GQA, partial rotary', async () => {
-    await fc.assert(fc.asyncProperty(qkArb, async ({ c, ...v }) => {
-      const q = tensor(Float64Array.from(v.q), { ...f64, shape: [c.B, c.T, c.Hq, c.D] });
-      const k = tensor(Float64Array.from(v.k), { ...f64, shape: [c.B, c.T, c.Hk, c.D] });
-      const cos = tensor(Float64Array.from(v.cos), { ...f64, shape: [c.T, c.R] });
-      const sin = tensor(Float64Array.from(v.sin), { ...f64, shape: [c.T, c.R] });
-      const opts = { rotaryDim: c.R };
-      const fused = (a: Tensor, b: Tensor, co: Tensor, si: Tensor) => {
-        const r = F.applyRotaryQK(a.transpose(1, 2), b.transpose(1, 2), co, si, opts);
-        return flat(r.q, r.k);
-      };
-      const separate = flat(F.applyRotary(q.transpose(1, 2), cos, sin, opts), F.applyRotary(k.transpose(1, 2), cos, sin, opts));
-      expect(Array.from(await fused(q, k, cos, sin).data())).toEqual(Array.from(await separate.data()));
-      expectOk(testing.gradcheck(fused, [q, k, cos, sin]));
-      expectOk(await testing.gradcheckDevices(fused, [q, k, cos, sin]));
-    }), testing.fcParams(10));
+    await fc.assert(
+      fc.asyncProperty(qkArb, async ({ c, ...v }) => {
+        const q = tensor(Float64Array.from(v.q), { ...f64, shape: [c.B, c.T, c.Hq, c.D] });
+        const k = tensor(Float64Array.from(v.k), { ...f64, shape: [c.B, c.T, c.Hk, c.D] });
+        const cos = tensor(Float64Array.from(v.cos), { ...f64, shape: [c.T, c.R] });
+        const sin = tensor(Float64Array.from(v.sin), { ...f64, shape: [c.T, c.R] });
+        const opts = { rotaryDim: c.R };
+        const fused = (a: Tensor, b: Tensor, co: Tensor, si: Tensor) => {
+          const r = F.applyRotaryQK(a.transpose(1, 2), b.transpose(1, 2), co, si, opts);
+          return flat(r.q, r.k);
+        };
+        const separate = flat(
+          F.applyRotary(q.transpose(1, 2), cos, sin, opts),
+          F.applyRotary(k.transpose(1, 2), cos, sin, opts),
+        );
+        expect(Array.from(await fused(q, k, cos, sin).data())).toEqual(Array.from(await separate.data()));
+        expectOk(testing.gradcheck(fused, [q, k, cos, sin]));
+        expectOk(await testing.gradcheckDevices(fused, [q, k, cos, sin]));
+      }),
+      testing.fcParams(10),
+    );
   });
 
   for (const device of ['cpu', 'webgpu'] as const) {
@@ -84,12 +97,20 @@ describe('applyRotaryQK arguments', () => {
   it('rejects q and k that differ in rank or head dim, tables that do not fit k, and too many dims on webgpu', () => {
     const q = randn([1, 2, 3, 4], f64);
     const [cos, sin] = [randn([3, 4], f64), randn([3, 4], f64)];
-    expect(() => F.applyRotaryQK(q, randn([1, 2, 3, 6], f64), cos, sin)).toThrow(/applyRotaryQK: k float64 \[1, 2, 3, 6\] on cpu must match q float64 \[1, 2, 3, 4\]/);
-    expect(() => F.applyRotaryQK(q, randn([2, 3, 4], f64), cos, sin)).toThrow(/applyRotaryQK: k .* must match q .* in rank/);
-    expect(() => F.applyRotaryQK(q, randn([1, 2, 5, 4], f64), cos, sin)).toThrow(/applyRotaryQK: cos \[3, 4\] must broadcast to \[1, 2, 5, 4\] \(k \[1, 2, 5, 4\] with rotaryDim 4\)/);
+    expect(() => F.applyRotaryQK(q, randn([1, 2, 3, 6], f64), cos, sin)).toThrow(
+      /applyRotaryQK: k float64 \[1, 2, 3, 6\] on cpu must match q float64 \[1, 2, 3, 4\]/,
+    );
+    expect(() => F.applyRotaryQK(q, randn([2, 3, 4], f64), cos, sin)).toThrow(
+      /applyRotaryQK: k .* must match q .* in rank/,
+    );
+    expect(() => F.applyRotaryQK(q, randn([1, 2, 5, 4], f64), cos, sin)).toThrow(
+      /applyRotaryQK: cos \[3, 4\] must broadcast to \[1, 2, 5, 4\] \(k \[1, 2, 5, 4\] with rotaryDim 4\)/,
+    );
     if (gpuBackend()) {
       const deep = randn([1, 1, 1, 1, 1, 1, 4]);
-      expect(() => F.applyRotary(deep, randn([1, 4]), randn([1, 4]))).toThrow(/applyRotary: no webgpu variant fits these arguments .*item: tensors of rank 7 exceed its maximum of 6; merge leading dims with reshape/);
+      expect(() => F.applyRotary(deep, randn([1, 4]), randn([1, 4]))).toThrow(
+        /applyRotary: no webgpu variant fits these arguments .*item: tensors of rank 7 exceed its maximum of 6; merge leading dims with reshape/,
+      );
     }
   });
 });
@@ -102,12 +123,14 @@ describe('rotaryTables', () => {
     const { cos, sin } = F.rotaryTables(theta, positions, { mscale: 1.5 });
     const [cd, sd] = [await cos.data(), await sin.data()];
     expect(cos.shape).toEqual([5, 6]);
-    positions.forEach((p, t) => [1, 0.3, 0.05].forEach((th, i) => {
-      for (const j of [i, i + 3]) {
-        expect(cd[t * 6 + j]).toBeCloseTo(1.5 * Math.cos(p * th), 12);
-        expect(sd[t * 6 + j]).toBeCloseTo(1.5 * Math.sin(p * th), 12);
-      }
-    }));
+    positions.forEach((p, t) =>
+      [1, 0.3, 0.05].forEach((th, i) => {
+        for (const j of [i, i + 3]) {
+          expect(cd[t * 6 + j]).toBeCloseTo(1.5 * Math.cos(p * th), 12);
+          expect(sd[t * 6 + j]).toBeCloseTo(1.5 * Math.sin(p * th), 12);
+        }
+      }),
+    );
     const both = (th: Tensor) => {
       const r = F.rotaryTables(th, positions, { mscale: 1.5 });
       return flat(r.cos, r.sin);
@@ -118,7 +141,9 @@ describe('rotaryTables', () => {
   });
 
   it('rejects bad frequencies, positions and mscale', () => {
-    expect(() => F.rotaryTables(tensor([[1, 2]], f64), [0])).toThrow(/rotaryTables: theta must be a non-empty 1-D float tensor/);
+    expect(() => F.rotaryTables(tensor([[1, 2]], f64), [0])).toThrow(
+      /rotaryTables: theta must be a non-empty 1-D float tensor/,
+    );
     expect(() => F.rotaryTables(tensor([1], f64), [0, NaN])).toThrow(/rotaryTables: positions\[1\] is NaN/);
     expect(() => F.rotaryTables(tensor([1], f64), [0], { mscale: Infinity })).toThrow(/mscale must be a finite number/);
   });
@@ -127,18 +152,24 @@ describe('rotaryTables', () => {
 describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
   it('rotates strided q and k in 1 dispatch and back in 1, table gradients included at no extra dispatch', async () => {
     manualSeed(4);
-    const q = randn([2, 5, 4, 8]), k = randn([2, 5, 2, 8]);
-    const step = (tablesNeedGrad: boolean) => kernelCounts(() => scope(async () => {
-      const cos = randn([5, 8], { requiresGrad: tablesNeedGrad }), sin = randn([5, 8], { requiresGrad: tablesNeedGrad });
-      const [ql, kl] = [q.detach(), k.detach()];
-      ql.requiresGrad = kl.requiresGrad = true;
-      const before = memory().dispatches;
-      const r = F.applyRotaryQK(ql.transpose(1, 2), kl.transpose(1, 2), cos, sin);
-      expect(memory().dispatches - before).toBe(1);
-      r.q.sum().add(r.k.sum()).backward();
-      await ql.grad!.data();
-    }));
-    const withTables = await step(true), without = await step(false);
+    const q = randn([2, 5, 4, 8]),
+      k = randn([2, 5, 2, 8]);
+    const step = (tablesNeedGrad: boolean) =>
+      kernelCounts(() =>
+        scope(async () => {
+          const cos = randn([5, 8], { requiresGrad: tablesNeedGrad }),
+            sin = randn([5, 8], { requiresGrad: tablesNeedGrad });
+          const [ql, kl] = [q.detach(), k.detach()];
+          ql.requiresGrad = kl.requiresGrad = true;
+          const before = memory().dispatches;
+          const r = F.applyRotaryQK(ql.transpose(1, 2), kl.transpose(1, 2), cos, sin);
+          expect(memory().dispatches - before).toBe(1);
+          r.q.sum().add(r.k.sum()).backward();
+          await ql.grad!.data();
+        }),
+      );
+    const withTables = await step(true),
+      without = await step(false);
     expect(count(withTables, 'applyRotary')).toBe(1);
     expect(count(withTables, 'applyRotaryBackward')).toBe(1);
     expect([...withTables.values()].reduce((a, b) => a + b, 0)).toBe([...without.values()].reduce((a, b) => a + b, 0));
@@ -149,7 +180,8 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
       manualSeed(5);
       const [B, T, H, D] = [2, 3, 2, 4];
       const dtype = device === 'cpu' ? 'float64' : 'float32';
-      const projQ = randn([B, T, H * D], { device, dtype, requiresGrad: true }), projK = randn([B, T, H * D], { device, dtype, requiresGrad: true });
+      const projQ = randn([B, T, H * D], { device, dtype, requiresGrad: true }),
+        projK = randn([B, T, H * D], { device, dtype, requiresGrad: true });
       const heads = (p: Tensor) => p.reshape([B, T, H, D]).transpose(1, 2);
       // HF tables (columns j and j + D/2 share a frequency), whose backward is the rotation by −sin.
       const half = () => randn([T, D / 2], { device, dtype });
@@ -161,7 +193,10 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
       if (device === 'cpu') {
         loss().backward();
         // The gradient handed back through the transpose is dense, so merging the heads is a view.
-        const expected = (g: Tensor) => F.applyRotary(g, cos, sin.neg()).transpose(1, 2).reshape([B, T, H * D]);
+        const expected = (g: Tensor) =>
+          F.applyRotary(g, cos, sin.neg())
+            .transpose(1, 2)
+            .reshape([B, T, H * D]);
         expect(projQ.grad!.isContiguous()).toBe(true);
         expect(Array.from(await projQ.grad!.data())).toEqual(Array.from(await expected(gq).data()));
         expect(Array.from(await projK.grad!.data())).toEqual(Array.from(await expected(gk).data()));
@@ -181,14 +216,20 @@ describe.runIf(gpuBackend())('rotary dispatches (webgpu)', () => {
       const m = tinyModel('llama', scaling, { device: 'webgpu' });
       m.eval(); // CLEX at t = ceil(16 / 8) = 2, solved with a graph to its parameters (no sampling)
       const x = ids([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6]], 'webgpu');
-      return kernelCounts(() => scope(async () => {
-        const { loss } = await m.forward(x, { labels: x });
-        await loss!.backwardAsync();
-      }));
+      return kernelCounts(() =>
+        scope(async () => {
+          const { loss } = await m.forward(x, { labels: x });
+          await loss!.backwardAsync();
+        }),
+      );
     };
-    const plain = await stepKernels(null), clex = await stepKernels({ type: 'clex', max_factor: 4 });
+    const plain = await stepKernels(null),
+      clex = await stepKernels({ type: 'clex', max_factor: 4 });
     const layers = 2;
-    for (const [op, n] of [['applyRotary', layers], ['applyRotaryBackward', layers]] as const) {
+    for (const [op, n] of [
+      ['applyRotary', layers],
+      ['applyRotaryBackward', layers],
+    ] as const) {
       expect(count(plain, op)).toBe(n);
       expect(count(clex, op)).toBe(n);
     }

@@ -15,12 +15,13 @@ function registryRows(): string[] {
     return `| \`${name}\` | ${kernels} | ${family(op.kernels.map((k) => `${k.family}: ${k.webgpu.map((v) => v.name).join(', ')}`))} |`;
   });
   for (const [name, k] of registeredKernels()) {
-    if (!owned.has(name)) rows.push(`| (kernel only) | \`${name}\` | ${k.family}: ${k.webgpu.map((v) => v.name).join(', ')} |`);
+    if (!owned.has(name))
+      rows.push(`| (kernel only) | \`${name}\` | ${k.family}: ${k.webgpu.map((v) => v.name).join(', ')} |`);
   }
   return rows;
 }
 
-it("CONTRIBUTING.md lists every op record with its kernels and variants", () => {
+it('CONTRIBUTING.md lists every op record with its kernels and variants', () => {
   const doc = readFileSync('CONTRIBUTING.md', 'utf8');
   const table = doc.slice(doc.indexOf('## The op records'));
   const rows = table.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| op |'));

@@ -5,7 +5,10 @@ import { describe, expect, it } from 'vitest';
 
 function run(bin: string, args: string[]): { ok: boolean; output: string } {
   try {
-    return { ok: true, output: execFileSync(`node_modules/.bin/${bin}`, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    return {
+      ok: true,
+      output: execFileSync(`node_modules/.bin/${bin}`, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    };
   } catch (e) {
     const err = e as { stdout?: string; stderr?: string };
     return { ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` };

@@ -11,7 +11,12 @@ function run(code: string, name: string): string[] {
   // Inside the package directory, 'dawngrad' resolves to this package through its "exports".
   const file = `test/.tmp/readme-${name}.mjs`;
   writeFileSync(file, code);
-  const out = execFileSync('node', [file], { encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  const out = execFileSync('node', [file], {
+    encoding: 'utf8',
+    env: { ...process.env, XDG_RUNTIME_DIR: '/tmp' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 120_000,
+  });
   return out.trim().split('\n');
 }
 
@@ -50,6 +55,10 @@ describe('README code blocks', () => {
   });
 
   it('settings: configure, withConfig, and a bad value', () => {
-    expect(run(blocks[5], 'settings')).toEqual(['group', 'true', `configure: fusion = "yes" is not valid; use '1' or '0' (true or false in code)`]);
+    expect(run(blocks[5], 'settings')).toEqual([
+      'group',
+      'true',
+      `configure: fusion = "yes" is not valid; use '1' or '0' (true or false in code)`,
+    ]);
   });
 });

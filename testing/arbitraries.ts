@@ -10,34 +10,46 @@ export interface ShapeOptions {
   maxDim?: number;
 }
 
-export function shapeArb({ minRank = 0, maxRank = 3, minDim = 1, maxDim = 4 }: ShapeOptions = {}): fc.Arbitrary<number[]> {
+export function shapeArb({ minRank = 0, maxRank = 3, minDim = 1, maxDim = 4 }: ShapeOptions = {}): fc.Arbitrary<
+  number[]
+> {
   return fc.array(fc.integer({ min: minDim, max: maxDim }), { minLength: minRank, maxLength: maxRank });
 }
 
 /** Two shapes that broadcast together: a common shape with some dims set to 1 or dropped in front. */
 export function broadcastPairArb(opts: ShapeOptions = {}): fc.Arbitrary<[number[], number[]]> {
   return shapeArb({ minRank: 1, ...opts }).chain((shape) =>
-    fc.tuple(
-      fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
-      fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
-      fc.integer({ min: 0, max: shape.length }),
-    ).map(([ones1, ones2, drop]) => {
-      const a = shape.map((d, i) => (ones1[i] ? 1 : d));
-      const b = shape.map((d, i) => (ones2[i] ? 1 : d)).slice(drop);
-      return [a, b] as [number[], number[]];
-    }),
+    fc
+      .tuple(
+        fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
+        fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
+        fc.integer({ min: 0, max: shape.length }),
+      )
+      .map(([ones1, ones2, drop]) => {
+        const a = shape.map((d, i) => (ones1[i] ? 1 : d));
+        const b = shape.map((d, i) => (ones2[i] ? 1 : d)).slice(drop);
+        return [a, b] as [number[], number[]];
+      }),
   );
 }
 
 /** Values for a tensor of `shape`, in [min, max], optionally kept at least `gap` away from `avoid` points (kinks). */
-export function valuesArb(shape: readonly number[], { min = -2, max = 2, avoid = [] as number[], gap = 0.05 } = {}): fc.Arbitrary<number[]> {
+export function valuesArb(
+  shape: readonly number[],
+  { min = -2, max = 2, avoid = [] as number[], gap = 0.05 } = {},
+): fc.Arbitrary<number[]> {
   const n = numel(shape);
-  const value = fc.double({ min, max, noNaN: true, noDefaultInfinity: true }).filter((v) => avoid.every((a) => Math.abs(v - a) > gap));
+  const value = fc
+    .double({ min, max, noNaN: true, noDefaultInfinity: true })
+    .filter((v) => avoid.every((a) => Math.abs(v - a) > gap));
   return fc.array(value, { minLength: n, maxLength: n });
 }
 
 /** A shape together with values for it. */
-export function tensorDataArb(shapeOpts: ShapeOptions = {}, valueOpts: Parameters<typeof valuesArb>[1] = {}): fc.Arbitrary<{ shape: number[]; values: number[] }> {
+export function tensorDataArb(
+  shapeOpts: ShapeOptions = {},
+  valueOpts: Parameters<typeof valuesArb>[1] = {},
+): fc.Arbitrary<{ shape: number[]; values: number[] }> {
   return shapeArb(shapeOpts).chain((shape) => valuesArb(shape, valueOpts).map((values) => ({ shape, values })));
 }
 

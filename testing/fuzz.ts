@@ -16,21 +16,63 @@ import { scope } from '../core/scope.js';
 
 /** Every op a program may use. Domains are kept smooth (no kinks, no ties) so f32 and f64 agree. */
 export const FUZZ_OPS = [
-  'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'sin', 'neg', 'softplus', 'square', 'gelu', 'silu', 'pow', 'reciprocal',
-  'add', 'sub', 'mul', 'div', 'sum', 'mean', 'var', 'transpose', 'flatten', 'unsqueeze', 'narrow', 'expand',
-  'permute', 'matmul', 'cat', 'softmax', 'logSoftmax', 'layerNorm', 'rmsNorm', 'indexSelect', 'attention',
+  'exp',
+  'log',
+  'sqrt',
+  'tanh',
+  'sigmoid',
+  'sin',
+  'neg',
+  'softplus',
+  'square',
+  'gelu',
+  'silu',
+  'pow',
+  'reciprocal',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'sum',
+  'mean',
+  'var',
+  'transpose',
+  'flatten',
+  'unsqueeze',
+  'narrow',
+  'expand',
+  'permute',
+  'matmul',
+  'cat',
+  'softmax',
+  'logSoftmax',
+  'layerNorm',
+  'rmsNorm',
+  'indexSelect',
+  'attention',
   'crossEntropy',
 ] as const;
 export type FuzzOp = (typeof FUZZ_OPS)[number];
 
-export interface FuzzStep { op: FuzzOp; seed: number }
-export interface FuzzProgram { shape: number[]; seed: number; steps: FuzzStep[] }
+export interface FuzzStep {
+  op: FuzzOp;
+  seed: number;
+}
+export interface FuzzProgram {
+  shape: number[];
+  seed: number;
+  steps: FuzzStep[];
+}
 
-export const fuzzProgram = (maxSteps = 5): fc.Arbitrary<FuzzProgram> => fc.record({
-  shape: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }),
-  seed: fc.nat(),
-  steps: fc.array(fc.record({ op: fc.constantFrom(...FUZZ_OPS), seed: fc.nat() }), { minLength: 1, maxLength: maxSteps }),
-});
+export const fuzzProgram = (maxSteps = 5): fc.Arbitrary<FuzzProgram> =>
+  fc.record({
+    shape: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }),
+    seed: fc.nat(),
+    steps: fc.array(fc.record({ op: fc.constantFrom(...FUZZ_OPS), seed: fc.nat() }), {
+      minLength: 1,
+      maxLength: maxSteps,
+    }),
+  });
 
 export interface FuzzResult {
   /** The ops that actually ran (a step that does not apply to the current rank is skipped). */
@@ -60,7 +102,13 @@ export async function runFuzzProgram(p: FuzzProgram, device: DeviceName): Promis
   return scope(async () => {
     const inputs: Tensor[] = [];
     const input = (shape: number[], seed: number): Tensor => {
-      const t = tensor(values(seed, shape.reduce((a, b) => a * b, 1)), { shape, device, dtype, requiresGrad: true });
+      const t = tensor(
+        values(
+          seed,
+          shape.reduce((a, b) => a * b, 1),
+        ),
+        { shape, device, dtype, requiresGrad: true },
+      );
       inputs.push(t);
       return t;
     };
@@ -84,7 +132,27 @@ export async function runFuzzProgram(p: FuzzProgram, device: DeviceName): Promis
 }
 
 /** Ops that apply to a 0-d tensor (the rest need an axis). */
-const RANK0_OPS = new Set<FuzzOp>(['exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'sin', 'neg', 'softplus', 'square', 'gelu', 'silu', 'pow', 'reciprocal', 'add', 'sub', 'mul', 'div', 'unsqueeze', 'expand']);
+const RANK0_OPS = new Set<FuzzOp>([
+  'exp',
+  'log',
+  'sqrt',
+  'tanh',
+  'sigmoid',
+  'sin',
+  'neg',
+  'softplus',
+  'square',
+  'gelu',
+  'silu',
+  'pow',
+  'reciprocal',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'unsqueeze',
+  'expand',
+]);
 
 /** One step, or null when it does not apply at this rank/shape. */
 function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], seed: number) => Tensor): Tensor | null {
@@ -94,37 +162,65 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
   /** A partner whose shape broadcasts against x (some dims 1, maybe fewer leading dims). */
   const partner = () => {
     const drop = pick(x.rank);
-    return input(x.shape.slice(drop).map((d) => (next() < 0.3 ? 1 : d)), seed + 7);
+    return input(
+      x.shape.slice(drop).map((d) => (next() < 0.3 ? 1 : d)),
+      seed + 7,
+    );
   };
   const positive = (t: Tensor) => t.square().add(0.5);
   /** Ops that copy values (repeated indices, expand) are followed by a distinct constant offset: no ties. */
-  const untie = (t: Tensor) => t.add(tensor(values(seed + 37, t.size), { shape: [...t.shape], device: t.device, dtype: t.dtype }));
+  const untie = (t: Tensor) =>
+    t.add(tensor(values(seed + 37, t.size), { shape: [...t.shape], device: t.device, dtype: t.dtype }));
   if (x.rank === 0 && !RANK0_OPS.has(op)) return null;
   switch (op) {
-    case 'exp': return x.tanh().exp();
-    case 'log': return positive(x).log();
-    case 'sqrt': return positive(x).sqrt();
-    case 'pow': return positive(x).pow(1.5);
-    case 'reciprocal': return positive(x).reciprocal();
-    case 'tanh': return x.tanh();
-    case 'sigmoid': return x.sigmoid();
-    case 'sin': return x.sin();
-    case 'neg': return x.neg();
-    case 'softplus': return x.softplus();
-    case 'square': return x.tanh().square();
-    case 'gelu': return F.gelu(x);
-    case 'silu': return F.silu(x);
-    case 'add': return x.add(partner());
-    case 'sub': return partner().sub(x);
-    case 'mul': return x.mul(partner());
-    case 'div': return x.div(positive(partner()));
-    case 'sum': return x.rank > 1 ? x.sum(axis, next() < 0.5) : null;
-    case 'mean': return x.rank > 1 ? x.mean(axis, next() < 0.5) : null;
-    case 'var': return x.rank > 1 && x.shape[axis] > 1 ? x.var(axis, { keepdim: true }) : null;
-    case 'transpose': return x.rank > 1 ? x.transpose(axis, pick(x.rank)) : null;
-    case 'permute': return x.rank > 1 ? x.permute([...x.shape.keys()].reverse()) : null;
-    case 'flatten': return x.rank > 1 ? x.reshape([x.size]) : null;
-    case 'unsqueeze': return x.rank < 4 ? x.unsqueeze(pick(x.rank + 1)) : null;
+    case 'exp':
+      return x.tanh().exp();
+    case 'log':
+      return positive(x).log();
+    case 'sqrt':
+      return positive(x).sqrt();
+    case 'pow':
+      return positive(x).pow(1.5);
+    case 'reciprocal':
+      return positive(x).reciprocal();
+    case 'tanh':
+      return x.tanh();
+    case 'sigmoid':
+      return x.sigmoid();
+    case 'sin':
+      return x.sin();
+    case 'neg':
+      return x.neg();
+    case 'softplus':
+      return x.softplus();
+    case 'square':
+      return x.tanh().square();
+    case 'gelu':
+      return F.gelu(x);
+    case 'silu':
+      return F.silu(x);
+    case 'add':
+      return x.add(partner());
+    case 'sub':
+      return partner().sub(x);
+    case 'mul':
+      return x.mul(partner());
+    case 'div':
+      return x.div(positive(partner()));
+    case 'sum':
+      return x.rank > 1 ? x.sum(axis, next() < 0.5) : null;
+    case 'mean':
+      return x.rank > 1 ? x.mean(axis, next() < 0.5) : null;
+    case 'var':
+      return x.rank > 1 && x.shape[axis] > 1 ? x.var(axis, { keepdim: true }) : null;
+    case 'transpose':
+      return x.rank > 1 ? x.transpose(axis, pick(x.rank)) : null;
+    case 'permute':
+      return x.rank > 1 ? x.permute([...x.shape.keys()].reverse()) : null;
+    case 'flatten':
+      return x.rank > 1 ? x.reshape([x.size]) : null;
+    case 'unsqueeze':
+      return x.rank < 4 ? x.unsqueeze(pick(x.rank + 1)) : null;
     case 'expand': {
       if (x.rank >= 4) return null;
       const y = x.unsqueeze(0);
@@ -145,12 +241,18 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
       shape[axis] = 1 + pick(3);
       return cat([x, input(shape, seed + 13)], axis);
     }
-    case 'softmax': return F.softmax(x, -1);
-    case 'logSoftmax': return F.logSoftmax(x, -1);
+    case 'softmax':
+      return F.softmax(x, -1);
+    case 'logSoftmax':
+      return F.logSoftmax(x, -1);
     // Over 2 values a layer norm gives ±1 whatever its input: the input's gradient is exactly 0, and
     // float32 returns rounding noise scaled by 1/|x₁ − x₂| (it failed the comparison by chance), so ≥ 3.
-    case 'layerNorm': return x.shape[x.rank - 1] > 2 ? F.layerNorm(x, input([x.shape[x.rank - 1]], seed + 17), input([x.shape[x.rank - 1]], seed + 19)) : null;
-    case 'rmsNorm': return F.rmsNorm(x, input([x.shape[x.rank - 1]], seed + 23));
+    case 'layerNorm':
+      return x.shape[x.rank - 1] > 2
+        ? F.layerNorm(x, input([x.shape[x.rank - 1]], seed + 17), input([x.shape[x.rank - 1]], seed + 19))
+        : null;
+    case 'rmsNorm':
+      return F.rmsNorm(x, input([x.shape[x.rank - 1]], seed + 23));
     case 'indexSelect': {
       // Repeated indices make the backward a scatter-add with collisions.
       const ids = Array.from({ length: 1 + pick(5) }, () => pick(x.shape[axis]));
@@ -160,7 +262,8 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
       // x as [batch, heads, T, D] queries; keys and values are partners of the same shape.
       if (x.rank < 2) return null;
       const q = x.reshape([1, 1, x.size / x.shape[x.rank - 1], x.shape[x.rank - 1]]);
-      const k = input([...q.shape], seed + 29), v = input([...q.shape], seed + 31);
+      const k = input([...q.shape], seed + 29),
+        v = input([...q.shape], seed + 31);
       return F.scaledDotProductAttention(q, k, v, { causal: next() < 0.5 });
     }
     case 'crossEntropy': {
@@ -168,7 +271,10 @@ function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], s
       if (x.rank < 1 || x.shape[x.rank - 1] < 2) return null;
       const classes = x.shape[x.rank - 1];
       const logits = x.reshape([x.size / classes, classes]);
-      const targets = tensor(Array.from({ length: logits.shape[0] }, () => pick(classes)), { dtype: 'int32', device: x.device });
+      const targets = tensor(
+        Array.from({ length: logits.shape[0] }, () => pick(classes)),
+        { dtype: 'int32', device: x.device },
+      );
       return F.crossEntropy(logits, targets, { labelSmoothing: next() < 0.5 ? 0.1 : 0 });
     }
   }

@@ -32,14 +32,21 @@ function cotangentFor(y: Tensor): Tensor {
   return tensor(Float64Array.from(vSeed(y.size)), { shape: y.shape, dtype: y.dtype, device: y.device });
 }
 
-function compare(what: string, analytic: ArrayLike<number>, reference: ArrayLike<number>, atol: number, rtol: number): { maxAbs: number; maxRel: number; bad: string | null } {
+function compare(
+  what: string,
+  analytic: ArrayLike<number>,
+  reference: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+): { maxAbs: number; maxRel: number; bad: string | null } {
   let maxAbs = 0;
   let maxRel = 0;
   let bad: string | null = null;
   for (let i = 0; i < reference.length; i++) {
     const err = Math.abs(analytic[i] - reference[i]);
     const rel = err / Math.max(Math.abs(reference[i]), 1e-30);
-    if (!(err <= atol + rtol * Math.abs(reference[i])) && !bad) bad = `${what}[${i}]: got ${analytic[i]}, expected ${reference[i]} (|err| ${err.toExponential(2)})`;
+    if (!(err <= atol + rtol * Math.abs(reference[i])) && !bad)
+      bad = `${what}[${i}]: got ${analytic[i]}, expected ${reference[i]} (|err| ${err.toExponential(2)})`;
     maxAbs = Math.max(maxAbs, err);
     if (Math.abs(reference[i]) > atol) maxRel = Math.max(maxRel, rel);
   }
@@ -50,17 +57,29 @@ function compare(what: string, analytic: ArrayLike<number>, reference: ArrayLike
  * Checks d(Σ v·f)/dx for each float input of f against central differences, on the cpu backend in
  * float64 (inputs are copied there). Returns a report; `ok` is false with a message on mismatch.
  */
-export function gradcheck(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: GradcheckOptions = {}): GradcheckReport {
+export function gradcheck(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: GradcheckOptions = {},
+): GradcheckReport {
   const eps = opts.eps ?? 1e-6;
   const atol = opts.atol ?? 1e-7;
   const rtol = opts.rtol ?? 1e-5;
   return scope(() => {
-    const xs = inputs.map((t) => tensor(cpuRead(t), { shape: t.shape, dtype: t.dtype === 'int32' ? 'int32' : 'float64', device: 'cpu' }));
+    const xs = inputs.map((t) =>
+      tensor(cpuRead(t), { shape: t.shape, dtype: t.dtype === 'int32' ? 'int32' : 'float64', device: 'cpu' }),
+    );
     const wrt = opts.wrt ?? xs.map((x, i) => (x.dtype === 'int32' ? -1 : i)).filter((i) => i >= 0);
     const y0 = noGrad(() => f(...xs));
     const v = cotangentFor(y0);
-    const loss = (...args: Tensor[]) => f(...args).mul(v).sum();
-    const analytic = grad((...ws) => loss(...xs.map((x, i) => (wrt.includes(i) ? ws[wrt.indexOf(i)] : x))), wrt.map((i) => xs[i]));
+    const loss = (...args: Tensor[]) =>
+      f(...args)
+        .mul(v)
+        .sum();
+    const analytic = grad(
+      (...ws) => loss(...xs.map((x, i) => (wrt.includes(i) ? ws[wrt.indexOf(i)] : x))),
+      wrt.map((i) => xs[i]),
+    );
     let maxAbs = 0;
     let maxRel = 0;
     let checked = 0;
@@ -97,18 +116,33 @@ export interface DeviceCheckOptions {
  * Runs f on webgpu (float32) and on cpu (float64) from the same input values, and compares the outputs
  * and the gradients of Σ v·f. Tolerances default to 1e-4 relative + 1e-5 absolute.
  */
-export async function gradcheckDevices(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: DeviceCheckOptions = {}): Promise<GradcheckReport> {
+export async function gradcheckDevices(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: DeviceCheckOptions = {},
+): Promise<GradcheckReport> {
   const atol = opts.atol ?? 1e-5;
   const rtol = opts.rtol ?? 1e-4;
   const values = await Promise.all(inputs.map((t) => t.data()));
   const run = async (device: DeviceName) => {
     const dtype = WIDEST_FLOAT[device];
-    const xs = inputs.map((t, i) => tensor(Float64Array.from(values[i]), { shape: t.shape, dtype: t.dtype === 'int32' ? 'int32' : dtype, device }));
+    const xs = inputs.map((t, i) =>
+      tensor(Float64Array.from(values[i]), { shape: t.shape, dtype: t.dtype === 'int32' ? 'int32' : dtype, device }),
+    );
     const wrt = opts.wrt ?? xs.map((x, i) => (x.dtype === 'int32' ? -1 : i)).filter((i) => i >= 0);
     const y = noGrad(() => f(...xs));
     const vv = Float64Array.from(vSeed(y.size));
     const v = tensor(vv, { shape: y.shape, dtype: y.dtype === 'int32' ? 'int32' : dtype, device });
-    const grads = y.dtype === 'int32' || wrt.length === 0 ? [] : grad((...ws) => f(...xs.map((x, i) => (wrt.includes(i) ? ws[wrt.indexOf(i)] : x))).mul(v).sum(), wrt.map((i) => xs[i]));
+    const grads =
+      y.dtype === 'int32' || wrt.length === 0
+        ? []
+        : grad(
+            (...ws) =>
+              f(...xs.map((x, i) => (wrt.includes(i) ? ws[wrt.indexOf(i)] : x)))
+                .mul(v)
+                .sum(),
+            wrt.map((i) => xs[i]),
+          );
     const out = [await y.data(), ...(await Promise.all(grads.map((g) => g.data())))];
     [...xs, y, v, ...grads].forEach((t) => t.dispose());
     return out;

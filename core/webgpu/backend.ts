@@ -6,8 +6,19 @@ import { type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
 import { Fuser, prepareBinding, type GpuStorage } from './fusion.js';
-import { GA, IA, MAX_RANK, RD, SA, grid, gatherSource, indexAddSource, reduceSource, scatterAddSource, type WType } from './wgsl.js';
-
+import {
+  GA,
+  IA,
+  MAX_RANK,
+  RD,
+  SA,
+  grid,
+  gatherSource,
+  indexAddSource,
+  reduceSource,
+  scatterAddSource,
+  type WType,
+} from './wgsl.js';
 
 /** The GPU buffer behind a webgpu tensor or view, computed first if it is a pending fused expression. */
 export function gpuBufferOf(x: { readonly storage: Storage }): GPUBuffer {
@@ -17,12 +28,17 @@ export function gpuBufferOf(x: { readonly storage: Storage }): GPUBuffer {
 }
 
 function ownStorage(fn: string, s: Storage): GpuStorage {
-  if (s.device !== 'webgpu') throw new Error(`${fn}: expected a webgpu tensor, got one on '${s.device}'; move it with .to('webgpu')`);
+  if (s.device !== 'webgpu')
+    throw new Error(`${fn}: expected a webgpu tensor, got one on '${s.device}'; move it with .to('webgpu')`);
   return s as GpuStorage;
 }
 
 const wtype = (op: string, d: DType): WType => {
-  if (d === 'float64') throw new OpError(op, "float64 is not supported on webgpu (WGSL has no f64); use float32, or device 'cpu' for float64");
+  if (d === 'float64')
+    throw new OpError(
+      op,
+      "float64 is not supported on webgpu (WGSL has no f64); use float32, or device 'cpu' for float64",
+    );
   return d === 'int32' ? 'i32' : 'f32';
 };
 
@@ -35,13 +51,23 @@ function checkRank(op: string, rank: number): void {
  * index reaches) collapse to one strided column axis in out and in src, the column count and strides;
  * otherwise null (the per-element kernel handles it).
  */
-function indexAddColumns(out: View, axis: number, index: View, src: View): { count: number; outStride: number; srcStride: number } | null {
+function indexAddColumns(
+  out: View,
+  axis: number,
+  index: View,
+  src: View,
+): { count: number; outStride: number; srcStride: number } | null {
   if (!index.strides.every((s, d) => d === axis || s === 0)) return null;
   const dims = index.shape.map((_, d) => d).filter((d) => d !== axis && index.shape[d] > 1);
-  const collapsed = (v: View) => dims.every((d, k) => k === 0 || v.strides[dims[k - 1]] === v.strides[d] * index.shape[d]);
+  const collapsed = (v: View) =>
+    dims.every((d, k) => k === 0 || v.strides[dims[k - 1]] === v.strides[d] * index.shape[d]);
   if (!collapsed(out) || !collapsed(src)) return null;
   const last = dims[dims.length - 1];
-  return { count: numel(dims.map((d) => index.shape[d])), outStride: last === undefined ? 0 : out.strides[last], srcStride: last === undefined ? 0 : src.strides[last] };
+  return {
+    count: numel(dims.map((d) => index.shape[d])),
+    outStride: last === undefined ? 0 : out.strides[last],
+    srcStride: last === undefined ? 0 : src.strides[last],
+  };
 }
 
 export class WebGpuBackend implements Backend {
@@ -91,7 +117,9 @@ export class WebGpuBackend implements Backend {
   elementwise(def: ElementwiseDef, operands: Operand[], out: View, computeType: DType): void {
     if (numel(out.shape) === 0) return;
     checkRank(def.name, out.shape.length);
-    operands.forEach((o) => { if (!isScalarOperand(o)) wtype(def.name, o.dtype); });
+    operands.forEach((o) => {
+      if (!isScalarOperand(o)) wtype(def.name, o.dtype);
+    });
     wtype(def.name, out.dtype);
     this.fuser.elementwise(def, operands, out, wtype(def.name, computeType));
   }
@@ -111,11 +139,29 @@ export class WebGpuBackend implements Backend {
     const chunkLen = Math.ceil(Math.max(R, 1) / chunks);
     const lowest = kind === 'max' || kind === 'argmax';
     const p = RD.pack({
-      NOUT: nOut, KRANK: kept, RRANK: reducedRank, R, CHUNKS: chunks, CHUNKLEN: chunkLen, OFF: input.offset,
-      INIT: kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff,
-      KSHAPE: input.shape.slice(0, kept), KSTRIDES: input.strides.slice(0, kept), RSHAPE: input.shape.slice(kept), RSTRIDES: input.strides.slice(kept),
+      NOUT: nOut,
+      KRANK: kept,
+      RRANK: reducedRank,
+      R,
+      CHUNKS: chunks,
+      CHUNKLEN: chunkLen,
+      OFF: input.offset,
+      INIT:
+        kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff,
+      KSHAPE: input.shape.slice(0, kept),
+      KSTRIDES: input.strides.slice(0, kept),
+      RSHAPE: input.shape.slice(kept),
+      RSTRIDES: input.strides.slice(kept),
     });
-    const reduceKernel = (target: View, groups: number) => this.launchKernel(kind, `reduce:${kind}:${inType}:${outType}`, () => reduceSource(kind, inType, outType), p, [target, input], grid(groups));
+    const reduceKernel = (target: View, groups: number) =>
+      this.launchKernel(
+        kind,
+        `reduce:${kind}:${inType}:${outType}`,
+        () => reduceSource(kind, inType, outType),
+        p,
+        [target, input],
+        grid(groups),
+      );
     if (chunks === 1) {
       if (out.offset !== 0) throw new OpError(kind, 'internal: reduce output must start at offset 0');
       reduceKernel(out, nOut);
@@ -134,8 +180,17 @@ export class WebGpuBackend implements Backend {
     checkRank('gather', out.shape.length);
     const t = wtype('gather', input.dtype);
     const p = GA.pack({
-      N: n, RANK: out.shape.length, SHAPE: out.shape, INS: input.strides.map((s, d) => (d === axis ? 0 : s)), IDXS: index.strides, OUTS: out.strides,
-      INOFF: input.offset, IDXOFF: index.offset, OUTOFF: out.offset, AXSTRIDE: input.strides[axis], AXLEN: input.shape[axis],
+      N: n,
+      RANK: out.shape.length,
+      SHAPE: out.shape,
+      INS: input.strides.map((s, d) => (d === axis ? 0 : s)),
+      IDXS: index.strides,
+      OUTS: out.strides,
+      INOFF: input.offset,
+      IDXOFF: index.offset,
+      OUTOFF: out.offset,
+      AXSTRIDE: input.strides[axis],
+      AXLEN: input.shape[axis],
     });
     this.launchKernel('gather', `gather:${t}`, () => gatherSource(t), p, [out, input, index], grid(n));
   }
@@ -152,16 +207,41 @@ export class WebGpuBackend implements Backend {
     if (numel(index.shape) === 0) return;
     if (columns) {
       const q = IA.pack({
-        COLS: columns.count, V: out.shape[axis], LEN: index.shape[axis], OCOL: columns.outStride, SCOL: columns.srcStride,
-        OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, OAX: out.strides[axis], XAX: index.strides[axis], SAX: src.strides[axis],
+        COLS: columns.count,
+        V: out.shape[axis],
+        LEN: index.shape[axis],
+        OCOL: columns.outStride,
+        SCOL: columns.srcStride,
+        OOFF: out.offset,
+        XOFF: index.offset,
+        SOFF: src.offset,
+        OAX: out.strides[axis],
+        XAX: index.strides[axis],
+        SAX: src.strides[axis],
         ZERO: intoZeros && zeroesAll ? 1 : 0,
       });
-      this.launchKernel('scatterAdd', `indexAdd:${t}`, () => indexAddSource(t), q, [out, src, index], grid(out.shape[axis]));
+      this.launchKernel(
+        'scatterAdd',
+        `indexAdd:${t}`,
+        () => indexAddSource(t),
+        q,
+        [out, src, index],
+        grid(out.shape[axis]),
+      );
       return;
     }
     const p = SA.pack({
-      N: n, RANK: out.shape.length, OSHAPE: out.shape, OSTR: out.strides, XSHAPE: index.shape, XSTR: index.strides, SSTR: src.strides,
-      OOFF: out.offset, XOFF: index.offset, SOFF: src.offset, AXIS: axis,
+      N: n,
+      RANK: out.shape.length,
+      OSHAPE: out.shape,
+      OSTR: out.strides,
+      XSHAPE: index.shape,
+      XSTR: index.strides,
+      SSTR: src.strides,
+      OOFF: out.offset,
+      XOFF: index.offset,
+      SOFF: src.offset,
+      AXIS: axis,
     });
     this.launchKernel('scatterAdd', `scatterAdd:${t}`, () => scatterAddSource(t), p, [out, src, index], grid(n));
   }
@@ -179,7 +259,14 @@ export class WebGpuBackend implements Backend {
    * pending storage is computed first, and the pending expressions that read a storage the kernel
    * writes. Every kernel reaches the GPU here (launch() in ./launch.ts for the fused ops and optimizers).
    */
-  launchKernel(op: string, key: string, source: () => string, params: Uint32Array, bound: readonly { storage: Storage }[], groups: [number, number, number]): void {
+  launchKernel(
+    op: string,
+    key: string,
+    source: () => string,
+    params: Uint32Array,
+    bound: readonly { storage: Storage }[],
+    groups: [number, number, number],
+  ): void {
     const kinds = this.rt.bindingKinds(key, source);
     const storages = bound.map((b, i) => {
       const s = ownStorage(op, b.storage);
@@ -188,6 +275,12 @@ export class WebGpuBackend implements Backend {
       if (writable) s.written = true;
       return s;
     });
-    this.rt.dispatch(op, this.rt.pipeline(key, source), params, storages.map((s) => s.buffer), groups);
+    this.rt.dispatch(
+      op,
+      this.rt.pipeline(key, source),
+      params,
+      storages.map((s) => s.buffer),
+      groups,
+    );
   }
 }

@@ -6,7 +6,14 @@
 // cached by the expression's structure. A pending storage released before anyone needs it is never
 // computed. Expressions stay bounded (nodes, bound buffers, uniform words); past a bound the pending
 // operands are realised first.
-import { COPY_KERNEL, isScalarOperand, type ElementwiseDef, type Operand, type Storage, type View } from '../backend.js';
+import {
+  COPY_KERNEL,
+  isScalarOperand,
+  type ElementwiseDef,
+  type Operand,
+  type Storage,
+  type View,
+} from '../backend.js';
 import { config } from '../config.js';
 import type { DType } from '../dtype.js';
 import { contiguousStrides, numel } from '../shape.js';
@@ -28,9 +35,24 @@ export interface GpuStorage extends Storage {
 }
 
 /** A strided read of a realised storage, at the consuming expression's linear index (row-major over `shape`). */
-interface Load { readonly kind: 'load'; readonly storage: GpuStorage; readonly shape: readonly number[]; readonly strides: readonly number[]; readonly offset: number }
-interface Scalar { readonly kind: 'scalar'; readonly value: number }
-interface Apply { readonly kind: 'apply'; readonly def: ElementwiseDef; readonly args: readonly Expr[]; readonly ctype: WType; readonly otype: WType }
+interface Load {
+  readonly kind: 'load';
+  readonly storage: GpuStorage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+interface Scalar {
+  readonly kind: 'scalar';
+  readonly value: number;
+}
+interface Apply {
+  readonly kind: 'apply';
+  readonly def: ElementwiseDef;
+  readonly args: readonly Expr[];
+  readonly ctype: WType;
+  readonly otype: WType;
+}
 type Expr = Load | Scalar | Apply;
 
 interface Pending {
@@ -49,7 +71,8 @@ const VEC4_PER_THREAD = 2;
 /** The fused kernel's params: n, then the words of the out view, the shapes and the loads, in emission order. */
 const FUSED = uniformLayout({ N: 'u32', WORDS: ['u32', LAYOUT_WORDS - 1] });
 
-const isContiguousLoad = (l: { shape: readonly number[]; strides: readonly number[] }) => l.shape.length === 1 && l.strides[0] === 1;
+const isContiguousLoad = (l: { shape: readonly number[]; strides: readonly number[] }) =>
+  l.shape.length === 1 && l.strides[0] === 1;
 
 /**
  * Merges adjacent dims d, d+1 when every stride set has stride[d] = stride[d+1]·shape[d+1] (and drops
@@ -63,7 +86,9 @@ function collapseDims(shape: readonly number[], strideSets: (readonly number[])[
     const last = outShape.length - 1;
     if (last >= 0 && strideSets.every((st, k) => outStrides[k][last] === st[d] * shape[d])) {
       outShape[last] *= shape[d];
-      strideSets.forEach((st, k) => { outStrides[k][last] = st[d]; });
+      strideSets.forEach((st, k) => {
+        outStrides[k][last] = st[d];
+      });
     } else {
       outShape.push(shape[d]);
       strideSets.forEach((st, k) => outStrides[k].push(st[d]));
@@ -79,21 +104,32 @@ function collapseDims(shape: readonly number[], strideSets: (readonly number[])[
  * `view` — or null when the view's coordinates do not map linearly onto the load's dims (a reshape
  * that merges dims).
  */
-function composeLoad(load: Load, view: { shape: readonly number[]; strides: readonly number[]; offset: number }): Load | null {
+function composeLoad(
+  load: Load,
+  view: { shape: readonly number[]; strides: readonly number[]; offset: number },
+): Load | null {
   const cs = contiguousStrides(load.shape);
   const rank = load.shape.length;
   // The view's offset as coordinates in load.shape.
   const base = new Array<number>(rank).fill(0);
   let rem = view.offset;
-  for (let d = 0; d < rank; d++) { base[d] = Math.floor(rem / cs[d]); rem -= base[d] * cs[d]; }
+  for (let d = 0; d < rank; d++) {
+    base[d] = Math.floor(rem / cs[d]);
+    rem -= base[d] * cs[d];
+  }
   if (base.some((c, d) => c >= load.shape[d])) return null;
   const reach = base.slice();
   const strides: number[] = [];
   let offset = load.offset;
-  base.forEach((c, d) => { offset += c * load.strides[d]; });
+  base.forEach((c, d) => {
+    offset += c * load.strides[d];
+  });
   for (let e = 0; e < view.shape.length; e++) {
     const st = view.strides[e];
-    if (view.shape[e] === 1 || st === 0) { strides.push(0); continue; }
+    if (view.shape[e] === 1 || st === 0) {
+      strides.push(0);
+      continue;
+    }
     // The outermost load dim whose contiguous stride divides the view's: one step of e is k steps of it.
     const d = cs.findIndex((c, i) => load.shape[i] > 1 && c <= st && st % c === 0);
     if (d < 0) return null;
@@ -107,7 +143,11 @@ function composeLoad(load: Load, view: { shape: readonly number[]; strides: read
 }
 
 /** The expression `expr` (over a contiguous result) read through `view`; null when a load cannot follow. */
-function composeExpr(expr: Expr, view: { shape: readonly number[]; strides: readonly number[]; offset: number }, memo = new Map<Expr, Expr>()): Expr | null {
+function composeExpr(
+  expr: Expr,
+  view: { shape: readonly number[]; strides: readonly number[]; offset: number },
+  memo = new Map<Expr, Expr>(),
+): Expr | null {
   const done = memo.get(expr);
   if (done) return done;
   let out: Expr | null;
@@ -131,18 +171,26 @@ function measure(expr: Expr): { nodes: number; storages: Set<GpuStorage>; words:
   const seen = new Set<Expr>();
   const storages = new Set<GpuStorage>();
   const shapes = new Set<string>();
-  let nodes = 0, words = 0;
+  let nodes = 0,
+    words = 0;
   const visit = (e: Expr): void => {
     if (seen.has(e)) return;
     seen.add(e);
-    if (e.kind === 'apply') { nodes++; e.args.forEach(visit); return; }
+    if (e.kind === 'apply') {
+      nodes++;
+      e.args.forEach(visit);
+      return;
+    }
     words++;
     if (e.kind === 'load') {
       storages.add(e.storage);
       if (!isContiguousLoad(e)) {
         words += e.strides.length;
         const key = e.shape.join(',');
-        if (!shapes.has(key)) { shapes.add(key); words += e.shape.length; }
+        if (!shapes.has(key)) {
+          shapes.add(key);
+          words += e.shape.length;
+        }
       }
     }
   };
@@ -151,14 +199,26 @@ function measure(expr: Expr): { nodes: number; storages: Set<GpuStorage>; words:
 }
 
 /** Out view of a fused kernel: contiguous from 0 when realising a pending storage, any view when eager. */
-interface OutView { readonly storage: GpuStorage; readonly shape: readonly number[]; readonly strides: readonly number[]; readonly offset: number }
+interface OutView {
+  readonly storage: GpuStorage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
 
 /** Generates the kernel for `expr` written to `out`: the pipeline key (its structure), source and params. */
-function compile(expr: Apply, out: OutView, n: number): { key: string; source: () => string; params: Uint32Array; bound: GpuStorage[]; groups: [number, number, number] } {
+function compile(
+  expr: Apply,
+  out: OutView,
+  n: number,
+): { key: string; source: () => string; params: Uint32Array; bound: GpuStorage[]; groups: [number, number, number] } {
   const [outShape, outStrides] = collapseDims(out.shape, [out.strides]);
   const outLoad = { shape: outShape, strides: outStrides };
   const words: number[] = [];
-  const slot = (value: number): number => { words.push(value); return FUSED.WORDS + words.length - 1; };
+  const slot = (value: number): number => {
+    words.push(value);
+    return FUSED.WORDS + words.length - 1;
+  };
   const bound: GpuStorage[] = [];
   const bindingOf = (s: GpuStorage): number => {
     let b = bound.indexOf(s);
@@ -172,13 +232,21 @@ function compile(expr: Apply, out: OutView, n: number): { key: string; source: (
   const walk = (e: Expr): void => {
     if (seen.has(e)) return;
     seen.add(e);
-    if (e.kind === 'apply') { e.args.forEach(walk); applies.push(e); } else if (e.kind === 'load') loads.push(e);
+    if (e.kind === 'apply') {
+      e.args.forEach(walk);
+      applies.push(e);
+    } else if (e.kind === 'load') loads.push(e);
     order.push(e);
   };
   walk(expr);
   // The vec4 kernel: every view contiguous and 4-aligned, n a multiple of 4, no scalar-only function.
   const contiguous = isContiguousLoad(outLoad) && loads.every(isContiguousLoad);
-  const vec = contiguous && n % 4 === 0 && out.offset % 4 === 0 && loads.every((l) => l.offset % 4 === 0) && applies.every((a) => !a.def.scalarOnly);
+  const vec =
+    contiguous &&
+    n % 4 === 0 &&
+    out.offset % 4 === 0 &&
+    loads.every((l) => l.offset % 4 === 0) &&
+    applies.every((a) => !a.def.scalarOnly);
   const vt = (t: WType) => (vec ? `vec4<${t}>` : t);
   const keyParts: string[] = [vec ? 'v' : contiguous ? 'c' : 's'];
   const body: string[] = [];
@@ -192,7 +260,8 @@ function compile(expr: Apply, out: OutView, n: number): { key: string; source: (
       shapeNames.set(k, name);
       const at = shape.map((d) => slot(d));
       const lines = [`var ${name}: array<u32, ${shape.length}>;`, `{ var rem = e;`];
-      for (let d = shape.length - 1; d >= 0; d--) lines.push(`  ${name}[${d}] = rem % pu(${at[d]}u); rem = rem / pu(${at[d]}u);`);
+      for (let d = shape.length - 1; d >= 0; d--)
+        lines.push(`  ${name}[${d}] = rem % pu(${at[d]}u); rem = rem / pu(${at[d]}u);`);
       lines.push('}');
       body.push(lines.join('\n    '));
     }
@@ -201,7 +270,10 @@ function compile(expr: Apply, out: OutView, n: number): { key: string; source: (
   /** WGSL index into a view's buffer for the element at linear index `e`. */
   const index = (v: { shape: readonly number[]; strides: readonly number[]; offset: number }): string => {
     const off = slot(v.offset);
-    if (isContiguousLoad(v)) { keyParts.push('c'); return vec ? `pu(${off}u) / 4u + e` : `pu(${off}u) + e`; }
+    if (isContiguousLoad(v)) {
+      keyParts.push('c');
+      return vec ? `pu(${off}u) / 4u + e` : `pu(${off}u) + e`;
+    }
     const c = coords(v.shape);
     const terms = v.strides.map((st, d) => `${c}[${d}] * pu(${slot(st)}u)`);
     keyParts.push(`${c}:${v.strides.length}`);
@@ -236,7 +308,10 @@ function compile(expr: Apply, out: OutView, n: number): { key: string; source: (
   const key = `ew:${expr.def.name}:${keyParts.join(' ')}:${dtypeOf(out.storage)}:${bound.map(dtypeOf).join(',')}`;
   const perInvocation = vec ? 4 * VEC4_PER_THREAD : contiguous ? PER_THREAD : 1;
   const source = () => {
-    const bindings = [`var<storage, read_write> out: array<${vt(dtypeOf(out.storage))}>`, ...bound.map((s, b) => `var<storage, read> in${b}: array<${vt(dtypeOf(s))}>`)];
+    const bindings = [
+      `var<storage, read_write> out: array<${vt(dtypeOf(out.storage))}>`,
+      ...bound.map((s, b) => `var<storage, read> in${b}: array<${vt(dtypeOf(s))}>`),
+    ];
     const units = vec ? `${FUSED.read('N')} / 4u` : FUSED.read('N');
     const per = vec ? VEC4_PER_THREAD : contiguous ? PER_THREAD : 1;
     return `${header(bindings)}
@@ -251,7 +326,13 @@ ${mainSig} {
   }
 }`;
   };
-  return { key, source, params: FUSED.pack({ N: n, WORDS: words }), bound, groups: spreadGroups(Math.ceil(n / perInvocation / WG)) };
+  return {
+    key,
+    source,
+    params: FUSED.pack({ N: n, WORDS: words }),
+    bound,
+    groups: spreadGroups(Math.ceil(n / perInvocation / WG)),
+  };
 }
 
 /** What the fuser needs from its backend. */
@@ -260,13 +341,27 @@ export interface FusionHost {
   alloc(dtype: DType, length: number): GpuStorage;
   release(storage: Storage): void;
   /** Records one kernel over `bound` (out first), realising and guarding them as every launch does. */
-  launchKernel(op: string, key: string, source: () => string, params: Uint32Array, bound: readonly { storage: Storage }[], groups: [number, number, number]): void;
+  launchKernel(
+    op: string,
+    key: string,
+    source: () => string,
+    params: Uint32Array,
+    bound: readonly { storage: Storage }[],
+    groups: [number, number, number],
+  ): void;
 }
 
-type ViewLike = { readonly storage: Storage; readonly shape: readonly number[]; readonly strides: readonly number[]; readonly offset: number };
+type ViewLike = {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+};
 const isWholeStorage = (v: ViewLike): boolean => {
   const cs = contiguousStrides(v.shape);
-  return v.offset === 0 && numel(v.shape) === v.storage.length && v.shape.every((d, i) => d === 1 || v.strides[i] === cs[i]);
+  return (
+    v.offset === 0 && numel(v.shape) === v.storage.length && v.shape.every((d, i) => d === 1 || v.strides[i] === cs[i])
+  );
 };
 
 /** Records and realises the pending elementwise expressions of one backend's storages. */
@@ -295,7 +390,9 @@ export class Fuser {
       // Operands are read at out's linear index: collapse their dims jointly with out's (shared index math).
       const [shape, , ...strides] = collapseDims(out.shape, [out.strides, ...views.map((v) => v.strides)]);
       let k = 0;
-      const args = operands.map((o): Expr => (isScalarOperand(o) ? { kind: 'scalar', value: o.scalar } : this.operand(o, shape, strides[k++])));
+      const args = operands.map((o): Expr =>
+        isScalarOperand(o) ? { kind: 'scalar', value: o.scalar } : this.operand(o, shape, strides[k++]),
+      );
       return { kind: 'apply', def, args, ctype, otype: out.dtype === 'int32' ? 'i32' : 'f32' };
     };
     let expr = build();
@@ -326,7 +423,17 @@ export class Fuser {
       const temp = this.host.alloc(out.dtype, n);
       this.run(expr, { storage: temp, shape: [n], strides: [1], offset: 0 }, n);
       const otype = expr.otype;
-      this.run({ kind: 'apply', def: COPY_KERNEL, args: [{ kind: 'load', storage: temp, shape: [n], strides: [1], offset: 0 }], ctype: otype, otype }, out, n);
+      this.run(
+        {
+          kind: 'apply',
+          def: COPY_KERNEL,
+          args: [{ kind: 'load', storage: temp, shape: [n], strides: [1], offset: 0 }],
+          ctype: otype,
+          otype,
+        },
+        out,
+        n,
+      );
       this.host.release(temp);
     }
     for (const l of m.storages) this.unref(l);
@@ -382,14 +489,19 @@ export class Fuser {
   private run(expr: Apply, out: ViewLike, n: number): void {
     if (n === 0) return;
     const k = compile(expr, out as OutView, n);
-    this.host.launchKernel(expr.def.name, k.key, k.source, k.params, [out, ...k.bound.map((storage) => ({ storage }))], k.groups);
+    this.host.launchKernel(
+      expr.def.name,
+      k.key,
+      k.source,
+      k.params,
+      [out, ...k.bound.map((storage) => ({ storage }))],
+      k.groups,
+    );
   }
 }
-
 
 /** Before a kernel binds `s`: realise it if pending, and if the kernel writes it, the expressions that read it. */
 export function prepareBinding(s: GpuStorage, writable: boolean): void {
   if (writable && s.readers?.size) for (const r of [...s.readers]) r.pending?.fuser.realise(r);
   s.pending?.fuser.realise(s);
 }
-

@@ -27,7 +27,12 @@ export interface DeviceInfo {
   adapter: string;
   vendor: string;
   architecture: string;
-  limits: { maxStorageBufferBindingSize: number; maxComputeWorkgroupsPerDimension: number; maxComputeInvocationsPerWorkgroup: number; maxStorageBuffersPerShaderStage: number };
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxComputeWorkgroupsPerDimension: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxStorageBuffersPerShaderStage: number;
+  };
 }
 
 interface PooledBuffer {
@@ -63,13 +68,26 @@ export class GpuRuntime {
   private lost: string | null = null;
 
   /** `gpu` (the Dawn instance) must stay referenced: if it is collected, pending maps never resolve. */
-  constructor(readonly gpu: GPU, readonly device: GPUDevice, readonly info: DeviceInfo) {
-    this.arena = device.createBuffer({ size: ARENA_SLOTS * PARAM_WORDS * 4, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'dawngrad-uniforms' });
+  constructor(
+    readonly gpu: GPU,
+    readonly device: GPUDevice,
+    readonly info: DeviceInfo,
+  ) {
+    this.arena = device.createBuffer({
+      size: ARENA_SLOTS * PARAM_WORDS * 4,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: 'dawngrad-uniforms',
+    });
     device.addEventListener('uncapturederror', (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       const kind = e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'WebGPU error';
-      const hint = e instanceof GPUOutOfMemoryError ? '; free tensors (scope/dispose), call emptyCache(), or use smaller shapes' : '';
-      this.pendingError ??= new Error(`webgpu: ${kind} in op '${this.currentOp}': ${e.message} (adapter '${info.adapter}')${hint}`);
+      const hint =
+        e instanceof GPUOutOfMemoryError
+          ? '; free tensors (scope/dispose), call emptyCache(), or use smaller shapes'
+          : '';
+      this.pendingError ??= new Error(
+        `webgpu: ${kind} in op '${this.currentOp}': ${e.message} (adapter '${info.adapter}')${hint}`,
+      );
     });
     void device.lost.then((lost) => {
       // destroy() of our own (process exit, tests) is not an error anyone should see.
@@ -80,7 +98,9 @@ export class GpuRuntime {
   /** Raises if the device was lost: every later op or read says so instead of crashing in Dawn. */
   private checkAlive(op: string): void {
     if (this.lost !== null) {
-      throw new Error(`webgpu: the device on adapter '${this.info.adapter}' was lost (${this.lost}); op '${op}' cannot run. Tensors on it are gone: restart the process (or use device 'cpu')`);
+      throw new Error(
+        `webgpu: the device on adapter '${this.info.adapter}' was lost (${this.lost}); op '${op}' cannot run. Tensors on it are gone: restart the process (or use device 'cpu')`,
+      );
     }
   }
 
@@ -99,7 +119,9 @@ export class GpuRuntime {
     const size = GpuRuntime.sizeClass(bytes);
     beforeDeviceAlloc(size);
     if (size > this.info.limits.maxStorageBufferBindingSize) {
-      throw new Error(`webgpu: a buffer of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${this.info.limits.maxStorageBufferBindingSize}); use smaller tensors or device 'cpu'`);
+      throw new Error(
+        `webgpu: a buffer of ${bytes} bytes exceeds this adapter's maxStorageBufferBindingSize (${this.info.limits.maxStorageBufferBindingSize}); use smaller tensors or device 'cpu'`,
+      );
     }
     const free = this.pool.get(size);
     if (free && free.length) {
@@ -112,7 +134,10 @@ export class GpuRuntime {
       }
     }
     trackAlloc(size);
-    return this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    return this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
   }
 
   /** Returns a buffer to the pool. Reuse within the same batch is safe for dispatches (queue order). */
@@ -159,7 +184,11 @@ export class GpuRuntime {
       const signature = bindingSignature(code, key);
       const layout = this.bindGroupLayout(signature);
       const module = this.device.createShaderModule({ code, label: key });
-      p = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' }, label: key });
+      p = this.device.createComputePipeline({
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: 'main' },
+        label: key,
+      });
       this.throwPending(); // Dawn reports shader errors synchronously: raise them at the op call.
       this.pipelines.set(key, p);
       this.layoutOf.set(p, { layout, signature });
@@ -174,7 +203,10 @@ export class GpuRuntime {
       const entries: GPUBindGroupLayoutEntry[] = [...signature].map((kind, binding) => ({
         binding,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: kind === 'u' ? { type: 'uniform', hasDynamicOffset: true } : { type: kind === 'r' ? 'read-only-storage' : 'storage' },
+        buffer:
+          kind === 'u'
+            ? { type: 'uniform', hasDynamicOffset: true }
+            : { type: kind === 'r' ? 'read-only-storage' : 'storage' },
       }));
       layout = this.device.createBindGroupLayout({ entries, label: `dawngrad-${signature}` });
       this.layouts.set(signature, layout);
@@ -197,7 +229,9 @@ export class GpuRuntime {
     if (group) {
       this.bindGroups.delete(key); // re-insert: Map order is the LRU order
     } else {
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.arena, offset: 0, size: PARAM_WORDS * 4 } }];
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.arena, offset: 0, size: PARAM_WORDS * 4 } },
+      ];
       buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
       group = this.device.createBindGroup({ layout, entries, label: op });
       if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.delete(this.bindGroups.keys().next().value!);
@@ -210,7 +244,13 @@ export class GpuRuntime {
   private forgetBindGroups(destroyedIds: ReadonlySet<number>): void {
     if (!destroyedIds.size) return;
     for (const key of this.bindGroups.keys()) {
-      if (key.split(':').slice(1).some((id) => destroyedIds.has(Number(id)))) this.bindGroups.delete(key);
+      if (
+        key
+          .split(':')
+          .slice(1)
+          .some((id) => destroyedIds.has(Number(id)))
+      )
+        this.bindGroups.delete(key);
     }
   }
 
@@ -234,7 +274,13 @@ export class GpuRuntime {
    * Records one dispatch: binding 0 is the uniform params slot, then `buffers` in order
    * (the kernel declares which are read-only). `groups` is [x, y, z] workgroups.
    */
-  dispatch(op: string, pipeline: GPUComputePipeline, params: Uint32Array, buffers: GPUBuffer[], groups: [number, number, number]): void {
+  dispatch(
+    op: string,
+    pipeline: GPUComputePipeline,
+    params: Uint32Array,
+    buffers: GPUBuffer[],
+    groups: [number, number, number],
+  ): void {
     if (groups[0] * groups[1] * groups[2] === 0) return;
     this.checkAlive(op);
     if (this.arenaUsed === ARENA_SLOTS) this.flush();
@@ -265,7 +311,8 @@ export class GpuRuntime {
     if (!this.encoder) return;
     this.pass?.end();
     this.pass = null;
-    if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaData.buffer, 0, this.arenaUsed * PARAM_WORDS * 4);
+    if (this.arenaUsed)
+      this.device.queue.writeBuffer(this.arena, 0, this.arenaData.buffer, 0, this.arenaUsed * PARAM_WORDS * 4);
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.arenaUsed = 0;
@@ -273,8 +320,12 @@ export class GpuRuntime {
     stats.submits++;
     // Also makes Dawn process its events whenever the loop next turns (it polls only while a wait is pending).
     const done = this.device.queue.onSubmittedWorkDone().then(
-      () => { this.inFlight.shift(); },
-      () => { this.inFlight.shift(); },
+      () => {
+        this.inFlight.shift();
+      },
+      () => {
+        this.inFlight.shift();
+      },
     );
     this.inFlight.push(done);
     // Keep the pool bounded: past the limit, give half of it back to the driver.
@@ -317,7 +368,10 @@ export class GpuRuntime {
     } catch (e) {
       staging.destroy();
       this.checkAlive('read');
-      throw new Error(`webgpu: reading a result back failed on adapter '${this.info.adapter}' (last op '${this.currentOp}'): ${(e as Error).message}`, { cause: e });
+      throw new Error(
+        `webgpu: reading a result back failed on adapter '${this.info.adapter}' (last op '${this.currentOp}'): ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
@@ -356,13 +410,17 @@ export function bindingSignature(code: string, key: string): string {
     kinds[Number(m[1])] = m[2] === 'uniform' ? 'u' : m[2].endsWith('read_write') ? 'w' : 'r';
   }
   const signature = Array.from(kinds, (k) => k ?? '?').join('');
-  if (!/^u[rw]*$/.test(signature)) throw new Error(`webgpu: kernel '${key}' must declare binding 0 as the params uniform and bindings 1..n as storage buffers (got '${signature}')`);
+  if (!/^u[rw]*$/.test(signature))
+    throw new Error(
+      `webgpu: kernel '${key}' must declare binding 0 as the params uniform and bindings 1..n as storage buffers (got '${signature}')`,
+    );
   return signature;
 }
 
 export class NoAdapterError extends Error {}
 
-const setupHint = "run `bash scripts/setup.sh` (installs Mesa's lavapipe Vulkan driver on Debian 12), or use the CPU backend: DAWNGRAD_DEVICE=cpu or { device: 'cpu' }";
+const setupHint =
+  "run `bash scripts/setup.sh` (installs Mesa's lavapipe Vulkan driver on Debian 12), or use the CPU backend: DAWNGRAD_DEVICE=cpu or { device: 'cpu' }";
 
 /** Creates the Dawn instance, adapter and device. Options come from DAWNGRAD_ADAPTER / DAWNGRAD_BACKEND. */
 export async function createRuntime(settings: Pick<Config, 'adapter' | 'backend'>): Promise<GpuRuntime> {
@@ -375,9 +433,14 @@ export async function createRuntime(settings: Pick<Config, 'adapter' | 'backend'
   try {
     adapter = await gpu.requestAdapter();
   } catch (e) {
-    throw new NoAdapterError(`webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}: ${(e as Error).message}); ${setupHint}`);
+    throw new NoAdapterError(
+      `webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}: ${(e as Error).message}); ${setupHint}`,
+    );
   }
-  if (!adapter) throw new NoAdapterError(`webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}); ${setupHint}`);
+  if (!adapter)
+    throw new NoAdapterError(
+      `webgpu: Dawn found no WebGPU adapter (flags: ${flags.join(' ') || 'none'}); ${setupHint}`,
+    );
   const L = adapter.limits;
   const requiredLimits = {
     maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,

@@ -62,14 +62,18 @@ export function uniformLayout<const F extends Fields>(fields: F): UniformLayout<
   const lengths: Record<string, number> = {};
   let next = 0;
   for (const [name, spec] of Object.entries(fields)) {
-    if (name === 'pack' || name === 'read') throw new Error(`uniformLayout: field name '${name}' is reserved; rename it`);
+    if (name === 'pack' || name === 'read')
+      throw new Error(`uniformLayout: field name '${name}' is reserved; rename it`);
     const [type, length] = typeof spec === 'string' ? [spec, 1] : spec;
     slots[name] = next;
     types[name] = type;
     lengths[name] = length;
     next += length;
   }
-  if (next > LAYOUT_WORDS) throw new Error(`uniformLayout: fields need ${next} words, more than the ${LAYOUT_WORDS} a params block holds; shrink the arrays`);
+  if (next > LAYOUT_WORDS)
+    throw new Error(
+      `uniformLayout: fields need ${next} words, more than the ${LAYOUT_WORDS} a params block holds; shrink the arrays`,
+    );
   const methods: LayoutMethods<F> = {
     pack(values) {
       const words = new Uint32Array(PARAM_WORDS);
@@ -78,10 +82,16 @@ export function uniformLayout<const F extends Fields>(fields: F): UniformLayout<
       for (const [name, value] of Object.entries(values as Record<string, number | readonly number[] | undefined>)) {
         if (value === undefined) continue;
         const at = slots[name];
-        if (at === undefined) throw new Error(`uniformLayout.pack: unknown field '${name}' (fields: ${Object.keys(slots).join(', ')})`);
+        if (at === undefined)
+          throw new Error(`uniformLayout.pack: unknown field '${name}' (fields: ${Object.keys(slots).join(', ')})`);
         const list = typeof value === 'number' ? [value] : value;
-        if (list.length > lengths[name]) throw new Error(`uniformLayout.pack: field '${name}' holds ${lengths[name]} words, got ${list.length} values`);
-        list.forEach((v, k) => { words[at + k] = bitsOf(v, types[name]); });
+        if (list.length > lengths[name])
+          throw new Error(
+            `uniformLayout.pack: field '${name}' holds ${lengths[name]} words, got ${list.length} values`,
+          );
+        list.forEach((v, k) => {
+          words[at + k] = bitsOf(v, types[name]);
+        });
       }
       return words;
     },

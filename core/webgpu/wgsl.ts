@@ -11,7 +11,12 @@ export const WG = 64;
  * slot `rank`), adding coordinate × stride (strides at params[stridesAt..]) to each offset variable.
  * Declares `rem`.
  */
-export function unravel(index: string, rank: number, shapeAt: number, offsets: [variable: string, stridesAt: number][]): string {
+export function unravel(
+  index: string,
+  rank: number,
+  shapeAt: number,
+  offsets: [variable: string, stridesAt: number][],
+): string {
   return `var rem = ${index};
   for (var d = i32(pu(${rank}u)) - 1; d >= 0; d--) {
     let du = u32(d);
@@ -37,15 +42,26 @@ export function grid(n: number): [number, number, number] {
 
 /** Reduce params: INIT holds the start value's bits; kept dims then reduced dims. */
 export const RD = uniformLayout({
-  NOUT: 'u32', KRANK: 'u32', RRANK: 'u32', R: 'u32', CHUNKS: 'u32', CHUNKLEN: 'u32', OFF: 'u32', INIT: 'u32',
-  KSHAPE: ['u32', MAX_RANK], KSTRIDES: ['u32', MAX_RANK], RSHAPE: ['u32', MAX_RANK], RSTRIDES: ['u32', MAX_RANK],
+  NOUT: 'u32',
+  KRANK: 'u32',
+  RRANK: 'u32',
+  R: 'u32',
+  CHUNKS: 'u32',
+  CHUNKLEN: 'u32',
+  OFF: 'u32',
+  INIT: 'u32',
+  KSHAPE: ['u32', MAX_RANK],
+  KSTRIDES: ['u32', MAX_RANK],
+  RSHAPE: ['u32', MAX_RANK],
+  RSTRIDES: ['u32', MAX_RANK],
 });
 
 export function reduceSource(kind: string, inType: WType, outType: WType): string {
   const isArg = kind === 'argmax' || kind === 'argmin';
   // The start value (0, ±inf, int extremes) comes as bits in the params: WGSL has no infinity literal.
   const initExpr = `bitcast<${inType}>(pu(${RD.INIT}u))`;
-  const better = kind === 'max' || kind === 'argmax' ? '(v > acc || v != v) && acc == acc' : '(v < acc || v != v) && acc == acc';
+  const better =
+    kind === 'max' || kind === 'argmax' ? '(v > acc || v != v) && acc == acc' : '(v < acc || v != v) && acc == acc';
   const update = kind === 'sum' ? 'acc += v;' : `if (${better}) { acc = v; best = r; }`;
   return `${header([`var<storage, read_write> out: array<${outType}>`, `var<storage, read> inp: array<${inType}>`])}
 ${mainSig} {
@@ -89,8 +105,17 @@ ${mainSig} {
 
 /** Gather params: out shape, input strides (axis zeroed), index and out strides, offsets, the axis' stride and length. */
 export const GA = uniformLayout({
-  N: 'u32', RANK: 'u32', SHAPE: ['u32', MAX_RANK], INS: ['u32', MAX_RANK], IDXS: ['u32', MAX_RANK], OUTS: ['u32', MAX_RANK],
-  INOFF: 'u32', IDXOFF: 'u32', OUTOFF: 'u32', AXSTRIDE: 'u32', AXLEN: 'u32',
+  N: 'u32',
+  RANK: 'u32',
+  SHAPE: ['u32', MAX_RANK],
+  INS: ['u32', MAX_RANK],
+  IDXS: ['u32', MAX_RANK],
+  OUTS: ['u32', MAX_RANK],
+  INOFF: 'u32',
+  IDXOFF: 'u32',
+  OUTOFF: 'u32',
+  AXSTRIDE: 'u32',
+  AXLEN: 'u32',
 });
 
 export function gatherSource(t: WType): string {
@@ -99,7 +124,11 @@ ${mainSig} {
   ${linearId}
   if (i >= pu(${GA.N}u)) { return; }
   var io = pu(${GA.INOFF}u); var xo = pu(${GA.IDXOFF}u); var oo = pu(${GA.OUTOFF}u);
-  ${unravel('i', GA.RANK, GA.SHAPE, [['io', GA.INS], ['xo', GA.IDXS], ['oo', GA.OUTS]])}
+  ${unravel('i', GA.RANK, GA.SHAPE, [
+    ['io', GA.INS],
+    ['xo', GA.IDXS],
+    ['oo', GA.OUTS],
+  ])}
   // Indices were range-checked on the host where known; clamp so a bad one can never read out of bounds.
   let j = u32(clamp(idx[xo], 0, i32(pu(${GA.AXLEN}u)) - 1));
   out[oo] = inp[io + j * pu(${GA.AXSTRIDE}u)];
@@ -112,7 +141,18 @@ ${mainSig} {
  * count and strides, out's length V along the axis, the index length, offsets and axis strides.
  */
 export const IA = uniformLayout({
-  COLS: 'u32', V: 'u32', LEN: 'u32', OCOL: 'u32', SCOL: 'u32', OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', OAX: 'u32', XAX: 'u32', SAX: 'u32', ZERO: 'u32',
+  COLS: 'u32',
+  V: 'u32',
+  LEN: 'u32',
+  OCOL: 'u32',
+  SCOL: 'u32',
+  OOFF: 'u32',
+  XOFF: 'u32',
+  SOFF: 'u32',
+  OAX: 'u32',
+  XAX: 'u32',
+  SAX: 'u32',
+  ZERO: 'u32',
 });
 
 /**
@@ -144,8 +184,17 @@ ${mainSig} {
 
 /** ScatterAdd params: out shape and strides, index shape and strides, source strides, offsets, axis. */
 export const SA = uniformLayout({
-  N: 'u32', RANK: 'u32', OSHAPE: ['u32', MAX_RANK], OSTR: ['u32', MAX_RANK], XSHAPE: ['u32', MAX_RANK], XSTR: ['u32', MAX_RANK], SSTR: ['u32', MAX_RANK],
-  OOFF: 'u32', XOFF: 'u32', SOFF: 'u32', AXIS: 'u32',
+  N: 'u32',
+  RANK: 'u32',
+  OSHAPE: ['u32', MAX_RANK],
+  OSTR: ['u32', MAX_RANK],
+  XSHAPE: ['u32', MAX_RANK],
+  XSTR: ['u32', MAX_RANK],
+  SSTR: ['u32', MAX_RANK],
+  OOFF: 'u32',
+  XOFF: 'u32',
+  SOFF: 'u32',
+  AXIS: 'u32',
 });
 
 /** One invocation per output element sums the matching sources in order: deterministic, no atomics. */

@@ -8,15 +8,115 @@ import { seededUniform } from '../../index.js';
 export const TRAIN_CHARS = 520_000;
 export const HELD_OUT_CHARS = 66_000;
 
-const NAMES = ['Orin', 'Mira', 'Tobin', 'Alva', 'Fenna', 'Corin', 'Ilse', 'Bram', 'Nella', 'Osric', 'Petra', 'Rune', 'Sela', 'Tamsin', 'Ulf', 'Vesna', 'Wren', 'Yara', 'Edda', 'Hale', 'Jory', 'Kestrel', 'Lio', 'Maren', 'Nils', 'Odile', 'Quill', 'Rosa', 'Sten', 'Thea'];
-const PLACES = ['Tamsk', 'Vell', 'Harrowgate', 'Lindmere', 'Oskby', 'Bramholt', 'Corvale', 'Dunmore', 'Eastwick', 'Fallow', 'Greyhaven', 'Ivel', 'Kettering', 'Marsh End', 'Northfold', 'Pellin', 'Redwater', 'Saltcombe', 'Thorne', 'Wyndham'];
-const TRADES = ['baker', 'smith', 'weaver', 'ferryman', 'clerk', 'miller', 'potter', 'fisher', 'carpenter', 'healer', 'mason', 'shepherd', 'brewer', 'tailor', 'lamplighter'];
+const NAMES = [
+  'Orin',
+  'Mira',
+  'Tobin',
+  'Alva',
+  'Fenna',
+  'Corin',
+  'Ilse',
+  'Bram',
+  'Nella',
+  'Osric',
+  'Petra',
+  'Rune',
+  'Sela',
+  'Tamsin',
+  'Ulf',
+  'Vesna',
+  'Wren',
+  'Yara',
+  'Edda',
+  'Hale',
+  'Jory',
+  'Kestrel',
+  'Lio',
+  'Maren',
+  'Nils',
+  'Odile',
+  'Quill',
+  'Rosa',
+  'Sten',
+  'Thea',
+];
+const PLACES = [
+  'Tamsk',
+  'Vell',
+  'Harrowgate',
+  'Lindmere',
+  'Oskby',
+  'Bramholt',
+  'Corvale',
+  'Dunmore',
+  'Eastwick',
+  'Fallow',
+  'Greyhaven',
+  'Ivel',
+  'Kettering',
+  'Marsh End',
+  'Northfold',
+  'Pellin',
+  'Redwater',
+  'Saltcombe',
+  'Thorne',
+  'Wyndham',
+];
+const TRADES = [
+  'baker',
+  'smith',
+  'weaver',
+  'ferryman',
+  'clerk',
+  'miller',
+  'potter',
+  'fisher',
+  'carpenter',
+  'healer',
+  'mason',
+  'shepherd',
+  'brewer',
+  'tailor',
+  'lamplighter',
+];
 const COLOURS = ['green', 'blue', 'red', 'grey', 'yellow', 'white', 'black', 'brown', 'silver', 'amber'];
-const THINGS = ['kettle', 'lantern', 'ledger', 'knife', 'basket', 'compass', 'fiddle', 'cloak', 'hammer', 'map', 'bell', 'key', 'jar', 'rope', 'boat'];
+const THINGS = [
+  'kettle',
+  'lantern',
+  'ledger',
+  'knife',
+  'basket',
+  'compass',
+  'fiddle',
+  'cloak',
+  'hammer',
+  'map',
+  'bell',
+  'key',
+  'jar',
+  'rope',
+  'boat',
+];
 const ANIMALS = ['dog', 'goat', 'heron', 'cat', 'horse', 'crow', 'fox', 'hen', 'ox', 'owl'];
 const LANDMARKS = ['bridge', 'mill', 'harbour', 'chapel', 'market', 'well', 'gate', 'orchard', 'tower', 'inn'];
-const WEATHER = ['rain came in from the sea', 'the wind turned cold', 'fog lay on the river', 'the sun stayed out until late', 'snow fell on the hills', 'a storm broke over the roofs'];
-const TIMES = ['In the morning', 'At noon', 'Late in the day', 'That evening', 'Before dawn', 'After supper', 'On market day', 'Some days later'];
+const WEATHER = [
+  'rain came in from the sea',
+  'the wind turned cold',
+  'fog lay on the river',
+  'the sun stayed out until late',
+  'snow fell on the hills',
+  'a storm broke over the roofs',
+];
+const TIMES = [
+  'In the morning',
+  'At noon',
+  'Late in the day',
+  'That evening',
+  'Before dawn',
+  'After supper',
+  'On market day',
+  'Some days later',
+];
 
 type Pick = <T>(list: readonly T[]) => T;
 
@@ -27,17 +127,25 @@ function makeCast(pick: Pick): Person[] {
   const cast: Person[] = [];
   while (cast.length < 3) {
     const name = pick(NAMES);
-    if (!cast.some((p) => p.name === name)) cast.push({ name, home: pick(PLACES), trade: pick(TRADES), thing: pick(THINGS), colour: pick(COLOURS) });
+    if (!cast.some((p) => p.name === name))
+      cast.push({ name, home: pick(PLACES), trade: pick(TRADES), thing: pick(THINGS), colour: pick(COLOURS) });
   }
   return cast;
 }
 
-interface Person { name: string; home: string; trade: string; thing: string; colour: string }
+interface Person {
+  name: string;
+  home: string;
+  trade: string;
+  thing: string;
+  colour: string;
+}
 
 /** One narrative sentence about the cast (the filler between facts and questions). */
 function sentence(pick: Pick, cast: Person[]): string {
   const i = Math.floor(pick([0, 1, 2]));
-  const p = cast[i], q = cast[(i + 1 + Math.floor(pick([0, 1]))) % 3];
+  const p = cast[i],
+    q = cast[(i + 1 + Math.floor(pick([0, 1]))) % 3];
   const templates = [
     () => `${pick(TIMES)}, ${p.name} walked to the ${pick(LANDMARKS)} with ${article(pick(COLOURS))} ${pick(THINGS)}.`,
     () => `The ${pick(ANIMALS)} by the ${pick(LANDMARKS)} would not move, so ${p.name} waited.`,
@@ -46,7 +154,8 @@ function sentence(pick: Pick, cast: Person[]): string {
     () => `${p.name} sold ${article(pick(THINGS))} to a stranger from ${pick(PLACES)}.`,
     () => `Nobody in ${pick(PLACES)} had seen ${article(pick(ANIMALS))} that ${pick(COLOURS)} before.`,
     () => `${q.name} said the road to ${pick(PLACES)} was long, and ${p.name} agreed.`,
-    () => `${pick(TIMES)}, the ${p.trade} counted ${pick(['two', 'three', 'five', 'seven', 'nine', 'twelve'])} coins and put them away.`,
+    () =>
+      `${pick(TIMES)}, the ${p.trade} counted ${pick(['two', 'three', 'five', 'seven', 'nine', 'twelve'])} coins and put them away.`,
     () => `${p.name} mended the ${pick(THINGS)} of ${q.name} by the light of the ${pick(LANDMARKS)}.`,
     () => `A letter came from ${pick(PLACES)} for ${p.name}, but it said very little.`,
   ];
@@ -57,15 +166,20 @@ function sentence(pick: Pick, cast: Person[]): string {
 function chronicle(pick: Pick, uniform: () => number, index: number): string {
   const cast = makeCast(pick);
   const lines: string[] = [`Chronicle ${index + 1}.`];
-  for (const p of cast) lines.push(`${p.name} lives in ${p.home}. ${p.name} is ${article(p.trade)} and keeps ${article(p.colour)} ${p.thing}.`);
+  for (const p of cast)
+    lines.push(
+      `${p.name} lives in ${p.home}. ${p.name} is ${article(p.trade)} and keeps ${article(p.colour)} ${p.thing}.`,
+    );
   const filler = (chars: number): string => sentences(pick, cast, chars);
   lines.push(filler(100 + uniform() * 1200));
   for (const p of cast) {
-    lines.push(pick([
-      `Where does ${p.name} live? ${p.name} lives in ${p.home}.`,
-      `What does ${p.name} keep? ${p.name} keeps ${article(p.colour)} ${p.thing}.`,
-      `What is the trade of ${p.name}? ${p.name} is ${article(p.trade)}.`,
-    ]));
+    lines.push(
+      pick([
+        `Where does ${p.name} live? ${p.name} lives in ${p.home}.`,
+        `What does ${p.name} keep? ${p.name} keeps ${article(p.colour)} ${p.thing}.`,
+        `What is the trade of ${p.name}? ${p.name} is ${article(p.trade)}.`,
+      ]),
+    );
   }
   return lines.join('\n');
 }

@@ -21,7 +21,9 @@ export interface FlagSpec {
   help: string;
 }
 export type FlagSpecs = Record<string, FlagSpec>;
-export type FlagValues<S extends FlagSpecs> = { [K in keyof S]: S[K]['type'] extends 'boolean' ? boolean : string | undefined };
+export type FlagValues<S extends FlagSpecs> = {
+  [K in keyof S]: S[K]['type'] extends 'boolean' ? boolean : string | undefined;
+};
 
 function helpText(script: string, usage: string, specs: FlagSpecs): string {
   const rows = Object.entries(specs).map(([name, s]) => {
@@ -36,47 +38,83 @@ function helpText(script: string, usage: string, specs: FlagSpecs): string {
  * Parses argv against `specs`. `--help` prints the usage and exits 0; an unknown flag, a missing value
  * or a stray positional raises a UsageError naming it and listing the valid flags.
  */
-export function parseFlags<S extends FlagSpecs>(script: string, usage: string, specs: S, argv: string[], opts: { positionals?: boolean } = {}): { values: FlagValues<S>; positionals: string[] } {
+export function parseFlags<S extends FlagSpecs>(
+  script: string,
+  usage: string,
+  specs: S,
+  argv: string[],
+  opts: { positionals?: boolean } = {},
+): { values: FlagValues<S>; positionals: string[] } {
   const options = Object.fromEntries([
-    ...Object.entries(specs).map(([name, s]) => [name, { type: s.type, ...(s.default !== undefined ? { default: s.default } : {}) }]),
+    ...Object.entries(specs).map(([name, s]) => [
+      name,
+      { type: s.type, ...(s.default !== undefined ? { default: s.default } : {}) },
+    ]),
     ['help', { type: 'boolean' }],
   ]) as NonNullable<Parameters<typeof parseArgs>[0]>['options'];
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(helpText(script, usage, specs));
     process.exit(0);
   }
-  const valid = Object.keys(specs).map((n) => `--${n}`).join(' ');
+  const valid = Object.keys(specs)
+    .map((n) => `--${n}`)
+    .join(' ');
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: opts.positionals ?? false });
   } catch (e) {
     const code = (e as { code?: string }).code;
-    const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown flag');
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${script}: ${message}. Valid flags: ${valid} --help`);
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`${script}: unexpected argument(s) ${argv.filter((a) => !a.startsWith('-')).join(' ')}: every option is a --flag (see --help)`);
+    const message = (e as Error).message
+      .replace(/\. To specify a positional argument.*$/s, '')
+      .replace(/^Unknown option/, 'unknown flag');
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+      throw new UsageError(`${script}: ${message}. Valid flags: ${valid} --help`);
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+      throw new UsageError(
+        `${script}: unexpected argument(s) ${argv.filter((a) => !a.startsWith('-')).join(' ')}: every option is a --flag (see --help)`,
+      );
     throw new UsageError(`${script}: ${message} (see --help)`);
   }
   return { values: parsed.values as FlagValues<S>, positionals: parsed.positionals };
 }
 
 /** A number flag, checked: integer-ness and bounds are stated in the error. */
-export function numberFlag(name: string, value: string | undefined, opts: { integer?: boolean; min?: number; max?: number; above?: number }): number {
+export function numberFlag(
+  name: string,
+  value: string | undefined,
+  opts: { integer?: boolean; min?: number; max?: number; above?: number },
+): number {
   const n = value === undefined || value.trim() === '' ? NaN : Number(value);
   const kind = opts.integer ? 'an integer' : 'a number';
-  const bounds = [opts.min !== undefined ? `≥ ${opts.min}` : '', opts.above !== undefined ? `> ${opts.above}` : '', opts.max !== undefined ? `≤ ${opts.max}` : ''].filter(Boolean).join(' and ');
-  const ok = Number.isFinite(n) && (!opts.integer || Number.isInteger(n)) && (opts.min === undefined || n >= opts.min) && (opts.above === undefined || n > opts.above) && (opts.max === undefined || n <= opts.max);
+  const bounds = [
+    opts.min !== undefined ? `≥ ${opts.min}` : '',
+    opts.above !== undefined ? `> ${opts.above}` : '',
+    opts.max !== undefined ? `≤ ${opts.max}` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  const ok =
+    Number.isFinite(n) &&
+    (!opts.integer || Number.isInteger(n)) &&
+    (opts.min === undefined || n >= opts.min) &&
+    (opts.above === undefined || n > opts.above) &&
+    (opts.max === undefined || n <= opts.max);
   if (!ok) throw new UsageError(`--${name} must be ${kind}${bounds ? ` ${bounds}` : ''}, got '${value ?? ''}'`);
   return n;
 }
 
 export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[]): T {
-  if (!choices.includes(value as T)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got '${value ?? ''}'`);
+  if (!choices.includes(value as T))
+    throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got '${value ?? ''}'`);
   return value as T;
 }
 
 /** A comma-separated list flag ('64,128,256'), each item converted by `item`. */
 export function listFlag<T>(name: string, value: string, item: (s: string) => T): T[] {
-  const parts = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (parts.length === 0) throw new UsageError(`--${name} needs a comma-separated list, got '${value}'`);
   return parts.map(item);
 }

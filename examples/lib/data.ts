@@ -24,9 +24,16 @@ export function readTextSource(flag: string, path: string): string {
   try {
     stat = statSync(path);
   } catch {
-    throw new UsageError(`--${flag} ${path}: no such file or folder (give a UTF-8 text file, a folder of .txt files, or 'builtin')`);
+    throw new UsageError(
+      `--${flag} ${path}: no such file or folder (give a UTF-8 text file, a folder of .txt files, or 'builtin')`,
+    );
   }
-  const files = stat.isDirectory() ? readdirSync(path).filter((f) => f.endsWith('.txt')).sort().map((f) => join(path, f)) : [path];
+  const files = stat.isDirectory()
+    ? readdirSync(path)
+        .filter((f) => f.endsWith('.txt'))
+        .sort()
+        .map((f) => join(path, f))
+    : [path];
   if (files.length === 0) throw new UsageError(`--${flag} ${path}: the folder holds no .txt files`);
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const texts = files.map((file) => {
@@ -62,7 +69,10 @@ export function loadText(opts: { data: string; val?: string; valFraction: number
   const text = opts.data === 'prose' ? readFileSync(PROSE_FILE, 'utf8') : readTextSource('data', opts.data);
   if (val !== undefined) return { train: text, val, source: opts.data };
   const split = splitTail(text, opts.valFraction);
-  if (split.val.trim().length === 0) throw new UsageError(`--data ${opts.data}: the text is too short to hold out --val-fraction ${opts.valFraction} of it; give --val PATH or more text`);
+  if (split.val.trim().length === 0)
+    throw new UsageError(
+      `--data ${opts.data}: the text is too short to hold out --val-fraction ${opts.valFraction} of it; give --val PATH or more text`,
+    );
   return { ...split, source: opts.data };
 }
 
@@ -88,13 +98,19 @@ export async function makeTokenizer(d: TokenizerDescription, dir = '.'): Promise
 export function tokenizerFromFlag(value: string): { description: TokenizerDescription; path?: string } {
   if ((TOKENIZERS as readonly string[]).includes(value)) return { description: { type: value as TokenizerKind } };
   const path = statSync(value, { throwIfNoEntry: false })?.isDirectory() ? join(value, 'tokenizer.json') : value;
-  if (!existsSync(path)) throw new UsageError(`--tokenizer ${value}: not 'char' or 'byte', and no tokenizer.json there; give one of char, byte, or a path to a tokenizer.json (or a folder holding one)`);
+  if (!existsSync(path))
+    throw new UsageError(
+      `--tokenizer ${value}: not 'char' or 'byte', and no tokenizer.json there; give one of char, byte, or a path to a tokenizer.json (or a folder holding one)`,
+    );
   return { description: { type: 'hf', file: 'tokenizer.json' }, path };
 }
 
 export function checkTokenizerDescription(where: string, d: unknown): TokenizerDescription {
   const type = (d as TokenizerDescription | undefined)?.type;
-  if (![...TOKENIZERS, 'hf'].includes(type as string)) throw new UsageError(`${where}: unknown tokenizer description ${JSON.stringify(d)} (expected type char, byte or hf)`);
+  if (![...TOKENIZERS, 'hf'].includes(type as string))
+    throw new UsageError(
+      `${where}: unknown tokenizer description ${JSON.stringify(d)} (expected type char, byte or hf)`,
+    );
   return d as TokenizerDescription;
 }
 
@@ -111,7 +127,17 @@ export interface TrainingBatch {
  * Step `step`'s batch: rows start at positions drawn from (seed, step, micro-batch); the first
  * `passkey.rows` rows are passkey contexts instead (examples/lib/passkey.ts), built from the same text.
  */
-export function trainingBatch(ids: Int32Array, opts: { seed: number; step: number; micro: number; batchSize: number; seqLen: number; passkey?: { tokenizer: models.Tokenizer; rows: number } }): TrainingBatch {
+export function trainingBatch(
+  ids: Int32Array,
+  opts: {
+    seed: number;
+    step: number;
+    micro: number;
+    batchSize: number;
+    seqLen: number;
+    passkey?: { tokenizer: models.Tokenizer; rows: number };
+  },
+): TrainingBatch {
   const batchSeed = ((opts.seed * 1_000_003) ^ (opts.step * 7919 + opts.micro * 104_729)) >>> 0;
   const next = seededUniform(batchSeed);
   const L = opts.seqLen;
@@ -119,10 +145,16 @@ export function trainingBatch(ids: Int32Array, opts: { seed: number; step: numbe
   const passkeyRows = opts.passkey ? Math.min(opts.passkey.rows, opts.batchSize) : 0;
   let passkeyLabels: Tensor | null = null;
   if (opts.passkey && passkeyRows > 0) {
-    const built = passkeyTrainingRows(opts.passkey.tokenizer, ids, { rows: passkeyRows, seqLen: L, seed: batchSeed ^ 0x5a5a5a5a });
+    const built = passkeyTrainingRows(opts.passkey.tokenizer, ids, {
+      rows: passkeyRows,
+      seqLen: L,
+      seed: batchSeed ^ 0x5a5a5a5a,
+    });
     rows.set(built.ids);
     const labels = new Int32Array(passkeyRows * L).fill(models.IGNORE_INDEX);
-    built.answerLengths.forEach((A, r) => labels.set(built.ids.subarray((r + 1) * L - A, (r + 1) * L), (r + 1) * L - A));
+    built.answerLengths.forEach((A, r) =>
+      labels.set(built.ids.subarray((r + 1) * L - A, (r + 1) * L), (r + 1) * L - A),
+    );
     passkeyLabels = tensor(labels, { dtype: 'int32', shape: [passkeyRows, L] });
   }
   for (let b = passkeyRows; b < opts.batchSize; b++) {

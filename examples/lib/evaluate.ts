@@ -2,7 +2,14 @@
 // (non-overlapping windows), training-free rope rules applied to a checkpoint's weights, and passkey
 // retrieval by context length and depth (examples/lib/passkey.ts, contexts built from the held-out text).
 import { models, noGrad, scope, tensor } from '../../index.js';
-import { buildModel, loadModel, readCheckpointInfo, resetClexOde, type CausalModel, type ModelConfigJson } from './checkpoint.js';
+import {
+  buildModel,
+  loadModel,
+  readCheckpointInfo,
+  resetClexOde,
+  type CausalModel,
+  type ModelConfigJson,
+} from './checkpoint.js';
 import { UsageError } from './cli.js';
 import { PASSKEY_DEPTHS, passkeyAccuracy } from './passkey.js';
 import type { ResultRow, Results, RowKind } from './report.js';
@@ -17,7 +24,10 @@ const TOKENS_PER_FORWARD = 8192;
 /** The held-out tokens all lengths are scored on: a multiple of the longest length, at most maxTokens. */
 export function evaluationTokens(ids: ArrayLike<number>, longest: number, maxTokens: number): Int32Array {
   const n = Math.floor(Math.min(ids.length, maxTokens) / longest) * longest;
-  if (n === 0) throw new UsageError(`the held-out text has ${ids.length} tokens${maxTokens < ids.length ? ` (--max-tokens ${maxTokens})` : ''}, fewer than one window of the longest length ${longest}; give more held-out text or shorter --lengths`);
+  if (n === 0)
+    throw new UsageError(
+      `the held-out text has ${ids.length} tokens${maxTokens < ids.length ? ` (--max-tokens ${maxTokens})` : ''}, fewer than one window of the longest length ${longest}; give more held-out text or shorter --lengths`,
+    );
   return Int32Array.from({ length: n }, (_, i) => ids[i]);
 }
 
@@ -29,11 +39,13 @@ export async function perplexity(model: models.CausalLM, tokens: Int32Array, len
   let total = 0;
   for (let w = 0; w < windows; w += perForward) {
     const rows = Math.min(perForward, windows - w);
-    total += await noGrad(() => scope(async () => {
-      const ids = tensor(tokens.subarray(w * length, (w + rows) * length), { dtype: 'int32', shape: [rows, length] });
-      const { loss } = await model.forward(ids, { labels: ids });
-      return (await loss!.item()) * rows; // the mean over rows·(length − 1) predictions
-    }));
+    total += await noGrad(() =>
+      scope(async () => {
+        const ids = tensor(tokens.subarray(w * length, (w + rows) * length), { dtype: 'int32', shape: [rows, length] });
+        const { loss } = await model.forward(ids, { labels: ids });
+        return (await loss!.item()) * rows; // the mean over rows·(length − 1) predictions
+      }),
+    );
   }
   return Math.exp(total / windows);
 }
@@ -48,9 +60,14 @@ export function ruleScaling(rule: Rule, length: number, L0: number): Partial<mod
 /** The same weights under another positional rule (a new model; CLEX weights are dropped or freshly initialised). */
 export function withRule(model: CausalModel, rule: Rule, length: number): CausalModel {
   const config = model.config.toJSON() as ModelConfigJson;
-  const target = buildModel({ ...config, rope_scaling: ruleScaling(rule, length, model.config.max_position_embeddings) });
+  const target = buildModel({
+    ...config,
+    rope_scaling: ruleScaling(rule, length, model.config.max_position_embeddings),
+  });
   const own = target.stateDict();
-  target.loadStateDict(Object.fromEntries(Object.entries(model.stateDict()).filter(([k]) => k in own)), { strict: false });
+  target.loadStateDict(Object.fromEntries(Object.entries(model.stateDict()).filter(([k]) => k in own)), {
+    strict: false,
+  });
   return target;
 }
 
@@ -77,7 +94,10 @@ export interface EvalSettings {
   log?: (line: string) => void;
 }
 
-export const ruleLabel = (rule: Rule): string => (rule === 'clex-init' ? 'CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free' : `${{ linear: 'PI', ntk: 'NTK', dynamic: 'dynamic NTK', yarn: 'YaRN' }[rule]} (s = L/L0), training-free`);
+export const ruleLabel = (rule: Rule): string =>
+  rule === 'clex-init'
+    ? 'CLEX at init (W_down = 0, i.e. NTK(2t−1)), training-free'
+    : `${{ linear: 'PI', ntk: 'NTK', dynamic: 'dynamic NTK', yarn: 'YaRN' }[rule]} (s = L/L0), training-free`;
 
 /** Perplexity at every length (and passkey accuracy) for each target's rows. */
 export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings): Promise<Results> {
@@ -90,8 +110,14 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
   for (const target of targets) {
     const { model, info, tokenizer } = await loadModel('eval-length', target.dir);
     const rs = info.config.rope_scaling;
-    if (rs?.type === 'clex' && longest > (rs.max_factor ?? 0) * L0) throw new UsageError(`eval-length: ${target.dir} is a CLEX model with max_factor ${rs.max_factor}, which cannot run ${longest} tokens (> ${rs.max_factor}·${L0}); lower --lengths`);
-    if (target.resetOde && rs?.type !== 'clex') throw new UsageError(`--clex-reset-ode: ${target.dir} is not a CLEX checkpoint (rope_scaling ${JSON.stringify(rs?.type ?? 'none')})`);
+    if (rs?.type === 'clex' && longest > (rs.max_factor ?? 0) * L0)
+      throw new UsageError(
+        `eval-length: ${target.dir} is a CLEX model with max_factor ${rs.max_factor}, which cannot run ${longest} tokens (> ${rs.max_factor}·${L0}); lower --lengths`,
+      );
+    if (target.resetOde && rs?.type !== 'clex')
+      throw new UsageError(
+        `--clex-reset-ode: ${target.dir} is not a CLEX checkpoint (rope_scaling ${JSON.stringify(rs?.type ?? 'none')})`,
+      );
     const heldOut = tokenizer.encode(s.heldOutText);
     const tokens = evaluationTokens(heldOut, longest, s.maxTokens);
     results.tokens = tokens.length;
@@ -99,15 +125,35 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
     type Variant = { name: string; rule: string; kind: RowKind; at: (L: number) => CausalModel; perLength: boolean };
     const variants: Variant[] = [];
     const shared: CausalModel[] = [model];
-    if (!target.rulesOnly) variants.push({ name: target.name, rule: rs?.type ?? 'none', kind: 'trained', at: () => model, perLength: false });
+    if (!target.rulesOnly)
+      variants.push({
+        name: target.name,
+        rule: rs?.type ?? 'none',
+        kind: 'trained',
+        at: () => model,
+        perLength: false,
+      });
     if (target.resetOde) {
       const reset = buildModel(info.config);
       reset.loadStateDict(model.stateDict());
       resetClexOde(reset);
       shared.push(reset);
-      variants.push({ name: `${target.name}, ODE reset to W_down = 0`, rule: 'clex-ode-reset', kind: 'ablation', at: () => reset, perLength: false });
+      variants.push({
+        name: `${target.name}, ODE reset to W_down = 0`,
+        rule: 'clex-ode-reset',
+        kind: 'ablation',
+        at: () => reset,
+        perLength: false,
+      });
     }
-    for (const rule of target.rules ?? []) variants.push({ name: `${target.name} + ${ruleLabel(rule)}`, rule, kind: 'training-free', at: (L) => withRule(model, rule, L), perLength: true });
+    for (const rule of target.rules ?? [])
+      variants.push({
+        name: `${target.name} + ${ruleLabel(rule)}`,
+        rule,
+        kind: 'training-free',
+        at: (L) => withRule(model, rule, L),
+        perLength: true,
+      });
     for (const v of variants) {
       const t0 = performance.now();
       const row: ResultRow = { name: v.name, checkpoint: target.dir, rule: v.rule, kind: v.kind, ppl: {} };
@@ -117,13 +163,16 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
         row.ppl[L] = await perplexity(m, tokens, L);
         if (s.passkeySamples > 0) {
           passkey[L] = {};
-          for (const depth of PASSKEY_DEPTHS) passkey[L][depth] = await passkeyAccuracy(m, tokenizer, heldOut, L, depth, s.passkeySamples);
+          for (const depth of PASSKEY_DEPTHS)
+            passkey[L][depth] = await passkeyAccuracy(m, tokenizer, heldOut, L, depth, s.passkeySamples);
         }
         if (v.perLength) m.dispose();
       }
       results.rows.push(row);
       results.passkey?.push({ name: v.name, accuracy: passkey });
-      log(`  ${v.name}: ${lengths.map((L) => `${L} → ${row.ppl[L].toFixed(2)}`).join(', ')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      log(
+        `  ${v.name}: ${lengths.map((L) => `${L} → ${row.ppl[L].toFixed(2)}`).join(', ')} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+      );
     }
     shared.forEach((m) => m.dispose());
   }

@@ -16,7 +16,10 @@ export interface MetricsRecord {
 
 export function readMetrics(path: string): MetricsRecord[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as MetricsRecord);
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as MetricsRecord);
 }
 
 export class MetricsLog {

@@ -36,7 +36,11 @@ export interface PasskeyContext {
 
 /** Tokens a context of `code` needs besides filler. */
 export function passkeyOverhead(tokenizer: models.Tokenizer, code = '0'): number {
-  return tokenizer.encode(PASSKEY_KEY(code)).length + tokenizer.encode(PASSKEY_QUESTION).length + tokenizer.encode(code).length;
+  return (
+    tokenizer.encode(PASSKEY_KEY(code)).length +
+    tokenizer.encode(PASSKEY_QUESTION).length +
+    tokenizer.encode(code).length
+  );
 }
 
 /**
@@ -45,17 +49,27 @@ export function passkeyOverhead(tokenizer: models.Tokenizer, code = '0'): number
  * after round(depth · fillerTokens) filler tokens, then the question and the answer. Throws when
  * `length` cannot hold the key, the question and two filler tokens.
  */
-export function passkeyContext(tokenizer: models.Tokenizer, filler: ArrayLike<number>, opts: { length: number; depth: number; code: string; offset: number }): PasskeyContext {
+export function passkeyContext(
+  tokenizer: models.Tokenizer,
+  filler: ArrayLike<number>,
+  opts: { length: number; depth: number; code: string; offset: number },
+): PasskeyContext {
   const key = tokenizer.encode(PASSKEY_KEY(opts.code));
   const question = tokenizer.encode(PASSKEY_QUESTION);
   const answer = tokenizer.encode(opts.code);
   const fillerTokens = opts.length - key.length - question.length - answer.length;
-  if (fillerTokens < 2) throw new UsageError(`passkey: a context of ${opts.length} tokens is too short for the key and its question (needs at least ${opts.length - fillerTokens + 2}); raise --seq-len`);
-  if (!(opts.depth >= 0 && opts.depth <= 1)) throw new UsageError(`passkey: depth must be in [0, 1], got ${opts.depth}`);
+  if (fillerTokens < 2)
+    throw new UsageError(
+      `passkey: a context of ${opts.length} tokens is too short for the key and its question (needs at least ${opts.length - fillerTokens + 2}); raise --seq-len`,
+    );
+  if (!(opts.depth >= 0 && opts.depth <= 1))
+    throw new UsageError(`passkey: depth must be in [0, 1], got ${opts.depth}`);
   if (filler.length < 1) throw new UsageError('passkey: the filler text is empty');
   const digits = digitTokens(tokenizer);
   const space = tokenizer.encode(' ')[0];
-  const f = Array.from({ length: fillerTokens }, (_, i) => filler[(opts.offset + i) % filler.length]).map((t) => (digits.has(t) ? space : t));
+  const f = Array.from({ length: fillerTokens }, (_, i) => filler[(opts.offset + i) % filler.length]).map((t) =>
+    digits.has(t) ? space : t,
+  );
   const before = Math.round(fillerTokens * opts.depth);
   const ids = [...f.slice(0, before), ...key, ...f.slice(before), ...question, ...answer];
   return { ids, answerStart: opts.length - answer.length, answer, keyStart: before };
@@ -66,12 +80,21 @@ export function passkeyContext(tokenizer: models.Tokenizer, filler: ArrayLike<nu
  * `seed`, filler from the training text; `answerLengths[r]` is the number of answer tokens ending row r.
  * A pure function of its arguments, so a resumed run sees the same rows.
  */
-export function passkeyTrainingRows(tokenizer: models.Tokenizer, ids: ArrayLike<number>, opts: { rows: number; seqLen: number; seed: number }): { ids: Int32Array; answerLengths: number[] } {
+export function passkeyTrainingRows(
+  tokenizer: models.Tokenizer,
+  ids: ArrayLike<number>,
+  opts: { rows: number; seqLen: number; seed: number },
+): { ids: Int32Array; answerLengths: number[] } {
   const next = seededUniform(opts.seed >>> 0);
   const out = new Int32Array(opts.rows * opts.seqLen);
   const answerLengths: number[] = [];
   for (let r = 0; r < opts.rows; r++) {
-    const context = passkeyContext(tokenizer, ids, { length: opts.seqLen, depth: next(), code: passkeyCode(next), offset: Math.floor(next() * ids.length) });
+    const context = passkeyContext(tokenizer, ids, {
+      length: opts.seqLen,
+      depth: next(),
+      code: passkeyCode(next),
+      offset: Math.floor(next() * ids.length),
+    });
     out.set(context.ids, r * opts.seqLen);
     answerLengths.push(context.answer.length);
   }
@@ -82,22 +105,44 @@ export function passkeyTrainingRows(tokenizer: models.Tokenizer, ids: ArrayLike<
  * Retrieval accuracy at one (length, depth): `samples` held-out contexts, scored teacher-forced; a
  * sample counts when the model's top prediction is right for every token of the code.
  */
-export async function passkeyAccuracy(model: models.CausalLM, tokenizer: models.Tokenizer, heldOut: ArrayLike<number>, length: number, depth: number, samples: number): Promise<number> {
+export async function passkeyAccuracy(
+  model: models.CausalLM,
+  tokenizer: models.Tokenizer,
+  heldOut: ArrayLike<number>,
+  length: number,
+  depth: number,
+  samples: number,
+): Promise<number> {
   const next = seededUniform((length * 7919 + Math.round(depth * 1000) * 104_729 + 17) >>> 0);
-  const contexts = Array.from({ length: samples }, () => passkeyContext(tokenizer, heldOut, { length, depth, code: passkeyCode(next), offset: Math.floor(next() * heldOut.length) }));
+  const contexts = Array.from({ length: samples }, () =>
+    passkeyContext(tokenizer, heldOut, {
+      length,
+      depth,
+      code: passkeyCode(next),
+      offset: Math.floor(next() * heldOut.length),
+    }),
+  );
   model.eval();
-  return noGrad(() => scope(async () => {
-    const ids = tensor(contexts.flatMap((c) => c.ids), { dtype: 'int32', shape: [samples, length] });
-    const { logits } = await model.forward(ids);
-    // Predictions of the answer's tokens come from the positions just before them (answers may differ
-    // in length under a subword tokenizer: read the last K predictions and align each at the end).
-    const K = Math.max(...contexts.map((c) => c.answer.length));
-    const guess = await logits.narrow(1, length - K - 1, K).argmax(2).data();
-    let ok = 0;
-    contexts.forEach((c, s) => {
-      const skip = K - c.answer.length;
-      if (c.answer.every((t, i) => guess[s * K + skip + i] === t)) ok++;
-    });
-    return ok / samples;
-  }));
+  return noGrad(() =>
+    scope(async () => {
+      const ids = tensor(
+        contexts.flatMap((c) => c.ids),
+        { dtype: 'int32', shape: [samples, length] },
+      );
+      const { logits } = await model.forward(ids);
+      // Predictions of the answer's tokens come from the positions just before them (answers may differ
+      // in length under a subword tokenizer: read the last K predictions and align each at the end).
+      const K = Math.max(...contexts.map((c) => c.answer.length));
+      const guess = await logits
+        .narrow(1, length - K - 1, K)
+        .argmax(2)
+        .data();
+      let ok = 0;
+      contexts.forEach((c, s) => {
+        const skip = K - c.answer.length;
+        if (c.answer.every((t, i) => guess[s * K + skip + i] === t)) ok++;
+      });
+      return ok / samples;
+    }),
+  );
 }

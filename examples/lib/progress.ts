@@ -13,14 +13,22 @@ export class TrainingProgress {
   private lastLine = -Infinity;
   private readonly started = performance.now();
 
-  constructor(private readonly label: string, private readonly total: number, private readonly first: number, private readonly plainEverySeconds = 5) {
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly first: number,
+    private readonly plainEverySeconds = 5,
+  ) {
     this.bar = process.stdout.isTTY
-      ? new cliProgress.SingleBar({
-          format: `${label} {bar} {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}`,
-          barsize: 24,
-          hideCursor: true,
-          etaBuffer: 50,
-        }, cliProgress.Presets.shades_classic)
+      ? new cliProgress.SingleBar(
+          {
+            format: `${label} {bar} {value}/{total} | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}`,
+            barsize: 24,
+            hideCursor: true,
+            etaBuffer: 50,
+          },
+          cliProgress.Presets.shades_classic,
+        )
       : null;
     this.bar?.start(total, first - 1, { loss: '-', lr: '-', tps: '-' });
   }
@@ -36,7 +44,9 @@ export class TrainingProgress {
     this.lastLine = now;
     const elapsed = now - this.started / 1000;
     const eta = step >= this.total ? 0 : (elapsed / Math.max(step - this.first + 1, 1)) * (this.total - step);
-    console.log(`${this.label} step ${step}/${this.total}  loss ${fields.loss}  lr ${fields.lr}  ${fields.tps} tok/s  ETA ${eta.toFixed(0)}s`);
+    console.log(
+      `${this.label} step ${step}/${this.total}  loss ${fields.loss}  lr ${fields.lr}  ${fields.tps} tok/s  ETA ${eta.toFixed(0)}s`,
+    );
   }
 
   stop(): void {

@@ -35,7 +35,9 @@ export interface Results {
 export function markdownTable(results: Results): string {
   const head = `| model | ${results.lengths.map((L) => `${L}`).join(' | ')} |`;
   const rule = `|---|${results.lengths.map(() => '---').join('|')}|`;
-  const rows = results.rows.map((r) => `| ${r.name} | ${results.lengths.map((L) => r.ppl[L].toFixed(2)).join(' | ')} |`);
+  const rows = results.rows.map(
+    (r) => `| ${r.name} | ${results.lengths.map((L) => r.ppl[L].toFixed(2)).join(' | ')} |`,
+  );
   return [head, rule, ...rows].join('\n');
 }
 
@@ -44,10 +46,15 @@ export function passkeyTable(results: Results): string {
   const depths = Object.keys(results.passkey[0].accuracy[results.lengths[0]]).map(Number);
   const head = `| model (passkey accuracy, mean over depths ${depths.join(', ')}) | ${results.lengths.join(' | ')} |`;
   const rule = `|---|${results.lengths.map(() => '---').join('|')}|`;
-  const rows = results.passkey.map((p) => `| ${p.name} | ${results.lengths.map((L) => {
-    const byDepth = Object.values(p.accuracy[L]);
-    return (byDepth.reduce((a, b) => a + b, 0) / byDepth.length).toFixed(2);
-  }).join(' | ')} |`);
+  const rows = results.passkey.map(
+    (p) =>
+      `| ${p.name} | ${results.lengths
+        .map((L) => {
+          const byDepth = Object.values(p.accuracy[L]);
+          return (byDepth.reduce((a, b) => a + b, 0) / byDepth.length).toFixed(2);
+        })
+        .join(' | ')} |`,
+  );
   return [head, rule, ...rows].join('\n');
 }
 
@@ -58,14 +65,30 @@ export type RowKind = 'trained' | 'training-free' | 'ablation';
 export function passkeyMeans(results: Results, name: string): Record<number, number> | undefined {
   const p = results.passkey?.find((r) => r.name === name);
   if (!p) return undefined;
-  return Object.fromEntries(results.lengths.map((L) => {
-    const byDepth = Object.values(p.accuracy[L] ?? {});
-    return [L, byDepth.reduce((a, b) => a + b, 0) / Math.max(1, byDepth.length)];
-  }));
+  return Object.fromEntries(
+    results.lengths.map((L) => {
+      const byDepth = Object.values(p.accuracy[L] ?? {});
+      return [L, byDepth.reduce((a, b) => a + b, 0) / Math.max(1, byDepth.length)];
+    }),
+  );
 }
 
 /** Distinct hues (no light/dark pairs of one hue, so neighbouring rows are not confused). */
-const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#17becf', '#7f7f7f', '#9d755d', '#bcbd22', '#e45756', '#ff9da6', '#000000', '#1f3b73', '#eeca3b'];
+const PALETTE = [
+  '#4c78a8',
+  '#f58518',
+  '#54a24b',
+  '#b279a2',
+  '#17becf',
+  '#7f7f7f',
+  '#9d755d',
+  '#bcbd22',
+  '#e45756',
+  '#ff9da6',
+  '#000000',
+  '#1f3b73',
+  '#eeca3b',
+];
 
 function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
   const n = results.rows.length;
@@ -74,16 +97,64 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
   const kindOf = (r: ResultRow): RowKind => r.kind ?? 'trained';
   const points = results.rows.flatMap((r, i) => {
     const pk = passkeyMeans(results, r.name);
-    return results.lengths.map((L) => ({ length: L * dodge(i), perplexity: r.ppl[L], passkey: pk?.[L], model: r.name, kind: kindOf(r) }));
+    return results.lengths.map((L) => ({
+      length: L * dodge(i),
+      perplexity: r.ppl[L],
+      passkey: pk?.[L],
+      model: r.name,
+      kind: kindOf(r),
+    }));
   });
   const ppls = results.rows.flatMap((r) => results.lengths.map((L) => r.ppl[L])).filter(Number.isFinite);
   const domain = [Math.min(...ppls) / 1.06, Math.max(...ppls) * 1.06];
-  const x = { field: 'length', type: 'quantitative', title: 'evaluation length (tokens, log2 scale)', scale: { type: 'log', base: 2, nice: false, domain: [results.lengths[0] / 1.15, results.lengths[results.lengths.length - 1] * 1.15] }, axis: { values: results.lengths } } as const;
+  const x = {
+    field: 'length',
+    type: 'quantitative',
+    title: 'evaluation length (tokens, log2 scale)',
+    scale: {
+      type: 'log',
+      base: 2,
+      nice: false,
+      domain: [results.lengths[0] / 1.15, results.lengths[results.lengths.length - 1] * 1.15],
+    },
+    axis: { values: results.lengths },
+  } as const;
   const encodingCommon = {
     x,
-    color: { field: 'model', type: 'nominal', title: null, sort: results.rows.map((r) => r.name), scale: { range: PALETTE }, legend: { orient: 'right', labelLimit: 600, symbolStrokeWidth: 3, symbolType: 'stroke' } },
-    strokeDash: { field: 'kind', type: 'nominal', scale: { domain: ['trained', 'training-free', 'ablation'], range: [[1, 0], [6, 3], [2, 2]] }, legend: { orient: 'right', title: 'marker and line', labelLimit: 300, symbolStrokeWidth: 2, labelExpr: "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'" } },
-    shape: { field: 'kind', type: 'nominal', legend: null, scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] } },
+    color: {
+      field: 'model',
+      type: 'nominal',
+      title: null,
+      sort: results.rows.map((r) => r.name),
+      scale: { range: PALETTE },
+      legend: { orient: 'right', labelLimit: 600, symbolStrokeWidth: 3, symbolType: 'stroke' },
+    },
+    strokeDash: {
+      field: 'kind',
+      type: 'nominal',
+      scale: {
+        domain: ['trained', 'training-free', 'ablation'],
+        range: [
+          [1, 0],
+          [6, 3],
+          [2, 2],
+        ],
+      },
+      legend: {
+        orient: 'right',
+        title: 'marker and line',
+        labelLimit: 300,
+        symbolStrokeWidth: 2,
+        labelExpr:
+          "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'",
+      },
+    },
+    shape: {
+      field: 'kind',
+      type: 'nominal',
+      legend: null,
+      scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] },
+    },
   } as const;
   const l0Rule = {
     data: { values: [{ length: results.L0 }] },
@@ -94,12 +165,25 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
     width: 400,
     height: 300,
     layer: [
-      { data: { values: points }, mark: { type: 'line', point: { filled: true, size: 40 }, strokeWidth: 1.8 }, encoding: { ...encodingCommon, y: { field, type: 'quantitative', title: yTitle, scale } } },
+      {
+        data: { values: points },
+        mark: { type: 'line', point: { filled: true, size: 40 }, strokeWidth: 1.8 },
+        encoding: { ...encodingCommon, y: { field, type: 'quantitative', title: yTitle, scale } },
+      },
       l0Rule,
     ],
   });
-  const panels = [panel('perplexity', `held-out perplexity (log scale; dashed gray: L0 = ${results.L0})`, { type: 'log', nice: false, domain })];
-  if (results.passkey?.length) panels.push(panel('passkey', 'passkey accuracy (one digit: chance 0.1)', { domain: [-0.03, 1.03], nice: false, zero: false }));
+  const panels = [
+    panel('perplexity', `held-out perplexity (log scale; dashed gray: L0 = ${results.L0})`, {
+      type: 'log',
+      nice: false,
+      domain,
+    }),
+  ];
+  if (results.passkey?.length)
+    panels.push(
+      panel('passkey', 'passkey accuracy (one digit: chance 0.1)', { domain: [-0.03, 1.03], nice: false, zero: false }),
+    );
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: { text: title, fontSize: 15, offset: 14 },
@@ -111,11 +195,21 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
 }
 
 /** Writes `name`.svg and `name`.png into `dir`; returns their paths. */
-export async function writeChart(dir: string, results: Results, title: string, name = 'chart'): Promise<{ svg: string; png: string }> {
+export async function writeChart(
+  dir: string,
+  results: Results,
+  title: string,
+  name = 'chart',
+): Promise<{ svg: string; png: string }> {
   const view = new vega.View(vega.parse(vegaLite.compile(chartSpec(results, title)).spec), { renderer: 'none' });
   const svgText = await view.toSVG();
   view.finalize();
-  const png = new Resvg(svgText, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, fitTo: { mode: 'zoom', value: 2 } }).render().asPng();
+  const png = new Resvg(svgText, {
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
+    fitTo: { mode: 'zoom', value: 2 },
+  })
+    .render()
+    .asPng();
   const paths = { svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`) };
   writeFileSync(paths.svg, svgText);
   writeFileSync(paths.png, png);

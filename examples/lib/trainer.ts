@@ -6,9 +6,25 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { io, manualSeed, memory, models, optim, scope, setDefaultDevice, type Tensor } from '../../index.js';
-import { buildModel, readCheckpointInfo, saveTrainingCheckpoint, transferWeights, type CausalModel, type CheckpointInfo, type ModelConfigJson } from './checkpoint.js';
+import {
+  buildModel,
+  readCheckpointInfo,
+  saveTrainingCheckpoint,
+  transferWeights,
+  type CausalModel,
+  type CheckpointInfo,
+  type ModelConfigJson,
+} from './checkpoint.js';
 import { UsageError } from './cli.js';
-import { loadText, makeTokenizer, tokenizerFromFlag, trainingBatch, type TokenizerDescription, type TokenizerKind, type TrainingBatch } from './data.js';
+import {
+  loadText,
+  makeTokenizer,
+  tokenizerFromFlag,
+  trainingBatch,
+  type TokenizerDescription,
+  type TokenizerKind,
+  type TrainingBatch,
+} from './data.js';
 import { perplexity } from './evaluate.js';
 import { passkeyOverhead } from './passkey.js';
 import { MetricsLog, readMetrics } from './metrics.js';
@@ -91,20 +107,53 @@ export interface TrainResult {
 
 function ropeScaling(o: RopeOptions): Partial<models.RopeScaling> | null {
   switch (o.rope) {
-    case 'none': return null;
-    case 'clex': return { type: 'clex', max_factor: o.maxFactor, param_factor: 1, act: 'tanh', ode_method: o.clexMethod, ode_gradient: o.clexGradient };
-    default: return { type: o.rope, factor: o.ropeFactor };
+    case 'none':
+      return null;
+    case 'clex':
+      return {
+        type: 'clex',
+        max_factor: o.maxFactor,
+        param_factor: 1,
+        act: 'tanh',
+        ode_method: o.clexMethod,
+        ode_gradient: o.clexGradient,
+      };
+    default:
+      return { type: o.rope, factor: o.ropeFactor };
   }
 }
 
 function shapeConfig(o: TrainOptions, vocab: number, L0: number): ModelConfigJson {
   const fromFile = o.configFile ? readConfigFile(o.configFile) : {};
-  const base: ModelConfigJson = o.model === 'neox'
-    ? { model_type: 'gpt_neox', hidden_size: o.hidden, num_hidden_layers: o.layers, num_attention_heads: o.heads, intermediate_size: o.intermediate ?? 4 * o.hidden, rotary_pct: 1 }
-    : { model_type: 'llama', hidden_size: o.hidden, num_hidden_layers: o.layers, num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, intermediate_size: o.intermediate ?? Math.round((8 * o.hidden) / 3 / 8) * 8 };
+  const base: ModelConfigJson =
+    o.model === 'neox'
+      ? {
+          model_type: 'gpt_neox',
+          hidden_size: o.hidden,
+          num_hidden_layers: o.layers,
+          num_attention_heads: o.heads,
+          intermediate_size: o.intermediate ?? 4 * o.hidden,
+          rotary_pct: 1,
+        }
+      : {
+          model_type: 'llama',
+          hidden_size: o.hidden,
+          num_hidden_layers: o.layers,
+          num_attention_heads: o.heads,
+          num_key_value_heads: o.kvHeads ?? o.heads,
+          intermediate_size: o.intermediate ?? Math.round((8 * o.hidden) / 3 / 8) * 8,
+        };
   const merged = { ...base, ...fromFile };
-  if (typeof merged.vocab_size === 'number' && merged.vocab_size < vocab) throw new UsageError(`--config ${o.configFile}: vocab_size ${merged.vocab_size} is smaller than the tokenizer's ${vocab} ids`);
-  return { ...merged, vocab_size: merged.vocab_size ?? vocab, max_position_embeddings: L0, rope_scaling: ropeScaling(o) };
+  if (typeof merged.vocab_size === 'number' && merged.vocab_size < vocab)
+    throw new UsageError(
+      `--config ${o.configFile}: vocab_size ${merged.vocab_size} is smaller than the tokenizer's ${vocab} ids`,
+    );
+  return {
+    ...merged,
+    vocab_size: merged.vocab_size ?? vocab,
+    max_position_embeddings: L0,
+    rope_scaling: ropeScaling(o),
+  };
 }
 
 function readConfigFile(path: string): ModelConfigJson {
@@ -122,8 +171,16 @@ function readConfigFile(path: string): ModelConfigJson {
  * CLEX ODE: optim.weightDecayGroups chooses by the role each layer declares); the CLEX ODE weights get
  * their own rate (models.clexOdeParamGroup: a step moves no log-frequency by more than lr) unless frozen.
  */
-export function parameterGroups(model: CausalModel, lr: number, weightDecay: number, freezeOde: boolean, odeLrScale = 1): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
-  const groups: optim.ParamGroupInput<optim.AdamHyper>[] = optim.weightDecayGroups(model, weightDecay, { exclude: model.clex?.parameters() });
+export function parameterGroups(
+  model: CausalModel,
+  lr: number,
+  weightDecay: number,
+  freezeOde: boolean,
+  odeLrScale = 1,
+): { groups: optim.ParamGroupInput<optim.AdamHyper>[]; trainable: Tensor[] } {
+  const groups: optim.ParamGroupInput<optim.AdamHyper>[] = optim.weightDecayGroups(model, weightDecay, {
+    exclude: model.clex?.parameters(),
+  });
   const odeGroup = freezeOde ? null : models.clexOdeParamGroup(model, lr);
   if (odeGroup) groups.push({ ...odeGroup, lr: (odeGroup.lr ?? lr) * odeLrScale });
   return { groups, trainable: groups.flatMap((g) => [...g.params]) };
@@ -140,15 +197,39 @@ export async function batchLoss(model: CausalModel, batch: TrainingBatch): Promi
   const { logits } = await model.forward(ids);
   const B = ids.shape[0];
   const passkeyLoss = models.shiftedLoss(logits.narrow(0, 0, P), passkeyLabels);
-  return P === B ? passkeyLoss : models.shiftedLoss(logits.narrow(0, P, B - P), ids.narrow(0, P, B - P)).add(passkeyLoss);
+  return P === B
+    ? passkeyLoss
+    : models.shiftedLoss(logits.narrow(0, P, B - P), ids.narrow(0, P, B - P)).add(passkeyLoss);
 }
 
 /** What must match for --resume to continue a run (all but steps, which may grow). */
-function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: TokenizerKind, seqLen: number, initStep?: number): Record<string, unknown> {
+function runSettings(
+  o: TrainOptions,
+  config: ModelConfigJson,
+  tokenizer: TokenizerKind,
+  seqLen: number,
+  initStep?: number,
+): Record<string, unknown> {
   return {
-    config, tokenizer, data: o.data, val: o.val ?? null, val_fraction: o.valFraction, seq_len: seqLen, batch_size: o.batchSize, grad_accum: o.gradAccum, passkey_share: o.passkeyShare ?? 0,
-    steps: o.steps, lr: o.lr, min_lr: o.minLr, warmup: o.warmup, weight_decay: o.weightDecay, clip: o.clip, seed: o.seed,
-    clex_freeze_ode: o.clexFreezeOde, init_from: o.initFrom ?? null, ...(initStep !== undefined ? { init_from_step: initStep } : {}),
+    config,
+    tokenizer,
+    data: o.data,
+    val: o.val ?? null,
+    val_fraction: o.valFraction,
+    seq_len: seqLen,
+    batch_size: o.batchSize,
+    grad_accum: o.gradAccum,
+    passkey_share: o.passkeyShare ?? 0,
+    steps: o.steps,
+    lr: o.lr,
+    min_lr: o.minLr,
+    warmup: o.warmup,
+    weight_decay: o.weightDecay,
+    clip: o.clip,
+    seed: o.seed,
+    clex_freeze_ode: o.clexFreezeOde,
+    init_from: o.initFrom ?? null,
+    ...(initStep !== undefined ? { init_from_step: initStep } : {}),
     ...(o.rope === 'clex' ? { clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1 } : {}),
   };
 }
@@ -156,9 +237,12 @@ function runSettings(o: TrainOptions, config: ModelConfigJson, tokenizer: Tokeni
 function differences(saved: Record<string, unknown>, wanted: Record<string, unknown>, prefix = ''): string[] {
   const out: string[] = [];
   for (const key of new Set([...Object.keys(saved), ...Object.keys(wanted)])) {
-    const a = saved[key], b = wanted[key];
-    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) out.push(...differences(a as Record<string, unknown>, b as Record<string, unknown>, `${prefix}${key}.`));
-    else if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${prefix}${key} ${JSON.stringify(a)} → ${JSON.stringify(b)}`);
+    const a = saved[key],
+      b = wanted[key];
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a))
+      out.push(...differences(a as Record<string, unknown>, b as Record<string, unknown>, `${prefix}${key}.`));
+    else if (JSON.stringify(a) !== JSON.stringify(b))
+      out.push(`${prefix}${key} ${JSON.stringify(a)} → ${JSON.stringify(b)}`);
   }
   return out;
 }
@@ -194,19 +278,47 @@ async function planRun(o: TrainOptions): Promise<RunPlan> {
   // The source's step too: a fine-tune made from a shorter run of its base must not be resumed as if from the longer one.
   const settings = runSettings(o, config, tokenizerDescription.type, seqLen, source?.step);
   const resuming = await resumesCheckpoint(o, settings, source);
-  return { source, tokenizer, tokenizerDescription, tokenizerFile, seqLen, config, trainIds, valIds, passkeyRows, settings, resuming };
+  return {
+    source,
+    tokenizer,
+    tokenizerDescription,
+    tokenizerFile,
+    seqLen,
+    config,
+    trainIds,
+    valIds,
+    passkeyRows,
+    settings,
+    resuming,
+  };
 }
 
 /** The source's tokenizer, else --tokenizer's, else bytes; a --tokenizer must agree with the source's. */
-async function runTokenizer(o: TrainOptions, source: CheckpointInfo | null): Promise<Pick<RunPlan, 'tokenizer' | 'tokenizerDescription' | 'tokenizerFile'>> {
+async function runTokenizer(
+  o: TrainOptions,
+  source: CheckpointInfo | null,
+): Promise<Pick<RunPlan, 'tokenizer' | 'tokenizerDescription' | 'tokenizerFile'>> {
   const flagged = o.tokenizer === undefined ? null : tokenizerFromFlag(o.tokenizer);
   if (source?.tokenizerDescription && flagged && flagged.description.type !== source.tokenizerDescription.type) {
-    throw new UsageError(`--tokenizer ${o.tokenizer}: the --init-from checkpoint ${o.initFrom} uses the '${source.tokenizerDescription.type}' tokenizer; drop --tokenizer or match it`);
+    throw new UsageError(
+      `--tokenizer ${o.tokenizer}: the --init-from checkpoint ${o.initFrom} uses the '${source.tokenizerDescription.type}' tokenizer; drop --tokenizer or match it`,
+    );
   }
-  if (source && !source.tokenizerDescription && !flagged) throw new UsageError(`--init-from ${o.initFrom}: the Hugging Face folder has no tokenizer.json; pass --tokenizer PATH/tokenizer.json`);
-  const tokenizerDescription: TokenizerDescription = source?.tokenizerDescription ?? flagged?.description ?? { type: 'byte' };
-  const tokenizerFile = tokenizerDescription.type !== 'hf' ? undefined : source?.tokenizerDescription ? join(source.dir, 'tokenizer.json') : flagged?.path;
-  const tokenizer = source?.tokenizer ?? (tokenizerFile ? await models.Tokenizer.fromFile(tokenizerFile) : await makeTokenizer(tokenizerDescription));
+  if (source && !source.tokenizerDescription && !flagged)
+    throw new UsageError(
+      `--init-from ${o.initFrom}: the Hugging Face folder has no tokenizer.json; pass --tokenizer PATH/tokenizer.json`,
+    );
+  const tokenizerDescription: TokenizerDescription = source?.tokenizerDescription ??
+    flagged?.description ?? { type: 'byte' };
+  const tokenizerFile =
+    tokenizerDescription.type !== 'hf'
+      ? undefined
+      : source?.tokenizerDescription
+        ? join(source.dir, 'tokenizer.json')
+        : flagged?.path;
+  const tokenizer =
+    source?.tokenizer ??
+    (tokenizerFile ? await models.Tokenizer.fromFile(tokenizerFile) : await makeTokenizer(tokenizerDescription));
   return { tokenizer, tokenizerDescription, tokenizerFile };
 }
 
@@ -216,24 +328,40 @@ function modelConfig(o: TrainOptions, source: CheckpointInfo | null, vocab: numb
     ? { ...source.config, rope_scaling: ropeScaling(o) }
     : shapeConfig(o, vocab, seqLen);
   buildModel(config).dispose(); // validates the config (errors name the field)
-  if (o.rope === 'clex' && seqLen > (config.max_position_embeddings ?? seqLen)) throw new UsageError(`--seq-len ${seqLen} exceeds L0 = ${config.max_position_embeddings} of the --init-from model; CLEX trains at L0`);
+  if (o.rope === 'clex' && seqLen > (config.max_position_embeddings ?? seqLen))
+    throw new UsageError(
+      `--seq-len ${seqLen} exceeds L0 = ${config.max_position_embeddings} of the --init-from model; CLEX trains at L0`,
+    );
   return config;
 }
 
 /** The training and held-out token ids, each checked to hold a sequence (held-out only when evaluated). */
-function tokenizedText(o: TrainOptions, tokenizer: models.Tokenizer, seqLen: number): { trainIds: Int32Array; valIds: Int32Array } {
+function tokenizedText(
+  o: TrainOptions,
+  tokenizer: models.Tokenizer,
+  seqLen: number,
+): { trainIds: Int32Array; valIds: Int32Array } {
   const text = loadText({ data: o.data, val: o.val, valFraction: o.valFraction });
   const trainIds = Int32Array.from(tokenizer.encode(text.train));
   const valIds = Int32Array.from(tokenizer.encode(text.val));
-  if (trainIds.length < seqLen + 1) throw new UsageError(`--data ${o.data}: the training text has ${trainIds.length} tokens, fewer than one sequence of --seq-len ${seqLen} (+1); give more text or a shorter --seq-len`);
-  if (o.evalEvery > 0 && valIds.length < seqLen) throw new UsageError(`--val: the held-out text has ${valIds.length} tokens, fewer than one sequence of ${seqLen}; give more, or --eval-every 0`);
+  if (trainIds.length < seqLen + 1)
+    throw new UsageError(
+      `--data ${o.data}: the training text has ${trainIds.length} tokens, fewer than one sequence of --seq-len ${seqLen} (+1); give more text or a shorter --seq-len`,
+    );
+  if (o.evalEvery > 0 && valIds.length < seqLen)
+    throw new UsageError(
+      `--val: the held-out text has ${valIds.length} tokens, fewer than one sequence of ${seqLen}; give more, or --eval-every 0`,
+    );
   return { trainIds, valIds };
 }
 
 /** --passkey-share as rows per batch, checked to leave room for a passkey context in a sequence. */
 function passkeyRowsPerBatch(o: TrainOptions, tokenizer: models.Tokenizer, seqLen: number): number {
   const passkeyRows = Math.round((o.passkeyShare ?? 0) * o.batchSize);
-  if (passkeyRows > 0 && passkeyOverhead(tokenizer) + 2 > seqLen) throw new UsageError(`--passkey-share ${o.passkeyShare}: a passkey context needs at least ${passkeyOverhead(tokenizer) + 2} tokens, longer than --seq-len ${seqLen}; raise --seq-len or pass --passkey-share 0`);
+  if (passkeyRows > 0 && passkeyOverhead(tokenizer) + 2 > seqLen)
+    throw new UsageError(
+      `--passkey-share ${o.passkeyShare}: a passkey context needs at least ${passkeyOverhead(tokenizer) + 2} tokens, longer than --seq-len ${seqLen}; raise --seq-len or pass --passkey-share 0`,
+    );
   return passkeyRows;
 }
 
@@ -241,32 +369,62 @@ function passkeyRowsPerBatch(o: TrainOptions, tokenizer: models.Tokenizer, seqLe
  * Whether the run continues the checkpoint in --out: one must be there, made with the same settings (only
  * --steps may change), when --resume asks; without --resume, --out must hold none.
  */
-async function resumesCheckpoint(o: TrainOptions, settings: Record<string, unknown>, source: CheckpointInfo | null): Promise<boolean> {
+async function resumesCheckpoint(
+  o: TrainOptions,
+  settings: Record<string, unknown>,
+  source: CheckpointInfo | null,
+): Promise<boolean> {
   const hasCheckpoint = existsSync(join(o.out, io.TRAINER_STATE_FILE));
   const resuming = o.resume === true || (o.resume === 'auto' && hasCheckpoint);
   if (resuming) {
-    if (!hasCheckpoint) throw new UsageError(`--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`);
+    if (!hasCheckpoint)
+      throw new UsageError(
+        `--resume: there is no checkpoint in ${o.out} to continue (run without --resume to start one)`,
+      );
     const saved = await readCheckpointInfo('--resume', o.out);
     // Defaults for settings that checkpoints of earlier releases lack; --steps may change (HF Trainer /
     // nanoGPT style): the schedule is recomputed from the new total.
-    const defaults = { passkey_share: 0, ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}), ...(source ? { init_from_step: source.step } : {}) };
+    const defaults = {
+      passkey_share: 0,
+      ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}),
+      ...(source ? { init_from_step: source.step } : {}),
+    };
     const diff = differences({ ...defaults, ...saved.run, steps: o.steps }, settings);
-    if (diff.length) throw new UsageError(`--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`);
-    if (saved.step > o.steps) throw new UsageError(`--resume: the checkpoint in ${o.out} is at step ${saved.step}, past --steps ${o.steps}; pass --steps ${saved.step} or more`);
+    if (diff.length)
+      throw new UsageError(
+        `--resume: the checkpoint in ${o.out} was made with other settings (${diff.join('; ')}); pass the same flags (only --steps may change), or choose another --out`,
+      );
+    if (saved.step > o.steps)
+      throw new UsageError(
+        `--resume: the checkpoint in ${o.out} is at step ${saved.step}, past --steps ${o.steps}; pass --steps ${saved.step} or more`,
+      );
   } else if (hasCheckpoint) {
-    throw new UsageError(`--out ${o.out} already holds a checkpoint (step ${(await readCheckpointInfo('--out', o.out)).step}); pass --resume to continue it, or choose another --out`);
+    throw new UsageError(
+      `--out ${o.out} already holds a checkpoint (step ${(await readCheckpointInfo('--out', o.out)).step}); pass --resume to continue it, or choose another --out`,
+    );
   }
   return resuming;
 }
 
 /** A new model from the config, or the --init-from source's weights (moved into this run's positional scheme). */
-async function initialModel(o: TrainOptions, source: CheckpointInfo | null, config: ModelConfigJson): Promise<CausalModel> {
-  const model = source?.hf ? await models.fromPretrained(source.dir, { device: o.device, config: { rope_scaling: config.rope_scaling ?? null } as never }) : buildModel(config);
+async function initialModel(
+  o: TrainOptions,
+  source: CheckpointInfo | null,
+  config: ModelConfigJson,
+): Promise<CausalModel> {
+  const model = source?.hf
+    ? await models.fromPretrained(source.dir, {
+        device: o.device,
+        config: { rope_scaling: config.rope_scaling ?? null } as never,
+      })
+    : buildModel(config);
   if (source && !source.hf) {
     const loaded = await io.loadCheckpoint(source.dir, { restoreRng: false });
     transferWeights(`--init-from ${source.dir}`, loaded.modelState!, model);
     Object.values(loaded.modelState!).forEach((t) => t.dispose());
-    Object.values(loaded.optimizerState?.state ?? {}).forEach((s) => Object.values(s.buffers).forEach((t) => t.dispose()));
+    Object.values(loaded.optimizerState?.state ?? {}).forEach((s) =>
+      Object.values(s.buffers).forEach((t) => t.dispose()),
+    );
   }
   return model;
 }
@@ -278,12 +436,19 @@ class StepClock {
   private intervalStart = performance.now();
   private intervalSteps = 0;
 
-  constructor(private readonly firstStep: number, private readonly tokensPerStep: number, public elapsed: number) {}
+  constructor(
+    private readonly firstStep: number,
+    private readonly tokensPerStep: number,
+    public elapsed: number,
+  ) {}
 
   /** Counts a step that took `ms`; returns the tokens per second since the last log line. */
   count(step: number, ms: number): number {
     this.elapsed += ms / 1000;
-    if (step > this.firstStep) { this.timedMs += ms; this.timedSteps++; }
+    if (step > this.firstStep) {
+      this.timedMs += ms;
+      this.timedSteps++;
+    }
     this.intervalSteps++;
     return (this.intervalSteps * this.tokensPerStep) / ((performance.now() - this.intervalStart) / 1000);
   }
@@ -306,7 +471,14 @@ async function accumulateGradients(o: TrainOptions, plan: RunPlan, model: Causal
   let loss = 0;
   for (let micro = 0; micro < o.gradAccum; micro++) {
     loss += await scope(async () => {
-      const batch = trainingBatch(plan.trainIds, { seed: o.seed, step, micro, batchSize: o.batchSize, seqLen: plan.seqLen, passkey });
+      const batch = trainingBatch(plan.trainIds, {
+        seed: o.seed,
+        step,
+        micro,
+        batchSize: o.batchSize,
+        seqLen: plan.seqLen,
+        passkey,
+      });
       const batchLossValue = await batchLoss(model, batch);
       const scaled = o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue;
       await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
@@ -350,12 +522,25 @@ class TrainingLoop {
   private lastSaved: number;
   finalLoss = NaN;
 
-  constructor(private readonly o: TrainOptions, private readonly plan: RunPlan, private readonly t: Trainee, private readonly start: number, private readonly label: string) {
+  constructor(
+    private readonly o: TrainOptions,
+    private readonly plan: RunPlan,
+    private readonly t: Trainee,
+    private readonly start: number,
+    private readonly label: string,
+  ) {
     this.metrics = new MetricsLog(join(o.out, 'metrics.jsonl'));
     this.metrics.startAt(start - 1);
     const { valIds, seqLen } = plan;
-    this.clock = new StepClock(start, o.batchSize * o.gradAccum * seqLen, readMetrics(this.metrics.path).at(-1)?.elapsed_s ?? 0);
-    this.evalTokens = valIds.subarray(0, Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen));
+    this.clock = new StepClock(
+      start,
+      o.batchSize * o.gradAccum * seqLen,
+      readMetrics(this.metrics.path).at(-1)?.elapsed_s ?? 0,
+    );
+    this.evalTokens = valIds.subarray(
+      0,
+      Math.max(seqLen, Math.floor(Math.min(valIds.length, o.evalTokens) / seqLen) * seqLen),
+    );
     this.stop = new StopRequest().install();
     this.progress = new TrainingProgress(label, o.steps, start);
     this.lastSaved = start - 1;
@@ -372,7 +557,9 @@ class TrainingLoop {
       if (step % this.o.saveEvery === 0 || last || this.stop.requested) await this.checkpoint(step);
       if (this.stop.requested) {
         this.progress.stop();
-        console.log(`${this.label}: interrupted; checkpoint saved at step ${step} in ${this.o.out} (continue with --resume)`);
+        console.log(
+          `${this.label}: interrupted; checkpoint saved at step ${step} in ${this.o.out} (continue with --resume)`,
+        );
         return step;
       }
     }
@@ -385,7 +572,10 @@ class TrainingLoop {
     const t0 = performance.now();
     const lr = t.optimizer.paramGroups[0].lr;
     const loss = await accumulateGradients(o, this.plan, t.model, step);
-    if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${this.lastSaved}`);
+    if (!Number.isFinite(loss))
+      throw new UsageError(
+        `training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${this.lastSaved}`,
+      );
     scope(() => {
       if (o.clip > 0) t.clip();
       t.optimizer.step();
@@ -401,9 +591,19 @@ class TrainingLoop {
   /** Appends a metrics line, with the held-out perplexity when an evaluation is due. */
   private async log({ step, loss, lr, tokensPerSecond }: StepStats, last: boolean): Promise<void> {
     const { liveBuffers, liveBytes } = memory(); // between steps: should stay constant over a run
-    const record = { step, loss, lr, tokens_per_s: Math.round(tokensPerSecond), elapsed_s: Number(this.clock.elapsed.toFixed(3)), live_buffers: liveBuffers, live_bytes: liveBytes };
+    const record = {
+      step,
+      loss,
+      lr,
+      tokens_per_s: Math.round(tokensPerSecond),
+      elapsed_s: Number(this.clock.elapsed.toFixed(3)),
+      live_buffers: liveBuffers,
+      live_bytes: liveBytes,
+    };
     const evaluate = this.o.evalEvery > 0 && (step % this.o.evalEvery === 0 || last);
-    this.metrics.append(evaluate ? { ...record, val_ppl: await perplexity(this.t.model, this.evalTokens, this.plan.seqLen) } : record);
+    this.metrics.append(
+      evaluate ? { ...record, val_ppl: await perplexity(this.t.model, this.evalTokens, this.plan.seqLen) } : record,
+    );
     if (evaluate) this.t.model.train();
     this.clock.restartInterval();
   }
@@ -430,7 +630,9 @@ class TrainingLoop {
 /** Writes the trained model as a Hugging Face folder (--export-hf), with an 'hf' tokenizer's tokenizer.json. */
 async function exportHuggingFace(dir: string, model: CausalModel, plan: RunPlan, label: string): Promise<void> {
   await model.savePretrained(dir, { tokenizer: plan.tokenizerDescription.type === 'hf' ? plan.tokenizer : undefined });
-  console.log(`${label}: wrote a Hugging Face folder to ${dir} (models.fromPretrained, or transformers for LLaMA/NeoX without CLEX)`);
+  console.log(
+    `${label}: wrote a Hugging Face folder to ${dir} (models.fromPretrained, or transformers for LLaMA/NeoX without CLEX)`,
+  );
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
@@ -445,15 +647,28 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
   const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde, o.clexOdeLrScale);
   // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
-  const clip = model.clex && !o.clexFreezeOde ? () => models.clipClexGradNorm(model, o.clip) : () => optim.clipGradNorm(trainable, o.clip);
+  const clip =
+    model.clex && !o.clexFreezeOde
+      ? () => models.clipClexGradNorm(model, o.clip)
+      : () => optim.clipGradNorm(trainable, o.clip);
   const optimizer = new optim.AdamW(groups, { lr: o.lr });
-  const scheduler = optim.lr.cosineWithWarmup(optimizer, { warmupSteps: Math.min(o.warmup, o.steps), totalSteps: o.steps, minLrRatio: o.minLr / o.lr });
+  const scheduler = optim.lr.cosineWithWarmup(optimizer, {
+    warmupSteps: Math.min(o.warmup, o.steps),
+    totalSteps: o.steps,
+    minLrRatio: o.minLr / o.lr,
+  });
   let start = 1;
   if (plan.resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
   mkdirSync(o.out, { recursive: true });
 
   const loop = new TrainingLoop(o, plan, { model, optimizer, scheduler, clip }, start, label);
-  const result = (step: number, interrupted: boolean): TrainResult => ({ out: o.out, step, interrupted, finalLoss: loop.finalLoss, msPerStep: loop.msPerStep });
+  const result = (step: number, interrupted: boolean): TrainResult => ({
+    out: o.out,
+    step,
+    interrupted,
+    finalLoss: loop.finalLoss,
+    msPerStep: loop.msPerStep,
+  });
   try {
     const stoppedAt = await loop.run();
     if (stoppedAt !== null) return result(stoppedAt, true);

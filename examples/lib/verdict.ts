@@ -25,13 +25,20 @@ export function passkeyCalibration(results: Results, baseName: string = ROW.base
   if (!base) return null;
   const byDepth = base.accuracy[results.lengths[0]] ?? {};
   const worst = Math.min(...Object.values(byDepth));
-  const depths = Object.entries(byDepth).map(([d, a]) => `${a.toFixed(2)} at depth ${d}`).join(', ');
+  const depths = Object.entries(byDepth)
+    .map(([d, a]) => `${a.toFixed(2)} at depth ${d}`)
+    .join(', ');
   return worst >= CALIBRATION_ACCURACY
-    ? { passed: true, worst, message: `passkey calibration passed: the base retrieves ${depths} at 1×L0 = ${results.lengths[0]}.` }
+    ? {
+        passed: true,
+        worst,
+        message: `passkey calibration passed: the base retrieves ${depths} at 1×L0 = ${results.lengths[0]}.`,
+      }
     : {
-      passed: false, worst,
-      message: `passkey results are VOID: the base retrieves only ${depths} at 1×L0 = ${results.lengths[0]} (it must reach ${CALIBRATION_ACCURACY} at every depth), so the passkey table cannot tell a method that extrapolates from one that does not. Train the base longer (--base-steps), or give it more passkey rows (--passkey-share).`,
-    };
+        passed: false,
+        worst,
+        message: `passkey results are VOID: the base retrieves only ${depths} at 1×L0 = ${results.lengths[0]} (it must reach ${CALIBRATION_ACCURACY} at every depth), so the passkey table cannot tell a method that extrapolates from one that does not. Train the base longer (--base-steps), or give it more passkey rows (--passkey-share).`,
+      };
 }
 
 export interface Target {
@@ -44,20 +51,41 @@ export interface Target {
 export function clexTargets(results: Results): Target[] {
   const [L1, , L4, L8] = results.lengths;
   const row = (name: string) => results.rows.find((r) => r.name === name);
-  const clex = row(ROW.clex), base = row(ROW.base);
+  const clex = row(ROW.clex),
+    base = row(ROW.base);
   if (!clex || !base || L8 === undefined) return [];
   const bestAt = (L: number) => Math.min(...results.rows.map((r) => r.ppl[L]));
   const pct = (a: number, b: number) => `${a >= b ? '+' : ''}${(((a - b) / b) * 100).toFixed(1)}%`;
   const targets: Target[] = [
-    { what: '4×L0 within 10% of 1×', value: `${(clex.ppl[L4] / clex.ppl[L1]).toFixed(2)}×`, met: clex.ppl[L4] <= 1.1 * clex.ppl[L1] },
-    ...[L4, L8].map((L) => ({ what: `best or within 1% of the best row at ${L / L1}×`, value: `${clex.ppl[L].toFixed(2)} vs best ${bestAt(L).toFixed(2)}`, met: clex.ppl[L] <= 1.01 * bestAt(L) })),
-    { what: 'in the window within 2% of the base', value: pct(clex.ppl[L1], base.ppl[L1]), met: clex.ppl[L1] <= 1.02 * base.ppl[L1] },
+    {
+      what: '4×L0 within 10% of 1×',
+      value: `${(clex.ppl[L4] / clex.ppl[L1]).toFixed(2)}×`,
+      met: clex.ppl[L4] <= 1.1 * clex.ppl[L1],
+    },
+    ...[L4, L8].map((L) => ({
+      what: `best or within 1% of the best row at ${L / L1}×`,
+      value: `${clex.ppl[L].toFixed(2)} vs best ${bestAt(L).toFixed(2)}`,
+      met: clex.ppl[L] <= 1.01 * bestAt(L),
+    })),
+    {
+      what: 'in the window within 2% of the base',
+      value: pct(clex.ppl[L1], base.ppl[L1]),
+      met: clex.ppl[L1] <= 1.02 * base.ppl[L1],
+    },
   ];
   const passkey = passkeyMeans(results, ROW.clex);
   if (passkey) targets.push({ what: 'passkey ≥ 0.8 at 4×L0', value: passkey[L4].toFixed(2), met: passkey[L4] >= 0.8 });
-  for (const [name, label] of [[ROW.clexFrozen, 'its ODE-frozen ablation'], [ROW.clexReset, 'the same weights with the ODE reset']] as const) {
+  for (const [name, label] of [
+    [ROW.clexFrozen, 'its ODE-frozen ablation'],
+    [ROW.clexReset, 'the same weights with the ODE reset'],
+  ] as const) {
     const other = row(name);
-    if (other) targets.push({ what: `learned ODE better than ${label} at 4× and 8×`, value: `${pct(clex.ppl[L4], other.ppl[L4])} / ${pct(clex.ppl[L8], other.ppl[L8])}`, met: clex.ppl[L4] < other.ppl[L4] && clex.ppl[L8] < other.ppl[L8] });
+    if (other)
+      targets.push({
+        what: `learned ODE better than ${label} at 4× and 8×`,
+        value: `${pct(clex.ppl[L4], other.ppl[L4])} / ${pct(clex.ppl[L8], other.ppl[L8])}`,
+        met: clex.ppl[L4] < other.ppl[L4] && clex.ppl[L8] < other.ppl[L8],
+      });
   }
   return targets;
 }

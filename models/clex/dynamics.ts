@@ -27,10 +27,11 @@ export interface NtkTerms {
 export function ntkTerms(n: number, logNtkBase: number, t: number): NtkTerms {
   const la = Math.log(Math.max(2 * t - 1, 1));
   const dlog = t >= 1 ? -2 / (2 * t - 1) : 0;
-  const logNtk = new Float64Array(n), drift = new Float64Array(n);
+  const logNtk = new Float64Array(n),
+    drift = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const bend = (2 * i) / (2 * n - 2);
-    logNtk[i] = (-2 * i / (2 * n)) * logNtkBase - bend * la;
+    logNtk[i] = ((-2 * i) / (2 * n)) * logNtkBase - bend * la;
     drift[i] = bend * dlog;
   }
   return { logNtk, drift };
@@ -59,7 +60,8 @@ function evaluate(w: HostWeights, z: ArrayLike<number>, zOff: number, terms: Ntk
   const { up, upOff, down, downOff, n, m } = w;
   const x = new Float64Array(n);
   for (let i = 0; i < n; i++) x[i] = z[zOff + i] + terms.logNtk[i];
-  const a = new Float64Array(m), dact = new Float64Array(m);
+  const a = new Float64Array(m),
+    dact = new Float64Array(m);
   for (let j = 0; j < m; j++) {
     let s = 0;
     for (let i = 0; i < n; i++) s += x[i] * up[upOff + i * m + j];
@@ -82,10 +84,18 @@ function evaluate(w: HostWeights, z: ArrayLike<number>, zOff: number, terms: Ntk
 }
 
 /** J_zᵀ·g of one evaluation; adds J_Wᵀ·g into dUp [n, m] and dDown [m, n]. */
-function evaluationVjp(w: HostWeights, e: Evaluation, g: ArrayLike<number>, gOff: number, dUp: Float64Array, dDown: Float64Array): Float64Array {
+function evaluationVjp(
+  w: HostWeights,
+  e: Evaluation,
+  g: ArrayLike<number>,
+  gOff: number,
+  dUp: Float64Array,
+  dDown: Float64Array,
+): Float64Array {
   const { up, upOff, down, downOff, n, m } = w;
   // dW_down = aᵀ g; dh = (g W_downᵀ) ⊙ act'(h); dz = dh W_upᵀ; dW_up = xᵀ dh.
-  const dh = new Float64Array(m), dz = new Float64Array(n);
+  const dh = new Float64Array(m),
+    dz = new Float64Array(n);
   for (let j = 0; j < m; j++) {
     let s = 0;
     for (let k = 0; k < n; k++) {
@@ -108,7 +118,11 @@ function evaluationVjp(w: HostWeights, e: Evaluation, g: ArrayLike<number>, gOff
 /** Host values of a tensor (the whole view, contiguous); only backends whose memory the host holds have them. */
 function hostValues(op: string, name: string, t: Tensor): TypedArray {
   const readSync = getBackend(t.device).readSync;
-  if (!readSync) throw new OpError(op, `${name} must be where the host can read it synchronously (the cpu backend), got a tensor on ${t.device}; move it with await x.toAsync('cpu')`);
+  if (!readSync)
+    throw new OpError(
+      op,
+      `${name} must be where the host can read it synchronously (the cpu backend), got a tensor on ${t.device}; move it with await x.toAsync('cpu')`,
+    );
   return readSync.call(getBackend(t.device), t);
 }
 
@@ -119,20 +133,40 @@ function hostValues(op: string, name: string, t: Tensor): TypedArray {
 export const clexDynamics = defineOp({
   name: 'clexDynamics',
   check: (z: Tensor, up: Tensor, down: Tensor, terms: NtkTerms, _act: Activation) => {
-    const n = terms.logNtk.length, m = up.shape[1];
-    if (z.size !== n || up.rank !== 2 || up.shape[0] !== n || down.rank !== 2 || down.shape[0] !== m || down.shape[1] !== n) {
-      throw new OpError('clexDynamics', `shapes do not fit: z ${shapeStr(z.shape)}, up ${shapeStr(up.shape)}, down ${shapeStr(down.shape)}, ${n} frequencies`);
+    const n = terms.logNtk.length,
+      m = up.shape[1];
+    if (
+      z.size !== n ||
+      up.rank !== 2 ||
+      up.shape[0] !== n ||
+      down.rank !== 2 ||
+      down.shape[0] !== m ||
+      down.shape[1] !== n
+    ) {
+      throw new OpError(
+        'clexDynamics',
+        `shapes do not fit: z ${shapeStr(z.shape)}, up ${shapeStr(up.shape)}, down ${shapeStr(down.shape)}, ${n} frequencies`,
+      );
     }
   },
   forward: (z: Tensor, up: Tensor, down: Tensor, terms: NtkTerms, act: Activation) => {
-    const w: HostWeights = { up: hostValues('clexDynamics', 'up', up), upOff: 0, down: hostValues('clexDynamics', 'down', down), downOff: 0, n: terms.logNtk.length, m: up.shape[1], act };
+    const w: HostWeights = {
+      up: hostValues('clexDynamics', 'up', up),
+      upOff: 0,
+      down: hostValues('clexDynamics', 'down', down),
+      downOff: 0,
+      n: terms.logNtk.length,
+      m: up.shape[1],
+      act,
+    };
     const e = evaluate(w, hostValues('clexDynamics', 'z', z), 0, terms);
     const out = tensor(e.f, { device: z.device, dtype: z.dtype, shape: z.shape });
     const like = [z, up, down].map(({ device, dtype, shape }) => ({ device, dtype, shape }));
     return { out, inputs: [z, up, down], info: { w, e, like } };
   },
   backward: (g, _saved, { w, e, like }) => {
-    const dUp = new Float64Array(w.n * w.m), dDown = new Float64Array(w.m * w.n);
+    const dUp = new Float64Array(w.n * w.m),
+      dDown = new Float64Array(w.m * w.n);
     const dz = evaluationVjp(w, e, hostValues('clexDynamics', 'the gradient', g), 0, dUp, dDown);
     return [dz, dUp, dDown].map((values, i) => tensor(values, like[i]));
   },
@@ -155,7 +189,8 @@ export interface HostSolve {
 /** The stages of the rk4 step from z at grid point r: their evaluations (k_s = e_s.f). */
 function stepStages(s: HostSolve, z: ArrayLike<number>, zOff: number, r: number): { evals: Evaluation[]; h: number } {
   const { n } = s.weights;
-  const t = s.grid[r], h = s.grid[r + 1] - t;
+  const t = s.grid[r],
+    h = s.grid[r + 1] - t;
   const evals: Evaluation[] = [];
   for (let st = 0; st < RK4.c.length; st++) {
     const y = new Float64Array(n);
@@ -173,7 +208,7 @@ function stepStages(s: HostSolve, z: ArrayLike<number>, zOff: number, r: number)
 export function solveOnHost(s: HostSolve, traj: TypedArray, theta: TypedArray): void {
   const { n } = s.weights;
   const steps = s.grid.length - 1;
-  for (let i = 0; i < n; i++) traj[i] = (-2 * i / (2 * n)) * s.logBase;
+  for (let i = 0; i < n; i++) traj[i] = ((-2 * i) / (2 * n)) * s.logBase;
   for (let r = 0; r < steps; r++) {
     const { evals, h } = stepStages(s, traj, r * n, r);
     for (let i = 0; i < n; i++) {
@@ -189,11 +224,18 @@ export function solveOnHost(s: HostSolve, traj: TypedArray, theta: TypedArray): 
  * dL/dW_up and dL/dW_down of the solve from dL/dθ(t) (g [n]) and its trajectory: the transposed rk4
  * steps in reverse (the discrete adjoint, exactly the gradient of the computed solution).
  */
-export function solveBackwardOnHost(s: HostSolve, traj: ArrayLike<number>, g: ArrayLike<number>, dUp: TypedArray, dDown: TypedArray): void {
+export function solveBackwardOnHost(
+  s: HostSolve,
+  traj: ArrayLike<number>,
+  g: ArrayLike<number>,
+  dUp: TypedArray,
+  dDown: TypedArray,
+): void {
   const { n, m } = s.weights;
   const steps = s.grid.length - 1;
   const stages = RK4.c.length;
-  const gUp = new Float64Array(n * m), gDown = new Float64Array(m * n);
+  const gUp = new Float64Array(n * m),
+    gDown = new Float64Array(m * n);
   // λ = dL/dz(t) = dL/dθ ⊙ θ.
   const lam = Float64Array.from({ length: n }, (_, i) => g[i] * Math.exp(traj[steps * n + i]));
   for (let r = steps - 1; r >= 0; r--) {

@@ -64,7 +64,12 @@ export class ODELinear extends Module<[], never> {
   readonly ode_up_proj: Tensor;
   readonly ode_down_proj: Tensor;
 
-  constructor(readonly dim: number, readonly factor: number, readonly act: Activation, opts: { device?: DeviceName; dtype?: DType }) {
+  constructor(
+    readonly dim: number,
+    readonly factor: number,
+    readonly act: Activation,
+    opts: { device?: DeviceName; dtype?: DType },
+  ) {
     super();
     const device = opts.device ?? 'webgpu';
     const dtype = opts.dtype ?? 'float32';
@@ -75,7 +80,10 @@ export class ODELinear extends Module<[], never> {
   }
 
   forward(): never {
-    throw new OpError('ODELinear', 'has no forward: CLEX.frequencies(t) evaluates act(x·W_up)·W_down inside its ODE solve');
+    throw new OpError(
+      'ODELinear',
+      'has no forward: CLEX.frequencies(t) evaluates act(x·W_up)·W_down inside its ODE solve',
+    );
   }
 }
 
@@ -89,14 +97,21 @@ export interface ClexSample {
  * A sorted random subset of [0, t·L0) of size L that contains 0 and t·L0 − 1 (L − 2 distinct integers
  * drawn from [1, t·L0 − 2]); with t·L0 ≤ L (no room to spread), simply 0..L−1. `uniform` draws in [0, 1).
  */
-export function sampleTrainingPositions(L: number, t: number, L0: number, uniform: () => number = nextUniform): number[] {
+export function sampleTrainingPositions(
+  L: number,
+  t: number,
+  L0: number,
+  uniform: () => number = nextUniform,
+): number[] {
   const span = t * L0;
-  if (!Number.isInteger(L) || L < 1) throw new OpError('CLEX.sampleTrainingPositions', `length must be a positive integer, got ${L}`);
+  if (!Number.isInteger(L) || L < 1)
+    throw new OpError('CLEX.sampleTrainingPositions', `length must be a positive integer, got ${L}`);
   if (span <= L) return Array.from({ length: L }, (_, i) => i);
   if (L === 1) return [0];
   // Floyd's algorithm: L − 2 distinct values from [1, span − 2] without materialising the range.
   const chosen = new Set<number>();
-  const lo = 1, n = span - 2;
+  const lo = 1,
+    n = span - 2;
   for (let j = n - (L - 2) + 1; j <= n; j++) {
     const r = lo + Math.floor(uniform() * (j - lo + 1));
     chosen.add(chosen.has(r) ? j : r);
@@ -156,7 +171,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   constructor(opts: ClexOptions) {
     super();
     const d = opts.dim;
-    if (!Number.isInteger(d) || d < 4 || d % 2 !== 0) throw new OpError('CLEX', `rotary dim must be an even integer ≥ 4, got ${d}`);
+    if (!Number.isInteger(d) || d < 4 || d % 2 !== 0)
+      throw new OpError('CLEX', `rotary dim must be an even integer ≥ 4, got ${d}`);
     this.dim = d;
     this.base = opts.base;
     this.L0 = opts.maxPositionEmbeddings;
@@ -164,7 +180,7 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     this.maxFactor = opts.scaling.max_factor;
     this.proj_func = this.module('proj_func', new ODELinear(d, opts.scaling.param_factor, opts.scaling.act, opts));
     const half = d / 2;
-    this.logFreqOrig = Float64Array.from({ length: half }, (_, i) => (-2 * i / d) * Math.log(this.base));
+    this.logFreqOrig = Float64Array.from({ length: half }, (_, i) => ((-2 * i) / d) * Math.log(this.base));
     this.bend = Float64Array.from({ length: half }, (_, i) => (2 * i) / (d - 2));
   }
 
@@ -176,7 +192,10 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   /** The scale used for a sequence of total length L: t = max(1, ceil(L / L0)); beyond max_factor·L0 is an error. */
   scaleFor(length: number): number {
     if (length > this.maxFactor * this.L0) {
-      throw new OpError('CLEX', `sequence length ${length} exceeds the longest CLEX context max_factor·L0 = ${this.maxFactor}·${this.L0} = ${this.maxFactor * this.L0}; raise rope_scaling.max_factor or shorten the input`);
+      throw new OpError(
+        'CLEX',
+        `sequence length ${length} exceeds the longest CLEX context max_factor·L0 = ${this.maxFactor}·${this.L0} = ${this.maxFactor * this.L0}; raise rope_scaling.max_factor or shorten the input`,
+      );
     }
     return Math.max(1, Math.ceil(length / this.L0));
   }
@@ -185,11 +204,18 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   sample(L: number, uniform: () => number = nextUniform): ClexSample {
     const tMin = this.scaleFor(L);
     const share = this.trainingT1Share;
-    if (share !== null && !(share >= 0 && share <= 1)) throw new OpError('CLEX.sample', `trainingT1Share must be null or a probability in [0, 1], got ${String(share)}`);
-    const t = share !== null && tMin === 1 && this.maxFactor > 1
-      ? (uniform() < share ? 1 : 2 + Math.floor(uniform() * (this.maxFactor - 1)))
-      : tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
-    return { t, positions: t === 1 ? Array.from({ length: L }, (_, i) => i) : sampleTrainingPositions(L, t, this.L0, uniform) };
+    if (share !== null && !(share >= 0 && share <= 1))
+      throw new OpError('CLEX.sample', `trainingT1Share must be null or a probability in [0, 1], got ${String(share)}`);
+    const t =
+      share !== null && tMin === 1 && this.maxFactor > 1
+        ? uniform() < share
+          ? 1
+          : 2 + Math.floor(uniform() * (this.maxFactor - 1))
+        : tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
+    return {
+      t,
+      positions: t === 1 ? Array.from({ length: L }, (_, i) => i) : sampleTrainingPositions(L, t, this.L0, uniform),
+    };
   }
 
   /** log θ_ntk(t) (base 10000) and ξ(t) = d/dt log θ_ntk(t), as doubles. */
@@ -222,8 +248,11 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
 
   private solveSpec(): ClexSolveSpec {
     return {
-      dim: this.dim, act: this.proj_func.act, timeDt: this.scaling.time_dt,
-      logBase: Math.log(this.base), logNtkBase: Math.log(NTK_REFERENCE_BASE),
+      dim: this.dim,
+      act: this.proj_func.act,
+      timeDt: this.scaling.time_dt,
+      logBase: Math.log(this.base),
+      logNtkBase: Math.log(NTK_REFERENCE_BASE),
     };
   }
 
@@ -239,7 +268,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     // The state is a row [1, d/2].
     const z0 = tensor(this.logFreqOrig, { device: up.device, dtype: up.dtype, shape: [1, this.dim / 2] });
     const f = this.dynamics(up, down);
-    const useAdjoint = this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
+    const useAdjoint =
+      this.scaling.ode_gradient === 'adjoint' && isGradEnabled() && (up.requiresGrad || down.requiresGrad);
     const Y = useAdjoint
       ? await odeintAdjoint(f, z0, times, { ...this.solverOptions(), params: [up, down] })
       : await odeint(f, z0, times, this.solverOptions());
@@ -252,12 +282,15 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
    * grad is enabled (t = 1 gives the original frequencies, no ODE, no graph).
    */
   async frequencies(t: number): Promise<Tensor> {
-    const up = this.proj_func.ode_up_proj, down = this.proj_func.ode_down_proj;
-    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
+    const up = this.proj_func.ode_up_proj,
+      down = this.proj_func.ode_down_proj;
+    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor)
+      throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
     if (t === 1) return tensor(this.logFreqOrig.map(Math.exp), { device: up.device, dtype: up.dtype });
     if (this.solvesOnDevice) return solveFrequencies(up, down, this.solveSpec(), t);
     const onCpu = this.scaling.ode_device === 'cpu';
-    let u = up, w = down;
+    let u = up,
+      w = down;
     if (onCpu) {
       // One readback for both matrices: move them as one flat vector and split it on the cpu.
       const flat = await transfer(cat([up.reshape([-1]), down.reshape([-1])]), 'cpu', 'float64');
@@ -272,7 +305,9 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
 
   /** Reads W_up and W_down (one small readback) as one flat array. */
   private async readParams(): Promise<Float64Array> {
-    const flat = scope(() => noGrad(() => cat([this.proj_func.ode_up_proj.reshape([-1]), this.proj_func.ode_down_proj.reshape([-1])])));
+    const flat = scope(() =>
+      noGrad(() => cat([this.proj_func.ode_up_proj.reshape([-1]), this.proj_func.ode_down_proj.reshape([-1])])),
+    );
     const data = Float64Array.from(await flat.data());
     flat.dispose();
     return data;
@@ -283,7 +318,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
    * the parameters' values differ from those the cache was solved with).
    */
   async cached(t: number): Promise<Float64Array> {
-    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor) throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
+    if (!Number.isInteger(t) || t < 1 || t > this.maxFactor)
+      throw new OpError('CLEX', `t must be an integer in [1, ${this.maxFactor}], got ${t}`);
     if (t === 1) return this.logFreqOrig.map(Math.exp);
     await this.refresh();
     return (this.grid as Float64Array[])[t - 1].map(Math.exp);
@@ -294,7 +330,8 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     if (this.grid && this.pinned > 0) return this.version;
     const values = await this.readParams();
     if (this.grid && this.snapshot && sameValues(values, this.snapshot)) return this.version;
-    const upShape = this.proj_func.ode_up_proj.shape, downShape = this.proj_func.ode_down_proj.shape;
+    const upShape = this.proj_func.ode_up_proj.shape,
+      downShape = this.proj_func.ode_down_proj.shape;
     const nUp = upShape[0] * upShape[1];
     const times = Array.from({ length: this.maxFactor }, (_, i) => i + 1);
     let rows: Float64Array;
@@ -342,4 +379,3 @@ function sameValues(a: Float64Array, b: Float64Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
   return true;
 }
-

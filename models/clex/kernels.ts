@@ -48,20 +48,37 @@ const MAX_STAGES = 4;
  * A is the full MAX_STAGES × MAX_STAGES matrix (row s: stage s's weights), row-major.
  */
 export const W = uniformLayout({
-  T_END: 'f32', STEPS: 'u32', DT: 'f32', LOG_BASE: 'f32', LOG_NTK_BASE: 'f32', UP_OFF: 'u32', DOWN_OFF: 'u32', G_OFF: 'u32',
-  N: 'u32', M: 'u32', STAGES: 'u32', C: ['f32', MAX_STAGES], A: ['f32', MAX_STAGES * MAX_STAGES], B: ['f32', MAX_STAGES],
+  T_END: 'f32',
+  STEPS: 'u32',
+  DT: 'f32',
+  LOG_BASE: 'f32',
+  LOG_NTK_BASE: 'f32',
+  UP_OFF: 'u32',
+  DOWN_OFF: 'u32',
+  G_OFF: 'u32',
+  N: 'u32',
+  M: 'u32',
+  STAGES: 'u32',
+  C: ['f32', MAX_STAGES],
+  A: ['f32', MAX_STAGES * MAX_STAGES],
+  B: ['f32', MAX_STAGES],
 });
 
 /** rk4 (Kutta's 3/8 rule) as the uniform fields STAGES, C, A, B. */
 export const RK4_UNIFORMS = (() => {
   const { c, a, b } = RK4;
   const A = new Array<number>(MAX_STAGES * MAX_STAGES).fill(0);
-  a.forEach((row, k) => row.forEach((w, j) => { A[(k + 1) * MAX_STAGES + j] = w; }));
+  a.forEach((row, k) =>
+    row.forEach((w, j) => {
+      A[(k + 1) * MAX_STAGES + j] = w;
+    }),
+  );
   return { STAGES: c.length, C: [...c], A, B: [...b] };
 })();
 
 /** Whether the backward keeps dW in workgroup memory (else it accumulates in the output buffers). */
-const accumulatesInWorkgroup = (n: number, hidden: number): boolean => 2 * n * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
+const accumulatesInWorkgroup = (n: number, hidden: number): boolean =>
+  2 * n * hidden * 4 <= WORKGROUP_ACCUMULATOR_BYTES;
 
 /** Bytes of workgroup memory the backward (the larger kernel) declares. */
 export function backwardWorkgroupBytes(n: number, hidden: number): number {
@@ -72,10 +89,11 @@ export function backwardWorkgroupBytes(n: number, hidden: number): number {
 
 /** The declarations and helpers both kernels share; `lanes` invocations split every loop. */
 function common(spec: SourceSpec, hidden: number, lanes: number): string {
-  const activation = spec.act === 'tanh'
-    // tanh saturates to ±1 in f32 long before 15; clamping keeps exp-based implementations finite.
-    ? 'fn act(h: f32) -> f32 { return tanh(clamp(h, -15.0, 15.0)); }\nfn dact(h: f32) -> f32 { let a = act(h); return 1.0 - a * a; }'
-    : 'fn act(h: f32) -> f32 { return h / (1.0 + exp(-h)); }\nfn dact(h: f32) -> f32 { let s = 1.0 / (1.0 + exp(-h)); return s * (1.0 + h * (1.0 - s)); }';
+  const activation =
+    spec.act === 'tanh'
+      ? // tanh saturates to ±1 in f32 long before 15; clamping keeps exp-based implementations finite.
+        'fn act(h: f32) -> f32 { return tanh(clamp(h, -15.0, 15.0)); }\nfn dact(h: f32) -> f32 { let a = act(h); return 1.0 - a * a; }'
+      : 'fn act(h: f32) -> f32 { return h / (1.0 + exp(-h)); }\nfn dact(h: f32) -> f32 { let s = 1.0 / (1.0 + exp(-h)); return s * (1.0 + h * (1.0 - s)); }';
   // Array capacities only; every loop runs to the uniform n, m or stage count.
   return `
 const NCAP = ${spec.dim / 2}u;
@@ -146,9 +164,16 @@ ${body}
 
 /** Forward: z from z(1) = log θ_orig to t_end; writes z at every grid point (the trajectory) and θ = exp(z(t_end)). */
 export function forwardSource(spec: SourceSpec, hidden: number, lanes: number): string {
-  const bindings = ['var<storage, read_write> traj: array<f32>', 'var<storage, read_write> theta: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
+  const bindings = [
+    'var<storage, read_write> traj: array<f32>',
+    'var<storage, read_write> theta: array<f32>',
+    'var<storage, read> up: array<f32>',
+    'var<storage, read> down: array<f32>',
+  ];
   return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
-${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)) * pf(${W.LOG_BASE}u); }
+${entry(
+  lanes,
+  `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)) * pf(${W.LOG_BASE}u); }
   for (var r = 0u; r < steps; r++) {
     let t = 1.0 + f32(r) * dt;
     let h = select(dt, tEnd - t, r + 1u == steps);
@@ -163,7 +188,8 @@ ${entry(lanes, `  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)
       zc[i] += h * acc;
     }
   }
-  for (var i = lane; i < n; i += WG) { traj[steps * n + i] = zc[i]; theta[i] = exp(zc[i]); }`)}`;
+  for (var i = lane; i < n; i += WG) { traj[steps * n + i] = zc[i]; theta[i] = exp(zc[i]); }`,
+)}`;
 }
 
 /**
@@ -175,7 +201,14 @@ export function backwardSource(spec: SourceSpec, hidden: number, lanes: number):
   // dW accumulate in workgroup memory when it fits (cheaper than storage read-modify-writes).
   const inWorkgroup = accumulatesInWorkgroup(spec.dim / 2, hidden);
   const [accUp, accDown] = inWorkgroup ? ['accUp', 'accDown'] : ['dUp', 'dDown'];
-  const bindings = ['var<storage, read_write> dUp: array<f32>', 'var<storage, read_write> dDown: array<f32>', 'var<storage, read> g: array<f32>', 'var<storage, read> traj: array<f32>', 'var<storage, read> up: array<f32>', 'var<storage, read> down: array<f32>'];
+  const bindings = [
+    'var<storage, read_write> dUp: array<f32>',
+    'var<storage, read_write> dDown: array<f32>',
+    'var<storage, read> g: array<f32>',
+    'var<storage, read> traj: array<f32>',
+    'var<storage, read> up: array<f32>',
+    'var<storage, read> down: array<f32>',
+  ];
   return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
 var<workgroup> stageY: array<f32, SCAP * NCAP>;
 var<workgroup> mu: array<f32, SCAP * NCAP>;
@@ -208,7 +241,9 @@ fn vjp(t: f32, s: u32) {
   }
   sync();
 }
-${entry(lanes, `  for (var j = lane; j < m; j += WG) {
+${entry(
+  lanes,
+  `  for (var j = lane; j < m; j += WG) {
     for (var i = 0u; i < n; i++) { ${accUp}[i * m + j] = 0.0; ${accDown}[j * n + i] = 0.0; }
   }
   // λ = dL/dz(t_end) = dL/dθ ⊙ θ.
@@ -242,5 +277,6 @@ ${entry(lanes, `  for (var j = lane; j < m; j += WG) {
   sync();
   for (var j = lane; j < m; j += WG) {
     for (var i = 0u; i < n; i++) { dUp[i * m + j] = ${accUp}[i * m + j]; dDown[j * n + i] = ${accDown}[j * n + i]; }
-  }`)}`;
+  }`,
+)}`;
 }

@@ -29,7 +29,8 @@ export interface ClexParamGroup {
 }
 
 function checkRate(fn: string, name: string, v: number): void {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new OpError(fn, `${name} must be a finite number ≥ 0, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new OpError(fn, `${name} must be a finite number ≥ 0, got ${String(v)}`);
 }
 
 /**
@@ -76,9 +77,13 @@ export function clexParamGroups(model: CausalLM, opts: { lr: number; weightDecay
  * (no readback); `ode` is null when the model does not use CLEX (then this is `optim.clipGradNorm`).
  */
 export function clipClexGradNorm(model: CausalLM, maxNorm: number): { rest: Tensor; ode: Tensor | null } {
-  if (!(maxNorm >= 0)) throw new OpError('models.clipClexGradNorm', `maxNorm must be a number ≥ 0, got ${String(maxNorm)}`);
+  if (!(maxNorm >= 0))
+    throw new OpError('models.clipClexGradNorm', `maxNorm must be a number ≥ 0, got ${String(maxNorm)}`);
   const odeParams = model.clex?.parameters() ?? [];
   const odeSet = new Set(odeParams);
-  const rest = clipGradNorm(model.parameters().filter((p) => !odeSet.has(p)), maxNorm);
+  const rest = clipGradNorm(
+    model.parameters().filter((p) => !odeSet.has(p)),
+    maxNorm,
+  );
   return { rest, ode: model.clex ? clipGradNorm(odeParams, maxNorm) : null };
 }

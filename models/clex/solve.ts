@@ -14,7 +14,15 @@ import { fixedGrid } from '../../ode/fixed.js';
 import { cpuData, outData, withContiguous } from '../../ops/kernelio.js';
 import { empty } from '../../ops/util.js';
 import { solveBackwardOnHost, solveOnHost, type HostSolve } from './dynamics.js';
-import { backwardSource, backwardWorkgroupBytes, forwardSource, RK4_UNIFORMS, W, WORKGROUP_BYTES, type SourceSpec } from './kernels.js';
+import {
+  backwardSource,
+  backwardWorkgroupBytes,
+  forwardSource,
+  RK4_UNIFORMS,
+  W,
+  WORKGROUP_BYTES,
+  type SourceSpec,
+} from './kernels.js';
 
 /** What fixes a solve besides the weights and t. */
 export interface ClexSolveSpec extends SourceSpec {
@@ -51,22 +59,34 @@ function clexVariants<A extends SolveArgs>(run: (args: A, lanes: number) => void
 }
 
 function hostSolve({ spec, grid, up, down }: SolveArgs): HostSolve {
-  const u = cpuData(up), w = cpuData(down);
+  const u = cpuData(up),
+    w = cpuData(down);
   return {
     weights: { up: u.data, upOff: u.off, down: w.data, downOff: w.off, n: spec.dim / 2, m: up.shape[1], act: spec.act },
-    logBase: spec.logBase, logNtkBase: spec.logNtkBase, grid,
+    logBase: spec.logBase,
+    logNtkBase: spec.logNtkBase,
+    grid,
   };
 }
 
 /** The uniforms both kernels read (the grid of ode/fixed.ts: steps of DT from 1, the last one ending at T_END). */
 function uniforms({ spec, grid, up, down }: SolveArgs) {
   return {
-    T_END: grid[grid.length - 1], STEPS: grid.length - 1, DT: spec.timeDt, LOG_BASE: spec.logBase, LOG_NTK_BASE: spec.logNtkBase,
-    N: spec.dim / 2, M: up.shape[1], UP_OFF: up.offset, DOWN_OFF: down.offset, ...RK4_UNIFORMS,
+    T_END: grid[grid.length - 1],
+    STEPS: grid.length - 1,
+    DT: spec.timeDt,
+    LOG_BASE: spec.logBase,
+    LOG_NTK_BASE: spec.logNtkBase,
+    N: spec.dim / 2,
+    M: up.shape[1],
+    UP_OFF: up.offset,
+    DOWN_OFF: down.offset,
+    ...RK4_UNIFORMS,
   };
 }
 
-const pipelineKey = ({ spec, up }: SolveArgs, lanes: number) => `clex:rk4:${spec.act}:${spec.dim}:${up.shape[1]}:${lanes}`;
+const pipelineKey = ({ spec, up }: SolveArgs, lanes: number) =>
+  `clex:rk4:${spec.act}:${spec.dim}:${up.shape[1]}:${lanes}`;
 
 /** z at every grid point into traj [(steps + 1)·d/2] (fresh, offset 0) and θ(t) into theta [d/2]. */
 const solveKernel = defineKernel<SolveArgs & { readonly traj: Tensor; readonly theta: Tensor }>({
@@ -75,22 +95,45 @@ const solveKernel = defineKernel<SolveArgs & { readonly traj: Tensor; readonly t
   cpu: (args) => solveOnHost(hostSolve(args), outData(args.traj), outData(args.theta)),
   webgpu: clexVariants((args, lanes) => {
     const { spec, up, down, traj, theta } = args;
-    launch('clexSolve', `${pipelineKey(args, lanes)}:forward`, () => forwardSource(spec, up.shape[1], lanes), W.pack(uniforms(args)), [traj, theta, up, down], [1, 1, 1]);
+    launch(
+      'clexSolve',
+      `${pipelineKey(args, lanes)}:forward`,
+      () => forwardSource(spec, up.shape[1], lanes),
+      W.pack(uniforms(args)),
+      [traj, theta, up, down],
+      [1, 1, 1],
+    );
   }),
 });
 
 /** dW_up, dW_down from dL/dθ(t) (g, contiguous) and the forward's trajectory. */
-const solveBackwardKernel = defineKernel<SolveArgs & { readonly g: Tensor; readonly traj: Tensor; readonly dUp: Tensor; readonly dDown: Tensor }>({
+const solveBackwardKernel = defineKernel<
+  SolveArgs & { readonly g: Tensor; readonly traj: Tensor; readonly dUp: Tensor; readonly dDown: Tensor }
+>({
   name: 'clexSolveBackward',
   family: 'clex',
   cpu: (args) => {
-    const g = cpuData(args.g), traj = cpuData(args.traj);
-    solveBackwardOnHost(hostSolve(args), traj.data.subarray(traj.off), g.data.subarray(g.off), outData(args.dUp), outData(args.dDown));
+    const g = cpuData(args.g),
+      traj = cpuData(args.traj);
+    solveBackwardOnHost(
+      hostSolve(args),
+      traj.data.subarray(traj.off),
+      g.data.subarray(g.off),
+      outData(args.dUp),
+      outData(args.dDown),
+    );
   },
   webgpu: clexVariants((args, lanes) => {
     const { spec, up, down, g, traj, dUp, dDown } = args;
     const p = W.pack({ ...uniforms(args), G_OFF: g.offset });
-    launch('clexSolveBackward', `${pipelineKey(args, lanes)}:backward`, () => backwardSource(spec, up.shape[1], lanes), p, [dUp, dDown, g, traj, up, down], [1, 1, 1]);
+    launch(
+      'clexSolveBackward',
+      `${pipelineKey(args, lanes)}:backward`,
+      () => backwardSource(spec, up.shape[1], lanes),
+      p,
+      [dUp, dDown, g, traj, up, down],
+      [1, 1, 1],
+    );
   }),
 });
 
@@ -105,16 +148,25 @@ export const solveFrequencies = defineOp({
     up.assertAlive('clexSolve');
     down.assertAlive('clexSolve');
     if (!isFloat(up.dtype) || up.dtype !== down.dtype || up.device !== down.device) {
-      throw new OpError('clexSolve', `W_up and W_down must be float tensors of one dtype on one device, got ${up.dtype} on ${up.device} and ${down.dtype} on ${down.device}`);
+      throw new OpError(
+        'clexSolve',
+        `W_up and W_down must be float tensors of one dtype on one device, got ${up.dtype} on ${up.device} and ${down.dtype} on ${down.device}`,
+      );
     }
     const m = up.shape[1];
     if (up.rank !== 2 || up.shape[0] !== n || down.rank !== 2 || down.shape[0] !== m || down.shape[1] !== n) {
-      throw new OpError('clexSolve', `W_up must be [${n}, λd] and W_down [λd, ${n}] for rotary dim ${spec.dim}, got ${shapeStr(up.shape)} and ${shapeStr(down.shape)}`);
+      throw new OpError(
+        'clexSolve',
+        `W_up must be [${n}, λd] and W_down [λd, ${n}] for rotary dim ${spec.dim}, got ${shapeStr(up.shape)} and ${shapeStr(down.shape)}`,
+      );
     }
     if (!(t >= 1)) throw new OpError('clexSolve', `t must be ≥ 1, got ${t}`);
     // The solve keeps its state in one workgroup's memory; the limit holds on every device, so a cpu run predicts a GPU one.
     if (backwardWorkgroupBytes(n, m) > WORKGROUP_BYTES) {
-      throw new OpError('clexSolve', `rotary dim ${spec.dim} with ${m} hidden units needs ${backwardWorkgroupBytes(n, m)} bytes of workgroup memory, more than the ${WORKGROUP_BYTES} WebGPU guarantees; use rope_scaling.ode_device 'cpu' (or a smaller param_factor)`);
+      throw new OpError(
+        'clexSolve',
+        `rotary dim ${spec.dim} with ${m} hidden units needs ${backwardWorkgroupBytes(n, m)} bytes of workgroup memory, more than the ${WORKGROUP_BYTES} WebGPU guarantees; use rope_scaling.ode_device 'cpu' (or a smaller param_factor)`,
+      );
     }
   },
   forward: (up: Tensor, down: Tensor, spec: ClexSolveSpec, t: number) => {
@@ -138,12 +190,13 @@ export const solveFrequencies = defineOp({
       },
     };
   },
-  backward: (g, [traj, up, down], { spec, grid }) => withContiguous([g], ([gc]) => {
-    const dUp = empty(up.device, up.dtype, up.shape);
-    const dDown = empty(down.device, down.dtype, down.shape);
-    dispatch(solveBackwardKernel, gc.device, { spec, grid, up, down, g: gc, traj, dUp, dDown });
-    return [dUp, dDown];
-  }),
+  backward: (g, [traj, up, down], { spec, grid }) =>
+    withContiguous([g], ([gc]) => {
+      const dUp = empty(up.device, up.dtype, up.shape);
+      const dDown = empty(down.device, down.dtype, down.shape);
+      dispatch(solveBackwardKernel, gc.device, { spec, grid, up, down, g: gc, traj, dUp, dDown });
+      return [dUp, dDown];
+    }),
   kernels: [solveKernel, solveBackwardKernel],
   // float32: the webgpu variants against the float64 cpu kernels (θ to ~2e-5 relative; the gradients
   // carry a trajectory's float32 rounding through every step back).

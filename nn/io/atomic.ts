@@ -64,13 +64,18 @@ interface Journal {
  * file is still there, then removals), then deletes the journal. With `cleanTemps`, also deletes temp
  * files of `names` left by commits interrupted before their journal (only a writer should do that).
  */
-export async function recoverCommit(dir: string, journalName: string, cleanTemps: readonly string[] | null): Promise<void> {
+export async function recoverCommit(
+  dir: string,
+  journalName: string,
+  cleanTemps: readonly string[] | null,
+): Promise<void> {
   const journalPath = join(dir, journalName);
   let journal: Journal | null = null;
   try {
     journal = JSON.parse(await readFile(journalPath, 'utf8')) as Journal;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${dir}: unreadable commit journal ${journalName} (${(e as Error).message})`, { cause: e });
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new Error(`${dir}: unreadable commit journal ${journalName} (${(e as Error).message})`, { cause: e });
   }
   if (journal) {
     for (const [tmp, final] of journal.renames) {
@@ -97,7 +102,12 @@ export async function recoverCommit(dir: string, journalName: string, cleanTemps
  * crash before the journal leaves the previous files untouched; after it, recoverCommit() rolls forward.
  * The caller runs recoverCommit(dir, journalName, …) before staging.
  */
-export async function commitFiles(dir: string, journalName: string, files: readonly [string, readonly Uint8Array[]][], opts: { saveId?: string; removes?: string[] } = {}): Promise<void> {
+export async function commitFiles(
+  dir: string,
+  journalName: string,
+  files: readonly [string, readonly Uint8Array[]][],
+  opts: { saveId?: string; removes?: string[] } = {},
+): Promise<void> {
   const renames: [string, string][] = [];
   try {
     for (const [name, chunks] of files) {
@@ -110,7 +120,11 @@ export async function commitFiles(dir: string, journalName: string, files: reado
     throw e;
   }
   await fsyncDir(dir);
-  const journal: Journal = { ...(opts.saveId ? { save_id: opts.saveId } : {}), renames, ...(opts.removes?.length ? { removes: opts.removes } : {}) };
+  const journal: Journal = {
+    ...(opts.saveId ? { save_id: opts.saveId } : {}),
+    renames,
+    ...(opts.removes?.length ? { removes: opts.removes } : {}),
+  };
   await writeFileAtomic(join(dir, journalName), [Buffer.from(JSON.stringify(journal, null, 2) + '\n', 'utf8')]);
   for (const [tmp, final] of renames) await rename(join(dir, tmp), join(dir, final));
   for (const name of opts.removes ?? []) await unlink(join(dir, name)).catch(() => {});

@@ -30,7 +30,10 @@ const FORMAT = 'dawngrad-checkpoint/1';
 const SAVE_ID_KEY = 'dawngrad_save_id';
 
 export class CheckpointError extends Error {
-  constructor(readonly dir: string, problem: string) {
+  constructor(
+    readonly dir: string,
+    problem: string,
+  ) {
     super(`checkpoint: ${dir}: ${problem}`);
     this.name = 'CheckpointError';
   }
@@ -77,9 +80,17 @@ function optimizerTensors(sd: OptimizerStateDict): { tensors: Record<string, Ten
   return { tensors, meta: JSON.stringify({ paramGroups: sd.paramGroups, steps, buffers }) };
 }
 
-function optimizerStateFrom(dir: string, tensors: Record<string, Tensor>, meta: string | undefined): OptimizerStateDict {
+function optimizerStateFrom(
+  dir: string,
+  tensors: Record<string, Tensor>,
+  meta: string | undefined,
+): OptimizerStateDict {
   if (!meta) throw new CheckpointError(dir, `${OPTIMIZER_FILE} has no 'optimizer' metadata`);
-  const { paramGroups, steps, buffers } = JSON.parse(meta) as { paramGroups: OptimizerStateDict['paramGroups']; steps: Record<string, number>; buffers: Record<string, string[]> };
+  const { paramGroups, steps, buffers } = JSON.parse(meta) as {
+    paramGroups: OptimizerStateDict['paramGroups'];
+    steps: Record<string, number>;
+    buffers: Record<string, string[]>;
+  };
   const state: OptimizerStateDict['state'] = {};
   for (const [id, step] of Object.entries(steps)) {
     const bufs: Record<string, Tensor> = {};
@@ -96,7 +107,11 @@ function optimizerStateFrom(dir: string, tensors: Record<string, Tensor>, meta: 
 /** Finishes a save cut short after its journal; with `cleanTemps`, deletes staged files of unfinished saves. */
 async function recover(dir: string, cleanTemps: boolean): Promise<void> {
   try {
-    await recoverCommit(dir, JOURNAL_FILE, cleanTemps ? [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, TRAINER_STATE_FILE] : null);
+    await recoverCommit(
+      dir,
+      JOURNAL_FILE,
+      cleanTemps ? [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, TRAINER_STATE_FILE] : null,
+    );
   } catch (e) {
     throw new CheckpointError(dir, (e as Error).message);
   }
@@ -117,7 +132,14 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
   }
   if (c.optimizer) {
     const { tensors, meta } = optimizerTensors(c.optimizer.stateDict());
-    files.push([OPTIMIZER_FILE, await serializeSafetensors(tensors, { optimizer: meta, optimizer_class: c.optimizer.name, [SAVE_ID_KEY]: saveId })]);
+    files.push([
+      OPTIMIZER_FILE,
+      await serializeSafetensors(tensors, {
+        optimizer: meta,
+        optimizer_class: c.optimizer.name,
+        [SAVE_ID_KEY]: saveId,
+      }),
+    ]);
   }
   const configBytes = c.config !== undefined ? json(c.config) : null;
   if (configBytes) files.push([CONFIG_FILE, configBytes]);
@@ -186,7 +208,11 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
   } catch (e) {
     throw new CheckpointError(dir, `cannot read ${TRAINER_STATE_FILE} (${(e as Error).message})`);
   }
-  if (trainerState.format !== FORMAT) throw new CheckpointError(dir, `${TRAINER_STATE_FILE} has format ${JSON.stringify(trainerState.format)}, expected '${FORMAT}'`);
+  if (trainerState.format !== FORMAT)
+    throw new CheckpointError(
+      dir,
+      `${TRAINER_STATE_FILE} has format ${JSON.stringify(trainerState.format)}, expected '${FORMAT}'`,
+    );
   const device = opts.device ?? opts.model?.parameters()[0]?.device ?? getDefaultDevice();
   const owned: Tensor[] = [];
   const release = () => owned.forEach((t) => t.dispose());
@@ -209,7 +235,10 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
     if (trainerState.files.includes(CONFIG_FILE)) {
       const bytes = await readFile(join(dir, CONFIG_FILE));
       if (trainerState.config_sha256 && sha256(bytes) !== trainerState.config_sha256) {
-        throw new MixedSaveError(dir, `${CONFIG_FILE} does not match the hash in ${TRAINER_STATE_FILE}: the directory mixes two saves`);
+        throw new MixedSaveError(
+          dir,
+          `${CONFIG_FILE} does not match the hash in ${TRAINER_STATE_FILE}: the directory mixes two saves`,
+        );
       }
       config = JSON.parse(bytes.toString('utf8'));
     }
@@ -228,7 +257,10 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
     }
     if (opts.restoreRng ?? true) setRngState(trainerState.rng_state);
     // Hand over what was not applied; free what was copied into the targets.
-    const kept = new Set<Tensor>([...(opts.model ? [] : Object.values(modelState ?? {})), ...(opts.optimizer ? [] : Object.values(optimizerState?.state ?? {}).flatMap((s) => Object.values(s.buffers)))]);
+    const kept = new Set<Tensor>([
+      ...(opts.model ? [] : Object.values(modelState ?? {})),
+      ...(opts.optimizer ? [] : Object.values(optimizerState?.state ?? {}).flatMap((s) => Object.values(s.buffers))),
+    ]);
     owned.filter((t) => !kept.has(t)).forEach((t) => t.dispose());
     return {
       step: trainerState.global_step,
@@ -248,6 +280,9 @@ const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes)
 
 function checkSaveId(dir: string, file: string, found: string | undefined, expected: string): void {
   if (found !== expected) {
-    throw new MixedSaveError(dir, `${file} belongs to save ${found ?? '(none)'} but ${TRAINER_STATE_FILE} to save ${expected}: the directory mixes two saves (was it written by two processes at once?)`);
+    throw new MixedSaveError(
+      dir,
+      `${file} belongs to save ${found ?? '(none)'} but ${TRAINER_STATE_FILE} to save ${expected}: the directory mixes two saves (was it written by two processes at once?)`,
+    );
   }
 }

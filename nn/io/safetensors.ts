@@ -14,14 +14,33 @@ import { writeFileAtomic } from './atomic.js';
 import { argObject, argString, argTensor } from '../../core/args.js';
 
 export class SafetensorsError extends Error {
-  constructor(readonly path: string, problem: string) {
+  constructor(
+    readonly path: string,
+    problem: string,
+  ) {
     super(`safetensors: ${path}: ${problem}`);
     this.name = 'SafetensorsError';
   }
 }
 
 /** Bytes per element of every dtype the format defines; the supported ones are those with a decoder below. */
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+};
 const READABLE = ['F32', 'F64', 'I32', 'F16', 'BF16'];
 const MAX_HEADER = 100 * 1024 * 1024;
 
@@ -68,18 +87,18 @@ function f32ToF16Bits(f32bits: number): number {
     const half = 1 << (shift - 1);
     const rest = m & ((1 << shift) - 1);
     let out = m >>> shift;
-    if (rest > half || (rest === half && (out & 1))) out++;
+    if (rest > half || (rest === half && out & 1)) out++;
     return sign | out;
   }
   let out = (e << 10) | (mant >>> 13);
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (out & 1))) out++; // a carry into the exponent is still correct
+  if (rest > 0x1000 || (rest === 0x1000 && out & 1)) out++; // a carry into the exponent is still correct
   return sign | out;
 }
 
 /** float32 bits → bfloat16 bits (the top half), rounding to nearest even; NaN stays NaN. */
 function f32ToBF16Bits(f32bits: number): number {
-  if ((f32bits & 0x7f800000) === 0x7f800000 && (f32bits & 0x7fffff)) return ((f32bits >>> 16) | 0x40) & 0xffff;
+  if ((f32bits & 0x7f800000) === 0x7f800000 && f32bits & 0x7fffff) return ((f32bits >>> 16) | 0x40) & 0xffff;
   const rounded = f32bits + 0x7fff + ((f32bits >>> 16) & 1);
   return (rounded >>> 16) & 0xffff;
 }
@@ -103,20 +122,29 @@ async function encodeTensor(t: Tensor, dtype: string): Promise<Uint8Array> {
 }
 
 /** The file's bytes as chunks (header, then each tensor's data). Reads tensor data (async on webgpu). */
-export async function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Metadata, opts: SerializeOptions = {}): Promise<Uint8Array[]> {
+export async function serializeSafetensors(
+  tensors: Record<string, Tensor>,
+  metadata?: Metadata,
+  opts: SerializeOptions = {},
+): Promise<Uint8Array[]> {
   const floatFormat = opts.floatFormat ?? 'native';
-  if (!FLOAT_FORMATS.includes(floatFormat)) throw new Error(`saveSafetensors: floatFormat must be one of ${FLOAT_FORMATS.join(', ')}, got '${String(floatFormat)}'`);
+  if (!FLOAT_FORMATS.includes(floatFormat))
+    throw new Error(
+      `saveSafetensors: floatFormat must be one of ${FLOAT_FORMATS.join(', ')}, got '${String(floatFormat)}'`,
+    );
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) {
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw new Error(`saveSafetensors: metadata value for '${k}' must be a string, got ${typeof v}`);
+      if (typeof v !== 'string')
+        throw new Error(`saveSafetensors: metadata value for '${k}' must be a string, got ${typeof v}`);
     }
     header.__metadata__ = metadata;
   }
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    if (name === '__metadata__') throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
+    if (name === '__metadata__')
+      throw new Error("saveSafetensors: '__metadata__' is reserved and cannot name a tensor");
     argTensor('saveSafetensors', `tensors['${name}']`, t);
     const dtype = fileDType(t, floatFormat);
     const bytes = await encodeTensor(t, dtype);
@@ -138,7 +166,12 @@ export async function serializeSafetensors(tensors: Record<string, Tensor>, meta
  * `floatFormat`) atomically: temp file + fsync + rename, so an interrupted save leaves any previous
  * file at `path` intact.
  */
-export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Metadata, opts: SerializeOptions = {}): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Metadata,
+  opts: SerializeOptions = {},
+): Promise<void> {
   argString('saveSafetensors', 'path', path);
   argObject('saveSafetensors', 'tensors', tensors);
   await writeFileAtomic(path, await serializeSafetensors(tensors, metadata, opts));
@@ -150,10 +183,13 @@ function isNonNegInt(v: unknown): v is number {
 
 /** The 8-byte header length of a file of `fileSize` bytes whose first bytes are `start`. */
 function headerLength(path: string, start: Uint8Array, fileSize: number): number {
-  const fail = (problem: string): never => { throw new SafetensorsError(path, problem); };
+  const fail = (problem: string): never => {
+    throw new SafetensorsError(path, problem);
+  };
   if (fileSize < 8 || start.byteLength < 8) fail(`file is ${fileSize} bytes, too short for the 8-byte header length`);
   const n = new DataView(start.buffer, start.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(fileSize - 8)) fail(`bad header length ${n}: the file has only ${fileSize - 8} bytes after the length field`);
+  if (n > BigInt(fileSize - 8))
+    fail(`bad header length ${n}: the file has only ${fileSize - 8} bytes after the length field`);
   if (n > BigInt(MAX_HEADER)) fail(`bad header length ${n}: larger than the ${MAX_HEADER}-byte limit`);
   return Number(n);
 }
@@ -162,10 +198,17 @@ function headerLength(path: string, start: Uint8Array, fileSize: number): number
  * Validates the header against the file size; returns entries in file order. `buf` holds at least the
  * length field and the header (the whole file when reading tensors); `fileSize` is the file's size.
  */
-function parseHeader(path: string, buf: Uint8Array, fileSize = buf.byteLength): { entries: Entry[]; metadata: Metadata; dataStart: number } {
-  const fail = (problem: string): never => { throw new SafetensorsError(path, problem); };
+function parseHeader(
+  path: string,
+  buf: Uint8Array,
+  fileSize = buf.byteLength,
+): { entries: Entry[]; metadata: Metadata; dataStart: number } {
+  const fail = (problem: string): never => {
+    throw new SafetensorsError(path, problem);
+  };
   const headerLen = headerLength(path, buf, fileSize);
-  if (buf.byteLength < 8 + headerLen) fail(`internal error: only ${buf.byteLength} bytes given for a ${headerLen}-byte header`);
+  if (buf.byteLength < 8 + headerLen)
+    fail(`internal error: only ${buf.byteLength} bytes given for a ${headerLen}-byte header`);
   const [, headerBytes] = splitUint8Array(buf, 8, 8 + headerLen);
   let header: unknown;
   try {
@@ -180,34 +223,49 @@ function parseHeader(path: string, buf: Uint8Array, fileSize = buf.byteLength): 
   const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof raw !== 'object' || raw === null || Object.values(raw).some((v) => typeof v !== 'string')) fail('__metadata__ must be an object of strings');
+      if (typeof raw !== 'object' || raw === null || Object.values(raw).some((v) => typeof v !== 'string'))
+        fail('__metadata__ must be an object of strings');
       metadata = raw as Metadata;
       continue;
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) fail(`tensor '${name}': entry is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES))
+      fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
     const dtype = e.dtype as string;
-    if (!READABLE.includes(dtype)) fail(`tensor '${name}': dtype ${dtype} is not supported (readable: ${READABLE.join(', ')})`);
-    if (!Array.isArray(e.shape) || !e.shape.every(isNonNegInt)) fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+    if (!READABLE.includes(dtype))
+      fail(`tensor '${name}': dtype ${dtype} is not supported (readable: ${READABLE.join(', ')})`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isNonNegInt))
+      fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
     const offs = e.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isNonNegInt)) fail(`tensor '${name}': data_offsets ${JSON.stringify(offs)} must be two non-negative integers`);
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(isNonNegInt))
+      fail(`tensor '${name}': data_offsets ${JSON.stringify(offs)} must be two non-negative integers`);
     const [begin, end] = offs as number[];
-    if (begin > end || end > dataLen) fail(`tensor '${name}': data_offsets [${begin}, ${end}] out of range (the data section has ${dataLen} bytes)`);
+    if (begin > end || end > dataLen)
+      fail(`tensor '${name}': data_offsets [${begin}, ${end}] out of range (the data section has ${dataLen} bytes)`);
     const shape = e.shape as number[];
     const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
-    if (end - begin !== expected) fail(`tensor '${name}': size mismatch: ${dtype} ${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`);
+    if (end - begin !== expected)
+      fail(
+        `tensor '${name}': size mismatch: ${dtype} ${JSON.stringify(shape)} needs ${expected} bytes but data_offsets span ${end - begin}`,
+      );
     entries.push({ name, dtype, shape, begin, end });
   }
   // The tensors must tile the data section exactly (as the reference implementation requires).
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   for (const e of sorted) {
-    if (e.begin < pos) fail(`tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap the previous tensor (which ends at ${pos})`);
+    if (e.begin < pos)
+      fail(
+        `tensor '${e.name}': data_offsets [${e.begin}, ${e.end}] overlap the previous tensor (which ends at ${pos})`,
+      );
     if (e.begin > pos) fail(`gap in the data section: bytes [${pos}, ${e.begin}) belong to no tensor`);
     pos = e.end;
   }
-  if (pos !== dataLen) fail(`size mismatch: the tensors cover ${pos} bytes but the data section has ${dataLen} (truncated or trailing bytes)`);
+  if (pos !== dataLen)
+    fail(
+      `size mismatch: the tensors cover ${pos} bytes but the data section has ${dataLen} (truncated or trailing bytes)`,
+    );
   return { entries, metadata, dataStart };
 }
 
@@ -224,17 +282,22 @@ function f16ToF32(h: number): number {
 function decode(dtype: string, bytes: Uint8Array): Float32Array | Float64Array | Int32Array {
   const copy = new Uint8Array(bytes).buffer; // a copy: aligned, and independent of the file buffer
   switch (dtype) {
-    case 'F32': return new Float32Array(copy);
-    case 'F64': return new Float64Array(copy);
-    case 'I32': return new Int32Array(copy);
-    case 'F16': return Float32Array.from(new Uint16Array(copy), f16ToF32);
+    case 'F32':
+      return new Float32Array(copy);
+    case 'F64':
+      return new Float64Array(copy);
+    case 'I32':
+      return new Int32Array(copy);
+    case 'F16':
+      return Float32Array.from(new Uint16Array(copy), f16ToF32);
     case 'BF16': {
       const src = new Uint16Array(copy);
       const out = new Uint32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
-    default: throw new Error(`unreachable dtype ${dtype}`);
+    default:
+      throw new Error(`unreachable dtype ${dtype}`);
   }
 }
 
@@ -245,15 +308,21 @@ export interface LoadSafetensorsOptions {
 }
 
 /** Parses a whole safetensors file held in memory. `path` only names it in errors. */
-export function parseSafetensors(buf: Uint8Array, path: string, opts: LoadSafetensorsOptions = {}): { tensors: Record<string, Tensor>; metadata: Metadata } {
+export function parseSafetensors(
+  buf: Uint8Array,
+  path: string,
+  opts: LoadSafetensorsOptions = {},
+): { tensors: Record<string, Tensor>; metadata: Metadata } {
   const device = opts.device ?? getDefaultDevice();
   const { entries, metadata, dataStart } = parseHeader(path, buf);
   const decoded = entries.map((e) => decode(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)));
-  if (opts.floatDType === 'float64' && WIDEST_FLOAT[device] !== 'float64') throw new SafetensorsError(path, `floatDType 'float64' is not available on ${device}`);
+  if (opts.floatDType === 'float64' && WIDEST_FLOAT[device] !== 'float64')
+    throw new SafetensorsError(path, `floatDType 'float64' is not available on ${device}`);
   const tensors: Record<string, Tensor> = {};
   try {
     entries.forEach((e, i) => {
-      const dtype: DType = e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' ? WIDEST_FLOAT[device] : 'float32'));
+      const dtype: DType =
+        e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' ? WIDEST_FLOAT[device] : 'float32'));
       tensors[e.name] = tensor(decoded[i], { shape: e.shape, dtype, device });
     });
   } catch (err) {
@@ -264,7 +333,10 @@ export function parseSafetensors(buf: Uint8Array, path: string, opts: LoadSafete
 }
 
 /** Reads a safetensors file: tensors by name plus the `__metadata__` string map. */
-export async function readSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<{ tensors: Record<string, Tensor>; metadata: Metadata }> {
+export async function readSafetensors(
+  path: string,
+  opts: LoadSafetensorsOptions = {},
+): Promise<{ tensors: Record<string, Tensor>; metadata: Metadata }> {
   let buf: Buffer;
   try {
     buf = await readFile(path);
@@ -284,7 +356,9 @@ export interface TensorInfo {
  * Reads and validates only a file's header (names, dtypes, shapes, offsets against the file size):
  * cheap even for multi-gigabyte shards.
  */
-export async function readSafetensorsHeader(path: string): Promise<{ tensors: Record<string, TensorInfo>; metadata: Metadata }> {
+export async function readSafetensorsHeader(
+  path: string,
+): Promise<{ tensors: Record<string, TensorInfo>; metadata: Metadata }> {
   let fh;
   try {
     fh = await open(path, 'r');
@@ -308,6 +382,9 @@ export async function readSafetensorsHeader(path: string): Promise<{ tensors: Re
 }
 
 /** Reads a safetensors file's tensors by name onto `device` (default: the default device). */
-export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<Record<string, Tensor>> {
+export async function loadSafetensors(
+  path: string,
+  opts: LoadSafetensorsOptions = {},
+): Promise<Record<string, Tensor>> {
   return (await readSafetensors(path, opts)).tensors;
 }

@@ -4,7 +4,16 @@
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { UpdateKernel } from './kernels.js';
-import { cpuArray, Optimizer, type BaseHyper, type GpuUpdate, type ParamGroup, type ParamGroupInput, type ParamState, type UpdateArgs } from './optimizer.js';
+import {
+  cpuArray,
+  Optimizer,
+  type BaseHyper,
+  type GpuUpdate,
+  type ParamGroup,
+  type ParamGroupInput,
+  type ParamState,
+  type UpdateArgs,
+} from './optimizer.js';
 
 export interface AdamHyper extends BaseHyper {
   betas: [number, number];
@@ -33,7 +42,8 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
   protected validate(group: ParamGroup<AdamHyper>): void {
     super.validate(group);
     const [b1, b2] = group.betas;
-    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) throw new OpError(this.name, `betas must be in [0, 1), got [${group.betas.join(', ')}]`);
+    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
+      throw new OpError(this.name, `betas must be in [0, 1), got [${group.betas.join(', ')}]`);
     if (!(group.eps >= 0)) throw new OpError(this.name, `invalid eps ${group.eps}`);
   }
 
@@ -47,7 +57,9 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
     const { lr, eps, weightDecay } = group;
     const t = state.step;
     return {
-      beta1, beta2, eps,
+      beta1,
+      beta2,
+      eps,
       l2: this.decoupled ? 0 : weightDecay,
       decay: this.decoupled ? 1 - lr * weightDecay : 1,
       stepSize: lr / (1 - beta1 ** t),
@@ -68,7 +80,10 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
 
   protected updateCpu({ param, grad, state, group }: UpdateArgs<AdamHyper>): void {
     const { beta1, beta2, eps, l2, decay, stepSize, sqrtBc2 } = this.terms(state, group);
-    const P = cpuArray(param), G = cpuArray(grad), M = cpuArray(state.buffers.exp_avg), V = cpuArray(state.buffers.exp_avg_sq);
+    const P = cpuArray(param),
+      G = cpuArray(grad),
+      M = cpuArray(state.buffers.exp_avg),
+      V = cpuArray(state.buffers.exp_avg_sq);
     for (let i = 0; i < param.size; i++) {
       const p0 = P.arr[P.off + i];
       const g = G.arr[G.off + i] + l2 * p0;

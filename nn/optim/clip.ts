@@ -34,7 +34,9 @@ function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Ten
     const g = p.grad as Tensor;
     byStorage.set(g.storage, [...(byStorage.get(g.storage) ?? []), g]);
   }
-  const grads: Tensor[] = [], views: Tensor[] = [], copied: Tensor[] = [];
+  const grads: Tensor[] = [],
+    views: Tensor[] = [],
+    copied: Tensor[] = [];
   for (const sharers of byStorage.values()) {
     const range = tiledRange(sharers);
     if (range) {
@@ -45,7 +47,9 @@ function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Ten
   // All copies are taken before any is stored: storing one disposes the old gradient, which another
   // parameter may still hold.
   const copies = noGrad(() => copied.map((p) => (p.grad as Tensor).clone()));
-  copied.forEach((p, i) => { p.grad = copies[i]; });
+  copied.forEach((p, i) => {
+    p.grad = copies[i];
+  });
   return { grads: [...grads, ...copies], views };
 }
 
@@ -74,18 +78,20 @@ const clipKernel = defineKernel<ClipArgs>({
     }
     cpuArray(result).arr.set([norm, coef], result.offset);
   },
-  webgpu: [{
-    name: 'multiTensor',
-    // Partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
-    // bindings allow, with one finalise between. The partials are fully written, so need no zero fill.
-    run: ({ grads, maxNorm, result }) => {
-      const partials = empty(result.device, 'float32', [grads.length * CLIP_LANES]);
-      sumSquaresKernel(partials, grads);
-      clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
-      scaleByKernel(grads, result);
-      partials.dispose();
+  webgpu: [
+    {
+      name: 'multiTensor',
+      // Partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
+      // bindings allow, with one finalise between. The partials are fully written, so need no zero fill.
+      run: ({ grads, maxNorm, result }) => {
+        const partials = empty(result.device, 'float32', [grads.length * CLIP_LANES]);
+        sumSquaresKernel(partials, grads);
+        clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
+        scaleByKernel(grads, result);
+        partials.dispose();
+      },
     },
-  }],
+  ],
 });
 
 /**
@@ -98,7 +104,11 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
   const withGrad = all.filter((p) => p.grad);
   if (withGrad.length === 0) return zeros([], { device: all[0]?.device });
   const device = withGrad[0].device;
-  if (withGrad.some((p) => p.grad!.device !== device)) throw new OpError('clipGradNorm', `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`);
+  if (withGrad.some((p) => p.grad!.device !== device))
+    throw new OpError(
+      'clipGradNorm',
+      `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`,
+    );
   const { grads, views } = scalableGrads(withGrad);
   const result = empty(device, grads[0].dtype, [2]);
   dispatch(clipKernel, device, { grads, maxNorm, result });

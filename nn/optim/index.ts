@@ -1,5 +1,12 @@
 // optim: optimizers (fused in-place updates), gradient clipping and learning-rate schedules.
-export { Optimizer, type BaseHyper, type ParamGroup, type ParamGroupInput, type ParamState, type OptimizerStateDict } from './optimizer.js';
+export {
+  Optimizer,
+  type BaseHyper,
+  type ParamGroup,
+  type ParamGroupInput,
+  type ParamState,
+  type OptimizerStateDict,
+} from './optimizer.js';
 export { SGD, type SgdHyper } from './sgd.js';
 export { Adam, AdamW, type AdamHyper } from './adam.js';
 export { RMSprop, type RmspropHyper } from './rmsprop.js';

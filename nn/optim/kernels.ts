@@ -26,7 +26,12 @@ const TABLE_WORDS_PER_TENSOR = 4;
  * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
  * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
  */
-function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number, tableWords = TABLE_WORDS_PER_TENSOR): number {
+function tensorsPerDispatch(
+  perTensor: number,
+  shared: number,
+  fixedWords: number,
+  tableWords = TABLE_WORDS_PER_TENSOR,
+): number {
   const bindings = hardware().maxStorageBuffersPerShaderStage;
   const byBindings = Math.floor((bindings - shared) / perTensor);
   const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / tableWords);
@@ -47,8 +52,14 @@ function chunks<T>(items: T[], size: number): T[][] {
  */
 function tableLayout(count: number, hyper = 0, flags = 0, gradOffsets = true) {
   return uniformLayout({
-    TOTAL: 'u32', FIRST: 'u32', HYPER: ['f32', hyper], FLAGS: ['u32', flags],
-    BASE: ['u32', count + 1], N: ['u32', count], OFF: ['u32', count], GOFF: ['u32', gradOffsets ? count : 0],
+    TOTAL: 'u32',
+    FIRST: 'u32',
+    HYPER: ['f32', hyper],
+    FLAGS: ['u32', flags],
+    BASE: ['u32', count + 1],
+    N: ['u32', count],
+    OFF: ['u32', count],
+    GOFF: ['u32', gradOffsets ? count : 0],
   });
 }
 type TableLayout = ReturnType<typeof tableLayout>;
@@ -76,15 +87,22 @@ function locate(L: TableLayout, count: number, gradOffsets = true): string {
   for (; k + 1u < ${count}u; k++) { if (wg < ${L.read('BASE', 'k + 1u')}) { break; } }
   let i = (wg - ${L.read('BASE', 'k')}) * ${WG}u + lid;
   if (i >= ${L.read('N', 'k')}) { return; }
-  let pi = i + ${L.read('OFF', 'k')};${gradOffsets ? `
-  let gi = i + ${L.read('GOFF', 'k')};` : ''}`;
+  let pi = i + ${L.read('OFF', 'k')};${
+    gradOffsets
+      ? `
+  let gi = i + ${L.read('GOFF', 'k')};`
+      : ''
+  }`;
 }
 
 const cases = (count: number, body: (k: number) => string): string =>
   `switch k {
-${Array.from({ length: count }, (_, k) => `    case ${k}u: {
+${Array.from(
+  { length: count },
+  (_, k) => `    case ${k}u: {
       ${body(k)}
-    }`).join('\n')}
+    }`,
+).join('\n')}
     default: {}
   }`;
 
@@ -138,15 +156,17 @@ function updateSource(kernel: UpdateKernel, L: TableLayout, count: number): () =
   return () => `${header(bindings)}
 ${entry}
   ${locate(L, count)}
-  ${cases(count, (k) => kernel.body({
-    param: `param${k}`,
-    grad: `grad${k}`,
-    state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
-    hyper,
-    flag,
-    first,
-    prev: (buffer) => `select(${buffer}[i], 0.0, ${first})`,
-  }))}
+  ${cases(count, (k) =>
+    kernel.body({
+      param: `param${k}`,
+      grad: `grad${k}`,
+      state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
+      hyper,
+      flag,
+      first,
+      prev: (buffer) => `select(${buffer}[i], 0.0, ${first})`,
+    }),
+  )}
 }`;
 }
 
@@ -164,10 +184,21 @@ export function applyUpdates(updates: ParamUpdate[]): void {
     const size = tensorsPerDispatch(2 + kernel.state.length, 0, 2 + hyper.length + flags.length);
     for (const chunk of chunks(batch, size)) {
       const L = tableLayout(chunk.length, hyper.length, flags.length);
-      const table = tableValues(chunk.map((u) => u.param.size), chunk.map((u) => u.param.offset), chunk.map((u) => u.grad.offset));
+      const table = tableValues(
+        chunk.map((u) => u.param.size),
+        chunk.map((u) => u.param.offset),
+        chunk.map((u) => u.grad.offset),
+      );
       const params = L.pack({ ...table, FIRST: first ? 1 : 0, HYPER: hyper, FLAGS: flags });
       const bound = chunk.flatMap((u) => [u.param, ...u.state, u.grad]);
-      launch(`optim.${kernel.name}`, `optim:${kernel.name}:${chunk.length}`, updateSource(kernel, L, chunk.length), params, bound, spreadGroups(table.TOTAL));
+      launch(
+        `optim.${kernel.name}`,
+        `optim:${kernel.name}:${chunk.length}`,
+        updateSource(kernel, L, chunk.length),
+        params,
+        bound,
+        spreadGroups(table.TOTAL),
+      );
     }
   }
 }
@@ -179,17 +210,22 @@ export const CLIP_LANES = 1024;
 /** Gradients per clip dispatch: each binds one buffer next to the shared partials / coefficients. */
 const clipChunk = () => tensorsPerDispatch(1, 1, 2, TABLE_WORDS_PER_TENSOR - 1);
 
-const SUMSQ_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
+const SUMSQ_WGSL =
+  (L: TableLayout, count: number) =>
+  () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
 ${entry}
   let k = wg / ${CLIP_LANES / WG}u;
   let lane = (wg % ${CLIP_LANES / WG}u) * ${WG}u + lid;
   let n = ${L.read('N', 'k')};
   let off = ${L.read('OFF', 'k')};
   var acc = 0.0;
-  ${cases(count, (k) => `for (var e = lane; e < n; e += ${CLIP_LANES}u) {
+  ${cases(
+    count,
+    (k) => `for (var e = lane; e < n; e += ${CLIP_LANES}u) {
         let g = grad${k}[off + e];
         acc += g * g;
-      }`)}
+      }`,
+  )}
   partials[(${L.read('FIRST')} + k) * ${CLIP_LANES}u + lane] = acc;
 }`;
 
@@ -198,14 +234,28 @@ export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
   let slot = 0;
   for (const chunk of chunks(grads, clipChunk())) {
     const L = tableLayout(chunk.length, 0, 0, false);
-    const params = L.pack({ ...tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset)), FIRST: slot });
-    launch('optim.clipGradNorm', `optim:clip:sumsq:${chunk.length}`, SUMSQ_WGSL(L, chunk.length), params, [partials, ...chunk], [(chunk.length * CLIP_LANES) / WG, 1, 1]);
+    const params = L.pack({
+      ...tableValues(
+        chunk.map((g) => g.size),
+        chunk.map((g) => g.offset),
+      ),
+      FIRST: slot,
+    });
+    launch(
+      'optim.clipGradNorm',
+      `optim:clip:sumsq:${chunk.length}`,
+      SUMSQ_WGSL(L, chunk.length),
+      params,
+      [partials, ...chunk],
+      [(chunk.length * CLIP_LANES) / WG, 1, 1],
+    );
     slot += chunk.length;
   }
 }
 
 const FINALIZE = uniformLayout({ COUNT: 'u32', MAX_NORM: 'f32' });
-const FINALIZE_WGSL = () => `${header(['var<storage, read_write> out: array<f32>', 'var<storage, read> partials: array<f32>'])}
+const FINALIZE_WGSL =
+  () => `${header(['var<storage, read_write> out: array<f32>', 'var<storage, read> partials: array<f32>'])}
 var<workgroup> lanes: array<f32, ${WG}>;
 @compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   var acc = 0.0;
@@ -223,10 +273,19 @@ var<workgroup> lanes: array<f32, ${WG}>;
 
 /** out[0] = sqrt(Σ partials), out[1] = min(maxNorm / (norm + 1e-6), 1). */
 export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number, maxNorm: number): void {
-  launch('optim.clipGradNorm', 'optim:clip:finalize', FINALIZE_WGSL, FINALIZE.pack({ COUNT: count, MAX_NORM: maxNorm }), [out, partials], [1, 1, 1]);
+  launch(
+    'optim.clipGradNorm',
+    'optim:clip:finalize',
+    FINALIZE_WGSL,
+    FINALIZE.pack({ COUNT: count, MAX_NORM: maxNorm }),
+    [out, partials],
+    [1, 1, 1],
+  );
 }
 
-const SCALE_WGSL = (L: TableLayout, count: number) => () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
+const SCALE_WGSL =
+  (L: TableLayout, count: number) =>
+  () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
 ${entry}
   ${locate(L, count, false)}
   ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
@@ -236,7 +295,17 @@ ${entry}
 export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
   for (const chunk of chunks(grads, clipChunk())) {
     const L = tableLayout(chunk.length, 0, 0, false);
-    const table = tableValues(chunk.map((g) => g.size), chunk.map((g) => g.offset));
-    launch('optim.clipGradNorm', `optim:clip:scale:${chunk.length}`, SCALE_WGSL(L, chunk.length), L.pack(table), [coef, ...chunk], spreadGroups(table.TOTAL));
+    const table = tableValues(
+      chunk.map((g) => g.size),
+      chunk.map((g) => g.offset),
+    );
+    launch(
+      'optim.clipGradNorm',
+      `optim:clip:scale:${chunk.length}`,
+      SCALE_WGSL(L, chunk.length),
+      L.pack(table),
+      [coef, ...chunk],
+      spreadGroups(table.TOTAL),
+    );
   }
 }

@@ -52,37 +52,63 @@ export abstract class Optimizer<H extends BaseHyper> {
    * dispatches (as many parameters per dispatch as the adapter's bindings allow). Either way a
    * parameter's first update reads its state as zeros (state is allocated unfilled).
    */
-  private static readonly stepKernel = defineKernel<{ optimizer: Optimizer<BaseHyper>; updates: UpdateArgs<BaseHyper>[] }>({
+  private static readonly stepKernel = defineKernel<{
+    optimizer: Optimizer<BaseHyper>;
+    updates: UpdateArgs<BaseHyper>[];
+  }>({
     name: 'optimizerStep',
     family: 'optim',
     cpu: ({ optimizer, updates }) => {
       for (const u of updates) {
-        if (u.state.step === 1) Object.values(u.state.buffers).forEach((b) => cpuDataOf(b).fill(0, b.offset, b.offset + b.size));
+        if (u.state.step === 1)
+          Object.values(u.state.buffers).forEach((b) => cpuDataOf(b).fill(0, b.offset, b.offset + b.size));
         optimizer.updateCpu(u);
       }
     },
-    webgpu: [{
-      name: 'multiTensor',
-      run: ({ optimizer, updates }) => applyUpdates(updates.map((u) => ({ param: u.param, grad: u.grad, ...optimizer.updateGpu(u) }))),
-    }],
+    webgpu: [
+      {
+        name: 'multiTensor',
+        run: ({ optimizer, updates }) =>
+          applyUpdates(updates.map((u) => ({ param: u.param, grad: u.grad, ...optimizer.updateGpu(u) }))),
+      },
+    ],
   });
 
   readonly paramGroups: ParamGroup<H>[] = [];
   protected readonly state = new Map<Tensor, ParamState>();
 
-  constructor(readonly name: string, params: Iterable<Tensor> | readonly ParamGroupInput<H>[], readonly defaults: H) {
+  constructor(
+    readonly name: string,
+    params: Iterable<Tensor> | readonly ParamGroupInput<H>[],
+    readonly defaults: H,
+  ) {
     if (params === null || typeof params !== 'object' || !(Symbol.iterator in params) || params instanceof Tensor) {
-      throw new OpError(name, `params must be an array of tensors (e.g. model.parameters()) or of groups { params, ...hyperparameters }, got ${describeValue(params)}`);
+      throw new OpError(
+        name,
+        `params must be an array of tensors (e.g. model.parameters()) or of groups { params, ...hyperparameters }, got ${describeValue(params)}`,
+      );
     }
     const list = [...(params as Iterable<Tensor | ParamGroupInput<H>>)];
-    const groups: ParamGroupInput<H>[] = list.length && !(list[0] instanceof Tensor) ? (list as ParamGroupInput<H>[]) : [{ params: list as Tensor[] } as unknown as ParamGroupInput<H>];
+    const groups: ParamGroupInput<H>[] =
+      list.length && !(list[0] instanceof Tensor)
+        ? (list as ParamGroupInput<H>[])
+        : [{ params: list as Tensor[] } as unknown as ParamGroupInput<H>];
     const seen = new Set<Tensor>();
     for (const g of groups) {
       const ps = [...g.params];
       for (const p of ps) {
-        if (!(p instanceof Tensor)) throw new OpError(this.name, 'params must be Tensors (or groups { params, ...hyperparameters })');
-        if (seen.has(p)) throw new OpError(this.name, `a parameter ${shapeStr(p.shape)} appears in more than one place; each may be optimized once`);
-        if (!p.isContiguous()) throw new OpError(this.name, `parameter ${shapeStr(p.shape)} is not contiguous; optimizers update parameters in place (use nn.Parameter)`);
+        if (!(p instanceof Tensor))
+          throw new OpError(this.name, 'params must be Tensors (or groups { params, ...hyperparameters })');
+        if (seen.has(p))
+          throw new OpError(
+            this.name,
+            `a parameter ${shapeStr(p.shape)} appears in more than one place; each may be optimized once`,
+          );
+        if (!p.isContiguous())
+          throw new OpError(
+            this.name,
+            `parameter ${shapeStr(p.shape)} is not contiguous; optimizers update parameters in place (use nn.Parameter)`,
+          );
         if (p.dtype === 'int32') throw new OpError(this.name, 'parameters must be float tensors, got int32');
         seen.add(p);
       }
@@ -118,7 +144,10 @@ export abstract class Optimizer<H extends BaseHyper> {
           if (!g) continue;
           param.assertAlive(`${this.name}.step`);
           if (g.device !== param.device || !sameShape(g.shape, param.shape)) {
-            throw new OpError(`${this.name}.step`, `gradient ${shapeStr(g.shape)} on ${g.device} does not match parameter ${shapeStr(param.shape)} on ${param.device}`);
+            throw new OpError(
+              `${this.name}.step`,
+              `gradient ${shapeStr(g.shape)} on ${g.device} does not match parameter ${shapeStr(param.shape)} on ${param.device}`,
+            );
           }
           const state = this.stateFor(param, group);
           state.step++;
@@ -174,25 +203,44 @@ export abstract class Optimizer<H extends BaseHyper> {
   loadStateDict(sd: OptimizerStateDict): void {
     const op = `${this.name}.loadStateDict`;
     if (sd.paramGroups.length !== this.paramGroups.length) {
-      throw new OpError(op, `state has ${sd.paramGroups.length} parameter groups, optimizer has ${this.paramGroups.length}`);
+      throw new OpError(
+        op,
+        `state has ${sd.paramGroups.length} parameter groups, optimizer has ${this.paramGroups.length}`,
+      );
     }
     const byIndex: Tensor[] = [];
     sd.paramGroups.forEach((g, i) => {
       if (g.params.length !== this.paramGroups[i].params.length) {
-        throw new OpError(op, `group ${i} has ${g.params.length} parameters in the state but ${this.paramGroups[i].params.length} in the optimizer`);
+        throw new OpError(
+          op,
+          `group ${i} has ${g.params.length} parameters in the state but ${this.paramGroups[i].params.length} in the optimizer`,
+        );
       }
-      g.params.forEach((id, k) => { byIndex[id] = this.paramGroups[i].params[k]; });
+      g.params.forEach((id, k) => {
+        byIndex[id] = this.paramGroups[i].params[k];
+      });
     });
     const groupOf = (p: Tensor) => this.paramGroups.find((g) => g.params.includes(p)) as ParamGroup<H>;
     for (const [id, st] of Object.entries(sd.state)) {
       const p = byIndex[Number(id)];
       if (!p) throw new OpError(op, `state for parameter ${id}, which no group lists`);
-      const want = this.bufferNames({ ...groupOf(p), ...sd.paramGroups.find((g) => g.params.includes(Number(id))) } as ParamGroup<H>);
+      const want = this.bufferNames({
+        ...groupOf(p),
+        ...sd.paramGroups.find((g) => g.params.includes(Number(id))),
+      } as ParamGroup<H>);
       for (const name of want) {
         const t = st.buffers[name];
         if (!t) throw new OpError(op, `parameter ${id}: missing state buffer '${name}'`);
-        if (!sameShape(t.shape, p.shape)) throw new OpError(op, `parameter ${id}: state '${name}' has shape ${shapeStr(t.shape)}, parameter has ${shapeStr(p.shape)}`);
-        if (!copiesSync(t.device, p.device)) throw new OpError(op, `parameter ${id}: state '${name}' is on ${t.device}, which is read asynchronously, but the parameter is on ${p.device}; load the state on ${p.device}`);
+        if (!sameShape(t.shape, p.shape))
+          throw new OpError(
+            op,
+            `parameter ${id}: state '${name}' has shape ${shapeStr(t.shape)}, parameter has ${shapeStr(p.shape)}`,
+          );
+        if (!copiesSync(t.device, p.device))
+          throw new OpError(
+            op,
+            `parameter ${id}: state '${name}' is on ${t.device}, which is read asynchronously, but the parameter is on ${p.device}; load the state on ${p.device}`,
+          );
       }
       if (!Number.isInteger(st.step) || st.step < 0) throw new OpError(op, `parameter ${id}: invalid step ${st.step}`);
     }

@@ -4,7 +4,15 @@
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { UpdateKernel } from './kernels.js';
-import { cpuArray, Optimizer, type BaseHyper, type GpuUpdate, type ParamGroup, type ParamGroupInput, type UpdateArgs } from './optimizer.js';
+import {
+  cpuArray,
+  Optimizer,
+  type BaseHyper,
+  type GpuUpdate,
+  type ParamGroup,
+  type ParamGroupInput,
+  type UpdateArgs,
+} from './optimizer.js';
 
 export interface RmspropHyper extends BaseHyper {
   alpha: number;
@@ -24,26 +32,46 @@ function rmspropKernel(centered: boolean, withMomentum: boolean): UpdateKernel {
       let g = ${grad}[gi] + ${h('weightDecay')} * p0;
       let s = ${h('alpha')} * ${prev(sq)} + ${h('oneMinusAlpha')} * g * g;
       ${sq}[i] = s;
-      ${centered ? `let ga = ${h('alpha')} * ${prev(gavg)} + ${h('oneMinusAlpha')} * g;
+      ${
+        centered
+          ? `let ga = ${h('alpha')} * ${prev(gavg)} + ${h('oneMinusAlpha')} * g;
       ${gavg}[i] = ga;
-      let avg = sqrt(s - ga * ga) + ${h('eps')};` : `let avg = sqrt(s) + ${h('eps')};`}
-      ${withMomentum ? `let b = ${h('momentum')} * ${prev(buf)} + g / avg;
+      let avg = sqrt(s - ga * ga) + ${h('eps')};`
+          : `let avg = sqrt(s) + ${h('eps')};`
+      }
+      ${
+        withMomentum
+          ? `let b = ${h('momentum')} * ${prev(buf)} + g / avg;
       ${buf}[i] = b;
-      ${param}[pi] = p0 - ${h('lr')} * b;` : `${param}[pi] = p0 - ${h('lr')} * g / avg;`}`,
+      ${param}[pi] = p0 - ${h('lr')} * b;`
+          : `${param}[pi] = p0 - ${h('lr')} * g / avg;`
+      }`,
   };
 }
 const RMSPROP_KERNELS: Record<string, UpdateKernel> = {
-  up: rmspropKernel(false, false), um: rmspropKernel(false, true), cp: rmspropKernel(true, false), cm: rmspropKernel(true, true),
+  up: rmspropKernel(false, false),
+  um: rmspropKernel(false, true),
+  cp: rmspropKernel(true, false),
+  cm: rmspropKernel(true, true),
 };
 
 export class RMSprop extends Optimizer<RmspropHyper> {
   constructor(params: Iterable<Tensor> | readonly ParamGroupInput<RmspropHyper>[], opts: Partial<RmspropHyper> = {}) {
-    super('RMSprop', params, { lr: 1e-2, alpha: 0.99, eps: 1e-8, weightDecay: 0, momentum: 0, centered: false, ...opts });
+    super('RMSprop', params, {
+      lr: 1e-2,
+      alpha: 0.99,
+      eps: 1e-8,
+      weightDecay: 0,
+      momentum: 0,
+      centered: false,
+      ...opts,
+    });
   }
 
   protected validate(group: ParamGroup<RmspropHyper>): void {
     super.validate(group);
-    if (!(group.alpha >= 0 && group.alpha <= 1)) throw new OpError(this.name, `alpha must be in [0, 1], got ${group.alpha}`);
+    if (!(group.alpha >= 0 && group.alpha <= 1))
+      throw new OpError(this.name, `alpha must be in [0, 1], got ${group.alpha}`);
     if (!(group.eps >= 0)) throw new OpError(this.name, `invalid eps ${group.eps}`);
     if (!(group.momentum >= 0)) throw new OpError(this.name, `invalid momentum ${group.momentum}`);
   }
@@ -65,7 +93,9 @@ export class RMSprop extends Optimizer<RmspropHyper> {
 
   protected updateCpu({ param, grad, state, group }: UpdateArgs<RmspropHyper>): void {
     const { lr, weightDecay, alpha, eps, momentum, centered } = group;
-    const P = cpuArray(param), G = cpuArray(grad), S = cpuArray(state.buffers.square_avg).arr;
+    const P = cpuArray(param),
+      G = cpuArray(grad),
+      S = cpuArray(state.buffers.square_avg).arr;
     const A = centered ? cpuArray(state.buffers.grad_avg).arr : null;
     const B = momentum > 0 ? cpuArray(state.buffers.momentum_buffer).arr : null;
     for (let i = 0; i < param.size; i++) {

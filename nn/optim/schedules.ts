@@ -25,7 +25,9 @@ export abstract class LRScheduler {
 
   protected apply(): void {
     const f = this.factor(this.lastStep);
-    this.optimizer.paramGroups.forEach((g, i) => { g.lr = this.baseLrs[i] * f; });
+    this.optimizer.paramGroups.forEach((g, i) => {
+      g.lr = this.baseLrs[i] * f;
+    });
   }
 
   /** Advances one step and updates the optimizer's learning rates. */
@@ -44,9 +46,16 @@ export abstract class LRScheduler {
   }
 
   loadStateDict(sd: SchedulerState): void {
-    if (sd.kind !== this.kind) throw new OpError('LRScheduler.loadStateDict', `state is for a '${sd.kind}' schedule, this one is '${this.kind}'`);
+    if (sd.kind !== this.kind)
+      throw new OpError(
+        'LRScheduler.loadStateDict',
+        `state is for a '${sd.kind}' schedule, this one is '${this.kind}'`,
+      );
     if (sd.baseLrs.length !== this.optimizer.paramGroups.length) {
-      throw new OpError('LRScheduler.loadStateDict', `state has ${sd.baseLrs.length} groups, optimizer has ${this.optimizer.paramGroups.length}`);
+      throw new OpError(
+        'LRScheduler.loadStateDict',
+        `state has ${sd.baseLrs.length} groups, optimizer has ${this.optimizer.paramGroups.length}`,
+      );
     }
     this.lastStep = sd.lastStep;
     this.baseLrs = [...sd.baseLrs];
@@ -55,7 +64,11 @@ export abstract class LRScheduler {
 }
 
 class FactorSchedule extends LRScheduler {
-  constructor(optimizer: Optimizer<BaseHyper>, readonly kind: string, private readonly f: (step: number) => number) {
+  constructor(
+    optimizer: Optimizer<BaseHyper>,
+    readonly kind: string,
+    private readonly f: (step: number) => number,
+  ) {
     super(optimizer);
     this.apply();
   }
@@ -78,7 +91,10 @@ export function constant(optimizer: Optimizer<BaseHyper>): LRScheduler {
  * Linear warm-up from 0 over warmupSteps, then constant; with totalSteps, a linear decay to 0 at
  * totalSteps (HF get_linear_schedule_with_warmup).
  */
-export function linearWarmup(optimizer: Optimizer<BaseHyper>, opts: { warmupSteps: number; totalSteps?: number }): LRScheduler {
+export function linearWarmup(
+  optimizer: Optimizer<BaseHyper>,
+  opts: { warmupSteps: number; totalSteps?: number },
+): LRScheduler {
   const { warmupSteps, totalSteps } = opts;
   checkSteps('lr.linearWarmup', 'warmupSteps', warmupSteps);
   if (totalSteps !== undefined) checkSteps('lr.linearWarmup', 'totalSteps', totalSteps, warmupSteps);
@@ -93,7 +109,10 @@ export function linearWarmup(optimizer: Optimizer<BaseHyper>, opts: { warmupStep
  * Linear warm-up, then cosine decay to minLrRatio·base at totalSteps (HF get_cosine_schedule_with_warmup
  * with numCycles = 0.5 when minLrRatio = 0).
  */
-export function cosineWithWarmup(optimizer: Optimizer<BaseHyper>, opts: { warmupSteps: number; totalSteps: number; minLrRatio?: number; numCycles?: number }): LRScheduler {
+export function cosineWithWarmup(
+  optimizer: Optimizer<BaseHyper>,
+  opts: { warmupSteps: number; totalSteps: number; minLrRatio?: number; numCycles?: number },
+): LRScheduler {
   const { warmupSteps, totalSteps } = opts;
   const minRatio = opts.minLrRatio ?? 0;
   const cycles = opts.numCycles ?? 0.5;

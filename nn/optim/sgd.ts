@@ -3,7 +3,15 @@
 import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { UpdateKernel } from './kernels.js';
-import { cpuArray, Optimizer, type BaseHyper, type GpuUpdate, type ParamGroup, type ParamGroupInput, type UpdateArgs } from './optimizer.js';
+import {
+  cpuArray,
+  Optimizer,
+  type BaseHyper,
+  type GpuUpdate,
+  type ParamGroup,
+  type ParamGroupInput,
+  type UpdateArgs,
+} from './optimizer.js';
 
 export interface SgdHyper extends BaseHyper {
   momentum: number;
@@ -20,10 +28,14 @@ function sgdKernel(withMomentum: boolean): UpdateKernel {
     flags: withMomentum ? ['nesterov'] : [],
     body: ({ param, grad, state: { buf }, hyper: h, flag, first }) => `let p0 = ${param}[pi];
       var d = ${grad}[gi] + ${h('weightDecay')} * p0;
-      ${withMomentum ? `var b = d;
+      ${
+        withMomentum
+          ? `var b = d;
       if (!(${first})) { b = ${h('momentum')} * ${buf}[i] + ${h('oneMinusDampening')} * d; }
       ${buf}[i] = b;
-      if (${flag('nesterov')} != 0u) { d = d + ${h('momentum')} * b; } else { d = b; }` : ''}
+      if (${flag('nesterov')} != 0u) { d = d + ${h('momentum')} * b; } else { d = b; }`
+          : ''
+      }
       ${param}[pi] = p0 - ${h('lr')} * d;`,
   };
 }
@@ -31,14 +43,18 @@ const SGD_KERNEL = sgdKernel(false);
 const SGD_MOMENTUM_KERNEL = sgdKernel(true);
 
 export class SGD extends Optimizer<SgdHyper> {
-  constructor(params: Iterable<Tensor> | readonly ParamGroupInput<SgdHyper>[], opts: Partial<SgdHyper> & { lr?: number } = {}) {
+  constructor(
+    params: Iterable<Tensor> | readonly ParamGroupInput<SgdHyper>[],
+    opts: Partial<SgdHyper> & { lr?: number } = {},
+  ) {
     super('SGD', params, { lr: 1e-3, momentum: 0, dampening: 0, nesterov: false, weightDecay: 0, ...opts });
   }
 
   protected validate(group: ParamGroup<SgdHyper>): void {
     super.validate(group);
     if (!(group.momentum >= 0)) throw new OpError(this.name, `invalid momentum ${group.momentum}`);
-    if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0)) throw new OpError(this.name, 'Nesterov momentum requires a momentum > 0 and zero dampening');
+    if (group.nesterov && (group.momentum <= 0 || group.dampening !== 0))
+      throw new OpError(this.name, 'Nesterov momentum requires a momentum > 0 and zero dampening');
   }
 
   protected bufferNames(group: ParamGroup<SgdHyper>): string[] {
@@ -60,7 +76,8 @@ export class SGD extends Optimizer<SgdHyper> {
   protected updateCpu({ param, grad, state, group }: UpdateArgs<SgdHyper>): void {
     const { lr, weightDecay, momentum, dampening, nesterov } = group;
     const first = state.step === 1;
-    const P = cpuArray(param), G = cpuArray(grad);
+    const P = cpuArray(param),
+      G = cpuArray(grad);
     const B = momentum !== 0 ? cpuArray(state.buffers.momentum_buffer).arr : null;
     for (let i = 0; i < param.size; i++) {
       const p0 = P.arr[P.off + i];

@@ -15,7 +15,16 @@ import { OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { AT, attentionBackwardKeySource, attentionBackwardQuerySource, attentionForwardSource, MAX_HEAD_DIM, operandWords, vectorWidth, type MaskKind } from './kernels.js';
+import {
+  AT,
+  attentionBackwardKeySource,
+  attentionBackwardQuerySource,
+  attentionForwardSource,
+  MAX_HEAD_DIM,
+  operandWords,
+  vectorWidth,
+  type MaskKind,
+} from './kernels.js';
 import { counterUniform } from '../dropout/counter-rng.js';
 import { preferTiled, tiledBackward, tiledFits, tiledForward, type AttentionShape } from './tiled.js';
 import { emptyInOrder, emptyLike, outData } from '../kernelio.js';
@@ -37,18 +46,44 @@ export interface AttentionOptions {
 }
 
 interface Dims {
-  B: number; H: number; Hkv: number; Tq: number; Tk: number; D: number;
-  scale: number; causal: boolean; dropoutP: number; seed: number;
+  B: number;
+  H: number;
+  Hkv: number;
+  Tq: number;
+  Tk: number;
+  D: number;
+  scale: number;
+  causal: boolean;
+  dropoutP: number;
+  seed: number;
 }
 
-interface Mask { view: View; kind: Exclude<MaskKind, 'none'> }
+interface Mask {
+  view: View;
+  kind: Exclude<MaskKind, 'none'>;
+}
 
 /** The [offset, strides] words of every operand; head dim and offsets in units of the kernel's vector width W. */
-function params(d: Dims, W: 1 | 4, operands: { Q: View; K: View; V: View; O: View; G?: View; DQ?: View; DK?: View; DV?: View }, mask: Mask | null): Uint32Array {
+function params(
+  d: Dims,
+  W: 1 | 4,
+  operands: { Q: View; K: View; V: View; O: View; G?: View; DQ?: View; DK?: View; DV?: View },
+  mask: Mask | null,
+): Uint32Array {
   const words = Object.fromEntries(Object.entries(operands).map(([name, v]) => [name, operandWords(v, W)]));
   return AT.pack({
-    B: d.B, H: d.H, HKV: d.Hkv, TQ: d.Tq, TK: d.Tk, DH: d.D / W, SCALE: d.scale, CAUSAL: d.causal ? 1 : 0, DROP: d.dropoutP, SEED: d.seed,
-    ...words, M: mask ? operandWords(mask.view, 1) : undefined,
+    B: d.B,
+    H: d.H,
+    HKV: d.Hkv,
+    TQ: d.Tq,
+    TK: d.Tk,
+    DH: d.D / W,
+    SCALE: d.scale,
+    CAUSAL: d.causal ? 1 : 0,
+    DROP: d.dropoutP,
+    SEED: d.seed,
+    ...words,
+    M: mask ? operandWords(mask.view, 1) : undefined,
   });
 }
 
@@ -60,12 +95,15 @@ function cpuRows(v: View) {
 
 /** The cpu reference's view of the problem: scores with mask, causal range and dropout, as the kernels define them. */
 function cpuProblem(d: Dims, q: View, k: View, v: View, mask: Mask | null) {
-  const Q = cpuRows(q), K = cpuRows(k), V = cpuRows(v);
+  const Q = cpuRows(q),
+    K = cpuRows(k),
+    V = cpuRows(v);
   const M = mask && cpuRows(mask.view);
   const group = d.H / d.Hkv;
   const keyEnd = (i: number) => (d.causal ? Math.min(Math.max(i + d.Tk - d.Tq + 1, 0), d.Tk) : d.Tk);
   const score = (b: number, h: number, i: number, j: number): number => {
-    const qo = Q.at(b, h, i), ko = K.at(b, Math.floor(h / group), j);
+    const qo = Q.at(b, h, i),
+      ko = K.at(b, Math.floor(h / group), j);
     let s = 0;
     for (let e = 0; e < d.D; e++) s += Q.data[qo + e * Q.inner] * K.data[ko + e * K.inner];
     s *= d.scale;
@@ -82,7 +120,8 @@ function cpuProblem(d: Dims, q: View, k: View, v: View, mask: Mask | null) {
   };
   /** Calls fn for every query row (b, h, i), with its index in [B, H, Tq] order. */
   const eachRow = (fn: (b: number, h: number, i: number, row: number) => void) => {
-    for (let row = 0; row < d.B * d.H * d.Tq; row++) fn(Math.floor(row / (d.Tq * d.H)), Math.floor(row / d.Tq) % d.H, row % d.Tq, row);
+    for (let row = 0; row < d.B * d.H * d.Tq; row++)
+      fn(Math.floor(row / (d.Tq * d.H)), Math.floor(row / d.Tq) % d.H, row % d.Tq, row);
   };
   return { Q, K, V, group, keyEnd, score, keepMult, eachRow };
 }
@@ -110,7 +149,8 @@ type AttentionVariant = 'row' | 'tiled';
 
 const shapeOf = (d: Dims): AttentionShape => ({ BH: d.B * d.H, Tq: d.Tq, BHkv: d.B * d.Hkv, Tk: d.Tk, D: d.D });
 /** The row kernels hold a row of the head dim in private arrays of MAX_HEAD_DIM; the tiled ones unroll it (compile time grows with it): neither goes past it. */
-const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM || `head dim ${d.D} exceeds its maximum of ${MAX_HEAD_DIM}; use a smaller head dim`;
+const headDimFits = ({ d }: AttentionArgs) =>
+  d.D <= MAX_HEAD_DIM || `head dim ${d.D} exceeds its maximum of ${MAX_HEAD_DIM}; use a smaller head dim`;
 
 /**
  * The two webgpu variants of an attention kernel: 'tiled' (row blocks with staged tiles, tiled.ts)
@@ -119,7 +159,15 @@ const headDimFits = ({ d }: AttentionArgs) => d.D <= MAX_HEAD_DIM || `head dim $
  */
 function attentionVariants<A extends AttentionArgs>(run: (args: A, variant: AttentionVariant) => void): Variant<A>[] {
   return [
-    { name: 'tiled', fits: (a, hw) => (headDimFits(a) === true ? tiledFits(shapeOf(a.d), hw) || 'the grid exceeds the adapter’s workgroups per dimension' : headDimFits(a)), prefer: (a) => preferTiled(shapeOf(a.d)), run: (a) => run(a, 'tiled') },
+    {
+      name: 'tiled',
+      fits: (a, hw) =>
+        headDimFits(a) === true
+          ? tiledFits(shapeOf(a.d), hw) || 'the grid exceeds the adapter’s workgroups per dimension'
+          : headDimFits(a),
+      prefer: (a) => preferTiled(shapeOf(a.d)),
+      run: (a) => run(a, 'tiled'),
+    },
     { name: 'row', fits: headDimFits, run: (a) => run(a, 'row') },
   ];
 }
@@ -128,10 +176,13 @@ function attentionVariants<A extends AttentionArgs>(run: (args: A, variant: Atte
 function forwardCpu({ d, q, k, v, mask, out, stats }: AttentionArgs): void {
   const { Tk, D } = d;
   const P = cpuProblem(d, q, k, v, mask);
-  const O = cpuRows(out), lse = outData(stats);
+  const O = cpuRows(out),
+    lse = outData(stats);
   const s = new Float64Array(Tk);
   P.eachRow((b, h, i, row) => {
-    const vb = P.V.at(b, Math.floor(h / P.group), 0), vRow = v.strides[2], end = P.keyEnd(i);
+    const vb = P.V.at(b, Math.floor(h / P.group), 0),
+      vRow = v.strides[2],
+      end = P.keyEnd(i);
     let m = -Infinity;
     for (let j = 0; j < end; j++) {
       s[j] = P.score(b, h, i, j);
@@ -162,7 +213,15 @@ const attentionForwardKernel = defineKernel<AttentionArgs>({
     const p = params(d, W, { Q: q, K: k, V: v, O: out }, mask);
     const views = [out, stats, q, k, v, ...(mask ? [mask.view] : [])];
     if (variant === 'tiled') tiledForward({ ...shapeOf(d), W, kind }, p, views);
-    else launch('scaledDotProductAttention', `fused:attention:fwd:${W}:${kind}`, () => attentionForwardSource(W, kind), p, views, itemGrid(d.B * d.H * d.Tq));
+    else
+      launch(
+        'scaledDotProductAttention',
+        `fused:attention:fwd:${W}:${kind}`,
+        () => attentionForwardSource(W, kind),
+        p,
+        views,
+        itemGrid(d.B * d.H * d.Tq),
+      );
   }),
 });
 
@@ -170,16 +229,27 @@ const attentionForwardKernel = defineKernel<AttentionArgs>({
 function backwardCpu({ d, q, k, v, mask, out, stats, g, dq, dk, dv }: AttentionBackwardArgs): void {
   const { D } = d;
   const P = cpuProblem(d, q, k, v, mask);
-  const lse = cpuDataOf(stats), G = cpuRows(g), O = cpuRows(out);
-  const DQ = cpuRows(dq), DK = cpuRows(dk), DV = cpuRows(dv);
+  const lse = cpuDataOf(stats),
+    G = cpuRows(g),
+    O = cpuRows(out);
+  const DQ = cpuRows(dq),
+    DK = cpuRows(dk),
+    DV = cpuRows(dv);
   // Accumulate in float64 whatever the dtype, in each gradient's own memory order.
-  const dqa = new Float64Array(dq.size), dka = new Float64Array(dk.size), dva = new Float64Array(dv.size);
+  const dqa = new Float64Array(dq.size),
+    dka = new Float64Array(dk.size),
+    dva = new Float64Array(dv.size);
   const [kRow, vRow] = [k.strides[2], v.strides[2]];
   P.eachRow((b, h, i, row) => {
     const L = lse[row];
     if (L === -Infinity) return;
-    const hk = Math.floor(h / P.group), kb = P.K.at(b, hk, 0), vb = P.V.at(b, hk, 0);
-    const qo = P.Q.at(b, h, i), go = G.at(b, h, i), oo = O.at(b, h, i), dqo = DQ.at(b, h, i);
+    const hk = Math.floor(h / P.group),
+      kb = P.K.at(b, hk, 0),
+      vb = P.V.at(b, hk, 0);
+    const qo = P.Q.at(b, h, i),
+      go = G.at(b, h, i),
+      oo = O.at(b, h, i),
+      dqo = DQ.at(b, h, i);
     let delta = 0;
     for (let e = 0; e < D; e++) delta += G.data[go + e * G.inner] * O.data[oo + e * O.inner];
     for (let j = 0; j < P.keyEnd(i); j++) {
@@ -190,7 +260,8 @@ function backwardCpu({ d, q, k, v, mask, out, stats, g, dq, dk, dv }: AttentionB
       for (let e = 0; e < D; e++) dp += G.data[go + e * G.inner] * P.V.data[vb + j * vRow + e * P.V.inner];
       const mult = P.keepMult(row, j);
       const ds = p * (dp * mult - delta);
-      const dko = DK.at(b, hk, j), dvo = DV.at(b, hk, j);
+      const dko = DK.at(b, hk, j),
+        dvo = DV.at(b, hk, j);
       for (let e = 0; e < D; e++) {
         dqa[dqo + e] += ds * P.K.data[kb + j * kRow + e * P.K.inner] * d.scale;
         dka[dko + e] += ds * P.Q.data[qo + e * P.Q.inner] * d.scale;
@@ -198,7 +269,9 @@ function backwardCpu({ d, q, k, v, mask, out, stats, g, dq, dk, dv }: AttentionB
       }
     }
   });
-  outData(dq).set(dqa); outData(dk).set(dka); outData(dv).set(dva);
+  outData(dq).set(dqa);
+  outData(dk).set(dka);
+  outData(dv).set(dva);
 }
 
 /** Two dispatches on webgpu: dQ (which also writes each row's delta into stats' second half), then dK/dV. */
@@ -214,11 +287,26 @@ const attentionBackwardKernel = defineKernel<AttentionBackwardArgs>({
     const W = vectorWidth(d.D, [q, k, v, out, dense, dq, dk, dv]);
     const p = params(d, W, { Q: q, K: k, V: v, O: out, G: dense, DQ: dq, DK: dk, DV: dv }, mask);
     const extra = mask ? [mask.view] : [];
-    const dqViews = [dq, stats, q, k, v, out, dense, ...extra], dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
+    const dqViews = [dq, stats, q, k, v, out, dense, ...extra],
+      dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
     if (variant === 'tiled') tiledBackward({ ...shapeOf(d), W, kind }, p, dqViews, dkvViews);
     else {
-      launch('scaledDotProductAttentionBackward', `fused:attention:dq:${W}:${kind}`, () => attentionBackwardQuerySource(W, kind), p, dqViews, itemGrid(d.B * d.H * d.Tq));
-      launch('scaledDotProductAttentionBackward', `fused:attention:dkv:${W}:${kind}`, () => attentionBackwardKeySource(W, kind), p, dkvViews, itemGrid(d.B * d.Hkv * d.Tk));
+      launch(
+        'scaledDotProductAttentionBackward',
+        `fused:attention:dq:${W}:${kind}`,
+        () => attentionBackwardQuerySource(W, kind),
+        p,
+        dqViews,
+        itemGrid(d.B * d.H * d.Tq),
+      );
+      launch(
+        'scaledDotProductAttentionBackward',
+        `fused:attention:dkv:${W}:${kind}`,
+        () => attentionBackwardKeySource(W, kind),
+        p,
+        dkvViews,
+        itemGrid(d.B * d.Hkv * d.Tk),
+      );
     }
     if (dense !== g) dense.dispose();
   }),
@@ -239,10 +327,21 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
 }
 
 /** Gradients for q, k, v from dout (g); stats holds each query row's lse. */
-function backward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null, out: Tensor, stats: Tensor, g: Tensor): [Tensor, Tensor, Tensor] {
+function backward(
+  d: Dims,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Mask | null,
+  out: Tensor,
+  stats: Tensor,
+  g: Tensor,
+): [Tensor, Tensor, Tensor] {
   // No query row: nothing reaches k and v.
   if (d.B * d.H * d.Tq === 0) return [emptyLike(q), k.fullLike(0), v.fullLike(0)];
-  const dq = emptyLike(q), dk = emptyLike(k), dv = emptyLike(v);
+  const dq = emptyLike(q),
+    dk = emptyLike(k),
+    dv = emptyLike(v);
   dispatch(attentionBackwardKernel, q.device, { d, q, k, v, mask, out, stats, g, dq, dk, dv });
   return [dq, dk, dv];
 }
@@ -251,14 +350,22 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
   const op = 'scaledDotProductAttention';
   for (const t of [q, k, v]) t.assertAlive(op);
   const shapes = `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}`;
-  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new OpError(op, `q, k, v must be [B, H, T, D]; got ${shapes}`);
-  if (k.shape.some((s, i) => s !== v.shape[i])) throw new OpError(op, `k and v must have the same shape; got ${shapes}`);
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4)
+    throw new OpError(op, `q, k, v must be [B, H, T, D]; got ${shapes}`);
+  if (k.shape.some((s, i) => s !== v.shape[i]))
+    throw new OpError(op, `k and v must have the same shape; got ${shapes}`);
   const [B, H, , D] = q.shape;
   const [Bk, Hkv, , Dk] = k.shape;
   if (B !== Bk || D !== Dk) throw new OpError(op, `batch and head dim must match; got ${shapes}`);
-  if (Hkv === 0 || H % Hkv !== 0) throw new OpError(op, `query heads (${H}) must be a multiple of key/value heads (${Hkv}) for grouped-query attention; got ${shapes}`);
-  if (!isFloat(q.dtype) || q.dtype !== k.dtype || q.dtype !== v.dtype) throw new OpError(op, `q, k, v must share one float dtype; got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
-  if (q.device !== k.device || q.device !== v.device) throw new OpError(op, `q, k, v are on different devices (${q.device}, ${k.device}, ${v.device})`);
+  if (Hkv === 0 || H % Hkv !== 0)
+    throw new OpError(
+      op,
+      `query heads (${H}) must be a multiple of key/value heads (${Hkv}) for grouped-query attention; got ${shapes}`,
+    );
+  if (!isFloat(q.dtype) || q.dtype !== k.dtype || q.dtype !== v.dtype)
+    throw new OpError(op, `q, k, v must share one float dtype; got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
+  if (q.device !== k.device || q.device !== v.device)
+    throw new OpError(op, `q, k, v are on different devices (${q.device}, ${k.device}, ${v.device})`);
   const p = opts.dropoutP ?? 0;
   if (!(p >= 0 && p < 1)) throw new OpError(op, `dropoutP must be in [0, 1), got ${p}`);
   const mask = opts.mask;
@@ -269,12 +376,15 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
       throw new OpError(op, `mask ${shapeStr(mask.shape)} must broadcast to [B, H, Tq, Tk] = ${shapeStr(full)}`);
     }
     if (mask.device !== q.device) throw new OpError(op, `mask is on ${mask.device} but q on ${q.device}`);
-    if (mask.dtype !== 'int32' && mask.dtype !== q.dtype) throw new OpError(op, `a float mask must have q's dtype ${q.dtype}, got ${mask.dtype}`);
+    if (mask.dtype !== 'int32' && mask.dtype !== q.dtype)
+      throw new OpError(op, `a float mask must have q's dtype ${q.dtype}, got ${mask.dtype}`);
     if (mask.requiresGrad) throw new OpError(op, 'the mask receives no gradient; pass mask.detach()');
   }
 }
 
-interface AttentionInfo { readonly d: Dims }
+interface AttentionInfo {
+  readonly d: Dims;
+}
 
 const attentionOp = defineOp({
   name: 'scaledDotProductAttention',
@@ -284,8 +394,16 @@ const attentionOp = defineOp({
     const [, Hkv, Tk] = k.shape;
     const dropoutP = opts.dropoutP ?? 0;
     const d: Dims = {
-      B, H, Hkv, Tq, Tk, D, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? false,
-      dropoutP, seed: dropoutP > 0 ? nextUint32() : 0,
+      B,
+      H,
+      Hkv,
+      Tq,
+      Tk,
+      D,
+      scale: opts.scale ?? 1 / Math.sqrt(D),
+      causal: opts.causal ?? false,
+      dropoutP,
+      seed: dropoutP > 0 ? nextUint32() : 0,
     };
     const mask = opts.mask ?? null;
     // Operands are read where they are (any strides): no contiguous copies.

@@ -21,8 +21,25 @@ export type MaskKind = 'none' | 'add' | 'bool';
  * in units of the kernel's vector type (the mask M in elements, broadcast to [B, H, Tq, Tk]).
  */
 export const AT = uniformLayout({
-  B: 'u32', H: 'u32', HKV: 'u32', TQ: 'u32', TK: 'u32', DH: 'u32', SCALE: 'f32', CAUSAL: 'u32', DROP: 'f32', SEED: 'u32',
-  Q: ['u32', 5], K: ['u32', 5], V: ['u32', 5], O: ['u32', 5], G: ['u32', 5], DQ: ['u32', 5], DK: ['u32', 5], DV: ['u32', 5], M: ['u32', 5],
+  B: 'u32',
+  H: 'u32',
+  HKV: 'u32',
+  TQ: 'u32',
+  TK: 'u32',
+  DH: 'u32',
+  SCALE: 'f32',
+  CAUSAL: 'u32',
+  DROP: 'f32',
+  SEED: 'u32',
+  Q: ['u32', 5],
+  K: ['u32', 5],
+  V: ['u32', 5],
+  O: ['u32', 5],
+  G: ['u32', 5],
+  DQ: ['u32', 5],
+  DK: ['u32', 5],
+  DV: ['u32', 5],
+  M: ['u32', 5],
 });
 
 /** The operands addressed through AT's [offset, strides] fields. */
@@ -75,7 +92,10 @@ export const keyRowRegisters = (j: string): string => `var kr: array<VT, DMAX>;
  * the causal key range.
  */
 export function attentionHelpers(W: 1 | 4, kind: MaskKind): string {
-  const maskCode = kind === 'none' ? '' : `
+  const maskCode =
+    kind === 'none'
+      ? ''
+      : `
   let mo = row_at(${AT.M}u, b, h, i) + j * pu(${AT.M + 4}u);
   ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
   return `alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
@@ -123,7 +143,8 @@ const queryRow = `
   let vb = ${rowAt('V', 'b', 'hk', '0u')}; let vRow = ${rowStride('V')};
   let jend = key_end(i);`;
 
-const storage = (name: string, type: string, writable = false) => `var<storage, ${writable ? 'read_write' : 'read'}> ${name}: array<${type}>`;
+const storage = (name: string, type: string, writable = false) =>
+  `var<storage, ${writable ? 'read_write' : 'read'}> ${name}: array<${type}>`;
 const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'VT'));
 
 /**
@@ -133,9 +154,23 @@ const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'VT'));
  * reads both.
  */
 export const attentionBindings = (part: 'fwd' | 'dq' | 'dkv', kind: MaskKind): string[] => [
-  ...(part === 'fwd' ? [storage('out', 'VT', true), storage('stats', 'f32', true), ...inputs]
-    : part === 'dq' ? [storage('dq', 'VT', true), storage('stats', 'f32', true), ...inputs, storage('out', 'VT'), storage('dout', 'VT')]
-      : [storage('dk', 'VT', true), storage('dv', 'VT', true), ...inputs, storage('stats', 'f32'), storage('dout', 'VT')]),
+  ...(part === 'fwd'
+    ? [storage('out', 'VT', true), storage('stats', 'f32', true), ...inputs]
+    : part === 'dq'
+      ? [
+          storage('dq', 'VT', true),
+          storage('stats', 'f32', true),
+          ...inputs,
+          storage('out', 'VT'),
+          storage('dout', 'VT'),
+        ]
+      : [
+          storage('dk', 'VT', true),
+          storage('dv', 'VT', true),
+          ...inputs,
+          storage('stats', 'f32'),
+          storage('dout', 'VT'),
+        ]),
   ...(kind === 'none' ? [] : [storage('mask', kind === 'add' ? 'f32' : 'i32')]),
 ];
 

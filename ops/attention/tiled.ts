@@ -8,7 +8,16 @@
 // layout (AT: every operand through its own offset and strides), bindings, masks, causal rule and
 // dropout counter as the row kernels in kernels.ts, so the same seed drops the same probabilities;
 // the forward rescales its accumulator once per tile (online softmax).
-import { AT, attentionBindings, attentionHelpers, col, keyRowRegisters, rowAt, rowStride, type MaskKind } from './kernels.js';
+import {
+  AT,
+  attentionBindings,
+  attentionHelpers,
+  col,
+  keyRowRegisters,
+  rowAt,
+  rowStride,
+  type MaskKind,
+} from './kernels.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import type { View } from '../../core/backend.js';
@@ -20,7 +29,13 @@ const BLOCK = 64;
 const WORKGROUP_BYTES = 16384;
 
 /** The sizes of one attention: query and key/value heads (times batch), query and key rows, head dim. */
-export interface AttentionShape { BH: number; Tq: number; BHkv: number; Tk: number; D: number }
+export interface AttentionShape {
+  BH: number;
+  Tq: number;
+  BHkv: number;
+  Tk: number;
+  D: number;
+}
 
 /** Keys from which the tiled kernels run by default, given a full query block (bench/attention.ts, lavapipe: faster than the row kernels at T = 256-1024). */
 const TILED_FROM_KEYS = 256;
@@ -44,7 +59,11 @@ export function preferTiled(s: AttentionShape): boolean {
 }
 
 /** Compile-time sizes of one pipeline: the head dim in VT units and the rows per staged tile. */
-interface Sizes { W: 1 | 4; dmax: number; stage: number }
+interface Sizes {
+  W: 1 | 4;
+  dmax: number;
+  stage: number;
+}
 
 function sizes(W: 1 | 4, D: number): Sizes {
   const dmax = D / W;
@@ -60,7 +79,9 @@ const STAGE: u32 = ${stage}u;
 ${attentionHelpers(W, kind)}`;
 }
 
-const blockMain = (body: string): string => `@compute @workgroup_size(${BLOCK}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
+const blockMain = (
+  body: string,
+): string => `@compute @workgroup_size(${BLOCK}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let lid = lidv.x;
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
   let scale = pf(${AT.SCALE}u);
@@ -239,7 +260,10 @@ ${blockMain(`
 }
 
 /** What the launches need beyond the params block. */
-export interface TiledShape extends AttentionShape { W: 1 | 4; kind: MaskKind }
+export interface TiledShape extends AttentionShape {
+  W: 1 | 4;
+  kind: MaskKind;
+}
 
 /**
  * Loops over the head dim are written as WGSL loops above and unrolled here, at generation time: with
@@ -248,22 +272,45 @@ export interface TiledShape extends AttentionShape { W: 1 | 4; kind: MaskKind }
  */
 function unrollHeadDim(source: string, dh: number): string {
   return source.replace(/for \(var d = 0u; d < DH; d\+\+\) \{([^{}]*)\}/g, (_, body: string) =>
-    Array.from({ length: dh }, (_, d) => body.replace(/\bd\b/g, `${d}u`).trim()).join('\n'));
+    Array.from({ length: dh }, (_, d) => body.replace(/\bd\b/g, `${d}u`).trim()).join('\n'),
+  );
 }
 
-const pipelineKey = (part: string, z: Sizes, kind: MaskKind) => `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
+const pipelineKey = (part: string, z: Sizes, kind: MaskKind) =>
+  `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
 const blocks = (rows: number, heads: number): [number, number, number] => [Math.ceil(rows / BLOCK), heads, 1];
 
 /** views: out, stats, q, k, v[, mask]. */
 export function tiledForward(s: TiledShape, p: Uint32Array, views: View[]): void {
   const z = sizes(s.W, s.D);
-  launch('scaledDotProductAttention', pipelineKey('fwd', z, s.kind), () => unrollHeadDim(forwardSource(z, s.kind), z.dmax), p, views, blocks(s.Tq, s.BH));
+  launch(
+    'scaledDotProductAttention',
+    pipelineKey('fwd', z, s.kind),
+    () => unrollHeadDim(forwardSource(z, s.kind), z.dmax),
+    p,
+    views,
+    blocks(s.Tq, s.BH),
+  );
 }
 
 /** dqViews: dq, stats, q, k, v, out, dout[, mask]; dkvViews: dk, dv, q, k, v, stats, dout[, mask] (attentionBindings). */
 export function tiledBackward(s: TiledShape, p: Uint32Array, dqViews: View[], dkvViews: View[]): void {
   const z = sizes(s.W, s.D);
   const op = 'scaledDotProductAttentionBackward';
-  launch(op, pipelineKey('dq', z, s.kind), () => unrollHeadDim(backwardQuerySource(z, s.kind), z.dmax), p, dqViews, blocks(s.Tq, s.BH));
-  launch(op, pipelineKey('dkv', z, s.kind), () => unrollHeadDim(backwardKeySource(z, s.kind), z.dmax), p, dkvViews, blocks(s.Tk, s.BHkv));
+  launch(
+    op,
+    pipelineKey('dq', z, s.kind),
+    () => unrollHeadDim(backwardQuerySource(z, s.kind), z.dmax),
+    p,
+    dqViews,
+    blocks(s.Tq, s.BH),
+  );
+  launch(
+    op,
+    pipelineKey('dkv', z, s.kind),
+    () => unrollHeadDim(backwardKeySource(z, s.kind), z.dmax),
+    p,
+    dkvViews,
+    blocks(s.Tk, s.BHkv),
+  );
 }

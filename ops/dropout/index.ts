@@ -15,7 +15,12 @@ import { empty } from '../util.js';
 
 const dropScale = (p: number) => (p >= 1 ? 0 : 1 / (1 - p));
 
-interface DropoutArgs { readonly x: Tensor; readonly out: Tensor; readonly p: number; readonly seed: number }
+interface DropoutArgs {
+  readonly x: Tensor;
+  readonly out: Tensor;
+  readonly p: number;
+  readonly seed: number;
+}
 
 /** out = x where counter_uniform(seed, i) ≥ p, scaled by 1/(1 − p); 0 elsewhere (x contiguous). */
 const dropoutKernel = defineKernel<DropoutArgs>({
@@ -27,13 +32,15 @@ const dropoutKernel = defineKernel<DropoutArgs>({
     const scale = dropScale(p);
     for (let i = 0; i < x.size; i++) o[i] = counterUniform(seed, i) >= p ? data[off + i] * scale : 0;
   },
-  webgpu: [{
-    name: 'item',
-    run: ({ x, out, p, seed }) => {
-      const prm = DO.pack({ N: x.size, XOFF: x.offset, SEED: seed, P: p, SCALE: dropScale(p) });
-      launch('dropout', 'fused:dropout', dropoutSource, prm, [out, x], itemGrid(x.size));
+  webgpu: [
+    {
+      name: 'item',
+      run: ({ x, out, p, seed }) => {
+        const prm = DO.pack({ N: x.size, XOFF: x.offset, SEED: seed, P: p, SCALE: dropScale(p) });
+        launch('dropout', 'fused:dropout', dropoutSource, prm, [out, x], itemGrid(x.size));
+      },
     },
-  }],
+  ],
 });
 
 /** x with the mask of (p, seed) applied: the forward, and the backward on the gradient. */
@@ -45,7 +52,10 @@ function dropoutMask(x: Tensor, p: number, seed: number): Tensor {
   });
 }
 
-interface DropoutInfo { readonly p: number; readonly seed: number }
+interface DropoutInfo {
+  readonly p: number;
+  readonly seed: number;
+}
 
 const dropoutOp = defineOp<[x: Tensor, p: number, training: boolean], DropoutInfo>({
   name: 'dropout',

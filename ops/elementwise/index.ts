@@ -16,7 +16,25 @@ import { argTensorOrNumber } from '../../core/args.js';
 import { swigluBackward } from '../swiglu/index.js';
 
 /** Ops that become Tensor methods `x.name()`. */
-export const UNARY_OPS = ['neg', 'exp', 'log', 'sqrt', 'rsqrt', 'abs', 'sign', 'sin', 'cos', 'tanh', 'sigmoid', 'relu', 'gelu', 'silu', 'softplus', 'square', 'reciprocal'] as const;
+export const UNARY_OPS = [
+  'neg',
+  'exp',
+  'log',
+  'sqrt',
+  'rsqrt',
+  'abs',
+  'sign',
+  'sin',
+  'cos',
+  'tanh',
+  'sigmoid',
+  'relu',
+  'gelu',
+  'silu',
+  'softplus',
+  'square',
+  'reciprocal',
+] as const;
 /** Ops that become Tensor methods `x.name(other)` (other: tensor or number, broadcast). */
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'] as const;
 /** Comparisons: Tensor methods giving int32 0/1. */
@@ -75,7 +93,8 @@ export interface EwRow extends ElementwiseDef {
   readonly check: EwCheck;
 }
 
-type RowSpec = Omit<EwRow, 'name' | 'ints' | 'boolOut' | 'save' | 'scalarOnly'> & Partial<Pick<EwRow, 'ints' | 'boolOut' | 'save' | 'scalarOnly'>>;
+type RowSpec = Omit<EwRow, 'name' | 'ints' | 'boolOut' | 'save' | 'scalarOnly'> &
+  Partial<Pick<EwRow, 'ints' | 'boolOut' | 'save' | 'scalarOnly'>>;
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -101,7 +120,12 @@ const positive: ValueRange = { min: 0.2, max: 2 };
 /** Ties split the gradient evenly, as PyTorch does. `w` is 1 where a wins, ½ at ties. */
 const splitTies = (g: Tensor, w: Tensor) => [g.mul(w), g.mul(w.neg().add(1))];
 const compare = (wgslOp: string, js: (a: number, b: number) => boolean): RowSpec => ({
-  arity: 2, boolOut: true, wgsl: ([a, b], t) => `select(${t}(0), ${t}(1), ${a} ${wgslOp} ${b})`, js: (a, b) => +js(a, b), grad: 'none', check: {},
+  arity: 2,
+  boolOut: true,
+  wgsl: ([a, b], t) => `select(${t}(0), ${t}(1), ${a} ${wgslOp} ${b})`,
+  js: (a, b) => +js(a, b),
+  grad: 'none',
+  check: {},
 });
 
 /**
@@ -110,48 +134,186 @@ const compare = (wgslOp: string, js: (a: number, b: number) => boolean): RowSpec
  */
 const ROWS: { readonly [N in EwName]: RowSpec } = {
   neg: { arity: 1, wgsl: ([a]) => `-${a}`, js: (a) => -a, grad: (g) => [g.neg()], save: 'none', check: {} },
-  exp: { arity: 1, ints: 'promote', wgsl: ([a]) => `exp(${a})`, js: Math.exp, save: 'output', grad: (g, { y }) => [g.mul(y)], check: {} },
-  log: { arity: 1, ints: 'promote', wgsl: ([a]) => `log(${a})`, js: Math.log, grad: (g, { x: [x] }) => [g.div(x)], check: { ranges: [positive] } },
-  sqrt: { arity: 1, ints: 'promote', wgsl: ([a]) => `sqrt(${a})`, js: Math.sqrt, save: 'output', grad: (g, { y }) => [g.mul(0.5).div(y)], check: { ranges: [positive] } },
-  rsqrt: { arity: 1, ints: 'promote', wgsl: ([a]) => `inverseSqrt(${a})`, js: (a) => 1 / Math.sqrt(a), save: 'output', grad: (g, { y }) => [g.mul(y.mul(y).mul(y)).mul(-0.5)], check: { ranges: [positive] } },
-  abs: { arity: 1, wgsl: ([a]) => `abs(${a})`, js: Math.abs, grad: (g, { x: [x] }) => [g.mul(x.sign())], check: { ranges: [{ avoid: [0] }] } },
+  exp: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `exp(${a})`,
+    js: Math.exp,
+    save: 'output',
+    grad: (g, { y }) => [g.mul(y)],
+    check: {},
+  },
+  log: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `log(${a})`,
+    js: Math.log,
+    grad: (g, { x: [x] }) => [g.div(x)],
+    check: { ranges: [positive] },
+  },
+  sqrt: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `sqrt(${a})`,
+    js: Math.sqrt,
+    save: 'output',
+    grad: (g, { y }) => [g.mul(0.5).div(y)],
+    check: { ranges: [positive] },
+  },
+  rsqrt: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `inverseSqrt(${a})`,
+    js: (a) => 1 / Math.sqrt(a),
+    save: 'output',
+    grad: (g, { y }) => [g.mul(y.mul(y).mul(y)).mul(-0.5)],
+    check: { ranges: [positive] },
+  },
+  abs: {
+    arity: 1,
+    wgsl: ([a]) => `abs(${a})`,
+    js: Math.abs,
+    grad: (g, { x: [x] }) => [g.mul(x.sign())],
+    check: { ranges: [{ avoid: [0] }] },
+  },
   sign: { arity: 1, wgsl: ([a]) => `sign(${a})`, js: Math.sign, grad: 'none', check: {} },
-  sin: { arity: 1, ints: 'promote', wgsl: ([a]) => `sin(${a})`, js: Math.sin, grad: (g, { x: [x] }) => [g.mul(x.cos())], check: {} },
-  cos: { arity: 1, ints: 'promote', wgsl: ([a]) => `cos(${a})`, js: Math.cos, grad: (g, { x: [x] }) => [g.mul(x.sin()).neg()], check: {} },
-  tanh: { arity: 1, ints: 'promote', wgsl: ([a], t) => wTanh(a, t), js: Math.tanh, save: 'output', grad: (g, { y }) => [g.mul(y.square().neg().add(1))], check: {} },
-  sigmoid: { arity: 1, ints: 'promote', wgsl: ([a]) => `1.0 / (1.0 + exp(-${a}))`, js: sigmoid, save: 'output', grad: (g, { y }) => [g.mul(y.mul(y.neg().add(1)))], check: {} },
-  relu: { arity: 1, wgsl: ([a], t) => `max(${a}, ${t}(0))`, js: (a) => Math.max(a, 0), grad: (g, { x: [x] }) => [g.mul(x.gt(0).astype(g.dtype))], check: { ranges: [{ avoid: [0] }] } },
+  sin: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `sin(${a})`,
+    js: Math.sin,
+    grad: (g, { x: [x] }) => [g.mul(x.cos())],
+    check: {},
+  },
+  cos: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `cos(${a})`,
+    js: Math.cos,
+    grad: (g, { x: [x] }) => [g.mul(x.sin()).neg()],
+    check: {},
+  },
+  tanh: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a], t) => wTanh(a, t),
+    js: Math.tanh,
+    save: 'output',
+    grad: (g, { y }) => [g.mul(y.square().neg().add(1))],
+    check: {},
+  },
+  sigmoid: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `1.0 / (1.0 + exp(-${a}))`,
+    js: sigmoid,
+    save: 'output',
+    grad: (g, { y }) => [g.mul(y.mul(y.neg().add(1)))],
+    check: {},
+  },
+  relu: {
+    arity: 1,
+    wgsl: ([a], t) => `max(${a}, ${t}(0))`,
+    js: (a) => Math.max(a, 0),
+    grad: (g, { x: [x] }) => [g.mul(x.gt(0).astype(g.dtype))],
+    check: { ranges: [{ avoid: [0] }] },
+  },
   gelu: {
-    arity: 1, ints: 'promote', scalarOnly: true, wgslHelpers: WGSL_ERF,
-    wgsl: ([a]) => `0.5 * ${a} * (1.0 + erf_f32(${a} * ${SQRT1_2}))`, js: (a) => 0.5 * a * (1 + erf(a * SQRT1_2)),
-    grad: (g, { x: [x] }) => [g.mul(runKernel('geluGrad', [x]))], check: {},
+    arity: 1,
+    ints: 'promote',
+    scalarOnly: true,
+    wgslHelpers: WGSL_ERF,
+    wgsl: ([a]) => `0.5 * ${a} * (1.0 + erf_f32(${a} * ${SQRT1_2}))`,
+    js: (a) => 0.5 * a * (1 + erf(a * SQRT1_2)),
+    grad: (g, { x: [x] }) => [g.mul(runKernel('geluGrad', [x]))],
+    check: {},
   },
-  silu: { arity: 1, ints: 'promote', wgsl: ([a]) => `${a} / (1.0 + exp(-${a}))`, js: (a) => a * sigmoid(a), grad: (g, { x: [x] }) => [g.mul(runKernel('siluGrad', [x]))], check: {} },
+  silu: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `${a} / (1.0 + exp(-${a}))`,
+    js: (a) => a * sigmoid(a),
+    grad: (g, { x: [x] }) => [g.mul(runKernel('siluGrad', [x]))],
+    check: {},
+  },
   softplus: {
-    arity: 1, ints: 'promote', wgsl: ([a], t) => `max(${a}, ${t}(0)) + log(1.0 + exp(-abs(${a})))`, js: (a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a))),
-    grad: (g, { x: [x] }) => [g.mul(x.sigmoid())], check: {},
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a], t) => `max(${a}, ${t}(0)) + log(1.0 + exp(-abs(${a})))`,
+    js: (a) => Math.max(a, 0) + Math.log1p(Math.exp(-Math.abs(a))),
+    grad: (g, { x: [x] }) => [g.mul(x.sigmoid())],
+    check: {},
   },
-  square: { arity: 1, wgsl: ([a]) => `${a} * ${a}`, js: (a) => a * a, grad: (g, { x: [x] }) => [g.mul(x).mul(2)], check: {} },
-  reciprocal: { arity: 1, ints: 'promote', wgsl: ([a]) => `1.0 / ${a}`, js: (a) => 1 / a, save: 'output', grad: (g, { y }) => [g.mul(y.square()).neg()], check: { ranges: [positive] } },
+  square: {
+    arity: 1,
+    wgsl: ([a]) => `${a} * ${a}`,
+    js: (a) => a * a,
+    grad: (g, { x: [x] }) => [g.mul(x).mul(2)],
+    check: {},
+  },
+  reciprocal: {
+    arity: 1,
+    ints: 'promote',
+    wgsl: ([a]) => `1.0 / ${a}`,
+    js: (a) => 1 / a,
+    save: 'output',
+    grad: (g, { y }) => [g.mul(y.square()).neg()],
+    check: { ranges: [positive] },
+  },
 
   add: { arity: 2, wgsl: ADD_KERNEL.wgsl, js: ADD_KERNEL.js, save: 'none', grad: (g) => [g, g], check: {} },
-  sub: { arity: 2, wgsl: ([a, b]) => `${a} - ${b}`, js: (a, b) => a - b, save: 'none', grad: (g) => [g, g.neg()], check: {} },
-  mul: { arity: 2, wgsl: ([a, b]) => `${a} * ${b}`, js: (a, b) => a * b, grad: (g, { x: [a, b] }) => [g.mul(b), g.mul(a)], check: {} },
+  sub: {
+    arity: 2,
+    wgsl: ([a, b]) => `${a} - ${b}`,
+    js: (a, b) => a - b,
+    save: 'none',
+    grad: (g) => [g, g.neg()],
+    check: {},
+  },
+  mul: {
+    arity: 2,
+    wgsl: ([a, b]) => `${a} * ${b}`,
+    js: (a, b) => a * b,
+    grad: (g, { x: [a, b] }) => [g.mul(b), g.mul(a)],
+    check: {},
+  },
   div: {
-    arity: 2, ints: 'promote', wgsl: ([a, b]) => `${a} / ${b}`, js: (a, b) => a / b,
-    grad: (g, { x: [a, b] }) => [g.div(b), g.mul(a).div(b.square()).neg()], check: { ranges: [{}, { min: 0.3, max: 2 }] },
+    arity: 2,
+    ints: 'promote',
+    wgsl: ([a, b]) => `${a} / ${b}`,
+    js: (a, b) => a / b,
+    grad: (g, { x: [a, b] }) => [g.div(b), g.mul(a).div(b.square()).neg()],
+    check: { ranges: [{}, { min: 0.3, max: 2 }] },
   },
   pow: {
-    arity: 2, ints: 'promote', scalarOnly: true, wgslHelpers: POW_HELPER, wgsl: ([a, b]) => `pow_signed(${a}, ${b})`, js: Math.pow, save: 'both',
-    grad: (g, { x: [a, b], y }) => [g.mul(b).mul(a.pow(b.sub(1))), g.mul(y).mul(a.log())], check: { ranges: [{ min: 0.3, max: 2 }, { min: -2, max: 2 }] },
+    arity: 2,
+    ints: 'promote',
+    scalarOnly: true,
+    wgslHelpers: POW_HELPER,
+    wgsl: ([a, b]) => `pow_signed(${a}, ${b})`,
+    js: Math.pow,
+    save: 'both',
+    grad: (g, { x: [a, b], y }) => [g.mul(b).mul(a.pow(b.sub(1))), g.mul(y).mul(a.log())],
+    check: {
+      ranges: [
+        { min: 0.3, max: 2 },
+        { min: -2, max: 2 },
+      ],
+    },
   },
   maximum: {
-    arity: 2, wgsl: ([a, b]) => `max(${a}, ${b})`, js: Math.max,
-    grad: (g, { x: [a, b] }) => splitTies(g, a.gt(b).astype(g.dtype).add(a.eq(b).astype(g.dtype).mul(0.5))), check: { untied: true },
+    arity: 2,
+    wgsl: ([a, b]) => `max(${a}, ${b})`,
+    js: Math.max,
+    grad: (g, { x: [a, b] }) => splitTies(g, a.gt(b).astype(g.dtype).add(a.eq(b).astype(g.dtype).mul(0.5))),
+    check: { untied: true },
   },
   minimum: {
-    arity: 2, wgsl: ([a, b]) => `min(${a}, ${b})`, js: Math.min,
-    grad: (g, { x: [a, b] }) => splitTies(g, a.lt(b).astype(g.dtype).add(a.eq(b).astype(g.dtype).mul(0.5))), check: { untied: true },
+    arity: 2,
+    wgsl: ([a, b]) => `min(${a}, ${b})`,
+    js: Math.min,
+    grad: (g, { x: [a, b] }) => splitTies(g, a.lt(b).astype(g.dtype).add(a.eq(b).astype(g.dtype).mul(0.5))),
+    check: { untied: true },
   },
 
   eq: compare('==', (a, b) => a === b),
@@ -163,26 +325,42 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
 
   copy: { arity: 1, wgsl: COPY_KERNEL.wgsl, js: COPY_KERNEL.js, grad: 'none', check: {} },
   where: {
-    arity: 3, wgsl: ([c, a, b], t) => `select(${b}, ${a}, ${c} != ${t}(0))`, js: (c, a, b) => (c !== 0 ? a : b),
-    grad: (g, { x: [c], needs }) => [null, needs[1] ? where(c, g, 0) : null, needs[2] ? where(c, 0, g) : null], check: { ranges: [{ int: true, min: 0, max: 1 }] },
+    arity: 3,
+    wgsl: ([c, a, b], t) => `select(${b}, ${a}, ${c} != ${t}(0))`,
+    js: (c, a, b) => (c !== 0 ? a : b),
+    grad: (g, { x: [c], needs }) => [null, needs[1] ? where(c, g, 0) : null, needs[2] ? where(c, 0, g) : null],
+    check: { ranges: [{ int: true, min: 0, max: 1 }] },
   },
   geluGrad: {
-    arity: 1, scalarOnly: true, wgslHelpers: WGSL_ERF, grad: 'none', check: {},
+    arity: 1,
+    scalarOnly: true,
+    wgslHelpers: WGSL_ERF,
+    grad: 'none',
+    check: {},
     wgsl: ([a]) => `0.5 * (1.0 + erf_f32(${a} * ${SQRT1_2})) + ${a} * exp(-0.5 * ${a} * ${a}) * ${INV_SQRT_2PI}`,
     js: (a) => 0.5 * (1 + erf(a * SQRT1_2)) + a * Math.exp(-0.5 * a * a) * INV_SQRT_2PI,
   },
   siluGrad: {
-    arity: 1, grad: 'none', check: {},
-    wgsl: ([a]) => `(1.0 / (1.0 + exp(-${a}))) * (1.0 + ${a} * (1.0 - 1.0 / (1.0 + exp(-${a}))))`, js: (a) => sigmoid(a) * (1 + a * (1 - sigmoid(a))),
+    arity: 1,
+    grad: 'none',
+    check: {},
+    wgsl: ([a]) => `(1.0 / (1.0 + exp(-${a}))) * (1.0 + ${a} * (1.0 - 1.0 / (1.0 + exp(-${a}))))`,
+    js: (a) => sigmoid(a) * (1 + a * (1 - sigmoid(a))),
   },
   // gelu's tanh approximation (GPT-2).
   geluTanh: {
-    arity: 1, ints: 'reject', wgsl: ([x], t) => `0.5 * ${x} * (1.0 + ${wTanh(wGeluTanhInner(x), t)})`, js: (x) => 0.5 * x * (1 + Math.tanh(geluTanhInner(x))),
-    grad: (g, { x: [x] }) => [runKernel('geluTanhGrad', [g, x])], check: {},
+    arity: 1,
+    ints: 'reject',
+    wgsl: ([x], t) => `0.5 * ${x} * (1.0 + ${wTanh(wGeluTanhInner(x), t)})`,
+    js: (x) => 0.5 * x * (1 + Math.tanh(geluTanhInner(x))),
+    grad: (g, { x: [x] }) => [runKernel('geluTanhGrad', [g, x])],
+    check: {},
   },
   /** d/dx of the tanh approximation, times the incoming gradient g. */
   geluTanhGrad: {
-    arity: 2, grad: 'none', check: {},
+    arity: 2,
+    grad: 'none',
+    check: {},
     wgsl: ([g, x], type) => {
       const t = wTanh(wGeluTanhInner(x), type);
       return `${g} * (0.5 * (1.0 + ${t}) + 0.5 * ${x} * (1.0 - ${t} * ${t}) * ${GELU_C} * (1.0 + ${3 * GELU_K} * ${x} * ${x}))`;
@@ -194,14 +372,21 @@ const ROWS: { readonly [N in EwName]: RowSpec } = {
   },
   /** silu(gate)·up in one kernel each way (the backward writes both gradients: ops/swiglu). */
   swiglu: {
-    arity: 2, ints: 'reject', wgsl: ([a, b]) => `${a} * ${wSigmoid(a)} * ${b}`, js: (a, b) => a * sigmoid(a) * b, check: {},
+    arity: 2,
+    ints: 'reject',
+    wgsl: ([a, b]) => `${a} * ${wSigmoid(a)} * ${b}`,
+    js: (a, b) => a * sigmoid(a) * b,
+    check: {},
     grad: (g, { x: [a, b], needs }) => swigluBackward(g, a, b, [needs[0], needs[1]]),
   },
 };
 
 /** The table, by name. */
 export const ELEMENTWISE: { readonly [N in EwName]: EwRow } = Object.fromEntries(
-  Object.entries(ROWS).map(([name, spec]) => [name, { ints: 'keep', boolOut: false, save: 'input', scalarOnly: false, ...spec, name }]),
+  Object.entries(ROWS).map(([name, spec]) => [
+    name,
+    { ints: 'keep', boolOut: false, save: 'input', scalarOnly: false, ...spec, name },
+  ]),
 ) as { [N in EwName]: EwRow };
 
 export interface KernelOptions {
@@ -222,13 +407,22 @@ export function runKernel(name: EwName, operands: readonly TensorOrScalar[], opt
   if (tensors.length === 0) throw new OpError(name, 'at least one operand must be a tensor');
   const device = sameDevice(name, tensors);
   if (row.ints === 'reject') {
-    for (const t of tensors) if (!isFloat(t.dtype)) throw new OpError(name, `needs float tensors, got ${t.dtype} ${shapeStr(t.shape)}`);
+    for (const t of tensors)
+      if (!isFloat(t.dtype)) throw new OpError(name, `needs float tensors, got ${t.dtype} ${shapeStr(t.shape)}`);
   }
   const shape = broadcastShapes(name, ...tensors.map((t) => t.shape));
-  const promoted = promoteTypes(...tensors.map((t) => t.dtype), ...operands.filter((o): o is number => !isTensor(o) && !Number.isInteger(o)).map(() => 'float32' as DType));
+  const promoted = promoteTypes(
+    ...tensors.map((t) => t.dtype),
+    ...operands.filter((o): o is number => !isTensor(o) && !Number.isInteger(o)).map(() => 'float32' as DType),
+  );
   const computeDtype = opts.computeDtype ?? (row.ints === 'promote' && !isFloat(promoted) ? 'float32' : promoted);
   const out = empty(device, opts.outDtype ?? (row.boolOut ? 'int32' : computeDtype), shape);
-  getBackend(device).elementwise(row, operands.map((o) => (isTensor(o) ? broadcastView(o, shape) : { scalar: o })), out, computeDtype);
+  getBackend(device).elementwise(
+    row,
+    operands.map((o) => (isTensor(o) ? broadcastView(o, shape) : { scalar: o })),
+    out,
+    computeDtype,
+  );
   return out;
 }
 
@@ -242,19 +436,29 @@ export function elementwiseOp(name: EwName, operands: readonly TensorOrScalar[],
   const saveInputs = row.save === 'input' || row.save === 'both';
   const saveOutput = row.save === 'output' || row.save === 'both';
   const needs = operands.map((o) => isTensor(o) && o.requiresGrad);
-  return record(name, y, tensors, (g, saved) => {
-    let next = 0;
-    const x = saveInputs ? operands.map((o) => (isTensor(o) ? saved[next++] : g.fullLike(o, []))) : [];
-    const output = saveOutput ? saved[next] : null;
-    const grads = rule(g, {
-      x, needs,
-      get y(): Tensor {
-        if (!output) throw new Error(`elementwise '${name}': its rule reads the output, but the row saves '${row.save}'; set save: 'output' or 'both'`);
-        return output;
-      },
-    });
-    return operands.flatMap((o, i) => (isTensor(o) ? [grads[i] ? sumTo(grads[i] as Tensor, o.shape) : null] : []));
-  }, [...(saveInputs ? tensors : []), ...(saveOutput ? [y] : [])]);
+  return record(
+    name,
+    y,
+    tensors,
+    (g, saved) => {
+      let next = 0;
+      const x = saveInputs ? operands.map((o) => (isTensor(o) ? saved[next++] : g.fullLike(o, []))) : [];
+      const output = saveOutput ? saved[next] : null;
+      const grads = rule(g, {
+        x,
+        needs,
+        get y(): Tensor {
+          if (!output)
+            throw new Error(
+              `elementwise '${name}': its rule reads the output, but the row saves '${row.save}'; set save: 'output' or 'both'`,
+            );
+          return output;
+        },
+      });
+      return operands.flatMap((o, i) => (isTensor(o) ? [grads[i] ? sumTo(grads[i] as Tensor, o.shape) : null] : []));
+    },
+    [...(saveInputs ? tensors : []), ...(saveOutput ? [y] : [])],
+  );
 }
 
 /** where(cond, a, b): a where cond is nonzero, else b (broadcast). */
@@ -274,7 +478,8 @@ declare module '../../core/tensor.js' {
     cast(dtype: DType): Tensor;
     /** A contiguous copy that stays in the graph. */
     clone(): Tensor;
-    zerosLike(): Tensor; onesLike(): Tensor;
+    zerosLike(): Tensor;
+    onesLike(): Tensor;
     /** A tensor of `shape` (default: this shape) filled with v, with this dtype and device. */
     fullLike(v: number, shape?: readonly number[]): Tensor;
     where(cond: Tensor, other: TensorOrScalar): Tensor;
@@ -282,8 +487,14 @@ declare module '../../core/tensor.js' {
 }
 
 const P = Tensor.prototype;
-for (const name of UNARY_OPS) P[name] = function (this: Tensor) { return elementwiseOp(name, [this]); };
-for (const name of [...BINARY_OPS, ...COMPARE_OPS]) P[name] = function (this: Tensor, o: TensorOrScalar) { return elementwiseOp(name, [this, o]); };
+for (const name of UNARY_OPS)
+  P[name] = function (this: Tensor) {
+    return elementwiseOp(name, [this]);
+  };
+for (const name of [...BINARY_OPS, ...COMPARE_OPS])
+  P[name] = function (this: Tensor, o: TensorOrScalar) {
+    return elementwiseOp(name, [this, o]);
+  };
 
 P.astype = function (this: Tensor, dtype: DType): Tensor {
   if (dtype === this.dtype) return this;
@@ -300,9 +511,15 @@ P.clone = function (this: Tensor): Tensor {
 P.fullLike = function (this: Tensor, v: number, shape: readonly number[] = this.shape): Tensor {
   return fill(this, v, shape);
 };
-P.zerosLike = function (this: Tensor): Tensor { return this.fullLike(0); };
-P.onesLike = function (this: Tensor): Tensor { return this.fullLike(1); };
-P.where = function (this: Tensor, cond: Tensor, other: TensorOrScalar): Tensor { return where(cond, this, other); };
+P.zerosLike = function (this: Tensor): Tensor {
+  return this.fullLike(0);
+};
+P.onesLike = function (this: Tensor): Tensor {
+  return this.fullLike(1);
+};
+P.where = function (this: Tensor, cond: Tensor, other: TensorOrScalar): Tensor {
+  return where(cond, this, other);
+};
 
 /** astype's round trip through float32 needs a coarser finite-difference step (test/ops-cases.ts). */
 export const ASTYPE_CHECK: EwCheck = { cpu: { eps: 1e-2, atol: 1e-4, rtol: 1e-3 } };
@@ -326,9 +543,17 @@ P.copy_ = function (this: Tensor, src: TensorOrScalar): Tensor {
     sameDevice('copy_', [this, src]);
     broadcastShapes('copy_', this.shape, src.shape);
     if (src.rank > this.rank || src.shape.some((d, i) => d !== 1 && d !== this.shape[this.rank - src.rank + i])) {
-      throw new OpError('copy_', `source ${shapeStr(src.shape)} does not broadcast to destination ${shapeStr(this.shape)}`);
+      throw new OpError(
+        'copy_',
+        `source ${shapeStr(src.shape)} does not broadcast to destination ${shapeStr(this.shape)}`,
+      );
     }
   }
-  getBackend(this.device).elementwise(ELEMENTWISE.copy, [isTensor(src) ? broadcastView(src, this.shape) : { scalar: src }], this, this.dtype);
+  getBackend(this.device).elementwise(
+    ELEMENTWISE.copy,
+    [isTensor(src) ? broadcastView(src, this.shape) : { scalar: src }],
+    this,
+    this.dtype,
+  );
   return this;
 };

@@ -24,8 +24,19 @@ interface JoinArgs {
 /** One elementwise copy (or fill) per window, on out's backend. */
 function copyWindows({ out, axis, starts, lengths, sources }: JoinArgs): void {
   sources.forEach((src, i) => {
-    const window = { storage: out.storage, shape: out.shape.map((d, j) => (j === axis ? lengths[i] : d)), strides: out.strides, offset: starts[i] * out.strides[axis], dtype: out.dtype };
-    getBackend(out.device).elementwise(ELEMENTWISE.copy, [typeof src === 'number' ? { scalar: src } : src], window, out.dtype);
+    const window = {
+      storage: out.storage,
+      shape: out.shape.map((d, j) => (j === axis ? lengths[i] : d)),
+      strides: out.strides,
+      offset: starts[i] * out.strides[axis],
+      dtype: out.dtype,
+    };
+    getBackend(out.device).elementwise(
+      ELEMENTWISE.copy,
+      [typeof src === 'number' ? { scalar: src } : src],
+      window,
+      out.dtype,
+    );
   });
 }
 
@@ -33,16 +44,30 @@ function copyWindows({ out, axis, starts, lengths, sources }: JoinArgs): void {
 function joinOnePass({ out, axis, starts, sources }: JoinArgs): void {
   const t = out.dtype === 'int32' ? 'i32' : 'f32';
   const tensors = sources.filter((s): s is Tensor => typeof s !== 'number');
-  const strides = sources.flatMap((s) => Array.from({ length: JOIN_MAX_RANK }, (_, d) => (typeof s === 'number' || d >= out.rank ? 0 : s.strides[d])));
+  const strides = sources.flatMap((s) =>
+    Array.from({ length: JOIN_MAX_RANK }, (_, d) => (typeof s === 'number' || d >= out.rank ? 0 : s.strides[d])),
+  );
   const p = JN.pack({
-    N: out.size, RANK: out.rank, PARTS: sources.length, AXIS: axis, INNER: out.shape.slice(axis + 1).reduce((n, d) => n * d, 1),
+    N: out.size,
+    RANK: out.rank,
+    PARTS: sources.length,
+    AXIS: axis,
+    INNER: out.shape.slice(axis + 1).reduce((n, d) => n * d, 1),
     FILLED: sources.reduce<number>((m, s, i) => (typeof s === 'number' ? m | (1 << i) : m), 0),
-    SHAPE: out.shape, START: starts,
+    SHAPE: out.shape,
+    START: starts,
     BASE: sources.map((s, i) => (typeof s === 'number' ? 0 : s.offset - starts[i] * s.strides[axis])),
     FILL: sources.map((s) => (typeof s === 'number' ? bitsOf(s, t) : 0)),
     STR: strides,
   });
-  launch('cat', `join:${t}:${tensors.length}`, () => joinSource(t, tensors.length), p, [out, ...tensors], itemGrid(out.size));
+  launch(
+    'cat',
+    `join:${t}:${tensors.length}`,
+    () => joinSource(t, tensors.length),
+    p,
+    [out, ...tensors],
+    itemGrid(out.size),
+  );
 }
 
 const joinKernel = defineKernel<JoinArgs>({
@@ -50,7 +75,11 @@ const joinKernel = defineKernel<JoinArgs>({
   family: 'join',
   cpu: copyWindows,
   webgpu: [
-    { name: 'onePass', fits: ({ out, sources }) => sources.length <= JOIN_MAX_PARTS && out.rank <= JOIN_MAX_RANK, run: joinOnePass },
+    {
+      name: 'onePass',
+      fits: ({ out, sources }) => sources.length <= JOIN_MAX_PARTS && out.rank <= JOIN_MAX_RANK,
+      run: joinOnePass,
+    },
     { name: 'perPart', run: copyWindows },
   ],
 });
@@ -59,8 +88,17 @@ const joinKernel = defineKernel<JoinArgs>({
  * A new tensor of like's shape but `lengths` along axis a, whose consecutive windows along a are copies
  * of `sources` (a tensor of the window's shape, or a value to fill it with).
  */
-export function joinAlong(like: Tensor, a: number, lengths: readonly number[], sources: readonly (Tensor | number)[]): Tensor {
-  const out = empty(like.device, like.dtype, like.shape.map((d, i) => (i === a ? lengths.reduce((s, n) => s + n, 0) : d)));
+export function joinAlong(
+  like: Tensor,
+  a: number,
+  lengths: readonly number[],
+  sources: readonly (Tensor | number)[],
+): Tensor {
+  const out = empty(
+    like.device,
+    like.dtype,
+    like.shape.map((d, i) => (i === a ? lengths.reduce((s, n) => s + n, 0) : d)),
+  );
   if (out.size === 0) return out;
   const starts = lengths.map((_, i) => lengths.slice(0, i).reduce((s, n) => s + n, 0));
   dispatch(joinKernel, out.device, { out, axis: a, starts, lengths, sources });

@@ -11,8 +11,16 @@ export const JOIN_MAX_PARTS = 4;
 export const JOIN_MAX_RANK = 8;
 
 export const JN = uniformLayout({
-  N: 'u32', RANK: 'u32', PARTS: 'u32', AXIS: 'u32', INNER: 'u32', FILLED: 'u32',
-  SHAPE: ['u32', JOIN_MAX_RANK], START: ['u32', JOIN_MAX_PARTS], BASE: ['u32', JOIN_MAX_PARTS], FILL: ['u32', JOIN_MAX_PARTS],
+  N: 'u32',
+  RANK: 'u32',
+  PARTS: 'u32',
+  AXIS: 'u32',
+  INNER: 'u32',
+  FILLED: 'u32',
+  SHAPE: ['u32', JOIN_MAX_RANK],
+  START: ['u32', JOIN_MAX_PARTS],
+  BASE: ['u32', JOIN_MAX_PARTS],
+  FILL: ['u32', JOIN_MAX_PARTS],
   STR: ['u32', JOIN_MAX_PARTS * JOIN_MAX_RANK],
 });
 

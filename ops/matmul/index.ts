@@ -18,7 +18,11 @@ import { argTensor } from '../../core/args.js';
 export const MATMUL_TOLERANCE: { gpu: Tolerance } = { gpu: { rtol: 3e-4, atol: 3e-5 } };
 
 /** out = a·b; a and b already broadcast over out's batch dims. */
-interface MatmulArgs { readonly a: View; readonly b: View; readonly out: View }
+interface MatmulArgs {
+  readonly a: View;
+  readonly b: View;
+  readonly out: View;
+}
 
 /** out[..., m, n] = Σ_k a[..., m, k] b[..., k, n] in float64. */
 function matmulCpu({ a, b, out }: MatmulArgs): void {
@@ -26,33 +30,57 @@ function matmulCpu({ a, b, out }: MatmulArgs): void {
   const [M, N] = [out.shape[r - 2], out.shape[r - 1]];
   const K = a.shape[r - 1];
   const batchShape = out.shape.slice(0, r - 2);
-  const A = cpuDataOf(a), B = cpuDataOf(b), C = cpuDataOf(out);
+  const A = cpuDataOf(a),
+    B = cpuDataOf(b),
+    C = cpuDataOf(out);
   const [ars, acs, brs, bcs] = [a.strides[r - 2], a.strides[r - 1], b.strides[r - 2], b.strides[r - 1]];
   const [ors, ocs] = [out.strides[r - 2], out.strides[r - 1]];
-  forEachOffset(batchShape, [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)], [a.offset, b.offset, out.offset], ([ao, bo, oo]) => {
-    for (let m = 0; m < M; m++) {
-      for (let n = 0; n < N; n++) {
-        let acc = 0;
-        for (let k = 0; k < K; k++) acc += A[ao + m * ars + k * acs] * B[bo + k * brs + n * bcs];
-        C[oo + m * ors + n * ocs] = acc;
+  forEachOffset(
+    batchShape,
+    [a.strides.slice(0, r - 2), b.strides.slice(0, r - 2), out.strides.slice(0, r - 2)],
+    [a.offset, b.offset, out.offset],
+    ([ao, bo, oo]) => {
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let acc = 0;
+          for (let k = 0; k < K; k++) acc += A[ao + m * ars + k * acs] * B[bo + k * brs + n * bcs];
+          C[oo + m * ors + n * ocs] = acc;
+        }
       }
-    }
-  });
+    },
+  );
 }
 
 /** The params every matmul kernel reads: sizes, batch dims, each operand's offset and strides. */
 function matmulParams({ a, b, out }: MatmulArgs): Uint32Array {
   const r = out.shape.length;
   return MM.pack({
-    M: out.shape[r - 2], N: out.shape[r - 1], K: a.shape[r - 1], BRANK: r - 2,
-    BSHAPE: out.shape.slice(0, r - 2), ABATCH: a.strides.slice(0, r - 2), BBATCH: b.strides.slice(0, r - 2), OBATCH: out.strides.slice(0, r - 2),
-    AOFF: a.offset, BOFF: b.offset, OOFF: out.offset,
-    ARS: a.strides[r - 2], ACS: a.strides[r - 1], BRS: b.strides[r - 2], BCS: b.strides[r - 1], ORS: out.strides[r - 2], OCS: out.strides[r - 1],
+    M: out.shape[r - 2],
+    N: out.shape[r - 1],
+    K: a.shape[r - 1],
+    BRANK: r - 2,
+    BSHAPE: out.shape.slice(0, r - 2),
+    ABATCH: a.strides.slice(0, r - 2),
+    BBATCH: b.strides.slice(0, r - 2),
+    OBATCH: out.strides.slice(0, r - 2),
+    AOFF: a.offset,
+    BOFF: b.offset,
+    OOFF: out.offset,
+    ARS: a.strides[r - 2],
+    ACS: a.strides[r - 1],
+    BRS: b.strides[r - 2],
+    BCS: b.strides[r - 1],
+    ORS: out.strides[r - 2],
+    OCS: out.strides[r - 1],
   });
 }
 
 /** One variant's pipeline and workgroup grid for these operands. */
-interface MatmulPlan { key: string; source: () => string; groups: [number, number, number] }
+interface MatmulPlan {
+  key: string;
+  source: () => string;
+  groups: [number, number, number];
+}
 
 /** Output rows, columns and matrices. */
 function sizes({ out }: MatmulArgs): { M: number; N: number; batch: number } {
@@ -64,10 +92,15 @@ function sizes({ out }: MatmulArgs): { M: number; N: number; batch: number } {
  * A webgpu matmul variant: it fits when the batch rank fits the params block and its grid the
  * adapter's workgroup limit (the batch is the grid's z).
  */
-function matmulVariant(name: string, plan: (args: MatmulArgs) => MatmulPlan, prefer?: (args: MatmulArgs, hw: Hardware) => boolean): Variant<MatmulArgs> {
+function matmulVariant(
+  name: string,
+  plan: (args: MatmulArgs) => MatmulPlan,
+  prefer?: (args: MatmulArgs, hw: Hardware) => boolean,
+): Variant<MatmulArgs> {
   return {
     name,
-    fits: (args, hw) => args.out.shape.length <= MAX_RANK && plan(args).groups.every((g) => g <= hw.maxWorkgroupsPerDimension),
+    fits: (args, hw) =>
+      args.out.shape.length <= MAX_RANK && plan(args).groups.every((g) => g <= hw.maxWorkgroupsPerDimension),
     prefer,
     run: (args) => {
       const { key, source, groups } = plan(args);
@@ -86,26 +119,46 @@ const matmulKernel = defineKernel<MatmulArgs>({
   family: 'matmul',
   cpu: matmulCpu,
   webgpu: [
-    matmulVariant('vec4', ({ a, b, out }) => {
-      const { config, groups } = matmulVec4Plan(a, b, out);
-      return { key: `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`, source: () => matmulVec4Source(config), groups };
-    }, (_, hw) => hw.software),
-    matmulVariant('register', (args) => {
-      const { M, N, batch } = sizes(args);
-      const per = MM_TILE * MM_WG;
-      return { key: 'matmul:f32', source: matmulSource, groups: [Math.ceil(N / per), Math.ceil(M / per), batch] };
-    }, () => false),
+    matmulVariant(
+      'vec4',
+      ({ a, b, out }) => {
+        const { config, groups } = matmulVec4Plan(a, b, out);
+        return {
+          key: `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`,
+          source: () => matmulVec4Source(config),
+          groups,
+        };
+      },
+      (_, hw) => hw.software,
+    ),
+    matmulVariant(
+      'register',
+      (args) => {
+        const { M, N, batch } = sizes(args);
+        const per = MM_TILE * MM_WG;
+        return { key: 'matmul:f32', source: matmulSource, groups: [Math.ceil(N / per), Math.ceil(M / per), batch] };
+      },
+      () => false,
+    ),
     matmulVariant('shared', (args) => {
       const { M, N, batch } = sizes(args);
       const aKFast = args.a.strides[args.a.shape.length - 1] === 1;
-      return { key: `matmul:shared:${aKFast ? 'k' : 'm'}`, source: () => matmulSharedSource(aKFast), groups: [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch] };
+      return {
+        key: `matmul:shared:${aKFast ? 'k' : 'm'}`,
+        source: () => matmulSharedSource(aKFast),
+        groups: [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch],
+      };
     }),
   ],
 });
 
 /** A 1-D operand as a matrix: a row vector on the left, a column vector on the right. */
-const asMatrices = (a: Tensor, b: Tensor): [Tensor, Tensor] => [a.rank === 1 ? a.unsqueeze(0) : a, b.rank === 1 ? b.unsqueeze(1) : b];
-const matrixShape = (t: Tensor, side: 'left' | 'right'): readonly number[] => (t.rank !== 1 ? t.shape : side === 'left' ? [1, t.shape[0]] : [t.shape[0], 1]);
+const asMatrices = (a: Tensor, b: Tensor): [Tensor, Tensor] => [
+  a.rank === 1 ? a.unsqueeze(0) : a,
+  b.rank === 1 ? b.unsqueeze(1) : b,
+];
+const matrixShape = (t: Tensor, side: 'left' | 'right'): readonly number[] =>
+  t.rank !== 1 ? t.shape : side === 'left' ? [1, t.shape[0]] : [t.shape[0], 1];
 
 const matmulOp = defineOp({
   name: 'matmul',
@@ -113,14 +166,23 @@ const matmulOp = defineOp({
     argTensor('matmul', 'input', a);
     argTensor('matmul', 'other', b);
     sameDevice('matmul', [a, b]);
-    if (a.rank === 0 || b.rank === 0) throw new OpError('matmul', `both operands need at least one dimension, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}; use mul for scalars`);
+    if (a.rank === 0 || b.rank === 0)
+      throw new OpError(
+        'matmul',
+        `both operands need at least one dimension, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}; use mul for scalars`,
+      );
     const [as, bs] = [matrixShape(a, 'left'), matrixShape(b, 'right')];
     const [K, K2] = [as[as.length - 1], bs[bs.length - 2]];
     if (K !== K2) {
-      throw new OpError('matmul', `inner dimensions differ: ${shapeStr(as)} @ ${shapeStr(bs)} (${K} vs ${K2}); the last dim of the first must equal the second-to-last of the second`);
+      throw new OpError(
+        'matmul',
+        `inner dimensions differ: ${shapeStr(as)} @ ${shapeStr(bs)} (${K} vs ${K2}); the last dim of the first must equal the second-to-last of the second`,
+      );
     }
-    if (a.dtype === 'int32' || b.dtype === 'int32') throw new OpError('matmul', `float tensors only, got ${a.dtype} @ ${b.dtype}; cast with .astype('float32')`);
-    if (a.dtype !== b.dtype) throw new OpError('matmul', `dtypes differ: ${a.dtype} @ ${b.dtype}; cast one with .astype()`);
+    if (a.dtype === 'int32' || b.dtype === 'int32')
+      throw new OpError('matmul', `float tensors only, got ${a.dtype} @ ${b.dtype}; cast with .astype('float32')`);
+    if (a.dtype !== b.dtype)
+      throw new OpError('matmul', `dtypes differ: ${a.dtype} @ ${b.dtype}; cast one with .astype()`);
     broadcastShapes('matmul', as.slice(0, -2), bs.slice(0, -2));
   },
   forward: (a: Tensor, b: Tensor) => {
@@ -131,7 +193,12 @@ const matmulOp = defineOp({
     const shape = [...batch, M, N];
     // An empty sum (K = 0) is 0.
     const out = K === 0 ? full(shape, 0, { device: a.device, dtype: a.dtype }) : empty(a.device, a.dtype, shape);
-    if (K > 0 && out.size > 0) dispatch(matmulKernel, a.device, { a: broadcastView(a2, [...batch, M, K]), b: broadcastView(b2, [...batch, K, N]), out });
+    if (K > 0 && out.size > 0)
+      dispatch(matmulKernel, a.device, {
+        a: broadcastView(a2, [...batch, M, K]),
+        b: broadcastView(b2, [...batch, K, N]),
+        out,
+      });
     return {
       out,
       inputs: [a2, b2],
@@ -143,10 +210,28 @@ const matmulOp = defineOp({
     };
   },
   backward: (g, [sa, sb]) => [
-    sumTo(inLayoutOf(sa, () => g.matmul(sb.transpose(-1, -2)), () => sb.matmul(g.transpose(-1, -2))), sa.shape),
+    sumTo(
+      inLayoutOf(
+        sa,
+        () => g.matmul(sb.transpose(-1, -2)),
+        () => sb.matmul(g.transpose(-1, -2)),
+      ),
+      sa.shape,
+    ),
     sb.rank === 2
-      ? inLayoutOf(sb, () => matrixGradOfBatched(sa, g), () => matrixGradOfBatched(g, sa))
-      : sumTo(inLayoutOf(sb, () => sa.transpose(-1, -2).matmul(g), () => g.transpose(-1, -2).matmul(sa)), sb.shape),
+      ? inLayoutOf(
+          sb,
+          () => matrixGradOfBatched(sa, g),
+          () => matrixGradOfBatched(g, sa),
+        )
+      : sumTo(
+          inLayoutOf(
+            sb,
+            () => sa.transpose(-1, -2).matmul(g),
+            () => g.transpose(-1, -2).matmul(sa),
+          ),
+          sb.shape,
+        ),
   ],
   kernels: [matmulKernel],
   tolerance: { float32: MATMUL_TOLERANCE.gpu },
@@ -189,4 +274,6 @@ declare module '../../core/tensor.js' {
     matmul(other: Tensor): Tensor;
   }
 }
-Tensor.prototype.matmul = function (other: Tensor) { return matmul(this, other); };
+Tensor.prototype.matmul = function (other: Tensor) {
+  return matmul(this, other);
+};

@@ -6,10 +6,30 @@ import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';
 
 /** Matmul params: sizes, batch dims and each operand's batch strides, offsets, row/column strides. */
 export const MM = uniformLayout({
-  M: 'u32', N: 'u32', K: 'u32', BRANK: 'u32', BSHAPE: ['u32', MAX_RANK], ABATCH: ['u32', MAX_RANK], BBATCH: ['u32', MAX_RANK], OBATCH: ['u32', MAX_RANK],
-  AOFF: 'u32', BOFF: 'u32', OOFF: 'u32', ARS: 'u32', ACS: 'u32', BRS: 'u32', BCS: 'u32', ORS: 'u32', OCS: 'u32',
+  M: 'u32',
+  N: 'u32',
+  K: 'u32',
+  BRANK: 'u32',
+  BSHAPE: ['u32', MAX_RANK],
+  ABATCH: ['u32', MAX_RANK],
+  BBATCH: ['u32', MAX_RANK],
+  OBATCH: ['u32', MAX_RANK],
+  AOFF: 'u32',
+  BOFF: 'u32',
+  OOFF: 'u32',
+  ARS: 'u32',
+  ACS: 'u32',
+  BRS: 'u32',
+  BCS: 'u32',
+  ORS: 'u32',
+  OCS: 'u32',
 });
-const batchOffsets = (batch: string) => unravel(batch, MM.BRANK, MM.BSHAPE, [['ao', MM.ABATCH], ['bo', MM.BBATCH], ['oo', MM.OBATCH]]);
+const batchOffsets = (batch: string) =>
+  unravel(batch, MM.BRANK, MM.BSHAPE, [
+    ['ao', MM.ABATCH],
+    ['bo', MM.BBATCH],
+    ['oo', MM.OBATCH],
+  ]);
 export const MM_TILE = 4; // outputs per invocation per axis
 export const MM_WG = 8; // invocations per workgroup per axis
 

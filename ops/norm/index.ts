@@ -10,7 +10,15 @@ import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { ROW_WG, rowGrid, rowVariants } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { NB, NF, normBackwardSource, normForwardSource, normKey, type NormParamGrads, type NormVariant } from './kernels.js';
+import {
+  NB,
+  NF,
+  normBackwardSource,
+  normForwardSource,
+  normKey,
+  type NormParamGrads,
+  type NormVariant,
+} from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty } from '../util.js';
 import { argTensor } from '../../core/args.js';
@@ -18,7 +26,8 @@ import { argTensor } from '../../core/args.js';
 /** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, long weight-gradient sums); other shapes use the checks' defaults. */
 export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
 
-const opName = (v: NormVariant) => (v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm');
+const opName = (v: NormVariant) =>
+  v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm';
 const rowShape = (a: { nRows: number; D: number }) => ({ nRows: a.nRows, rowLen: a.D });
 
 interface NormRowsArgs {
@@ -51,8 +60,11 @@ const normRowsKernel = defineKernel<NormRowsArgs>({
       for (let i = 0; i < nRows * D; i++) hd[i] = ad[ao + i] + rd[ro + i];
     }
     const { data: xd, off: xo } = cpuData(h ?? x);
-    const wd = w && cpuData(w), bd = b && cpuData(b);
-    const yo = outData(y), mo = outData(mean), ro = outData(rstd);
+    const wd = w && cpuData(w),
+      bd = b && cpuData(b);
+    const yo = outData(y),
+      mo = outData(mean),
+      ro = outData(rstd);
     for (let r = 0; r < nRows; r++) {
       const base = xo + r * D;
       let mu = 0;
@@ -74,9 +86,33 @@ const normRowsKernel = defineKernel<NormRowsArgs>({
     }
   },
   webgpu: rowVariants(rowShape, ({ v, x, residual, w, b, eps, y, mean, rstd, h, nRows, D }, variant) => {
-    const p = NF.pack({ NROWS: nRows, D, XOFF: x.offset, WOFF: w?.offset, BOFF: b?.offset, EPS: eps, ROFF: residual?.offset });
-    const views = [y, mean, rstd, ...(h ? [h] : []), x, ...(residual ? [residual] : []), ...(w ? [w] : []), ...(b ? [b] : [])];
-    launch(opName(v), `fused:norm:${normKey(v)}:${variant}`, () => normForwardSource(v, variant), p, views, rowGrid(variant, nRows));
+    const p = NF.pack({
+      NROWS: nRows,
+      D,
+      XOFF: x.offset,
+      WOFF: w?.offset,
+      BOFF: b?.offset,
+      EPS: eps,
+      ROFF: residual?.offset,
+    });
+    const views = [
+      y,
+      mean,
+      rstd,
+      ...(h ? [h] : []),
+      x,
+      ...(residual ? [residual] : []),
+      ...(w ? [w] : []),
+      ...(b ? [b] : []),
+    ];
+    launch(
+      opName(v),
+      `fused:norm:${normKey(v)}:${variant}`,
+      () => normForwardSource(v, variant),
+      p,
+      views,
+      rowGrid(variant, nRows),
+    );
   }),
 });
 
@@ -111,7 +147,12 @@ const HW_CHUNK_ROWS = 1024;
 /** out [D] = Σ over the chunks of partial [nChunks, D] (one reduction), freeing partial. */
 function sumChunks(partial: Tensor, out: Tensor): void {
   const [nChunks, D] = partial.shape;
-  getBackend(out.device).reduce('sum', { storage: partial.storage, shape: [D, nChunks], strides: [1, D], offset: 0, dtype: partial.dtype }, 1, out);
+  getBackend(out.device).reduce(
+    'sum',
+    { storage: partial.storage, shape: [D, nChunks], strides: [1, D], offset: 0, dtype: partial.dtype },
+    1,
+    out,
+  );
   partial.dispose();
 }
 
@@ -122,13 +163,18 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
   cpu: ({ v, x, mean, rstd, g, w, dx, dw, db, nRows, D }) => {
     const { data: xd, off: xo } = cpuData(x);
     const { data: gd, off: go } = cpuData(g);
-    const md = cpuData(mean), rd = cpuData(rstd), wd = w && cpuData(w);
+    const md = cpuData(mean),
+      rd = cpuData(rstd),
+      wd = w && cpuData(w);
     const o = outData(dx);
-    const sw = new Float64Array(D), sb = new Float64Array(D);
+    const sw = new Float64Array(D),
+      sb = new Float64Array(D);
     const gh = (r: number, j: number) => gd[go + r * D + j] * (wd ? wd.data[wd.off + j] : 1);
     for (let r = 0; r < nRows; r++) {
-      const mu = md.data[md.off + r], rs = rd.data[rd.off + r];
-      let sg = 0, sgx = 0;
+      const mu = md.data[md.off + r],
+        rs = rd.data[rd.off + r];
+      let sg = 0,
+        sgx = 0;
       for (let j = 0; j < D; j++) {
         const xhat = (xd[xo + r * D + j] - mu) * rs;
         sg += gh(r, j);
@@ -136,7 +182,8 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
         sw[j] += gd[go + r * D + j] * xhat;
         sb[j] += gd[go + r * D + j];
       }
-      const a = v.rms ? 0 : sg / D, c = sgx / D;
+      const a = v.rms ? 0 : sg / D,
+        c = sgx / D;
       for (let j = 0; j < D; j++) o[r * D + j] = rs * (gh(r, j) - a - (xd[xo + r * D + j] - mu) * rs * c);
     }
     if (dw) outData(dw).set(sw);
@@ -150,22 +197,52 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
     // One column per invocation: a block of columns is one invocation ('thread') or one workgroup ('group').
     const colBlocks = dw ? Math.ceil(D / (variant === 'thread' ? 1 : ROW_WG)) : 0;
     const items = colBlocks * nChunks + nRows;
-    const p = NB.pack({ NITEMS: items, ROWS: nRows, D, XOFF: x.offset, GOFF: g.offset, WOFF: w?.offset, COL_BLOCKS: colBlocks, NCHUNKS: nChunks, CHUNK: Math.ceil(nRows / nChunks) });
+    const p = NB.pack({
+      NITEMS: items,
+      ROWS: nRows,
+      D,
+      XOFF: x.offset,
+      GOFF: g.offset,
+      WOFF: w?.offset,
+      COL_BLOCKS: colBlocks,
+      NCHUNKS: nChunks,
+      CHUNK: Math.ceil(nRows / nChunks),
+    });
     const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${params}:${variant}`;
     const views = [dx, ...(pw ? [pw] : []), ...(pb ? [pb] : []), x, mean, rstd, g, ...(w ? [w] : [])];
-    launch(v.rms ? 'rmsNormBackward' : 'layerNormBackward', key, () => normBackwardSource(v, variant, params), p, views, rowGrid(variant, items));
-    if (nChunks > 1) [[pw, dw], [pb, db]].forEach(([partial, out]) => partial && out && sumChunks(partial, out));
+    launch(
+      v.rms ? 'rmsNormBackward' : 'layerNormBackward',
+      key,
+      () => normBackwardSource(v, variant, params),
+      p,
+      views,
+      rowGrid(variant, items),
+    );
+    if (nChunks > 1)
+      [
+        [pw, dw],
+        [pb, db],
+      ].forEach(([partial, out]) => partial && out && sumChunks(partial, out));
   }),
 });
 
 /** dx, and the parameter gradients `params` asks for (null otherwise). */
-function normRowsBackward(v: NormVariant, x: Tensor, mean: Tensor, rstd: Tensor, g: Tensor, w: Tensor | null, params: NormParamGrads): [Tensor, Tensor | null, Tensor | null] {
+function normRowsBackward(
+  v: NormVariant,
+  x: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  g: Tensor,
+  w: Tensor | null,
+  params: NormParamGrads,
+): [Tensor, Tensor | null, Tensor | null] {
   const D = x.shape[x.rank - 1];
   const nRows = numel(x.shape.slice(0, -1));
   const dx = empty(x.device, x.dtype, x.shape);
   const dw = params === 'none' ? null : empty(x.device, x.dtype, [D]);
   const db = params === 'wb' ? empty(x.device, x.dtype, [D]) : null;
-  if (D > 0 && (nRows > 0 || dw)) dispatch(normRowsBackwardKernel, x.device, { v, x, mean, rstd, g, w, dx, dw, db, nRows, D });
+  if (D > 0 && (nRows > 0 || dw))
+    dispatch(normRowsBackwardKernel, x.device, { v, x, mean, rstd, g, w, dx, dw, db, nRows, D });
   return [dx, dw, db];
 }
 
@@ -177,20 +254,33 @@ function checkArgs(op: string, x: Tensor, params: [string, Tensor | null | undef
   for (const [name, p] of params) {
     if (!p) continue;
     argTensor(op, name, p);
-    if (p.rank !== 1 || p.shape[0] !== D) throw new OpError(op, `${name} must have shape [${D}] (the last axis of x ${shapeStr(x.shape)}), got ${shapeStr(p.shape)}`);
-    if (p.device !== x.device || p.dtype !== x.dtype) throw new OpError(op, `${name} is ${p.dtype} on ${p.device} but x is ${x.dtype} on ${x.device}`);
+    if (p.rank !== 1 || p.shape[0] !== D)
+      throw new OpError(
+        op,
+        `${name} must have shape [${D}] (the last axis of x ${shapeStr(x.shape)}), got ${shapeStr(p.shape)}`,
+      );
+    if (p.device !== x.device || p.dtype !== x.dtype)
+      throw new OpError(op, `${name} is ${p.dtype} on ${p.device} but x is ${x.dtype} on ${x.device}`);
   }
 }
 
 function checkResidual(op: string, x: Tensor, given: unknown): void {
   const residual = argTensor(op, 'residual', given);
   if (residual.shape.length !== x.shape.length || residual.shape.some((d, i) => d !== x.shape[i])) {
-    throw new OpError(op, `residual must have the shape of x ${shapeStr(x.shape)}, got ${shapeStr(residual.shape)}; broadcast it first, or add and normalise separately`);
+    throw new OpError(
+      op,
+      `residual must have the shape of x ${shapeStr(x.shape)}, got ${shapeStr(residual.shape)}; broadcast it first, or add and normalise separately`,
+    );
   }
-  if (residual.device !== x.device || residual.dtype !== x.dtype) throw new OpError(op, `residual is ${residual.dtype} on ${residual.device} but x is ${x.dtype} on ${x.device}`);
+  if (residual.device !== x.device || residual.dtype !== x.dtype)
+    throw new OpError(op, `residual is ${residual.dtype} on ${residual.device} but x is ${x.dtype} on ${x.device}`);
 }
 
-interface NormInfo { readonly v: NormVariant; readonly needW: boolean; readonly needB: boolean }
+interface NormInfo {
+  readonly v: NormVariant;
+  readonly needW: boolean;
+  readonly needB: boolean;
+}
 type NormArgs = [x: Tensor, residual: Tensor | null, weight: Tensor | null, bias: Tensor | null, eps: number];
 
 /**
@@ -204,7 +294,16 @@ const normOp = (rms: boolean, residualForm: boolean) => {
   return defineOp<NormArgs, NormInfo, AddNormResult>({
     name,
     check: (x, residual, weight, bias) => {
-      checkArgs(name, x, rms ? [['weight', weight]] : [['weight', weight], ['bias', bias]]);
+      checkArgs(
+        name,
+        x,
+        rms
+          ? [['weight', weight]]
+          : [
+              ['weight', weight],
+              ['bias', bias],
+            ],
+      );
       if (residualForm) checkResidual(name, x, residual);
     },
     forward: (x, residual, weight, bias, eps) => {
@@ -221,7 +320,8 @@ const normOp = (rms: boolean, residualForm: boolean) => {
       const mean = empty(x.device, x.dtype, [nRows]);
       const rstd = empty(x.device, x.dtype, [nRows]);
       const h = rc ? empty(x.device, x.dtype, x.shape) : null;
-      if (nRows > 0 && D > 0) dispatch(normRowsKernel, x.device, { v, x: xc, residual: rc, w: wc, b: bc, eps, y, mean, rstd, h, nRows, D });
+      if (nRows > 0 && D > 0)
+        dispatch(normRowsKernel, x.device, { v, x: xc, residual: rc, w: wc, b: bc, eps, y, mean, rstd, h, nRows, D });
       const sum = h && residual ? record('add', h, [x, residual], (g) => [g, g]) : x;
       return {
         out: y,
@@ -234,11 +334,20 @@ const normOp = (rms: boolean, residualForm: boolean) => {
         },
       };
     },
-    backward: (g, [xs, ms, rs, ws], { v, needW, needB }) => withContiguous([g], ([gc]) => {
-      const [dx, dw, db] = normRowsBackward(v, xs, ms, rs, gc, v.hasWeight ? ws : null, needB ? 'wb' : needW ? 'w' : 'none');
-      if (dw && !needW) dw.dispose(); // computed alongside the bias gradient
-      return [dx, ...(v.hasWeight ? [needW ? dw : null] : []), ...(v.hasBias ? [db] : [])];
-    }),
+    backward: (g, [xs, ms, rs, ws], { v, needW, needB }) =>
+      withContiguous([g], ([gc]) => {
+        const [dx, dw, db] = normRowsBackward(
+          v,
+          xs,
+          ms,
+          rs,
+          gc,
+          v.hasWeight ? ws : null,
+          needB ? 'wb' : needW ? 'w' : 'none',
+        );
+        if (dw && !needW) dw.dispose(); // computed alongside the bias gradient
+        return [dx, ...(v.hasWeight ? [needW ? dw : null] : []), ...(v.hasBias ? [db] : [])];
+      }),
     kernels: [normRowsKernel, normRowsBackwardKernel],
     tolerance: { float32: NORM_LONG_ROW_TOLERANCE },
   });
@@ -265,7 +374,13 @@ export interface AddNormResult {
 }
 
 /** sum = x + residual and layerNorm(sum, weight, bias) in one forward kernel (the pre-norm decoder's residual site). */
-export function addLayerNorm(x: Tensor, residual: Tensor, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): AddNormResult {
+export function addLayerNorm(
+  x: Tensor,
+  residual: Tensor,
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): AddNormResult {
   return addLayerNormOp(x, residual, weight ?? null, bias ?? null, eps);
 }
 

@@ -13,13 +13,26 @@ export interface NormVariant {
   residual: boolean;
 }
 
-export const normKey = (v: NormVariant): string => `${v.rms ? 'rms' : 'ln'}${v.hasWeight ? 'W' : ''}${v.hasBias ? 'B' : ''}${v.residual ? 'R' : ''}`;
+export const normKey = (v: NormVariant): string =>
+  `${v.rms ? 'rms' : 'ln'}${v.hasWeight ? 'W' : ''}${v.hasBias ? 'B' : ''}${v.residual ? 'R' : ''}`;
 
 /** Forward params. Outputs y [nRows, D], mean [nRows], rstd [nRows], and in the residual form h = x + residual [nRows, D]. */
-export const NF = uniformLayout({ NROWS: 'u32', D: 'u32', XOFF: 'u32', WOFF: 'u32', BOFF: 'u32', EPS: 'f32', ROFF: 'u32' });
+export const NF = uniformLayout({
+  NROWS: 'u32',
+  D: 'u32',
+  XOFF: 'u32',
+  WOFF: 'u32',
+  BOFF: 'u32',
+  EPS: 'f32',
+  ROFF: 'u32',
+});
 
 export function normForwardSource(v: NormVariant, variant: RowVariant): string {
-  const bindings = ['var<storage, read_write> y: array<f32>', 'var<storage, read_write> mean_out: array<f32>', 'var<storage, read_write> rstd_out: array<f32>'];
+  const bindings = [
+    'var<storage, read_write> y: array<f32>',
+    'var<storage, read_write> mean_out: array<f32>',
+    'var<storage, read_write> rstd_out: array<f32>',
+  ];
   if (v.residual) bindings.push('var<storage, read_write> h: array<f32>');
   bindings.push('var<storage, read> x: array<f32>');
   if (v.residual) bindings.push('var<storage, read> res: array<f32>');
@@ -28,16 +41,22 @@ export function normForwardSource(v: NormVariant, variant: RowVariant): string {
   // In the residual form each invocation first writes its elements of h, then reads back only those
   // (same j0/js stride), so no barrier is needed.
   const xv = v.residual ? 'h[row * D + j]' : 'x[xb + j]';
-  const sumCode = v.residual ? `let rb = pu(${NF.ROFF}u) + row * D;
-  for (var j = j0; j < D; j += js) { h[row * D + j] = x[xb + j] + res[rb + j]; }` : '';
-  const meanCode = v.rms ? 'let mu = 0.0;' : `var sx = 0.0;
+  const sumCode = v.residual
+    ? `let rb = pu(${NF.ROFF}u) + row * D;
+  for (var j = j0; j < D; j += js) { h[row * D + j] = x[xb + j] + res[rb + j]; }`
+    : '';
+  const meanCode = v.rms
+    ? 'let mu = 0.0;'
+    : `var sx = 0.0;
   for (var j = j0; j < D; j += js) { sx += ${xv}; }
   let mu = red_sum(sx, lid) / f32(D);`;
   let yExpr = `(${xv} - mu) * rstd`;
   if (v.hasWeight) yExpr = `${yExpr} * w[pu(${NF.WOFF}u) + j]`;
   if (v.hasBias) yExpr = `${yExpr} + b[pu(${NF.BOFF}u) + j]`;
   return `${kernelHeader(bindings)}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let D = pu(${NF.D}u);
   let xb = pu(${NF.XOFF}u) + row * D;
   ${sumCode}
@@ -47,7 +66,8 @@ ${rowMain(variant, `
   for (var j = j0; j < D; j += js) { let d = ${xv} - mu; sq += d * d; }
   let rstd = inverseSqrt(red_sum(sq, lid) / f32(D) + pf(${NF.EPS}u));
   for (var j = j0; j < D; j += js) { y[row * D + j] = ${yExpr}; }
-  if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`)}`;
+  if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`,
+)}`;
 }
 
 /**
@@ -55,7 +75,17 @@ ${rowMain(variant, `
  * and bias gradients (COL_BLOCKS blocks of columns × NCHUNKS chunks of CHUNK rows; none when no
  * parameter needs a gradient), then the ROWS rows of dx. mean/rstd are the forward's (offset 0).
  */
-export const NB = uniformLayout({ NITEMS: 'u32', ROWS: 'u32', D: 'u32', XOFF: 'u32', GOFF: 'u32', WOFF: 'u32', COL_BLOCKS: 'u32', NCHUNKS: 'u32', CHUNK: 'u32' });
+export const NB = uniformLayout({
+  NITEMS: 'u32',
+  ROWS: 'u32',
+  D: 'u32',
+  XOFF: 'u32',
+  GOFF: 'u32',
+  WOFF: 'u32',
+  COL_BLOCKS: 'u32',
+  NCHUNKS: 'u32',
+  CHUNK: 'u32',
+});
 
 /** Which parameter gradients the backward kernel also writes. */
 export type NormParamGrads = 'none' | 'w' | 'wb';
@@ -71,10 +101,18 @@ export function normBackwardSource(v: NormVariant, variant: RowVariant, params: 
   const bindings = ['var<storage, read_write> dx: array<f32>'];
   if (params !== 'none') bindings.push('var<storage, read_write> dw: array<f32>');
   if (params === 'wb') bindings.push('var<storage, read_write> db: array<f32>');
-  bindings.push('var<storage, read> x: array<f32>', 'var<storage, read> mean: array<f32>', 'var<storage, read> rstd: array<f32>', 'var<storage, read> g: array<f32>');
+  bindings.push(
+    'var<storage, read> x: array<f32>',
+    'var<storage, read> mean: array<f32>',
+    'var<storage, read> rstd: array<f32>',
+    'var<storage, read> g: array<f32>',
+  );
   if (v.hasWeight) bindings.push('var<storage, read> w: array<f32>');
   const gh = v.hasWeight ? `g[gb + j] * w[pu(${NB.WOFF}u) + j]` : 'g[gb + j]';
-  const columns = params === 'none' ? '' : `if (row < colItems) {
+  const columns =
+    params === 'none'
+      ? ''
+      : `if (row < colItems) {
     let chunk = row / pu(${NB.COL_BLOCKS}u);
     let d = (row % pu(${NB.COL_BLOCKS}u)) * js + lid;
     if (d < D) {
@@ -92,7 +130,9 @@ export function normBackwardSource(v: NormVariant, variant: RowVariant, params: 
     return;
   }`;
   return `${kernelHeader(bindings)}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let D = pu(${NB.D}u);
   let R = pu(${NB.ROWS}u);
   let colItems = pu(${NB.COL_BLOCKS}u) * pu(${NB.NCHUNKS}u);
@@ -113,5 +153,6 @@ ${rowMain(variant, `
   let c = red_sum(sgx, lid) / f32(D);
   for (var j = j0; j < D; j += js) {
     dx[xrow * D + j] = r * (${gh} - a - (x[xb + j] - mu) * r * c);
-  }`)}`;
+  }`,
+)}`;
 }

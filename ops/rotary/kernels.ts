@@ -24,11 +24,25 @@ export const MAX_INPUTS = 2;
  * Tables are read through strides (0 where broadcast).
  */
 export const RO = uniformLayout({
-  N: 'u32', D: 'u32', R: 'u32', LEAD: 'u32', PAR: 'u32', SLOTS: 'u32',
+  N: 'u32',
+  D: 'u32',
+  R: 'u32',
+  LEAD: 'u32',
+  PAR: 'u32',
+  SLOTS: 'u32',
   GRID: ['u32', MAX_LEAD],
-  COFF: 'u32', SOFF: 'u32', CLAST: 'u32', SLAST: 'u32', CSTR: ['u32', MAX_LEAD], SSTR: ['u32', MAX_LEAD],
-  XOFF: ['u32', MAX_INPUTS], GOFF: ['u32', MAX_INPUTS], OORDER: ['u32', MAX_INPUTS],
-  SHAPE: ['u32', MAX_INPUTS * MAX_LEAD], XSTR: ['u32', MAX_INPUTS * MAX_LEAD], GSTR: ['u32', MAX_INPUTS * MAX_LEAD],
+  COFF: 'u32',
+  SOFF: 'u32',
+  CLAST: 'u32',
+  SLAST: 'u32',
+  CSTR: ['u32', MAX_LEAD],
+  SSTR: ['u32', MAX_LEAD],
+  XOFF: ['u32', MAX_INPUTS],
+  GOFF: ['u32', MAX_INPUTS],
+  OORDER: ['u32', MAX_INPUTS],
+  SHAPE: ['u32', MAX_INPUTS * MAX_LEAD],
+  XSTR: ['u32', MAX_INPUTS * MAX_LEAD],
+  GSTR: ['u32', MAX_INPUTS * MAX_LEAD],
 });
 
 export interface RotaryVariant {
@@ -137,10 +151,14 @@ ${itemMain(`
   }
   ${accumulate ? 'var dcj = 0.0; var dcp = 0.0; var dsj = 0.0; var dsp = 0.0;' : ''}
   ${Array.from({ length: v.inputs }, (_, i) => inputLoop(v, i)).join('\n  ')}
-  ${accumulate ? `if (rot) {
+  ${
+    accumulate
+      ? `if (rot) {
     dcs[gridIndex * R + j] = dcj; dcs[gridIndex * R + p] = dcp;
     dsn[gridIndex * R + j] = dsj; dsn[gridIndex * R + p] = dsp;
-  }` : ''}`)}`;
+  }`
+      : ''
+  }`)}`;
 }
 
 /** Params of the table kernels: T positions, R table columns, mscale, offsets of θ and of the incoming dcos/dsin (contiguous). */

@@ -11,7 +11,16 @@ import { rowGrid, rowVariants } from '../../core/webgpu/kernels/common.js';
 import { defineKernel, defineOp, dispatch, type Forward } from '../../core/op.js';
 import { launch } from '../../core/webgpu/launch.js';
 import {
-  CE, CER, crossEntropyBackwardSource, crossEntropyForwardSource, crossEntropyReduceSource, SM, SMB, softmaxBackwardSource, softmaxForwardSource, type SoftmaxMode,
+  CE,
+  CER,
+  crossEntropyBackwardSource,
+  crossEntropyForwardSource,
+  crossEntropyReduceSource,
+  SM,
+  SMB,
+  softmaxBackwardSource,
+  softmaxForwardSource,
+  type SoftmaxMode,
 } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
@@ -30,7 +39,8 @@ export const SOFTMAX_LONG_ROW_TOLERANCE = {
 
 function checkFloat(op: string, x: Tensor): void {
   x.assertAlive(op);
-  if (!isFloat(x.dtype)) throw new OpError(op, `needs a float tensor, got ${x.dtype} ${shapeStr(x.shape)}; cast with .astype('float32')`);
+  if (!isFloat(x.dtype))
+    throw new OpError(op, `needs a float tensor, got ${x.dtype} ${shapeStr(x.shape)}; cast with .astype('float32')`);
 }
 
 /** Row max, a safe shift (0 for an all -inf row), Σ exp(x - shift) and logsumexp of one row (float64). */
@@ -43,7 +53,13 @@ function rowStats(d: ArrayLike<number>, b: number, C: number): { ms: number; s: 
   return { ms, s, lse: s === 0 ? -Infinity : ms + Math.log(s) };
 }
 
-interface RowsArgs { readonly mode: SoftmaxMode; readonly x: Tensor; readonly out: Tensor; readonly nRows: number; readonly C: number }
+interface RowsArgs {
+  readonly mode: SoftmaxMode;
+  readonly x: Tensor;
+  readonly out: Tensor;
+  readonly nRows: number;
+  readonly C: number;
+}
 const rowShape = (a: { nRows: number; C: number }) => ({ nRows: a.nRows, rowLen: a.C });
 
 /** softmax / logSoftmax / logsumexp of each contiguous row of x. */
@@ -57,17 +73,32 @@ const softmaxRowsKernel = defineKernel<RowsArgs>({
       const b = off + r * C;
       const { ms, s, lse } = rowStats(data, b, C);
       if (mode === 'logsumexp') o[r] = lse;
-      else if (mode === 'softmax') for (let j = 0; j < C; j++) o[r * C + j] = s === 0 ? 0 : Math.exp(data[b + j] - ms) / s;
+      else if (mode === 'softmax')
+        for (let j = 0; j < C; j++) o[r * C + j] = s === 0 ? 0 : Math.exp(data[b + j] - ms) / s;
       else for (let j = 0; j < C; j++) o[r * C + j] = s === 0 ? -Infinity : data[b + j] - lse;
     }
   },
   webgpu: rowVariants(rowShape, ({ mode, x, out, nRows, C }, variant) => {
     const p = SM.pack({ NROWS: nRows, C, XOFF: x.offset });
-    launch(mode, `fused:${mode}:${variant}`, () => softmaxForwardSource(mode, variant), p, [out, x], rowGrid(variant, nRows));
+    launch(
+      mode,
+      `fused:${mode}:${variant}`,
+      () => softmaxForwardSource(mode, variant),
+      p,
+      [out, x],
+      rowGrid(variant, nRows),
+    );
   }),
 });
 
-interface RowsBackwardArgs { readonly mode: 'softmax' | 'logSoftmax'; readonly y: Tensor; readonly g: Tensor; readonly dx: Tensor; readonly nRows: number; readonly C: number }
+interface RowsBackwardArgs {
+  readonly mode: 'softmax' | 'logSoftmax';
+  readonly y: Tensor;
+  readonly g: Tensor;
+  readonly dx: Tensor;
+  readonly nRows: number;
+  readonly C: number;
+}
 
 /** The input gradient of softmax / logSoftmax rows from their output y and its gradient g. */
 const softmaxRowsBackwardKernel = defineKernel<RowsBackwardArgs>({
@@ -78,15 +109,24 @@ const softmaxRowsBackwardKernel = defineKernel<RowsBackwardArgs>({
     const { data: gd, off: go } = cpuData(g);
     const o = outData(dx);
     for (let r = 0; r < nRows; r++) {
-      const yb = yo + r * C, gb = go + r * C;
+      const yb = yo + r * C,
+        gb = go + r * C;
       let t = 0;
       for (let j = 0; j < C; j++) t += mode === 'softmax' ? gd[gb + j] * yd[yb + j] : gd[gb + j];
-      for (let j = 0; j < C; j++) o[r * C + j] = mode === 'softmax' ? yd[yb + j] * (gd[gb + j] - t) : gd[gb + j] - Math.exp(yd[yb + j]) * t;
+      for (let j = 0; j < C; j++)
+        o[r * C + j] = mode === 'softmax' ? yd[yb + j] * (gd[gb + j] - t) : gd[gb + j] - Math.exp(yd[yb + j]) * t;
     }
   },
   webgpu: rowVariants(rowShape, ({ mode, y, g, dx, nRows, C }, variant) => {
     const p = SMB.pack({ NROWS: nRows, C, YOFF: y.offset, GOFF: g.offset });
-    launch(`${mode}Backward`, `fused:${mode}Backward:${variant}`, () => softmaxBackwardSource(mode, variant), p, [dx, y, g], rowGrid(variant, nRows));
+    launch(
+      `${mode}Backward`,
+      `fused:${mode}Backward:${variant}`,
+      () => softmaxBackwardSource(mode, variant),
+      p,
+      [dx, y, g],
+      rowGrid(variant, nRows),
+    );
   }),
 });
 
@@ -120,17 +160,18 @@ function alongAxis(x: Tensor, axis: number, op: string, f: (t: Tensor) => Tensor
 }
 
 /** softmax / logSoftmax over the last axis, as ops recorded for autograd. */
-const lastAxisOp = (mode: 'softmax' | 'logSoftmax') => defineOp({
-  name: mode,
-  check: (x: Tensor) => checkFloat(mode, x),
-  forward: (x: Tensor) => {
-    const out = softmaxRows(x, mode);
-    return { out, inputs: [x], saved: [out] };
-  },
-  backward: (g, [y]) => [softmaxRowsBackward(y, g, mode)],
-  kernels: [softmaxRowsKernel, softmaxRowsBackwardKernel],
-  tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE[mode === 'logSoftmax' ? 'logSoftmax' : 'logsumexp'] },
-});
+const lastAxisOp = (mode: 'softmax' | 'logSoftmax') =>
+  defineOp({
+    name: mode,
+    check: (x: Tensor) => checkFloat(mode, x),
+    forward: (x: Tensor) => {
+      const out = softmaxRows(x, mode);
+      return { out, inputs: [x], saved: [out] };
+    },
+    backward: (g, [y]) => [softmaxRowsBackward(y, g, mode)],
+    kernels: [softmaxRowsKernel, softmaxRowsBackwardKernel],
+    tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE[mode === 'logSoftmax' ? 'logSoftmax' : 'logsumexp'] },
+  });
 const softmaxLast = lastAxisOp('softmax');
 const logSoftmaxLast = lastAxisOp('logSoftmax');
 
@@ -185,7 +226,10 @@ export interface CrossEntropyOptions {
 function checkTargets(targets: Tensor, C: number, ignoreIndex: number): void {
   const bad = (v: number) => v !== ignoreIndex && (v < 0 || v >= C);
   const explain = (v: number, where: string) =>
-    new OpError('crossEntropy', `target ${v}${where} is outside [0, ${C}) for logits with C = ${C} classes, and is not ignoreIndex (${ignoreIndex})`);
+    new OpError(
+      'crossEntropy',
+      `target ${v}${where} is outside [0, ${C}) for logits with C = ${C} classes, and is not ignoreIndex (${ignoreIndex})`,
+    );
   const known = knownIndexValues(targets);
   if (!known || targets.size === 0) return;
   const i = known.values ? Array.prototype.findIndex.call(known.values, bad) : -1;
@@ -201,7 +245,15 @@ function rowOffset(t: Tensor, r: number): number {
 }
 
 /** The CE kernels' row layout params of logits [L0, L1, C] and targets [L0, L1]. */
-const ceRows = (x: Tensor, t: Tensor) => ({ L1: x.shape[1], XOFF: x.offset, XS0: x.strides[0], XS1: x.strides[1], TOFF: t.offset, TS0: t.strides[0], TS1: t.strides[1] });
+const ceRows = (x: Tensor, t: Tensor) => ({
+  L1: x.shape[1],
+  XOFF: x.offset,
+  XS0: x.strides[0],
+  XS1: x.strides[1],
+  TOFF: t.offset,
+  TS0: t.strides[0],
+  TS1: t.strides[1],
+});
 
 interface CeArgs {
   readonly x: Tensor;
@@ -218,14 +270,19 @@ const crossEntropyRowsKernel = defineKernel<CeArgs & { readonly loss: Tensor; re
   name: 'crossEntropyRows',
   family: 'row',
   cpu: ({ x, t, ignoreIndex, eps, nRows, C, loss, lse }) => {
-    const data = cpuDataOf(x), td = cpuDataOf(t);
-    const lo = outData(loss), so = outData(lse);
+    const data = cpuDataOf(x),
+      td = cpuDataOf(t);
+    const lo = outData(loss),
+      so = outData(lse);
     for (let r = 0; r < nRows; r++) {
       const b = rowOffset(x, r);
       const st = rowStats(data, b, C);
       so[r] = st.lse;
       const target = td[rowOffset(t, r)];
-      if (target === ignoreIndex) { lo[r] = 0; continue; }
+      if (target === ignoreIndex) {
+        lo[r] = 0;
+        continue;
+      }
       let l = st.lse - (1 - eps) * data[b + target];
       if (eps !== 0) {
         let sx = 0;
@@ -237,7 +294,14 @@ const crossEntropyRowsKernel = defineKernel<CeArgs & { readonly loss: Tensor; re
   },
   webgpu: rowVariants(ceRowShape, ({ x, t, ignoreIndex, eps, nRows, C, loss, lse }, variant) => {
     const p = CE.pack({ NROWS: nRows, C, ...ceRows(x, t), IGNORE: ignoreIndex, SMOOTH: eps });
-    launch('crossEntropy', `fused:crossEntropy:${variant}`, () => crossEntropyForwardSource(variant), p, [loss, lse, x, t], rowGrid(variant, nRows));
+    launch(
+      'crossEntropy',
+      `fused:crossEntropy:${variant}`,
+      () => crossEntropyForwardSource(variant),
+      p,
+      [loss, lse, x, t],
+      rowGrid(variant, nRows),
+    );
   }),
 });
 
@@ -245,11 +309,14 @@ const crossEntropyRowsKernel = defineKernel<CeArgs & { readonly loss: Tensor; re
  * dx [L0, L1, C] of the row losses. `scale` (a reduced loss: g is its scalar gradient) multiplies g on
  * every row; without it g holds one value per row.
  */
-const crossEntropyRowsBackwardKernel = defineKernel<CeArgs & { readonly lse: Tensor; readonly g: Tensor; readonly scale: Tensor | null; readonly dx: Tensor }>({
+const crossEntropyRowsBackwardKernel = defineKernel<
+  CeArgs & { readonly lse: Tensor; readonly g: Tensor; readonly scale: Tensor | null; readonly dx: Tensor }
+>({
   name: 'crossEntropyRowsBackward',
   family: 'row',
   cpu: ({ x, t, ignoreIndex, eps, nRows, C, lse, g, scale, dx }) => {
-    const data = cpuDataOf(x), td = cpuDataOf(t);
+    const data = cpuDataOf(x),
+      td = cpuDataOf(t);
     const { data: gd, off: go } = cpuData(g);
     const { data: ld, off: lo } = cpuData(lse);
     const sd = scale && cpuData(scale);
@@ -260,21 +327,45 @@ const crossEntropyRowsBackwardKernel = defineKernel<CeArgs & { readonly lse: Ten
       const gr = sd ? gd[go] * sd.data[sd.off] : gd[go + r];
       const b = rowOffset(x, r);
       for (let j = 0; j < C; j++) {
-        if (target === ignoreIndex) { o[r * C + j] = 0; continue; }
+        if (target === ignoreIndex) {
+          o[r * C + j] = 0;
+          continue;
+        }
         const p = l === -Infinity ? 0 : Math.exp(data[b + j] - l);
         o[r * C + j] = gr * (p - (j === target ? 1 - eps : 0) - eps / C);
       }
     }
   },
   webgpu: rowVariants(ceRowShape, ({ x, t, ignoreIndex, eps, nRows, C, lse, g, scale, dx }, variant) => {
-    const p = CE.pack({ NROWS: nRows, C, ...ceRows(x, t), IGNORE: ignoreIndex, SMOOTH: eps, GOFF: g.offset, SOFF: scale?.offset });
+    const p = CE.pack({
+      NROWS: nRows,
+      C,
+      ...ceRows(x, t),
+      IGNORE: ignoreIndex,
+      SMOOTH: eps,
+      GOFF: g.offset,
+      SOFF: scale?.offset,
+    });
     const reduced = scale !== null;
     // lse is freshly allocated by the forward (offset 0).
-    launch('crossEntropyBackward', `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}`, () => crossEntropyBackwardSource(variant, reduced), p, [dx, x, lse, t, g, ...(scale ? [scale] : [])], rowGrid(variant, nRows));
+    launch(
+      'crossEntropyBackward',
+      `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}`,
+      () => crossEntropyBackwardSource(variant, reduced),
+      p,
+      [dx, x, lse, t, g, ...(scale ? [scale] : [])],
+      rowGrid(variant, nRows),
+    );
   }),
 });
 
-interface CeReduceArgs { readonly loss: Tensor; readonly t: Tensor; readonly ignoreIndex: number; readonly mean: boolean; readonly both: Tensor }
+interface CeReduceArgs {
+  readonly loss: Tensor;
+  readonly t: Tensor;
+  readonly ignoreIndex: number;
+  readonly mean: boolean;
+  readonly both: Tensor;
+}
 
 /**
  * The row losses summed ('sum') or averaged over non-ignored targets ('mean'; NaN when all are
@@ -284,18 +375,39 @@ const crossEntropyReduceKernel = defineKernel<CeReduceArgs>({
   name: 'crossEntropyReduce',
   family: 'row',
   cpu: ({ loss, t, ignoreIndex, mean, both }) => {
-    const ld = cpuDataOf(loss), td = cpuDataOf(t);
-    let total = 0, count = 0;
+    const ld = cpuDataOf(loss),
+      td = cpuDataOf(t);
+    let total = 0,
+      count = 0;
     for (let r = 0; r < loss.size; r++) {
       total += ld[r];
       if (td[rowOffset(t, r)] !== ignoreIndex) count++;
     }
     outData(both).set(mean ? [total / count, 1 / count] : [total, 1]);
   },
-  webgpu: rowVariants((a) => ({ nRows: 1, rowLen: a.loss.size }), ({ loss, t, ignoreIndex, mean, both }, variant) => {
-    const p = CER.pack({ NROWS: 1, N: loss.size, TOFF: t.offset, L1: t.shape[1], TS0: t.strides[0], TS1: t.strides[1], IGNORE: ignoreIndex, MEAN: mean ? 1 : 0 });
-    launch('crossEntropyReduce', `fused:crossEntropyReduce:${variant}`, () => crossEntropyReduceSource(variant), p, [both, loss, t], rowGrid(variant, 1));
-  }),
+  webgpu: rowVariants(
+    (a) => ({ nRows: 1, rowLen: a.loss.size }),
+    ({ loss, t, ignoreIndex, mean, both }, variant) => {
+      const p = CER.pack({
+        NROWS: 1,
+        N: loss.size,
+        TOFF: t.offset,
+        L1: t.shape[1],
+        TS0: t.strides[0],
+        TS1: t.strides[1],
+        IGNORE: ignoreIndex,
+        MEAN: mean ? 1 : 0,
+      });
+      launch(
+        'crossEntropyReduce',
+        `fused:crossEntropyReduce:${variant}`,
+        () => crossEntropyReduceSource(variant),
+        p,
+        [both, loss, t],
+        rowGrid(variant, 1),
+      );
+    },
+  ),
 });
 
 /** Per-row losses and logsumexps (the fused forward) of logits [L0, L1, C] against targets [L0, L1]. */
@@ -308,12 +420,21 @@ function crossEntropyRows(x: Tensor, t: Tensor, ignoreIndex: number, eps: number
   return [loss, lse];
 }
 
-function crossEntropyRowsBackward(x: Tensor, lse: Tensor, t: Tensor, g: Tensor, scale: Tensor | null, ignoreIndex: number, eps: number): Tensor {
+function crossEntropyRowsBackward(
+  x: Tensor,
+  lse: Tensor,
+  t: Tensor,
+  g: Tensor,
+  scale: Tensor | null,
+  ignoreIndex: number,
+  eps: number,
+): Tensor {
   return withContiguous([g], ([gc]) => {
     const [L0, L1, C] = x.shape;
     const nRows = L0 * L1;
     const dx = empty(x.device, x.dtype, x.shape);
-    if (nRows * C > 0) dispatch(crossEntropyRowsBackwardKernel, x.device, { x, t, ignoreIndex, eps, nRows, C, lse, g: gc, scale, dx });
+    if (nRows * C > 0)
+      dispatch(crossEntropyRowsBackwardKernel, x.device, { x, t, ignoreIndex, eps, nRows, C, lse, g: gc, scale, dx });
     return dx;
   });
 }
@@ -337,7 +458,11 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   return crossEntropyOp(logits, targets, opts);
 }
 
-interface CeInfo { readonly logitsShape: readonly number[]; readonly ignoreIndex: number; readonly eps: number }
+interface CeInfo {
+  readonly logitsShape: readonly number[];
+  readonly ignoreIndex: number;
+  readonly eps: number;
+}
 
 const crossEntropyOp = defineOp({
   name: 'crossEntropy',
@@ -347,13 +472,22 @@ const crossEntropyOp = defineOp({
     const eps = opts.labelSmoothing ?? 0;
     checkFloat('crossEntropy', logits);
     argTensor('crossEntropy', 'targets', targets);
-    if (logits.device !== targets.device) throw new OpError('crossEntropy', `logits are on ${logits.device} but targets on ${targets.device}`);
-    if (targets.dtype !== 'int32') throw new OpError('crossEntropy', `targets must be int32 class indices, got ${targets.dtype}; use .astype('int32')`);
+    if (logits.device !== targets.device)
+      throw new OpError('crossEntropy', `logits are on ${logits.device} but targets on ${targets.device}`);
+    if (targets.dtype !== 'int32')
+      throw new OpError(
+        'crossEntropy',
+        `targets must be int32 class indices, got ${targets.dtype}; use .astype('int32')`,
+      );
     if (logits.rank < 1 || targets.rank !== logits.rank - 1 || targets.shape.some((d, i) => d !== logits.shape[i])) {
-      throw new OpError('crossEntropy', `logits ${shapeStr(logits.shape)} need targets of shape ${shapeStr(logits.shape.slice(0, -1))}, got ${shapeStr(targets.shape)}`);
+      throw new OpError(
+        'crossEntropy',
+        `logits ${shapeStr(logits.shape)} need targets of shape ${shapeStr(logits.shape.slice(0, -1))}, got ${shapeStr(targets.shape)}`,
+      );
     }
     if (!(eps >= 0 && eps <= 1)) throw new OpError('crossEntropy', `labelSmoothing must be in [0, 1], got ${eps}`);
-    if (!['mean', 'sum', 'none'].includes(reduction)) throw new OpError('crossEntropy', `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
+    if (!['mean', 'sum', 'none'].includes(reduction))
+      throw new OpError('crossEntropy', `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
     checkTargets(targets, logits.shape[logits.rank - 1], ignoreIndex);
   },
   forward: (logits: Tensor, targets: Tensor, opts: CrossEntropyOptions): Forward<CeInfo> => {
@@ -374,7 +508,8 @@ const crossEntropyOp = defineOp({
       return [xc, targets.reshape([L0, L1])];
     });
     const [loss, lse] = crossEntropyRows(x, t, ignoreIndex, eps);
-    const [out, scale] = reduction === 'none' ? [loss, null] : reduceRowLosses(loss, t, ignoreIndex, reduction === 'mean');
+    const [out, scale] =
+      reduction === 'none' ? [loss, null] : reduceRowLosses(loss, t, ignoreIndex, reduction === 'mean');
     return {
       out,
       inputs: [logits],
@@ -387,7 +522,9 @@ const crossEntropyOp = defineOp({
       },
     };
   },
-  backward: (g, [xs, ls, ts, sc], { logitsShape, ignoreIndex, eps }) => [crossEntropyRowsBackward(xs, ls, ts, g, sc ?? null, ignoreIndex, eps).reshape(logitsShape)],
+  backward: (g, [xs, ls, ts, sc], { logitsShape, ignoreIndex, eps }) => [
+    crossEntropyRowsBackward(xs, ls, ts, g, sc ?? null, ignoreIndex, eps).reshape(logitsShape),
+  ],
   kernels: [crossEntropyRowsKernel, crossEntropyRowsBackwardKernel, crossEntropyReduceKernel],
   tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE.crossEntropy },
 });
@@ -404,6 +541,12 @@ declare module '../../core/tensor.js' {
 }
 
 const P = Tensor.prototype;
-P.softmax = function (axis) { return softmax(this, axis); };
-P.logSoftmax = function (axis) { return logSoftmax(this, axis); };
-P.logsumexp = function (axis, keepdim) { return logsumexp(this, axis, keepdim); };
+P.softmax = function (axis) {
+  return softmax(this, axis);
+};
+P.logSoftmax = function (axis) {
+  return logSoftmax(this, axis);
+};
+P.logsumexp = function (axis, keepdim) {
+  return logsumexp(this, axis, keepdim);
+};

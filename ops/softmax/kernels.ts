@@ -37,19 +37,23 @@ const rowStats = (x: string, withSum = false) => `
 export const SM = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32' });
 
 export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): string {
-  const write = mode === 'logsumexp'
-    ? `if (lid == 0u) { out[row] = lse; }`
-    : mode === 'softmax'
-      ? `let inv = select(1.0 / s, 0.0, empty_row);
+  const write =
+    mode === 'logsumexp'
+      ? `if (lid == 0u) { out[row] = lse; }`
+      : mode === 'softmax'
+        ? `let inv = select(1.0 / s, 0.0, empty_row);
   for (var j = j0; j < C; j += js) { out[ob + j] = exp(x[xb + j] - ms) * inv; }`
-      : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
+        : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
   return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let C = pu(${SM.C}u);
   let xb = pu(${SM.XOFF}u) + row * C;
   let ob = row * C;
   ${rowStats('x')}
-  ${write}`)}`;
+  ${write}`,
+)}`;
 }
 
 /** Softmax backward params. dx from the saved output y and the gradient g. */
@@ -60,14 +64,17 @@ export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: R
   const acc = mode === 'softmax' ? 'g[gb + j] * y[yb + j]' : 'g[gb + j]';
   const dx = mode === 'softmax' ? 'y[yb + j] * (g[gb + j] - t)' : 'g[gb + j] - exp(y[yb + j]) * t';
   return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'])}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let C = pu(${SMB.C}u);
   let yb = pu(${SMB.YOFF}u) + row * C;
   let gb = pu(${SMB.GOFF}u) + row * C;
   var t = 0.0;
   for (var j = j0; j < C; j += js) { t += ${acc}; }
   t = red_sum(t, lid);
-  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`)}`;
+  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`,
+)}`;
 }
 
 /**
@@ -76,8 +83,19 @@ ${rowMain(variant, `
  * at XOFF + (r / L1)·XS0 + (r % L1)·XS1 (its C logits contiguous), its target at the same with T*.
  */
 export const CE = uniformLayout({
-  NROWS: 'u32', C: 'u32', XOFF: 'u32', TOFF: 'u32', IGNORE: 'i32', SMOOTH: 'f32', GOFF: 'u32', SOFF: 'u32',
-  L1: 'u32', XS0: 'u32', XS1: 'u32', TS0: 'u32', TS1: 'u32',
+  NROWS: 'u32',
+  C: 'u32',
+  XOFF: 'u32',
+  TOFF: 'u32',
+  IGNORE: 'i32',
+  SMOOTH: 'f32',
+  GOFF: 'u32',
+  SOFF: 'u32',
+  L1: 'u32',
+  XS0: 'u32',
+  XS1: 'u32',
+  TS0: 'u32',
+  TS1: 'u32',
 });
 
 /** WGSL: where row `r` of a strided [·, L1] lead starts, for a layout with L1 and the given offset and strides. */
@@ -92,7 +110,9 @@ const ceTarget = `targets[${rowStart('row', CE.TOFF, CE.TS0, CE.TS1, CE.L1)}]`;
  */
 export function crossEntropyForwardSource(variant: RowVariant): string {
   return `${kernelHeader(['var<storage, read_write> loss: array<f32>', 'var<storage, read_write> lse_out: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> targets: array<i32>'])}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let C = pu(${CE.C}u);
   let xb = ${ceLogitsRow};
   let eps = pf(${CE.SMOOTH}u);
@@ -109,7 +129,8 @@ ${rowMain(variant, `
     }
     loss[row] = l;
     lse_out[row] = lse;
-  }`)}`;
+  }`,
+)}`;
 }
 
 /**
@@ -117,11 +138,19 @@ ${rowMain(variant, `
  * a reduced loss g_row is the scalar g times the reduction's scale (1/count for 'mean', 1 for 'sum').
  */
 export function crossEntropyBackwardSource(variant: RowVariant, reduced: boolean): string {
-  const bindings = ['var<storage, read_write> dx: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> lse: array<f32>', 'var<storage, read> targets: array<i32>', 'var<storage, read> g: array<f32>'];
+  const bindings = [
+    'var<storage, read_write> dx: array<f32>',
+    'var<storage, read> x: array<f32>',
+    'var<storage, read> lse: array<f32>',
+    'var<storage, read> targets: array<i32>',
+    'var<storage, read> g: array<f32>',
+  ];
   if (reduced) bindings.push('var<storage, read> scale: array<f32>');
   const gr = reduced ? `g[pu(${CE.GOFF}u)] * scale[pu(${CE.SOFF}u)]` : `g[pu(${CE.GOFF}u) + row]`;
   return `${kernelHeader(bindings)}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let C = pu(${CE.C}u);
   let xb = ${ceLogitsRow};
   let ob = row * C;
@@ -140,11 +169,21 @@ ${rowMain(variant, `
     if (ignored) { v = 0.0; }
     if (bad) { v = ${NAN}; }
     dx[ob + j] = v;
-  }`)}`;
+  }`,
+)}`;
 }
 
 /** Cross-entropy reduction params: N row losses; MEAN = 1 divides by the count of non-ignored targets (laid out as in CE). */
-export const CER = uniformLayout({ NROWS: 'u32', N: 'u32', TOFF: 'u32', IGNORE: 'i32', MEAN: 'u32', L1: 'u32', TS0: 'u32', TS1: 'u32' });
+export const CER = uniformLayout({
+  NROWS: 'u32',
+  N: 'u32',
+  TOFF: 'u32',
+  IGNORE: 'i32',
+  MEAN: 'u32',
+  L1: 'u32',
+  TS0: 'u32',
+  TS1: 'u32',
+});
 
 /**
  * The row losses reduced in one row (NROWS = 1): out[0] = Σ loss (÷ count for 'mean', NaN when every
@@ -153,7 +192,9 @@ export const CER = uniformLayout({ NROWS: 'u32', N: 'u32', TOFF: 'u32', IGNORE: 
  */
 export function crossEntropyReduceSource(variant: RowVariant): string {
   return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> loss: array<f32>', 'var<storage, read> targets: array<i32>'])}
-${rowMain(variant, `
+${rowMain(
+  variant,
+  `
   let N = pu(${CER.N}u);
   var s = 0.0;
   var comp = 0.0;
@@ -171,5 +212,6 @@ ${rowMain(variant, `
     let mean = pu(${CER.MEAN}u) == 1u;
     out[0] = select(total, total / count, mean);
     out[1] = select(1.0, 1.0 / count, mean);
-  }`)}`;
+  }`,
+)}`;
 }

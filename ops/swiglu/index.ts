@@ -31,37 +31,71 @@ const swigluBackwardKernel = defineKernel<SwigluBackwardArgs>({
     const [gd, ad, bd] = [g, gate, up].map(cpuDataOf);
     const [dg, du] = [dgate && outData(dgate), dup && outData(dup)];
     let i = 0;
-    forEachOffset(g.shape, [g.strides, gate.strides, up.strides], [g.offset, gate.offset, up.offset], ([go, ao, bo]) => {
-      const gv = gd[go], a = ad[ao], s = sigmoid(a);
-      if (dg) dg[i] = gv * bd[bo] * s * (1 + a * (1 - s));
-      if (du) du[i] = gv * a * s;
-      i++;
-    });
+    forEachOffset(
+      g.shape,
+      [g.strides, gate.strides, up.strides],
+      [g.offset, gate.offset, up.offset],
+      ([go, ao, bo]) => {
+        const gv = gd[go],
+          a = ad[ao],
+          s = sigmoid(a);
+        if (dg) dg[i] = gv * bd[bo] * s * (1 + a * (1 - s));
+        if (du) du[i] = gv * a * s;
+        i++;
+      },
+    );
   },
-  webgpu: [{
-    name: 'strided',
-    // The uniforms hold MAX_RANK dims (the forward rejects higher ranks on webgpu).
-    fits: ({ g }) => g.rank <= MAX_RANK,
-    run: ({ g, gate, up, dgate, dup }) => {
-      const params = SG.pack({
-        N: g.size, RANK: g.rank, SHAPE: g.shape,
-        GOFF: g.offset, AOFF: gate.offset, BOFF: up.offset, GSTR: g.strides, ASTR: gate.strides, BSTR: up.strides,
-      });
-      const v = { gate: dgate !== null, up: dup !== null };
-      const bound = [...(dgate ? [dgate] : []), ...(dup ? [dup] : []), g, gate, ...(dgate ? [up] : [])];
-      launch('swigluBackward', `fused:swiglu:backward:${v.gate}:${v.up}`, () => swigluBackwardSource(v), params, bound, itemGrid(g.size));
+  webgpu: [
+    {
+      name: 'strided',
+      // The uniforms hold MAX_RANK dims (the forward rejects higher ranks on webgpu).
+      fits: ({ g }) => g.rank <= MAX_RANK,
+      run: ({ g, gate, up, dgate, dup }) => {
+        const params = SG.pack({
+          N: g.size,
+          RANK: g.rank,
+          SHAPE: g.shape,
+          GOFF: g.offset,
+          AOFF: gate.offset,
+          BOFF: up.offset,
+          GSTR: g.strides,
+          ASTR: gate.strides,
+          BSTR: up.strides,
+        });
+        const v = { gate: dgate !== null, up: dup !== null };
+        const bound = [...(dgate ? [dgate] : []), ...(dup ? [dup] : []), g, gate, ...(dgate ? [up] : [])];
+        launch(
+          'swigluBackward',
+          `fused:swiglu:backward:${v.gate}:${v.up}`,
+          () => swigluBackwardSource(v),
+          params,
+          bound,
+          itemGrid(g.size),
+        );
+      },
     },
-  }],
+  ],
 });
 
 /**
  * [dgate, dup] at g's shape (the output's; gate and up broadcast to it, read in place), each null
  * unless `needs` asks for it. Outside autograd (a backward rule's kernel).
  */
-export function swigluBackward(g: Tensor, gate: Tensor, up: Tensor, needs: readonly [boolean, boolean]): [Tensor | null, Tensor | null] {
+export function swigluBackward(
+  g: Tensor,
+  gate: Tensor,
+  up: Tensor,
+  needs: readonly [boolean, boolean],
+): [Tensor | null, Tensor | null] {
   const [dgate, dup] = needs.map((need) => (need ? empty(g.device, g.dtype, g.shape) : null));
   if ((dgate || dup) && g.size > 0) {
-    dispatch(swigluBackwardKernel, g.device, { g, gate: broadcastView(gate, g.shape), up: broadcastView(up, g.shape), dgate, dup });
+    dispatch(swigluBackwardKernel, g.device, {
+      g,
+      gate: broadcastView(gate, g.shape),
+      up: broadcastView(up, g.shape),
+      dgate,
+      dup,
+    });
   }
   return [dgate, dup];
 }

@@ -7,8 +7,15 @@ import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';
 
 /** Params: N output elements of rank RANK and SHAPE; per operand (g, gate, up) its offset and strides over SHAPE. */
 export const SG = uniformLayout({
-  N: 'u32', RANK: 'u32', SHAPE: ['u32', MAX_RANK],
-  GOFF: 'u32', AOFF: 'u32', BOFF: 'u32', GSTR: ['u32', MAX_RANK], ASTR: ['u32', MAX_RANK], BSTR: ['u32', MAX_RANK],
+  N: 'u32',
+  RANK: 'u32',
+  SHAPE: ['u32', MAX_RANK],
+  GOFF: 'u32',
+  AOFF: 'u32',
+  BOFF: 'u32',
+  GSTR: ['u32', MAX_RANK],
+  ASTR: ['u32', MAX_RANK],
+  BSTR: ['u32', MAX_RANK],
 });
 
 /** Which gradients one dispatch writes (an unused one is neither bound nor computed). */
@@ -21,14 +28,24 @@ export interface SwigluGrads {
 export function swigluBackwardSource(v: SwigluGrads): string {
   const rw = (n: string) => `var<storage, read_write> ${n}: array<f32>`;
   const ro = (n: string) => `var<storage, read> ${n}: array<f32>`;
-  const bindings = [...(v.gate ? [rw('dgate')] : []), ...(v.up ? [rw('dup')] : []), ro('g'), ro('gate'), ...(v.gate ? [ro('up')] : [])];
+  const bindings = [
+    ...(v.gate ? [rw('dgate')] : []),
+    ...(v.up ? [rw('dup')] : []),
+    ro('g'),
+    ro('gate'),
+    ...(v.gate ? [ro('up')] : []),
+  ];
   return `${kernelHeader(bindings)}
 ${itemMain(`
   if (item >= pu(${SG.N}u)) { return; }
   var go = pu(${SG.GOFF}u);
   var ao = pu(${SG.AOFF}u);
   var bo = pu(${SG.BOFF}u);
-  ${unravel('item', SG.RANK, SG.SHAPE, [['go', SG.GSTR], ['ao', SG.ASTR], ['bo', SG.BSTR]])}
+  ${unravel('item', SG.RANK, SG.SHAPE, [
+    ['go', SG.GSTR],
+    ['ao', SG.ASTR],
+    ['bo', SG.BSTR],
+  ])}
   let gv = g[go];
   let a = gate[ao];
   let s = 1.0 / (1.0 + exp(-a));

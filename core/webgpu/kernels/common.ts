@@ -75,9 +75,16 @@ ${body}
  * A row kernel's two variants ('thread': one invocation per row; 'group': a workgroup per row), with
  * the measured preference below. `rows` reads the row count and length off the kernel's arguments.
  */
-export function rowVariants<A>(rows: (args: NoInfer<A>) => { nRows: number; rowLen: number }, run: (args: A, variant: RowVariant) => void): Variant<A>[] {
+export function rowVariants<A>(
+  rows: (args: NoInfer<A>) => { nRows: number; rowLen: number },
+  run: (args: A, variant: RowVariant) => void,
+): Variant<A>[] {
   return [
-    { name: 'thread', prefer: (args, hw) => preferThreadPerRow(rows(args), hw.software), run: (args) => run(args, 'thread') },
+    {
+      name: 'thread',
+      prefer: (args, hw) => preferThreadPerRow(rows(args), hw.software),
+      run: (args) => run(args, 'thread'),
+    },
     { name: 'group', run: (args) => run(args, 'group') },
   ];
 }
@@ -92,7 +99,6 @@ export function rowVariants<A>(rows: (args: NoInfer<A>) => { nRows: number; rowL
 function preferThreadPerRow({ nRows, rowLen }: { nRows: number; rowLen: number }, software: boolean): boolean {
   return software ? !(nRows <= 4 && rowLen >= 4096) : rowLen < 128;
 }
-
 
 /** Workgroup grid for `n` items (itemMain) or `n` rows of the given variant (rowMain). */
 export function itemGrid(n: number): [number, number, number] {
