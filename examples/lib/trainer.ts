@@ -635,16 +635,8 @@ async function exportHuggingFace(dir: string, model: CausalModel, plan: RunPlan,
   );
 }
 
-export async function train(o: TrainOptions): Promise<TrainResult> {
-  setDefaultDevice(o.device);
-  const label = o.label ?? 'train';
-  // --- Everything the user gave is checked before anything is written. ---
-  const plan = await planRun(o);
-
-  // --- Build, load, and only then write. ---
-  manualSeed(o.seed);
-  const model = await initialModel(o, plan.source, plan.config);
-  if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
+/** AdamW over the parameter groups, its cosine schedule with warmup, and the gradient clipping. */
+function optimization(model: CausalModel, o: TrainOptions) {
   const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde, o.clexOdeLrScale);
   // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
   const clip =
@@ -657,6 +649,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     totalSteps: o.steps,
     minLrRatio: o.minLr / o.lr,
   });
+  return { optimizer, scheduler, clip };
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  setDefaultDevice(o.device);
+  const label = o.label ?? 'train';
+  // --- Everything the user gave is checked before anything is written. ---
+  const plan = await planRun(o);
+
+  // --- Build, load, and only then write. ---
+  manualSeed(o.seed);
+  const model = await initialModel(o, plan.source, plan.config);
+  if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
+  const { optimizer, scheduler, clip } = optimization(model, o);
   let start = 1;
   if (plan.resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
   mkdirSync(o.out, { recursive: true });
