@@ -24,6 +24,10 @@ export interface Hardware {
   readonly software: boolean;
   readonly maxWorkgroupsPerDimension: number;
   readonly maxStorageBuffersPerShaderStage: number;
+  /** The optional features enabled on the device ('subgroups', 'timestamp-query', 'shader-f16'). */
+  readonly features: ReadonlySet<string>;
+  /** Invocations per subgroup, smallest and largest, when 'subgroups' is enabled. */
+  readonly subgroupSize: { readonly min: number; readonly max: number } | null;
 }
 
 /** One WebGPU implementation of a kernel. */
@@ -158,6 +162,8 @@ export function hardware(): Hardware {
     software: rt ? rt.isSoftware : config().profile !== 'hardware',
     maxWorkgroupsPerDimension: limits?.maxComputeWorkgroupsPerDimension ?? 65535,
     maxStorageBuffersPerShaderStage: limits?.maxStorageBuffersPerShaderStage ?? 8,
+    features: new Set(rt?.info.features ?? []),
+    subgroupSize: rt?.info.subgroupSize ?? null,
   };
 }
 

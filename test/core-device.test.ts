@@ -26,6 +26,9 @@ describe('devices', () => {
     if (info.backend === 'webgpu') {
       expect(info.adapter.length).toBeGreaterThan(0);
       expect(info.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+      // Enabled when the adapter has them (lavapipe has all three); the subgroup size comes with 'subgroups'.
+      expect(info.features.every((f) => ['subgroups', 'timestamp-query', 'shader-f16'].includes(f))).toBe(true);
+      expect(info.subgroupSize !== null).toBe(info.features.includes('subgroups'));
     }
   });
 

@@ -22,11 +22,18 @@ const MAX_IN_FLIGHT = 3;
 /** Cached bind groups kept (least recently used dropped first). */
 const BIND_GROUP_CACHE = 4096;
 
+/** Optional features enabled when the adapter has them: subgroup reductions, GPU timestamps (autotuning), half floats. */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['subgroups', 'timestamp-query', 'shader-f16'];
+
 export interface DeviceInfo {
   backend: 'webgpu';
   adapter: string;
   vendor: string;
   architecture: string;
+  /** The optional WebGPU features dawngrad enabled on the device (of those it uses: OPTIONAL_FEATURES). */
+  features: string[];
+  /** Invocations per subgroup (min, max) when 'subgroups' is enabled. */
+  subgroupSize: { min: number; max: number } | null;
   limits: {
     maxStorageBufferBindingSize: number;
     maxComputeWorkgroupsPerDimension: number;
@@ -451,13 +458,19 @@ export async function createRuntime(settings: Pick<Config, 'adapter' | 'backend'
     // All the adapter has: the multi-tensor optimizer and clip kernels bind several tensors per dispatch.
     maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
   };
-  const device = await adapter.requestDevice({ requiredLimits });
-  const i = adapter.info;
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  const i = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   return new GpuRuntime(gpu, device, {
     backend: 'webgpu',
     adapter: i.description || i.device || 'unknown',
     vendor: i.vendor,
     architecture: i.architecture,
+    features: requiredFeatures.filter((f) => device.features.has(f)),
+    subgroupSize:
+      device.features.has('subgroups') && i.subgroupMinSize
+        ? { min: i.subgroupMinSize, max: i.subgroupMaxSize ?? i.subgroupMinSize }
+        : null,
     limits: {
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
       maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
