@@ -7,6 +7,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    env: { XDG_RUNTIME_DIR: '/tmp', DAWNGRAD_SILENCE_LEAKS: '1' },
+    // Autotuning off: the tests assert the heuristics' choices (test/core-autotune.test.ts turns it on).
+    env: { XDG_RUNTIME_DIR: '/tmp', DAWNGRAD_SILENCE_LEAKS: '1', DAWNGRAD_AUTOTUNE: 'off' },
   },
 });

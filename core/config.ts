@@ -1,6 +1,8 @@
 // The one home of dawngrad's settings. Each is read once from its DAWNGRAD_* environment variable
 // (validated: a bad value, or an unknown DAWNGRAD_ name, is an error naming it and the valid values),
 // and can be changed in code with configure({...}). README lists them.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { OpError } from './shape.js';
 
 export type DeviceSetting = 'webgpu' | 'cpu';
@@ -20,6 +22,13 @@ export interface Config {
   profile: ProfileSetting;
   /** Forced kernel variants by family, e.g. { row: 'group', matmul: 'shared' } (core/op.ts lists the families). */
   variants: Readonly<Record<string, string>>;
+  /**
+   * 'on': a kernel with several variants that fit times them on its first use per shape bucket and keeps
+   * the fastest (cached per adapter in cacheDir); 'off': the built-in heuristics.
+   */
+  autotune: 'on' | 'off';
+  /** Where the autotune cache lives: $XDG_CACHE_HOME/dawngrad, else ~/.cache/dawngrad. */
+  cacheDir: string;
   /** Rows per chunk of the norms' parameter gradients (null: by profile). */
   normChunkRows: number | null;
   /** Elementwise fusion on webgpu (null: by profile; on for hardware). */
@@ -32,12 +41,19 @@ export interface Config {
   silenceLeaks: boolean;
 }
 
+/** The XDG cache directory for dawngrad (the platform convention on Linux; ~/.cache elsewhere too). */
+function defaultCacheDir(env: NodeJS.ProcessEnv): string {
+  return join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache'), 'dawngrad');
+}
+
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   device: 'webgpu',
   adapter: null,
   backend: null,
   profile: 'auto',
   variants: Object.freeze({}),
+  autotune: 'on',
+  cacheDir: defaultCacheDir(process.env),
   normChunkRows: null,
   fusion: null,
   poolLimitMB: 1024,
@@ -103,6 +119,8 @@ const SETTINGS: { readonly [K in Key]: Setting<K> } = {
   backend: { env: 'DAWNGRAD_BACKEND', ...nameOrNull },
   profile: { env: 'DAWNGRAD_PROFILE', ...oneOf(['auto', 'software', 'hardware'] as const) },
   variants: { env: 'DAWNGRAD_VARIANTS', ...variantMap },
+  autotune: { env: 'DAWNGRAD_AUTOTUNE', ...oneOf(['on', 'off'] as const) },
+  cacheDir: { env: 'DAWNGRAD_CACHE_DIR', ...nameOrNull, check: (v: unknown): v is string => typeof v === 'string' && v.length > 0 },
   normChunkRows: { env: 'DAWNGRAD_NORM_CHUNK_ROWS', ...number(1, true, true) },
   fusion: {
     env: 'DAWNGRAD_FUSION',
@@ -123,7 +141,7 @@ const REPLACED: Readonly<Record<string, string>> = {
 
 /** The settings from an environment (unset variables keep their defaults). Throws on a bad value or unknown name. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Config {
-  const config: Config = { ...DEFAULT_CONFIG };
+  const config: Config = { ...DEFAULT_CONFIG, cacheDir: defaultCacheDir(env) };
   const known = new Set(Object.values(SETTINGS).map((s) => s.env));
   for (const name of Object.keys(env)) {
     if (!name.startsWith('DAWNGRAD_') || known.has(name)) continue;

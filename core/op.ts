@@ -3,6 +3,7 @@
 // tolerance per dtype. Core does the rest: it picks the backend from the tensors' device and the
 // variant from the adapter (or config().variants), so no op branches on a device. CONTRIBUTING.md
 // shows how to add an op, a variant or a dtype.
+import { mayTune, shapeBucket, tune, tunedChoice } from './autotune.js';
 import { record } from './autograd.js';
 import type { DeviceName } from './backend.js';
 import { config, onConfigure } from './config.js';
@@ -197,8 +198,17 @@ function checkForcedVariants(): void {
   forcedChecked = true;
 }
 
-/** The variant that runs `args`: the forced one (config().variants), else the first that fits and prefers, else the first that fits. */
+/**
+ * The variant that runs `args`: the forced one (config().variants); else, with autotune on, the fastest
+ * measured on this adapter for this shape bucket (core/autotune.ts); else the first that fits and
+ * prefers, else the first that fits.
+ */
 export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
+  return pickVariant(kernel, args).variant;
+}
+
+/** chooseVariant, and the candidates to time when this bucket has no measurement yet. */
+function pickVariant<A>(kernel: Kernel<A>, args: A): { variant: Variant<A>; tuneAmong: Variant<A>[] | null } {
   checkForcedVariants();
   const hw = hardware();
   const forced = config().variants[kernel.family];
@@ -210,7 +220,7 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
         kernel.name,
         `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter${typeof fit === 'string' ? ` (${fit})` : ''}; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`,
       );
-    return own;
+    return { variant: own, tuneAmong: null };
   }
   const verdicts = kernel.webgpu.map((v) => ({ v, fit: v.fits ? v.fits(args, hw) : true }));
   const fitting = verdicts.filter((d) => d.fit === true).map((d) => d.v);
@@ -222,7 +232,17 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
       `no webgpu variant fits these arguments on this adapter (${reasons.join('; ')}); use device 'cpu'`,
     );
   }
-  return pick;
+  const rt = gpuRuntime();
+  if (config().autotune === 'off' || fitting.length < 2 || !rt) return { variant: pick, tuneAmong: null };
+  const bucket = shapeBucket(args as object);
+  const tuned = tunedChoice(
+    rt,
+    kernel.name,
+    bucket,
+    fitting.map((v) => v.name),
+  );
+  if (tuned) return { variant: fitting.find((v) => v.name === tuned.variant)!, tuneAmong: null };
+  return { variant: pick, tuneAmong: mayTune(kernel.name, bucket) ? fitting : null };
 }
 
 const variantRuns = new Map<string, number>();
@@ -235,8 +255,14 @@ export function variantUsage(): ReadonlyMap<string, number> {
 /** Runs a kernel on `device`: the float64 reference on cpu, the chosen variant on webgpu. */
 export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): void {
   if (device === 'cpu') return kernel.cpu(args);
-  const variant = chooseVariant(kernel, args);
+  const { variant, tuneAmong } = pickVariant(kernel, args);
+  if (tuneAmong) {
+    const byName = new Map(tuneAmong.map((v) => [v.name, v]));
+    tune(gpuRuntime()!, kernel.name, shapeBucket(args as object), [...byName.keys()], variant.name, (name) =>
+      byName.get(name)!.run(args),
+    );
+  }
   const key = `${kernel.name}:${variant.name}`;
   variantRuns.set(key, (variantRuns.get(key) ?? 0) + 1);
-  variant.run(args);
+  variant.run(args); // last, so the outputs are the chosen variant's whether or not tuning ran
 }

@@ -10,7 +10,8 @@ import { functional as F, randn } from '../index.js';
 
 describe('configuration', () => {
   it('reads each setting from its variable, and keeps the defaults for unset ones', () => {
-    expect(configFromEnv({})).toEqual(DEFAULT_CONFIG);
+    expect(configFromEnv({ HOME: '/home/u' })).toEqual({ ...DEFAULT_CONFIG, cacheDir: '/home/u/.cache/dawngrad' });
+    expect(configFromEnv({ XDG_CACHE_HOME: '/c' }).cacheDir).toBe('/c/dawngrad');
     const c = configFromEnv({
       DAWNGRAD_DEVICE: 'cpu',
       DAWNGRAD_VARIANTS: 'row=group, matmul=shared',

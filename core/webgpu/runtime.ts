@@ -313,6 +313,45 @@ export class GpuRuntime {
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
+  /**
+   * Records what `run` dispatches in a compute pass of its own between two GPU timestamps, submits, and
+   * resolves to that pass's GPU time in ms once the GPU has run it, without blocking; null without the
+   * 'timestamp-query' feature (autotuning times its candidates this way).
+   */
+  timePass(run: () => void): Promise<number> | null {
+    if (!this.device.features.has('timestamp-query')) return null;
+    if (this.arenaUsed > ARENA_SLOTS - 64) this.flush(); // so no flush ends the timed pass early
+    this.encoder ??= this.device.createCommandEncoder();
+    this.pass?.end();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    this.pass = this.encoder.beginComputePass({
+      timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    run();
+    this.pass?.end();
+    this.pass = null;
+    const usage = GPUBufferUsage;
+    const resolved = this.device.createBuffer({ size: 16, usage: usage.QUERY_RESOLVE | usage.COPY_SRC });
+    const readback = this.device.createBuffer({ size: 16, usage: usage.MAP_READ | usage.COPY_DST });
+    this.encoder ??= this.device.createCommandEncoder();
+    this.encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
+    this.encoder.copyBufferToBuffer(resolved, 0, readback, 0, 16);
+    this.flush();
+    const release = () => [querySet, resolved, readback].forEach((r) => r.destroy());
+    return readback.mapAsync(GPUMapMode.READ).then(
+      () => {
+        const [start, end] = new BigInt64Array(readback.getMappedRange());
+        readback.unmap();
+        release();
+        return Math.max(0, Number(end - start) / 1e6);
+      },
+      (e: unknown) => {
+        release();
+        throw e;
+      },
+    );
+  }
+
   /** Submits everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;
