@@ -2,12 +2,22 @@
 // training step, dawngrad vs TF.js on the same adapter (median of `reps` calls, each ending in a read).
 import type * as TF from '@tensorflow/tfjs-core';
 import { functional as F, noGrad, randn, resetPeak, scope, memory, type Tensor } from '../index.js';
-import { countTraffic, medianMs, type TrafficPerStep } from './measure.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { withConfig } from '../core/config.js';
+import { variantUsage } from '../core/op.js';
+import { countTraffic, median, medianMs, type TrafficPerStep } from './measure.js';
 
 export interface OpRow {
   kind: 'op';
   name: string;
+  /** dawngrad with autotune on (its choices measured in this run, from an empty cache). */
   oursMs: number;
+  /** dawngrad with autotune off (the heuristics), timed alternately with oursMs. */
+  heuristicMs: number;
+  /** Whether autotune ran other variants than the heuristics (else the two times differ by noise only). */
+  tunedDiffers: boolean;
   tfjsMs: number;
   /** tfjsMs / oursMs. */
   speedup: number;
@@ -25,11 +35,49 @@ export interface OpBenchOptions {
 }
 
 export function formatOpRow(r: OpRow): string {
-  return `${r.name.padEnd(34)} dawngrad ${r.oursMs.toFixed(2).padStart(8)} ms   tfjs ${r.tfjsMs.toFixed(2).padStart(8)} ms   speedup ×${r.speedup.toFixed(2)}${r.note ? `   (${r.note})` : ''}`;
+  const tuned = `autotuned ×${(r.heuristicMs / r.oursMs).toFixed(2)} vs heuristics (${r.tunedDiffers ? 'other variants' : 'same variants'})`;
+  return `${r.name.padEnd(34)} dawngrad ${r.oursMs.toFixed(2).padStart(8)} ms   tfjs ${r.tfjsMs.toFixed(2).padStart(8)} ms   speedup ×${r.speedup.toFixed(2)}   ${tuned}${r.note ? `   (${r.note})` : ''}`;
+}
+
+/** The kernel:variant pairs `run` dispatches. */
+async function variantsOf(run: () => Promise<void>): Promise<string> {
+  const before = new Map(variantUsage());
+  await run();
+  return [...variantUsage()]
+    .filter(([k, n]) => n > (before.get(k) ?? 0))
+    .map(([k]) => k)
+    .sort()
+    .join(' ');
+}
+
+/**
+ * Median ms of `run` with autotune on (tuning on its first call, into `cacheDir`) and off, timed
+ * alternately so drift in the machine's load hits both alike.
+ */
+async function autotunedAndHeuristic(run: () => Promise<void>, reps: number, cacheDir: string) {
+  const on = () => withConfig({ autotune: 'on', cacheDir }, run);
+  const off = () => withConfig({ autotune: 'off' }, run);
+  await on(); // tunes what this op's kernels have not met yet
+  await new Promise((r) => setTimeout(r, 100)); // the timestamp readbacks land
+  const tunedDiffers = (await variantsOf(on)) !== (await variantsOf(off));
+  const [tuned, heuristic]: number[][] = [[], []];
+  for (let i = 0; i < reps; i++) {
+    for (const [f, into] of [
+      [on, tuned],
+      [off, heuristic],
+    ] as const) {
+      const t0 = performance.now();
+      await f();
+      into.push(performance.now() - t0);
+    }
+  }
+  return { oursMs: median(tuned), heuristicMs: median(heuristic), tunedDiffers };
 }
 
 export async function opRows(tf: typeof TF, o: OpBenchOptions, report: (row: OpRow) => void): Promise<OpRow[]> {
   const rows: OpRow[] = [];
+  // An empty autotune cache: this run measures tuning from scratch, whatever the user's cache holds.
+  const tuneDir = mkdtempSync(join(tmpdir(), 'dawngrad-bench-tune-'));
   const ours = (f: () => Tensor) => () =>
     scope(async () => {
       await f().data();
@@ -46,9 +94,9 @@ export async function opRows(tf: typeof TF, o: OpBenchOptions, report: (row: OpR
     note?: string,
   ): Promise<OpRow | null> {
     if (!o.selected(name)) return null;
-    const oursMs = await medianMs(a, o.reps);
+    const ours = await autotunedAndHeuristic(a, o.reps, tuneDir);
     const tfjsMs = await medianMs(b, o.reps);
-    const row: OpRow = { kind: 'op', name, oursMs, tfjsMs, speedup: tfjsMs / oursMs, ...(note ? { note } : {}) };
+    const row: OpRow = { kind: 'op', name, ...ours, tfjsMs, speedup: tfjsMs / ours.oursMs, ...(note ? { note } : {}) };
     rows.push(row);
     report(row);
     return row;

@@ -68,7 +68,14 @@ if (mlp?.traffic) {
   );
 }
 const geomean = ops.length ? Math.exp(ops.reduce((s, r) => s + Math.log(r.speedup), 0) / ops.length) : null;
-if (geomean !== null) console.log(`geometric-mean speedup of the op rows over tfjs-webgpu: ×${geomean.toFixed(2)}\n`);
+if (geomean !== null) console.log(`geometric-mean speedup of the op rows over tfjs-webgpu: ×${geomean.toFixed(2)}`);
+if (ops.length) {
+  const differing = ops.filter((r) => r.tunedDiffers);
+  const slower = differing.filter((r) => r.oursMs > r.heuristicMs);
+  console.log(
+    `autotune: other variants than the heuristics on ${differing.length} of ${ops.length} op rows${differing.length ? `, slower than the heuristics on ${slower.length} of them${slower.length ? ` (${slower.map((r) => r.name).join(', ')})` : ''}` : ''}\n`,
+  );
+}
 
 const decoders: (DecoderRow | ClexRow)[] = [];
 for (const [shape, n] of [
