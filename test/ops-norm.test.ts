@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
 import { withConfig } from '../core/config.js';
-import { variantUsage } from '../core/op.js';
+import { hardware, variantUsage } from '../core/op.js';
 import { NORM_LONG_ROW_TOLERANCE } from '../ops/norm/index.js';
 import { functional as F, manualSeed, memory, randn, tensor, testing, type Tensor } from '../index.js';
 
@@ -22,6 +22,8 @@ async function expectRowVariant(variant: string, fn: () => Promise<void>): Promi
 }
 const withRowVariant = (variant: string, fn: () => Promise<void>) =>
   expectRowVariant(variant, () => withConfig({ variants: { row: variant } }, fn));
+/** The row-kernel variants this adapter runs ('subgroup' needs the subgroups feature). */
+const rowVariants = () => ['thread', 'group', ...(hardware().features.has('subgroups') ? ['subgroup'] : [])];
 
 /** Composed definitions from elementary ops (biased variance, as torch). */
 const composedLayerNorm = (x: Tensor, w: Tensor | null, b: Tensor | null, eps: number): Tensor => {
@@ -117,15 +119,23 @@ describe('layerNorm / rmsNorm', () => {
     expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a.transpose(0, 2), ww), [xs, randn([6], f64)]));
   });
 
-  it('both row-kernel variants (one invocation per row, one workgroup per row) agree with cpu f64', async () => {
+  it('every row-kernel variant (one invocation per row; a workgroup per row with tree or subgroup reductions) agrees with cpu f64 on short, medium and long rows', async () => {
     manualSeed(16);
-    const x = randn([5, 300], f64),
-      w = randn([300], f64),
-      b = randn([300], f64);
-    for (const variant of ['thread', 'group']) {
+    // Rows shorter than a subgroup (1, 3, 7), 300, and long rows (50304: many column blocks in the backward).
+    const cases = [1, 3, 7, 300, 50304].map((D) => ({
+      x: randn([D > 1000 ? 2 : 5, D], f64)
+        .mul(2)
+        .add(1),
+      w: randn([D], f64),
+      b: randn([D], f64),
+      tol: D > 1000 ? NORM_LONG_ROW_TOLERANCE : undefined,
+    }));
+    for (const variant of rowVariants()) {
       await withRowVariant(variant, async () => {
-        expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b]));
-        expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w]));
+        for (const { x, w, b, tol } of cases) {
+          expectOk(await testing.gradcheckDevices((a, ww, bb) => F.layerNorm(a, ww, bb), [x, w, b], tol));
+          expectOk(await testing.gradcheckDevices((a, ww) => F.rmsNorm(a, ww), [x, w], tol));
+        }
       });
     }
   });
@@ -276,13 +286,13 @@ describe('addLayerNorm / addRmsNorm (residual add fused into the norm)', () => {
     });
   }
 
-  it('both row-kernel variants agree with cpu f64, and the forward is one dispatch', async () => {
+  it('every row-kernel variant agrees with cpu f64, and the forward is one dispatch', async () => {
     manualSeed(17);
     const x = randn([5, 300], f64),
       r = randn([5, 300], f64),
       w = randn([300], f64),
       b = randn([300], f64);
-    for (const variant of ['thread', 'group']) {
+    for (const variant of rowVariants()) {
       await withRowVariant(variant, async () => {
         expectOk(await testing.gradcheckDevices((a, rr, ww, bb) => both(F.addLayerNorm(a, rr, ww, bb)), [x, r, w, b]));
         expectOk(await testing.gradcheckDevices((a, rr, ww) => both(F.addRmsNorm(a, rr, ww)), [x, r, w]));

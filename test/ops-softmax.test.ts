@@ -4,13 +4,16 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
 import { withConfig } from '../core/config.js';
-import { variantUsage } from '../core/op.js';
+import { hardware, variantUsage } from '../core/op.js';
 import { SOFTMAX_LONG_ROW_TOLERANCE } from '../ops/softmax/index.js';
 import { functional as F, manualSeed, memory, randint, randn, scope, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const cpu64 = (values: number[], shape: number[]): Tensor => tensor(Float64Array.from(values), { ...f64, shape });
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
+const runs = (key: string) => variantUsage().get(key) ?? 0;
+/** The row-kernel variants this adapter runs ('subgroup' needs the subgroups feature). */
+const rowVariants = () => ['thread', 'group', ...(hardware().features.has('subgroups') ? ['subgroup'] : [])];
 
 /** A float64 JS oracle for one row (independent of the library). */
 function refLogSoftmax(row: number[]): number[] {
@@ -134,11 +137,11 @@ describe('softmax family', () => {
     expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [x], SOFTMAX_LONG_ROW_TOLERANCE.logsumexp));
   });
 
-  it('both row-kernel variants (one invocation per row, one workgroup per row) agree with cpu f64', async () => {
+  it('every row-kernel variant (one invocation per row; a workgroup per row with tree or subgroup reductions) agrees with cpu f64', async () => {
     manualSeed(15);
     const x = randn([5, 300], f64).mul(3);
     const t = tensor([1, -100, 299, 0, 7], { dtype: 'int32', device: 'cpu' });
-    for (const variant of ['thread', 'group']) {
+    for (const variant of rowVariants()) {
       const before = variantUsage().get(`softmaxRows:${variant}`) ?? 0;
       await withConfig({ variants: { row: variant } }, async () => {
         expectOk(await testing.gradcheckDevices((a) => F.softmax(a), [x]));
@@ -162,6 +165,46 @@ describe('softmax family', () => {
         );
       });
       expect(variantUsage().get(`softmaxRows:${variant}`)).toBeGreaterThan(before);
+    }
+  });
+
+  it('every row-kernel variant handles long rows (C = 50304, masked entries, a fully masked row) and rows shorter than a subgroup', async () => {
+    manualSeed(18);
+    const long = randn([2, 50304], f64).mul(4);
+    const longTargets = tensor([5, 50300], { dtype: 'int32', device: 'cpu' });
+    // Row 0: all but two entries masked (one near each end); row 1: fully masked.
+    const maskedLong = Array.from({ length: 2 }, (_, r) =>
+      Array.from({ length: 50304 }, (_, j) => (r === 0 && (j === 7 || j === 50000) ? j / 1e4 : -Infinity)),
+    );
+    const shortRows = [1, 3, 7].map((C) => randn([4, C], f64).mul(3));
+    for (const variant of rowVariants()) {
+      const before = ['softmaxRows', 'softmaxRowsBackward', 'crossEntropyRows'].map((k) => runs(`${k}:${variant}`));
+      await withConfig({ variants: { row: variant } }, async () => {
+        const tol = SOFTMAX_LONG_ROW_TOLERANCE;
+        expectOk(await testing.gradcheckDevices((a) => F.logSoftmax(a), [long], tol.logSoftmax));
+        expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [long], tol.logsumexp));
+        expectOk(
+          await testing.gradcheckDevices((a, tt) => F.crossEntropy(a, tt), [long, longTargets], tol.crossEntropy),
+        );
+        const gm = tensor(maskedLong),
+          cm = tensor(maskedLong, f64);
+        const [p, pRef] = [await F.softmax(gm).data(), await F.softmax(cm).data()];
+        expect([p[7], p[50000], p[8], p[50304]]).toEqual([pRef[7], pRef[50000], 0, 0].map((v) => expect.closeTo(v, 6)));
+        expect(p.every((v, j) => v === 0 || j === 7 || j === 50000)).toBe(true);
+        expect(Array.from(await F.logsumexp(gm).data())).toEqual([
+          expect.closeTo((await F.logsumexp(cm).data())[0], 5),
+          -Infinity,
+        ]);
+        for (const xs of shortRows) {
+          expectOk(await testing.gradcheckDevices((a) => F.softmax(a), [xs]));
+          expectOk(await testing.gradcheckDevices((a) => F.logsumexp(a), [xs]));
+          const ts = tensor([0, xs.shape[1] - 1, -100, 0], { dtype: 'int32', device: 'cpu' });
+          expectOk(await testing.gradcheckDevices((a, tt) => F.crossEntropy(a, tt, { labelSmoothing: 0.1 }), [xs, ts]));
+        }
+      });
+      ['softmaxRows', 'softmaxRowsBackward', 'crossEntropyRows'].forEach((k, i) =>
+        expect(runs(`${k}:${variant}`), k).toBeGreaterThan(before[i]),
+      );
     }
   });
 

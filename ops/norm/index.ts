@@ -8,7 +8,7 @@ import { isFloat } from '../../core/dtype.js';
 import { defineKernel, defineOp, dispatch, hardware, type Hardware, type Tolerance } from '../../core/op.js';
 import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { ROW_WG, rowGrid, rowVariants } from '../../core/webgpu/kernels/common.js';
+import { rowGrid, rowStride, rowVariants } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
 import {
   NB,
@@ -194,8 +194,8 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
     // Many rows are summed in chunks (in parallel), and the chunks' partial sums after.
     const nChunks = dw ? paramGradChunks(nRows, hardware()) : 1;
     const [pw, pb] = [dw, db].map((t) => (t && nChunks > 1 ? empty(t.device, t.dtype, [nChunks, D]) : t));
-    // One column per invocation: a block of columns is one invocation ('thread') or one workgroup ('group').
-    const colBlocks = dw ? Math.ceil(D / (variant === 'thread' ? 1 : ROW_WG)) : 0;
+    // One column per invocation: a block of columns is the invocations that share a row (rowStride).
+    const colBlocks = dw ? Math.ceil(D / rowStride(variant)) : 0;
     const items = colBlocks * nChunks + nRows;
     const p = NB.pack({
       NITEMS: items,

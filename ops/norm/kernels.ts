@@ -1,7 +1,7 @@
 // WGSL for layerNorm and rmsNorm over the contiguous last axis: a fused forward that also writes
 // each row's mean and 1/std for the backward, and one backward kernel for dx and the weight/bias
 // gradients.
-import { kernelHeader, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { rowKernel, type RowVariant } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export interface NormVariant {
@@ -53,10 +53,10 @@ export function normForwardSource(v: NormVariant, variant: RowVariant): string {
   let yExpr = `(${xv} - mu) * rstd`;
   if (v.hasWeight) yExpr = `${yExpr} * w[pu(${NF.WOFF}u) + j]`;
   if (v.hasBias) yExpr = `${yExpr} + b[pu(${NF.BOFF}u) + j]`;
-  return `${kernelHeader(bindings)}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    bindings,
+    `
   let D = pu(${NF.D}u);
   let xb = pu(${NF.XOFF}u) + row * D;
   ${sumCode}
@@ -67,11 +67,11 @@ ${rowMain(
   let rstd = inverseSqrt(red_sum(sq, lid) / f32(D) + pf(${NF.EPS}u));
   for (var j = j0; j < D; j += js) { y[row * D + j] = ${yExpr}; }
   if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`,
-)}`;
+  );
 }
 
 /**
- * Backward params. Items (rows of rowMain, word 0 = NITEMS) are first the column items of the weight
+ * Backward params. Items (rows of rowKernel, word 0 = NITEMS) are first the column items of the weight
  * and bias gradients (COL_BLOCKS blocks of columns × NCHUNKS chunks of CHUNK rows; none when no
  * parameter needs a gradient), then the ROWS rows of dx. mean/rstd are the forward's (offset 0).
  */
@@ -129,10 +129,10 @@ export function normBackwardSource(v: NormVariant, variant: RowVariant, params: 
     }
     return;
   }`;
-  return `${kernelHeader(bindings)}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    bindings,
+    `
   let D = pu(${NB.D}u);
   let R = pu(${NB.ROWS}u);
   let colItems = pu(${NB.COL_BLOCKS}u) * pu(${NB.NCHUNKS}u);
@@ -154,5 +154,5 @@ ${rowMain(
   for (var j = j0; j < D; j += js) {
     dx[xrow * D + j] = r * (${gh} - a - (x[xb + j] - mu) * r * c);
   }`,
-)}`;
+  );
 }

@@ -1,7 +1,7 @@
 // WGSL for the softmax family (softmax, logSoftmax, logsumexp) and fused cross-entropy, forward and
 // backward. Rows are the contiguous last axis. Max-subtracted; a row that is entirely -Infinity
 // gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
-import { kernelHeader, NAN, NEG_INF, rowMain, type RowVariant } from '../../core/webgpu/kernels/common.js';
+import { NAN, NEG_INF, rowKernel, type RowVariant } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
@@ -44,16 +44,16 @@ export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): st
         ? `let inv = select(1.0 / s, 0.0, empty_row);
   for (var j = j0; j < C; j += js) { out[ob + j] = exp(x[xb + j] - ms) * inv; }`
         : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
-  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    ['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'],
+    `
   let C = pu(${SM.C}u);
   let xb = pu(${SM.XOFF}u) + row * C;
   let ob = row * C;
   ${rowStats('x')}
   ${write}`,
-)}`;
+  );
 }
 
 /** Softmax backward params. dx from the saved output y and the gradient g. */
@@ -63,10 +63,10 @@ export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: R
   // softmax: dx = y (g - Σ g y);  logSoftmax: dx = g - exp(y) Σ g.
   const acc = mode === 'softmax' ? 'g[gb + j] * y[yb + j]' : 'g[gb + j]';
   const dx = mode === 'softmax' ? 'y[yb + j] * (g[gb + j] - t)' : 'g[gb + j] - exp(y[yb + j]) * t';
-  return `${kernelHeader(['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'])}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    ['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'],
+    `
   let C = pu(${SMB.C}u);
   let yb = pu(${SMB.YOFF}u) + row * C;
   let gb = pu(${SMB.GOFF}u) + row * C;
@@ -74,7 +74,7 @@ ${rowMain(
   for (var j = j0; j < C; j += js) { t += ${acc}; }
   t = red_sum(t, lid);
   for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`,
-)}`;
+  );
 }
 
 /**
@@ -109,10 +109,15 @@ const ceTarget = `targets[${rowStart('row', CE.TOFF, CE.TS0, CE.TS1, CE.L1)}]`;
  * and the row's logsumexp, saved for the backward pass.
  */
 export function crossEntropyForwardSource(variant: RowVariant): string {
-  return `${kernelHeader(['var<storage, read_write> loss: array<f32>', 'var<storage, read_write> lse_out: array<f32>', 'var<storage, read> x: array<f32>', 'var<storage, read> targets: array<i32>'])}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    [
+      'var<storage, read_write> loss: array<f32>',
+      'var<storage, read_write> lse_out: array<f32>',
+      'var<storage, read> x: array<f32>',
+      'var<storage, read> targets: array<i32>',
+    ],
+    `
   let C = pu(${CE.C}u);
   let xb = ${ceLogitsRow};
   let eps = pf(${CE.SMOOTH}u);
@@ -130,7 +135,7 @@ ${rowMain(
     loss[row] = l;
     lse_out[row] = lse;
   }`,
-)}`;
+  );
 }
 
 /**
@@ -147,10 +152,10 @@ export function crossEntropyBackwardSource(variant: RowVariant, reduced: boolean
   ];
   if (reduced) bindings.push('var<storage, read> scale: array<f32>');
   const gr = reduced ? `g[pu(${CE.GOFF}u)] * scale[pu(${CE.SOFF}u)]` : `g[pu(${CE.GOFF}u) + row]`;
-  return `${kernelHeader(bindings)}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    bindings,
+    `
   let C = pu(${CE.C}u);
   let xb = ${ceLogitsRow};
   let ob = row * C;
@@ -170,7 +175,7 @@ ${rowMain(
     if (bad) { v = ${NAN}; }
     dx[ob + j] = v;
   }`,
-)}`;
+  );
 }
 
 /** Cross-entropy reduction params: N row losses; MEAN = 1 divides by the count of non-ignored targets (laid out as in CE). */
@@ -191,10 +196,14 @@ export const CER = uniformLayout({
  * Compensated sums keep long f32 accumulations close to the float64 reference.
  */
 export function crossEntropyReduceSource(variant: RowVariant): string {
-  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> loss: array<f32>', 'var<storage, read> targets: array<i32>'])}
-${rowMain(
-  variant,
-  `
+  return rowKernel(
+    variant,
+    [
+      'var<storage, read_write> out: array<f32>',
+      'var<storage, read> loss: array<f32>',
+      'var<storage, read> targets: array<i32>',
+    ],
+    `
   let N = pu(${CER.N}u);
   var s = 0.0;
   var comp = 0.0;
@@ -213,5 +222,5 @@ ${rowMain(
     out[0] = select(total, total / count, mean);
     out[1] = select(1.0, 1.0 / count, mean);
   }`,
-)}`;
+  );
 }
