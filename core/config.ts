@@ -120,7 +120,11 @@ const SETTINGS: { readonly [K in Key]: Setting<K> } = {
   profile: { env: 'DAWNGRAD_PROFILE', ...oneOf(['auto', 'software', 'hardware'] as const) },
   variants: { env: 'DAWNGRAD_VARIANTS', ...variantMap },
   autotune: { env: 'DAWNGRAD_AUTOTUNE', ...oneOf(['on', 'off'] as const) },
-  cacheDir: { env: 'DAWNGRAD_CACHE_DIR', ...nameOrNull, check: (v: unknown): v is string => typeof v === 'string' && v.length > 0 },
+  cacheDir: {
+    env: 'DAWNGRAD_CACHE_DIR',
+    ...nameOrNull,
+    check: (v: unknown): v is string => typeof v === 'string' && v.length > 0,
+  },
   normChunkRows: { env: 'DAWNGRAD_NORM_CHUNK_ROWS', ...number(1, true, true) },
   fusion: {
     env: 'DAWNGRAD_FUSION',
