@@ -22,9 +22,8 @@ import { untrackTensor } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { cat } from '../ops/movement.js';
-import { applyRotary } from '../ops/rotary/index.js';
 import { queryLogScale } from './config.js';
-import { sameFrequencies, type RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
+import { rotateRows, sameFrequencies, type RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
 
 export type TableChangePolicy = 'recompute' | 'rerotate';
 
@@ -139,15 +138,12 @@ export class DecodeState {
         `new keys ${shapeStr(kNew.shape)} do not match the cached ${shapeStr(prev.k.shape)}`,
       );
     }
-    if (rope.cos.shape[0] !== past + T)
+    if (rope.rows !== past + T)
       throw new OpError(
         'DecodeState.update',
-        `the rotary table has ${rope.cos.shape[0]} rows but the cache holds ${past} + ${T} positions`,
+        `the rotary table has ${rope.rows} rows but the cache holds ${past} + ${T} positions`,
       );
-    const rotate = (k: Tensor, start: number) =>
-      applyRotary(k, rope.cos.narrow(0, start, k.shape[2]), rope.sin.narrow(0, start, k.shape[2]), {
-        rotaryDim: this.rotaryDim,
-      });
+    const rotate = (k: Tensor, start: number) => rotateRows(k, rope, start, this.rotaryDim);
     const own = (t: Tensor) => {
       const d = t.detach();
       untrackTensor(d);

@@ -2,7 +2,6 @@
 // query_key_value laid out per head as [heads, 3, head_dim], partial rotary (first rotary_ndims dims
 // of each head), parallel residual out = x + attn(ln1(x)) + mlp(ln2(x)), GELU MLP with biases.
 import type { Tensor } from '../core/tensor.js';
-import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
@@ -12,7 +11,7 @@ import { CLEX } from './clex/index.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { DecodeState } from './decode-state.js';
-import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
+import { RotaryEmbedding, rotateQK, rotateRows, type RotaryTables } from './rope-scaling.js';
 
 export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, DecodeState | undefined], Tensor> {
   readonly query_key_value: Linear;
@@ -47,11 +46,10 @@ export class GPTNeoXAttention extends Module<[Tensor, RotaryTables, DecodeState 
     let v = qkv.narrow(-1, 2 * D, D);
     let qr: Tensor;
     if (cache) {
-      const past = rope.cos.shape[0] - T;
-      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T), { rotaryDim: R });
+      qr = rotateRows(q, rope, rope.rows - T, R);
       ({ k, v } = cache.update(this.layerIdx, k, v));
-    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim: R }));
-    const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(D);
+    } else ({ q: qr, k } = rotateQK(q, k, rope, R));
+    const scale = queryLogScale(c.log_scale, rope.rows, c.max_position_embeddings) / Math.sqrt(D);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return linear(out.transpose(1, 2).reshape([B, T, c.hidden_size]), this.dense.weight, this.dense.bias);
   }

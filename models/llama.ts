@@ -3,7 +3,6 @@
 // (biases only with mlp_bias), full-head RoPE, head_dim possibly apart from hidden_size / heads.
 import { isGradEnabled } from '../core/autograd.js';
 import type { Tensor } from '../core/tensor.js';
-import { applyRotary, applyRotaryQK } from '../ops/rotary/index.js';
 import { scaledDotProductAttention } from '../ops/attention/index.js';
 import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
@@ -13,7 +12,7 @@ import { CLEX } from './clex/index.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { DecodeState } from './decode-state.js';
-import { RotaryEmbedding, type RotaryTables } from './rope-scaling.js';
+import { RotaryEmbedding, rotateQK, rotateRows, type RotaryTables } from './rope-scaling.js';
 
 /** x·Wᵀ (+ b when the layer has one). */
 function project(x: Tensor, layer: Linear): Tensor {
@@ -94,11 +93,10 @@ export class LlamaAttention extends Module<[Tensor, RotaryTables, DecodeState | 
     let [k, v] = [kProjected, vProjected];
     let qr: Tensor;
     if (cache) {
-      const past = rope.cos.shape[0] - T;
-      qr = applyRotary(q, rope.cos.narrow(0, past, T), rope.sin.narrow(0, past, T));
+      qr = rotateRows(q, rope, rope.rows - T);
       ({ k, v } = cache.update(this.layerIdx, k, v));
-    } else ({ q: qr, k } = applyRotaryQK(q, k, rope.cos, rope.sin));
-    const scale = queryLogScale(c.log_scale, rope.cos.shape[0], c.max_position_embeddings) / Math.sqrt(c.head_dim);
+    } else ({ q: qr, k } = rotateQK(q, k, rope));
+    const scale = queryLogScale(c.log_scale, rope.rows, c.max_position_embeddings) / Math.sqrt(c.head_dim);
     const out = scaledDotProductAttention(qr, k, v, { causal: true, scale });
     return project(out.transpose(1, 2).reshape([B, T, c.num_attention_heads * c.head_dim]), this.o_proj);
   }

@@ -4,10 +4,12 @@
 // emb = concat(freqs, freqs)) for the positions of one forward; all layers share them.
 //
 // Static rules compute inverse frequencies and angles in doubles on the host and upload one table per
-// rule, cached and grown by doubling, so a forward costs a view (no upload, no dispatch). Rules whose
-// frequencies depend on the current length (dynamic NTK, CLEX at inference) give each table the
-// state it was made in (FrequencyState); the decoding state compares them to tell when its cached keys
-// were made with another table (decode-state.ts).
+// rule, cached and grown by doubling, so a forward costs a view (no upload, no dispatch). CLEX's
+// frequencies from the device solve (training, or a graph to the ODE weights) are no table: the rows
+// hand θ and their positions to the rotary kernels, which compute cos/sin themselves and reduce dθ in
+// their backward. Rules whose frequencies depend on the current length (dynamic NTK, CLEX at inference)
+// give each table the state it was made in (FrequencyState); the decoding state compares them to tell
+// when its cached keys were made with another table (decode-state.ts).
 import type { DeviceName } from '../core/backend.js';
 import { isGradEnabled } from '../core/autograd.js';
 import type { DType } from '../core/dtype.js';
@@ -15,7 +17,7 @@ import { untrackTensor } from '../core/scope.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
-import { rotaryTables } from '../ops/rotary/index.js';
+import { applyRotary, applyRotaryFrequencies, applyRotaryQK, applyRotaryQKFrequencies } from '../ops/rotary/index.js';
 import { CLEX } from './clex/index.js';
 import type { RopeScaling, RopeScalingType } from './config.js';
 
@@ -49,13 +51,46 @@ export function sameFrequencies(a: FrequencyState, b: FrequencyState): boolean {
 
 const ORIGINAL: FrequencyState = { rule: 'none', value: 0, version: null };
 
-/** cos/sin rows [L, R] for positions 0..L−1 (or the sampled positions in CLEX training), and the frequencies that made them. */
-export interface RotaryTables {
-  cos: Tensor;
-  sin: Tensor;
+/**
+ * The rotary rows of one forward for positions 0..L−1 (or the sampled positions in CLEX training), and
+ * the frequencies that made them: cos/sin tables [L, R] (host-built rules), or CLEX's θ [R/2] with the
+ * rows' positions [L] (the rotary kernels turn them into angles). rotateQK / rotateRows rotate by either.
+ */
+export type RotaryTables = TableRows | FrequencyRows;
+
+interface RowsCommon {
+  /** L: the number of rows (positions). */
+  rows: number;
   frequencies: FrequencyState;
   /** Rows are the actual positions 0..L−1 (false for CLEX's sampled training positions). */
   contiguousPositions: boolean;
+}
+
+export interface TableRows extends RowsCommon {
+  kind: 'tables';
+  cos: Tensor;
+  sin: Tensor;
+}
+
+export interface FrequencyRows extends RowsCommon {
+  kind: 'frequencies';
+  theta: Tensor;
+  positions: Tensor;
+}
+
+/** q [.., Hq, L, D] and k [.., Hk, L, D] rotated by every row at once (one dispatch each way). */
+export function rotateQK(q: Tensor, k: Tensor, rope: RotaryTables, rotaryDim?: number): { q: Tensor; k: Tensor } {
+  return rope.kind === 'tables'
+    ? applyRotaryQK(q, k, rope.cos, rope.sin, { rotaryDim })
+    : applyRotaryQKFrequencies(q, k, rope.theta, rope.positions);
+}
+
+/** x [.., T, D] rotated by rows start..start+T−1 (a decoding step's new tokens). */
+export function rotateRows(x: Tensor, rope: RotaryTables, start: number, rotaryDim?: number): Tensor {
+  const T = x.shape[x.rank - 2];
+  return rope.kind === 'tables'
+    ? applyRotary(x, rope.cos.narrow(0, start, T), rope.sin.narrow(0, start, T), { rotaryDim })
+    : applyRotaryFrequencies(x, rope.theta, rope.positions.narrow(0, start, T));
 }
 
 export interface TableRequest {
@@ -180,9 +215,11 @@ export class RotaryEmbedding {
     length: number,
     device: DeviceName,
     dtype: DType,
-  ): RotaryTables {
+  ): TableRows {
     const table = this.hostTable(frequencies, invFreq, mscale, length, device, dtype);
     return {
+      kind: 'tables',
+      rows: length,
       cos: table.cos.narrow(0, 0, length),
       sin: table.sin.narrow(0, 0, length),
       frequencies,
@@ -257,14 +294,21 @@ export class RotaryEmbedding {
     }
   }
 
-  /** cos/sin built on the device from a frequency tensor θ [d/2] at the given positions (differentiable in θ). */
-  tablesFromFrequencies(theta: Tensor, positions: readonly number[], mscale = 1): { cos: Tensor; sin: Tensor } {
+  /** CLEX's rows at `positions` from θ(t) [d/2] (solved on the device, or with a graph to the ODE weights). */
+  private frequencyRows(theta: Tensor, t: number, positions: readonly number[], contiguous: boolean): FrequencyRows {
     if (theta.size !== this.dim / 2)
       throw new OpError(
         'RotaryEmbedding',
-        `tablesFromFrequencies: theta has ${theta.size} frequencies, the rotary dim ${this.dim} needs ${this.dim / 2}`,
+        `CLEX gave ${theta.size} frequencies, the rotary dim ${this.dim} needs ${this.dim / 2}`,
       );
-    return rotaryTables(theta.reshape([this.dim / 2]), positions, { mscale });
+    return {
+      kind: 'frequencies',
+      rows: positions.length,
+      theta: theta.reshape([this.dim / 2]),
+      positions: tensor(Float64Array.from(positions), { device: theta.device, dtype: theta.dtype }),
+      frequencies: { rule: 'clex', value: t, version: null },
+      contiguousPositions: contiguous,
+    };
   }
 
   /**
@@ -288,26 +332,14 @@ export class RotaryEmbedding {
       // forward evaluates the same function the gradient is taken of).
       const { t, positions } = clex.sample(length);
       if (t === 1) return original();
-      const theta = await clex.frequencies(t);
-      return {
-        ...this.tablesFromFrequencies(theta, positions),
-        frequencies: { rule: 'clex', value: t, version: null },
-        contiguousPositions: false,
-      };
+      return this.frequencyRows(await clex.frequencies(t), t, positions, false);
     }
     const t = clex.scaleFor(length);
     if (t === 1) return original();
     // A device solve costs a dispatch, not a readback: no cache needed.
     if (recordGraph || clex.solvesOnDevice) {
-      const theta = await clex.frequencies(t);
-      return {
-        ...this.tablesFromFrequencies(
-          theta,
-          Array.from({ length }, (_, i) => i),
-        ),
-        frequencies: { rule: 'clex', value: t, version: null },
-        contiguousPositions: true,
-      };
+      const positions = Array.from({ length }, (_, i) => i);
+      return this.frequencyRows(await clex.frequencies(t), t, positions, true);
     }
     const invFreq = await clex.cached(t);
     return this.hostRows({ rule: 'clex', value: t, version: clex.version }, invFreq, 1, length, device, dtype);

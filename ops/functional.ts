@@ -6,6 +6,8 @@ export { layerNorm, rmsNorm, addLayerNorm, addRmsNorm, type AddNormResult } from
 export {
   applyRotary,
   applyRotaryQK,
+  applyRotaryFrequencies,
+  applyRotaryQKFrequencies,
   rotaryTables,
   type RotaryOptions,
   type RotaryTableOptions,

@@ -291,3 +291,65 @@ describe('CLEX training on webgpu with the device solve', () => {
     model.dispose();
   });
 });
+
+describe('the dispatches a CLEX training step adds (webgpu)', () => {
+  it('at most 4 over plain RoPE: the solve and its gradient, one add per extra layer (dθ); none for the ODE group in clipping or AdamW', async () => {
+    const layers = 2;
+    const config = (scaling: models.LlamaConfigInput['rope_scaling']): models.LlamaConfigInput => ({
+      vocab_size: 32,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: layers,
+      num_attention_heads: 2,
+      max_position_embeddings: 16,
+      rope_scaling: scaling,
+    });
+    /** The main job's step (examples/lib/trainer.ts): decay groups, CLEX's ODE group and its own clip, AdamW. */
+    const trainer = (scaling: models.LlamaConfigInput['rope_scaling']) => {
+      manualSeed(3);
+      const model = new models.LlamaForCausalLM(config(scaling), { device: 'webgpu' }).train();
+      const ode = models.clexOdeParamGroup(model, 1e-3);
+      const groups = [...optim.weightDecayGroups(model, 0.01, { exclude: ode?.params }), ...(ode ? [ode] : [])];
+      const opt = new optim.AdamW(groups, { lr: 1e-3 });
+      const x = ids([Array.from({ length: 16 }, (_, i) => (i * 5 + 2) % 32)], 'webgpu');
+      const step = async (seed: number) => {
+        manualSeed(seed);
+        await scope(async () => {
+          const { loss } = await model.forward(x, { labels: x });
+          loss!.backward();
+        });
+        scope(() => {
+          if (model.clex) models.clipClexGradNorm(model, 1);
+          else optim.clipGradNorm(model.parameters(), 1);
+          opt.step();
+          model.zeroGrad();
+        });
+      };
+      return { model, opt, step };
+    };
+    const dispatches = async (t: ReturnType<typeof trainer>, seed: number) => {
+      await t.step(seed); // compiles the pipelines, allocates the optimizer state
+      const d0 = memory().dispatches;
+      await t.step(seed);
+      return memory().dispatches - d0;
+    };
+    const plain = trainer(null);
+    const clex = trainer({ type: 'clex', max_factor: 4, ode_method: 'rk4', time_dt: 0.1 });
+    const draw = (t1: boolean) => {
+      let seed = 0;
+      while ((manualSeed(seed), clex.model.clex!.sample(16).t === 1) !== t1) seed++;
+      return seed;
+    };
+    const base = await dispatches(plain, 0);
+    const solved = await dispatches(clex, draw(false));
+    const original = await dispatches(clex, draw(true));
+    console.log(`dispatches per step: plain ${base}, CLEX at t > 1 ${solved}, CLEX at t = 1 ${original}`);
+    expect(solved - base).toBeLessThanOrEqual(4);
+    expect(solved - base).toBe(2 + (layers - 1));
+    expect(original).toBe(base);
+    for (const t of [plain, clex]) {
+      t.opt.dispose();
+      t.model.dispose();
+    }
+  });
+});

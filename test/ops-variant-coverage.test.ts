@@ -108,6 +108,16 @@ const EXERCISES: Exercise[] = [
     tolerance: tol('applyRotaryQK'),
   },
   {
+    name: 'applyRotaryQKFrequencies',
+    f: (q, k, theta) => {
+      const positions = tensor([0, 2, 5], { device: q.device, dtype: q.dtype });
+      const r = F.applyRotaryQKFrequencies(q.transpose(1, 2), k.transpose(1, 2), theta, positions, { mscale: 1.2 });
+      return r.q.add(r.k);
+    },
+    inputs: () => [randn([1, 3, 2, 6], f64), randn([1, 3, 2, 6], f64), randn([2], f64).abs()],
+    tolerance: tol('applyRotaryQKFrequencies'),
+  },
+  {
     name: 'rotaryTables',
     f: (theta) => {
       const { cos, sin } = F.rotaryTables(theta, [0, 1, 2, 5]);
@@ -172,6 +182,32 @@ const UPDATES: Update[] = [
       opt.step();
       opt.step();
       return [...(await norm.data()), ...(await params[0].data()), ...(await params[1].data())];
+    },
+  },
+  {
+    name: 'clipGradNormGroups + AdamW step (two groups, their own lr and weight decay, a large gradient)',
+    values: async (device) => {
+      const opts = { device, dtype: WIDEST_FLOAT[device], requiresGrad: true };
+      const big = tensor(
+        Array.from({ length: 20000 }, (_, i) => Math.sin(i)),
+        opts,
+      );
+      const small = tensor([0.5, -1, 2], opts);
+      big.square().sum().mul(0.01).add(small.exp().sum()).backward();
+      const norms = optim.clipGradNormGroups([[big], [small]], 1);
+      const opt = new optim.AdamW(
+        [
+          { params: [big], weightDecay: 0.1 },
+          { params: [small], lr: 0.02, weightDecay: 0 },
+        ],
+        { lr: 0.1 },
+      );
+      opt.step();
+      return [
+        ...(await Promise.all(norms.map((n) => n.item()))),
+        ...(await big.data()).slice(0, 50),
+        ...(await small.data()),
+      ];
     },
   },
 ];

@@ -16,7 +16,7 @@
 // Inside one global norm it would set the clip factor on every CLEX step and shrink the transformer's
 // gradient 10–100×: the model would barely learn the spread positions it is fine-tuned on.
 import { OpError } from '../../core/shape.js';
-import { clipGradNorm } from '../../nn/optim/clip.js';
+import { clipGradNorm, clipGradNormGroups } from '../../nn/optim/clip.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { CausalLM } from '../causal-lm.js';
 import type { CLEX } from './index.js';
@@ -73,17 +73,17 @@ export function clexParamGroups(model: CausalLM, opts: { lr: number; weightDecay
 /**
  * Gradient clipping for CLEX fine-tuning: the ODE weights' gradient and every other parameter's gradient
  * are each clipped to a global L2 norm of maxNorm (one `optim.clipGradNorm` over all of them would let
- * the ODE's large gradient shrink everyone else's). Returns both norms before clipping, as 0-d tensors
- * (no readback); `ode` is null when the model does not use CLEX (then this is `optim.clipGradNorm`).
+ * the ODE's large gradient shrink everyone else's), in one pass (`optim.clipGradNormGroups`). Returns
+ * both norms before clipping, as 0-d tensors (no readback); `ode` is null when the model does not use
+ * CLEX (then this is `optim.clipGradNorm`).
  */
 export function clipClexGradNorm(model: CausalLM, maxNorm: number): { rest: Tensor; ode: Tensor | null } {
   if (!(maxNorm >= 0))
     throw new OpError('models.clipClexGradNorm', `maxNorm must be a number ≥ 0, got ${String(maxNorm)}`);
   const odeParams = model.clex?.parameters() ?? [];
   const odeSet = new Set(odeParams);
-  const rest = clipGradNorm(
-    model.parameters().filter((p) => !odeSet.has(p)),
-    maxNorm,
-  );
-  return { rest, ode: model.clex ? clipGradNorm(odeParams, maxNorm) : null };
+  const rest = model.parameters().filter((p) => !odeSet.has(p));
+  if (!model.clex) return { rest: clipGradNorm(rest, maxNorm), ode: null };
+  const [restNorm, odeNorm] = clipGradNormGroups([rest, odeParams], maxNorm);
+  return { rest: restNorm, ode: odeNorm };
 }

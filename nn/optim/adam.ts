@@ -20,11 +20,15 @@ export interface AdamHyper extends BaseHyper {
   eps: number;
 }
 
-/** The same update in f32 on webgpu (1/√bc2 multiplies instead of dividing). */
+/**
+ * The same update in f32 on webgpu (1/√bc2 multiplies instead of dividing). The terms of the learning
+ * rate, weight decay and step count are per parameter, so every group shares the dispatches.
+ */
 const ADAM_KERNEL: UpdateKernel = {
   name: 'adam',
   state: ['m', 'v'],
-  hyper: ['l2', 'decay', 'beta1', 'oneMinusBeta1', 'beta2', 'oneMinusBeta2', 'stepSize', 'invSqrtBc2', 'eps'],
+  hyper: ['beta1', 'oneMinusBeta1', 'beta2', 'oneMinusBeta2', 'eps'],
+  perParam: ['l2', 'decay', 'stepSize', 'invSqrtBc2'],
   flags: [],
   body: ({ param, grad, state: { m, v }, hyper: h, prev }) => `let p0 = ${param}[pi];
       let g = ${grad}[gi] + ${h('l2')} * p0;
@@ -72,7 +76,8 @@ abstract class AdamBase extends Optimizer<AdamHyper> {
     return {
       kernel: ADAM_KERNEL,
       state: [state.buffers.exp_avg, state.buffers.exp_avg_sq],
-      hyper: [l2, decay, beta1, 1 - beta1, beta2, 1 - beta2, stepSize, 1 / sqrtBc2, eps],
+      hyper: [beta1, 1 - beta1, beta2, 1 - beta2, eps],
+      perParam: [l2, decay, stepSize, 1 / sqrtBc2],
       flags: [],
       first: state.step === 1,
     };

@@ -1,12 +1,13 @@
 // Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_): every gradient is scaled by
 // min(maxNorm / (‖g‖ + 1e-6), 1) on its device; the norm comes back as a tensor (no readback).
+// clipGradNormGroups clips several groups, each to its own norm, in the same pass.
 import { noGrad } from '../../core/autograd.js';
 import { defineKernel, dispatch } from '../../core/op.js';
 import { OpError } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { zeros } from '../../ops/creation.js';
 import { empty } from '../../ops/util.js';
-import { CLIP_LANES, clipFinalizeKernel, scaleByKernel, sumSquaresKernel } from './kernels.js';
+import { clipGroupsKernel, MAX_CLIP_GROUPS, type GroupedGrad } from './kernels.js';
 import { cpuArray } from './optimizer.js';
 
 /**
@@ -54,42 +55,41 @@ function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Ten
 }
 
 interface ClipArgs {
-  readonly grads: Tensor[];
+  /** Contiguous gradients, each scaled in place by its group's factor. */
+  readonly grads: GroupedGrad[];
+  readonly groups: number;
   readonly maxNorm: number;
-  /** Receives [norm, scale factor]. */
+  /** Receives [norm, scale factor] per group. */
   readonly result: Tensor;
 }
 
-/** Σ g² over every gradient, then each scaled in place by min(maxNorm / (‖g‖ + 1e-6), 1). */
+/** Σ g² per group, then each gradient scaled in place by its group's min(maxNorm / (‖g‖ + 1e-6), 1). */
 const clipKernel = defineKernel<ClipArgs>({
   name: 'clipGradNorm',
   family: 'optim',
-  cpu: ({ grads, maxNorm, result }) => {
-    let total = 0;
-    for (const g of grads) {
-      const { arr, off } = cpuArray(g);
-      for (let i = 0; i < g.size; i++) total += arr[off + i] * arr[off + i];
+  cpu: ({ grads, groups, maxNorm, result }) => {
+    const total = new Array<number>(groups).fill(0);
+    for (const { grad, group } of grads) {
+      const { arr, off } = cpuArray(grad);
+      for (let i = 0; i < grad.size; i++) total[group] += arr[off + i] * arr[off + i];
     }
-    const norm = Math.sqrt(total);
-    const coef = Math.min(maxNorm / (norm + 1e-6), 1);
-    for (const g of grads) {
-      const { arr, off } = cpuArray(g);
-      for (let i = 0; i < g.size; i++) arr[off + i] *= coef;
+    const norms = total.map(Math.sqrt);
+    const coefs = norms.map((norm) => Math.min(maxNorm / (norm + 1e-6), 1));
+    for (const { grad, group } of grads) {
+      const { arr, off } = cpuArray(grad);
+      for (let i = 0; i < grad.size; i++) arr[off + i] *= coefs[group];
     }
-    cpuArray(result).arr.set([norm, coef], result.offset);
+    cpuArray(result).arr.set(
+      norms.flatMap((norm, g) => [norm, coefs[g]]),
+      result.offset,
+    );
   },
   webgpu: [
     {
       name: 'multiTensor',
       // Partial sums and in-place scaling each take as many gradients per dispatch as the adapter's
-      // bindings allow, with one finalise between. The partials are fully written, so need no zero fill.
-      run: ({ grads, maxNorm, result }) => {
-        const partials = empty(result.device, 'float32', [grads.length * CLIP_LANES]);
-        sumSquaresKernel(partials, grads);
-        clipFinalizeKernel(result, partials, grads.length * CLIP_LANES, maxNorm);
-        scaleByKernel(grads, result);
-        partials.dispose();
-      },
+      // bindings allow, with one finalise between that also takes the small gradients itself.
+      run: ({ grads, groups, maxNorm, result }) => clipGroupsKernel(grads, groups, maxNorm, result),
     },
   ],
 });
@@ -99,21 +99,48 @@ const clipKernel = defineKernel<ClipArgs>({
  * clipping as a 0-d tensor on the gradients' device. Parameters without a gradient are skipped.
  */
 export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor {
-  if (!(maxNorm >= 0)) throw new OpError('clipGradNorm', `maxNorm must be >= 0, got ${maxNorm}`);
-  const all = [...params];
-  const withGrad = all.filter((p) => p.grad);
-  if (withGrad.length === 0) return zeros([], { device: all[0]?.device });
-  const device = withGrad[0].device;
-  if (withGrad.some((p) => p.grad!.device !== device))
+  return clipGroups('clipGradNorm', [params], maxNorm)[0];
+}
+
+/**
+ * clipGradNorm for several groups of parameters at once, each group to its own global L2 norm ≤ maxNorm
+ * (as separate clipGradNorm calls, in one pass: on webgpu three dispatches for typical models, however
+ * many groups). Returns each group's norm before clipping (0-d tensors, no readback); a group without
+ * gradients has norm 0. A parameter may be in one group only.
+ */
+export function clipGradNormGroups(groups: readonly Iterable<Tensor>[], maxNorm: number): Tensor[] {
+  return clipGroups('clipGradNormGroups', groups, maxNorm);
+}
+
+function clipGroups(op: string, groups: readonly Iterable<Tensor>[], maxNorm: number): Tensor[] {
+  if (!(maxNorm >= 0)) throw new OpError(op, `maxNorm must be >= 0, got ${maxNorm}`);
+  const lists = groups.map((g) => [...g]);
+  const seen = new Set<Tensor>();
+  for (const p of lists.flat()) {
+    if (seen.has(p))
+      throw new OpError(op, 'a parameter appears in more than one group; each gradient may be clipped once');
+    seen.add(p);
+  }
+  const withGrad = lists.map((ps) => ps.filter((p) => p.grad));
+  const all = withGrad.flat();
+  if (all.length === 0) return lists.map(() => zeros([], { device: lists.flat()[0]?.device }));
+  const device = all[0].device;
+  if (all.some((p) => p.grad!.device !== device))
     throw new OpError(
-      'clipGradNorm',
-      `gradients are on different devices (${[...new Set(withGrad.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`,
+      op,
+      `gradients are on different devices (${[...new Set(all.map((p) => p.grad!.device))].join(', ')}); clip each device's parameters separately`,
     );
-  const { grads, views } = scalableGrads(withGrad);
-  const result = empty(device, grads[0].dtype, [2]);
-  dispatch(clipKernel, device, { grads, maxNorm, result });
-  views.forEach((v) => v.dispose());
-  const norm = new Tensor(result.storage, [], [], 0);
-  result.dispose();
-  return norm;
+  const norms: Tensor[] = [];
+  // A finalise serves MAX_CLIP_GROUPS groups; more are clipped in several passes.
+  for (let first = 0; first < withGrad.length; first += MAX_CLIP_GROUPS) {
+    const pass = withGrad.slice(first, first + MAX_CLIP_GROUPS);
+    const scalable = pass.map((ps) => (ps.length ? scalableGrads(ps) : { grads: [], views: [] }));
+    const grads = scalable.flatMap(({ grads: gs }, group) => gs.map((grad) => ({ grad, group })));
+    const result = empty(device, all[0].grad!.dtype, [2 * pass.length]);
+    dispatch(clipKernel, device, { grads, groups: pass.length, maxNorm, result });
+    scalable.forEach(({ views }) => views.forEach((v) => v.dispose()));
+    pass.forEach((_, g) => norms.push(new Tensor(result.storage, [], [], 2 * g)));
+    result.dispose();
+  }
+  return norms;
 }

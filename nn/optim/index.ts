@@ -10,7 +10,7 @@ export {
 export { SGD, type SgdHyper } from './sgd.js';
 export { Adam, AdamW, type AdamHyper } from './adam.js';
 export { RMSprop, type RmspropHyper } from './rmsprop.js';
-export { clipGradNorm } from './clip.js';
+export { clipGradNorm, clipGradNormGroups } from './clip.js';
 export { weightDecayGroups, NO_DECAY_ROLES } from './groups.js';
 export * as lr from './schedules.js';
 export { LRScheduler, type SchedulerState } from './schedules.js';

@@ -4,14 +4,17 @@
 // uniform block (per parameter: where its invocations start, its length, its and its gradient's
 // offsets) and picks the parameter's bindings with a switch. Every parameter's elements start on a
 // workgroup boundary, so a workgroup never straddles two parameters. Hyperparameters, bias corrections
-// and the learning rate travel as f32 bits (no readback); parameters whose values differ (other
-// groups, other step counts) go in separate dispatches. The per-element maths is the optimizer's
-// own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
+// and the learning rate travel as f32 bits (no readback). What differs between parameter groups or
+// step counts (the learning rate and weight decay, the bias corrections, the first-update flag) is
+// per parameter in the table, as PyTorch's param groups, so groups share dispatches; only parameters
+// whose shared hyperparameters differ (other betas, say) go in separate dispatches. The per-element
+// maths is the optimizer's own (adam.ts, sgd.ts, rmsprop.ts), the same expression whatever the chunking.
 import { hardware } from '../../core/op.js';
 import { launch } from '../../core/webgpu/launch.js';
 import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from '../../core/webgpu/uniforms.js';
 import { spreadGroups, WG } from '../../core/webgpu/wgsl.js';
 import type { Tensor } from '../../core/tensor.js';
+import { empty } from '../../ops/util.js';
 
 /** Test hook: at most this many tensors per dispatch (1 gives the one-dispatch-per-parameter schedule). */
 let tensorsPerDispatchCap = Infinity;
@@ -19,19 +22,12 @@ export function setTensorsPerDispatchCap(cap: number | null): void {
   tensorsPerDispatchCap = cap ?? Infinity;
 }
 
-/** Uniform words per tensor in the table: BASE, N, OFF, and GOFF for kernels that read a gradient beside. */
-const TABLE_WORDS_PER_TENSOR = 4;
-
 /**
  * How many tensors one dispatch takes when each binds `perTensor` storage buffers next to `shared`
- * ones, and the uniform block holds `fixedWords` besides the table (which has one extra BASE word).
+ * ones, and the uniform block holds `fixedWords` besides the table of `tableWords` per tensor (and
+ * one extra BASE word).
  */
-function tensorsPerDispatch(
-  perTensor: number,
-  shared: number,
-  fixedWords: number,
-  tableWords = TABLE_WORDS_PER_TENSOR,
-): number {
+function tensorsPerDispatch(perTensor: number, shared: number, fixedWords: number, tableWords: number): number {
   const bindings = hardware().maxStorageBuffersPerShaderStage;
   const byBindings = Math.floor((bindings - shared) / perTensor);
   const byWords = Math.floor((LAYOUT_WORDS - fixedWords - 1) / tableWords);
@@ -44,31 +40,19 @@ function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
-/**
- * The uniform layout of a kernel over `count` tensors: TOTAL workgroups, FIRST, the kernel's f32
- * HYPER and u32 FLAGS, then the table: BASE[0..count] (each tensor's first workgroup; BASE[count] =
- * TOTAL), N (lengths), OFF and, for updates, GOFF (storage offsets of each tensor and of its
- * gradient). Clipping has no GOFF (so more tensors fit a dispatch); there FIRST is the first partials slot.
- */
-function tableLayout(count: number, hyper = 0, flags = 0, gradOffsets = true) {
-  return uniformLayout({
-    TOTAL: 'u32',
-    FIRST: 'u32',
-    HYPER: ['f32', hyper],
-    FLAGS: ['u32', flags],
-    BASE: ['u32', count + 1],
-    N: ['u32', count],
-    OFF: ['u32', count],
-    GOFF: ['u32', gradOffsets ? count : 0],
-  });
-}
-type TableLayout = ReturnType<typeof tableLayout>;
+/** Table words per tensor in every multi-tensor layout: BASE, N, OFF (BASE has one more, the total). */
+const TABLE_WORDS = 3;
 
-/** The table's values for tensors of `sizes` elements at `offsets` (gradients at `gradOffsets`, for updates). */
-function tableValues(sizes: number[], offsets: number[], gradOffsets: number[] = []) {
+/** What `locate` reads of a table layout. */
+interface TableReads {
+  read(field: 'TOTAL' | 'BASE' | 'N' | 'OFF', index?: string): string;
+}
+
+/** The table's values for tensors of `sizes` elements at `offsets`. */
+function tableValues(sizes: number[], offsets: number[]) {
   const base = [0];
   for (const n of sizes) base.push(base[base.length - 1] + Math.ceil(n / WG));
-  return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets, GOFF: gradOffsets };
+  return { TOTAL: base[base.length - 1], BASE: base, N: sizes, OFF: offsets };
 }
 
 /** Entry point with the workgroup id `wg` (2-D grids past 65535 workgroups) and the local index `lid`. */
@@ -77,22 +61,17 @@ const entry = `@compute @workgroup_size(${WG}) fn main(@builtin(workgroup_id) wi
 
 /**
  * WGSL prologue: which tensor k the workgroup belongs to, and the invocation's element i of that
- * tensor; `pi` / `gi` are the storage indices in the tensor and its gradient. k derives from the
- * workgroup id only (uniform across the workgroup, so a GPU branches once per workgroup); lavapipe
- * still pays for the switch (measured: see the README's nn section).
+ * tensor; `pi` is its storage index. k derives from the workgroup id only (uniform across the
+ * workgroup, so a GPU branches once per workgroup); lavapipe still pays for the switch (measured: see
+ * the README's nn section).
  */
-function locate(L: TableLayout, count: number, gradOffsets = true): string {
+function locate(L: TableReads, count: number): string {
   return `if (wg >= ${L.read('TOTAL')}) { return; }
   var k = 0u;
   for (; k + 1u < ${count}u; k++) { if (wg < ${L.read('BASE', 'k + 1u')}) { break; } }
   let i = (wg - ${L.read('BASE', 'k')}) * ${WG}u + lid;
   if (i >= ${L.read('N', 'k')}) { return; }
-  let pi = i + ${L.read('OFF', 'k')};${
-    gradOffsets
-      ? `
-  let gi = i + ${L.read('GOFF', 'k')};`
-      : ''
-  }`;
+  let pi = i + ${L.read('OFF', 'k')};`;
 }
 
 const cases = (count: number, body: (k: number) => string): string =>
@@ -114,21 +93,26 @@ export interface UpdateNames {
   grad: string;
   /** State buffers by name, in the kernel's `state` order. */
   state: Record<string, string>;
-  /** f32 hyperparameter by name. */
+  /** f32 hyperparameter by name (shared or per parameter). */
   hyper: (name: string) => string;
   /** u32 flag by name. */
   flag: (name: string) => string;
-  /** WGSL bool: this is the parameters' first update. */
+  /** WGSL bool: this is the parameter's first update. */
   first: string;
   /** A state buffer's previous value at element i: zero on the first update (state is allocated unfilled). */
   prev: (buffer: string) => string;
 }
 
-/** An optimizer's element-wise update: its state buffers, uniforms and WGSL body (p0 = param[pi]; writes param[pi]). */
+/**
+ * An optimizer's element-wise update: its state buffers, uniforms and WGSL body (p0 = param[pi];
+ * writes param[pi]). `hyper` are shared by the parameters of a dispatch; `perParam` are each
+ * parameter's own (in the table), so parameters whose values differ there still share dispatches.
+ */
 export interface UpdateKernel {
   name: string;
   state: readonly string[];
   hyper: readonly string[];
+  perParam: readonly string[];
   flags: readonly string[];
   body: (n: UpdateNames) => string;
 }
@@ -139,80 +123,133 @@ export interface ParamUpdate {
   param: Tensor;
   grad: Tensor;
   state: Tensor[];
+  /** Values of kernel.hyper, kernel.perParam and kernel.flags. */
   hyper: number[];
+  perParam: number[];
   flags: number[];
   first: boolean;
 }
 
-function updateSource(kernel: UpdateKernel, L: TableLayout, count: number): () => string {
-  const hyper = (name: string) => L.read('HYPER', `${kernel.hyper.indexOf(name)}u`);
-  const flag = (name: string) => L.read('FLAGS', `${kernel.flags.indexOf(name)}u`);
-  const first = `${L.read('FIRST')} != 0u`;
+/**
+ * The update's uniforms over `count` parameters: TOTAL workgroups, the shared HYPER and FLAGS, the
+ * table (BASE, N, OFF), each gradient's offset GOFF, each parameter's FIRST flag and its own
+ * hyperparameters PER[k·perParam.length + h].
+ */
+function updateLayout(kernel: UpdateKernel, count: number) {
+  return uniformLayout({
+    TOTAL: 'u32',
+    HYPER: ['f32', kernel.hyper.length],
+    FLAGS: ['u32', kernel.flags.length],
+    BASE: ['u32', count + 1],
+    N: ['u32', count],
+    OFF: ['u32', count],
+    GOFF: ['u32', count],
+    FIRST: ['u32', count],
+    PER: ['f32', count * kernel.perParam.length],
+  });
+}
+
+function updateSource(kernel: UpdateKernel, count: number): () => string {
+  const L = updateLayout(kernel, count);
   const bindings = Array.from({ length: count }, (_, k) => [
     `var<storage, read_write> param${k}: array<f32>`,
     ...kernel.state.map((s) => `var<storage, read_write> ${s}${k}: array<f32>`),
     `var<storage, read> grad${k}: array<f32>`,
   ]).flat();
-  return () => `${header(bindings)}
-${entry}
-  ${locate(L, count)}
-  ${cases(count, (k) =>
-    kernel.body({
+  const names = (k: number): UpdateNames => {
+    const first = `${L.read('FIRST', `${k}u`)} != 0u`;
+    return {
       param: `param${k}`,
       grad: `grad${k}`,
       state: Object.fromEntries(kernel.state.map((s) => [s, `${s}${k}`])),
-      hyper,
-      flag,
+      hyper: (name) => {
+        const own = kernel.perParam.indexOf(name);
+        if (own >= 0) return L.read('PER', `${k * kernel.perParam.length + own}u`);
+        const shared = kernel.hyper.indexOf(name);
+        if (shared < 0) throw new Error(`optimizer kernel '${kernel.name}' has no hyperparameter '${name}'`);
+        return L.read('HYPER', `${shared}u`);
+      },
+      flag: (name) => L.read('FLAGS', `${kernel.flags.indexOf(name)}u`),
       first,
       prev: (buffer) => `select(${buffer}[i], 0.0, ${first})`,
-    }),
-  )}
+    };
+  };
+  return () => `${header(bindings)}
+${entry}
+  ${locate(L, count)}
+  let gi = i + ${L.read('GOFF', 'k')};
+  ${cases(count, (k) => kernel.body(names(k)))}
 }`;
 }
 
-/** Applies every update, one dispatch per chunk of parameters that share a kernel and uniforms. */
+/** Applies every update, one dispatch per chunk of parameters that share a kernel and its shared uniforms. */
 export function applyUpdates(updates: ParamUpdate[]): void {
   const batches = new Map<string, ParamUpdate[]>();
   for (const u of updates) {
-    const key = `${u.kernel.name}|${u.first ? 1 : 0}|${u.hyper.map((v) => bitsOf(v, 'f32')).join(',')}|${u.flags.join(',')}`;
+    const key = `${u.kernel.name}|${u.hyper.map((v) => bitsOf(v, 'f32')).join(',')}|${u.flags.join(',')}`;
     const list = batches.get(key);
     if (list) list.push(u);
     else batches.set(key, [u]);
   }
   for (const batch of batches.values()) {
-    const { kernel, hyper, flags, first } = batch[0];
-    const size = tensorsPerDispatch(2 + kernel.state.length, 0, 2 + hyper.length + flags.length);
+    const { kernel, hyper, flags } = batch[0];
+    // Per parameter: its buffers; in the table BASE, N, OFF, GOFF, FIRST and its own hyperparameters.
+    const size = tensorsPerDispatch(
+      2 + kernel.state.length,
+      0,
+      1 + hyper.length + flags.length,
+      TABLE_WORDS + 2 + kernel.perParam.length,
+    );
     for (const chunk of chunks(batch, size)) {
-      const L = tableLayout(chunk.length, hyper.length, flags.length);
       const table = tableValues(
         chunk.map((u) => u.param.size),
         chunk.map((u) => u.param.offset),
-        chunk.map((u) => u.grad.offset),
       );
-      const params = L.pack({ ...table, FIRST: first ? 1 : 0, HYPER: hyper, FLAGS: flags });
-      const bound = chunk.flatMap((u) => [u.param, ...u.state, u.grad]);
+      const params = updateLayout(kernel, chunk.length).pack({
+        ...table,
+        HYPER: hyper,
+        FLAGS: flags,
+        GOFF: chunk.map((u) => u.grad.offset),
+        FIRST: chunk.map((u) => (u.first ? 1 : 0)),
+        PER: chunk.flatMap((u) => u.perParam),
+      });
       launch(
         `optim.${kernel.name}`,
         `optim:${kernel.name}:${chunk.length}`,
-        updateSource(kernel, L, chunk.length),
+        updateSource(kernel, chunk.length),
         params,
-        bound,
+        chunk.flatMap((u) => [u.param, ...u.state, u.grad]),
         spreadGroups(table.TOTAL),
       );
     }
   }
 }
 
-// ---- Gradient clipping: partial sums of squares per gradient, one finalise, an in-place scale.
-/** Partial sums per gradient: each of CLIP_LANES invocations sums a strided subset (no barriers). */
+// ---- Gradient clipping by groups: each group's global L2 norm and factor min(maxNorm / (‖g‖ + 1e-6), 1),
+// each gradient scaled in place by its group's factor, in three dispatches for typical models. Large
+// gradients get partial sums of squares (CLIP_LANES per gradient, as many gradients per dispatch as the
+// bindings allow) and are scaled in a last pass; the smallest ones (norm gains, biases, CLEX's ODE
+// weights: up to FINALIZE_ELEMENTS in all) are summed and scaled by the finalise's one workgroup itself,
+// so they take no binding in the chunked passes.
+
+/** Partial sums per large gradient: each of CLIP_LANES invocations sums a strided subset (no barriers). */
 export const CLIP_LANES = 1024;
+/** Elements the finalise's workgroup sums and scales itself (each invocation about 256). */
+const FINALIZE_ELEMENTS = 16384;
+/** Groups one finalise serves (their sums and factors live in its invocations' arrays). */
+export const MAX_CLIP_GROUPS = 16;
 
-/** Gradients per clip dispatch: each binds one buffer next to the shared partials / coefficients. */
-const clipChunk = () => tensorsPerDispatch(1, 1, 2, TABLE_WORDS_PER_TENSOR - 1);
+/** A gradient to clip (contiguous, scaled in place) and the index of its group. */
+export interface GroupedGrad {
+  grad: Tensor;
+  group: number;
+}
 
-const SUMSQ_WGSL =
-  (L: TableLayout, count: number) =>
-  () => `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
+const SUMSQ = (count: number) => uniformLayout({ FIRST: 'u32', N: ['u32', count], OFF: ['u32', count] });
+
+const SUMSQ_WGSL = (count: number) => () => {
+  const L = SUMSQ(count);
+  return `${header(['var<storage, read_write> partials: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read> grad${k}: array<f32>`)])}
 ${entry}
   let k = wg / ${CLIP_LANES / WG}u;
   let lane = (wg % ${CLIP_LANES / WG}u) * ${WG}u + lid;
@@ -228,23 +265,21 @@ ${entry}
   )}
   partials[(${L.read('FIRST')} + k) * ${CLIP_LANES}u + lane] = acc;
 }`;
+};
 
-/** partials[k·LANES .. +LANES) = partial Σ g² of grads[k] (each contiguous). */
-export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
+/** partials[slot·LANES .. +LANES) = partial Σ g² of grads[slot] (each contiguous). */
+function sumSquares(partials: Tensor, grads: Tensor[]): void {
   let slot = 0;
-  for (const chunk of chunks(grads, clipChunk())) {
-    const L = tableLayout(chunk.length, 0, 0, false);
-    const params = L.pack({
-      ...tableValues(
-        chunk.map((g) => g.size),
-        chunk.map((g) => g.offset),
-      ),
+  for (const chunk of chunks(grads, tensorsPerDispatch(1, 1, 1, 2))) {
+    const params = SUMSQ(chunk.length).pack({
       FIRST: slot,
+      N: chunk.map((g) => g.size),
+      OFF: chunk.map((g) => g.offset),
     });
     launch(
       'optim.clipGradNorm',
       `optim:clip:sumsq:${chunk.length}`,
-      SUMSQ_WGSL(L, chunk.length),
+      SUMSQ_WGSL(chunk.length),
       params,
       [partials, ...chunk],
       [(chunk.length * CLIP_LANES) / WG, 1, 1],
@@ -253,59 +288,152 @@ export function sumSquaresKernel(partials: Tensor, grads: Tensor[]): void {
   }
 }
 
-const FINALIZE = uniformLayout({ COUNT: 'u32', MAX_NORM: 'f32' });
-const FINALIZE_WGSL =
-  () => `${header(['var<storage, read_write> out: array<f32>', 'var<storage, read> partials: array<f32>'])}
-var<workgroup> lanes: array<f32, ${WG}>;
-@compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
-  var acc = 0.0;
-  for (var k = lid.x; k < ${FINALIZE.read('COUNT')}; k += ${WG}u) { acc += partials[k]; }
-  lanes[lid.x] = acc;
-  workgroupBarrier();
-  if (lid.x == 0u) {
-    var total = 0.0;
-    for (var k = 0u; k < ${WG}u; k++) { total += lanes[k]; }
-    let norm = sqrt(total);
-    out[0] = norm;
-    out[1] = min(${FINALIZE.read('MAX_NORM')} / (norm + 1e-6), 1.0);
-  }
-}`;
+/**
+ * The finalise over `groups` groups whose large gradients' partial slots are PSTART[g]..PSTART[g+1], and
+ * `small` gradients it reads and scales itself (SN, SOFF, SGROUP each).
+ */
+const FINALIZE = (groups: number, small: number) =>
+  uniformLayout({
+    MAX_NORM: 'f32',
+    PSTART: ['u32', groups + 1],
+    SN: ['u32', small],
+    SOFF: ['u32', small],
+    SGROUP: ['u32', small],
+  });
 
-/** out[0] = sqrt(Σ partials), out[1] = min(maxNorm / (norm + 1e-6), 1). */
-export function clipFinalizeKernel(out: Tensor, partials: Tensor, count: number, maxNorm: number): void {
-  launch(
-    'optim.clipGradNorm',
-    'optim:clip:finalize',
-    FINALIZE_WGSL,
-    FINALIZE.pack({ COUNT: count, MAX_NORM: maxNorm }),
-    [out, partials],
-    [1, 1, 1],
-  );
+/** Small gradients a finalise over `groups` groups can take: its bindings (out, partials) and its uniform words. */
+function finalizeCapacity(groups: number): number {
+  const byBindings = hardware().maxStorageBuffersPerShaderStage - 2;
+  const byWords = Math.floor((LAYOUT_WORDS - 2 - groups) / 3);
+  return Math.max(0, Math.min(byBindings, byWords));
 }
 
-const SCALE_WGSL =
-  (L: TableLayout, count: number) =>
-  () => `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
-${entry}
-  ${locate(L, count, false)}
-  ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * coef[1];`)}
+const FINALIZE_WGSL = (groups: number, small: number) => () => {
+  const L = FINALIZE(groups, small);
+  const smalls = Array.from({ length: small }, (_, s) => s);
+  const strided = (s: number, body: string) =>
+    `for (var e = lid.x; e < ${L.read('SN', `${s}u`)}; e += ${WG}u) { let at = ${L.read('SOFF', `${s}u`)} + e; ${body} }`;
+  return `${header([
+    'var<storage, read_write> out: array<f32>',
+    'var<storage, read> partials: array<f32>',
+    ...smalls.map((s) => `var<storage, read_write> small${s}: array<f32>`),
+  ])}
+var<workgroup> lanes: array<f32, ${WG}>;
+var<workgroup> coefs: array<f32, ${groups}>;
+@compute @workgroup_size(${WG}) fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  var acc: array<f32, ${groups}>;
+  for (var g = 0u; g < ${groups}u; g++) {
+    let end = ${L.read('PSTART', 'g + 1u')} * ${CLIP_LANES}u;
+    for (var k = ${L.read('PSTART', 'g')} * ${CLIP_LANES}u + lid.x; k < end; k += ${WG}u) { acc[g] += partials[k]; }
+  }
+  ${smalls
+    .map(
+      (s) => `{
+    var sq = 0.0;
+    ${strided(s, `let v = small${s}[at]; sq += v * v;`)}
+    acc[${L.read('SGROUP', `${s}u`)}] += sq;
+  }`,
+    )
+    .join('\n  ')}
+  for (var g = 0u; g < ${groups}u; g++) {
+    lanes[lid.x] = acc[g];
+    workgroupBarrier();
+    if (lid.x == 0u) {
+      var total = 0.0;
+      for (var k = 0u; k < ${WG}u; k++) { total += lanes[k]; }
+      let norm = sqrt(total);
+      let coef = min(${L.read('MAX_NORM')} / (norm + 1e-6), 1.0);
+      out[2u * g] = norm;
+      out[2u * g + 1u] = coef;
+      coefs[g] = coef;
+    }
+    workgroupBarrier();
+  }
+  ${smalls
+    .map(
+      (s) => `{
+    let c = coefs[${L.read('SGROUP', `${s}u`)}];
+    ${strided(s, `small${s}[at] = small${s}[at] * c;`)}
+  }`,
+    )
+    .join('\n  ')}
 }`;
+};
 
-/** grads[k] *= coef[1], in place (each gradient contiguous). */
-export function scaleByKernel(grads: Tensor[], coef: Tensor): void {
-  for (const chunk of chunks(grads, clipChunk())) {
-    const L = tableLayout(chunk.length, 0, 0, false);
+const SCALE = (count: number) =>
+  uniformLayout({
+    TOTAL: 'u32',
+    BASE: ['u32', count + 1],
+    N: ['u32', count],
+    OFF: ['u32', count],
+    GROUP: ['u32', count],
+  });
+
+const SCALE_WGSL = (count: number) => () => {
+  const L = SCALE(count);
+  return `${header(['var<storage, read> coef: array<f32>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
+${entry}
+  ${locate(L, count)}
+  let c = coef[2u * ${L.read('GROUP', 'k')} + 1u];
+  ${cases(count, (k) => `grad${k}[pi] = grad${k}[pi] * c;`)}
+}`;
+};
+
+/** grads[k] *= coef[2·group + 1], in place (each gradient contiguous). */
+function scaleByGroup(grads: GroupedGrad[], coef: Tensor): void {
+  for (const chunk of chunks(grads, tensorsPerDispatch(1, 1, 1, TABLE_WORDS + 1))) {
     const table = tableValues(
-      chunk.map((g) => g.size),
-      chunk.map((g) => g.offset),
+      chunk.map((g) => g.grad.size),
+      chunk.map((g) => g.grad.offset),
     );
     launch(
       'optim.clipGradNorm',
       `optim:clip:scale:${chunk.length}`,
-      SCALE_WGSL(L, chunk.length),
-      L.pack(table),
-      [coef, ...chunk],
+      SCALE_WGSL(chunk.length),
+      SCALE(chunk.length).pack({ ...table, GROUP: chunk.map((g) => g.group) }),
+      [coef, ...chunk.map((g) => g.grad)],
       spreadGroups(table.TOTAL),
     );
   }
+}
+
+/**
+ * Clips `grads` in `groups` groups (at most MAX_CLIP_GROUPS, each gradient bound once): result [2·groups]
+ * receives each group's norm and factor. The finalise takes the smallest gradients (up to
+ * FINALIZE_ELEMENTS in all, as many as it binds), the others are summed in chunks, in group order so
+ * that each group's partial slots are contiguous, and scaled after the finalise.
+ */
+export function clipGroupsKernel(grads: GroupedGrad[], groups: number, maxNorm: number, result: Tensor): void {
+  const bySize = [...grads].sort((a, b) => a.grad.size - b.grad.size);
+  const small: GroupedGrad[] = [];
+  let elements = 0;
+  for (const g of bySize) {
+    if (small.length === finalizeCapacity(groups) || elements + g.grad.size > FINALIZE_ELEMENTS) break;
+    small.push(g);
+    elements += g.grad.size;
+  }
+  const large = grads.filter((g) => !small.includes(g)).sort((a, b) => a.group - b.group);
+  const pstart = Array.from({ length: groups + 1 }, (_, g) => large.filter((l) => l.group < g).length);
+  // The partials are fully written (no zero fill); one element at least, to bind.
+  const partials = empty(result.device, 'float32', [Math.max(1, large.length * CLIP_LANES)]);
+  sumSquares(
+    partials,
+    large.map((g) => g.grad),
+  );
+  launch(
+    'optim.clipGradNorm',
+    `optim:clip:finalize:${groups}:${small.length}`,
+    FINALIZE_WGSL(groups, small.length),
+    FINALIZE(groups, small.length).pack({
+      MAX_NORM: maxNorm,
+      PSTART: pstart,
+      SN: small.map((g) => g.grad.size),
+      SOFF: small.map((g) => g.grad.offset),
+      SGROUP: small.map((g) => g.group),
+    }),
+    [result, partials, ...small.map((g) => g.grad)],
+    [1, 1, 1],
+  );
+  scaleByGroup(large, result);
+  partials.dispose();
 }

@@ -21,12 +21,16 @@ export interface RmspropHyper extends BaseHyper {
   centered: boolean;
 }
 
-/** The same update in f32 on webgpu; state buffers in bufferNames order (square_avg, grad_avg?, momentum_buffer?). */
+/**
+ * The same update in f32 on webgpu; state buffers in bufferNames order (square_avg, grad_avg?,
+ * momentum_buffer?). lr and weight decay are per parameter (groups share dispatches).
+ */
 function rmspropKernel(centered: boolean, withMomentum: boolean): UpdateKernel {
   return {
     name: `rmsprop-${centered ? 'centered' : 'plain'}-${withMomentum ? 'momentum' : 'direct'}`,
     state: ['sq', ...(centered ? ['gavg'] : []), ...(withMomentum ? ['buf'] : [])],
-    hyper: ['lr', 'weightDecay', 'alpha', 'oneMinusAlpha', 'eps', 'momentum'],
+    hyper: ['alpha', 'oneMinusAlpha', 'eps', 'momentum'],
+    perParam: ['lr', 'weightDecay'],
     flags: [],
     body: ({ param, grad, state: { sq, gavg, buf }, hyper: h, prev }) => `let p0 = ${param}[pi];
       let g = ${grad}[gi] + ${h('weightDecay')} * p0;
@@ -85,7 +89,8 @@ export class RMSprop extends Optimizer<RmspropHyper> {
     return {
       kernel: RMSPROP_KERNELS[`${centered ? 'c' : 'u'}${momentum > 0 ? 'm' : 'p'}`],
       state: this.bufferNames(group).map((name) => state.buffers[name]),
-      hyper: [lr, weightDecay, alpha, 1 - alpha, eps, momentum],
+      hyper: [alpha, 1 - alpha, eps, momentum],
+      perParam: [lr, weightDecay],
       flags: [],
       first: state.step === 1,
     };

@@ -19,12 +19,13 @@ export interface SgdHyper extends BaseHyper {
   nesterov: boolean;
 }
 
-/** The same update in f32 on webgpu; the momentum buffer starts as d on the first update. */
+/** The same update in f32 on webgpu; the momentum buffer starts as d on the first update. lr and weight decay are per parameter (groups share dispatches). */
 function sgdKernel(withMomentum: boolean): UpdateKernel {
   return {
     name: withMomentum ? 'sgd-momentum' : 'sgd',
     state: withMomentum ? ['buf'] : [],
-    hyper: ['lr', 'weightDecay', 'momentum', 'oneMinusDampening'],
+    hyper: ['momentum', 'oneMinusDampening'],
+    perParam: ['lr', 'weightDecay'],
     flags: withMomentum ? ['nesterov'] : [],
     body: ({ param, grad, state: { buf }, hyper: h, flag, first }) => `let p0 = ${param}[pi];
       var d = ${grad}[gi] + ${h('weightDecay')} * p0;
@@ -67,7 +68,8 @@ export class SGD extends Optimizer<SgdHyper> {
     return {
       kernel: withMomentum ? SGD_MOMENTUM_KERNEL : SGD_KERNEL,
       state: withMomentum ? [state.buffers.momentum_buffer] : [],
-      hyper: [lr, weightDecay, momentum, 1 - dampening],
+      hyper: [momentum, 1 - dampening],
+      perParam: [lr, weightDecay],
       flags: withMomentum ? [nesterov ? 1 : 0] : [],
       first: state.step === 1,
     };

@@ -3,7 +3,10 @@
 // - applyRotary / applyRotaryQK: one dispatch rotates x (or q and k together) read through strides,
 //   one dispatch gives the input gradients and, when the tables need them, the cos/sin gradients
 //   reduced over the dims the tables broadcast across;
-// - rotaryTables: cos/sin from a frequency vector θ (CLEX) in one dispatch, dθ in one.
+// - applyRotaryFrequencies / applyRotaryQKFrequencies: the same from frequencies θ and positions (CLEX,
+//   whose θ the ODE gives each step): the kernels compute cos/sin themselves and the backward one
+//   reduces dθ over every row, so no table is built or differentiated;
+// - rotaryTables: cos/sin from a frequency vector θ in one dispatch, dθ in one.
 import type { View } from '../../core/backend.js';
 import { recordJoint } from '../../core/autograd.js';
 import { isFloat } from '../../core/dtype.js';
@@ -12,8 +15,8 @@ import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { MAX_LEAD, RO, rotarySource, TB, tableSource, type RotaryVariant } from './kernels.js';
-import { tensor } from '../creation.js';
+import { MAX_LEAD, RO, rotarySource, TB, tableSource, type AngleSource, type RotaryVariant } from './kernels.js';
+import { full, tensor } from '../creation.js';
 import { cpuData, emptyLike, outData, withContiguous } from '../kernelio.js';
 import { empty, sumTo } from '../util.js';
 
@@ -36,24 +39,24 @@ interface Plan {
   sinStrides: number[];
 }
 
+/** The shape and memory layout of a view: an op input (which its output and its gradient copy), or a table. */
+type Layout = Pick<View, 'shape' | 'strides'>;
+
 /** Strides of a table [..., R] broadcast against leading dims `lead` (0 where it broadcasts), and of its last axis. */
-function tableStrides(t: View, lead: readonly number[]): number[] {
+function tableStrides(t: Layout, lead: readonly number[]): number[] {
   const extra = lead.length + 1 - t.shape.length;
   return [...lead, 1].map((_, d) => (d < extra || t.shape[d - extra] === 1 ? 0 : t.strides[d - extra]));
 }
 
-function plan(xs: readonly View[], cos: View, sin: View, R: number, reduceTables: boolean): Plan {
+function plan(xs: readonly View[], cos: Layout, sin: Layout, R: number, reduceTables: boolean): Plan {
   const lead = xs[0].shape.length - 1;
   const grid = Array.from({ length: lead }, (_, d) => Math.max(...xs.map((x) => x.shape[d])));
   const cosStrides = tableStrides(cos, grid),
     sinStrides = tableStrides(sin, grid);
-  const extent = (t: View, d: number) => t.shape[d - (lead + 1 - t.shape.length)] ?? 1;
+  const extent = (t: Layout, d: number) => t.shape[d - (lead + 1 - t.shape.length)] ?? 1;
   const parallel = grid.map((_, d) => !reduceTables || extent(cos, d) > 1 || extent(sin, d) > 1);
   return { D: xs[0].shape[lead], R, grid: grid.map((e, d) => (parallel[d] ? e : 1)), parallel, cosStrides, sinStrides };
 }
-
-/** The shape and memory layout of an op input, which its output and its gradient copy. */
-type Layout = Pick<View, 'shape' | 'strides'>;
 
 /** OORDER's word for a dense output: each lead dim's memory position (0 = outermost) in 3 bits. */
 function packedOrder(o: Tensor): number {
@@ -62,34 +65,105 @@ function packedOrder(o: Tensor): number {
 }
 
 /**
+ * Where a rotation's angles come from: tables cos/sin [..., R] (contiguous), or frequencies θ [R/2] and
+ * positions [T] (contiguous; T = the inputs' second-to-last dim), cos/sin = mscale·cos/sin(pos_t·θ_i).
+ */
+type Angles =
+  | { readonly source: 'tables'; readonly cos: Tensor; readonly sin: Tensor }
+  | { readonly source: 'frequencies'; readonly theta: Tensor; readonly positions: Tensor; readonly mscale: number };
+
+/** The angles' gradients a backward pass writes: dcos/dsin over the plan's grid × R, or dθ [R/2]. */
+type AngleGrads = { readonly dcos: Tensor; readonly dsin: Tensor } | { readonly dtheta: Tensor };
+
+/** The positions as the table [T, R] they stand for (strides 0 along R), read through the same plan as cos/sin. */
+const positionTable = (positions: Tensor, R: number): Layout => ({ shape: [positions.size, R], strides: [1, 0] });
+
+/** The tables' layouts, or the positions' virtual table for both. */
+function angleLayouts(angles: Angles, R: number): [Layout, Layout] {
+  if (angles.source === 'tables') return [angles.cos, angles.sin];
+  const t = positionTable(angles.positions, R);
+  return [t, t];
+}
+
+/**
  * One rotary pass: 'forward' rotates xs into outs; 'backward' rotates the gradients gs back into outs
- * and, when dcos/dsin are given, also writes the table gradients over the plan's grid × R (summed over
- * the looped dims; xs are then the forward's inputs, else the gradients again).
+ * and, when `grads` is given, also writes the angles' gradients (xs are then the forward's inputs, else
+ * the gradients again): dcos/dsin over the plan's grid × R (summed over the looped dims), or dθ
+ * (summed over every row).
  */
 interface RotateArgs {
   readonly direction: 'forward' | 'backward';
   readonly xs: readonly Tensor[];
   readonly gs: readonly Tensor[] | null;
-  readonly cos: Tensor;
-  readonly sin: Tensor;
+  readonly angles: Angles;
   readonly plan: Plan;
   readonly outs: readonly Tensor[];
-  readonly dcos: Tensor | null;
-  readonly dsin: Tensor | null;
+  readonly grads: AngleGrads | null;
 }
 
-function rotateCpu({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }: RotateArgs): void {
+/**
+ * cos and sin of element j of the row at table offsets co, so (along the plan's cos and sin strides),
+ * and where the gradients go: add(cell, co, so, j, dc, ds) takes dL/dcos_j and dL/dsin_j of that row.
+ */
+function cpuAngles(
+  angles: Angles,
+  grads: AngleGrads | null,
+  p: Plan,
+): {
+  cos: (co: number, so: number, j: number) => number;
+  sin: (co: number, so: number, j: number) => number;
+  add: ((cell: number, co: number, so: number, j: number, dc: number, ds: number) => void) | null;
+} {
+  const lead = p.grid.length,
+    R = p.R,
+    h = R / 2;
+  if (angles.source === 'tables') {
+    const cd = cpuData(angles.cos).data,
+      sd = cpuData(angles.sin).data;
+    const cl = p.cosStrides[lead],
+      sl = p.sinStrides[lead];
+    const [dc, ds] = grads && 'dcos' in grads ? [outData(grads.dcos), outData(grads.dsin)] : [null, null];
+    dc?.fill(0);
+    ds?.fill(0);
+    return {
+      cos: (co, _so, j) => cd[co + j * cl],
+      sin: (_co, so, j) => sd[so + j * sl],
+      add:
+        dc && ds
+          ? (cell, _co, _so, j, gc, gs) => {
+              dc[cell * R + j] += gc;
+              ds[cell * R + j] += gs;
+            }
+          : null,
+    };
+  }
+  const { data: pd } = cpuData(angles.positions),
+    { data: td, off: toff } = cpuData(angles.theta);
+  const m = angles.mscale;
+  // co walks the positions' virtual table, so co is the position's storage index.
+  const angle = (co: number, j: number) => pd[co] * td[toff + (j % h)];
+  const dth = grads && 'dtheta' in grads ? outData(grads.dtheta) : null;
+  dth?.fill(0);
+  return {
+    cos: (co, _so, j) => m * Math.cos(angle(co, j)),
+    sin: (co, _so, j) => m * Math.sin(angle(co, j)),
+    add: dth
+      ? (_cell, co, _so, j, gc, gs) => {
+          const a = angle(co, j);
+          dth[j % h] += pd[co] * m * (Math.cos(a) * gs - Math.sin(a) * gc);
+        }
+      : null,
+  };
+}
+
+function rotateCpu({ direction, xs, gs, angles, plan: p, outs, grads }: RotateArgs): void {
   const { D, R } = p;
   const lead = p.grid.length;
   const reads = gs ?? xs;
-  const cd = cpuData(cos).data,
-    sd = cpuData(sin).data;
-  const [dc, ds] = [dcos && outData(dcos), dsin && outData(dsin)];
-  dc?.fill(0);
-  ds?.fill(0);
-  const cl = p.cosStrides[lead],
-    sl = p.sinStrides[lead],
-    h = R / 2;
+  const { cos, sin, add } = cpuAngles(angles, grads, p);
+  const h = R / 2;
+  const [cosOff, sinOff] =
+    angles.source === 'tables' ? [angles.cos.offset, angles.sin.offset] : [angles.positions.offset, 0];
   xs.forEach((x, i) => {
     const rd = cpuData(reads[i]).data,
       xd = cpuData(x).data,
@@ -101,8 +175,8 @@ function rotateCpu({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }: R
     for (let row = 0; row < rows; row++) {
       let ro = reads[i].offset,
         xo = x.offset,
-        co = cos.offset,
-        so = sin.offset,
+        co = cosOff,
+        so = sinOff,
         ob = 0,
         cell = 0;
       for (let d = 0; d < lead; d++) {
@@ -126,13 +200,12 @@ function rotateCpu({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }: R
         // forward: y_j = x_j c_j ∓ x_p s_j; backward: dx_j = g_j c_j ± g_p s_p (minus on the first half).
         o[ob + j] =
           direction === 'forward'
-            ? v * cd[co + j * cl] + (j < h ? -partner : partner) * sd[so + j * sl]
-            : v * cd[co + j * cl] + (j < h ? partner : -partner) * sd[so + pj * sl];
-        if (dc && ds) {
+            ? v * cos(co, so, j) + (j < h ? -partner : partner) * sin(co, so, j)
+            : v * cos(co, so, j) + (j < h ? partner : -partner) * sin(co, so, pj);
+        if (add) {
           const xv = xd[xo + j * xl],
             xp = xd[xo + pj * xl];
-          dc[cell * R + j] += v * xv;
-          ds[cell * R + j] += v * (j < h ? -xp : xp);
+          add(cell, co, so, j, v * xv, v * (j < h ? -xp : xp));
         }
       }
       for (let d = lead - 1; d >= 0; d--) {
@@ -149,7 +222,7 @@ const rotateVariant: Variant<RotateArgs> = {
   fits: ({ plan }) =>
     plan.grid.length <= MAX_LEAD ||
     `tensors of rank ${plan.grid.length + 1} exceed its maximum of ${MAX_LEAD + 1}; merge leading dims with reshape`,
-  run: ({ direction, xs, gs, cos, sin, plan: p, outs, dcos, dsin }) => {
+  run: ({ direction, xs, gs, angles, plan: p, outs, grads }) => {
     const { D, R } = p;
     const lead = p.grid.length;
     const reads = gs ?? xs;
@@ -165,8 +238,9 @@ const rotateVariant: Variant<RotateArgs> = {
       SLOTS: slots,
       PAR: p.parallel.reduce((m, par, d) => (par ? m | (1 << d) : m), 0),
       GRID: p.grid,
-      COFF: cos.offset,
-      SOFF: sin.offset,
+      COFF: angles.source === 'tables' ? angles.cos.offset : angles.positions.offset,
+      SOFF: angles.source === 'tables' ? angles.sin.offset : angles.theta.offset,
+      MSCALE: angles.source === 'tables' ? 1 : angles.mscale,
       CLAST: p.cosStrides[lead],
       SLAST: p.sinStrides[lead],
       CSTR: p.cosStrides.slice(0, lead),
@@ -178,39 +252,45 @@ const rotateVariant: Variant<RotateArgs> = {
       XSTR: perInput(xs, (x) => x.strides),
       GSTR: perInput(reads, (g) => g.strides),
     });
-    const tables = dcos !== null && dsin !== null;
-    const v: RotaryVariant = { direction, inputs: xs.length, tableGrads: tables };
+    const v: RotaryVariant = { direction, inputs: xs.length, angles: angles.source, angleGrads: grads !== null };
     const bound = [
       ...outs,
-      ...(tables ? [dcos, dsin] : []),
-      ...(direction === 'forward' || tables ? xs : []),
+      ...(grads === null ? [] : 'dcos' in grads ? [grads.dcos, grads.dsin] : [grads.dtheta]),
+      ...(direction === 'forward' || grads ? xs : []),
       ...(gs ?? []),
-      cos,
-      sin,
+      ...(angles.source === 'tables' ? [angles.cos, angles.sin] : [angles.positions, angles.theta]),
     ];
+    // dθ: a workgroup per slot reduces over every cell.
+    const reduce = angles.source === 'frequencies' && grads !== null;
     launch(
-      direction === 'forward' ? 'applyRotary' : 'applyRotaryBackward',
-      `fused:rotary:${direction}:${xs.length}:${tables}`,
+      kernelName(angles.source, direction),
+      `fused:rotary:${angles.source}:${direction}:${xs.length}:${grads !== null}`,
       () => rotarySource(v),
       params,
       bound,
-      itemGrid(cells * slots),
+      reduce ? [slots, 1, 1] : itemGrid(cells * slots),
     );
   },
 };
 
-const rotaryKernel = defineKernel<RotateArgs>({
-  name: 'applyRotary',
-  family: 'rotary',
-  cpu: rotateCpu,
-  webgpu: [rotateVariant],
-});
-const rotaryBackwardKernel = defineKernel<RotateArgs>({
-  name: 'applyRotaryBackward',
-  family: 'rotary',
-  cpu: rotateCpu,
-  webgpu: [rotateVariant],
-});
+/** The kernels' names: applyRotary[Frequencies][Backward]. */
+function kernelName(source: AngleSource, direction: 'forward' | 'backward'): string {
+  return `applyRotary${source === 'frequencies' ? 'Frequencies' : ''}${direction === 'backward' ? 'Backward' : ''}`;
+}
+
+/** The four rotary kernels (angles from tables or from frequencies, each way): one cpu function, one variant. */
+const KERNELS = Object.fromEntries(
+  (['tables', 'frequencies'] as const).flatMap((source) =>
+    (['forward', 'backward'] as const).map((direction) => {
+      const name = kernelName(source, direction);
+      return [name, defineKernel<RotateArgs>({ name, family: 'rotary', cpu: rotateCpu, webgpu: [rotateVariant] })];
+    }),
+  ),
+);
+const kernelsOf = (source: AngleSource) => [
+  KERNELS[kernelName(source, 'forward')],
+  KERNELS[kernelName(source, 'backward')],
+];
 
 /**
  * One rotary pass over `xs`, each output dense in the memory order of `layouts[i]` (the op's input,
@@ -222,44 +302,47 @@ function rotate(
   direction: 'forward' | 'backward',
   xs: readonly Tensor[],
   gs: readonly Tensor[] | null,
-  cos: Tensor,
-  sin: Tensor,
+  angles: Angles,
   R: number,
-  tables: boolean,
+  withGrads: boolean,
   layouts: readonly Layout[],
-): { outs: Tensor[]; dcos: Tensor | null; dsin: Tensor | null } {
-  const p = plan(xs, cos, sin, R, tables);
+): { outs: Tensor[]; grads: AngleGrads | null } {
+  const [cosLayout, sinLayout] = angleLayouts(angles, R);
+  const p = plan(xs, cosLayout, sinLayout, R, withGrads);
   const outs = xs.map((x, i) =>
     emptyLike({ device: x.device, dtype: x.dtype, shape: layouts[i].shape, strides: layouts[i].strides }),
   );
+  const { device, dtype } = xs[0];
   const gridShape = [...p.grid, R];
-  const dcos = tables ? empty(cos.device, cos.dtype, gridShape) : null;
-  const dsin = tables ? empty(sin.device, sin.dtype, gridShape) : null;
-  if (numel(p.grid) > 0)
-    dispatch(direction === 'forward' ? rotaryKernel : rotaryBackwardKernel, xs[0].device, {
+  const rows = numel(p.grid);
+  const grads: AngleGrads | null = !withGrads
+    ? null
+    : angles.source === 'tables'
+      ? { dcos: empty(device, dtype, gridShape), dsin: empty(device, dtype, gridShape) }
+      : { dtheta: rows > 0 ? empty(device, dtype, [R / 2]) : full([R / 2], 0, { device, dtype }) };
+  if (rows > 0)
+    dispatch(KERNELS[kernelName(angles.source, direction)], device, {
       direction,
       xs,
       gs,
-      cos,
-      sin,
+      angles,
       plan: p,
       outs,
-      dcos,
-      dsin,
+      grads,
     });
-  return { outs, dcos, dsin };
+  return { outs, grads };
 }
 
 /** The rotary dim: opts.rotaryDim, else the tables' last dim. */
 const rotaryDim = (cos: Tensor, opts: RotaryOptions): number => opts.rotaryDim ?? cos.shape[cos.rank - 1];
 
-/** The argument checks shared by applyRotary and applyRotaryQK. */
-function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin: Tensor, opts: RotaryOptions): void {
-  for (const t of [...xs.map(([, x]) => x), cos, sin]) t.assertAlive(op);
+/** The inputs' checks shared by every rotary op: float tensors of one rank, last dim, dtype and device. */
+function checkInputs(op: string, xs: readonly [string, Tensor][], minRank: number): void {
   const [, x0] = xs[0];
   for (const [name, x] of xs) {
-    if (!isFloat(x.dtype) || x.rank < 1)
-      throw new OpError(op, `${name} must be a float tensor of rank ≥ 1, got ${x.dtype} ${shapeStr(x.shape)}`);
+    x.assertAlive(op);
+    if (!isFloat(x.dtype) || x.rank < minRank)
+      throw new OpError(op, `${name} must be a float tensor of rank ≥ ${minRank}, got ${x.dtype} ${shapeStr(x.shape)}`);
     if (
       x.rank !== x0.rank ||
       x.shape[x.rank - 1] !== x0.shape[x0.rank - 1] ||
@@ -272,18 +355,41 @@ function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin
       );
     }
   }
-  const D = x0.shape[x0.rank - 1];
-  const R = rotaryDim(cos, opts);
+}
+
+/** The rotary dim R must be a positive even integer ≤ the inputs' last dim. */
+function checkRotaryDim(op: string, x: Tensor, R: number, what: string): void {
+  const D = x.shape[x.rank - 1];
   if (!Number.isInteger(R) || R % 2 !== 0 || R <= 0 || R > D)
-    throw new OpError(op, `rotaryDim must be a positive even integer ≤ head dim ${D}, got ${R}`);
+    throw new OpError(op, `${what} must be a positive even integer ≤ head dim ${D}, got ${R}`);
+}
+
+/** A table or frequency tensor lives where the inputs do, with their dtype. */
+function checkPlacement(op: string, name: string, t: Tensor, xname: string, x: Tensor): void {
+  if (t.device !== x.device || t.dtype !== x.dtype)
+    throw new OpError(op, `${name} is ${t.dtype} on ${t.device} but ${xname} is ${x.dtype} on ${x.device}`);
+}
+
+/** The argument checks shared by applyRotary and applyRotaryQK. */
+function checkTableArgs(
+  op: string,
+  xs: readonly [string, Tensor][],
+  cos: Tensor,
+  sin: Tensor,
+  opts: RotaryOptions,
+): void {
+  cos.assertAlive(op);
+  sin.assertAlive(op);
+  checkInputs(op, xs, 1);
+  const R = rotaryDim(cos, opts);
+  checkRotaryDim(op, xs[0][1], R, 'rotaryDim');
   for (const [xname, x] of xs) {
     const tableShape = [...x.shape.slice(0, -1), R];
     for (const [name, t] of [
       ['cos', cos],
       ['sin', sin],
     ] as const) {
-      if (t.device !== x.device || t.dtype !== x.dtype)
-        throw new OpError(op, `${name} is ${t.dtype} on ${t.device} but ${xname} is ${x.dtype} on ${x.device}`);
+      checkPlacement(op, name, t, xname, x);
       const fits =
         t.rank >= 1 &&
         t.rank <= tableShape.length &&
@@ -298,6 +404,34 @@ function checkArgs(op: string, xs: readonly [string, Tensor][], cos: Tensor, sin
   }
 }
 
+/** The argument checks shared by applyRotaryFrequencies and applyRotaryQKFrequencies. */
+function checkFrequencyArgs(
+  op: string,
+  xs: readonly [string, Tensor][],
+  theta: Tensor,
+  positions: Tensor,
+  opts: RotaryTableOptions,
+): void {
+  theta.assertAlive(op);
+  positions.assertAlive(op);
+  checkInputs(op, xs, 2);
+  if (theta.rank !== 1)
+    throw new OpError(op, `theta must be a 1-D tensor of R/2 frequencies, got ${shapeStr(theta.shape)}`);
+  checkRotaryDim(op, xs[0][1], 2 * theta.size, 'twice theta.size (the rotary dim)');
+  const mscale = opts.mscale ?? 1;
+  if (!Number.isFinite(mscale)) throw new OpError(op, `mscale must be a finite number, got ${mscale}`);
+  for (const [xname, x] of xs) {
+    checkPlacement(op, 'theta', theta, xname, x);
+    checkPlacement(op, 'positions', positions, xname, x);
+    const T = x.shape[x.rank - 2];
+    if (positions.rank !== 1 || positions.size !== T)
+      throw new OpError(
+        op,
+        `positions ${shapeStr(positions.shape)} must be 1-D with one position per row of ${xname} ${shapeStr(x.shape)} (its second-to-last dim, ${T})`,
+      );
+  }
+}
+
 /** A table gradient over the plan's grid, as the table's shape (a view when no dims were left to sum). */
 function toTableShape(g: Tensor, table: Tensor): Tensor {
   return numel(table.shape) === g.size
@@ -305,50 +439,62 @@ function toTableShape(g: Tensor, table: Tensor): Tensor {
     : sumTo(g, [...new Array<number>(g.rank - table.rank).fill(1), ...table.shape]).reshape(table.shape);
 }
 
-/** Rotates xs (one forward dispatch) and records one joint node whose backward is one dispatch too. */
-function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R: number): Tensor[] {
-  const needTables = cos.requiresGrad || sin.requiresGrad;
+/** The tensors an angle source is made of, in the order the op records them. */
+const angleTensors = (a: Angles): Tensor[] => (a.source === 'tables' ? [a.cos, a.sin] : [a.theta, a.positions]);
+
+/** The same source over other tensors (the contiguous or saved ones, in angleTensors order). */
+function withTensors(a: Angles, [t0, t1]: readonly Tensor[]): Angles {
+  return a.source === 'tables'
+    ? { source: 'tables', cos: t0, sin: t1 }
+    : { source: 'frequencies', theta: t0, positions: t1, mscale: a.mscale };
+}
+
+/**
+ * Rotates xs (one forward dispatch) and records one joint node whose backward is one dispatch too; its
+ * gradients are the inputs', then those of the angle tensors (cos, sin; or θ, and none for positions).
+ */
+function rotaryOp(op: string, xs: readonly Tensor[], angles: Angles, R: number): Tensor[] {
+  const sources = angleTensors(angles);
+  const needAngles = sources.some((t) => t.requiresGrad);
   const layouts: Layout[] = xs.map((x) => ({ shape: x.shape, strides: x.strides }));
   return withContiguous(
-    [...xs, cos, sin],
+    [...xs, ...sources],
     (cs) => {
       const xc = cs.slice(0, xs.length),
-        [cc, sc] = cs.slice(xs.length);
-      const { outs } = rotate('forward', xc, null, cc, sc, R, false, layouts);
+        ac = cs.slice(xs.length);
+      const { outs } = rotate('forward', xc, null, withTensors(angles, ac), R, false, layouts);
       return recordJoint(
         op,
         outs,
-        [...xs, cos, sin],
+        [...xs, ...sources],
         (gs, saved) => {
-          const [cSaved, sSaved, ...xSaved] = saved;
+          const savedAngles = withTensors(angles, saved);
+          const xSaved = saved.slice(2);
           const present = gs.flatMap((g, i) => (g ? [i] : []));
           return withContiguous(
             present.map((i) => gs[i] as Tensor),
             (gc) => {
-              const {
-                outs: dxs,
-                dcos,
-                dsin,
-              } = rotate(
+              const { outs: dxs, grads } = rotate(
                 'backward',
-                needTables ? present.map((i) => xSaved[i]) : gc,
+                needAngles ? present.map((i) => xSaved[i]) : gc,
                 gc,
-                cSaved,
-                sSaved,
+                savedAngles,
                 R,
-                needTables,
+                needAngles,
                 present.map((i) => layouts[i]),
               );
               const dx: (Tensor | null)[] = xs.map(() => null);
               present.forEach((i, k) => {
                 dx[i] = dxs[k];
               });
-              return [...dx, dcos ? toTableShape(dcos, cos) : null, dsin ? toTableShape(dsin, sin) : null];
+              if (grads === null) return [...dx, null, null];
+              if ('dtheta' in grads) return [...dx, grads.dtheta, null];
+              return [...dx, toTableShape(grads.dcos, sources[0]), toTableShape(grads.dsin, sources[1])];
             },
             { lastAxisOnly: true },
           );
         },
-        needTables ? [cc, sc, ...xc] : [cc, sc],
+        needAngles ? [...ac, ...xc] : ac,
       );
     },
     { lastAxisOnly: true },
@@ -358,20 +504,22 @@ function rotaryOp(op: string, xs: readonly Tensor[], cos: Tensor, sin: Tensor, R
 /** webgpu float32 vs cpu float64: the gradcheckDevices defaults the rotary tests pass at. */
 const ROTARY_TOLERANCE = { float32: { atol: 1e-5, rtol: 1e-4 } };
 
+const tables = (cos: Tensor, sin: Tensor): Angles => ({ source: 'tables', cos, sin });
+
 const applyRotaryOp = defineJointOp({
   name: 'applyRotary',
   check: (x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) =>
-    checkArgs('applyRotary', [['x', x]], cos, sin, opts),
+    checkTableArgs('applyRotary', [['x', x]], cos, sin, opts),
   forward: (x: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) =>
-    rotaryOp('applyRotary', [x], cos, sin, rotaryDim(cos, opts)),
-  kernels: [rotaryKernel, rotaryBackwardKernel],
+    rotaryOp('applyRotary', [x], tables(cos, sin), rotaryDim(cos, opts)),
+  kernels: kernelsOf('tables'),
   tolerance: ROTARY_TOLERANCE,
 });
 
 const applyRotaryQKOp = defineJointOp({
   name: 'applyRotaryQK',
   check: (q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) =>
-    checkArgs(
+    checkTableArgs(
       'applyRotaryQK',
       [
         ['q', q],
@@ -382,8 +530,8 @@ const applyRotaryQKOp = defineJointOp({
       opts,
     ),
   forward: (q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, opts: RotaryOptions) =>
-    rotaryOp('applyRotaryQK', [q, k], cos, sin, rotaryDim(cos, opts)),
-  kernels: [rotaryKernel, rotaryBackwardKernel],
+    rotaryOp('applyRotaryQK', [q, k], tables(cos, sin), rotaryDim(cos, opts)),
+  kernels: kernelsOf('tables'),
   tolerance: ROTARY_TOLERANCE,
 });
 
@@ -414,9 +562,76 @@ export function applyRotaryQK(
   return { q: qr, k: kr };
 }
 
+/** Options of the ops that take frequencies (applyRotary*Frequencies, rotaryTables). */
 export interface RotaryTableOptions {
   /** Multiplier of cos and sin (YaRN's attention scaling); default 1. */
   mscale?: number;
+}
+
+const frequencies = (theta: Tensor, positions: Tensor, opts: RotaryTableOptions): Angles => ({
+  source: 'frequencies',
+  theta,
+  positions,
+  mscale: opts.mscale ?? 1,
+});
+
+const applyRotaryFrequenciesOp = defineJointOp({
+  name: 'applyRotaryFrequencies',
+  check: (x: Tensor, theta: Tensor, positions: Tensor, opts: RotaryTableOptions) =>
+    checkFrequencyArgs('applyRotaryFrequencies', [['x', x]], theta, positions, opts),
+  forward: (x: Tensor, theta: Tensor, positions: Tensor, opts: RotaryTableOptions) =>
+    rotaryOp('applyRotaryFrequencies', [x], frequencies(theta, positions, opts), 2 * theta.size),
+  kernels: kernelsOf('frequencies'),
+  tolerance: ROTARY_TOLERANCE,
+});
+
+const applyRotaryQKFrequenciesOp = defineJointOp({
+  name: 'applyRotaryQKFrequencies',
+  check: (q: Tensor, k: Tensor, theta: Tensor, positions: Tensor, opts: RotaryTableOptions) =>
+    checkFrequencyArgs(
+      'applyRotaryQKFrequencies',
+      [
+        ['q', q],
+        ['k', k],
+      ],
+      theta,
+      positions,
+      opts,
+    ),
+  forward: (q: Tensor, k: Tensor, theta: Tensor, positions: Tensor, opts: RotaryTableOptions) =>
+    rotaryOp('applyRotaryQKFrequencies', [q, k], frequencies(theta, positions, opts), 2 * theta.size),
+  kernels: kernelsOf('frequencies'),
+  tolerance: ROTARY_TOLERANCE,
+});
+
+/**
+ * applyRotary with the tables given by frequencies: cos/sin[t, j] = mscale·cos/sin(positions[t]·θ[j mod
+ * R/2]), R = 2·θ.size, for x [..., T, D] (positions [T]: one per row of x's second-to-last dim). The
+ * kernels compute the angles themselves, so no table is built; differentiable in x and θ (dθ is reduced
+ * over every row inside the backward kernel), not in the positions.
+ */
+export function applyRotaryFrequencies(
+  x: Tensor,
+  theta: Tensor,
+  positions: Tensor,
+  opts: RotaryTableOptions = {},
+): Tensor {
+  return applyRotaryFrequenciesOp(x, theta, positions, opts)[0];
+}
+
+/**
+ * applyRotaryQK with the tables given by frequencies (see applyRotaryFrequencies): one dispatch forward,
+ * one backward for q, k and dθ together.
+ */
+export function applyRotaryQKFrequencies(
+  q: Tensor,
+  k: Tensor,
+  theta: Tensor,
+  positions: Tensor,
+  opts: RotaryTableOptions = {},
+): { q: Tensor; k: Tensor } {
+  const [qr, kr] = applyRotaryQKFrequenciesOp(q, k, theta, positions, opts);
+  return { q: qr, k: kr };
 }
 
 /** Tables at `positions` from the frequencies θ [R/2] (contiguous); `pos` holds the positions on θ's device. */

@@ -5,8 +5,12 @@
 // tables broadcast across (batch, heads) inside the kernel, without atomics: an invocation owns one
 // rotary pair (or one pass-through element) of one table row and loops over those dims.
 //
+// The angles come from tables cos/sin [.., R] read through strides, or from frequencies (CLEX, whose θ
+// changes every step): cos/sin = mscale·cos/sin(pos_t·θ_i) computed in the kernel, and the backward
+// reduces dθ over every row in its own workgroup per rotary pair (no tables, no second pass).
+//
 // Also the CLEX tables from a frequency vector θ: cos/sin[t, j] = mscale·cos/sin(pos_t·θ[j mod R/2]).
-import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
+import { ITEM_WG, itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
 
 /** Leading dims (all but the last) a rotary input may have on webgpu (params words are limited). */
@@ -21,7 +25,9 @@ export const MAX_INPUTS = 2;
  * Per input i (arrays indexed i·MAX_LEAD + d): SHAPE, x strides, g strides (backward); outputs are
  * dense in the input's shape with the last dim innermost, their lead dims in the memory order packed
  * in OORDER[i] (3 bits per dim: its position, 0 = outermost; the words left allow no strides array).
- * Tables are read through strides (0 where broadcast).
+ * Tables are read through strides (0 where broadcast). From frequencies, the C fields address the
+ * positions (a virtual table [T, R] with strides [1, 0]), SOFF is θ's offset and MSCALE multiplies
+ * cos and sin; the S strides are unused.
  */
 export const RO = uniformLayout({
   N: 'u32',
@@ -43,44 +49,61 @@ export const RO = uniformLayout({
   SHAPE: ['u32', MAX_INPUTS * MAX_LEAD],
   XSTR: ['u32', MAX_INPUTS * MAX_LEAD],
   GSTR: ['u32', MAX_INPUTS * MAX_LEAD],
+  MSCALE: 'f32',
 });
+
+/** Where the angles come from: cos/sin tables, or frequencies θ and positions (cos/sin computed in place). */
+export type AngleSource = 'tables' | 'frequencies';
 
 export interface RotaryVariant {
   direction: 'forward' | 'backward';
   inputs: number;
-  /** Backward only: also write dcos/dsin over GRID × R. */
-  tableGrads: boolean;
+  angles: AngleSource;
+  /** Backward only: also write the angles' gradients (dcos/dsin over GRID × R, or dθ over every row). */
+  angleGrads: boolean;
 }
 
-/** The bindings in launch order: outputs (y or dx per input, then dcos, dsin), then x (forward, or backward with table grads), g (backward), cos, sin. */
+/**
+ * The bindings in launch order: outputs (y or dx per input, then dcos, dsin or dθ), then x (forward, or
+ * backward with angle grads), g (backward), then cos, sin or positions, θ.
+ */
 function bindings(v: RotaryVariant): string[] {
   const rw = (n: string) => `var<storage, read_write> ${n}: array<f32>`;
   const ro = (n: string) => `var<storage, read> ${n}: array<f32>`;
   const each = (prefix: string) => Array.from({ length: v.inputs }, (_, i) => `${prefix}${i}`);
-  const outs = [...each('out').map(rw), ...(v.tableGrads ? [rw('dcs'), rw('dsn')] : [])];
-  const xs = v.direction === 'forward' || v.tableGrads ? each('x').map(ro) : [];
+  const grads = !v.angleGrads ? [] : v.angles === 'tables' ? [rw('dcs'), rw('dsn')] : [rw('dth')];
+  const xs = v.direction === 'forward' || v.angleGrads ? each('x').map(ro) : [];
   const gs = v.direction === 'backward' ? each('g').map(ro) : [];
-  return [...outs, ...xs, ...gs, ro('cs'), ro('sn')];
+  const angles = v.angles === 'tables' ? [ro('cs'), ro('sn')] : [ro('pos'), ro('theta')];
+  return [...each('out').map(rw), ...grads, ...xs, ...gs, ...angles];
+}
+
+/** WGSL for cos/sin at element j (p: its partner): from the tables, or the pair's cj/sj computed once per row. */
+function angleReads(v: RotaryVariant): { cj: string; sj: string; cp: string; sp: string } {
+  return v.angles === 'tables'
+    ? { cj: 'cs[co + j * cl]', sj: 'sn[so + j * sl]', cp: 'cs[co + p * cl]', sp: 'sn[so + p * sl]' }
+    : { cj: 'cj', sj: 'sj', cp: 'cj', sp: 'sj' };
 }
 
 /** The work of one input at the offsets of one row: its rotary pair (j, p) or pass-through element j. */
 function rowBody(v: RotaryVariant, i: number): string {
+  const a = angleReads(v);
   if (v.direction === 'forward') {
     return `if (rot) {
         let xj = x${i}[xo + j]; let xp = x${i}[xo + p];
-        out${i}[ob + j] = xj * cs[co + j * cl] - xp * sn[so + j * sl];
-        out${i}[ob + p] = xp * cs[co + p * cl] + xj * sn[so + p * sl];
+        out${i}[ob + j] = xj * ${a.cj} - xp * ${a.sj};
+        out${i}[ob + p] = xp * ${a.cp} + xj * ${a.sp};
       } else { out${i}[ob + j] = x${i}[xo + j]; }`;
   }
-  const tables = v.tableGrads
+  const angleGrads = v.angleGrads
     ? `
         let xj = x${i}[xo + j]; let xp = x${i}[xo + p];
         dcj += gj * xj; dcp += gp * xp; dsj -= gj * xp; dsp += gp * xj;`
     : '';
   return `if (rot) {
         let gj = g${i}[go + j]; let gp = g${i}[go + p];
-        out${i}[ob + j] = gj * cs[co + j * cl] + gp * sn[so + p * sl];
-        out${i}[ob + p] = gp * cs[co + p * cl] - gj * sn[so + j * sl];${tables}
+        out${i}[ob + j] = gj * ${a.cj} + gp * ${a.sp};
+        out${i}[ob + p] = gp * ${a.cp} - gj * ${a.sj};${angleGrads}
       } else { out${i}[ob + j] = g${i}[go + j]; }`;
 }
 
@@ -123,36 +146,87 @@ function inputLoop(v: RotaryVariant, i: number): string {
   }`;
 }
 
-export function rotarySource(v: RotaryVariant): string {
-  const accumulate = v.tableGrads;
-  return `${kernelHeader(bindings(v))}
-${itemMain(`
-  if (item >= pu(${RO.N}u)) { return; }
+/** The slot's pair (j, p = j + R/2) or pass-through element j ≥ R, from `slot`. */
+const slotPrologue = `
   let D = pu(${RO.D}u);
   let R = pu(${RO.R}u);
   let h = R / 2u;
   let lead = pu(${RO.LEAD}u);
   let par = pu(${RO.PAR}u);
   let slots = pu(${RO.SLOTS}u);
-  let slot = item % slots;
   let rot = slot < h;
   // A rotary pair (j, p = j + R/2), or a pass-through element j ≥ R.
   let j = select(R + slot - h, slot, rot);
   let p = j + h;
   let cl = pu(${RO.CLAST}u);
-  let sl = pu(${RO.SLAST}u);
-  var cell: array<u32, ${MAX_LEAD}>;
-  var rest = item / slots;
-  var gridIndex = rest;
-  for (var dd = i32(lead) - 1; dd >= 0; dd--) {
-    let e = pu(${RO.GRID}u + u32(dd));
-    cell[dd] = rest % e;
-    rest = rest / e;
+  let sl = pu(${RO.SLAST}u);`;
+
+/** The grid cell of linear index `rest` (consumed), and from frequencies the pair's cos/sin there. */
+function cellPrologue(v: RotaryVariant): string {
+  const angle =
+    v.angles === 'tables'
+      ? ''
+      : `
+    // The position's row of the virtual table: the C strides are 0 on the dims it broadcasts across.
+    var po = pu(${RO.COFF}u);
+    for (var d = 0u; d < lead; d++) { po += cell[d] * pu(${RO.CSTR}u + d); }
+    let a = pos[po] * theta[pu(${RO.SOFF}u) + select(0u, j, rot)];
+    let cj = pf(${RO.MSCALE}u) * cos(a);
+    let sj = pf(${RO.MSCALE}u) * sin(a);`;
+  return `var cell: array<u32, ${MAX_LEAD}>;
+    for (var dd = i32(lead) - 1; dd >= 0; dd--) {
+      let e = pu(${RO.GRID}u + u32(dd));
+      cell[dd] = rest % e;
+      rest = rest / e;
+    }${angle}`;
+}
+
+const inputLoops = (v: RotaryVariant) => Array.from({ length: v.inputs }, (_, i) => inputLoop(v, i)).join('\n  ');
+
+/**
+ * One invocation per grid cell × slot; with table gradients it writes the cell's dcos/dsin (summed over
+ * the looped dims). From frequencies with dθ, a workgroup per slot instead: its invocations stride over
+ * the cells and sum the rows' contributions pos·(cos·dsin − sin·dcos) in workgroup memory.
+ */
+export function rotarySource(v: RotaryVariant): string {
+  const accumulators = 'var dcj = 0.0; var dcp = 0.0; var dsj = 0.0; var dsp = 0.0;';
+  if (v.angles === 'frequencies' && v.angleGrads) {
+    return `${kernelHeader(bindings(v))}
+var<workgroup> red: array<f32, ${ITEM_WG}>;
+@compute @workgroup_size(${ITEM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let slot = wid.x;
+  ${slotPrologue}
+  let cells = pu(${RO.N}u) / slots;
+  var acc = 0.0;
+  for (var c0 = lid; c0 < cells; c0 += ${ITEM_WG}u) {
+    var rest = c0;
+    ${cellPrologue(v)}
+    ${accumulators}
+    ${inputLoops(v)}
+    acc += pos[po] * (cj * (dsj + dsp) - sj * (dcj + dcp));
   }
-  ${accumulate ? 'var dcj = 0.0; var dcp = 0.0; var dsj = 0.0; var dsp = 0.0;' : ''}
-  ${Array.from({ length: v.inputs }, (_, i) => inputLoop(v, i)).join('\n  ')}
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${ITEM_WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u && rot) { dth[j] = red[0]; }
+}`;
+  }
+  const tableGrads = v.angles === 'tables' && v.angleGrads;
+  return `${kernelHeader(bindings(v))}
+${itemMain(`
+  if (item >= pu(${RO.N}u)) { return; }
+  let slot = item % pu(${RO.SLOTS}u);
+  ${slotPrologue}
+  var rest = item / slots;
+  let gridIndex = rest;
+  ${cellPrologue(v)}
+  ${tableGrads ? accumulators : ''}
+  ${inputLoops(v)}
   ${
-    accumulate
+    tableGrads
       ? `if (rot) {
     dcs[gridIndex * R + j] = dcj; dcs[gridIndex * R + p] = dcp;
     dsn[gridIndex * R + j] = dsj; dsn[gridIndex * R + p] = dsp;
