@@ -169,6 +169,7 @@ export function tune(
   Promise.all(timings.map((runs) => Promise.all(runs as Promise<number>[]))).then(
     (ms) => {
       inFlight.delete(key);
+      if (ms.flat().some(Number.isNaN)) return; // a candidate's work left the timed pass: keep the heuristics
       const median = ms.map((runs) => [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)] / RUNS_PER_PASS);
       const fastest = median.indexOf(Math.min(...median));
       const kept = candidates.indexOf(heuristic);

@@ -7,7 +7,7 @@ import { mayTune, shapeBucket, tune, tunedChoice } from './autotune.js';
 import { record } from './autograd.js';
 import type { DeviceName } from './backend.js';
 import { config, onConfigure } from './config.js';
-import { gpuRuntime } from './device.js';
+import { gpuBackend, gpuRuntime } from './device.js';
 import type { DType } from './dtype.js';
 import { OpError } from './shape.js';
 import type { Tensor } from './tensor.js';
@@ -258,9 +258,17 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
   const { variant, tuneAmong } = pickVariant(kernel, args);
   if (tuneAmong) {
     const byName = new Map(tuneAmong.map((v) => [v.name, v]));
-    tune(gpuRuntime()!, kernel.name, shapeBucket(args as object), [...byName.keys()], variant.name, (name) =>
-      byName.get(name)!.run(args),
-    );
+    // Elementwise work a variant does must run inside its timed pass, not be deferred by fusion.
+    const fuser = gpuBackend()!.fuser;
+    const fusing = fuser.enabled;
+    fuser.enabled = false;
+    try {
+      tune(gpuRuntime()!, kernel.name, shapeBucket(args as object), [...byName.keys()], variant.name, (name) =>
+        byName.get(name)!.run(args),
+      );
+    } finally {
+      fuser.enabled = fusing;
+    }
   }
   const key = `${kernel.name}:${variant.name}`;
   variantRuns.set(key, (variantRuns.get(key) ?? 0) + 1);

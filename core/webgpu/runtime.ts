@@ -316,7 +316,8 @@ export class GpuRuntime {
   /**
    * Records what `run` dispatches in a compute pass of its own between two GPU timestamps, submits, and
    * resolves to that pass's GPU time in ms once the GPU has run it, without blocking; null without the
-   * 'timestamp-query' feature (autotuning times its candidates this way).
+   * 'timestamp-query' feature (autotuning times its candidates this way). NaN when `run` could not stay
+   * in one pass (a buffer copy ends it): such work cannot be timed this way.
    */
   timePass(run: () => void): Promise<number> | null {
     if (!this.device.features.has('timestamp-query')) return null;
@@ -324,10 +325,12 @@ export class GpuRuntime {
     this.encoder ??= this.device.createCommandEncoder();
     this.pass?.end();
     const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
-    this.pass = this.encoder.beginComputePass({
+    const timed = this.encoder.beginComputePass({
       timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
     });
+    this.pass = timed;
     run();
+    const split = this.pass !== timed;
     this.pass?.end();
     this.pass = null;
     const usage = GPUBufferUsage;
@@ -343,7 +346,7 @@ export class GpuRuntime {
         const [start, end] = new BigInt64Array(readback.getMappedRange());
         readback.unmap();
         release();
-        return Math.max(0, Number(end - start) / 1e6);
+        return split ? NaN : Math.max(0, Number(end - start) / 1e6);
       },
       (e: unknown) => {
         release();
