@@ -9,7 +9,7 @@ import { AUTOTUNE_CACHE_VERSION, resetAutotune, shapeBucket, tunedChoices } from
 import { withConfig } from '../core/config.js';
 import { gpuBackend, gpuRuntime } from '../core/device.js';
 import { chooseVariant, registeredKernels } from '../core/op.js';
-import { functional as F, manualSeed, randn, tensor } from '../index.js';
+import { cat, functional as F, grad, manualSeed, randn, split, tensor, type Tensor } from '../index.js';
 
 const cacheFile = (dir: string) => join(dir, `autotune-v${AUTOTUNE_CACHE_VERSION}.json`);
 /** Lets the timestamp readbacks resolve and the cache write run. */
@@ -68,6 +68,36 @@ describe.runIf(gpuBackend()?.rt.info.features.includes('timestamp-query'))('auto
       expect(chooseVariant(registeredKernels().get('softmaxRows')!, args as never).name).toBe(choice.variant),
     );
     expect(Object.keys(saved.adapters[Object.keys(saved.adapters)[0]])).toContain(key);
+  });
+
+  it('a tuning run gives exactly the heuristics’ gradients, and a tuned run the same within tolerance', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dawngrad-tune-'));
+    vi.spyOn(console, 'log').mockImplementation(() => {});
+    manualSeed(3);
+    const inputs = [[64, 96], [96], [96], [64, 96], [1, 2, 70, 16], [1, 2, 70, 16], [1, 2, 70, 16], [40, 33]].map((s) =>
+      randn(s),
+    );
+    // Norms (forward and backward, with a residual), attention, matmul, cat/split, softmax rows.
+    const f = (x: Tensor, w: Tensor, b: Tensor, r: Tensor, q: Tensor, k: Tensor, v: Tensor, t: Tensor) => {
+      const { sum, normed } = F.addLayerNorm(x, r, w, b);
+      const y = F.rmsNorm(normed.add(sum), w);
+      const a = F.scaledDotProductAttention(q, k, v, { causal: true });
+      const m = t.matmul(t.transpose(0, 1));
+      const [u, z] = split(cat([m, m.square()], 1), [40, 40], 1);
+      return y.square().sum().add(a.square().sum()).add(F.logSoftmax(u).sum()).add(z.mean());
+    };
+    const gradients = () => Promise.all(grad(f as (...xs: Tensor[]) => Tensor, inputs).map((g) => g.data()));
+    const heuristic = await withConfig({ autotune: 'off' }, gradients);
+    const tuning = await withConfig({ autotune: 'on', cacheDir: dir }, gradients);
+    await settle();
+    const tuned = await withConfig({ autotune: 'on', cacheDir: dir }, gradients);
+    vi.restoreAllMocks();
+    expect(tuning.map((g) => Array.from(g))).toEqual(heuristic.map((g) => Array.from(g)));
+    tuned.forEach((g, i) =>
+      g.forEach((value, j) =>
+        expect(Math.abs(value - heuristic[i][j])).toBeLessThanOrEqual(1e-4 + 1e-3 * Math.abs(heuristic[i][j])),
+      ),
+    );
   });
 
   it("with autotune 'off' nothing is timed or written", async () => {
