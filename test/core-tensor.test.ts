@@ -1,4 +1,6 @@
 // Tensor basics: creation, seeding, views without copies, zero-size dims, dtypes, devices, scopes.
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   arange,
@@ -194,9 +196,20 @@ describe.each(devices)('tensors on %s', (device) => {
   });
 });
 
+/**
+ * Live tensors once the garbage collector has freed what earlier tests left unreachable: otherwise it may
+ * do so during an await below and change the count (it did, once, in CI).
+ */
+async function settledLiveTensors(): Promise<number> {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  return memory().liveTensors;
+}
+
 describe('scopes', () => {
   it('dispose everything created inside except returned tensors (sync and async)', async () => {
-    const before = memory().liveTensors;
+    const before = await settledLiveTensors();
     const kept = scope(() => {
       ones([4]).add(1);
       return { a: ones([2]).mul(3), list: [zeros([1])] };
