@@ -33,41 +33,56 @@ interface CacheFile {
 
 /** A shape bucket of a kernel's arguments: tensor shapes and integer sizes rounded up to powers of two, flags as they are. */
 export function shapeBucket(args: object): string {
-  const round = (n: number) => (n <= 2 ? n : 2 ** Math.ceil(Math.log2(n)));
-  const part = (v: unknown): string | null => {
-    if (v === null || v === undefined) return '-';
-    if (typeof v === 'number') return Number.isInteger(v) ? String(round(v)) : null;
-    if (typeof v === 'string' || typeof v === 'boolean') return String(v);
-    if (Array.isArray(v)) return v.every((x) => typeof x === 'number') ? `#${round(v.length)}` : null;
-    if (typeof v === 'object' && 'shape' in v && 'storage' in v) {
-      const t = v as { shape: readonly number[]; dtype?: string };
-      return `${t.dtype ?? ''}[${t.shape.map(round).join(',')}]`;
-    }
-    return null;
-  };
-  return Object.entries(args)
-    .map(([k, v]) => [k, part(v)] as const)
-    .filter(([, p]) => p !== null)
-    .map(([k, p]) => `${k}=${p}`)
-    .join(' ');
+  // Built with plain loops: it runs on every dispatch of a kernel that several variants fit.
+  let out = '';
+  for (const k in args) {
+    const part = bucketPart((args as Record<string, unknown>)[k]);
+    if (part !== null) out += `${out ? ' ' : ''}${k}=${part}`;
+  }
+  return out;
 }
 
+const roundUp = (n: number) =>
+  n <= 2 ? n : n < 2 ** 31 ? 2 ** (32 - Math.clz32(n - 1)) : 2 ** Math.ceil(Math.log2(n));
+
+function bucketPart(v: unknown): string | null {
+  if (v === null || v === undefined) return '-';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(roundUp(v)) : null;
+  if (typeof v === 'string' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return v.every((x) => typeof x === 'number') ? `#${roundUp(v.length)}` : null;
+  if (typeof v === 'object' && 'shape' in v && 'storage' in v) {
+    const { shape, dtype } = v as { shape: readonly number[]; dtype?: string };
+    let dims = '';
+    for (let i = 0; i < shape.length; i++) dims += `${i ? ',' : ''}${roundUp(shape[i])}`;
+    return `${dtype ?? ''}[${dims}]`;
+  }
+  return null;
+}
+
+let cacheDir = '';
 let cachePath = '';
 let file: CacheFile | null = null;
+const adapterKeys = new WeakMap<GpuRuntime, string>();
 let announced = false;
 let writeScheduled = false;
 const tunedPerKernel = new Map<string, number>();
 const inFlight = new Set<string>();
 
 function adapterKey(rt: GpuRuntime): string {
-  const i = rt.info;
-  return `${i.vendor}|${i.architecture}|${i.adapter}`;
+  let key = adapterKeys.get(rt);
+  if (key === undefined) {
+    const i = rt.info;
+    key = `${i.vendor}|${i.architecture}|${i.adapter}`;
+    adapterKeys.set(rt, key);
+  }
+  return key;
 }
 
 /** The cache for config().cacheDir, read once (a corrupt or older file starts empty, with a warning). */
 function cache(): CacheFile {
-  const path = join(config().cacheDir, `autotune-v${AUTOTUNE_CACHE_VERSION}.json`);
-  if (file && cachePath === path) return file;
+  if (file && cacheDir === config().cacheDir) return file;
+  cacheDir = config().cacheDir;
+  const path = join(cacheDir, `autotune-v${AUTOTUNE_CACHE_VERSION}.json`);
   cachePath = path;
   file = { version: AUTOTUNE_CACHE_VERSION, adapters: {} };
   let text: string;
@@ -186,6 +201,7 @@ export function tune(
 /** Forgets the in-memory cache (tests switch cacheDir). */
 export function resetAutotune(): void {
   file = null;
+  cacheDir = '';
   cachePath = '';
   announced = false;
   tunedPerKernel.clear();

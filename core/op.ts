@@ -73,16 +73,18 @@ export interface OpSpec<Args extends unknown[], Info, R = Tensor> {
   readonly check: (...args: Args) => void;
   /** Runs the kernels (dispatch) on checked arguments. */
   readonly forward: (...args: Args) => Forward<Info, R>;
-  /**
-   * Gradient per input from the output's gradient, the saved tensors and the forward's info; null when
-   * the op is not differentiable, or records its own node (ops with several outputs use recordJoint).
-   */
+  /** Gradient per input from the output's gradient, the saved tensors and the forward's info; null when the op is not differentiable. */
   readonly backward: ((g: Tensor, saved: readonly Tensor[], info: Info) => readonly (Tensor | null)[]) | null;
   readonly kernels: readonly Kernel<never>[];
   readonly tolerance: OpTolerance;
 }
 
-export type OpRecord = OpSpec<never[], unknown>;
+/** What the registry keeps of every op (tests and CONTRIBUTING.md's table read it). */
+export interface OpRecord {
+  readonly name: string;
+  readonly kernels: readonly Kernel<never>[];
+  readonly tolerance: OpTolerance;
+}
 
 const OPS = new Map<string, OpRecord>();
 const KERNELS = new Map<string, Kernel<never>>();
@@ -100,10 +102,10 @@ export function defineKernel<A>(kernel: Kernel<A>): Kernel<A> {
   return kernel;
 }
 
-function registerOp(spec: { readonly name: string; readonly kernels: readonly Kernel<never>[] }): void {
-  if (OPS.has(spec.name)) throw new Error(`op '${spec.name}' is declared twice`);
-  OPS.set(spec.name, spec as unknown as OpRecord);
-  spec.kernels.forEach(register);
+function registerOp({ name, kernels, tolerance }: OpRecord): void {
+  if (OPS.has(name)) throw new Error(`op '${name}' is declared twice`);
+  OPS.set(name, { name, kernels, tolerance });
+  kernels.forEach(register);
 }
 
 /**
@@ -207,8 +209,11 @@ export function chooseVariant<A>(kernel: Kernel<A>, args: A): Variant<A> {
   return pickVariant(kernel, args).variant;
 }
 
-/** chooseVariant, and the candidates to time when this bucket has no measurement yet. */
-function pickVariant<A>(kernel: Kernel<A>, args: A): { variant: Variant<A>; tuneAmong: Variant<A>[] | null } {
+/** chooseVariant, and the candidates to time (with the bucket) when this bucket has no measurement yet. */
+function pickVariant<A>(
+  kernel: Kernel<A>,
+  args: A,
+): { variant: Variant<A>; tuning: { candidates: Variant<A>[]; bucket: string } | null } {
   checkForcedVariants();
   const hw = hardware();
   const forced = config().variants[kernel.family];
@@ -220,7 +225,7 @@ function pickVariant<A>(kernel: Kernel<A>, args: A): { variant: Variant<A>; tune
         kernel.name,
         `the forced variant '${forced}' (family '${kernel.family}') does not fit these arguments on this adapter${typeof fit === 'string' ? ` (${fit})` : ''}; unset it or pick another of ${kernel.webgpu.map((v) => v.name).join(', ')}`,
       );
-    return { variant: own, tuneAmong: null };
+    return { variant: own, tuning: null };
   }
   const verdicts = kernel.webgpu.map((v) => ({ v, fit: v.fits ? v.fits(args, hw) : true }));
   const fitting = verdicts.filter((d) => d.fit === true).map((d) => d.v);
@@ -233,7 +238,7 @@ function pickVariant<A>(kernel: Kernel<A>, args: A): { variant: Variant<A>; tune
     );
   }
   const rt = gpuRuntime();
-  if (config().autotune === 'off' || fitting.length < 2 || !rt) return { variant: pick, tuneAmong: null };
+  if (config().autotune === 'off' || fitting.length < 2 || !rt) return { variant: pick, tuning: null };
   const bucket = shapeBucket(args as object);
   const tuned = tunedChoice(
     rt,
@@ -241,8 +246,8 @@ function pickVariant<A>(kernel: Kernel<A>, args: A): { variant: Variant<A>; tune
     bucket,
     fitting.map((v) => v.name),
   );
-  if (tuned) return { variant: fitting.find((v) => v.name === tuned.variant)!, tuneAmong: null };
-  return { variant: pick, tuneAmong: mayTune(kernel.name, bucket) ? fitting : null };
+  if (tuned) return { variant: fitting.find((v) => v.name === tuned.variant)!, tuning: null };
+  return { variant: pick, tuning: mayTune(kernel.name, bucket) ? { candidates: fitting, bucket } : null };
 }
 
 const variantRuns = new Map<string, number>();
@@ -255,15 +260,15 @@ export function variantUsage(): ReadonlyMap<string, number> {
 /** Runs a kernel on `device`: the float64 reference on cpu, the chosen variant on webgpu. */
 export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): void {
   if (device === 'cpu') return kernel.cpu(args);
-  const { variant, tuneAmong } = pickVariant(kernel, args);
-  if (tuneAmong) {
-    const byName = new Map(tuneAmong.map((v) => [v.name, v]));
+  const { variant, tuning } = pickVariant(kernel, args);
+  if (tuning) {
+    const byName = new Map(tuning.candidates.map((v) => [v.name, v]));
     // Elementwise work a variant does must run inside its timed pass, not be deferred by fusion.
     const fuser = gpuBackend()!.fuser;
     const fusing = fuser.enabled;
     fuser.enabled = false;
     try {
-      tune(gpuRuntime()!, kernel.name, shapeBucket(args as object), [...byName.keys()], variant.name, (name) =>
+      tune(gpuRuntime()!, kernel.name, tuning.bucket, [...byName.keys()], variant.name, (name) =>
         byName.get(name)!.run(args),
       );
     } finally {
