@@ -157,9 +157,16 @@ export function registeredKernels(): ReadonlyMap<string, Kernel<never>> {
   return KERNELS;
 }
 
-/** The adapter as the variant choices see it. */
+let hardwareSeen: { rt: ReturnType<typeof gpuRuntime>; hw: Hardware } | null = null;
+
+/** The adapter as the variant choices see it (kept until the runtime or the settings change: every dispatch asks). */
 export function hardware(): Hardware {
   const rt = gpuRuntime();
+  if (hardwareSeen?.rt !== rt) hardwareSeen = { rt, hw: describeHardware(rt) };
+  return hardwareSeen.hw;
+}
+
+function describeHardware(rt: ReturnType<typeof gpuRuntime>): Hardware {
   const limits = rt?.info.limits;
   return {
     software: rt ? rt.isSoftware : config().profile !== 'hardware',
@@ -173,6 +180,7 @@ export function hardware(): Hardware {
 let forcedChecked = false;
 onConfigure(() => {
   forcedChecked = false;
+  hardwareSeen = null; // the profile decides `software`
 });
 
 /** config().variants names only families and variants that exist (checked at the first dispatch, once all ops are loaded). */

@@ -5,7 +5,7 @@
 // - the fixed-step rk4 solve and its discrete adjoint, the float64 cpu kernels of the fused solve (solve.ts).
 // The backward rules are first-order only (enough for backprop through a solver and for the adjoint).
 import { defineOp } from '../../core/op.js';
-import { getBackend } from '../../core/device.js';
+import { readNow } from '../../core/device.js';
 import type { TypedArray } from '../../core/dtype.js';
 import { OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -116,15 +116,8 @@ function evaluationVjp(
 }
 
 /** Host values of a tensor (the whole view, contiguous); only backends whose memory the host holds have them. */
-function hostValues(op: string, name: string, t: Tensor): TypedArray {
-  const readSync = getBackend(t.device).readSync;
-  if (!readSync)
-    throw new OpError(
-      op,
-      `${name} must be where the host can read it synchronously (the cpu backend), got a tensor on ${t.device}; move it with await x.toAsync('cpu')`,
-    );
-  return readSync.call(getBackend(t.device), t);
-}
+const hostValues = (op: string, name: string, t: Tensor): TypedArray =>
+  readNow(op, t, `${name} must be on the cpu backend; move it with await x.toAsync('cpu')`);
 
 /**
  * f(t, z) for a row z [1, n] with W_up [n, m], W_down [m, n] and the NTK terms at t, on the host

@@ -24,7 +24,7 @@
 // needed. The check costs one small readback per forward; generate() pins the cache for its duration.
 import type { DeviceName } from '../../core/backend.js';
 import { isGradEnabled, noGrad, record } from '../../core/autograd.js';
-import { getBackend } from '../../core/device.js';
+import { copiesSync, getDefaultDevice, readsSync } from '../../core/device.js';
 import type { DType } from '../../core/dtype.js';
 import { nextUniform } from '../../core/rng.js';
 import { scope } from '../../core/scope.js';
@@ -71,7 +71,7 @@ export class ODELinear extends Module<[], never> {
     opts: { device?: DeviceName; dtype?: DType },
   ) {
     super();
-    const device = opts.device ?? 'webgpu';
+    const device = opts.device ?? getDefaultDevice();
     const dtype = opts.dtype ?? 'float32';
     const hidden = factor * dim;
     const bound = 1 / Math.sqrt(hidden);
@@ -135,7 +135,7 @@ async function transfer(x: Tensor, device: DeviceName, dtype: DType): Promise<Te
       if (r !== c && c !== g) c.dispose();
       return [r];
     };
-    return getBackend(g.device).readSync ? cast(g.to(x.device)) : g.toAsync(x.device).then(cast);
+    return copiesSync(g.device, x.device) ? cast(g.to(x.device)) : g.toAsync(x.device).then(cast);
   });
 }
 
@@ -153,8 +153,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
   readonly scaling: Required<RopeScaling>;
   /** log θ_orig_i = −(2i/d)·ln b. */
   readonly logFreqOrig: Float64Array;
-  /** 2i/(d − 2): how strongly each frequency bends with ln α. */
-  private readonly bend: Float64Array;
   /** Cached z(t) rows for t = 1..max_factor, valid for `snapshot`. */
   private grid: Float64Array[] | null = null;
   private snapshot: Float64Array | null = null;
@@ -181,7 +179,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     this.proj_func = this.module('proj_func', new ODELinear(d, opts.scaling.param_factor, opts.scaling.act, opts));
     const half = d / 2;
     this.logFreqOrig = Float64Array.from({ length: half }, (_, i) => ((-2 * i) / d) * Math.log(this.base));
-    this.bend = Float64Array.from({ length: half }, (_, i) => (2 * i) / (d - 2));
   }
 
   /** θ(t) for training/gradients; same as frequencies(t). */
@@ -223,12 +220,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     return ntkTerms(this.dim / 2, Math.log(NTK_REFERENCE_BASE), t);
   }
 
-  /** The NTK-aware (α = 2t − 1) log frequencies with the model's base: z(t) when W_down = 0. */
-  ntkLogFrequencies(t: number): Float64Array {
-    const la = Math.log(Math.max(2 * t - 1, 1));
-    return this.logFreqOrig.map((z, i) => z - this.bend[i] * la);
-  }
-
   /** dz/dt for the general solver with the given host-readable weights, one fused op per evaluation. */
   private dynamics(up: Tensor, down: Tensor): (t: number | Tensor, z: Tensor) => Tensor {
     return (t, z) => {
@@ -243,7 +234,7 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
    * general solver runs instead: its adaptive steps and adjoint read values, which cost nothing there.
    */
   get solvesOnDevice(): boolean {
-    return this.scaling.ode_device === 'device' && !getBackend(this.proj_func.ode_up_proj.device).readSync;
+    return this.scaling.ode_device === 'device' && !readsSync(this.proj_func.ode_up_proj.device);
   }
 
   private solveSpec(): ClexSolveSpec {
@@ -353,12 +344,6 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     this.snapshot = values;
     this.version++;
     return this.version;
-  }
-
-  /** Forgets the cache (the next cached() solves again). */
-  invalidate(): void {
-    this.grid = null;
-    this.snapshot = null;
   }
 
   /** Runs fn with the cache trusted as is (no parameter read per call); for decoding loops. Device solves use no cache. */

@@ -97,13 +97,20 @@ function matmulVariant(
   plan: (args: MatmulArgs) => MatmulPlan,
   prefer?: (args: MatmulArgs, hw: Hardware) => boolean,
 ): Variant<MatmulArgs> {
+  // fits and run of one dispatch share its plan (the args object is made per dispatch).
+  const plans = new WeakMap<MatmulArgs, MatmulPlan>();
+  const planOf = (args: MatmulArgs) => {
+    let p = plans.get(args);
+    if (!p) plans.set(args, (p = plan(args)));
+    return p;
+  };
   return {
     name,
     fits: (args, hw) =>
-      args.out.shape.length <= MAX_RANK && plan(args).groups.every((g) => g <= hw.maxWorkgroupsPerDimension),
+      args.out.shape.length <= MAX_RANK && planOf(args).groups.every((g) => g <= hw.maxWorkgroupsPerDimension),
     prefer,
     run: (args) => {
-      const { key, source, groups } = plan(args);
+      const { key, source, groups } = planOf(args);
       launch('matmul', key, source, matmulParams(args), [args.out, args.a, args.b], groups);
     },
   };

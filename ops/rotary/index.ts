@@ -295,8 +295,8 @@ const kernelsOf = (source: AngleSource) => [
 /**
  * One rotary pass over `xs`, each output dense in the memory order of `layouts[i]` (the op's input,
  * so its gradient flows back through the input's view without a copy): 'forward' rotates xs;
- * 'backward' rotates the gradients `gs` back and, when `tables` is set, also returns dcos/dsin over
- * the plan's grid × R (summed over the looped dims).
+ * 'backward' rotates the gradients `gs` back and, with `withGrads`, also returns the angles' gradients
+ * (AngleGrads: dcos/dsin over the plan's grid × R, or dθ).
  */
 function rotate(
   direction: 'forward' | 'backward',
