@@ -5,7 +5,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
 import { memory, noGrad, optim, scope, tensor, testing, type Tensor } from '../index.js';
-import { fuzzMismatch, fuzzProgram, runFuzzProgram, type FuzzOp, type FuzzProgram } from '../testing/fuzz.js';
+import {
+  fuzzMismatch,
+  fuzzProgram,
+  POINTWISE_FUZZ_OPS,
+  runFuzzProgram,
+  type FuzzOp,
+  type FuzzProgram,
+} from '../testing/fuzz.js';
 import { ids, tinyModel } from './models-helpers.js';
 
 const backend = gpuBackend();
@@ -30,23 +37,7 @@ async function dispatchesOf(fn: () => Promise<unknown>): Promise<number> {
 
 /** The elementwise and view steps of the fuzz programs: long chains of them exercise composition through views. */
 const ELEMENTWISE_AND_VIEWS: FuzzOp[] = [
-  'exp',
-  'log',
-  'sqrt',
-  'tanh',
-  'sigmoid',
-  'sin',
-  'neg',
-  'softplus',
-  'square',
-  'gelu',
-  'silu',
-  'pow',
-  'reciprocal',
-  'add',
-  'sub',
-  'mul',
-  'div',
+  ...POINTWISE_FUZZ_OPS,
   'transpose',
   'flatten',
   'unsqueeze',

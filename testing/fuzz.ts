@@ -14,8 +14,8 @@ import { cat } from '../ops/movement.js';
 import * as F from '../ops/functional.js';
 import { scope } from '../core/scope.js';
 
-/** Every op a program may use. Domains are kept smooth (no kinks, no ties) so f32 and f64 agree. */
-export const FUZZ_OPS = [
+/** The elementwise steps: they apply at any rank, 0-d included. */
+export const POINTWISE_FUZZ_OPS = [
   'exp',
   'log',
   'sqrt',
@@ -33,6 +33,11 @@ export const FUZZ_OPS = [
   'sub',
   'mul',
   'div',
+] as const;
+
+/** Every op a program may use. Domains are kept smooth (no kinks, no ties) so f32 and f64 agree. */
+export const FUZZ_OPS = [
+  ...POINTWISE_FUZZ_OPS,
   'sum',
   'mean',
   'var',
@@ -132,27 +137,7 @@ export async function runFuzzProgram(p: FuzzProgram, device: DeviceName): Promis
 }
 
 /** Ops that apply to a 0-d tensor (the rest need an axis). */
-const RANK0_OPS = new Set<FuzzOp>([
-  'exp',
-  'log',
-  'sqrt',
-  'tanh',
-  'sigmoid',
-  'sin',
-  'neg',
-  'softplus',
-  'square',
-  'gelu',
-  'silu',
-  'pow',
-  'reciprocal',
-  'add',
-  'sub',
-  'mul',
-  'div',
-  'unsqueeze',
-  'expand',
-]);
+const RANK0_OPS = new Set<FuzzOp>([...POINTWISE_FUZZ_OPS, 'unsqueeze', 'expand']);
 
 /** One step, or null when it does not apply at this rank/shape. */
 function applyStep(x: Tensor, { op, seed }: FuzzStep, input: (shape: number[], seed: number) => Tensor): Tensor | null {
