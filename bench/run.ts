@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
-import { deviceInfo } from '../index.js';
+import { configure, deviceInfo } from '../index.js';
 import { clexRow, decoderRow, formatClexRow, formatDecoderRow, type ClexRow, type DecoderRow } from './decoder-rows.js';
 import { describeShape, LARGE_DECODER, LOSS_EVERY, MAIN_JOB_DECODER } from './decoder.js';
 import { formatOpRow, opRows, type OpRow } from './ops.js';
@@ -51,6 +51,8 @@ const large = process.env.BENCH_SIZE === 'large';
 const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
 const selected = (name: string) => !only || only.test(name);
 
+// The bench measures what autotuning gives (its op rows also time the heuristics, alternately).
+configure({ autotune: 'on' });
 const tf = await bootTfjs();
 const loadBefore = loadavg();
 console.log(`adapter: ${JSON.stringify(deviceInfo())}\nload average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);

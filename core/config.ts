@@ -24,7 +24,9 @@ export interface Config {
   variants: Readonly<Record<string, string>>;
   /**
    * 'on': a kernel with several variants that fit times them on its first use per shape bucket and keeps
-   * the fastest (cached per adapter in cacheDir); 'off': the built-in heuristics.
+   * the fastest (cached per adapter in cacheDir); 'off' (default): the built-in heuristics. Off by
+   * default because which variant runs then depends on timings, so the same seed can give results that
+   * differ in the last bits between runs (as with PyTorch's cudnn.benchmark).
    */
   autotune: 'on' | 'off';
   /** Where the autotune cache lives: $XDG_CACHE_HOME/dawngrad, else ~/.cache/dawngrad. */
@@ -52,7 +54,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   backend: null,
   profile: 'auto',
   variants: Object.freeze({}),
-  autotune: 'on',
+  autotune: 'off',
   cacheDir: defaultCacheDir(process.env),
   normChunkRows: null,
   fusion: null,

@@ -15,7 +15,7 @@ import type { OpRow } from '../bench/ops.js';
 import { tunedChoices } from '../core/autotune.js';
 import { gpuRuntime } from '../core/device.js';
 import { hardware, variantUsage } from '../core/op.js';
-import { config, deviceInfo, emptyCache, manualSeed, memory, resetPeak } from '../index.js';
+import { config, configure, deviceInfo, emptyCache, manualSeed, memory, resetPeak } from '../index.js';
 
 const USAGE = 'usage: npm run gpu-report [-- --out DIR] [--smoke] [--skip-tests] [--skip-bench]';
 
@@ -69,6 +69,8 @@ const SIZES: readonly TrainingSize[] = [
 const SMOKE_SIZES: readonly TrainingSize[] = [{ ...SIZES[0], blocks: 1 }];
 
 const opts = parseArgs(process.argv.slice(2));
+// The report is where the autotuner's choices on a GPU are seen.
+configure({ autotune: 'on' });
 const started = performance.now();
 const seconds = (since: number) => Math.round((performance.now() - since) / 100) / 10;
 
