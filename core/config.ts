@@ -41,6 +41,11 @@ export interface Config {
   gcThresholdMB: number | null;
   /** Hides the note printed when the garbage collector frees tensors that were never disposed. */
   silenceLeaks: boolean;
+  /**
+   * Optional WebGPU features dawngrad must not use even where the adapter has them ('shader-f16',
+   * 'subgroups', 'timestamp-query'): to test or compare the paths an adapter without them takes.
+   */
+  disableFeatures: readonly string[];
 }
 
 /** The XDG cache directory for dawngrad (the platform convention on Linux; ~/.cache elsewhere too). */
@@ -61,6 +66,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   poolLimitMB: 1024,
   gcThresholdMB: null,
   silenceLeaks: false,
+  disableFeatures: Object.freeze([]),
 });
 
 type Key = keyof Config;
@@ -115,6 +121,21 @@ const variantMap = {
     typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((s) => typeof s === 'string'),
 };
 
+/** The optional WebGPU features dawngrad uses when the adapter has them. */
+export const OPTIONAL_FEATURES = ['subgroups', 'timestamp-query', 'shader-f16'] as const;
+const featureList = {
+  valid: `a comma-separated list of ${OPTIONAL_FEATURES.map((f) => `'${f}'`).join(', ')} (empty: none)`,
+  parse: (raw: string) => {
+    const names = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    return names.every((n) => (OPTIONAL_FEATURES as readonly string[]).includes(n)) ? names : undefined;
+  },
+  check: (v: unknown): v is readonly string[] =>
+    Array.isArray(v) && v.every((n) => (OPTIONAL_FEATURES as readonly string[]).includes(n)),
+};
+
 const SETTINGS: { readonly [K in Key]: Setting<K> } = {
   device: { env: 'DAWNGRAD_DEVICE', ...oneOf(['webgpu', 'cpu'] as const) },
   adapter: { env: 'DAWNGRAD_ADAPTER', ...nameOrNull },
@@ -136,6 +157,7 @@ const SETTINGS: { readonly [K in Key]: Setting<K> } = {
   poolLimitMB: { env: 'DAWNGRAD_POOL_LIMIT_MB', ...number(0, false, false) },
   gcThresholdMB: { env: 'DAWNGRAD_GC_THRESHOLD_MB', ...number(0, false, true) },
   silenceLeaks: { env: 'DAWNGRAD_SILENCE_LEAKS', ...flag },
+  disableFeatures: { env: 'DAWNGRAD_DISABLE_FEATURES', ...featureList },
 };
 
 /** Variables of earlier releases, with what replaced them. */

@@ -1,7 +1,8 @@
-// Plain-JS reference backend. Computes in float64 (float32 storages round on store).
+// Plain-JS reference backend. Computes in float64; float32 storages round on store, float16 ones after
+// each op (roundFloat16View).
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from './backend.js';
 import { COPY_KERNEL, isScalarOperand } from './backend.js';
-import { bytesPerElement, typedArrayFor, type DType, type TypedArray } from './dtype.js';
+import { bytesPerElement, roundToFloat16, typedArrayFor, type DType, type TypedArray } from './dtype.js';
 import { contiguousStrides, numel } from './shape.js';
 import { trackAlloc, trackFree } from './stats.js';
 
@@ -48,6 +49,17 @@ export function cpuDataOf(x: { readonly storage: Storage }): TypedArray {
   return (x.storage as CpuStorage).data;
 }
 
+/**
+ * Rounds the elements a float16 view spans to float16 (a no-op for other dtypes): float16 values live in
+ * a Float32Array on cpu, so every write to one ends here, as the device rounds when it stores.
+ */
+export function roundFloat16View(view: View): void {
+  if (view.dtype !== 'float16' || view.storage.device !== 'cpu' || numel(view.shape) === 0) return;
+  let end = view.offset + 1;
+  view.shape.forEach((d, i) => (end += (d - 1) * Math.max(view.strides[i], 0)));
+  roundToFloat16(cpuDataOf(view), view.offset, end);
+}
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
 
@@ -60,6 +72,7 @@ export class CpuBackend implements Backend {
   upload(dtype: DType, values: ArrayLike<number>): CpuStorage {
     const s = this.alloc(dtype, values.length);
     s.data.set(values as ArrayLike<number>);
+    if (dtype === 'float16') roundToFloat16(s.data);
     return s;
   }
 
@@ -84,6 +97,11 @@ export class CpuBackend implements Backend {
   }
 
   elementwise(def: ElementwiseDef, operands: Operand[], out: View): void {
+    this.computeInto(def, operands, out);
+    roundFloat16View(out);
+  }
+
+  private computeInto(def: ElementwiseDef, operands: Operand[], out: View): void {
     if (def.js === COPY_KERNEL.js && this.copyDense(operands[0], out)) return;
     const views = operands.filter((o): o is View => !isScalarOperand(o));
     const srcs = views.map(cpuDataOf);
@@ -156,6 +174,7 @@ export class CpuBackend implements Backend {
       });
       dst[out.offset + i++] = kind === 'argmax' || kind === 'argmin' ? best : acc;
     });
+    roundFloat16View(out);
   }
 
   gather(input: View, axis: number, index: View, out: View): void {
@@ -187,6 +206,7 @@ export class CpuBackend implements Backend {
         dst[oo + idx[xo] * out.strides[axis]] += s[so];
       },
     );
+    roundFloat16View(out);
   }
 
   async sync(): Promise<void> {}

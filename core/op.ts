@@ -5,12 +5,13 @@
 // shows how to add an op, a variant or a dtype.
 import { mayTune, shapeBucket, tune, tunedChoice } from './autotune.js';
 import { record } from './autograd.js';
-import type { DeviceName } from './backend.js';
+import type { DeviceName, View } from './backend.js';
+import { roundFloat16View } from './cpu.js';
 import { config, onConfigure } from './config.js';
 import { gpuBackend, gpuRuntime } from './device.js';
 import type { DType } from './dtype.js';
 import { OpError } from './shape.js';
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 
 /** An op's test tolerance: relative and absolute error, and the finite-difference step (cpu gradcheck). */
 export interface Tolerance {
@@ -52,6 +53,11 @@ export interface Kernel<A> {
   readonly family: string;
   readonly cpu: (args: A) => void;
   readonly webgpu: readonly Variant<A>[];
+  /**
+   * Its variants read and write float16 tensors (computing in f32, as PyTorch's CUDA kernels do). An op
+   * whose kernels do not all say so still accepts float16: defineOp runs it in float32 between casts.
+   */
+  readonly float16?: true;
 }
 
 /** The tolerances the tests check an op with, per dtype (float64: cpu gradcheck; float32: webgpu vs cpu). */
@@ -117,7 +123,7 @@ export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(
 ): (...args: Args) => R {
   registerOp(spec);
   const { name, check, forward, backward } = spec;
-  return (...args: Args) => {
+  const run = (...args: Args): R => {
     check(...args);
     const f = forward(...args);
     const info = f.info as Info;
@@ -126,6 +132,40 @@ export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(
         ? record(name, f.out, f.inputs, (g, saved) => [...backward(g, saved, info)], f.saved ?? [])
         : f.out;
     return f.after ? f.after(out) : (out as R);
+  };
+  return halfThroughFloat32(spec.kernels, run);
+}
+
+/** Applies fn to the tensors among an op's arguments or results: top level, in arrays, or fields of plain objects. */
+function mapTensors<T>(value: T, fn: (t: Tensor) => Tensor): T {
+  if (value instanceof Tensor) return fn(value) as T;
+  if (Array.isArray(value)) return value.map((v) => (v instanceof Tensor ? fn(v) : v)) as T;
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, v instanceof Tensor ? fn(v) : v])) as T;
+  return value;
+}
+
+/**
+ * The op as users call it. With kernels that all handle float16 (Kernel.float16) that is `run` itself;
+ * otherwise float16 tensors go in as float32 copies (differentiable casts) and the float results come back
+ * as float16, so every op accepts float16 and its gradients flow back in float16.
+ */
+function halfThroughFloat32<Args extends unknown[], R>(
+  kernels: readonly Kernel<never>[],
+  run: (...args: Args) => R,
+): (...args: Args) => R {
+  if (kernels.every((k) => k.float16)) return run;
+  return (...args: Args) => {
+    let half = false;
+    const widened = args.map((a) =>
+      mapTensors(a, (t) => {
+        if (t.dtype !== 'float16') return t;
+        half = true;
+        return t.astype('float32');
+      }),
+    ) as Args;
+    if (!half) return run(...args);
+    return mapTensors(run(...widened), (t) => (t.dtype === 'float32' ? t.astype('float16') : t));
   };
 }
 
@@ -141,10 +181,10 @@ export interface JointOpSpec<Args extends unknown[], R> {
 export function defineJointOp<Args extends unknown[], R>(spec: JointOpSpec<Args, R>): (...args: Args) => R {
   registerOp(spec);
   const { check, forward } = spec;
-  return (...args: Args) => {
+  return halfThroughFloat32(spec.kernels, (...args: Args) => {
     check(...args);
     return forward(...args);
-  };
+  });
 }
 
 /** Every declared op, by name (tests and CONTRIBUTING.md enumerate them). */
@@ -172,7 +212,7 @@ function describeHardware(rt: ReturnType<typeof gpuRuntime>): Hardware {
     software: rt ? rt.isSoftware : config().profile !== 'hardware',
     maxWorkgroupsPerDimension: limits?.maxComputeWorkgroupsPerDimension ?? 65535,
     maxStorageBuffersPerShaderStage: limits?.maxStorageBuffersPerShaderStage ?? 8,
-    features: new Set(rt?.info.features ?? []),
+    features: new Set(rt?.info.features.filter((f) => rt.hasFeature(f)) ?? []),
     subgroupSize: rt?.info.subgroupSize ?? null,
   };
 }
@@ -265,9 +305,28 @@ export function variantUsage(): ReadonlyMap<string, number> {
   return variantRuns;
 }
 
-/** Runs a kernel on `device`: the float64 reference on cpu, the chosen variant on webgpu. */
+/** The tensors among a kernel's arguments (top-level fields, and arrays of tensors). */
+function tensorArgs(args: unknown): View[] {
+  const isView = (x: unknown): x is View => typeof x === 'object' && x !== null && 'storage' in x && 'dtype' in x;
+  const found: View[] = [];
+  for (const v of Object.values(args as object)) {
+    if (isView(v)) found.push(v);
+    else if (Array.isArray(v)) found.push(...v.filter(isView));
+  }
+  return found;
+}
+
+/**
+ * Runs a kernel on `device`: the float64 reference on cpu (float16 tensors rounded after it, as the
+ * device rounds on store; inputs are already float16 values, so only outputs change), the chosen variant
+ * on webgpu.
+ */
 export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): void {
-  if (device === 'cpu') return kernel.cpu(args);
+  if (device === 'cpu') {
+    kernel.cpu(args);
+    tensorArgs(args).forEach(roundFloat16View);
+    return;
+  }
   const { variant, tuning } = pickVariant(kernel, args);
   if (tuning) {
     const byName = new Map(tuning.candidates.map((v) => [v.name, v]));

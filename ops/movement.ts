@@ -4,6 +4,7 @@ import { dtypeOn, type DeviceName } from '../core/backend.js';
 import { alias, record, recordJoint } from '../core/autograd.js';
 import { checkDevice, getBackend, readNow } from '../core/device.js';
 import { contiguousStrides, normAxis, numel, OpError, shapeStr } from '../core/shape.js';
+import { checkDType, type DType } from '../core/dtype.js';
 import { Tensor } from '../core/tensor.js';
 import { ELEMENTWISE } from './elementwise/index.js';
 import { sameDevice } from './util.js';
@@ -337,6 +338,8 @@ declare module '../core/tensor.js' {
      * webgpu → cpu needs a readback: use `await x.toAsync('cpu')`. float64 becomes float32 on webgpu.
      */
     to(device: DeviceName): Tensor;
+    /** As torch's x.to(dtype=…, device=…): a dtype change stays in the graph (astype), then the device move. */
+    to(target: { device?: DeviceName; dtype?: DType }): Tensor;
     toAsync(device: DeviceName): Promise<Tensor>;
   }
 }
@@ -388,8 +391,17 @@ P.detach = function () {
   this.assertAlive('detach');
   return alias(this);
 };
-P.to = function (device) {
+P.to = function (this: Tensor, target: DeviceName | { device?: DeviceName; dtype?: DType }): Tensor {
   this.assertAlive('to');
+  if (typeof target === 'object' && target !== null) {
+    const { device = this.device, dtype = this.dtype, ...rest } = target;
+    const unknown = Object.keys(rest);
+    if (unknown.length)
+      throw new OpError('to', `unknown option '${unknown[0]}'; x.to() takes a device name or { device, dtype }`);
+    const cast = this.astype(checkDType('to', dtype));
+    return device === this.device ? cast : cast.to(device);
+  }
+  const device = target;
   checkDevice('to', device);
   if (device === this.device) return this;
   return copyTo(this, device, readNow('to', this, `use \`await x.toAsync('${device}')\``));

@@ -1,8 +1,8 @@
-// The WebGPU backend: float32 and int32 storages in pooled GPU buffers, kernels from wgsl.ts, elementwise
-// ops fused lazily (fusion.ts).
+// The WebGPU backend: float32, float16 (where the adapter has shader-f16) and int32 storages in pooled
+// GPU buffers, kernels from wgsl.ts, elementwise ops fused lazily (fusion.ts).
 import type { Backend, ElementwiseDef, Operand, ReduceKind, Storage, View } from '../backend.js';
 import { COPY_KERNEL, isScalarOperand } from '../backend.js';
-import { type DType, type TypedArray } from '../dtype.js';
+import { bytesPerElement, float16Bits, float16Value, type DType, type TypedArray } from '../dtype.js';
 import { contiguousStrides, numel, OpError } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
 import { Fuser, prepareBinding, type GpuStorage } from './fusion.js';
@@ -17,6 +17,8 @@ import {
   indexAddSource,
   reduceSource,
   scatterAddSource,
+  accType,
+  storageTypeOf,
   type WType,
 } from './wgsl.js';
 
@@ -33,14 +35,24 @@ function ownStorage(fn: string, s: Storage): GpuStorage {
   return s as GpuStorage;
 }
 
-const wtype = (op: string, d: DType): WType => {
+/** The WGSL storage type of a dtype on this device, or an error saying why it has none. */
+export function storageType(op: string, d: DType, rt: GpuRuntime): WType {
   if (d === 'float64')
     throw new OpError(
       op,
       "float64 is not supported on webgpu (WGSL has no f64); use float32, or device 'cpu' for float64",
     );
-  return d === 'int32' ? 'i32' : 'f32';
-};
+  if (d === 'float16' && !rt.hasFeature('shader-f16'))
+    throw new OpError(
+      op,
+      `float16 needs the WebGPU feature 'shader-f16', which ${rt.info.features.includes('shader-f16') ? 'DAWNGRAD_DISABLE_FEATURES turns off' : `adapter '${rt.info.adapter}' does not have`}; use float32, or device 'cpu' for a float16 reference`,
+    );
+  return storageTypeOf(d);
+}
+
+/** Bytes a GPU buffer for `length` elements takes: copies and writes move whole 4-byte words. */
+const bufferBytes = (dtype: DType, length: number): number =>
+  Math.ceil((Math.max(length, 1) * bytesPerElement(dtype)) / 4) * 4;
 
 function checkRank(op: string, rank: number): void {
   if (rank > MAX_RANK) throw new OpError(op, `tensors of rank ${rank} are not supported on webgpu (max ${MAX_RANK})`);
@@ -70,6 +82,15 @@ function indexAddColumns(
   };
 }
 
+/** Host values as the words a buffer of `dtype` holds (float16: binary16 bits, padded to whole words). */
+function hostBits(dtype: DType, data: ArrayLike<number>): ArrayBufferView {
+  if (dtype === 'int32') return Int32Array.from(data);
+  if (dtype === 'float32') return Float32Array.from(data);
+  const bits = new Uint16Array(data.length + (data.length % 2));
+  for (let i = 0; i < data.length; i++) bits[i] = float16Bits(data[i]);
+  return bits;
+}
+
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
   /** Lazy elementwise fusion (DAWNGRAD_FUSION=0, or fuser.enabled = false, dispatches every op at once). */
@@ -80,16 +101,15 @@ export class WebGpuBackend implements Backend {
   }
 
   alloc(dtype: DType, length: number): GpuStorage {
-    wtype('alloc', dtype);
-    const buffer = this.rt.acquire(Math.max(length, 1) * 4);
+    storageType('alloc', dtype, this.rt);
+    const buffer = this.rt.acquire(bufferBytes(dtype, length));
     return { device: 'webgpu', dtype, length, bytes: buffer.size, refs: 0, buffer };
   }
 
   upload(dtype: DType, data: ArrayLike<number>): GpuStorage {
-    wtype('tensor', dtype);
-    const buffer = this.rt.acquire(Math.max(data.length, 1) * 4, true);
-    const arr = dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data);
-    this.rt.upload(buffer, arr);
+    storageType('tensor', dtype, this.rt);
+    const buffer = this.rt.acquire(bufferBytes(dtype, data.length), true);
+    this.rt.upload(buffer, hostBits(dtype, data));
     return { device: 'webgpu', dtype, length: data.length, bytes: buffer.size, refs: 0, buffer, written: true };
   }
 
@@ -109,8 +129,12 @@ export class WebGpuBackend implements Backend {
       src = { storage: temp, shape: view.shape, strides: contiguousStrides(view.shape), offset: 0, dtype: view.dtype };
       this.elementwise(COPY_KERNEL, [view], src, view.dtype);
     }
-    const bytes = await this.rt.read(gpuBufferOf(src), src.offset * 4, n * 4);
+    const size = bytesPerElement(view.dtype);
+    // Copies start on a 4-byte boundary: an odd float16 offset reads from the element before.
+    const skip = (src.offset * size) % 4;
+    const bytes = await this.rt.read(gpuBufferOf(src), src.offset * size - skip, n * size + skip);
     if (temp) this.release(temp);
+    if (view.dtype === 'float16') return Float32Array.from(new Uint16Array(bytes, skip, n), float16Value);
     return view.dtype === 'int32' ? new Int32Array(bytes) : new Float32Array(bytes);
   }
 
@@ -118,10 +142,10 @@ export class WebGpuBackend implements Backend {
     if (numel(out.shape) === 0) return;
     checkRank(def.name, out.shape.length);
     operands.forEach((o) => {
-      if (!isScalarOperand(o)) wtype(def.name, o.dtype);
+      if (!isScalarOperand(o)) storageType(def.name, o.dtype, this.rt);
     });
-    wtype(def.name, out.dtype);
-    this.fuser.elementwise(def, operands, out, wtype(def.name, computeType));
+    storageType(def.name, out.dtype, this.rt);
+    this.fuser.elementwise(def, operands, out, accType(storageType(def.name, computeType, this.rt)));
   }
 
   reduce(kind: ReduceKind, input: View, reducedRank: number, out: View): void {
@@ -131,8 +155,8 @@ export class WebGpuBackend implements Backend {
     const nOut = numel(input.shape.slice(0, kept));
     const R = numel(input.shape.slice(kept));
     if (nOut === 0) return;
-    const inType = wtype(kind, input.dtype);
-    const outType = wtype(kind, out.dtype);
+    const inType = storageType(kind, input.dtype, this.rt);
+    const outType = storageType(kind, out.dtype, this.rt);
     const isArg = kind === 'argmax' || kind === 'argmin';
     // Few long rows: split each row into chunks, reduce chunks in parallel, then reduce the partials.
     const chunks = !isArg && R >= 4096 && nOut < 2048 ? Math.min(256, Math.ceil(R / 1024)) : 1;
@@ -147,7 +171,15 @@ export class WebGpuBackend implements Backend {
       CHUNKLEN: chunkLen,
       OFF: input.offset,
       INIT:
-        kind === 'sum' ? 0 : inType === 'f32' ? (lowest ? 0xff800000 : 0x7f800000) : lowest ? 0x80000000 : 0x7fffffff,
+        kind === 'sum'
+          ? 0
+          : accType(inType) === 'f32'
+            ? lowest
+              ? 0xff800000
+              : 0x7f800000
+            : lowest
+              ? 0x80000000
+              : 0x7fffffff,
       KSHAPE: input.shape.slice(0, kept),
       KSTRIDES: input.strides.slice(0, kept),
       RSHAPE: input.shape.slice(kept),
@@ -178,7 +210,7 @@ export class WebGpuBackend implements Backend {
     const n = numel(out.shape);
     if (n === 0) return;
     checkRank('gather', out.shape.length);
-    const t = wtype('gather', input.dtype);
+    const t = storageType('gather', input.dtype, this.rt);
     const p = GA.pack({
       N: n,
       RANK: out.shape.length,
@@ -199,7 +231,7 @@ export class WebGpuBackend implements Backend {
     const n = numel(out.shape);
     if (n === 0) return;
     checkRank('scatterAdd', out.shape.length);
-    const t = wtype('scatterAdd', out.dtype);
+    const t = storageType('scatterAdd', out.dtype, this.rt);
     const columns = indexAddColumns(out, axis, index, src);
     // The scanning kernel zeroes the rows it owns: enough when its columns cover out's other dims.
     const zeroesAll = !!columns && columns.count * out.shape[axis] === n;

@@ -19,7 +19,7 @@ import type { DType } from '../dtype.js';
 import { contiguousStrides, numel } from '../shape.js';
 import type { GpuRuntime } from './runtime.js';
 import { bitsOf, header, LAYOUT_WORDS, uniformLayout } from './uniforms.js';
-import { mainSig, spreadGroups, WG, type WType } from './wgsl.js';
+import { accType, mainSig, spreadGroups, storageTypeOf, WG, type ComputeType, type WType } from './wgsl.js';
 
 /** A webgpu storage: its buffer, and while it is pending, the expression that will fill it. */
 export interface GpuStorage extends Storage {
@@ -50,7 +50,7 @@ interface Apply {
   readonly kind: 'apply';
   readonly def: ElementwiseDef;
   readonly args: readonly Expr[];
-  readonly ctype: WType;
+  readonly ctype: ComputeType;
   readonly otype: WType;
 }
 type Expr = Load | Scalar | Apply;
@@ -280,7 +280,7 @@ function compile(
     return `pu(${off}u) + ${terms.join(' + ')}`;
   };
   // A scalar's bits are in its consumer's compute type.
-  const scalarType = new Map<Expr, WType>();
+  const scalarType = new Map<Expr, ComputeType>();
   for (const a of applies) for (const arg of a.args) if (arg.kind === 'scalar') scalarType.set(arg, a.ctype);
   const names = new Map<Expr, string>();
   const helpers = new Set<string>();
@@ -303,7 +303,7 @@ function compile(
     }
   }
   const outIndex = index({ shape: outShape, strides: outStrides, offset: out.offset });
-  const dtypeOf = (s: Storage): WType => (s.dtype === 'int32' ? 'i32' : 'f32');
+  const dtypeOf = (s: Storage): WType => storageTypeOf(s.dtype);
   // Named after the op that produces the result (what errors and profiles show), then the structure.
   const key = `ew:${expr.def.name}:${keyParts.join(' ')}:${dtypeOf(out.storage)}:${bound.map(dtypeOf).join(',')}`;
   const perInvocation = vec ? 4 * VEC4_PER_THREAD : contiguous ? PER_THREAD : 1;
@@ -384,7 +384,12 @@ export class Fuser {
    * out = def(operands) (operands already broadcast to out.shape). Deferred when fusion is on and out is
    * a whole fresh storage (see GpuStorage.written) the expression does not read; otherwise dispatched now.
    */
-  elementwise(def: ElementwiseDef, operands: readonly Operand[], out: ViewLike & { dtype: DType }, ctype: WType): void {
+  elementwise(
+    def: ElementwiseDef,
+    operands: readonly Operand[],
+    out: ViewLike & { dtype: DType },
+    ctype: ComputeType,
+  ): void {
     const views = operands.filter((o): o is View => !isScalarOperand(o));
     const build = (): Apply => {
       // Operands are read at out's linear index: collapse their dims jointly with out's (shared index math).
@@ -393,7 +398,7 @@ export class Fuser {
       const args = operands.map((o): Expr =>
         isScalarOperand(o) ? { kind: 'scalar', value: o.scalar } : this.operand(o, shape, strides[k++]),
       );
-      return { kind: 'apply', def, args, ctype, otype: out.dtype === 'int32' ? 'i32' : 'f32' };
+      return { kind: 'apply', def, args, ctype, otype: storageTypeOf(out.dtype) };
     };
     let expr = build();
     let m = measure(expr);
@@ -428,7 +433,7 @@ export class Fuser {
           kind: 'apply',
           def: COPY_KERNEL,
           args: [{ kind: 'load', storage: temp, shape: [n], strides: [1], offset: 0 }],
-          ctype: otype,
+          ctype: accType(otype),
           otype,
         },
         out,

@@ -9,7 +9,7 @@
 //   (async scopes, backwardAsync, model forwards) call settleBacklog(), which yields to the event
 //   loop until at most MAX_IN_FLIGHT submits are unfinished.
 import { create, globals } from 'webgpu';
-import { config, type Config } from '../config.js';
+import { config, OPTIONAL_FEATURES, type Config } from '../config.js';
 import { beforeDeviceAlloc } from '../reclaim.js';
 import { stats, trackAlloc, trackFree } from '../stats.js';
 
@@ -21,9 +21,6 @@ const ARENA_SLOTS = 2048;
 const MAX_IN_FLIGHT = 3;
 /** Cached bind groups kept (least recently used dropped first). */
 const BIND_GROUP_CACHE = 4096;
-
-/** Optional features enabled when the adapter has them: subgroup reductions, GPU timestamps (autotuning), half floats. */
-export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['subgroups', 'timestamp-query', 'shader-f16'];
 
 export interface DeviceInfo {
   backend: 'webgpu';
@@ -187,7 +184,9 @@ export class GpuRuntime {
     if (!p) {
       this.checkAlive(key);
       this.currentOp = key;
-      const code = source();
+      const text = source();
+      // half floats must be enabled in each shader that names them
+      const code = /\bf16\b/.test(text) ? `enable f16;\n${text}` : text;
       const signature = bindingSignature(code, key);
       const layout = this.bindGroupLayout(signature);
       const module = this.device.createShaderModule({ code, label: key });
@@ -266,6 +265,11 @@ export class GpuRuntime {
    * expensive there, so kernels that have variants pick the barrier-free ones. config().profile
    * overrides what the adapter's name says.
    */
+  /** Whether an optional feature is enabled on the device and not turned off by config().disableFeatures. */
+  hasFeature(name: string): boolean {
+    return this.info.features.includes(name) && !config().disableFeatures.includes(name);
+  }
+
   get isSoftware(): boolean {
     const profile = config().profile;
     if (profile !== 'auto') return profile === 'software';
@@ -500,7 +504,10 @@ export async function createRuntime(settings: Pick<Config, 'adapter' | 'backend'
     // All the adapter has: the multi-tensor optimizer and clip kernels bind several tensors per dispatch.
     maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
   };
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  // Optional features the adapter has (subgroup reductions, GPU timestamps for autotuning, half floats).
+  const requiredFeatures = OPTIONAL_FEATURES.filter(
+    (f) => adapter.features.has(f) && !config().disableFeatures.includes(f),
+  ) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const i = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
   return new GpuRuntime(gpu, device, {

@@ -1,8 +1,15 @@
 // WGSL generators for the backend primitives (elementwise, reduce, gather, scatterAdd). Shapes/strides travel in a uniform block of
 // PARAM_WORDS u32 words, so one pipeline serves every shape of a given (op, dtypes, variant).
+import type { DType } from '../dtype.js';
 import { header, uniformLayout } from './uniforms.js';
 
-export type WType = 'f32' | 'i32';
+export type WType = 'f16' | 'f32' | 'i32';
+
+/** The type a kernel computes and accumulates values of storage type t in: f32 for f16 (as PyTorch's opmath). */
+export const accType = (t: WType): ComputeType => (t === 'f16' ? 'f32' : t);
+export type ComputeType = 'f32' | 'i32';
+/** The WGSL type a storage of `dtype` holds (float64 has none: the backend refuses it first). */
+export const storageTypeOf = (dtype: DType): WType => (dtype === 'int32' ? 'i32' : dtype === 'float16' ? 'f16' : 'f32');
 export const MAX_RANK = 8;
 export const WG = 64;
 
@@ -59,7 +66,8 @@ export const RD = uniformLayout({
 export function reduceSource(kind: string, inType: WType, outType: WType): string {
   const isArg = kind === 'argmax' || kind === 'argmin';
   // The start value (0, ±inf, int extremes) comes as bits in the params: WGSL has no infinity literal.
-  const initExpr = `bitcast<${inType}>(pu(${RD.INIT}u))`;
+  const acc = accType(inType);
+  const initExpr = `bitcast<${acc}>(pu(${RD.INIT}u))`;
   const better =
     kind === 'max' || kind === 'argmax' ? '(v > acc || v != v) && acc == acc' : '(v < acc || v != v) && acc == acc';
   const update = kind === 'sum' ? 'acc += v;' : `if (${better}) { acc = v; best = r; }`;
@@ -85,10 +93,10 @@ ${mainSig} {
     rem = rem / pu(${RD.RSHAPE}u + du);
     off += idx[du] * pu(${RD.RSTRIDES}u + du);
   }
-  var acc: ${inType} = ${initExpr};
+  var acc: ${acc} = ${initExpr};
   var best: u32 = r0;
   for (var r = r0; r < r1; r++) {
-    let v = inp[off];
+    let v = ${acc}(inp[off]);
     ${update}
     for (var d = i32(rr) - 1; d >= 0; d--) {
       let du = u32(d);
@@ -177,7 +185,10 @@ ${mainSig} {
   for (var j = 0u; j < len; j++) {
     if (idx[xoff + j * xax] != row) { continue; }
     let srow = soff + j * sax;
-    for (var c = 0u; c < cols; c++) { out[orow + c * ocol] += src[srow + c * scol]; }
+    for (var c = 0u; c < cols; c++) {
+      let o = orow + c * ocol;
+      out[o] = ${t}(${accType(t)}(out[o]) + ${accType(t)}(src[srow + c * scol]));
+    }
   }
 }`;
 }
@@ -217,11 +228,11 @@ ${mainSig} {
       xo += c * pu(${SA.XSTR}u + du); so += c * pu(${SA.SSTR}u + du);
     }
   }
-  var acc = ${t}(0);
+  var acc = ${accType(t)}(0);
   let len = pu(${SA.XSHAPE}u + axis);
   for (var j = 0u; j < len; j++) {
-    if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == tgt) { acc += src[so + j * pu(${SA.SSTR}u + axis)]; }
+    if (u32(idx[xo + j * pu(${SA.XSTR}u + axis)]) == tgt) { acc += ${accType(t)}(src[so + j * pu(${SA.SSTR}u + axis)]); }
   }
-  out[oo] += acc;
+  out[oo] = ${t}(${accType(t)}(out[oo]) + acc);
 }`;
 }

@@ -411,10 +411,11 @@ export function runKernel(name: EwName, operands: readonly TensorOrScalar[], opt
       if (!isFloat(t.dtype)) throw new OpError(name, `needs float tensors, got ${t.dtype} ${shapeStr(t.shape)}`);
   }
   const shape = broadcastShapes(name, ...tensors.map((t) => t.shape));
-  const promoted = promoteTypes(
-    ...tensors.map((t) => t.dtype),
-    ...operands.filter((o): o is number => !isTensor(o) && !Number.isInteger(o)).map(() => 'float32' as DType),
-  );
+  // As in PyTorch, a number does not widen a float tensor (x16 * 0.5 stays float16); a fractional one
+  // makes an int op float32.
+  const tensorType = promoteTypes(...tensors.map((t) => t.dtype));
+  const fractional = operands.some((o) => !isTensor(o) && !Number.isInteger(o));
+  const promoted = !isFloat(tensorType) && fractional ? 'float32' : tensorType;
   const computeDtype = opts.computeDtype ?? (row.ints === 'promote' && !isFloat(promoted) ? 'float32' : promoted);
   const out = empty(device, opts.outDtype ?? (row.boolOut ? 'int32' : computeDtype), shape);
   getBackend(device).elementwise(
@@ -476,6 +477,10 @@ declare module '../../core/tensor.js' {
     /** Converts to another dtype (differentiable between float types). */
     astype(dtype: DType): Tensor;
     cast(dtype: DType): Tensor;
+    /** astype('float16'), as torch's x.half(). */
+    half(): Tensor;
+    /** astype('float32'), as torch's x.float(). */
+    float(): Tensor;
     /** A contiguous copy that stays in the graph. */
     clone(): Tensor;
     zerosLike(): Tensor;
@@ -504,6 +509,12 @@ P.astype = function (this: Tensor, dtype: DType): Tensor {
   return record('astype', y, [this], (g) => [g.astype(from)]);
 };
 P.cast = P.astype;
+P.half = function (this: Tensor): Tensor {
+  return this.astype('float16');
+};
+P.float = function (this: Tensor): Tensor {
+  return this.astype('float32');
+};
 P.clone = function (this: Tensor): Tensor {
   const y = runKernel('copy', [this]);
   return record('clone', y, [this], (g) => [g]);
