@@ -31,6 +31,7 @@ export { manualSeed, getRngState, setRngState, seededUniform } from './core/rng.
 export { noGrad, grad, vjp, isGradEnabled, type VjpResult } from './core/autograd.js';
 export { setDetectAnomaly, isAnomalyDetectionEnabled, AnomalyError } from './core/anomaly.js';
 export { scope, keep } from './core/scope.js';
+export { autocast, autocastDtype, type AutocastDType } from './core/autocast.js';
 export { memory, resetPeak, type MemoryStats } from './core/stats.js';
 export { setGcThreshold, gcThreshold } from './core/reclaim.js';
 export {

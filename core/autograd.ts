@@ -6,6 +6,7 @@ import { isTracked, scope, untrackTensor } from './scope.js';
 import { OpError, sameShape, shapeStr } from './shape.js';
 import { getBackend } from './device.js';
 import { Tensor } from './tensor.js';
+import { thenRestore } from './settle.js';
 import { argFunction, argTensor, argTensors } from './args.js';
 
 let gradEnabled = true;
@@ -21,21 +22,8 @@ export function noGrad<T>(fn: () => T): T {
   argFunction('noGrad', 'fn', fn);
   const prev = gradEnabled;
   gradEnabled = false;
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    gradEnabled = prev;
-    throw e;
-  }
-  if (result instanceof Promise) {
-    // Note: async bodies keep grad disabled until they settle.
-    return result.finally(() => {
-      gradEnabled = prev;
-    }) as T;
-  }
-  gradEnabled = prev;
-  return result;
+  // async bodies keep grad disabled until they settle
+  return thenRestore(fn, () => (gradEnabled = prev));
 }
 
 /** A tensor sharing `t`'s storage with no graph history. */

@@ -5,6 +5,7 @@
 // shows how to add an op, a variant or a dtype.
 import { mayTune, shapeBucket, tune, tunedChoice } from './autotune.js';
 import { record } from './autograd.js';
+import { autocastDtype, type AutocastPolicy } from './autocast.js';
 import type { DeviceName, View } from './backend.js';
 import { roundFloat16View } from './cpu.js';
 import { config, onConfigure } from './config.js';
@@ -83,6 +84,8 @@ export interface OpSpec<Args extends unknown[], Info, R = Tensor> {
   readonly backward: ((g: Tensor, saved: readonly Tensor[], info: Info) => readonly (Tensor | null)[]) | null;
   readonly kernels: readonly Kernel<never>[];
   readonly tolerance: OpTolerance;
+  /** Its precision under autocast (core/autocast.ts): 'lower' (float16 inputs) or 'float32'; unset: as given. */
+  readonly autocast?: AutocastPolicy;
 }
 
 /** What the registry keeps of every op (tests and CONTRIBUTING.md's table read it). */
@@ -133,7 +136,22 @@ export function defineOp<Args extends unknown[], Info = undefined, R = Tensor>(
         : f.out;
     return f.after ? f.after(out) : (out as R);
   };
-  return halfThroughFloat32(spec.kernels, run);
+  return autocasting(spec.autocast, halfThroughFloat32(spec.kernels, run));
+}
+
+/** fn with its float tensor arguments cast as `policy` asks while autocast is on. */
+function autocasting<Args extends unknown[], R>(
+  policy: AutocastPolicy | undefined,
+  fn: (...args: Args) => R,
+): (...args: Args) => R {
+  if (!policy) return fn;
+  return (...args: Args) => {
+    const lower = autocastDtype();
+    if (!lower) return fn(...args);
+    const from = policy === 'lower' ? 'float32' : lower;
+    const to = policy === 'lower' ? lower : 'float32';
+    return fn(...(args.map((a) => mapTensors(a, (t) => (t.dtype === from ? t.astype(to) : t))) as Args));
+  };
 }
 
 /** Applies fn to the tensors among an op's arguments or results: top level, in arrays, or fields of plain objects. */
@@ -176,15 +194,19 @@ export interface JointOpSpec<Args extends unknown[], R> {
   readonly forward: (...args: Args) => R;
   readonly kernels: readonly Kernel<never>[];
   readonly tolerance: OpTolerance;
+  readonly autocast?: AutocastPolicy;
 }
 
 export function defineJointOp<Args extends unknown[], R>(spec: JointOpSpec<Args, R>): (...args: Args) => R {
   registerOp(spec);
   const { check, forward } = spec;
-  return halfThroughFloat32(spec.kernels, (...args: Args) => {
-    check(...args);
-    return forward(...args);
-  });
+  return autocasting(
+    spec.autocast,
+    halfThroughFloat32(spec.kernels, (...args: Args) => {
+      check(...args);
+      return forward(...args);
+    }),
+  );
 }
 
 /** Every declared op, by name (tests and CONTRIBUTING.md enumerate them). */

@@ -19,7 +19,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     );
   }
   const y = x.matmul(weight.transpose(0, 1));
-  return bias ? y.add(bias) : y;
+  // under autocast the bias joins the product's half precision (a float32 bias would widen the sum)
+  return bias ? y.add(bias.dtype === 'float32' ? bias.astype(y.dtype) : bias) : y;
 }
 
 /** Mean squared error (reduction 'mean' or 'sum'). */

@@ -1,4 +1,5 @@
 // Embedding lookup: rows of a [V, D] table picked by int32 ids of any shape.
+import { autocastDtype } from '../core/autocast.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -14,7 +15,10 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   if (weight.rank !== 2)
     throw new OpError('embedding', `weight must be [num_embeddings, dim], got ${shapeStr(weight.shape)}`);
   try {
-    return weight.indexSelect(0, ids.reshape([-1])).reshape([...ids.shape, weight.shape[1]]);
+    const rows = weight.indexSelect(0, ids.reshape([-1])).reshape([...ids.shape, weight.shape[1]]);
+    // under autocast the rows (not the whole table) go to half precision, as the matmuls they feed
+    const lower = autocastDtype();
+    return lower && rows.dtype === 'float32' ? rows.astype(lower) : rows;
   } catch (e) {
     if (e instanceof OpError && /out of range/.test(e.message)) {
       throw new OpError(

@@ -1,7 +1,8 @@
 // float16: binary16 rounding, storage on both backends, the backend primitives, casts and promotion,
 // and the clear error where the adapter lacks (or the settings turn off) 'shader-f16'.
 import { describe, expect, it } from 'vitest';
-import { configure, memory, tensor, withConfig } from '../index.js';
+import { autocast, autocastDtype, configure, memory, tensor, withConfig } from '../index.js';
+import { tinyModel } from './models-helpers.js';
 import { float16Bits, float16Value, roundFloat16 } from '../core/dtype.js';
 
 const devices = ['cpu', 'webgpu'] as const;
@@ -134,5 +135,34 @@ describe('an adapter without shader-f16', () => {
 
   it('rejects an unknown feature name in the setting', () => {
     expect(() => configure({ disableFeatures: ['shader-f61'] })).toThrow(/disableFeatures.*shader-f16/);
+  });
+});
+
+describe('autocast', () => {
+  it('runs matmuls, norms and attention in float16 and the loss in float32; float32 parameters get float32 gradients', async () => {
+    const model = tinyModel('llama', null, { device: 'webgpu', L0: 16 });
+    const ids = tensor(
+      Array.from({ length: 32 }, (_, i) => (i * 5) % 11),
+      { dtype: 'int32', device: 'webgpu', shape: [2, 16] },
+    );
+    const full = await model.forward(ids, { labels: ids });
+    const half = await autocast('float16', () => model.forward(ids, { labels: ids }));
+    expect(autocastDtype()).toBe(null); // restored when the async forward settled
+    expect(half.logits.dtype).toBe('float16');
+    expect(half.loss!.dtype).toBe('float32');
+    const [l32, l16] = [(await full.loss!.data())[0], (await half.loss!.data())[0]];
+    expect(Math.abs(l16 - l32) / l32).toBeLessThan(1e-2);
+    expect(l16).not.toBe(l32); // it did compute in half precision
+    half.loss!.backward();
+    for (const p of model.parameters()) expect(p.grad?.dtype).toBe('float32');
+  });
+
+  it('nests, turns off with null, and refuses other dtypes', () => {
+    const a = tensor([[1, 2]], { device: 'webgpu' });
+    const b = tensor([[3], [4]], { device: 'webgpu' });
+    expect(autocast('float16', () => a.matmul(b)).dtype).toBe('float16');
+    expect(autocast('float16', () => autocast(null, () => a.matmul(b))).dtype).toBe('float32');
+    expect(a.matmul(b).dtype).toBe('float32');
+    expect(() => autocast('bfloat16' as never, () => 0)).toThrow(/autocast: dtype must be 'float16'/);
   });
 });

@@ -388,6 +388,7 @@ interface AttentionInfo {
 
 const attentionOp = defineOp({
   name: 'scaledDotProductAttention',
+  autocast: 'lower',
   check: checkInputs,
   forward: (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Forward<AttentionInfo> => {
     const [B, H, Tq, D] = q.shape;

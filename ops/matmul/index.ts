@@ -169,6 +169,7 @@ const matrixShape = (t: Tensor, side: 'left' | 'right'): readonly number[] =>
 
 const matmulOp = defineOp({
   name: 'matmul',
+  autocast: 'lower',
   check: (a: Tensor, b: Tensor) => {
     argTensor('matmul', 'input', a);
     argTensor('matmul', 'other', b);

@@ -293,6 +293,7 @@ const normOp = (rms: boolean, residualForm: boolean) => {
   const name = opName({ rms, residual: residualForm, hasWeight: false, hasBias: false });
   return defineOp<NormArgs, NormInfo, AddNormResult>({
     name,
+    autocast: 'lower',
     check: (x, residual, weight, bias) => {
       checkArgs(
         name,

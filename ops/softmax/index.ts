@@ -466,6 +466,8 @@ interface CeInfo {
 
 const crossEntropyOp = defineOp({
   name: 'crossEntropy',
+  // a loss in float32: scaled for mixed precision it would overflow float16
+  autocast: 'float32',
   check: (logits: Tensor, targets: Tensor, opts: CrossEntropyOptions) => {
     const ignoreIndex = opts.ignoreIndex ?? IGNORE_INDEX;
     const reduction = opts.reduction ?? 'mean';
