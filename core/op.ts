@@ -349,6 +349,11 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
     tensorArgs(args).forEach(roundFloat16View);
     return;
   }
+  if (!kernel.float16 && tensorArgs(args).some((t) => t.dtype === 'float16'))
+    throw new OpError(
+      kernel.name,
+      'this kernel has no float16 version; give it float32 tensors (.float()), e.g. float32 master weights with autocast for training',
+    );
   const { variant, tuning } = pickVariant(kernel, args);
   if (tuning) {
     const byName = new Map(tuning.candidates.map((v) => [v.name, v]));
