@@ -7,7 +7,7 @@ import { defineKernel, defineOp, dispatch, type Hardware, type Variant } from '.
 import { broadcastShapes, numel, OpError, shapeStr } from '../../core/shape.js';
 import { Tensor } from '../../core/tensor.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { MAX_RANK } from '../../core/webgpu/wgsl.js';
+import { MAX_RANK, storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { full } from '../creation.js';
 import { broadcastView, empty, sameDevice, sumTo, type Tolerance } from '../util.js';
 import { MM, MM_SHARED_TILE, MM_TILE, MM_WG, matmulSharedSource, matmulSource } from './kernels.js';
@@ -125,13 +125,14 @@ const matmulKernel = defineKernel<MatmulArgs>({
   name: 'matmul',
   family: 'matmul',
   cpu: matmulCpu,
+  float16: true,
   webgpu: [
     matmulVariant(
       'vec4',
       ({ a, b, out }) => {
         const { config, groups } = matmulVec4Plan(a, b, out);
         return {
-          key: `matmul:vec4:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`,
+          key: `matmul:vec4:${config.t}:${config.aLoad}:${config.bLoad}:${config.rows}x${config.cols}:${config.lanes}`,
           source: () => matmulVec4Source(config),
           groups,
         };
@@ -143,16 +144,22 @@ const matmulKernel = defineKernel<MatmulArgs>({
       (args) => {
         const { M, N, batch } = sizes(args);
         const per = MM_TILE * MM_WG;
-        return { key: 'matmul:f32', source: matmulSource, groups: [Math.ceil(N / per), Math.ceil(M / per), batch] };
+        const t = storageTypeOf(args.out.dtype);
+        return {
+          key: `matmul:register:${t}`,
+          source: () => matmulSource(t),
+          groups: [Math.ceil(N / per), Math.ceil(M / per), batch],
+        };
       },
       () => false,
     ),
     matmulVariant('shared', (args) => {
       const { M, N, batch } = sizes(args);
       const aKFast = args.a.strides[args.a.shape.length - 1] === 1;
+      const t = storageTypeOf(args.out.dtype);
       return {
-        key: `matmul:shared:${aKFast ? 'k' : 'm'}`,
-        source: () => matmulSharedSource(aKFast),
+        key: `matmul:shared:${t}:${aKFast ? 'k' : 'm'}`,
+        source: () => matmulSharedSource(aKFast, t),
         groups: [Math.ceil(N / MM_SHARED_TILE), Math.ceil(M / MM_SHARED_TILE), batch],
       };
     }),
