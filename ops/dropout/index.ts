@@ -8,6 +8,7 @@ import { OpError } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { counterUniform } from './counter-rng.js';
 import { DO, dropoutSource } from './kernels.js';
 import { cpuData, outData, withContiguous } from '../kernelio.js';
@@ -26,6 +27,7 @@ interface DropoutArgs {
 const dropoutKernel = defineKernel<DropoutArgs>({
   name: 'dropout',
   family: 'dropout',
+  float16: true,
   cpu: ({ x, out, p, seed }) => {
     const { data, off } = cpuData(x);
     const o = outData(out);
@@ -37,7 +39,8 @@ const dropoutKernel = defineKernel<DropoutArgs>({
       name: 'item',
       run: ({ x, out, p, seed }) => {
         const prm = DO.pack({ N: x.size, XOFF: x.offset, SEED: seed, P: p, SCALE: dropScale(p) });
-        launch('dropout', 'fused:dropout', dropoutSource, prm, [out, x], itemGrid(x.size));
+        const t = storageTypeOf(x.dtype);
+        launch('dropout', `fused:dropout:${t}`, () => dropoutSource(t), prm, [out, x], itemGrid(x.size));
       },
     },
   ],
