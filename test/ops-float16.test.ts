@@ -80,10 +80,40 @@ async function compareHalf(f: Exercise['f'], inputs: readonly Tensor[], tol: Tol
 const gpu = gpuBackend();
 const hasHalf = !!gpu && hardware().features.has('shader-f16');
 
+/** Ops that compute in float32 by design (CLEX's ODE): float16 inputs go through the float32 fallback. */
+const FLOAT32_BY_DESIGN = ['clexDynamics', 'clexSolve'];
+
+/** The kernels with native float16 variants: dropping a declaration falls back to float32 and fails here. */
+const NATIVE_FLOAT16 = [
+  'matmul',
+  'softmaxRows',
+  'softmaxRowsBackward',
+  'crossEntropyRows',
+  'crossEntropyRowsBackward',
+  'crossEntropyReduce',
+  'normRows',
+  'normRowsBackward',
+  'applyRotary',
+  'applyRotaryBackward',
+  'applyRotaryFrequencies',
+  'applyRotaryFrequenciesBackward',
+  'scaledDotProductAttention',
+  'scaledDotProductAttentionBackward',
+  'swigluBackward',
+  'join',
+  'dropout',
+];
+
 describe('op records', () => {
-  it('every registered op has a float16 tolerance', () => {
-    const missing = [...registeredOps().values()].filter((op) => !op.tolerance.float16).map((op) => op.name);
+  it('every registered op has a float16 tolerance (but the float32-by-design ones)', () => {
+    const missing = [...registeredOps().values()]
+      .filter((op) => !op.tolerance.float16 && !FLOAT32_BY_DESIGN.includes(op.name))
+      .map((op) => op.name);
     expect(missing).toEqual([]);
+  });
+
+  it('the fused kernels declare native float16 variants', () => {
+    expect(NATIVE_FLOAT16.filter((name) => !registeredKernels().get(name)?.float16)).toEqual([]);
   });
 });
 
@@ -137,10 +167,6 @@ describe.runIf(hasHalf)('webgpu float16 vs cpu float64', () => {
         return null;
       });
       inputs.forEach((t) => t.dispose());
-      if (worst)
-        console.log(
-          `MEASURE ${family}:${variant} ${ex.name} ratio=${worst.ratio.toFixed(3)} abs=${worst.abs.toExponential(2)} rel=${worst.rel.toExponential(2)} ${worst.what}`,
-        );
       if (worst) expect(worst.ratio, `${ex.name}: ${worst.what}`).toBeLessThanOrEqual(1);
     }
   });
