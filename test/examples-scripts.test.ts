@@ -45,22 +45,9 @@ function finish(child: ChildProcess): Promise<Run> {
 }
 
 const run = (script: string, args: string[], env: Record<string, string> = {}) => finish(start(script, args, env));
-const TINY = [
-  '--layers',
-  '1',
-  '--hidden',
-  '16',
-  '--heads',
-  '2',
-  '--seq-len',
-  '16',
-  '--batch-size',
-  '2',
-  '--device',
-  'cpu',
-  '--eval-tokens',
-  '64',
-];
+/** The smallest model the scripts train: 1 layer × 16, 2 heads, L0 = 16. */
+const TINY_SHAPE = ['--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16'];
+const TINY = [...TINY_SHAPE, '--batch-size', '2', '--device', 'cpu', '--eval-tokens', '64'];
 const dir = (name: string) => join(root, name);
 
 async function expectCheckpointLoads(path: string): Promise<ModelConfigJson> {
@@ -320,14 +307,7 @@ describe('the main job', () => {
     const r = await run('main', [
       '--model',
       'neox',
-      '--layers',
-      '1',
-      '--hidden',
-      '16',
-      '--heads',
-      '2',
-      '--seq-len',
-      '16',
+      ...TINY_SHAPE,
       '--base-steps',
       '2',
       '--finetune-steps',
@@ -542,14 +522,7 @@ describe('mixed precision (--precision f16-mixed)', () => {
     const r = await run('main', [
       '--quick',
       '--compare-precision',
-      '--layers',
-      '1',
-      '--hidden',
-      '16',
-      '--heads',
-      '2',
-      '--seq-len',
-      '16',
+      ...TINY_SHAPE,
       '--base-steps',
       '4',
       '--passkey-share',

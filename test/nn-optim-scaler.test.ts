@@ -5,17 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { autocast, functional as F, memory, nn, optim, tensor, type Tensor } from '../index.js';
 import { kernelCounts } from './dispatch-helpers.js';
+import { values } from './nn-optim-helpers.js';
 
 type Device = 'cpu' | 'webgpu';
-
-/** Deterministic values in [-scale, scale) (independent of the library RNG). */
-function values(n: number, seed: number, scale = 1): number[] {
-  let s = seed >>> 0;
-  return Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 /** A small classifier: rmsNorm → linear → tanh → linear, cross-entropy over 6 rows of 4 classes. */
 function classifier(device: Device, dtype: 'float32' | 'float64' = 'float32') {
