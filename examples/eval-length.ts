@@ -74,7 +74,7 @@ runScript(async () => {
     v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const);
   setDefaultDevice(device);
   const precision = choiceFlag('precision', v.precision, PRECISIONS);
-  await checkPrecision(precision, device);
+  checkPrecision(precision, device);
   const lengths =
     v.lengths === undefined
       ? undefined

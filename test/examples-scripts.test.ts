@@ -470,7 +470,7 @@ describe('mixed precision (--precision f16-mixed)', () => {
   }, 300_000);
 
   it('--precision: accepted values, a bad value, and a clear error up front where shader-f16 is missing', async () => {
-    const noF16 = { DAWNGRAD_DISABLE_FEATURES: 'shader-f16' };
+    const noF16 = { DAWNGRAD_DEVICE: 'webgpu', DAWNGRAD_DISABLE_FEATURES: 'shader-f16' };
     const cases: [string, string[], RegExp, Record<string, string>?][] = [
       ['train', [...TINY, '--precision', 'f16'], /--precision must be one of f32, f16-mixed, got 'f16'/],
       ['main', ['--quick', '--precision', 'fp16'], /--precision must be one of f32, f16-mixed, got 'fp16'/],

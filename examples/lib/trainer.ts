@@ -275,7 +275,7 @@ interface RunPlan {
 
 /** Checks everything the user gave (flags, source, data, an existing checkpoint); writes nothing. */
 async function planRun(o: TrainOptions): Promise<RunPlan> {
-  await checkPrecision(o.precision ?? 'f32', o.device);
+  checkPrecision(o.precision ?? 'f32', o.device);
   const source = o.initFrom !== undefined ? await readCheckpointInfo('--init-from', o.initFrom) : null;
   const { tokenizer, tokenizerDescription, tokenizerFile } = await runTokenizer(o, source);
   const seqLen = o.seqLen ?? source?.config.max_position_embeddings ?? 64;
