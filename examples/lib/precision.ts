@@ -1,7 +1,7 @@
 // --precision of the scripts: 'f32' (everything in float32) or 'f16-mixed' (float32 master weights, the
 // forward under autocast('float16'), dynamic loss scaling with optim.GradScaler between backward and the
 // optimizer step). Also the startup check that the adapter can store float16 at all.
-import { autocast, deviceInfo, OpError, tensor, type DeviceName } from '../../index.js';
+import { autocast, config, deviceInfo, OpError, tensor, type DeviceName } from '../../index.js';
 import { UsageError } from './cli.js';
 
 export const PRECISIONS = ['f32', 'f16-mixed'] as const;
@@ -24,8 +24,7 @@ export function checkPrecision(precision: Precision, device: DeviceName): void {
   } catch (e) {
     if (!(e instanceof OpError)) throw e;
     const info = deviceInfo();
-    const features = 'features' in info ? info.features : [];
-    const why = features.includes('shader-f16')
+    const why = config().disableFeatures.includes('shader-f16')
       ? 'which DAWNGRAD_DISABLE_FEATURES turns off'
       : `which adapter '${'adapter' in info ? info.adapter : 'none'}' does not have`;
     throw new UsageError(
