@@ -9,6 +9,7 @@ import { choiceFlag, listFlag, numberFlag, parseFlags, runScript, UsageError, ty
 import { loadText } from './lib/data.js';
 import { evaluateCheckpoints, RULES, type Rule } from './lib/evaluate.js';
 import { markdownTable, passkeyTable, writeChart, writeResults } from './lib/report.js';
+import { checkPrecision, PRECISIONS } from './lib/precision.js';
 
 const FLAGS = {
   data: {
@@ -48,6 +49,12 @@ const FLAGS = {
   'passkey-samples': { type: 'string', default: '8', arg: 'N', help: 'passkey contexts per (length, depth)' },
   names: { type: 'string', arg: 'A,B,...', help: 'row labels, one per checkpoint (default: folder name and rope)' },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'where to evaluate (default: webgpu, or $DAWNGRAD_DEVICE)' },
+  precision: {
+    type: 'string',
+    default: 'f32',
+    arg: PRECISIONS.join('|'),
+    help: "'f16-mixed': the forwards in float16 (autocast); needs the adapter's shader-f16 on webgpu",
+  },
   out: { type: 'string', default: 'out/eval', arg: 'DIR', help: 'where results.json, chart.svg and chart.png go' },
 } satisfies FlagSpecs;
 
@@ -63,9 +70,11 @@ runScript(async () => {
     throw new UsageError(
       'eval-length: give at least one checkpoint folder (written by npm run train), e.g. npm run eval-length -- out/train',
     );
-  setDefaultDevice(
-    v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
-  );
+  const device =
+    v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const);
+  setDefaultDevice(device);
+  const precision = choiceFlag('precision', v.precision, PRECISIONS);
+  checkPrecision(precision, device);
   const lengths =
     v.lengths === undefined
       ? undefined
@@ -94,6 +103,7 @@ runScript(async () => {
     lengths,
     maxTokens: numberFlag('max-tokens', v['max-tokens'], { integer: true, min: 1 }),
     passkeySamples,
+    precision,
     log: console.log,
   });
   const out = v.out ?? 'out/eval';

@@ -7,13 +7,17 @@
 //      fine-tune at 1×–8× L0 (the CLEX fine-tune also with its ODE reset to W_down = 0), print the table
 //      and the passkey table, write results.json and the chart, and say in one line what it shows.
 // Each stage checkpoints into --out/<stage> and a re-run continues where it stopped (same flags).
-import { mkdirSync } from 'node:fs';
+// --compare-precision instead trains only the base stage, under f32 and under f16-mixed (same seed), and
+// charts both loss curves with their held-out losses.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
+import { readMetrics } from './lib/metrics.js';
+import { PRECISIONS } from './lib/precision.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
-import { markdownTable, passkeyTable, writeChart, writeResults, type Results } from './lib/report.js';
+import { markdownTable, passkeyTable, writeChart, writeLossChart, writeResults, type Results } from './lib/report.js';
 import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
 import { train, type TrainOptions } from './lib/trainer.js';
 
@@ -93,12 +97,22 @@ const FLAGS = {
     help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)',
   },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
+  precision: {
+    type: 'string',
+    arg: PRECISIONS.join('|'),
+    help: "every stage and the evaluation (default f32); 'f16-mixed': float32 master weights, the forward in float16 (autocast) with dynamic loss scaling; needs the adapter's shader-f16 on webgpu",
+  },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
+  'compare-precision': {
+    type: 'boolean',
+    help: 'train only the base stage, under f32 and under f16-mixed (same seed), into DIR/precision/; chart both loss curves (DIR/precision.png)',
+  },
 } satisfies FlagSpecs;
 
 /** The job as the flags set it: the base run's options (`common`) and what the fine-tunes and the evaluation change. */
 interface Job {
   quick: boolean;
+  comparePrecision: boolean;
   out: string;
   data: string;
   L0: number;
@@ -141,6 +155,11 @@ function parseJob(argv: string[]): Job {
   if (clexT1Share !== undefined && !(clexT1Share >= 0 && clexT1Share <= 1))
     throw new UsageError(`--clex-t1-share must be a number in [0, 1] or 'uniform', got '${t1Flag}'`);
   const out = v.out ?? (quick ? 'out/main-quick' : 'out/main');
+  const comparePrecision = v['compare-precision'];
+  if (comparePrecision && v.precision !== undefined)
+    throw new UsageError(
+      `--compare-precision trains the base under both precisions; drop --precision ${v.precision} (or drop --compare-precision)`,
+    );
   const data = v.data ?? 'builtin';
   const common: TrainOptions = {
     model: choiceFlag('model', v.model, ['llama', 'neox'] as const),
@@ -169,6 +188,7 @@ function parseJob(argv: string[]): Job {
     weightDecay: 0.01,
     clip: 1,
     seed: 1234,
+    precision: choiceFlag('precision', v.precision ?? 'f32', PRECISIONS),
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: join(out, 'base'),
     saveEvery: 100,
@@ -180,6 +200,7 @@ function parseJob(argv: string[]): Job {
   };
   return {
     quick,
+    comparePrecision,
     out,
     data,
     L0,
@@ -199,7 +220,7 @@ function parseJob(argv: string[]): Job {
 const dataName = (data: string): string => (data === 'builtin' || data === 'prose' ? data : basename(data));
 
 function describeJob({ common, L0, data, baseSteps, finetuneSteps, finetuneLr, out }: Job): string {
-  return `main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, batch ${common.batchSize} (passkey share ${common.passkeyShare}), data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps at lr ${finetuneLr}; device ${common.device}; checkpoints in ${out}/`;
+  return `main job: ${common.model} ${common.layers} layers × ${common.hidden} (${common.heads} heads of ${common.hidden / common.heads}), byte tokenizer, L0 = ${L0}, batch ${common.batchSize} (passkey share ${common.passkeyShare}), data ${data}; base ${baseSteps} steps, each fine-tune ${finetuneSteps} steps at lr ${finetuneLr}; device ${common.device}, precision ${common.precision}; checkpoints in ${out}/`;
 }
 
 /** Every fine-tune gets the same budget and recipe; only the positional rule differs. */
@@ -269,6 +290,7 @@ async function evaluateStages(job: Job, heldOutText: string, timings: Timings): 
     lengths: job.lengths,
     maxTokens: job.maxTokens,
     passkeySamples: job.passkeySamples,
+    precision: job.common.precision,
     log: console.log,
   });
   timings.done('evaluation', t0);
@@ -312,11 +334,77 @@ async function report(job: Job, results: Results, timings: Timings): Promise<voi
   );
 }
 
+/** What --compare-precision reports of each run. */
+interface PrecisionRun {
+  precision: string;
+  /** ln of the held-out perplexity at the last step. */
+  heldOutLoss: number;
+  heldOutPpl: number;
+  msPerStep: number;
+  seconds: number;
+  /** f16-mixed: the steps skipped on overflow and the last loss scale. */
+  skippedSteps?: number;
+  lossScale?: number;
+}
+
+/**
+ * --compare-precision: the base stage under each precision (same seed and batches), held-out loss every
+ * 50 steps (--quick: 10) and at the end; prints both final held-out losses and their gap; writes
+ * precision.json and one chart of both runs' training and held-out losses.
+ */
+async function comparePrecision(job: Job): Promise<void> {
+  const dir = join(job.out, 'precision');
+  const runs: PrecisionRun[] = [];
+  const curves = [];
+  for (const precision of PRECISIONS) {
+    const t0 = performance.now();
+    const out = join(dir, precision);
+    const result = await train({
+      ...job.common,
+      precision,
+      out,
+      label: `base ${precision}`,
+      evalEvery: job.quick ? 10 : 50,
+    });
+    if (result.interrupted) process.exit(130);
+    const records = readMetrics(join(out, 'metrics.jsonl'));
+    const last = records[records.length - 1];
+    runs.push({
+      precision,
+      heldOutLoss: Math.log(last.val_ppl!),
+      heldOutPpl: last.val_ppl!,
+      msPerStep: result.msPerStep,
+      seconds: (performance.now() - t0) / 1000,
+      ...(last.loss_scale !== undefined ? { skippedSteps: last.skipped_steps, lossScale: last.loss_scale } : {}),
+    });
+    curves.push({ name: precision, records });
+  }
+  const [f32, f16] = runs;
+  const gap = f16.heldOutLoss / f32.heldOutLoss - 1;
+  console.log('\nbase stage, held-out loss (nats per byte) at the last step:');
+  for (const r of runs)
+    console.log(
+      `  ${r.precision}: ${r.heldOutLoss.toFixed(4)} (perplexity ${r.heldOutPpl.toFixed(3)}), ${r.msPerStep.toFixed(0)} ms/step${r.skippedSteps !== undefined ? `, ${r.skippedSteps} steps skipped, loss scale ${r.lossScale}` : ''}`,
+    );
+  console.log(`f16-mixed vs f32: ${(gap * 100).toFixed(2)}% (${Math.abs(gap) <= 0.02 ? 'within' : 'outside'} 2%)`);
+  mkdirSync(job.out, { recursive: true });
+  const json = join(job.out, 'precision.json');
+  writeFileSync(json, JSON.stringify({ steps: job.baseSteps, data: dataName(job.data), runs, gap }, null, 2) + '\n');
+  const chart = await writeLossChart(
+    job.out,
+    curves,
+    `base stage (${job.common.model}, ${dataName(job.data)}): f32 ${f32.heldOutLoss.toFixed(3)} vs f16-mixed ${f16.heldOutLoss.toFixed(3)} held-out`,
+    'precision',
+  );
+  console.log(`wrote ${json}, ${chart.svg}, ${chart.png}`);
+}
+
 runScript(async () => {
   const job = parseJob(process.argv.slice(2));
   const text = loadText({ data: job.data, valFraction: 0.1 }); // checked up front: a bad --data fails before any training
-  const started = performance.now();
   console.log(describeJob(job));
+  if (job.comparePrecision) return comparePrecision(job);
+  const started = performance.now();
   const timings = new Timings();
   await trainStages(job, timings);
   const results = await evaluateStages(job, text.val, timings);

@@ -3,6 +3,7 @@
 import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, type FlagSpecs } from './lib/cli.js';
 import { TOKENIZERS } from './lib/data.js';
+import { PRECISIONS } from './lib/precision.js';
 import { ROPES, train, type TrainOptions } from './lib/trainer.js';
 
 const TRAIN_FLAGS = {
@@ -77,6 +78,12 @@ const TRAIN_FLAGS = {
   },
   clip: { type: 'string', default: '1', arg: 'X', help: 'gradient-norm clipping (0 = off)' },
   seed: { type: 'string', default: '1234', arg: 'N', help: 'seed of the initial weights and the batch order' },
+  precision: {
+    type: 'string',
+    default: 'f32',
+    arg: PRECISIONS.join('|'),
+    help: "'f16-mixed': float32 master weights, the forward in float16 (autocast) with dynamic loss scaling; needs the adapter's shader-f16 on webgpu",
+  },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'where to train (default: webgpu, or $DAWNGRAD_DEVICE)' },
   out: { type: 'string', default: 'out/train', arg: 'DIR', help: 'checkpoint and metrics folder' },
   'save-every': {
@@ -146,6 +153,7 @@ function trainOptionsFromArgs(argv: string[]): TrainOptions {
     weightDecay: numberFlag('weight-decay', v['weight-decay'], { min: 0 }),
     clip: numberFlag('clip', v.clip, { min: 0 }),
     seed: int('seed', 0),
+    precision: choiceFlag('precision', v.precision, PRECISIONS),
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: v.out ?? 'out/train',
     saveEvery: int('save-every'),

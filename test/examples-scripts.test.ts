@@ -3,7 +3,7 @@
 // loss curve; --init-from a plain-RoPE checkpoint with --rope clex; bad input gives one clear line and
 // exit code 2 without touching what was saved.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,10 +21,10 @@ interface Run {
   stderr: string;
 }
 
-function start(script: string, args: string[]): ChildProcess {
+function start(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   // One process (node --import tsx), so a signal reaches the script itself.
   return spawn(process.execPath, ['--import', 'tsx', `examples/${script}.ts`, ...args], {
-    env: { ...process.env, DAWNGRAD_DEVICE: 'cpu' },
+    env: { ...process.env, DAWNGRAD_DEVICE: 'cpu', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
@@ -44,23 +44,10 @@ function finish(child: ChildProcess): Promise<Run> {
   });
 }
 
-const run = (script: string, args: string[]) => finish(start(script, args));
-const TINY = [
-  '--layers',
-  '1',
-  '--hidden',
-  '16',
-  '--heads',
-  '2',
-  '--seq-len',
-  '16',
-  '--batch-size',
-  '2',
-  '--device',
-  'cpu',
-  '--eval-tokens',
-  '64',
-];
+const run = (script: string, args: string[], env: Record<string, string> = {}) => finish(start(script, args, env));
+/** The smallest model the scripts train: 1 layer × 16, 2 heads, L0 = 16. */
+const TINY_SHAPE = ['--layers', '1', '--hidden', '16', '--heads', '2', '--seq-len', '16'];
+const TINY = [...TINY_SHAPE, '--batch-size', '2', '--device', 'cpu', '--eval-tokens', '64'];
 const dir = (name: string) => join(root, name);
 
 async function expectCheckpointLoads(path: string): Promise<ModelConfigJson> {
@@ -320,14 +307,7 @@ describe('the main job', () => {
     const r = await run('main', [
       '--model',
       'neox',
-      '--layers',
-      '1',
-      '--hidden',
-      '16',
-      '--heads',
-      '2',
-      '--seq-len',
-      '16',
+      ...TINY_SHAPE,
       '--base-steps',
       '2',
       '--finetune-steps',
@@ -432,6 +412,139 @@ describe('the main job', () => {
     );
     expect(existsSync(dir('main-short'))).toBe(false);
   }, 600_000);
+});
+
+describe('mixed precision (--precision f16-mixed)', () => {
+  it('logs the loss scale and skipped steps, checkpoints the scaler and --resume restores it; another --precision refuses', async () => {
+    // A constant rate (no warm-up, min-lr = lr), so a run extended by --resume follows a straight one step for step.
+    const args = [...TINY, '--precision', 'f16-mixed', '--log-every', '1', '--eval-every', '0'];
+    const constant = ['--warmup', '0', '--lr', '3e-3', '--min-lr', '3e-3'];
+    const out = dir('mixed');
+    const [first, straight] = await Promise.all([
+      run('train', [...args, ...constant, '--steps', '3', '--out', out]),
+      run('train', [...args, ...constant, '--steps', '6', '--out', dir('mixed-straight')]),
+    ]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(straight.code, straight.stderr).toBe(0);
+    expect(first.stdout).toMatch(/train step 3\/3 .* scale \d+ .* skipped \d+/);
+    const saved = JSON.parse(readFileSync(join(out, io.TRAINER_STATE_FILE), 'utf8')) as io.TrainerState;
+    const atThree = readMetrics(join(out, 'metrics.jsonl'))[2];
+    expect(saved.grad_scaler).toMatchObject({ scale: atThree.loss_scale, skippedSteps: atThree.skipped_steps });
+    // A copy whose saved scale and count are edited (valid values no run of 3 steps reaches) tells a restored scaler
+    // from a fresh one.
+    const edited = dir('mixed-edited');
+    cpSync(out, edited, { recursive: true });
+    const state = { ...saved, grad_scaler: { ...saved.grad_scaler!, scale: 2 ** 10, skippedSteps: 5 } };
+    writeFileSync(join(edited, io.TRAINER_STATE_FILE), JSON.stringify(state));
+    const resumed = await Promise.all(
+      [out, edited].map((o) => run('train', [...args, ...constant, '--steps', '6', '--out', o, '--resume'])),
+    );
+    resumed.forEach((r) => expect(r.code, r.stderr).toBe(0));
+    const curve = (p: string) =>
+      readMetrics(join(p, 'metrics.jsonl')).map((r) => [r.step, r.loss, r.loss_scale, r.skipped_steps]);
+    expect(curve(out)).toEqual(curve(dir('mixed-straight')));
+    expect(
+      curve(edited)
+        .slice(3)
+        .map((r) => [r[2], r[3]]),
+    ).toEqual([
+      [2 ** 10, 5],
+      [2 ** 10, 5],
+      [2 ** 10, 5],
+    ]);
+    const f32 = await run('train', [
+      ...TINY,
+      '--log-every',
+      '1',
+      '--eval-every',
+      '0',
+      ...constant,
+      '--steps',
+      '8',
+      '--out',
+      out,
+      '--resume',
+    ]);
+    expect(f32.code).toBe(2);
+    expect(f32.stderr).toMatch(/other settings \(precision "f16-mixed" → "f32"\); pass the same flags/);
+  }, 300_000);
+
+  it('--precision: accepted values, a bad value, and a clear error up front where shader-f16 is missing', async () => {
+    const noF16 = { DAWNGRAD_DEVICE: 'webgpu', DAWNGRAD_DISABLE_FEATURES: 'shader-f16' };
+    const cases: [string, string[], RegExp, Record<string, string>?][] = [
+      ['train', [...TINY, '--precision', 'f16'], /--precision must be one of f32, f16-mixed, got 'f16'/],
+      ['main', ['--quick', '--precision', 'fp16'], /--precision must be one of f32, f16-mixed, got 'fp16'/],
+      ['eval-length', [dir('llama'), '--precision', 'half'], /--precision must be one of f32, f16-mixed, got 'half'/],
+      [
+        'main',
+        ['--quick', '--compare-precision', '--precision', 'f32'],
+        /--compare-precision trains the base under both precisions; drop --precision f32/,
+      ],
+      [
+        'train',
+        [...TINY, '--device', 'webgpu', '--precision', 'f16-mixed', '--out', dir('no-f16')],
+        /--precision f16-mixed needs the WebGPU feature 'shader-f16' \(float16 storage\), which DAWNGRAD_DISABLE_FEATURES turns off; train with --precision f32 \(the default\), or --device cpu/,
+        noF16,
+      ],
+      [
+        'main',
+        ['--quick', '--device', 'webgpu', '--precision', 'f16-mixed', '--out', dir('no-f16-main')],
+        /--precision f16-mixed needs the WebGPU feature 'shader-f16'/,
+        noF16,
+      ],
+      [
+        'eval-length',
+        [dir('llama'), '--device', 'webgpu', '--precision', 'f16-mixed', '--out', dir('no-f16-eval')],
+        /--precision f16-mixed needs the WebGPU feature 'shader-f16'/,
+        noF16,
+      ],
+    ];
+    const results = await Promise.all(cases.map(([script, args, , env]) => run(script, args, env)));
+    results.forEach((r, i) => {
+      expect(r.code, `${cases[i][0]} ${cases[i][1].join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(cases[i][2]);
+    });
+    for (const name of ['no-f16', 'no-f16-main', 'no-f16-eval']) expect(existsSync(dir(name))).toBe(false);
+    // Both values train (f32 is the default; f16-mixed on cpu is the float16 reference).
+    const [f32, mixed] = await Promise.all(
+      ['f32', 'f16-mixed'].map((p) =>
+        run('train', [...TINY, '--precision', p, '--steps', '2', '--eval-every', '2', '--out', dir(`precision-${p}`)]),
+      ),
+    );
+    expect(f32.code, f32.stderr).toBe(0);
+    expect(mixed.code, mixed.stderr).toBe(0);
+    expect(readMetrics(join(dir('precision-f32'), 'metrics.jsonl'))[0]).not.toHaveProperty('loss_scale');
+    expect(readMetrics(join(dir('precision-f16-mixed'), 'metrics.jsonl'))[0].loss_scale).toBeGreaterThan(0);
+  }, 300_000);
+
+  it('the main job --compare-precision trains the base under both and charts both loss curves', async () => {
+    const out = dir('main-precision');
+    const r = await run('main', [
+      '--quick',
+      '--compare-precision',
+      ...TINY_SHAPE,
+      '--base-steps',
+      '4',
+      '--passkey-share',
+      '0',
+      '--device',
+      'cpu',
+      '--out',
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/ {2}f32: \d+\.\d+ \(perplexity [\d.]+\), \d+ ms\/step/);
+    expect(r.stdout).toMatch(/ {2}f16-mixed: \d+\.\d+ .* steps skipped, loss scale \d+/);
+    expect(r.stdout).toMatch(/f16-mixed vs f32: -?\d+\.\d+% \((within|outside) 2%\)/);
+    const report = JSON.parse(readFileSync(join(out, 'precision.json'), 'utf8')) as {
+      runs: { precision: string; heldOutLoss: number }[];
+    };
+    expect(report.runs.map((x) => x.precision)).toEqual(['f32', 'f16-mixed']);
+    for (const x of report.runs) expect(x.heldOutLoss).toBeGreaterThan(0);
+    expect(readFileSync(join(out, 'precision.svg'), 'utf8')).toContain('</svg>');
+    expect(statSync(join(out, 'precision.png')).size).toBeGreaterThan(1000);
+    expect(existsSync(join(out, 'precision', 'f16-mixed', io.TRAINER_STATE_FILE))).toBe(true);
+  }, 300_000);
 });
 
 describe('Hugging Face folders and tokenizers in the scripts', () => {

@@ -5,17 +5,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { deviceInfo, memory, nn, optim, tensor, type Tensor } from '../index.js';
 import { variantUsage } from '../core/op.js';
 import { setTensorsPerDispatchCap } from '../nn/optim/kernels.js';
+import { values } from './nn-optim-helpers.js';
 
 type Device = 'cpu' | 'webgpu';
-
-/** Deterministic pseudo-random values for parameters and gradients (independent of the library RNG). */
-function values(n: number, seed: number, scale = 1): number[] {
-  let s = seed >>> 0;
-  return Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 interface Hyper {
   lr: number;

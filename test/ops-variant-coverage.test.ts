@@ -64,6 +64,19 @@ const UPDATES: Update[] = [
       ];
     },
   },
+  {
+    name: 'GradScaler: unscale, then an AdamW step',
+    values: async (device) => {
+      const opts = { device, dtype: WIDEST_FLOAT[device], requiresGrad: true };
+      const params = [tensor([0.5, -1, 2, 0.25], opts), tensor([1.5, -0.5, 0.75], opts)];
+      const scaler = new optim.GradScaler({ initScale: 2 ** 8 });
+      const opt = new optim.AdamW(params, { lr: 0.1 });
+      await scaler.scale(params[0].square().sum().add(params[1].exp().sum())).backwardAsync();
+      const applied = await scaler.step(opt);
+      scaler.update();
+      return [Number(applied), scaler.getScale(), ...(await params[0].data()), ...(await params[1].data())];
+    },
+  },
 ];
 
 describe.runIf(gpuBackend())('every kernel variant', () => {

@@ -25,8 +25,8 @@ describe('README code blocks', () => {
     if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
   });
 
-  it('has the six documented blocks', () => {
-    expect(blocks.length).toBe(6);
+  it('has the seven documented blocks', () => {
+    expect(blocks.length).toBe(7);
   });
 
   it('API tour', () => {
@@ -46,16 +46,20 @@ describe('README code blocks', () => {
     expect(run(blocks[2], 'nn')).toEqual(['true 0.weight 0.bias 2.weight 2.bias', '200']);
   });
 
+  it('mixed precision: autocast and GradScaler train float32 weights; the scale halves per skipped step', () => {
+    expect(run(blocks[3], 'mixed-precision')).toEqual(['true 65536 float32']);
+  });
+
   it('models: a CLEX LLaMA trains a step and generates past L0', () => {
-    expect(run(blocks[3], 'models')).toEqual(['44 true']);
+    expect(run(blocks[4], 'models')).toEqual(['44 true']);
   });
 
   it('HF folders: a bf16 sharded folder loads with CLEX, trains a step and saves back', () => {
-    expect(run(blocks[4], 'hf')).toEqual(['LlamaForCausalLM clex rk4']);
+    expect(run(blocks[5], 'hf')).toEqual(['LlamaForCausalLM clex rk4']);
   });
 
   it('settings: configure, withConfig, and a bad value', () => {
-    expect(run(blocks[5], 'settings')).toEqual([
+    expect(run(blocks[6], 'settings')).toEqual([
       'group',
       'true',
       `configure: fusion = "yes" is not valid; use '1' or '0' (true or false in code)`,

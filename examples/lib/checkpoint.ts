@@ -123,6 +123,8 @@ export interface SaveArgs {
   model: CausalModel;
   optimizer: optim.AdamW;
   scheduler: optim.LRScheduler;
+  /** Under --precision f16-mixed: the loss scaler. */
+  scaler?: optim.GradScaler;
   step: number;
   tokenizer: TokenizerDescription;
   /** Where an 'hf' tokenizer's tokenizer.json comes from. */
@@ -130,7 +132,7 @@ export interface SaveArgs {
   run: Record<string, unknown>;
 }
 
-/** Weights, config.json (HF fields incl. rope_scaling), optimizer, scheduler and RNG state, tokenizer, run settings. */
+/** Weights, config.json (HF fields incl. rope_scaling), optimizer, scheduler, scaler and RNG state, tokenizer, run settings. */
 export async function saveTrainingCheckpoint(dir: string, a: SaveArgs): Promise<void> {
   // A Hugging Face tokenizer travels with the checkpoint (copied once; the file never changes).
   if (a.tokenizerFile && !existsSync(join(dir, 'tokenizer.json')))
@@ -139,6 +141,7 @@ export async function saveTrainingCheckpoint(dir: string, a: SaveArgs): Promise<
     model: a.model,
     optimizer: a.optimizer,
     scheduler: a.scheduler,
+    scaler: a.scaler,
     step: a.step,
     config: a.model.config.toJSON(),
     extra: { tokenizer: a.tokenizer, run: a.run },

@@ -12,6 +12,7 @@ import {
 } from './checkpoint.js';
 import { UsageError } from './cli.js';
 import { PASSKEY_DEPTHS, passkeyAccuracy } from './passkey.js';
+import { inPrecision, type Precision } from './precision.js';
 import type { ResultRow, Results, RowKind } from './report.js';
 
 /** Training-free rules a checkpoint can be evaluated under (s = L/L0; 'clex-init': CLEX with W_down = 0). */
@@ -31,8 +32,13 @@ export function evaluationTokens(ids: ArrayLike<number>, longest: number, maxTok
   return Int32Array.from({ length: n }, (_, i) => ids[i]);
 }
 
-/** Perplexity of next-token prediction over `tokens` cut into windows of `length`. */
-export async function perplexity(model: models.CausalLM, tokens: Int32Array, length: number): Promise<number> {
+/** Perplexity of next-token prediction over `tokens` cut into windows of `length` (f16-mixed: forwards under autocast). */
+export async function perplexity(
+  model: models.CausalLM,
+  tokens: Int32Array,
+  length: number,
+  precision: Precision = 'f32',
+): Promise<number> {
   const windows = tokens.length / length;
   const perForward = Math.max(1, Math.floor(TOKENS_PER_FORWARD / length));
   model.eval();
@@ -42,7 +48,7 @@ export async function perplexity(model: models.CausalLM, tokens: Int32Array, len
     total += await noGrad(() =>
       scope(async () => {
         const ids = tensor(tokens.subarray(w * length, (w + rows) * length), { dtype: 'int32', shape: [rows, length] });
-        const { loss } = await model.forward(ids, { labels: ids });
+        const { loss } = await inPrecision(precision, () => model.forward(ids, { labels: ids }));
         return (await loss!.item()) * rows; // the mean over rows·(length − 1) predictions
       }),
     );
@@ -91,6 +97,8 @@ export interface EvalSettings {
   maxTokens: number;
   /** Passkey samples per (length, depth); 0 = no passkey test. */
   passkeySamples: number;
+  /** 'f16-mixed': every forward under autocast('float16') (default 'f32'). */
+  precision?: Precision;
   log?: (line: string) => void;
 }
 
@@ -160,11 +168,13 @@ export async function evaluateCheckpoints(targets: EvalTarget[], s: EvalSettings
       const passkey: Record<number, Record<number, number>> = {};
       for (const L of lengths) {
         const m = v.at(L);
-        row.ppl[L] = await perplexity(m, tokens, L);
+        row.ppl[L] = await perplexity(m, tokens, L, s.precision);
         if (s.passkeySamples > 0) {
           passkey[L] = {};
           for (const depth of PASSKEY_DEPTHS)
-            passkey[L][depth] = await passkeyAccuracy(m, tokenizer, heldOut, L, depth, s.passkeySamples);
+            passkey[L][depth] = await inPrecision(s.precision ?? 'f32', () =>
+              passkeyAccuracy(m, tokenizer, heldOut, L, depth, s.passkeySamples),
+            );
         }
         if (v.perLength) m.dispose();
       }

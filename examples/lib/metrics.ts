@@ -12,6 +12,9 @@ export interface MetricsRecord {
   live_buffers?: number;
   live_bytes?: number;
   val_ppl?: number;
+  /** --precision f16-mixed: the loss scale for the next step and the steps skipped so far (gradient overflow). */
+  loss_scale?: number;
+  skipped_steps?: number;
 }
 
 export function readMetrics(path: string): MetricsRecord[] {

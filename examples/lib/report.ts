@@ -1,12 +1,13 @@
 // Evaluation output: the markdown table, results.json, and the chart (vega-lite → SVG with vega's
 // headless renderer, SVG → PNG with resvg): two panels, held-out perplexity and passkey accuracy vs
 // length on a log2 axis, one line per model/rule (line style: trained, training-free or ablation),
-// the training length L0 marked.
+// the training length L0 marked. Also the loss curves of several training runs in one chart.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
+import type { MetricsRecord } from './metrics.js';
 
 export interface ResultRow {
   /** What the row is: a checkpoint name, plus the rule it was evaluated under. */
@@ -195,13 +196,89 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
 }
 
 /** Writes `name`.svg and `name`.png into `dir`; returns their paths. */
-export async function writeChart(
+export function writeChart(
   dir: string,
   results: Results,
   title: string,
   name = 'chart',
 ): Promise<{ svg: string; png: string }> {
-  const view = new vega.View(vega.parse(vegaLite.compile(chartSpec(results, title)).spec), { renderer: 'none' });
+  return renderChart(dir, chartSpec(results, title), name);
+}
+
+/** One training run's logged losses (metrics.jsonl) under a name. */
+export interface LossCurve {
+  name: string;
+  records: readonly MetricsRecord[];
+}
+
+/**
+ * Training curves of several runs in one panel: each run's logged training loss (solid) and held-out
+ * loss, ln(val_ppl) (dashed, with points), against the step. Writes `name`.svg and `name`.png into `dir`.
+ */
+export function writeLossChart(
+  dir: string,
+  curves: readonly LossCurve[],
+  title: string,
+  name: string,
+): Promise<{ svg: string; png: string }> {
+  const points = curves.flatMap((c) => [
+    ...c.records.map((r) => ({ step: r.step, loss: r.loss, run: c.name, series: 'training (batch)' })),
+    ...c.records
+      .filter((r) => r.val_ppl !== undefined)
+      .map((r) => ({ step: r.step, loss: Math.log(r.val_ppl!), run: c.name, series: 'held-out' })),
+  ]);
+  const losses = points.map((p) => p.loss).filter(Number.isFinite);
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: title, fontSize: 15, offset: 14 },
+    background: 'white',
+    config: { font: 'DejaVu Sans' },
+    width: 560,
+    height: 320,
+    data: { values: points },
+    mark: { type: 'line', point: false, strokeWidth: 1.6, opacity: 0.85 },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
+      y: {
+        field: 'loss',
+        type: 'quantitative',
+        title: 'loss (nats per byte, log scale)',
+        scale: { type: 'log', nice: false, domain: [Math.min(...losses) / 1.04, Math.max(...losses) * 1.04] },
+      },
+      color: {
+        field: 'run',
+        type: 'nominal',
+        title: null,
+        sort: curves.map((c) => c.name),
+        scale: { range: PALETTE },
+        legend: { orient: 'right', symbolStrokeWidth: 3, symbolType: 'stroke' },
+      },
+      strokeDash: {
+        field: 'series',
+        type: 'nominal',
+        title: 'loss',
+        scale: {
+          domain: ['training (batch)', 'held-out'],
+          range: [
+            [1, 0],
+            [6, 3],
+          ],
+        },
+        legend: { orient: 'right', symbolStrokeWidth: 2 },
+      },
+      detail: { field: 'series', type: 'nominal' },
+    },
+  } as unknown as vegaLite.TopLevelSpec;
+  return renderChart(dir, spec, name);
+}
+
+/** Renders a vega-lite spec to `name`.svg (vega's headless renderer) and `name`.png (resvg) in `dir`. */
+async function renderChart(
+  dir: string,
+  spec: vegaLite.TopLevelSpec,
+  name: string,
+): Promise<{ svg: string; png: string }> {
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svgText = await view.toSVG();
   view.finalize();
   const png = new Resvg(svgText, {

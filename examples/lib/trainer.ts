@@ -1,7 +1,9 @@
 // The training run behind `npm run train` and the main job: builds (or fine-tunes, --init-from) a
 // LLaMA / GPT-NeoX model, trains it with AdamW (weight decay only on matrices), cosine schedule with
 // warm-up, gradient clipping and accumulation; logs metrics.jsonl, shows progress, evaluates held-out
-// perplexity, checkpoints every N steps, at the end and on SIGINT/SIGTERM, and resumes exactly.
+// perplexity, checkpoints every N steps, at the end and on SIGINT/SIGTERM, and resumes exactly. With
+// --precision f16-mixed the forward runs under autocast('float16') and a GradScaler scales the loss
+// (its state checkpointed with the rest).
 // Every check of the user's input happens before anything is written.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +29,7 @@ import {
 } from './data.js';
 import { perplexity } from './evaluate.js';
 import { passkeyOverhead } from './passkey.js';
+import { checkPrecision, inPrecision, type Precision } from './precision.js';
 import { MetricsLog, readMetrics } from './metrics.js';
 import { TrainingProgress } from './progress.js';
 import { StopRequest } from './signals.js';
@@ -94,6 +97,8 @@ export interface TrainOptions extends ModelShape, RopeOptions {
   initFrom?: string;
   /** Prefix of progress lines. */
   label?: string;
+  /** 'f16-mixed': forward under autocast('float16') with dynamic loss scaling (default 'f32'). */
+  precision?: Precision;
 }
 
 export interface TrainResult {
@@ -227,6 +232,7 @@ function runSettings(
     weight_decay: o.weightDecay,
     clip: o.clip,
     seed: o.seed,
+    precision: o.precision ?? 'f32',
     clex_freeze_ode: o.clexFreezeOde,
     init_from: o.initFrom ?? null,
     ...(initStep !== undefined ? { init_from_step: initStep } : {}),
@@ -269,6 +275,7 @@ interface RunPlan {
 
 /** Checks everything the user gave (flags, source, data, an existing checkpoint); writes nothing. */
 async function planRun(o: TrainOptions): Promise<RunPlan> {
+  checkPrecision(o.precision ?? 'f32', o.device);
   const source = o.initFrom !== undefined ? await readCheckpointInfo('--init-from', o.initFrom) : null;
   const { tokenizer, tokenizerDescription, tokenizerFile } = await runTokenizer(o, source);
   const seqLen = o.seqLen ?? source?.config.max_position_embeddings ?? 64;
@@ -386,6 +393,7 @@ async function resumesCheckpoint(
     // nanoGPT style): the schedule is recomputed from the new total.
     const defaults = {
       passkey_share: 0,
+      precision: 'f32',
       ...(o.rope === 'clex' ? { clex_t1_share: null, clex_ode_lr_scale: 1 } : {}),
       ...(source ? { init_from_step: source.step } : {}),
     };
@@ -465,8 +473,16 @@ class StepClock {
   }
 }
 
-/** One step's gradients summed over --grad-accum micro-batches; returns the step's mean loss. */
-async function accumulateGradients(o: TrainOptions, plan: RunPlan, model: CausalModel, step: number): Promise<number> {
+/**
+ * One step's gradients summed over --grad-accum micro-batches (each loss scaled by the GradScaler, which
+ * passes it through at f32); returns the step's mean loss.
+ */
+async function accumulateGradients(
+  o: TrainOptions,
+  plan: RunPlan,
+  t: Pick<Trainee, 'model' | 'scaler'>,
+  step: number,
+): Promise<number> {
   const passkey = { tokenizer: plan.tokenizer, rows: plan.passkeyRows };
   let loss = 0;
   for (let micro = 0; micro < o.gradAccum; micro++) {
@@ -479,8 +495,8 @@ async function accumulateGradients(o: TrainOptions, plan: RunPlan, model: Causal
         seqLen: plan.seqLen,
         passkey,
       });
-      const batchLossValue = await batchLoss(model, batch);
-      const scaled = o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue;
+      const batchLossValue = await inPrecision(o.precision ?? 'f32', () => batchLoss(t.model, batch));
+      const scaled = t.scaler.scale(o.gradAccum > 1 ? batchLossValue.div(o.gradAccum) : batchLossValue);
       await scaled.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
       return (await batchLossValue.item()) / o.gradAccum;
     });
@@ -496,6 +512,8 @@ interface Trainee {
   model: CausalModel;
   optimizer: optim.AdamW;
   scheduler: optim.LRScheduler;
+  /** Scales the loss under --precision f16-mixed; disabled (a pass-through) under f32. */
+  scaler: optim.GradScaler;
   /** Clips the gradients (global norm --clip). */
   clip: () => unknown;
 }
@@ -506,6 +524,11 @@ interface StepStats {
   /** The rate the step was taken with. */
   lr: number;
   tokensPerSecond: number;
+}
+
+/** f16-mixed: the loss scale for the next step and the steps skipped so far (on overflow); nothing under f32. */
+function scalerStats(scaler: optim.GradScaler): { lossScale?: number; skippedSteps?: number } {
+  return scaler.enabled ? { lossScale: scaler.getScale(), skippedSteps: scaler.skippedSteps } : {};
 }
 
 /**
@@ -571,20 +594,24 @@ class TrainingLoop {
     const { o, t } = this;
     const t0 = performance.now();
     const lr = t.optimizer.paramGroups[0].lr;
-    const loss = await accumulateGradients(o, this.plan, t.model, step);
+    const loss = await accumulateGradients(o, this.plan, t, step);
     if (!Number.isFinite(loss))
       throw new UsageError(
         `training diverged at step ${step} (loss ${loss}); lower --lr or raise --warmup. The last good checkpoint in ${o.out} is at step ${this.lastSaved}`,
       );
-    scope(() => {
-      if (o.clip > 0) t.clip();
-      t.optimizer.step();
-      t.scheduler.step();
+    await scope(async () => {
+      if (o.clip > 0) {
+        t.scaler.unscale(t.optimizer); // clip the true gradients
+        t.clip();
+      }
+      await t.scaler.step(t.optimizer); // f16-mixed: skipped when a gradient overflowed
+      t.scaler.update();
+      t.scheduler.step(); // the schedule follows the step count, skipped steps included (as with torch)
       t.model.zeroGrad(); // also clears the gradients of frozen CLEX weights
     });
     this.finalLoss = loss;
     const tokensPerSecond = this.clock.count(step, performance.now() - t0);
-    this.progress.update(step, { loss, lr, tokensPerSecond });
+    this.progress.update(step, { loss, lr, tokensPerSecond, ...scalerStats(t.scaler) });
     return { step, loss, lr, tokensPerSecond };
   }
 
@@ -599,19 +626,33 @@ class TrainingLoop {
       elapsed_s: Number(this.clock.elapsed.toFixed(3)),
       live_buffers: liveBuffers,
       live_bytes: liveBytes,
+      ...(this.t.scaler.enabled
+        ? { loss_scale: this.t.scaler.getScale(), skipped_steps: this.t.scaler.skippedSteps }
+        : {}),
     };
     const evaluate = this.o.evalEvery > 0 && (step % this.o.evalEvery === 0 || last);
     this.metrics.append(
-      evaluate ? { ...record, val_ppl: await perplexity(this.t.model, this.evalTokens, this.plan.seqLen) } : record,
+      evaluate
+        ? { ...record, val_ppl: await perplexity(this.t.model, this.evalTokens, this.plan.seqLen, this.o.precision) }
+        : record,
     );
     if (evaluate) this.t.model.train();
     this.clock.restartInterval();
   }
 
   private async checkpoint(step: number): Promise<void> {
-    const { model, optimizer, scheduler } = this.t;
+    const { model, optimizer, scheduler, scaler } = this.t;
     const { tokenizerDescription: tokenizer, tokenizerFile, settings: run } = this.plan;
-    await saveTrainingCheckpoint(this.o.out, { model, optimizer, scheduler, step, tokenizer, tokenizerFile, run });
+    await saveTrainingCheckpoint(this.o.out, {
+      model,
+      optimizer,
+      scheduler,
+      ...(scaler.enabled ? { scaler } : {}),
+      step,
+      tokenizer,
+      tokenizerFile,
+      run,
+    });
     this.lastSaved = step;
   }
 
@@ -635,7 +676,7 @@ async function exportHuggingFace(dir: string, model: CausalModel, plan: RunPlan,
   );
 }
 
-/** AdamW over the parameter groups, its cosine schedule with warmup, and the gradient clipping. */
+/** AdamW over the parameter groups, its cosine schedule with warmup, the gradient clipping and the loss scaler. */
 function optimization(model: CausalModel, o: TrainOptions) {
   const { groups, trainable } = parameterGroups(model, o.lr, o.weightDecay, o.clexFreezeOde, o.clexOdeLrScale);
   // A learned CLEX ODE is clipped apart from the rest: its gradient (norm 10-100 at t > 1) would otherwise set the global clip factor.
@@ -649,7 +690,8 @@ function optimization(model: CausalModel, o: TrainOptions) {
     totalSteps: o.steps,
     minLrRatio: o.minLr / o.lr,
   });
-  return { optimizer, scheduler, clip };
+  const scaler = new optim.GradScaler({ enabled: o.precision === 'f16-mixed' });
+  return { optimizer, scheduler, clip, scaler };
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
@@ -662,12 +704,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   manualSeed(o.seed);
   const model = await initialModel(o, plan.source, plan.config);
   if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
-  const { optimizer, scheduler, clip } = optimization(model, o);
+  const { optimizer, scheduler, clip, scaler } = optimization(model, o);
   let start = 1;
-  if (plan.resuming) start = (await io.loadCheckpoint(o.out, { model, optimizer, scheduler })).step + 1;
+  if (plan.resuming)
+    start =
+      (await io.loadCheckpoint(o.out, { model, optimizer, scheduler, ...(scaler.enabled ? { scaler } : {}) })).step + 1;
   mkdirSync(o.out, { recursive: true });
 
-  const loop = new TrainingLoop(o, plan, { model, optimizer, scheduler, clip }, start, label);
+  const loop = new TrainingLoop(o, plan, { model, optimizer, scheduler, scaler, clip }, start, label);
   const result = (step: number, interrupted: boolean): TrainResult => ({
     out: o.out,
     step,

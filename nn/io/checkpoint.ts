@@ -2,7 +2,8 @@
 //   model.safetensors      the model's state dict (HF names)
 //   config.json            JSON.stringify(config) (HF field names are the caller's choice)
 //   optimizer.safetensors  optimizer state tensors `state.<i>.<buffer>`; groups and steps in __metadata__
-//   trainer_state.json     global_step, scheduler state, RNG state, and the save id tying the files together
+//   trainer_state.json     global_step, scheduler and loss-scaler state, RNG state, and the save id tying the
+//                          files together
 // A save stages every file as a fsynced temp file, then writes a commit journal, renames the files into
 // place and removes the journal. A crash before the journal leaves the previous checkpoint untouched; a
 // crash after it is rolled forward by the next load or save. Files carry a save id that loads check, so
@@ -16,6 +17,7 @@ import { getRngState, setRngState } from '../../core/rng.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { AnyModule, Module, StateDict } from '../module.js';
 import type { BaseHyper, Optimizer, OptimizerStateDict } from '../optim/optimizer.js';
+import type { GradScaler, GradScalerState } from '../optim/scaler.js';
 import type { LRScheduler, SchedulerState } from '../optim/schedules.js';
 import { commitFiles, recoverCommit } from './atomic.js';
 import { readSafetensors, serializeSafetensors } from './safetensors.js';
@@ -44,6 +46,8 @@ export interface CheckpointContents {
   model?: AnyModule | StateDict;
   optimizer?: Optimizer<BaseHyper>;
   scheduler?: LRScheduler;
+  /** Mixed precision: the loss scaler (its scale and counters go into trainer_state.json `grad_scaler`). */
+  scaler?: GradScaler;
   /** Global training step (trainer_state.json `global_step`). */
   step?: number;
   /** RNG state to save; defaults to the current getRngState(). */
@@ -59,6 +63,8 @@ export interface TrainerState {
   global_step: number;
   rng_state: number;
   scheduler: SchedulerState | null;
+  /** Absent in checkpoints saved without a scaler (and in those of earlier releases). */
+  grad_scaler?: GradScalerState;
   save_id: string;
   files: string[];
   /** sha256 of config.json, which (being plain HF JSON) cannot carry the save id itself. */
@@ -148,6 +154,7 @@ export async function saveCheckpoint(dir: string, c: CheckpointContents): Promis
     global_step: c.step ?? 0,
     rng_state: c.rng ?? getRngState(),
     scheduler: c.scheduler ? c.scheduler.stateDict() : null,
+    ...(c.scaler ? { grad_scaler: c.scaler.stateDict() } : {}),
     save_id: saveId,
     files: files.map(([name]) => name),
     ...(configBytes ? { config_sha256: sha256(configBytes[0]) } : {}),
@@ -164,6 +171,8 @@ export interface LoadCheckpointOptions {
   /** Restores this optimizer's state. Otherwise the state dict is returned. */
   optimizer?: Optimizer<BaseHyper>;
   scheduler?: LRScheduler;
+  /** Restores this loss scaler's state (the checkpoint must have been saved with one). */
+  scaler?: GradScaler;
   /** Device for returned / staged tensors (default: the model's device, else the default device). */
   device?: DeviceName;
   /** Restore the saved RNG state with setRngState (default true). */
@@ -242,7 +251,15 @@ async function loadOnce(dir: string, opts: LoadCheckpointOptions): Promise<Loade
       }
       config = JSON.parse(bytes.toString('utf8'));
     }
-    // Everything is read and consistent: apply.
+    // Everything is read and consistent: apply (the scaler first: its checks are the likeliest to refuse).
+    if (opts.scaler) {
+      if (!trainerState.grad_scaler)
+        throw new CheckpointError(
+          dir,
+          'no grad scaler state in this checkpoint (it was saved without one: a float32 run); load it without a scaler',
+        );
+      opts.scaler.loadStateDict(trainerState.grad_scaler);
+    }
     if (opts.model) {
       if (!modelState) throw new CheckpointError(dir, `no ${MODEL_FILE} in this checkpoint`);
       opts.model.loadStateDict(modelState, { strict: opts.strict ?? true });

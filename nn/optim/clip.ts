@@ -29,7 +29,7 @@ function tiledRange(gs: readonly Tensor[]): Tensor | null {
  * (held elsewhere too, one tensor on two parameters, overlapping or strided windows) is replaced by a
  * private contiguous copy first, so shared or user-owned memory is never modified.
  */
-function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Tensor[] } {
+export function scalableGrads(params: readonly Tensor[]): { grads: Tensor[]; views: Tensor[] } {
   const byStorage = new Map<Tensor['storage'], Tensor[]>();
   for (const p of params) {
     const g = p.grad as Tensor;

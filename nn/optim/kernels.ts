@@ -379,22 +379,50 @@ ${entry}
 }`;
 };
 
-/** grads[k] *= coef[2·group + 1], in place (each gradient contiguous). */
-function scaleByGroup(grads: GroupedGrad[], coef: Tensor): void {
-  for (const chunk of chunks(grads, tensorsPerDispatch(1, 1, 1, TABLE_WORDS + 1))) {
+/**
+ * One in-place pass over contiguous tensors, as many per dispatch as the bindings allow: `shared` bound
+ * first, then the chunk's tensors; the chunk's uniforms are its table (TOTAL, BASE, N, OFF) and what
+ * `params` adds (`words`: the uniform words it adds in all and per tensor).
+ */
+function inPlacePass<T>(
+  op: string,
+  key: string,
+  items: T[],
+  tensorOf: (item: T) => Tensor,
+  shared: Tensor,
+  words: [fixed: number, perTensor: number],
+  source: (count: number) => () => string,
+  params: (chunk: T[], table: ReturnType<typeof tableValues>) => Uint32Array,
+): void {
+  for (const chunk of chunks(items, tensorsPerDispatch(1, 1, words[0], TABLE_WORDS + words[1]))) {
+    const tensors = chunk.map(tensorOf);
     const table = tableValues(
-      chunk.map((g) => g.grad.size),
-      chunk.map((g) => g.grad.offset),
+      tensors.map((t) => t.size),
+      tensors.map((t) => t.offset),
     );
     launch(
-      'optim.clipGradNorm',
-      `optim:clip:scale:${chunk.length}`,
-      SCALE_WGSL(chunk.length),
-      SCALE(chunk.length).pack({ ...table, GROUP: chunk.map((g) => g.group) }),
-      [coef, ...chunk.map((g) => g.grad)],
+      op,
+      `${key}:${chunk.length}`,
+      source(chunk.length),
+      params(chunk, table),
+      [shared, ...tensors],
       spreadGroups(table.TOTAL),
     );
   }
+}
+
+/** grads[k] *= coef[2·group + 1], in place (each gradient contiguous). */
+function scaleByGroup(grads: GroupedGrad[], coef: Tensor): void {
+  inPlacePass(
+    'optim.clipGradNorm',
+    'optim:clip:scale',
+    grads,
+    (g) => g.grad,
+    coef,
+    [1, 1],
+    SCALE_WGSL,
+    (chunk, table) => SCALE(chunk.length).pack({ ...table, GROUP: chunk.map((g) => g.group) }),
+  );
 }
 
 /**
@@ -436,4 +464,46 @@ export function clipGroupsKernel(grads: GroupedGrad[], groups: number, maxNorm: 
   );
   scaleByGroup(large, result);
   partials.dispose();
+}
+
+// ---- Unscaling for dynamic loss scaling (GradScaler): every gradient multiplied in place by 1/scale, as
+// many per dispatch as the bindings allow, and found[0] set where any result is NaN or ±Inf (tested on the
+// exponent bits: a driver that assumes finite maths may fold `g != g`).
+
+const UNSCALE = (count: number) =>
+  uniformLayout({
+    TOTAL: 'u32',
+    INV_SCALE: 'f32',
+    BASE: ['u32', count + 1],
+    N: ['u32', count],
+    OFF: ['u32', count],
+  });
+
+const UNSCALE_WGSL = (count: number) => () => {
+  const L = UNSCALE(count);
+  return `${header(['var<storage, read_write> found: array<atomic<u32>>', ...Array.from({ length: count }, (_, k) => `var<storage, read_write> grad${k}: array<f32>`)])}
+${entry}
+  ${locate(L, count)}
+  let inv = ${L.read('INV_SCALE')};
+  ${cases(
+    count,
+    (k) => `let g = grad${k}[pi] * inv;
+      grad${k}[pi] = g;
+      if ((bitcast<u32>(g) & 0x7f800000u) == 0x7f800000u) { atomicOr(&found[0], 1u); }`,
+  )}
+}`;
+};
+
+/** grads[k] *= invScale in place (each contiguous float32); found (one int32, zero before) becomes 1 on a NaN or ±Inf. */
+export function unscaleGradsKernel(grads: Tensor[], invScale: number, found: Tensor): void {
+  inPlacePass(
+    'optim.unscale',
+    'optim:unscale',
+    grads,
+    (g) => g,
+    found,
+    [2, 0],
+    UNSCALE_WGSL,
+    (chunk, table) => UNSCALE(chunk.length).pack({ ...table, INV_SCALE: invScale }),
+  );
 }
