@@ -322,7 +322,10 @@ function pickVariant<A>(
 
 const variantRuns = new Map<string, number>();
 
-/** How often each 'kernel:variant' ran on webgpu in this process (the variant-coverage tests read it). */
+/**
+ * How often each 'kernel:variant' ran on webgpu in this process (the variant-coverage tests read it), and
+ * 'kernel:variant:float16' how often it ran with float16 tensors among its arguments (native float16 kernels).
+ */
 export function variantUsage(): ReadonlyMap<string, number> {
   return variantRuns;
 }
@@ -349,6 +352,11 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
     tensorArgs(args).forEach(roundFloat16View);
     return;
   }
+  if (!kernel.float16 && tensorArgs(args).some((t) => t.dtype === 'float16'))
+    throw new OpError(
+      kernel.name,
+      'this kernel has no float16 version; give it float32 tensors (.float()), e.g. float32 master weights with autocast for training',
+    );
   const { variant, tuning } = pickVariant(kernel, args);
   if (tuning) {
     const byName = new Map(tuning.candidates.map((v) => [v.name, v]));
@@ -366,5 +374,7 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
   }
   const key = `${kernel.name}:${variant.name}`;
   variantRuns.set(key, (variantRuns.get(key) ?? 0) + 1);
+  if (tensorArgs(args).some((v) => v.dtype === 'float16'))
+    variantRuns.set(`${key}:float16`, (variantRuns.get(`${key}:float16`) ?? 0) + 1);
   variant.run(args); // last, so the outputs are the chosen variant's whether or not tuning ran
 }

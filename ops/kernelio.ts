@@ -31,6 +31,14 @@ export function withContiguous<T>(
   }
 }
 
+/**
+ * The dtype of the statistics a fused op keeps beside its outputs (row logsumexps, means, 1/std): float32
+ * for float16 tensors (as PyTorch keeps them), the tensor's own dtype otherwise.
+ */
+export function statDtype(dtype: DType): DType {
+  return dtype === 'float16' ? 'float32' : dtype;
+}
+
 /** The elements of a contiguous cpu tensor: data[offset + k] is element k. */
 export function cpuData(t: Tensor): { data: TypedArray; off: number } {
   return { data: cpuDataOf(t), off: t.offset };

@@ -41,6 +41,11 @@ export const SETTINGS: { name: string; what: string; flags: string[] }[] = [
     what: 'lr 5e-4, t = 1 half of the time, max_factor 16 (CLEX only; PI/YaRN stay at s = 8)',
     flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--max-factor', '16'],
   },
+  {
+    name: 'lr5e-4-t75-mf16',
+    what: 'the default with CLEX drawing t = 1 three times in four',
+    flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.75', '--max-factor', '16'],
+  },
 ];
 
 const { values } = parseArgs({

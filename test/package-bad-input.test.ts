@@ -138,8 +138,8 @@ const cases: [string, () => unknown, string][] = [
   ],
   [
     'tensor: unknown dtype',
-    () => tensor([1], { dtype: bad('float16') }),
-    "tensor: unknown dtype 'float16'; use one of float32, float64, int32",
+    () => tensor([1], { dtype: bad('float8') }),
+    "tensor: unknown dtype 'float8'; use one of float16, float32, float64, int32",
   ],
   [
     'tensor: unknown device',

@@ -179,13 +179,22 @@ export interface HostSolve {
   readonly grid: readonly number[];
 }
 
-/** The stages of the rk4 step from z at grid point r: their evaluations (k_s = e_s.f). */
-function stepStages(s: HostSolve, z: ArrayLike<number>, zOff: number, r: number): { evals: Evaluation[]; h: number } {
+/** The stages of one rk4 step of size h from z at time t: their evaluations (k_s = e_s.f); k1 reused when given. */
+function stepStages(
+  s: Omit<HostSolve, 'grid'>,
+  z: ArrayLike<number>,
+  zOff: number,
+  t: number,
+  h: number,
+  k1?: Evaluation,
+): Evaluation[] {
   const { n } = s.weights;
-  const t = s.grid[r],
-    h = s.grid[r + 1] - t;
   const evals: Evaluation[] = [];
   for (let st = 0; st < RK4.c.length; st++) {
+    if (st === 0 && k1) {
+      evals.push(k1);
+      continue;
+    }
     const y = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       let acc = 0;
@@ -194,7 +203,18 @@ function stepStages(s: HostSolve, z: ArrayLike<number>, zOff: number, r: number)
     }
     evals.push(evaluate(s.weights, y, 0, ntkTerms(n, s.logNtkBase, t + RK4.c[st] * h)));
   }
-  return { evals, h };
+  return evals;
+}
+
+/** h·Σ b_s k_s of one step's stages. */
+function increment(evals: Evaluation[], h: number, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let acc = 0;
+    for (let st = 0; st < evals.length; st++) acc += RK4.b[st] * evals[st].f[i];
+    out[i] = h * acc;
+  }
+  return out;
 }
 
 /** z from z(1) = log θ_orig along the grid: z at every grid point into traj [(steps + 1)·n], θ = exp(z(t)) into theta [n]. */
@@ -203,12 +223,9 @@ export function solveOnHost(s: HostSolve, traj: TypedArray, theta: TypedArray): 
   const steps = s.grid.length - 1;
   for (let i = 0; i < n; i++) traj[i] = ((-2 * i) / (2 * n)) * s.logBase;
   for (let r = 0; r < steps; r++) {
-    const { evals, h } = stepStages(s, traj, r * n, r);
-    for (let i = 0; i < n; i++) {
-      let acc = 0;
-      for (let st = 0; st < evals.length; st++) acc += RK4.b[st] * evals[st].f[i];
-      traj[(r + 1) * n + i] = traj[r * n + i] + h * acc;
-    }
+    const h = s.grid[r + 1] - s.grid[r];
+    const inc = increment(stepStages(s, traj, r * n, s.grid[r], h), h, n);
+    for (let i = 0; i < n; i++) traj[(r + 1) * n + i] = traj[r * n + i] + inc[i];
   }
   for (let i = 0; i < n; i++) theta[i] = Math.exp(traj[steps * n + i]);
 }
@@ -232,7 +249,8 @@ export function solveBackwardOnHost(
   // λ = dL/dz(t) = dL/dθ ⊙ θ.
   const lam = Float64Array.from({ length: n }, (_, i) => g[i] * Math.exp(traj[steps * n + i]));
   for (let r = steps - 1; r >= 0; r--) {
-    const { evals, h } = stepStages(s, traj, r * n, r);
+    const h = s.grid[r + 1] - s.grid[r];
+    const evals = stepStages(s, traj, r * n, s.grid[r], h);
     const mu: Float64Array[] = new Array(stages);
     for (let st = stages - 1; st >= 0; st--) {
       // The gradient reaching stage st's output: h·(b_st·λ + Σ_{l>st} a_l,st·μ_l).
@@ -248,4 +266,85 @@ export function solveBackwardOnHost(
   }
   dUp.set(gUp);
   dDown.set(gDown);
+}
+
+/**
+ * The error control of the adaptive solve (step doubling of the rk4 step). A step of H from (t, z) is
+ * taken as two rk4 steps of H/2 (the trajectory keeps both: each is a plain rk4 step, so the backward is
+ * the fixed-grid one on the grid it records); one rk4 step of H beside them estimates their error,
+ * |z_halves − z_full|/15 (rk4's local error is O(H⁵): 2⁴ − 1), per entry against tol.
+ */
+export interface StepControl {
+  /** The local error allowed per step, absolute in z = log θ (so relative in θ). */
+  readonly tol: number;
+  /** The finest half step (the reference's time_dt): a step of 2·hMin is accepted whatever its estimate. */
+  readonly hMin: number;
+}
+
+/** The first step tried (both solves, so the cpu and webgpu kernels walk the same grid up to rounding). */
+export const ADAPTIVE_FIRST_STEP = 0.1;
+/** The controller: H ← H·clamp(SAFETY·e^(−1/5), SHRINK, GROW) after each try (e = the scaled error). */
+export const ADAPTIVE_SAFETY = 0.9;
+export const ADAPTIVE_SHRINK = 0.2;
+export const ADAPTIVE_GROW = 4;
+
+/** Trajectory rows the adaptive solve to tEnd can write: half steps are ≥ hMin except the last two, plus the end point and slack for float32 rounding. */
+export const adaptiveRows = (tEnd: number, hMin: number): number => Math.ceil((tEnd - 1) / hMin - 1e-9) + 5;
+
+/**
+ * z from z(1) = log θ_orig to tEnd under step control: z at every grid point into traj
+ * [adaptiveRows·n], the grid times into times [adaptiveRows] (the last used row's time is tEnd),
+ * θ = exp(z(tEnd)) into theta. Returns the number of rk4 steps (grid points − 1).
+ */
+export function adaptiveSolveOnHost(
+  s: Omit<HostSolve, 'grid'>,
+  tEnd: number,
+  ctl: StepControl,
+  traj: TypedArray,
+  times: TypedArray,
+  theta: TypedArray,
+): number {
+  const { n } = s.weights;
+  for (let i = 0; i < n; i++) traj[i] = ((-2 * i) / (2 * n)) * s.logBase;
+  let t = 1,
+    H = Math.max(ADAPTIVE_FIRST_STEP, 2 * ctl.hMin),
+    r = 0;
+  let k1: Evaluation | undefined;
+  while (t < tEnd) {
+    const last = t + H >= tEnd;
+    const tNew = last ? tEnd : t + H;
+    const tMid = t + (tNew - t) / 2;
+    const z = traj.subarray(r * n, (r + 1) * n);
+    k1 ??= evaluate(s.weights, z, 0, ntkTerms(n, s.logNtkBase, t));
+    const full = increment(stepStages(s, z, 0, t, tNew - t, k1), tNew - t, n);
+    const inc1 = increment(stepStages(s, z, 0, t, tMid - t, k1), tMid - t, n);
+    const zMid = z.map((v, i) => v + inc1[i]);
+    const inc2 = increment(stepStages(s, zMid, 0, tMid, tNew - tMid), tNew - tMid, n);
+    let e = 0;
+    for (let i = 0; i < n; i++) {
+      const err = Math.abs(inc1[i] + inc2[i] - full[i]) / (15 * ctl.tol);
+      e = Math.max(e, err);
+      if (Number.isNaN(err)) e = NaN;
+    }
+    const floor = tNew - t <= 2 * ctl.hMin * (1 + 1e-6);
+    const fac = Number.isNaN(e)
+      ? ADAPTIVE_SHRINK
+      : Math.min(ADAPTIVE_GROW, Math.max(ADAPTIVE_SHRINK, ADAPTIVE_SAFETY * Math.pow(e, -0.2)));
+    const tried = tNew - t;
+    if (e <= 1 || floor) {
+      times[r] = t;
+      times[r + 1] = tMid;
+      for (let i = 0; i < n; i++) {
+        traj[(r + 1) * n + i] = zMid[i];
+        traj[(r + 2) * n + i] = zMid[i] + inc2[i];
+      }
+      r += 2;
+      t = tNew;
+      k1 = undefined;
+    }
+    H = Math.max(2 * ctl.hMin, tried * fac);
+  }
+  times[r] = tEnd;
+  for (let i = 0; i < n; i++) theta[i] = Math.exp(traj[r * n + i]);
+  return r;
 }

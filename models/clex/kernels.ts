@@ -9,11 +9,13 @@
 // Runge–Kutta step (the discrete adjoint: exactly the gradient of the computed solution, as backprop
 // through the solver). Nothing is read back.
 //
-// The 'dopri5' setting also runs this fixed-step rk4 at time_dt on the device: the reference's own
-// solver at its own step agrees with dopri5 at rtol 1e-7 within 1e-5 relative in θ (test/models-clex.test.ts),
-// the float32 tolerance the device solve is held to anyway, and a fixed grid keeps every loop bound a
-// uniform (an in-kernel adaptive loop would also need a trajectory bound it could only report by
-// returning NaN).
+// The 'dopri5' setting (a tolerance, not a grid) runs the same rk4 under step control instead
+// (adaptiveForwardSource): step doubling against a local error of 1e-7 in z, steps no finer than
+// time_dt, each accepted step kept as two plain rk4 steps with their times, so the backward is this
+// one walking the recorded grid. The drift 1/(2t − 1) needs short steps only near t = 1: t = 8 takes
+// 24–34 steps for the fixed grid's 700, and in float32 it lands closer to the float64 reference than
+// the fixed grid does (less rounding accumulates; models/clex/index.ts, solveSpec). The grid lives in
+// a buffer, bounded by the fixed grid's rows, so no loop bound needs a readback.
 //
 // Lanes: the invocations of the one workgroup (solve.ts picks them: the 'clex' variants 'lanes' and
 // 'single'); they split each evaluation's loops and meet at barriers.
@@ -26,7 +28,14 @@
 // takes about 1–2 s of cpu for the forward and 3–4 s for the backward at d = 16 and at d = 64.
 import { kernelHeader } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
-import { RK4, type Activation } from './dynamics.js';
+import {
+  ADAPTIVE_FIRST_STEP,
+  ADAPTIVE_GROW,
+  ADAPTIVE_SAFETY,
+  ADAPTIVE_SHRINK,
+  RK4,
+  type Activation,
+} from './dynamics.js';
 
 /** What fixes one pair of pipelines: the ODE's sizes and activation (the rest are uniforms). */
 export interface SourceSpec {
@@ -59,6 +68,9 @@ export const W = uniformLayout({
   N: 'u32',
   M: 'u32',
   STAGES: 'u32',
+  /** The adaptive solve: its local error tolerance in z, and the rows its trajectory and times hold. */
+  TOL: 'f32',
+  ROWS: 'u32',
   C: ['f32', MAX_STAGES],
   A: ['f32', MAX_STAGES * MAX_STAGES],
   B: ['f32', MAX_STAGES],
@@ -197,7 +209,7 @@ ${entry(
  * Y_s from the saved start, then for s = last..0: g_s = h·(b_s·λ + Σ_{l>s} a_ls·μ_l), μ_s = J_z f(Y_s)ᵀ g_s,
  * dW += J_W f(Y_s)ᵀ g_s; finally λ += Σ μ_s. dW_up and dW_down are owned column/row-wise by lanes.
  */
-export function backwardSource(spec: SourceSpec, hidden: number, lanes: number): string {
+export function backwardSource(spec: SourceSpec, hidden: number, lanes: number, adaptive: boolean): string {
   // dW accumulate in workgroup memory when it fits (cheaper than storage read-modify-writes).
   const inWorkgroup = accumulatesInWorkgroup(spec.dim / 2, hidden);
   const [accUp, accDown] = inWorkgroup ? ['accUp', 'accDown'] : ['dUp', 'dDown'];
@@ -208,7 +220,16 @@ export function backwardSource(spec: SourceSpec, hidden: number, lanes: number):
     'var<storage, read> traj: array<f32>',
     'var<storage, read> up: array<f32>',
     'var<storage, read> down: array<f32>',
+    // The adaptive solve's grid: its times, and the step count after the last row.
+    ...(adaptive ? ['var<storage, read> times: array<f32>'] : []),
   ];
+  // The grid: the fixed one (steps of dt from 1, the last ending at t_end) or the times the adaptive forward recorded.
+  const stepCount = adaptive ? `u32(times[pu(${W.ROWS}u)])` : 'steps';
+  const stepAt = adaptive
+    ? `let t = times[r];
+    let h = times[r + 1u] - t;`
+    : `let t = 1.0 + f32(r) * dt;
+    let h = select(dt, tEnd - t, r + 1u == steps);`;
   return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
 var<workgroup> stageY: array<f32, SCAP * NCAP>;
 var<workgroup> mu: array<f32, SCAP * NCAP>;
@@ -246,12 +267,12 @@ ${entry(
   `  for (var j = lane; j < m; j += WG) {
     for (var i = 0u; i < n; i++) { ${accUp}[i * m + j] = 0.0; ${accDown}[j * n + i] = 0.0; }
   }
+  let count = ${stepCount};
   // λ = dL/dz(t_end) = dL/dθ ⊙ θ.
-  for (var i = lane; i < n; i += WG) { lam[i] = g[pu(${W.G_OFF}u) + i] * exp(traj[steps * n + i]); }
-  for (var q = 0u; q < steps; q++) {
-    let r = steps - 1u - q;
-    let t = 1.0 + f32(r) * dt;
-    let h = select(dt, tEnd - t, r + 1u == steps);
+  for (var i = lane; i < n; i += WG) { lam[i] = g[pu(${W.G_OFF}u) + i] * exp(traj[count * n + i]); }
+  for (var q = 0u; q < count; q++) {
+    let r = count - 1u - q;
+    ${stepAt}
     for (var i = lane; i < n; i += WG) { zc[i] = traj[r * n + i]; }
     // The stage inputs Y_s, and the k_s later inputs need (the last stage's k is not needed).
     for (var s = 0u; s < stages; s++) {
@@ -278,5 +299,95 @@ ${entry(
   for (var j = lane; j < m; j += WG) {
     for (var i = 0u; i < n; i++) { dUp[i * m + j] = ${accUp}[i * m + j]; dDown[j * n + i] = ${accDown}[j * n + i]; }
   }`,
+)}`;
+}
+
+/**
+ * Forward under step control (dynamics.ts, adaptiveSolveOnHost, is the float64 twin): each try from
+ * (t, z) takes one rk4 step of H and two of H/2; the halves' error estimate |halves − full|/15 against
+ * TOL decides (workgroup max, read uniformly), the halves are kept (trajectory rows and their times), H
+ * follows the usual controller, and a step of 2·DT (the reference's time_dt) is taken whatever its
+ * estimate, so the loop ends and the trajectory fits ROWS. Writes the step count after the last row of times.
+ */
+export function adaptiveForwardSource(spec: SourceSpec, hidden: number, lanes: number): string {
+  const bindings = [
+    'var<storage, read_write> traj: array<f32>',
+    'var<storage, read_write> theta: array<f32>',
+    'var<storage, read_write> times: array<f32>',
+    'var<storage, read> up: array<f32>',
+    'var<storage, read> down: array<f32>',
+  ];
+  const f = (x: number) => (Number.isInteger(x) ? `${x}.0` : `${x}`);
+  return `${kernelHeader(bindings)}${common(spec, hidden, lanes)}
+var<workgroup> incF: array<f32, NCAP>;
+var<workgroup> inc1: array<f32, NCAP>;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> verdict: f32;
+/** The stages of one rk4 step of h from zc at t (stage 0 from s0 on: 1 reuses k1 in ks[0]). */
+fn runStages(t: f32, h: f32, s0: u32, count: u32) {
+  for (var s = s0; s < count; s++) {
+    stageInput(s, h);
+    evalF(t + cc(s) * h, s);
+  }
+}
+fn incr(i: u32, h: f32, count: u32) -> f32 {
+  var acc = 0.0;
+  for (var s = 0u; s < count; s++) { acc += cb(s) * ks[s * n + i]; }
+  return h * acc;
+}
+${entry(
+  lanes,
+  `  let tol = pf(${W.TOL}u);
+  let rows = pu(${W.ROWS}u);
+  let hMin = dt;
+  for (var i = lane; i < n; i += WG) { zc[i] = -(f32(i) / f32(n)) * pf(${W.LOG_BASE}u); }
+  var t = 1.0;
+  var H = max(${f(ADAPTIVE_FIRST_STEP)}, 2.0 * hMin);
+  var r = 0u;
+  loop {
+    if (t >= tEnd || r + 2u >= rows) { break; }
+    let tNew = select(t + H, tEnd, t + H >= tEnd);
+    let tMid = t + (tNew - t) * 0.5;
+    let hF = tNew - t;
+    let h1 = tMid - t;
+    let h2 = tNew - tMid;
+    for (var i = lane; i < n; i += WG) { traj[r * n + i] = zc[i]; }
+    runStages(t, hF, 0u, stages);
+    for (var i = lane; i < n; i += WG) { incF[i] = incr(i, hF, stages); }
+    runStages(t, h1, 1u, stages);
+    for (var i = lane; i < n; i += WG) {
+      inc1[i] = incr(i, h1, stages);
+      zc[i] += inc1[i];
+      traj[(r + 1u) * n + i] = zc[i];
+    }
+    runStages(tMid, h2, 0u, stages);
+    var e = 0.0;
+    for (var i = lane; i < n; i += WG) {
+      let inc2 = incr(i, h2, stages);
+      e = max(e, abs(inc1[i] + inc2 - incF[i]) / (15.0 * tol));
+      // NaN compares false: such a step counts as failed.
+      e = select(3.4e38, e, e <= 3.4e38);
+      zc[i] += inc2;
+    }
+    red[lane] = e;
+    sync();
+    if (lane == 0u) {
+      var m = 0.0;
+      for (var l = 0u; l < WG; l++) { m = max(m, red[l]); }
+      verdict = m;
+    }
+    let err = workgroupUniformLoad(&verdict);
+    let fac = clamp(${f(ADAPTIVE_SAFETY)} * pow(max(err, 1e-30), -0.2), ${f(ADAPTIVE_SHRINK)}, ${f(ADAPTIVE_GROW)});
+    if (err <= 1.0 || hF <= 2.0 * hMin * 1.000001) {
+      if (lane == 0u) { times[r] = t; times[r + 1u] = tMid; }
+      r += 2u;
+      t = tNew;
+    } else {
+      for (var i = lane; i < n; i += WG) { zc[i] = traj[r * n + i]; }
+    }
+    H = max(2.0 * hMin, hF * fac);
+  }
+  for (var i = lane; i < n; i += WG) { traj[r * n + i] = zc[i]; theta[i] = exp(zc[i]); }
+  if (lane == 0u) { times[r] = tEnd; times[rows] = f32(r); }`,
 )}`;
 }

@@ -24,10 +24,12 @@ import {
   operandWords,
   vectorWidth,
   type MaskKind,
+  type AttentionTypes,
 } from './kernels.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { counterUniform } from '../dropout/counter-rng.js';
 import { preferTiled, tiledBackward, tiledFits, tiledForward, type AttentionShape } from './tiled.js';
-import { emptyInOrder, emptyLike, outData } from '../kernelio.js';
+import { emptyInOrder, emptyLike, outData, statDtype } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
 import { cpuDataOf } from '../../core/cpu.js';
 
@@ -203,21 +205,29 @@ function forwardCpu({ d, q, k, v, mask, out, stats }: AttentionArgs): void {
   });
 }
 
+/** The kernels' storage types: q's for the rows (q, k, v, out and their gradients share it), the additive mask's. */
+const storageTypes = (q: View, mask: { view: View } | null): AttentionTypes => ({
+  t: storageTypeOf(q.dtype),
+  mask: storageTypeOf(mask?.view.dtype ?? 'float32'),
+});
+
 const attentionForwardKernel = defineKernel<AttentionArgs>({
   name: 'scaledDotProductAttention',
   family: 'attention',
   cpu: forwardCpu,
+  float16: true,
   webgpu: attentionVariants(({ d, q, k, v, mask, out, stats }, variant) => {
     const kind = mask?.kind ?? 'none';
     const W = vectorWidth(d.D, [q, k, v, out]);
     const p = params(d, W, { Q: q, K: k, V: v, O: out }, mask);
     const views = [out, stats, q, k, v, ...(mask ? [mask.view] : [])];
-    if (variant === 'tiled') tiledForward({ ...shapeOf(d), W, kind }, p, views);
+    const types = storageTypes(q, mask);
+    if (variant === 'tiled') tiledForward({ ...shapeOf(d), W, kind, types }, p, views);
     else
       launch(
         'scaledDotProductAttention',
-        `fused:attention:fwd:${W}:${kind}`,
-        () => attentionForwardSource(W, kind),
+        `fused:attention:fwd:${W}:${kind}:${types.t}:${types.mask}`,
+        () => attentionForwardSource(W, kind, types),
         p,
         views,
         itemGrid(d.B * d.H * d.Tq),
@@ -279,6 +289,7 @@ const attentionBackwardKernel = defineKernel<AttentionBackwardArgs>({
   name: 'scaledDotProductAttentionBackward',
   family: 'attention',
   cpu: backwardCpu,
+  float16: true,
   webgpu: attentionVariants(({ d, q, k, v, mask, out, stats, g, dq, dk, dv }, variant) => {
     // A dout broadcast along the head dim (out.sum()'s gradient) is made dense, so it does not turn
     // every load scalar (and compile scalar pipelines) for the sake of one constant.
@@ -289,20 +300,21 @@ const attentionBackwardKernel = defineKernel<AttentionBackwardArgs>({
     const extra = mask ? [mask.view] : [];
     const dqViews = [dq, stats, q, k, v, out, dense, ...extra],
       dkvViews = [dk, dv, q, k, v, stats, dense, ...extra];
-    if (variant === 'tiled') tiledBackward({ ...shapeOf(d), W, kind }, p, dqViews, dkvViews);
+    const types = storageTypes(q, mask);
+    if (variant === 'tiled') tiledBackward({ ...shapeOf(d), W, kind, types }, p, dqViews, dkvViews);
     else {
       launch(
         'scaledDotProductAttentionBackward',
-        `fused:attention:dq:${W}:${kind}`,
-        () => attentionBackwardQuerySource(W, kind),
+        `fused:attention:dq:${W}:${kind}:${types.t}:${types.mask}`,
+        () => attentionBackwardQuerySource(W, kind, types),
         p,
         dqViews,
         itemGrid(d.B * d.H * d.Tq),
       );
       launch(
         'scaledDotProductAttentionBackward',
-        `fused:attention:dkv:${W}:${kind}`,
-        () => attentionBackwardKeySource(W, kind),
+        `fused:attention:dkv:${W}:${kind}:${types.t}:${types.mask}`,
+        () => attentionBackwardKeySource(W, kind, types),
         p,
         dkvViews,
         itemGrid(d.B * d.Hkv * d.Tk),
@@ -321,7 +333,8 @@ function forward(d: Dims, q: Tensor, k: Tensor, v: Tensor, mask: Mask | null): [
   const { B, H, Tq, D } = d;
   const out = emptyInOrder(q.device, q.dtype, [B, H, Tq, D], [0, 2, 1, 3]);
   const rows = B * H * Tq;
-  const stats = empty(q.device, q.dtype, [2, rows]);
+  // Row logsumexps and deltas stay f32 for float16 rows (the backward recomputes exp(s − lse) from them).
+  const stats = empty(q.device, statDtype(q.dtype), [2, rows]);
   if (rows > 0) dispatch(attentionForwardKernel, q.device, { d, q, k, v, mask, out, stats });
   return [out, stats];
 }
@@ -376,8 +389,11 @@ function checkInputs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): v
       throw new OpError(op, `mask ${shapeStr(mask.shape)} must broadcast to [B, H, Tq, Tk] = ${shapeStr(full)}`);
     }
     if (mask.device !== q.device) throw new OpError(op, `mask is on ${mask.device} but q on ${q.device}`);
-    if (mask.dtype !== 'int32' && mask.dtype !== q.dtype)
-      throw new OpError(op, `a float mask must have q's dtype ${q.dtype}, got ${mask.dtype}`);
+    if (mask.dtype !== 'int32' && mask.dtype !== q.dtype && !(q.dtype === 'float16' && mask.dtype === 'float32'))
+      throw new OpError(
+        op,
+        `a float mask must have q's dtype ${q.dtype} (or float32 with float16 q), got ${mask.dtype}`,
+      );
     if (mask.requiresGrad) throw new OpError(op, 'the mask receives no gradient; pass mask.detach()');
   }
 }
@@ -424,7 +440,8 @@ const attentionOp = defineOp({
   backward: (g, [qs, ks, vs, os, ss, ms], { d }) => backward(d, qs, ks, vs, maskOf(d, ms ?? null), os, ss, g),
   kernels: [attentionForwardKernel, attentionBackwardKernel],
   // webgpu float32 vs cpu float64: the gradcheckDevices defaults the attention tests pass at.
-  tolerance: { float32: { atol: 1e-5, rtol: 1e-4 } },
+  // float16: f16 rows, f32 scores, softmax statistics and accumulators; each result rounded once to f16.
+  tolerance: { float32: { atol: 1e-5, rtol: 1e-4 }, float16: { atol: 5e-3, rtol: 1e-2 } },
 });
 
 /** A mask tensor as the kernels read it: broadcast to [B, H, Tq, Tk]; int32 keeps nonzero positions, a float one is added. */

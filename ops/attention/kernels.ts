@@ -13,8 +13,18 @@ import type { View } from '../../core/backend.js';
 import { WGSL_COUNTER_RNG } from '../dropout/counter-rng.js';
 import { itemMain, kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import type { WType } from '../../core/webgpu/wgsl.js';
 
 export type MaskKind = 'none' | 'add' | 'bool';
+
+/**
+ * Storage types: `t` of q, k, v, out, dout and the gradients (f16 rows are widened to f32 on load: the
+ * scores, softmax statistics and accumulators are f32), `mask` of an additive mask.
+ */
+export interface AttentionTypes {
+  t: WType;
+  mask: WType;
+}
 
 /**
  * Params. DH = head dim / W. Each operand field is [offset, stride b, stride h, stride t, stride d]
@@ -84,21 +94,22 @@ export const keyRowRegisters = (j: string): string => `var kr: array<VT, DMAX>;
   var dva: array<VT, DMAX>;
   let ko = ${rowAt('K', 'b', 'hk', j)};
   let vo = ${rowAt('V', 'b', 'hk', j)};
-  for (var d = 0u; d < DH; d++) { kr[d] = k[ko + ${col('K', 'd')}]; vr[d] = v[vo + ${col('V', 'd')}]; }`;
+  for (var d = 0u; d < DH; d++) { kr[d] = VT(k[ko + ${col('K', 'd')}]); vr[d] = VT(v[vo + ${col('V', 'd')}]); }`;
 
 /**
  * The WGSL both attention kernels (row and tiled) share: the vector type, strided addressing, the
  * mask, dropout's keep multiplier (same counter hash, so the same seed drops the same elements) and
  * the causal key range.
  */
-export function attentionHelpers(W: 1 | 4, kind: MaskKind): string {
+export function attentionHelpers(W: 1 | 4, kind: MaskKind, types: AttentionTypes): string {
   const maskCode =
     kind === 'none'
       ? ''
       : `
   let mo = row_at(${AT.M}u, b, h, i) + j * pu(${AT.M + 4}u);
-  ${kind === 'add' ? 's += mask[mo];' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
+  ${kind === 'add' ? 's += f32(mask[mo]);' : `if (mask[mo] == 0) { s = ${NEG_INF}; }`}`;
   return `alias VT = ${W === 4 ? 'vec4<f32>' : 'f32'};
+alias ST = ${W === 4 ? `vec4<${types.t}>` : types.t};
 fn vdot(a: VT, b: VT) -> f32 { return ${W === 4 ? 'dot(a, b)' : 'a * b'}; }
 /** Start of row (b, h, i) of the operand whose [offset, strides] field starts at word t. */
 fn row_at(t: u32, b: u32, h: u32, i: u32) -> u32 { return pu(t) + b * pu(t + 1u) + h * pu(t + 2u) + i * pu(t + 3u); }
@@ -125,9 +136,9 @@ fn key_end(i: u32) -> u32 {
 }`;
 }
 
-function prelude(W: 1 | 4, kind: MaskKind): string {
+function prelude(W: 1 | 4, kind: MaskKind, types: AttentionTypes): string {
   return `const DMAX: u32 = ${MAX_HEAD_DIM / W}u;
-${attentionHelpers(W, kind)}`;
+${attentionHelpers(W, kind, types)}`;
 }
 
 /** Decodes a query row index into b, h, i, its KV head hk, and the row / KV head bases of q, k, v. */
@@ -145,7 +156,7 @@ const queryRow = `
 
 const storage = (name: string, type: string, writable = false) =>
   `var<storage, ${writable ? 'read_write' : 'read'}> ${name}: array<${type}>`;
-const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'VT'));
+const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'ST'));
 
 /**
  * Bindings of the three kernels, row and tiled alike (at most 8 storage buffers, WebGPU's default
@@ -153,39 +164,39 @@ const inputs = ['q', 'k', 'v'].map((n) => storage(n, 'VT'));
  * writes delta = Σ dout·out (so it binds stats writable) and the dK/dV kernel, dispatched after it,
  * reads both.
  */
-export const attentionBindings = (part: 'fwd' | 'dq' | 'dkv', kind: MaskKind): string[] => [
+export const attentionBindings = (part: 'fwd' | 'dq' | 'dkv', kind: MaskKind, types: AttentionTypes): string[] => [
   ...(part === 'fwd'
-    ? [storage('out', 'VT', true), storage('stats', 'f32', true), ...inputs]
+    ? [storage('out', 'ST', true), storage('stats', 'f32', true), ...inputs]
     : part === 'dq'
       ? [
-          storage('dq', 'VT', true),
+          storage('dq', 'ST', true),
           storage('stats', 'f32', true),
           ...inputs,
-          storage('out', 'VT'),
-          storage('dout', 'VT'),
+          storage('out', 'ST'),
+          storage('dout', 'ST'),
         ]
       : [
-          storage('dk', 'VT', true),
-          storage('dv', 'VT', true),
+          storage('dk', 'ST', true),
+          storage('dv', 'ST', true),
           ...inputs,
           storage('stats', 'f32'),
-          storage('dout', 'VT'),
+          storage('dout', 'ST'),
         ]),
-  ...(kind === 'none' ? [] : [storage('mask', kind === 'add' ? 'f32' : 'i32')]),
+  ...(kind === 'none' ? [] : [storage('mask', kind === 'add' ? types.mask : 'i32')]),
 ];
 
-export function attentionForwardSource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('fwd', kind))}
-${prelude(W, kind)}
+export function attentionForwardSource(W: 1 | 4, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('fwd', kind, types))}
+${prelude(W, kind, types)}
 ${itemMain(`${queryRow}
   var qr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; }
+  for (var d = 0u; d < DH; d++) { qr[d] = VT(q[qo + ${col('Q', 'd')}]); }
   var m = ${NEG_INF};
   var l = 0.0;
   for (var j = 0u; j < jend; j++) {
     var s = 0.0;
-    for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * kRow + ${col('K', 'd')}]); }
+    for (var d = 0u; d < DH; d++) { s += vdot(qr[d], VT(k[kb + j * kRow + ${col('K', 'd')}])); }
     s = masked(s * scale, b, h, i, j);
     if (is_neg_inf(s)) { continue; }
     // Online softmax: rescale what was accumulated under the old running max.
@@ -194,18 +205,18 @@ ${itemMain(`${queryRow}
     let p = exp(s - mn);
     l = l * corr + p;
     let pv = p * keep_mult(item, j);
-    for (var d = 0u; d < DH; d++) { acc[d] = acc[d] * corr + pv * v[vb + j * vRow + ${col('V', 'd')}]; }
+    for (var d = 0u; d < DH; d++) { acc[d] = acc[d] * corr + pv * VT(v[vb + j * vRow + ${col('V', 'd')}]); }
     m = mn;
   }
   let inv = select(1.0 / l, 0.0, l == 0.0);
   let oo = ${rowAt('O', 'b', 'h', 'i')};
-  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = acc[d] * inv; }
+  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = ST(acc[d] * inv); }
   stats[item] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
 }
 
-export function attentionBackwardQuerySource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('dq', kind))}
-${prelude(W, kind)}
+export function attentionBackwardQuerySource(W: 1 | 4, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('dq', kind, types))}
+${prelude(W, kind, types)}
 ${itemMain(`${queryRow}
   let L = stats[item];
   let go = ${rowAt('G', 'b', 'h', 'i')};
@@ -214,28 +225,28 @@ ${itemMain(`${queryRow}
   var gr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
   var delta = 0.0;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; gr[d] = dout[go + ${col('G', 'd')}]; delta += vdot(gr[d], out[oo + ${col('O', 'd')}]); }
+  for (var d = 0u; d < DH; d++) { qr[d] = VT(q[qo + ${col('Q', 'd')}]); gr[d] = VT(dout[go + ${col('G', 'd')}]); delta += vdot(gr[d], VT(out[oo + ${col('O', 'd')}])); }
   stats[pu(${AT.B}u) * H * Tq + item] = delta;
   if (!is_neg_inf(L)) {
     for (var j = 0u; j < jend; j++) {
       var s = 0.0;
-      for (var d = 0u; d < DH; d++) { s += vdot(qr[d], k[kb + j * kRow + ${col('K', 'd')}]); }
+      for (var d = 0u; d < DH; d++) { s += vdot(qr[d], VT(k[kb + j * kRow + ${col('K', 'd')}])); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], v[vb + j * vRow + ${col('V', 'd')}]); }
+      for (var d = 0u; d < DH; d++) { dp += vdot(gr[d], VT(v[vb + j * vRow + ${col('V', 'd')}])); }
       let ds = p * (dp * keep_mult(item, j) - delta);
-      for (var d = 0u; d < DH; d++) { acc[d] += ds * k[kb + j * kRow + ${col('K', 'd')}]; }
+      for (var d = 0u; d < DH; d++) { acc[d] += ds * VT(k[kb + j * kRow + ${col('K', 'd')}]); }
     }
   }
   let dqo = ${rowAt('DQ', 'b', 'h', 'i')};
-  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = acc[d] * scale; }`)}`;
+  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = ST(acc[d] * scale); }`)}`;
 }
 
-export function attentionBackwardKeySource(W: 1 | 4, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('dkv', kind))}
-${prelude(W, kind)}
+export function attentionBackwardKeySource(W: 1 | 4, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('dkv', kind, types))}
+${prelude(W, kind, types)}
 ${itemMain(`
   let DH = pu(${AT.DH}u);
   let Tq = pu(${AT.TQ}u); let Tk = pu(${AT.TK}u); let H = pu(${AT.H}u); let Hkv = pu(${AT.HKV}u);
@@ -258,7 +269,7 @@ ${itemMain(`
       let go = ${rowAt('G', 'b', 'h', 'i')};
       var s = 0.0;
       var dp = 0.0;
-      for (var d = 0u; d < DH; d++) { s += vdot(q[qo + ${col('Q', 'd')}], kr[d]); dp += vdot(dout[go + ${col('G', 'd')}], vr[d]); }
+      for (var d = 0u; d < DH; d++) { s += vdot(VT(q[qo + ${col('Q', 'd')}]), kr[d]); dp += vdot(VT(dout[go + ${col('G', 'd')}]), vr[d]); }
       s = masked(s * scale, b, h, i, j);
       if (is_neg_inf(s)) { continue; }
       let p = exp(s - L);
@@ -266,12 +277,12 @@ ${itemMain(`
       let ds = p * (dp * mult - stats[nq + row]);
       let pm = p * mult;
       for (var d = 0u; d < DH; d++) {
-        dva[d] += pm * dout[go + ${col('G', 'd')}];
-        dka[d] += ds * q[qo + ${col('Q', 'd')}];
+        dva[d] += pm * VT(dout[go + ${col('G', 'd')}]);
+        dka[d] += ds * VT(q[qo + ${col('Q', 'd')}]);
       }
     }
   }
   let dko = ${rowAt('DK', 'b', 'hk', 'j')};
   let dvo = ${rowAt('DV', 'b', 'hk', 'j')};
-  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = dka[d] * scale; dv[dvo + ${col('DV', 'd')}] = dva[d]; }`)}`;
+  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = ST(dka[d] * scale); dv[dvo + ${col('DV', 'd')}] = ST(dva[d]); }`)}`;
 }

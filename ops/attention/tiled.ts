@@ -16,6 +16,7 @@ import {
   keyRowRegisters,
   rowAt,
   rowStride,
+  type AttentionTypes,
   type MaskKind,
 } from './kernels.js';
 import { kernelHeader, NEG_INF } from '../../core/webgpu/kernels/common.js';
@@ -72,11 +73,11 @@ function sizes(W: 1 | 4, D: number): Sizes {
   return { W, dmax, stage };
 }
 
-function prelude({ W, dmax, stage }: Sizes, kind: MaskKind): string {
+function prelude({ W, dmax, stage }: Sizes, kind: MaskKind, types: AttentionTypes): string {
   return `const DMAX: u32 = ${dmax}u;
 const DH: u32 = DMAX;
 const STAGE: u32 = ${stage}u;
-${attentionHelpers(W, kind)}`;
+${attentionHelpers(W, kind, types)}`;
 }
 
 const blockMain = (
@@ -105,7 +106,7 @@ const queryBlock = `
   let blockEnd = key_end(min(wid.x * ${BLOCK}u + ${BLOCK - 1}u, Tq - 1u));
   let qo = ${rowAt('Q', 'b', 'h', 'ic')};
   var qr: array<VT, DMAX>;
-  for (var d = 0u; d < DH; d++) { qr[d] = q[qo + ${col('Q', 'd')}]; }`;
+  for (var d = 0u; d < DH; d++) { qr[d] = VT(q[qo + ${col('Q', 'd')}]); }`;
 
 /** Stages key/value rows [j0, j0 + n) of this KV head in ks/vs (between barriers: uniform control flow). */
 const stageKeys = `
@@ -113,7 +114,7 @@ const stageKeys = `
     workgroupBarrier();
     for (var e = lid; e < n * DH; e += ${BLOCK}u) {
       let j = j0 + e / DH; let c = e % DH;
-      ks[e] = k[kb + j * kRow + ${col('K', 'c')}]; vs[e] = v[vb + j * vRow + ${col('V', 'c')}];
+      ks[e] = VT(k[kb + j * kRow + ${col('K', 'c')}]); vs[e] = VT(v[vb + j * vRow + ${col('V', 'c')}]);
     }
     workgroupBarrier();`;
 
@@ -129,9 +130,9 @@ const stagedScore = `
 const keyTiles = `var<workgroup> ks: array<VT, ${'STAGE * DMAX'}>;
 var<workgroup> vs: array<VT, ${'STAGE * DMAX'}>;`;
 
-function forwardSource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('fwd', kind))}
-${prelude(z, kind)}
+function forwardSource(z: Sizes, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('fwd', kind, types))}
+${prelude(z, kind, types)}
 ${keyTiles}
 ${blockMain(`${queryBlock}
   var acc: array<VT, DMAX>;
@@ -163,14 +164,14 @@ ${blockMain(`${queryBlock}
   if (!live) { return; }
   let inv = select(1.0 / l, 0.0, l == 0.0);
   let oo = ${rowAt('O', 'b', 'h', 'i')};
-  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = acc[d] * inv; }
+  for (var d = 0u; d < DH; d++) { out[oo + ${col('O', 'd')}] = ST(acc[d] * inv); }
   stats[row] = select(m + log(l), ${NEG_INF}, l == 0.0);`)}`;
 }
 
 /** Also writes each query row's delta = Σ dout·out into stats' second half, for the dK/dV kernel. */
-function backwardQuerySource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('dq', kind))}
-${prelude(z, kind)}
+function backwardQuerySource(z: Sizes, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('dq', kind, types))}
+${prelude(z, kind, types)}
 ${keyTiles}
 ${blockMain(`${queryBlock}
   let L = stats[row];
@@ -179,7 +180,7 @@ ${blockMain(`${queryBlock}
   var gr: array<VT, DMAX>;
   var acc: array<VT, DMAX>;
   var delta = 0.0;
-  for (var d = 0u; d < DH; d++) { gr[d] = dout[go + ${col('G', 'd')}]; delta += vdot(gr[d], out[oo + ${col('O', 'd')}]); }
+  for (var d = 0u; d < DH; d++) { gr[d] = VT(dout[go + ${col('G', 'd')}]); delta += vdot(gr[d], VT(out[oo + ${col('O', 'd')}])); }
   if (live) { stats[pu(${AT.B}u) * H * Tq + row] = delta; }
   let attends = !is_neg_inf(L);
   for (var j0 = 0u; j0 < blockEnd; j0 += STAGE) {${stageKeys}
@@ -195,13 +196,13 @@ ${blockMain(`${queryBlock}
   }
   if (!live) { return; }
   let dqo = ${rowAt('DQ', 'b', 'h', 'i')};
-  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = acc[d] * scale; }`)}`;
+  for (var d = 0u; d < DH; d++) { dq[dqo + ${col('DQ', 'd')}] = ST(acc[d] * scale); }`)}`;
 }
 
 /** One invocation per key row, walking the query rows of every head in its KV group in staged tiles. */
-function backwardKeySource(z: Sizes, kind: MaskKind): string {
-  return `${kernelHeader(attentionBindings('dkv', kind))}
-${prelude(z, kind)}
+function backwardKeySource(z: Sizes, kind: MaskKind, types: AttentionTypes): string {
+  return `${kernelHeader(attentionBindings('dkv', kind, types))}
+${prelude(z, kind, types)}
 var<workgroup> qs: array<VT, STAGE * DMAX>;
 var<workgroup> gs: array<VT, STAGE * DMAX>;
 var<workgroup> Ls: array<f32, STAGE>;
@@ -227,8 +228,8 @@ ${blockMain(`
       workgroupBarrier();
       for (var e = lid; e < n * DH; e += ${BLOCK}u) {
         let i = i0 + e / DH; let c = e % DH;
-        qs[e] = q[qb + i * qRow + ${col('Q', 'c')}];
-        gs[e] = dout[gb + i * gRow + ${col('G', 'c')}];
+        qs[e] = VT(q[qb + i * qRow + ${col('Q', 'c')}]);
+        gs[e] = VT(dout[gb + i * gRow + ${col('G', 'c')}]);
       }
       for (var e = lid; e < n; e += ${BLOCK}u) { Ls[e] = stats[rowBase + i0 + e]; deltas[e] = stats[nq + rowBase + i0 + e]; }
       workgroupBarrier();
@@ -256,13 +257,14 @@ ${blockMain(`
   if (!live) { return; }
   let dko = ${rowAt('DK', 'b', 'hk', 'j')};
   let dvo = ${rowAt('DV', 'b', 'hk', 'j')};
-  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = dka[d] * scale; dv[dvo + ${col('DV', 'd')}] = dva[d]; }`)}`;
+  for (var d = 0u; d < DH; d++) { dk[dko + ${col('DK', 'd')}] = ST(dka[d] * scale); dv[dvo + ${col('DV', 'd')}] = ST(dva[d]); }`)}`;
 }
 
 /** What the launches need beyond the params block. */
 export interface TiledShape extends AttentionShape {
   W: 1 | 4;
   kind: MaskKind;
+  types: AttentionTypes;
 }
 
 /**
@@ -276,8 +278,8 @@ function unrollHeadDim(source: string, dh: number): string {
   );
 }
 
-const pipelineKey = (part: string, z: Sizes, kind: MaskKind) =>
-  `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}`;
+const pipelineKey = (part: string, z: Sizes, kind: MaskKind, types: AttentionTypes) =>
+  `fused:attention-tiled:${part}:${z.W}:${z.dmax}:${kind}:${types.t}:${types.mask}`;
 const blocks = (rows: number, heads: number): [number, number, number] => [Math.ceil(rows / BLOCK), heads, 1];
 
 /** views: out, stats, q, k, v[, mask]. */
@@ -285,8 +287,8 @@ export function tiledForward(s: TiledShape, p: Uint32Array, views: View[]): void
   const z = sizes(s.W, s.D);
   launch(
     'scaledDotProductAttention',
-    pipelineKey('fwd', z, s.kind),
-    () => unrollHeadDim(forwardSource(z, s.kind), z.dmax),
+    pipelineKey('fwd', z, s.kind, s.types),
+    () => unrollHeadDim(forwardSource(z, s.kind, s.types), z.dmax),
     p,
     views,
     blocks(s.Tq, s.BH),
@@ -299,16 +301,16 @@ export function tiledBackward(s: TiledShape, p: Uint32Array, dqViews: View[], dk
   const op = 'scaledDotProductAttentionBackward';
   launch(
     op,
-    pipelineKey('dq', z, s.kind),
-    () => unrollHeadDim(backwardQuerySource(z, s.kind), z.dmax),
+    pipelineKey('dq', z, s.kind, s.types),
+    () => unrollHeadDim(backwardQuerySource(z, s.kind, s.types), z.dmax),
     p,
     dqViews,
     blocks(s.Tq, s.BH),
   );
   launch(
     op,
-    pipelineKey('dkv', z, s.kind),
-    () => unrollHeadDim(backwardKeySource(z, s.kind), z.dmax),
+    pipelineKey('dkv', z, s.kind, s.types),
+    () => unrollHeadDim(backwardKeySource(z, s.kind, s.types), z.dmax),
     p,
     dkvViews,
     blocks(s.Tk, s.BHkv),

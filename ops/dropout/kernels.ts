@@ -4,15 +4,17 @@
 import { WGSL_COUNTER_RNG } from './counter-rng.js';
 import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import type { WType } from '../../core/webgpu/wgsl.js';
 
 /** Params: SCALE = 1/(1 − P). */
 export const DO = uniformLayout({ N: 'u32', XOFF: 'u32', SEED: 'u32', P: 'f32', SCALE: 'f32' });
 
-export function dropoutSource(): string {
-  return `${kernelHeader(['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'])}
+/** `t`: the storage type of x and out (the scaling is done in f32). */
+export function dropoutSource(t: WType): string {
+  return `${kernelHeader([`var<storage, read_write> out: array<${t}>`, `var<storage, read> x: array<${t}>`])}
 ${WGSL_COUNTER_RNG}
 ${itemMain(`
   if (item >= pu(${DO.N}u)) { return; }
   let keep = counter_uniform(pu(${DO.SEED}u), item) >= pf(${DO.P}u);
-  out[item] = select(0.0, x[pu(${DO.XOFF}u) + item] * pf(${DO.SCALE}u), keep);`)}`;
+  out[item] = ${t}(select(0.0, f32(x[pu(${DO.XOFF}u) + item]) * pf(${DO.SCALE}u), keep));`)}`;
 }

@@ -7,6 +7,7 @@ import type { Tensor } from '../../core/tensor.js';
 import { bitsOf } from '../../core/webgpu/uniforms.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { ELEMENTWISE } from '../elementwise/index.js';
 import { empty } from '../util.js';
 import { JN, JOIN_MAX_PARTS, JOIN_MAX_RANK, joinSource } from './kernels.js';
@@ -42,7 +43,7 @@ function copyWindows({ out, axis, starts, lengths, sources }: JoinArgs): void {
 
 /** Every part in one dispatch: each output element finds its part (the uniforms hold JOIN_MAX_PARTS parts of rank ≤ JOIN_MAX_RANK). */
 function joinOnePass({ out, axis, starts, sources }: JoinArgs): void {
-  const t = out.dtype === 'int32' ? 'i32' : 'f32';
+  const t = storageTypeOf(out.dtype);
   const tensors = sources.filter((s): s is Tensor => typeof s !== 'number');
   const strides = sources.flatMap((s) =>
     Array.from({ length: JOIN_MAX_RANK }, (_, d) => (typeof s === 'number' || d >= out.rank ? 0 : s.strides[d])),
@@ -57,7 +58,7 @@ function joinOnePass({ out, axis, starts, sources }: JoinArgs): void {
     SHAPE: out.shape,
     START: starts,
     BASE: sources.map((s, i) => (typeof s === 'number' ? 0 : s.offset - starts[i] * s.strides[axis])),
-    FILL: sources.map((s) => (typeof s === 'number' ? bitsOf(s, t) : 0)),
+    FILL: sources.map((s) => (typeof s === 'number' ? bitsOf(s, t === 'i32' ? 'i32' : 'f32') : 0)),
     STR: strides,
   });
   launch(
@@ -73,6 +74,7 @@ function joinOnePass({ out, axis, starts, sources }: JoinArgs): void {
 const joinKernel = defineKernel<JoinArgs>({
   name: 'join',
   family: 'join',
+  float16: true,
   cpu: copyWindows,
   webgpu: [
     {

@@ -24,7 +24,10 @@ export const JN = uniformLayout({
   STR: ['u32', JOIN_MAX_PARTS * JOIN_MAX_RANK],
 });
 
-/** `tensors` parts are bound as src0.. in order; FILLED has bit p set when part p is a fill value. */
+/**
+ * `tensors` parts are bound as src0.. in order; FILLED has bit p set when part p is a fill value (its
+ * bits as i32 or f32: f16 outputs store the f32 fill rounded).
+ */
 export function joinSource(t: WType, tensors: number): string {
   const sources = Array.from({ length: tensors }, (_, k) => `var<storage, read> src${k}: array<${t}>`);
   return `${kernelHeader([`var<storage, read_write> out: array<${t}>`, ...sources])}
@@ -34,7 +37,7 @@ ${itemMain(`  if (item >= ${JN.read('N')}) { return; }
   var part = 0u;
   for (var p = 1u; p < parts; p++) { if (along >= ${JN.read('START', 'p')}) { part = p; } }
   if (((${JN.read('FILLED')} >> part) & 1u) == 1u) {
-    out[item] = bitcast<${t}>(${JN.read('FILL', 'part')});
+    out[item] = ${t === 'f16' ? `f16(bitcast<f32>(${JN.read('FILL', 'part')}))` : `bitcast<${t}>(${JN.read('FILL', 'part')})`};
     return;
   }
   // Only the chosen part's offset: one pass over the dims.

@@ -2,7 +2,7 @@
 // one in vec4.ts) and a shared-memory tiled one for real GPUs. Shapes, strides and offsets travel
 // in the params uniform (layout MM).
 import { header, uniformLayout } from '../../core/webgpu/uniforms.js';
-import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';
+import { MAX_RANK, unravel, type WType } from '../../core/webgpu/wgsl.js';
 
 /** Matmul params: sizes, batch dims and each operand's batch strides, offsets, row/column strides. */
 export const MM = uniformLayout({
@@ -30,12 +30,23 @@ const batchOffsets = (batch: string) =>
     ['bo', MM.BBATCH],
     ['oo', MM.OBATCH],
   ]);
+/**
+ * The bindings C, A, B: element types f16 or f32 (values are widened to f32 on load, products accumulate
+ * in f32, and C is rounded to its type on store); `vec4<…>` element types where an operand is read as vec4s.
+ */
+export function matmulBindings(c: string, a: string, b: string): string[] {
+  return [
+    `var<storage, read_write> C: array<${c}>`,
+    `var<storage, read> A: array<${a}>`,
+    `var<storage, read> B: array<${b}>`,
+  ];
+}
 export const MM_TILE = 4; // outputs per invocation per axis
 export const MM_WG = 8; // invocations per workgroup per axis
 
 /** Register-tiled matmul: each invocation computes a 4×4 block with no barriers (fast on lavapipe). */
-export function matmulSource(): string {
-  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
+export function matmulSource(t: WType): string {
+  return `${header(matmulBindings(t, t, t))}
 @compute @workgroup_size(${MM_WG}, ${MM_WG}) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
   let row0 = gid.y * 4u; let col0 = gid.x * 4u;
@@ -49,8 +60,8 @@ export function matmulSource(): string {
   var acc0 = vec4<f32>(0.0); var acc1 = vec4<f32>(0.0); var acc2 = vec4<f32>(0.0); var acc3 = vec4<f32>(0.0);
   for (var k = 0u; k < K; k++) {
     let ak = k * acs; let bk = k * brs;
-    let b = vec4<f32>(B[c.x + bk], B[c.y + bk], B[c.z + bk], B[c.w + bk]);
-    acc0 += A[r.x + ak] * b; acc1 += A[r.y + ak] * b; acc2 += A[r.z + ak] * b; acc3 += A[r.w + ak] * b;
+    let b = vec4<f32>(vec4<${t}>(B[c.x + bk], B[c.y + bk], B[c.z + bk], B[c.w + bk]));
+    acc0 += f32(A[r.x + ak]) * b; acc1 += f32(A[r.y + ak]) * b; acc2 += f32(A[r.z + ak]) * b; acc3 += f32(A[r.w + ak]) * b;
   }
   let ors = pu(${MM.ORS}u); let ocs = pu(${MM.OCS}u);
   let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
@@ -58,7 +69,7 @@ export function matmulSource(): string {
     if (row0 + i >= M) { break; }
     for (var j = 0u; j < 4u; j++) {
       if (col0 + j >= N) { break; }
-      C[oo + (row0 + i) * ors + (col0 + j) * ocs] = accs[i][j];
+      C[oo + (row0 + i) * ors + (col0 + j) * ocs] = ${t}(accs[i][j]);
     }
   }
 }`;
@@ -70,8 +81,8 @@ export function matmulSource(): string {
  * row-major (`aKFast`), along m when A is a transposed view.
  */
 export const MM_SHARED_TILE = 64;
-export function matmulSharedSource(aKFast: boolean): string {
-  return `${header(['var<storage, read_write> C: array<f32>', 'var<storage, read> A: array<f32>', 'var<storage, read> B: array<f32>'])}
+export function matmulSharedSource(aKFast: boolean, t: WType): string {
+  return `${header(matmulBindings(t, t, t))}
 var<workgroup> As: array<array<f32, 64>, 16>; // [k][m]
 var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
 @compute @workgroup_size(16, 16) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -87,9 +98,9 @@ var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
     for (var e = 0u; e < 4u; e++) {
       let idx = tid + e * 256u;
       ${aKFast ? 'let ka = idx % 16u; let ma = idx / 16u;' : 'let ka = idx / 64u; let ma = idx % 64u;'}
-      As[ka][ma] = select(0.0, A[ao + min(m0 + ma, M - 1u) * ars + min(k0 + ka, K - 1u) * acs], m0 + ma < M && k0 + ka < K);
+      As[ka][ma] = select(0.0, f32(A[ao + min(m0 + ma, M - 1u) * ars + min(k0 + ka, K - 1u) * acs]), m0 + ma < M && k0 + ka < K);
       let kb = idx / 64u; let nb = idx % 64u;
-      Bs[kb][nb] = select(0.0, B[bo + min(k0 + kb, K - 1u) * brs + min(n0 + nb, N - 1u) * bcs], n0 + nb < N && k0 + kb < K);
+      Bs[kb][nb] = select(0.0, f32(B[bo + min(k0 + kb, K - 1u) * brs + min(n0 + nb, N - 1u) * bcs]), n0 + nb < N && k0 + kb < K);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
@@ -106,7 +117,7 @@ var<workgroup> Bs: array<array<f32, 64>, 16>; // [k][n]
     for (var j = 0u; j < 4u; j++) {
       let col = n0 + lid.x * 4u + j;
       if (col >= N) { break; }
-      C[oo + row * ors + col * ocs] = acc[i][j];
+      C[oo + row * ors + col * ocs] = ${t}(acc[i][j]);
     }
   }
 }`;

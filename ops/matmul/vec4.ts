@@ -7,8 +7,8 @@
 // place. No barriers, no workgroup memory.
 import type { View } from '../../core/backend.js';
 import { header } from '../../core/webgpu/uniforms.js';
-import { unravel } from '../../core/webgpu/wgsl.js';
-import { MM } from './kernels.js';
+import { storageTypeOf, unravel, type WType } from '../../core/webgpu/wgsl.js';
+import { matmulBindings, MM } from './kernels.js';
 
 /**
  * How an operand is read:
@@ -27,11 +27,13 @@ export interface Vec4TileConfig {
   cols: number;
   /** Invocations per workgroup (a multiple of lavapipe's 8 SIMD lanes). */
   lanes: number;
+  /** The operands' element type (f16 is widened to f32 on load; accumulation is in f32). */
+  t: WType;
 }
 
 const range = (n: number) => [...Array(n).keys()];
 
-export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileConfig): string {
+export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes, t }: Vec4TileConfig): string {
   const R = range(rows);
   const H = range(cols / 4); // vec4 column groups per invocation
   const step = aLoad === 'k4' || bLoad === 'k4' ? 4 : 1;
@@ -56,23 +58,23 @@ export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileCo
   // Loads for k..k+step-1, defining a{i}_{s} (f32) and b{s} (vec4 over the lane's 4 columns).
   const aLoads =
     aLoad === 'k4'
-      ? R.map((i) => `let a${i} = A[ra${i} + k / 4u];`).join(' ') +
+      ? R.map((i) => `let a${i} = vec4<f32>(A[ra${i} + k / 4u]);`).join(' ') +
         ' ' +
         R.map((i) => S.map((s) => `let a${i}_${s} = a${i}[${s}];`).join(' ')).join(' ')
       : aLoad === 'x4'
         ? S.map(
             (s) =>
               range(rows / 4)
-                .map((g) => `let ag${g}_${s} = A[ra + (k + ${s}u) * acs4 + ${g}u];`)
+                .map((g) => `let ag${g}_${s} = vec4<f32>(A[ra + (k + ${s}u) * acs4 + ${g}u]);`)
                 .join(' ') +
               ' ' +
               R.map((i) => `let a${i}_${s} = ag${i >> 2}_${s}[${i & 3}];`).join(' '),
           ).join(' ')
-        : S.map((s) => R.map((i) => `let a${i}_${s} = A[ra${i} + (k + ${s}u) * acs];`).join(' ')).join(' ');
+        : S.map((s) => R.map((i) => `let a${i}_${s} = f32(A[ra${i} + (k + ${s}u) * acs]);`).join(' ')).join(' ');
   const bLoads =
     bLoad === 'k4'
       ? `${range(cols)
-          .map((j) => `let q${j} = B[cb${j} + k / 4u];`)
+          .map((j) => `let q${j} = vec4<f32>(B[cb${j} + k / 4u]);`)
           .join(' ')} ${S.map((s) =>
           H.map(
             (h) =>
@@ -82,12 +84,12 @@ export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileCo
           ).join(' '),
         ).join(' ')}`
       : bLoad === 'x4'
-        ? S.map((s) => H.map((h) => `let b${s}_${h} = B[cb${h} + (k + ${s}u) * brs4];`).join(' ')).join(' ')
+        ? S.map((s) => H.map((h) => `let b${s}_${h} = vec4<f32>(B[cb${h} + (k + ${s}u) * brs4]);`).join(' ')).join(' ')
         : S.map((s) =>
             H.map(
               (h) =>
                 `let b${s}_${h} = vec4<f32>(${range(4)
-                  .map((j) => `B[cb${4 * h + j} + (k + ${s}u) * brs]`)
+                  .map((j) => `f32(B[cb${4 * h + j} + (k + ${s}u) * brs])`)
                   .join(', ')});`,
             ).join(' '),
           ).join(' ');
@@ -96,8 +98,8 @@ export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileCo
       ' ',
     ),
   ).join('\n    ');
-  const arr = (load: OperandLoad) => `array<${load === 'scalar' ? 'f32' : 'vec4<f32>'}>`;
-  return `${header(['var<storage, read_write> C: array<f32>', `var<storage, read> A: ${arr(aLoad)}`, `var<storage, read> B: ${arr(bLoad)}`])}
+  const elem = (load: OperandLoad) => (load === 'scalar' ? t : `vec4<${t}>`);
+  return `${header(matmulBindings(t, elem(aLoad), elem(bLoad)))}
 @compute @workgroup_size(${lanes}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = pu(${MM.M}u); let N = pu(${MM.N}u); let K = pu(${MM.K}u);
   var ao = pu(${MM.AOFF}u); var bo = pu(${MM.BOFF}u); var oo = pu(${MM.OOFF}u);
@@ -131,14 +133,17 @@ export function matmulVec4Source({ aLoad, bLoad, rows, cols, lanes }: Vec4TileCo
       let nr = ${bLoad === 'x4' ? 'min(nh, N - 4u)' : 'nh'};
       for (var j = 0u; j < 4u; j++) {
         let n = nr + j;
-        if (n >= nh && n < N) { C[oo + m * ors + n * ocs] = accs[i * ${H.length}u + h][j]; }
+        if (n >= nh && n < N) { C[oo + m * ors + n * ocs] = ${t}(accs[i * ${H.length}u + h][j]); }
       }
     }
   }
 }`;
 }
 
-/** Every offset the operand is read from is a multiple of 4, so it can be bound as vec4s. */
+/**
+ * Every offset the operand is read from is a multiple of 4 elements, so it can be bound as vec4s (16
+ * bytes of f32, 8 of f16: the same element alignment for both types).
+ */
 const aligned = (v: View, batchRank: number, ...more: number[]) =>
   [v.offset, ...v.strides.slice(0, batchRank), ...more].every((x) => x % 4 === 0);
 
@@ -167,7 +172,7 @@ export function matmulVec4Plan(
   // threads, and 32 or 64 lanes measured slower at every probed shape.
   const lanes = N <= 8 * cols ? 8 : 16;
   return {
-    config: { aLoad, bLoad, rows, cols, lanes },
+    config: { aLoad, bLoad, rows, cols, lanes, t: storageTypeOf(out.dtype) },
     groups: [Math.ceil(N / (lanes * cols)), Math.ceil(M / rows), batch],
   };
 }

@@ -10,6 +10,7 @@ import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { rowGrid, rowStride, rowVariants } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import {
   NB,
   NF,
@@ -19,12 +20,17 @@ import {
   type NormParamGrads,
   type NormVariant,
 } from './kernels.js';
-import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { cpuData, outData, statDtype, withContiguous } from '../kernelio.js';
 import { empty } from '../util.js';
 import { argTensor } from '../../core/args.js';
 
 /** webgpu float32 vs cpu float64 on long rows (5000) and many rows (700, long weight-gradient sums); other shapes use the checks' defaults. */
 export const NORM_LONG_ROW_TOLERANCE: Tolerance = { atol: 1e-4, rtol: 1e-3 };
+/**
+ * webgpu float16 vs cpu float64: f32 statistics of f16 rows; the input gradient subtracts row means of
+ * f16-rounded products (cancellation), and the weight gradients sum f16 terms over the rows.
+ */
+export const NORM_FLOAT16_TOLERANCE: Tolerance = { atol: 1e-2, rtol: 2e-2 };
 
 const opName = (v: NormVariant) =>
   v.residual ? (v.rms ? 'addRmsNorm' : 'addLayerNorm') : v.rms ? 'rmsNorm' : 'layerNorm';
@@ -51,6 +57,7 @@ interface NormRowsArgs {
 const normRowsKernel = defineKernel<NormRowsArgs>({
   name: 'normRows',
   family: 'row',
+  float16: true,
   cpu: ({ v, x, residual, w, b, eps, y, mean, rstd, h, nRows, D }) => {
     if (h && residual) {
       // h is stored (rounded to its dtype) first and normalised from there, as the unfused add + norm.
@@ -105,10 +112,11 @@ const normRowsKernel = defineKernel<NormRowsArgs>({
       ...(w ? [w] : []),
       ...(b ? [b] : []),
     ];
+    const t = storageTypeOf(x.dtype);
     launch(
       opName(v),
-      `fused:norm:${normKey(v)}:${variant}`,
-      () => normForwardSource(v, variant),
+      `fused:norm:${normKey(v)}:${variant}:${t}`,
+      () => normForwardSource(v, variant, t),
       p,
       views,
       rowGrid(variant, nRows),
@@ -160,6 +168,7 @@ function sumChunks(partial: Tensor, out: Tensor): void {
 const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
   name: 'normRowsBackward',
   family: 'row',
+  float16: true,
   cpu: ({ v, x, mean, rstd, g, w, dx, dw, db, nRows, D }) => {
     const { data: xd, off: xo } = cpuData(x);
     const { data: gd, off: go } = cpuData(g);
@@ -193,7 +202,8 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
     const params: NormParamGrads = db ? 'wb' : dw ? 'w' : 'none';
     // Many rows are summed in chunks (in parallel), and the chunks' partial sums after.
     const nChunks = dw ? paramGradChunks(nRows, hardware()) : 1;
-    const [pw, pb] = [dw, db].map((t) => (t && nChunks > 1 ? empty(t.device, t.dtype, [nChunks, D]) : t));
+    // Chunked partial sums stay in f32 until their sum is stored in the gradient's dtype.
+    const [pw, pb] = [dw, db].map((t) => (t && nChunks > 1 ? empty(t.device, statDtype(t.dtype), [nChunks, D]) : t));
     // One column per invocation: a block of columns is the invocations that share a row (rowStride).
     const colBlocks = dw ? Math.ceil(D / rowStride(variant)) : 0;
     const items = colBlocks * nChunks + nRows;
@@ -208,12 +218,13 @@ const normRowsBackwardKernel = defineKernel<NormRowsBackwardArgs>({
       NCHUNKS: nChunks,
       CHUNK: Math.ceil(nRows / nChunks),
     });
-    const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${params}:${variant}`;
+    const [t, tp] = [storageTypeOf(x.dtype), storageTypeOf((pw ?? dx).dtype)];
+    const key = `fused:normBackward:${normKey({ ...v, hasBias: false, residual: false })}:${params}:${variant}:${t}:${tp}`;
     const views = [dx, ...(pw ? [pw] : []), ...(pb ? [pb] : []), x, mean, rstd, g, ...(w ? [w] : [])];
     launch(
       v.rms ? 'rmsNormBackward' : 'layerNormBackward',
       key,
-      () => normBackwardSource(v, variant, params),
+      () => normBackwardSource(v, variant, params, t, tp),
       p,
       views,
       rowGrid(variant, items),
@@ -318,8 +329,8 @@ const normOp = (rms: boolean, residualForm: boolean) => {
       const D = x.shape[x.rank - 1];
       const nRows = numel(x.shape.slice(0, -1));
       const y = empty(x.device, x.dtype, x.shape);
-      const mean = empty(x.device, x.dtype, [nRows]);
-      const rstd = empty(x.device, x.dtype, [nRows]);
+      const mean = empty(x.device, statDtype(x.dtype), [nRows]);
+      const rstd = empty(x.device, statDtype(x.dtype), [nRows]);
       const h = rc ? empty(x.device, x.dtype, x.shape) : null;
       if (nRows > 0 && D > 0)
         dispatch(normRowsKernel, x.device, { v, x: xc, residual: rc, w: wc, b: bc, eps, y, mean, rstd, h, nRows, D });
@@ -350,7 +361,7 @@ const normOp = (rms: boolean, residualForm: boolean) => {
         return [dx, ...(v.hasWeight ? [needW ? dw : null] : []), ...(v.hasBias ? [db] : [])];
       }),
     kernels: [normRowsKernel, normRowsBackwardKernel],
-    tolerance: { float32: NORM_LONG_ROW_TOLERANCE },
+    tolerance: { float32: NORM_LONG_ROW_TOLERANCE, float16: NORM_FLOAT16_TOLERANCE },
   });
 };
 const layerNormOp = normOp(false, false);

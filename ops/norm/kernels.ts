@@ -3,6 +3,7 @@
 // gradients.
 import { rowKernel, type RowVariant } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import type { WType } from '../../core/webgpu/wgsl.js';
 
 export interface NormVariant {
   /** rmsNorm: no mean subtraction, no bias. */
@@ -27,23 +28,27 @@ export const NF = uniformLayout({
   ROFF: 'u32',
 });
 
-export function normForwardSource(v: NormVariant, variant: RowVariant): string {
+/**
+ * `t`: the storage type of x, residual, w, b, y and h (f16 values are widened on load, the statistics
+ * are computed in f32 and mean/rstd stored as f32).
+ */
+export function normForwardSource(v: NormVariant, variant: RowVariant, t: WType): string {
   const bindings = [
-    'var<storage, read_write> y: array<f32>',
+    `var<storage, read_write> y: array<${t}>`,
     'var<storage, read_write> mean_out: array<f32>',
     'var<storage, read_write> rstd_out: array<f32>',
   ];
-  if (v.residual) bindings.push('var<storage, read_write> h: array<f32>');
-  bindings.push('var<storage, read> x: array<f32>');
-  if (v.residual) bindings.push('var<storage, read> res: array<f32>');
-  if (v.hasWeight) bindings.push('var<storage, read> w: array<f32>');
-  if (v.hasBias) bindings.push('var<storage, read> b: array<f32>');
+  if (v.residual) bindings.push(`var<storage, read_write> h: array<${t}>`);
+  bindings.push(`var<storage, read> x: array<${t}>`);
+  if (v.residual) bindings.push(`var<storage, read> res: array<${t}>`);
+  if (v.hasWeight) bindings.push(`var<storage, read> w: array<${t}>`);
+  if (v.hasBias) bindings.push(`var<storage, read> b: array<${t}>`);
   // In the residual form each invocation first writes its elements of h, then reads back only those
-  // (same j0/js stride), so no barrier is needed.
-  const xv = v.residual ? 'h[row * D + j]' : 'x[xb + j]';
+  // (same j0/js stride), so no barrier is needed; it normalises h as stored (rounded to t).
+  const xv = v.residual ? 'f32(h[row * D + j])' : 'f32(x[xb + j])';
   const sumCode = v.residual
     ? `let rb = pu(${NF.ROFF}u) + row * D;
-  for (var j = j0; j < D; j += js) { h[row * D + j] = x[xb + j] + res[rb + j]; }`
+  for (var j = j0; j < D; j += js) { h[row * D + j] = ${t}(f32(x[xb + j]) + f32(res[rb + j])); }`
     : '';
   const meanCode = v.rms
     ? 'let mu = 0.0;'
@@ -51,8 +56,8 @@ export function normForwardSource(v: NormVariant, variant: RowVariant): string {
   for (var j = j0; j < D; j += js) { sx += ${xv}; }
   let mu = red_sum(sx, lid) / f32(D);`;
   let yExpr = `(${xv} - mu) * rstd`;
-  if (v.hasWeight) yExpr = `${yExpr} * w[pu(${NF.WOFF}u) + j]`;
-  if (v.hasBias) yExpr = `${yExpr} + b[pu(${NF.BOFF}u) + j]`;
+  if (v.hasWeight) yExpr = `${yExpr} * f32(w[pu(${NF.WOFF}u) + j])`;
+  if (v.hasBias) yExpr = `${yExpr} + f32(b[pu(${NF.BOFF}u) + j])`;
   return rowKernel(
     variant,
     bindings,
@@ -65,7 +70,7 @@ export function normForwardSource(v: NormVariant, variant: RowVariant): string {
   var sq = 0.0;
   for (var j = j0; j < D; j += js) { let d = ${xv} - mu; sq += d * d; }
   let rstd = inverseSqrt(red_sum(sq, lid) / f32(D) + pf(${NF.EPS}u));
-  for (var j = j0; j < D; j += js) { y[row * D + j] = ${yExpr}; }
+  for (var j = j0; j < D; j += js) { y[row * D + j] = ${t}(${yExpr}); }
   if (lid == 0u) { mean_out[row] = mu; rstd_out[row] = rstd; }`,
   );
 }
@@ -97,18 +102,25 @@ export type NormParamGrads = 'none' | 'w' | 'wb';
  * themselves when NCHUNKS = 1). The columns come first so their longer loops start early. Both kinds
  * of items only read x, g, mean and rstd.
  */
-export function normBackwardSource(v: NormVariant, variant: RowVariant, params: NormParamGrads): string {
-  const bindings = ['var<storage, read_write> dx: array<f32>'];
-  if (params !== 'none') bindings.push('var<storage, read_write> dw: array<f32>');
-  if (params === 'wb') bindings.push('var<storage, read_write> db: array<f32>');
+/** `t`: the storage type of x, g, w and dx; `tp` that of dw and db (f32 partial sums when they are chunked). */
+export function normBackwardSource(
+  v: NormVariant,
+  variant: RowVariant,
+  params: NormParamGrads,
+  t: WType,
+  tp: WType,
+): string {
+  const bindings = [`var<storage, read_write> dx: array<${t}>`];
+  if (params !== 'none') bindings.push(`var<storage, read_write> dw: array<${tp}>`);
+  if (params === 'wb') bindings.push(`var<storage, read_write> db: array<${tp}>`);
   bindings.push(
-    'var<storage, read> x: array<f32>',
+    `var<storage, read> x: array<${t}>`,
     'var<storage, read> mean: array<f32>',
     'var<storage, read> rstd: array<f32>',
-    'var<storage, read> g: array<f32>',
+    `var<storage, read> g: array<${t}>`,
   );
-  if (v.hasWeight) bindings.push('var<storage, read> w: array<f32>');
-  const gh = v.hasWeight ? `g[gb + j] * w[pu(${NB.WOFF}u) + j]` : 'g[gb + j]';
+  if (v.hasWeight) bindings.push(`var<storage, read> w: array<${t}>`);
+  const gh = v.hasWeight ? `f32(g[gb + j]) * f32(w[pu(${NB.WOFF}u) + j])` : 'f32(g[gb + j])';
   const columns =
     params === 'none'
       ? ''
@@ -120,12 +132,12 @@ export function normBackwardSource(v: NormVariant, variant: RowVariant, params: 
       var sb = 0.0;
       let r1 = min(R, (chunk + 1u) * pu(${NB.CHUNK}u));
       for (var r = chunk * pu(${NB.CHUNK}u); r < r1; r++) {
-        let gv = g[pu(${NB.GOFF}u) + r * D + d];
-        sw += gv * (x[pu(${NB.XOFF}u) + r * D + d] - mean[r]) * rstd[r];
+        let gv = f32(g[pu(${NB.GOFF}u) + r * D + d]);
+        sw += gv * (f32(x[pu(${NB.XOFF}u) + r * D + d]) - mean[r]) * rstd[r];
         sb += gv;
       }
-      dw[chunk * D + d] = sw;
-      ${params === 'wb' ? 'db[chunk * D + d] = sb;' : ''}
+      dw[chunk * D + d] = ${tp}(sw);
+      ${params === 'wb' ? `db[chunk * D + d] = ${tp}(sb);` : ''}
     }
     return;
   }`;
@@ -147,12 +159,12 @@ export function normBackwardSource(v: NormVariant, variant: RowVariant, params: 
   for (var j = j0; j < D; j += js) {
     let gh = ${gh};
     sg += gh;
-    sgx += gh * (x[xb + j] - mu) * r;
+    sgx += gh * (f32(x[xb + j]) - mu) * r;
   }
   let a = ${v.rms ? '0.0' : 'red_sum(sg, lid) / f32(D)'};
   let c = red_sum(sgx, lid) / f32(D);
   for (var j = j0; j < D; j += js) {
-    dx[xrow * D + j] = r * (${gh} - a - (x[xb + j] - mu) * r * c);
+    dx[xrow * D + j] = ${t}(r * (${gh} - a - (f32(x[xb + j]) - mu) * r * c));
   }`,
   );
 }

@@ -15,6 +15,7 @@ import { numel, OpError, shapeStr } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { MAX_LEAD, RO, rotarySource, TB, tableSource, type AngleSource, type RotaryVariant } from './kernels.js';
 import { full, tensor } from '../creation.js';
 import { cpuData, emptyLike, outData, withContiguous } from '../kernelio.js';
@@ -252,7 +253,9 @@ const rotateVariant: Variant<RotateArgs> = {
       XSTR: perInput(xs, (x) => x.strides),
       GSTR: perInput(reads, (g) => g.strides),
     });
-    const v: RotaryVariant = { direction, inputs: xs.length, angles: angles.source, angleGrads: grads !== null };
+    const [a0, a1] = angles.source === 'tables' ? [angles.cos, angles.sin] : [angles.theta, angles.positions];
+    const types = { x: storageTypeOf(xs[0].dtype), angles: storageTypeOf(a0.dtype), pos: storageTypeOf(a1.dtype) };
+    const v: RotaryVariant = { direction, inputs: xs.length, angles: angles.source, angleGrads: grads !== null, types };
     const bound = [
       ...outs,
       ...(grads === null ? [] : 'dcos' in grads ? [grads.dcos, grads.dsin] : [grads.dtheta]),
@@ -264,7 +267,7 @@ const rotateVariant: Variant<RotateArgs> = {
     const reduce = angles.source === 'frequencies' && grads !== null;
     launch(
       kernelName(angles.source, direction),
-      `fused:rotary:${angles.source}:${direction}:${xs.length}:${grads !== null}`,
+      `fused:rotary:${angles.source}:${direction}:${xs.length}:${grads !== null}:${types.x}:${types.angles}:${types.pos}`,
       () => rotarySource(v),
       params,
       bound,
@@ -283,7 +286,10 @@ const KERNELS = Object.fromEntries(
   (['tables', 'frequencies'] as const).flatMap((source) =>
     (['forward', 'backward'] as const).map((direction) => {
       const name = kernelName(source, direction);
-      return [name, defineKernel<RotateArgs>({ name, family: 'rotary', cpu: rotateCpu, webgpu: [rotateVariant] })];
+      return [
+        name,
+        defineKernel<RotateArgs>({ name, family: 'rotary', cpu: rotateCpu, webgpu: [rotateVariant], float16: true }),
+      ];
     }),
   ),
 );
@@ -312,7 +318,9 @@ function rotate(
   const outs = xs.map((x, i) =>
     emptyLike({ device: x.device, dtype: x.dtype, shape: layouts[i].shape, strides: layouts[i].strides }),
   );
-  const { device, dtype } = xs[0];
+  const { device } = xs[0];
+  // The angles' gradients take the angles' dtype (float32 tables or θ with float16 inputs).
+  const dtype = angles.source === 'tables' ? angles.cos.dtype : angles.theta.dtype;
   const gridShape = [...p.grid, R];
   const rows = numel(p.grid);
   const grads: AngleGrads | null = !withGrads
@@ -364,10 +372,17 @@ function checkRotaryDim(op: string, x: Tensor, R: number, what: string): void {
     throw new OpError(op, `${what} must be a positive even integer ≤ head dim ${D}, got ${R}`);
 }
 
-/** A table or frequency tensor lives where the inputs do, with their dtype. */
+/**
+ * A table or frequency tensor lives where the inputs do, with their dtype, or float32 with float16
+ * inputs (the angles kept in float32, as a float16 model's rotary tables or CLEX's θ are).
+ */
 function checkPlacement(op: string, name: string, t: Tensor, xname: string, x: Tensor): void {
-  if (t.device !== x.device || t.dtype !== x.dtype)
-    throw new OpError(op, `${name} is ${t.dtype} on ${t.device} but ${xname} is ${x.dtype} on ${x.device}`);
+  const dtypeFits = t.dtype === x.dtype || (x.dtype === 'float16' && t.dtype === 'float32');
+  if (t.device !== x.device || !dtypeFits)
+    throw new OpError(
+      op,
+      `${name} is ${t.dtype} on ${t.device} but ${xname} is ${x.dtype} on ${x.device}; it needs ${xname}'s device and dtype (or float32 with float16 ${xname})`,
+    );
 }
 
 /** The argument checks shared by applyRotary and applyRotaryQK. */
@@ -502,7 +517,11 @@ function rotaryOp(op: string, xs: readonly Tensor[], angles: Angles, R: number):
 }
 
 /** webgpu float32 vs cpu float64: the gradcheckDevices defaults the rotary tests pass at. */
-const ROTARY_TOLERANCE = { float32: { atol: 1e-5, rtol: 1e-4 } };
+/**
+ * float16: each output is one f32 rotation of f16 inputs rounded once to f16 (2^-11 relative); the
+ * table and θ gradients are f32 sums over the broadcast dims, rounded to their dtype.
+ */
+const ROTARY_TOLERANCE = { float32: { atol: 1e-5, rtol: 1e-4 }, float16: { atol: 5e-3, rtol: 1e-2 } };
 
 const tables = (cos: Tensor, sin: Tensor): Angles => ({ source: 'tables', cos, sin });
 

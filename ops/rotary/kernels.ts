@@ -12,6 +12,7 @@
 // Also the CLEX tables from a frequency vector θ: cos/sin[t, j] = mscale·cos/sin(pos_t·θ[j mod R/2]).
 import { ITEM_WG, itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import type { WType } from '../../core/webgpu/wgsl.js';
 
 /** Leading dims (all but the last) a rotary input may have on webgpu (params words are limited). */
 export const MAX_LEAD = 5;
@@ -61,6 +62,11 @@ export interface RotaryVariant {
   angles: AngleSource;
   /** Backward only: also write the angles' gradients (dcos/dsin over GRID × R, or dθ over every row). */
   angleGrads: boolean;
+  /**
+   * Storage types: `x` of the inputs, their gradients and the outputs; `angles` of cos/sin or θ and
+   * their gradients (f32 tables with f16 inputs, say); `pos` of the positions. Maths is in f32.
+   */
+  types: { x: WType; angles: WType; pos: WType };
 }
 
 /**
@@ -68,8 +74,10 @@ export interface RotaryVariant {
  * backward with angle grads), g (backward), then cos, sin or positions, θ.
  */
 function bindings(v: RotaryVariant): string[] {
-  const rw = (n: string) => `var<storage, read_write> ${n}: array<f32>`;
-  const ro = (n: string) => `var<storage, read> ${n}: array<f32>`;
+  const typeOf = (n: string): WType =>
+    n === 'pos' ? v.types.pos : ['cs', 'sn', 'theta', 'dcs', 'dsn', 'dth'].includes(n) ? v.types.angles : v.types.x;
+  const rw = (n: string) => `var<storage, read_write> ${n}: array<${typeOf(n)}>`;
+  const ro = (n: string) => `var<storage, read> ${n}: array<${typeOf(n)}>`;
   const each = (prefix: string) => Array.from({ length: v.inputs }, (_, i) => `${prefix}${i}`);
   const grads = !v.angleGrads ? [] : v.angles === 'tables' ? [rw('dcs'), rw('dsn')] : [rw('dth')];
   const xs = v.direction === 'forward' || v.angleGrads ? each('x').map(ro) : [];
@@ -81,29 +89,30 @@ function bindings(v: RotaryVariant): string[] {
 /** WGSL for cos/sin at element j (p: its partner): from the tables, or the pair's cj/sj computed once per row. */
 function angleReads(v: RotaryVariant): { cj: string; sj: string; cp: string; sp: string } {
   return v.angles === 'tables'
-    ? { cj: 'cs[co + j * cl]', sj: 'sn[so + j * sl]', cp: 'cs[co + p * cl]', sp: 'sn[so + p * sl]' }
+    ? { cj: 'f32(cs[co + j * cl])', sj: 'f32(sn[so + j * sl])', cp: 'f32(cs[co + p * cl])', sp: 'f32(sn[so + p * sl])' }
     : { cj: 'cj', sj: 'sj', cp: 'cj', sp: 'sj' };
 }
 
 /** The work of one input at the offsets of one row: its rotary pair (j, p) or pass-through element j. */
 function rowBody(v: RotaryVariant, i: number): string {
   const a = angleReads(v);
+  const t = v.types.x;
   if (v.direction === 'forward') {
     return `if (rot) {
-        let xj = x${i}[xo + j]; let xp = x${i}[xo + p];
-        out${i}[ob + j] = xj * ${a.cj} - xp * ${a.sj};
-        out${i}[ob + p] = xp * ${a.cp} + xj * ${a.sp};
+        let xj = f32(x${i}[xo + j]); let xp = f32(x${i}[xo + p]);
+        out${i}[ob + j] = ${t}(xj * ${a.cj} - xp * ${a.sj});
+        out${i}[ob + p] = ${t}(xp * ${a.cp} + xj * ${a.sp});
       } else { out${i}[ob + j] = x${i}[xo + j]; }`;
   }
   const angleGrads = v.angleGrads
     ? `
-        let xj = x${i}[xo + j]; let xp = x${i}[xo + p];
+        let xj = f32(x${i}[xo + j]); let xp = f32(x${i}[xo + p]);
         dcj += gj * xj; dcp += gp * xp; dsj -= gj * xp; dsp += gp * xj;`
     : '';
   return `if (rot) {
-        let gj = g${i}[go + j]; let gp = g${i}[go + p];
-        out${i}[ob + j] = gj * ${a.cj} + gp * ${a.sp};
-        out${i}[ob + p] = gp * ${a.cp} - gj * ${a.sj};${angleGrads}
+        let gj = f32(g${i}[go + j]); let gp = f32(g${i}[go + p]);
+        out${i}[ob + j] = ${t}(gj * ${a.cj} + gp * ${a.sp});
+        out${i}[ob + p] = ${t}(gp * ${a.cp} - gj * ${a.sj});${angleGrads}
       } else { out${i}[ob + j] = g${i}[go + j]; }`;
 }
 
@@ -170,7 +179,7 @@ function cellPrologue(v: RotaryVariant): string {
     // The position's row of the virtual table: the C strides are 0 on the dims it broadcasts across.
     var po = pu(${RO.COFF}u);
     for (var d = 0u; d < lead; d++) { po += cell[d] * pu(${RO.CSTR}u + d); }
-    let a = pos[po] * theta[pu(${RO.SOFF}u) + select(0u, j, rot)];
+    let a = f32(pos[po]) * f32(theta[pu(${RO.SOFF}u) + select(0u, j, rot)]);
     let cj = pf(${RO.MSCALE}u) * cos(a);
     let sj = pf(${RO.MSCALE}u) * sin(a);`;
   return `var cell: array<u32, ${MAX_LEAD}>;
@@ -203,7 +212,7 @@ var<workgroup> red: array<f32, ${ITEM_WG}>;
     ${cellPrologue(v)}
     ${accumulators}
     ${inputLoops(v)}
-    acc += pos[po] * (cj * (dsj + dsp) - sj * (dcj + dcp));
+    acc += f32(pos[po]) * (cj * (dsj + dsp) - sj * (dcj + dcp));
   }
   red[lid] = acc;
   workgroupBarrier();
@@ -211,7 +220,7 @@ var<workgroup> red: array<f32, ${ITEM_WG}>;
     if (lid < s) { red[lid] += red[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u && rot) { dth[j] = red[0]; }
+  if (lid == 0u && rot) { dth[j] = ${v.types.angles}(red[0]); }
 }`;
   }
   const tableGrads = v.angles === 'tables' && v.angleGrads;
@@ -228,8 +237,8 @@ ${itemMain(`
   ${
     tableGrads
       ? `if (rot) {
-    dcs[gridIndex * R + j] = dcj; dcs[gridIndex * R + p] = dcp;
-    dsn[gridIndex * R + j] = dsj; dsn[gridIndex * R + p] = dsp;
+    dcs[gridIndex * R + j] = ${v.types.angles}(dcj); dcs[gridIndex * R + p] = ${v.types.angles}(dcp);
+    dsn[gridIndex * R + j] = ${v.types.angles}(dsj); dsn[gridIndex * R + p] = ${v.types.angles}(dsp);
   }`
       : ''
   }`)}`;

@@ -8,6 +8,7 @@ import { normAxes, normAxis, numel, OpError, shapeStr } from '../../core/shape.j
 import { Tensor } from '../../core/tensor.js';
 import { cpuDataOf } from '../../core/cpu.js';
 import { rowGrid, rowVariants } from '../../core/webgpu/kernels/common.js';
+import { storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { defineKernel, defineOp, dispatch, type Forward } from '../../core/op.js';
 import { launch } from '../../core/webgpu/launch.js';
 import {
@@ -22,7 +23,7 @@ import {
   softmaxForwardSource,
   type SoftmaxMode,
 } from './kernels.js';
-import { cpuData, outData, withContiguous } from '../kernelio.js';
+import { cpuData, outData, statDtype, withContiguous } from '../kernelio.js';
 import { empty, type Tolerance } from '../util.js';
 import { argTensor, knownIndexValues } from '../../core/args.js';
 
@@ -36,6 +37,12 @@ export const SOFTMAX_LONG_ROW_TOLERANCE = {
   logsumexp: { atol: 1e-5, rtol: 1e-5 },
   crossEntropy: { atol: 1e-6, rtol: 1e-4 },
 } as const satisfies Record<string, Tolerance>;
+
+/**
+ * webgpu float16 vs cpu float64: f16 inputs, f32 row statistics, each result rounded once to f16
+ * (2^-11 relative); gradients add an f16 rounding of the incoming gradient's products.
+ */
+export const SOFTMAX_FLOAT16_TOLERANCE: Tolerance = { atol: 5e-3, rtol: 1e-2 };
 
 function checkFloat(op: string, x: Tensor): void {
   x.assertAlive(op);
@@ -66,6 +73,7 @@ const rowShape = (a: { nRows: number; C: number }) => ({ nRows: a.nRows, rowLen:
 const softmaxRowsKernel = defineKernel<RowsArgs>({
   name: 'softmaxRows',
   family: 'row',
+  float16: true,
   cpu: ({ mode, x, out, nRows, C }) => {
     const { data, off } = cpuData(x);
     const o = outData(out);
@@ -80,10 +88,11 @@ const softmaxRowsKernel = defineKernel<RowsArgs>({
   },
   webgpu: rowVariants(rowShape, ({ mode, x, out, nRows, C }, variant) => {
     const p = SM.pack({ NROWS: nRows, C, XOFF: x.offset });
+    const t = storageTypeOf(x.dtype);
     launch(
       mode,
-      `fused:${mode}:${variant}`,
-      () => softmaxForwardSource(mode, variant),
+      `fused:${mode}:${variant}:${t}`,
+      () => softmaxForwardSource(mode, variant, t),
       p,
       [out, x],
       rowGrid(variant, nRows),
@@ -104,6 +113,7 @@ interface RowsBackwardArgs {
 const softmaxRowsBackwardKernel = defineKernel<RowsBackwardArgs>({
   name: 'softmaxRowsBackward',
   family: 'row',
+  float16: true,
   cpu: ({ mode, y, g, dx, nRows, C }) => {
     const { data: yd, off: yo } = cpuData(y);
     const { data: gd, off: go } = cpuData(g);
@@ -119,10 +129,11 @@ const softmaxRowsBackwardKernel = defineKernel<RowsBackwardArgs>({
   },
   webgpu: rowVariants(rowShape, ({ mode, y, g, dx, nRows, C }, variant) => {
     const p = SMB.pack({ NROWS: nRows, C, YOFF: y.offset, GOFF: g.offset });
+    const t = storageTypeOf(y.dtype);
     launch(
       `${mode}Backward`,
-      `fused:${mode}Backward:${variant}`,
-      () => softmaxBackwardSource(mode, variant),
+      `fused:${mode}Backward:${variant}:${t}`,
+      () => softmaxBackwardSource(mode, variant, t),
       p,
       [dx, y, g],
       rowGrid(variant, nRows),
@@ -170,7 +181,10 @@ const lastAxisOp = (mode: 'softmax' | 'logSoftmax') =>
     },
     backward: (g, [y]) => [softmaxRowsBackward(y, g, mode)],
     kernels: [softmaxRowsKernel, softmaxRowsBackwardKernel],
-    tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE[mode === 'logSoftmax' ? 'logSoftmax' : 'logsumexp'] },
+    tolerance: {
+      float32: SOFTMAX_LONG_ROW_TOLERANCE[mode === 'logSoftmax' ? 'logSoftmax' : 'logsumexp'],
+      float16: SOFTMAX_FLOAT16_TOLERANCE,
+    },
   });
 const softmaxLast = lastAxisOp('softmax');
 const logSoftmaxLast = lastAxisOp('logSoftmax');
@@ -194,7 +208,7 @@ const logsumexpRows = defineOp({
   forward: (rows: Tensor) => ({ out: softmaxRows(rows, 'logsumexp'), inputs: [rows], saved: [rows] }),
   backward: (g, [rows]) => [softmaxRows(rows, 'softmax').mul(g.unsqueeze(-1))],
   kernels: [softmaxRowsKernel],
-  tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE.logsumexp },
+  tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE.logsumexp, float16: SOFTMAX_FLOAT16_TOLERANCE },
 });
 
 /** log Σ exp(x) over `axis` (one axis or several); -Infinity for an all -Infinity slice. */
@@ -269,6 +283,7 @@ const ceRowShape = (a: CeArgs) => ({ nRows: a.nRows, rowLen: a.C });
 const crossEntropyRowsKernel = defineKernel<CeArgs & { readonly loss: Tensor; readonly lse: Tensor }>({
   name: 'crossEntropyRows',
   family: 'row',
+  float16: true,
   cpu: ({ x, t, ignoreIndex, eps, nRows, C, loss, lse }) => {
     const data = cpuDataOf(x),
       td = cpuDataOf(t);
@@ -294,10 +309,11 @@ const crossEntropyRowsKernel = defineKernel<CeArgs & { readonly loss: Tensor; re
   },
   webgpu: rowVariants(ceRowShape, ({ x, t, ignoreIndex, eps, nRows, C, loss, lse }, variant) => {
     const p = CE.pack({ NROWS: nRows, C, ...ceRows(x, t), IGNORE: ignoreIndex, SMOOTH: eps });
+    const types = { loss: storageTypeOf(loss.dtype), x: storageTypeOf(x.dtype) };
     launch(
       'crossEntropy',
-      `fused:crossEntropy:${variant}`,
-      () => crossEntropyForwardSource(variant),
+      `fused:crossEntropy:${variant}:${types.loss}:${types.x}`,
+      () => crossEntropyForwardSource(variant, types),
       p,
       [loss, lse, x, t],
       rowGrid(variant, nRows),
@@ -314,6 +330,7 @@ const crossEntropyRowsBackwardKernel = defineKernel<
 >({
   name: 'crossEntropyRowsBackward',
   family: 'row',
+  float16: true,
   cpu: ({ x, t, ignoreIndex, eps, nRows, C, lse, g, scale, dx }) => {
     const data = cpuDataOf(x),
       td = cpuDataOf(t);
@@ -347,11 +364,12 @@ const crossEntropyRowsBackwardKernel = defineKernel<
       SOFF: scale?.offset,
     });
     const reduced = scale !== null;
+    const types = { x: storageTypeOf(x.dtype), g: storageTypeOf(g.dtype) };
     // lse is freshly allocated by the forward (offset 0).
     launch(
       'crossEntropyBackward',
-      `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}`,
-      () => crossEntropyBackwardSource(variant, reduced),
+      `fused:crossEntropyBackward:${reduced ? 'reduced' : 'rows'}:${variant}:${types.x}:${types.g}`,
+      () => crossEntropyBackwardSource(variant, reduced, types),
       p,
       [dx, x, lse, t, g, ...(scale ? [scale] : [])],
       rowGrid(variant, nRows),
@@ -364,17 +382,20 @@ interface CeReduceArgs {
   readonly t: Tensor;
   readonly ignoreIndex: number;
   readonly mean: boolean;
-  readonly both: Tensor;
+  /** [1]: the reduced loss, and each row's gradient scale (statDtype). */
+  readonly out: Tensor;
+  readonly scale: Tensor;
 }
 
 /**
  * The row losses summed ('sum') or averaged over non-ignored targets ('mean'; NaN when all are
- * ignored), and the scale of each row's gradient (1, or 1/count), into one [2] buffer.
+ * ignored), and the scale of each row's gradient (1, or 1/count).
  */
 const crossEntropyReduceKernel = defineKernel<CeReduceArgs>({
   name: 'crossEntropyReduce',
   family: 'row',
-  cpu: ({ loss, t, ignoreIndex, mean, both }) => {
+  float16: true,
+  cpu: ({ loss, t, ignoreIndex, mean, out, scale }) => {
     const ld = cpuDataOf(loss),
       td = cpuDataOf(t);
     let total = 0,
@@ -383,11 +404,12 @@ const crossEntropyReduceKernel = defineKernel<CeReduceArgs>({
       total += ld[r];
       if (td[rowOffset(t, r)] !== ignoreIndex) count++;
     }
-    outData(both).set(mean ? [total / count, 1 / count] : [total, 1]);
+    outData(out)[0] = mean ? total / count : total;
+    outData(scale)[0] = mean ? 1 / count : 1;
   },
   webgpu: rowVariants(
     (a) => ({ nRows: 1, rowLen: a.loss.size }),
-    ({ loss, t, ignoreIndex, mean, both }, variant) => {
+    ({ loss, t, ignoreIndex, mean, out, scale }, variant) => {
       const p = CER.pack({
         NROWS: 1,
         N: loss.size,
@@ -398,24 +420,34 @@ const crossEntropyReduceKernel = defineKernel<CeReduceArgs>({
         IGNORE: ignoreIndex,
         MEAN: mean ? 1 : 0,
       });
+      const types = { out: storageTypeOf(out.dtype), loss: storageTypeOf(loss.dtype) };
       launch(
         'crossEntropyReduce',
-        `fused:crossEntropyReduce:${variant}`,
-        () => crossEntropyReduceSource(variant),
+        `fused:crossEntropyReduce:${variant}:${types.out}:${types.loss}`,
+        () => crossEntropyReduceSource(variant, types),
         p,
-        [both, loss, t],
+        [out, scale, loss, t],
         rowGrid(variant, 1),
       );
     },
   ),
 });
 
-/** Per-row losses and logsumexps (the fused forward) of logits [L0, L1, C] against targets [L0, L1]. */
-function crossEntropyRows(x: Tensor, t: Tensor, ignoreIndex: number, eps: number): [Tensor, Tensor] {
+/**
+ * Per-row losses (of `lossDtype`) and logsumexps (statDtype: f32 for f16 logits) of logits [L0, L1, C]
+ * against targets [L0, L1] (the fused forward).
+ */
+function crossEntropyRows(
+  x: Tensor,
+  t: Tensor,
+  ignoreIndex: number,
+  eps: number,
+  lossDtype: Tensor['dtype'],
+): [Tensor, Tensor] {
   const [L0, L1, C] = x.shape;
   const nRows = L0 * L1;
-  const loss = empty(x.device, x.dtype, [nRows]);
-  const lse = empty(x.device, x.dtype, [nRows]);
+  const loss = empty(x.device, lossDtype, [nRows]);
+  const lse = empty(x.device, statDtype(x.dtype), [nRows]);
   if (nRows > 0) dispatch(crossEntropyRowsKernel, x.device, { x, t, ignoreIndex, eps, nRows, C, loss, lse });
   return [loss, lse];
 }
@@ -439,13 +471,20 @@ function crossEntropyRowsBackward(
   });
 }
 
-/** The reduced loss (a 0-d view of element 0) and each row's gradient scale (a [1] view of element 1). */
-function reduceRowLosses(loss: Tensor, t: Tensor, ignoreIndex: number, mean: boolean): [Tensor, Tensor] {
-  const both = empty(loss.device, loss.dtype, [2]);
-  dispatch(crossEntropyReduceKernel, loss.device, { loss, t, ignoreIndex, mean, both });
-  const result = [new Tensor(both.storage, [], [], 0), new Tensor(both.storage, [1], [1], 1)] as [Tensor, Tensor];
-  both.dispose();
-  return result;
+/** The reduced loss (0-d, of `dtype`) and each row's gradient scale ([1], of the row losses' dtype). */
+function reduceRowLosses(
+  loss: Tensor,
+  t: Tensor,
+  ignoreIndex: number,
+  mean: boolean,
+  dtype: Tensor['dtype'],
+): [Tensor, Tensor] {
+  const out = empty(loss.device, dtype, [1]);
+  const scale = empty(loss.device, loss.dtype, [1]);
+  dispatch(crossEntropyReduceKernel, loss.device, { loss, t, ignoreIndex, mean, out, scale });
+  const result = out.reshape([]);
+  out.dispose();
+  return [result, scale];
 }
 
 /**
@@ -509,9 +548,10 @@ const crossEntropyOp = defineOp({
       xr.dispose();
       return [xc, targets.reshape([L0, L1])];
     });
-    const [loss, lse] = crossEntropyRows(x, t, ignoreIndex, eps);
-    const [out, scale] =
-      reduction === 'none' ? [loss, null] : reduceRowLosses(loss, t, ignoreIndex, reduction === 'mean');
+    // The loss has the logits' dtype (as PyTorch's); row losses that are summed stay in statDtype.
+    const reduced = reduction !== 'none';
+    const [loss, lse] = crossEntropyRows(x, t, ignoreIndex, eps, reduced ? statDtype(x.dtype) : x.dtype);
+    const [out, scale] = reduced ? reduceRowLosses(loss, t, ignoreIndex, reduction === 'mean', x.dtype) : [loss, null];
     return {
       out,
       inputs: [logits],
@@ -528,7 +568,7 @@ const crossEntropyOp = defineOp({
     crossEntropyRowsBackward(xs, ls, ts, g, sc ?? null, ignoreIndex, eps).reshape(logitsShape),
   ],
   kernels: [crossEntropyRowsKernel, crossEntropyRowsBackwardKernel, crossEntropyReduceKernel],
-  tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE.crossEntropy },
+  tolerance: { float32: SOFTMAX_LONG_ROW_TOLERANCE.crossEntropy, float16: SOFTMAX_FLOAT16_TOLERANCE },
 });
 
 declare module '../../core/tensor.js' {

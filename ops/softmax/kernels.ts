@@ -3,6 +3,7 @@
 // gives softmax 0, logSoftmax -Infinity, logsumexp -Infinity (never NaN).
 import { NAN, NEG_INF, rowKernel, type RowVariant } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
+import type { WType } from '../../core/webgpu/wgsl.js';
 
 export type SoftmaxMode = 'softmax' | 'logSoftmax' | 'logsumexp';
 
@@ -17,7 +18,7 @@ const rowStats = (x: string, withSum = false) => `
   var s = 0.0;
   var sx = 0.0;
   for (var j = j0; j < C; j += js) {
-    let xv = ${x}[xb + j];
+    let xv = f32(${x}[xb + j]);
     ${withSum ? 'sx += xv;' : ''}
     if (xv > m) {
       s = select(s * exp(m - xv), 0.0, is_neg_inf(m)) + 1.0;
@@ -36,17 +37,18 @@ const rowStats = (x: string, withSum = false) => `
 /** Softmax params. Output: softmax/logSoftmax [nRows, C] or logsumexp [nRows]. */
 export const SM = uniformLayout({ NROWS: 'u32', C: 'u32', XOFF: 'u32' });
 
-export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): string {
+/** `t`: the storage type of x and out (f16 values are widened on load; the row statistics are f32). */
+export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant, t: WType): string {
   const write =
     mode === 'logsumexp'
-      ? `if (lid == 0u) { out[row] = lse; }`
+      ? `if (lid == 0u) { out[row] = ${t}(lse); }`
       : mode === 'softmax'
         ? `let inv = select(1.0 / s, 0.0, empty_row);
-  for (var j = j0; j < C; j += js) { out[ob + j] = exp(x[xb + j] - ms) * inv; }`
-        : `for (var j = j0; j < C; j += js) { out[ob + j] = select(x[xb + j] - lse, ${NEG_INF}, empty_row); }`;
+  for (var j = j0; j < C; j += js) { out[ob + j] = ${t}(exp(f32(x[xb + j]) - ms) * inv); }`
+        : `for (var j = j0; j < C; j += js) { out[ob + j] = ${t}(select(f32(x[xb + j]) - lse, ${NEG_INF}, empty_row)); }`;
   return rowKernel(
     variant,
-    ['var<storage, read_write> out: array<f32>', 'var<storage, read> x: array<f32>'],
+    [`var<storage, read_write> out: array<${t}>`, `var<storage, read> x: array<${t}>`],
     `
   let C = pu(${SM.C}u);
   let xb = pu(${SM.XOFF}u) + row * C;
@@ -59,13 +61,18 @@ export function softmaxForwardSource(mode: SoftmaxMode, variant: RowVariant): st
 /** Softmax backward params. dx from the saved output y and the gradient g. */
 export const SMB = uniformLayout({ NROWS: 'u32', C: 'u32', YOFF: 'u32', GOFF: 'u32' });
 
-export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: RowVariant): string {
+export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: RowVariant, ty: WType): string {
   // softmax: dx = y (g - Σ g y);  logSoftmax: dx = g - exp(y) Σ g.
-  const acc = mode === 'softmax' ? 'g[gb + j] * y[yb + j]' : 'g[gb + j]';
-  const dx = mode === 'softmax' ? 'y[yb + j] * (g[gb + j] - t)' : 'g[gb + j] - exp(y[yb + j]) * t';
+  const [yj, gj] = ['f32(y[yb + j])', 'f32(g[gb + j])'];
+  const acc = mode === 'softmax' ? `${gj} * ${yj}` : gj;
+  const dx = mode === 'softmax' ? `${yj} * (${gj} - t)` : `${gj} - exp(${yj}) * t`;
   return rowKernel(
     variant,
-    ['var<storage, read_write> dx: array<f32>', 'var<storage, read> y: array<f32>', 'var<storage, read> g: array<f32>'],
+    [
+      `var<storage, read_write> dx: array<${ty}>`,
+      `var<storage, read> y: array<${ty}>`,
+      `var<storage, read> g: array<${ty}>`,
+    ],
     `
   let C = pu(${SMB.C}u);
   let yb = pu(${SMB.YOFF}u) + row * C;
@@ -73,7 +80,7 @@ export function softmaxBackwardSource(mode: 'softmax' | 'logSoftmax', variant: R
   var t = 0.0;
   for (var j = j0; j < C; j += js) { t += ${acc}; }
   t = red_sum(t, lid);
-  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${dx}; }`,
+  for (var j = j0; j < C; j += js) { dx[row * C + j] = ${ty}(${dx}); }`,
   );
 }
 
@@ -105,16 +112,16 @@ const ceLogitsRow = rowStart('row', CE.XOFF, CE.XS0, CE.XS1, CE.L1);
 const ceTarget = `targets[${rowStart('row', CE.TOFF, CE.TS0, CE.TS1, CE.L1)}]`;
 
 /**
- * Per row: loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),
+ * Per row (lse is always f32: the backward's probabilities exp(x − lse) need it to f32 precision): loss = lse - (1-ε) x[t] - ε/C Σ x (0 for ignored rows, NaN for a target outside [0, C)),
  * and the row's logsumexp, saved for the backward pass.
  */
-export function crossEntropyForwardSource(variant: RowVariant): string {
+export function crossEntropyForwardSource(variant: RowVariant, types: { loss: WType; x: WType }): string {
   return rowKernel(
     variant,
     [
-      'var<storage, read_write> loss: array<f32>',
+      `var<storage, read_write> loss: array<${types.loss}>`,
       'var<storage, read_write> lse_out: array<f32>',
-      'var<storage, read> x: array<f32>',
+      `var<storage, read> x: array<${types.x}>`,
       'var<storage, read> targets: array<i32>',
     ],
     `
@@ -128,11 +135,11 @@ export function crossEntropyForwardSource(variant: RowVariant): string {
     var l = 0.0;
     if (t != pi(${CE.IGNORE}u)) {
       if (t < 0 || t >= i32(C)) { l = ${NAN}; } else {
-        l = lse - (1.0 - eps) * x[xb + u32(t)];
+        l = lse - (1.0 - eps) * f32(x[xb + u32(t)]);
         if (eps != 0.0) { l -= eps / f32(C) * sx; }
       }
     }
-    loss[row] = l;
+    loss[row] = ${types.loss}(l);
     lse_out[row] = lse;
   }`,
   );
@@ -142,16 +149,20 @@ export function crossEntropyForwardSource(variant: RowVariant): string {
  * Row-wise: dx = g_row (softmax − (1−ε) onehot(t) − ε/C); 0 on ignored rows, NaN for bad targets. For
  * a reduced loss g_row is the scalar g times the reduction's scale (1/count for 'mean', 1 for 'sum').
  */
-export function crossEntropyBackwardSource(variant: RowVariant, reduced: boolean): string {
+export function crossEntropyBackwardSource(
+  variant: RowVariant,
+  reduced: boolean,
+  types: { x: WType; g: WType },
+): string {
   const bindings = [
-    'var<storage, read_write> dx: array<f32>',
-    'var<storage, read> x: array<f32>',
+    `var<storage, read_write> dx: array<${types.x}>`,
+    `var<storage, read> x: array<${types.x}>`,
     'var<storage, read> lse: array<f32>',
     'var<storage, read> targets: array<i32>',
-    'var<storage, read> g: array<f32>',
+    `var<storage, read> g: array<${types.g}>`,
   ];
   if (reduced) bindings.push('var<storage, read> scale: array<f32>');
-  const gr = reduced ? `g[pu(${CE.GOFF}u)] * scale[pu(${CE.SOFF}u)]` : `g[pu(${CE.GOFF}u) + row]`;
+  const gr = reduced ? `f32(g[pu(${CE.GOFF}u)]) * scale[pu(${CE.SOFF}u)]` : `f32(g[pu(${CE.GOFF}u) + row])`;
   return rowKernel(
     variant,
     bindings,
@@ -168,12 +179,12 @@ export function crossEntropyBackwardSource(variant: RowVariant, reduced: boolean
   // A row whose logits are all -inf has no probabilities (lse = -inf): its softmax part is 0.
   let empty_row = is_neg_inf(l);
   for (var j = j0; j < C; j += js) {
-    let p = select(exp(x[xb + j] - l), 0.0, empty_row);
+    let p = select(exp(f32(x[xb + j]) - l), 0.0, empty_row);
     let onehot = select(0.0, 1.0 - eps, i32(j) == t);
     var v = gr * (p - onehot - eps / f32(C));
     if (ignored) { v = 0.0; }
     if (bad) { v = ${NAN}; }
-    dx[ob + j] = v;
+    dx[ob + j] = ${types.x}(v);
   }`,
   );
 }
@@ -192,15 +203,17 @@ export const CER = uniformLayout({
 
 /**
  * The row losses reduced in one row (NROWS = 1): out[0] = Σ loss (÷ count for 'mean', NaN when every
- * target is ignored, as 0/0), out[1] = the scale of the backward's per-row gradient (1/count, or 1).
- * Compensated sums keep long f32 accumulations close to the float64 reference.
+ * target is ignored, as 0/0), scale[0] = the scale of the backward's per-row gradient (1/count, or 1;
+ * f32 whatever the loss's type). Compensated sums keep long f32 accumulations close to the float64
+ * reference.
  */
-export function crossEntropyReduceSource(variant: RowVariant): string {
+export function crossEntropyReduceSource(variant: RowVariant, types: { out: WType; loss: WType }): string {
   return rowKernel(
     variant,
     [
-      'var<storage, read_write> out: array<f32>',
-      'var<storage, read> loss: array<f32>',
+      `var<storage, read_write> out: array<${types.out}>`,
+      'var<storage, read_write> scale: array<f32>',
+      `var<storage, read> loss: array<${types.loss}>`,
       'var<storage, read> targets: array<i32>',
     ],
     `
@@ -209,7 +222,7 @@ export function crossEntropyReduceSource(variant: RowVariant): string {
   var comp = 0.0;
   var n = 0.0;
   for (var j = j0; j < N; j += js) {
-    let y = loss[j] - comp;
+    let y = f32(loss[j]) - comp;
     let t = s + y;
     comp = (t - s) - y;
     s = t;
@@ -219,8 +232,8 @@ export function crossEntropyReduceSource(variant: RowVariant): string {
   let count = red_sum(n, lid);
   if (lid == 0u) {
     let mean = pu(${CER.MEAN}u) == 1u;
-    out[0] = select(total, total / count, mean);
-    out[1] = select(1.0, 1.0 / count, mean);
+    out[0] = ${types.out}(select(total, total / count, mean));
+    scale[0] = select(1.0, 1.0 / count, mean);
   }`,
   );
 }

@@ -7,7 +7,7 @@ import { defineKernel, dispatch } from '../../core/op.js';
 import type { Tensor } from '../../core/tensor.js';
 import { itemGrid } from '../../core/webgpu/kernels/common.js';
 import { launch } from '../../core/webgpu/launch.js';
-import { MAX_RANK } from '../../core/webgpu/wgsl.js';
+import { MAX_RANK, storageTypeOf } from '../../core/webgpu/wgsl.js';
 import { outData } from '../kernelio.js';
 import { broadcastView, empty } from '../util.js';
 import { SG, swigluBackwardSource } from './kernels.js';
@@ -27,6 +27,7 @@ interface SwigluBackwardArgs {
 const swigluBackwardKernel = defineKernel<SwigluBackwardArgs>({
   name: 'swigluBackward',
   family: 'swiglu',
+  float16: true,
   cpu: ({ g, gate, up, dgate, dup }) => {
     const [gd, ad, bd] = [g, gate, up].map(cpuDataOf);
     const [dg, du] = [dgate && outData(dgate), dup && outData(dup)];
@@ -64,10 +65,11 @@ const swigluBackwardKernel = defineKernel<SwigluBackwardArgs>({
         });
         const v = { gate: dgate !== null, up: dup !== null };
         const bound = [...(dgate ? [dgate] : []), ...(dup ? [dup] : []), g, gate, ...(dgate ? [up] : [])];
+        const types = { g: storageTypeOf(g.dtype), gate: storageTypeOf(gate.dtype), up: storageTypeOf(up.dtype) };
         launch(
           'swigluBackward',
-          `fused:swiglu:backward:${v.gate}:${v.up}`,
-          () => swigluBackwardSource(v),
+          `fused:swiglu:backward:${v.gate}:${v.up}:${types.g}:${types.gate}:${types.up}`,
+          () => swigluBackwardSource(v, types),
           params,
           bound,
           itemGrid(g.size),

@@ -3,7 +3,7 @@
 // broadcast with stride 0), writing each requested gradient dense at the output's shape.
 import { itemMain, kernelHeader } from '../../core/webgpu/kernels/common.js';
 import { uniformLayout } from '../../core/webgpu/uniforms.js';
-import { MAX_RANK, unravel } from '../../core/webgpu/wgsl.js';
+import { MAX_RANK, unravel, type WType } from '../../core/webgpu/wgsl.js';
 
 /** Params: N output elements of rank RANK and SHAPE; per operand (g, gate, up) its offset and strides over SHAPE. */
 export const SG = uniformLayout({
@@ -24,10 +24,14 @@ export interface SwigluGrads {
   up: boolean;
 }
 
-/** Bindings: dgate and/or dup, then g, gate, and up (only the gate gradient reads it). */
-export function swigluBackwardSource(v: SwigluGrads): string {
-  const rw = (n: string) => `var<storage, read_write> ${n}: array<f32>`;
-  const ro = (n: string) => `var<storage, read> ${n}: array<f32>`;
+/**
+ * Bindings: dgate and/or dup, then g, gate, and up (only the gate gradient reads it), each of its
+ * storage type in `types` (the gradients of g's; computed in f32).
+ */
+export function swigluBackwardSource(v: SwigluGrads, types: { g: WType; gate: WType; up: WType }): string {
+  const t = types.g;
+  const rw = (n: string) => `var<storage, read_write> ${n}: array<${t}>`;
+  const ro = (n: 'g' | 'gate' | 'up') => `var<storage, read> ${n}: array<${types[n]}>`;
   const bindings = [
     ...(v.gate ? [rw('dgate')] : []),
     ...(v.up ? [rw('dup')] : []),
@@ -46,9 +50,9 @@ ${itemMain(`
     ['ao', SG.ASTR],
     ['bo', SG.BSTR],
   ])}
-  let gv = g[go];
-  let a = gate[ao];
+  let gv = f32(g[go]);
+  let a = f32(gate[ao]);
   let s = 1.0 / (1.0 + exp(-a));
-  ${v.gate ? 'dgate[item] = gv * up[bo] * s * (1.0 + a * (1.0 - s));' : ''}
-  ${v.up ? 'dup[item] = gv * a * s;' : ''}`)}`;
+  ${v.gate ? `dgate[item] = ${t}(gv * f32(up[bo]) * s * (1.0 + a * (1.0 - s)));` : ''}
+  ${v.up ? `dup[item] = ${t}(gv * a * s);` : ''}`)}`;
 }
