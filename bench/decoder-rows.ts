@@ -1,10 +1,13 @@
 // The decoder rows of `npm run bench`: dawngrad's training step vs the same step in TF.js (tokens/s,
-// dispatches / submits / readbacks per step), and CLEX vs plain RoPE on dawngrad.
+// dispatches / submits / readbacks per step), CLEX vs plain RoPE on dawngrad, and the step in f16-mixed
+// precision vs float32 (time and peak GPU bytes).
 import type * as TF from '@tensorflow/tfjs-core';
 import { manualSeed } from '../index.js';
 import {
   DawngradDecoder,
   describeShape,
+  PRECISIONS,
+  stepPeakBytes,
   timeTrainingInterleaved,
   type DecoderShape,
   type StepTiming,
@@ -33,6 +36,19 @@ export interface ClexRow {
   extraDispatchesPerStep: number;
 }
 
+export interface PrecisionRow {
+  kind: 'f16-vs-f32';
+  name: string;
+  shape: DecoderShape;
+  parameters: number;
+  f32: StepTiming & { peakBytes: number };
+  f16: StepTiming & { peakBytes: number };
+  /** f16-mixed ms/step ÷ f32 ms/step. */
+  timeRatio: number;
+  /** f16-mixed peak bytes ÷ f32 peak bytes (the acceptance asks ≤ 0.6 at ~20M parameters). */
+  memoryRatio: number;
+}
+
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 const traffic = (t: StepTiming) =>
   `${fmt(t.traffic.dispatches)} dispatches, ${fmt(t.traffic.submits, 2)} submits, ${fmt(t.traffic.readbacks, 2)} readbacks per step`;
@@ -48,6 +64,15 @@ export function formatClexRow(r: ClexRow): string {
   return (
     `${r.name.padEnd(34)} plain    ${fmt(r.plain.msPerStep, 2).padStart(8)} ms   clex ${fmt(r.clex.msPerStep, 2).padStart(8)} ms   ratio ×${r.ratio.toFixed(2)}   extra dispatches/step ${fmt(r.extraDispatchesPerStep)}\n` +
     `${''.padEnd(34)} plain: ${traffic(r.plain)}\n${''.padEnd(34)} clex:  ${traffic(r.clex)}`
+  );
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+export function formatPrecisionRow(r: PrecisionRow): string {
+  return (
+    `${r.name.padEnd(34)} f32 ${fmt(r.f32.msPerStep, 2).padStart(8)} ms  f16-mixed ${fmt(r.f16.msPerStep, 2).padStart(8)} ms   time ×${r.timeRatio.toFixed(2)}\n` +
+    `${''.padEnd(34)} ${r.parameters} parameters; peak GPU memory of a step: f32 ${mib(r.f32.peakBytes)}, f16-mixed ${mib(r.f16.peakBytes)}   memory ×${r.memoryRatio.toFixed(2)}`
   );
 }
 
@@ -93,6 +118,40 @@ export async function clexRow(shape: DecoderShape, blocks: number): Promise<Clex
       clex,
       ratio: clex.msPerStep / plain.msPerStep,
       extraDispatchesPerStep: clex.traffic.dispatches - plain.traffic.dispatches,
+    };
+  } finally {
+    trainers.forEach((t) => t.dispose());
+  }
+}
+
+/**
+ * The plain-RoPE step in f16-mixed precision vs float32: step times interleaved, and the peak live GPU
+ * bytes of one step of each, measured with only that trainer alive.
+ */
+export async function precisionRow(shape: DecoderShape, blocks: number): Promise<PrecisionRow> {
+  const peaks: number[] = [];
+  let parameters = 0;
+  for (const precision of PRECISIONS) {
+    manualSeed(0);
+    const m = await stepPeakBytes(shape, 'plain', precision);
+    peaks.push(m.peakBytes);
+    parameters = m.parameters;
+  }
+  const trainers = PRECISIONS.map((precision) => {
+    manualSeed(0);
+    return new DawngradDecoder(shape, 'plain', precision);
+  });
+  try {
+    const [f32, f16] = await timeTrainingInterleaved(trainers, shape, blocks);
+    return {
+      kind: 'f16-vs-f32',
+      name: `f16-mixed vs f32 ${describeShape(shape)}`,
+      shape,
+      parameters,
+      f32: { ...f32, peakBytes: peaks[0] },
+      f16: { ...f16, peakBytes: peaks[1] },
+      timeRatio: f16.msPerStep / f32.msPerStep,
+      memoryRatio: peaks[1] / peaks[0],
     };
   } finally {
     trainers.forEach((t) => t.dispose());

@@ -1,7 +1,20 @@
 // The decoder training step of `npm run bench`: the main job's LLaMA trained as examples/lib/trainer.ts
 // trains it (AdamW with weight decay on matrices and embeddings only, gradient clipping, CLEX's ODE in
-// its own group and clip, steps in `scope`, backwardAsync), with the loss read once per LOSS_EVERY steps.
-import { models, optim, scope, seededUniform, tensor } from '../index.js';
+// its own group and clip, steps in `scope`, backwardAsync), with the loss read once per LOSS_EVERY steps,
+// in float32 or mixed precision (f16-mixed: the forward under autocast('float16'), backward outside it,
+// float32 master weights, gradients and AdamW state, the loss scaled and the gradients unscaled).
+import {
+  autocast,
+  emptyCache,
+  memory,
+  models,
+  noGrad,
+  optim,
+  resetPeak,
+  scope,
+  seededUniform,
+  tensor,
+} from '../index.js';
 import { parameterGroups } from '../examples/lib/trainer.js';
 import { countTraffic, median, type TrafficPerStep } from './measure.js';
 
@@ -19,12 +32,29 @@ export const MAIN_JOB_DECODER: DecoderShape = { layers: 2, hidden: 64, heads: 4,
 /** A larger one: 4 layers × 256 (4 heads of 64) at T = 256, batch 1 (a step is seconds on lavapipe). */
 export const LARGE_DECODER: DecoderShape = { layers: 4, hidden: 256, heads: 4, batch: 1, seqLen: 256, vocab: 256 };
 
+/**
+ * ~20M parameters (6 layers × 512, 8 heads of 64; 19.2M), trained on 8 × 256 tokens a step: where the
+ * activations, not the weights, start to fill the memory (gpu-report's middle size).
+ */
+export const TWENTY_M_DECODER: DecoderShape = { layers: 6, hidden: 512, heads: 8, batch: 8, seqLen: 256, vocab: 256 };
+
 /** The main job's pretraining settings (examples/main.ts), at a constant rate: the schedule is host arithmetic. */
 export const TRAINING = { lr: 3e-3, weightDecay: 0.01, clip: 1 };
 /** The main job logs (reads) the loss every 10 steps. */
 export const LOSS_EVERY = 10;
 
 export type RopeChoice = 'plain' | 'clex';
+
+/** 'f32': everything in float32. 'f16-mixed': the forward under autocast('float16'), float32 master weights. */
+export type Precision = 'f32' | 'f16-mixed';
+export const PRECISIONS: readonly Precision[] = ['f32', 'f16-mixed'];
+
+/**
+ * The f16-mixed step's loss scale: a constant, so that small float16 gradients of the activations do
+ * not flush to zero; the float32 gradients are divided by it before clipping. (A dynamic GradScaler would
+ * also skip steps whose gradients overflow; at this scale and these sizes none do.)
+ */
+export const LOSS_SCALE = 1024;
 
 /** The main job's CLEX fine-tune: max_factor 8, dopri5, backprop through the solver. */
 const CLEX_SCALING = {
@@ -80,6 +110,7 @@ export class DawngradDecoder implements DecoderTrainer {
   constructor(
     readonly shape: DecoderShape,
     rope: RopeChoice,
+    readonly precision: Precision = 'f32',
   ) {
     const model = new models.LlamaForCausalLM(llamaConfig(shape, rope));
     const { groups, trainable } = parameterGroups(model, TRAINING.lr, TRAINING.weightDecay, false);
@@ -100,18 +131,28 @@ export class DawngradDecoder implements DecoderTrainer {
 
   async step(ids: Int32Array, readLoss: boolean): Promise<number | null> {
     const { batch, seqLen } = this.shape;
+    const mixed = this.precision === 'f16-mixed';
     const loss = await scope(async () => {
       const x = tensor(ids, { dtype: 'int32', shape: [batch, seqLen] });
-      const out = await this.model.forward(x, { labels: x });
-      await out.loss!.backwardAsync(); // async: CLEX with ode_device 'cpu' reads its gradient back
+      const forward = () => this.model.forward(x, { labels: x });
+      const out = await (mixed ? autocast('float16', forward) : forward());
+      // async: CLEX with ode_device 'cpu' reads its gradient back
+      await (mixed ? out.loss!.mul(LOSS_SCALE) : out.loss!).backwardAsync();
       return readLoss ? out.loss!.item() : null;
     });
     scope(() => {
+      if (mixed) this.unscaleGradients();
       this.clip();
       this.optimizer.step();
       this.model.zeroGrad();
     });
     return loss;
+  }
+
+  private unscaleGradients(): void {
+    noGrad(() => {
+      for (const p of this.model.parameters()) if (p.grad) p.grad = p.grad.mul(1 / LOSS_SCALE);
+    });
   }
 
   dispose(): void {
@@ -168,4 +209,29 @@ export async function timeTrainingInterleaved(
     const msPerStep = median(times) / LOSS_EVERY;
     return { msPerStep, tokensPerSecond: (s.batch * s.seqLen * 1000) / msPerStep, traffic: traffic[k] };
   });
+}
+
+/**
+ * Live GPU bytes at the peak of one training step of a fresh trainer (weights, gradients, AdamW state,
+ * activations and temporaries: what must fit on the device), after one untimed step that creates the
+ * optimizer state and compiles the kernels. Other live tensors are not counted.
+ */
+export async function stepPeakBytes(
+  s: DecoderShape,
+  rope: RopeChoice,
+  precision: Precision,
+): Promise<{ peakBytes: number; parameters: number }> {
+  emptyCache();
+  const before = memory().liveBytes;
+  const trainer = new DawngradDecoder(s, rope, precision);
+  try {
+    const [warm, measured] = tokenBatches(s, 2);
+    await trainer.step(warm, true);
+    resetPeak();
+    await trainer.step(measured, true);
+    return { peakBytes: memory().peakBytes - before, parameters: trainer.numParameters };
+  } finally {
+    trainer.dispose();
+    emptyCache();
+  }
 }

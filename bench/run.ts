@@ -1,7 +1,8 @@
 // `npm run bench [-- --json [FILE]]`: dawngrad vs TensorFlow.js's WebGPU backend on the same Dawn
 // instance and adapter, reported as ratios measured side by side in this run (never as absolute
 // targets): per-op rows (bench/ops.ts), the decoder training step at the main job's size and a larger
-// one, and CLEX vs plain RoPE (bench/decoder-rows.ts). --json also writes every row to FILE
+// one, CLEX vs plain RoPE, and f16-mixed vs float32 (step time and peak GPU bytes) at the main job's size
+// and at ~20M parameters (bench/decoder-rows.ts). --json also writes every row to FILE
 // (default bench/results/bench-<time>.json).
 // Environment: BENCH_REPS (op timings, default 10), BENCH_BLOCKS (timed blocks of 10 decoder steps,
 // default 5; the larger decoder runs a fifth as many, at least one), BENCH_SIZE=large (larger op shapes),
@@ -11,8 +12,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { configure, deviceInfo } from '../index.js';
-import { clexRow, decoderRow, formatClexRow, formatDecoderRow, type ClexRow, type DecoderRow } from './decoder-rows.js';
-import { describeShape, LARGE_DECODER, LOSS_EVERY, MAIN_JOB_DECODER } from './decoder.js';
+import {
+  clexRow,
+  decoderRow,
+  formatClexRow,
+  formatDecoderRow,
+  formatPrecisionRow,
+  precisionRow,
+  type ClexRow,
+  type DecoderRow,
+  type PrecisionRow,
+} from './decoder-rows.js';
+import { describeShape, LARGE_DECODER, LOSS_EVERY, MAIN_JOB_DECODER, TWENTY_M_DECODER } from './decoder.js';
 import { formatOpRow, opRows, type OpRow } from './ops.js';
 import { bootTfjs } from './tfjs.js';
 
@@ -79,7 +90,7 @@ if (ops.length) {
   );
 }
 
-const decoders: (DecoderRow | ClexRow)[] = [];
+const decoders: (DecoderRow | ClexRow | PrecisionRow)[] = [];
 for (const [shape, n] of [
   [MAIN_JOB_DECODER, blocks],
   [LARGE_DECODER, Math.max(1, Math.floor(blocks / 5))],
@@ -95,8 +106,18 @@ if (selected(`CLEX vs plain ${describeShape(MAIN_JOB_DECODER)}`)) {
   console.log(formatClexRow(row));
 }
 
+for (const [shape, n] of [
+  [MAIN_JOB_DECODER, blocks],
+  [TWENTY_M_DECODER, 1],
+] as const) {
+  if (!selected(`f16-mixed vs f32 ${describeShape(shape)}`)) continue;
+  const row = await precisionRow(shape, n);
+  decoders.push(row);
+  console.log(formatPrecisionRow(row));
+}
+
 if (out) {
-  const rows: (OpRow | DecoderRow | ClexRow)[] = [...ops, ...decoders];
+  const rows: (OpRow | DecoderRow | ClexRow | PrecisionRow)[] = [...ops, ...decoders];
   const report = {
     date: new Date().toISOString(),
     commit: gitCommit(),

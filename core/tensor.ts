@@ -42,17 +42,54 @@ export class Tensor implements View {
   gradFn: Node | null = null;
   private _grad: Tensor | null = null;
   private _disposed = false;
+  private _storage: Storage;
+  private _strides: readonly number[];
+  private _offset: number;
 
   constructor(
-    readonly storage: Storage,
+    storage: Storage,
     readonly shape: readonly number[],
-    readonly strides: readonly number[] = contiguousStrides(shape),
-    readonly offset = 0,
+    strides: readonly number[] = contiguousStrides(shape),
+    offset = 0,
   ) {
+    this._storage = storage;
+    this._strides = strides;
+    this._offset = offset;
     retainStorage(storage);
     stats.liveTensors++;
     trackTensor(this);
     leakRegistry.register(this, { storage, node: null }, this);
+  }
+
+  get storage(): Storage {
+    return this._storage;
+  }
+  get strides(): readonly number[] {
+    return this._strides;
+  }
+  get offset(): number {
+    return this._offset;
+  }
+
+  /**
+   * Makes this leaf view `source`'s data instead of its own (same shape; dtype may differ), as torch's
+   * `p.data = …`: module.half() converts parameters in place this way, so every holder of the tensor
+   * (modules, fields, user code) sees the new dtype. Views taken before keep the old data.
+   */
+  setData(source: Tensor): void {
+    this.assertAlive('setData');
+    source.assertAlive('setData');
+    if (!this.isLeaf) throw new OpError('setData', 'only a leaf tensor (a parameter or buffer) can take new data');
+    if (this.shape.length !== source.shape.length || this.shape.some((d, i) => d !== source.shape[i]))
+      throw new OpError('setData', `shape ${shapeStr(source.shape)} does not match ${shapeStr(this.shape)}`);
+    const old = this._storage;
+    retainStorage(source.storage);
+    this._storage = source.storage;
+    this._strides = source.strides;
+    this._offset = source.offset;
+    leakRegistry.unregister(this);
+    leakRegistry.register(this, { storage: this._storage, node: null }, this);
+    releaseStorage(old);
   }
 
   get dtype(): DType {
@@ -102,7 +139,7 @@ export class Tensor implements View {
     this.requiresGrad = true;
     node.retain();
     leakRegistry.unregister(this);
-    leakRegistry.register(this, { storage: this.storage, node }, this);
+    leakRegistry.register(this, { storage: this._storage, node }, this);
   }
 
   assertAlive(op: string): void {

@@ -16,7 +16,7 @@ import { Module } from '../nn/module.js';
 import * as init from '../nn/init.js';
 import { Linear, RMSNorm, type Embedding, type LayerNorm } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
-import type { CLEX } from './clex/index.js';
+import { CLEX, type ClexOptions } from './clex/index.js';
 import type { GPTNeoXConfig, LlamaConfig } from './config.js';
 import type { DecodeState } from './decode-state.js';
 import { generate, type GenerateOptions } from './generate.js';
@@ -60,6 +60,16 @@ export function shiftedLoss(logits: Tensor, labels: Tensor): Tensor {
 }
 
 export type DecoderConfig = LlamaConfig | GPTNeoXConfig;
+
+/**
+ * A decoder's CLEX layer: its ODE stays float32 in a float16 model (half precision would cost its solve
+ * the range and accuracy of log θ), and keepsDtype keeps it so through half() and to({ dtype }).
+ */
+export function clexLayer(opts: ClexOptions): CLEX {
+  const clex = new CLEX({ ...opts, dtype: opts.dtype === 'float16' ? 'float32' : opts.dtype });
+  clex.keepsDtype = true;
+  return clex;
+}
 
 /**
  * What a decoder layer hands to the next: the residual stream and the block output not yet added to
@@ -107,7 +117,6 @@ export abstract class CausalLM<
   T extends DecoderTrunk = DecoderTrunk,
 > extends Module<[Tensor, ForwardOptions?], Promise<CausalLMOutput>> {
   readonly device: DeviceName;
-  readonly dtype: DType;
   protected readonly trunk: T;
   /** Null when tie_word_embeddings (the head reuses the token embedding, as HF checkpoints omit it). */
   protected readonly head: Linear | null;
@@ -120,7 +129,6 @@ export abstract class CausalLM<
     super();
     const o = resolveOptions(opts);
     this.device = o.device;
-    this.dtype = o.dtype;
     this.trunk = this.module(layout.trunk, new layout.Trunk(config, o));
     this.head = config.tie_word_embeddings
       ? null
@@ -128,6 +136,10 @@ export abstract class CausalLM<
     this.initWeights(config.initializer_range);
   }
 
+  /** The dtype of the model's weights and activations (changed by half(), float(), to({ dtype })). */
+  get dtype(): DType {
+    return this.trunk.tokenEmbedding.weight.dtype;
+  }
   get rotary(): RotaryEmbedding {
     return this.trunk.rotary;
   }

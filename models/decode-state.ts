@@ -86,6 +86,16 @@ export class DecodeState {
   }
 
   /**
+   * One layer's stored keys (rotated) and values [B, Hkv, L, D], in the dtype the model computes in (a
+   * float16 model keeps a float16 cache); null before the layer's first step. The state's own tensors:
+   * read them, do not dispose them.
+   */
+  cached(layer: number): { k: Tensor; v: Tensor } | null {
+    const e = this.layers[layer];
+    return e ? { k: e.k, v: e.v } : null;
+  }
+
+  /**
    * Plans the forward of new tokens ids [B, T]: builds the table at the total length, records the ids
    * and, when the table or query scale differs from the cached keys' and the policy is 'recompute',
    * empties the cache and returns every token so far to run again.

@@ -7,9 +7,9 @@ import { gelu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { linear } from '../nn/functional.js';
-import { CLEX } from './clex/index.js';
+import type { CLEX } from './clex/index.js';
 import { GPTNeoXConfig, queryLogScale, type GPTNeoXConfigInput } from './config.js';
-import { CausalLM, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
+import { CausalLM, clexLayer, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
 import type { DecodeState } from './decode-state.js';
 import { RotaryEmbedding, rotateQK, rotateRows, type RotaryTables } from './rope-scaling.js';
 
@@ -144,7 +144,7 @@ export class GPTNeoXModel extends DecoderTrunk {
       maxPositionEmbeddings: config.max_position_embeddings,
     };
     this.clex_layer =
-      scaling?.type === 'clex' ? this.module('clex_layer', new CLEX({ ...common, scaling, ...opts })) : null;
+      scaling?.type === 'clex' ? this.module('clex_layer', clexLayer({ ...common, scaling, ...opts })) : null;
     this.rotary = new RotaryEmbedding({ ...common, scaling, clex: this.clex_layer });
   }
 

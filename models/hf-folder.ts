@@ -9,6 +9,7 @@
 // has (other shard counts) are removed in the same commit.
 import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DType } from '../core/dtype.js';
 import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
@@ -38,6 +39,8 @@ export interface PretrainedModel {
   readonly config: LlamaConfig | GPTNeoXConfig;
   /** CLEX's original log-frequencies (written as its inv_freq buffer); null without CLEX. */
   readonly clex: { readonly logFreqOrig: Float64Array } | null;
+  /** The weights' dtype: a float16 model is saved as float16 unless told otherwise. */
+  readonly dtype?: DType;
   stateDict(): StateDict;
 }
 
@@ -51,7 +54,7 @@ export interface SavePretrainedOptions {
   tokenizer?: unknown;
   /** Largest shard: bytes, or a string such as '2GB', '500MB', '10KiB' (default '5GB', as transformers). */
   maxShardSize?: number | string;
-  /** Stored dtype of the weights, written as torch_dtype (default 'float32'). */
+  /** Stored dtype of the weights, written as torch_dtype (default 'float32', 'float16' for a float16 model). */
   dtype?: SaveDType;
 }
 
@@ -250,7 +253,7 @@ export async function savePretrained(
   dir: string,
   opts: SavePretrainedOptions = {},
 ): Promise<void> {
-  const dtype = opts.dtype ?? 'float32';
+  const dtype = opts.dtype ?? (model.dtype === 'float16' ? 'float16' : 'float32');
   if (!(dtype in FORMAT_OF))
     throw new OpError(
       'savePretrained',

@@ -2,14 +2,16 @@
 // GPTNeoXForCausalLM chosen by config.json's model_type. Everything is checked from config.json and the
 // safetensors headers before any weight is read, and every key problem (missing, unexpected, wrong
 // shape, unreadable dtype, index entries a shard lacks) is reported in one error. Shards are then read
-// one at a time and copied into the model, converted from F32/F16/BF16/F64 to the model's dtype.
+// one at a time and copied into the model, converted from F32/F16/BF16/F64 to the model's dtype. A
+// float16 model reads each tensor straight into float16 (F16 weights keep their bits) and refuses, naming
+// them all, tensors whose values float16 cannot hold; CLEX's ODE weights stay float32 in any model.
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeviceName } from '../core/backend.js';
 import type { DType } from '../core/dtype.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
-import { readSafetensors } from '../nn/io/safetensors.js';
+import { Float16OverflowError, readSafetensors, type FloatDType } from '../nn/io/safetensors.js';
 import type { GPTNeoXConfigInput, LlamaConfigInput } from './config.js';
 import { CONFIG_FILE, listFolderWeights } from './hf-folder.js';
 import { GPTNeoXForCausalLM } from './gptneox.js';
@@ -21,7 +23,10 @@ const LOADABLE_DTYPES = ['F32', 'F16', 'BF16', 'F64'];
 
 export interface FromPretrainedOptions {
   device?: DeviceName;
-  /** The model's float dtype (default float32; float64 only on cpu). */
+  /**
+   * The model's float dtype (default float32; float64 only on cpu). float16 loads F16 weights without
+   * widening and converts F32/F64/BF16 ones, refusing (with every such tensor named) values beyond ±65504.
+   */
   dtype?: DType;
   /**
    * Fields that replace config.json's, e.g. `{ rope_scaling: { type: 'clex', max_factor: 8 } }` to
@@ -186,10 +191,23 @@ export async function fromPretrained(
         `the weights in ${dir} do not fit the ${model.constructor.name} that ${CONFIG_FILE} describes: ${problems.join(' | ')}`,
       );
     }
-    const floatDType = model.dtype === 'float64' ? 'float64' : 'float32';
+    // Each tensor is read in the dtype of the model tensor it goes to (CLEX's ODE is float32 in a float16 model).
+    const floatDType = (name: string): FloatDType => (own[name]?.dtype ?? 'float32') as FloatDType;
+    const overflowing: string[] = [];
     for (const [file, infos] of weights.files) {
-      const { tensors } = await readSafetensors(join(dir, file), { device: model.device, floatDType });
+      let tensors: Record<string, Tensor>;
       try {
+        ({ tensors } = await readSafetensors(join(dir, file), { device: model.device, floatDType }));
+      } catch (e) {
+        // Go on through the other shards, so that the error names every tensor float16 cannot hold.
+        if (!(e instanceof Float16OverflowError)) throw e;
+        overflowing.push(
+          ...e.tensors.filter((name) => found.get(name) === file).map((n) => `${n} (${infos[n].dtype})`),
+        );
+        continue;
+      }
+      try {
+        if (overflowing.length) continue;
         const part: Record<string, Tensor> = {};
         for (const [name, t] of Object.entries(tensors)) {
           if (found.get(name) !== file) continue;
@@ -200,6 +218,12 @@ export async function fromPretrained(
       } finally {
         for (const t of Object.values(tensors)) t.dispose();
       }
+    }
+    if (overflowing.length) {
+      throw new OpError(
+        OP,
+        `cannot load ${dir} as float16: these tensors hold values beyond float16's range (|x| > 65504), which would become ±Infinity: ${overflowing.join(', ')}; load the model with dtype 'float32' instead`,
+      );
     }
   } catch (e) {
     model.dispose();

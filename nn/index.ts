@@ -6,6 +6,7 @@ export {
   type StateDict,
   type LoadStateDictOptions,
   type LoadStateDictResult,
+  type ModuleToOptions,
 } from './module.js';
 export {
   Linear,

@@ -3,7 +3,8 @@
 // constructor; names join with dots into HF-style keys (`layers.0.self_attn.q_proj.weight`).
 import type { DeviceName } from '../core/backend.js';
 import { alias, noGrad } from '../core/autograd.js';
-import { copiesSync } from '../core/device.js';
+import { checkDevice, copiesSync, getBackend } from '../core/device.js';
+import { checkDType, isFloat, type DType } from '../core/dtype.js';
 import { untrackTensor } from '../core/scope.js';
 import { OpError, sameShape, shapeStr } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
@@ -59,8 +60,20 @@ interface BufferEntry {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyModule = Module<any, any>;
 
+/** What module.to() takes besides a device name: a device, a float dtype, or both. */
+export interface ModuleToOptions {
+  device?: DeviceName;
+  /** The dtype floating parameters and buffers take (int32 tensors keep theirs). */
+  dtype?: DType;
+}
+
 export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   training = true;
+  /**
+   * When true, this module's tensors (and its submodules') keep their dtype through half(), float() and
+   * to({ dtype }), as Hugging Face's _keep_in_fp32_modules: for numerics that need float32 (CLEX's ODE).
+   */
+  keepsDtype = false;
   private readonly _params = new Map<string, Tensor>();
   private readonly _roles = new Map<string, ParameterRole>();
   private readonly _buffers = new Map<string, BufferEntry>();
@@ -223,9 +236,56 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
    * Moves parameters and buffers to `device` (cpu → webgpu is synchronous; for webgpu → cpu use
    * toAsync). Tensors are replaced: any property of a module holding the old tensor is updated too,
    * but an optimizer created before must be created again.
+   *
+   * With `{ dtype }` (as torch's module.to(dtype=…)), floating parameters, their gradients and floating
+   * buffers are converted in place: the same tensor objects, requiresGrad kept, int32 tensors untouched,
+   * modules with keepsDtype skipped. An optimizer's state keeps its dtype; create optimizers after.
    */
-  to(device: DeviceName): this {
-    return this.moveAll(device, (t) => t.to(device)) as this;
+  to(target: DeviceName | ModuleToOptions): this {
+    const op = `${this.constructor.name}.to`;
+    if (typeof target === 'string') return this.moveAll(checkDevice(op, target), (t) => t.to(target)) as this;
+    argObject(op, 'target', target);
+    const { device, dtype, ...rest } = target;
+    const unknown = Object.keys(rest);
+    if (unknown.length)
+      throw new OpError(op, `unknown option '${unknown[0]}'; module.to() takes a device name or { device, dtype }`);
+    if (device !== undefined) this.to(device);
+    if (dtype !== undefined) this.convertFloats(op, checkDType(op, dtype));
+    return this;
+  }
+
+  /** Floating parameters and buffers to float16, in place (see to({ dtype })); returns this module. */
+  half(): this {
+    return this.to({ dtype: 'float16' });
+  }
+
+  /** Floating parameters and buffers to float32, in place (see to({ dtype })); returns this module. */
+  float(): this {
+    return this.to({ dtype: 'float32' });
+  }
+
+  private convertFloats(op: string, dtype: DType): void {
+    if (!isFloat(dtype))
+      throw new OpError(op, `dtype must be a float dtype (float16, float32, float64), got '${dtype}'`);
+    const kept = new Set<AnyModule>();
+    for (const [, m] of this.namedModules()) if (m.keepsDtype) for (const [, sub] of m.namedModules()) kept.add(sub);
+    const converted = new Set<Tensor>();
+    const convert = (t: Tensor | null): void => {
+      if (!t || converted.has(t) || !isFloat(t.dtype) || t.dtype === dtype) return;
+      converted.add(t);
+      const cast = noGrad(() => t.astype(dtype));
+      getBackend(cast.device).materialize(cast.storage); // a long-lived result: compute it now
+      t.setData(cast);
+      cast.dispose();
+    };
+    for (const [, m] of this.namedModules()) {
+      if (kept.has(m)) continue;
+      for (const p of m._params.values()) {
+        convert(p);
+        convert(p.grad);
+      }
+      for (const b of m._buffers.values()) convert(b.tensor);
+    }
   }
 
   async toAsync(device: DeviceName): Promise<this> {

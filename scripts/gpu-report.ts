@@ -1,7 +1,8 @@
 // `npm run gpu-report [-- --out DIR] [--smoke] [--skip-tests] [--skip-bench]`: one command for a machine
 // with a GPU. It writes DIR/report.json and DIR/report.md (default out/gpu-report) with the adapter and
 // its features, the test suite's result, `npm run bench` against TF.js, the LLaMA training step at three
-// sizes (tokens/s, dispatches per step, peak GPU bytes), the kernel variants that ran, and the settings
+// sizes in float32 and f16-mixed precision (tokens/s, dispatches per step, peak GPU bytes, f16-mixed ÷
+// f32 ratios), the kernel variants that ran, and the settings
 // the automatic choices followed. --smoke runs the smallest sizes only (about a minute on lavapipe).
 // The test suite and the bench run as child processes; the training steps run here, after them.
 import { spawnSync } from 'node:child_process';
@@ -9,8 +10,17 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ClexRow, DecoderRow } from '../bench/decoder-rows.js';
-import { DawngradDecoder, describeShape, LOSS_EVERY, MAIN_JOB_DECODER, timeTraining } from '../bench/decoder.js';
-import type { DecoderShape } from '../bench/decoder.js';
+import {
+  DawngradDecoder,
+  describeShape,
+  LOSS_EVERY,
+  MAIN_JOB_DECODER,
+  PRECISIONS,
+  timeTraining,
+  TWENTY_M_DECODER,
+} from '../bench/decoder.js';
+import type { DecoderShape, Precision } from '../bench/decoder.js';
+import type { PrecisionRow } from '../bench/decoder-rows.js';
 import type { OpRow } from '../bench/ops.js';
 import { tunedChoices } from '../core/autotune.js';
 import { gpuRuntime } from '../core/device.js';
@@ -55,11 +65,7 @@ interface TrainingSize {
 // (bench/decoder.ts), so ~12·hidden² parameters per layer.
 const SIZES: readonly TrainingSize[] = [
   { label: "main job's decoder", shape: MAIN_JOB_DECODER, blocks: 5 },
-  {
-    label: '~20M parameters',
-    shape: { layers: 6, hidden: 512, heads: 8, batch: 8, seqLen: 256, vocab: 256 },
-    blocks: 2,
-  },
+  { label: '~20M parameters', shape: TWENTY_M_DECODER, blocks: 2 },
   {
     label: '~100M parameters',
     shape: { layers: 8, hidden: 1024, heads: 16, batch: 4, seqLen: 512, vocab: 256 },
@@ -178,7 +184,7 @@ function runTests(): Part<TestsResult> {
 }
 
 // --- bench vs TF.js ----------------------------------------------------------------------------------
-type BenchRow = OpRow | DecoderRow | ClexRow;
+type BenchRow = OpRow | DecoderRow | ClexRow | PrecisionRow;
 
 /** What bench/run.ts --json writes (the parts read here). */
 interface BenchJson {
@@ -204,7 +210,9 @@ function runBench(): Part<BenchResult> {
   const file = join(opts.out, 'bench.json');
   // --smoke: few repetitions, one block of decoder steps, and not the larger decoder (seconds a step on
   // lavapipe). BENCH_* set by the caller win.
-  const smokeEnv = opts.smoke ? { BENCH_REPS: '2', BENCH_BLOCKS: '1', BENCH_ONLY: '^(?!decoder step 4×)' } : {};
+  const smokeEnv = opts.smoke
+    ? { BENCH_REPS: '2', BENCH_BLOCKS: '1', BENCH_ONLY: '^(?!decoder step 4×|f16-mixed vs f32 6×)' }
+    : {};
   const env = { ...smokeEnv, ...process.env };
   console.log(`\n[bench] bench/run.ts --json ${file}`);
   const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--json', file], {
@@ -241,6 +249,8 @@ function variantsSince(before: ReadonlyMap<string, number>): Record<string, Reco
 
 interface TrainingResult {
   parameters: number;
+  /** For f16-mixed: its ms/step and peak bytes ÷ the f32 row's of the same size (null without one). */
+  vsFloat32: { time: number; memory: number } | null;
   timedSteps: number;
   msPerStep: number;
   tokensPerSecond: number;
@@ -253,11 +263,16 @@ interface TrainingResult {
   seconds: number;
 }
 
-type TrainingRow = { label: string; shape: DecoderShape } & Exclude<Part<TrainingResult>, { status: 'skipped' }>;
+type TrainingRow = { label: string; shape: DecoderShape; precision: Precision } & Exclude<
+  Part<TrainingResult>,
+  { status: 'skipped' }
+>;
 
-async function trainingRow(size: TrainingSize): Promise<TrainingRow> {
+async function trainingRow(size: TrainingSize, precision: Precision, f32: TrainingRow | null): Promise<TrainingRow> {
   const { label, shape, blocks } = size;
-  console.log(`\n[training] ${label}: LLaMA ${describeShape(shape)}, ${blocks} block(s) of ${LOSS_EVERY} steps`);
+  console.log(
+    `\n[training] ${label}: LLaMA ${describeShape(shape)}, ${precision}, ${blocks} block(s) of ${LOSS_EVERY} steps`,
+  );
   const t0 = performance.now();
   const variantsBefore = new Map(variantUsage());
   emptyCache();
@@ -266,31 +281,40 @@ async function trainingRow(size: TrainingSize): Promise<TrainingRow> {
   let trainer: DawngradDecoder | null = null;
   try {
     manualSeed(0);
-    trainer = new DawngradDecoder(shape, 'plain');
+    trainer = new DawngradDecoder(shape, 'plain', precision);
     const t = await timeTraining(trainer, shape, blocks);
+    const peakBytes = memory().peakBytes - liveBefore;
     const row: TrainingRow & { status: 'ok' } = {
       status: 'ok',
       label,
       shape,
+      precision,
       parameters: trainer.numParameters,
+      vsFloat32:
+        f32?.status === 'ok' && precision !== 'f32'
+          ? { time: t.msPerStep / f32.msPerStep, memory: peakBytes / f32.peakBytes }
+          : null,
       timedSteps: blocks * LOSS_EVERY,
       msPerStep: t.msPerStep,
       tokensPerSecond: t.tokensPerSecond,
       dispatchesPerStep: t.traffic.dispatches,
       submitsPerStep: t.traffic.submits,
       readbacksPerStep: t.traffic.readbacks,
-      peakBytes: memory().peakBytes - liveBefore,
+      peakBytes,
       variants: variantsSince(variantsBefore),
       seconds: seconds(t0),
     };
     console.log(
       `  ${row.parameters.toLocaleString('en-US')} parameters: ${row.msPerStep.toFixed(1)} ms/step, ${row.tokensPerSecond.toFixed(0)} tokens/s, ` +
-        `${row.dispatchesPerStep.toFixed(1)} dispatches/step, peak ${(row.peakBytes / 2 ** 20).toFixed(1)} MiB`,
+        `${row.dispatchesPerStep.toFixed(1)} dispatches/step, peak ${(row.peakBytes / 2 ** 20).toFixed(1)} MiB` +
+        (row.vsFloat32
+          ? ` (÷ f32: time ×${row.vsFloat32.time.toFixed(2)}, memory ×${row.vsFloat32.memory.toFixed(2)})`
+          : ''),
     );
     return row;
   } catch (e) {
     console.log(`  failed: ${(e as Error).message}`);
-    return { status: 'error', label, shape, error: (e as Error).message };
+    return { status: 'error', label, shape, precision, error: (e as Error).message };
   } finally {
     trainer?.dispose();
     emptyCache();
@@ -378,9 +402,13 @@ function markdown(r: Report): string {
         lines.push(
           `| ${row.name} (${row.parameters.toLocaleString('en-US')} parameters) | ${ms(row.ours.msPerStep, 1)} | ${ms(row.tfjs.msPerStep, 1)} | ×${row.speedup.toFixed(2)} |`,
         );
-      else
+      else if (row.kind === 'clex-vs-plain')
         lines.push(
           `| ${row.name}: plain / CLEX | ${ms(row.plain.msPerStep, 1)} / ${ms(row.clex.msPerStep, 1)} | — | CLEX takes ×${row.ratio.toFixed(2)} |`,
+        );
+      else
+        lines.push(
+          `| ${row.name}: f32 / f16-mixed | ${ms(row.f32.msPerStep, 1)} / ${ms(row.f16.msPerStep, 1)}; peak ${mib(row.f32.peakBytes)} / ${mib(row.f16.peakBytes)} | — | f16-mixed: time ×${row.timeRatio.toFixed(2)}, memory ×${row.memoryRatio.toFixed(2)} |`,
         );
     }
     if (b.geomeanOpSpeedup !== null) lines.push('', `Geometric-mean op speedup: ×${b.geomeanOpSpeedup.toFixed(2)}.`);
@@ -390,16 +418,19 @@ function markdown(r: Report): string {
     '## LLaMA training step',
     '',
     'AdamW with weight decay, clipping at 1, the loss read once per 10 steps (bench/decoder.ts); median block after 2 untimed steps.',
+    "f16-mixed: the forward under autocast('float16'), float32 master weights, gradients and AdamW state, a constant loss scale.",
+    'Peak GPU memory: live bytes at the peak, from building the model to the last step.',
     '',
-    '| size | shape | parameters | ms/step | tokens/s | dispatches/step | peak GPU memory |',
-    '|---|---|---|---|---|---|---|',
+    '| size | shape | precision | parameters | ms/step | tokens/s | dispatches/step | peak GPU memory | ÷ f32: time, memory |',
+    '|---|---|---|---|---|---|---|---|---|',
   );
   for (const row of r.training) {
     const shape = describeShape(row.shape);
-    if (row.status === 'error') lines.push(`| ${row.label} | ${shape} | failed: ${row.error} | | | | |`);
+    if (row.status === 'error')
+      lines.push(`| ${row.label} | ${shape} | ${row.precision} | failed: ${row.error} | | | | | |`);
     else
       lines.push(
-        `| ${row.label} | ${shape} | ${row.parameters.toLocaleString('en-US')} | ${row.msPerStep.toFixed(1)} | ${row.tokensPerSecond.toFixed(0)} | ${row.dispatchesPerStep.toFixed(1)} | ${mib(row.peakBytes)} |`,
+        `| ${row.label} | ${shape} | ${row.precision} | ${row.parameters.toLocaleString('en-US')} | ${row.msPerStep.toFixed(1)} | ${row.tokensPerSecond.toFixed(0)} | ${row.dispatchesPerStep.toFixed(1)} | ${mib(row.peakBytes)} | ${row.vsFloat32 ? `×${row.vsFloat32.time.toFixed(2)}, ×${row.vsFloat32.memory.toFixed(2)}` : '—'} |`,
       );
   }
   lines.push('', '## Kernel variants that ran (training steps)', '', '| kernel | variant: runs |', '|---|---|');
@@ -444,7 +475,14 @@ async function buildReport() {
   const bench = runBench();
   const variantsBefore = new Map(variantUsage());
   const training: TrainingRow[] = [];
-  for (const size of opts.smoke ? SMOKE_SIZES : SIZES) training.push(await trainingRow(size));
+  for (const size of opts.smoke ? SMOKE_SIZES : SIZES) {
+    let f32: TrainingRow | null = null;
+    for (const precision of PRECISIONS) {
+      const row = await trainingRow(size, precision, f32);
+      if (precision === 'f32') f32 = row;
+      training.push(row);
+    }
+  }
   return {
     date: new Date().toISOString(),
     commit: gitCommit(),

@@ -1,5 +1,5 @@
 // `npm run gpu-report` as a child process at its smallest: --smoke --skip-tests and the bench cut to one op
-// row and the main job's decoder step against TF.js, checking that report.json has every part and report.md every section; and the clear error when
+// row and the main job's decoder step against TF.js (the training rows in f32 and f16-mixed), checking that report.json has every part and report.md every section; and the clear error when
 // there is no WebGPU device.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -52,16 +52,22 @@ describe('gpu-report', () => {
       'decoder step 2×64 b8×64',
     ]);
     expect(r.bench.rows.every((row: { speedup: number }) => row.speedup > 0)).toBe(true);
-    // --smoke: the main job's decoder only, one block of steps.
-    expect(r.training).toHaveLength(1);
-    const [step] = r.training;
-    expect(step).toMatchObject({ status: 'ok', label: "main job's decoder", timedSteps: 10 });
+    // --smoke: the main job's decoder only, one block of steps, in float32 and in f16-mixed precision.
+    expect(r.training).toHaveLength(2);
+    const [step, mixed] = r.training;
+    expect(step).toMatchObject({ status: 'ok', label: "main job's decoder", precision: 'f32', timedSteps: 10 });
+    expect(step.vsFloat32).toBeNull();
+    expect(mixed).toMatchObject({ status: 'ok', label: "main job's decoder", precision: 'f16-mixed', timedSteps: 10 });
+    expect(mixed.parameters).toBe(step.parameters);
+    expect(mixed.vsFloat32.memory).toBeCloseTo(mixed.peakBytes / step.peakBytes, 10);
+    expect(mixed.vsFloat32.time).toBeGreaterThan(0);
+    expect(Object.keys(mixed.variants)).toContain('matmul');
     expect(step.parameters).toBeGreaterThan(100_000);
     expect(step.tokensPerSecond).toBeGreaterThan(0);
     expect(step.dispatchesPerStep).toBeGreaterThan(10);
     expect(step.peakBytes).toBeGreaterThan(4 * step.parameters); // float32 weights at least
     expect(Object.keys(step.variants)).toEqual(expect.arrayContaining(['matmul', 'scaledDotProductAttention']));
-    expect(r.variants).toEqual(step.variants);
+    expect(Object.keys(r.variants)).toEqual(expect.arrayContaining(Object.keys(step.variants)));
     expect(r.autotune.settings).toMatchObject({ autotune: 'on', profile: 'auto' });
     const tuned = Object.entries(r.autotune.choices as Record<string, { variant: string; ms: Record<string, number> }>);
     expect(tuned.some(([key]) => key.startsWith('matmul|'))).toBe(true);

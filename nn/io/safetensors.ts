@@ -7,7 +7,7 @@ import { open, readFile } from 'node:fs/promises';
 import { bufferSourceToUint8Array, splitUint8Array } from 'typed-array-utils';
 import { WIDEST_FLOAT, type DeviceName } from '../../core/backend.js';
 import { getDefaultDevice } from '../../core/device.js';
-import type { DType } from '../../core/dtype.js';
+import { FLOAT16_MAX, type DType } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { tensor } from '../../ops/creation.js';
 import { writeFileAtomic } from './atomic.js';
@@ -301,11 +301,32 @@ function decode(dtype: string, bytes: Uint8Array): Float32Array | Float64Array |
   }
 }
 
+/** The dtypes float tensors can be read as. */
+export type FloatDType = 'float16' | 'float32' | 'float64';
+
 export interface LoadSafetensorsOptions {
   device?: DeviceName;
-  /** Convert every float tensor to this dtype (default: F64 → float64 on cpu / float32 on webgpu, others float32). */
-  floatDType?: 'float32' | 'float64';
+  /**
+   * Convert every float tensor to this dtype, or to the dtype this function gives for its name (default:
+   * F64 → float64 on cpu / float32 on webgpu, others float32). Reading as float16 refuses finite values
+   * beyond its range (Float16OverflowError names every such tensor).
+   */
+  floatDType?: FloatDType | ((name: string) => FloatDType);
 }
+
+/** Reading as float16 found finite values beyond ±65504 (they would become ±Infinity) in these tensors. */
+export class Float16OverflowError extends SafetensorsError {
+  constructor(
+    path: string,
+    readonly tensors: string[],
+  ) {
+    super(path, `values beyond float16's range (|x| > ${FLOAT16_MAX}) in ${tensors.join(', ')}: read them as float32`);
+    this.name = 'Float16OverflowError';
+  }
+}
+
+const overflowsFloat16 = (values: ArrayLike<number>): boolean =>
+  Array.prototype.some.call(values, (v: number) => Math.abs(v) > FLOAT16_MAX && Number.isFinite(v));
 
 /** Parses a whole safetensors file held in memory. `path` only names it in errors. */
 export function parseSafetensors(
@@ -316,14 +337,24 @@ export function parseSafetensors(
   const device = opts.device ?? getDefaultDevice();
   const { entries, metadata, dataStart } = parseHeader(path, buf);
   const decoded = entries.map((e) => decode(e.dtype, buf.subarray(dataStart + e.begin, dataStart + e.end)));
-  if (opts.floatDType === 'float64' && WIDEST_FLOAT[device] !== 'float64')
-    throw new SafetensorsError(path, `floatDType 'float64' is not available on ${device}`);
+  const asked = opts.floatDType;
+  const dtypes = entries.map((e): DType => {
+    if (e.dtype === 'I32') return 'int32';
+    const d = typeof asked === 'function' ? asked(e.name) : asked;
+    if (d === 'float64' && WIDEST_FLOAT[device] !== 'float64')
+      throw new SafetensorsError(path, `floatDType 'float64' is not available on ${device}`);
+    return d ?? (e.dtype === 'F64' ? WIDEST_FLOAT[device] : 'float32');
+  });
+  const overflowing = entries.filter((e, i) => dtypes[i] === 'float16' && overflowsFloat16(decoded[i]));
+  if (overflowing.length)
+    throw new Float16OverflowError(
+      path,
+      overflowing.map((e) => e.name),
+    );
   const tensors: Record<string, Tensor> = {};
   try {
     entries.forEach((e, i) => {
-      const dtype: DType =
-        e.dtype === 'I32' ? 'int32' : (opts.floatDType ?? (e.dtype === 'F64' ? WIDEST_FLOAT[device] : 'float32'));
-      tensors[e.name] = tensor(decoded[i], { shape: e.shape, dtype, device });
+      tensors[e.name] = tensor(decoded[i], { shape: e.shape, dtype: dtypes[i], device });
     });
   } catch (err) {
     Object.values(tensors).forEach((t) => t.dispose());
