@@ -4,6 +4,7 @@
 // copies of float16 ones. The casts are differentiable, so float32 parameters get float32 gradients.
 import { thenRestore } from './settle.js';
 import { OpError } from './shape.js';
+import type { Tensor } from './tensor.js';
 
 /** The precision an op runs in under autocast. */
 export type AutocastPolicy = 'lower' | 'float32';
@@ -29,4 +30,9 @@ export function autocast<T>(dtype: AutocastDType | null, fn: () => T): T {
   const previous = active;
   active = dtype;
   return thenRestore(fn, () => (active = previous));
+}
+
+/** t in the autocast dtype when autocast is on and t is float32 (for code that feeds autocast ops), else t. */
+export function autocastLower(t: Tensor): Tensor {
+  return active && t.dtype === 'float32' ? t.astype(active) : t;
 }

@@ -8,6 +8,7 @@ import { swiglu } from '../ops/activation.js';
 import { Module } from '../nn/module.js';
 import { Embedding, Linear, ModuleList, RMSNorm } from '../nn/layers.js';
 import { cat, linear } from '../nn/functional.js';
+import { autocastLower } from '../core/autocast.js';
 import type { CLEX } from './clex/index.js';
 import { LlamaConfig, queryLogScale, type LlamaConfigInput } from './config.js';
 import { CausalLM, clexLayer, DecoderTrunk, type ModelOptions, normStream, type ResidualStream } from './causal-lm.js';
@@ -39,14 +40,15 @@ function joins(mode: JointProjection, layers: readonly Linear[]): boolean {
 
 /** x·[W₁; W₂; …]ᵀ (+ [b₁; b₂; …]): the layers' projections of x side by side along the last dim, in one matmul. */
 function projectJoint(x: Tensor, layers: readonly Linear[]): Tensor {
+  // Under autocast each weight is cast before the cat, so no float32 copy of the joined weight is made.
   const biases = layers.map((l) => l.bias).filter((b): b is Tensor => b !== null);
   return linear(
     x,
     cat(
-      layers.map((l) => l.weight),
+      layers.map((l) => autocastLower(l.weight)),
       0,
     ),
-    biases.length ? cat(biases, 0) : null,
+    biases.length ? cat(biases.map(autocastLower), 0) : null,
   );
 }
 

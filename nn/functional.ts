@@ -3,6 +3,7 @@
 // nn needs (linear, losses) and the tensor functions that are not methods.
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
+import { autocastLower } from '../core/autocast.js';
 
 export * from '../ops/functional.js';
 export { matmul } from '../ops/matmul/index.js';
@@ -20,7 +21,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   }
   const y = x.matmul(weight.transpose(0, 1));
   // under autocast the bias joins the product's half precision (a float32 bias would widen the sum)
-  return bias ? y.add(bias.dtype === 'float32' ? bias.astype(y.dtype) : bias) : y;
+  return bias ? y.add(autocastLower(bias)) : y;
 }
 
 /** Mean squared error (reduction 'mean' or 'sum'). */
