@@ -2,19 +2,8 @@
 // trains it (AdamW with weight decay on matrices and embeddings only, gradient clipping, CLEX's ODE in
 // its own group and clip, steps in `scope`, backwardAsync), with the loss read once per LOSS_EVERY steps,
 // in float32 or mixed precision (f16-mixed: the forward under autocast('float16'), backward outside it,
-// float32 master weights, gradients and AdamW state, the loss scaled and the gradients unscaled).
-import {
-  autocast,
-  emptyCache,
-  memory,
-  models,
-  noGrad,
-  optim,
-  resetPeak,
-  scope,
-  seededUniform,
-  tensor,
-} from '../index.js';
+// float32 master weights, gradients and AdamW state, optim.GradScaler between backward and the update).
+import { autocast, emptyCache, memory, models, optim, resetPeak, scope, seededUniform, tensor } from '../index.js';
 import { parameterGroups } from '../examples/lib/trainer.js';
 import { countTraffic, median, type TrafficPerStep } from './measure.js';
 
@@ -48,13 +37,6 @@ export type RopeChoice = 'plain' | 'clex';
 /** 'f32': everything in float32. 'f16-mixed': the forward under autocast('float16'), float32 master weights. */
 export type Precision = 'f32' | 'f16-mixed';
 export const PRECISIONS: readonly Precision[] = ['f32', 'f16-mixed'];
-
-/**
- * The f16-mixed step's loss scale: a constant, so that small float16 gradients of the activations do
- * not flush to zero; the float32 gradients are divided by it before clipping. (A dynamic GradScaler would
- * also skip steps whose gradients overflow; at this scale and these sizes none do.)
- */
-export const LOSS_SCALE = 1024;
 
 /** The main job's CLEX fine-tune: max_factor 8, dopri5, backprop through the solver. */
 const CLEX_SCALING = {
@@ -106,6 +88,8 @@ export class DawngradDecoder implements DecoderTrainer {
   readonly weightDecay = new Map<string, number>();
   private readonly optimizer: optim.AdamW;
   private readonly clip: () => unknown;
+  /** Dynamic loss scaling under f16-mixed (a pass-through under f32), as the trainer has it. */
+  private readonly scaler: optim.GradScaler;
 
   constructor(
     readonly shape: DecoderShape,
@@ -123,6 +107,7 @@ export class DawngradDecoder implements DecoderTrainer {
       ? () => models.clipClexGradNorm(model, TRAINING.clip)
       : () => optim.clipGradNorm(trainable, TRAINING.clip);
     this.model = model.train();
+    this.scaler = new optim.GradScaler({ enabled: precision === 'f16-mixed' });
   }
 
   get numParameters(): number {
@@ -137,22 +122,17 @@ export class DawngradDecoder implements DecoderTrainer {
       const forward = () => this.model.forward(x, { labels: x });
       const out = await (mixed ? autocast('float16', forward) : forward());
       // async: CLEX with ode_device 'cpu' reads its gradient back
-      await (mixed ? out.loss!.mul(LOSS_SCALE) : out.loss!).backwardAsync();
+      await this.scaler.scale(out.loss!).backwardAsync();
       return readLoss ? out.loss!.item() : null;
     });
-    scope(() => {
-      if (mixed) this.unscaleGradients();
+    await scope(async () => {
+      this.scaler.unscale(this.optimizer);
       this.clip();
-      this.optimizer.step();
+      await this.scaler.step(this.optimizer);
+      this.scaler.update();
       this.model.zeroGrad();
     });
     return loss;
-  }
-
-  private unscaleGradients(): void {
-    noGrad(() => {
-      for (const p of this.model.parameters()) if (p.grad) p.grad = p.grad.mul(1 / LOSS_SCALE);
-    });
   }
 
   dispose(): void {
