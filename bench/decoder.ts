@@ -22,10 +22,11 @@ export const MAIN_JOB_DECODER: DecoderShape = { layers: 2, hidden: 64, heads: 4,
 export const LARGE_DECODER: DecoderShape = { layers: 4, hidden: 256, heads: 4, batch: 1, seqLen: 256, vocab: 256 };
 
 /**
- * ~20M parameters (6 layers × 512, 8 heads of 64; 19.2M), trained on 8 × 256 tokens a step: where the
- * activations, not the weights, start to fill the memory (gpu-report's middle size).
+ * ~20M parameters (6 layers × 512, 8 heads of 64; 19.2M), trained on 8 × 512 tokens a step (nanoGPT's
+ * small character model trains on 16,384): where the activations, not the weights, fill the memory
+ * (gpu-report's middle size).
  */
-export const TWENTY_M_DECODER: DecoderShape = { layers: 6, hidden: 512, heads: 8, batch: 8, seqLen: 256, vocab: 256 };
+export const TWENTY_M_DECODER: DecoderShape = { layers: 6, hidden: 512, heads: 8, batch: 8, seqLen: 512, vocab: 256 };
 
 /** The main job's pretraining settings (examples/main.ts), at a constant rate: the schedule is host arithmetic. */
 export const TRAINING = { lr: 3e-3, weightDecay: 0.01, clip: 1 };
