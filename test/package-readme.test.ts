@@ -25,8 +25,8 @@ describe('README code blocks', () => {
     if (!existsSync('dist/index.js')) execFileSync('node', ['scripts/build.mjs'], { stdio: 'inherit' });
   });
 
-  it('has the seven documented blocks', () => {
-    expect(blocks.length).toBe(7);
+  it('has the eight documented blocks', () => {
+    expect(blocks.length).toBe(8);
   });
 
   it('API tour', () => {
@@ -58,8 +58,16 @@ describe('README code blocks', () => {
     expect(run(blocks[5], 'hf')).toEqual(['LlamaForCausalLM clex rk4']);
   });
 
+  it('float16: binary16 values, gradients back in float32, PyTorch promotion, the missing-feature error', () => {
+    expect(run(blocks[6], 'float16')).toEqual([
+      '[ 1000.5, 0.0999755859375, Infinity ]',
+      'float32 float16 float32',
+      "webgpu: float16 needs the WebGPU feature 'shader-f16', which DAWNGRAD_DISABLE_FEATURES turns off",
+    ]);
+  });
+
   it('settings: configure, withConfig, and a bad value', () => {
-    expect(run(blocks[6], 'settings')).toEqual([
+    expect(run(blocks[7], 'settings')).toEqual([
       'group',
       'true',
       `configure: fusion = "yes" is not valid; use '1' or '0' (true or false in code)`,

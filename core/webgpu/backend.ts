@@ -101,7 +101,7 @@ export class WebGpuBackend implements Backend {
   }
 
   alloc(dtype: DType, length: number): GpuStorage {
-    storageType('alloc', dtype, this.rt);
+    storageType('webgpu', dtype, this.rt); // named after the device: many ops allocate
     const buffer = this.rt.acquire(bufferBytes(dtype, length));
     return { device: 'webgpu', dtype, length, bytes: buffer.size, refs: 0, buffer };
   }
