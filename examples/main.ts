@@ -96,6 +96,12 @@ const FLAGS = {
     arg: 'N',
     help: 'passkey contexts per (length, depth); 0 = no passkey test (default 8; --quick 2)',
   },
+  seed: {
+    type: 'string',
+    default: '1234',
+    arg: 'N',
+    help: 'seed of the initial weights and the batch order (every stage)',
+  },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'default: webgpu, or $DAWNGRAD_DEVICE' },
   precision: {
     type: 'string',
@@ -187,7 +193,7 @@ function parseJob(argv: string[]): Job {
     warmup: quick ? 5 : 30,
     weightDecay: 0.01,
     clip: 1,
-    seed: 1234,
+    seed: numberFlag('seed', v.seed, { integer: true, min: 0 }),
     precision: choiceFlag('precision', v.precision ?? 'f32', PRECISIONS),
     device: v.device === undefined ? getDefaultDevice() : choiceFlag('device', v.device, ['webgpu', 'cpu'] as const),
     out: join(out, 'base'),

@@ -405,6 +405,9 @@ describe('the main job', () => {
     ]);
     expect(badShare.code).toBe(2);
     expect(badShare.stderr).toMatch(/--clex-t1-share must be a number in \[0, 1\] or 'uniform', got 'half'/);
+    const badSeed = await run('main', [...tiny, '--seq-len', '24', '--seed', '1.5', '--out', dir('main-short')]);
+    expect(badSeed.code).toBe(2);
+    expect(badSeed.stderr).toMatch(/--seed must be an integer ≥ 0, got '1.5'/);
     const short = await run('main', [...tiny, '--seq-len', '16', '--out', dir('main-short')]);
     expect(short.code).toBe(2);
     expect(short.stderr).toMatch(
