@@ -352,7 +352,8 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
     tensorArgs(args).forEach(roundFloat16View);
     return;
   }
-  if (!kernel.float16 && tensorArgs(args).some((t) => t.dtype === 'float16'))
+  const half = tensorArgs(args).some((t) => t.dtype === 'float16');
+  if (half && !kernel.float16)
     throw new OpError(
       kernel.name,
       'this kernel has no float16 version; give it float32 tensors (.float()), e.g. float32 master weights with autocast for training',
@@ -374,7 +375,6 @@ export function dispatch<A>(kernel: Kernel<A>, device: DeviceName, args: A): voi
   }
   const key = `${kernel.name}:${variant.name}`;
   variantRuns.set(key, (variantRuns.get(key) ?? 0) + 1);
-  if (tensorArgs(args).some((v) => v.dtype === 'float16'))
-    variantRuns.set(`${key}:float16`, (variantRuns.get(`${key}:float16`) ?? 0) + 1);
+  if (half) variantRuns.set(`${key}:float16`, (variantRuns.get(`${key}:float16`) ?? 0) + 1);
   variant.run(args); // last, so the outputs are the chosen variant's whether or not tuning ran
 }

@@ -1,5 +1,5 @@
 // Embedding lookup: rows of a [V, D] table picked by int32 ids of any shape.
-import { autocastDtype } from '../core/autocast.js';
+import { autocastLower } from '../core/autocast.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -17,8 +17,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   try {
     const rows = weight.indexSelect(0, ids.reshape([-1])).reshape([...ids.shape, weight.shape[1]]);
     // under autocast the rows (not the whole table) go to half precision, as the matmuls they feed
-    const lower = autocastDtype();
-    return lower && rows.dtype === 'float32' ? rows.astype(lower) : rows;
+    return autocastLower(rows);
   } catch (e) {
     if (e instanceof OpError && /out of range/.test(e.message)) {
       throw new OpError(

@@ -516,10 +516,10 @@ function rotaryOp(op: string, xs: readonly Tensor[], angles: Angles, R: number):
   );
 }
 
-/** webgpu float32 vs cpu float64: the gradcheckDevices defaults the rotary tests pass at. */
 /**
- * float16: each output is one f32 rotation of f16 inputs rounded once to f16 (2^-11 relative); the
- * table and θ gradients are f32 sums over the broadcast dims, rounded to their dtype.
+ * float32: webgpu vs cpu float64, the gradcheckDevices defaults the rotary tests pass at. float16: each
+ * output is one f32 rotation of f16 inputs rounded once to f16 (2^-11 relative); the table and θ
+ * gradients are f32 sums over the broadcast dims, rounded to their dtype.
  */
 const ROTARY_TOLERANCE = { float32: { atol: 1e-5, rtol: 1e-4 }, float16: { atol: 5e-3, rtol: 1e-2 } };
 
