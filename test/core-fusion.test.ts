@@ -122,6 +122,35 @@ describe.runIf(backend)('elementwise fusion', () => {
     a.dispose();
   });
 
+  it('fuses float16 chains in one dispatch, within one float16 step of unfused and of the cpu reference (vec4 and scalar paths)', async () => {
+    for (const n of [8, 7]) {
+      const a = tensor(
+        Array.from({ length: n }, (_, i) => 0.37 * i - 1.1),
+        { dtype: 'float16' },
+      );
+      const f = () => a.mul(3.3).add(0.71).exp().sub(a);
+      let dispatches = 0;
+      const fused = await withFusion(true, async () => {
+        let out: number[] = [];
+        dispatches = await dispatchesOf(async () => (out = Array.from(await f().data())));
+        return out;
+      });
+      const unfused = await withFusion(false, async () => Array.from(await f().data()));
+      const onCpu = await a.toAsync('cpu');
+      const reference = Array.from(await onCpu.mul(3.3).add(0.71).exp().sub(onCpu).data());
+      expect(dispatches).toBe(1);
+      expect(f().dtype).toBe('float16');
+      // The shader compiler may keep a fused chain's intermediates in f32 (dropping the f16 rounding in
+      // between), and WGSL's exp is not correctly rounded: within one float16 step (2^-10 relative).
+      const oneStep = (got: number[], want: number[]) =>
+        got.forEach((v, k) => expect(Math.abs(v - want[k])).toBeLessThanOrEqual(Math.abs(want[k]) * 2 ** -10));
+      oneStep(fused, unfused);
+      oneStep(fused, reference);
+      oneStep(unfused, reference);
+      a.dispose();
+    }
+  });
+
   it('computes pending readers of a tensor before an in-place write replaces its values', async () => {
     const x = tensor([1, 2, 3, 4]);
     const y = x.mul(2).add(1); // pending: reads x
