@@ -8,14 +8,14 @@
 //      and the passkey table, write results.json and the chart, and say in one line what it shows.
 // Each stage checkpoints into --out/<stage> and a re-run continues where it stopped (same flags).
 // --compare-precision instead trains only the base stage, under f32 and under f16-mixed (same seed), and
-// charts both loss curves with their held-out losses.
+// f32 again from its initial weights rounded to float16 once (the control), and charts the loss curves.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { readMetrics } from './lib/metrics.js';
-import { PRECISIONS } from './lib/precision.js';
+import { PRECISIONS, type Precision } from './lib/precision.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
 import { markdownTable, passkeyTable, writeChart, writeLossChart, writeResults, type Results } from './lib/report.js';
 import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
@@ -340,9 +340,16 @@ async function report(job: Job, results: Results, timings: Timings): Promise<voi
   );
 }
 
+/** --compare-precision's runs: both precisions, and the control that measures the stage's own sensitivity. */
+const PRECISION_RUNS: { name: string; folder: string; precision: Precision; initRoundedTo?: 'float16' }[] = [
+  { name: 'f32', folder: 'f32', precision: 'f32' },
+  { name: 'f16-mixed', folder: 'f16-mixed', precision: 'f16-mixed' },
+  { name: 'f32, init rounded to f16', folder: 'f32-init-rounded', precision: 'f32', initRoundedTo: 'float16' },
+];
+
 /** What --compare-precision reports of each run. */
 interface PrecisionRun {
-  precision: string;
+  name: string;
   /** ln of the held-out perplexity at the last step. */
   heldOutLoss: number;
   heldOutPpl: number;
@@ -355,51 +362,60 @@ interface PrecisionRun {
 
 /**
  * --compare-precision: the base stage under each precision (same seed and batches), held-out loss every
- * 50 steps (--quick: 10) and at the end; prints both final held-out losses and their gap; writes
- * precision.json and one chart of both runs' training and held-out losses.
+ * 50 steps (--quick: 10) and at the end, and a control: f32 again from the same initial weights rounded
+ * to float16 once. The control's gap is what one float16 rounding does to this stage on its own, the
+ * yardstick for the f16-mixed gap. Prints the final held-out losses and both gaps; writes
+ * precision.json and one chart of every run's training and held-out losses.
  */
 async function comparePrecision(job: Job): Promise<void> {
   const dir = join(job.out, 'precision');
   const runs: PrecisionRun[] = [];
   const curves = [];
-  for (const precision of PRECISIONS) {
+  for (const { name, folder, precision, initRoundedTo } of PRECISION_RUNS) {
     const t0 = performance.now();
-    const out = join(dir, precision);
+    const out = join(dir, folder);
     const result = await train({
       ...job.common,
       precision,
+      initRoundedTo,
       out,
-      label: `base ${precision}`,
+      label: `base ${name}`,
       evalEvery: job.quick ? 10 : 50,
     });
     if (result.interrupted) process.exit(130);
     const records = readMetrics(join(out, 'metrics.jsonl'));
     const last = records[records.length - 1];
     runs.push({
-      precision,
+      name,
       heldOutLoss: Math.log(last.val_ppl!),
       heldOutPpl: last.val_ppl!,
       msPerStep: result.msPerStep,
       seconds: (performance.now() - t0) / 1000,
       ...(last.loss_scale !== undefined ? { skippedSteps: last.skipped_steps, lossScale: last.loss_scale } : {}),
     });
-    curves.push({ name: precision, records });
+    curves.push({ name, records });
   }
-  const [f32, f16] = runs;
+  const [f32, f16, control] = runs;
   const gap = f16.heldOutLoss / f32.heldOutLoss - 1;
+  const controlGap = control.heldOutLoss / f32.heldOutLoss - 1;
   console.log('\nbase stage, held-out loss (nats per byte) at the last step:');
   for (const r of runs)
     console.log(
-      `  ${r.precision}: ${r.heldOutLoss.toFixed(4)} (perplexity ${r.heldOutPpl.toFixed(3)}), ${r.msPerStep.toFixed(0)} ms/step${r.skippedSteps !== undefined ? `, ${r.skippedSteps} steps skipped, loss scale ${r.lossScale}` : ''}`,
+      `  ${r.name}: ${r.heldOutLoss.toFixed(4)} (perplexity ${r.heldOutPpl.toFixed(3)}), ${r.msPerStep.toFixed(0)} ms/step${r.skippedSteps !== undefined ? `, ${r.skippedSteps} steps skipped, loss scale ${r.lossScale}` : ''}`,
     );
-  console.log(`f16-mixed vs f32: ${(gap * 100).toFixed(2)}% (${Math.abs(gap) <= 0.02 ? 'within' : 'outside'} 2%)`);
+  const percent = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
+  console.log(`f16-mixed vs f32: ${percent(gap)} (${Math.abs(gap) <= 0.02 ? 'within' : 'outside'} 2%)`);
+  console.log(
+    `control, f32 from the initial weights rounded to float16 once, vs f32: ${percent(controlGap)} (how far one float16 rounding moves this stage by itself)`,
+  );
   mkdirSync(job.out, { recursive: true });
   const json = join(job.out, 'precision.json');
-  writeFileSync(json, JSON.stringify({ steps: job.baseSteps, data: dataName(job.data), runs, gap }, null, 2) + '\n');
+  const summary = { steps: job.baseSteps, seed: job.common.seed, data: dataName(job.data), runs, gap, controlGap };
+  writeFileSync(json, JSON.stringify(summary, null, 2) + '\n');
   const chart = await writeLossChart(
     job.out,
     curves,
-    `base stage (${job.common.model}, ${dataName(job.data)}): f32 ${f32.heldOutLoss.toFixed(3)} vs f16-mixed ${f16.heldOutLoss.toFixed(3)} held-out`,
+    `base stage (${job.common.model}, ${dataName(job.data)}, seed ${job.common.seed}): held-out f32 ${f32.heldOutLoss.toFixed(3)}, f16-mixed ${f16.heldOutLoss.toFixed(3)}, control ${control.heldOutLoss.toFixed(3)}`,
     'precision',
   );
   console.log(`wrote ${json}, ${chart.svg}, ${chart.png}`);

@@ -520,7 +520,7 @@ describe('mixed precision (--precision f16-mixed)', () => {
     expect(readMetrics(join(dir('precision-f16-mixed'), 'metrics.jsonl'))[0].loss_scale).toBeGreaterThan(0);
   }, 300_000);
 
-  it('the main job --compare-precision trains the base under both and charts both loss curves', async () => {
+  it('the main job --compare-precision trains the base under both precisions and the rounded-init control, and charts the loss curves', async () => {
     const out = dir('main-precision');
     const r = await run('main', [
       '--quick',
@@ -538,12 +538,23 @@ describe('mixed precision (--precision f16-mixed)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/ {2}f32: \d+\.\d+ \(perplexity [\d.]+\), \d+ ms\/step/);
     expect(r.stdout).toMatch(/ {2}f16-mixed: \d+\.\d+ .* steps skipped, loss scale \d+/);
-    expect(r.stdout).toMatch(/f16-mixed vs f32: -?\d+\.\d+% \((within|outside) 2%\)/);
+    expect(r.stdout).toMatch(/f16-mixed vs f32: [+-]\d+\.\d+% \((within|outside) 2%\)/);
+    expect(r.stdout).toMatch(/control, f32 from the initial weights rounded to float16 once, vs f32: [+-]\d+\.\d+%/);
     const report = JSON.parse(readFileSync(join(out, 'precision.json'), 'utf8')) as {
-      runs: { precision: string; heldOutLoss: number }[];
+      runs: { name: string; heldOutLoss: number }[];
+      gap: number;
+      controlGap: number;
     };
-    expect(report.runs.map((x) => x.precision)).toEqual(['f32', 'f16-mixed']);
+    expect(report.runs.map((x) => x.name)).toEqual(['f32', 'f16-mixed', 'f32, init rounded to f16']);
     for (const x of report.runs) expect(x.heldOutLoss).toBeGreaterThan(0);
+    const [f32, , control] = report.runs;
+    expect(report.controlGap).toBeCloseTo(control.heldOutLoss / f32.heldOutLoss - 1, 12);
+    // The control really starts elsewhere: its first logged loss differs from the f32 run's.
+    const first = (folder: string) => readMetrics(join(out, 'precision', folder, 'metrics.jsonl'))[0].loss;
+    expect(first('f32-init-rounded')).not.toBe(first('f32'));
+    expect(readMetrics(join(out, 'precision', 'f32-init-rounded', 'metrics.jsonl'))[0]).not.toHaveProperty(
+      'loss_scale',
+    );
     expect(readFileSync(join(out, 'precision.svg'), 'utf8')).toContain('</svg>');
     expect(statSync(join(out, 'precision.png')).size).toBeGreaterThan(1000);
     expect(existsSync(join(out, 'precision', 'f16-mixed', io.TRAINER_STATE_FILE))).toBe(true);

@@ -120,6 +120,14 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
     },
     axis: { values: results.lengths },
   } as const;
+  const kindLegend = {
+    orient: 'right',
+    title: 'marker and line',
+    labelLimit: 300,
+    symbolStrokeWidth: 2,
+    labelExpr:
+      "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'",
+  } as const;
   const encodingCommon = {
     x,
     color: {
@@ -141,19 +149,12 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
           [2, 2],
         ],
       },
-      legend: {
-        orient: 'right',
-        title: 'marker and line',
-        labelLimit: 300,
-        symbolStrokeWidth: 2,
-        labelExpr:
-          "datum.label == 'trained' ? 'as trained' : datum.label == 'training-free' ? 'training-free rule' : 'ablation (ODE reset)'",
-      },
+      legend: kindLegend,
     },
     shape: {
       field: 'kind',
       type: 'nominal',
-      legend: null,
+      legend: kindLegend, // the same legend as strokeDash (one field, one legend: vega merges them)
       scale: { domain: ['trained', 'training-free', 'ablation'], range: ['circle', 'triangle-up', 'square'] },
     },
   } as const;

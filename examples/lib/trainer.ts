@@ -99,6 +99,11 @@ export interface TrainOptions extends ModelShape, RopeOptions {
   label?: string;
   /** 'f16-mixed': forward under autocast('float16') with dynamic loss scaling (default 'f32'). */
   precision?: Precision;
+  /**
+   * 'float16': round the initial weights to float16 once, then train as usual. A perturbation the size
+   * of one float16 rounding: the control that tells a precision's effect from the run's own sensitivity.
+   */
+  initRoundedTo?: 'float16';
 }
 
 export interface TrainResult {
@@ -235,6 +240,7 @@ function runSettings(
     precision: o.precision ?? 'f32',
     clex_freeze_ode: o.clexFreezeOde,
     init_from: o.initFrom ?? null,
+    ...(o.initRoundedTo ? { init_rounded_to: o.initRoundedTo } : {}),
     ...(initStep !== undefined ? { init_from_step: initStep } : {}),
     ...(o.rope === 'clex' ? { clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1 } : {}),
   };
@@ -704,6 +710,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   manualSeed(o.seed);
   const model = await initialModel(o, plan.source, plan.config);
   if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
+  if (o.initRoundedTo && !plan.resuming) model.to({ dtype: o.initRoundedTo }).to({ dtype: 'float32' });
   const { optimizer, scheduler, clip, scaler } = optimization(model, o);
   let start = 1;
   if (plan.resuming)
