@@ -5,7 +5,6 @@ import type { DeviceName } from '../core/backend.js';
 import { getDefaultDevice } from '../core/device.js';
 import type { DType } from '../core/dtype.js';
 import { argTensor } from '../core/args.js';
-import { autocast, autocastDtype } from '../core/autocast.js';
 import { settleBacklog } from '../core/scope.js';
 import { OpError, shapeStr } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
@@ -161,16 +160,10 @@ export abstract class CausalLM<
     return this.config.log_scale;
   }
 
-  /**
-   * Logits [B, T, V] for ids [B, T], with this forward's rotary tables. Under autocast the head runs in
-   * float32: its logits feed the float32 cross-entropy anyway (a float16 head would add a float16 copy of
-   * the logits and of its weight), and its weight gradient, a sum over every token of the scaled loss,
-   * stays out of float16's range limit (65504), where it would make the loss scaler skip steps.
-   */
+  /** Logits [B, T, V] for ids [B, T], with this forward's rotary tables. */
   protected decode(ids: Tensor, rope: RotaryTables, cache: DecodeState | undefined): Tensor {
     const h = this.trunk.call(ids, rope, cache);
-    const weight = (this.head ?? this.trunk.tokenEmbedding).weight;
-    return autocastDtype() ? autocast(null, () => linear(h.float(), weight)) : linear(h, weight);
+    return linear(h, (this.head ?? this.trunk.tokenEmbedding).weight);
   }
 
   /**

@@ -52,13 +52,18 @@ describe('CLEX optimizer groups', () => {
     // NeoX rotates rotary_ndims = 4 dims here: λd = 2·4, max_factor − 1 = 3.
     expect(models.clexOdeLearningRate(clex, 2.4e-3)).toBeCloseTo(2.4e-3 / (8 * 3), 15);
     const groups = models.clexParamGroups(m, { lr: 2.4e-3, weightDecay: 0.1 });
-    expect(groups).toHaveLength(2);
-    const [rest, ode] = groups;
+    expect(groups).toHaveLength(3);
+    const [decayed, notDecayed, ode] = groups;
     expect(ode.params).toEqual(clex.parameters());
     expect(ode.lr).toBeCloseTo(1e-4, 15);
     expect(ode.weightDecay).toBe(0);
-    expect(rest).toMatchObject({ lr: 2.4e-3, weightDecay: 0.1 });
-    const all = [...rest.params, ...ode.params];
+    // The rest split by role, as optim.weightDecayGroups does: no decay on biases and norm gains.
+    expect(decayed).toMatchObject({ lr: 2.4e-3, weightDecay: 0.1 });
+    expect(notDecayed).toMatchObject({ lr: 2.4e-3, weightDecay: 0 });
+    const roles = m.parameterRoles();
+    expect(new Set(decayed.params.map((p) => roles.get(p)))).toEqual(new Set(['weight', 'embedding']));
+    expect(new Set(notDecayed.params.map((p) => roles.get(p)))).toEqual(new Set(['bias', 'norm']));
+    const all = groups.flatMap((g) => g.params);
     expect(new Set(all).size).toBe(all.length);
     expect(new Set(all)).toEqual(new Set(m.parameters()));
     // An optimizer accepts them as they are.
@@ -69,7 +74,8 @@ describe('CLEX optimizer groups', () => {
     const m = tinyModel('llama', null);
     expect(models.clexOdeParamGroup(m, 1e-3)).toBeNull();
     const groups = models.clexParamGroups(m, { lr: 1e-3 });
-    expect(groups).toEqual([{ params: m.parameters(), lr: 1e-3, weightDecay: 0 }]);
+    expect(new Set(groups.flatMap((g) => g.params))).toEqual(new Set(m.parameters()));
+    for (const g of groups) expect(g).toMatchObject({ lr: 1e-3, weightDecay: 0 });
     expect(() => models.clexParamGroups(m, { lr: Number.NaN })).toThrow(OpError);
     expect(() => models.clexParamGroups(m, { lr: 1e-3, weightDecay: -1 })).toThrow(
       /models\.clexParamGroups: weightDecay must be a finite number ≥ 0, got -1/,

@@ -17,6 +17,7 @@
 // gradient 10–100×: the model would barely learn the spread positions it is fine-tuned on.
 import { OpError } from '../../core/shape.js';
 import { clipGradNorm, clipGradNormGroups } from '../../nn/optim/clip.js';
+import { weightDecayGroups } from '../../nn/optim/groups.js';
 import type { Tensor } from '../../core/tensor.js';
 import type { CausalLM } from '../causal-lm.js';
 import type { CLEX } from './index.js';
@@ -56,7 +57,8 @@ export function clexOdeParamGroup(model: CausalLM, lr: number): ClexParamGroup |
 
 /**
  * Every parameter of the model in optimizer groups: the CLEX ODE weights in their own group
- * (clexOdeParamGroup), all others in one group with the given weightDecay (default 0). The optimizer's
+ * (clexOdeParamGroup), the others as `optim.weightDecayGroups` splits them (weightDecay, default 0, on
+ * weight matrices and embeddings; none on biases and norm gains), each group at lr. The optimizer's
  * defaults should carry the same lr: `new optim.AdamW(models.clexParamGroups(m, { lr, weightDecay }), { lr })`.
  * Schedulers scale each group's rate by the same factor, so the ratio holds through warmup and decay.
  */
@@ -65,9 +67,8 @@ export function clexParamGroups(model: CausalLM, opts: { lr: number; weightDecay
   checkRate('models.clexParamGroups', 'lr', opts.lr);
   checkRate('models.clexParamGroups', 'weightDecay', weightDecay);
   const ode = clexOdeParamGroup(model, opts.lr);
-  const odeSet = new Set(ode?.params ?? []);
-  const rest: ClexParamGroup = { params: model.parameters().filter((p) => !odeSet.has(p)), lr: opts.lr, weightDecay };
-  return ode ? [rest, ode] : [rest];
+  const rest = weightDecayGroups(model, weightDecay, { exclude: ode?.params }).map((g) => ({ ...g, lr: opts.lr }));
+  return ode ? [...rest, ode] : rest;
 }
 
 /**
