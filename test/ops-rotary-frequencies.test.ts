@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { gpuBackend } from '../core/device.js';
 import { registeredOps } from '../core/op.js';
 import { kernelCounts } from './dispatch-helpers.js';
+import { rotaryCaseArb } from './rotary-helpers.js';
 import { cat, functional as F, manualSeed, memory, randn, scope, tensor, testing, type Tensor } from '../index.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
@@ -18,29 +19,12 @@ const flat = (...ts: Tensor[]) =>
   );
 const tolerance = registeredOps().get('applyRotaryQKFrequencies')!.tolerance.float32!;
 
-/** q [B, T, Hq, D] and k [B, T, Hk, D] as a projection stores them, θ [R/2] and distinct sorted positions [T]. */
-const caseArb = fc
-  .record({
-    B: fc.integer({ min: 1, max: 2 }),
-    T: fc.integer({ min: 1, max: 5 }),
-    Hk: fc.integer({ min: 1, max: 2 }),
-    groups: fc.integer({ min: 1, max: 2 }),
-    halfD: fc.integer({ min: 1, max: 3 }),
-    rotFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-    mscale: fc.double({ min: 0.5, max: 2, noNaN: true }),
-  })
-  .chain((c) => {
-    const D = 2 * c.halfD,
-      Hq = c.Hk * c.groups;
-    const R = 2 * Math.max(1, Math.round(c.rotFrac * c.halfD));
-    return fc.record({
-      c: fc.constant({ ...c, D, Hq, R }),
-      q: testing.valuesArb([c.B, c.T, Hq, D]),
-      k: testing.valuesArb([c.B, c.T, c.Hk, D]),
-      theta: fc.array(fc.double({ min: 0.01, max: 1.5, noNaN: true }), { minLength: R / 2, maxLength: R / 2 }),
-      positions: fc.uniqueArray(fc.integer({ min: 0, max: 40 }), { minLength: c.T, maxLength: c.T }),
-    });
-  });
+/** A rotary case with θ [R/2], distinct positions [T] (sorted where used) and a YaRN-style mscale. */
+const caseArb = rotaryCaseArb(5, (c) => ({
+  theta: fc.array(fc.double({ min: 0.01, max: 1.5, noNaN: true }), { minLength: c.R / 2, maxLength: c.R / 2 }),
+  positions: fc.uniqueArray(fc.integer({ min: 0, max: 40 }), { minLength: c.T, maxLength: c.T }),
+  mscale: fc.double({ min: 0.5, max: 2, noNaN: true }),
+}));
 
 describe('applyRotaryQKFrequencies', () => {
   it('equals applyRotaryQK with the tables of rotaryTables (cpu f64); gradcheck for q, k and θ on cpu f64 and webgpu f32 vs cpu f64, strided inputs, GQA, partial rotary', async () => {
@@ -51,7 +35,7 @@ describe('applyRotaryQKFrequencies', () => {
         const theta = tensor(Float64Array.from(v.theta), f64);
         const positions = [...v.positions].sort((a, b) => a - b);
         const pos = tensor(Float64Array.from(positions), f64);
-        const opts = { mscale: c.mscale };
+        const opts = { mscale: v.mscale };
         const fused = (a: Tensor, b: Tensor, th: Tensor, ps: Tensor) => {
           const r = F.applyRotaryQKFrequencies(a.transpose(1, 2), b.transpose(1, 2), th, ps, opts);
           return flat(r.q, r.k);

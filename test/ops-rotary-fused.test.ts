@@ -8,6 +8,7 @@ import { gpuBackend } from '../core/device.js';
 import { kernelCounts } from './dispatch-helpers.js';
 import { cat, functional as F, manualSeed, memory, randn, scope, tensor, testing, type Tensor } from '../index.js';
 import { ids, tinyModel } from './models-helpers.js';
+import { rotaryCaseArb } from './rotary-helpers.js';
 
 const f64 = { dtype: 'float64' as const, device: 'cpu' as const };
 const expectOk = (r: testing.GradcheckReport) => expect(r.ok, r.message).toBe(true);
@@ -17,28 +18,8 @@ const flat = (...ts: Tensor[]) =>
     0,
   );
 
-/** q [B, T, Hq, D] and k [B, T, Hk, D] as stored by a projection, rotated as their [B, H, T, D] views. */
-const qkArb = fc
-  .record({
-    B: fc.integer({ min: 1, max: 2 }),
-    T: fc.integer({ min: 1, max: 4 }),
-    Hk: fc.integer({ min: 1, max: 2 }),
-    groups: fc.integer({ min: 1, max: 2 }),
-    halfD: fc.integer({ min: 1, max: 3 }),
-    rotFrac: fc.double({ min: 0, max: 1, noNaN: true }),
-  })
-  .chain((c) => {
-    const D = 2 * c.halfD,
-      Hq = c.Hk * c.groups;
-    const R = 2 * Math.max(1, Math.round(c.rotFrac * c.halfD));
-    return fc.record({
-      c: fc.constant({ ...c, D, Hq, R }),
-      q: testing.valuesArb([c.B, c.T, Hq, D]),
-      k: testing.valuesArb([c.B, c.T, c.Hk, D]),
-      cos: testing.valuesArb([c.T, R]),
-      sin: testing.valuesArb([c.T, R]),
-    });
-  });
+/** A rotary case with cos and sin tables [T, R]; q and k are rotated as their [B, H, T, D] views. */
+const qkArb = rotaryCaseArb(4, (c) => ({ cos: testing.valuesArb([c.T, c.R]), sin: testing.valuesArb([c.T, c.R]) }));
 
 const count = (m: Map<string, number>, op: string) => m.get(op) ?? 0;
 
