@@ -111,7 +111,7 @@ const FLAGS = {
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
   'compare-precision': {
     type: 'boolean',
-    help: 'train only the base stage, under f32 and under f16-mixed (same seed), into DIR/precision/; chart both loss curves (DIR/precision.png)',
+    help: "train only the base stage, same seed, into DIR/precision/: under f32, under f16-mixed, and a control (f32 from the initial weights rounded to float16 once: the stage's own sensitivity); chart the loss curves (DIR/precision.png)",
   },
 } satisfies FlagSpecs;
 

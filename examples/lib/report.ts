@@ -252,7 +252,7 @@ export function writeLossChart(
         title: null,
         sort: curves.map((c) => c.name),
         scale: { range: PALETTE },
-        legend: { orient: 'right', symbolStrokeWidth: 3, symbolType: 'stroke' },
+        legend: { orient: 'right', labelLimit: 400, symbolStrokeWidth: 3, symbolType: 'stroke' },
       },
       strokeDash: {
         field: 'series',
