@@ -37,7 +37,7 @@ export function passkeyCalibration(results: Results, baseName: string = ROW.base
     : {
         passed: false,
         worst,
-        message: `passkey results are VOID: the base retrieves only ${depths} at 1×L0 = ${results.lengths[0]} (it must reach ${CALIBRATION_ACCURACY} at every depth), so the passkey table cannot tell a method that extrapolates from one that does not. Train the base longer (--base-steps), or give it more passkey rows (--passkey-share).`,
+        message: `passkey results are VOID: the base retrieves only ${depths} at 1×L0 = ${results.lengths[0]} (it must reach ${CALIBRATION_ACCURACY} at every depth), so the passkey table cannot tell a method that extrapolates from one that does not. Give the base more passkey rows (--passkey-share) or steps (--base-steps), or another --seed: whether a base this small learns retrieval at every depth also depends on its run.`,
       };
 }
 
