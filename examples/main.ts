@@ -408,6 +408,11 @@ async function comparePrecision(job: Job): Promise<void> {
   console.log(
     `control, f32 from the initial weights rounded to float16 once, vs f32: ${percent(controlGap)} (how far one float16 rounding moves this stage by itself)`,
   );
+  console.log(
+    Math.abs(gap) <= Math.abs(controlGap)
+      ? "so f16-mixed's gap is within this stage's own sensitivity: at this seed it cannot be told from noise"
+      : `so f16-mixed's gap is ${(Math.abs(gap) / Math.max(Math.abs(controlGap), 1e-12)).toFixed(1)}× the control's: more than one rounding explains`,
+  );
   mkdirSync(job.out, { recursive: true });
   const json = join(job.out, 'precision.json');
   const summary = { steps: job.baseSteps, seed: job.common.seed, data: dataName(job.data), runs, gap, controlGap };

@@ -540,6 +540,7 @@ describe('mixed precision (--precision f16-mixed)', () => {
     expect(r.stdout).toMatch(/ {2}f16-mixed: \d+\.\d+ .* steps skipped, loss scale \d+/);
     expect(r.stdout).toMatch(/f16-mixed vs f32: [+-]\d+\.\d+% \((within|outside) 2%\)/);
     expect(r.stdout).toMatch(/control, f32 from the initial weights rounded to float16 once, vs f32: [+-]\d+\.\d+%/);
+    expect(r.stdout).toMatch(/so f16-mixed's gap is (within this stage's own sensitivity|\d+\.\d× the control's)/);
     const report = JSON.parse(readFileSync(join(out, 'precision.json'), 'utf8')) as {
       runs: { name: string; heldOutLoss: number }[];
       gap: number;
