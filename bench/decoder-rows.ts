@@ -3,10 +3,10 @@
 // precision vs float32 (time and peak GPU bytes).
 import type * as TF from '@tensorflow/tfjs-core';
 import { manualSeed } from '../index.js';
+import { PRECISIONS } from '../examples/lib/precision.js';
 import {
   DawngradDecoder,
   describeShape,
-  PRECISIONS,
   stepPeakBytes,
   timeTrainingInterleaved,
   type DecoderShape,

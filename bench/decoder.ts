@@ -3,7 +3,8 @@
 // its own group and clip, steps in `scope`, backwardAsync), with the loss read once per LOSS_EVERY steps,
 // in float32 or mixed precision (f16-mixed: the forward under autocast('float16'), backward outside it,
 // float32 master weights, gradients and AdamW state, optim.GradScaler between backward and the update).
-import { autocast, emptyCache, memory, models, optim, resetPeak, scope, seededUniform, tensor } from '../index.js';
+import { emptyCache, memory, models, optim, resetPeak, scope, seededUniform, tensor } from '../index.js';
+import { inPrecision, type Precision } from '../examples/lib/precision.js';
 import { parameterGroups } from '../examples/lib/trainer.js';
 import { countTraffic, median, type TrafficPerStep } from './measure.js';
 
@@ -34,10 +35,6 @@ export const TRAINING = { lr: 3e-3, weightDecay: 0.01, clip: 1 };
 export const LOSS_EVERY = 10;
 
 export type RopeChoice = 'plain' | 'clex';
-
-/** 'f32': everything in float32. 'f16-mixed': the forward under autocast('float16'), float32 master weights. */
-export type Precision = 'f32' | 'f16-mixed';
-export const PRECISIONS: readonly Precision[] = ['f32', 'f16-mixed'];
 
 /** The main job's CLEX fine-tune: max_factor 8, dopri5, backprop through the solver. */
 const CLEX_SCALING = {
@@ -117,11 +114,9 @@ export class DawngradDecoder implements DecoderTrainer {
 
   async step(ids: Int32Array, readLoss: boolean): Promise<number | null> {
     const { batch, seqLen } = this.shape;
-    const mixed = this.precision === 'f16-mixed';
     const loss = await scope(async () => {
       const x = tensor(ids, { dtype: 'int32', shape: [batch, seqLen] });
-      const forward = () => this.model.forward(x, { labels: x });
-      const out = await (mixed ? autocast('float16', forward) : forward());
+      const out = await inPrecision(this.precision, () => this.model.forward(x, { labels: x }));
       // async: CLEX with ode_device 'cpu' reads its gradient back
       await this.scaler.scale(out.loss!).backwardAsync();
       return readLoss ? out.loss!.item() : null;

@@ -15,7 +15,7 @@ import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { readMetrics } from './lib/metrics.js';
-import { PRECISIONS, type Precision } from './lib/precision.js';
+import { F16_MIXED_HELP, PRECISIONS, type Precision } from './lib/precision.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
 import { markdownTable, passkeyTable, writeChart, writeLossChart, writeResults, type Results } from './lib/report.js';
 import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
@@ -106,7 +106,7 @@ const FLAGS = {
   precision: {
     type: 'string',
     arg: PRECISIONS.join('|'),
-    help: "every stage and the evaluation (default f32); 'f16-mixed': float32 master weights, the forward in float16 (autocast) with dynamic loss scaling; needs the adapter's shader-f16 on webgpu",
+    help: `every stage and the evaluation (default f32); ${F16_MIXED_HELP}`,
   },
   out: { type: 'string', arg: 'DIR', help: 'checkpoints and results (default out/main, --quick out/main-quick)' },
   'compare-precision': {

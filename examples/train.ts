@@ -3,7 +3,7 @@
 import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, type FlagSpecs } from './lib/cli.js';
 import { TOKENIZERS } from './lib/data.js';
-import { PRECISIONS } from './lib/precision.js';
+import { F16_MIXED_HELP, PRECISIONS } from './lib/precision.js';
 import { ROPES, train, type TrainOptions } from './lib/trainer.js';
 
 const TRAIN_FLAGS = {
@@ -82,7 +82,7 @@ const TRAIN_FLAGS = {
     type: 'string',
     default: 'f32',
     arg: PRECISIONS.join('|'),
-    help: "'f16-mixed': float32 master weights, the forward in float16 (autocast) with dynamic loss scaling; needs the adapter's shader-f16 on webgpu",
+    help: F16_MIXED_HELP,
   },
   device: { type: 'string', arg: 'webgpu|cpu', help: 'where to train (default: webgpu, or $DAWNGRAD_DEVICE)' },
   out: { type: 'string', default: 'out/train', arg: 'DIR', help: 'checkpoint and metrics folder' },

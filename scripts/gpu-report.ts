@@ -15,11 +15,11 @@ import {
   describeShape,
   LOSS_EVERY,
   MAIN_JOB_DECODER,
-  PRECISIONS,
   timeTraining,
   TWENTY_M_DECODER,
 } from '../bench/decoder.js';
-import type { DecoderShape, Precision } from '../bench/decoder.js';
+import type { DecoderShape } from '../bench/decoder.js';
+import { PRECISIONS, type Precision } from '../examples/lib/precision.js';
 import type { PrecisionRow } from '../bench/decoder-rows.js';
 import type { OpRow } from '../bench/ops.js';
 import { tunedChoices } from '../core/autotune.js';

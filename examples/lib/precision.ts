@@ -7,6 +7,10 @@ import { UsageError } from './cli.js';
 export const PRECISIONS = ['f32', 'f16-mixed'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
+/** What --precision f16-mixed means, for the scripts' --help. */
+export const F16_MIXED_HELP =
+  "'f16-mixed': float32 master weights, the forward in float16 (autocast) with dynamic loss scaling; needs the adapter's shader-f16 on webgpu";
+
 /** fn (a forward) in the precision's compute mode: under autocast('float16') for f16-mixed. */
 export function inPrecision<T>(precision: Precision, fn: () => Promise<T>): Promise<T> {
   return precision === 'f16-mixed' ? autocast('float16', fn) : fn();

@@ -624,6 +624,7 @@ class TrainingLoop {
   /** Appends a metrics line, with the held-out perplexity when an evaluation is due. */
   private async log({ step, loss, lr, tokensPerSecond }: StepStats, last: boolean): Promise<void> {
     const { liveBuffers, liveBytes } = memory(); // between steps: should stay constant over a run
+    const { lossScale, skippedSteps } = scalerStats(this.t.scaler);
     const record = {
       step,
       loss,
@@ -632,9 +633,7 @@ class TrainingLoop {
       elapsed_s: Number(this.clock.elapsed.toFixed(3)),
       live_buffers: liveBuffers,
       live_bytes: liveBytes,
-      ...(this.t.scaler.enabled
-        ? { loss_scale: this.t.scaler.getScale(), skipped_steps: this.t.scaler.skippedSteps }
-        : {}),
+      ...(lossScale !== undefined ? { loss_scale: lossScale, skipped_steps: skippedSteps } : {}),
     };
     const evaluate = this.o.evalEvery > 0 && (step % this.o.evalEvery === 0 || last);
     this.metrics.append(

@@ -158,7 +158,10 @@ export class GradScaler {
         );
     });
     const byDevice = new Map<DeviceName, Tensor[]>();
-    for (const p of params) byDevice.set(p.device, [...(byDevice.get(p.device) ?? []), p]);
+    for (const p of params) {
+      if (!byDevice.has(p.device)) byDevice.set(p.device, []);
+      byDevice.get(p.device)!.push(p);
+    }
     const found: Tensor[] = [];
     noGrad(() => {
       for (const [device, onDevice] of byDevice) {
