@@ -25,7 +25,7 @@ const LARGEST_FACTOR = 8;
 /** The recipe, chosen by the study in docs/main-job-study.md. */
 const DEFAULTS = {
   seqLen: 64,
-  passkeyShare: 0.5,
+  passkeyShare: 0.75,
   finetuneLr: 5e-4,
   maxFactor: 16,
   clexT1Share: 0.5 as number | undefined,

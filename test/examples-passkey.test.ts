@@ -1,7 +1,8 @@
 // The passkey data builder (training rows and held-out contexts), the main job's calibration message
 // and its verdict's targets.
 import { describe, expect, it } from 'vitest';
-import { models, seededUniform } from '../index.js';
+import { getDefaultDevice, manualSeed, models, noGrad, seededUniform, setDefaultDevice } from '../index.js';
+import { buildModel } from '../examples/lib/checkpoint.js';
 import { trainingBatch } from '../examples/lib/data.js';
 import {
   PASSKEY_KEY,
@@ -12,6 +13,7 @@ import {
   passkeyTrainingRows,
 } from '../examples/lib/passkey.js';
 import type { Results } from '../examples/lib/report.js';
+import { batchLoss } from '../examples/lib/trainer.js';
 import { clexTargets, passkeyCalibration, ROW, verdict } from '../examples/lib/verdict.js';
 
 const tokenizer = new models.ByteTokenizer();
@@ -115,6 +117,43 @@ describe('passkey training rows', () => {
     expect(plain.passkeyLabels).toBeNull();
     // Without passkey rows, the text rows are those of the same step with them (same draws).
     expect(decode((await plain.ids.data()).slice(0, 64))).not.toContain(PASSKEY_QUESTION);
+  });
+});
+
+describe('the training loss of a batch with passkey rows', () => {
+  it("is the text rows' loss plus --passkey-weight × the answers' mean loss", async () => {
+    const previous = getDefaultDevice();
+    setDefaultDevice('cpu');
+    try {
+      manualSeed(3);
+      const model = buildModel({
+        vocab_size: 256,
+        hidden_size: 16,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        intermediate_size: 32,
+        max_position_embeddings: 64,
+        initializer_range: 1, // large weights: rows get distinct losses, so the two readings below differ
+      });
+      const batch = trainingBatch(filler, {
+        seed: 1,
+        step: 0,
+        micro: 0,
+        batchSize: 4,
+        seqLen: 64,
+        passkey: { tokenizer, rows: 2 },
+      });
+      await noGrad(async () => {
+        const { logits } = await model.forward(batch.ids);
+        const text = await models.shiftedLoss(logits, batch.ids).item();
+        const textRowsOnly = await models.shiftedLoss(logits.narrow(0, 2, 2), batch.ids.narrow(0, 2, 2)).item();
+        const answers = await models.shiftedLoss(logits.narrow(0, 0, 2), batch.passkeyLabels!).item();
+        expect(Math.abs(text - textRowsOnly)).toBeGreaterThan(0.01);
+        expect(await (await batchLoss(model, batch)).item()).toBeCloseTo(text + answers, 4);
+      });
+    } finally {
+      setDefaultDevice(previous);
+    }
   });
 });
 

@@ -392,7 +392,7 @@ describe('the main job', () => {
       recipe: { passkeyShare: number };
     };
     expect(results.passkeyCalibration.passed).toBe(false);
-    expect(results.recipe.passkeyShare).toBe(0.5);
+    expect(results.recipe.passkeyShare).toBe(0.75);
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('passkey void');
     const badShare = await run('main', [
       ...tiny,
@@ -411,7 +411,7 @@ describe('the main job', () => {
     const short = await run('main', [...tiny, '--seq-len', '16', '--out', dir('main-short')]);
     expect(short.code).toBe(2);
     expect(short.stderr).toMatch(
-      /--passkey-share 0\.5: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/,
+      /--passkey-share 0\.75: a passkey context needs at least \d+ tokens, longer than --seq-len 16; raise --seq-len or pass --passkey-share 0/,
     );
     expect(existsSync(dir('main-short'))).toBe(false);
   }, 600_000);

@@ -114,7 +114,7 @@ export function checkTokenizerDescription(where: string, d: unknown): TokenizerD
   return d as TokenizerDescription;
 }
 
-/** One micro-batch: token ids, and the labels of its passkey rows (only their answers are scored). */
+/** One micro-batch: token ids, and the labels that score its passkey rows' answers on their own. */
 export interface TrainingBatch {
   ids: Tensor;
   /** Rows 0..passkeyRows−1 are passkey contexts. */

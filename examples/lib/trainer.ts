@@ -197,19 +197,15 @@ export function parameterGroups(
 }
 
 /**
- * The training loss of one micro-batch: next-token cross-entropy over its text rows, plus, when it has
- * passkey rows, the cross-entropy of their answers alone (its own mean: one answer token per row would
- * otherwise weigh ~1/L0 of a row, too little for the model to learn retrieval within a short budget).
+ * The training loss of one micro-batch: next-token cross-entropy over every row (a passkey row's filler
+ * is text too), plus, when it has passkey rows, the cross-entropy of their answers alone (its own mean:
+ * one answer token weighs ~1/L0 of its row in the first term, too little for the model to learn
+ * retrieval within a short budget).
  */
 export async function batchLoss(model: CausalModel, batch: TrainingBatch): Promise<Tensor> {
   const { ids, passkeyRows: P, passkeyLabels } = batch;
-  if (P === 0 || !passkeyLabels) return (await model.forward(ids, { labels: ids })).loss!;
-  const { logits } = await model.forward(ids);
-  const B = ids.shape[0];
-  const passkeyLoss = models.shiftedLoss(logits.narrow(0, 0, P), passkeyLabels);
-  return P === B
-    ? passkeyLoss
-    : models.shiftedLoss(logits.narrow(0, P, B - P), ids.narrow(0, P, B - P)).add(passkeyLoss);
+  const { logits, loss } = await model.forward(ids, { labels: ids });
+  return P === 0 || !passkeyLabels ? loss! : loss!.add(models.shiftedLoss(logits.narrow(0, 0, P), passkeyLabels));
 }
 
 /** What must match for --resume to continue a run (all but steps, which may grow). */
