@@ -401,7 +401,7 @@ async function comparePrecision(job: Job): Promise<void> {
   console.log('\nbase stage, held-out loss (nats per byte) at the last step:');
   for (const r of runs)
     console.log(
-      `  ${r.name}: ${r.heldOutLoss.toFixed(4)} (perplexity ${r.heldOutPpl.toFixed(3)}), ${r.msPerStep.toFixed(0)} ms/step${r.skippedSteps !== undefined ? `, ${r.skippedSteps} steps skipped, loss scale ${r.lossScale}` : ''}`,
+      `  ${r.name}: ${r.heldOutLoss.toFixed(4)} (perplexity ${r.heldOutPpl.toFixed(3)}), ${r.msPerStep.toFixed(0)} ms/step${r.skippedSteps !== undefined ? `, ${r.skippedSteps} ${r.skippedSteps === 1 ? 'step' : 'steps'} skipped, loss scale ${r.lossScale}` : ''}`,
     );
   const percent = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(2)}%`;
   console.log(`f16-mixed vs f32: ${percent(gap)} (${Math.abs(gap) <= 0.02 ? 'within' : 'outside'} 2%)`);
