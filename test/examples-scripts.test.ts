@@ -265,7 +265,8 @@ describe('bad input: one clear line, exit code 2, nothing saved is touched', () 
       [['--data', join(root, 'missing.txt')], /--data .*missing\.txt: no such file/],
       [['--data', empty], /--data .*empty\.txt: the text is empty/],
       [['--data', short, '--val', short], /fewer than one sequence of --seq-len 16/],
-      [['--stepz', '3'], /unknown flag '--stepz'.*Valid flags: .*--steps/],
+      [['--stepz', '3'], /unknown flag '--stepz' \(did you mean --steps\?\)\. Valid flags: .*--steps/],
+      [['--frobnicate', '3'], /unknown flag '--frobnicate'\. Valid flags: /], // nothing near: no guess
       [['--lr', '0'], /--lr must be a number > 0, got '0'/],
       [['--val-fraction', 'half'], /--val-fraction must be a number > 0 and ≤ 0.9, got 'half'/],
       [['--steps', '1.5'], /--steps must be an integer ≥ 1, got '1.5'/],

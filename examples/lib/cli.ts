@@ -67,8 +67,13 @@ export function parseFlags<S extends FlagSpecs>(
     const message = (e as Error).message
       .replace(/\. To specify a positional argument.*$/s, '')
       .replace(/^Unknown option/, 'unknown flag');
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
-      throw new UsageError(`${script}: ${message}. Valid flags: ${valid} --help`);
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const typed = /'--([^'=]+)/.exec(message)?.[1];
+      const near = typed === undefined ? undefined : nearestFlag(typed, Object.keys(specs));
+      throw new UsageError(
+        `${script}: ${message}${near ? ` (did you mean --${near}?)` : ''}. Valid flags: ${valid} --help`,
+      );
+    }
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
       throw new UsageError(
         `${script}: unexpected argument(s) ${argv.filter((a) => !a.startsWith('-')).join(' ')}: every option is a --flag (see --help)`,
@@ -76,6 +81,22 @@ export function parseFlags<S extends FlagSpecs>(
     throw new UsageError(`${script}: ${message} (see --help)`);
   }
   return { values: parsed.values as FlagValues<S>, positionals: parsed.positionals };
+}
+
+/** The flag a typo most likely meant: the nearest by edit distance, if within 2 edits. */
+function nearestFlag(typed: string, names: string[]): string | undefined {
+  const distance = (a: string, b: string): number => {
+    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const next = [i];
+      for (let j = 1; j <= b.length; j++)
+        next.push(Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)));
+      row = next;
+    }
+    return row[b.length];
+  };
+  const [best] = names.map((name) => ({ name, d: distance(typed, name) })).sort((x, y) => x.d - y.d);
+  return best && best.d <= 2 ? best.name : undefined;
 }
 
 /** A number flag, checked: integer-ness and bounds are stated in the error. */
