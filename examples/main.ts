@@ -11,7 +11,7 @@
 // f32 again from its initial weights rounded to float16 once (the control), and charts the loss curves.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { getDefaultDevice } from '../index.js';
+import { getDefaultDevice, type models } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, UsageError, type FlagSpecs } from './lib/cli.js';
 import { loadText } from './lib/data.js';
 import { readMetrics } from './lib/metrics.js';
@@ -19,7 +19,7 @@ import { F16_MIXED_HELP, PRECISIONS, type Precision } from './lib/precision.js';
 import { evaluateCheckpoints, type EvalTarget } from './lib/evaluate.js';
 import { markdownTable, passkeyTable, writeChart, writeLossChart, writeResults, type Results } from './lib/report.js';
 import { passkeyCalibration, ROW, verdict } from './lib/verdict.js';
-import { train, type TrainOptions } from './lib/trainer.js';
+import { train, TRAIN_POSITIONS, TRAIN_POSITIONS_HELP, type TrainOptions } from './lib/trainer.js';
 
 const LARGEST_FACTOR = 8;
 /** The recipe, chosen by the study in docs/main-job-study.md. */
@@ -28,8 +28,9 @@ const DEFAULTS = {
   passkeyShare: 0.75,
   finetuneLr: 5e-4,
   maxFactor: 16,
-  clexT1Share: 0.5 as number | undefined,
+  clexT1Share: 0.25 as number | undefined,
   clexOdeLrScale: 1,
+  trainPositions: 'chunks' as models.TrainingPositions,
 };
 
 const FLAGS = {
@@ -86,6 +87,12 @@ const FLAGS = {
     arg: 'X',
     help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))",
   },
+  'train-positions': {
+    type: 'string',
+    default: DEFAULTS.trainPositions,
+    arg: TRAIN_POSITIONS.join('|'),
+    help: `every fine-tune: ${TRAIN_POSITIONS_HELP}`,
+  },
   'max-tokens': {
     type: 'string',
     arg: 'N',
@@ -129,6 +136,7 @@ interface Job {
   finetuneLr: number;
   maxFactor: number;
   clexT1Share: number | undefined;
+  trainPositions: models.TrainingPositions;
   maxTokens: number;
   passkeySamples: number;
   common: TrainOptions;
@@ -216,6 +224,7 @@ function parseJob(argv: string[]): Job {
     finetuneLr,
     maxFactor,
     clexT1Share,
+    trainPositions: choiceFlag('train-positions', v['train-positions'], TRAIN_POSITIONS),
     maxTokens,
     passkeySamples,
     common,
@@ -267,6 +276,7 @@ async function trainStages(job: Job, timings: Timings): Promise<void> {
             steps: job.finetuneSteps,
             lr: job.finetuneLr,
             minLr: job.finetuneLr / 10,
+            trainPositions: job.trainPositions,
             warmup: job.quick ? 2 : 10,
             tokenizer: undefined,
             seqLen: undefined,
@@ -334,6 +344,7 @@ async function report(job: Job, results: Results, timings: Timings): Promise<voi
     maxFactor: job.maxFactor,
     clexT1Share: job.clexT1Share ?? null,
     clexOdeLrScale: common.clexOdeLrScale,
+    trainPositions: job.trainPositions,
   };
   console.log(
     `\nwrote ${writeResults(out, { ...results, recipe, timings: timings.lines, ...(calibration ? { passkeyCalibration: calibration } : {}) })}, ${chart.svg}, ${chart.png}`,

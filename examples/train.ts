@@ -4,7 +4,7 @@ import { getDefaultDevice } from '../index.js';
 import { choiceFlag, numberFlag, parseFlags, runScript, type FlagSpecs } from './lib/cli.js';
 import { TOKENIZERS } from './lib/data.js';
 import { F16_MIXED_HELP, PRECISIONS } from './lib/precision.js';
-import { ROPES, train, type TrainOptions } from './lib/trainer.js';
+import { ROPES, TRAIN_POSITIONS, TRAIN_POSITIONS_HELP, train, type TrainOptions } from './lib/trainer.js';
 
 const TRAIN_FLAGS = {
   model: { type: 'string', default: 'llama', arg: 'llama|neox', help: 'decoder architecture' },
@@ -39,6 +39,12 @@ const TRAIN_FLAGS = {
     default: '1',
     arg: 'X',
     help: "CLEX: multiplier of the ODE weights' own rate (lr / (d·(max_factor − 1)))",
+  },
+  'train-positions': {
+    type: 'string',
+    default: 'standard',
+    arg: TRAIN_POSITIONS.join('|'),
+    help: TRAIN_POSITIONS_HELP,
   },
   data: {
     type: 'string',
@@ -138,6 +144,7 @@ function trainOptionsFromArgs(argv: string[]): TrainOptions {
         ? undefined
         : numberFlag('clex-t1-share', v['clex-t1-share'], { min: 0, max: 1 }),
     clexOdeLrScale: numberFlag('clex-ode-lr-scale', v['clex-ode-lr-scale'], { min: 0 }),
+    trainPositions: choiceFlag('train-positions', v['train-positions'], TRAIN_POSITIONS),
     data: v.data ?? 'builtin',
     val: v.val,
     valFraction: numberFlag('val-fraction', v['val-fraction'], { above: 0, max: 0.9 }),

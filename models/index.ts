@@ -19,7 +19,15 @@ export {
   type RotaryTables,
   type TableRequest,
 } from './rope-scaling.js';
-export { CLEX, ODELinear, sampleTrainingPositions, type ClexSample, type ClexOptions } from './clex/index.js';
+export {
+  CLEX,
+  ODELinear,
+  chunkedTrainingPositions,
+  sampleTrainingPositions,
+  type ClexSample,
+  type ClexOptions,
+  type TrainingPositions,
+} from './clex/index.js';
 export {
   clexOdeLearningRate,
   clexOdeParamGroup,

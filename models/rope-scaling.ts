@@ -18,7 +18,8 @@ import { OpError } from '../core/shape.js';
 import type { Tensor } from '../core/tensor.js';
 import { tensor } from '../ops/creation.js';
 import { applyRotary, applyRotaryFrequencies, applyRotaryQK, applyRotaryQKFrequencies } from '../ops/rotary/index.js';
-import { CLEX } from './clex/index.js';
+import { cat } from '../ops/movement.js';
+import { CLEX, chunkedTrainingPositions, type TrainingPositions } from './clex/index.js';
 import type { RopeScaling, RopeScalingType } from './config.js';
 
 export interface RotaryOptions {
@@ -119,6 +120,12 @@ export class RotaryEmbedding {
   readonly scaling: Required<RopeScaling> | null;
   readonly clex: CLEX | null;
   private readonly tables = new Map<string, CachedTable>();
+  /**
+   * Where training forwards put their tokens: 'standard' (0..L−1; CLEX its paper's spread subset of
+   * [0, t·L0)) or 'chunks' (two contiguous chunks with a random gap, spanning up to s·L0 for the static
+   * scaled rules — linear, ntk, yarn, llama3 — and t·L0 for CLEX; plain RoPE and dynamic NTK keep 0..L−1).
+   */
+  trainingPositions: TrainingPositions = 'standard';
 
   constructor(opts: RotaryOptions) {
     if (!Number.isInteger(opts.dim) || opts.dim < 2 || opts.dim % 2 !== 0)
@@ -139,6 +146,12 @@ export class RotaryEmbedding {
   /** Whether the frequencies depend on the current length (a 'rerotate' decoding state then keeps un-rotated keys). */
   get lengthDependent(): boolean {
     return this.type === 'dynamic' || this.type === 'clex';
+  }
+
+  /** The positions a static scaled rule covers, round(factor·L0) (L0 for the rules whose frequencies follow the length). */
+  private staticSpan(): number {
+    const s = this.scaling;
+    return s && ['linear', 'ntk', 'yarn', 'llama3'].includes(s.type) ? Math.round(s.factor * this.L0) : this.L0;
   }
 
   /** θ_i = b^(−2i/d). */
@@ -322,7 +335,22 @@ export class RotaryEmbedding {
       throw new OpError('RotaryEmbedding', `length must be a positive integer, got ${length}`);
     if (this.type !== 'clex') {
       const { invFreq, mscale, frequencies } = this.inverseFrequencies(length);
-      return this.hostRows(frequencies, invFreq, mscale, length, device, dtype);
+      const span = training && this.trainingPositions === 'chunks' ? this.staticSpan() : length;
+      if (span <= length) return this.hostRows(frequencies, invFreq, mscale, length, device, dtype);
+      // Two chunks of the span's table: rows 0..cut−1 and cut+gap..length−1+gap.
+      const positions = chunkedTrainingPositions(length, span);
+      const cut = positions.findIndex((p, i) => p !== i);
+      const table = this.hostTable(frequencies, invFreq, mscale, span, device, dtype);
+      const rows = (t: Tensor) =>
+        cut < 0 ? t.narrow(0, 0, length) : cat([t.narrow(0, 0, cut), t.narrow(0, positions[cut], length - cut)]);
+      return {
+        kind: 'tables',
+        rows: length,
+        cos: rows(table.cos),
+        sin: rows(table.sin),
+        frequencies,
+        contiguousPositions: false,
+      };
     }
     const clex = this.clex as CLEX;
     const original = () => this.hostRows(ORIGINAL, this.originalInverseFrequencies(), 1, length, device, dtype);
@@ -330,7 +358,7 @@ export class RotaryEmbedding {
     if (training) {
       // Training draws t and positions whether or not a graph is recorded (so a no-grad training-mode
       // forward evaluates the same function the gradient is taken of).
-      const { t, positions } = clex.sample(length);
+      const { t, positions } = clex.sample(length, undefined, this.trainingPositions);
       if (t === 1) return original();
       return this.frequencyRows(await clex.frequencies(t), t, positions, false);
     }

@@ -10,41 +10,61 @@ import { markdownTable, passkeyTable, type Results } from '../examples/lib/repor
 import { clexTargets, verdict } from '../examples/lib/verdict.js';
 
 /** Every setting tried, in the order run; the flags are main's (docs/main-job-study.md explains each). */
-export const SETTINGS: { name: string; what: string; flags: string[] }[] = [
+export const SETTINGS: { name: string; what: string; flags: string }[] = [
   {
     name: 'lr1e-3',
-    what: 'fine-tune lr 1e-3 (a third of pretraining), t uniform over 1..8 (the previous default)',
-    flags: ['--max-factor', '8', '--finetune-lr', '1e-3', '--clex-t1-share', 'uniform'],
+    what: 'fine-tune lr 1e-3 (a third of pretraining), t uniform over 1..8 (the recipe before the study)',
+    flags: '--max-factor 8 --finetune-lr 1e-3 --clex-t1-share uniform --train-positions standard',
   },
   {
     name: 'lr2e-4',
     what: 'fine-tune lr 2e-4 (1/15 of pretraining, as the paper)',
-    flags: ['--max-factor', '8', '--finetune-lr', '2e-4', '--clex-t1-share', 'uniform'],
+    flags: '--max-factor 8 --finetune-lr 2e-4 --clex-t1-share uniform --train-positions standard',
   },
   {
     name: 'lr2e-4-t1',
     what: 'lr 2e-4, CLEX draws t = 1 half of the time',
-    flags: ['--max-factor', '8', '--finetune-lr', '2e-4', '--clex-t1-share', '0.5'],
+    flags: '--max-factor 8 --finetune-lr 2e-4 --clex-t1-share 0.5 --train-positions standard',
   },
   {
     name: 'lr5e-4-t1',
     what: 'lr 5e-4, CLEX draws t = 1 half of the time',
-    flags: ['--max-factor', '8', '--finetune-lr', '5e-4', '--clex-t1-share', '0.5'],
+    flags: '--max-factor 8 --finetune-lr 5e-4 --clex-t1-share 0.5 --train-positions standard',
   },
   {
     name: 'lr5e-4-t1-ode10',
     what: 'lr 5e-4, t = 1 half of the time, ODE rate ×10',
-    flags: ['--max-factor', '8', '--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--clex-ode-lr-scale', '10'],
+    flags: '--max-factor 8 --finetune-lr 5e-4 --clex-t1-share 0.5 --clex-ode-lr-scale 10 --train-positions standard',
   },
   {
     name: 'lr5e-4-t1-mf16',
     what: 'lr 5e-4, t = 1 half of the time, max_factor 16 (CLEX only; PI/YaRN stay at s = 8)',
-    flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.5', '--max-factor', '16'],
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.5 --train-positions standard',
   },
   {
     name: 'lr5e-4-t75-mf16',
-    what: 'the default with CLEX drawing t = 1 three times in four',
-    flags: ['--finetune-lr', '5e-4', '--clex-t1-share', '0.75', '--max-factor', '16'],
+    what: 'lr5e-4-t1-mf16 with CLEX drawing t = 1 three times in four',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.75 --train-positions standard',
+  },
+  {
+    name: 'chunks-t1',
+    what: 'lr5e-4-t1-mf16 with every scaled fine-tune on two chunks of positions spanning s·L0 (CLEX: t·L0)',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.5 --train-positions chunks',
+  },
+  {
+    name: 'chunks-t25',
+    what: 'chunks, CLEX drawing t = 1 one time in four',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.25 --train-positions chunks',
+  },
+  {
+    name: 'chunks-uniform',
+    what: 'chunks, CLEX drawing t uniformly over 1..16 (as in the paper)',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share uniform --train-positions chunks',
+  },
+  {
+    name: 'chunks-t25-ode10',
+    what: 'chunks-t25 with the ODE rate ×10',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.25 --clex-ode-lr-scale 10 --train-positions chunks',
   },
 ];
 
@@ -70,7 +90,7 @@ for (const setting of values['table-only'] ? [] : chosen) {
   console.log(`\n=== ${setting.name}: ${setting.what}`);
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', 'examples/main.ts', '--data', data, '--out', out, ...setting.flags],
+    ['--import', 'tsx', 'examples/main.ts', '--data', data, '--out', out, ...setting.flags.split(' ')],
     { stdio: 'inherit' },
   );
   if (r.status !== 0) process.exit(r.status ?? 1);
@@ -91,7 +111,7 @@ for (const setting of SETTINGS) {
   lines.push(
     `## ${setting.name}: ${setting.what}`,
     '',
-    `flags: \`${setting.flags.join(' ')}\`; CLEX targets met: ${met} of ${clexTargets(results).length}; time: ${(results.timings ?? []).join(', ')}`,
+    `flags: \`${setting.flags}\`; CLEX targets met: ${met} of ${clexTargets(results).length}; time: ${(results.timings ?? []).join(', ')}`,
     '',
     markdownTable(results),
     '',

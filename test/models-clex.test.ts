@@ -186,6 +186,61 @@ describe('training-mode sampling', () => {
     );
   });
 
+  it('chunked positions: length L, inside [0, span), one position apart except across one cut (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 1024 }), fc.integer(), (L, span, seed) => {
+        let s = seed;
+        const uniform = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
+        const p = models.chunkedTrainingPositions(L, span, uniform);
+        expect(p).toHaveLength(L);
+        expect(p[0]).toBe(0);
+        expect(p[L - 1]).toBeLessThan(Math.max(span, L));
+        const steps = p.slice(1).map((x, i) => x - p[i]);
+        expect(steps.every((d) => d >= 1)).toBe(true);
+        expect(steps.filter((d) => d !== 1).length).toBeLessThanOrEqual(1); // one cut, the only jump
+      }),
+      { numRuns: 300, seed: 424243 },
+    );
+    // The gap spreads the second chunk over the whole span: the largest distance reaches span − 1.
+    manualSeed(5);
+    const reach = Math.max(...Array.from({ length: 400 }, () => models.chunkedTrainingPositions(64, 512)[63]));
+    expect(reach).toBeGreaterThan(500);
+    expect(models.chunkedTrainingPositions(64, 64)).toEqual(Array.from({ length: 64 }, (_, i) => i));
+    expect(() => models.chunkedTrainingPositions(0, 64)).toThrow(
+      /chunkedTrainingPositions: length must be a positive integer, got 0/,
+    );
+    expect(() => models.chunkedTrainingPositions(8, 12.5)).toThrow(/span must be a positive integer, got 12.5/);
+  });
+
+  it("'chunks': CLEX spans t·L0 and the static rules s·L0 with rows equal to the inference table's at those positions", async () => {
+    const clex = clexModule(8, 10000);
+    manualSeed(6);
+    for (let i = 0; i < 50; i++) {
+      const { t, positions } = clex.sample(16, undefined, 'chunks');
+      expect(positions[15]).toBeLessThan(16 * t);
+      expect(positions.slice(1).filter((x, j) => x - positions[j] !== 1).length).toBeLessThanOrEqual(1);
+    }
+    const yarn = models.normalizeRopeScaling('t', { rope_type: 'yarn', factor: 8 } as never)!;
+    for (const [scaling, span] of [
+      [yarn, 128],
+      [null, 16],
+    ] as const) {
+      const rot = new models.RotaryEmbedding({ dim: 8, base: 10000, maxPositionEmbeddings: 16, scaling });
+      rot.trainingPositions = 'chunks';
+      const request = { length: 16, device: 'cpu', dtype: 'float64', training: true } as const;
+      manualSeed(7);
+      const rows = await rot.forward(request);
+      manualSeed(7);
+      const positions = models.chunkedTrainingPositions(16, span);
+      const full = await rot.forward({ ...request, length: 128, training: false });
+      if (rows.kind !== 'tables' || full.kind !== 'tables') throw new Error('expected host-built tables');
+      const cos = await values(full.cos);
+      const expected = positions.flatMap((p) => cos.slice(p * 8, p * 8 + 8));
+      expect(await values(rows.cos)).toEqual(expected);
+      expect(positions.some((p, i) => p !== i)).toBe(scaling !== null); // plain RoPE keeps 0..L−1
+    }
+  });
+
   it('t is uniform over 1..max_factor and t = 1 keeps positions 0..L−1', () => {
     const clex = clexModule(8, 10000);
     manualSeed(3);

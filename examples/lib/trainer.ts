@@ -38,6 +38,11 @@ import { StopRequest } from './signals.js';
 export const ROPES = ['none', ...models.ROPE_SCALING_TYPES] as const;
 export type RopeChoice = (typeof ROPES)[number];
 
+/** --train-positions: where training forwards put their tokens (models' RotaryEmbedding.trainingPositions). */
+export const TRAIN_POSITIONS: readonly models.TrainingPositions[] = ['standard', 'chunks'];
+export const TRAIN_POSITIONS_HELP =
+  "'standard': 0..L−1 (CLEX: a sorted random subset of [0, t·L0), as in the paper); 'chunks': the window cut at a random point into two contiguous chunks with a random gap between them, spanning up to s·L0 for PI / NTK / YaRN / llama3 and t·L0 for CLEX (neighbours stay one position apart, PoSE-style)";
+
 export interface ModelShape {
   model: 'llama' | 'neox';
   layers: number;
@@ -61,6 +66,8 @@ export interface RopeOptions {
   clexT1Share?: number;
   /** CLEX: multiplier of the ODE weights' own learning rate (models.clexOdeLearningRate; default 1). */
   clexOdeLrScale?: number;
+  /** Where training forwards put their tokens (RotaryEmbedding.trainingPositions; default 'standard'). */
+  trainPositions?: models.TrainingPositions;
 }
 
 export interface TrainOptions extends ModelShape, RopeOptions {
@@ -238,6 +245,8 @@ function runSettings(
     init_from: o.initFrom ?? null,
     ...(o.initRoundedTo ? { init_rounded_to: o.initRoundedTo } : {}),
     ...(initStep !== undefined ? { init_from_step: initStep } : {}),
+    // Recorded only when not the default, so runs saved before the option existed still resume.
+    ...(o.trainPositions === 'chunks' ? { train_positions: 'chunks' } : {}),
     ...(o.rope === 'clex' ? { clex_t1_share: o.clexT1Share ?? null, clex_ode_lr_scale: o.clexOdeLrScale ?? 1 } : {}),
   };
 }
@@ -705,6 +714,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   manualSeed(o.seed);
   const model = await initialModel(o, plan.source, plan.config);
   if (model.clex && o.clexT1Share !== undefined) model.clex.trainingT1Share = o.clexT1Share;
+  model.rotary.trainingPositions = o.trainPositions ?? 'standard';
   if (o.initRoundedTo && !plan.resuming) model.to({ dtype: o.initRoundedTo }).to({ dtype: 'float32' });
   const { optimizer, scheduler, clip, scaler } = optimization(model, o);
   let start = 1;

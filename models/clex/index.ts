@@ -122,6 +122,30 @@ export function sampleTrainingPositions(
 }
 
 /**
+ * How training forwards place their L tokens (RotaryEmbedding.trainingPositions). 'standard': the rule's
+ * own (0..L−1; CLEX: sampleTrainingPositions over [0, t·L0)). 'chunks': chunkedTrainingPositions over
+ * [0, s·L0), s being the rule's factor or CLEX's drawn t (PoSE-style).
+ */
+export type TrainingPositions = 'standard' | 'chunks';
+
+/**
+ * The L tokens cut at a random point into two contiguous chunks, the second shifted by a random gap so
+ * the positions stay inside [0, span): neighbouring tokens stay one position apart, as at inference,
+ * while the distances across the cut reach up to span − 1 (PoSE, Zhu et al. 2023). With span ≤ L,
+ * simply 0..L−1. `uniform` draws in [0, 1).
+ */
+export function chunkedTrainingPositions(L: number, span: number, uniform: () => number = nextUniform): number[] {
+  if (!Number.isInteger(L) || L < 1)
+    throw new OpError('chunkedTrainingPositions', `length must be a positive integer, got ${L}`);
+  if (!Number.isInteger(span) || span < 1)
+    throw new OpError('chunkedTrainingPositions', `span must be a positive integer, got ${span}`);
+  if (span <= L || L === 1) return Array.from({ length: L }, (_, i) => i);
+  const cut = 1 + Math.floor(uniform() * (L - 1));
+  const gap = Math.floor(uniform() * (span - L + 1));
+  return Array.from({ length: L }, (_, i) => (i < cut ? i : i + gap));
+}
+
+/**
  * A differentiable move to `device` and `dtype`: forward copies (nothing where x is there already),
  * backward moves the gradient back: synchronously where the host holds it (readSync), else by a readback
  * (asynchronous: it needs loss.backwardAsync()).
@@ -199,8 +223,11 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
     return Math.max(1, Math.ceil(length / this.L0));
   }
 
-  /** Training draw for a sequence of length L: t ~ Uniform{t_min..max_factor} (or trainingT1Share) and sorted positions in [0, t·L0). */
-  sample(L: number, uniform: () => number = nextUniform): ClexSample {
+  /**
+   * Training draw for a sequence of length L: t ~ Uniform{t_min..max_factor} (or trainingT1Share) and
+   * positions in [0, t·L0): a sorted random subset ('standard', the paper's) or two chunks ('chunks').
+   */
+  sample(L: number, uniform: () => number = nextUniform, placement: TrainingPositions = 'standard'): ClexSample {
     const tMin = this.scaleFor(L);
     const share = this.trainingT1Share;
     if (share !== null && !(share >= 0 && share <= 1))
@@ -213,7 +240,12 @@ export class CLEX extends Module<[number], Promise<Tensor>> {
         : tMin + Math.floor(uniform() * (this.maxFactor - tMin + 1));
     return {
       t,
-      positions: t === 1 ? Array.from({ length: L }, (_, i) => i) : sampleTrainingPositions(L, t, this.L0, uniform),
+      positions:
+        t === 1
+          ? Array.from({ length: L }, (_, i) => i)
+          : placement === 'chunks'
+            ? chunkedTrainingPositions(L, t * this.L0, uniform)
+            : sampleTrainingPositions(L, t, this.L0, uniform),
     };
   }
 
