@@ -66,6 +66,11 @@ export const SETTINGS: { name: string; what: string; flags: string }[] = [
     what: 'chunks-t25 with the ODE rate ×10',
     flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.25 --clex-ode-lr-scale 10 --train-positions chunks',
   },
+  {
+    name: 'chunks-t25-400',
+    what: 'chunks-t25 with 400 fine-tune steps instead of 200 (every fine-tune)',
+    flags: '--max-factor 16 --finetune-lr 5e-4 --clex-t1-share 0.25 --train-positions chunks --finetune-steps 400',
+  },
 ];
 
 const { values } = parseArgs({

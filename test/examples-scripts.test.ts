@@ -358,6 +358,12 @@ describe('the main job', () => {
     };
     expect((await downOf('clex-frozen')).every((x) => x === 0)).toBe(true);
     expect((await downOf('clex')).some((x) => x !== 0)).toBe(true);
+    // The fine-tunes train on chunked positions (recorded in their settings, so --resume checks it); the base does not.
+    const runOf = (stage: string) =>
+      (JSON.parse(readFileSync(join(out, stage, 'trainer_state.json'), 'utf8')) as { extra: { run: object } }).extra
+        .run;
+    for (const stage of ['clex', 'yarn', 'pi']) expect(runOf(stage)).toMatchObject({ train_positions: 'chunks' });
+    expect(runOf('base')).not.toHaveProperty('train_positions');
   }, 600_000);
 
   it('with passkey rows, says the passkey results are void when the base fails at 1×L0; a too-short L0 is refused up front', async () => {
@@ -390,10 +396,10 @@ describe('the main job', () => {
     );
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
       passkeyCalibration: { passed: boolean };
-      recipe: { passkeyShare: number };
+      recipe: { passkeyShare: number; clexT1Share: number; trainPositions: string };
     };
     expect(results.passkeyCalibration.passed).toBe(false);
-    expect(results.recipe.passkeyShare).toBe(0.75);
+    expect(results.recipe).toMatchObject({ passkeyShare: 0.75, clexT1Share: 0.25, trainPositions: 'chunks' });
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toContain('passkey void');
     const badShare = await run('main', [
       ...tiny,
@@ -406,6 +412,17 @@ describe('the main job', () => {
     ]);
     expect(badShare.code).toBe(2);
     expect(badShare.stderr).toMatch(/--clex-t1-share must be a number in \[0, 1\] or 'uniform', got 'half'/);
+    const badPositions = await run('main', [
+      ...tiny,
+      '--seq-len',
+      '24',
+      '--train-positions',
+      'chunk',
+      '--out',
+      dir('main-short'),
+    ]);
+    expect(badPositions.code).toBe(2);
+    expect(badPositions.stderr).toMatch(/--train-positions must be one of standard, chunks, got 'chunk'/);
     const badSeed = await run('main', [...tiny, '--seq-len', '24', '--seed', '1.5', '--out', dir('main-short')]);
     expect(badSeed.code).toBe(2);
     expect(badSeed.stderr).toMatch(/--seed must be an integer ≥ 0, got '1.5'/);
