@@ -165,7 +165,7 @@ function chartSpec(results: Results, title: string): vegaLite.TopLevelSpec {
   } as const;
   const panel = (field: 'perplexity' | 'passkey', yTitle: string, scale: Record<string, unknown>) => ({
     width: 400,
-    height: 300,
+    height: 360, // tall enough for the y titles: a rotated title longer than its panel pads the whole figure
     layer: [
       {
         data: { values: points },
