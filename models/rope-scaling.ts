@@ -148,10 +148,9 @@ export class RotaryEmbedding {
     return this.type === 'dynamic' || this.type === 'clex';
   }
 
-  /** The positions a static scaled rule covers, round(factor·L0) (L0 for the rules whose frequencies follow the length). */
+  /** The positions a static scaled rule covers, round(factor·L0); L0 for plain RoPE and the length-dependent rules. */
   private staticSpan(): number {
-    const s = this.scaling;
-    return s && ['linear', 'ntk', 'yarn', 'llama3'].includes(s.type) ? Math.round(s.factor * this.L0) : this.L0;
+    return this.scaling && !this.lengthDependent ? Math.round(this.scaling.factor * this.L0) : this.L0;
   }
 
   /** θ_i = b^(−2i/d). */
